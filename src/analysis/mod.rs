@@ -1,0 +1,371 @@
+//! Static analysis of a plan: per statement its kind, tables, lock, rewrite/scan and whether it
+//! can run in a transaction; the hazards (one rule per file in `rules/`) with context-aware
+//! severity; the impact on the target's catalog; and a risk level. The dry-run's measurements
+//! are reported beside these facts; where they disagree the measurement wins.
+
+pub mod lexer;
+pub mod rules;
+
+use std::collections::BTreeSet;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Policy;
+use crate::error::{Error, Result};
+use crate::plan::Body;
+use crate::target::Catalog;
+use lexer::Token;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+/// A hazard: `{code, severity, statement, table, message, fix}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Hazard {
+    pub code: String,
+    pub severity: Severity,
+    /// The statement (or step) it concerns.
+    pub statement: String,
+    pub table: Option<String>,
+    /// What goes wrong.
+    pub message: String,
+    /// The safe way to do it.
+    pub fix: String,
+}
+
+/// What drydock reads from one statement without running it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct StatementFacts {
+    pub step: String,
+    pub index: usize,
+    pub sql: String,
+    pub kind: String,
+    pub tables: Vec<String>,
+    /// The lock the statement is expected to take.
+    pub lock: String,
+    pub rewrites: bool,
+    pub scans: bool,
+    pub transactional: bool,
+    #[serde(skip)]
+    pub has_where: bool,
+    #[serde(skip)]
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct TableImpact {
+    pub table: String,
+    pub exists: bool,
+    pub rows: Option<u64>,
+    pub bytes: Option<u64>,
+    pub indexes: Vec<String>,
+    pub views: Vec<String>,
+    pub foreign_keys: Vec<String>,
+    pub triggers: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Analysis {
+    pub engine: String,
+    pub statements: Vec<StatementFacts>,
+    pub hazards: Vec<Hazard>,
+    pub impact: Vec<TableImpact>,
+    /// `low`, `medium`, `high` or `critical`.
+    pub risk: Severity,
+}
+
+/// Context the rules see for every statement.
+pub struct Context<'a> {
+    pub catalog: &'a Catalog,
+    pub policy: &'a Policy,
+    /// Tables created by earlier statements of this plan.
+    pub created: &'a BTreeSet<String>,
+}
+
+impl Context<'_> {
+    /// Rows the catalog estimates for `table`; 0 for a table this plan creates.
+    pub fn rows(&self, table: &str) -> u64 {
+        if self.created.contains(table) {
+            return 0;
+        }
+        self.catalog.tables.get(table).map(|t| t.rows).unwrap_or(0)
+    }
+
+    /// Caps a severity at `low` on tables created in this plan or below `large_table_rows`.
+    pub fn severity(&self, table: Option<&str>, wanted: Severity) -> Severity {
+        match table {
+            Some(t) if self.created.contains(t) || self.rows(t) < self.policy.large_table_rows => {
+                wanted.min(Severity::Low)
+            }
+            _ => wanted,
+        }
+    }
+}
+
+/// Splits a step's SQL into statements, with a clear error naming the step.
+pub fn statements(step: &str, sql: &str) -> Result<Vec<lexer::Statement>> {
+    let stmts = lexer::split(sql).map_err(|e| Error::InvalidInput(format!("step `{step}`: {}", e.0)))?;
+    for s in &stmts {
+        if let Some(Token::Word(w)) = s.tokens.first() {
+            if matches!(w.as_str(), "BEGIN" | "COMMIT" | "ROLLBACK" | "END" | "SAVEPOINT" | "RELEASE")
+                && !s.tokens.get(1).is_some_and(|t| t.is_word("TRIGGER"))
+            {
+                return Err(Error::InvalidInput(format!(
+                    "step `{step}` contains `{}`: drydock opens and commits the transaction itself; remove transaction control from the SQL",
+                    s.sql
+                )));
+            }
+        }
+    }
+    Ok(stmts)
+}
+
+/// A check must be exactly one read-only query, so a check can never smuggle a write.
+pub fn check_is_single_query(name: &str, sql: &str) -> Result<()> {
+    let invalid = |reason: &str| Error::InvalidCheck { name: name.to_string(), reason: reason.to_string() };
+    let stmts = lexer::split(sql).map_err(|e| invalid(&e.0))?;
+    match stmts.as_slice() {
+        [one] => {
+            let first = one.tokens.first();
+            if !(first.is_some_and(|t| t.is_word("SELECT") || t.is_word("WITH") || t.is_word("VALUES"))) {
+                return Err(invalid("it does not start with SELECT, WITH or VALUES"));
+            }
+            let writes = ["INSERT", "UPDATE", "DELETE", "DROP", "ALTER", "CREATE", "ATTACH", "PRAGMA"];
+            if one.tokens.iter().any(|t| writes.iter().any(|w| t.is_word(w))) {
+                return Err(invalid("it contains a write or DDL keyword"));
+            }
+            Ok(())
+        }
+        [] => Err(invalid("it is empty")),
+        _ => Err(invalid(&format!("it holds {} statements; a check is exactly one", stmts.len()))),
+    }
+}
+
+fn name_after(tokens: &[Token], mut i: usize) -> Option<String> {
+    // Skip IF [NOT] EXISTS, then read `schema.name` or `name`.
+    while tokens.get(i).is_some_and(|t| t.is_word("IF") || t.is_word("NOT") || t.is_word("EXISTS") || t.is_word("ONLY")) {
+        i += 1;
+    }
+    let first = tokens.get(i)?.name()?;
+    if tokens.get(i + 1) == Some(&Token::Punct('.')) {
+        return tokens.get(i + 2).and_then(Token::name);
+    }
+    Some(first)
+}
+
+fn position(tokens: &[Token], word: &str) -> Option<usize> {
+    tokens.iter().position(|t| t.is_word(word))
+}
+
+/// Reads a statement's kind and tables from its leading keywords.
+pub fn classify(step: &str, index: usize, st: &lexer::Statement, engine: &str) -> StatementFacts {
+    let t = &st.tokens;
+    let w = |i: usize| match t.get(i) {
+        Some(Token::Word(w)) => w.as_str(),
+        _ => "",
+    };
+    let mut tables = Vec::new();
+    let mut detail = None;
+    let (kind, writes_data) = match (w(0), w(1)) {
+        ("CREATE", _) => {
+            let mut i = 1;
+            while matches!(w(i), "TEMP" | "TEMPORARY" | "UNIQUE" | "OR" | "REPLACE" | "UNLOGGED") {
+                i += 1;
+            }
+            let what = w(i).to_lowercase();
+            match what.as_str() {
+                "table" => tables.extend(name_after(t, i + 1)),
+                "index" => {
+                    if let Some(on) = position(t, "ON") {
+                        tables.extend(name_after(t, on + 1));
+                    }
+                }
+                "trigger" => {
+                    if let Some(on) = position(t, "ON") {
+                        tables.extend(name_after(t, on + 1));
+                    }
+                }
+                _ => {}
+            }
+            (format!("create {what}"), false)
+        }
+        ("DROP", what) => {
+            let what = what.to_lowercase();
+            if what == "table" {
+                tables.extend(name_after(t, 2));
+            }
+            (format!("drop {what}"), false)
+        }
+        ("ALTER", "TABLE") => {
+            tables.extend(name_after(t, 2));
+            let action = t
+                .iter()
+                .skip(3)
+                .position(|x| {
+                    x.is_word("ADD") || x.is_word("DROP") || x.is_word("RENAME") || x.is_word("ALTER")
+                })
+                .map(|p| p + 3);
+            let kind = match action.map(|p| (w(p), w(p + 1))) {
+                Some(("ADD", "CONSTRAINT")) => "alter table add constraint",
+                Some(("ADD", _)) => "alter table add column",
+                Some(("DROP", "CONSTRAINT")) => "alter table drop constraint",
+                Some(("DROP", _)) => {
+                    let p = action.unwrap_or(0) + 1;
+                    let p = if w(p) == "COLUMN" { p + 1 } else { p };
+                    detail = name_after(t, p);
+                    "alter table drop column"
+                }
+                Some(("RENAME", "TO")) => "alter table rename",
+                Some(("RENAME", _)) => "alter table rename column",
+                Some(("ALTER", _)) => "alter table alter column",
+                _ => "alter table",
+            };
+            (kind.to_string(), false)
+        }
+        ("INSERT", _) | ("REPLACE", _) => {
+            if let Some(into) = position(t, "INTO") {
+                tables.extend(name_after(t, into + 1));
+            }
+            ("insert".into(), true)
+        }
+        ("UPDATE", _) => {
+            let mut i = 1;
+            if w(1) == "OR" {
+                i = 3;
+            }
+            tables.extend(name_after(t, i));
+            ("update".into(), true)
+        }
+        ("DELETE", _) => {
+            if let Some(from) = position(t, "FROM") {
+                tables.extend(name_after(t, from + 1));
+            }
+            ("delete".into(), true)
+        }
+        (first, _) => (first.to_lowercase(), false),
+    };
+    let has_where = position(t, "WHERE").is_some();
+    let transactional = !matches!(kind.as_str(), "vacuum")
+        && !t.iter().any(|x| x.is_word("CONCURRENTLY"));
+    let (lock, rewrites, scans) = if engine == "sqlite" {
+        let lock = if kind == "select" { "SHARED" } else { "database write lock (RESERVED)" };
+        let rewrites = kind == "vacuum" || kind == "alter table drop column";
+        let scans = writes_data || kind == "create index" || kind == "alter table add constraint";
+        (lock.to_string(), rewrites, scans)
+    } else {
+        // PostgreSQL facts are refined by the catalog-aware analysis; until then, assume the
+        // strongest lock a DDL statement commonly takes.
+        let lock = if writes_data { "ROW EXCLUSIVE" } else if kind.starts_with("create index") { "SHARE" } else { "ACCESS EXCLUSIVE" };
+        (lock.to_string(), false, writes_data)
+    };
+    StatementFacts {
+        step: step.to_string(),
+        index,
+        sql: st.sql.clone(),
+        kind,
+        tables,
+        lock,
+        rewrites,
+        scans,
+        transactional,
+        has_where,
+        detail,
+    }
+}
+
+/// Analyses a plan body against a target's catalog.
+pub fn analyze(body: &Body, catalog: &Catalog, policy: &Policy) -> Result<Analysis> {
+    let mut created = BTreeSet::new();
+    let mut facts = Vec::new();
+    let mut hazards = Vec::new();
+    let mut touched = BTreeSet::new();
+    for step in &body.steps {
+        let name = step.name.as_deref().unwrap_or("step");
+        let up = step.up.as_deref().unwrap_or("");
+        for (i, st) in statements(name, up)?.iter().enumerate() {
+            let f = classify(name, i + 1, st, catalog.engine);
+            let ctx = Context { catalog, policy, created: &created };
+            hazards.extend(rules::check_statement(&f, &ctx));
+            touched.extend(f.tables.iter().cloned());
+            if f.kind == "create table" {
+                created.extend(f.tables.iter().cloned());
+            }
+            facts.push(f);
+        }
+        if let Some(down) = &step.down {
+            statements(name, down)?;
+        }
+        hazards.extend(rules::check_step(step, name));
+    }
+    let impact = touched
+        .iter()
+        .map(|t| match catalog.tables.get(t) {
+            Some(info) => TableImpact {
+                table: t.clone(),
+                exists: true,
+                rows: Some(info.rows),
+                bytes: info.bytes,
+                indexes: info.indexes.clone(),
+                views: info.views.clone(),
+                foreign_keys: info.foreign_keys_in.clone(),
+                triggers: info.triggers.clone(),
+            },
+            None => TableImpact {
+                table: t.clone(),
+                exists: false,
+                rows: None,
+                bytes: None,
+                indexes: vec![],
+                views: vec![],
+                foreign_keys: vec![],
+                triggers: vec![],
+            },
+        })
+        .collect();
+    let risk = hazards.iter().map(|h| h.severity).max().unwrap_or(Severity::Low);
+    Ok(Analysis { engine: catalog.engine.to_string(), statements: facts, hazards, impact, risk })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(sql: &str) -> StatementFacts {
+        let st = &lexer::split(sql).unwrap()[0];
+        classify("s", 1, st, "sqlite")
+    }
+
+    #[test]
+    fn classifies_common_statements() {
+        assert_eq!(facts("ALTER TABLE users ADD COLUMN age int").kind, "alter table add column");
+        assert_eq!(facts("ALTER TABLE main.users DROP COLUMN age").tables, vec!["users"]);
+        assert_eq!(facts("ALTER TABLE users DROP COLUMN age").detail.as_deref(), Some("age"));
+        assert_eq!(facts("CREATE UNIQUE INDEX i ON \"Orders\"(a)").tables, vec!["Orders"]);
+        assert_eq!(facts("DELETE FROM t").kind, "delete");
+        assert!(!facts("DELETE FROM t").has_where);
+        assert_eq!(facts("UPDATE OR IGNORE t SET a = 1 WHERE b").tables, vec!["t"]);
+        assert_eq!(facts("DROP TABLE IF EXISTS old").tables, vec!["old"]);
+    }
+
+    #[test]
+    fn check_must_be_one_select() {
+        assert!(check_is_single_query("c", "SELECT count(*) = 0 FROM t").is_ok());
+        assert!(check_is_single_query("c", "SELECT 1; DROP TABLE users").is_err());
+        assert!(check_is_single_query("c", "DELETE FROM users").is_err());
+        assert!(check_is_single_query("c", "WITH x AS (DELETE FROM t RETURNING 1) SELECT 1 FROM x").is_err());
+        assert!(check_is_single_query("c", "SELECT 'DROP; x' FROM t").is_ok());
+    }
+
+    #[test]
+    fn transaction_control_in_steps_is_refused() {
+        assert!(statements("s", "BEGIN; ALTER TABLE t ADD c int; COMMIT").is_err());
+        assert!(statements("s", "CREATE TRIGGER x AFTER INSERT ON t BEGIN SELECT 1; END").is_ok());
+    }
+}

@@ -1,0 +1,39 @@
+//! `blocking-index-build`: an index is built while writes to the table are blocked.
+
+use super::{Context, Hazard, Severity, StatementFacts, hazard};
+
+pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
+    if !f.kind.starts_with("create index") && !f.kind.starts_with("create unique") || !f.transactional {
+        return None;
+    }
+    let table = f.tables.first().map(String::as_str);
+    let rows = table.map(|t| ctx.rows(t)).unwrap_or(0);
+    let (message, fix) = if ctx.catalog.engine == "sqlite" {
+        (
+            format!("builds an index over ~{rows} rows while holding the database write lock"),
+            "run it in a quiet window, or split the table's work so the build is short; SQLite has no concurrent index build",
+        )
+    } else {
+        (
+            format!("builds an index over ~{rows} rows while blocking writes to the table"),
+            "use CREATE INDEX CONCURRENTLY in a step of its own (outside a transaction) and drop the index if the build fails",
+        )
+    };
+    Some(hazard("blocking-index-build", ctx.severity(table, Severity::High), f, message, fix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::run;
+    use super::*;
+
+    #[test]
+    fn err_index_on_large_table() {
+        assert_eq!(run(check, "CREATE INDEX i ON users(a)").unwrap().severity, Severity::High);
+    }
+
+    #[test]
+    fn ok_index_on_small_table_is_low() {
+        assert_eq!(run(check, "CREATE INDEX i ON flags(a)").unwrap().severity, Severity::Low);
+    }
+}

@@ -1,0 +1,51 @@
+//! `destructive`: the statement loses data (DROP TABLE/COLUMN, TRUNCATE, DELETE without WHERE).
+
+use super::{Context, Hazard, Severity, StatementFacts, hazard};
+
+pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
+    let table = f.tables.first().map(String::as_str);
+    let what = match f.kind.as_str() {
+        "drop table" => "drops the table and every row in it".to_string(),
+        "drop schema" => "drops the schema and everything in it".to_string(),
+        "truncate" => "deletes every row of the table".to_string(),
+        "alter table drop column" => format!(
+            "drops column `{}` and its data",
+            f.detail.as_deref().unwrap_or("?")
+        ),
+        "delete" if !f.has_where => "deletes every row of the table (no WHERE)".to_string(),
+        _ => return None,
+    };
+    let rows = table.map(|t| ctx.rows(t)).unwrap_or(0);
+    let severity = ctx.severity(table, if rows > 0 { Severity::Critical } else { Severity::High });
+    Some(hazard(
+        "destructive",
+        severity,
+        f,
+        format!("{what}; ~{rows} row(s) are lost unless `down` restores them"),
+        "copy the data aside first (or keep the old column until the rollback window passes, as a gated contract step), and make `down` restore it",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::run;
+    use super::*;
+
+    #[test]
+    fn err_drop_column_on_large_table_is_critical() {
+        let h = run(check, "ALTER TABLE users DROP COLUMN email").unwrap();
+        assert_eq!(h.severity, Severity::Critical);
+        assert!(h.message.contains("email"));
+    }
+
+    #[test]
+    fn err_delete_without_where() {
+        assert!(run(check, "DELETE FROM users").is_some());
+    }
+
+    #[test]
+    fn ok_delete_with_where_and_small_tables() {
+        assert!(run(check, "DELETE FROM users WHERE id = 1").is_none());
+        assert_eq!(run(check, "DROP TABLE flags").unwrap().severity, Severity::Low);
+    }
+}

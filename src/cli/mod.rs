@@ -1,0 +1,327 @@
+//! The engineers' command line (clap): serve the MCP server, review plans, approve or reject
+//! them, open gates, read the error log, lint SQL files, set a project up. A thin adapter over
+//! `engine`; approval exists only here, never as an MCP tool.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::analysis::{self, Severity};
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::plan::{Body, Step};
+
+#[derive(Debug, Parser)]
+#[command(name = "drydock", version, about = "Safe database migrations for AI agents, over MCP")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// drydock.toml to use (default: ./drydock.toml, else the embedded demo under ./.drydock).
+    #[arg(long, global = true, env = "DRYDOCK_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve MCP over stdio (the default for Claude Code and most clients).
+    Serve {
+        /// Serve MCP streamable HTTP on this address instead (not available in this build).
+        #[arg(long)]
+        http: Option<String>,
+    },
+    /// List plans, newest first.
+    Plans,
+    /// Show one plan for review: SQL, analysis, checklist, dry-run evidence.
+    Show {
+        plan_id: String,
+        /// Print JSON instead of markdown.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a plan's exact checksum. The plan's author cannot approve it.
+    Approve {
+        plan_id: String,
+        /// Your name, as recorded in the audit log.
+        #[arg(long)]
+        by: String,
+    },
+    /// Reject a plan.
+    Reject {
+        plan_id: String,
+        /// Why the plan is rejected.
+        #[arg(long)]
+        reason: String,
+        /// Your name.
+        #[arg(long, env = "USER", default_value = "engineer")]
+        by: String,
+    },
+    /// Open a gated step of a plan.
+    Release {
+        plan_id: String,
+        step: String,
+        #[arg(long)]
+        by: String,
+        /// Open an `after` gate before its window has passed (needs --reason).
+        #[arg(long, requires = "reason")]
+        override_window: bool,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Print the error log (ERRORS.md).
+    Errors,
+    /// Analyse a SQL file against a target's catalog, as `plan` would.
+    Lint {
+        file: PathBuf,
+        #[arg(long)]
+        target: String,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Exit non-zero when a hazard at or above this severity is found.
+        #[arg(long, value_enum, default_value_t = FailOn::High)]
+        fail_on: FailOn,
+    },
+    /// Write drydock.toml, .mcp.json and the Claude Code agent file into a directory.
+    Init {
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Check the configuration, the state store and every target.
+    Doctor,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FailOn {
+    Low,
+    Medium,
+    High,
+    Critical,
+    Never,
+}
+
+impl FailOn {
+    fn threshold(self) -> Option<Severity> {
+        match self {
+            FailOn::Low => Some(Severity::Low),
+            FailOn::Medium => Some(Severity::Medium),
+            FailOn::High => Some(Severity::High),
+            FailOn::Critical => Some(Severity::Critical),
+            FailOn::Never => None,
+        }
+    }
+}
+
+/// A domain refusal on the command line: printed as `error[code]: message` + `fix:`, exit 2.
+#[derive(Debug)]
+pub struct Refused(pub Error);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "error[{}]: {}\nfix: {}",
+            self.0.code(),
+            crate::errorlog::redact(&self.0.to_string()),
+            self.0.fix()
+        )
+    }
+}
+
+impl std::error::Error for Refused {}
+
+fn refused(e: Error) -> anyhow::Error {
+    Refused(e).into()
+}
+
+/// Runs a command; the exit code is 0, or what `main` derives from the error.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    if let Command::Init { dir } = &cli.command {
+        init(dir)?;
+        return Ok(0);
+    }
+    let config = Config::discover(cli.global.config.as_deref()).map_err(refused)?;
+    let engine = Arc::new(Engine::open(config).await.map_err(refused)?);
+    match cli.command {
+        Command::Serve { http } => {
+            if http.is_some() {
+                return Err(refused(Error::Config(
+                    "the HTTP transport is not available in this build; serve over stdio".into(),
+                )));
+            }
+            tracing::info!(targets = engine.config.targets.len(), state = %engine.config.state_dir.display(), "drydock serving MCP on stdio");
+            crate::mcp::serve_stdio(engine).await?;
+        }
+        Command::Plans => {
+            let plans = engine.list().await.map_err(refused)?;
+            if plans.is_empty() {
+                println!("no plans yet");
+            }
+            for p in plans {
+                println!("{}  {:<11}  {:<12}  {}  ({} at {})", p.plan_id, p.status.as_str(), p.target, p.goal, p.author, p.created_at);
+            }
+        }
+        Command::Show { plan_id, json } => {
+            let s = engine.status(&plan_id).await.map_err(refused)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                print!("{}", s.to_markdown());
+            }
+        }
+        Command::Approve { plan_id, by } => {
+            let s = engine.approve(&plan_id, &by).await.map_err(refused)?;
+            println!("approved {} (checksum {}) by {by}; status {}", s.plan_id, s.checksum, s.status);
+        }
+        Command::Reject { plan_id, reason, by } => {
+            let s = engine.reject(&plan_id, &by, &reason).await.map_err(refused)?;
+            println!("rejected {} by {by}: {reason}; status {}", s.plan_id, s.status);
+        }
+        Command::Release { plan_id, step, by, override_window, reason } => {
+            let reason = if override_window { reason.as_deref() } else { None };
+            engine.release(&plan_id, &step, &by, reason).await.map_err(refused)?;
+            println!("released step `{step}` of {plan_id} by {by}");
+        }
+        Command::Errors => print!("{}", engine.errors.read().map_err(refused)?),
+        Command::Lint { file, target, format, fail_on } => return lint(&engine, &file, &target, format, fail_on).await,
+        Command::Doctor => return doctor(&engine).await,
+        Command::Init { .. } => unreachable!("handled above"),
+    }
+    Ok(0)
+}
+
+async fn lint(engine: &Engine, file: &Path, target: &str, format: Format, fail_on: FailOn) -> anyhow::Result<i32> {
+    let sql = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let cfg = engine.config.target(target).map_err(refused)?;
+    let t = crate::target::Target::open(&engine.config, cfg).await.map_err(refused)?;
+    let catalog = t.catalog().await.map_err(refused)?;
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
+    // A lint file has no `down`: analyse the `up` alone and drop the step-level irreversible rule.
+    let step = Step { name: Some(name), up: Some(sql), down: Some("-- lint".into()), backfill: None, gate: None };
+    let body = Body::new(target, vec![step], vec![]).map_err(refused)?;
+    let analysis = analysis::analyze(&body, &catalog, &engine.config.policy).map_err(refused)?;
+    match format {
+        Format::Json => println!("{}", serde_json::json!({"hazards": analysis.hazards, "risk": analysis.risk, "statements": analysis.statements})),
+        Format::Text => {
+            if analysis.hazards.is_empty() {
+                println!("no hazards found in {} statement(s)", analysis.statements.len());
+            }
+            for h in &analysis.hazards {
+                println!(
+                    "{:?} {} on {}: {}\n  statement: {}\n  fix: {}",
+                    h.severity,
+                    h.code,
+                    h.table.as_deref().unwrap_or("-"),
+                    h.message,
+                    h.statement,
+                    h.fix
+                );
+            }
+        }
+    }
+    let failing = fail_on.threshold().is_some_and(|t| analysis.hazards.iter().any(|h| h.severity >= t));
+    Ok(if failing { 3 } else { 0 })
+}
+
+async fn doctor(engine: &Engine) -> anyhow::Result<i32> {
+    let c = &engine.config;
+    println!(
+        "config: {}",
+        c.source.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "embedded demo (no drydock.toml)".into())
+    );
+    println!("state store: {} (ok)", c.state_dir.join("state.db").display());
+    println!("error log: {}", c.errors_path.display());
+    let mut failures = 0;
+    for t in c.targets.values() {
+        match crate::target::Target::open(c, t).await {
+            Ok(target) => match target.catalog().await {
+                Ok(cat) => println!("target {} ({}, {}): ok, {} table(s)", t.name, t.role.as_str(), t.url, cat.tables.len()),
+                Err(e) => {
+                    failures += 1;
+                    println!("target {} ({}): {}", t.name, t.role.as_str(), Refused(e));
+                }
+            },
+            Err(e) => {
+                failures += 1;
+                println!("target {} ({}): {}", t.name, t.role.as_str(), Refused(e));
+            }
+        }
+    }
+    Ok(if failures > 0 { 2 } else { 0 })
+}
+
+const INIT_TOML: &str = r#"# drydock configuration. Connection strings come from the environment (env:VAR), so no
+# secret is ever written here; drydock never prints them.
+
+# state_dir = ".drydock"     # drydock's own state (plans, runs, approvals, audit)
+# errors = "ERRORS.md"       # the error log agents learn from
+
+[targets.production]
+url = "env:DATABASE_URL"          # or "sqlite:app.db"
+role = "production"
+staging = "staging"               # where dry-runs of production plans run
+
+[targets.staging]
+url = "env:STAGING_DATABASE_URL"  # or "sqlite:staging.db"
+role = "staging"
+
+[policy]
+rollback_window = "7d"
+dry_run_max_age = "24h"
+backup_max_age = "24h"
+lock_timeout = "1s"
+max_block = "5s"
+large_table_rows = 100000
+min_staging_ratio = 0.1
+
+# [backup]
+# command = "pgbackrest info --output=json | jq -c '{finished_at: (.[0].backup[-1].timestamp.stop | todate), restore_tested: true}'"
+"#;
+
+fn init(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let dir = std::path::absolute(dir)?;
+    let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "drydock".into());
+    let mcp = serde_json::json!({
+        "mcpServers": {
+            "drydock": {
+                "command": exe,
+                "args": ["serve", "--config", dir.join("drydock.toml").display().to_string()]
+            }
+        }
+    });
+    let agent = format!(
+        "---\nname: migration-specialist\ndescription: Design and execute safe database migrations and data transformations through drydock\ntools: Read, Grep, Glob, mcp__drydock\n---\n\n{}",
+        include_str!("../../prompts/migration-specialist.md")
+    );
+    let files: [(PathBuf, String); 3] = [
+        (dir.join("drydock.toml"), INIT_TOML.to_string()),
+        (dir.join(".mcp.json"), serde_json::to_string_pretty(&mcp)? + "\n"),
+        (dir.join(".claude/agents/migration-specialist.md"), agent),
+    ];
+    for (path, text) in files {
+        if path.exists() {
+            println!("kept {} (already exists)", path.display());
+            continue;
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, text)?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,436 @@
+//! `drydock.toml`: the targets drydock may touch, their roles, and the policy that tightens the
+//! safety checklist. Parsed raw first (`RawConfig`), then validated into `Config`, whose paths are
+//! absolute and whose connection strings can never be printed (`TargetUrl` redacts itself).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Production,
+    Staging,
+    Scratch,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Production => "production",
+            Role::Staging => "staging",
+            Role::Scratch => "scratch",
+        }
+    }
+}
+
+/// Where a target lives. The PostgreSQL form holds a secret, so neither `Debug` nor `Display`
+/// ever shows it: only the engine and a redacted host survive.
+#[derive(Clone, PartialEq, Eq)]
+pub enum TargetUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+    /// `env:VAR`: resolved when the target is opened, so the secret never sits in the config.
+    Env(String),
+}
+
+impl TargetUrl {
+    fn parse(raw: &str, base: &Path) -> Result<Self> {
+        if let Some(var) = raw.strip_prefix("env:") {
+            if var.is_empty() {
+                return Err(Error::Config("`env:` needs a variable name, as in env:DATABASE_URL".into()));
+            }
+            return Ok(TargetUrl::Env(var.to_string()));
+        }
+        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            return Ok(TargetUrl::Postgres(raw.to_string()));
+        }
+        if let Some(path) = raw.strip_prefix("sqlite:") {
+            let path = path.trim_start_matches("//");
+            if path.is_empty() {
+                return Err(Error::Config("`sqlite:` needs a file path, as in sqlite:app.db".into()));
+            }
+            let path = Path::new(path);
+            return Ok(TargetUrl::Sqlite(if path.is_absolute() {
+                path.to_path_buf()
+            } else {
+                base.join(path)
+            }));
+        }
+        Err(Error::Config(
+            "a target url is `sqlite:PATH`, `postgres://...` or `env:VAR`".into(),
+        ))
+    }
+
+    /// Resolves `env:VAR` to the concrete URL. The result is still a `TargetUrl`, still redacted.
+    pub fn resolve(&self, base: &Path) -> Result<TargetUrl> {
+        match self {
+            TargetUrl::Env(var) => {
+                let raw = std::env::var(var).map_err(|_| {
+                    Error::Config(format!("environment variable `{var}` named by a target url is not set"))
+                })?;
+                match TargetUrl::parse(&raw, base)? {
+                    TargetUrl::Env(_) => Err(Error::Config(format!("`{var}` must not name another variable"))),
+                    url => Ok(url),
+                }
+            }
+            url => Ok(url.clone()),
+        }
+    }
+
+    pub fn engine(&self) -> &'static str {
+        match self {
+            TargetUrl::Sqlite(_) => "sqlite",
+            TargetUrl::Postgres(_) => "postgres",
+            TargetUrl::Env(_) => "env",
+        }
+    }
+}
+
+impl fmt::Display for TargetUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TargetUrl::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
+            TargetUrl::Postgres(_) => f.write_str("postgres://[redacted]"),
+            TargetUrl::Env(var) => write!(f, "env:{var}"),
+        }
+    }
+}
+
+impl fmt::Debug for TargetUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TargetConfig {
+    pub name: String,
+    pub url: TargetUrl,
+    pub role: Role,
+    /// The non-production target that dry-runs of this target's plans use.
+    pub staging: Option<String>,
+}
+
+/// The knobs of the safety checklist. Defaults are the spec's.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct Policy {
+    #[serde(with = "humantime_serde_str")]
+    #[schemars(with = "String")]
+    pub rollback_window: Duration,
+    #[serde(with = "humantime_serde_str")]
+    #[schemars(with = "String")]
+    pub dry_run_max_age: Duration,
+    #[serde(with = "humantime_serde_str")]
+    #[schemars(with = "String")]
+    pub backup_max_age: Duration,
+    #[serde(with = "humantime_serde_str")]
+    #[schemars(with = "String")]
+    pub lock_timeout: Duration,
+    #[serde(with = "humantime_serde_str")]
+    #[schemars(with = "String")]
+    pub statement_timeout: Duration,
+    #[serde(with = "humantime_serde_str")]
+    #[schemars(with = "String")]
+    pub max_block: Duration,
+    #[serde(with = "humantime_serde_str")]
+    #[schemars(with = "String")]
+    pub apply_wait: Duration,
+    pub large_table_rows: u64,
+    pub min_staging_ratio: f64,
+    pub snapshot_max_rows: u64,
+    pub lock_retries: u32,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        const HOUR: u64 = 3600;
+        Policy {
+            rollback_window: Duration::from_secs(7 * 24 * HOUR),
+            dry_run_max_age: Duration::from_secs(24 * HOUR),
+            backup_max_age: Duration::from_secs(24 * HOUR),
+            lock_timeout: Duration::from_secs(1),
+            statement_timeout: Duration::from_secs(15 * 60),
+            max_block: Duration::from_secs(5),
+            apply_wait: Duration::from_secs(50),
+            large_table_rows: 100_000,
+            min_staging_ratio: 0.1,
+            snapshot_max_rows: 1_000_000,
+            lock_retries: 5,
+        }
+    }
+}
+
+mod humantime_serde_str {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct BackupConfig {
+    /// Run under `sh -c`; prints `{"finished_at": RFC3339, "restore_tested": bool}`.
+    pub command: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this came from; `None` for the embedded demo.
+    pub source: Option<PathBuf>,
+    pub targets: BTreeMap<String, TargetConfig>,
+    pub policy: Policy,
+    pub backup: BackupConfig,
+    pub state_dir: PathBuf,
+    pub errors_path: PathBuf,
+    pub http: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    targets: BTreeMap<String, RawTarget>,
+    #[serde(default)]
+    policy: RawPolicy,
+    #[serde(default)]
+    backup: RawBackup,
+    #[serde(default)]
+    server: RawServer,
+    state_dir: Option<String>,
+    errors: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    url: String,
+    role: Role,
+    staging: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    rollback_window: Option<String>,
+    dry_run_max_age: Option<String>,
+    backup_max_age: Option<String>,
+    lock_timeout: Option<String>,
+    statement_timeout: Option<String>,
+    max_block: Option<String>,
+    apply_wait: Option<String>,
+    large_table_rows: Option<u64>,
+    min_staging_ratio: Option<f64>,
+    snapshot_max_rows: Option<u64>,
+    lock_retries: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBackup {
+    command: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    http: Option<String>,
+}
+
+fn duration(key: &str, raw: &Option<String>, default: Duration) -> Result<Duration> {
+    match raw {
+        None => Ok(default),
+        Some(s) => humantime::parse_duration(s.trim()).map_err(|e| {
+            Error::Config(format!("policy.{key} = {s:?} is not a duration like \"2s\", \"24h\", \"7d\": {e}"))
+        }),
+    }
+}
+
+impl Config {
+    /// Finds the config: `--config`/`DRYDOCK_CONFIG` (already merged by clap), else
+    /// `./drydock.toml`, else the embedded demo under `./.drydock/`.
+    pub fn discover(explicit: Option<&Path>) -> Result<Config> {
+        if let Some(path) = explicit {
+            return Config::load(path);
+        }
+        let local = Path::new("drydock.toml");
+        if local.exists() {
+            return Config::load(local);
+        }
+        crate::demo::config(&std::env::current_dir()?.join(".drydock"))
+    }
+
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+        let path = std::path::absolute(path)?;
+        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        Config::parse(&text, &base, Some(path))
+    }
+
+    pub fn parse(text: &str, base: &Path, source: Option<PathBuf>) -> Result<Config> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| Error::Config(e.message().to_string()))?;
+        let mut targets = BTreeMap::new();
+        for (name, t) in raw.targets {
+            crate::render::validate_ident(&name)
+                .map_err(|_| Error::Config(format!("target name `{name}` must be letters, digits and _")))?;
+            targets.insert(
+                name.clone(),
+                TargetConfig {
+                    url: TargetUrl::parse(&t.url, base)
+                        .map_err(|e| Error::Config(format!("[targets.{name}] {e}")))?,
+                    role: t.role,
+                    staging: t.staging,
+                    name,
+                },
+            );
+        }
+        for t in targets.values() {
+            if let Some(s) = &t.staging {
+                match targets.get(s) {
+                    None => {
+                        return Err(Error::Config(format!(
+                            "[targets.{}] staging = \"{s}\" names no target",
+                            t.name
+                        )));
+                    }
+                    Some(st) if st.role == Role::Production => {
+                        return Err(Error::Config(format!(
+                            "[targets.{}] staging = \"{s}\" is a production target",
+                            t.name
+                        )));
+                    }
+                    Some(st) if st.url == t.url => {
+                        return Err(Error::Config(format!(
+                            "[targets.{}] staging = \"{s}\" is the same database",
+                            t.name
+                        )));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let d = Policy::default();
+        let p = &raw.policy;
+        let policy = Policy {
+            rollback_window: duration("rollback_window", &p.rollback_window, d.rollback_window)?,
+            dry_run_max_age: duration("dry_run_max_age", &p.dry_run_max_age, d.dry_run_max_age)?,
+            backup_max_age: duration("backup_max_age", &p.backup_max_age, d.backup_max_age)?,
+            lock_timeout: duration("lock_timeout", &p.lock_timeout, d.lock_timeout)?,
+            statement_timeout: duration("statement_timeout", &p.statement_timeout, d.statement_timeout)?,
+            max_block: duration("max_block", &p.max_block, d.max_block)?,
+            apply_wait: duration("apply_wait", &p.apply_wait, d.apply_wait)?,
+            large_table_rows: p.large_table_rows.unwrap_or(d.large_table_rows),
+            min_staging_ratio: p.min_staging_ratio.unwrap_or(d.min_staging_ratio),
+            snapshot_max_rows: p.snapshot_max_rows.unwrap_or(d.snapshot_max_rows),
+            lock_retries: p.lock_retries.unwrap_or(d.lock_retries),
+        };
+        let state_dir = raw.state_dir.map(|s| base.join(s)).unwrap_or_else(|| base.join(".drydock"));
+        let errors_path = raw.errors.map(|s| base.join(s)).unwrap_or_else(|| base.join("ERRORS.md"));
+        Ok(Config {
+            source,
+            targets,
+            policy,
+            backup: BackupConfig { command: raw.backup.command },
+            state_dir,
+            errors_path,
+            http: raw.server.http,
+        })
+    }
+
+    pub fn target(&self, name: &str) -> Result<&TargetConfig> {
+        self.targets.get(name).ok_or_else(|| Error::UnknownTarget(name.to_string()))
+    }
+
+    /// The folder relative `sqlite:` paths resolve against.
+    pub fn base_dir(&self) -> PathBuf {
+        self.source
+            .as_deref()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.state_dir.clone())
+    }
+
+    /// The target a dry-run of a plan on `target` uses when the caller names none.
+    pub fn dry_run_target(&self, target: &str) -> Result<&TargetConfig> {
+        let t = self.target(target)?;
+        if t.role != Role::Production {
+            return Ok(t);
+        }
+        match &t.staging {
+            Some(s) => self.target(s),
+            None => Err(Error::NoStaging(target.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_policy_durations_and_links() {
+        let c = Config::parse(
+            r#"
+            [targets.prod]
+            url = "sqlite:prod.db"
+            role = "production"
+            staging = "stage"
+            [targets.stage]
+            url = "sqlite:stage.db"
+            role = "staging"
+            [policy]
+            rollback_window = "7d"
+            lock_timeout = "2s"
+            large_table_rows = 10
+            "#,
+            Path::new("/srv"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.policy.rollback_window, Duration::from_secs(7 * 86400));
+        assert_eq!(c.policy.lock_timeout, Duration::from_secs(2));
+        assert_eq!(c.policy.large_table_rows, 10);
+        assert_eq!(c.dry_run_target("prod").unwrap().name, "stage");
+        assert_eq!(c.targets["prod"].url, TargetUrl::Sqlite("/srv/prod.db".into()));
+    }
+
+    #[test]
+    fn staging_link_must_not_be_production() {
+        let err = Config::parse(
+            r#"
+            [targets.a]
+            url = "sqlite:a.db"
+            role = "production"
+            staging = "b"
+            [targets.b]
+            url = "sqlite:b.db"
+            role = "production"
+            "#,
+            Path::new("/"),
+            None,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("is a production target"), "{err}");
+    }
+
+    #[test]
+    fn postgres_url_is_redacted_everywhere() {
+        let url = TargetUrl::parse("postgres://app:s3cret@db.internal/app", Path::new("/")).unwrap();
+        assert!(!format!("{url}").contains("s3cret"));
+        assert!(!format!("{url:?}").contains("s3cret"));
+        assert!(!format!("{url:?}").contains("db.internal"));
+    }
+
+    #[test]
+    fn bad_duration_names_the_key() {
+        let err = Config::parse("[policy]\nmax_block = \"soon\"", Path::new("/"), None).unwrap_err();
+        assert!(err.to_string().contains("policy.max_block"), "{err}");
+    }
+}

@@ -1,0 +1,1114 @@
+//! The lifecycle (spec §2): plan → dry-run → approve → apply → validate → rollback. Each
+//! operation checks its preconditions, talks to the target through `target`, and records its
+//! outcome through one `Store::commit`. Failures an agent should learn from are appended to
+//! ERRORS.md here, in one place (`Engine::learn`).
+
+mod report;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde_json::json;
+use tokio::sync::mpsc::UnboundedSender;
+
+pub use report::*;
+
+use crate::analysis;
+use crate::checklist::{self, ChecklistItem, Evidence};
+use crate::config::{Config, Role};
+use crate::error::{Error, Result};
+use crate::errorlog::{ErrorLog, Mistake};
+use crate::plan::{Body, Check, Gate, Plan, Status, Step, StepState, Urgency};
+use crate::render;
+use crate::store::{Change, NewRun, Store};
+use crate::target::sqlite::{History, Sqlite, StepFailure};
+use crate::target::{HistoryRow, StatementRun, Target};
+
+/// What the agent asked `plan` for, after the MCP layer decoded it.
+pub struct PlanRequest {
+    pub goal: String,
+    pub target: String,
+    pub steps: Option<Vec<Step>>,
+    pub template: Option<String>,
+    pub params: Option<serde_json::Value>,
+    pub checks: Vec<Check>,
+    pub urgency: Urgency,
+    pub supersedes: Option<String>,
+}
+
+/// A progress tick during apply: `done` of `total` statements.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    pub done: u64,
+    pub total: u64,
+    pub message: String,
+}
+
+pub struct Engine {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub errors: ErrorLog,
+    /// Targets with an apply or rollback running in this process.
+    busy: Mutex<HashSet<String>>,
+}
+
+/// Releases a target's busy mark when the operation ends, however it ends.
+struct BusyGuard<'a>(&'a Mutex<HashSet<String>>, String);
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        self.0.lock().expect("busy set lock").remove(&self.1);
+    }
+}
+
+/// Whether a failure with this code is an agent mistake worth a lesson in ERRORS.md.
+fn lesson_for(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "checklist-unmet" => "call `dry-run` on the plan, wait for an engineer's `drydock approve`, and only then `apply`; check `status` for unmet items first",
+        "production-target" => "dry-runs go to the production target's linked staging: omit `target` in `dry-run`",
+        "sql-failed" => "run `inspect` on the target before writing SQL, and let `dry-run` catch errors before production",
+        "check-failed" => "write checks that state what must be true after `up`, and verify the data they depend on with `inspect`",
+        "rollback-unverified" => "write `down` as the exact inverse of `up`: every column, index and constraint added must be removed, and vice versa",
+        "validation-failed" => "validate right after apply and roll back with a reason when a check fails",
+        "invalid-check" => "a check is exactly one SELECT; writes belong in steps",
+        "rollback-window-closed" => "roll back within the rollback window; after it, write a new forward migration",
+        "wrong-status" => "call `status` before acting on a plan; follow its `next_steps`",
+        "missing-reason" => "every rollback states its reason",
+        "backup-unverified" => "make sure a restorable backup exists before changing production",
+        _ => return None,
+    })
+}
+
+impl Engine {
+    pub async fn open(config: Config) -> Result<Engine> {
+        if config.source.is_none() {
+            crate::demo::ensure(&config.state_dir).await?;
+        }
+        let store = Store::open(&config.state_dir).await?;
+        let errors = ErrorLog::new(&config.errors_path, &config.state_dir);
+        Ok(Engine { config: Arc::new(config), store, errors, busy: Mutex::new(HashSet::new()) })
+    }
+
+    /// Appends the lesson of a failure to ERRORS.md (when it is an agent mistake) and returns it.
+    pub fn learn(&self, err: Error, agent: &str, tool: &str, plan: Option<&Plan>) -> Error {
+        if let Some(lesson) = lesson_for(err.code()) {
+            let tables = plan
+                .and_then(|p| p.analysis["impact"].as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|t| t["table"].as_str().map(String::from))
+                .collect();
+            let mistake = Mistake {
+                agent: agent.to_string(),
+                tool: tool.to_string(),
+                plan: plan.map(|p| p.id.clone()),
+                target: plan.map(|p| p.target.clone()),
+                code: err.code().to_string(),
+                what: err.to_string(),
+                lesson: lesson.to_string(),
+                tables,
+            };
+            if let Err(e) = self.errors.record(&mistake) {
+                tracing::error!(error = %e, "could not append to the error log");
+            }
+        }
+        err
+    }
+
+    fn scratch_path(&self, plan_id: &str) -> PathBuf {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        self.config.state_dir.join("scratch").join(format!("{plan_id}-{nanos}.db"))
+    }
+
+    async fn open_target(&self, name: &str) -> Result<Target> {
+        let t = self.config.target(name)?;
+        Target::open(&self.config, t).await
+    }
+
+    fn sqlite(target: &Target) -> &Sqlite {
+        match target {
+            Target::Sqlite(s) => s,
+        }
+    }
+
+    // ---------------------------------------------------------------- plan
+
+    pub async fn plan(&self, req: PlanRequest, author: &str) -> Result<PlanOutcome> {
+        let target_cfg = self.config.target(&req.target)?;
+        if req.goal.trim().is_empty() {
+            return Err(Error::InvalidInput("`goal` is empty: say what the change achieves".into()));
+        }
+        let (steps, mut checks) = match (req.steps, req.template) {
+            (Some(_), Some(_)) => {
+                return Err(Error::InvalidInput("give either `steps` or `template` + `params`, not both".into()));
+            }
+            (Some(steps), None) => (steps, vec![]),
+            (None, Some(name)) => {
+                let r = render::render(&name, req.params.unwrap_or(json!({})))?;
+                (r.steps, r.checks)
+            }
+            (None, None) => (vec![], vec![]),
+        };
+        checks.extend(req.checks);
+        let body = match Body::new(&req.target, steps, checks) {
+            Ok(b) => b,
+            Err(e) => return Err(self.learn(e, author, "plan", None)),
+        };
+        if let Some(prev) = &req.supersedes {
+            self.store.plan(prev).await?;
+        }
+        let target = Target::open(&self.config, target_cfg).await?;
+        let catalog = target.catalog().await?;
+        let analysis = analysis::analyze(&body, &catalog, &self.config.policy)?;
+        let checksum = body.checksum();
+        let plan = Plan {
+            id: crate::plan::new_id(&checksum),
+            checksum,
+            goal: req.goal.trim().to_string(),
+            target: req.target.clone(),
+            author: author.to_string(),
+            urgency: req.urgency,
+            status: Status::Planned,
+            created_at: crate::store::now(),
+            supersedes: req.supersedes,
+            body,
+            analysis: serde_json::to_value(&analysis).map_err(Error::store)?,
+        };
+        self.store.insert_plan(&plan).await?;
+        let checklist = self.checklist(&plan).await?;
+        let codes: Vec<String> = analysis.hazards.iter().map(|h| h.code.clone()).collect();
+        let tables: Vec<String> = analysis.impact.iter().map(|t| t.table.clone()).collect();
+        let lessons = self.errors.relevant(&codes, &tables)?;
+        let next_steps = next_steps(&plan, target_cfg.role, &checklist);
+        Ok(PlanOutcome {
+            plan_id: plan.id,
+            checksum: plan.checksum,
+            status: plan.status,
+            target: plan.target,
+            role: target_cfg.role,
+            analysis,
+            checklist,
+            lessons,
+            next_steps,
+        })
+    }
+
+    pub async fn checklist(&self, plan: &Plan) -> Result<Vec<ChecklistItem>> {
+        let role = self.config.target(&plan.target)?.role;
+        let runs = self.store.runs(&plan.id).await?;
+        let approvals = self.store.approvals(&plan.id).await?;
+        let backup = self.store.latest_backup(&plan.target).await?;
+        Ok(checklist::evaluate(&Evidence {
+            plan,
+            role,
+            policy: &self.config.policy,
+            runs: &runs,
+            approvals: &approvals,
+            backup: backup.as_ref(),
+        }))
+    }
+
+    // ------------------------------------------------------------- dry-run
+
+    pub async fn dry_run(&self, plan_id: &str, target: Option<&str>, agent: &str) -> Result<DryRunReport> {
+        let plan = self.store.plan(plan_id).await?;
+        self.dry_run_plan(&plan, target, agent).await.map_err(|e| self.learn(e, agent, "dry-run", Some(&plan)))
+    }
+
+    async fn dry_run_plan(&self, plan: &Plan, target: Option<&str>, agent: &str) -> Result<DryRunReport> {
+        if !plan.status.is_pre_apply() {
+            return Err(Error::WrongStatus {
+                plan: plan.id.clone(),
+                status: plan.status.to_string(),
+                action: "dry-run",
+                needed: "planned, tested or approved",
+            });
+        }
+        let staging_cfg = match target {
+            Some(t) => {
+                let cfg = self.config.target(t)?;
+                if cfg.role == Role::Production {
+                    return Err(Error::ProductionDryRun(t.to_string()));
+                }
+                cfg
+            }
+            None => self.config.dry_run_target(&plan.target)?,
+        };
+        let staging = Target::open(&self.config, staging_cfg).await?;
+        let started_at = crate::store::now();
+        let t0 = Instant::now();
+        let scratch = self.scratch_path(&plan.id);
+        std::fs::create_dir_all(scratch.parent().expect("scratch has a parent"))?;
+        let copy = Self::sqlite(&staging).copy_to(&scratch).await?;
+        let outcome = self.exercise(plan, &copy).await;
+        let _ = std::fs::remove_file(&scratch);
+        let duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
+
+        let record = |ok: bool, detail: serde_json::Value| NewRun {
+            kind: "dry-run",
+            target: &staging_cfg.name,
+            checksum: &plan.checksum,
+            ok,
+            started_at: started_at.clone(),
+            duration_ms,
+            detail,
+        };
+        let mut exercised = match outcome {
+            Ok(x) => x,
+            Err(e) => {
+                let detail = json!({"error": e.to_string(), "code": e.code(), "rollback_verified": false});
+                self.store
+                    .commit(Change {
+                        plan_id: &plan.id,
+                        run: Some(record(false, detail)),
+                        audit: Some((agent, "dry-run-failed", json!({"target": staging_cfg.name, "error": e.to_string()}))),
+                        ..Change::default()
+                    })
+                    .await?;
+                return Err(e);
+            }
+        };
+
+        // Row ratio and estimate against the plan's own target.
+        let tables: Vec<String> = plan.analysis["impact"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|t| t["table"].as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        let staging_rows = staging.row_counts(&tables).await?;
+        let prod_rows = match self.open_target(&plan.target).await {
+            Ok(t) => t.row_counts(&tables).await?,
+            Err(_) => BTreeMap::new(),
+        };
+        let mut ratios = Vec::new();
+        let mut warnings = Vec::new();
+        let mut scale: f64 = 1.0;
+        for t in &tables {
+            let (s, p) = (staging_rows.get(t).copied(), prod_rows.get(t).copied());
+            let ratio = match (s, p) {
+                (Some(s), Some(p)) if p > 0 => Some(s as f64 / p as f64),
+                _ => None,
+            };
+            if let (Some(s), Some(p)) = (s, p) {
+                if s > 0 {
+                    scale = scale.max(p as f64 / s as f64);
+                }
+            }
+            if let Some(r) = ratio.filter(|r| *r < self.config.policy.min_staging_ratio) {
+                warnings.push(format!(
+                    "production-like: `{t}` on staging has {:.1}% of production's rows (policy.min_staging_ratio = {})",
+                    r * 100.0,
+                    self.config.policy.min_staging_ratio
+                ));
+            }
+            ratios.push(TableRatio { table: t.clone(), staging_rows: s, production_rows: p, ratio });
+        }
+        let up_ms: f64 = exercised.statements.iter().map(|s| s.duration_ms).sum();
+        let estimate = Estimate {
+            staging_ms: up_ms,
+            production_ms: up_ms * scale,
+            basis: format!("staging duration × {scale:.2} (largest production/staging row ratio of the affected tables)"),
+        };
+        let disagreements = disagreements(plan, &exercised.statements);
+        exercised.checks.iter().filter(|c| !c.passed).for_each(|c| {
+            warnings.push(format!("check `{}` failed: observed {}", c.name, c.observed));
+        });
+        let report = DryRunReport {
+            plan_id: plan.id.clone(),
+            checksum: plan.checksum.clone(),
+            target: staging_cfg.name.clone(),
+            ok: true,
+            rollback_verified: true,
+            statements: std::mem::take(&mut exercised.statements),
+            checks: exercised.checks.clone(),
+            tables: ratios,
+            estimate,
+            warnings,
+            disagreements,
+            duration_ms,
+            next_steps: vec![],
+        };
+        let mut detail = serde_json::to_value(&report).map_err(Error::store)?;
+        detail["fingerprint_before"] = json!(exercised.before.hash);
+        detail["fingerprint_after_up"] = json!(exercised.after_up.hash);
+        detail["fingerprint_after_up_lines"] = json!(exercised.after_up.lines);
+        self.store
+            .commit(Change {
+                plan_id: &plan.id,
+                status: Some((&[Status::Planned], Status::Tested)),
+                run: Some(record(true, detail)),
+                audit: Some((agent, "dry-run", json!({"target": staging_cfg.name, "ok": true}))),
+                ..Change::default()
+            })
+            .await?;
+        // The status guard above leaves approved plans approved; record the run either way.
+        let fresh = self.store.plan(&plan.id).await?;
+        if fresh.status != Status::Tested && fresh.status != Status::Approved {
+            tracing::warn!(plan = %plan.id, status = %fresh.status, "dry-run recorded on a plan that moved on");
+        }
+        let checklist = self.checklist(&fresh).await?;
+        let role = self.config.target(&plan.target)?.role;
+        Ok(DryRunReport { next_steps: next_steps(&fresh, role, &checklist), ..report })
+    }
+
+    /// up, checks, down (in reverse), fingerprint equality, up again — on a scratch copy.
+    async fn exercise(&self, plan: &Plan, copy: &Sqlite) -> Result<Exercised> {
+        let before = copy.fingerprint().await?;
+        let mut statements = Vec::new();
+        for step in plan.steps() {
+            let name = step.name.as_deref().unwrap_or("step");
+            statements.extend(self.run_sql(copy, plan, name, step.up.as_deref(), "dry-run up", None).await?);
+        }
+        let checks = copy.run_checks(&plan.body.checks).await?;
+        if let Some(c) = checks.iter().find(|c| !c.passed) {
+            return Err(Error::CheckFailed {
+                name: c.name.clone(),
+                detail: format!("expected {}, observed {} (after `up` on the staging copy)", c.expect, c.observed),
+            });
+        }
+        for step in plan.steps().iter().rev() {
+            let name = step.name.as_deref().unwrap_or("step");
+            self.run_sql(copy, plan, name, step.down.as_deref(), "dry-run down", None).await?;
+        }
+        let after_down = copy.fingerprint().await?;
+        let verified = plan.steps().iter().all(|s| s.down.is_some());
+        if verified && after_down != before {
+            return Err(Error::RollbackUnverified { detail: before.diff(&after_down) });
+        }
+        if !verified {
+            return Err(Error::RollbackUnverified {
+                detail: "a step has no `down`, so rollback cannot be verified".into(),
+            });
+        }
+        for step in plan.steps() {
+            let name = step.name.as_deref().unwrap_or("step");
+            self.run_sql(copy, plan, name, step.up.as_deref(), "dry-run up (again)", None).await?;
+        }
+        let after_up = copy.fingerprint().await?;
+        Ok(Exercised { before, after_up, statements, checks })
+    }
+
+    async fn run_sql(
+        &self,
+        target: &Sqlite,
+        plan: &Plan,
+        step: &str,
+        sql: Option<&str>,
+        phase: &'static str,
+        history: Option<History<'_>>,
+    ) -> Result<Vec<StatementRun>> {
+        let stmts: Vec<String> = match sql {
+            Some(sql) => analysis::statements(step, sql)?.into_iter().map(|s| s.sql).collect(),
+            None => vec![],
+        };
+        match target.execute(step, &stmts, history, &mut |_| {}).await? {
+            Ok(runs) => Ok(runs),
+            Err(StepFailure { index, sql, cause }) => Err(Error::SqlFailed {
+                phase,
+                target: plan.target.clone(),
+                step: step.to_string(),
+                index,
+                cause: format!("{cause} — in `{}`", truncate(&sql, 200)),
+            }),
+        }
+    }
+
+    // --------------------------------------------------------------- apply
+
+    pub async fn apply(&self, plan_id: &str, agent: &str, progress: Option<UnboundedSender<Progress>>) -> Result<ApplyReport> {
+        let plan = self.store.plan(plan_id).await?;
+        let _guard = {
+            let mut busy = self.busy.lock().expect("busy set lock");
+            if !busy.insert(plan.target.clone()) {
+                return Err(Error::TargetBusy(plan.target.clone()));
+            }
+            BusyGuard(&self.busy, plan.target.clone())
+        };
+        self.apply_plan(&plan, agent, progress).await.map_err(|e| self.learn(e, agent, "apply", Some(&plan)))
+    }
+
+    async fn apply_plan(&self, plan: &Plan, agent: &str, progress: Option<UnboundedSender<Progress>>) -> Result<ApplyReport> {
+        match plan.status {
+            Status::Applied | Status::Validated => {
+                return Ok(ApplyReport::done(plan, "already applied; nothing to do", vec![], None));
+            }
+            Status::Rejected | Status::RolledBack => {
+                return Err(Error::WrongStatus {
+                    plan: plan.id.clone(),
+                    status: plan.status.to_string(),
+                    action: "apply",
+                    needed: "tested and approved (make a new plan)",
+                });
+            }
+            _ => {}
+        }
+        let target_cfg = self.config.target(&plan.target)?;
+        let mut items = self.checklist(plan).await?;
+        let unmet_others: Vec<&ChecklistItem> =
+            checklist::unmet(&items).into_iter().filter(|i| i.item != "backup-verified").collect();
+        if !unmet_others.is_empty() {
+            return Err(unmet_error(plan, &items));
+        }
+        let target = self.open_target(&plan.target).await?;
+        let sqlite = Self::sqlite(&target);
+        let mut backup = None;
+        if target_cfg.role == Role::Production && checklist::unmet(&items).iter().any(|i| i.item == "backup-verified") {
+            let dest = self
+                .config
+                .state_dir
+                .join("backups")
+                .join(format!("{}-{}.db", plan.target, crate::store::now().replace([':', '.'], "-")));
+            let evidence = sqlite.backup(&dest).await?;
+            let detail = serde_json::to_value(&evidence).map_err(Error::store)?;
+            self.store
+                .commit(Change {
+                    plan_id: &plan.id,
+                    backup: Some((&plan.target, true, detail)),
+                    audit: Some((agent, "backup", json!({"target": plan.target, "location": evidence.location}))),
+                    ..Change::default()
+                })
+                .await?;
+            backup = Some(evidence);
+            items = self.checklist(plan).await?;
+            if !checklist::unmet(&items).is_empty() {
+                return Err(unmet_error(plan, &items));
+            }
+        }
+        if let Some(waived) = items.iter().find(|i| i.state == checklist::ItemState::Waived && i.item == "staging-tested") {
+            let _ = self.errors.record(&Mistake {
+                agent: agent.to_string(),
+                tool: "apply".into(),
+                plan: Some(plan.id.clone()),
+                target: Some(plan.target.clone()),
+                code: "hotfix-waiver".into(),
+                what: format!("hotfix applied without a staging dry-run: {}", waived.evidence.clone().unwrap_or_default()),
+                lesson: "hotfixes skip staging only with two approvers; follow up with a dry-run of the same change on staging".into(),
+                tables: vec![],
+            });
+        }
+
+        let steps = self.store.steps(&plan.id).await?;
+        let from: &[Status] = &[Status::Planned, Status::Tested, Status::Approved, Status::Applying];
+        if !self
+            .store
+            .commit(Change {
+                plan_id: &plan.id,
+                status: Some((from, Status::Applying)),
+                audit: Some((agent, "apply-start", json!({"target": plan.target}))),
+                ..Change::default()
+            })
+            .await?
+        {
+            return Err(Error::WrongStatus {
+                plan: plan.id.clone(),
+                status: self.store.plan(&plan.id).await?.status.to_string(),
+                action: "apply",
+                needed: "tested and approved",
+            });
+        }
+        let pre_apply = if steps.iter().all(|s| s.state != StepState::Applied) {
+            Some(sqlite.fingerprint().await?)
+        } else {
+            None
+        };
+        let total: u64 = plan
+            .steps()
+            .iter()
+            .map(|s| s.up.as_deref().map(|u| analysis::statements("", u).map(|v| v.len()).unwrap_or(0)).unwrap_or(0) as u64)
+            .sum();
+        let mut done = 0u64;
+        let mut applied = Vec::new();
+        let mut all_runs = Vec::new();
+        let mut gated = None;
+        let mut previous_applied_at: Option<String> = None;
+        for (i, row) in steps.iter().enumerate() {
+            let step = &plan.steps()[i];
+            if row.state == StepState::Applied {
+                previous_applied_at = row.applied_at.clone();
+                continue;
+            }
+            if row.state == StepState::Gated && !self.gate_open(step, previous_applied_at.as_deref()) {
+                gated = Some(GatedStep {
+                    step: row.name.clone(),
+                    gate: step.gate.clone(),
+                    release: format!("drydock release {} {} --by NAME", plan.id, row.name),
+                });
+                break;
+            }
+            let name = row.name.as_str();
+            let stmts: Vec<String> = analysis::statements(name, step.up.as_deref().unwrap_or(""))?
+                .into_iter()
+                .map(|s| s.sql)
+                .collect();
+            let started_at = crate::store::now();
+            let t0 = Instant::now();
+            let tx = progress.clone();
+            let mut tick = |r: &StatementRun| {
+                done += 1;
+                if let Some(tx) = &tx {
+                    let _ = tx.send(Progress { done, total, message: format!("step `{}` statement {} done", r.step, r.index) });
+                }
+            };
+            let history = History::Applied(HistoryRow { plan_id: &plan.id, step: name, checksum: &plan.checksum, by: agent });
+            let result = sqlite.execute(name, &stmts, Some(history), &mut tick).await?;
+            let duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
+            match result {
+                Ok(runs) => {
+                    let mut detail = json!({"step": name, "statements": runs});
+                    if let (Some(fp), true) = (&pre_apply, applied.is_empty()) {
+                        detail["fingerprint_before"] = json!(fp.hash);
+                        detail["fingerprint_before_lines"] = json!(fp.lines);
+                    }
+                    self.store
+                        .commit(Change {
+                            plan_id: &plan.id,
+                            run: Some(NewRun { kind: "apply", target: &plan.target, checksum: &plan.checksum, ok: true, started_at, duration_ms, detail }),
+                            steps: vec![(i, StepState::Applied)],
+                            audit: Some((agent, "apply-step", json!({"step": name}))),
+                            ..Change::default()
+                        })
+                        .await?;
+                    previous_applied_at = Some(crate::store::now());
+                    applied.push(name.to_string());
+                    all_runs.extend(runs);
+                }
+                Err(StepFailure { index, sql, cause }) => {
+                    let err = Error::SqlFailed {
+                        phase: "apply",
+                        target: plan.target.clone(),
+                        step: name.to_string(),
+                        index,
+                        cause: format!("{cause} — in `{}`", truncate(&sql, 200)),
+                    };
+                    let nothing_applied = steps.iter().all(|s| s.state != StepState::Applied) && applied.is_empty();
+                    let back = if nothing_applied { plan.status } else { Status::Applying };
+                    self.store
+                        .commit(Change {
+                            plan_id: &plan.id,
+                            status: Some((&[], back)),
+                            run: Some(NewRun {
+                                kind: "apply",
+                                target: &plan.target,
+                                checksum: &plan.checksum,
+                                ok: false,
+                                started_at,
+                                duration_ms,
+                                detail: json!({"step": name, "error": err.to_string()}),
+                            }),
+                            audit: Some((agent, "apply-failed", json!({"step": name, "error": err.to_string()}))),
+                            ..Change::default()
+                        })
+                        .await?;
+                    return Err(err);
+                }
+            }
+        }
+        let all_applied = gated.is_none();
+        if all_applied {
+            self.store
+                .commit(Change {
+                    plan_id: &plan.id,
+                    status: Some((&[Status::Applying], Status::Applied)),
+                    audit: Some((agent, "applied", json!({"steps": applied}))),
+                    ..Change::default()
+                })
+                .await?;
+        }
+        let plan = self.store.plan(&plan.id).await?;
+        let message = match &gated {
+            Some(g) => format!("applied {} step(s); step `{}` is gated", applied.len(), g.step),
+            None => format!("applied {} step(s); all steps are applied", applied.len()),
+        };
+        let mut report = ApplyReport::done(&plan, &message, applied, gated);
+        report.statements = all_runs;
+        report.backup = backup;
+        report.checklist = items;
+        Ok(report)
+    }
+
+    fn gate_open(&self, step: &Step, previous_applied_at: Option<&str>) -> bool {
+        match &step.gate {
+            None => true,
+            Some(Gate::Manual) => false,
+            Some(Gate::After { duration }) => {
+                let d = if duration == "rollback_window" {
+                    self.config.policy.rollback_window
+                } else {
+                    humantime::parse_duration(duration).unwrap_or(self.config.policy.rollback_window)
+                };
+                previous_applied_at.and_then(crate::store::age).is_some_and(|age| age >= d)
+            }
+        }
+    }
+
+    // ------------------------------------------------------------ validate
+
+    pub async fn validate(&self, plan_id: &str, agent: &str) -> Result<ValidateReport> {
+        let plan = self.store.plan(plan_id).await?;
+        self.validate_plan(&plan, agent).await.map_err(|e| self.learn(e, agent, "validate", Some(&plan)))
+    }
+
+    async fn validate_plan(&self, plan: &Plan, agent: &str) -> Result<ValidateReport> {
+        if !matches!(plan.status, Status::Applied | Status::Validated | Status::Applying) {
+            return Err(Error::WrongStatus {
+                plan: plan.id.clone(),
+                status: plan.status.to_string(),
+                action: "validate",
+                needed: "applied",
+            });
+        }
+        let started_at = crate::store::now();
+        let t0 = Instant::now();
+        let target = self.open_target(&plan.target).await?;
+        let sqlite = Self::sqlite(&target);
+        let checks = sqlite.run_checks(&plan.body.checks).await?;
+        let mut integrity = Vec::new();
+        for problem in sqlite.integrity().await? {
+            integrity.push(BuiltinCheck { name: "integrity".into(), passed: false, detail: problem });
+        }
+        if integrity.is_empty() {
+            integrity.push(BuiltinCheck { name: "integrity".into(), passed: true, detail: "integrity_check ok; foreign_key_check clean".into() });
+        }
+        let runs = self.store.runs(&plan.id).await?;
+        let dry = runs.iter().rev().find(|r| r.kind == "dry-run" && r.ok && r.checksum == plan.checksum);
+        let current = sqlite.fingerprint().await?;
+        let drift = match dry.and_then(|d| d.detail["fingerprint_after_up_lines"].as_array()) {
+            Some(lines) if plan.status != Status::Applying => {
+                let expected = crate::target::Fingerprint::from_lines(
+                    lines.iter().filter_map(|l| l.as_str().map(String::from)).collect(),
+                );
+                if expected == current {
+                    BuiltinCheck { name: "schema-matches-dry-run".into(), passed: true, detail: "the schema equals the dry-run's post-up schema".into() }
+                } else {
+                    BuiltinCheck { name: "schema-matches-dry-run".into(), passed: false, detail: format!("drift from the dry-run's post-up schema: {}", expected.diff(&current)) }
+                }
+            }
+            _ => BuiltinCheck { name: "schema-matches-dry-run".into(), passed: true, detail: "not compared (no dry-run of this checksum, or steps still pending)".into() },
+        };
+        integrity.push(drift);
+        let history = sqlite.history(&plan.id).await?;
+        let applied_rows: HashSet<String> =
+            history.iter().filter(|h| h.1 == "applied").map(|h| h.0.clone()).collect();
+        let store_applied: Vec<String> =
+            self.store.steps(&plan.id).await?.into_iter().filter(|s| s.state == StepState::Applied).map(|s| s.name).collect();
+        let missing: Vec<&String> = store_applied.iter().filter(|s| !applied_rows.contains(*s)).collect();
+        integrity.push(BuiltinCheck {
+            name: "history".into(),
+            passed: missing.is_empty(),
+            detail: if missing.is_empty() {
+                format!("{} applied step(s) recorded in the target's history table", store_applied.len())
+            } else {
+                format!("step(s) applied per drydock but missing from the target's history: {missing:?}")
+            },
+        });
+        let tables: Vec<String> = plan.analysis["impact"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|t| t["table"].as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        let row_counts = sqlite.row_counts(&tables).await?;
+        let failures: Vec<String> = checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| format!("check `{}` expected {} but observed {}", c.name, c.expect, c.observed))
+            .chain(integrity.iter().filter(|c| !c.passed).map(|c| format!("{}: {}", c.name, c.detail)))
+            .collect();
+        let ok = failures.is_empty();
+        let report = ValidateReport {
+            plan_id: plan.id.clone(),
+            ok,
+            status: if ok && plan.status != Status::Applying { Status::Validated } else { plan.status },
+            checks,
+            builtin: integrity,
+            row_counts,
+        };
+        self.store
+            .commit(Change {
+                plan_id: &plan.id,
+                status: (ok && plan.status == Status::Applied).then_some((&[Status::Applied][..], Status::Validated)),
+                run: Some(NewRun {
+                    kind: "validate",
+                    target: &plan.target,
+                    checksum: &plan.checksum,
+                    ok,
+                    started_at,
+                    duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
+                    detail: serde_json::to_value(&report).map_err(Error::store)?,
+                }),
+                audit: Some((agent, "validate", json!({"ok": ok}))),
+                ..Change::default()
+            })
+            .await?;
+        if !ok {
+            return Err(Error::ValidationFailed { plan: plan.id.clone(), failures: failures.join("; ") });
+        }
+        Ok(report)
+    }
+
+    // ------------------------------------------------------------ rollback
+
+    pub async fn rollback(&self, plan_id: &str, reason: &str, agent: &str) -> Result<RollbackReport> {
+        let plan = self.store.plan(plan_id).await?;
+        let _guard = {
+            let mut busy = self.busy.lock().expect("busy set lock");
+            if !busy.insert(plan.target.clone()) {
+                return Err(Error::TargetBusy(plan.target.clone()));
+            }
+            BusyGuard(&self.busy, plan.target.clone())
+        };
+        self.rollback_plan(&plan, reason, agent).await.map_err(|e| self.learn(e, agent, "rollback", Some(&plan)))
+    }
+
+    async fn rollback_plan(&self, plan: &Plan, reason: &str, agent: &str) -> Result<RollbackReport> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(Error::MissingReason);
+        }
+        if !matches!(plan.status, Status::Applied | Status::Validated | Status::Applying) {
+            return Err(Error::WrongStatus {
+                plan: plan.id.clone(),
+                status: plan.status.to_string(),
+                action: "rollback",
+                needed: "applied",
+            });
+        }
+        let steps = self.store.steps(&plan.id).await?;
+        let applied: Vec<(usize, &crate::store::StepRow)> =
+            steps.iter().enumerate().filter(|(_, s)| s.state == StepState::Applied).collect();
+        let first_applied = applied.iter().filter_map(|(_, s)| s.applied_at.clone()).min();
+        if let Some(first) = &first_applied {
+            let window = self.config.policy.rollback_window;
+            if crate::store::age(first).is_some_and(|a| a > window) {
+                return Err(Error::RollbackWindowClosed {
+                    plan: plan.id.clone(),
+                    closed_at: crate::store::add(first, window).unwrap_or_default(),
+                });
+            }
+        }
+        let runs = self.store.runs(&plan.id).await?;
+        let before = runs
+            .iter()
+            .find(|r| r.kind == "apply" && r.ok && r.detail.get("fingerprint_before_lines").is_some())
+            .and_then(|r| r.detail["fingerprint_before_lines"].as_array())
+            .map(|l| crate::target::Fingerprint::from_lines(l.iter().filter_map(|x| x.as_str().map(String::from)).collect()));
+        let target = self.open_target(&plan.target).await?;
+        let sqlite = Self::sqlite(&target);
+        let started_at = crate::store::now();
+        let t0 = Instant::now();
+        let mut rolled_back = Vec::new();
+        for (i, row) in applied.iter().rev() {
+            let step = &plan.steps()[*i];
+            let Some(down) = step.down.as_deref() else {
+                return Err(Error::InvalidInput(format!(
+                    "step `{}` has no `down`; write a new plan that reverses it",
+                    row.name
+                )));
+            };
+            let history = History::RolledBack { plan_id: &plan.id, step: &row.name };
+            self.run_sql(sqlite, plan, &row.name, Some(down), "rollback", Some(history)).await?;
+            self.store
+                .commit(Change {
+                    plan_id: &plan.id,
+                    steps: vec![(*i, StepState::RolledBack)],
+                    audit: Some((agent, "rollback-step", json!({"step": row.name, "reason": reason}))),
+                    ..Change::default()
+                })
+                .await?;
+            rolled_back.push(row.name.clone());
+        }
+        let after = sqlite.fingerprint().await?;
+        let (verified, detail) = match &before {
+            Some(b) if *b == after => (true, "the schema equals the pre-apply schema".to_string()),
+            Some(b) => (false, b.diff(&after)),
+            None => (false, "no pre-apply fingerprint was recorded".to_string()),
+        };
+        self.store
+            .commit(Change {
+                plan_id: &plan.id,
+                status: Some((&[], Status::RolledBack)),
+                run: Some(NewRun {
+                    kind: "rollback",
+                    target: &plan.target,
+                    checksum: &plan.checksum,
+                    ok: verified,
+                    started_at,
+                    duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
+                    detail: json!({"reason": reason, "steps": rolled_back, "verified": verified, "detail": detail}),
+                }),
+                audit: Some((agent, "rolled-back", json!({"reason": reason, "verified": verified}))),
+                ..Change::default()
+            })
+            .await?;
+        if !verified {
+            return Err(Error::RollbackUnverified { detail });
+        }
+        Ok(RollbackReport {
+            plan_id: plan.id.clone(),
+            status: Status::RolledBack,
+            rolled_back,
+            schema_verified: verified,
+            detail,
+            reason: reason.to_string(),
+        })
+    }
+
+    // ------------------------------------------------- engineers' decisions
+
+    pub async fn approve(&self, plan_id: &str, by: &str) -> Result<StatusReport> {
+        let plan = self.store.plan(plan_id).await?;
+        let by = by.trim();
+        if by.is_empty() {
+            return Err(Error::InvalidInput("`--by` names the approving engineer".into()));
+        }
+        if by.eq_ignore_ascii_case(&plan.author) {
+            return Err(Error::SelfApproval { plan: plan.id.clone(), by: by.to_string() });
+        }
+        if !plan.status.is_pre_apply() {
+            return Err(Error::WrongStatus {
+                plan: plan.id.clone(),
+                status: plan.status.to_string(),
+                action: "approve",
+                needed: "planned or tested",
+            });
+        }
+        self.store
+            .commit(Change {
+                plan_id: &plan.id,
+                status: Some((&[Status::Tested, Status::Approved], Status::Approved)),
+                approval: Some((&plan.checksum, by, "approved", None)),
+                audit: Some((by, "approve", json!({"checksum": plan.checksum}))),
+                ..Change::default()
+            })
+            .await?;
+        self.status(plan_id).await
+    }
+
+    pub async fn reject(&self, plan_id: &str, by: &str, reason: &str) -> Result<StatusReport> {
+        let plan = self.store.plan(plan_id).await?;
+        if reason.trim().is_empty() {
+            return Err(Error::InvalidInput("`--reason` says why the plan is rejected".into()));
+        }
+        if !plan.status.is_pre_apply() {
+            return Err(Error::WrongStatus {
+                plan: plan.id.clone(),
+                status: plan.status.to_string(),
+                action: "reject",
+                needed: "planned, tested or approved",
+            });
+        }
+        self.store
+            .commit(Change {
+                plan_id: &plan.id,
+                status: Some((&[], Status::Rejected)),
+                approval: Some((&plan.checksum, by, "rejected", Some(reason))),
+                audit: Some((by, "reject", json!({"reason": reason}))),
+                ..Change::default()
+            })
+            .await?;
+        self.status(plan_id).await
+    }
+
+    /// Opens a step's gate. `after` gates need `override_reason` while the window runs.
+    pub async fn release(&self, plan_id: &str, step: &str, by: &str, override_reason: Option<&str>) -> Result<StatusReport> {
+        let plan = self.store.plan(plan_id).await?;
+        let steps = self.store.steps(plan_id).await?;
+        let (i, row) = steps
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.name == step)
+            .ok_or_else(|| Error::InvalidInput(format!("plan `{plan_id}` has no step `{step}`")))?;
+        if row.state != StepState::Gated {
+            return Err(Error::InvalidInput(format!("step `{step}` is {}, not gated", row.state.as_str())));
+        }
+        if by.eq_ignore_ascii_case(&plan.author) {
+            return Err(Error::SelfApproval { plan: plan.id.clone(), by: by.to_string() });
+        }
+        if matches!(plan.steps()[i].gate, Some(Gate::After { .. })) && override_reason.is_none_or(|r| r.trim().is_empty()) {
+            return Err(Error::InvalidInput(format!(
+                "step `{step}` waits for the rollback window; pass --override-window --reason R to open it early"
+            )));
+        }
+        self.store
+            .commit(Change {
+                plan_id,
+                release: Some((i, by)),
+                audit: Some((by, "release", json!({"step": step, "override_reason": override_reason}))),
+                ..Change::default()
+            })
+            .await?;
+        self.status(plan_id).await
+    }
+
+    // ------------------------------------------------------------ reading
+
+    pub async fn status(&self, plan_id: &str) -> Result<StatusReport> {
+        let plan = self.store.plan(plan_id).await?;
+        let role = self.config.target(&plan.target)?.role;
+        let checklist = self.checklist(&plan).await?;
+        let steps = self
+            .store
+            .steps(plan_id)
+            .await?
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| StepStatus {
+                name: s.name,
+                state: s.state,
+                gate: plan.steps()[i].gate.clone(),
+                applied_at: s.applied_at,
+                released_by: s.released_by,
+                up: plan.steps()[i].up.clone(),
+                down: plan.steps()[i].down.clone(),
+            })
+            .collect();
+        let runs = self.store.runs(plan_id).await?;
+        let approvals = self.store.approvals(plan_id).await?;
+        Ok(StatusReport {
+            plan_id: plan.id.clone(),
+            status: plan.status,
+            goal: plan.goal.clone(),
+            target: plan.target.clone(),
+            role,
+            checksum: plan.checksum.clone(),
+            author: plan.author.clone(),
+            urgency: plan.urgency,
+            created_at: plan.created_at.clone(),
+            steps,
+            checks: plan.body.checks.clone(),
+            checklist: checklist.clone(),
+            runs: runs.into_iter().map(RunSummary::from).collect(),
+            approvals,
+            analysis: plan.analysis.clone(),
+            next_steps: next_steps(&plan, role, &checklist),
+        })
+    }
+
+    pub async fn list(&self) -> Result<Vec<PlanSummary>> {
+        Ok(self
+            .store
+            .plans(200)
+            .await?
+            .into_iter()
+            .map(|(plan_id, target, status, goal, author, created_at)| PlanSummary { plan_id, target, status, goal, author, created_at })
+            .collect())
+    }
+
+    pub async fn inspect(&self, target: &str, table: Option<&str>) -> Result<InspectReport> {
+        let cfg = self.config.target(target)?;
+        let t = Target::open(&self.config, cfg).await?;
+        let mut catalog = t.catalog().await?;
+        if let Some(name) = table {
+            if !catalog.tables.contains_key(name) {
+                return Err(Error::InvalidInput(format!("target `{target}` has no table `{name}`")));
+            }
+            catalog.tables.retain(|k, _| k == name);
+        }
+        Ok(InspectReport { target: target.to_string(), role: cfg.role, engine: t.engine().to_string(), tables: catalog.tables })
+    }
+
+    pub async fn record_mistake(&self, what: &str, lesson: &str, plan_id: Option<&str>, agent: &str) -> Result<MistakeReport> {
+        if what.trim().is_empty() || lesson.trim().is_empty() {
+            return Err(Error::InvalidInput("`what` and `lesson` must both say something".into()));
+        }
+        let plan = match plan_id {
+            Some(id) => Some(self.store.plan(id).await?),
+            None => None,
+        };
+        let tables = plan
+            .as_ref()
+            .and_then(|p| p.analysis["impact"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|t| t["table"].as_str().map(String::from))
+            .collect();
+        let count = self.errors.record(&Mistake {
+            agent: agent.to_string(),
+            tool: "record-mistake".into(),
+            plan: plan.as_ref().map(|p| p.id.clone()),
+            target: plan.as_ref().map(|p| p.target.clone()),
+            code: "agent-reported".into(),
+            what: what.to_string(),
+            lesson: lesson.to_string(),
+            tables,
+        })?;
+        Ok(MistakeReport { recorded: true, count, path: self.errors.path().display().to_string() })
+    }
+}
+
+struct Exercised {
+    before: crate::target::Fingerprint,
+    after_up: crate::target::Fingerprint,
+    statements: Vec<StatementRun>,
+    checks: Vec<crate::target::CheckOutcome>,
+}
+
+fn unmet_error(plan: &Plan, items: &[ChecklistItem]) -> Error {
+    let unmet = checklist::unmet(items);
+    Error::ChecklistUnmet {
+        plan: plan.id.clone(),
+        count: unmet.len(),
+        items: unmet.iter().map(|i| i.item.as_str()).collect::<Vec<_>>().join(", "),
+        checklist: items.to_vec(),
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(n).collect::<String>())
+    }
+}
+
+/// Where static analysis and measurement disagree (the measurement wins).
+fn disagreements(plan: &Plan, measured: &[StatementRun]) -> Vec<String> {
+    let mut out = Vec::new();
+    let facts = plan.analysis["statements"].as_array().cloned().unwrap_or_default();
+    for m in measured {
+        let Some(f) = facts.iter().find(|f| f["step"] == m.step.as_str() && f["index"] == m.index) else {
+            continue;
+        };
+        let predicted = f["rewrites"] == true;
+        let observed = !m.rewritten.is_empty();
+        if predicted != observed {
+            out.push(format!(
+                "step `{}` statement {}: analysis predicted {}a rewrite, the dry-run measured {}",
+                m.step,
+                m.index,
+                if predicted { "" } else { "no " },
+                if observed { format!("a rewrite of {:?}", m.rewritten) } else { "none".into() }
+            ));
+        }
+    }
+    out
+}
+
+/// What the agent should do next, given where the plan is.
+pub fn next_steps(plan: &Plan, role: Role, checklist: &[ChecklistItem]) -> Vec<String> {
+    let mut out = Vec::new();
+    let held = |name: &str| checklist.iter().any(|i| i.item == name && i.holds());
+    match plan.status {
+        Status::Planned | Status::Tested | Status::Approved => {
+            if checklist.iter().any(|i| i.item == "rollback-ready" && i.state == checklist::ItemState::Failed) {
+                out.push("add a `down` to every step and submit a new plan".into());
+            }
+            if !held("staging-tested") {
+                out.push(format!("call `dry-run` with plan_id `{}` to test it on staging", plan.id));
+            }
+            if role == Role::Production && !held("approved") {
+                out.push(format!("ask an engineer to review and run `drydock approve {} --by NAME`", plan.id));
+            }
+            if role != Role::Production || checklist::unmet(checklist).iter().all(|i| i.item == "backup-verified") {
+                out.push(format!("call `apply` with plan_id `{}`", plan.id));
+            }
+        }
+        Status::Applying => out.push(format!("call `apply` with plan_id `{}` to continue, or `status` to see the gated step", plan.id)),
+        Status::Applied => out.push(format!("call `validate` with plan_id `{}`", plan.id)),
+        Status::Validated => out.push("done; `rollback` stays available within the rollback window".into()),
+        Status::RolledBack | Status::Rejected => out.push("make a new plan (`plan`) if the change is still wanted".into()),
+    }
+    out
+}

@@ -1,0 +1,338 @@
+//! The results of lifecycle operations, as agents and engineers read them. Field names are part
+//! of the contract (spec §3): add freely, rename none.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::Analysis;
+use crate::checklist::ChecklistItem;
+use crate::config::Role;
+use crate::errorlog::Lesson;
+use crate::plan::{Check, Gate, Plan, Status, StepState, Urgency};
+use crate::store::{ApprovalRow, RunRow};
+use crate::target::{BackupEvidence, CheckOutcome, StatementRun, TableInfo};
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct PlanOutcome {
+    pub plan_id: String,
+    pub checksum: String,
+    pub status: Status,
+    pub target: String,
+    pub role: Role,
+    pub analysis: Analysis,
+    pub checklist: Vec<ChecklistItem>,
+    /// Lessons from ERRORS.md that match this plan's hazards or tables.
+    pub lessons: Vec<Lesson>,
+    pub next_steps: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct TableRatio {
+    pub table: String,
+    pub staging_rows: Option<u64>,
+    pub production_rows: Option<u64>,
+    /// staging rows / production rows.
+    pub ratio: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Estimate {
+    pub staging_ms: f64,
+    pub production_ms: f64,
+    pub basis: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct DryRunReport {
+    pub plan_id: String,
+    pub checksum: String,
+    /// The non-production target the dry-run ran on (a scratch copy of it).
+    pub target: String,
+    pub ok: bool,
+    pub rollback_verified: bool,
+    /// Per statement of the first `up`: duration, measured locks, rewritten and scanned tables.
+    pub statements: Vec<StatementRun>,
+    pub checks: Vec<CheckOutcome>,
+    /// Staging/production row counts of the affected tables.
+    pub tables: Vec<TableRatio>,
+    pub estimate: Estimate,
+    pub warnings: Vec<String>,
+    /// Where the measurement disagrees with the static analysis (the measurement wins).
+    pub disagreements: Vec<String>,
+    pub duration_ms: f64,
+    pub next_steps: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct GatedStep {
+    pub step: String,
+    pub gate: Option<Gate>,
+    /// The command an engineer runs to open the gate.
+    pub release: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ApplyReport {
+    pub plan_id: String,
+    pub status: Status,
+    pub message: String,
+    /// Steps applied by this call.
+    pub applied_steps: Vec<String>,
+    /// The step apply stopped at, when one is gated.
+    pub gated: Option<GatedStep>,
+    pub statements: Vec<StatementRun>,
+    pub backup: Option<BackupEvidence>,
+    pub checklist: Vec<ChecklistItem>,
+    pub next_steps: Vec<String>,
+}
+
+impl ApplyReport {
+    pub fn done(plan: &Plan, message: &str, applied_steps: Vec<String>, gated: Option<GatedStep>) -> ApplyReport {
+        let next_steps = match plan.status {
+            Status::Applied => vec![format!("call `validate` with plan_id `{}`", plan.id)],
+            Status::Validated => vec!["nothing to do; the plan is applied and validated".into()],
+            _ => match &gated {
+                Some(g) => vec![format!("wait for an engineer to run `{}`, then call `apply` again", g.release)],
+                None => vec![],
+            },
+        };
+        ApplyReport {
+            plan_id: plan.id.clone(),
+            status: plan.status,
+            message: message.to_string(),
+            applied_steps,
+            gated,
+            statements: vec![],
+            backup: None,
+            checklist: vec![],
+            next_steps,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct BuiltinCheck {
+    pub name: String,
+    pub passed: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ValidateReport {
+    pub plan_id: String,
+    pub ok: bool,
+    pub status: Status,
+    /// The plan's own checks.
+    pub checks: Vec<CheckOutcome>,
+    /// Integrity, drift from the dry-run's schema, history.
+    pub builtin: Vec<BuiltinCheck>,
+    pub row_counts: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RollbackReport {
+    pub plan_id: String,
+    pub status: Status,
+    pub rolled_back: Vec<String>,
+    /// The schema after rollback equals the schema before apply.
+    pub schema_verified: bool,
+    pub detail: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct StepStatus {
+    pub name: String,
+    pub state: StepState,
+    pub gate: Option<Gate>,
+    pub applied_at: Option<String>,
+    pub released_by: Option<String>,
+    pub up: Option<String>,
+    pub down: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RunSummary {
+    pub id: i64,
+    pub kind: String,
+    pub target: String,
+    pub ok: bool,
+    pub checksum: String,
+    pub finished_at: String,
+    pub duration_ms: f64,
+    pub detail: serde_json::Value,
+}
+
+impl From<RunRow> for RunSummary {
+    fn from(r: RunRow) -> Self {
+        let mut detail = r.detail;
+        if let Some(m) = detail.as_object_mut() {
+            // Fingerprint lines are for drydock's own comparisons, not for reading.
+            m.retain(|k, _| !k.ends_with("_lines"));
+        }
+        RunSummary {
+            id: r.id,
+            kind: r.kind,
+            target: r.target,
+            ok: r.ok,
+            checksum: r.checksum,
+            finished_at: r.finished_at,
+            duration_ms: r.duration_ms,
+            detail,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct StatusReport {
+    pub plan_id: String,
+    pub status: Status,
+    pub goal: String,
+    pub target: String,
+    pub role: Role,
+    pub checksum: String,
+    pub author: String,
+    pub urgency: Urgency,
+    pub created_at: String,
+    pub steps: Vec<StepStatus>,
+    pub checks: Vec<Check>,
+    pub checklist: Vec<ChecklistItem>,
+    pub runs: Vec<RunSummary>,
+    pub approvals: Vec<ApprovalRow>,
+    pub analysis: serde_json::Value,
+    pub next_steps: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct PlanSummary {
+    pub plan_id: String,
+    pub target: String,
+    pub status: Status,
+    pub goal: String,
+    pub author: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct InspectReport {
+    pub target: String,
+    pub role: Role,
+    pub engine: String,
+    pub tables: BTreeMap<String, TableInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct MistakeReport {
+    pub recorded: bool,
+    /// How many times this mistake has now been seen.
+    pub count: u64,
+    pub path: String,
+}
+
+impl StatusReport {
+    /// The plan as an engineer reviews it: goal, SQL per step, analysis, checklist, evidence.
+    pub fn to_markdown(&self) -> String {
+        let mut md = format!(
+            "# Plan {} — {}\n\n- **target:** `{}` ({})\n- **status:** {}\n- **author:** {}\n- **urgency:** {}\n- **checksum:** `{}`\n- **created:** {}\n",
+            self.plan_id,
+            self.goal,
+            self.target,
+            self.role.as_str(),
+            self.status,
+            self.author,
+            self.urgency.as_str(),
+            self.checksum,
+            self.created_at
+        );
+        md.push_str(&format!("- **risk:** {}\n", self.analysis["risk"].as_str().unwrap_or("?")));
+        for s in &self.steps {
+            md.push_str(&format!("\n## Step `{}` — {}", s.name, s.state.as_str()));
+            if let Some(g) = &s.gate {
+                md.push_str(&format!(" (gate: {})", serde_json::to_string(g).unwrap_or_default()));
+            }
+            md.push_str("\n\n### up\n```sql\n");
+            md.push_str(s.up.as_deref().unwrap_or("-- none"));
+            md.push_str("\n```\n\n### down\n```sql\n");
+            md.push_str(s.down.as_deref().unwrap_or("-- none: this step cannot be rolled back"));
+            md.push_str("\n```\n");
+        }
+        if !self.checks.is_empty() {
+            md.push_str("\n## Checks\n");
+            for c in &self.checks {
+                md.push_str(&format!("- `{}` (expect {}): `{}`\n", c.name, c.expect, c.sql));
+            }
+        }
+        md.push_str("\n## Hazards\n");
+        match self.analysis["hazards"].as_array() {
+            Some(h) if !h.is_empty() => {
+                for h in h {
+                    md.push_str(&format!(
+                        "- **{}** ({}) on `{}`: {} — fix: {}\n",
+                        h["code"].as_str().unwrap_or(""),
+                        h["severity"].as_str().unwrap_or(""),
+                        h["table"].as_str().unwrap_or("-"),
+                        h["message"].as_str().unwrap_or(""),
+                        h["fix"].as_str().unwrap_or("")
+                    ));
+                }
+            }
+            _ => md.push_str("- none found\n"),
+        }
+        md.push_str("\n## Checklist\n");
+        for i in &self.checklist {
+            let state = serde_json::to_value(i.state).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+            md.push_str(&format!(
+                "- [{}] **{}** — {}{}\n",
+                if i.holds() { "x" } else { " " },
+                i.item,
+                state,
+                i.evidence.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+            ));
+        }
+        md.push_str("\n## Runs\n");
+        if self.runs.is_empty() {
+            md.push_str("- none yet\n");
+        }
+        for r in &self.runs {
+            md.push_str(&format!(
+                "- #{} {} on `{}`: {} at {} ({:.1} ms)",
+                r.id,
+                r.kind,
+                r.target,
+                if r.ok { "ok" } else { "FAILED" },
+                r.finished_at,
+                r.duration_ms
+            ));
+            if r.kind == "dry-run" && r.ok {
+                md.push_str(&format!(
+                    "; rollback verified: {}; estimated production duration {:.1} ms",
+                    r.detail["rollback_verified"],
+                    r.detail["estimate"]["production_ms"].as_f64().unwrap_or_default()
+                ));
+            }
+            if let Some(e) = r.detail["error"].as_str() {
+                md.push_str(&format!("; error: {e}"));
+            }
+            md.push('\n');
+        }
+        if !self.approvals.is_empty() {
+            md.push_str("\n## Decisions\n");
+            for a in &self.approvals {
+                md.push_str(&format!(
+                    "- {} by {} at {}{}\n",
+                    a.decision,
+                    a.by,
+                    a.at,
+                    a.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+                ));
+            }
+        }
+        md.push_str("\n## Next steps\n");
+        for n in &self.next_steps {
+            md.push_str(&format!("- {n}\n"));
+        }
+        md
+    }
+}

@@ -1,0 +1,184 @@
+//! The one error type of drydock's domain. Every refusal an agent or engineer can meet is a
+//! variant here, with a stable kebab-case `code`, a lowercase message that names the object, and
+//! a `fix` that says what to do next. `mcp` and `cli` render it; nothing else formats errors.
+
+use serde::Serialize;
+
+use crate::checklist::ChecklistItem;
+
+/// A refusal body as it travels to agents: `{code, message, fix, checklist?}`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct Refusal {
+    pub code: String,
+    pub message: String,
+    pub fix: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checklist: Option<Vec<ChecklistItem>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("unknown target `{0}`")]
+    UnknownTarget(String),
+    #[error("unknown plan `{0}`")]
+    UnknownPlan(String),
+    #[error("plan `{plan}` belongs to target `{plan_target}`, not `{target}`")]
+    PlanTargetMismatch { plan: String, plan_target: String, target: String },
+    #[error("target `{0}` has role production; dry-runs never run on production")]
+    ProductionDryRun(String),
+    #[error("target `{0}` has no non-production target to dry-run on")]
+    NoStaging(String),
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    #[error("check `{name}` is not a single read-only query: {reason}")]
+    InvalidCheck { name: String, reason: String },
+    #[error("unknown template `{0}`")]
+    UnknownTemplate(String),
+    #[error("template `{template}` refused its parameters: {reason}")]
+    TemplateParams { template: String, reason: String },
+    #[error("plan `{plan}` cannot be applied: {count} checklist item(s) unmet ({items})")]
+    ChecklistUnmet { plan: String, count: usize, items: String, checklist: Vec<ChecklistItem> },
+    #[error("{phase} failed on target `{target}` at step `{step}`, statement {index}: {cause}")]
+    SqlFailed { phase: &'static str, target: String, step: String, index: usize, cause: String },
+    #[error("check `{name}` failed: {detail}")]
+    CheckFailed { name: String, detail: String },
+    #[error("rollback was not verified: the schema after `down` differs from the schema before `up` ({detail})")]
+    RollbackUnverified { detail: String },
+    #[error("plan `{plan}` is {status}; {action} needs it {needed}")]
+    WrongStatus { plan: String, status: String, action: &'static str, needed: &'static str },
+    #[error("rollback needs a reason")]
+    MissingReason,
+    #[error("the rollback window of plan `{plan}` closed at {closed_at}")]
+    RollbackWindowClosed { plan: String, closed_at: String },
+    #[error("`{by}` authored plan `{plan}` and cannot approve it")]
+    SelfApproval { plan: String, by: String },
+    #[error("validation of plan `{plan}` failed: {failures}")]
+    ValidationFailed { plan: String, failures: String },
+    #[error("backup of target `{target}` could not be verified: {detail}")]
+    BackupFailed { target: String, detail: String },
+    #[error("another migration is running on target `{0}`")]
+    TargetBusy(String),
+    #[error("configuration error: {0}")]
+    Config(String),
+    #[error("state store error: {0}")]
+    Store(String),
+    #[error("target `{target}` error: {cause}")]
+    Target { target: String, cause: String },
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The stable code agents and tests match on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::UnknownTarget(_) => "unknown-target",
+            Error::UnknownPlan(_) => "unknown-plan",
+            Error::PlanTargetMismatch { .. } => "plan-target-mismatch",
+            Error::ProductionDryRun(_) => "production-target",
+            Error::NoStaging(_) => "no-staging-target",
+            Error::InvalidInput(_) => "invalid-input",
+            Error::InvalidCheck { .. } => "invalid-check",
+            Error::UnknownTemplate(_) => "unknown-template",
+            Error::TemplateParams { .. } => "invalid-template-params",
+            Error::ChecklistUnmet { .. } => "checklist-unmet",
+            Error::SqlFailed { .. } => "sql-failed",
+            Error::CheckFailed { .. } => "check-failed",
+            Error::RollbackUnverified { .. } => "rollback-unverified",
+            Error::WrongStatus { .. } => "wrong-status",
+            Error::MissingReason => "missing-reason",
+            Error::RollbackWindowClosed { .. } => "rollback-window-closed",
+            Error::SelfApproval { .. } => "self-approval",
+            Error::ValidationFailed { .. } => "validation-failed",
+            Error::BackupFailed { .. } => "backup-unverified",
+            Error::TargetBusy(_) => "target-busy",
+            Error::Config(_) => "config",
+            Error::Store(_) => "state-store",
+            Error::Target { .. } => "target-error",
+            Error::Io(_) => "io",
+        }
+    }
+
+    /// What to do next, in one or two sentences.
+    pub fn fix(&self) -> String {
+        match self {
+            Error::UnknownTarget(_) => {
+                "use a target named in drydock.toml; `inspect` and the `drydock://checklist` resource list them".into()
+            }
+            Error::UnknownPlan(_) => "call `status` without a plan_id to list plans, or create one with `plan`".into(),
+            Error::PlanTargetMismatch { plan_target, .. } => {
+                format!("use the plan on `{plan_target}`, or make a new plan for this target with `plan`")
+            }
+            Error::ProductionDryRun(_) => {
+                "omit `target` to use the production target's linked staging, or name a staging/scratch target".into()
+            }
+            Error::NoStaging(t) => format!(
+                "add `staging = \"NAME\"` to [targets.{t}] in drydock.toml, pointing at a staging or scratch target"
+            ),
+            Error::InvalidInput(_) => "correct the named field and call again".into(),
+            Error::InvalidCheck { .. } => {
+                "make each check one SELECT (or WITH ... SELECT) returning what `expect` says; put writes in a step".into()
+            }
+            Error::UnknownTemplate(_) => "call `render-template` without a name to list the templates".into(),
+            Error::TemplateParams { .. } => {
+                "pass parameters matching the template's schema (`render-template` without a name lists it); identifiers are letters, digits and _".into()
+            }
+            Error::ChecklistUnmet { .. } => {
+                "satisfy each unmet item (dry-run on staging, ask an engineer to run `drydock approve`), then call `apply` again".into()
+            }
+            Error::SqlFailed { phase, .. } => format!(
+                "correct the statement named above and submit a new plan; nothing from the failed {phase} persisted"
+            ),
+            Error::CheckFailed { .. } => "inspect the data the check looks at; fix the migration or the check, then re-plan".into(),
+            Error::RollbackUnverified { .. } => {
+                "make `down` undo exactly what `up` does (same columns, indexes, constraints), then re-plan and dry-run".into()
+            }
+            Error::WrongStatus { .. } => "call `status` to see where the plan is and what comes next".into(),
+            Error::MissingReason => "pass `reason`: why this change is being rolled back".into(),
+            Error::RollbackWindowClosed { .. } => {
+                "write a new forward migration that reverses the change; the old `down` is no longer trusted".into()
+            }
+            Error::SelfApproval { .. } => "another engineer must approve; the plan's author cannot".into(),
+            Error::ValidationFailed { .. } => {
+                "investigate the failed checks; if the change is wrong, `rollback` it with a reason".into()
+            }
+            Error::BackupFailed { .. } => {
+                "check free disk space and the target's health, or configure `[backup] command` in drydock.toml".into()
+            }
+            Error::TargetBusy(_) => "wait for the running migration to finish (see `status`), then call again".into(),
+            Error::Config(_) => "correct drydock.toml (see README) and restart drydock".into(),
+            Error::Store(_) | Error::Io(_) => "check the state directory's disk and permissions; run `drydock doctor`".into(),
+            Error::Target { .. } => "check that the target is reachable and its credentials are valid; run `drydock doctor`".into(),
+        }
+    }
+
+    pub fn to_refusal(&self) -> Refusal {
+        Refusal {
+            code: self.code().to_string(),
+            message: self.to_string(),
+            fix: self.fix(),
+            checklist: match self {
+                Error::ChecklistUnmet { checklist, .. } => Some(checklist.clone()),
+                _ => None,
+            },
+        }
+    }
+
+    pub fn store(e: impl std::fmt::Display) -> Self {
+        Error::Store(e.to_string())
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::Store(e.to_string())
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for Error {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        Error::Store(e.to_string())
+    }
+}

@@ -1,0 +1,293 @@
+//! `ERRORS.md`: the append-only log of agent mistakes and their lessons. New mistakes are appended
+//! as entries; a repeat of a known mistake (same code and lesson) bumps that entry's count
+//! instead of copying it. Writers serialise on an exclusive file lock and fsync before
+//! releasing it, so concurrent writers never interleave or lose an entry. Every field passes
+//! through `redact`, so connection strings never land in the file.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::Result;
+
+const HEADER: &str = "# drydock error log
+
+Mistakes made by agents changing databases through drydock, one entry each, with the lesson
+that keeps them from happening again. drydock appends here when it refuses a call for unmet
+preconditions or when SQL fails in a dry-run or apply or a validation fails; agents add their own
+with the `record-mistake` tool. A repeat is counted on its entry, not copied.
+";
+
+/// A mistake to record.
+#[derive(Debug, Clone, Default)]
+pub struct Mistake {
+    pub agent: String,
+    pub tool: String,
+    pub plan: Option<String>,
+    pub target: Option<String>,
+    pub code: String,
+    pub what: String,
+    pub lesson: String,
+    pub tables: Vec<String>,
+}
+
+/// A lesson read back from the log.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct Lesson {
+    pub code: String,
+    pub lesson: String,
+    pub what: String,
+    pub tables: Vec<String>,
+    pub count: u64,
+    pub last_seen: String,
+}
+
+#[derive(Clone)]
+pub struct ErrorLog {
+    path: PathBuf,
+    lock: PathBuf,
+}
+
+/// Removes anything that looks like a connection string or a password from `s`.
+pub fn redact(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(pos) = ["postgres://", "postgresql://", "mysql://"]
+        .iter()
+        .filter_map(|p| rest.find(p))
+        .min()
+    {
+        out.push_str(&rest[..pos]);
+        out.push_str("[redacted connection string]");
+        let tail = &rest[pos..];
+        let end = tail.find(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == '`').unwrap_or(tail.len());
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    let lower = out.to_ascii_lowercase();
+    if let Some(pos) = lower.find("password=") {
+        let end = out[pos..].find(char::is_whitespace).map(|e| pos + e).unwrap_or(out.len());
+        out.replace_range(pos..end, "password=[redacted]");
+    }
+    out
+}
+
+fn one_line(s: &str) -> String {
+    redact(&s.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+impl ErrorLog {
+    pub fn new(path: &Path, state_dir: &Path) -> ErrorLog {
+        ErrorLog { path: path.to_path_buf(), lock: state_dir.join("errors.lock") }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn locked(&self) -> Result<File> {
+        if let Some(dir) = self.lock.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let f = OpenOptions::new().create(true).truncate(false).write(true).open(&self.lock)?;
+        f.lock()?;
+        Ok(f)
+    }
+
+    pub fn read(&self) -> Result<String> {
+        match std::fs::read_to_string(&self.path) {
+            Ok(s) => Ok(s),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(HEADER.to_string()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Appends `m`, or counts it on the entry it repeats. Returns the entry's count.
+    pub fn record(&self, m: &Mistake) -> Result<u64> {
+        let _guard = self.locked()?;
+        let key = {
+            let d = Sha256::digest(format!("{}\n{}", m.code, one_line(&m.lesson)).as_bytes());
+            d.iter().take(6).map(|b| format!("{b:02x}")).collect::<String>()
+        };
+        let now = crate::store::now();
+        let mut file = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&self.path)?;
+        let mut text = String::new();
+        file.read_to_string(&mut text)?;
+        let marker = format!("<!-- drydock:entry key={key} ");
+        if let Some(start) = text.find(&marker) {
+            // A repeat: rewrite the entry's marker and `seen` line, keep everything else.
+            let line_end = text[start..].find('\n').map(|e| start + e).unwrap_or(text.len());
+            let meta = parse_meta(&text[start..line_end]);
+            let count = meta.get("count").and_then(|c| c.parse::<u64>().ok()).unwrap_or(1) + 1;
+            let tables = meta.get("tables").cloned().unwrap_or_default();
+            let new_marker = format!(
+                "<!-- drydock:entry key={key} code={} count={count} last={now} tables={tables} -->",
+                meta.get("code").cloned().unwrap_or_default()
+            );
+            let mut updated = String::with_capacity(text.len() + 64);
+            updated.push_str(&text[..start]);
+            updated.push_str(&new_marker);
+            let rest = &text[line_end..];
+            let seen_prefix = "\n- **seen:** ";
+            match rest.find(seen_prefix) {
+                Some(s) if rest[..s].matches("<!-- drydock:entry").count() == 0 => {
+                    let e = rest[s + 1..].find('\n').map(|e| s + 1 + e).unwrap_or(rest.len());
+                    updated.push_str(&rest[..s]);
+                    updated.push_str(&format!("{seen_prefix}{count} times, last {now} by {}", one_line(&m.agent)));
+                    updated.push_str(&rest[e..]);
+                }
+                _ => updated.push_str(rest),
+            }
+            file.set_len(0)?;
+            file.seek(SeekFrom::Start(0))?;
+            file.write_all(updated.as_bytes())?;
+            file.sync_all()?;
+            return Ok(count);
+        }
+        let mut entry = String::new();
+        if text.trim().is_empty() {
+            entry.push_str(HEADER);
+        }
+        let date = now.get(..10).unwrap_or(&now);
+        let tables: Vec<String> = m.tables.iter().map(|t| one_line(t).replace([' ', ','], "_")).collect();
+        entry.push_str(&format!(
+            "\n## {date} · {} · {}\n<!-- drydock:entry key={key} code={} count=1 last={now} tables={} -->\n",
+            one_line(&m.code),
+            one_line(&m.tool),
+            one_line(&m.code),
+            tables.join(",")
+        ));
+        entry.push_str(&format!("- **agent:** {}\n", one_line(&m.agent)));
+        entry.push_str(&format!("- **tool:** {}\n", one_line(&m.tool)));
+        if let Some(p) = &m.plan {
+            let target = m.target.as_deref().map(|t| format!(" (target `{}`)", one_line(t))).unwrap_or_default();
+            entry.push_str(&format!("- **plan:** {}{target}\n", one_line(p)));
+        }
+        entry.push_str("- **seen:** 1 time\n");
+        entry.push_str(&format!("- **what went wrong:** {}\n", one_line(&m.what)));
+        entry.push_str(&format!("- **lesson:** {}\n", one_line(&m.lesson)));
+        file.seek(SeekFrom::End(0))?;
+        if !text.is_empty() && !text.ends_with('\n') {
+            file.write_all(b"\n")?;
+        }
+        file.write_all(entry.as_bytes())?;
+        file.sync_all()?;
+        Ok(1)
+    }
+
+    /// Every lesson in the log, most frequent first.
+    pub fn lessons(&self) -> Result<Vec<Lesson>> {
+        let text = self.read()?;
+        let mut out = Vec::new();
+        for chunk in text.split("<!-- drydock:entry ").skip(1) {
+            let meta_end = chunk.find("-->").unwrap_or(0);
+            let meta = parse_meta(&chunk[..meta_end]);
+            let field = |name: &str| {
+                chunk
+                    .lines()
+                    .find_map(|l| l.strip_prefix(&format!("- **{name}:** ")))
+                    .unwrap_or("")
+                    .to_string()
+            };
+            out.push(Lesson {
+                code: meta.get("code").cloned().unwrap_or_default(),
+                lesson: field("lesson"),
+                what: field("what went wrong"),
+                tables: meta
+                    .get("tables")
+                    .map(|t| t.split(',').filter(|s| !s.is_empty()).map(String::from).collect())
+                    .unwrap_or_default(),
+                count: meta.get("count").and_then(|c| c.parse().ok()).unwrap_or(1),
+                last_seen: meta.get("last").cloned().unwrap_or_default(),
+            });
+        }
+        out.sort_by(|a, b| b.count.cmp(&a.count));
+        Ok(out)
+    }
+
+    /// Lessons whose code is among `codes` or whose tables overlap `tables`.
+    pub fn relevant(&self, codes: &[String], tables: &[String]) -> Result<Vec<Lesson>> {
+        Ok(self
+            .lessons()?
+            .into_iter()
+            .filter(|l| codes.contains(&l.code) || l.tables.iter().any(|t| tables.contains(t)))
+            .take(10)
+            .collect())
+    }
+}
+
+fn parse_meta(s: &str) -> std::collections::HashMap<String, String> {
+    s.split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mistake(code: &str, lesson: &str) -> Mistake {
+        Mistake {
+            agent: "claude-code".into(),
+            tool: "apply".into(),
+            plan: Some("pl-1".into()),
+            target: Some("production".into()),
+            code: code.into(),
+            what: "applied postgres://app:hunter2@db/app without a dry-run".into(),
+            lesson: lesson.into(),
+            tables: vec!["users".into()],
+        }
+    }
+
+    #[test]
+    fn repeats_are_counted_not_copied() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = ErrorLog::new(&dir.path().join("ERRORS.md"), dir.path());
+        assert_eq!(log.record(&mistake("checklist-unmet", "dry-run first")).unwrap(), 1);
+        assert_eq!(log.record(&mistake("checklist-unmet", "dry-run first")).unwrap(), 2);
+        assert_eq!(log.record(&mistake("sql-failed", "check the column exists")).unwrap(), 1);
+        let text = log.read().unwrap();
+        assert_eq!(text.matches("## ").count(), 2, "{text}");
+        assert!(text.contains("**seen:** 2 times"), "{text}");
+        let lessons = log.lessons().unwrap();
+        assert_eq!(lessons[0].count, 2);
+        assert_eq!(lessons[0].tables, vec!["users"]);
+        assert_eq!(log.relevant(&["sql-failed".into()], &[]).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn connection_strings_never_reach_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = ErrorLog::new(&dir.path().join("ERRORS.md"), dir.path());
+        log.record(&mistake("x", "y")).unwrap();
+        let text = log.read().unwrap();
+        assert!(!text.contains("hunter2") && !text.contains("postgres://"), "{text}");
+    }
+
+    #[test]
+    fn concurrent_writers_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ERRORS.md");
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let log = ErrorLog::new(&path, dir.path());
+                std::thread::spawn(move || {
+                    for j in 0..10 {
+                        log.record(&mistake(&format!("code-{}", (i * 10 + j) % 20), "l")).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let log = ErrorLog::new(&path, dir.path());
+        let lessons = log.lessons().unwrap();
+        assert_eq!(lessons.len(), 20);
+        assert_eq!(lessons.iter().map(|l| l.count).sum::<u64>(), 80);
+    }
+}

@@ -1,0 +1,32 @@
+//! drydock's entry point: parse the command line, send logs to stderr (stdout is the MCP
+//! channel), run the command, and turn its outcome into an exit code — 0 for success, 2 for a
+//! refusal (printed with its code and fix), 3 for lint findings at or above `--fail-on`, 1 for
+//! anything unexpected.
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use drydock::cli::{Cli, Refused, run};
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(EnvFilter::try_from_env("DRYDOCK_LOG").unwrap_or_else(|_| EnvFilter::new("warn")))
+        .init();
+    let cli = Cli::parse();
+    let code = match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            if let Some(r) = e.downcast_ref::<Refused>() {
+                eprintln!("{r}");
+                2
+            } else {
+                eprintln!("error: {}", drydock::errorlog::redact(&format!("{e:#}")));
+                1
+            }
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,433 @@
+//! The MCP surface (spec §3): nine tools, three prompts, four resources — a thin adapter over
+//! `engine`. Tool inputs are typed (schemars); results are structured (`Json<T>`); refusals are
+//! tool results with `isError: true` and `{code, message, fix, checklist?}`, produced in one
+//! place (`ToolError`). There is no tool that approves a plan, runs arbitrary SQL or reveals a
+//! connection string.
+
+use std::sync::Arc;
+
+use rmcp::handler::server::router::prompt::PromptRouter;
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::IntoCallToolResult;
+use rmcp::handler::server::wrapper::{Json, Parameters};
+use rmcp::model::{
+    CallToolResponse, CallToolResult, Implementation, ListResourceTemplatesResult, ListResourcesResult,
+    PaginatedRequestParams, ProgressNotificationParam, PromptMessage, ReadResourceRequestParams,
+    ReadResourceResponse, ReadResourceResult, RequestMetaObject, Resource, ResourceContents, ResourceTemplate,
+    Role as PromptRole, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, Peer, RoleServer, ServerHandler, prompt, prompt_handler, prompt_router, tool, tool_handler, tool_router};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{
+    ApplyReport, DryRunReport, Engine, InspectReport, MistakeReport, PlanOutcome, PlanRequest, PlanSummary,
+    RollbackReport, StatusReport, ValidateReport,
+};
+use crate::error::{Error, Refusal};
+use crate::errorlog::redact;
+use crate::plan::{Check, Step, Urgency};
+use crate::render::{self, TemplateInfo};
+
+/// A refusal on its way to the agent: a tool result with `isError: true`.
+pub struct ToolError(pub Refusal);
+
+impl From<Error> for ToolError {
+    fn from(e: Error) -> Self {
+        let mut r = e.to_refusal();
+        r.message = redact(&r.message);
+        ToolError(r)
+    }
+}
+
+impl IntoCallToolResult for ToolError {
+    fn into_call_tool_result(self) -> Result<CallToolResponse, McpError> {
+        let value = serde_json::to_value(&self.0).map_err(|e| McpError::internal_error(e.to_string(), None))?;
+        Ok(CallToolResult::structured_error(value).into())
+    }
+}
+
+type ToolResult<T> = Result<Json<T>, ToolError>;
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct PlanInput {
+    /// What the change achieves and why, in a sentence or two.
+    pub goal: String,
+    /// The target database, by its name in drydock.toml (e.g. `production`).
+    pub target: String,
+    /// Ordered steps, each with `up` SQL and the `down` SQL that undoes it exactly.
+    pub steps: Option<Vec<Step>>,
+    /// Instead of `steps`: a template name from `render-template`.
+    pub template: Option<String>,
+    /// The template's parameters (see its schema in `render-template`).
+    pub params: Option<serde_json::Value>,
+    /// Validation queries: one SELECT each, with `expect` = "true", "empty" or "rows:N".
+    pub checks: Option<Vec<Check>>,
+    /// `normal` (default), `p1` or `p0`; p0/p1 follow the hotfix checklist.
+    pub urgency: Option<Urgency>,
+    /// The plan this one replaces, if any.
+    pub supersedes: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct RenderInput {
+    /// Template name; omit to list the templates and their parameter schemas.
+    pub template: Option<String>,
+    /// Parameters matching the template's schema.
+    pub params: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct RenderOutput {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub templates: Option<Vec<TemplateInfo>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<Vec<Step>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checks: Option<Vec<Check>>,
+    /// The rendered migration script.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct DryRunInput {
+    pub plan_id: String,
+    /// A non-production target; defaults to the plan target's linked staging.
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct PlanIdInput {
+    pub plan_id: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct RollbackInput {
+    pub plan_id: String,
+    /// Required: why the change is rolled back (kept in the audit log).
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct StatusInput {
+    /// A plan id; omit to list plans.
+    pub plan_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct StatusOutput {
+    #[serde(flatten)]
+    pub plan: Option<StatusReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plans: Option<Vec<PlanSummary>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct InspectInput {
+    pub target: String,
+    /// One table; omit for all.
+    pub table: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct MistakeInput {
+    /// What went wrong.
+    pub what: String,
+    /// What to do differently next time.
+    pub lesson: String,
+    pub plan_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ReviewArgs {
+    /// The plan to review.
+    pub plan_id: String,
+}
+
+#[derive(Clone)]
+pub struct DrydockServer {
+    engine: Arc<Engine>,
+    tool_router: ToolRouter<Self>,
+    prompt_router: PromptRouter<Self>,
+}
+
+/// The MCP client's name, which drydock records as the author of plans and mistakes.
+fn agent(peer: &Peer<RoleServer>) -> String {
+    peer.peer_info()
+        .map(|i| i.client_info.name.clone())
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| "unknown-agent".into())
+}
+
+#[tool_router]
+impl DrydockServer {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        DrydockServer { engine, tool_router: Self::tool_router(), prompt_router: Self::prompt_router() }
+    }
+
+    /// Propose a migration. Stores an immutable plan and returns its id, checksum, the analysis
+    /// (per statement kind, tables, locks; hazards with fixes; impact; risk), the safety checklist,
+    /// lessons from past mistakes, and the next steps.
+    #[tool(name = "plan", annotations(read_only_hint = true, destructive_hint = false))]
+    async fn plan(&self, Parameters(p): Parameters<PlanInput>, peer: Peer<RoleServer>) -> ToolResult<PlanOutcome> {
+        let req = PlanRequest {
+            goal: p.goal,
+            target: p.target,
+            steps: p.steps,
+            template: p.template,
+            params: p.params,
+            checks: p.checks.unwrap_or_default(),
+            urgency: p.urgency.unwrap_or_default(),
+            supersedes: p.supersedes,
+        };
+        Ok(Json(self.engine.plan(req, &agent(&peer)).await?))
+    }
+
+    /// Render a template from the library into steps and checks. Without `template`, list the
+    /// templates with their parameter schemas. Identifiers are validated and quoted; values are
+    /// escaped — a parameter can never inject SQL.
+    #[tool(name = "render-template", annotations(read_only_hint = true))]
+    async fn render_template(&self, Parameters(p): Parameters<RenderInput>) -> ToolResult<RenderOutput> {
+        match p.template {
+            None => Ok(Json(RenderOutput { templates: Some(render::list()), template: None, steps: None, checks: None, script: None })),
+            Some(name) => {
+                let r = render::render(&name, p.params.unwrap_or(serde_json::json!({})))?;
+                Ok(Json(RenderOutput {
+                    templates: None,
+                    template: Some(r.template),
+                    steps: Some(r.steps),
+                    checks: Some(r.checks),
+                    script: Some(r.script),
+                }))
+            }
+        }
+    }
+
+    /// Test a plan on a non-production target (a scratch copy of the linked staging by default):
+    /// up, checks, down, verify the schema returned to its original state, up again. Reports
+    /// measured durations, locks and rewrites per statement, row ratios and a production estimate.
+    #[tool(name = "dry-run", annotations(read_only_hint = true))]
+    async fn dry_run(&self, Parameters(p): Parameters<DryRunInput>, peer: Peer<RoleServer>) -> ToolResult<DryRunReport> {
+        Ok(Json(self.engine.dry_run(&p.plan_id, p.target.as_deref(), &agent(&peer)).await?))
+    }
+
+    /// Apply a plan's pending steps in order, until a gated step or the end — only if every
+    /// checklist item holds (production); otherwise refuse with the unmet items. Takes and
+    /// verifies a backup first on production. Sends progress notifications.
+    #[tool(name = "apply", annotations(destructive_hint = true, idempotent_hint = true))]
+    async fn apply(
+        &self,
+        Parameters(p): Parameters<PlanIdInput>,
+        meta: RequestMetaObject,
+        peer: Peer<RoleServer>,
+    ) -> ToolResult<ApplyReport> {
+        let agent = agent(&peer);
+        let sender = meta.get_progress_token().map(|token| {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<crate::engine::Progress>();
+            let peer = peer.clone();
+            tokio::spawn(async move {
+                while let Some(p) = rx.recv().await {
+                    let param = ProgressNotificationParam::new(token.clone(), p.done as f64)
+                        .with_total(p.total as f64)
+                        .with_message(p.message);
+                    let _ = peer.notify_progress(param).await;
+                }
+            });
+            tx
+        });
+        Ok(Json(self.engine.apply(&p.plan_id, &agent, sender).await?))
+    }
+
+    /// Run the plan's checks and built-in integrity checks (integrity, foreign keys, schema equal
+    /// to the dry-run's post-up schema, history) on the target.
+    #[tool(name = "validate", annotations(read_only_hint = true))]
+    async fn validate(&self, Parameters(p): Parameters<PlanIdInput>, peer: Peer<RoleServer>) -> ToolResult<ValidateReport> {
+        Ok(Json(self.engine.validate(&p.plan_id, &agent(&peer)).await?))
+    }
+
+    /// Run the `down` of applied steps in reverse, within the rollback window, and verify the
+    /// schema equals the pre-apply schema. Needs a `reason`.
+    #[tool(name = "rollback", annotations(destructive_hint = true))]
+    async fn rollback(&self, Parameters(p): Parameters<RollbackInput>, peer: Peer<RoleServer>) -> ToolResult<RollbackReport> {
+        let reason = p.reason.unwrap_or_default();
+        Ok(Json(self.engine.rollback(&p.plan_id, &reason, &agent(&peer)).await?))
+    }
+
+    /// One plan with its steps, checklist, runs and decisions; without `plan_id`, the list of plans.
+    #[tool(name = "status", annotations(read_only_hint = true))]
+    async fn status(&self, Parameters(p): Parameters<StatusInput>) -> ToolResult<StatusOutput> {
+        match p.plan_id {
+            Some(id) => Ok(Json(StatusOutput { plan: Some(self.engine.status(&id).await?), plans: None })),
+            None => Ok(Json(StatusOutput { plan: None, plans: Some(self.engine.list().await?) })),
+        }
+    }
+
+    /// Read-only: a target's tables, columns, indexes, constraints and row counts. No data rows.
+    #[tool(name = "inspect", annotations(read_only_hint = true))]
+    async fn inspect(&self, Parameters(p): Parameters<InspectInput>) -> ToolResult<InspectReport> {
+        Ok(Json(self.engine.inspect(&p.target, p.table.as_deref()).await?))
+    }
+
+    /// Append your own mistake and its lesson to the error log (ERRORS.md), so it does not repeat.
+    #[tool(name = "record-mistake", annotations(read_only_hint = false, destructive_hint = false))]
+    async fn record_mistake(&self, Parameters(p): Parameters<MistakeInput>, peer: Peer<RoleServer>) -> ToolResult<MistakeReport> {
+        Ok(Json(self.engine.record_mistake(&p.what, &p.lesson, p.plan_id.as_deref(), &agent(&peer)).await?))
+    }
+}
+
+fn lessons_section(engine: &Engine) -> String {
+    match engine.errors.lessons() {
+        Ok(l) if !l.is_empty() => {
+            let mut s = String::from("\n## Lessons from the error log (ERRORS.md)\n");
+            for l in l.iter().take(20) {
+                s.push_str(&format!("- [{}] {} (seen {}×)\n", l.code, l.lesson, l.count));
+            }
+            s
+        }
+        _ => "\n## Lessons from the error log (ERRORS.md)\n- none recorded yet\n".into(),
+    }
+}
+
+#[prompt_router]
+impl DrydockServer {
+    /// The migration specialist's working instructions, with the current lessons of ERRORS.md.
+    #[prompt(name = "migration-specialist")]
+    async fn migration_specialist(&self) -> Vec<PromptMessage> {
+        let text = format!("{}{}", include_str!("../../prompts/migration-specialist.md"), lessons_section(&self.engine));
+        vec![PromptMessage::new_text(PromptRole::User, text)]
+    }
+
+    /// The review checklist for a plan, with the plan itself.
+    #[prompt(name = "database-migration-review")]
+    async fn database_migration_review(&self, Parameters(a): Parameters<ReviewArgs>) -> Result<Vec<PromptMessage>, McpError> {
+        let plan = self
+            .engine
+            .status(&a.plan_id)
+            .await
+            .map_err(|e| McpError::invalid_params(redact(&e.to_string()), None))?;
+        let text = format!("{}\n---\n\n{}", include_str!("../../prompts/database-migration-review.md"), plan.to_markdown());
+        Ok(vec![PromptMessage::new_text(PromptRole::User, text)])
+    }
+
+    /// The P0/P1 hotfix process.
+    #[prompt(name = "hotfix-checklist")]
+    async fn hotfix_checklist(&self) -> Vec<PromptMessage> {
+        vec![PromptMessage::new_text(PromptRole::User, include_str!("../../prompts/hotfix-checklist.md"))]
+    }
+}
+
+const INSTRUCTIONS: &str = "drydock changes databases safely. Workflow: `inspect` the target, `plan` a change \
+(steps with up/down, or a template), `dry-run` it on staging, wait for an engineer to approve it \
+(`drydock approve`), `apply`, `validate`, and `rollback` with a reason if needed. `status` shows where a plan \
+is and what comes next. Refusals say what is unmet and how to fix it. The `migration-specialist` prompt has \
+the full working instructions and the lessons of past mistakes.";
+
+#[tool_handler(router = self.tool_router)]
+#[prompt_handler(router = self.prompt_router)]
+impl ServerHandler for DrydockServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_prompts().enable_resources().build())
+            .with_server_info(Implementation::new("drydock", env!("CARGO_PKG_VERSION")))
+            .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        let mut resources = vec![
+            Resource::new("drydock://errors", "errors")
+                .with_description("ERRORS.md: agent mistakes and their lessons")
+                .with_mime_type("text/markdown"),
+            Resource::new("drydock://checklist", "checklist")
+                .with_description("The safety checklist and the active policy")
+                .with_mime_type("application/json"),
+        ];
+        for t in render::list() {
+            resources.push(
+                Resource::new(format!("drydock://templates/{}", t.name), format!("template {}", t.name))
+                    .with_description(t.description)
+                    .with_mime_type("application/json"),
+            );
+        }
+        Ok(ListResourcesResult::with_all_items(resources))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, McpError> {
+        Ok(ListResourceTemplatesResult::with_all_items(vec![
+            ResourceTemplate::new("drydock://plans/{plan_id}", "plan")
+                .with_description("A plan as JSON and as markdown"),
+            ResourceTemplate::new("drydock://templates/{name}", "template")
+                .with_description("A migration template with its parameter schema"),
+        ]))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        let uri = request.uri.clone();
+        let not_found = |what: String| McpError::resource_not_found(redact(&what), None);
+        let contents = if uri == "drydock://errors" {
+            let text = self.engine.errors.read().map_err(|e| not_found(e.to_string()))?;
+            vec![ResourceContents::text(text, &uri).with_mime_type("text/markdown")]
+        } else if uri == "drydock://checklist" {
+            let items: Vec<_> = crate::checklist::ITEMS
+                .iter()
+                .map(|(item, holds)| serde_json::json!({"item": item, "holds_when": holds}))
+                .collect();
+            let targets: Vec<_> = self
+                .engine
+                .config
+                .targets
+                .values()
+                .map(|t| serde_json::json!({"name": t.name, "role": t.role, "engine": t.url.engine(), "staging": t.staging}))
+                .collect();
+            let body = serde_json::json!({
+                "checklist": items,
+                "enforced_on": ["production"],
+                "policy": self.engine.config.policy,
+                "targets": targets,
+            });
+            vec![ResourceContents::text(body.to_string(), &uri).with_mime_type("application/json")]
+        } else if let Some(id) = uri.strip_prefix("drydock://plans/") {
+            let status = self.engine.status(id).await.map_err(|e| not_found(e.to_string()))?;
+            let json = serde_json::to_string_pretty(&status).map_err(|e| McpError::internal_error(e.to_string(), None))?;
+            vec![
+                ResourceContents::text(json, &uri).with_mime_type("application/json"),
+                ResourceContents::text(status.to_markdown(), &uri).with_mime_type("text/markdown"),
+            ]
+        } else if let Some(name) = uri.strip_prefix("drydock://templates/") {
+            let (source, info) = render::source(name).map_err(|e| not_found(e.to_string()))?;
+            let body = serde_json::json!({"name": info.name, "description": info.description, "params": info.params, "source": source});
+            vec![ResourceContents::text(body.to_string(), &uri).with_mime_type("application/json")]
+        } else {
+            return Err(not_found(format!("no resource {uri}")));
+        };
+        Ok(ReadResourceResult::new(contents).into())
+    }
+}
+
+/// Serves MCP over stdio until the client disconnects.
+pub async fn serve_stdio(engine: Arc<Engine>) -> anyhow::Result<()> {
+    use rmcp::ServiceExt;
+    let server = DrydockServer::new(engine);
+    match server.serve(rmcp::transport::stdio()).await {
+        Ok(running) => {
+            running.waiting().await?;
+            Ok(())
+        }
+        Err(rmcp::service::ServerInitializeError::ConnectionClosed(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,367 @@
+//! A plan is an immutable proposal: goal, target, ordered steps, validation checks. Its checksum
+//! (SHA-256 over the normalised steps, checks and target) is what every piece of evidence — a
+//! dry-run, an approval — is bound to; changing anything makes a different plan.
+
+use std::fmt;
+use std::str::FromStr;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// One step of a plan. Multi-step plans (expand/contract) walk the lifecycle per step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Step {
+    /// A short name for the step (`expand`, `backfill`, `contract`); defaults to `step-N`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// SQL that makes the change. Several statements separated by `;` run in one transaction.
+    #[serde(default)]
+    pub up: Option<String>,
+    /// SQL that undoes `up` exactly. Required for production (`rollback-ready`).
+    #[serde(default)]
+    pub down: Option<String>,
+    /// A batched data change instead of `up` (engine support arrives with the backfill engine).
+    #[serde(default)]
+    pub backfill: Option<serde_json::Value>,
+    /// Hold the step until an engineer releases it (`manual`) or a duration has passed (`after`).
+    #[serde(default)]
+    pub gate: Option<Gate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum Gate {
+    /// Wait for `drydock release PLAN STEP --by NAME`.
+    Manual,
+    /// Not before `duration` (e.g. "7d"; "rollback_window" for the policy's window) has passed
+    /// since the previous step was applied.
+    After { duration: String },
+}
+
+/// A validation query run after dry-run `up`, on `validate`, and reported with evidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Check {
+    pub name: String,
+    /// One read-only query.
+    pub sql: String,
+    /// `"true"` (one row whose first column is true/1), `"empty"` (no rows) or `"rows:N"`.
+    pub expect: Expect,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    True,
+    Empty,
+    Rows(u64),
+}
+
+impl fmt::Display for Expect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expect::True => f.write_str("true"),
+            Expect::Empty => f.write_str("empty"),
+            Expect::Rows(n) => write!(f, "rows:{n}"),
+        }
+    }
+}
+
+impl FromStr for Expect {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "true" => Ok(Expect::True),
+            "empty" => Ok(Expect::Empty),
+            other => other
+                .strip_prefix("rows:")
+                .and_then(|n| n.trim().parse().ok())
+                .map(Expect::Rows)
+                .ok_or_else(|| format!("expect must be \"true\", \"empty\" or \"rows:N\", not {other:?}")),
+        }
+    }
+}
+
+impl Serialize for Expect {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Expect {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonSchema for Expect {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Expect".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^(true|empty|rows:[0-9]+)$",
+            "description": "\"true\", \"empty\" or \"rows:N\""
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Urgency {
+    #[default]
+    Normal,
+    P1,
+    P0,
+}
+
+impl Urgency {
+    pub fn is_hotfix(self) -> bool {
+        matches!(self, Urgency::P0 | Urgency::P1)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Urgency::Normal => "normal",
+            Urgency::P1 => "p1",
+            Urgency::P0 => "p0",
+        }
+    }
+}
+
+/// A plan's place in the lifecycle (spec §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Planned,
+    Tested,
+    Approved,
+    Applying,
+    Applied,
+    Validated,
+    RolledBack,
+    Rejected,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Planned => "planned",
+            Status::Tested => "tested",
+            Status::Approved => "approved",
+            Status::Applying => "applying",
+            Status::Applied => "applied",
+            Status::Validated => "validated",
+            Status::RolledBack => "rolled-back",
+            Status::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Status> {
+        serde_json::from_value(serde_json::Value::String(s.to_string()))
+            .map_err(|_| Error::Store(format!("unknown plan status `{s}` in the state store")))
+    }
+
+    /// Whether the plan's SQL has not touched the target yet.
+    pub fn is_pre_apply(self) -> bool {
+        matches!(self, Status::Planned | Status::Tested | Status::Approved)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The per-step state shown by `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepState {
+    Pending,
+    Gated,
+    Applying,
+    Applied,
+    RolledBack,
+}
+
+impl StepState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepState::Pending => "pending",
+            StepState::Gated => "gated",
+            StepState::Applying => "applying",
+            StepState::Applied => "applied",
+            StepState::RolledBack => "rolled-back",
+        }
+    }
+    pub fn parse(s: &str) -> Result<StepState> {
+        serde_json::from_value(serde_json::Value::String(s.to_string()))
+            .map_err(|_| Error::Store(format!("unknown step state `{s}` in the state store")))
+    }
+}
+
+/// The normalised, validated content of a plan: what the checksum covers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Body {
+    pub target: String,
+    pub steps: Vec<Step>,
+    pub checks: Vec<Check>,
+}
+
+impl Body {
+    /// Validates raw input and normalises it: names filled in, SQL trimmed, empty SQL rejected.
+    pub fn new(target: &str, steps: Vec<Step>, checks: Vec<Check>) -> Result<Body> {
+        if steps.is_empty() {
+            return Err(Error::InvalidInput(
+                "a plan needs `steps` (each with `up` and `down`) or a `template` with `params`".into(),
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        let steps = steps
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let name = s
+                    .name
+                    .map(|n| n.trim().to_string())
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| format!("step-{}", i + 1));
+                if !names.insert(name.clone()) {
+                    return Err(Error::InvalidInput(format!("step name `{name}` is used twice")));
+                }
+                let up = normalise_sql(s.up);
+                if up.is_none() && s.backfill.is_none() {
+                    return Err(Error::InvalidInput(format!("step `{name}` has neither `up` nor `backfill`")));
+                }
+                if s.backfill.is_some() {
+                    return Err(Error::InvalidInput(format!(
+                        "step `{name}`: `backfill` steps need the PostgreSQL backfill engine, which this server does not have yet; write the change as `up` SQL in batches"
+                    )));
+                }
+                if let Some(Gate::After { duration }) = &s.gate {
+                    if duration != "rollback_window" {
+                        humantime::parse_duration(duration).map_err(|e| {
+                            Error::InvalidInput(format!("step `{name}` gate duration {duration:?}: {e}"))
+                        })?;
+                    }
+                }
+                Ok(Step { name: Some(name), up, down: normalise_sql(s.down), backfill: s.backfill, gate: s.gate })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut check_names = std::collections::HashSet::new();
+        let checks = checks
+            .into_iter()
+            .map(|c| {
+                let name = c.name.trim().to_string();
+                if name.is_empty() {
+                    return Err(Error::InvalidInput("every check needs a `name`".into()));
+                }
+                if !check_names.insert(name.clone()) {
+                    return Err(Error::InvalidInput(format!("check name `{name}` is used twice")));
+                }
+                let sql = normalise_sql(Some(c.sql)).ok_or_else(|| Error::InvalidCheck {
+                    name: name.clone(),
+                    reason: "its `sql` is empty".into(),
+                })?;
+                crate::analysis::check_is_single_query(&name, &sql)?;
+                Ok(Check { name, sql, expect: c.expect })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Body { target: target.to_string(), steps, checks })
+    }
+
+    pub fn checksum(&self) -> String {
+        let canonical = serde_json::to_vec(self).expect("a plan body always serialises");
+        let digest = Sha256::digest(&canonical);
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+fn normalise_sql(sql: Option<String>) -> Option<String> {
+    let sql = sql?.replace("\r\n", "\n");
+    let trimmed: Vec<&str> = sql.lines().map(str::trim_end).collect();
+    let joined = trimmed.join("\n");
+    let joined = joined.trim();
+    (!joined.is_empty()).then(|| joined.to_string())
+}
+
+/// A stored plan, as the engine and the adapters see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub id: String,
+    pub checksum: String,
+    pub goal: String,
+    pub target: String,
+    pub author: String,
+    pub urgency: Urgency,
+    pub status: Status,
+    pub created_at: String,
+    pub supersedes: Option<String>,
+    pub body: Body,
+    pub analysis: serde_json::Value,
+}
+
+impl Plan {
+    pub fn steps(&self) -> &[Step] {
+        &self.body.steps
+    }
+
+    pub fn step_name(&self, i: usize) -> &str {
+        self.body.steps[i].name.as_deref().unwrap_or("step")
+    }
+}
+
+/// A fresh plan id: short, unique, and not derived from anything secret.
+pub fn new_id(checksum: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let digest = Sha256::digest(format!("{checksum}:{nanos}:{}", std::process::id()).as_bytes());
+    let hex: String = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
+    format!("pl-{hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(up: &str, down: &str) -> Step {
+        Step { name: None, up: Some(up.into()), down: Some(down.into()), backfill: None, gate: None }
+    }
+
+    #[test]
+    fn checksum_ignores_trailing_whitespace_but_not_sql() {
+        let a = Body::new("prod", vec![step("ALTER TABLE t ADD c int;  \r\n", "x")], vec![]).unwrap();
+        let b = Body::new("prod", vec![step("ALTER TABLE t ADD c int;", "x")], vec![]).unwrap();
+        let c = Body::new("prod", vec![step("ALTER TABLE t ADD d int;", "x")], vec![]).unwrap();
+        assert_eq!(a.checksum(), b.checksum());
+        assert_ne!(a.checksum(), c.checksum());
+    }
+
+    #[test]
+    fn checksum_covers_the_target() {
+        let a = Body::new("prod", vec![step("SELECT 1", "x")], vec![]).unwrap();
+        let b = Body::new("other", vec![step("SELECT 1", "x")], vec![]).unwrap();
+        assert_ne!(a.checksum(), b.checksum());
+    }
+
+    #[test]
+    fn expect_parses_the_three_forms() {
+        assert_eq!("true".parse::<Expect>().unwrap(), Expect::True);
+        assert_eq!("empty".parse::<Expect>().unwrap(), Expect::Empty);
+        assert_eq!("rows:3".parse::<Expect>().unwrap(), Expect::Rows(3));
+        assert!("rows:x".parse::<Expect>().is_err());
+    }
+
+    #[test]
+    fn duplicate_step_names_are_refused() {
+        let mut a = step("SELECT 1", "x");
+        a.name = Some("s".into());
+        let err = Body::new("p", vec![a.clone(), a], vec![]).unwrap_err();
+        assert_eq!(err.code(), "invalid-input");
+    }
+}

@@ -1,0 +1,396 @@
+//! Templates (Tera, from `templates/`) rendered with typed parameters into plan steps, and the one
+//! place where identifiers and values are made safe to splice into SQL. Templates escape through
+//! our filters — `ident` (validate + quote), `literal` (escape a value), `sqltype`, `comment` —
+//! never through autoescape, which Tera applies only to HTML.
+//!
+//! A rendered template is a readable migration script whose `-- drydock:` markers delimit steps,
+//! their `up`/`down`, and checks; `parse_script` turns it back into structured steps.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use tera::{Kwargs, State, Tera, TeraResult, Value};
+
+use crate::error::{Error, Result};
+use crate::plan::{Check, Expect, Gate, Step};
+
+/// Identifiers: a letter or `_`, then letters, digits, `_`; at most 63 bytes (PostgreSQL's limit).
+pub fn validate_ident(name: &str) -> std::result::Result<(), String> {
+    let mut chars = name.chars();
+    let ok_first = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if !ok_first || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') || name.len() > 63 {
+        return Err(format!(
+            "{name:?} is not a valid identifier (letters, digits and _, starting with a letter or _, at most 63 characters)"
+        ));
+    }
+    Ok(())
+}
+
+/// Quotes an identifier for splicing: `"name"` with embedded quotes doubled. Callers that take
+/// names from input validate them first; this function is safe even on hostile names.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A string as an SQL literal: `'it''s'`. NUL bytes are refused by `literal_value`.
+pub fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// A JSON value as an SQL literal, or an error for values that have no literal form.
+pub fn literal_value(v: &serde_json::Value) -> std::result::Result<String, String> {
+    match v {
+        serde_json::Value::Null => Ok("NULL".into()),
+        serde_json::Value::Bool(b) => Ok(if *b { "TRUE" } else { "FALSE" }.into()),
+        serde_json::Value::Number(n) => Ok(n.to_string()),
+        serde_json::Value::String(s) if s.contains('\0') => Err("a literal cannot contain a NUL byte".into()),
+        serde_json::Value::String(s) => Ok(quote_literal(s)),
+        _ => Err("only strings, numbers, booleans and null can be literals".into()),
+    }
+}
+
+/// A column type: words, an optional `(p)` or `(p, s)`, an optional `[]`.
+pub fn validate_type(ty: &str) -> std::result::Result<String, String> {
+    let t = ty.trim();
+    let (words, rest) = match t.find('(') {
+        Some(p) => (&t[..p], &t[p..]),
+        None => match t.find('[') {
+            Some(p) => (&t[..p], &t[p..]),
+            None => (t, ""),
+        },
+    };
+    let words_ok = !words.trim().is_empty()
+        && words.trim().starts_with(|c: char| c.is_ascii_alphabetic())
+        && words.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ' ');
+    let rest_ok = {
+        let r = rest.strip_suffix("[]").unwrap_or(rest);
+        r.is_empty()
+            || (r.starts_with('(')
+                && r.ends_with(')')
+                && r[1..r.len() - 1].split(',').count() <= 2
+                && r[1..r.len() - 1].split(',').all(|n| {
+                    let n = n.trim();
+                    !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())
+                }))
+    };
+    if words_ok && rest_ok {
+        Ok(t.to_string())
+    } else {
+        Err(format!("{ty:?} is not a column type like `bigint`, `varchar(255)` or `numeric(10, 2)`"))
+    }
+}
+
+fn tera_err(msg: String) -> tera::Error {
+    tera::Error::message(msg)
+}
+
+fn engine() -> &'static Tera {
+    static TERA: std::sync::OnceLock<Tera> = std::sync::OnceLock::new();
+    TERA.get_or_init(|| {
+        let mut t = Tera::new();
+        t.register_filter("ident", |v: &str, _: Kwargs, _: &State| -> TeraResult<String> {
+            validate_ident(v).map_err(tera_err)?;
+            Ok(quote_ident(v))
+        });
+        t.register_filter("ident_bare", |v: &str, _: Kwargs, _: &State| -> TeraResult<String> {
+            // Step and check names in markers: validated, unquoted (dashes allowed).
+            let ok = !v.is_empty() && v.len() <= 63 && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if ok { Ok(v.to_string()) } else { Err(tera_err(format!("{v:?} is not a valid step or check name"))) }
+        });
+        t.register_filter("literal", |v: Value, _: Kwargs, _: &State| -> TeraResult<String> {
+            let json = serde_json::to_value(&v).map_err(|e| tera_err(e.to_string()))?;
+            literal_value(&json).map_err(tera_err)
+        });
+        t.register_filter("sqltype", |v: &str, _: Kwargs, _: &State| -> TeraResult<String> {
+            validate_type(v).map_err(tera_err)
+        });
+        t.register_filter("comment", |v: &str, _: Kwargs, _: &State| -> String {
+            // Keeps free text inside a `--` comment: no newline can end it early.
+            v.split_whitespace().collect::<Vec<_>>().join(" ")
+        });
+        t.register_filter("expect", |v: &str, _: Kwargs, _: &State| -> TeraResult<String> {
+            v.parse::<Expect>().map(|e| e.to_string()).map_err(tera_err)
+        });
+        for tpl in TEMPLATES {
+            t.add_raw_template(tpl.name, tpl.source).expect("embedded templates compile");
+        }
+        t
+    })
+}
+
+/// Parameters of `migration`, the general skeleton for a custom change.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MigrationParams {
+    /// What the change achieves and why.
+    pub goal: String,
+    /// Tables, rows and services affected.
+    pub impact: Option<String>,
+    /// Risk level and the reason for it.
+    pub risk: Option<String>,
+    /// How the change is undone, and for how long that stays possible.
+    pub rollback_strategy: Option<String>,
+    /// The step's name (letters, digits, `-`, `_`); defaults to `migration`.
+    pub step_name: Option<String>,
+    /// SQL of the change.
+    pub up: String,
+    /// SQL that undoes `up` exactly.
+    pub down: String,
+    /// Validation queries run after `up`.
+    #[serde(default)]
+    pub checks: Vec<Check>,
+}
+
+/// Parameters of `add-column`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddColumnParams {
+    /// Table to extend (an identifier: letters, digits, `_`).
+    pub table: String,
+    /// The new column's name.
+    pub column: String,
+    /// Column type, e.g. `integer`, `text`, `varchar(64)`.
+    #[serde(rename = "type")]
+    pub ty: String,
+    /// Default for existing and new rows (string, number, boolean or null).
+    pub default: Option<serde_json::Value>,
+}
+
+struct TemplateDef {
+    name: &'static str,
+    description: &'static str,
+    source: &'static str,
+    schema: fn() -> schemars::Schema,
+    /// Parses and validates the params, returning the render context.
+    context: fn(serde_json::Value) -> std::result::Result<serde_json::Value, String>,
+}
+
+fn typed<T: for<'de> Deserialize<'de> + Serialize>(v: serde_json::Value) -> std::result::Result<serde_json::Value, String> {
+    let t: T = serde_json::from_value(v).map_err(|e| e.to_string())?;
+    serde_json::to_value(t).map_err(|e| e.to_string())
+}
+
+impl Serialize for MigrationParams {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        serde_json::json!({
+            "goal": self.goal,
+            "impact": self.impact.as_deref().unwrap_or("(not stated)"),
+            "risk": self.risk.as_deref().unwrap_or("(not stated)"),
+            "rollback_strategy": self.rollback_strategy.as_deref().unwrap_or("run the down script below"),
+            "step_name": self.step_name.clone().unwrap_or_else(|| "migration".into()),
+            "up": self.up.trim_end().trim_end_matches(';'), "down": self.down.trim_end().trim_end_matches(';'),
+            "checks": self.checks.iter().map(|c| serde_json::json!({"name": c.name, "sql": c.sql.trim().trim_end_matches(';'), "expect": c.expect.to_string()})).collect::<Vec<_>>(),
+        })
+        .serialize(s)
+    }
+}
+
+impl Serialize for AddColumnParams {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut m = serde_json::json!({"table": self.table, "column": self.column, "type": self.ty});
+        if let Some(d) = &self.default {
+            m["default"] = d.clone();
+        }
+        m.serialize(s)
+    }
+}
+
+const TEMPLATES: &[TemplateDef] = &[
+    TemplateDef {
+        name: "migration",
+        description: "The general skeleton for a custom change: goal, impact, risk, rollback strategy, up, down and validation queries in one step.",
+        source: include_str!("../../templates/migration.sql"),
+        schema: || schemars::schema_for!(MigrationParams),
+        context: typed::<MigrationParams>,
+    },
+    TemplateDef {
+        name: "add-column",
+        description: "Add a nullable column with an optional constant default; down drops it.",
+        source: include_str!("../../templates/add-column.sql"),
+        schema: || schemars::schema_for!(AddColumnParams),
+        context: typed::<AddColumnParams>,
+    },
+];
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct TemplateInfo {
+    pub name: String,
+    pub description: String,
+    /// The parameters' JSON schema.
+    pub params: serde_json::Value,
+}
+
+/// A rendered template: the script, and the steps and checks it defines.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Rendered {
+    pub template: String,
+    pub steps: Vec<Step>,
+    pub checks: Vec<Check>,
+    /// The whole script, readable as a migration file.
+    pub script: String,
+}
+
+pub fn list() -> Vec<TemplateInfo> {
+    TEMPLATES
+        .iter()
+        .map(|t| TemplateInfo {
+            name: t.name.into(),
+            description: t.description.into(),
+            params: serde_json::to_value((t.schema)()).unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// A template's source and schema, for the `drydock://templates/{name}` resource.
+pub fn source(name: &str) -> Result<(String, TemplateInfo)> {
+    let t = TEMPLATES.iter().find(|t| t.name == name).ok_or_else(|| Error::UnknownTemplate(name.into()))?;
+    let info = list().into_iter().find(|i| i.name == name).expect("listed");
+    Ok((t.source.to_string(), info))
+}
+
+pub fn render(name: &str, params: serde_json::Value) -> Result<Rendered> {
+    let t = TEMPLATES.iter().find(|t| t.name == name).ok_or_else(|| Error::UnknownTemplate(name.into()))?;
+    let refuse = |reason: String| Error::TemplateParams { template: name.into(), reason };
+    let ctx_value = (t.context)(params).map_err(refuse)?;
+    let ctx = tera::Context::from_serialize(&ctx_value).map_err(|e| refuse(e.to_string()))?;
+    let script = engine().render(t.name, &ctx).map_err(|e| refuse(tera_message(&e)))?;
+    let (steps, checks) = parse_script(&script).map_err(refuse)?;
+    Ok(Rendered { template: name.into(), steps, checks, script })
+}
+
+fn tera_message(e: &tera::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg = format!("{msg}: {s}");
+        src = s.source();
+    }
+    msg
+}
+
+/// Reads `-- drydock:step NAME [manual|after=DURATION]`, `-- drydock:up`, `-- drydock:down` and
+/// `-- drydock:check NAME EXPECT` markers.
+pub fn parse_script(script: &str) -> std::result::Result<(Vec<Step>, Vec<Check>), String> {
+    enum Section {
+        None,
+        Up,
+        Down,
+        Check(String, Expect),
+    }
+    let mut steps: Vec<Step> = Vec::new();
+    let mut checks = Vec::new();
+    let mut section = Section::None;
+    let mut buf = String::new();
+    let flush = |section: &Section, buf: &mut String, steps: &mut Vec<Step>, checks: &mut Vec<Check>| {
+        let text = std::mem::take(buf).trim().to_string();
+        match section {
+            Section::Up => {
+                if let Some(s) = steps.last_mut() {
+                    s.up = (!text.is_empty()).then_some(text);
+                }
+            }
+            Section::Down => {
+                if let Some(s) = steps.last_mut() {
+                    s.down = (!text.is_empty()).then_some(text);
+                }
+            }
+            Section::Check(name, expect) => {
+                checks.push(Check { name: name.clone(), sql: text, expect: *expect })
+            }
+            Section::None => {}
+        }
+    };
+    for line in script.lines() {
+        let Some(marker) = line.trim().strip_prefix("-- drydock:") else {
+            buf.push_str(line);
+            buf.push('\n');
+            continue;
+        };
+        flush(&section, &mut buf, &mut steps, &mut checks);
+        let mut parts = marker.split_whitespace();
+        section = match parts.next() {
+            Some("step") => {
+                let name = parts.next().ok_or("a step marker needs a name")?.to_string();
+                let gate = match parts.next() {
+                    None => None,
+                    Some("manual") => Some(Gate::Manual),
+                    Some(g) => match g.strip_prefix("after=") {
+                        Some(d) => Some(Gate::After { duration: d.to_string() }),
+                        None => return Err(format!("unknown gate {g:?}")),
+                    },
+                };
+                steps.push(Step { name: Some(name), up: None, down: None, backfill: None, gate });
+                Section::None
+            }
+            Some("up") if !steps.is_empty() => Section::Up,
+            Some("down") if !steps.is_empty() => Section::Down,
+            Some("check") => {
+                let name = parts.next().ok_or("a check marker needs a name")?.to_string();
+                let expect = parts.next().ok_or("a check marker needs an expectation")?.parse()?;
+                Section::Check(name, expect)
+            }
+            other => return Err(format!("unexpected marker {other:?}")),
+        };
+    }
+    flush(&section, &mut buf, &mut steps, &mut checks);
+    Ok((steps, checks))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn quoting_neutralises_hostile_names() {
+        assert_eq!(quote_ident(r#"users"; DROP TABLE users; --"#), r#""users""; DROP TABLE users; --""#);
+        assert!(validate_ident(r#"users"; DROP TABLE users; --"#).is_err());
+        assert!(validate_ident("users_2").is_ok());
+        assert_eq!(quote_literal("it's"), "'it''s'");
+    }
+
+    #[test]
+    fn add_column_renders_quoted_sql_and_a_down() {
+        let r = render("add-column", json!({"table": "users", "column": "plan", "type": "text", "default": "free's"})).unwrap();
+        assert_eq!(r.steps.len(), 1);
+        assert_eq!(
+            r.steps[0].up.as_deref(),
+            Some(r#"ALTER TABLE "users" ADD COLUMN "plan" text DEFAULT 'free''s';"#)
+        );
+        assert_eq!(r.steps[0].down.as_deref(), Some(r#"ALTER TABLE "users" DROP COLUMN "plan";"#));
+        assert_eq!(r.checks.len(), 2);
+    }
+
+    #[test]
+    fn hostile_parameters_are_refused() {
+        for params in [
+            json!({"table": "users\"; DROP TABLE users; --", "column": "c", "type": "int"}),
+            json!({"table": "users", "column": "c", "type": "int; DROP TABLE users"}),
+            json!({"table": "users", "column": "c", "type": "int", "default": {"a": 1}}),
+            json!({"table": "users", "column": "c", "type": "int", "extra": 1}),
+        ] {
+            let e = render("add-column", params.clone()).unwrap_err();
+            assert_eq!(e.code(), "invalid-template-params", "{params}");
+        }
+    }
+
+    #[test]
+    fn migration_skeleton_keeps_free_text_in_comments() {
+        let r = render(
+            "migration",
+            json!({"goal": "x\nDROP TABLE users;", "up": "CREATE TABLE t(a int);", "down": "DROP TABLE t;",
+                   "checks": [{"name": "t-exists", "sql": "SELECT count(*) = 0 FROM t", "expect": "true"}]}),
+        )
+        .unwrap();
+        assert!(r.script.contains("-- Migration: x DROP TABLE users;"));
+        assert_eq!(r.steps[0].up.as_deref(), Some("CREATE TABLE t(a int)"));
+        assert_eq!(r.checks[0].name, "t-exists");
+    }
+
+    #[test]
+    fn types_are_validated() {
+        assert!(validate_type("numeric(10, 2)").is_ok());
+        assert!(validate_type("double precision").is_ok());
+        assert!(validate_type("text[]").is_ok());
+        assert!(validate_type("int) ; drop").is_err());
+    }
+}

@@ -1,0 +1,388 @@
+//! drydock's own state: plans, steps, runs, approvals, backups and the audit trail, in a SQLite
+//! file under the state directory (schema in `migrations/`, applied on open). The only writer is
+//! `Store::commit`, which applies one lifecycle transition — status, run, step states, approval,
+//! backup and audit rows — in a single transaction, guarded by the status it expects to find.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::{Row, SqliteConnection};
+
+use crate::error::{Error, Result};
+use crate::plan::{Body, Plan, Status, StepState, Urgency};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Now, as an RFC 3339 UTC timestamp with milliseconds (sortable as text).
+pub fn now() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+/// How long ago an RFC 3339 timestamp was; `None` when it does not parse.
+pub fn age(ts: &str) -> Option<Duration> {
+    let t = humantime::parse_rfc3339_weak(ts.trim_end_matches('Z')).ok()?;
+    Some(SystemTime::now().duration_since(t).unwrap_or_default())
+}
+
+/// `ts + d` as RFC 3339.
+pub fn add(ts: &str, d: Duration) -> Option<String> {
+    let t = humantime::parse_rfc3339_weak(ts.trim_end_matches('Z')).ok()?;
+    Some(humantime::format_rfc3339_millis(t + d).to_string())
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct StepRow {
+    pub idx: i64,
+    pub name: String,
+    pub state: StepState,
+    pub applied_at: Option<String>,
+    pub released_by: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct RunRow {
+    pub id: i64,
+    pub kind: String,
+    pub target: String,
+    pub checksum: String,
+    pub ok: bool,
+    pub started_at: String,
+    pub finished_at: String,
+    pub duration_ms: f64,
+    pub detail: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct ApprovalRow {
+    pub by: String,
+    pub checksum: String,
+    pub decision: String,
+    pub reason: Option<String>,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct BackupRow {
+    pub target: String,
+    pub plan_id: Option<String>,
+    pub verified: bool,
+    pub detail: serde_json::Value,
+    pub taken_at: String,
+}
+
+/// One lifecycle transition, committed atomically by `Store::commit`.
+#[derive(Default)]
+pub struct Change<'a> {
+    pub plan_id: &'a str,
+    /// Move the plan to `to` — only if its status is one of `from` (empty: any).
+    pub status: Option<(&'a [Status], Status)>,
+    pub run: Option<NewRun<'a>>,
+    pub steps: Vec<(usize, StepState)>,
+    pub approval: Option<(&'a str, &'a str, &'a str, Option<&'a str>)>,
+    pub release: Option<(usize, &'a str)>,
+    pub backup: Option<(&'a str, bool, serde_json::Value)>,
+    pub audit: Option<(&'a str, &'a str, serde_json::Value)>,
+}
+
+pub struct NewRun<'a> {
+    pub kind: &'a str,
+    pub target: &'a str,
+    pub checksum: &'a str,
+    pub ok: bool,
+    pub started_at: String,
+    pub duration_ms: f64,
+    pub detail: serde_json::Value,
+}
+
+impl Store {
+    /// Opens (creating if needed) `state.db` in `dir` and brings its schema up to date.
+    pub async fn open(dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(dir)?;
+        let opts = SqliteConnectOptions::new()
+            .filename(dir.join("state.db"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    #[tracing::instrument(skip_all, fields(plan = %plan.id))]
+    pub async fn insert_plan(&self, plan: &Plan) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        // language=SQL
+        sqlx::query(
+            "INSERT INTO plans (id, checksum, goal, target, author, urgency, status, created_at, updated_at, supersedes, body, analysis)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&plan.id)
+        .bind(&plan.checksum)
+        .bind(&plan.goal)
+        .bind(&plan.target)
+        .bind(&plan.author)
+        .bind(plan.urgency.as_str())
+        .bind(plan.status.as_str())
+        .bind(&plan.created_at)
+        .bind(&plan.created_at)
+        .bind(&plan.supersedes)
+        .bind(serde_json::to_string(&plan.body).map_err(Error::store)?)
+        .bind(plan.analysis.to_string())
+        .execute(&mut *tx)
+        .await?;
+        for (i, s) in plan.body.steps.iter().enumerate() {
+            let state = if s.gate.is_some() { StepState::Gated } else { StepState::Pending };
+            sqlx::query("INSERT INTO steps (plan_id, idx, name, state) VALUES (?, ?, ?, ?)")
+                .bind(&plan.id)
+                .bind(i as i64)
+                .bind(s.name.as_deref().unwrap_or("step"))
+                .bind(state.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        audit(&mut tx, &plan.author, "plan", Some(&plan.id), serde_json::json!({"checksum": plan.checksum, "goal": plan.goal})).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn plan(&self, id: &str) -> Result<Plan> {
+        // language=SQL
+        let row = sqlx::query(
+            "SELECT id, checksum, goal, target, author, urgency, status, created_at, supersedes, body, analysis FROM plans WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| Error::UnknownPlan(id.to_string()))?;
+        let body: Body = serde_json::from_str(row.get::<&str, _>(9)).map_err(Error::store)?;
+        let urgency: Urgency = serde_json::from_value(serde_json::Value::String(row.get(5))).map_err(Error::store)?;
+        Ok(Plan {
+            id: row.get(0),
+            checksum: row.get(1),
+            goal: row.get(2),
+            target: row.get(3),
+            author: row.get(4),
+            urgency,
+            status: Status::parse(row.get(6))?,
+            created_at: row.get(7),
+            supersedes: row.get(8),
+            body,
+            analysis: serde_json::from_str(row.get::<&str, _>(10)).map_err(Error::store)?,
+        })
+    }
+
+    /// Plans, newest first: `(id, target, status, goal, author, created_at)`.
+    pub async fn plans(&self, limit: i64) -> Result<Vec<(String, String, Status, String, String, String)>> {
+        let rows = sqlx::query("SELECT id, target, status, goal, author, created_at FROM plans ORDER BY created_at DESC, id LIMIT ?")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.get(0), r.get(1), Status::parse(r.get(2))?, r.get(3), r.get(4), r.get(5))))
+            .collect()
+    }
+
+    pub async fn steps(&self, plan_id: &str) -> Result<Vec<StepRow>> {
+        let rows = sqlx::query("SELECT idx, name, state, applied_at, released_by FROM steps WHERE plan_id = ? ORDER BY idx")
+            .bind(plan_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StepRow {
+                    idx: r.get(0),
+                    name: r.get(1),
+                    state: StepState::parse(r.get(2))?,
+                    applied_at: r.get(3),
+                    released_by: r.get(4),
+                })
+            })
+            .collect()
+    }
+
+    pub async fn runs(&self, plan_id: &str) -> Result<Vec<RunRow>> {
+        let rows = sqlx::query(
+            "SELECT id, kind, target, checksum, ok, started_at, finished_at, duration_ms, detail FROM runs WHERE plan_id = ? ORDER BY id",
+        )
+        .bind(plan_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| RunRow {
+                id: r.get(0),
+                kind: r.get(1),
+                target: r.get(2),
+                checksum: r.get(3),
+                ok: r.get::<i64, _>(4) != 0,
+                started_at: r.get(5),
+                finished_at: r.get(6),
+                duration_ms: r.get(7),
+                detail: serde_json::from_str(r.get::<&str, _>(8)).unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    pub async fn approvals(&self, plan_id: &str) -> Result<Vec<ApprovalRow>> {
+        let rows = sqlx::query("SELECT by, checksum, decision, reason, at FROM approvals WHERE plan_id = ? ORDER BY id")
+            .bind(plan_id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| ApprovalRow { by: r.get(0), checksum: r.get(1), decision: r.get(2), reason: r.get(3), at: r.get(4) })
+            .collect())
+    }
+
+    /// The newest verified backup of a target.
+    pub async fn latest_backup(&self, target: &str) -> Result<Option<BackupRow>> {
+        let row = sqlx::query(
+            "SELECT target, plan_id, verified, detail, taken_at FROM backups WHERE target = ? AND verified = 1 ORDER BY taken_at DESC LIMIT 1",
+        )
+        .bind(target)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| BackupRow {
+            target: r.get(0),
+            plan_id: r.get(1),
+            verified: r.get::<i64, _>(2) != 0,
+            detail: serde_json::from_str(r.get::<&str, _>(3)).unwrap_or_default(),
+            taken_at: r.get(4),
+        }))
+    }
+
+    /// Applies one transition atomically. When `status` names expected states and the plan is in
+    /// none of them (another caller moved it first), nothing is written and `Ok(false)` returns.
+    #[tracing::instrument(skip_all, fields(plan = %change.plan_id))]
+    pub async fn commit(&self, change: Change<'_>) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let now = now();
+        if let Some((from, to)) = change.status {
+            let current: String = sqlx::query_scalar("SELECT status FROM plans WHERE id = ?")
+                .bind(change.plan_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| Error::UnknownPlan(change.plan_id.to_string()))?;
+            if !from.is_empty() && !from.iter().any(|s| s.as_str() == current) {
+                return Ok(false);
+            }
+            sqlx::query("UPDATE plans SET status = ?, updated_at = ? WHERE id = ?")
+                .bind(to.as_str())
+                .bind(&now)
+                .bind(change.plan_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(run) = &change.run {
+            // language=SQL
+            sqlx::query(
+                "INSERT INTO runs (plan_id, checksum, kind, target, ok, started_at, finished_at, duration_ms, detail)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(change.plan_id)
+            .bind(run.checksum)
+            .bind(run.kind)
+            .bind(run.target)
+            .bind(run.ok as i64)
+            .bind(&run.started_at)
+            .bind(&now)
+            .bind(run.duration_ms)
+            .bind(run.detail.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (idx, state) in &change.steps {
+            let applied_at = matches!(state, StepState::Applied).then(|| now.clone());
+            sqlx::query("UPDATE steps SET state = ?, applied_at = coalesce(?, applied_at) WHERE plan_id = ? AND idx = ?")
+                .bind(state.as_str())
+                .bind(applied_at)
+                .bind(change.plan_id)
+                .bind(*idx as i64)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some((checksum, by, decision, reason)) = change.approval {
+            sqlx::query("INSERT INTO approvals (plan_id, checksum, by, decision, reason, at) VALUES (?, ?, ?, ?, ?, ?)")
+                .bind(change.plan_id)
+                .bind(checksum)
+                .bind(by)
+                .bind(decision)
+                .bind(reason)
+                .bind(&now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some((idx, by)) = change.release {
+            sqlx::query("UPDATE steps SET state = 'pending', released_by = ?, released_at = ? WHERE plan_id = ? AND idx = ?")
+                .bind(by)
+                .bind(&now)
+                .bind(change.plan_id)
+                .bind(idx as i64)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some((target, verified, detail)) = &change.backup {
+            sqlx::query("INSERT INTO backups (target, plan_id, verified, detail, taken_at) VALUES (?, ?, ?, ?, ?)")
+                .bind(target)
+                .bind(change.plan_id)
+                .bind(*verified as i64)
+                .bind(detail.to_string())
+                .bind(&now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some((actor, action, detail)) = change.audit {
+            audit(&mut tx, actor, action, Some(change.plan_id), detail).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The audit trail, newest first: `(at, actor, action, plan_id, detail)`.
+    pub async fn audit_log(&self, limit: i64) -> Result<Vec<(String, String, String, Option<String>, String)>> {
+        let rows = sqlx::query("SELECT at, actor, action, plan_id, detail FROM audit ORDER BY id DESC LIMIT ?")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))).collect())
+    }
+}
+
+async fn audit(
+    conn: &mut SqliteConnection,
+    actor: &str,
+    action: &str,
+    plan_id: Option<&str>,
+    detail: serde_json::Value,
+) -> Result<()> {
+    sqlx::query("INSERT INTO audit (at, actor, action, plan_id, detail) VALUES (?, ?, ?, ?, ?)")
+        .bind(now())
+        .bind(actor)
+        .bind(action)
+        .bind(plan_id)
+        .bind(detail.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_through_age_and_add() {
+        let t = now();
+        assert!(age(&t).unwrap() < Duration::from_secs(5));
+        let later = add(&t, Duration::from_secs(3600)).unwrap();
+        assert!(later > t);
+    }
+}

@@ -1,0 +1,480 @@
+//! SQLite targets: the embedded default and SQLite-backed applications. Dry-runs happen on a
+//! `VACUUM INTO` copy so staging itself is never touched; every step runs in one
+//! `BEGIN IMMEDIATE` transaction together with its `_drydock_history` row, so a step and its
+//! bookkeeping commit or vanish together.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
+
+use super::{
+    BackupEvidence, Catalog, CheckOutcome, Column, Fingerprint, HistoryRow, LockObservation,
+    StatementRun, TableInfo,
+};
+use crate::error::{Error, Result};
+use crate::plan::{Check, Expect};
+use crate::render::quote_ident;
+
+/// drydock's bookkeeping inside the target; excluded from fingerprints and catalogs.
+pub const HISTORY_TABLE: &str = "_drydock_history";
+
+// language=SQL
+const CREATE_HISTORY: &str = "CREATE TABLE IF NOT EXISTS _drydock_history (
+    id INTEGER PRIMARY KEY,
+    plan_id TEXT NOT NULL,
+    step TEXT NOT NULL,
+    checksum TEXT NOT NULL,
+    applied_at TEXT NOT NULL,
+    applied_by TEXT NOT NULL,
+    status TEXT NOT NULL,
+    duration_ms REAL,
+    rolled_back_at TEXT
+)";
+
+/// A failure inside a step: which statement, and why. The transaction was rolled back.
+#[derive(Debug)]
+pub struct StepFailure {
+    pub index: usize,
+    pub sql: String,
+    pub cause: String,
+}
+
+pub struct Sqlite {
+    name: String,
+    path: PathBuf,
+    busy_timeout: Duration,
+}
+
+fn is_internal(name: &str) -> bool {
+    name.starts_with("sqlite_") || name.starts_with("_drydock")
+}
+
+impl Sqlite {
+    /// Opens an existing database file; a missing file is an error, never silently created.
+    pub async fn open(name: &str, path: &Path, busy_timeout: Duration) -> Result<Sqlite> {
+        if !path.exists() {
+            return Err(Error::Target {
+                target: name.to_string(),
+                cause: format!("database file {} does not exist", path.display()),
+            });
+        }
+        let t = Sqlite { name: name.to_string(), path: path.to_path_buf(), busy_timeout };
+        t.connect().await?.close().await.map_err(|e| t.err(e))?;
+        Ok(t)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> Error {
+        Error::Target { target: self.name.clone(), cause: e.to_string() }
+    }
+
+    async fn connect(&self) -> Result<SqliteConnection> {
+        SqliteConnectOptions::new()
+            .filename(&self.path)
+            .busy_timeout(self.busy_timeout)
+            .foreign_keys(true)
+            .connect()
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    async fn table_names(&self, conn: &mut SqliteConnection) -> Result<Vec<String>> {
+        // language=SQL
+        let rows = sqlx::query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(rows.iter().map(|r| r.get::<String, _>(0)).filter(|n| !is_internal(n)).collect())
+    }
+
+    async fn columns(&self, conn: &mut SqliteConnection, table: &str) -> Result<Vec<Column>> {
+        // language=SQL
+        let rows = sqlx::query(r#"SELECT name, type, "notnull", dflt_value, pk FROM pragma_table_info(?) ORDER BY cid"#)
+            .bind(table)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(rows
+            .iter()
+            .map(|r| Column {
+                name: r.get(0),
+                ty: r.get(1),
+                nullable: r.get::<i64, _>(2) == 0,
+                default: r.get(3),
+                primary_key: r.get::<i64, _>(4) > 0,
+            })
+            .collect())
+    }
+
+    async fn count(&self, conn: &mut SqliteConnection, table: &str) -> Result<u64> {
+        let sql = format!("SELECT count(*) FROM {}", quote_ident(table));
+        let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(&mut *conn).await.map_err(|e| self.err(e))?;
+        Ok(n as u64)
+    }
+
+    /// Tables with exact row counts (SQLite keeps no estimates), columns, indexes, dependents.
+    pub async fn catalog(&self) -> Result<Catalog> {
+        let mut conn = self.connect().await?;
+        let mut tables = BTreeMap::new();
+        for name in self.table_names(&mut conn).await? {
+            let info = TableInfo {
+                rows: self.count(&mut conn, &name).await?,
+                columns: self.columns(&mut conn, &name).await?,
+                ..TableInfo::default()
+            };
+            tables.insert(name, info);
+        }
+        // language=SQL
+        let objects = sqlx::query("SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_master WHERE type IN ('index', 'view', 'trigger')")
+            .fetch_all(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        let names: Vec<String> = tables.keys().cloned().collect();
+        for o in &objects {
+            let (kind, name, tbl, sql): (String, String, String, String) = (o.get(0), o.get(1), o.get(2), o.get(3));
+            if is_internal(&name) {
+                continue;
+            }
+            match kind.as_str() {
+                "index" => tables.entry(tbl).and_modify(|t| t.indexes.push(name)),
+                "trigger" => tables.entry(tbl).and_modify(|t| t.triggers.push(name)),
+                _ => {
+                    // SQLite records no view dependencies: read the view's tokens for table names.
+                    let words: std::collections::BTreeSet<String> = crate::analysis::lexer::tokenize(&sql)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter_map(|(_, t)| t.name())
+                        .collect();
+                    for t in &names {
+                        if words.contains(&t.to_lowercase()) || words.contains(t) {
+                            tables.entry(t.clone()).and_modify(|i| i.views.push(name.clone()));
+                        }
+                    }
+                    continue;
+                }
+            };
+        }
+        for from in &names {
+            // language=SQL
+            let fks = sqlx::query(r#"SELECT "table", "from", "to" FROM pragma_foreign_key_list(?)"#)
+                .bind(from)
+                .fetch_all(&mut conn)
+                .await
+                .map_err(|e| self.err(e))?;
+            for fk in fks {
+                let (to, col, to_col): (String, String, Option<String>) = (fk.get(0), fk.get(1), fk.get(2));
+                let label = format!("{from}({col}) -> {to}({})", to_col.unwrap_or_default());
+                if let Some(t) = tables.get_mut(&to) {
+                    t.foreign_keys_in.push(label.clone());
+                }
+                if let Some(t) = tables.get_mut(from) {
+                    t.constraints.push(format!("foreign key {label}"));
+                }
+            }
+        }
+        conn.close().await.map_err(|e| self.err(e))?;
+        Ok(Catalog { engine: "sqlite", tables })
+    }
+
+    /// The schema as sorted lines: columns, indexes, foreign keys, view and trigger text.
+    pub async fn fingerprint(&self) -> Result<Fingerprint> {
+        let mut conn = self.connect().await?;
+        let fp = self.fingerprint_on(&mut conn).await;
+        conn.close().await.map_err(|e| self.err(e))?;
+        fp
+    }
+
+    async fn fingerprint_on(&self, conn: &mut SqliteConnection) -> Result<Fingerprint> {
+        let mut lines = Vec::new();
+        for table in self.table_names(conn).await? {
+            for c in self.columns(conn, &table).await? {
+                lines.push(format!(
+                    "table {table} column {} {} null={} default={} pk={}",
+                    c.name,
+                    c.ty,
+                    c.nullable,
+                    c.default.unwrap_or_default(),
+                    c.primary_key
+                ));
+            }
+            // language=SQL
+            let fks = sqlx::query(r#"SELECT "table", "from", coalesce("to", ''), on_update, on_delete FROM pragma_foreign_key_list(?)"#)
+                .bind(&table)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(|e| self.err(e))?;
+            for fk in fks {
+                let v: (String, String, String, String, String) = (fk.get(0), fk.get(1), fk.get(2), fk.get(3), fk.get(4));
+                lines.push(format!("table {table} fk {} -> {}({}) update={} delete={}", v.1, v.0, v.2, v.3, v.4));
+            }
+        }
+        // language=SQL
+        let objects = sqlx::query("SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_master WHERE type IN ('index', 'view', 'trigger')")
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        for o in objects {
+            let (kind, name, tbl, sql): (String, String, String, String) = (o.get(0), o.get(1), o.get(2), o.get(3));
+            if is_internal(&name) || is_internal(&tbl) {
+                continue;
+            }
+            let sql = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+            lines.push(format!("{kind} {name} on {tbl}: {sql}"));
+        }
+        Ok(Fingerprint::from_lines(lines))
+    }
+
+    pub async fn row_counts(&self, tables: &[String]) -> Result<BTreeMap<String, u64>> {
+        let mut conn = self.connect().await?;
+        let existing = self.table_names(&mut conn).await?;
+        let mut out = BTreeMap::new();
+        for t in tables.iter().filter(|t| existing.contains(t)) {
+            out.insert(t.clone(), self.count(&mut conn, t).await?);
+        }
+        conn.close().await.map_err(|e| self.err(e))?;
+        Ok(out)
+    }
+
+    /// Runs each check with `PRAGMA query_only` on, so even a check that slipped past the static
+    /// test cannot write.
+    pub async fn run_checks(&self, checks: &[Check]) -> Result<Vec<CheckOutcome>> {
+        let mut conn = self.connect().await?;
+        sqlx::query("PRAGMA query_only = ON").execute(&mut conn).await.map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for c in checks {
+            let rows = sqlx::query(AssertSqlSafe(c.sql.clone())).fetch_all(&mut conn).await;
+            let (passed, observed) = match rows {
+                Err(e) => (false, format!("error: {e}")),
+                Ok(rows) => match c.expect {
+                    Expect::Empty => (rows.is_empty(), format!("{} row(s)", rows.len())),
+                    Expect::Rows(n) => (rows.len() as u64 == n, format!("{} row(s)", rows.len())),
+                    Expect::True => match rows.as_slice() {
+                        [row] => {
+                            let v = truthy(row);
+                            (v == Some(true), format!("{}", v.map(|b| b.to_string()).unwrap_or("not a boolean".into())))
+                        }
+                        _ => (false, format!("{} row(s), expected exactly one", rows.len())),
+                    },
+                },
+            };
+            out.push(CheckOutcome { name: c.name.clone(), expect: c.expect.to_string(), passed, observed });
+        }
+        conn.close().await.map_err(|e| self.err(e))?;
+        Ok(out)
+    }
+
+    /// Copies the database into `dest` (a consistent snapshot, WAL included).
+    pub async fn copy_to(&self, dest: &Path) -> Result<Sqlite> {
+        if dest.exists() {
+            std::fs::remove_file(dest)?;
+        }
+        let mut conn = self.connect().await?;
+        // language=SQL
+        sqlx::query("VACUUM INTO ?")
+            .bind(dest.to_string_lossy().into_owned())
+            .execute(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        conn.close().await.map_err(|e| self.err(e))?;
+        Sqlite::open(&format!("{} (copy)", self.name), dest, self.busy_timeout).await
+    }
+
+    /// A backup restorable as-is: a `VACUUM INTO` copy, proven by `integrity_check` and by row
+    /// counts equal to the source's.
+    pub async fn backup(&self, dest: &Path) -> Result<BackupEvidence> {
+        if let Some(dir) = dest.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let copy = self.copy_to(dest).await?;
+        let mut conn = copy.connect().await?;
+        let integrity: String = sqlx::query_scalar("PRAGMA integrity_check")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        let tables = copy.table_names(&mut conn).await?;
+        let mut copied = BTreeMap::new();
+        for t in &tables {
+            copied.insert(t.clone(), copy.count(&mut conn, t).await?);
+        }
+        conn.close().await.map_err(|e| self.err(e))?;
+        let source = self.row_counts(&tables).await?;
+        let verified = integrity == "ok" && source == copied;
+        let fail = |detail: String| Error::BackupFailed { target: self.name.clone(), detail };
+        if integrity != "ok" {
+            return Err(fail(format!("integrity_check of the copy says {integrity}")));
+        }
+        if source != copied {
+            return Err(fail("row counts of the copy differ from the source".into()));
+        }
+        Ok(BackupEvidence {
+            method: "sqlite VACUUM INTO + integrity_check + row counts".into(),
+            location: dest.display().to_string(),
+            verified,
+            row_counts: copied,
+            taken_at: crate::store::now(),
+        })
+    }
+
+    /// Runs `statements` in one `BEGIN IMMEDIATE` transaction (the database write lock, bounded
+    /// by `busy_timeout`), measuring each; writes or updates the history row in the same
+    /// transaction. On any failure the whole transaction is rolled back.
+    pub async fn execute(
+        &self,
+        step: &str,
+        statements: &[String],
+        history: Option<History<'_>>,
+        on_statement: &mut (dyn FnMut(&StatementRun) + Send),
+    ) -> Result<std::result::Result<Vec<StatementRun>, StepFailure>> {
+        let mut conn = self.connect().await?;
+        let mut tx = match conn.begin_with("BEGIN IMMEDIATE").await {
+            Ok(tx) => tx,
+            Err(e) if e.to_string().contains("locked") || e.to_string().contains("busy") => {
+                return Err(Error::TargetBusy(self.name.clone()));
+            }
+            Err(e) => return Err(self.err(e)),
+        };
+        let started = Instant::now();
+        let mut runs = Vec::new();
+        for (i, sql) in statements.iter().enumerate() {
+            let before = root_pages(&mut tx).await.map_err(|e| self.err(e))?;
+            let t0 = Instant::now();
+            if let Err(e) = sqlx::raw_sql(AssertSqlSafe(sql.clone())).execute(&mut *tx).await {
+                drop(tx);
+                conn.close().await.ok();
+                return Ok(Err(StepFailure { index: i + 1, sql: sql.clone(), cause: e.to_string() }));
+            }
+            let duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
+            let after = root_pages(&mut tx).await.map_err(|e| self.err(e))?;
+            let rewritten = before
+                .iter()
+                .filter(|(t, page)| after.get(*t).is_some_and(|p| p != *page))
+                .map(|(t, _)| t.clone())
+                .collect();
+            let writes = !sql.trim_start().get(..6).is_some_and(|w| w.eq_ignore_ascii_case("select"));
+            let run = StatementRun {
+                step: step.to_string(),
+                index: i + 1,
+                sql: sql.clone(),
+                duration_ms,
+                locks: if writes {
+                    vec![LockObservation { relation: "database".into(), mode: "RESERVED (write)".into() }]
+                } else {
+                    vec![]
+                },
+                rewritten,
+                scanned: vec![],
+            };
+            on_statement(&run);
+            runs.push(run);
+        }
+        let total_ms = started.elapsed().as_secs_f64() * 1000.0;
+        if let Some(h) = history {
+            let res = match h {
+                History::Applied(row) => {
+                    sqlx::query(CREATE_HISTORY).execute(&mut *tx).await.map_err(|e| self.err(e))?;
+                    // language=SQL
+                    sqlx::query("INSERT INTO _drydock_history (plan_id, step, checksum, applied_at, applied_by, status, duration_ms) VALUES (?, ?, ?, ?, ?, 'applied', ?)")
+                        .bind(row.plan_id)
+                        .bind(row.step)
+                        .bind(row.checksum)
+                        .bind(crate::store::now())
+                        .bind(row.by)
+                        .bind(total_ms)
+                        .execute(&mut *tx)
+                        .await
+                }
+                History::RolledBack { plan_id, step } => {
+                    // language=SQL
+                    sqlx::query("UPDATE _drydock_history SET status = 'rolled-back', rolled_back_at = ? WHERE plan_id = ? AND step = ? AND rolled_back_at IS NULL")
+                        .bind(crate::store::now())
+                        .bind(plan_id)
+                        .bind(step)
+                        .execute(&mut *tx)
+                        .await
+                }
+            };
+            res.map_err(|e| self.err(e))?;
+        }
+        tx.commit().await.map_err(|e| self.err(e))?;
+        conn.close().await.map_err(|e| self.err(e))?;
+        Ok(Ok(runs))
+    }
+
+    /// The history rows of one plan, oldest first: `(step, status, applied_at, rolled_back_at)`.
+    pub async fn history(&self, plan_id: &str) -> Result<Vec<(String, String, String, Option<String>)>> {
+        let mut conn = self.connect().await?;
+        let exists: i64 = sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE name = '_drydock_history'")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        let rows = if exists == 0 {
+            vec![]
+        } else {
+            // language=SQL
+            sqlx::query("SELECT step, status, applied_at, rolled_back_at FROM _drydock_history WHERE plan_id = ? ORDER BY id")
+                .bind(plan_id)
+                .fetch_all(&mut conn)
+                .await
+                .map_err(|e| self.err(e))?
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+                .collect()
+        };
+        conn.close().await.map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
+
+    /// `PRAGMA integrity_check` and `foreign_key_check`: problems as sentences, empty when clean.
+    pub async fn integrity(&self) -> Result<Vec<String>> {
+        let mut conn = self.connect().await?;
+        let mut problems = Vec::new();
+        let integrity: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
+            .fetch_all(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        if integrity != ["ok"] {
+            problems.extend(integrity.into_iter().map(|m| format!("integrity_check: {m}")));
+        }
+        let fk = sqlx::query("PRAGMA foreign_key_check").fetch_all(&mut conn).await.map_err(|e| self.err(e))?;
+        for r in fk.iter().take(10) {
+            let (table, parent): (String, String) = (r.get(0), r.get(2));
+            problems.push(format!("foreign_key_check: a row of `{table}` references a missing `{parent}` row"));
+        }
+        conn.close().await.map_err(|e| self.err(e))?;
+        Ok(problems)
+    }
+}
+
+/// The bookkeeping written in the step's own transaction.
+pub enum History<'a> {
+    Applied(HistoryRow<'a>),
+    RolledBack { plan_id: &'a str, step: &'a str },
+}
+
+async fn root_pages(conn: &mut SqliteConnection) -> sqlx::Result<BTreeMap<String, i64>> {
+    // language=SQL
+    let rows = sqlx::query("SELECT name, rootpage FROM sqlite_master WHERE type = 'table'")
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(rows.iter().map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1))).collect())
+}
+
+fn truthy(row: &sqlx::sqlite::SqliteRow) -> Option<bool> {
+    if let Ok(Some(n)) = row.try_get::<Option<i64>, _>(0) {
+        return Some(n != 0);
+    }
+    if let Ok(Some(s)) = row.try_get::<Option<String>, _>(0) {
+        return match s.to_ascii_lowercase().as_str() {
+            "1" | "t" | "true" => Some(true),
+            "0" | "f" | "false" => Some(false),
+            _ => None,
+        };
+    }
+    None
+}
