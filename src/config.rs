@@ -43,7 +43,9 @@ impl TargetUrl {
     fn parse(raw: &str, base: &Path) -> Result<Self> {
         if let Some(var) = raw.strip_prefix("env:") {
             if var.is_empty() {
-                return Err(Error::Config("`env:` needs a variable name, as in env:DATABASE_URL".into()));
+                return Err(Error::Config(
+                    "`env:` needs a variable name, as in env:DATABASE_URL".into(),
+                ));
             }
             return Ok(TargetUrl::Env(var.to_string()));
         }
@@ -53,7 +55,9 @@ impl TargetUrl {
         if let Some(path) = raw.strip_prefix("sqlite:") {
             let path = path.trim_start_matches("//");
             if path.is_empty() {
-                return Err(Error::Config("`sqlite:` needs a file path, as in sqlite:app.db".into()));
+                return Err(Error::Config(
+                    "`sqlite:` needs a file path, as in sqlite:app.db".into(),
+                ));
             }
             let path = Path::new(path);
             return Ok(TargetUrl::Sqlite(if path.is_absolute() {
@@ -72,10 +76,14 @@ impl TargetUrl {
         match self {
             TargetUrl::Env(var) => {
                 let raw = std::env::var(var).map_err(|_| {
-                    Error::Config(format!("environment variable `{var}` named by a target url is not set"))
+                    Error::Config(format!(
+                        "environment variable `{var}` named by a target url is not set"
+                    ))
                 })?;
                 match TargetUrl::parse(&raw, base)? {
-                    TargetUrl::Env(_) => Err(Error::Config(format!("`{var}` must not name another variable"))),
+                    TargetUrl::Env(_) => Err(Error::Config(format!(
+                        "`{var}` must not name another variable"
+                    ))),
                     url => Ok(url),
                 }
             }
@@ -247,9 +255,18 @@ fn duration(key: &str, raw: &Option<String>, default: Duration) -> Result<Durati
     match raw {
         None => Ok(default),
         Some(s) => humantime::parse_duration(s.trim()).map_err(|e| {
-            Error::Config(format!("policy.{key} = {s:?} is not a duration like \"2s\", \"24h\", \"7d\": {e}"))
+            Error::Config(format!(
+                "policy.{key} = {s:?} is not a duration like \"2s\", \"24h\", \"7d\": {e}"
+            ))
         }),
     }
+}
+
+/// Drops `.` components, which `create_dir_all` trips over (`dir/.` has `dir`'s parent as parent).
+fn clean(p: &Path) -> PathBuf {
+    p.components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect()
 }
 
 impl Config {
@@ -275,11 +292,15 @@ impl Config {
     }
 
     pub fn parse(text: &str, base: &Path, source: Option<PathBuf>) -> Result<Config> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| Error::Config(e.message().to_string()))?;
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| Error::Config(e.message().to_string()))?;
         let mut targets = BTreeMap::new();
         for (name, t) in raw.targets {
-            crate::render::validate_ident(&name)
-                .map_err(|_| Error::Config(format!("target name `{name}` must be letters, digits and _")))?;
+            crate::render::validate_ident(&name).map_err(|_| {
+                Error::Config(format!(
+                    "target name `{name}` must be letters, digits and _"
+                ))
+            })?;
             targets.insert(
                 name.clone(),
                 TargetConfig {
@@ -323,7 +344,11 @@ impl Config {
             dry_run_max_age: duration("dry_run_max_age", &p.dry_run_max_age, d.dry_run_max_age)?,
             backup_max_age: duration("backup_max_age", &p.backup_max_age, d.backup_max_age)?,
             lock_timeout: duration("lock_timeout", &p.lock_timeout, d.lock_timeout)?,
-            statement_timeout: duration("statement_timeout", &p.statement_timeout, d.statement_timeout)?,
+            statement_timeout: duration(
+                "statement_timeout",
+                &p.statement_timeout,
+                d.statement_timeout,
+            )?,
             max_block: duration("max_block", &p.max_block, d.max_block)?,
             apply_wait: duration("apply_wait", &p.apply_wait, d.apply_wait)?,
             large_table_rows: p.large_table_rows.unwrap_or(d.large_table_rows),
@@ -331,13 +356,23 @@ impl Config {
             snapshot_max_rows: p.snapshot_max_rows.unwrap_or(d.snapshot_max_rows),
             lock_retries: p.lock_retries.unwrap_or(d.lock_retries),
         };
-        let state_dir = raw.state_dir.map(|s| base.join(s)).unwrap_or_else(|| base.join(".drydock"));
-        let errors_path = raw.errors.map(|s| base.join(s)).unwrap_or_else(|| base.join("ERRORS.md"));
+        let state_dir = clean(
+            &raw.state_dir
+                .map(|s| base.join(s))
+                .unwrap_or_else(|| base.join(".drydock")),
+        );
+        let errors_path = clean(
+            &raw.errors
+                .map(|s| base.join(s))
+                .unwrap_or_else(|| base.join("ERRORS.md")),
+        );
         Ok(Config {
             source,
             targets,
             policy,
-            backup: BackupConfig { command: raw.backup.command },
+            backup: BackupConfig {
+                command: raw.backup.command,
+            },
             state_dir,
             errors_path,
             http: raw.server.http,
@@ -345,7 +380,9 @@ impl Config {
     }
 
     pub fn target(&self, name: &str) -> Result<&TargetConfig> {
-        self.targets.get(name).ok_or_else(|| Error::UnknownTarget(name.to_string()))
+        self.targets
+            .get(name)
+            .ok_or_else(|| Error::UnknownTarget(name.to_string()))
     }
 
     /// The folder relative `sqlite:` paths resolve against.
@@ -398,7 +435,10 @@ mod tests {
         assert_eq!(c.policy.lock_timeout, Duration::from_secs(2));
         assert_eq!(c.policy.large_table_rows, 10);
         assert_eq!(c.dry_run_target("prod").unwrap().name, "stage");
-        assert_eq!(c.targets["prod"].url, TargetUrl::Sqlite("/srv/prod.db".into()));
+        assert_eq!(
+            c.targets["prod"].url,
+            TargetUrl::Sqlite("/srv/prod.db".into())
+        );
     }
 
     #[test]
@@ -422,7 +462,8 @@ mod tests {
 
     #[test]
     fn postgres_url_is_redacted_everywhere() {
-        let url = TargetUrl::parse("postgres://app:s3cret@db.internal/app", Path::new("/")).unwrap();
+        let url =
+            TargetUrl::parse("postgres://app:s3cret@db.internal/app", Path::new("/")).unwrap();
         assert!(!format!("{url}").contains("s3cret"));
         assert!(!format!("{url:?}").contains("s3cret"));
         assert!(!format!("{url:?}").contains("db.internal"));
@@ -430,7 +471,8 @@ mod tests {
 
     #[test]
     fn bad_duration_names_the_key() {
-        let err = Config::parse("[policy]\nmax_block = \"soon\"", Path::new("/"), None).unwrap_err();
+        let err =
+            Config::parse("[policy]\nmax_block = \"soon\"", Path::new("/"), None).unwrap_err();
         assert!(err.to_string().contains("policy.max_block"), "{err}");
     }
 }

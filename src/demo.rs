@@ -5,8 +5,8 @@
 
 use std::path::Path;
 
-use sqlx::{ConnectOptions, Connection};
 use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, Connection};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -44,8 +44,16 @@ pub async fn seed(path: &Path, users: u32) -> Result<()> {
     }
     let tmp = path.with_extension("db.partial");
     let _ = std::fs::remove_file(&tmp);
-    let err = |e: sqlx::Error| Error::Target { target: path.display().to_string(), cause: e.to_string() };
-    let mut conn = SqliteConnectOptions::new().filename(&tmp).create_if_missing(true).connect().await.map_err(err)?;
+    let err = |e: sqlx::Error| Error::Target {
+        target: path.display().to_string(),
+        cause: e.to_string(),
+    };
+    let mut conn = SqliteConnectOptions::new()
+        .filename(&tmp)
+        .create_if_missing(true)
+        .connect()
+        .await
+        .map_err(err)?;
     let mut tx = conn.begin().await.map_err(err)?;
     // language=SQL
     sqlx::raw_sql(

@@ -23,7 +23,11 @@ pub enum Error {
     #[error("unknown plan `{0}`")]
     UnknownPlan(String),
     #[error("plan `{plan}` belongs to target `{plan_target}`, not `{target}`")]
-    PlanTargetMismatch { plan: String, plan_target: String, target: String },
+    PlanTargetMismatch {
+        plan: String,
+        plan_target: String,
+        target: String,
+    },
     #[error("target `{0}` has role production; dry-runs never run on production")]
     ProductionDryRun(String),
     #[error("target `{0}` has no non-production target to dry-run on")]
@@ -37,15 +41,33 @@ pub enum Error {
     #[error("template `{template}` refused its parameters: {reason}")]
     TemplateParams { template: String, reason: String },
     #[error("plan `{plan}` cannot be applied: {count} checklist item(s) unmet ({items})")]
-    ChecklistUnmet { plan: String, count: usize, items: String, checklist: Vec<ChecklistItem> },
+    ChecklistUnmet {
+        plan: String,
+        count: usize,
+        items: String,
+        checklist: Vec<ChecklistItem>,
+    },
     #[error("{phase} failed on target `{target}` at step `{step}`, statement {index}: {cause}")]
-    SqlFailed { phase: &'static str, target: String, step: String, index: usize, cause: String },
+    SqlFailed {
+        phase: &'static str,
+        target: String,
+        step: String,
+        index: usize,
+        cause: String,
+    },
     #[error("check `{name}` failed: {detail}")]
     CheckFailed { name: String, detail: String },
-    #[error("rollback was not verified: the schema after `down` differs from the schema before `up` ({detail})")]
+    #[error(
+        "rollback was not verified: the schema after `down` differs from the schema before `up` ({detail})"
+    )]
     RollbackUnverified { detail: String },
     #[error("plan `{plan}` is {status}; {action} needs it {needed}")]
-    WrongStatus { plan: String, status: String, action: &'static str, needed: &'static str },
+    WrongStatus {
+        plan: String,
+        status: String,
+        action: &'static str,
+        needed: &'static str,
+    },
     #[error("rollback needs a reason")]
     MissingReason,
     #[error("the rollback window of plan `{plan}` closed at {closed_at}")]
@@ -108,9 +130,9 @@ impl Error {
                 "use a target named in drydock.toml; `inspect` and the `drydock://checklist` resource list them".into()
             }
             Error::UnknownPlan(_) => "call `status` without a plan_id to list plans, or create one with `plan`".into(),
-            Error::PlanTargetMismatch { plan_target, .. } => {
-                format!("use the plan on `{plan_target}`, or make a new plan for this target with `plan`")
-            }
+            Error::PlanTargetMismatch { plan_target, .. } => format!(
+                "dry-run on `{plan_target}`'s linked staging (omit `target`) or on a scratch target; to change this database, make a plan for it"
+            ),
             Error::ProductionDryRun(_) => {
                 "omit `target` to use the production target's linked staging, or name a staging/scratch target".into()
             }

@@ -50,22 +50,31 @@ pub fn tokenize(sql: &str) -> Result<Vec<(usize, Token)>, LexError> {
                 }
             }
             b'/' if b.get(i + 1) == Some(&b'*') => {
-                let end = sql[i + 2..].find("*/").ok_or_else(|| LexError("unterminated /* comment".into()))?;
+                let end = sql[i + 2..]
+                    .find("*/")
+                    .ok_or_else(|| LexError("unterminated /* comment".into()))?;
                 i += 2 + end + 2;
             }
             b'\'' => {
-                i = quoted_end(b, i, b'\'').ok_or_else(|| LexError("unterminated string literal".into()))?;
+                i = quoted_end(b, i, b'\'')
+                    .ok_or_else(|| LexError("unterminated string literal".into()))?;
                 out.push((start, Token::Str));
             }
             b'"' | b'`' => {
-                let end = quoted_end(b, i, c).ok_or_else(|| LexError("unterminated quoted identifier".into()))?;
+                let end = quoted_end(b, i, c)
+                    .ok_or_else(|| LexError("unterminated quoted identifier".into()))?;
                 let inner = &sql[i + 1..end - 1];
                 let q = c as char;
-                out.push((start, Token::Ident(inner.replace(&format!("{q}{q}"), &q.to_string()))));
+                out.push((
+                    start,
+                    Token::Ident(inner.replace(&format!("{q}{q}"), &q.to_string())),
+                ));
                 i = end;
             }
             b'[' => {
-                let end = sql[i..].find(']').ok_or_else(|| LexError("unterminated [identifier]".into()))?;
+                let end = sql[i..]
+                    .find(']')
+                    .ok_or_else(|| LexError("unterminated [identifier]".into()))?;
                 out.push((start, Token::Ident(sql[i + 1..i + end].to_string())));
                 i += end + 1;
             }
@@ -75,7 +84,10 @@ pub fn tokenize(sql: &str) -> Result<Vec<(usize, Token)>, LexError> {
                     .find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_'))
                     .map(|n| i + 1 + n);
                 match tag_end {
-                    Some(te) if b[te] == b'$' && !b[i + 1..te].first().is_some_and(u8::is_ascii_digit) => {
+                    Some(te)
+                        if b[te] == b'$'
+                            && !b[i + 1..te].first().is_some_and(u8::is_ascii_digit) =>
+                    {
                         let tag = &sql[i..=te];
                         let body_end = sql[te + 1..]
                             .find(tag)
@@ -103,7 +115,8 @@ pub fn tokenize(sql: &str) -> Result<Vec<(usize, Token)>, LexError> {
                 out.push((start, Token::Number));
             }
             c if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 => {
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] >= 0x80) {
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] >= 0x80)
+                {
                     i += 1;
                 }
                 out.push((start, Token::Word(sql[start..i].to_ascii_uppercase())));
@@ -153,7 +166,10 @@ pub fn split(sql: &str) -> Result<Vec<Statement>, LexError> {
     for (pos, tok) in tokens {
         if tok == Token::Semicolon && depth <= 0 {
             if let Some(s) = start.take() {
-                out.push(Statement { sql: sql[s..pos].trim().to_string(), tokens: std::mem::take(&mut cur) });
+                out.push(Statement {
+                    sql: sql[s..pos].trim().to_string(),
+                    tokens: std::mem::take(&mut cur),
+                });
             }
             depth = 0;
             is_trigger = false;
@@ -173,7 +189,10 @@ pub fn split(sql: &str) -> Result<Vec<Statement>, LexError> {
         cur.push(tok);
     }
     if let Some(s) = start {
-        out.push(Statement { sql: sql[s..].trim().trim_end_matches(';').trim().to_string(), tokens: cur });
+        out.push(Statement {
+            sql: sql[s..].trim().trim_end_matches(';').trim().to_string(),
+            tokens: cur,
+        });
     }
     Ok(out)
 }
@@ -184,7 +203,10 @@ mod tests {
 
     #[test]
     fn splits_on_semicolons_outside_quotes_and_comments() {
-        let s = split("CREATE TABLE a(x text default ';'); -- c;\n/* ; */ INSERT INTO \"a;b\" VALUES (1);").unwrap();
+        let s = split(
+            "CREATE TABLE a(x text default ';'); -- c;\n/* ; */ INSERT INTO \"a;b\" VALUES (1);",
+        )
+        .unwrap();
         assert_eq!(s.len(), 2);
         assert_eq!(s[0].sql, "CREATE TABLE a(x text default ';')");
         assert_eq!(s[1].tokens[2], Token::Ident("a;b".into()));

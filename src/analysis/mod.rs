@@ -17,7 +17,9 @@ use crate::plan::Body;
 use crate::target::Catalog;
 use lexer::Token;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Low,
@@ -111,17 +113,20 @@ impl Context<'_> {
 
 /// Splits a step's SQL into statements, with a clear error naming the step.
 pub fn statements(step: &str, sql: &str) -> Result<Vec<lexer::Statement>> {
-    let stmts = lexer::split(sql).map_err(|e| Error::InvalidInput(format!("step `{step}`: {}", e.0)))?;
+    let stmts =
+        lexer::split(sql).map_err(|e| Error::InvalidInput(format!("step `{step}`: {}", e.0)))?;
     for s in &stmts {
-        if let Some(Token::Word(w)) = s.tokens.first() {
-            if matches!(w.as_str(), "BEGIN" | "COMMIT" | "ROLLBACK" | "END" | "SAVEPOINT" | "RELEASE")
-                && !s.tokens.get(1).is_some_and(|t| t.is_word("TRIGGER"))
-            {
-                return Err(Error::InvalidInput(format!(
-                    "step `{step}` contains `{}`: drydock opens and commits the transaction itself; remove transaction control from the SQL",
-                    s.sql
-                )));
-            }
+        if let Some(Token::Word(w)) = s.tokens.first()
+            && matches!(
+                w.as_str(),
+                "BEGIN" | "COMMIT" | "ROLLBACK" | "END" | "SAVEPOINT" | "RELEASE"
+            )
+            && !s.tokens.get(1).is_some_and(|t| t.is_word("TRIGGER"))
+        {
+            return Err(Error::InvalidInput(format!(
+                "step `{step}` contains `{}`: drydock opens and commits the transaction itself; remove transaction control from the SQL",
+                s.sql
+            )));
         }
     }
     Ok(stmts)
@@ -129,28 +134,44 @@ pub fn statements(step: &str, sql: &str) -> Result<Vec<lexer::Statement>> {
 
 /// A check must be exactly one read-only query, so a check can never smuggle a write.
 pub fn check_is_single_query(name: &str, sql: &str) -> Result<()> {
-    let invalid = |reason: &str| Error::InvalidCheck { name: name.to_string(), reason: reason.to_string() };
+    let invalid = |reason: &str| Error::InvalidCheck {
+        name: name.to_string(),
+        reason: reason.to_string(),
+    };
     let stmts = lexer::split(sql).map_err(|e| invalid(&e.0))?;
     match stmts.as_slice() {
         [one] => {
             let first = one.tokens.first();
-            if !(first.is_some_and(|t| t.is_word("SELECT") || t.is_word("WITH") || t.is_word("VALUES"))) {
+            if !(first
+                .is_some_and(|t| t.is_word("SELECT") || t.is_word("WITH") || t.is_word("VALUES")))
+            {
                 return Err(invalid("it does not start with SELECT, WITH or VALUES"));
             }
-            let writes = ["INSERT", "UPDATE", "DELETE", "DROP", "ALTER", "CREATE", "ATTACH", "PRAGMA"];
-            if one.tokens.iter().any(|t| writes.iter().any(|w| t.is_word(w))) {
+            let writes = [
+                "INSERT", "UPDATE", "DELETE", "DROP", "ALTER", "CREATE", "ATTACH", "PRAGMA",
+            ];
+            if one
+                .tokens
+                .iter()
+                .any(|t| writes.iter().any(|w| t.is_word(w)))
+            {
                 return Err(invalid("it contains a write or DDL keyword"));
             }
             Ok(())
         }
         [] => Err(invalid("it is empty")),
-        _ => Err(invalid(&format!("it holds {} statements; a check is exactly one", stmts.len()))),
+        _ => Err(invalid(&format!(
+            "it holds {} statements; a check is exactly one",
+            stmts.len()
+        ))),
     }
 }
 
 fn name_after(tokens: &[Token], mut i: usize) -> Option<String> {
     // Skip IF [NOT] EXISTS, then read `schema.name` or `name`.
-    while tokens.get(i).is_some_and(|t| t.is_word("IF") || t.is_word("NOT") || t.is_word("EXISTS") || t.is_word("ONLY")) {
+    while tokens.get(i).is_some_and(|t| {
+        t.is_word("IF") || t.is_word("NOT") || t.is_word("EXISTS") || t.is_word("ONLY")
+    }) {
         i += 1;
     }
     let first = tokens.get(i)?.name()?;
@@ -176,7 +197,10 @@ pub fn classify(step: &str, index: usize, st: &lexer::Statement, engine: &str) -
     let (kind, writes_data) = match (w(0), w(1)) {
         ("CREATE", _) => {
             let mut i = 1;
-            while matches!(w(i), "TEMP" | "TEMPORARY" | "UNIQUE" | "OR" | "REPLACE" | "UNLOGGED") {
+            while matches!(
+                w(i),
+                "TEMP" | "TEMPORARY" | "UNIQUE" | "OR" | "REPLACE" | "UNLOGGED"
+            ) {
                 i += 1;
             }
             let what = w(i).to_lowercase();
@@ -209,7 +233,10 @@ pub fn classify(step: &str, index: usize, st: &lexer::Statement, engine: &str) -
                 .iter()
                 .skip(3)
                 .position(|x| {
-                    x.is_word("ADD") || x.is_word("DROP") || x.is_word("RENAME") || x.is_word("ALTER")
+                    x.is_word("ADD")
+                        || x.is_word("DROP")
+                        || x.is_word("RENAME")
+                        || x.is_word("ALTER")
                 })
                 .map(|p| p + 3);
             let kind = match action.map(|p| (w(p), w(p + 1))) {
@@ -252,17 +279,27 @@ pub fn classify(step: &str, index: usize, st: &lexer::Statement, engine: &str) -
         (first, _) => (first.to_lowercase(), false),
     };
     let has_where = position(t, "WHERE").is_some();
-    let transactional = !matches!(kind.as_str(), "vacuum")
-        && !t.iter().any(|x| x.is_word("CONCURRENTLY"));
+    let transactional =
+        !matches!(kind.as_str(), "vacuum") && !t.iter().any(|x| x.is_word("CONCURRENTLY"));
     let (lock, rewrites, scans) = if engine == "sqlite" {
-        let lock = if kind == "select" { "SHARED" } else { "database write lock (RESERVED)" };
+        let lock = if kind == "select" {
+            "SHARED"
+        } else {
+            "database write lock (RESERVED)"
+        };
         let rewrites = kind == "vacuum" || kind == "alter table drop column";
         let scans = writes_data || kind == "create index" || kind == "alter table add constraint";
         (lock.to_string(), rewrites, scans)
     } else {
         // PostgreSQL facts are refined by the catalog-aware analysis; until then, assume the
         // strongest lock a DDL statement commonly takes.
-        let lock = if writes_data { "ROW EXCLUSIVE" } else if kind.starts_with("create index") { "SHARE" } else { "ACCESS EXCLUSIVE" };
+        let lock = if writes_data {
+            "ROW EXCLUSIVE"
+        } else if kind.starts_with("create index") {
+            "SHARE"
+        } else {
+            "ACCESS EXCLUSIVE"
+        };
         (lock.to_string(), false, writes_data)
     };
     StatementFacts {
@@ -291,7 +328,11 @@ pub fn analyze(body: &Body, catalog: &Catalog, policy: &Policy) -> Result<Analys
         let up = step.up.as_deref().unwrap_or("");
         for (i, st) in statements(name, up)?.iter().enumerate() {
             let f = classify(name, i + 1, st, catalog.engine);
-            let ctx = Context { catalog, policy, created: &created };
+            let ctx = Context {
+                catalog,
+                policy,
+                created: &created,
+            };
             hazards.extend(rules::check_statement(&f, &ctx));
             touched.extend(f.tables.iter().cloned());
             if f.kind == "create table" {
@@ -329,8 +370,18 @@ pub fn analyze(body: &Body, catalog: &Catalog, policy: &Policy) -> Result<Analys
             },
         })
         .collect();
-    let risk = hazards.iter().map(|h| h.severity).max().unwrap_or(Severity::Low);
-    Ok(Analysis { engine: catalog.engine.to_string(), statements: facts, hazards, impact, risk })
+    let risk = hazards
+        .iter()
+        .map(|h| h.severity)
+        .max()
+        .unwrap_or(Severity::Low);
+    Ok(Analysis {
+        engine: catalog.engine.to_string(),
+        statements: facts,
+        hazards,
+        impact,
+        risk,
+    })
 }
 
 #[cfg(test)]
@@ -344,13 +395,28 @@ mod tests {
 
     #[test]
     fn classifies_common_statements() {
-        assert_eq!(facts("ALTER TABLE users ADD COLUMN age int").kind, "alter table add column");
-        assert_eq!(facts("ALTER TABLE main.users DROP COLUMN age").tables, vec!["users"]);
-        assert_eq!(facts("ALTER TABLE users DROP COLUMN age").detail.as_deref(), Some("age"));
-        assert_eq!(facts("CREATE UNIQUE INDEX i ON \"Orders\"(a)").tables, vec!["Orders"]);
+        assert_eq!(
+            facts("ALTER TABLE users ADD COLUMN age int").kind,
+            "alter table add column"
+        );
+        assert_eq!(
+            facts("ALTER TABLE main.users DROP COLUMN age").tables,
+            vec!["users"]
+        );
+        assert_eq!(
+            facts("ALTER TABLE users DROP COLUMN age").detail.as_deref(),
+            Some("age")
+        );
+        assert_eq!(
+            facts("CREATE UNIQUE INDEX i ON \"Orders\"(a)").tables,
+            vec!["Orders"]
+        );
         assert_eq!(facts("DELETE FROM t").kind, "delete");
         assert!(!facts("DELETE FROM t").has_where);
-        assert_eq!(facts("UPDATE OR IGNORE t SET a = 1 WHERE b").tables, vec!["t"]);
+        assert_eq!(
+            facts("UPDATE OR IGNORE t SET a = 1 WHERE b").tables,
+            vec!["t"]
+        );
         assert_eq!(facts("DROP TABLE IF EXISTS old").tables, vec!["old"]);
     }
 
@@ -359,13 +425,22 @@ mod tests {
         assert!(check_is_single_query("c", "SELECT count(*) = 0 FROM t").is_ok());
         assert!(check_is_single_query("c", "SELECT 1; DROP TABLE users").is_err());
         assert!(check_is_single_query("c", "DELETE FROM users").is_err());
-        assert!(check_is_single_query("c", "WITH x AS (DELETE FROM t RETURNING 1) SELECT 1 FROM x").is_err());
+        assert!(
+            check_is_single_query("c", "WITH x AS (DELETE FROM t RETURNING 1) SELECT 1 FROM x")
+                .is_err()
+        );
         assert!(check_is_single_query("c", "SELECT 'DROP; x' FROM t").is_ok());
     }
 
     #[test]
     fn transaction_control_in_steps_is_refused() {
         assert!(statements("s", "BEGIN; ALTER TABLE t ADD c int; COMMIT").is_err());
-        assert!(statements("s", "CREATE TRIGGER x AFTER INSERT ON t BEGIN SELECT 1; END").is_ok());
+        assert!(
+            statements(
+                "s",
+                "CREATE TRIGGER x AFTER INSERT ON t BEGIN SELECT 1; END"
+            )
+            .is_ok()
+        );
     }
 }

@@ -37,12 +37,30 @@ impl ChecklistItem {
 }
 
 pub const ITEMS: &[(&str, &str)] = &[
-    ("staging-tested", "a dry-run of this exact checksum passed on a non-production target, rollback verified, within policy.dry_run_max_age"),
-    ("backup-verified", "a verified, restorable backup of the target exists within policy.backup_max_age (taken automatically before a production apply)"),
-    ("transactional", "every step runs in a transaction, or its non-transactional statements are listed in the plan and approved"),
-    ("monitoring", "the lock watcher runs for the apply (always on for production)"),
-    ("rollback-ready", "every step has a `down` and the dry-run verified it restores the schema"),
-    ("approved", "an engineer other than the plan's author approved this checksum (`drydock approve`)"),
+    (
+        "staging-tested",
+        "a dry-run of this exact checksum passed on a non-production target, rollback verified, within policy.dry_run_max_age",
+    ),
+    (
+        "backup-verified",
+        "a verified, restorable backup of the target exists within policy.backup_max_age (taken automatically before a production apply)",
+    ),
+    (
+        "transactional",
+        "every step runs in a transaction, or its non-transactional statements are listed in the plan and approved",
+    ),
+    (
+        "monitoring",
+        "the lock watcher runs for the apply (always on for production)",
+    ),
+    (
+        "rollback-ready",
+        "every step has a `down` and the dry-run verified it restores the schema",
+    ),
+    (
+        "approved",
+        "an engineer other than the plan's author approved this checksum (`drydock approve`)",
+    ),
 ];
 
 /// Everything the checklist looks at.
@@ -55,9 +73,19 @@ pub struct Evidence<'a> {
     pub backup: Option<&'a BackupRow>,
 }
 
-fn item(name: &str, state: ItemState, evidence: impl Into<String>, required: bool) -> ChecklistItem {
+fn item(
+    name: &str,
+    state: ItemState,
+    evidence: impl Into<String>,
+    required: bool,
+) -> ChecklistItem {
     let evidence = evidence.into();
-    ChecklistItem { item: name.into(), state, evidence: (!evidence.is_empty()).then_some(evidence), required }
+    ChecklistItem {
+        item: name.into(),
+        state,
+        evidence: (!evidence.is_empty()).then_some(evidence),
+        required,
+    }
 }
 
 /// Distinct engineers who approved this checksum, excluding the author; `None` if rejected.
@@ -67,7 +95,9 @@ pub fn approvers(plan: &Plan, approvals: &[ApprovalRow]) -> Option<Vec<String>> 
         if a.decision == "rejected" {
             return None;
         }
-        if !a.by.eq_ignore_ascii_case(&plan.author) && !by.iter().any(|b| b.eq_ignore_ascii_case(&a.by)) {
+        if !a.by.eq_ignore_ascii_case(&plan.author)
+            && !by.iter().any(|b| b.eq_ignore_ascii_case(&a.by))
+        {
             by.push(a.by.clone());
         }
     }
@@ -83,13 +113,17 @@ pub fn evaluate(ev: &Evidence) -> Vec<ChecklistItem> {
         .rev()
         .find(|r| r.kind == "dry-run" && r.checksum == plan.checksum);
     let approvers = approvers(plan, ev.approvals);
-    let hotfix_waiver = plan.urgency.is_hotfix() && approvers.as_ref().is_some_and(|a| a.len() >= 2);
+    let hotfix_waiver =
+        plan.urgency.is_hotfix() && approvers.as_ref().is_some_and(|a| a.len() >= 2);
 
     let staging = match dry_run {
         Some(r) if r.ok && r.detail["rollback_verified"] == true => {
             let age = age(&r.finished_at).unwrap_or_default();
             if age <= ev.policy.dry_run_max_age {
-                let mut ev_text = format!("dry-run #{} on `{}` passed at {}", r.id, r.target, r.finished_at);
+                let mut ev_text = format!(
+                    "dry-run #{} on `{}` passed at {}",
+                    r.id, r.target, r.finished_at
+                );
                 if let Some(w) = r.detail["warnings"].as_array().filter(|w| !w.is_empty()) {
                     let w: Vec<&str> = w.iter().filter_map(|x| x.as_str()).collect();
                     ev_text.push_str(&format!("; warnings: {}", w.join("; ")));
@@ -99,7 +133,10 @@ pub fn evaluate(ev: &Evidence) -> Vec<ChecklistItem> {
                 item(
                     "staging-tested",
                     ItemState::Pending,
-                    format!("the last passing dry-run ({}) is older than dry_run_max_age; run `dry-run` again", r.finished_at),
+                    format!(
+                        "the last passing dry-run ({}) is older than dry_run_max_age; run `dry-run` again",
+                        r.finished_at
+                    ),
                     required,
                 )
             }
@@ -107,10 +144,19 @@ pub fn evaluate(ev: &Evidence) -> Vec<ChecklistItem> {
         Some(r) if !r.ok => item(
             "staging-tested",
             ItemState::Failed,
-            format!("dry-run #{} failed: {}", r.id, r.detail["error"].as_str().unwrap_or("see status")),
+            format!(
+                "dry-run #{} failed: {}",
+                r.id,
+                r.detail["error"].as_str().unwrap_or("see status")
+            ),
             required,
         ),
-        _ => item("staging-tested", ItemState::Pending, "no dry-run of this checksum yet; call `dry-run`", required),
+        _ => item(
+            "staging-tested",
+            ItemState::Pending,
+            "no dry-run of this checksum yet; call `dry-run`",
+            required,
+        ),
     };
     let staging = if !staging.holds() && hotfix_waiver {
         item(
@@ -131,7 +177,11 @@ pub fn evaluate(ev: &Evidence) -> Vec<ChecklistItem> {
         Some(b) if age(&b.taken_at).unwrap_or_default() <= ev.policy.backup_max_age => item(
             "backup-verified",
             ItemState::Passed,
-            format!("{} at {}", b.detail["method"].as_str().unwrap_or("backup"), b.taken_at),
+            format!(
+                "{} at {}",
+                b.detail["method"].as_str().unwrap_or("backup"),
+                b.taken_at
+            ),
             required,
         ),
         _ => item(
@@ -153,14 +203,30 @@ pub fn evaluate(ev: &Evidence) -> Vec<ChecklistItem> {
         .unwrap_or_default();
     let approved = approvers.as_ref().is_some_and(|a| !a.is_empty());
     let transactional = if non_tx.is_empty() {
-        item("transactional", ItemState::Passed, "every step runs in one transaction", required)
+        item(
+            "transactional",
+            ItemState::Passed,
+            "every step runs in one transaction",
+            required,
+        )
     } else if approved {
-        item("transactional", ItemState::Passed, format!("non-transactional statements approved: {}", non_tx.join("; ")), required)
+        item(
+            "transactional",
+            ItemState::Passed,
+            format!(
+                "non-transactional statements approved: {}",
+                non_tx.join("; ")
+            ),
+            required,
+        )
     } else {
         item(
             "transactional",
             ItemState::Pending,
-            format!("non-transactional statements need approval: {}", non_tx.join("; ")),
+            format!(
+                "non-transactional statements need approval: {}",
+                non_tx.join("; ")
+            ),
             required,
         )
     };
@@ -173,7 +239,12 @@ pub fn evaluate(ev: &Evidence) -> Vec<ChecklistItem> {
             required,
         )
     } else {
-        item("monitoring", ItemState::Passed, "lock watcher runs during apply", required)
+        item(
+            "monitoring",
+            ItemState::Passed,
+            "lock watcher runs during apply",
+            required,
+        )
     };
 
     let missing_down: Vec<&str> = plan
@@ -183,32 +254,77 @@ pub fn evaluate(ev: &Evidence) -> Vec<ChecklistItem> {
         .map(|s| s.name.as_deref().unwrap_or("step"))
         .collect();
     let rollback = if !missing_down.is_empty() {
-        item("rollback-ready", ItemState::Failed, format!("step(s) without `down`: {}", missing_down.join(", ")), required)
+        item(
+            "rollback-ready",
+            ItemState::Failed,
+            format!("step(s) without `down`: {}", missing_down.join(", ")),
+            required,
+        )
     } else if dry_run.is_some_and(|r| r.ok && r.detail["rollback_verified"] == true) {
-        item("rollback-ready", ItemState::Passed, "every step has a `down`; the dry-run verified the schema returns to its original state", required)
+        item(
+            "rollback-ready",
+            ItemState::Passed,
+            "every step has a `down`; the dry-run verified the schema returns to its original state",
+            required,
+        )
     } else if hotfix_waiver {
-        item("rollback-ready", ItemState::Waived, "every step has a `down`; unverified because staging-tested was waived (hotfix)", required)
+        item(
+            "rollback-ready",
+            ItemState::Waived,
+            "every step has a `down`; unverified because staging-tested was waived (hotfix)",
+            required,
+        )
     } else {
-        item("rollback-ready", ItemState::Pending, "every step has a `down`; a dry-run must verify it", required)
+        item(
+            "rollback-ready",
+            ItemState::Pending,
+            "every step has a `down`; a dry-run must verify it",
+            required,
+        )
     };
 
     let approval = match &approvers {
-        None => item("approved", ItemState::Failed, "an engineer rejected this plan", required),
-        Some(a) if plan.urgency.is_hotfix() && !staging_tested_passed(&staging) && a.len() == 1 => item(
+        None => item(
             "approved",
-            ItemState::Passed,
-            format!("approved by {} (a hotfix without a dry-run needs a second approver)", a[0]),
+            ItemState::Failed,
+            "an engineer rejected this plan",
             required,
         ),
-        Some(a) if !a.is_empty() => item("approved", ItemState::Passed, format!("approved by {}", a.join(", ")), required),
+        Some(a) if plan.urgency.is_hotfix() && !staging_tested_passed(&staging) && a.len() == 1 => {
+            item(
+                "approved",
+                ItemState::Passed,
+                format!(
+                    "approved by {} (a hotfix without a dry-run needs a second approver)",
+                    a[0]
+                ),
+                required,
+            )
+        }
+        Some(a) if !a.is_empty() => item(
+            "approved",
+            ItemState::Passed,
+            format!("approved by {}", a.join(", ")),
+            required,
+        ),
         Some(_) => item(
             "approved",
             ItemState::Pending,
-            format!("an engineer other than `{}` runs `drydock approve {} --by NAME`", plan.author, plan.id),
+            format!(
+                "an engineer other than `{}` runs `drydock approve {} --by NAME`",
+                plan.author, plan.id
+            ),
             required,
         ),
     };
-    vec![staging, backup, transactional, monitoring, rollback, approval]
+    vec![
+        staging,
+        backup,
+        transactional,
+        monitoring,
+        rollback,
+        approval,
+    ]
 }
 
 fn staging_tested_passed(i: &ChecklistItem) -> bool {

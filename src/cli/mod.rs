@@ -15,7 +15,11 @@ use crate::error::Error;
 use crate::plan::{Body, Step};
 
 #[derive(Debug, Parser)]
-#[command(name = "drydock", version, about = "Safe database migrations for AI agents, over MCP")]
+#[command(
+    name = "drydock",
+    version,
+    about = "Safe database migrations for AI agents, over MCP"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -171,7 +175,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 println!("no plans yet");
             }
             for p in plans {
-                println!("{}  {:<11}  {:<12}  {}  ({} at {})", p.plan_id, p.status.as_str(), p.target, p.goal, p.author, p.created_at);
+                println!(
+                    "{}  {:<11}  {:<12}  {}  ({} at {})",
+                    p.plan_id,
+                    p.status.as_str(),
+                    p.target,
+                    p.goal,
+                    p.author,
+                    p.created_at
+                );
             }
         }
         Command::Show { plan_id, json } => {
@@ -184,40 +196,95 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Approve { plan_id, by } => {
             let s = engine.approve(&plan_id, &by).await.map_err(refused)?;
-            println!("approved {} (checksum {}) by {by}; status {}", s.plan_id, s.checksum, s.status);
+            println!(
+                "approved {} (checksum {}) by {by}; status {}",
+                s.plan_id, s.checksum, s.status
+            );
         }
-        Command::Reject { plan_id, reason, by } => {
-            let s = engine.reject(&plan_id, &by, &reason).await.map_err(refused)?;
-            println!("rejected {} by {by}: {reason}; status {}", s.plan_id, s.status);
+        Command::Reject {
+            plan_id,
+            reason,
+            by,
+        } => {
+            let s = engine
+                .reject(&plan_id, &by, &reason)
+                .await
+                .map_err(refused)?;
+            println!(
+                "rejected {} by {by}: {reason}; status {}",
+                s.plan_id, s.status
+            );
         }
-        Command::Release { plan_id, step, by, override_window, reason } => {
-            let reason = if override_window { reason.as_deref() } else { None };
-            engine.release(&plan_id, &step, &by, reason).await.map_err(refused)?;
+        Command::Release {
+            plan_id,
+            step,
+            by,
+            override_window,
+            reason,
+        } => {
+            let reason = if override_window {
+                reason.as_deref()
+            } else {
+                None
+            };
+            engine
+                .release(&plan_id, &step, &by, reason)
+                .await
+                .map_err(refused)?;
             println!("released step `{step}` of {plan_id} by {by}");
         }
         Command::Errors => print!("{}", engine.errors.read().map_err(refused)?),
-        Command::Lint { file, target, format, fail_on } => return lint(&engine, &file, &target, format, fail_on).await,
+        Command::Lint {
+            file,
+            target,
+            format,
+            fail_on,
+        } => return lint(&engine, &file, &target, format, fail_on).await,
         Command::Doctor => return doctor(&engine).await,
         Command::Init { .. } => unreachable!("handled above"),
     }
     Ok(0)
 }
 
-async fn lint(engine: &Engine, file: &Path, target: &str, format: Format, fail_on: FailOn) -> anyhow::Result<i32> {
-    let sql = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+async fn lint(
+    engine: &Engine,
+    file: &Path,
+    target: &str,
+    format: Format,
+    fail_on: FailOn,
+) -> anyhow::Result<i32> {
+    let sql =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let cfg = engine.config.target(target).map_err(refused)?;
-    let t = crate::target::Target::open(&engine.config, cfg).await.map_err(refused)?;
+    let t = crate::target::Target::open(&engine.config, cfg)
+        .await
+        .map_err(refused)?;
     let catalog = t.catalog().await.map_err(refused)?;
-    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
     // A lint file has no `down`: analyse the `up` alone and drop the step-level irreversible rule.
-    let step = Step { name: Some(name), up: Some(sql), down: Some("-- lint".into()), backfill: None, gate: None };
+    let step = Step {
+        name: Some(name),
+        up: Some(sql),
+        down: Some("-- lint".into()),
+        backfill: None,
+        gate: None,
+    };
     let body = Body::new(target, vec![step], vec![]).map_err(refused)?;
     let analysis = analysis::analyze(&body, &catalog, &engine.config.policy).map_err(refused)?;
     match format {
-        Format::Json => println!("{}", serde_json::json!({"hazards": analysis.hazards, "risk": analysis.risk, "statements": analysis.statements})),
+        Format::Json => println!(
+            "{}",
+            serde_json::json!({"hazards": analysis.hazards, "risk": analysis.risk, "statements": analysis.statements})
+        ),
         Format::Text => {
             if analysis.hazards.is_empty() {
-                println!("no hazards found in {} statement(s)", analysis.statements.len());
+                println!(
+                    "no hazards found in {} statement(s)",
+                    analysis.statements.len()
+                );
             }
             for h in &analysis.hazards {
                 println!(
@@ -232,7 +299,9 @@ async fn lint(engine: &Engine, file: &Path, target: &str, format: Format, fail_o
             }
         }
     }
-    let failing = fail_on.threshold().is_some_and(|t| analysis.hazards.iter().any(|h| h.severity >= t));
+    let failing = fail_on
+        .threshold()
+        .is_some_and(|t| analysis.hazards.iter().any(|h| h.severity >= t));
     Ok(if failing { 3 } else { 0 })
 }
 
@@ -240,15 +309,27 @@ async fn doctor(engine: &Engine) -> anyhow::Result<i32> {
     let c = &engine.config;
     println!(
         "config: {}",
-        c.source.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "embedded demo (no drydock.toml)".into())
+        c.source
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "embedded demo (no drydock.toml)".into())
     );
-    println!("state store: {} (ok)", c.state_dir.join("state.db").display());
+    println!(
+        "state store: {} (ok)",
+        c.state_dir.join("state.db").display()
+    );
     println!("error log: {}", c.errors_path.display());
     let mut failures = 0;
     for t in c.targets.values() {
         match crate::target::Target::open(c, t).await {
             Ok(target) => match target.catalog().await {
-                Ok(cat) => println!("target {} ({}, {}): ok, {} table(s)", t.name, t.role.as_str(), t.url, cat.tables.len()),
+                Ok(cat) => println!(
+                    "target {} ({}, {}): ok, {} table(s)",
+                    t.name,
+                    t.role.as_str(),
+                    t.url,
+                    cat.tables.len()
+                ),
                 Err(e) => {
                     failures += 1;
                     println!("target {} ({}): {}", t.name, t.role.as_str(), Refused(e));
@@ -294,7 +375,9 @@ min_staging_ratio = 0.1
 fn init(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     let dir = std::path::absolute(dir)?;
-    let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "drydock".into());
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "drydock".into());
     let mcp = serde_json::json!({
         "mcpServers": {
             "drydock": {
@@ -309,7 +392,10 @@ fn init(dir: &Path) -> anyhow::Result<()> {
     );
     let files: [(PathBuf, String); 3] = [
         (dir.join("drydock.toml"), INIT_TOML.to_string()),
-        (dir.join(".mcp.json"), serde_json::to_string_pretty(&mcp)? + "\n"),
+        (
+            dir.join(".mcp.json"),
+            serde_json::to_string_pretty(&mcp)? + "\n",
+        ),
         (dir.join(".claude/agents/migration-specialist.md"), agent),
     ];
     for (path, text) in files {

@@ -66,14 +66,28 @@ impl Drop for BusyGuard<'_> {
 /// Whether a failure with this code is an agent mistake worth a lesson in ERRORS.md.
 fn lesson_for(code: &str) -> Option<&'static str> {
     Some(match code {
-        "checklist-unmet" => "call `dry-run` on the plan, wait for an engineer's `drydock approve`, and only then `apply`; check `status` for unmet items first",
-        "production-target" => "dry-runs go to the production target's linked staging: omit `target` in `dry-run`",
-        "sql-failed" => "run `inspect` on the target before writing SQL, and let `dry-run` catch errors before production",
-        "check-failed" => "write checks that state what must be true after `up`, and verify the data they depend on with `inspect`",
-        "rollback-unverified" => "write `down` as the exact inverse of `up`: every column, index and constraint added must be removed, and vice versa",
-        "validation-failed" => "validate right after apply and roll back with a reason when a check fails",
+        "checklist-unmet" => {
+            "call `dry-run` on the plan, wait for an engineer's `drydock approve`, and only then `apply`; check `status` for unmet items first"
+        }
+        "production-target" => {
+            "dry-runs go to the production target's linked staging: omit `target` in `dry-run`"
+        }
+        "sql-failed" => {
+            "run `inspect` on the target before writing SQL, and let `dry-run` catch errors before production"
+        }
+        "check-failed" => {
+            "write checks that state what must be true after `up`, and verify the data they depend on with `inspect`"
+        }
+        "rollback-unverified" => {
+            "write `down` as the exact inverse of `up`: every column, index and constraint added must be removed, and vice versa"
+        }
+        "validation-failed" => {
+            "validate right after apply and roll back with a reason when a check fails"
+        }
         "invalid-check" => "a check is exactly one SELECT; writes belong in steps",
-        "rollback-window-closed" => "roll back within the rollback window; after it, write a new forward migration",
+        "rollback-window-closed" => {
+            "roll back within the rollback window; after it, write a new forward migration"
+        }
         "wrong-status" => "call `status` before acting on a plan; follow its `next_steps`",
         "missing-reason" => "every rollback states its reason",
         "backup-unverified" => "make sure a restorable backup exists before changing production",
@@ -88,7 +102,12 @@ impl Engine {
         }
         let store = Store::open(&config.state_dir).await?;
         let errors = ErrorLog::new(&config.errors_path, &config.state_dir);
-        Ok(Engine { config: Arc::new(config), store, errors, busy: Mutex::new(HashSet::new()) })
+        Ok(Engine {
+            config: Arc::new(config),
+            store,
+            errors,
+            busy: Mutex::new(HashSet::new()),
+        })
     }
 
     /// Appends the lesson of a failure to ERRORS.md (when it is an agent mistake) and returns it.
@@ -122,7 +141,10 @@ impl Engine {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or_default();
-        self.config.state_dir.join("scratch").join(format!("{plan_id}-{nanos}.db"))
+        self.config
+            .state_dir
+            .join("scratch")
+            .join(format!("{plan_id}-{nanos}.db"))
     }
 
     async fn open_target(&self, name: &str) -> Result<Target> {
@@ -141,11 +163,15 @@ impl Engine {
     pub async fn plan(&self, req: PlanRequest, author: &str) -> Result<PlanOutcome> {
         let target_cfg = self.config.target(&req.target)?;
         if req.goal.trim().is_empty() {
-            return Err(Error::InvalidInput("`goal` is empty: say what the change achieves".into()));
+            return Err(Error::InvalidInput(
+                "`goal` is empty: say what the change achieves".into(),
+            ));
         }
         let (steps, mut checks) = match (req.steps, req.template) {
             (Some(_), Some(_)) => {
-                return Err(Error::InvalidInput("give either `steps` or `template` + `params`, not both".into()));
+                return Err(Error::InvalidInput(
+                    "give either `steps` or `template` + `params`, not both".into(),
+                ));
             }
             (Some(steps), None) => (steps, vec![]),
             (None, Some(name)) => {
@@ -215,12 +241,24 @@ impl Engine {
 
     // ------------------------------------------------------------- dry-run
 
-    pub async fn dry_run(&self, plan_id: &str, target: Option<&str>, agent: &str) -> Result<DryRunReport> {
+    pub async fn dry_run(
+        &self,
+        plan_id: &str,
+        target: Option<&str>,
+        agent: &str,
+    ) -> Result<DryRunReport> {
         let plan = self.store.plan(plan_id).await?;
-        self.dry_run_plan(&plan, target, agent).await.map_err(|e| self.learn(e, agent, "dry-run", Some(&plan)))
+        self.dry_run_plan(&plan, target, agent)
+            .await
+            .map_err(|e| self.learn(e, agent, "dry-run", Some(&plan)))
     }
 
-    async fn dry_run_plan(&self, plan: &Plan, target: Option<&str>, agent: &str) -> Result<DryRunReport> {
+    async fn dry_run_plan(
+        &self,
+        plan: &Plan,
+        target: Option<&str>,
+        agent: &str,
+    ) -> Result<DryRunReport> {
         if !plan.status.is_pre_apply() {
             return Err(Error::WrongStatus {
                 plan: plan.id.clone(),
@@ -234,6 +272,18 @@ impl Engine {
                 let cfg = self.config.target(t)?;
                 if cfg.role == Role::Production {
                     return Err(Error::ProductionDryRun(t.to_string()));
+                }
+                // Evidence counts only from the plan's own target, its linked staging, or scratch.
+                let own = self.config.target(&plan.target)?;
+                let related = cfg.name == own.name
+                    || own.staging.as_deref() == Some(&cfg.name)
+                    || cfg.role == Role::Scratch;
+                if !related {
+                    return Err(Error::PlanTargetMismatch {
+                        plan: plan.id.clone(),
+                        plan_target: plan.target.clone(),
+                        target: t.to_string(),
+                    });
                 }
                 cfg
             }
@@ -261,12 +311,17 @@ impl Engine {
         let mut exercised = match outcome {
             Ok(x) => x,
             Err(e) => {
-                let detail = json!({"error": e.to_string(), "code": e.code(), "rollback_verified": false});
+                let detail =
+                    json!({"error": e.to_string(), "code": e.code(), "rollback_verified": false});
                 self.store
                     .commit(Change {
                         plan_id: &plan.id,
                         run: Some(record(false, detail)),
-                        audit: Some((agent, "dry-run-failed", json!({"target": staging_cfg.name, "error": e.to_string()}))),
+                        audit: Some((
+                            agent,
+                            "dry-run-failed",
+                            json!({"target": staging_cfg.name, "error": e.to_string()}),
+                        )),
                         ..Change::default()
                     })
                     .await?;
@@ -277,7 +332,11 @@ impl Engine {
         // Row ratio and estimate against the plan's own target.
         let tables: Vec<String> = plan.analysis["impact"]
             .as_array()
-            .map(|a| a.iter().filter_map(|t| t["table"].as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t["table"].as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default();
         let staging_rows = staging.row_counts(&tables).await?;
         let prod_rows = match self.open_target(&plan.target).await {
@@ -293,10 +352,10 @@ impl Engine {
                 (Some(s), Some(p)) if p > 0 => Some(s as f64 / p as f64),
                 _ => None,
             };
-            if let (Some(s), Some(p)) = (s, p) {
-                if s > 0 {
-                    scale = scale.max(p as f64 / s as f64);
-                }
+            if let (Some(s), Some(p)) = (s, p)
+                && s > 0
+            {
+                scale = scale.max(p as f64 / s as f64);
             }
             if let Some(r) = ratio.filter(|r| *r < self.config.policy.min_staging_ratio) {
                 warnings.push(format!(
@@ -305,17 +364,27 @@ impl Engine {
                     self.config.policy.min_staging_ratio
                 ));
             }
-            ratios.push(TableRatio { table: t.clone(), staging_rows: s, production_rows: p, ratio });
+            ratios.push(TableRatio {
+                table: t.clone(),
+                staging_rows: s,
+                production_rows: p,
+                ratio,
+            });
         }
         let up_ms: f64 = exercised.statements.iter().map(|s| s.duration_ms).sum();
         let estimate = Estimate {
             staging_ms: up_ms,
             production_ms: up_ms * scale,
-            basis: format!("staging duration × {scale:.2} (largest production/staging row ratio of the affected tables)"),
+            basis: format!(
+                "staging duration × {scale:.2} (largest production/staging row ratio of the affected tables)"
+            ),
         };
         let disagreements = disagreements(plan, &exercised.statements);
         exercised.checks.iter().filter(|c| !c.passed).for_each(|c| {
-            warnings.push(format!("check `{}` failed: observed {}", c.name, c.observed));
+            warnings.push(format!(
+                "check `{}` failed: observed {}",
+                c.name, c.observed
+            ));
         });
         let report = DryRunReport {
             plan_id: plan.id.clone(),
@@ -336,23 +405,43 @@ impl Engine {
         detail["fingerprint_before"] = json!(exercised.before.hash);
         detail["fingerprint_after_up"] = json!(exercised.after_up.hash);
         detail["fingerprint_after_up_lines"] = json!(exercised.after_up.lines);
-        self.store
+        // A first passing dry-run makes the plan `tested`; an approved plan stays approved.
+        let approved = checklist::approvers(plan, &self.store.approvals(&plan.id).await?)
+            .is_some_and(|a| !a.is_empty());
+        let next = match plan.status {
+            Status::Planned if approved => Status::Approved,
+            Status::Planned => Status::Tested,
+            other => other,
+        };
+        let committed = self
+            .store
             .commit(Change {
                 plan_id: &plan.id,
-                status: Some((&[Status::Planned], Status::Tested)),
+                status: Some((std::slice::from_ref(&plan.status), next)),
                 run: Some(record(true, detail)),
-                audit: Some((agent, "dry-run", json!({"target": staging_cfg.name, "ok": true}))),
+                audit: Some((
+                    agent,
+                    "dry-run",
+                    json!({"target": staging_cfg.name, "ok": true}),
+                )),
                 ..Change::default()
             })
             .await?;
-        // The status guard above leaves approved plans approved; record the run either way.
         let fresh = self.store.plan(&plan.id).await?;
-        if fresh.status != Status::Tested && fresh.status != Status::Approved {
-            tracing::warn!(plan = %plan.id, status = %fresh.status, "dry-run recorded on a plan that moved on");
+        if !committed {
+            return Err(Error::WrongStatus {
+                plan: plan.id.clone(),
+                status: fresh.status.to_string(),
+                action: "recording a dry-run",
+                needed: "unchanged while the dry-run ran",
+            });
         }
         let checklist = self.checklist(&fresh).await?;
         let role = self.config.target(&plan.target)?.role;
-        Ok(DryRunReport { next_steps: next_steps(&fresh, role, &checklist), ..report })
+        Ok(DryRunReport {
+            next_steps: next_steps(&fresh, role, &checklist),
+            ..report
+        })
     }
 
     /// up, checks, down (in reverse), fingerprint equality, up again — on a scratch copy.
@@ -361,23 +450,32 @@ impl Engine {
         let mut statements = Vec::new();
         for step in plan.steps() {
             let name = step.name.as_deref().unwrap_or("step");
-            statements.extend(self.run_sql(copy, plan, name, step.up.as_deref(), "dry-run up", None).await?);
+            statements.extend(
+                self.run_sql(copy, plan, name, step.up.as_deref(), "dry-run up", None)
+                    .await?,
+            );
         }
         let checks = copy.run_checks(&plan.body.checks).await?;
         if let Some(c) = checks.iter().find(|c| !c.passed) {
             return Err(Error::CheckFailed {
                 name: c.name.clone(),
-                detail: format!("expected {}, observed {} (after `up` on the staging copy)", c.expect, c.observed),
+                detail: format!(
+                    "expected {}, observed {} (after `up` on the staging copy)",
+                    c.expect, c.observed
+                ),
             });
         }
         for step in plan.steps().iter().rev() {
             let name = step.name.as_deref().unwrap_or("step");
-            self.run_sql(copy, plan, name, step.down.as_deref(), "dry-run down", None).await?;
+            self.run_sql(copy, plan, name, step.down.as_deref(), "dry-run down", None)
+                .await?;
         }
         let after_down = copy.fingerprint().await?;
         let verified = plan.steps().iter().all(|s| s.down.is_some());
         if verified && after_down != before {
-            return Err(Error::RollbackUnverified { detail: before.diff(&after_down) });
+            return Err(Error::RollbackUnverified {
+                detail: before.diff(&after_down),
+            });
         }
         if !verified {
             return Err(Error::RollbackUnverified {
@@ -386,10 +484,23 @@ impl Engine {
         }
         for step in plan.steps() {
             let name = step.name.as_deref().unwrap_or("step");
-            self.run_sql(copy, plan, name, step.up.as_deref(), "dry-run up (again)", None).await?;
+            self.run_sql(
+                copy,
+                plan,
+                name,
+                step.up.as_deref(),
+                "dry-run up (again)",
+                None,
+            )
+            .await?;
         }
         let after_up = copy.fingerprint().await?;
-        Ok(Exercised { before, after_up, statements, checks })
+        Ok(Exercised {
+            before,
+            after_up,
+            statements,
+            checks,
+        })
     }
 
     async fn run_sql(
@@ -402,7 +513,10 @@ impl Engine {
         history: Option<History<'_>>,
     ) -> Result<Vec<StatementRun>> {
         let stmts: Vec<String> = match sql {
-            Some(sql) => analysis::statements(step, sql)?.into_iter().map(|s| s.sql).collect(),
+            Some(sql) => analysis::statements(step, sql)?
+                .into_iter()
+                .map(|s| s.sql)
+                .collect(),
             None => vec![],
         };
         match target.execute(step, &stmts, history, &mut |_| {}).await? {
@@ -419,7 +533,12 @@ impl Engine {
 
     // --------------------------------------------------------------- apply
 
-    pub async fn apply(&self, plan_id: &str, agent: &str, progress: Option<UnboundedSender<Progress>>) -> Result<ApplyReport> {
+    pub async fn apply(
+        &self,
+        plan_id: &str,
+        agent: &str,
+        progress: Option<UnboundedSender<Progress>>,
+    ) -> Result<ApplyReport> {
         let plan = self.store.plan(plan_id).await?;
         let _guard = {
             let mut busy = self.busy.lock().expect("busy set lock");
@@ -428,13 +547,25 @@ impl Engine {
             }
             BusyGuard(&self.busy, plan.target.clone())
         };
-        self.apply_plan(&plan, agent, progress).await.map_err(|e| self.learn(e, agent, "apply", Some(&plan)))
+        self.apply_plan(&plan, agent, progress)
+            .await
+            .map_err(|e| self.learn(e, agent, "apply", Some(&plan)))
     }
 
-    async fn apply_plan(&self, plan: &Plan, agent: &str, progress: Option<UnboundedSender<Progress>>) -> Result<ApplyReport> {
+    async fn apply_plan(
+        &self,
+        plan: &Plan,
+        agent: &str,
+        progress: Option<UnboundedSender<Progress>>,
+    ) -> Result<ApplyReport> {
         match plan.status {
             Status::Applied | Status::Validated => {
-                return Ok(ApplyReport::done(plan, "already applied; nothing to do", vec![], None));
+                return Ok(ApplyReport::done(
+                    plan,
+                    "already applied; nothing to do",
+                    vec![],
+                    None,
+                ));
             }
             Status::Rejected | Status::RolledBack => {
                 return Err(Error::WrongStatus {
@@ -448,27 +579,37 @@ impl Engine {
         }
         let target_cfg = self.config.target(&plan.target)?;
         let mut items = self.checklist(plan).await?;
-        let unmet_others: Vec<&ChecklistItem> =
-            checklist::unmet(&items).into_iter().filter(|i| i.item != "backup-verified").collect();
+        let unmet_others: Vec<&ChecklistItem> = checklist::unmet(&items)
+            .into_iter()
+            .filter(|i| i.item != "backup-verified")
+            .collect();
         if !unmet_others.is_empty() {
             return Err(unmet_error(plan, &items));
         }
         let target = self.open_target(&plan.target).await?;
         let sqlite = Self::sqlite(&target);
         let mut backup = None;
-        if target_cfg.role == Role::Production && checklist::unmet(&items).iter().any(|i| i.item == "backup-verified") {
-            let dest = self
-                .config
-                .state_dir
-                .join("backups")
-                .join(format!("{}-{}.db", plan.target, crate::store::now().replace([':', '.'], "-")));
+        if target_cfg.role == Role::Production
+            && checklist::unmet(&items)
+                .iter()
+                .any(|i| i.item == "backup-verified")
+        {
+            let dest = self.config.state_dir.join("backups").join(format!(
+                "{}-{}.db",
+                plan.target,
+                crate::store::now().replace([':', '.'], "-")
+            ));
             let evidence = sqlite.backup(&dest).await?;
             let detail = serde_json::to_value(&evidence).map_err(Error::store)?;
             self.store
                 .commit(Change {
                     plan_id: &plan.id,
                     backup: Some((&plan.target, true, detail)),
-                    audit: Some((agent, "backup", json!({"target": plan.target, "location": evidence.location}))),
+                    audit: Some((
+                        agent,
+                        "backup",
+                        json!({"target": plan.target, "location": evidence.location}),
+                    )),
                     ..Change::default()
                 })
                 .await?;
@@ -478,7 +619,10 @@ impl Engine {
                 return Err(unmet_error(plan, &items));
             }
         }
-        if let Some(waived) = items.iter().find(|i| i.state == checklist::ItemState::Waived && i.item == "staging-tested") {
+        if let Some(waived) = items
+            .iter()
+            .find(|i| i.state == checklist::ItemState::Waived && i.item == "staging-tested")
+        {
             let _ = self.errors.record(&Mistake {
                 agent: agent.to_string(),
                 tool: "apply".into(),
@@ -492,7 +636,12 @@ impl Engine {
         }
 
         let steps = self.store.steps(&plan.id).await?;
-        let from: &[Status] = &[Status::Planned, Status::Tested, Status::Approved, Status::Applying];
+        let from: &[Status] = &[
+            Status::Planned,
+            Status::Tested,
+            Status::Approved,
+            Status::Applying,
+        ];
         if !self
             .store
             .commit(Change {
@@ -518,7 +667,11 @@ impl Engine {
         let total: u64 = plan
             .steps()
             .iter()
-            .map(|s| s.up.as_deref().map(|u| analysis::statements("", u).map(|v| v.len()).unwrap_or(0)).unwrap_or(0) as u64)
+            .map(|s| {
+                s.up.as_deref()
+                    .map(|u| analysis::statements("", u).map(|v| v.len()).unwrap_or(0))
+                    .unwrap_or(0) as u64
+            })
             .sum();
         let mut done = 0u64;
         let mut applied = Vec::new();
@@ -531,7 +684,9 @@ impl Engine {
                 previous_applied_at = row.applied_at.clone();
                 continue;
             }
-            if row.state == StepState::Gated && !self.gate_open(step, previous_applied_at.as_deref()) {
+            if row.state == StepState::Gated
+                && !self.gate_open(step, previous_applied_at.as_deref())
+            {
                 gated = Some(GatedStep {
                     step: row.name.clone(),
                     gate: step.gate.clone(),
@@ -550,11 +705,22 @@ impl Engine {
             let mut tick = |r: &StatementRun| {
                 done += 1;
                 if let Some(tx) = &tx {
-                    let _ = tx.send(Progress { done, total, message: format!("step `{}` statement {} done", r.step, r.index) });
+                    let _ = tx.send(Progress {
+                        done,
+                        total,
+                        message: format!("step `{}` statement {} done", r.step, r.index),
+                    });
                 }
             };
-            let history = History::Applied(HistoryRow { plan_id: &plan.id, step: name, checksum: &plan.checksum, by: agent });
-            let result = sqlite.execute(name, &stmts, Some(history), &mut tick).await?;
+            let history = History::Applied(HistoryRow {
+                plan_id: &plan.id,
+                step: name,
+                checksum: &plan.checksum,
+                by: agent,
+            });
+            let result = sqlite
+                .execute(name, &stmts, Some(history), &mut tick)
+                .await?;
             let duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
             match result {
                 Ok(runs) => {
@@ -566,7 +732,15 @@ impl Engine {
                     self.store
                         .commit(Change {
                             plan_id: &plan.id,
-                            run: Some(NewRun { kind: "apply", target: &plan.target, checksum: &plan.checksum, ok: true, started_at, duration_ms, detail }),
+                            run: Some(NewRun {
+                                kind: "apply",
+                                target: &plan.target,
+                                checksum: &plan.checksum,
+                                ok: true,
+                                started_at,
+                                duration_ms,
+                                detail,
+                            }),
                             steps: vec![(i, StepState::Applied)],
                             audit: Some((agent, "apply-step", json!({"step": name}))),
                             ..Change::default()
@@ -584,8 +758,13 @@ impl Engine {
                         index,
                         cause: format!("{cause} — in `{}`", truncate(&sql, 200)),
                     };
-                    let nothing_applied = steps.iter().all(|s| s.state != StepState::Applied) && applied.is_empty();
-                    let back = if nothing_applied { plan.status } else { Status::Applying };
+                    let nothing_applied =
+                        steps.iter().all(|s| s.state != StepState::Applied) && applied.is_empty();
+                    let back = if nothing_applied {
+                        plan.status
+                    } else {
+                        Status::Applying
+                    };
                     self.store
                         .commit(Change {
                             plan_id: &plan.id,
@@ -599,7 +778,11 @@ impl Engine {
                                 duration_ms,
                                 detail: json!({"step": name, "error": err.to_string()}),
                             }),
-                            audit: Some((agent, "apply-failed", json!({"step": name, "error": err.to_string()}))),
+                            audit: Some((
+                                agent,
+                                "apply-failed",
+                                json!({"step": name, "error": err.to_string()}),
+                            )),
                             ..Change::default()
                         })
                         .await?;
@@ -620,7 +803,11 @@ impl Engine {
         }
         let plan = self.store.plan(&plan.id).await?;
         let message = match &gated {
-            Some(g) => format!("applied {} step(s); step `{}` is gated", applied.len(), g.step),
+            Some(g) => format!(
+                "applied {} step(s); step `{}` is gated",
+                applied.len(),
+                g.step
+            ),
             None => format!("applied {} step(s); all steps are applied", applied.len()),
         };
         let mut report = ApplyReport::done(&plan, &message, applied, gated);
@@ -638,9 +825,12 @@ impl Engine {
                 let d = if duration == "rollback_window" {
                     self.config.policy.rollback_window
                 } else {
-                    humantime::parse_duration(duration).unwrap_or(self.config.policy.rollback_window)
+                    humantime::parse_duration(duration)
+                        .unwrap_or(self.config.policy.rollback_window)
                 };
-                previous_applied_at.and_then(crate::store::age).is_some_and(|age| age >= d)
+                previous_applied_at
+                    .and_then(crate::store::age)
+                    .is_some_and(|age| age >= d)
             }
         }
     }
@@ -649,11 +839,16 @@ impl Engine {
 
     pub async fn validate(&self, plan_id: &str, agent: &str) -> Result<ValidateReport> {
         let plan = self.store.plan(plan_id).await?;
-        self.validate_plan(&plan, agent).await.map_err(|e| self.learn(e, agent, "validate", Some(&plan)))
+        self.validate_plan(&plan, agent)
+            .await
+            .map_err(|e| self.learn(e, agent, "validate", Some(&plan)))
     }
 
     async fn validate_plan(&self, plan: &Plan, agent: &str) -> Result<ValidateReport> {
-        if !matches!(plan.status, Status::Applied | Status::Validated | Status::Applying) {
+        if !matches!(
+            plan.status,
+            Status::Applied | Status::Validated | Status::Applying
+        ) {
             return Err(Error::WrongStatus {
                 plan: plan.id.clone(),
                 status: plan.status.to_string(),
@@ -668,59 +863,123 @@ impl Engine {
         let checks = sqlite.run_checks(&plan.body.checks).await?;
         let mut integrity = Vec::new();
         for problem in sqlite.integrity().await? {
-            integrity.push(BuiltinCheck { name: "integrity".into(), passed: false, detail: problem });
+            integrity.push(BuiltinCheck {
+                name: "integrity".into(),
+                passed: false,
+                detail: problem,
+            });
         }
         if integrity.is_empty() {
-            integrity.push(BuiltinCheck { name: "integrity".into(), passed: true, detail: "integrity_check ok; foreign_key_check clean".into() });
+            integrity.push(BuiltinCheck {
+                name: "integrity".into(),
+                passed: true,
+                detail: "integrity_check ok; foreign_key_check clean".into(),
+            });
         }
         let runs = self.store.runs(&plan.id).await?;
-        let dry = runs.iter().rev().find(|r| r.kind == "dry-run" && r.ok && r.checksum == plan.checksum);
+        let dry = runs
+            .iter()
+            .rev()
+            .find(|r| r.kind == "dry-run" && r.ok && r.checksum == plan.checksum);
         let current = sqlite.fingerprint().await?;
         let drift = match dry.and_then(|d| d.detail["fingerprint_after_up_lines"].as_array()) {
             Some(lines) if plan.status != Status::Applying => {
                 let expected = crate::target::Fingerprint::from_lines(
-                    lines.iter().filter_map(|l| l.as_str().map(String::from)).collect(),
+                    lines
+                        .iter()
+                        .filter_map(|l| l.as_str().map(String::from))
+                        .collect(),
                 );
                 if expected == current {
-                    BuiltinCheck { name: "schema-matches-dry-run".into(), passed: true, detail: "the schema equals the dry-run's post-up schema".into() }
+                    BuiltinCheck {
+                        name: "schema-matches-dry-run".into(),
+                        passed: true,
+                        detail: "the schema equals the dry-run's post-up schema".into(),
+                    }
                 } else {
-                    BuiltinCheck { name: "schema-matches-dry-run".into(), passed: false, detail: format!("drift from the dry-run's post-up schema: {}", expected.diff(&current)) }
+                    BuiltinCheck {
+                        name: "schema-matches-dry-run".into(),
+                        passed: false,
+                        detail: format!(
+                            "drift from the dry-run's post-up schema: {}",
+                            expected.diff(&current)
+                        ),
+                    }
                 }
             }
-            _ => BuiltinCheck { name: "schema-matches-dry-run".into(), passed: true, detail: "not compared (no dry-run of this checksum, or steps still pending)".into() },
+            _ => BuiltinCheck {
+                name: "schema-matches-dry-run".into(),
+                passed: true,
+                detail: "not compared (no dry-run of this checksum, or steps still pending)".into(),
+            },
         };
         integrity.push(drift);
         let history = sqlite.history(&plan.id).await?;
-        let applied_rows: HashSet<String> =
-            history.iter().filter(|h| h.1 == "applied").map(|h| h.0.clone()).collect();
-        let store_applied: Vec<String> =
-            self.store.steps(&plan.id).await?.into_iter().filter(|s| s.state == StepState::Applied).map(|s| s.name).collect();
-        let missing: Vec<&String> = store_applied.iter().filter(|s| !applied_rows.contains(*s)).collect();
+        let applied_rows: HashSet<String> = history
+            .iter()
+            .filter(|h| h.1 == "applied")
+            .map(|h| h.0.clone())
+            .collect();
+        let store_applied: Vec<String> = self
+            .store
+            .steps(&plan.id)
+            .await?
+            .into_iter()
+            .filter(|s| s.state == StepState::Applied)
+            .map(|s| s.name)
+            .collect();
+        let missing: Vec<&String> = store_applied
+            .iter()
+            .filter(|s| !applied_rows.contains(*s))
+            .collect();
         integrity.push(BuiltinCheck {
             name: "history".into(),
             passed: missing.is_empty(),
             detail: if missing.is_empty() {
-                format!("{} applied step(s) recorded in the target's history table", store_applied.len())
+                format!(
+                    "{} applied step(s) recorded in the target's history table",
+                    store_applied.len()
+                )
             } else {
-                format!("step(s) applied per drydock but missing from the target's history: {missing:?}")
+                format!(
+                    "step(s) applied per drydock but missing from the target's history: {missing:?}"
+                )
             },
         });
         let tables: Vec<String> = plan.analysis["impact"]
             .as_array()
-            .map(|a| a.iter().filter_map(|t| t["table"].as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t["table"].as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default();
         let row_counts = sqlite.row_counts(&tables).await?;
         let failures: Vec<String> = checks
             .iter()
             .filter(|c| !c.passed)
-            .map(|c| format!("check `{}` expected {} but observed {}", c.name, c.expect, c.observed))
-            .chain(integrity.iter().filter(|c| !c.passed).map(|c| format!("{}: {}", c.name, c.detail)))
+            .map(|c| {
+                format!(
+                    "check `{}` expected {} but observed {}",
+                    c.name, c.expect, c.observed
+                )
+            })
+            .chain(
+                integrity
+                    .iter()
+                    .filter(|c| !c.passed)
+                    .map(|c| format!("{}: {}", c.name, c.detail)),
+            )
             .collect();
         let ok = failures.is_empty();
         let report = ValidateReport {
             plan_id: plan.id.clone(),
             ok,
-            status: if ok && plan.status != Status::Applying { Status::Validated } else { plan.status },
+            status: if ok && plan.status != Status::Applying {
+                Status::Validated
+            } else {
+                plan.status
+            },
             checks,
             builtin: integrity,
             row_counts,
@@ -728,7 +987,8 @@ impl Engine {
         self.store
             .commit(Change {
                 plan_id: &plan.id,
-                status: (ok && plan.status == Status::Applied).then_some((&[Status::Applied][..], Status::Validated)),
+                status: (ok && plan.status == Status::Applied)
+                    .then_some((&[Status::Applied][..], Status::Validated)),
                 run: Some(NewRun {
                     kind: "validate",
                     target: &plan.target,
@@ -743,14 +1003,22 @@ impl Engine {
             })
             .await?;
         if !ok {
-            return Err(Error::ValidationFailed { plan: plan.id.clone(), failures: failures.join("; ") });
+            return Err(Error::ValidationFailed {
+                plan: plan.id.clone(),
+                failures: failures.join("; "),
+            });
         }
         Ok(report)
     }
 
     // ------------------------------------------------------------ rollback
 
-    pub async fn rollback(&self, plan_id: &str, reason: &str, agent: &str) -> Result<RollbackReport> {
+    pub async fn rollback(
+        &self,
+        plan_id: &str,
+        reason: &str,
+        agent: &str,
+    ) -> Result<RollbackReport> {
         let plan = self.store.plan(plan_id).await?;
         let _guard = {
             let mut busy = self.busy.lock().expect("busy set lock");
@@ -759,15 +1027,25 @@ impl Engine {
             }
             BusyGuard(&self.busy, plan.target.clone())
         };
-        self.rollback_plan(&plan, reason, agent).await.map_err(|e| self.learn(e, agent, "rollback", Some(&plan)))
+        self.rollback_plan(&plan, reason, agent)
+            .await
+            .map_err(|e| self.learn(e, agent, "rollback", Some(&plan)))
     }
 
-    async fn rollback_plan(&self, plan: &Plan, reason: &str, agent: &str) -> Result<RollbackReport> {
+    async fn rollback_plan(
+        &self,
+        plan: &Plan,
+        reason: &str,
+        agent: &str,
+    ) -> Result<RollbackReport> {
         let reason = reason.trim();
         if reason.is_empty() {
             return Err(Error::MissingReason);
         }
-        if !matches!(plan.status, Status::Applied | Status::Validated | Status::Applying) {
+        if !matches!(
+            plan.status,
+            Status::Applied | Status::Validated | Status::Applying
+        ) {
             return Err(Error::WrongStatus {
                 plan: plan.id.clone(),
                 status: plan.status.to_string(),
@@ -776,9 +1054,15 @@ impl Engine {
             });
         }
         let steps = self.store.steps(&plan.id).await?;
-        let applied: Vec<(usize, &crate::store::StepRow)> =
-            steps.iter().enumerate().filter(|(_, s)| s.state == StepState::Applied).collect();
-        let first_applied = applied.iter().filter_map(|(_, s)| s.applied_at.clone()).min();
+        let applied: Vec<(usize, &crate::store::StepRow)> = steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.state == StepState::Applied)
+            .collect();
+        let first_applied = applied
+            .iter()
+            .filter_map(|(_, s)| s.applied_at.clone())
+            .min();
         if let Some(first) = &first_applied {
             let window = self.config.policy.rollback_window;
             if crate::store::age(first).is_some_and(|a| a > window) {
@@ -791,9 +1075,17 @@ impl Engine {
         let runs = self.store.runs(&plan.id).await?;
         let before = runs
             .iter()
-            .find(|r| r.kind == "apply" && r.ok && r.detail.get("fingerprint_before_lines").is_some())
+            .find(|r| {
+                r.kind == "apply" && r.ok && r.detail.get("fingerprint_before_lines").is_some()
+            })
             .and_then(|r| r.detail["fingerprint_before_lines"].as_array())
-            .map(|l| crate::target::Fingerprint::from_lines(l.iter().filter_map(|x| x.as_str().map(String::from)).collect()));
+            .map(|l| {
+                crate::target::Fingerprint::from_lines(
+                    l.iter()
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect(),
+                )
+            });
         let target = self.open_target(&plan.target).await?;
         let sqlite = Self::sqlite(&target);
         let started_at = crate::store::now();
@@ -807,13 +1099,28 @@ impl Engine {
                     row.name
                 )));
             };
-            let history = History::RolledBack { plan_id: &plan.id, step: &row.name };
-            self.run_sql(sqlite, plan, &row.name, Some(down), "rollback", Some(history)).await?;
+            let history = History::RolledBack {
+                plan_id: &plan.id,
+                step: &row.name,
+            };
+            self.run_sql(
+                sqlite,
+                plan,
+                &row.name,
+                Some(down),
+                "rollback",
+                Some(history),
+            )
+            .await?;
             self.store
                 .commit(Change {
                     plan_id: &plan.id,
                     steps: vec![(*i, StepState::RolledBack)],
-                    audit: Some((agent, "rollback-step", json!({"step": row.name, "reason": reason}))),
+                    audit: Some((
+                        agent,
+                        "rollback-step",
+                        json!({"step": row.name, "reason": reason}),
+                    )),
                     ..Change::default()
                 })
                 .await?;
@@ -861,10 +1168,15 @@ impl Engine {
         let plan = self.store.plan(plan_id).await?;
         let by = by.trim();
         if by.is_empty() {
-            return Err(Error::InvalidInput("`--by` names the approving engineer".into()));
+            return Err(Error::InvalidInput(
+                "`--by` names the approving engineer".into(),
+            ));
         }
         if by.eq_ignore_ascii_case(&plan.author) {
-            return Err(Error::SelfApproval { plan: plan.id.clone(), by: by.to_string() });
+            return Err(Error::SelfApproval {
+                plan: plan.id.clone(),
+                by: by.to_string(),
+            });
         }
         if !plan.status.is_pre_apply() {
             return Err(Error::WrongStatus {
@@ -874,22 +1186,40 @@ impl Engine {
                 needed: "planned or tested",
             });
         }
-        self.store
+        // A tested plan becomes `approved`; approving an untested plan records the approval (a
+        // hotfix may need it) but leaves it `planned` until a dry-run passes.
+        let next = if plan.status == Status::Planned {
+            Status::Planned
+        } else {
+            Status::Approved
+        };
+        let committed = self
+            .store
             .commit(Change {
                 plan_id: &plan.id,
-                status: Some((&[Status::Tested, Status::Approved], Status::Approved)),
+                status: Some((std::slice::from_ref(&plan.status), next)),
                 approval: Some((&plan.checksum, by, "approved", None)),
                 audit: Some((by, "approve", json!({"checksum": plan.checksum}))),
                 ..Change::default()
             })
             .await?;
+        if !committed {
+            return Err(Error::WrongStatus {
+                plan: plan.id.clone(),
+                status: self.store.plan(plan_id).await?.status.to_string(),
+                action: "approve",
+                needed: "unchanged while approving; look again with `drydock show`",
+            });
+        }
         self.status(plan_id).await
     }
 
     pub async fn reject(&self, plan_id: &str, by: &str, reason: &str) -> Result<StatusReport> {
         let plan = self.store.plan(plan_id).await?;
         if reason.trim().is_empty() {
-            return Err(Error::InvalidInput("`--reason` says why the plan is rejected".into()));
+            return Err(Error::InvalidInput(
+                "`--reason` says why the plan is rejected".into(),
+            ));
         }
         if !plan.status.is_pre_apply() {
             return Err(Error::WrongStatus {
@@ -912,7 +1242,13 @@ impl Engine {
     }
 
     /// Opens a step's gate. `after` gates need `override_reason` while the window runs.
-    pub async fn release(&self, plan_id: &str, step: &str, by: &str, override_reason: Option<&str>) -> Result<StatusReport> {
+    pub async fn release(
+        &self,
+        plan_id: &str,
+        step: &str,
+        by: &str,
+        override_reason: Option<&str>,
+    ) -> Result<StatusReport> {
         let plan = self.store.plan(plan_id).await?;
         let steps = self.store.steps(plan_id).await?;
         let (i, row) = steps
@@ -921,12 +1257,20 @@ impl Engine {
             .find(|(_, s)| s.name == step)
             .ok_or_else(|| Error::InvalidInput(format!("plan `{plan_id}` has no step `{step}`")))?;
         if row.state != StepState::Gated {
-            return Err(Error::InvalidInput(format!("step `{step}` is {}, not gated", row.state.as_str())));
+            return Err(Error::InvalidInput(format!(
+                "step `{step}` is {}, not gated",
+                row.state.as_str()
+            )));
         }
         if by.eq_ignore_ascii_case(&plan.author) {
-            return Err(Error::SelfApproval { plan: plan.id.clone(), by: by.to_string() });
+            return Err(Error::SelfApproval {
+                plan: plan.id.clone(),
+                by: by.to_string(),
+            });
         }
-        if matches!(plan.steps()[i].gate, Some(Gate::After { .. })) && override_reason.is_none_or(|r| r.trim().is_empty()) {
+        if matches!(plan.steps()[i].gate, Some(Gate::After { .. }))
+            && override_reason.is_none_or(|r| r.trim().is_empty())
+        {
             return Err(Error::InvalidInput(format!(
                 "step `{step}` waits for the rollback window; pass --override-window --reason R to open it early"
             )));
@@ -935,7 +1279,11 @@ impl Engine {
             .commit(Change {
                 plan_id,
                 release: Some((i, by)),
-                audit: Some((by, "release", json!({"step": step, "override_reason": override_reason}))),
+                audit: Some((
+                    by,
+                    "release",
+                    json!({"step": step, "override_reason": override_reason}),
+                )),
                 ..Change::default()
             })
             .await?;
@@ -992,7 +1340,16 @@ impl Engine {
             .plans(200)
             .await?
             .into_iter()
-            .map(|(plan_id, target, status, goal, author, created_at)| PlanSummary { plan_id, target, status, goal, author, created_at })
+            .map(
+                |(plan_id, target, status, goal, author, created_at)| PlanSummary {
+                    plan_id,
+                    target,
+                    status,
+                    goal,
+                    author,
+                    created_at,
+                },
+            )
             .collect())
     }
 
@@ -1002,16 +1359,31 @@ impl Engine {
         let mut catalog = t.catalog().await?;
         if let Some(name) = table {
             if !catalog.tables.contains_key(name) {
-                return Err(Error::InvalidInput(format!("target `{target}` has no table `{name}`")));
+                return Err(Error::InvalidInput(format!(
+                    "target `{target}` has no table `{name}`"
+                )));
             }
             catalog.tables.retain(|k, _| k == name);
         }
-        Ok(InspectReport { target: target.to_string(), role: cfg.role, engine: t.engine().to_string(), tables: catalog.tables })
+        Ok(InspectReport {
+            target: target.to_string(),
+            role: cfg.role,
+            engine: t.engine().to_string(),
+            tables: catalog.tables,
+        })
     }
 
-    pub async fn record_mistake(&self, what: &str, lesson: &str, plan_id: Option<&str>, agent: &str) -> Result<MistakeReport> {
+    pub async fn record_mistake(
+        &self,
+        what: &str,
+        lesson: &str,
+        plan_id: Option<&str>,
+        agent: &str,
+    ) -> Result<MistakeReport> {
         if what.trim().is_empty() || lesson.trim().is_empty() {
-            return Err(Error::InvalidInput("`what` and `lesson` must both say something".into()));
+            return Err(Error::InvalidInput(
+                "`what` and `lesson` must both say something".into(),
+            ));
         }
         let plan = match plan_id {
             Some(id) => Some(self.store.plan(id).await?),
@@ -1034,7 +1406,11 @@ impl Engine {
             lesson: lesson.to_string(),
             tables,
         })?;
-        Ok(MistakeReport { recorded: true, count, path: self.errors.path().display().to_string() })
+        Ok(MistakeReport {
+            recorded: true,
+            count,
+            path: self.errors.path().display().to_string(),
+        })
     }
 }
 
@@ -1050,7 +1426,11 @@ fn unmet_error(plan: &Plan, items: &[ChecklistItem]) -> Error {
     Error::ChecklistUnmet {
         plan: plan.id.clone(),
         count: unmet.len(),
-        items: unmet.iter().map(|i| i.item.as_str()).collect::<Vec<_>>().join(", "),
+        items: unmet
+            .iter()
+            .map(|i| i.item.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
         checklist: items.to_vec(),
     }
 }
@@ -1066,9 +1446,15 @@ fn truncate(s: &str, n: usize) -> String {
 /// Where static analysis and measurement disagree (the measurement wins).
 fn disagreements(plan: &Plan, measured: &[StatementRun]) -> Vec<String> {
     let mut out = Vec::new();
-    let facts = plan.analysis["statements"].as_array().cloned().unwrap_or_default();
+    let facts = plan.analysis["statements"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     for m in measured {
-        let Some(f) = facts.iter().find(|f| f["step"] == m.step.as_str() && f["index"] == m.index) else {
+        let Some(f) = facts
+            .iter()
+            .find(|f| f["step"] == m.step.as_str() && f["index"] == m.index)
+        else {
             continue;
         };
         let predicted = f["rewrites"] == true;
@@ -1079,7 +1465,11 @@ fn disagreements(plan: &Plan, measured: &[StatementRun]) -> Vec<String> {
                 m.step,
                 m.index,
                 if predicted { "" } else { "no " },
-                if observed { format!("a rewrite of {:?}", m.rewritten) } else { "none".into() }
+                if observed {
+                    format!("a rewrite of {:?}", m.rewritten)
+                } else {
+                    "none".into()
+                }
             ));
         }
     }
@@ -1092,23 +1482,43 @@ pub fn next_steps(plan: &Plan, role: Role, checklist: &[ChecklistItem]) -> Vec<S
     let held = |name: &str| checklist.iter().any(|i| i.item == name && i.holds());
     match plan.status {
         Status::Planned | Status::Tested | Status::Approved => {
-            if checklist.iter().any(|i| i.item == "rollback-ready" && i.state == checklist::ItemState::Failed) {
+            if checklist
+                .iter()
+                .any(|i| i.item == "rollback-ready" && i.state == checklist::ItemState::Failed)
+            {
                 out.push("add a `down` to every step and submit a new plan".into());
             }
             if !held("staging-tested") {
-                out.push(format!("call `dry-run` with plan_id `{}` to test it on staging", plan.id));
+                out.push(format!(
+                    "call `dry-run` with plan_id `{}` to test it on staging",
+                    plan.id
+                ));
             }
             if role == Role::Production && !held("approved") {
-                out.push(format!("ask an engineer to review and run `drydock approve {} --by NAME`", plan.id));
+                out.push(format!(
+                    "ask an engineer to review and run `drydock approve {} --by NAME`",
+                    plan.id
+                ));
             }
-            if role != Role::Production || checklist::unmet(checklist).iter().all(|i| i.item == "backup-verified") {
+            if role != Role::Production
+                || checklist::unmet(checklist)
+                    .iter()
+                    .all(|i| i.item == "backup-verified")
+            {
                 out.push(format!("call `apply` with plan_id `{}`", plan.id));
             }
         }
-        Status::Applying => out.push(format!("call `apply` with plan_id `{}` to continue, or `status` to see the gated step", plan.id)),
+        Status::Applying => out.push(format!(
+            "call `apply` with plan_id `{}` to continue, or `status` to see the gated step",
+            plan.id
+        )),
         Status::Applied => out.push(format!("call `validate` with plan_id `{}`", plan.id)),
-        Status::Validated => out.push("done; `rollback` stays available within the rollback window".into()),
-        Status::RolledBack | Status::Rejected => out.push("make a new plan (`plan`) if the change is still wanted".into()),
+        Status::Validated => {
+            out.push("done; `rollback` stays available within the rollback window".into())
+        }
+        Status::RolledBack | Status::Rejected => {
+            out.push("make a new plan (`plan`) if the change is still wanted".into())
+        }
     }
     out
 }

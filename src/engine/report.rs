@@ -89,12 +89,20 @@ pub struct ApplyReport {
 }
 
 impl ApplyReport {
-    pub fn done(plan: &Plan, message: &str, applied_steps: Vec<String>, gated: Option<GatedStep>) -> ApplyReport {
+    pub fn done(
+        plan: &Plan,
+        message: &str,
+        applied_steps: Vec<String>,
+        gated: Option<GatedStep>,
+    ) -> ApplyReport {
         let next_steps = match plan.status {
             Status::Applied => vec![format!("call `validate` with plan_id `{}`", plan.id)],
             Status::Validated => vec!["nothing to do; the plan is applied and validated".into()],
             _ => match &gated {
-                Some(g) => vec![format!("wait for an engineer to run `{}`, then call `apply` again", g.release)],
+                Some(g) => vec![format!(
+                    "wait for an engineer to run `{}`, then call `apply` again",
+                    g.release
+                )],
                 None => vec![],
             },
         };
@@ -246,22 +254,35 @@ impl StatusReport {
             self.checksum,
             self.created_at
         );
-        md.push_str(&format!("- **risk:** {}\n", self.analysis["risk"].as_str().unwrap_or("?")));
+        md.push_str(&format!(
+            "- **risk:** {}\n",
+            self.analysis["risk"].as_str().unwrap_or("?")
+        ));
         for s in &self.steps {
             md.push_str(&format!("\n## Step `{}` — {}", s.name, s.state.as_str()));
             if let Some(g) = &s.gate {
-                md.push_str(&format!(" (gate: {})", serde_json::to_string(g).unwrap_or_default()));
+                md.push_str(&format!(
+                    " (gate: {})",
+                    serde_json::to_string(g).unwrap_or_default()
+                ));
             }
             md.push_str("\n\n### up\n```sql\n");
             md.push_str(s.up.as_deref().unwrap_or("-- none"));
             md.push_str("\n```\n\n### down\n```sql\n");
-            md.push_str(s.down.as_deref().unwrap_or("-- none: this step cannot be rolled back"));
+            md.push_str(
+                s.down
+                    .as_deref()
+                    .unwrap_or("-- none: this step cannot be rolled back"),
+            );
             md.push_str("\n```\n");
         }
         if !self.checks.is_empty() {
             md.push_str("\n## Checks\n");
             for c in &self.checks {
-                md.push_str(&format!("- `{}` (expect {}): `{}`\n", c.name, c.expect, c.sql));
+                md.push_str(&format!(
+                    "- `{}` (expect {}): `{}`\n",
+                    c.name, c.expect, c.sql
+                ));
             }
         }
         md.push_str("\n## Hazards\n");
@@ -282,13 +303,19 @@ impl StatusReport {
         }
         md.push_str("\n## Checklist\n");
         for i in &self.checklist {
-            let state = serde_json::to_value(i.state).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+            let state = serde_json::to_value(i.state)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
             md.push_str(&format!(
                 "- [{}] **{}** — {}{}\n",
                 if i.holds() { "x" } else { " " },
                 i.item,
                 state,
-                i.evidence.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+                i.evidence
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
             ));
         }
         md.push_str("\n## Runs\n");
@@ -309,7 +336,9 @@ impl StatusReport {
                 md.push_str(&format!(
                     "; rollback verified: {}; estimated production duration {:.1} ms",
                     r.detail["rollback_verified"],
-                    r.detail["estimate"]["production_ms"].as_f64().unwrap_or_default()
+                    r.detail["estimate"]["production_ms"]
+                        .as_f64()
+                        .unwrap_or_default()
                 ));
             }
             if let Some(e) = r.detail["error"].as_str() {
@@ -325,7 +354,10 @@ impl StatusReport {
                     a.decision,
                     a.by,
                     a.at,
-                    a.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+                    a.reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
                 ));
             }
         }

@@ -63,13 +63,18 @@ pub fn redact(s: &str) -> String {
         out.push_str(&rest[..pos]);
         out.push_str("[redacted connection string]");
         let tail = &rest[pos..];
-        let end = tail.find(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == '`').unwrap_or(tail.len());
+        let end = tail
+            .find(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == '`')
+            .unwrap_or(tail.len());
         rest = &tail[end..];
     }
     out.push_str(rest);
     let lower = out.to_ascii_lowercase();
     if let Some(pos) = lower.find("password=") {
-        let end = out[pos..].find(char::is_whitespace).map(|e| pos + e).unwrap_or(out.len());
+        let end = out[pos..]
+            .find(char::is_whitespace)
+            .map(|e| pos + e)
+            .unwrap_or(out.len());
         out.replace_range(pos..end, "password=[redacted]");
     }
     out
@@ -81,7 +86,10 @@ fn one_line(s: &str) -> String {
 
 impl ErrorLog {
     pub fn new(path: &Path, state_dir: &Path) -> ErrorLog {
-        ErrorLog { path: path.to_path_buf(), lock: state_dir.join("errors.lock") }
+        ErrorLog {
+            path: path.to_path_buf(),
+            lock: state_dir.join("errors.lock"),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -92,7 +100,11 @@ impl ErrorLog {
         if let Some(dir) = self.lock.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let f = OpenOptions::new().create(true).truncate(false).write(true).open(&self.lock)?;
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock)?;
         f.lock()?;
         Ok(f)
     }
@@ -110,18 +122,33 @@ impl ErrorLog {
         let _guard = self.locked()?;
         let key = {
             let d = Sha256::digest(format!("{}\n{}", m.code, one_line(&m.lesson)).as_bytes());
-            d.iter().take(6).map(|b| format!("{b:02x}")).collect::<String>()
+            d.iter()
+                .take(6)
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
         };
         let now = crate::store::now();
-        let mut file = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&self.path)?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&self.path)?;
         let mut text = String::new();
         file.read_to_string(&mut text)?;
         let marker = format!("<!-- drydock:entry key={key} ");
         if let Some(start) = text.find(&marker) {
             // A repeat: rewrite the entry's marker and `seen` line, keep everything else.
-            let line_end = text[start..].find('\n').map(|e| start + e).unwrap_or(text.len());
+            let line_end = text[start..]
+                .find('\n')
+                .map(|e| start + e)
+                .unwrap_or(text.len());
             let meta = parse_meta(&text[start..line_end]);
-            let count = meta.get("count").and_then(|c| c.parse::<u64>().ok()).unwrap_or(1) + 1;
+            let count = meta
+                .get("count")
+                .and_then(|c| c.parse::<u64>().ok())
+                .unwrap_or(1)
+                + 1;
             let tables = meta.get("tables").cloned().unwrap_or_default();
             let new_marker = format!(
                 "<!-- drydock:entry key={key} code={} count={count} last={now} tables={tables} -->",
@@ -134,9 +161,15 @@ impl ErrorLog {
             let seen_prefix = "\n- **seen:** ";
             match rest.find(seen_prefix) {
                 Some(s) if rest[..s].matches("<!-- drydock:entry").count() == 0 => {
-                    let e = rest[s + 1..].find('\n').map(|e| s + 1 + e).unwrap_or(rest.len());
+                    let e = rest[s + 1..]
+                        .find('\n')
+                        .map(|e| s + 1 + e)
+                        .unwrap_or(rest.len());
                     updated.push_str(&rest[..s]);
-                    updated.push_str(&format!("{seen_prefix}{count} times, last {now} by {}", one_line(&m.agent)));
+                    updated.push_str(&format!(
+                        "{seen_prefix}{count} times, last {now} by {}",
+                        one_line(&m.agent)
+                    ));
                     updated.push_str(&rest[e..]);
                 }
                 _ => updated.push_str(rest),
@@ -152,7 +185,11 @@ impl ErrorLog {
             entry.push_str(HEADER);
         }
         let date = now.get(..10).unwrap_or(&now);
-        let tables: Vec<String> = m.tables.iter().map(|t| one_line(t).replace([' ', ','], "_")).collect();
+        let tables: Vec<String> = m
+            .tables
+            .iter()
+            .map(|t| one_line(t).replace([' ', ','], "_"))
+            .collect();
         entry.push_str(&format!(
             "\n## {date} · {} · {}\n<!-- drydock:entry key={key} code={} count=1 last={now} tables={} -->\n",
             one_line(&m.code),
@@ -163,7 +200,11 @@ impl ErrorLog {
         entry.push_str(&format!("- **agent:** {}\n", one_line(&m.agent)));
         entry.push_str(&format!("- **tool:** {}\n", one_line(&m.tool)));
         if let Some(p) = &m.plan {
-            let target = m.target.as_deref().map(|t| format!(" (target `{}`)", one_line(t))).unwrap_or_default();
+            let target = m
+                .target
+                .as_deref()
+                .map(|t| format!(" (target `{}`)", one_line(t)))
+                .unwrap_or_default();
             entry.push_str(&format!("- **plan:** {}{target}\n", one_line(p)));
         }
         entry.push_str("- **seen:** 1 time\n");
@@ -198,13 +239,18 @@ impl ErrorLog {
                 what: field("what went wrong"),
                 tables: meta
                     .get("tables")
-                    .map(|t| t.split(',').filter(|s| !s.is_empty()).map(String::from).collect())
+                    .map(|t| {
+                        t.split(',')
+                            .filter(|s| !s.is_empty())
+                            .map(String::from)
+                            .collect()
+                    })
                     .unwrap_or_default(),
                 count: meta.get("count").and_then(|c| c.parse().ok()).unwrap_or(1),
                 last_seen: meta.get("last").cloned().unwrap_or_default(),
             });
         }
-        out.sort_by(|a, b| b.count.cmp(&a.count));
+        out.sort_by_key(|l| std::cmp::Reverse(l.count));
         Ok(out)
     }
 
@@ -247,9 +293,21 @@ mod tests {
     fn repeats_are_counted_not_copied() {
         let dir = tempfile::tempdir().unwrap();
         let log = ErrorLog::new(&dir.path().join("ERRORS.md"), dir.path());
-        assert_eq!(log.record(&mistake("checklist-unmet", "dry-run first")).unwrap(), 1);
-        assert_eq!(log.record(&mistake("checklist-unmet", "dry-run first")).unwrap(), 2);
-        assert_eq!(log.record(&mistake("sql-failed", "check the column exists")).unwrap(), 1);
+        assert_eq!(
+            log.record(&mistake("checklist-unmet", "dry-run first"))
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            log.record(&mistake("checklist-unmet", "dry-run first"))
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            log.record(&mistake("sql-failed", "check the column exists"))
+                .unwrap(),
+            1
+        );
         let text = log.read().unwrap();
         assert_eq!(text.matches("## ").count(), 2, "{text}");
         assert!(text.contains("**seen:** 2 times"), "{text}");
@@ -265,7 +323,10 @@ mod tests {
         let log = ErrorLog::new(&dir.path().join("ERRORS.md"), dir.path());
         log.record(&mistake("x", "y")).unwrap();
         let text = log.read().unwrap();
-        assert!(!text.contains("hunter2") && !text.contains("postgres://"), "{text}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("postgres://"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -277,7 +338,8 @@ mod tests {
                 let log = ErrorLog::new(&path, dir.path());
                 std::thread::spawn(move || {
                     for j in 0..10 {
-                        log.record(&mistake(&format!("code-{}", (i * 10 + j) % 20), "l")).unwrap();
+                        log.record(&mistake(&format!("code-{}", (i * 10 + j) % 20), "l"))
+                            .unwrap();
                     }
                 })
             })

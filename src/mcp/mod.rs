@@ -11,19 +11,23 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::IntoCallToolResult;
 use rmcp::handler::server::wrapper::{Json, Parameters};
 use rmcp::model::{
-    CallToolResponse, CallToolResult, Implementation, ListResourceTemplatesResult, ListResourcesResult,
-    PaginatedRequestParams, ProgressNotificationParam, PromptMessage, ReadResourceRequestParams,
-    ReadResourceResponse, ReadResourceResult, RequestMetaObject, Resource, ResourceContents, ResourceTemplate,
-    Role as PromptRole, ServerCapabilities, ServerConfig,
+    CallToolResponse, CallToolResult, Implementation, ListResourceTemplatesResult,
+    ListResourcesResult, PaginatedRequestParams, ProgressNotificationParam, PromptMessage,
+    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, RequestMetaObject,
+    Resource, ResourceContents, ResourceTemplate, Role as PromptRole, ServerCapabilities,
+    ServerConfig,
 };
 use rmcp::service::RequestContext;
-use rmcp::{ErrorData as McpError, Peer, RoleServer, ServerHandler, prompt, prompt_handler, prompt_router, tool, tool_handler, tool_router};
+use rmcp::{
+    ErrorData as McpError, Peer, RoleServer, ServerHandler, prompt, prompt_handler, prompt_router,
+    tool, tool_handler, tool_router,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{
-    ApplyReport, DryRunReport, Engine, InspectReport, MistakeReport, PlanOutcome, PlanRequest, PlanSummary,
-    RollbackReport, StatusReport, ValidateReport,
+    ApplyReport, DryRunReport, Engine, InspectReport, MistakeReport, PlanOutcome, PlanRequest,
+    PlanSummary, RollbackReport, StatusReport, ValidateReport,
 };
 use crate::error::{Error, Refusal};
 use crate::errorlog::redact;
@@ -43,12 +47,11 @@ impl From<Error> for ToolError {
 
 impl IntoCallToolResult for ToolError {
     fn into_call_tool_result(self) -> Result<CallToolResponse, McpError> {
-        let value = serde_json::to_value(&self.0).map_err(|e| McpError::internal_error(e.to_string(), None))?;
+        let value = serde_json::to_value(&self.0)
+            .map_err(|e| McpError::internal_error(e.to_string(), None))?;
         Ok(CallToolResult::structured_error(value).into())
     }
 }
-
-type ToolResult<T> = Result<Json<T>, ToolError>;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct PlanInput {
@@ -166,14 +169,25 @@ fn agent(peer: &Peer<RoleServer>) -> String {
 #[tool_router]
 impl DrydockServer {
     pub fn new(engine: Arc<Engine>) -> Self {
-        DrydockServer { engine, tool_router: Self::tool_router(), prompt_router: Self::prompt_router() }
+        DrydockServer {
+            engine,
+            tool_router: Self::tool_router(),
+            prompt_router: Self::prompt_router(),
+        }
     }
 
     /// Propose a migration. Stores an immutable plan and returns its id, checksum, the analysis
     /// (per statement kind, tables, locks; hazards with fixes; impact; risk), the safety checklist,
     /// lessons from past mistakes, and the next steps.
-    #[tool(name = "plan", annotations(read_only_hint = true, destructive_hint = false))]
-    async fn plan(&self, Parameters(p): Parameters<PlanInput>, peer: Peer<RoleServer>) -> ToolResult<PlanOutcome> {
+    #[tool(
+        name = "plan",
+        annotations(read_only_hint = true, destructive_hint = false)
+    )]
+    async fn plan(
+        &self,
+        Parameters(p): Parameters<PlanInput>,
+        peer: Peer<RoleServer>,
+    ) -> Result<Json<PlanOutcome>, ToolError> {
         let req = PlanRequest {
             goal: p.goal,
             target: p.target,
@@ -191,9 +205,18 @@ impl DrydockServer {
     /// templates with their parameter schemas. Identifiers are validated and quoted; values are
     /// escaped — a parameter can never inject SQL.
     #[tool(name = "render-template", annotations(read_only_hint = true))]
-    async fn render_template(&self, Parameters(p): Parameters<RenderInput>) -> ToolResult<RenderOutput> {
+    async fn render_template(
+        &self,
+        Parameters(p): Parameters<RenderInput>,
+    ) -> Result<Json<RenderOutput>, ToolError> {
         match p.template {
-            None => Ok(Json(RenderOutput { templates: Some(render::list()), template: None, steps: None, checks: None, script: None })),
+            None => Ok(Json(RenderOutput {
+                templates: Some(render::list()),
+                template: None,
+                steps: None,
+                checks: None,
+                script: None,
+            })),
             Some(name) => {
                 let r = render::render(&name, p.params.unwrap_or(serde_json::json!({})))?;
                 Ok(Json(RenderOutput {
@@ -211,20 +234,31 @@ impl DrydockServer {
     /// up, checks, down, verify the schema returned to its original state, up again. Reports
     /// measured durations, locks and rewrites per statement, row ratios and a production estimate.
     #[tool(name = "dry-run", annotations(read_only_hint = true))]
-    async fn dry_run(&self, Parameters(p): Parameters<DryRunInput>, peer: Peer<RoleServer>) -> ToolResult<DryRunReport> {
-        Ok(Json(self.engine.dry_run(&p.plan_id, p.target.as_deref(), &agent(&peer)).await?))
+    async fn dry_run(
+        &self,
+        Parameters(p): Parameters<DryRunInput>,
+        peer: Peer<RoleServer>,
+    ) -> Result<Json<DryRunReport>, ToolError> {
+        Ok(Json(
+            self.engine
+                .dry_run(&p.plan_id, p.target.as_deref(), &agent(&peer))
+                .await?,
+        ))
     }
 
     /// Apply a plan's pending steps in order, until a gated step or the end — only if every
     /// checklist item holds (production); otherwise refuse with the unmet items. Takes and
     /// verifies a backup first on production. Sends progress notifications.
-    #[tool(name = "apply", annotations(destructive_hint = true, idempotent_hint = true))]
+    #[tool(
+        name = "apply",
+        annotations(destructive_hint = true, idempotent_hint = true)
+    )]
     async fn apply(
         &self,
         Parameters(p): Parameters<PlanIdInput>,
         meta: RequestMetaObject,
         peer: Peer<RoleServer>,
-    ) -> ToolResult<ApplyReport> {
+    ) -> Result<Json<ApplyReport>, ToolError> {
         let agent = agent(&peer);
         let sender = meta.get_progress_token().map(|token| {
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<crate::engine::Progress>();
@@ -245,37 +279,74 @@ impl DrydockServer {
     /// Run the plan's checks and built-in integrity checks (integrity, foreign keys, schema equal
     /// to the dry-run's post-up schema, history) on the target.
     #[tool(name = "validate", annotations(read_only_hint = true))]
-    async fn validate(&self, Parameters(p): Parameters<PlanIdInput>, peer: Peer<RoleServer>) -> ToolResult<ValidateReport> {
+    async fn validate(
+        &self,
+        Parameters(p): Parameters<PlanIdInput>,
+        peer: Peer<RoleServer>,
+    ) -> Result<Json<ValidateReport>, ToolError> {
         Ok(Json(self.engine.validate(&p.plan_id, &agent(&peer)).await?))
     }
 
     /// Run the `down` of applied steps in reverse, within the rollback window, and verify the
     /// schema equals the pre-apply schema. Needs a `reason`.
     #[tool(name = "rollback", annotations(destructive_hint = true))]
-    async fn rollback(&self, Parameters(p): Parameters<RollbackInput>, peer: Peer<RoleServer>) -> ToolResult<RollbackReport> {
+    async fn rollback(
+        &self,
+        Parameters(p): Parameters<RollbackInput>,
+        peer: Peer<RoleServer>,
+    ) -> Result<Json<RollbackReport>, ToolError> {
         let reason = p.reason.unwrap_or_default();
-        Ok(Json(self.engine.rollback(&p.plan_id, &reason, &agent(&peer)).await?))
+        Ok(Json(
+            self.engine
+                .rollback(&p.plan_id, &reason, &agent(&peer))
+                .await?,
+        ))
     }
 
     /// One plan with its steps, checklist, runs and decisions; without `plan_id`, the list of plans.
     #[tool(name = "status", annotations(read_only_hint = true))]
-    async fn status(&self, Parameters(p): Parameters<StatusInput>) -> ToolResult<StatusOutput> {
+    async fn status(
+        &self,
+        Parameters(p): Parameters<StatusInput>,
+    ) -> Result<Json<StatusOutput>, ToolError> {
         match p.plan_id {
-            Some(id) => Ok(Json(StatusOutput { plan: Some(self.engine.status(&id).await?), plans: None })),
-            None => Ok(Json(StatusOutput { plan: None, plans: Some(self.engine.list().await?) })),
+            Some(id) => Ok(Json(StatusOutput {
+                plan: Some(self.engine.status(&id).await?),
+                plans: None,
+            })),
+            None => Ok(Json(StatusOutput {
+                plan: None,
+                plans: Some(self.engine.list().await?),
+            })),
         }
     }
 
     /// Read-only: a target's tables, columns, indexes, constraints and row counts. No data rows.
     #[tool(name = "inspect", annotations(read_only_hint = true))]
-    async fn inspect(&self, Parameters(p): Parameters<InspectInput>) -> ToolResult<InspectReport> {
-        Ok(Json(self.engine.inspect(&p.target, p.table.as_deref()).await?))
+    async fn inspect(
+        &self,
+        Parameters(p): Parameters<InspectInput>,
+    ) -> Result<Json<InspectReport>, ToolError> {
+        Ok(Json(
+            self.engine.inspect(&p.target, p.table.as_deref()).await?,
+        ))
     }
 
     /// Append your own mistake and its lesson to the error log (ERRORS.md), so it does not repeat.
-    #[tool(name = "record-mistake", annotations(read_only_hint = false, destructive_hint = false))]
-    async fn record_mistake(&self, Parameters(p): Parameters<MistakeInput>, peer: Peer<RoleServer>) -> ToolResult<MistakeReport> {
-        Ok(Json(self.engine.record_mistake(&p.what, &p.lesson, p.plan_id.as_deref(), &agent(&peer)).await?))
+    #[tool(
+        name = "record-mistake",
+        annotations(read_only_hint = false, destructive_hint = false)
+    )]
+    async fn record_mistake(
+        &self,
+        Parameters(p): Parameters<MistakeInput>,
+        peer: Peer<RoleServer>,
+    ) -> Result<Json<MistakeReport>, ToolError> {
+        Ok(Json(
+            self.engine
+                .record_mistake(&p.what, &p.lesson, p.plan_id.as_deref(), &agent(&peer))
+                .await?,
+        ))
     }
 }
 
@@ -284,7 +355,10 @@ fn lessons_section(engine: &Engine) -> String {
         Ok(l) if !l.is_empty() => {
             let mut s = String::from("\n## Lessons from the error log (ERRORS.md)\n");
             for l in l.iter().take(20) {
-                s.push_str(&format!("- [{}] {} (seen {}×)\n", l.code, l.lesson, l.count));
+                s.push_str(&format!(
+                    "- [{}] {} (seen {}×)\n",
+                    l.code, l.lesson, l.count
+                ));
             }
             s
         }
@@ -297,26 +371,40 @@ impl DrydockServer {
     /// The migration specialist's working instructions, with the current lessons of ERRORS.md.
     #[prompt(name = "migration-specialist")]
     async fn migration_specialist(&self) -> Vec<PromptMessage> {
-        let text = format!("{}{}", include_str!("../../prompts/migration-specialist.md"), lessons_section(&self.engine));
+        let text = format!(
+            "{}{}",
+            include_str!("../../prompts/migration-specialist.md"),
+            lessons_section(&self.engine)
+        );
         vec![PromptMessage::new_text(PromptRole::User, text)]
     }
 
     /// The review checklist for a plan, with the plan itself.
     #[prompt(name = "database-migration-review")]
-    async fn database_migration_review(&self, Parameters(a): Parameters<ReviewArgs>) -> Result<Vec<PromptMessage>, McpError> {
+    async fn database_migration_review(
+        &self,
+        Parameters(a): Parameters<ReviewArgs>,
+    ) -> Result<Vec<PromptMessage>, McpError> {
         let plan = self
             .engine
             .status(&a.plan_id)
             .await
             .map_err(|e| McpError::invalid_params(redact(&e.to_string()), None))?;
-        let text = format!("{}\n---\n\n{}", include_str!("../../prompts/database-migration-review.md"), plan.to_markdown());
+        let text = format!(
+            "{}\n---\n\n{}",
+            include_str!("../../prompts/database-migration-review.md"),
+            plan.to_markdown()
+        );
         Ok(vec![PromptMessage::new_text(PromptRole::User, text)])
     }
 
     /// The P0/P1 hotfix process.
     #[prompt(name = "hotfix-checklist")]
     async fn hotfix_checklist(&self) -> Vec<PromptMessage> {
-        vec![PromptMessage::new_text(PromptRole::User, include_str!("../../prompts/hotfix-checklist.md"))]
+        vec![PromptMessage::new_text(
+            PromptRole::User,
+            include_str!("../../prompts/hotfix-checklist.md"),
+        )]
     }
 }
 
@@ -330,9 +418,15 @@ the full working instructions and the lessons of past mistakes.";
 #[prompt_handler(router = self.prompt_router)]
 impl ServerHandler for DrydockServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_prompts().enable_resources().build())
-            .with_server_info(Implementation::new("drydock", env!("CARGO_PKG_VERSION")))
-            .with_instructions(INSTRUCTIONS)
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_prompts()
+                .enable_resources()
+                .build(),
+        )
+        .with_server_info(Implementation::new("drydock", env!("CARGO_PKG_VERSION")))
+        .with_instructions(INSTRUCTIONS)
     }
 
     async fn list_resources(
@@ -350,9 +444,12 @@ impl ServerHandler for DrydockServer {
         ];
         for t in render::list() {
             resources.push(
-                Resource::new(format!("drydock://templates/{}", t.name), format!("template {}", t.name))
-                    .with_description(t.description)
-                    .with_mime_type("application/json"),
+                Resource::new(
+                    format!("drydock://templates/{}", t.name),
+                    format!("template {}", t.name),
+                )
+                .with_description(t.description)
+                .with_mime_type("application/json"),
             );
         }
         Ok(ListResourcesResult::with_all_items(resources))
@@ -379,7 +476,11 @@ impl ServerHandler for DrydockServer {
         let uri = request.uri.clone();
         let not_found = |what: String| McpError::resource_not_found(redact(&what), None);
         let contents = if uri == "drydock://errors" {
-            let text = self.engine.errors.read().map_err(|e| not_found(e.to_string()))?;
+            let text = self
+                .engine
+                .errors
+                .read()
+                .map_err(|e| not_found(e.to_string()))?;
             vec![ResourceContents::text(text, &uri).with_mime_type("text/markdown")]
         } else if uri == "drydock://checklist" {
             let items: Vec<_> = crate::checklist::ITEMS
@@ -401,8 +502,13 @@ impl ServerHandler for DrydockServer {
             });
             vec![ResourceContents::text(body.to_string(), &uri).with_mime_type("application/json")]
         } else if let Some(id) = uri.strip_prefix("drydock://plans/") {
-            let status = self.engine.status(id).await.map_err(|e| not_found(e.to_string()))?;
-            let json = serde_json::to_string_pretty(&status).map_err(|e| McpError::internal_error(e.to_string(), None))?;
+            let status = self
+                .engine
+                .status(id)
+                .await
+                .map_err(|e| not_found(e.to_string()))?;
+            let json = serde_json::to_string_pretty(&status)
+                .map_err(|e| McpError::internal_error(e.to_string(), None))?;
             vec![
                 ResourceContents::text(json, &uri).with_mime_type("application/json"),
                 ResourceContents::text(status.to_markdown(), &uri).with_mime_type("text/markdown"),

@@ -78,7 +78,9 @@ impl FromStr for Expect {
                 .strip_prefix("rows:")
                 .and_then(|n| n.trim().parse().ok())
                 .map(Expect::Rows)
-                .ok_or_else(|| format!("expect must be \"true\", \"empty\" or \"rows:N\", not {other:?}")),
+                .ok_or_else(|| {
+                    format!("expect must be \"true\", \"empty\" or \"rows:N\", not {other:?}")
+                }),
         }
     }
 }
@@ -216,7 +218,8 @@ impl Body {
     pub fn new(target: &str, steps: Vec<Step>, checks: Vec<Check>) -> Result<Body> {
         if steps.is_empty() {
             return Err(Error::InvalidInput(
-                "a plan needs `steps` (each with `up` and `down`) or a `template` with `params`".into(),
+                "a plan needs `steps` (each with `up` and `down`) or a `template` with `params`"
+                    .into(),
             ));
         }
         let mut names = std::collections::HashSet::new();
@@ -241,13 +244,12 @@ impl Body {
                         "step `{name}`: `backfill` steps need the PostgreSQL backfill engine, which this server does not have yet; write the change as `up` SQL in batches"
                     )));
                 }
-                if let Some(Gate::After { duration }) = &s.gate {
-                    if duration != "rollback_window" {
+                if let Some(Gate::After { duration }) = &s.gate
+                    && duration != "rollback_window" {
                         humantime::parse_duration(duration).map_err(|e| {
                             Error::InvalidInput(format!("step `{name}` gate duration {duration:?}: {e}"))
                         })?;
                     }
-                }
                 Ok(Step { name: Some(name), up, down: normalise_sql(s.down), backfill: s.backfill, gate: s.gate })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -260,17 +262,27 @@ impl Body {
                     return Err(Error::InvalidInput("every check needs a `name`".into()));
                 }
                 if !check_names.insert(name.clone()) {
-                    return Err(Error::InvalidInput(format!("check name `{name}` is used twice")));
+                    return Err(Error::InvalidInput(format!(
+                        "check name `{name}` is used twice"
+                    )));
                 }
                 let sql = normalise_sql(Some(c.sql)).ok_or_else(|| Error::InvalidCheck {
                     name: name.clone(),
                     reason: "its `sql` is empty".into(),
                 })?;
                 crate::analysis::check_is_single_query(&name, &sql)?;
-                Ok(Check { name, sql, expect: c.expect })
+                Ok(Check {
+                    name,
+                    sql,
+                    expect: c.expect,
+                })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Body { target: target.to_string(), steps, checks })
+        Ok(Body {
+            target: target.to_string(),
+            steps,
+            checks,
+        })
     }
 
     pub fn checksum(&self) -> String {
@@ -330,12 +342,23 @@ mod tests {
     use super::*;
 
     fn step(up: &str, down: &str) -> Step {
-        Step { name: None, up: Some(up.into()), down: Some(down.into()), backfill: None, gate: None }
+        Step {
+            name: None,
+            up: Some(up.into()),
+            down: Some(down.into()),
+            backfill: None,
+            gate: None,
+        }
     }
 
     #[test]
     fn checksum_ignores_trailing_whitespace_but_not_sql() {
-        let a = Body::new("prod", vec![step("ALTER TABLE t ADD c int;  \r\n", "x")], vec![]).unwrap();
+        let a = Body::new(
+            "prod",
+            vec![step("ALTER TABLE t ADD c int;  \r\n", "x")],
+            vec![],
+        )
+        .unwrap();
         let b = Body::new("prod", vec![step("ALTER TABLE t ADD c int;", "x")], vec![]).unwrap();
         let c = Body::new("prod", vec![step("ALTER TABLE t ADD d int;", "x")], vec![]).unwrap();
         assert_eq!(a.checksum(), b.checksum());

@@ -16,7 +16,9 @@ use crate::plan::{Check, Expect, Gate, Step};
 /// Identifiers: a letter or `_`, then letters, digits, `_`; at most 63 bytes (PostgreSQL's limit).
 pub fn validate_ident(name: &str) -> std::result::Result<(), String> {
     let mut chars = name.chars();
-    let ok_first = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    let ok_first = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
     if !ok_first || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') || name.len() > 63 {
         return Err(format!(
             "{name:?} is not a valid identifier (letters, digits and _, starting with a letter or _, at most 63 characters)"
@@ -42,7 +44,9 @@ pub fn literal_value(v: &serde_json::Value) -> std::result::Result<String, Strin
         serde_json::Value::Null => Ok("NULL".into()),
         serde_json::Value::Bool(b) => Ok(if *b { "TRUE" } else { "FALSE" }.into()),
         serde_json::Value::Number(n) => Ok(n.to_string()),
-        serde_json::Value::String(s) if s.contains('\0') => Err("a literal cannot contain a NUL byte".into()),
+        serde_json::Value::String(s) if s.contains('\0') => {
+            Err("a literal cannot contain a NUL byte".into())
+        }
         serde_json::Value::String(s) => Ok(quote_literal(s)),
         _ => Err("only strings, numbers, booleans and null can be literals".into()),
     }
@@ -60,7 +64,9 @@ pub fn validate_type(ty: &str) -> std::result::Result<String, String> {
     };
     let words_ok = !words.trim().is_empty()
         && words.trim().starts_with(|c: char| c.is_ascii_alphabetic())
-        && words.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ' ');
+        && words
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ' ');
     let rest_ok = {
         let r = rest.strip_suffix("[]").unwrap_or(rest);
         r.is_empty()
@@ -75,7 +81,9 @@ pub fn validate_type(ty: &str) -> std::result::Result<String, String> {
     if words_ok && rest_ok {
         Ok(t.to_string())
     } else {
-        Err(format!("{ty:?} is not a column type like `bigint`, `varchar(255)` or `numeric(10, 2)`"))
+        Err(format!(
+            "{ty:?} is not a column type like `bigint`, `varchar(255)` or `numeric(10, 2)`"
+        ))
     }
 }
 
@@ -87,31 +95,54 @@ fn engine() -> &'static Tera {
     static TERA: std::sync::OnceLock<Tera> = std::sync::OnceLock::new();
     TERA.get_or_init(|| {
         let mut t = Tera::new();
-        t.register_filter("ident", |v: &str, _: Kwargs, _: &State| -> TeraResult<String> {
-            validate_ident(v).map_err(tera_err)?;
-            Ok(quote_ident(v))
-        });
-        t.register_filter("ident_bare", |v: &str, _: Kwargs, _: &State| -> TeraResult<String> {
-            // Step and check names in markers: validated, unquoted (dashes allowed).
-            let ok = !v.is_empty() && v.len() <= 63 && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-            if ok { Ok(v.to_string()) } else { Err(tera_err(format!("{v:?} is not a valid step or check name"))) }
-        });
-        t.register_filter("literal", |v: Value, _: Kwargs, _: &State| -> TeraResult<String> {
-            let json = serde_json::to_value(&v).map_err(|e| tera_err(e.to_string()))?;
-            literal_value(&json).map_err(tera_err)
-        });
-        t.register_filter("sqltype", |v: &str, _: Kwargs, _: &State| -> TeraResult<String> {
-            validate_type(v).map_err(tera_err)
-        });
+        t.register_filter(
+            "ident",
+            |v: &str, _: Kwargs, _: &State| -> TeraResult<String> {
+                validate_ident(v).map_err(tera_err)?;
+                Ok(quote_ident(v))
+            },
+        );
+        t.register_filter(
+            "ident_bare",
+            |v: &str, _: Kwargs, _: &State| -> TeraResult<String> {
+                // Step and check names in markers: validated, unquoted (dashes allowed).
+                let ok = !v.is_empty()
+                    && v.len() <= 63
+                    && v.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                if ok {
+                    Ok(v.to_string())
+                } else {
+                    Err(tera_err(format!("{v:?} is not a valid step or check name")))
+                }
+            },
+        );
+        t.register_filter(
+            "literal",
+            |v: Value, _: Kwargs, _: &State| -> TeraResult<String> {
+                let json = serde_json::to_value(&v).map_err(|e| tera_err(e.to_string()))?;
+                literal_value(&json).map_err(tera_err)
+            },
+        );
+        t.register_filter(
+            "sqltype",
+            |v: &str, _: Kwargs, _: &State| -> TeraResult<String> {
+                validate_type(v).map_err(tera_err)
+            },
+        );
         t.register_filter("comment", |v: &str, _: Kwargs, _: &State| -> String {
             // Keeps free text inside a `--` comment: no newline can end it early.
             v.split_whitespace().collect::<Vec<_>>().join(" ")
         });
-        t.register_filter("expect", |v: &str, _: Kwargs, _: &State| -> TeraResult<String> {
-            v.parse::<Expect>().map(|e| e.to_string()).map_err(tera_err)
-        });
+        t.register_filter(
+            "expect",
+            |v: &str, _: Kwargs, _: &State| -> TeraResult<String> {
+                v.parse::<Expect>().map(|e| e.to_string()).map_err(tera_err)
+            },
+        );
         for tpl in TEMPLATES {
-            t.add_raw_template(tpl.name, tpl.source).expect("embedded templates compile");
+            t.add_raw_template(tpl.name, tpl.source)
+                .expect("embedded templates compile");
         }
         t
     })
@@ -164,7 +195,9 @@ struct TemplateDef {
     context: fn(serde_json::Value) -> std::result::Result<serde_json::Value, String>,
 }
 
-fn typed<T: for<'de> Deserialize<'de> + Serialize>(v: serde_json::Value) -> std::result::Result<serde_json::Value, String> {
+fn typed<T: for<'de> Deserialize<'de> + Serialize>(
+    v: serde_json::Value,
+) -> std::result::Result<serde_json::Value, String> {
     let t: T = serde_json::from_value(v).map_err(|e| e.to_string())?;
     serde_json::to_value(t).map_err(|e| e.to_string())
 }
@@ -186,7 +219,8 @@ impl Serialize for MigrationParams {
 
 impl Serialize for AddColumnParams {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let mut m = serde_json::json!({"table": self.table, "column": self.column, "type": self.ty});
+        let mut m =
+            serde_json::json!({"table": self.table, "column": self.column, "type": self.ty});
         if let Some(d) = &self.default {
             m["default"] = d.clone();
         }
@@ -242,19 +276,35 @@ pub fn list() -> Vec<TemplateInfo> {
 
 /// A template's source and schema, for the `drydock://templates/{name}` resource.
 pub fn source(name: &str) -> Result<(String, TemplateInfo)> {
-    let t = TEMPLATES.iter().find(|t| t.name == name).ok_or_else(|| Error::UnknownTemplate(name.into()))?;
+    let t = TEMPLATES
+        .iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| Error::UnknownTemplate(name.into()))?;
     let info = list().into_iter().find(|i| i.name == name).expect("listed");
     Ok((t.source.to_string(), info))
 }
 
 pub fn render(name: &str, params: serde_json::Value) -> Result<Rendered> {
-    let t = TEMPLATES.iter().find(|t| t.name == name).ok_or_else(|| Error::UnknownTemplate(name.into()))?;
-    let refuse = |reason: String| Error::TemplateParams { template: name.into(), reason };
+    let t = TEMPLATES
+        .iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| Error::UnknownTemplate(name.into()))?;
+    let refuse = |reason: String| Error::TemplateParams {
+        template: name.into(),
+        reason,
+    };
     let ctx_value = (t.context)(params).map_err(refuse)?;
     let ctx = tera::Context::from_serialize(&ctx_value).map_err(|e| refuse(e.to_string()))?;
-    let script = engine().render(t.name, &ctx).map_err(|e| refuse(tera_message(&e)))?;
+    let script = engine()
+        .render(t.name, &ctx)
+        .map_err(|e| refuse(tera_message(&e)))?;
     let (steps, checks) = parse_script(&script).map_err(refuse)?;
-    Ok(Rendered { template: name.into(), steps, checks, script })
+    Ok(Rendered {
+        template: name.into(),
+        steps,
+        checks,
+        script,
+    })
 }
 
 fn tera_message(e: &tera::Error) -> String {
@@ -280,25 +330,28 @@ pub fn parse_script(script: &str) -> std::result::Result<(Vec<Step>, Vec<Check>)
     let mut checks = Vec::new();
     let mut section = Section::None;
     let mut buf = String::new();
-    let flush = |section: &Section, buf: &mut String, steps: &mut Vec<Step>, checks: &mut Vec<Check>| {
-        let text = std::mem::take(buf).trim().to_string();
-        match section {
-            Section::Up => {
-                if let Some(s) = steps.last_mut() {
-                    s.up = (!text.is_empty()).then_some(text);
+    let flush =
+        |section: &Section, buf: &mut String, steps: &mut Vec<Step>, checks: &mut Vec<Check>| {
+            let text = std::mem::take(buf).trim().to_string();
+            match section {
+                Section::Up => {
+                    if let Some(s) = steps.last_mut() {
+                        s.up = (!text.is_empty()).then_some(text);
+                    }
                 }
-            }
-            Section::Down => {
-                if let Some(s) = steps.last_mut() {
-                    s.down = (!text.is_empty()).then_some(text);
+                Section::Down => {
+                    if let Some(s) = steps.last_mut() {
+                        s.down = (!text.is_empty()).then_some(text);
+                    }
                 }
+                Section::Check(name, expect) => checks.push(Check {
+                    name: name.clone(),
+                    sql: text,
+                    expect: *expect,
+                }),
+                Section::None => {}
             }
-            Section::Check(name, expect) => {
-                checks.push(Check { name: name.clone(), sql: text, expect: *expect })
-            }
-            Section::None => {}
-        }
-    };
+        };
     for line in script.lines() {
         let Some(marker) = line.trim().strip_prefix("-- drydock:") else {
             buf.push_str(line);
@@ -309,23 +362,40 @@ pub fn parse_script(script: &str) -> std::result::Result<(Vec<Step>, Vec<Check>)
         let mut parts = marker.split_whitespace();
         section = match parts.next() {
             Some("step") => {
-                let name = parts.next().ok_or("a step marker needs a name")?.to_string();
+                let name = parts
+                    .next()
+                    .ok_or("a step marker needs a name")?
+                    .to_string();
                 let gate = match parts.next() {
                     None => None,
                     Some("manual") => Some(Gate::Manual),
                     Some(g) => match g.strip_prefix("after=") {
-                        Some(d) => Some(Gate::After { duration: d.to_string() }),
+                        Some(d) => Some(Gate::After {
+                            duration: d.to_string(),
+                        }),
                         None => return Err(format!("unknown gate {g:?}")),
                     },
                 };
-                steps.push(Step { name: Some(name), up: None, down: None, backfill: None, gate });
+                steps.push(Step {
+                    name: Some(name),
+                    up: None,
+                    down: None,
+                    backfill: None,
+                    gate,
+                });
                 Section::None
             }
             Some("up") if !steps.is_empty() => Section::Up,
             Some("down") if !steps.is_empty() => Section::Down,
             Some("check") => {
-                let name = parts.next().ok_or("a check marker needs a name")?.to_string();
-                let expect = parts.next().ok_or("a check marker needs an expectation")?.parse()?;
+                let name = parts
+                    .next()
+                    .ok_or("a check marker needs a name")?
+                    .to_string();
+                let expect = parts
+                    .next()
+                    .ok_or("a check marker needs an expectation")?
+                    .parse()?;
                 Section::Check(name, expect)
             }
             other => return Err(format!("unexpected marker {other:?}")),
@@ -342,7 +412,10 @@ mod tests {
 
     #[test]
     fn quoting_neutralises_hostile_names() {
-        assert_eq!(quote_ident(r#"users"; DROP TABLE users; --"#), r#""users""; DROP TABLE users; --""#);
+        assert_eq!(
+            quote_ident(r#"users"; DROP TABLE users; --"#),
+            r#""users""; DROP TABLE users; --""#
+        );
         assert!(validate_ident(r#"users"; DROP TABLE users; --"#).is_err());
         assert!(validate_ident("users_2").is_ok());
         assert_eq!(quote_literal("it's"), "'it''s'");
@@ -350,13 +423,20 @@ mod tests {
 
     #[test]
     fn add_column_renders_quoted_sql_and_a_down() {
-        let r = render("add-column", json!({"table": "users", "column": "plan", "type": "text", "default": "free's"})).unwrap();
+        let r = render(
+            "add-column",
+            json!({"table": "users", "column": "plan", "type": "text", "default": "free's"}),
+        )
+        .unwrap();
         assert_eq!(r.steps.len(), 1);
         assert_eq!(
             r.steps[0].up.as_deref(),
             Some(r#"ALTER TABLE "users" ADD COLUMN "plan" text DEFAULT 'free''s';"#)
         );
-        assert_eq!(r.steps[0].down.as_deref(), Some(r#"ALTER TABLE "users" DROP COLUMN "plan";"#));
+        assert_eq!(
+            r.steps[0].down.as_deref(),
+            Some(r#"ALTER TABLE "users" DROP COLUMN "plan";"#)
+        );
         assert_eq!(r.checks.len(), 2);
     }
 

@@ -111,7 +111,10 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
         MIGRATOR.run(&pool).await?;
         Ok(Store { pool })
     }
@@ -139,7 +142,11 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         for (i, s) in plan.body.steps.iter().enumerate() {
-            let state = if s.gate.is_some() { StepState::Gated } else { StepState::Pending };
+            let state = if s.gate.is_some() {
+                StepState::Gated
+            } else {
+                StepState::Pending
+            };
             sqlx::query("INSERT INTO steps (plan_id, idx, name, state) VALUES (?, ?, ?, ?)")
                 .bind(&plan.id)
                 .bind(i as i64)
@@ -148,7 +155,14 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        audit(&mut tx, &plan.author, "plan", Some(&plan.id), serde_json::json!({"checksum": plan.checksum, "goal": plan.goal})).await?;
+        audit(
+            &mut tx,
+            &plan.author,
+            "plan",
+            Some(&plan.id),
+            serde_json::json!({"checksum": plan.checksum, "goal": plan.goal}),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -163,7 +177,8 @@ impl Store {
         .await?
         .ok_or_else(|| Error::UnknownPlan(id.to_string()))?;
         let body: Body = serde_json::from_str(row.get::<&str, _>(9)).map_err(Error::store)?;
-        let urgency: Urgency = serde_json::from_value(serde_json::Value::String(row.get(5))).map_err(Error::store)?;
+        let urgency: Urgency =
+            serde_json::from_value(serde_json::Value::String(row.get(5))).map_err(Error::store)?;
         Ok(Plan {
             id: row.get(0),
             checksum: row.get(1),
@@ -180,13 +195,25 @@ impl Store {
     }
 
     /// Plans, newest first: `(id, target, status, goal, author, created_at)`.
-    pub async fn plans(&self, limit: i64) -> Result<Vec<(String, String, Status, String, String, String)>> {
+    pub async fn plans(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<(String, String, Status, String, String, String)>> {
         let rows = sqlx::query("SELECT id, target, status, goal, author, created_at FROM plans ORDER BY created_at DESC, id LIMIT ?")
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
-            .map(|r| Ok((r.get(0), r.get(1), Status::parse(r.get(2))?, r.get(3), r.get(4), r.get(5))))
+            .map(|r| {
+                Ok((
+                    r.get(0),
+                    r.get(1),
+                    Status::parse(r.get(2))?,
+                    r.get(3),
+                    r.get(4),
+                    r.get(5),
+                ))
+            })
             .collect()
     }
 
@@ -238,7 +265,13 @@ impl Store {
             .await?;
         Ok(rows
             .iter()
-            .map(|r| ApprovalRow { by: r.get(0), checksum: r.get(1), decision: r.get(2), reason: r.get(3), at: r.get(4) })
+            .map(|r| ApprovalRow {
+                by: r.get(0),
+                checksum: r.get(1),
+                decision: r.get(2),
+                reason: r.get(3),
+                at: r.get(4),
+            })
             .collect())
     }
 
@@ -347,12 +380,20 @@ impl Store {
     }
 
     /// The audit trail, newest first: `(at, actor, action, plan_id, detail)`.
-    pub async fn audit_log(&self, limit: i64) -> Result<Vec<(String, String, String, Option<String>, String)>> {
-        let rows = sqlx::query("SELECT at, actor, action, plan_id, detail FROM audit ORDER BY id DESC LIMIT ?")
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))).collect())
+    pub async fn audit_log(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<(String, String, String, Option<String>, String)>> {
+        let rows = sqlx::query(
+            "SELECT at, actor, action, plan_id, detail FROM audit ORDER BY id DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+            .collect())
     }
 }
 

@@ -55,7 +55,10 @@ impl Fingerprint {
         use sha2::{Digest, Sha256};
         lines.sort();
         let hash = Sha256::digest(lines.join("\n").as_bytes());
-        Fingerprint { hash: hash.iter().map(|b| format!("{b:02x}")).collect(), lines }
+        Fingerprint {
+            hash: hash.iter().map(|b| format!("{b:02x}")).collect(),
+            lines,
+        }
     }
 
     /// What `other` has that `self` lacks and vice versa, briefly.
@@ -124,9 +127,9 @@ impl Target {
     pub async fn open(config: &Config, target: &TargetConfig) -> Result<Target> {
         let url = target.url.resolve(&config.base_dir())?;
         match url {
-            TargetUrl::Sqlite(path) => {
-                Ok(Target::Sqlite(sqlite::Sqlite::open(&target.name, &path, config.policy.lock_timeout).await?))
-            }
+            TargetUrl::Sqlite(path) => Ok(Target::Sqlite(
+                sqlite::Sqlite::open(&target.name, &path, config.policy.lock_timeout).await?,
+            )),
             TargetUrl::Postgres(_) => Err(Error::Target {
                 target: target.name.clone(),
                 cause: "PostgreSQL targets are not supported by this build yet".into(),

@@ -61,7 +61,11 @@ impl Sqlite {
                 cause: format!("database file {} does not exist", path.display()),
             });
         }
-        let t = Sqlite { name: name.to_string(), path: path.to_path_buf(), busy_timeout };
+        let t = Sqlite {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            busy_timeout,
+        };
         t.connect().await?.close().await.map_err(|e| t.err(e))?;
         Ok(t)
     }
@@ -71,7 +75,10 @@ impl Sqlite {
     }
 
     fn err(&self, e: impl std::fmt::Display) -> Error {
-        Error::Target { target: self.name.clone(), cause: e.to_string() }
+        Error::Target {
+            target: self.name.clone(),
+            cause: e.to_string(),
+        }
     }
 
     async fn connect(&self) -> Result<SqliteConnection> {
@@ -90,7 +97,11 @@ impl Sqlite {
             .fetch_all(&mut *conn)
             .await
             .map_err(|e| self.err(e))?;
-        Ok(rows.iter().map(|r| r.get::<String, _>(0)).filter(|n| !is_internal(n)).collect())
+        Ok(rows
+            .iter()
+            .map(|r| r.get::<String, _>(0))
+            .filter(|n| !is_internal(n))
+            .collect())
     }
 
     async fn columns(&self, conn: &mut SqliteConnection, table: &str) -> Result<Vec<Column>> {
@@ -114,7 +125,10 @@ impl Sqlite {
 
     async fn count(&self, conn: &mut SqliteConnection, table: &str) -> Result<u64> {
         let sql = format!("SELECT count(*) FROM {}", quote_ident(table));
-        let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(&mut *conn).await.map_err(|e| self.err(e))?;
+        let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| self.err(e))?;
         Ok(n as u64)
     }
 
@@ -137,7 +151,8 @@ impl Sqlite {
             .map_err(|e| self.err(e))?;
         let names: Vec<String> = tables.keys().cloned().collect();
         for o in &objects {
-            let (kind, name, tbl, sql): (String, String, String, String) = (o.get(0), o.get(1), o.get(2), o.get(3));
+            let (kind, name, tbl, sql): (String, String, String, String) =
+                (o.get(0), o.get(1), o.get(2), o.get(3));
             if is_internal(&name) {
                 continue;
             }
@@ -146,14 +161,17 @@ impl Sqlite {
                 "trigger" => tables.entry(tbl).and_modify(|t| t.triggers.push(name)),
                 _ => {
                     // SQLite records no view dependencies: read the view's tokens for table names.
-                    let words: std::collections::BTreeSet<String> = crate::analysis::lexer::tokenize(&sql)
-                        .unwrap_or_default()
-                        .into_iter()
-                        .filter_map(|(_, t)| t.name())
-                        .collect();
+                    let words: std::collections::BTreeSet<String> =
+                        crate::analysis::lexer::tokenize(&sql)
+                            .unwrap_or_default()
+                            .into_iter()
+                            .filter_map(|(_, t)| t.name())
+                            .collect();
                     for t in &names {
                         if words.contains(&t.to_lowercase()) || words.contains(t) {
-                            tables.entry(t.clone()).and_modify(|i| i.views.push(name.clone()));
+                            tables
+                                .entry(t.clone())
+                                .and_modify(|i| i.views.push(name.clone()));
                         }
                     }
                     continue;
@@ -162,13 +180,15 @@ impl Sqlite {
         }
         for from in &names {
             // language=SQL
-            let fks = sqlx::query(r#"SELECT "table", "from", "to" FROM pragma_foreign_key_list(?)"#)
-                .bind(from)
-                .fetch_all(&mut conn)
-                .await
-                .map_err(|e| self.err(e))?;
+            let fks =
+                sqlx::query(r#"SELECT "table", "from", "to" FROM pragma_foreign_key_list(?)"#)
+                    .bind(from)
+                    .fetch_all(&mut conn)
+                    .await
+                    .map_err(|e| self.err(e))?;
             for fk in fks {
-                let (to, col, to_col): (String, String, Option<String>) = (fk.get(0), fk.get(1), fk.get(2));
+                let (to, col, to_col): (String, String, Option<String>) =
+                    (fk.get(0), fk.get(1), fk.get(2));
                 let label = format!("{from}({col}) -> {to}({})", to_col.unwrap_or_default());
                 if let Some(t) = tables.get_mut(&to) {
                     t.foreign_keys_in.push(label.clone());
@@ -179,7 +199,10 @@ impl Sqlite {
             }
         }
         conn.close().await.map_err(|e| self.err(e))?;
-        Ok(Catalog { engine: "sqlite", tables })
+        Ok(Catalog {
+            engine: "sqlite",
+            tables,
+        })
     }
 
     /// The schema as sorted lines: columns, indexes, foreign keys, view and trigger text.
@@ -210,8 +233,12 @@ impl Sqlite {
                 .await
                 .map_err(|e| self.err(e))?;
             for fk in fks {
-                let v: (String, String, String, String, String) = (fk.get(0), fk.get(1), fk.get(2), fk.get(3), fk.get(4));
-                lines.push(format!("table {table} fk {} -> {}({}) update={} delete={}", v.1, v.0, v.2, v.3, v.4));
+                let v: (String, String, String, String, String) =
+                    (fk.get(0), fk.get(1), fk.get(2), fk.get(3), fk.get(4));
+                lines.push(format!(
+                    "table {table} fk {} -> {}({}) update={} delete={}",
+                    v.1, v.0, v.2, v.3, v.4
+                ));
             }
         }
         // language=SQL
@@ -220,7 +247,8 @@ impl Sqlite {
             .await
             .map_err(|e| self.err(e))?;
         for o in objects {
-            let (kind, name, tbl, sql): (String, String, String, String) = (o.get(0), o.get(1), o.get(2), o.get(3));
+            let (kind, name, tbl, sql): (String, String, String, String) =
+                (o.get(0), o.get(1), o.get(2), o.get(3));
             if is_internal(&name) || is_internal(&tbl) {
                 continue;
             }
@@ -245,10 +273,15 @@ impl Sqlite {
     /// test cannot write.
     pub async fn run_checks(&self, checks: &[Check]) -> Result<Vec<CheckOutcome>> {
         let mut conn = self.connect().await?;
-        sqlx::query("PRAGMA query_only = ON").execute(&mut conn).await.map_err(|e| self.err(e))?;
+        sqlx::query("PRAGMA query_only = ON")
+            .execute(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for c in checks {
-            let rows = sqlx::query(AssertSqlSafe(c.sql.clone())).fetch_all(&mut conn).await;
+            let rows = sqlx::query(AssertSqlSafe(c.sql.clone()))
+                .fetch_all(&mut conn)
+                .await;
             let (passed, observed) = match rows {
                 Err(e) => (false, format!("error: {e}")),
                 Ok(rows) => match c.expect {
@@ -257,13 +290,26 @@ impl Sqlite {
                     Expect::True => match rows.as_slice() {
                         [row] => {
                             let v = truthy(row);
-                            (v == Some(true), format!("{}", v.map(|b| b.to_string()).unwrap_or("not a boolean".into())))
+                            (
+                                v == Some(true),
+                                v.map(|b| b.to_string())
+                                    .unwrap_or("not a boolean".into())
+                                    .to_string(),
+                            )
                         }
-                        _ => (false, format!("{} row(s), expected exactly one", rows.len())),
+                        _ => (
+                            false,
+                            format!("{} row(s), expected exactly one", rows.len()),
+                        ),
                     },
                 },
             };
-            out.push(CheckOutcome { name: c.name.clone(), expect: c.expect.to_string(), passed, observed });
+            out.push(CheckOutcome {
+                name: c.name.clone(),
+                expect: c.expect.to_string(),
+                passed,
+                observed,
+            });
         }
         conn.close().await.map_err(|e| self.err(e))?;
         Ok(out)
@@ -305,9 +351,14 @@ impl Sqlite {
         conn.close().await.map_err(|e| self.err(e))?;
         let source = self.row_counts(&tables).await?;
         let verified = integrity == "ok" && source == copied;
-        let fail = |detail: String| Error::BackupFailed { target: self.name.clone(), detail };
+        let fail = |detail: String| Error::BackupFailed {
+            target: self.name.clone(),
+            detail,
+        };
         if integrity != "ok" {
-            return Err(fail(format!("integrity_check of the copy says {integrity}")));
+            return Err(fail(format!(
+                "integrity_check of the copy says {integrity}"
+            )));
         }
         if source != copied {
             return Err(fail("row counts of the copy differ from the source".into()));
@@ -344,10 +395,17 @@ impl Sqlite {
         for (i, sql) in statements.iter().enumerate() {
             let before = root_pages(&mut tx).await.map_err(|e| self.err(e))?;
             let t0 = Instant::now();
-            if let Err(e) = sqlx::raw_sql(AssertSqlSafe(sql.clone())).execute(&mut *tx).await {
+            if let Err(e) = sqlx::raw_sql(AssertSqlSafe(sql.clone()))
+                .execute(&mut *tx)
+                .await
+            {
                 drop(tx);
                 conn.close().await.ok();
-                return Ok(Err(StepFailure { index: i + 1, sql: sql.clone(), cause: e.to_string() }));
+                return Ok(Err(StepFailure {
+                    index: i + 1,
+                    sql: sql.clone(),
+                    cause: e.to_string(),
+                }));
             }
             let duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
             let after = root_pages(&mut tx).await.map_err(|e| self.err(e))?;
@@ -356,14 +414,20 @@ impl Sqlite {
                 .filter(|(t, page)| after.get(*t).is_some_and(|p| p != *page))
                 .map(|(t, _)| t.clone())
                 .collect();
-            let writes = !sql.trim_start().get(..6).is_some_and(|w| w.eq_ignore_ascii_case("select"));
+            let writes = !sql
+                .trim_start()
+                .get(..6)
+                .is_some_and(|w| w.eq_ignore_ascii_case("select"));
             let run = StatementRun {
                 step: step.to_string(),
                 index: i + 1,
                 sql: sql.clone(),
                 duration_ms,
                 locks: if writes {
-                    vec![LockObservation { relation: "database".into(), mode: "RESERVED (write)".into() }]
+                    vec![LockObservation {
+                        relation: "database".into(),
+                        mode: "RESERVED (write)".into(),
+                    }]
                 } else {
                     vec![]
                 },
@@ -377,7 +441,10 @@ impl Sqlite {
         if let Some(h) = history {
             let res = match h {
                 History::Applied(row) => {
-                    sqlx::query(CREATE_HISTORY).execute(&mut *tx).await.map_err(|e| self.err(e))?;
+                    sqlx::query(CREATE_HISTORY)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| self.err(e))?;
                     // language=SQL
                     sqlx::query("INSERT INTO _drydock_history (plan_id, step, checksum, applied_at, applied_by, status, duration_ms) VALUES (?, ?, ?, ?, ?, 'applied', ?)")
                         .bind(row.plan_id)
@@ -407,12 +474,17 @@ impl Sqlite {
     }
 
     /// The history rows of one plan, oldest first: `(step, status, applied_at, rolled_back_at)`.
-    pub async fn history(&self, plan_id: &str) -> Result<Vec<(String, String, String, Option<String>)>> {
+    pub async fn history(
+        &self,
+        plan_id: &str,
+    ) -> Result<Vec<(String, String, String, Option<String>)>> {
         let mut conn = self.connect().await?;
-        let exists: i64 = sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE name = '_drydock_history'")
-            .fetch_one(&mut conn)
-            .await
-            .map_err(|e| self.err(e))?;
+        let exists: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM sqlite_master WHERE name = '_drydock_history'",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .map_err(|e| self.err(e))?;
         let rows = if exists == 0 {
             vec![]
         } else {
@@ -439,12 +511,21 @@ impl Sqlite {
             .await
             .map_err(|e| self.err(e))?;
         if integrity != ["ok"] {
-            problems.extend(integrity.into_iter().map(|m| format!("integrity_check: {m}")));
+            problems.extend(
+                integrity
+                    .into_iter()
+                    .map(|m| format!("integrity_check: {m}")),
+            );
         }
-        let fk = sqlx::query("PRAGMA foreign_key_check").fetch_all(&mut conn).await.map_err(|e| self.err(e))?;
+        let fk = sqlx::query("PRAGMA foreign_key_check")
+            .fetch_all(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
         for r in fk.iter().take(10) {
             let (table, parent): (String, String) = (r.get(0), r.get(2));
-            problems.push(format!("foreign_key_check: a row of `{table}` references a missing `{parent}` row"));
+            problems.push(format!(
+                "foreign_key_check: a row of `{table}` references a missing `{parent}` row"
+            ));
         }
         conn.close().await.map_err(|e| self.err(e))?;
         Ok(problems)
@@ -462,7 +543,10 @@ async fn root_pages(conn: &mut SqliteConnection) -> sqlx::Result<BTreeMap<String
     let rows = sqlx::query("SELECT name, rootpage FROM sqlite_master WHERE type = 'table'")
         .fetch_all(&mut *conn)
         .await?;
-    Ok(rows.iter().map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
+        .collect())
 }
 
 fn truthy(row: &sqlx::sqlite::SqliteRow) -> Option<bool> {

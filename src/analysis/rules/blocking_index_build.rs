@@ -3,7 +3,9 @@
 use super::{Context, Hazard, Severity, StatementFacts, hazard};
 
 pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
-    if !f.kind.starts_with("create index") && !f.kind.starts_with("create unique") || !f.transactional {
+    if !f.kind.starts_with("create index") && !f.kind.starts_with("create unique")
+        || !f.transactional
+    {
         return None;
     }
     let table = f.tables.first().map(String::as_str);
@@ -19,7 +21,13 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
             "use CREATE INDEX CONCURRENTLY in a step of its own (outside a transaction) and drop the index if the build fails",
         )
     };
-    Some(hazard("blocking-index-build", ctx.severity(table, Severity::High), f, message, fix))
+    Some(hazard(
+        "blocking-index-build",
+        ctx.severity(table, Severity::High),
+        f,
+        message,
+        fix,
+    ))
 }
 
 #[cfg(test)]
@@ -29,11 +37,17 @@ mod tests {
 
     #[test]
     fn err_index_on_large_table() {
-        assert_eq!(run(check, "CREATE INDEX i ON users(a)").unwrap().severity, Severity::High);
+        assert_eq!(
+            run(check, "CREATE INDEX i ON users(a)").unwrap().severity,
+            Severity::High
+        );
     }
 
     #[test]
     fn ok_index_on_small_table_is_low() {
-        assert_eq!(run(check, "CREATE INDEX i ON flags(a)").unwrap().severity, Severity::Low);
+        assert_eq!(
+            run(check, "CREATE INDEX i ON flags(a)").unwrap().severity,
+            Severity::Low
+        );
     }
 }

@@ -28,7 +28,12 @@ mod tests {
 
     #[test]
     fn err_rename_column() {
-        assert_eq!(run(check, "ALTER TABLE users RENAME COLUMN a TO b").unwrap().severity, Severity::Medium);
+        assert_eq!(
+            run(check, "ALTER TABLE users RENAME COLUMN a TO b")
+                .unwrap()
+                .severity,
+            Severity::Medium
+        );
     }
 
     #[test]

@@ -16,7 +16,14 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
         _ => return None,
     };
     let rows = table.map(|t| ctx.rows(t)).unwrap_or(0);
-    let severity = ctx.severity(table, if rows > 0 { Severity::Critical } else { Severity::High });
+    let severity = ctx.severity(
+        table,
+        if rows > 0 {
+            Severity::Critical
+        } else {
+            Severity::High
+        },
+    );
     Some(hazard(
         "destructive",
         severity,
@@ -46,6 +53,9 @@ mod tests {
     #[test]
     fn ok_delete_with_where_and_small_tables() {
         assert!(run(check, "DELETE FROM users WHERE id = 1").is_none());
-        assert_eq!(run(check, "DROP TABLE flags").unwrap().severity, Severity::Low);
+        assert_eq!(
+            run(check, "DROP TABLE flags").unwrap().severity,
+            Severity::Low
+        );
     }
 }

@@ -23,13 +23,25 @@ mod tests {
 
     #[test]
     fn err_missing_down() {
-        let s = Step { name: None, up: Some("SELECT 1".into()), down: None, backfill: None, gate: None };
+        let s = Step {
+            name: None,
+            up: Some("SELECT 1".into()),
+            down: None,
+            backfill: None,
+            gate: None,
+        };
         assert!(check(&s, "s").is_some());
     }
 
     #[test]
     fn ok_with_down() {
-        let s = Step { name: None, up: Some("SELECT 1".into()), down: Some("SELECT 1".into()), backfill: None, gate: None };
+        let s = Step {
+            name: None,
+            up: Some("SELECT 1".into()),
+            down: Some("SELECT 1".into()),
+            backfill: None,
+            gate: None,
+        };
         assert!(check(&s, "s").is_none());
     }
 }

@@ -23,14 +23,23 @@ const STATEMENT_RULES: &[fn(&StatementFacts, &Context) -> Option<Hazard>] = &[
 ];
 
 pub fn check_statement(f: &StatementFacts, ctx: &Context) -> Vec<Hazard> {
-    STATEMENT_RULES.iter().filter_map(|rule| rule(f, ctx)).collect()
+    STATEMENT_RULES
+        .iter()
+        .filter_map(|rule| rule(f, ctx))
+        .collect()
 }
 
 pub fn check_step(step: &Step, name: &str) -> Vec<Hazard> {
     irreversible::check(step, name).into_iter().collect()
 }
 
-fn hazard(code: &str, severity: Severity, f: &StatementFacts, message: String, fix: &str) -> Hazard {
+fn hazard(
+    code: &str,
+    severity: Severity,
+    f: &StatementFacts,
+    message: String,
+    fix: &str,
+) -> Hazard {
     Hazard {
         code: code.to_string(),
         severity,
@@ -52,16 +61,38 @@ pub(crate) mod test_support {
     /// A catalog with a large `users` table and a tiny `flags` table.
     pub fn catalog() -> Catalog {
         let mut tables = BTreeMap::new();
-        tables.insert("users".to_string(), TableInfo { rows: 5_000_000, ..TableInfo::default() });
-        tables.insert("flags".to_string(), TableInfo { rows: 3, ..TableInfo::default() });
-        Catalog { engine: "sqlite", tables }
+        tables.insert(
+            "users".to_string(),
+            TableInfo {
+                rows: 5_000_000,
+                ..TableInfo::default()
+            },
+        );
+        tables.insert(
+            "flags".to_string(),
+            TableInfo {
+                rows: 3,
+                ..TableInfo::default()
+            },
+        );
+        Catalog {
+            engine: "sqlite",
+            tables,
+        }
     }
 
-    pub fn run(rule: fn(&StatementFacts, &Context) -> Option<crate::analysis::Hazard>, sql: &str) -> Option<crate::analysis::Hazard> {
+    pub fn run(
+        rule: fn(&StatementFacts, &Context) -> Option<crate::analysis::Hazard>,
+        sql: &str,
+    ) -> Option<crate::analysis::Hazard> {
         let catalog = catalog();
         let policy = Policy::default();
         let created = BTreeSet::new();
-        let ctx = Context { catalog: &catalog, policy: &policy, created: &created };
+        let ctx = Context {
+            catalog: &catalog,
+            policy: &policy,
+            created: &created,
+        };
         let st = &lexer::split(sql).unwrap()[0];
         rule(&classify("s", 1, st, "sqlite"), &ctx)
     }

@@ -14,9 +14,15 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
     }
     Some(hazard(
         "unbatched-write",
-        if f.has_where { Severity::Medium } else { Severity::High },
+        if f.has_where {
+            Severity::Medium
+        } else {
+            Severity::High
+        },
         f,
-        format!("one statement writes up to ~{rows} rows of `{table}` in a single transaction, blocking writers until it commits"),
+        format!(
+            "one statement writes up to ~{rows} rows of `{table}` in a single transaction, blocking writers until it commits"
+        ),
         "use a backfill step (keyset batches of ~1000 rows, each its own transaction, with a pause between batches)",
     ))
 }
@@ -28,7 +34,10 @@ mod tests {
 
     #[test]
     fn err_update_large_table() {
-        assert_eq!(run(check, "UPDATE users SET a = 1").unwrap().severity, Severity::High);
+        assert_eq!(
+            run(check, "UPDATE users SET a = 1").unwrap().severity,
+            Severity::High
+        );
     }
 
     #[test]

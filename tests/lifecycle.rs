@@ -1,0 +1,437 @@
+//! The whole lifecycle through MCP on SQLite: plan → refused apply → dry-run → approval (CLI) →
+//! apply → validate → rollback, with every piece of evidence checked in the target, the state
+//! store and ERRORS.md.
+
+mod common;
+
+use common::{Project, add_column_plan, plan_id};
+use serde_json::json;
+
+async fn has_tier_column(p: &Project, db: &str) -> bool {
+    p.scalar(
+        db,
+        "SELECT count(*) FROM pragma_table_info('users') WHERE name = 'tier'",
+    )
+    .await
+        == 1
+}
+
+#[tokio::test]
+async fn a_migration_walks_from_plan_to_rollback() {
+    let p = Project::new().await;
+    let c = p.connect().await;
+
+    let inspect = c
+        .ok("inspect", json!({"target": "production", "table": "users"}))
+        .await;
+    assert_eq!(inspect["tables"]["users"]["rows"], 2000);
+    assert_eq!(inspect["role"], "production");
+
+    // plan
+    let planned = c.ok("plan", add_column_plan()).await;
+    let id = plan_id(&planned);
+    assert_eq!(planned["status"], "planned");
+    assert_eq!(planned["checksum"].as_str().unwrap().len(), 64);
+    assert_eq!(
+        planned["analysis"]["statements"][0]["kind"],
+        "alter table add column"
+    );
+    assert_eq!(planned["analysis"]["impact"][0]["table"], "users");
+    assert_eq!(planned["analysis"]["impact"][0]["rows"], 2000);
+    let items: Vec<&str> = planned["checklist"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["item"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        items,
+        [
+            "staging-tested",
+            "backup-verified",
+            "transactional",
+            "monitoring",
+            "rollback-ready",
+            "approved"
+        ]
+    );
+    assert!(
+        planned["next_steps"][0]
+            .as_str()
+            .unwrap()
+            .contains("dry-run")
+    );
+
+    // apply before any evidence: refused, every unmet item named, logged, nothing changed
+    let refused = c.refused("apply", json!({"plan_id": id})).await;
+    assert_eq!(refused["code"], "checklist-unmet");
+    let unmet: Vec<&str> = refused["checklist"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["state"] != "passed")
+        .map(|i| i["item"].as_str().unwrap())
+        .collect();
+    assert!(
+        unmet.contains(&"staging-tested")
+            && unmet.contains(&"approved")
+            && unmet.contains(&"rollback-ready"),
+        "{unmet:?}"
+    );
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("staging-tested")
+    );
+    assert!(!has_tier_column(&p, "prod.db").await);
+    let log = p.errors_md();
+    assert!(
+        log.contains("checklist-unmet") && log.contains("test-agent") && log.contains(&id),
+        "{log}"
+    );
+
+    // dry-run on the linked staging's copy
+    let dry = c.ok("dry-run", json!({"plan_id": id})).await;
+    assert_eq!(dry["ok"], true);
+    assert_eq!(dry["rollback_verified"], true);
+    assert_eq!(dry["target"], "staging");
+    let st = &dry["statements"][0];
+    assert_eq!(st["step"], "add-tier");
+    assert!(st["duration_ms"].as_f64().unwrap() >= 0.0);
+    assert_eq!(st["locks"][0]["relation"], "database");
+    assert_eq!(dry["checks"][0]["passed"], true);
+    assert_eq!(dry["tables"][0]["staging_rows"], 200);
+    assert_eq!(dry["tables"][0]["production_rows"], 2000);
+    assert!((dry["tables"][0]["ratio"].as_f64().unwrap() - 0.1).abs() < 1e-9);
+    assert!(
+        dry["estimate"]["production_ms"].as_f64().unwrap()
+            >= dry["estimate"]["staging_ms"].as_f64().unwrap()
+    );
+    assert!(
+        !has_tier_column(&p, "staging.db").await,
+        "staging itself must stay untouched"
+    );
+
+    // the author cannot approve; an engineer can
+    let own = p.cli(&["approve", &id, "--by", "test-agent"]);
+    assert_eq!(own.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&own.stderr).contains("self-approval"));
+    p.approve(&id, "alice");
+    let show = p.cli(&["show", &id]);
+    let show = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        show.contains("ALTER TABLE users ADD COLUMN tier") && show.contains("approved by alice"),
+        "{show}"
+    );
+
+    // apply: backup first, then the step with its history row, with progress notifications
+    let applied = c.ok("apply", json!({"plan_id": id})).await;
+    assert_eq!(applied["status"], "applied");
+    assert_eq!(applied["applied_steps"], json!(["add-tier"]));
+    assert_eq!(applied["backup"]["verified"], true);
+    assert_eq!(applied["backup"]["row_counts"]["users"], 2000);
+    assert!(std::path::Path::new(applied["backup"]["location"].as_str().unwrap()).exists());
+    assert!(has_tier_column(&p, "prod.db").await);
+    assert_eq!(
+        p.scalar(
+            "prod.db",
+            "SELECT count(*) FROM _drydock_history WHERE status = 'applied'"
+        )
+        .await,
+        1
+    );
+    assert!(
+        c.progress.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "apply sends progress notifications"
+    );
+
+    // a second apply reports instead of re-running
+    let again = c.ok("apply", json!({"plan_id": id})).await;
+    assert!(
+        again["message"]
+            .as_str()
+            .unwrap()
+            .contains("already applied")
+    );
+    assert_eq!(
+        p.scalar("prod.db", "SELECT count(*) FROM _drydock_history")
+            .await,
+        1
+    );
+
+    // validate
+    let v = c.ok("validate", json!({"plan_id": id})).await;
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["status"], "validated");
+    assert_eq!(v["checks"][0]["passed"], true);
+    assert!(
+        v["builtin"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["passed"] == true),
+        "{v}"
+    );
+
+    // rollback needs a reason, then restores the pre-apply schema
+    let no_reason = c.refused("rollback", json!({"plan_id": id})).await;
+    assert_eq!(no_reason["code"], "missing-reason");
+    assert!(has_tier_column(&p, "prod.db").await);
+    let rb = c
+        .ok(
+            "rollback",
+            json!({"plan_id": id, "reason": "tier moves to the billing service"}),
+        )
+        .await;
+    assert_eq!(rb["status"], "rolled-back");
+    assert_eq!(rb["schema_verified"], true);
+    assert!(!has_tier_column(&p, "prod.db").await);
+    assert_eq!(
+        p.scalar(
+            "prod.db",
+            "SELECT count(*) FROM _drydock_history WHERE rolled_back_at IS NOT NULL"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        p.scalar("prod.db", "SELECT count(*) FROM users").await,
+        2000
+    );
+
+    // status tells the whole story
+    let s = c.ok("status", json!({"plan_id": id})).await;
+    assert_eq!(s["status"], "rolled-back");
+    assert_eq!(s["steps"][0]["state"], "rolled-back");
+    let kinds: Vec<&str> = s["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["dry-run", "apply", "validate", "rollback"]);
+    let list = c.ok("status", json!({})).await;
+    assert_eq!(list["plans"][0]["plan_id"], id.as_str());
+    c.close().await;
+}
+
+#[tokio::test]
+async fn repeated_refusals_are_counted_not_copied() {
+    let p = Project::new().await;
+    let c = p.connect().await;
+    let id = plan_id(&c.ok("plan", add_column_plan()).await);
+    for _ in 0..3 {
+        c.refused("apply", json!({"plan_id": id})).await;
+    }
+    let log = p.errors_md();
+    assert_eq!(log.matches("· checklist-unmet ·").count(), 1, "{log}");
+    assert!(log.contains("**seen:** 3 times"), "{log}");
+    // the lesson now reaches the agent's instructions and later plans on the same table
+    let prompt = c
+        .service
+        .get_prompt(rmcp::model::GetPromptRequestParams::new(
+            "migration-specialist",
+        ))
+        .await
+        .unwrap();
+    let text = format!("{:?}", prompt.messages);
+    assert!(
+        text.contains("checklist-unmet") && text.contains("seen 3"),
+        "{text}"
+    );
+    let next = c.ok("plan", add_column_plan()).await;
+    assert_eq!(next["lessons"][0]["code"], "checklist-unmet");
+    c.close().await;
+}
+
+#[tokio::test]
+async fn a_failed_apply_rolls_back_the_whole_step() {
+    let p = Project::new().await;
+    // production has a table staging lacks, so the dry-run passes and the apply fails mid-step
+    {
+        use sqlx::{ConnectOptions, Connection};
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(p.path("prod.db"))
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE audit_trail (id INTEGER PRIMARY KEY)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    }
+    let c = p.connect().await;
+    let id = plan_id(
+        &c.ok(
+            "plan",
+            json!({
+                "goal": "add a tier and an audit table",
+                "target": "production",
+                "steps": [{
+                    "up": "ALTER TABLE users ADD COLUMN tier TEXT; CREATE TABLE audit_trail (id INTEGER PRIMARY KEY, note TEXT)",
+                    "down": "DROP TABLE audit_trail; ALTER TABLE users DROP COLUMN tier"
+                }]
+            }),
+        )
+        .await,
+    );
+    c.ok("dry-run", json!({"plan_id": id})).await;
+    p.approve(&id, "alice");
+    let failed = c.refused("apply", json!({"plan_id": id})).await;
+    assert_eq!(failed["code"], "sql-failed");
+    assert!(
+        failed["message"].as_str().unwrap().contains("statement 2"),
+        "{failed}"
+    );
+    assert!(
+        !has_tier_column(&p, "prod.db").await,
+        "statement 1 must be rolled back with the step"
+    );
+    assert_eq!(
+        p.scalar(
+            "prod.db",
+            "SELECT count(*) FROM sqlite_master WHERE name = '_drydock_history'"
+        )
+        .await,
+        0
+    );
+    let s = c.ok("status", json!({"plan_id": id})).await;
+    assert_eq!(s["status"], "approved");
+    assert_eq!(s["steps"][0]["state"], "pending");
+    assert!(p.errors_md().contains("sql-failed"));
+    c.close().await;
+}
+
+#[tokio::test]
+async fn gated_steps_wait_for_an_engineer() {
+    let p = Project::new().await;
+    let c = p.connect().await;
+    let id = plan_id(
+        &c.ok(
+            "plan",
+            json!({
+                "goal": "expand then contract",
+                "target": "production",
+                "steps": [
+                    {"name": "expand", "up": "ALTER TABLE users ADD COLUMN nickname TEXT", "down": "ALTER TABLE users DROP COLUMN nickname"},
+                    {"name": "index", "up": "CREATE INDEX users_nickname ON users (nickname)", "down": "DROP INDEX users_nickname", "gate": {"kind": "manual"}}
+                ]
+            }),
+        )
+        .await,
+    );
+    c.ok("dry-run", json!({"plan_id": id})).await;
+    p.approve(&id, "alice");
+    let first = c.ok("apply", json!({"plan_id": id})).await;
+    assert_eq!(first["applied_steps"], json!(["expand"]));
+    assert_eq!(first["gated"]["step"], "index");
+    assert_eq!(first["status"], "applying");
+    let s = c.ok("status", json!({"plan_id": id})).await;
+    assert_eq!(s["steps"][0]["state"], "applied");
+    assert_eq!(s["steps"][1]["state"], "gated");
+    // still gated on a second call
+    let still = c.ok("apply", json!({"plan_id": id})).await;
+    assert!(still["applied_steps"].as_array().unwrap().is_empty());
+
+    let rel = p.cli(&["release", &id, "index", "--by", "bob"]);
+    assert!(
+        rel.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rel.stderr)
+    );
+    let done = c.ok("apply", json!({"plan_id": id})).await;
+    assert_eq!(done["applied_steps"], json!(["index"]));
+    assert_eq!(done["status"], "applied");
+    assert_eq!(
+        p.scalar(
+            "prod.db",
+            "SELECT count(*) FROM sqlite_master WHERE name = 'users_nickname'"
+        )
+        .await,
+        1
+    );
+
+    let rb = c
+        .ok("rollback", json!({"plan_id": id, "reason": "test"}))
+        .await;
+    assert_eq!(rb["rolled_back"], json!(["index", "expand"]));
+    assert_eq!(rb["schema_verified"], true);
+    c.close().await;
+}
+
+#[tokio::test]
+async fn a_hotfix_skips_staging_only_with_two_approvers() {
+    let p = Project::new().await;
+    let c = p.connect().await;
+    let mut plan = add_column_plan();
+    plan["urgency"] = json!("p0");
+    let id = plan_id(&c.ok("plan", plan).await);
+    p.approve(&id, "alice");
+    let one = c.refused("apply", json!({"plan_id": id})).await;
+    assert_eq!(one["code"], "checklist-unmet");
+    p.approve(&id, "bob");
+    let applied = c.ok("apply", json!({"plan_id": id})).await;
+    assert_eq!(applied["status"], "applied");
+    let staging = applied["checklist"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["item"] == "staging-tested")
+        .unwrap()
+        .clone();
+    assert_eq!(staging["state"], "waived");
+    assert!(p.errors_md().contains("hotfix-waiver"));
+    c.close().await;
+}
+
+#[tokio::test]
+async fn templates_render_into_plans() {
+    let p = Project::new().await;
+    let c = p.connect().await;
+    let list = c.ok("render-template", json!({})).await;
+    let names: Vec<&str> = list["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"migration") && names.contains(&"add-column"));
+    let migration = list["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "migration")
+        .unwrap();
+    assert!(
+        migration["params"]["properties"]["rollback_strategy"].is_object(),
+        "{migration}"
+    );
+
+    let rendered = c
+        .ok("render-template", json!({"template": "add-column", "params": {"table": "users", "column": "plan", "type": "text", "default": "free"}}))
+        .await;
+    assert_eq!(
+        rendered["steps"][0]["up"],
+        r#"ALTER TABLE "users" ADD COLUMN "plan" text DEFAULT 'free';"#
+    );
+
+    let hostile = c
+        .refused("render-template", json!({"template": "add-column", "params": {"table": "users\"; DROP TABLE users; --", "column": "c", "type": "int"}}))
+        .await;
+    assert_eq!(hostile["code"], "invalid-template-params");
+
+    let planned = c
+        .ok(
+            "plan",
+            json!({"goal": "plan column", "target": "production", "template": "add-column",
+                   "params": {"table": "users", "column": "plan", "type": "text", "default": "free"}}),
+        )
+        .await;
+    let id = plan_id(&planned);
+    let dry = c.ok("dry-run", json!({"plan_id": id})).await;
+    assert_eq!(dry["rollback_verified"], true);
+    assert_eq!(dry["checks"].as_array().unwrap().len(), 2);
+    c.close().await;
+}
