@@ -80,6 +80,8 @@ pub enum Error {
     BackupFailed { target: String, detail: String },
     #[error("another migration is running on target `{0}`")]
     TargetBusy(String),
+    #[error("target `{target}`: a long transaction holds a lock the step needs: {detail}")]
+    BlockedByTransaction { target: String, detail: String },
     #[error("configuration error: {0}")]
     Config(String),
     #[error("state store error: {0}")]
@@ -116,6 +118,7 @@ impl Error {
             Error::ValidationFailed { .. } => "validation-failed",
             Error::BackupFailed { .. } => "backup-unverified",
             Error::TargetBusy(_) => "target-busy",
+            Error::BlockedByTransaction { .. } => "blocked-by-transaction",
             Error::Config(_) => "config",
             Error::Store(_) => "state-store",
             Error::Target { .. } => "target-error",
@@ -170,6 +173,9 @@ impl Error {
                 "check free disk space and the target's health, or configure `[backup] command` in drydock.toml".into()
             }
             Error::TargetBusy(_) => "wait for the running migration to finish (see `status`), then call again".into(),
+            Error::BlockedByTransaction { .. } => {
+                "nothing was changed; ask the owner of that session to finish its transaction (or wait for a quieter moment), then call `apply` again".into()
+            }
             Error::Config(_) => "correct drydock.toml (see README) and restart drydock".into(),
             Error::Store(_) | Error::Io(_) => "check the state directory's disk and permissions; run `drydock doctor`".into(),
             Error::Target { .. } => "check that the target is reachable and its credentials are valid; run `drydock doctor`".into(),

@@ -23,8 +23,7 @@ use crate::errorlog::{ErrorLog, Mistake};
 use crate::plan::{Body, Check, Gate, Plan, Status, Step, StepState, Urgency};
 use crate::render;
 use crate::store::{Change, NewRun, Store};
-use crate::target::sqlite::{History, Sqlite, StepFailure};
-use crate::target::{HistoryRow, StatementRun, Target};
+use crate::target::{History, HistoryRow, Sandbox, StatementRun, StepFailure, Stmt, Target};
 
 /// What the agent asked `plan` for, after the MCP layer decoded it.
 pub struct PlanRequest {
@@ -152,9 +151,46 @@ impl Engine {
         Target::open(&self.config, t).await
     }
 
-    fn sqlite(target: &Target) -> &Sqlite {
-        match target {
-            Target::Sqlite(s) => s,
+    /// A step's SQL as statements, each marked transactional or not.
+    fn stmts(step: &str, sql: Option<&str>) -> Result<Vec<Stmt>> {
+        let Some(sql) = sql else { return Ok(vec![]) };
+        Ok(analysis::statements(step, sql)?
+            .iter()
+            .enumerate()
+            .map(|(i, st)| {
+                let f = analysis::classify(step, i + 1, st, "postgres");
+                Stmt {
+                    sql: st.sql.clone(),
+                    transactional: f.transactional,
+                }
+            })
+            .collect())
+    }
+
+    /// The tables a step's statements touch (for pre-flight lock checks).
+    fn step_tables(plan: &Plan, step: &str) -> Vec<String> {
+        let mut out: Vec<String> = plan.analysis["statements"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|f| f["step"] == step)
+                    .flat_map(|f| f["tables"].as_array().cloned().unwrap_or_default())
+                    .filter_map(|t| t.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    fn sql_failed(plan: &Plan, phase: &'static str, step: &str, f: StepFailure) -> Error {
+        Error::SqlFailed {
+            phase,
+            target: plan.target.clone(),
+            step: step.to_string(),
+            index: f.index,
+            cause: format!("{} — in `{}`", f.cause, truncate(&f.sql, 200)),
         }
     }
 
@@ -294,9 +330,9 @@ impl Engine {
         let t0 = Instant::now();
         let scratch = self.scratch_path(&plan.id);
         std::fs::create_dir_all(scratch.parent().expect("scratch has a parent"))?;
-        let copy = Self::sqlite(&staging).copy_to(&scratch).await?;
-        let outcome = self.exercise(plan, &copy).await;
-        let _ = std::fs::remove_file(&scratch);
+        let mut sandbox = staging.sandbox(&scratch).await?;
+        let outcome = self.exercise(plan, &mut sandbox).await;
+        sandbox.finish().await;
         let duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
 
         let record = |ok: bool, detail: serde_json::Value| NewRun {
@@ -445,14 +481,13 @@ impl Engine {
     }
 
     /// up, checks, down (in reverse), fingerprint equality, up again — on a scratch copy.
-    async fn exercise(&self, plan: &Plan, copy: &Sqlite) -> Result<Exercised> {
+    async fn exercise(&self, plan: &Plan, copy: &mut Sandbox) -> Result<Exercised> {
         let before = copy.fingerprint().await?;
         let mut statements = Vec::new();
         for step in plan.steps() {
             let name = step.name.as_deref().unwrap_or("step");
             statements.extend(
-                self.run_sql(copy, plan, name, step.up.as_deref(), "dry-run up", None)
-                    .await?,
+                Self::in_sandbox(copy, plan, name, step.up.as_deref(), "dry-run up").await?,
             );
         }
         let checks = copy.run_checks(&plan.body.checks).await?;
@@ -467,8 +502,7 @@ impl Engine {
         }
         for step in plan.steps().iter().rev() {
             let name = step.name.as_deref().unwrap_or("step");
-            self.run_sql(copy, plan, name, step.down.as_deref(), "dry-run down", None)
-                .await?;
+            Self::in_sandbox(copy, plan, name, step.down.as_deref(), "dry-run down").await?;
         }
         let after_down = copy.fingerprint().await?;
         let verified = plan.steps().iter().all(|s| s.down.is_some());
@@ -484,15 +518,7 @@ impl Engine {
         }
         for step in plan.steps() {
             let name = step.name.as_deref().unwrap_or("step");
-            self.run_sql(
-                copy,
-                plan,
-                name,
-                step.up.as_deref(),
-                "dry-run up (again)",
-                None,
-            )
-            .await?;
+            Self::in_sandbox(copy, plan, name, step.up.as_deref(), "dry-run up (again)").await?;
         }
         let after_up = copy.fingerprint().await?;
         Ok(Exercised {
@@ -503,32 +529,18 @@ impl Engine {
         })
     }
 
-    async fn run_sql(
-        &self,
-        target: &Sqlite,
+    async fn in_sandbox(
+        sandbox: &mut Sandbox,
         plan: &Plan,
         step: &str,
         sql: Option<&str>,
         phase: &'static str,
-        history: Option<History<'_>>,
     ) -> Result<Vec<StatementRun>> {
-        let stmts: Vec<String> = match sql {
-            Some(sql) => analysis::statements(step, sql)?
-                .into_iter()
-                .map(|s| s.sql)
-                .collect(),
-            None => vec![],
-        };
-        match target.execute(step, &stmts, history, &mut |_| {}).await? {
-            Ok(runs) => Ok(runs),
-            Err(StepFailure { index, sql, cause }) => Err(Error::SqlFailed {
-                phase,
-                target: plan.target.clone(),
-                step: step.to_string(),
-                index,
-                cause: format!("{cause} — in `{}`", truncate(&sql, 200)),
-            }),
-        }
+        let stmts = Self::stmts(step, sql)?;
+        sandbox
+            .execute(step, &stmts)
+            .await?
+            .map_err(|f| Self::sql_failed(plan, phase, step, f))
     }
 
     // --------------------------------------------------------------- apply
@@ -587,19 +599,48 @@ impl Engine {
             return Err(unmet_error(plan, &items));
         }
         let target = self.open_target(&plan.target).await?;
-        let sqlite = Self::sqlite(&target);
         let mut backup = None;
         if target_cfg.role == Role::Production
             && checklist::unmet(&items)
                 .iter()
                 .any(|i| i.item == "backup-verified")
         {
-            let dest = self.config.state_dir.join("backups").join(format!(
-                "{}-{}.db",
-                plan.target,
-                crate::store::now().replace([':', '.'], "-")
-            ));
-            let evidence = sqlite.backup(&dest).await?;
+            let evidence = match &self.config.backup.command {
+                Some(cmd) => {
+                    crate::target::backup_command(
+                        &plan.target,
+                        cmd,
+                        self.config.policy.backup_max_age,
+                    )
+                    .await?
+                }
+                None => {
+                    let label = format!(
+                        "{}_{}",
+                        plan.id.replace('-', "_"),
+                        crate::store::now()
+                            .replace([':', '.', '-'], "")
+                            .to_lowercase()
+                    );
+                    let tables: Vec<String> = plan.analysis["impact"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter(|t| t["exists"] == true)
+                                .filter_map(|t| t["table"].as_str().map(String::from))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    target
+                        .backup(
+                            &self.config.state_dir.join("backups"),
+                            &format!("{}-{label}", plan.target),
+                            &tables,
+                            self.config.policy.snapshot_max_rows,
+                        )
+                        .await?
+                }
+            };
             let detail = serde_json::to_value(&evidence).map_err(Error::store)?;
             self.store
                 .commit(Change {
@@ -660,7 +701,7 @@ impl Engine {
             });
         }
         let pre_apply = if steps.iter().all(|s| s.state != StepState::Applied) {
-            Some(sqlite.fingerprint().await?)
+            Some(target.fingerprint().await?)
         } else {
             None
         };
@@ -695,10 +736,7 @@ impl Engine {
                 break;
             }
             let name = row.name.as_str();
-            let stmts: Vec<String> = analysis::statements(name, step.up.as_deref().unwrap_or(""))?
-                .into_iter()
-                .map(|s| s.sql)
-                .collect();
+            let stmts = Self::stmts(name, step.up.as_deref())?;
             let started_at = crate::store::now();
             let t0 = Instant::now();
             let tx = progress.clone();
@@ -718,13 +756,21 @@ impl Engine {
                 checksum: &plan.checksum,
                 by: agent,
             });
-            let result = sqlite
-                .execute(name, &stmts, Some(history), &mut tick)
+            let tables = Self::step_tables(plan, name);
+            let (result, watch) = target
+                .execute(
+                    name,
+                    &stmts,
+                    &tables,
+                    Some(history),
+                    &self.config.policy,
+                    &mut tick,
+                )
                 .await?;
             let duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
             match result {
                 Ok(runs) => {
-                    let mut detail = json!({"step": name, "statements": runs});
+                    let mut detail = json!({"step": name, "statements": runs, "watcher": watch});
                     if let (Some(fp), true) = (&pre_apply, applied.is_empty()) {
                         detail["fingerprint_before"] = json!(fp.hash);
                         detail["fingerprint_before_lines"] = json!(fp.lines);
@@ -750,14 +796,8 @@ impl Engine {
                     applied.push(name.to_string());
                     all_runs.extend(runs);
                 }
-                Err(StepFailure { index, sql, cause }) => {
-                    let err = Error::SqlFailed {
-                        phase: "apply",
-                        target: plan.target.clone(),
-                        step: name.to_string(),
-                        index,
-                        cause: format!("{cause} — in `{}`", truncate(&sql, 200)),
-                    };
+                Err(failure) => {
+                    let err = Self::sql_failed(plan, "apply", name, failure);
                     let nothing_applied =
                         steps.iter().all(|s| s.state != StepState::Applied) && applied.is_empty();
                     let back = if nothing_applied {
@@ -776,7 +816,7 @@ impl Engine {
                                 ok: false,
                                 started_at,
                                 duration_ms,
-                                detail: json!({"step": name, "error": err.to_string()}),
+                                detail: json!({"step": name, "error": err.to_string(), "watcher": watch}),
                             }),
                             audit: Some((
                                 agent,
@@ -859,10 +899,9 @@ impl Engine {
         let started_at = crate::store::now();
         let t0 = Instant::now();
         let target = self.open_target(&plan.target).await?;
-        let sqlite = Self::sqlite(&target);
-        let checks = sqlite.run_checks(&plan.body.checks).await?;
+        let checks = target.run_checks(&plan.body.checks).await?;
         let mut integrity = Vec::new();
-        for problem in sqlite.integrity().await? {
+        for problem in target.integrity().await? {
             integrity.push(BuiltinCheck {
                 name: "integrity".into(),
                 passed: false,
@@ -881,7 +920,7 @@ impl Engine {
             .iter()
             .rev()
             .find(|r| r.kind == "dry-run" && r.ok && r.checksum == plan.checksum);
-        let current = sqlite.fingerprint().await?;
+        let current = target.fingerprint().await?;
         let drift = match dry.and_then(|d| d.detail["fingerprint_after_up_lines"].as_array()) {
             Some(lines) if plan.status != Status::Applying => {
                 let expected = crate::target::Fingerprint::from_lines(
@@ -914,7 +953,7 @@ impl Engine {
             },
         };
         integrity.push(drift);
-        let history = sqlite.history(&plan.id).await?;
+        let history = target.history(&plan.id).await?;
         let applied_rows: HashSet<String> = history
             .iter()
             .filter(|h| h.1 == "applied")
@@ -954,7 +993,7 @@ impl Engine {
                     .collect()
             })
             .unwrap_or_default();
-        let row_counts = sqlite.row_counts(&tables).await?;
+        let row_counts = target.row_counts(&tables).await?;
         let failures: Vec<String> = checks
             .iter()
             .filter(|c| !c.passed)
@@ -1087,7 +1126,6 @@ impl Engine {
                 )
             });
         let target = self.open_target(&plan.target).await?;
-        let sqlite = Self::sqlite(&target);
         let started_at = crate::store::now();
         let t0 = Instant::now();
         let mut rolled_back = Vec::new();
@@ -1103,15 +1141,19 @@ impl Engine {
                 plan_id: &plan.id,
                 step: &row.name,
             };
-            self.run_sql(
-                sqlite,
-                plan,
-                &row.name,
-                Some(down),
-                "rollback",
-                Some(history),
-            )
-            .await?;
+            let stmts = Self::stmts(&row.name, Some(down))?;
+            let tables = Self::step_tables(plan, &row.name);
+            let (result, _watch) = target
+                .execute(
+                    &row.name,
+                    &stmts,
+                    &tables,
+                    Some(history),
+                    &self.config.policy,
+                    &mut |_| {},
+                )
+                .await?;
+            result.map_err(|f| Self::sql_failed(plan, "rollback", &row.name, f))?;
             self.store
                 .commit(Change {
                     plan_id: &plan.id,
@@ -1126,7 +1168,7 @@ impl Engine {
                 .await?;
             rolled_back.push(row.name.clone());
         }
-        let after = sqlite.fingerprint().await?;
+        let after = target.fingerprint().await?;
         let (verified, detail) = match &before {
             Some(b) if *b == after => (true, "the schema equals the pre-apply schema".to_string()),
             Some(b) => (false, b.diff(&after)),

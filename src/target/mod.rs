@@ -2,6 +2,7 @@
 //! same operations: introspect, fingerprint the schema, execute a step in a transaction with its
 //! history row, run checks read-only, and take a verified backup. The engine module composes them.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
@@ -85,9 +86,47 @@ pub struct StatementRun {
     pub index: usize,
     pub sql: String,
     pub duration_ms: f64,
+    /// Locks the statement took on relations that existed before the plan.
     pub locks: Vec<LockObservation>,
+    /// Tables whose storage was rewritten.
     pub rewritten: Vec<String>,
+    /// Tables that were read in full (sequential scans).
     pub scanned: Vec<String>,
+    /// How the statement was measured, when not as written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// A statement to execute, and whether it may run inside a transaction.
+#[derive(Debug, Clone)]
+pub struct Stmt {
+    pub sql: String,
+    pub transactional: bool,
+}
+
+/// A failure inside a step: which statement, and why. Its transaction was rolled back.
+#[derive(Debug)]
+pub struct StepFailure {
+    pub index: usize,
+    pub sql: String,
+    pub sqlstate: Option<String>,
+    pub cause: String,
+}
+
+/// The bookkeeping written in the step's own transaction.
+pub enum History<'a> {
+    Applied(HistoryRow<'a>),
+    RolledBack { plan_id: &'a str, step: &'a str },
+}
+
+/// What the lock watcher saw during a step.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct WatchReport {
+    pub samples: u64,
+    pub max_blocked_sessions: u64,
+    pub longest_wait_ms: u64,
+    /// The watcher cancelled the migration because it blocked others past policy.max_block.
+    pub cancelled: bool,
 }
 
 /// The outcome of one validation query.
@@ -121,7 +160,17 @@ pub struct HistoryRow<'a> {
 /// An opened target.
 pub enum Target {
     Sqlite(sqlite::Sqlite),
+    Postgres(postgres::Postgres),
 }
+
+/// Where a dry-run runs: a scratch copy (SQLite) or a transaction that is rolled back
+/// (PostgreSQL). Nothing done in a sandbox persists.
+pub enum Sandbox {
+    Sqlite(sqlite::Sqlite, std::path::PathBuf),
+    Postgres(postgres::PgSandbox),
+}
+
+type StepOutcome = std::result::Result<Vec<StatementRun>, StepFailure>;
 
 impl Target {
     pub async fn open(config: &Config, target: &TargetConfig) -> Result<Target> {
@@ -130,10 +179,9 @@ impl Target {
             TargetUrl::Sqlite(path) => Ok(Target::Sqlite(
                 sqlite::Sqlite::open(&target.name, &path, config.policy.lock_timeout).await?,
             )),
-            TargetUrl::Postgres(_) => Err(Error::Target {
-                target: target.name.clone(),
-                cause: "PostgreSQL targets are not supported by this build yet".into(),
-            }),
+            TargetUrl::Postgres(url) => Ok(Target::Postgres(
+                postgres::Postgres::open(&target.name, &url, &config.policy).await?,
+            )),
             TargetUrl::Env(_) => unreachable!("resolve() never returns Env"),
         }
     }
@@ -141,32 +189,196 @@ impl Target {
     pub fn engine(&self) -> &'static str {
         match self {
             Target::Sqlite(_) => "sqlite",
+            Target::Postgres(_) => "postgres",
         }
     }
 
     pub async fn catalog(&self) -> Result<Catalog> {
         match self {
             Target::Sqlite(t) => t.catalog().await,
+            Target::Postgres(t) => t.catalog().await,
         }
     }
 
     pub async fn fingerprint(&self) -> Result<Fingerprint> {
         match self {
             Target::Sqlite(t) => t.fingerprint().await,
+            Target::Postgres(t) => t.fingerprint().await,
         }
     }
 
     pub async fn row_counts(&self, tables: &[String]) -> Result<BTreeMap<String, u64>> {
         match self {
             Target::Sqlite(t) => t.row_counts(tables).await,
+            Target::Postgres(t) => t.row_counts(tables).await,
         }
     }
 
     pub async fn run_checks(&self, checks: &[crate::plan::Check]) -> Result<Vec<CheckOutcome>> {
         match self {
             Target::Sqlite(t) => t.run_checks(checks).await,
+            Target::Postgres(t) => t.run_checks(checks).await,
         }
     }
+
+    /// Opens a dry-run sandbox; `scratch` is where a SQLite copy goes.
+    pub async fn sandbox(&self, scratch: &std::path::Path) -> Result<Sandbox> {
+        match self {
+            Target::Sqlite(t) => Ok(Sandbox::Sqlite(
+                t.copy_to(scratch).await?,
+                scratch.to_path_buf(),
+            )),
+            Target::Postgres(t) => Ok(Sandbox::Postgres(t.sandbox().await?)),
+        }
+    }
+
+    /// Executes one step for real, with its history row in the same transaction.
+    pub async fn execute(
+        &self,
+        step: &str,
+        statements: &[Stmt],
+        tables: &[String],
+        history: Option<History<'_>>,
+        policy: &crate::config::Policy,
+        on_statement: &mut (dyn FnMut(&StatementRun) + Send),
+    ) -> Result<(StepOutcome, WatchReport)> {
+        match self {
+            Target::Sqlite(t) => Ok((
+                t.execute(step, statements, history, on_statement).await?,
+                WatchReport::default(),
+            )),
+            Target::Postgres(t) => {
+                t.execute(step, statements, tables, history, policy, on_statement)
+                    .await
+            }
+        }
+    }
+
+    /// Problems a validation must report (integrity, invalid indexes, unvalidated constraints).
+    pub async fn integrity(&self) -> Result<Vec<String>> {
+        match self {
+            Target::Sqlite(t) => t.integrity().await,
+            Target::Postgres(t) => t.integrity().await,
+        }
+    }
+
+    /// `(step, status, applied_at, rolled_back_at)` of a plan, from the target's history table.
+    pub async fn history(
+        &self,
+        plan_id: &str,
+    ) -> Result<Vec<(String, String, String, Option<String>)>> {
+        match self {
+            Target::Sqlite(t) => t.history(plan_id).await,
+            Target::Postgres(t) => t.history(plan_id).await,
+        }
+    }
+
+    /// drydock's own verified backup: a full copy (SQLite) or a snapshot of the affected tables
+    /// (PostgreSQL, up to `policy.snapshot_max_rows`).
+    pub async fn backup(
+        &self,
+        dir: &std::path::Path,
+        label: &str,
+        tables: &[String],
+        max_rows: u64,
+    ) -> Result<BackupEvidence> {
+        match self {
+            Target::Sqlite(t) => t.backup(&dir.join(format!("{label}.db"))).await,
+            Target::Postgres(t) => t.snapshot(label, tables, max_rows).await,
+        }
+    }
+}
+
+impl Sandbox {
+    pub async fn fingerprint(&mut self) -> Result<Fingerprint> {
+        match self {
+            Sandbox::Sqlite(t, _) => t.fingerprint().await,
+            Sandbox::Postgres(s) => s.fingerprint().await,
+        }
+    }
+
+    pub async fn execute(&mut self, step: &str, statements: &[Stmt]) -> Result<StepOutcome> {
+        match self {
+            Sandbox::Sqlite(t, _) => t.execute(step, statements, None, &mut |_| {}).await,
+            Sandbox::Postgres(s) => s.execute(step, statements).await,
+        }
+    }
+
+    pub async fn run_checks(&mut self, checks: &[crate::plan::Check]) -> Result<Vec<CheckOutcome>> {
+        match self {
+            Sandbox::Sqlite(t, _) => t.run_checks(checks).await,
+            Sandbox::Postgres(s) => s.run_checks(checks).await,
+        }
+    }
+
+    /// Discards everything the sandbox did.
+    pub async fn finish(self) {
+        match self {
+            Sandbox::Sqlite(_, path) => {
+                let _ = std::fs::remove_file(path);
+            }
+            Sandbox::Postgres(s) => s.finish().await,
+        }
+    }
+}
+
+/// Runs `[backup] command` under `sh -c` and checks its JSON: `{"finished_at": RFC 3339,
+/// "restore_tested": bool}` describing the newest backup.
+pub async fn backup_command(
+    target: &str,
+    command: &str,
+    max_age: Duration,
+) -> Result<BackupEvidence> {
+    let fail = |detail: String| Error::BackupFailed {
+        target: target.to_string(),
+        detail,
+    };
+    let out = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .output()
+        .await
+        .map_err(|e| fail(format!("could not run the backup command: {e}")))?;
+    if !out.status.success() {
+        return Err(fail(format!(
+            "the backup command exited with {}: {}",
+            out.status,
+            crate::errorlog::redact(String::from_utf8_lossy(&out.stderr).trim())
+        )));
+    }
+    #[derive(Deserialize)]
+    struct Newest {
+        finished_at: String,
+        restore_tested: bool,
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let newest: Newest = serde_json::from_str(text.trim())
+        .map_err(|e| fail(format!("the backup command must print {{\"finished_at\": RFC 3339, \"restore_tested\": bool}}: {e}")))?;
+    let age = crate::store::age(&newest.finished_at).ok_or_else(|| {
+        fail(format!(
+            "finished_at {:?} is not an RFC 3339 timestamp",
+            newest.finished_at
+        ))
+    })?;
+    if age > max_age {
+        return Err(fail(format!(
+            "the newest backup finished at {} ({} ago), older than policy.backup_max_age",
+            newest.finished_at,
+            humantime::format_duration(Duration::from_secs(age.as_secs()))
+        )));
+    }
+    if !newest.restore_tested {
+        return Err(fail(
+            "the newest backup has not been restore-tested (restore_tested: false)".into(),
+        ));
+    }
+    Ok(BackupEvidence {
+        method: "backup command".into(),
+        location: format!("newest backup finished at {}", newest.finished_at),
+        verified: true,
+        row_counts: BTreeMap::new(),
+        taken_at: crate::store::now(),
+    })
 }
 
 /// The statement timeout for a policy, as the engines want it.

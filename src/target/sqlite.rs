@@ -11,8 +11,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 
 use super::{
-    BackupEvidence, Catalog, CheckOutcome, Column, Fingerprint, HistoryRow, LockObservation,
-    StatementRun, TableInfo,
+    BackupEvidence, Catalog, CheckOutcome, Column, Fingerprint, History, LockObservation,
+    StatementRun, StepFailure, Stmt, TableInfo,
 };
 use crate::error::{Error, Result};
 use crate::plan::{Check, Expect};
@@ -33,14 +33,6 @@ const CREATE_HISTORY: &str = "CREATE TABLE IF NOT EXISTS _drydock_history (
     duration_ms REAL,
     rolled_back_at TEXT
 )";
-
-/// A failure inside a step: which statement, and why. The transaction was rolled back.
-#[derive(Debug)]
-pub struct StepFailure {
-    pub index: usize,
-    pub sql: String,
-    pub cause: String,
-}
 
 pub struct Sqlite {
     name: String,
@@ -378,7 +370,7 @@ impl Sqlite {
     pub async fn execute(
         &self,
         step: &str,
-        statements: &[String],
+        statements: &[Stmt],
         history: Option<History<'_>>,
         on_statement: &mut (dyn FnMut(&StatementRun) + Send),
     ) -> Result<std::result::Result<Vec<StatementRun>, StepFailure>> {
@@ -392,7 +384,7 @@ impl Sqlite {
         };
         let started = Instant::now();
         let mut runs = Vec::new();
-        for (i, sql) in statements.iter().enumerate() {
+        for (i, Stmt { sql, .. }) in statements.iter().enumerate() {
             let before = root_pages(&mut tx).await.map_err(|e| self.err(e))?;
             let t0 = Instant::now();
             if let Err(e) = sqlx::raw_sql(AssertSqlSafe(sql.clone()))
@@ -404,6 +396,7 @@ impl Sqlite {
                 return Ok(Err(StepFailure {
                     index: i + 1,
                     sql: sql.clone(),
+                    sqlstate: None,
                     cause: e.to_string(),
                 }));
             }
@@ -433,6 +426,7 @@ impl Sqlite {
                 },
                 rewritten,
                 scanned: vec![],
+                note: None,
             };
             on_statement(&run);
             runs.push(run);
@@ -530,12 +524,6 @@ impl Sqlite {
         conn.close().await.map_err(|e| self.err(e))?;
         Ok(problems)
     }
-}
-
-/// The bookkeeping written in the step's own transaction.
-pub enum History<'a> {
-    Applied(HistoryRow<'a>),
-    RolledBack { plan_id: &'a str, step: &'a str },
 }
 
 async fn root_pages(conn: &mut SqliteConnection) -> sqlx::Result<BTreeMap<String, i64>> {
