@@ -160,7 +160,7 @@ pub struct HistoryRow<'a> {
 /// An opened target.
 pub enum Target {
     Sqlite(sqlite::Sqlite),
-    Postgres(postgres::Postgres),
+    Postgres(Box<postgres::Postgres>),
 }
 
 /// Where a dry-run runs: a scratch copy (SQLite) or a transaction that is rolled back
