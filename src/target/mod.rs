@@ -179,9 +179,9 @@ impl Target {
             TargetUrl::Sqlite(path) => Ok(Target::Sqlite(
                 sqlite::Sqlite::open(&target.name, &path, config.policy.lock_timeout).await?,
             )),
-            TargetUrl::Postgres(url) => Ok(Target::Postgres(
+            TargetUrl::Postgres(url) => Ok(Target::Postgres(Box::new(
                 postgres::Postgres::open(&target.name, &url, &config.policy).await?,
-            )),
+            ))),
             TargetUrl::Env(_) => unreachable!("resolve() never returns Env"),
         }
     }
