@@ -599,6 +599,8 @@ impl Engine {
             return Err(unmet_error(plan, &items));
         }
         let target = self.open_target(&plan.target).await?;
+        let lock = target.lock().await?;
+        let result = async {
         let mut backup = None;
         if target_cfg.role == Role::Production
             && checklist::unmet(&items)
@@ -855,6 +857,10 @@ impl Engine {
         report.backup = backup;
         report.checklist = items;
         Ok(report)
+        }
+        .await;
+        lock.release().await;
+        result
     }
 
     fn gate_open(&self, step: &Step, previous_applied_at: Option<&str>) -> bool {
@@ -1126,6 +1132,8 @@ impl Engine {
                 )
             });
         let target = self.open_target(&plan.target).await?;
+        let lock = target.lock().await?;
+        let result = async {
         let started_at = crate::store::now();
         let t0 = Instant::now();
         let mut rolled_back = Vec::new();
@@ -1202,6 +1210,10 @@ impl Engine {
             detail,
             reason: reason.to_string(),
         })
+        }
+        .await;
+        lock.release().await;
+        result
     }
 
     // ------------------------------------------------- engineers' decisions

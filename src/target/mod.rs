@@ -232,6 +232,15 @@ impl Target {
         }
     }
 
+    /// One migration at a time per target: an advisory lock on PostgreSQL (across processes);
+    /// SQLite's `BEGIN IMMEDIATE` serialises writers already.
+    pub async fn lock(&self) -> Result<TargetLock> {
+        match self {
+            Target::Sqlite(_) => Ok(TargetLock(None)),
+            Target::Postgres(t) => Ok(TargetLock(Some(t.lock().await?))),
+        }
+    }
+
     /// Executes one step for real, with its history row in the same transaction.
     pub async fn execute(
         &self,
@@ -285,6 +294,17 @@ impl Target {
         match self {
             Target::Sqlite(t) => t.backup(&dir.join(format!("{label}.db"))).await,
             Target::Postgres(t) => t.snapshot(label, tables, max_rows).await,
+        }
+    }
+}
+
+/// Held while a migration runs on a target; `release` when done.
+pub struct TargetLock(Option<postgres::PgLock>);
+
+impl TargetLock {
+    pub async fn release(self) {
+        if let Some(l) = self.0 {
+            l.release().await;
         }
     }
 }

@@ -170,7 +170,23 @@ impl Postgres {
         })
     }
 
-    /// Runs one step under the lock discipline: the target's advisory lock, pre-flight for long
+    /// Takes the target's session advisory lock: one migration at a time per target, across
+    /// every drydock process. Held until `PgLock::release` (or the connection closes).
+    pub async fn lock(&self) -> Result<PgLock> {
+        let mut conn = self.connect().await?;
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(advisory_key(&self.name))
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        if !got {
+            conn.close().await.ok();
+            return Err(Error::TargetBusy(self.name.clone()));
+        }
+        Ok(PgLock(conn))
+    }
+
+    /// Runs one step under the lock discipline (the caller holds `lock`): pre-flight for long
     /// transactions, `lock_timeout` with retried transactions, and the watcher.
     #[allow(clippy::too_many_arguments)]
     pub async fn execute(
@@ -186,16 +202,6 @@ impl Postgres {
         WatchReport,
     )> {
         let mut conn = self.connect().await?;
-        let key = advisory_key(&self.name);
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(key)
-            .fetch_one(&mut conn)
-            .await
-            .map_err(|e| self.err(e))?;
-        if !got {
-            conn.close().await.ok();
-            return Err(Error::TargetBusy(self.name.clone()));
-        }
         let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
             .fetch_one(&mut conn)
             .await
@@ -239,11 +245,6 @@ impl Postgres {
             .await;
         stop.store(true, Ordering::SeqCst);
         let watch = watcher.await.unwrap_or_default();
-        sqlx::query("SELECT pg_advisory_unlock($1)")
-            .bind(key)
-            .execute(&mut conn)
-            .await
-            .ok();
         conn.close().await.ok();
         let mut result = result?;
         if let Err(f) = &mut result
@@ -595,6 +596,20 @@ impl Postgres {
                 format!("constraint `{c}` on `{t}` is NOT VALID; run ALTER TABLE {t} VALIDATE CONSTRAINT {c}")
             }))
             .collect())
+    }
+}
+
+/// The connection holding a target's advisory lock.
+pub struct PgLock(PgConnection);
+
+impl PgLock {
+    pub async fn release(self) {
+        let mut conn = self.0;
+        sqlx::query("SELECT pg_advisory_unlock_all()")
+            .execute(&mut conn)
+            .await
+            .ok();
+        conn.close().await.ok();
     }
 }
 

@@ -246,3 +246,132 @@ pub fn plan_id(v: &Value) -> String {
 pub fn file_exists(p: &Path) -> bool {
     p.exists()
 }
+
+/// The shared throwaway PostgreSQL cluster `.ci/run` starts (`DRYDOCK_TEST_PG`).
+pub fn pg_url() -> String {
+    std::env::var("DRYDOCK_TEST_PG").expect(
+        "DRYDOCK_TEST_PG is not set: run the tests through .ci/run, which starts a throwaway PostgreSQL cluster",
+    )
+}
+
+/// The password in `DRYDOCK_TEST_PG`, which must never appear in any output.
+pub fn pg_secret() -> String {
+    let url = pg_url();
+    let creds = url
+        .split('@')
+        .next()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    creds
+        .split(':')
+        .nth(1)
+        .expect("the test cluster URL carries a password")
+        .to_string()
+}
+
+fn pg_url_for(db: &str) -> String {
+    let url = pg_url();
+    let base = url.rsplit_once('/').unwrap().0.to_string();
+    format!("{base}/{db}")
+}
+
+pub async fn pg_connect(db: &str) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    sqlx::PgConnection::connect(&pg_url_for(db))
+        .await
+        .expect("connect to the test cluster")
+}
+
+/// A project whose `production` and `staging` targets are fresh databases on the test cluster:
+/// `accounts` (20,000 rows in production, 2,000 on staging) with a view, and `ledger`.
+pub struct PgProject {
+    pub project: Project,
+    pub prod: String,
+    pub staging: String,
+}
+
+const PG_SEED: &str = "
+    CREATE TABLE accounts (id bigserial PRIMARY KEY, email text NOT NULL, balance integer NOT NULL DEFAULT 0);
+    CREATE VIEW rich_accounts AS SELECT id, email FROM accounts WHERE balance > 900;
+    CREATE TABLE ledger (id bigserial PRIMARY KEY, account_id bigint NOT NULL REFERENCES accounts (id), amount integer NOT NULL);
+    CREATE INDEX ledger_account ON ledger (account_id);
+";
+
+impl PgProject {
+    pub async fn new(policy: &str) -> PgProject {
+        PgProject::with_extra(policy, "").await
+    }
+
+    pub async fn with_extra(policy: &str, extra: &str) -> PgProject {
+        use sqlx::Connection;
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let tag = format!(
+            "{}_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos()
+        );
+        let (prod, staging) = (format!("prod_{tag}"), format!("stage_{tag}"));
+        let mut admin = pg_connect("postgres").await;
+        for (db, rows) in [(&prod, 20_000), (&staging, 2_000)] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            let mut c = pg_connect(db).await;
+            sqlx::raw_sql(PG_SEED).execute(&mut c).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO accounts (email, balance) SELECT 'user' || g || '@example.com', g % 1000 FROM generate_series(1, {rows}) g;
+                 INSERT INTO ledger (account_id, amount) SELECT g, g % 50 FROM generate_series(1, {rows}) g;
+                 ANALYZE;"
+            )))
+            .execute(&mut c)
+            .await
+            .unwrap();
+            c.close().await.ok();
+        }
+        admin.close().await.ok();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config_path = dir.path().join("drydock.toml");
+        std::fs::write(
+            &config_path,
+            format!(
+                "[targets.production]\nurl = \"{}\"\nrole = \"production\"\nstaging = \"staging\"\n\n[targets.staging]\nurl = \"{}\"\nrole = \"staging\"\n\n{extra}\n\n[policy]\n{policy}\n",
+                pg_url_for(&prod),
+                pg_url_for(&staging)
+            ),
+        )
+        .unwrap();
+        PgProject {
+            project: Project { dir, config_path },
+            prod,
+            staging,
+        }
+    }
+
+    pub async fn scalar(&self, db: &str, sql: &str) -> i64 {
+        use sqlx::Connection;
+        let mut c = pg_connect(db).await;
+        let v: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_one(&mut c)
+            .await
+            .expect("query");
+        c.close().await.ok();
+        v
+    }
+
+    pub async fn has_column(&self, db: &str, table: &str, column: &str) -> bool {
+        self.scalar(
+            db,
+            &format!("SELECT count(*) FROM information_schema.columns WHERE table_name = '{table}' AND column_name = '{column}'"),
+        )
+        .await
+            == 1
+    }
+}

@@ -1,0 +1,570 @@
+//! PostgreSQL targets against the real server `.ci/run` starts: measured dry-runs, the lock
+//! discipline of apply (pre-flight, lock_timeout retries, advisory lock, watcher), history,
+//! validation, snapshot backups, verified rollback, and a password that never leaks.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{PgProject, pg_connect, pg_secret, plan_id};
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+fn plan(goal: &str, up: &str, down: &str) -> Value {
+    json!({"goal": goal, "target": "production", "steps": [{"name": "change", "up": up, "down": down}]})
+}
+
+fn locks_on(statement: &Value, relation: &str) -> Vec<String> {
+    statement["locks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["relation"] == relation)
+        .map(|l| l["mode"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Inserts into `accounts` every 20 ms until stopped; returns the worst latency seen (ms).
+fn writer(db: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<(u64, u64)> {
+    tokio::spawn(async move {
+        let mut c = pg_connect(&db).await;
+        let (mut worst, mut n) = (0u64, 0u64);
+        while !stop.load(Ordering::SeqCst) {
+            let t0 = Instant::now();
+            sqlx::query("INSERT INTO accounts (email) VALUES ('w@example.com')")
+                .execute(&mut c)
+                .await
+                .unwrap();
+            worst = worst.max(t0.elapsed().as_millis() as u64);
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        c.close().await.ok();
+        (worst, n)
+    })
+}
+
+#[tokio::test]
+async fn dry_runs_measure_locks_rewrites_and_scans() {
+    let p = PgProject::new("").await;
+    let c = p.project.connect().await;
+
+    let widen = plan_id(
+        &c.ok(
+            "plan",
+            plan(
+                "widen amounts",
+                "ALTER TABLE ledger ALTER COLUMN amount TYPE bigint",
+                "ALTER TABLE ledger ALTER COLUMN amount TYPE integer",
+            ),
+        )
+        .await,
+    );
+    let dry = c.ok("dry-run", json!({"plan_id": widen})).await;
+    assert_eq!(dry["rollback_verified"], true, "{dry}");
+    let st = &dry["statements"][0];
+    assert_eq!(st["rewritten"], json!(["ledger"]), "{st}");
+    assert!(
+        locks_on(st, "ledger").contains(&"ACCESS EXCLUSIVE".to_string()),
+        "{st}"
+    );
+
+    let add = plan_id(
+        &c.ok(
+            "plan",
+            plan(
+                "add a counter",
+                "ALTER TABLE accounts ADD COLUMN visits integer NOT NULL DEFAULT 0",
+                "ALTER TABLE accounts DROP COLUMN visits",
+            ),
+        )
+        .await,
+    );
+    let dry = c.ok("dry-run", json!({"plan_id": add})).await;
+    let st = &dry["statements"][0];
+    assert_eq!(
+        st["rewritten"],
+        json!([]),
+        "a constant default is not a rewrite: {st}"
+    );
+    assert!(locks_on(st, "accounts").contains(&"ACCESS EXCLUSIVE".to_string()));
+    assert_eq!(dry["tables"][0]["staging_rows"], 2000);
+    assert_eq!(dry["tables"][0]["production_rows"], 20000);
+
+    let check = plan_id(
+        &c.ok(
+            "plan",
+            plan(
+                "positive",
+                "ALTER TABLE ledger ADD CONSTRAINT amount_positive CHECK (amount >= 0)",
+                "ALTER TABLE ledger DROP CONSTRAINT amount_positive",
+            ),
+        )
+        .await,
+    );
+    let dry = c.ok("dry-run", json!({"plan_id": check})).await;
+    assert_eq!(
+        dry["statements"][0]["scanned"],
+        json!(["ledger"]),
+        "a CHECK without NOT VALID scans: {dry}"
+    );
+
+    let idx = plan_id(
+        &c.ok(
+            "plan",
+            plan(
+                "index",
+                "CREATE INDEX CONCURRENTLY accounts_email ON accounts (email)",
+                "DROP INDEX CONCURRENTLY accounts_email",
+            ),
+        )
+        .await,
+    );
+    let dry = c.ok("dry-run", json!({"plan_id": idx})).await;
+    let st = &dry["statements"][0];
+    assert!(
+        st["note"]
+            .as_str()
+            .unwrap()
+            .contains("transactional equivalent"),
+        "{st}"
+    );
+    assert_eq!(locks_on(st, "accounts"), ["SHARE"], "{st}");
+
+    // nothing of any dry-run persisted on staging
+    assert!(!p.has_column(&p.staging, "accounts", "visits").await);
+    assert_eq!(
+        p.scalar(
+            &p.staging,
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'accounts_email'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        p.scalar(&p.staging, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'ledger' AND column_name = 'amount' AND data_type = 'integer'").await,
+        1
+    );
+    c.close().await;
+}
+
+#[tokio::test]
+async fn a_migration_walks_the_lifecycle_on_postgres() {
+    let p = PgProject::new("").await;
+    let c = p.project.connect().await;
+    let mut body = plan(
+        "track visits",
+        "ALTER TABLE accounts ADD COLUMN visits integer NOT NULL DEFAULT 0",
+        "ALTER TABLE accounts DROP COLUMN visits",
+    );
+    body["checks"] = json!([{"name": "no-nulls", "sql": "SELECT count(*) = 0 FROM accounts WHERE visits IS NULL", "expect": "true"}]);
+    let id = plan_id(&c.ok("plan", body).await);
+    c.ok("dry-run", json!({"plan_id": id})).await;
+    p.project.approve(&id, "alice");
+
+    let applied = c.ok("apply", json!({"plan_id": id})).await;
+    assert_eq!(applied["status"], "applied", "{applied}");
+    assert_eq!(applied["backup"]["verified"], true);
+    assert_eq!(applied["backup"]["row_counts"]["accounts"], 20000);
+    assert!(p.has_column(&p.prod, "accounts", "visits").await);
+    assert_eq!(
+        p.scalar(
+            &p.prod,
+            "SELECT count(*) FROM drydock.history WHERE status = 'applied'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        p.scalar(
+            &p.prod,
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'drydock_backup'"
+        )
+        .await,
+        1,
+        "the snapshot of the affected table"
+    );
+    let apps = p
+        .scalar(
+            &p.prod,
+            "SELECT count(*) FROM drydock.history WHERE applied_by = 'test-agent'",
+        )
+        .await;
+    assert_eq!(apps, 1);
+
+    let v = c.ok("validate", json!({"plan_id": id})).await;
+    assert_eq!(v["ok"], true, "{v}");
+
+    let rb = c
+        .ok(
+            "rollback",
+            json!({"plan_id": id, "reason": "visits move to analytics"}),
+        )
+        .await;
+    assert_eq!(rb["schema_verified"], true, "{rb}");
+    assert!(!p.has_column(&p.prod, "accounts", "visits").await);
+    assert_eq!(
+        p.scalar(
+            &p.prod,
+            "SELECT count(*) FROM drydock.history WHERE rolled_back_at IS NOT NULL"
+        )
+        .await,
+        1
+    );
+    c.close().await;
+}
+
+#[tokio::test]
+async fn validate_reports_drift_invalid_indexes_and_unvalidated_constraints() {
+    let p = PgProject::new("").await;
+    let c = p.project.connect().await;
+    let id = plan_id(
+        &c.ok(
+            "plan",
+            plan(
+                "email index",
+                "CREATE INDEX accounts_email ON accounts (email)",
+                "DROP INDEX accounts_email",
+            ),
+        )
+        .await,
+    );
+    c.ok("dry-run", json!({"plan_id": id})).await;
+    p.project.approve(&id, "alice");
+    c.ok("apply", json!({"plan_id": id})).await;
+    let mut conn = pg_connect(&p.prod).await;
+    sqlx::raw_sql("ALTER TABLE ledger ADD CONSTRAINT small CHECK (amount < 1000) NOT VALID; CREATE INDEX by_hand ON ledger (amount)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.ok();
+    let r = c.refused("validate", json!({"plan_id": id})).await;
+    assert_eq!(r["code"], "validation-failed");
+    let msg = r["message"].as_str().unwrap();
+    assert!(msg.contains("NOT VALID") && msg.contains("small"), "{msg}");
+    assert!(msg.contains("drift") && msg.contains("by_hand"), "{msg}");
+    c.close().await;
+}
+
+#[tokio::test]
+async fn a_long_transaction_never_makes_writers_queue_behind_the_migration() {
+    let p = PgProject::new("lock_timeout = \"300ms\"\nlock_retries = 2").await;
+    let c = p.project.connect().await;
+    let id = plan_id(
+        &c.ok(
+            "plan",
+            plan(
+                "add flag",
+                "ALTER TABLE accounts ADD COLUMN flagged boolean",
+                "ALTER TABLE accounts DROP COLUMN flagged",
+            ),
+        )
+        .await,
+    );
+    c.ok("dry-run", json!({"plan_id": id})).await;
+    p.project.approve(&id, "alice");
+
+    // A long transaction holds a lock on the table: ALTER TABLE would queue behind it, and every
+    // writer would queue behind the ALTER.
+    let mut blocker = pg_connect(&p.prod).await;
+    sqlx::raw_sql("BEGIN; SELECT count(*) FROM accounts")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = writer(p.prod.clone(), stop.clone());
+    let t0 = Instant::now();
+    let r = c.refused("apply", json!({"plan_id": id})).await;
+    let waited = t0.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    let (worst, writes) = w.await.unwrap();
+    assert_eq!(r["code"], "blocked-by-transaction", "{r}");
+    assert!(r["message"].as_str().unwrap().contains("accounts"), "{r}");
+    assert!(
+        worst < 300 + 500,
+        "a writer waited {worst} ms (policy.lock_timeout is 300 ms)"
+    );
+    assert!(writes > 0);
+    assert!(waited < Duration::from_secs(10));
+    assert!(!p.has_column(&p.prod, "accounts", "flagged").await);
+    sqlx::raw_sql("COMMIT").execute(&mut blocker).await.unwrap();
+    blocker.close().await.ok();
+
+    // once the transaction ends, the same apply goes through
+    let applied = c.ok("apply", json!({"plan_id": id})).await;
+    assert_eq!(applied["status"], "applied");
+    c.close().await;
+}
+
+#[tokio::test]
+async fn lock_timeouts_are_retried_with_backoff_without_stalling_writers() {
+    let p = PgProject::new("lock_timeout = \"300ms\"\nlock_retries = 6").await;
+    let c = p.project.connect().await;
+    let id = plan_id(
+        &c.ok(
+            "plan",
+            plan(
+                "add note",
+                "ALTER TABLE accounts ADD COLUMN note text",
+                "ALTER TABLE accounts DROP COLUMN note",
+            ),
+        )
+        .await,
+    );
+    c.ok("dry-run", json!({"plan_id": id})).await;
+    p.project.approve(&id, "alice");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = writer(p.prod.clone(), stop.clone());
+    // A fresh transaction (too young for the pre-flight) takes a lock and keeps it for 1.2 s.
+    let db = p.prod.clone();
+    let blocker = tokio::spawn(async move {
+        let mut b = pg_connect(&db).await;
+        sqlx::raw_sql("BEGIN; SELECT count(*) FROM accounts")
+            .execute(&mut b)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        sqlx::raw_sql("COMMIT").execute(&mut b).await.unwrap();
+        b.close().await.ok();
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let applied = c.ok("apply", json!({"plan_id": id})).await;
+    blocker.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.store(true, Ordering::SeqCst);
+    let (worst, _) = w.await.unwrap();
+    assert_eq!(applied["status"], "applied", "{applied}");
+    assert!(p.has_column(&p.prod, "accounts", "note").await);
+    assert!(
+        worst < 300 + 500,
+        "a writer waited {worst} ms (policy.lock_timeout is 300 ms)"
+    );
+    c.close().await;
+}
+
+#[tokio::test]
+async fn two_applies_on_one_target_at_once_one_is_refused() {
+    let p = PgProject::new("").await;
+    // Two servers (two engines) share the state store, as two agents' servers would.
+    let a = p.project.connect().await;
+    let b = p.project.connect_as("other-agent").await;
+    let slow = plan_id(
+        &a.ok(
+            "plan",
+            plan(
+                "slow",
+                "ALTER TABLE ledger ADD COLUMN memo text; SELECT pg_sleep(1.5)",
+                "ALTER TABLE ledger DROP COLUMN memo",
+            ),
+        )
+        .await,
+    );
+    let fast = plan_id(
+        &b.ok(
+            "plan",
+            plan(
+                "fast",
+                "ALTER TABLE accounts ADD COLUMN tier text",
+                "ALTER TABLE accounts DROP COLUMN tier",
+            ),
+        )
+        .await,
+    );
+    for (client, id) in [(&a, &slow), (&b, &fast)] {
+        client.ok("dry-run", json!({"plan_id": id})).await;
+        p.project.approve(id, "alice");
+    }
+    let (ra, rb) = tokio::join!(a.call("apply", json!({"plan_id": slow})), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        b.call("apply", json!({"plan_id": fast})).await
+    });
+    assert_ne!(ra.is_error, Some(true), "{ra:?}");
+    assert_eq!(rb.is_error, Some(true), "{rb:?}");
+    let body = rb.structured_content.unwrap();
+    assert_eq!(body["code"], "target-busy", "{body}");
+    assert!(!p.has_column(&p.prod, "accounts", "tier").await);
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn the_watcher_cancels_a_step_that_blocks_others_too_long() {
+    let p = PgProject::new("max_block = \"400ms\"").await;
+    let c = p.project.connect().await;
+    let id = plan_id(
+        &c.ok(
+            "plan",
+            plan(
+                "slow ddl",
+                "ALTER TABLE accounts ADD COLUMN slow text; SELECT pg_sleep(5)",
+                "ALTER TABLE accounts DROP COLUMN slow",
+            ),
+        )
+        .await,
+    );
+    c.ok("dry-run", json!({"plan_id": id})).await;
+    p.project.approve(&id, "alice");
+    let stop = Arc::new(AtomicBool::new(false));
+    let worst = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let w = {
+        let (db, stop) = (p.prod.clone(), stop.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            let h = writer(db, stop);
+            h.await.unwrap()
+        })
+    };
+    let r = c.refused("apply", json!({"plan_id": id})).await;
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    let (w_worst, _) = w.await.unwrap();
+    worst.store(w_worst, Ordering::SeqCst);
+    assert_eq!(r["code"], "sql-failed");
+    assert!(
+        r["message"].as_str().unwrap().contains("lock watcher"),
+        "{r}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(4),
+        "the step was cancelled, not waited out ({elapsed:?})"
+    );
+    assert!(
+        !p.has_column(&p.prod, "accounts", "slow").await,
+        "the cancelled step rolled back"
+    );
+    assert!(
+        w_worst < 2_500,
+        "writers were released when the watcher cancelled ({w_worst} ms)"
+    );
+    c.close().await;
+}
+
+#[tokio::test]
+async fn snapshots_above_the_limit_need_a_backup_command() {
+    let p = PgProject::new("snapshot_max_rows = 1000").await;
+    let c = p.project.connect().await;
+    let id = plan_id(
+        &c.ok(
+            "plan",
+            plan(
+                "tier",
+                "ALTER TABLE accounts ADD COLUMN tier text",
+                "ALTER TABLE accounts DROP COLUMN tier",
+            ),
+        )
+        .await,
+    );
+    c.ok("dry-run", json!({"plan_id": id})).await;
+    p.project.approve(&id, "alice");
+    let r = c.refused("apply", json!({"plan_id": id})).await;
+    assert_eq!(r["code"], "backup-unverified");
+    assert!(
+        r["message"].as_str().unwrap().contains("[backup] command"),
+        "{r}"
+    );
+    assert!(!p.has_column(&p.prod, "accounts", "tier").await);
+    c.close().await;
+
+    // with a backup command that reports a fresh, restore-tested backup, the apply proceeds
+    let fresh = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let extra = format!(
+        "[backup]\ncommand = \"echo '{{\\\"finished_at\\\": \\\"{fresh}\\\", \\\"restore_tested\\\": true}}'\"\n"
+    );
+    let q = PgProject::with_extra("snapshot_max_rows = 1000", &extra).await;
+    let c = q.project.connect().await;
+    let id = plan_id(
+        &c.ok(
+            "plan",
+            plan(
+                "tier",
+                "ALTER TABLE accounts ADD COLUMN tier text",
+                "ALTER TABLE accounts DROP COLUMN tier",
+            ),
+        )
+        .await,
+    );
+    c.ok("dry-run", json!({"plan_id": id})).await;
+    q.project.approve(&id, "alice");
+    let applied = c.ok("apply", json!({"plan_id": id})).await;
+    assert_eq!(applied["backup"]["method"], "backup command", "{applied}");
+    c.close().await;
+}
+
+#[tokio::test]
+async fn the_password_appears_in_no_output_log_or_error_log() {
+    let p = PgProject::new("").await;
+    let secret = pg_secret();
+    let c = p.project.connect().await;
+    let mut outputs = Vec::new();
+    let id = plan_id(
+        &c.ok(
+            "plan",
+            plan(
+                "typo",
+                "ALTER TABLE acounts ADD COLUMN x int",
+                "ALTER TABLE acounts DROP COLUMN x",
+            ),
+        )
+        .await,
+    );
+    outputs.push(format!(
+        "{:?}",
+        c.call("dry-run", json!({"plan_id": id})).await
+    ));
+    outputs.push(format!(
+        "{:?}",
+        c.call("apply", json!({"plan_id": id})).await
+    ));
+    outputs.push(format!(
+        "{:?}",
+        c.call("inspect", json!({"target": "production"})).await
+    ));
+    outputs.push(format!(
+        "{:?}",
+        c.call("status", json!({"plan_id": id})).await
+    ));
+    let checklist = c
+        .service
+        .read_resource(rmcp::model::ReadResourceRequestParams::new(
+            "drydock://checklist",
+        ))
+        .await
+        .unwrap();
+    outputs.push(format!("{checklist:?}"));
+    c.close().await;
+    for args in [vec!["doctor"], vec!["show", id.as_str()], vec!["plans"]] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_drydock"))
+            .arg("--config")
+            .arg(&p.project.config_path)
+            .args(&args)
+            .env("DRYDOCK_LOG", "trace")
+            .output()
+            .unwrap();
+        outputs.push(String::from_utf8_lossy(&out.stdout).into_owned());
+        outputs.push(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    // a target whose server refuses the password: the error names neither URL nor password
+    let bad = PgProject::with_extra("", "[targets.broken]\nurl = \"postgres://drydock:wrong-password-xyz@127.0.0.1:1/none\"\nrole = \"scratch\"\n").await;
+    let c = bad.project.connect().await;
+    let r = c.call("inspect", json!({"target": "broken"})).await;
+    let text = format!("{r:?}");
+    assert!(!text.contains("wrong-password-xyz"), "{text}");
+    c.close().await;
+    outputs.push(p.project.errors_md());
+    assert!(p.project.errors_md().contains("sql-failed"));
+    for o in &outputs {
+        assert!(!o.contains(&secret), "the password leaked: {o}");
+        assert!(
+            !o.contains("postgres://drydock:"),
+            "a connection string leaked: {o}"
+        );
+    }
+    let mut conn = pg_connect("postgres").await;
+    let _ = sqlx::query("SELECT 1").execute(&mut conn).await;
+    conn.close().await.ok();
+}
