@@ -82,9 +82,15 @@ async fn scenario(base: &str, db: &str, ddl: Ddl) -> (Vec<f64>, f64, String) {
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(500)).await;
             let mut c = connect(&url).await;
-            sqlx::raw_sql("BEGIN; SELECT count(*) FROM bench_accounts").execute(&mut c).await.expect("reader");
+            sqlx::raw_sql("BEGIN; SELECT count(*) FROM bench_accounts")
+                .execute(&mut c)
+                .await
+                .expect("reader");
             tokio::time::sleep(Duration::from_secs(3)).await;
-            sqlx::raw_sql("COMMIT").execute(&mut c).await.expect("reader commit");
+            sqlx::raw_sql("COMMIT")
+                .execute(&mut c)
+                .await
+                .expect("reader commit");
             c.close().await.ok();
         })
     };
@@ -95,17 +101,36 @@ async fn scenario(base: &str, db: &str, ddl: Ddl) -> (Vec<f64>, f64, String) {
     let outcome = match ddl {
         Ddl::Plain => {
             let mut c = connect(&url).await;
-            sqlx::raw_sql(ddl_sql).execute(&mut c).await.expect("plain ddl");
+            sqlx::raw_sql(ddl_sql)
+                .execute(&mut c)
+                .await
+                .expect("plain ddl");
             c.close().await.ok();
             "applied".to_string()
         }
         Ddl::Drydock(lock_timeout) => {
-            let policy = Policy { lock_timeout, lock_retries: 8, ..Policy::default() };
-            let target = Postgres::open("bench", &url, &policy).await.expect("open target");
+            let policy = Policy {
+                lock_timeout,
+                lock_retries: 8,
+                ..Policy::default()
+            };
+            let target = Postgres::open("bench", &url, &policy)
+                .await
+                .expect("open target");
             let lock = target.lock().await.expect("advisory lock");
-            let stmts = [Stmt { sql: ddl_sql.into(), transactional: true }];
+            let stmts = [Stmt {
+                sql: ddl_sql.into(),
+                transactional: true,
+            }];
             let (result, _) = target
-                .execute("ddl", &stmts, &["bench_accounts".into()], None, &policy, &mut |_| {})
+                .execute(
+                    "ddl",
+                    &stmts,
+                    &["bench_accounts".into()],
+                    None,
+                    &policy,
+                    &mut |_| {},
+                )
                 .await
                 .expect("execute");
             lock.release().await;
@@ -132,20 +157,37 @@ async fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let Ok(base) = std::env::var("DRYDOCK_BENCH_PG").or_else(|_| std::env::var("DRYDOCK_TEST_PG")) else {
-        eprintln!("set DRYDOCK_BENCH_PG to a PostgreSQL URL (a database is created and dropped on that server)");
+    let Ok(base) = std::env::var("DRYDOCK_BENCH_PG").or_else(|_| std::env::var("DRYDOCK_TEST_PG"))
+    else {
+        eprintln!(
+            "set DRYDOCK_BENCH_PG to a PostgreSQL URL (a database is created and dropped on that server)"
+        );
         std::process::exit(2);
     };
     let db = format!("drydock_bench_{}", std::process::id());
     let mut admin = connect(&base).await;
-    sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {db}"))).execute(&mut admin).await.expect("create database");
+    sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {db}")))
+        .execute(&mut admin)
+        .await
+        .expect("create database");
 
-    println!("{WRITERS} writers updating a {ROWS}-row table every 10 ms; a 3 s transaction holds a lock on it; the DDL starts 0.5 s into that transaction");
-    println!("{:<34} {:>8} {:>9} {:>9} {:>9} {:>10}  outcome", "scenario", "writes", "p50 ms", "p99 ms", "max ms", "ddl ms");
+    println!(
+        "{WRITERS} writers updating a {ROWS}-row table every 10 ms; a 3 s transaction holds a lock on it; the DDL starts 0.5 s into that transaction"
+    );
+    println!(
+        "{:<34} {:>8} {:>9} {:>9} {:>9} {:>10}  outcome",
+        "scenario", "writes", "p50 ms", "p99 ms", "max ms", "ddl ms"
+    );
     for (name, ddl) in [
         ("plain ALTER TABLE (no timeout)", Ddl::Plain),
-        ("drydock, lock_timeout 1s", Ddl::Drydock(Duration::from_secs(1))),
-        ("drydock, lock_timeout 200ms", Ddl::Drydock(Duration::from_millis(200))),
+        (
+            "drydock, lock_timeout 1s",
+            Ddl::Drydock(Duration::from_secs(1)),
+        ),
+        (
+            "drydock, lock_timeout 200ms",
+            Ddl::Drydock(Duration::from_millis(200)),
+        ),
     ] {
         let (lat, ddl_ms, outcome) = scenario(&base, &db, ddl).await;
         println!(
@@ -157,6 +199,9 @@ async fn main() {
             ddl_ms
         );
     }
-    sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE {db} WITH (FORCE)"))).execute(&mut admin).await.ok();
+    sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE {db} WITH (FORCE)")))
+        .execute(&mut admin)
+        .await
+        .ok();
     admin.close().await.ok();
 }

@@ -4,6 +4,7 @@
 //! are reported beside these facts; where they disagree the measurement wins.
 
 pub mod lexer;
+pub mod pg;
 pub mod rules;
 
 use std::collections::BTreeSet;
@@ -59,6 +60,46 @@ pub struct StatementFacts {
     pub has_where: bool,
     #[serde(skip)]
     pub detail: Option<String>,
+    /// What the statement does, as the rules read it (PostgreSQL analysis).
+    #[serde(skip)]
+    pub actions: Vec<Action>,
+}
+
+/// One thing a statement does that a rule may care about.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    AddColumn {
+        column: String,
+    },
+    DropColumn {
+        column: String,
+    },
+    DropTable,
+    RenameColumn {
+        column: String,
+    },
+    RenameTable,
+    ChangeType {
+        column: String,
+        from: Option<String>,
+        to: String,
+        rewrite: bool,
+        narrowing: bool,
+    },
+    SetNotNull {
+        column: String,
+        proven: bool,
+    },
+    AddConstraint {
+        kind: String,
+        not_valid: bool,
+    },
+    BuildIndex {
+        concurrent: bool,
+    },
+    Rewrite {
+        why: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -314,6 +355,7 @@ pub fn classify(step: &str, index: usize, st: &lexer::Statement, engine: &str) -
         transactional,
         has_where,
         detail,
+        actions: vec![],
     }
 }
 
@@ -323,11 +365,17 @@ pub fn analyze(body: &Body, catalog: &Catalog, policy: &Policy) -> Result<Analys
     let mut facts = Vec::new();
     let mut hazards = Vec::new();
     let mut touched = BTreeSet::new();
+    let mut pg_state = pg::PlanState::new(catalog);
     for step in &body.steps {
         let name = step.name.as_deref().unwrap_or("step");
         let up = step.up.as_deref().unwrap_or("");
+        let mut step_facts = Vec::new();
         for (i, st) in statements(name, up)?.iter().enumerate() {
-            let f = classify(name, i + 1, st, catalog.engine);
+            let f = if catalog.engine == "postgres" {
+                pg::facts(name, i + 1, &st.sql, catalog, &mut pg_state)?
+            } else {
+                classify(name, i + 1, st, catalog.engine)
+            };
             let ctx = Context {
                 catalog,
                 policy,
@@ -338,12 +386,29 @@ pub fn analyze(body: &Body, catalog: &Catalog, policy: &Policy) -> Result<Analys
             if f.kind == "create table" {
                 created.extend(f.tables.iter().cloned());
             }
-            facts.push(f);
+            step_facts.push(f);
         }
         if let Some(down) = &step.down {
-            statements(name, down)?;
+            for (i, st) in statements(name, down)?.iter().enumerate() {
+                if catalog.engine == "postgres" {
+                    // `down` must parse too; its facts do not feed the plan's state.
+                    pg::facts(
+                        name,
+                        i + 1,
+                        &st.sql,
+                        catalog,
+                        &mut pg::PlanState::new(catalog),
+                    )?;
+                }
+            }
         }
-        hazards.extend(rules::check_step(step, name));
+        let ctx = Context {
+            catalog,
+            policy,
+            created: &created,
+        };
+        hazards.extend(rules::check_step(step, name, &step_facts, &ctx));
+        facts.extend(step_facts);
     }
     let impact = touched
         .iter()

@@ -19,6 +19,10 @@ use crate::error::{Error, Result};
 pub struct Catalog {
     pub engine: &'static str,
     pub tables: BTreeMap<String, TableInfo>,
+    /// `table.column` proven NOT NULL by a validated `CHECK (column IS NOT NULL)`.
+    pub proven_not_null: std::collections::BTreeSet<String>,
+    /// Names of volatile functions (`pg_proc.provolatile = 'v'`).
+    pub volatile_functions: std::collections::BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]

@@ -1114,10 +1114,47 @@ async fn catalog_on(conn: &mut PgConnection) -> sqlx::Result<Catalog> {
             t.triggers.push(r.get(2));
         }
     }
+    // language=SQL
+    let checks: Vec<(String, String, String)> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT n.nspname::text, c.relname::text, pg_get_constraintdef(co.oid)
+         FROM pg_constraint co JOIN pg_class c ON c.oid = co.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE co.contype = 'c' AND co.convalidated AND {USER_SCHEMA}"
+    )))
+    .fetch_all(&mut *conn)
+    .await?;
+    let proven_not_null = checks
+        .iter()
+        .filter_map(|(schema, table, def)| {
+            not_null_check(def).map(|col| format!("{}.{col}", qualified(schema, table)))
+        })
+        .collect();
+    let volatile_functions = sqlx::query_scalar::<_, String>(
+        "SELECT DISTINCT proname::text FROM pg_proc WHERE provolatile = 'v'",
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .collect();
     Ok(Catalog {
         engine: "postgres",
         tables,
+        proven_not_null,
+        volatile_functions,
     })
+}
+
+/// `CHECK ((email IS NOT NULL))` (as `pg_get_constraintdef` prints it) → `email`.
+fn not_null_check(def: &str) -> Option<String> {
+    let inner = def
+        .strip_prefix("CHECK ")?
+        .trim_matches(|c| c == '(' || c == ')')
+        .trim();
+    let col = inner.strip_suffix(" IS NOT NULL")?.trim();
+    let col = col
+        .strip_prefix('"')
+        .and_then(|c| c.strip_suffix('"'))
+        .unwrap_or(col);
+    (!col.is_empty() && !col.contains(' ')).then(|| col.to_string())
 }
 
 async fn fingerprint_on(conn: &mut PgConnection) -> sqlx::Result<Fingerprint> {

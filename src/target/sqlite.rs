@@ -194,6 +194,7 @@ impl Sqlite {
         Ok(Catalog {
             engine: "sqlite",
             tables,
+            ..Catalog::default()
         })
     }
 

@@ -1,19 +1,40 @@
 //! `blocking-index-build`: an index is built while writes to the table are blocked.
 
 use super::{Context, Hazard, Severity, StatementFacts, hazard};
+use crate::analysis::Action;
 
 pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
-    if !f.kind.starts_with("create index") && !f.kind.starts_with("create unique")
-        || !f.transactional
-    {
+    let builds = f
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::BuildIndex { concurrent: false }))
+        || (f.actions.is_empty()
+            && (f.kind.starts_with("create index") || f.kind.starts_with("create unique"))
+            && f.transactional);
+    if !builds {
         return None;
     }
     let table = f.tables.first().map(String::as_str);
+    if table.is_some_and(|t| ctx.created.contains(t)) {
+        return None;
+    }
     let rows = table.map(|t| ctx.rows(t)).unwrap_or(0);
     let (message, fix) = if ctx.catalog.engine == "sqlite" {
         (
             format!("builds an index over ~{rows} rows while holding the database write lock"),
             "run it in a quiet window, or split the table's work so the build is short; SQLite has no concurrent index build",
+        )
+    } else if f.kind == "reindex" {
+        (
+            format!("rebuilds indexes of ~{rows} rows while blocking writes"),
+            "use REINDEX … CONCURRENTLY in a step of its own",
+        )
+    } else if f.kind.starts_with("alter table") {
+        (
+            format!(
+                "builds a unique index over ~{rows} rows inside ALTER TABLE, under ACCESS EXCLUSIVE"
+            ),
+            "CREATE UNIQUE INDEX CONCURRENTLY first (its own step), then ADD CONSTRAINT … USING INDEX",
         )
     } else {
         (
@@ -40,6 +61,26 @@ mod tests {
         assert_eq!(
             run(check, "CREATE INDEX i ON users(a)").unwrap().severity,
             Severity::High
+        );
+    }
+
+    #[test]
+    fn err_and_ok_on_postgres() {
+        use crate::analysis::rules::test_support::pg;
+        assert!(
+            pg("CREATE INDEX i ON users (name)")
+                .iter()
+                .any(|h| h.code == "blocking-index-build")
+        );
+        assert!(
+            pg("ALTER TABLE users ADD CONSTRAINT u UNIQUE (email)")
+                .iter()
+                .any(|h| h.code == "blocking-index-build")
+        );
+        assert!(
+            !pg("CREATE INDEX CONCURRENTLY i ON users (name)")
+                .iter()
+                .any(|h| h.code == "blocking-index-build")
         );
     }
 

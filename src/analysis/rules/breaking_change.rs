@@ -7,7 +7,9 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
         "alter table rename column" => "renames a column that running code still reads and writes",
         "alter table rename" => "renames a table that running code still queries",
         "alter table drop column" => "drops a column that running code may still select or insert",
-        "alter table alter column" => "changes a column that running code depends on",
+        "alter table alter column" | "alter table alter column type" => {
+            "changes a column's type that running code depends on"
+        }
         "drop table" | "drop view" => "removes a relation that running code may still query",
         _ => return None,
     };
@@ -33,6 +35,26 @@ mod tests {
                 .unwrap()
                 .severity,
             Severity::Medium
+        );
+    }
+
+    #[test]
+    fn err_and_ok_on_postgres() {
+        use crate::analysis::rules::test_support::pg;
+        assert!(
+            pg("ALTER TABLE users RENAME COLUMN name TO full_name")
+                .iter()
+                .any(|h| h.code == "breaking-change")
+        );
+        assert!(
+            pg("ALTER TABLE users ALTER COLUMN id TYPE bigint")
+                .iter()
+                .any(|h| h.code == "breaking-change")
+        );
+        assert!(
+            !pg("ALTER TABLE users ADD COLUMN nickname text")
+                .iter()
+                .any(|h| h.code == "breaking-change")
         );
     }
 

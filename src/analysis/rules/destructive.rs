@@ -1,6 +1,7 @@
 //! `destructive`: the statement loses data (DROP TABLE/COLUMN, TRUNCATE, DELETE without WHERE).
 
 use super::{Context, Hazard, Severity, StatementFacts, hazard};
+use crate::analysis::Action;
 
 pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
     let table = f.tables.first().map(String::as_str);
@@ -13,7 +14,19 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
             f.detail.as_deref().unwrap_or("?")
         ),
         "delete" if !f.has_where => "deletes every row of the table (no WHERE)".to_string(),
-        _ => return None,
+        _ => f.actions.iter().find_map(|a| match a {
+            Action::ChangeType {
+                column,
+                from,
+                to,
+                narrowing: true,
+                ..
+            } => Some(format!(
+                "narrows `{column}` from {} to {to}; values that do not fit fail or are truncated",
+                from.as_deref().unwrap_or("its type")
+            )),
+            _ => None,
+        })?,
     };
     let rows = table.map(|t| ctx.rows(t)).unwrap_or(0);
     let severity = ctx.severity(
@@ -48,6 +61,22 @@ mod tests {
     #[test]
     fn err_delete_without_where() {
         assert!(run(check, "DELETE FROM users").is_some());
+    }
+
+    #[test]
+    fn err_narrowing_and_truncate_on_postgres() {
+        use crate::analysis::rules::test_support::pg;
+        assert!(
+            pg("ALTER TABLE users ALTER COLUMN email TYPE varchar(10)")
+                .iter()
+                .any(|h| h.code == "destructive")
+        );
+        assert!(pg("TRUNCATE users").iter().any(|h| h.code == "destructive"));
+        assert!(
+            !pg("ALTER TABLE users ALTER COLUMN email TYPE varchar(500)")
+                .iter()
+                .any(|h| h.code == "destructive")
+        );
     }
 
     #[test]

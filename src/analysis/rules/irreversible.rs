@@ -1,19 +1,45 @@
 //! `irreversible`: a step has no `down`, so it cannot be rolled back.
 
-use super::{Hazard, Severity};
+use super::{Hazard, Severity, StatementFacts};
+use crate::analysis::Action;
 use crate::plan::Step;
 
-pub fn check(step: &Step, name: &str) -> Option<Hazard> {
-    if step.down.is_some() {
-        return None;
+pub fn check(step: &Step, name: &str, facts: &[StatementFacts]) -> Option<Hazard> {
+    if step.down.is_none() {
+        return Some(Hazard {
+            code: "irreversible".into(),
+            severity: Severity::High,
+            statement: format!("step `{name}`"),
+            table: None,
+            message: format!("step `{name}` has no `down`; once applied it cannot be rolled back"),
+            fix: "write a `down` that restores the schema exactly as it was before `up` (the dry-run verifies it)".into(),
+        });
     }
+    let lossy = facts.iter().find(|f| {
+        matches!(
+            f.kind.as_str(),
+            "drop table" | "truncate" | "alter table drop column"
+        ) || (f.kind == "delete" && !f.has_where)
+            || f.actions.iter().any(|a| {
+                matches!(
+                    a,
+                    Action::ChangeType {
+                        narrowing: true,
+                        ..
+                    }
+                )
+            })
+    })?;
     Some(Hazard {
         code: "irreversible".into(),
         severity: Severity::High,
-        statement: format!("step `{name}`"),
-        table: None,
-        message: format!("step `{name}` has no `down`; once applied it cannot be rolled back"),
-        fix: "write a `down` that restores the schema exactly as it was before `up` (the dry-run verifies it)".into(),
+        statement: lossy.sql.clone(),
+        table: lossy.tables.first().cloned(),
+        message: format!(
+            "step `{name}` loses data in statement {}; its `down` can restore the schema but not the data",
+            lossy.index
+        ),
+        fix: "keep the data: copy it aside in the step (or keep the old column until the rollback window passes) so `down` can put it back".into(),
     })
 }
 
@@ -30,7 +56,17 @@ mod tests {
             backfill: None,
             gate: None,
         };
-        assert!(check(&s, "s").is_some());
+        assert!(check(&s, "s", &[]).is_some());
+    }
+
+    #[test]
+    fn err_down_cannot_restore_dropped_data() {
+        use crate::analysis::rules::test_support::pg;
+        assert!(
+            pg("ALTER TABLE users DROP COLUMN name")
+                .iter()
+                .any(|h| h.code == "irreversible")
+        );
     }
 
     #[test]
@@ -42,6 +78,6 @@ mod tests {
             backfill: None,
             gate: None,
         };
-        assert!(check(&s, "s").is_none());
+        assert!(check(&s, "s", &[]).is_none());
     }
 }

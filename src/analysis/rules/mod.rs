@@ -4,9 +4,12 @@
 //! `policy.large_table_rows`.
 
 mod blocking_index_build;
+mod blocking_rewrite;
+mod blocking_scan;
 mod breaking_change;
 mod destructive;
 mod irreversible;
+mod lock_held_long;
 mod non_transactional;
 mod unbatched_write;
 
@@ -15,6 +18,8 @@ use crate::plan::Step;
 
 /// Every statement rule, in report order.
 const STATEMENT_RULES: &[fn(&StatementFacts, &Context) -> Option<Hazard>] = &[
+    blocking_rewrite::check,
+    blocking_scan::check,
     destructive::check,
     breaking_change::check,
     unbatched_write::check,
@@ -29,8 +34,11 @@ pub fn check_statement(f: &StatementFacts, ctx: &Context) -> Vec<Hazard> {
         .collect()
 }
 
-pub fn check_step(step: &Step, name: &str) -> Vec<Hazard> {
-    irreversible::check(step, name).into_iter().collect()
+/// Rules that need a whole step: its `down`, and the order of its statements.
+pub fn check_step(step: &Step, name: &str, facts: &[StatementFacts], ctx: &Context) -> Vec<Hazard> {
+    let mut out: Vec<Hazard> = irreversible::check(step, name, facts).into_iter().collect();
+    out.extend(lock_held_long::check(facts, ctx));
+    out
 }
 
 fn hazard(
@@ -78,7 +86,69 @@ pub(crate) mod test_support {
         Catalog {
             engine: "sqlite",
             tables,
+            ..Catalog::default()
         }
+    }
+
+    /// A PostgreSQL catalog: large `users` (with a validated `CHECK (email IS NOT NULL)`, a view
+    /// and an enum-typed column), tiny `flags`.
+    pub fn pg_catalog() -> Catalog {
+        use crate::target::Column;
+        let col = |name: &str, ty: &str| Column {
+            name: name.into(),
+            ty: ty.into(),
+            nullable: true,
+            default: None,
+            primary_key: false,
+        };
+        let mut tables = BTreeMap::new();
+        tables.insert(
+            "users".to_string(),
+            TableInfo {
+                rows: 5_000_000,
+                columns: vec![
+                    col("id", "integer"),
+                    col("email", "character varying(100)"),
+                    col("name", "text"),
+                    col("mood", "mood"),
+                ],
+                views: vec!["active_users".into()],
+                constraints: vec!["users_email_present: CHECK ((email IS NOT NULL))".into()],
+                ..TableInfo::default()
+            },
+        );
+        tables.insert(
+            "flags".to_string(),
+            TableInfo {
+                rows: 3,
+                columns: vec![col("id", "integer")],
+                ..TableInfo::default()
+            },
+        );
+        Catalog {
+            engine: "postgres",
+            tables,
+            proven_not_null: ["users.email".to_string()].into_iter().collect(),
+            volatile_functions: ["random", "gen_random_uuid", "clock_timestamp"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
+
+    /// Every hazard the analysis finds in `sql` (one step with a `down`) on `pg_catalog()`.
+    pub fn pg(sql: &str) -> Vec<crate::analysis::Hazard> {
+        let step = crate::plan::Step {
+            name: Some("s".into()),
+            up: Some(sql.into()),
+            down: Some("SELECT 1".into()),
+            backfill: None,
+            gate: None,
+        };
+        let body = crate::plan::Body::new("t", vec![step], vec![]).unwrap();
+        crate::analysis::analyze(&body, &pg_catalog(), &Policy::default())
+            .unwrap()
+            .hazards
     }
 
     pub fn run(

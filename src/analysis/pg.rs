@@ -1,0 +1,819 @@
+//! Statement facts for PostgreSQL, read from PostgreSQL's own parser (`pg_query`) and the
+//! target's catalog: the lock each statement takes, whether it rewrites or scans a table (a type
+//! change that is not binary-coercible, a volatile default, SET NOT NULL not proven by a
+//! validated CHECK, a constraint without NOT VALID), and whether it can run in a transaction.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use pg_query::NodeEnum;
+use pg_query::protobuf::{
+    AlterTableCmd, AlterTableType, ColumnDef, ConstrType, Constraint, Node, ObjectType, RangeVar,
+    TypeName,
+};
+
+use super::{Action, StatementFacts};
+use crate::error::{Error, Result};
+use crate::target::Catalog;
+
+/// What earlier statements of the same plan established.
+#[derive(Default)]
+pub struct PlanState {
+    pub created: BTreeSet<String>,
+    /// `table.column` proven NOT NULL by a validated CHECK (from the catalog or this plan).
+    pub proven_not_null: BTreeSet<String>,
+    /// NOT VALID `CHECK (col IS NOT NULL)` constraints added by this plan: name → `table.column`.
+    pub pending_not_null: BTreeMap<String, String>,
+}
+
+impl PlanState {
+    pub fn new(catalog: &Catalog) -> PlanState {
+        PlanState {
+            proven_not_null: catalog.proven_not_null.clone(),
+            ..PlanState::default()
+        }
+    }
+}
+
+fn rel_name(r: &RangeVar) -> String {
+    if r.schemaname.is_empty() || r.schemaname == "public" {
+        r.relname.clone()
+    } else {
+        format!("{}.{}", r.schemaname, r.relname)
+    }
+}
+
+fn sval(n: &Node) -> Option<&str> {
+    match n.node.as_ref()? {
+        NodeEnum::String(s) => Some(&s.sval),
+        _ => None,
+    }
+}
+
+/// A parsed type as PostgreSQL's `format_type` prints it, with its modifiers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PgType {
+    pub base: String,
+    pub mods: Vec<i64>,
+    pub array: bool,
+}
+
+impl PgType {
+    fn from_type_name(t: &TypeName) -> PgType {
+        let raw = t
+            .names
+            .iter()
+            .filter_map(sval)
+            .rfind(|s| *s != "pg_catalog")
+            .unwrap_or("")
+            .to_string();
+        let base = match raw.as_str() {
+            "int2" => "smallint",
+            "int4" | "int" => "integer",
+            "int8" => "bigint",
+            "varchar" => "character varying",
+            "bpchar" => "character",
+            "bool" => "boolean",
+            "float4" => "real",
+            "float8" => "double precision",
+            "timestamp" => "timestamp without time zone",
+            "timestamptz" => "timestamp with time zone",
+            "time" => "time without time zone",
+            "timetz" => "time with time zone",
+            "decimal" => "numeric",
+            other => other,
+        }
+        .to_string();
+        let mods = t
+            .typmods
+            .iter()
+            .filter_map(|m| match m.node.as_ref()? {
+                NodeEnum::AConst(c) => match c.val.as_ref()? {
+                    pg_query::protobuf::a_const::Val::Ival(i) => Some(i64::from(i.ival)),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        PgType {
+            base,
+            mods,
+            array: !t.array_bounds.is_empty(),
+        }
+    }
+
+    /// Parses `format_type` output such as `character varying(50)` or `numeric(10,2)`.
+    pub fn from_formatted(s: &str) -> PgType {
+        let array = s.ends_with("[]");
+        let s = s.trim_end_matches("[]");
+        match s.find('(') {
+            Some(p) => {
+                let close = s.find(')').unwrap_or(s.len());
+                let mods = s[p + 1..close]
+                    .split(',')
+                    .filter_map(|m| m.trim().parse().ok())
+                    .collect();
+                let base = format!("{}{}", s[..p].trim(), s.get(close + 1..).unwrap_or(""));
+                PgType {
+                    base: base.trim().to_string(),
+                    mods,
+                    array,
+                }
+            }
+            None => PgType {
+                base: s.trim().to_string(),
+                mods: vec![],
+                array,
+            },
+        }
+    }
+}
+
+/// Whether changing `from` to `to` keeps the stored bytes (no rewrite), and whether it narrows.
+pub fn type_change(from: &PgType, to: &PgType) -> (bool, bool) {
+    if from.array != to.array {
+        return (false, false);
+    }
+    let (f, t) = (from.base.as_str(), to.base.as_str());
+    let len = |p: &PgType| p.mods.first().copied();
+    match (f, t) {
+        _ if from == to => (true, false),
+        ("character varying", "character varying") => match (len(from), len(to)) {
+            (_, None) => (true, false),
+            (Some(a), Some(b)) if b >= a => (true, false),
+            _ => (false, true),
+        },
+        ("character varying", "text") => (true, false),
+        ("text", "character varying") => (len(to).is_none(), len(to).is_some()),
+        ("numeric", "numeric") => match (from.mods.as_slice(), to.mods.as_slice()) {
+            (_, []) => (true, false),
+            ([p1, s1], [p2, s2]) if s1 == s2 && p2 >= p1 => (true, false),
+            ([p1], [p2]) if p2 >= p1 => (true, false),
+            _ => (false, true),
+        },
+        ("bigint", "integer" | "smallint") | ("integer", "smallint") => (false, true),
+        ("double precision", "real") => (false, true),
+        _ => (false, false),
+    }
+}
+
+const VOLATILE_FALLBACK: &[&str] = &[
+    "random",
+    "gen_random_uuid",
+    "uuid_generate_v4",
+    "clock_timestamp",
+    "nextval",
+    "timeofday",
+    "txid_current",
+];
+
+fn is_volatile(catalog: &Catalog, function: &str) -> bool {
+    let f = function.rsplit('.').next().unwrap_or(function);
+    if catalog.volatile_functions.is_empty() {
+        VOLATILE_FALLBACK.contains(&f)
+    } else {
+        catalog.volatile_functions.contains(f)
+    }
+}
+
+/// `CHECK (col IS NOT NULL)` → `col`.
+fn not_null_check_column(c: &Constraint) -> Option<String> {
+    match c.raw_expr.as_ref()?.node.as_ref()? {
+        NodeEnum::NullTest(t)
+            if t.nulltesttype == pg_query::protobuf::NullTestType::IsNotNull as i32 =>
+        {
+            match t.arg.as_ref()?.node.as_ref()? {
+                NodeEnum::ColumnRef(c) => c.fields.last().and_then(sval).map(String::from),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The functions an expression calls, found by walking its serialised tree (every `FuncCall`,
+/// however deeply nested).
+fn called_functions(node: &Node) -> Vec<String> {
+    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(call) = m.get("FuncCall") {
+                    let name: Vec<&str> = call["funcname"]
+                        .as_array()
+                        .map(|parts| {
+                            parts
+                                .iter()
+                                .filter_map(|p| p["node"]["String"]["sval"].as_str())
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    if let Some(last) = name.last() {
+                        out.push(last.to_string());
+                    }
+                }
+                m.values().for_each(|x| walk(x, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(v) = serde_json::to_value(node) {
+        walk(&v, &mut out);
+    }
+    out
+}
+
+/// Parses one statement and reads its facts.
+pub fn facts(
+    step: &str,
+    index: usize,
+    sql: &str,
+    catalog: &Catalog,
+    state: &mut PlanState,
+) -> Result<StatementFacts> {
+    let parsed = pg_query::parse(sql, 0).map_err(|e| {
+        Error::InvalidInput(format!(
+            "step `{step}` statement {index} does not parse as PostgreSQL: {e} — in `{}`",
+            short(sql)
+        ))
+    })?;
+    let stmt = parsed
+        .protobuf
+        .stmts
+        .first()
+        .and_then(|s| s.stmt.as_ref())
+        .and_then(|n| n.node.as_ref())
+        .ok_or_else(|| Error::InvalidInput(format!("step `{step}` statement {index} is empty")))?;
+    let mut f = StatementFacts {
+        step: step.to_string(),
+        index,
+        sql: sql.to_string(),
+        kind: String::new(),
+        tables: vec![],
+        lock: "ACCESS SHARE".into(),
+        rewrites: false,
+        scans: false,
+        transactional: true,
+        has_where: false,
+        detail: None,
+        actions: vec![],
+    };
+    match stmt {
+        NodeEnum::AlterTableStmt(a) => {
+            let table = a.relation.as_ref().map(rel_name).unwrap_or_default();
+            f.kind = "alter table".into();
+            f.tables.push(table.clone());
+            let mut lock = Lock::ShareUpdateExclusive;
+            for cmd in a.cmds.iter().filter_map(|c| match c.node.as_ref()? {
+                NodeEnum::AlterTableCmd(cmd) => Some(cmd),
+                _ => None,
+            }) {
+                lock = lock.max(alter_cmd(&mut f, &table, cmd, catalog, state));
+            }
+            f.lock = lock.name().into();
+        }
+        NodeEnum::IndexStmt(i) => {
+            let table = i.relation.as_ref().map(rel_name).unwrap_or_default();
+            f.kind = if i.unique {
+                "create unique index"
+            } else {
+                "create index"
+            }
+            .into();
+            f.tables.push(table);
+            f.transactional = !i.concurrent;
+            f.lock = if i.concurrent {
+                Lock::ShareUpdateExclusive
+            } else {
+                Lock::Share
+            }
+            .name()
+            .into();
+            f.scans = true;
+            f.actions.push(Action::BuildIndex {
+                concurrent: i.concurrent,
+            });
+        }
+        NodeEnum::CreateStmt(c) => {
+            let table = c.relation.as_ref().map(rel_name).unwrap_or_default();
+            f.kind = "create table".into();
+            f.tables.push(table.clone());
+            state.created.insert(table);
+            f.lock = "none (new table)".into();
+        }
+        NodeEnum::DropStmt(d) => {
+            let what = ObjectType::try_from(d.remove_type).unwrap_or(ObjectType::Undefined);
+            let names: Vec<String> = d
+                .objects
+                .iter()
+                .filter_map(|o| match o.node.as_ref()? {
+                    NodeEnum::List(l) => Some(
+                        l.items
+                            .iter()
+                            .filter_map(sval)
+                            .collect::<Vec<_>>()
+                            .join("."),
+                    ),
+                    NodeEnum::String(s) => Some(s.sval.clone()),
+                    _ => None,
+                })
+                .map(|n| n.trim_start_matches("public.").to_string())
+                .collect();
+            f.transactional = !d.concurrent;
+            match what {
+                ObjectType::ObjectTable => {
+                    f.kind = "drop table".into();
+                    f.tables = names;
+                    f.lock = Lock::AccessExclusive.name().into();
+                    f.actions.push(Action::DropTable);
+                }
+                ObjectType::ObjectSchema => {
+                    f.kind = "drop schema".into();
+                    f.detail = names.first().cloned();
+                    f.lock = Lock::AccessExclusive.name().into();
+                }
+                ObjectType::ObjectIndex => {
+                    f.kind = "drop index".into();
+                    f.detail = names.first().cloned();
+                    f.lock = if d.concurrent {
+                        Lock::ShareUpdateExclusive
+                    } else {
+                        Lock::AccessExclusive
+                    }
+                    .name()
+                    .into();
+                }
+                ObjectType::ObjectView => {
+                    f.kind = "drop view".into();
+                    f.tables = names;
+                    f.lock = Lock::AccessExclusive.name().into();
+                }
+                other => f.kind = format!("drop {}", object_word(other)),
+            }
+        }
+        NodeEnum::RenameStmt(r) => {
+            let table = r.relation.as_ref().map(rel_name).unwrap_or_default();
+            let what = ObjectType::try_from(r.rename_type).unwrap_or(ObjectType::Undefined);
+            f.lock = Lock::AccessExclusive.name().into();
+            f.tables.push(table);
+            match what {
+                ObjectType::ObjectColumn => {
+                    f.kind = "alter table rename column".into();
+                    f.detail = Some(r.subname.clone());
+                    f.actions.push(Action::RenameColumn {
+                        column: r.subname.clone(),
+                    });
+                }
+                ObjectType::ObjectTable => {
+                    f.kind = "alter table rename".into();
+                    f.actions.push(Action::RenameTable);
+                }
+                other => f.kind = format!("rename {}", object_word(other)),
+            }
+        }
+        NodeEnum::UpdateStmt(u) => {
+            f.kind = "update".into();
+            f.tables.extend(u.relation.as_ref().map(rel_name));
+            f.has_where = u.where_clause.is_some();
+            f.lock = "ROW EXCLUSIVE".into();
+            f.scans = !f.has_where;
+        }
+        NodeEnum::DeleteStmt(d) => {
+            f.kind = "delete".into();
+            f.tables.extend(d.relation.as_ref().map(rel_name));
+            f.has_where = d.where_clause.is_some();
+            f.lock = "ROW EXCLUSIVE".into();
+            f.scans = !f.has_where;
+        }
+        NodeEnum::InsertStmt(i) => {
+            f.kind = "insert".into();
+            f.tables.extend(i.relation.as_ref().map(rel_name));
+            f.lock = "ROW EXCLUSIVE".into();
+        }
+        NodeEnum::TruncateStmt(t) => {
+            f.kind = "truncate".into();
+            f.tables
+                .extend(t.relations.iter().filter_map(|r| match r.node.as_ref()? {
+                    NodeEnum::RangeVar(r) => Some(rel_name(r)),
+                    _ => None,
+                }));
+            f.lock = Lock::AccessExclusive.name().into();
+        }
+        NodeEnum::VacuumStmt(v) => {
+            let full = v.options.iter().any(
+                |o| matches!(o.node.as_ref(), Some(NodeEnum::DefElem(d)) if d.defname == "full"),
+            );
+            f.kind = if !v.is_vacuumcmd {
+                "analyze"
+            } else if full {
+                "vacuum full"
+            } else {
+                "vacuum"
+            }
+            .into();
+            f.tables
+                .extend(v.rels.iter().filter_map(|r| match r.node.as_ref()? {
+                    NodeEnum::VacuumRelation(vr) => vr.relation.as_ref().map(rel_name),
+                    _ => None,
+                }));
+            f.transactional = !v.is_vacuumcmd;
+            f.lock = if full {
+                Lock::AccessExclusive
+            } else {
+                Lock::ShareUpdateExclusive
+            }
+            .name()
+            .into();
+            if full {
+                f.rewrites = true;
+                f.actions.push(Action::Rewrite {
+                    why: "VACUUM FULL rewrites the whole table".into(),
+                });
+            }
+        }
+        NodeEnum::ClusterStmt(c) => {
+            f.kind = "cluster".into();
+            f.tables.extend(c.relation.as_ref().map(rel_name));
+            f.lock = Lock::AccessExclusive.name().into();
+            f.rewrites = true;
+            f.actions.push(Action::Rewrite {
+                why: "CLUSTER rewrites the whole table".into(),
+            });
+        }
+        NodeEnum::ReindexStmt(r) => {
+            let concurrent = r.params.iter().any(|o| matches!(o.node.as_ref(), Some(NodeEnum::DefElem(d)) if d.defname == "concurrently"));
+            f.kind = "reindex".into();
+            f.tables.extend(r.relation.as_ref().map(rel_name));
+            f.transactional = !concurrent;
+            f.lock = if concurrent {
+                Lock::ShareUpdateExclusive
+            } else {
+                Lock::Share
+            }
+            .name()
+            .into();
+            f.actions.push(Action::BuildIndex { concurrent });
+        }
+        NodeEnum::CreateTrigStmt(t) => {
+            f.kind = "create trigger".into();
+            f.tables.extend(t.relation.as_ref().map(rel_name));
+            f.lock = "SHARE ROW EXCLUSIVE".into();
+        }
+        NodeEnum::ViewStmt(v) => {
+            f.kind = "create view".into();
+            f.detail = v.view.as_ref().map(rel_name);
+            f.lock = "ACCESS SHARE".into();
+        }
+        NodeEnum::SelectStmt(_) => f.kind = "select".into(),
+        NodeEnum::TransactionStmt(_) => {
+            return Err(Error::InvalidInput(format!(
+                "step `{step}` statement {index} is transaction control (`{}`): drydock opens and commits transactions itself",
+                short(sql)
+            )));
+        }
+        NodeEnum::CreatedbStmt(_) | NodeEnum::DropdbStmt(_) | NodeEnum::AlterSystemStmt(_) => {
+            f.kind = "database-level".into();
+            f.transactional = false;
+        }
+        other => {
+            f.kind = format!("{other:?}")
+                .split('(')
+                .next()
+                .unwrap_or("statement")
+                .to_lowercase();
+        }
+    }
+    Ok(f)
+}
+
+fn short(sql: &str) -> String {
+    let one: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one.chars().count() > 120 {
+        format!("{}…", one.chars().take(120).collect::<String>())
+    } else {
+        one
+    }
+}
+
+fn object_word(o: ObjectType) -> String {
+    format!("{o:?}").trim_start_matches("Object").to_lowercase()
+}
+
+/// Lock modes in strength order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Lock {
+    ShareUpdateExclusive,
+    Share,
+    ShareRowExclusive,
+    AccessExclusive,
+}
+
+impl Lock {
+    fn name(self) -> &'static str {
+        match self {
+            Lock::ShareUpdateExclusive => "SHARE UPDATE EXCLUSIVE",
+            Lock::Share => "SHARE",
+            Lock::ShareRowExclusive => "SHARE ROW EXCLUSIVE",
+            Lock::AccessExclusive => "ACCESS EXCLUSIVE",
+        }
+    }
+}
+
+/// Whether a lock mode blocks INSERT/UPDATE/DELETE (ROW EXCLUSIVE).
+pub fn blocks_writes(mode: &str) -> bool {
+    matches!(
+        mode,
+        "SHARE" | "SHARE ROW EXCLUSIVE" | "EXCLUSIVE" | "ACCESS EXCLUSIVE"
+    )
+}
+
+fn column_type(catalog: &Catalog, table: &str, column: &str) -> Option<PgType> {
+    catalog
+        .tables
+        .get(table)?
+        .columns
+        .iter()
+        .find(|c| c.name == column)
+        .map(|c| PgType::from_formatted(&c.ty))
+}
+
+fn alter_cmd(
+    f: &mut StatementFacts,
+    table: &str,
+    cmd: &AlterTableCmd,
+    catalog: &Catalog,
+    state: &mut PlanState,
+) -> Lock {
+    let subtype = AlterTableType::try_from(cmd.subtype).unwrap_or(AlterTableType::Undefined);
+    let def = cmd.def.as_ref().and_then(|d| d.node.as_ref());
+    match subtype {
+        AlterTableType::AtAddColumn => {
+            f.kind = "alter table add column".into();
+            if let Some(NodeEnum::ColumnDef(c)) = def {
+                add_column(f, c, catalog);
+            }
+            Lock::AccessExclusive
+        }
+        AlterTableType::AtDropColumn => {
+            f.kind = "alter table drop column".into();
+            f.detail = Some(cmd.name.clone());
+            f.actions.push(Action::DropColumn {
+                column: cmd.name.clone(),
+            });
+            Lock::AccessExclusive
+        }
+        AlterTableType::AtAlterColumnType => {
+            f.kind = "alter table alter column type".into();
+            f.detail = Some(cmd.name.clone());
+            if let Some(NodeEnum::ColumnDef(c)) = def {
+                let to = c.type_name.as_ref().map(PgType::from_type_name);
+                let from = column_type(catalog, table, &cmd.name);
+                let (coercible, narrowing) = match (&from, &to) {
+                    (Some(from), Some(to)) => type_change(from, to),
+                    _ => (false, false),
+                };
+                let using = c.raw_default.is_some();
+                let rewrite = !coercible || using;
+                if rewrite && !state.created.contains(table) {
+                    f.rewrites = true;
+                    f.scans = true;
+                }
+                f.actions.push(Action::ChangeType {
+                    column: cmd.name.clone(),
+                    from: from.map(|t| t.base),
+                    to: to.map(|t| t.base).unwrap_or_default(),
+                    rewrite,
+                    narrowing,
+                });
+            }
+            Lock::AccessExclusive
+        }
+        AlterTableType::AtSetNotNull => {
+            f.kind = "alter table set not null".into();
+            f.detail = Some(cmd.name.clone());
+            let key = format!("{table}.{}", cmd.name);
+            let proven = state.proven_not_null.contains(&key) || state.created.contains(table);
+            if !proven {
+                f.scans = true;
+            }
+            f.actions.push(Action::SetNotNull {
+                column: cmd.name.clone(),
+                proven,
+            });
+            Lock::AccessExclusive
+        }
+        AlterTableType::AtAddConstraint => {
+            let Some(NodeEnum::Constraint(c)) = def else {
+                return Lock::AccessExclusive;
+            };
+            let kind = ConstrType::try_from(c.contype).unwrap_or(ConstrType::Undefined);
+            f.kind = "alter table add constraint".into();
+            f.detail = Some(c.conname.clone());
+            let not_valid = c.skip_validation;
+            match kind {
+                ConstrType::ConstrCheck | ConstrType::ConstrForeign => {
+                    if !not_valid && !state.created.contains(table) {
+                        f.scans = true;
+                    }
+                    if kind == ConstrType::ConstrCheck
+                        && let Some(col) = not_null_check_column(c)
+                    {
+                        let key = format!("{table}.{col}");
+                        if not_valid {
+                            state.pending_not_null.insert(c.conname.clone(), key);
+                        } else {
+                            state.proven_not_null.insert(key);
+                        }
+                    }
+                    if kind == ConstrType::ConstrForeign
+                        && let Some(pk) = c.pktable.as_ref()
+                    {
+                        f.tables.push(rel_name(pk));
+                    }
+                    f.actions.push(Action::AddConstraint {
+                        kind: if kind == ConstrType::ConstrCheck {
+                            "check"
+                        } else {
+                            "foreign key"
+                        }
+                        .into(),
+                        not_valid,
+                    });
+                    if kind == ConstrType::ConstrForeign {
+                        Lock::ShareRowExclusive
+                    } else {
+                        Lock::AccessExclusive
+                    }
+                }
+                ConstrType::ConstrPrimary
+                | ConstrType::ConstrUnique
+                | ConstrType::ConstrExclusion => {
+                    let using_index = !c.indexname.is_empty();
+                    if !using_index {
+                        f.scans = true;
+                        f.actions.push(Action::BuildIndex { concurrent: false });
+                    }
+                    Lock::AccessExclusive
+                }
+                _ => Lock::AccessExclusive,
+            }
+        }
+        AlterTableType::AtValidateConstraint => {
+            f.kind = "alter table validate constraint".into();
+            f.detail = Some(cmd.name.clone());
+            if let Some(key) = state.pending_not_null.remove(&cmd.name) {
+                state.proven_not_null.insert(key);
+            }
+            // Scans, but under SHARE UPDATE EXCLUSIVE: reads and writes continue.
+            Lock::ShareUpdateExclusive
+        }
+        AlterTableType::AtDropConstraint => {
+            f.kind = "alter table drop constraint".into();
+            f.detail = Some(cmd.name.clone());
+            Lock::AccessExclusive
+        }
+        AlterTableType::AtColumnDefault => {
+            f.kind = "alter table alter column default".into();
+            Lock::AccessExclusive
+        }
+        AlterTableType::AtDropNotNull => {
+            f.kind = "alter table drop not null".into();
+            Lock::AccessExclusive
+        }
+        AlterTableType::AtSetLogged
+        | AlterTableType::AtSetUnLogged
+        | AlterTableType::AtSetAccessMethod
+        | AlterTableType::AtSetTableSpace => {
+            f.kind = "alter table set storage".into();
+            f.rewrites = true;
+            f.actions.push(Action::Rewrite {
+                why: "changing persistence, access method or tablespace rewrites the table".into(),
+            });
+            Lock::AccessExclusive
+        }
+        AlterTableType::AtSetStatistics
+        | AlterTableType::AtSetOptions
+        | AlterTableType::AtResetOptions
+        | AlterTableType::AtClusterOn => {
+            f.kind = "alter table set options".into();
+            Lock::ShareUpdateExclusive
+        }
+        _ => {
+            f.kind = format!(
+                "alter table {}",
+                format!("{subtype:?}")
+                    .trim_start_matches("At")
+                    .to_lowercase()
+            );
+            Lock::AccessExclusive
+        }
+    }
+}
+
+fn add_column(f: &mut StatementFacts, c: &ColumnDef, catalog: &Catalog) {
+    let functions: Vec<String> = c
+        .raw_default
+        .iter()
+        .flat_map(|d| called_functions(d))
+        .chain(c.constraints.iter().flat_map(called_functions))
+        .collect();
+    let constraints: Vec<&Constraint> = c
+        .constraints
+        .iter()
+        .filter_map(|n| match n.node.as_ref()? {
+            NodeEnum::Constraint(c) => Some(c.as_ref()),
+            _ => None,
+        })
+        .collect();
+    let kinds: Vec<ConstrType> = constraints
+        .iter()
+        .map(|c| ConstrType::try_from(c.contype).unwrap_or(ConstrType::Undefined))
+        .collect();
+    let volatile: Vec<&String> = functions
+        .iter()
+        .filter(|func| is_volatile(catalog, func))
+        .collect();
+    let serial = c.type_name.as_ref().is_some_and(|t| {
+        matches!(
+            PgType::from_type_name(t).base.as_str(),
+            "serial" | "bigserial" | "smallserial" | "serial4" | "serial8" | "serial2"
+        )
+    });
+    let why = if kinds.contains(&ConstrType::ConstrGenerated) {
+        Some("a stored generated column is computed for every existing row".to_string())
+    } else if kinds.contains(&ConstrType::ConstrIdentity) || serial {
+        Some("an identity/serial column fills every existing row from a sequence".to_string())
+    } else if !volatile.is_empty() {
+        Some(format!(
+            "the default calls volatile {} and is evaluated for every existing row",
+            volatile
+                .iter()
+                .map(|v| format!("`{v}()`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    } else {
+        None
+    };
+    if let Some(why) = why {
+        f.rewrites = true;
+        f.actions.push(Action::Rewrite { why });
+    }
+    if kinds
+        .iter()
+        .any(|k| matches!(k, ConstrType::ConstrPrimary | ConstrType::ConstrUnique))
+    {
+        f.actions.push(Action::BuildIndex { concurrent: false });
+    }
+    if kinds
+        .iter()
+        .any(|k| matches!(k, ConstrType::ConstrCheck | ConstrType::ConstrForeign))
+    {
+        f.scans = true;
+        f.actions.push(Action::AddConstraint {
+            kind: "inline".into(),
+            not_valid: false,
+        });
+    }
+    f.actions.push(Action::AddColumn {
+        column: c.colname.clone(),
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> PgType {
+        PgType::from_formatted(s)
+    }
+
+    #[test]
+    fn binary_coercible_changes_are_not_rewrites() {
+        assert_eq!(
+            type_change(&t("character varying(50)"), &t("character varying(100)")),
+            (true, false)
+        );
+        assert_eq!(
+            type_change(&t("character varying(50)"), &t("text")),
+            (true, false)
+        );
+        assert_eq!(
+            type_change(&t("numeric(10,2)"), &t("numeric(12,2)")),
+            (true, false)
+        );
+        assert_eq!(type_change(&t("integer"), &t("bigint")), (false, false));
+        assert_eq!(type_change(&t("bigint"), &t("integer")), (false, true));
+        assert_eq!(
+            type_change(&t("character varying(100)"), &t("character varying(50)")),
+            (false, true)
+        );
+    }
+
+    #[test]
+    fn formatted_types_parse() {
+        assert_eq!(t("numeric(10,2)").mods, vec![10, 2]);
+        assert_eq!(t("character varying(50)").base, "character varying");
+        assert!(t("integer[]").array);
+    }
+}

@@ -1,0 +1,84 @@
+//! `blocking-scan`: the whole table is read to prove a constraint while a lock blocks writes
+//! (SET NOT NULL not proven by a validated CHECK; CHECK or FOREIGN KEY without NOT VALID).
+
+use super::{Context, Hazard, Severity, StatementFacts, hazard};
+use crate::analysis::Action;
+use crate::analysis::pg::blocks_writes;
+
+pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
+    if !f.scans || !blocks_writes(&f.lock) {
+        return None;
+    }
+    let table = f.tables.first().map(String::as_str);
+    if table.is_some_and(|t| ctx.created.contains(t)) {
+        return None;
+    }
+    let (why, fix) = f.actions.iter().find_map(|a| match a {
+        Action::SetNotNull { column, proven: false } => Some((
+            format!("SET NOT NULL on `{column}` scans the table to check every row"),
+            format!(
+                "first ADD CONSTRAINT … CHECK ({column} IS NOT NULL) NOT VALID, then VALIDATE CONSTRAINT (no write lock), then SET NOT NULL (instant), then drop the check"
+            ),
+        )),
+        Action::AddConstraint { kind, not_valid: false } => Some((
+            format!("adding a {kind} constraint validates every row"),
+            "add it with NOT VALID (instant), then VALIDATE CONSTRAINT in a separate transaction: validation takes only SHARE UPDATE EXCLUSIVE".to_string(),
+        )),
+        _ => None,
+    })?;
+    let rows = table.map(|t| ctx.rows(t)).unwrap_or(0);
+    Some(hazard(
+        "blocking-scan",
+        ctx.severity(table, Severity::High),
+        f,
+        format!("{why} (~{rows} rows) while {} blocks writes", f.lock),
+        &fix,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::analysis::rules::test_support::pg;
+
+    #[test]
+    fn err_set_not_null_unproven() {
+        assert!(
+            pg("ALTER TABLE users ALTER COLUMN name SET NOT NULL")
+                .iter()
+                .any(|h| h.code == "blocking-scan")
+        );
+    }
+
+    #[test]
+    fn ok_set_not_null_proven_by_validated_check() {
+        assert!(
+            !pg("ALTER TABLE users ALTER COLUMN email SET NOT NULL")
+                .iter()
+                .any(|h| h.code == "blocking-scan")
+        );
+    }
+
+    #[test]
+    fn err_check_and_fk_without_not_valid() {
+        assert!(
+            pg("ALTER TABLE users ADD CONSTRAINT c CHECK (id > 0)")
+                .iter()
+                .any(|h| h.code == "blocking-scan")
+        );
+        assert!(
+            pg("ALTER TABLE users ADD CONSTRAINT f FOREIGN KEY (id) REFERENCES flags (id)")
+                .iter()
+                .any(|h| h.code == "blocking-scan")
+        );
+    }
+
+    #[test]
+    fn ok_not_valid_then_validate() {
+        assert!(
+            !pg("ALTER TABLE users ADD CONSTRAINT c CHECK (id > 0) NOT VALID")
+                .iter()
+                .any(|h| h.code == "blocking-scan")
+        );
+        assert!(pg("ALTER TABLE users VALIDATE CONSTRAINT c").is_empty());
+    }
+}
