@@ -1368,6 +1368,7 @@ impl Engine {
             .collect();
         let runs = self.store.runs(plan_id).await?;
         let approvals = self.store.approvals(plan_id).await?;
+        let analysis = with_measurements(&plan, &runs);
         Ok(StatusReport {
             plan_id: plan.id.clone(),
             status: plan.status,
@@ -1383,7 +1384,7 @@ impl Engine {
             checklist: checklist.clone(),
             runs: runs.into_iter().map(RunSummary::from).collect(),
             approvals,
-            analysis: plan.analysis.clone(),
+            analysis,
             next_steps: next_steps(&plan, role, &checklist),
         })
     }
@@ -1499,35 +1500,90 @@ fn truncate(s: &str, n: usize) -> String {
 
 /// Where static analysis and measurement disagree (the measurement wins).
 fn disagreements(plan: &Plan, measured: &[StatementRun]) -> Vec<String> {
+    const STRENGTH: [&str; 8] = [
+        "ACCESS SHARE",
+        "ROW SHARE",
+        "ROW EXCLUSIVE",
+        "SHARE UPDATE EXCLUSIVE",
+        "SHARE",
+        "SHARE ROW EXCLUSIVE",
+        "EXCLUSIVE",
+        "ACCESS EXCLUSIVE",
+    ];
+    let rank = |mode: &str| STRENGTH.iter().position(|m| *m == mode);
+    let postgres = plan.analysis["engine"] == "postgres";
     let mut out = Vec::new();
     let facts = plan.analysis["statements"]
         .as_array()
         .cloned()
         .unwrap_or_default();
-    for m in measured {
+    for m in measured.iter().filter(|m| m.note.is_none()) {
         let Some(f) = facts
             .iter()
             .find(|f| f["step"] == m.step.as_str() && f["index"] == m.index)
         else {
             continue;
         };
+        let at = format!("step `{}` statement {}", m.step, m.index);
         let predicted = f["rewrites"] == true;
         let observed = !m.rewritten.is_empty();
         if predicted != observed {
             out.push(format!(
-                "step `{}` statement {}: analysis predicted {}a rewrite, the dry-run measured {}",
-                m.step,
-                m.index,
+                "{at}: the analysis predicted {}a rewrite; the dry-run measured {} (the measurement wins)",
                 if predicted { "" } else { "no " },
-                if observed {
-                    format!("a rewrite of {:?}", m.rewritten)
-                } else {
-                    "none".into()
-                }
+                if observed { format!("a rewrite of {:?}", m.rewritten) } else { "none".into() }
+            ));
+        }
+        if !postgres {
+            continue;
+        }
+        let table = f["tables"][0].as_str().unwrap_or_default();
+        let strongest = m
+            .locks
+            .iter()
+            .filter(|l| l.relation == table)
+            .filter_map(|l| rank(&l.mode).map(|r| (r, l.mode.as_str())))
+            .max();
+        if let (Some(static_rank), Some((measured_rank, mode))) =
+            (rank(f["lock"].as_str().unwrap_or_default()), strongest)
+        {
+            if static_rank != measured_rank {
+                out.push(format!(
+                    "{at}: the analysis expected {} on `{table}`; the dry-run measured {mode} (the measurement wins)",
+                    f["lock"].as_str().unwrap_or_default()
+                ));
+            }
+        }
+        let scanned = m.scanned.iter().any(|t| t == table);
+        if (f["scans"] == true) != scanned
+            && matches!(f["kind"].as_str(), Some(k) if k.starts_with("alter table"))
+        {
+            out.push(format!(
+                "{at}: the analysis predicted {}a full scan of `{table}`; the dry-run measured {} (the measurement wins)",
+                if scanned { "no " } else { "" },
+                if scanned { "one" } else { "none" }
             ));
         }
     }
     out
+}
+
+/// The static analysis with the newest passing dry-run's measurements and disagreements beside it.
+fn with_measurements(plan: &Plan, runs: &[crate::store::RunRow]) -> serde_json::Value {
+    let mut analysis = plan.analysis.clone();
+    if let Some(dry) = runs
+        .iter()
+        .rev()
+        .find(|r| r.kind == "dry-run" && r.ok && r.checksum == plan.checksum)
+    {
+        analysis["measured"] = json!({
+            "dry_run": dry.id,
+            "target": dry.target,
+            "statements": dry.detail["statements"],
+            "disagreements": dry.detail["disagreements"],
+        });
+    }
+    analysis
 }
 
 /// What the agent should do next, given where the plan is.

@@ -21,31 +21,32 @@ fn slow(f: &StatementFacts, ctx: &Context) -> Option<String> {
     Some(format!("{what} `{table}` (~{} rows)", ctx.rows(table)))
 }
 
+/// One pass: strong locks taken so far wait in `held` until a later slow statement shows they
+/// are held across slow work.
 pub fn check(facts: &[StatementFacts], ctx: &Context) -> Vec<Hazard> {
     let mut out = Vec::new();
-    for (i, first) in facts.iter().enumerate() {
-        let Some(locked) = first.tables.first() else {
-            continue;
-        };
-        if !first.transactional || !blocks_writes(&first.lock) || ctx.created.contains(locked) {
-            continue;
+    let mut held: Vec<&StatementFacts> = Vec::new();
+    for f in facts.iter().filter(|f| f.transactional) {
+        if let Some(what) = slow(f, ctx) {
+            for first in held.drain(..) {
+                let locked = first.tables.first().cloned().unwrap_or_default();
+                out.push(Hazard {
+                    code: "lock-held-long".into(),
+                    severity: ctx.severity(Some(&locked), Severity::High),
+                    statement: first.sql.clone(),
+                    table: Some(locked.clone()),
+                    message: format!(
+                        "statement {} takes {} on `{locked}` and holds it until the transaction ends, while statement {} {what}",
+                        first.index, first.lock, f.index
+                    ),
+                    fix: "put the slow statement first or, better, in a step of its own, so the strong lock is taken last and held briefly".into(),
+                });
+            }
         }
-        if let Some((later, what)) = facts[i + 1..]
-            .iter()
-            .filter(|f| f.transactional)
-            .find_map(|f| slow(f, ctx).map(|w| (f, w)))
-        {
-            out.push(Hazard {
-                code: "lock-held-long".into(),
-                severity: ctx.severity(Some(locked), Severity::High),
-                statement: first.sql.clone(),
-                table: Some(locked.clone()),
-                message: format!(
-                    "statement {} takes {} on `{locked}` and holds it until the transaction ends, while statement {} {what}",
-                    first.index, first.lock, later.index
-                ),
-                fix: "put the slow statement first or, better, in a step of its own, so the strong lock is taken last and held briefly".into(),
-            });
+        let strong =
+            blocks_writes(&f.lock) && f.tables.first().is_some_and(|t| !ctx.created.contains(t));
+        if strong && !held.iter().any(|h| h.tables.first() == f.tables.first()) {
+            held.push(f);
         }
     }
     out

@@ -1,0 +1,307 @@
+//! The PostgreSQL analysis against a real catalog: large and tiny tables, a view, an enum and a
+//! validated CHECK. Each hazard class in a "hazard" and a "safe" variant, through `plan` over
+//! MCP and through `drydock lint`.
+
+mod common;
+
+use common::{PgProject, pg_connect};
+use serde_json::{Value, json};
+
+async fn project() -> PgProject {
+    let p = PgProject::new("large_table_rows = 1000").await;
+    let mut c = pg_connect(&p.prod).await;
+    sqlx::raw_sql(
+        "CREATE TYPE mood AS ENUM ('ok', 'sad');
+         CREATE TABLE tiny (id int PRIMARY KEY, m mood, label varchar(20));
+         INSERT INTO tiny VALUES (1, 'ok', 'a');
+         ALTER TABLE accounts ADD COLUMN region text DEFAULT 'eu';
+         ALTER TABLE accounts ADD CONSTRAINT region_present CHECK (region IS NOT NULL);
+         ALTER TABLE accounts ADD COLUMN note text;
+         ANALYZE;",
+    )
+    .execute(&mut c)
+    .await
+    .unwrap();
+    p
+}
+
+fn codes(planned: &Value) -> Vec<(String, String)> {
+    planned["analysis"]["hazards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["code"].as_str().unwrap().to_string(),
+                h["severity"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+async fn hazards_of(c: &common::Client, up: &str) -> Vec<(String, String)> {
+    let planned = c
+        .ok(
+            "plan",
+            json!({"goal": "g", "target": "production", "steps": [{"up": up, "down": "SELECT 1"}]}),
+        )
+        .await;
+    codes(&planned)
+}
+
+fn has(h: &[(String, String)], code: &str, severity: &str) -> bool {
+    h.iter().any(|(c, s)| c == code && s == severity)
+}
+
+fn lacks(h: &[(String, String)], code: &str) -> bool {
+    !h.iter().any(|(c, _)| c == code)
+}
+
+#[tokio::test]
+async fn each_hazard_class_and_its_safe_variant() {
+    let p = project().await;
+    let c = p.project.connect().await;
+
+    // blocking-scan: SET NOT NULL unproven vs proven by a validated CHECK
+    assert!(has(
+        &hazards_of(&c, "ALTER TABLE accounts ALTER COLUMN note SET NOT NULL").await,
+        "blocking-scan",
+        "high"
+    ));
+    assert!(lacks(
+        &hazards_of(&c, "ALTER TABLE accounts ALTER COLUMN region SET NOT NULL").await,
+        "blocking-scan"
+    ));
+    // ... and proven within the plan: NOT VALID, VALIDATE, SET NOT NULL
+    let h = hazards_of(
+        &c,
+        "ALTER TABLE accounts ADD CONSTRAINT note_present CHECK (note IS NOT NULL) NOT VALID;
+         ALTER TABLE accounts VALIDATE CONSTRAINT note_present;
+         ALTER TABLE accounts ALTER COLUMN note SET NOT NULL",
+    )
+    .await;
+    assert!(lacks(&h, "blocking-scan"), "{h:?}");
+    assert!(has(
+        &hazards_of(
+            &c,
+            "ALTER TABLE ledger ADD CONSTRAINT pos CHECK (amount >= 0)"
+        )
+        .await,
+        "blocking-scan",
+        "high"
+    ));
+
+    // blocking-rewrite: not binary-coercible vs coercible; volatile vs constant default
+    assert!(has(
+        &hazards_of(&c, "ALTER TABLE ledger ALTER COLUMN amount TYPE bigint").await,
+        "blocking-rewrite",
+        "high"
+    ));
+    assert!(lacks(
+        &hazards_of(&c, "ALTER TABLE accounts ALTER COLUMN email TYPE text").await,
+        "blocking-rewrite"
+    ));
+    assert!(has(
+        &hazards_of(
+            &c,
+            "ALTER TABLE accounts ADD COLUMN token uuid DEFAULT gen_random_uuid()"
+        )
+        .await,
+        "blocking-rewrite",
+        "high"
+    ));
+    assert!(lacks(
+        &hazards_of(&c, "ALTER TABLE accounts ADD COLUMN visits int DEFAULT 0").await,
+        "blocking-rewrite"
+    ));
+
+    // blocking-index-build vs CONCURRENTLY (which is non-transactional instead)
+    assert!(has(
+        &hazards_of(&c, "CREATE INDEX accounts_email ON accounts (email)").await,
+        "blocking-index-build",
+        "high"
+    ));
+    let h = hazards_of(
+        &c,
+        "CREATE INDEX CONCURRENTLY accounts_email ON accounts (email)",
+    )
+    .await;
+    assert!(
+        lacks(&h, "blocking-index-build") && has(&h, "non-transactional", "medium"),
+        "{h:?}"
+    );
+
+    // lock-held-long: strong lock first, slow work after, in one transaction
+    assert!(has(
+        &hazards_of(
+            &c,
+            "ALTER TABLE accounts ADD COLUMN x int; UPDATE accounts SET balance = balance + 1"
+        )
+        .await,
+        "lock-held-long",
+        "high"
+    ));
+
+    // unbatched-write vs a small table
+    assert!(has(
+        &hazards_of(&c, "UPDATE accounts SET balance = 0").await,
+        "unbatched-write",
+        "high"
+    ));
+    assert!(lacks(
+        &hazards_of(&c, "UPDATE tiny SET label = 'b'").await,
+        "unbatched-write"
+    ));
+
+    // destructive and breaking-change; narrowing a type
+    let h = hazards_of(&c, "ALTER TABLE accounts DROP COLUMN note").await;
+    assert!(
+        has(&h, "destructive", "critical")
+            && has(&h, "breaking-change", "medium")
+            && has(&h, "irreversible", "high"),
+        "{h:?}"
+    );
+    assert!(has(
+        &hazards_of(&c, "ALTER TABLE accounts RENAME COLUMN email TO mail").await,
+        "breaking-change",
+        "medium"
+    ));
+    assert!(has(
+        &hazards_of(
+            &c,
+            "ALTER TABLE accounts ALTER COLUMN email TYPE varchar(5)"
+        )
+        .await,
+        "destructive",
+        "critical"
+    ));
+
+    // context: the same statement on a tiny table, or on a table created in the plan, is low
+    assert!(has(
+        &hazards_of(&c, "ALTER TABLE tiny ADD CONSTRAINT pos CHECK (id > 0)").await,
+        "blocking-scan",
+        "low"
+    ));
+    let h = hazards_of(
+        &c,
+        "CREATE TABLE fresh (id int); CREATE INDEX fresh_id ON fresh (id)",
+    )
+    .await;
+    assert!(lacks(&h, "blocking-index-build"), "{h:?}");
+
+    // an enum-typed column and a view are part of the impact
+    let planned = c.ok("plan", json!({"goal": "g", "target": "production", "steps": [{"up": "ALTER TABLE accounts ADD COLUMN m mood", "down": "ALTER TABLE accounts DROP COLUMN m"}]})).await;
+    assert_eq!(
+        planned["analysis"]["impact"][0]["views"],
+        json!(["rich_accounts"])
+    );
+    assert_eq!(planned["analysis"]["impact"][0]["rows"], 20000);
+    assert_eq!(
+        planned["analysis"]["statements"][0]["lock"],
+        "ACCESS EXCLUSIVE"
+    );
+    assert_eq!(planned["analysis"]["risk"], "low");
+    c.close().await;
+}
+
+#[tokio::test]
+async fn statements_that_do_not_parse_are_named() {
+    let p = project().await;
+    let c = p.project.connect().await;
+    let r = c
+        .refused("plan", json!({"goal": "g", "target": "production", "steps": [{"name": "s", "up": "ALTER TABLE accounts ADD COLUMN x int; ALTER TABLE accounts ADD COLUM y int", "down": "SELECT 1"}]}))
+        .await;
+    assert_eq!(r["code"], "invalid-input");
+    let msg = r["message"].as_str().unwrap();
+    assert!(
+        msg.contains("statement 2") && msg.contains("COLUM y"),
+        "{msg}"
+    );
+    c.close().await;
+}
+
+#[tokio::test]
+async fn the_dry_run_measurement_stands_beside_the_analysis() {
+    let p = project().await;
+    let c = p.project.connect().await;
+    let planned = c
+        .ok("plan", json!({"goal": "g", "target": "production", "steps": [{"up": "ALTER TABLE ledger ALTER COLUMN amount TYPE bigint", "down": "ALTER TABLE ledger ALTER COLUMN amount TYPE integer"}]}))
+        .await;
+    let id = planned["plan_id"].as_str().unwrap();
+    let dry = c.ok("dry-run", json!({"plan_id": id})).await;
+    assert_eq!(
+        dry["disagreements"],
+        json!([]),
+        "static and measured agree on a rewrite under ACCESS EXCLUSIVE: {dry}"
+    );
+    let status = c.ok("status", json!({"plan_id": id})).await;
+    assert_eq!(
+        status["analysis"]["measured"]["statements"][0]["rewritten"],
+        json!(["ledger"])
+    );
+    assert!(
+        status["analysis"]["hazards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["code"] == "blocking-rewrite")
+    );
+    c.close().await;
+}
+
+#[tokio::test]
+async fn lint_reports_hazards_and_fails_at_the_threshold() {
+    let p = project().await;
+    let dir = p.project.dir.path();
+    std::fs::write(
+        dir.join("risky.sql"),
+        "ALTER TABLE accounts ALTER COLUMN note SET NOT NULL;\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("safe.sql"),
+        "ALTER TABLE accounts ADD COLUMN visits int DEFAULT 0;\n",
+    )
+    .unwrap();
+    let lint = |file: &str, fail_on: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_drydock"))
+            .arg("--config")
+            .arg(&p.project.config_path)
+            .args([
+                "lint",
+                file,
+                "--target",
+                "production",
+                "--format",
+                "json",
+                "--fail-on",
+                fail_on,
+            ])
+            .current_dir(dir)
+            .output()
+            .unwrap()
+    };
+    let out = lint("risky.sql", "high");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["hazards"][0]["code"], "blocking-scan");
+    assert!(
+        v["hazards"][0]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("NOT VALID")
+    );
+    assert_eq!(lint("risky.sql", "critical").status.code(), Some(0));
+    let out = lint("safe.sql", "low");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
