@@ -1546,13 +1546,12 @@ fn disagreements(plan: &Plan, measured: &[StatementRun]) -> Vec<String> {
             .max();
         if let (Some(static_rank), Some((measured_rank, mode))) =
             (rank(f["lock"].as_str().unwrap_or_default()), strongest)
+            && static_rank != measured_rank
         {
-            if static_rank != measured_rank {
-                out.push(format!(
-                    "{at}: the analysis expected {} on `{table}`; the dry-run measured {mode} (the measurement wins)",
-                    f["lock"].as_str().unwrap_or_default()
-                ));
-            }
+            out.push(format!(
+                "{at}: the analysis expected {} on `{table}`; the dry-run measured {mode} (the measurement wins)",
+                f["lock"].as_str().unwrap_or_default()
+            ));
         }
         let scanned = m.scanned.iter().any(|t| t == table);
         if (f["scans"] == true) != scanned
