@@ -568,3 +568,101 @@ async fn the_password_appears_in_no_output_log_or_error_log() {
     let _ = sqlx::query("SELECT 1").execute(&mut conn).await;
     conn.close().await.ok();
 }
+
+#[tokio::test]
+async fn a_failed_concurrent_index_build_leaves_no_invalid_index() {
+    let p = PgProject::new("").await;
+    // production has a duplicate that staging lacks: the dry-run passes, the apply fails
+    let mut conn = pg_connect(&p.prod).await;
+    sqlx::raw_sql("INSERT INTO accounts (email) VALUES ('user1@example.com')")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.ok();
+    let c = p.project.connect().await;
+    let id = plan_id(
+        &c.ok(
+            "plan",
+            plan(
+                "unique emails",
+                "CREATE UNIQUE INDEX CONCURRENTLY accounts_email_key ON accounts (email)",
+                "DROP INDEX CONCURRENTLY accounts_email_key",
+            ),
+        )
+        .await,
+    );
+    c.ok("dry-run", json!({"plan_id": id})).await;
+    p.project.approve(&id, "alice");
+    let r = c.refused("apply", json!({"plan_id": id})).await;
+    assert_eq!(r["code"], "sql-failed");
+    assert!(
+        r["message"].as_str().unwrap().contains("was dropped"),
+        "{r}"
+    );
+    assert_eq!(
+        p.scalar(
+            &p.prod,
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'accounts_email_key'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        p.scalar(
+            &p.prod,
+            "SELECT count(*) FROM pg_index WHERE NOT indisvalid"
+        )
+        .await,
+        0
+    );
+    c.close().await;
+}
+
+#[tokio::test]
+async fn env_urls_resolve_at_open_and_stay_secret() {
+    let p = PgProject::with_extra(
+        "",
+        "[targets.viaenv]\nurl = \"env:DRYDOCK_TEST_VIA_ENV\"\nrole = \"scratch\"\n",
+    )
+    .await;
+    let url = {
+        let text = std::fs::read_to_string(&p.project.config_path).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("url = \"postgres://"))
+            .unwrap()
+            .to_string();
+        line.trim_start_matches("url = \"")
+            .trim_end_matches('"')
+            .to_string()
+    };
+    let run = |env: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_drydock"));
+        cmd.arg("--config")
+            .arg(&p.project.config_path)
+            .arg("doctor");
+        match env {
+            Some(v) => cmd.env("DRYDOCK_TEST_VIA_ENV", v),
+            None => cmd.env_remove("DRYDOCK_TEST_VIA_ENV"),
+        };
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, text) = run(Some(&url));
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("target viaenv (scratch, env:DRYDOCK_TEST_VIA_ENV): ok"),
+        "{text}"
+    );
+    assert!(!text.contains(&pg_secret()), "{text}");
+    let (code, text) = run(None);
+    assert_eq!(code, Some(2));
+    assert!(
+        text.contains("DRYDOCK_TEST_VIA_ENV") && text.contains("not set"),
+        "{text}"
+    );
+}
