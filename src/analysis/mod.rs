@@ -359,6 +359,13 @@ pub fn classify(step: &str, index: usize, st: &lexer::Statement, engine: &str) -
     }
 }
 
+/// A backfill as one UPDATE statement (what a dry-run measures; the engine runs it in batches).
+pub fn backfill_sql(b: &crate::plan::Backfill) -> String {
+    let table = b.table.split('.').map(crate::render::quote_ident).collect::<Vec<_>>().join(".");
+    let filter = b.filter.as_deref().map(|w| format!(" WHERE {w}")).unwrap_or_default();
+    format!("UPDATE {table} SET {}{filter}", b.set)
+}
+
 /// Analyses a plan body against a target's catalog.
 pub fn analyze(body: &Body, catalog: &Catalog, policy: &Policy) -> Result<Analysis> {
     let mut created = BTreeSet::new();
@@ -387,6 +394,29 @@ pub fn analyze(body: &Body, catalog: &Catalog, policy: &Policy) -> Result<Analys
                 created.extend(f.tables.iter().cloned());
             }
             step_facts.push(f);
+        }
+        if let Some(b) = &step.backfill {
+            if catalog.engine != "postgres" {
+                return Err(Error::InvalidInput(format!(
+                    "step `{name}`: backfill steps need a PostgreSQL target; on {} write the change as `up` SQL",
+                    catalog.engine
+                )));
+            }
+            touched.insert(b.table.clone());
+            step_facts.push(StatementFacts {
+                step: name.to_string(),
+                index: 1,
+                sql: backfill_sql(b) + " -- in keyset batches, each its own transaction",
+                kind: "backfill".into(),
+                tables: vec![b.table.clone()],
+                lock: "ROW EXCLUSIVE (one batch at a time)".into(),
+                rewrites: false,
+                scans: false,
+                transactional: true,
+                has_where: true,
+                detail: None,
+                actions: vec![],
+            });
         }
         if let Some(down) = &step.down {
             for (i, st) in statements(name, down)?.iter().enumerate() {

@@ -485,10 +485,7 @@ impl Engine {
         let before = copy.fingerprint().await?;
         let mut statements = Vec::new();
         for step in plan.steps() {
-            let name = step.name.as_deref().unwrap_or("step");
-            statements.extend(
-                Self::in_sandbox(copy, plan, name, step.up.as_deref(), "dry-run up").await?,
-            );
+            statements.extend(Self::up_in_sandbox(copy, plan, step, "dry-run up").await?);
         }
         let checks = copy.run_checks(&plan.body.checks).await?;
         if let Some(c) = checks.iter().find(|c| !c.passed) {
@@ -517,8 +514,7 @@ impl Engine {
             });
         }
         for step in plan.steps() {
-            let name = step.name.as_deref().unwrap_or("step");
-            Self::in_sandbox(copy, plan, name, step.up.as_deref(), "dry-run up (again)").await?;
+            Self::up_in_sandbox(copy, plan, step, "dry-run up (again)").await?;
         }
         let after_up = copy.fingerprint().await?;
         Ok(Exercised {
@@ -527,6 +523,26 @@ impl Engine {
             statements,
             checks,
         })
+    }
+
+    /// A step's `up` in the sandbox; a backfill runs as one UPDATE inside the sandbox's
+    /// transaction, and says so.
+    async fn up_in_sandbox(sandbox: &mut Sandbox, plan: &Plan, step: &Step, phase: &'static str) -> Result<Vec<StatementRun>> {
+        let name = step.name.as_deref().unwrap_or("step");
+        match &step.backfill {
+            None => Self::in_sandbox(sandbox, plan, name, step.up.as_deref(), phase).await,
+            Some(b) => {
+                let stmt = Stmt { sql: analysis::backfill_sql(b), transactional: true };
+                let mut runs = sandbox
+                    .execute(name, std::slice::from_ref(&stmt))
+                    .await?
+                    .map_err(|f| Self::sql_failed(plan, phase, name, f))?;
+                for r in &mut runs {
+                    r.note = Some("backfill: measured as one UPDATE; apply runs it in keyset batches, each its own transaction".into());
+                }
+                Ok(runs)
+            }
+        }
     }
 
     async fn in_sandbox(
@@ -719,6 +735,7 @@ impl Engine {
         let mut done = 0u64;
         let mut applied = Vec::new();
         let mut all_runs = Vec::new();
+        let mut backfills = Vec::new();
         let mut gated = None;
         let mut previous_applied_at: Option<String> = None;
         for (i, row) in steps.iter().enumerate() {
@@ -738,6 +755,61 @@ impl Engine {
                 break;
             }
             let name = row.name.as_str();
+            if let Some(spec) = &step.backfill {
+                let started_at = crate::store::now();
+                let t0 = Instant::now();
+                let row = HistoryRow { plan_id: &plan.id, step: name, checksum: &plan.checksum, by: agent };
+                let tx = progress.clone();
+                let mut tick = |rows: u64, estimate: u64| {
+                    if let Some(tx) = &tx {
+                        let _ = tx.send(Progress { done: rows, total: estimate, message: format!("step `{name}`: {rows} of ~{estimate} rows backfilled") });
+                    }
+                };
+                let result = target.backfill(name, spec, &row, &self.config.policy, &mut tick).await?;
+                let duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
+                match result {
+                    Ok(report) => {
+                        let mut detail = json!({"step": name, "backfill": report});
+                        if let (Some(fp), true) = (&pre_apply, applied.is_empty()) {
+                            detail["fingerprint_before"] = json!(fp.hash);
+                            detail["fingerprint_before_lines"] = json!(fp.lines);
+                        }
+                        self.store
+                            .commit(Change {
+                                plan_id: &plan.id,
+                                run: Some(NewRun { kind: "apply", target: &plan.target, checksum: &plan.checksum, ok: true, started_at, duration_ms, detail }),
+                                steps: vec![(i, StepState::Applied)],
+                                audit: Some((agent, "apply-step", json!({"step": name, "backfill_rows": report.rows}))),
+                                ..Change::default()
+                            })
+                            .await?;
+                        previous_applied_at = Some(crate::store::now());
+                        applied.push(name.to_string());
+                        backfills.push(report);
+                        continue;
+                    }
+                    Err(failure) => {
+                        let err = Self::sql_failed(plan, "apply", name, failure);
+                        self.store
+                            .commit(Change {
+                                plan_id: &plan.id,
+                                run: Some(NewRun {
+                                    kind: "apply",
+                                    target: &plan.target,
+                                    checksum: &plan.checksum,
+                                    ok: false,
+                                    started_at,
+                                    duration_ms,
+                                    detail: json!({"step": name, "error": err.to_string()}),
+                                }),
+                                audit: Some((agent, "apply-failed", json!({"step": name, "error": err.to_string()}))),
+                                ..Change::default()
+                            })
+                            .await?;
+                        return Err(err);
+                    }
+                }
+            }
             let stmts = Self::stmts(name, step.up.as_deref())?;
             let started_at = crate::store::now();
             let t0 = Instant::now();
@@ -854,6 +926,7 @@ impl Engine {
         };
         let mut report = ApplyReport::done(&plan, &message, applied, gated);
         report.statements = all_runs;
+        report.backfills = backfills;
         report.backup = backup;
         report.checklist = items;
         Ok(report)

@@ -12,7 +12,7 @@ use crate::config::Role;
 use crate::errorlog::Lesson;
 use crate::plan::{Check, Gate, Plan, Status, StepState, Urgency};
 use crate::store::{ApprovalRow, RunRow};
-use crate::target::{BackupEvidence, CheckOutcome, StatementRun, TableInfo};
+use crate::target::{BackfillReport, BackupEvidence, CheckOutcome, StatementRun, TableInfo};
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct PlanOutcome {
@@ -83,6 +83,8 @@ pub struct ApplyReport {
     /// The step apply stopped at, when one is gated.
     pub gated: Option<GatedStep>,
     pub statements: Vec<StatementRun>,
+    /// Backfill steps run by this call: rows, batches, where they resumed.
+    pub backfills: Vec<BackfillReport>,
     pub backup: Option<BackupEvidence>,
     pub checklist: Vec<ChecklistItem>,
     pub next_steps: Vec<String>,
@@ -113,6 +115,7 @@ impl ApplyReport {
             applied_steps,
             gated,
             statements: vec![],
+            backfills: vec![],
             backup: None,
             checklist: vec![],
             next_steps,

@@ -23,12 +23,35 @@ pub struct Step {
     /// SQL that undoes `up` exactly. Required for production (`rollback-ready`).
     #[serde(default)]
     pub down: Option<String>,
-    /// A batched data change instead of `up` (engine support arrives with the backfill engine).
+    /// A batched data change instead of `up`: keyset batches, each its own transaction with
+    /// its checkpoint, so an interrupted backfill resumes without skipping or repeating a row.
     #[serde(default)]
-    pub backfill: Option<serde_json::Value>,
+    pub backfill: Option<Backfill>,
     /// Hold the step until an engineer releases it (`manual`) or a duration has passed (`after`).
     #[serde(default)]
     pub gate: Option<Gate>,
+}
+
+/// A batched UPDATE: `UPDATE table SET <set> WHERE <where>`, in keyset batches by `key`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Backfill {
+    /// The table to update.
+    pub table: String,
+    /// The assignments, as after `UPDATE table SET` (e.g. `total_cents = price * 100`).
+    pub set: String,
+    /// Which rows to update (an SQL boolean expression); all rows when omitted.
+    #[serde(rename = "where", default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// A unique, ordered column to walk the table by; the primary key when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Rows per batch to start with (default 1000); adapted to keep batches near 100 ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<u32>,
+    /// Pause between batches, in milliseconds (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -236,13 +259,17 @@ impl Body {
                     return Err(Error::InvalidInput(format!("step name `{name}` is used twice")));
                 }
                 let up = normalise_sql(s.up);
-                if up.is_none() && s.backfill.is_none() {
-                    return Err(Error::InvalidInput(format!("step `{name}` has neither `up` nor `backfill`")));
-                }
-                if s.backfill.is_some() {
-                    return Err(Error::InvalidInput(format!(
-                        "step `{name}`: `backfill` steps need the PostgreSQL backfill engine, which this server does not have yet; write the change as `up` SQL in batches"
-                    )));
+                match (&up, &s.backfill) {
+                    (None, None) => {
+                        return Err(Error::InvalidInput(format!("step `{name}` has neither `up` nor `backfill`")));
+                    }
+                    (Some(_), Some(_)) => {
+                        return Err(Error::InvalidInput(format!(
+                            "step `{name}` has both `up` and `backfill`; put the backfill in a step of its own"
+                        )));
+                    }
+                    (None, Some(b)) => crate::analysis::pg::validate_backfill(&name, b)?,
+                    _ => {}
                 }
                 if let Some(Gate::After { duration }) = &s.gate
                     && duration != "rollback_window" {

@@ -101,6 +101,21 @@ pub struct StatementRun {
     pub note: Option<String>,
 }
 
+/// What a backfill did.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct BackfillReport {
+    pub table: String,
+    pub key: String,
+    /// Rows updated in total (including before a resume).
+    pub rows: u64,
+    pub batches: u64,
+    /// The checkpoint this run resumed from, if it did.
+    pub resumed_from: Option<String>,
+    pub final_batch_size: u64,
+    pub slowest_batch_ms: f64,
+    pub duration_ms: f64,
+}
+
 /// A statement to execute, and whether it may run inside a transaction.
 #[derive(Debug, Clone)]
 pub struct Stmt {
@@ -264,6 +279,21 @@ impl Target {
                 t.execute(step, statements, tables, history, policy, on_statement)
                     .await
             }
+        }
+    }
+
+    /// Runs a backfill step (PostgreSQL only; plans refuse backfills on other engines).
+    pub async fn backfill(
+        &self,
+        step: &str,
+        spec: &crate::plan::Backfill,
+        history: &HistoryRow<'_>,
+        policy: &crate::config::Policy,
+        progress: &mut (dyn FnMut(u64, u64) + Send),
+    ) -> Result<std::result::Result<BackfillReport, StepFailure>> {
+        match self {
+            Target::Postgres(t) => t.backfill(step, spec, history, policy, progress).await,
+            Target::Sqlite(_) => Err(Error::InvalidInput("backfill steps need a PostgreSQL target".into())),
         }
     }
 

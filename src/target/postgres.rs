@@ -15,7 +15,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 
 use super::{
-    BackupEvidence, Catalog, CheckOutcome, Column, Fingerprint, History, LockObservation,
+    BackfillReport, BackupEvidence, Catalog, CheckOutcome, Column, Fingerprint, History, LockObservation,
     StatementRun, StepFailure, Stmt, TableInfo, WatchReport,
 };
 use crate::config::Policy;
@@ -469,6 +469,210 @@ impl Postgres {
             look += 1;
             tokio::time::sleep(backoff(look)).await;
         }
+    }
+
+    /// Runs a backfill in keyset batches. Each batch is its own transaction that also writes the
+    /// checkpoint (the last key done) to `drydock.backfill_progress`, so a process killed at any
+    /// instant resumes exactly where it stopped: no batch is skipped or repeated. The batch size
+    /// adapts to keep batches near 100 ms; lock timeouts retry the batch with backoff; the table
+    /// is vacuumed every ~500k rows to keep its heap from doubling. The step's history row is
+    /// written with the final checkpoint.
+    pub async fn backfill(
+        &self,
+        step: &str,
+        spec: &crate::plan::Backfill,
+        history: &super::HistoryRow<'_>,
+        policy: &Policy,
+        progress: &mut (dyn FnMut(u64, u64) + Send),
+    ) -> Result<std::result::Result<BackfillReport, StepFailure>> {
+        let mut conn = self.connect().await?;
+        // language=SQL
+        sqlx::raw_sql(
+            "CREATE SCHEMA IF NOT EXISTS drydock;
+             CREATE TABLE IF NOT EXISTS drydock.backfill_progress (
+                 plan_id text NOT NULL,
+                 step text NOT NULL,
+                 last_key text,
+                 rows_done bigint NOT NULL DEFAULT 0,
+                 batches bigint NOT NULL DEFAULT 0,
+                 done boolean NOT NULL DEFAULT false,
+                 updated_at timestamptz NOT NULL DEFAULT now(),
+                 PRIMARY KEY (plan_id, step)
+             );
+             CREATE TABLE IF NOT EXISTS drydock.history (
+                 id bigserial PRIMARY KEY, plan_id text NOT NULL, step text NOT NULL, checksum text NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now(), applied_by text NOT NULL, status text NOT NULL,
+                 duration_ms double precision, rolled_back_at timestamptz
+             )",
+        )
+        .execute(&mut conn)
+        .await
+        .map_err(|e| self.err(e))?;
+        let table = qualified_ident(&spec.table);
+        let key = match &spec.key {
+            Some(k) => k.clone(),
+            None => {
+                // language=SQL
+                let pk: Vec<String> = sqlx::query_scalar(
+                    "SELECT a.attname::text FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+                     WHERE i.indrelid = to_regclass($1) AND i.indisprimary",
+                )
+                .bind(&spec.table)
+                .fetch_all(&mut conn)
+                .await
+                .map_err(|e| self.err(e))?;
+                match pk.as_slice() {
+                    [one] => one.clone(),
+                    _ => {
+                        return Err(Error::InvalidInput(format!(
+                            "backfill of `{}` needs `key`: the table has no single-column primary key",
+                            spec.table
+                        )));
+                    }
+                }
+            }
+        };
+        // language=SQL
+        let key_type: Option<String> = sqlx::query_scalar(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped",
+        )
+        .bind(&spec.table)
+        .bind(&key)
+        .fetch_optional(&mut conn)
+        .await
+        .map_err(|e| self.err(e))?;
+        let key_type = key_type.ok_or_else(|| Error::InvalidInput(format!("backfill: `{}` has no column `{key}`", spec.table)))?;
+        crate::render::validate_type(&key_type).map_err(Error::InvalidInput)?;
+        let estimate = row_counts_on(&mut conn, std::slice::from_ref(&spec.table)).await.map_err(|e| self.err(e))?;
+        let total = estimate.values().sum::<u64>();
+        // language=SQL
+        let (mut last, mut done, mut batches): (Option<String>, i64, i64) = sqlx::query_as(
+            "SELECT last_key, rows_done, batches FROM drydock.backfill_progress WHERE plan_id = $1 AND step = $2",
+        )
+        .bind(history.plan_id)
+        .bind(step)
+        .fetch_optional(&mut conn)
+        .await
+        .map_err(|e| self.err(e))?
+        .unwrap_or((None, 0, 0));
+        let resumed_from = last.clone();
+        let qkey = quote_ident(&key);
+        let filter = spec.filter.as_deref().map(|w| format!("AND ({w})")).unwrap_or_default();
+        // The one statement a batch runs: select the next keys, update them, report count and max.
+        // language=SQL
+        let batch_sql = format!(
+            "WITH batch AS (
+                 SELECT {qkey} AS k FROM {table}
+                 WHERE ($1::text IS NULL OR {qkey} > $1::text::{key_type}) {filter}
+                 ORDER BY {qkey} LIMIT $2 FOR UPDATE
+             ), updated AS (
+                 UPDATE {table} SET {set} FROM batch WHERE {table}.{qkey} = batch.k RETURNING {table}.{qkey} AS k
+             )
+             SELECT (SELECT count(*) FROM updated)::int8, (SELECT max(k) FROM batch)::text",
+            set = spec.set
+        );
+        let started = Instant::now();
+        let mut size = i64::from(spec.batch_size.unwrap_or(1000));
+        let mut since_vacuum = 0i64;
+        let mut slowest_ms = 0f64;
+        loop {
+            let mut attempt = 0;
+            let (count, max_key) = loop {
+                let t0 = Instant::now();
+                let r: std::result::Result<(i64, Option<String>), sqlx::Error> = async {
+                    sqlx::raw_sql("BEGIN").execute(&mut conn).await?;
+                    let row: (i64, Option<String>) =
+                        sqlx::query_as(AssertSqlSafe(batch_sql.clone())).bind(&last).bind(size).fetch_one(&mut conn).await?;
+                    if let Some(k) = &row.1 {
+                        // language=SQL
+                        sqlx::query(
+                            "INSERT INTO drydock.backfill_progress (plan_id, step, last_key, rows_done, batches) VALUES ($1, $2, $3, $4, 1)
+                             ON CONFLICT (plan_id, step) DO UPDATE SET last_key = EXCLUDED.last_key,
+                                 rows_done = drydock.backfill_progress.rows_done + EXCLUDED.rows_done,
+                                 batches = drydock.backfill_progress.batches + 1, updated_at = now()",
+                        )
+                        .bind(history.plan_id)
+                        .bind(step)
+                        .bind(k)
+                        .bind(row.0)
+                        .execute(&mut conn)
+                        .await?;
+                    }
+                    sqlx::raw_sql("COMMIT").execute(&mut conn).await?;
+                    Ok(row)
+                }
+                .await;
+                match r {
+                    Ok(row) => {
+                        let ms = t0.elapsed().as_secs_f64() * 1000.0;
+                        slowest_ms = slowest_ms.max(ms);
+                        // Adapt: grow while well under 100 ms, shrink when over 200 ms.
+                        if ms < 50.0 {
+                            size = (size * 3 / 2).min(50_000);
+                        } else if ms > 200.0 {
+                            size = (size / 2).max(100);
+                        }
+                        break row;
+                    }
+                    Err(e) => {
+                        sqlx::raw_sql("ROLLBACK").execute(&mut conn).await.ok();
+                        let state = sqlstate(&e);
+                        if state.as_deref() == Some("55P03") && attempt + 1 < policy.lock_retries {
+                            attempt += 1;
+                            size = (size / 2).max(100);
+                            tokio::time::sleep(backoff(attempt)).await;
+                            continue;
+                        }
+                        conn.close().await.ok();
+                        return Ok(Err(StepFailure {
+                            index: (batches + 1) as usize,
+                            sql: format!("backfill batch after key {}", last.as_deref().unwrap_or("(start)")),
+                            sqlstate: state,
+                            cause: crate::errorlog::redact(&e.to_string()),
+                        }));
+                    }
+                }
+            };
+            let Some(max_key) = max_key else { break };
+            last = Some(max_key);
+            done += count;
+            batches += 1;
+            since_vacuum += count;
+            progress(done as u64, total.max(done as u64));
+            if since_vacuum >= 500_000 {
+                let vacuum = format!("VACUUM {table}");
+                sqlx::raw_sql(AssertSqlSafe(vacuum)).execute(&mut conn).await.ok();
+                since_vacuum = 0;
+            }
+            if let Some(p) = spec.pause_ms.filter(|p| *p > 0) {
+                tokio::time::sleep(Duration::from_millis(p)).await;
+            }
+        }
+        let r: sqlx::Result<()> = async {
+            sqlx::raw_sql("BEGIN").execute(&mut conn).await?;
+            // language=SQL
+            sqlx::query("UPDATE drydock.backfill_progress SET done = true, updated_at = now() WHERE plan_id = $1 AND step = $2")
+                .bind(history.plan_id)
+                .bind(step)
+                .execute(&mut conn)
+                .await?;
+            write_history(&mut conn, &History::Applied(history.clone()), started.elapsed().as_secs_f64() * 1000.0).await?;
+            sqlx::raw_sql("COMMIT").execute(&mut conn).await?;
+            Ok(())
+        }
+        .await;
+        r.map_err(|e| self.err(e))?;
+        conn.close().await.ok();
+        Ok(Ok(BackfillReport {
+            table: spec.table.clone(),
+            key,
+            rows: done as u64,
+            batches: batches as u64,
+            resumed_from,
+            final_batch_size: size as u64,
+            slowest_batch_ms: slowest_ms,
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        }))
     }
 
     /// A restorable snapshot of the affected tables in the `drydock_backup` schema, verified by
