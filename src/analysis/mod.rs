@@ -361,8 +361,17 @@ pub fn classify(step: &str, index: usize, st: &lexer::Statement, engine: &str) -
 
 /// A backfill as one UPDATE statement (what a dry-run measures; the engine runs it in batches).
 pub fn backfill_sql(b: &crate::plan::Backfill) -> String {
-    let table = b.table.split('.').map(crate::render::quote_ident).collect::<Vec<_>>().join(".");
-    let filter = b.filter.as_deref().map(|w| format!(" WHERE {w}")).unwrap_or_default();
+    let table = b
+        .table
+        .split('.')
+        .map(crate::render::quote_ident)
+        .collect::<Vec<_>>()
+        .join(".");
+    let filter = b
+        .filter
+        .as_deref()
+        .map(|w| format!(" WHERE {w}"))
+        .unwrap_or_default();
     format!("UPDATE {table} SET {}{filter}", b.set)
 }
 
@@ -377,6 +386,7 @@ pub fn analyze(body: &Body, catalog: &Catalog, policy: &Policy) -> Result<Analys
         let name = step.name.as_deref().unwrap_or("step");
         let up = step.up.as_deref().unwrap_or("");
         let mut step_facts = Vec::new();
+        let first_hazard = hazards.len();
         for (i, st) in statements(name, up)?.iter().enumerate() {
             let f = if catalog.engine == "postgres" {
                 pg::facts(name, i + 1, &st.sql, catalog, &mut pg_state)?
@@ -438,6 +448,26 @@ pub fn analyze(body: &Body, catalog: &Catalog, policy: &Policy) -> Result<Analys
             created: &created,
         };
         hazards.extend(rules::check_step(step, name, &step_facts, &ctx));
+        if let Some(gate) = &step.gate {
+            // A gated step runs only after an engineer releases it, or after the rollback window:
+            // the hazard stays visible, but a human decision and the passage of time stand
+            // between it and production.
+            let why = match gate {
+                crate::plan::Gate::Manual => {
+                    "an engineer releases it (`drydock release`)".to_string()
+                }
+                crate::plan::Gate::After { duration } => {
+                    format!("{duration} has passed, or an engineer overrides")
+                }
+            };
+            for h in &mut hazards[first_hazard..] {
+                if h.severity > Severity::Medium {
+                    h.severity = Severity::Medium;
+                    h.message
+                        .push_str(&format!(" (gated: step `{name}` waits until {why})"));
+                }
+            }
+        }
         facts.extend(step_facts);
     }
     let impact = touched

@@ -194,13 +194,22 @@ fn not_null_check_column(c: &Constraint) -> Option<String> {
 /// one SELECT with one target and nothing else — so a parameter can never become a second
 /// statement or a FROM clause.
 pub fn single_expression(what: &str, expr: &str) -> std::result::Result<(), String> {
-    let parsed = pg_query::parse(&format!("SELECT ({expr})"), 0).map_err(|e| format!("{what} {expr:?} is not an SQL expression: {e}"))?;
+    let parsed = pg_query::parse(&format!("SELECT ({expr})"), 0)
+        .map_err(|e| format!("{what} {expr:?} is not an SQL expression: {e}"))?;
     match parsed.protobuf.stmts.as_slice() {
         [one] => match one.stmt.as_ref().and_then(|n| n.node.as_ref()) {
-            Some(NodeEnum::SelectStmt(s)) if s.target_list.len() == 1 && s.from_clause.is_empty() && s.where_clause.is_none() => Ok(()),
+            Some(NodeEnum::SelectStmt(s))
+                if s.target_list.len() == 1
+                    && s.from_clause.is_empty()
+                    && s.where_clause.is_none() =>
+            {
+                Ok(())
+            }
             _ => Err(format!("{what} {expr:?} is not a single expression")),
         },
-        _ => Err(format!("{what} {expr:?} must be exactly one expression, not several statements")),
+        _ => Err(format!(
+            "{what} {expr:?} must be exactly one expression, not several statements"
+        )),
     }
 }
 
@@ -208,9 +217,16 @@ pub fn single_expression(what: &str, expr: &str) -> std::result::Result<(), Stri
 /// without FROM, RETURNING or WITH, and must not assign the key it walks by.
 pub fn validate_backfill(step: &str, b: &crate::plan::Backfill) -> Result<()> {
     let bad = |m: String| Error::InvalidInput(format!("step `{step}` backfill: {m}"));
-    let ident_ok = |s: &str| s.split('.').count() <= 2 && s.split('.').all(|p| crate::render::validate_ident(p).is_ok());
+    let ident_ok = |s: &str| {
+        s.split('.').count() <= 2
+            && s.split('.')
+                .all(|p| crate::render::validate_ident(p).is_ok())
+    };
     if !ident_ok(&b.table) {
-        return Err(bad(format!("table {:?} is not a valid (schema-qualified) identifier", b.table)));
+        return Err(bad(format!(
+            "table {:?} is not a valid (schema-qualified) identifier",
+            b.table
+        )));
     }
     if let Some(k) = &b.key {
         crate::render::validate_ident(k).map_err(bad)?;
@@ -222,15 +238,25 @@ pub fn validate_backfill(step: &str, b: &crate::plan::Backfill) -> Result<()> {
         return Err(bad("batch_size must be at least 1".into()));
     }
     let sql = format!("UPDATE {} SET {}", b.table, b.set);
-    let parsed = pg_query::parse(&sql, 0).map_err(|e| bad(format!("`set` {:?} does not parse: {e}", b.set)))?;
+    let parsed = pg_query::parse(&sql, 0)
+        .map_err(|e| bad(format!("`set` {:?} does not parse: {e}", b.set)))?;
     let [one] = parsed.protobuf.stmts.as_slice() else {
-        return Err(bad(format!("`set` {:?} must be assignments only, not several statements", b.set)));
+        return Err(bad(format!(
+            "`set` {:?} must be assignments only, not several statements",
+            b.set
+        )));
     };
     let Some(NodeEnum::UpdateStmt(u)) = one.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
         return Err(bad("`set` must be assignments like `col = expr`".into()));
     };
-    if u.where_clause.is_some() || !u.from_clause.is_empty() || u.returning_clause.is_some() || u.with_clause.is_some() {
-        return Err(bad("`set` must hold assignments only; put the row filter in `where`".into()));
+    if u.where_clause.is_some()
+        || !u.from_clause.is_empty()
+        || u.returning_clause.is_some()
+        || u.with_clause.is_some()
+    {
+        return Err(bad(
+            "`set` must hold assignments only; put the row filter in `where`".into(),
+        ));
     }
     let assigned: Vec<&str> = u
         .target_list

@@ -527,12 +527,20 @@ impl Engine {
 
     /// A step's `up` in the sandbox; a backfill runs as one UPDATE inside the sandbox's
     /// transaction, and says so.
-    async fn up_in_sandbox(sandbox: &mut Sandbox, plan: &Plan, step: &Step, phase: &'static str) -> Result<Vec<StatementRun>> {
+    async fn up_in_sandbox(
+        sandbox: &mut Sandbox,
+        plan: &Plan,
+        step: &Step,
+        phase: &'static str,
+    ) -> Result<Vec<StatementRun>> {
         let name = step.name.as_deref().unwrap_or("step");
         match &step.backfill {
             None => Self::in_sandbox(sandbox, plan, name, step.up.as_deref(), phase).await,
             Some(b) => {
-                let stmt = Stmt { sql: analysis::backfill_sql(b), transactional: true };
+                let stmt = Stmt {
+                    sql: analysis::backfill_sql(b),
+                    transactional: true,
+                };
                 let mut runs = sandbox
                     .execute(name, std::slice::from_ref(&stmt))
                     .await?

@@ -10,6 +10,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tera::{Kwargs, State, Tera, TeraResult, Value};
 
+mod templates;
+
 use crate::error::{Error, Result};
 use crate::plan::{Check, Expect, Gate, Step};
 
@@ -135,6 +137,12 @@ fn engine() -> &'static Tera {
             v.split_whitespace().collect::<Vec<_>>().join(" ")
         });
         t.register_filter(
+            "json",
+            |v: Value, _: Kwargs, _: &State| -> TeraResult<String> {
+                serde_json::to_string(&v).map_err(|e| tera_err(e.to_string()))
+            },
+        );
+        t.register_filter(
             "expect",
             |v: &str, _: Kwargs, _: &State| -> TeraResult<String> {
                 v.parse::<Expect>().map(|e| e.to_string()).map_err(tera_err)
@@ -186,13 +194,13 @@ pub struct AddColumnParams {
     pub default: Option<serde_json::Value>,
 }
 
-struct TemplateDef {
-    name: &'static str,
-    description: &'static str,
-    source: &'static str,
-    schema: fn() -> schemars::Schema,
+pub(crate) struct TemplateDef {
+    pub(crate) name: &'static str,
+    pub(crate) description: &'static str,
+    pub(crate) source: &'static str,
+    pub(crate) schema: fn() -> schemars::Schema,
     /// Parses and validates the params, returning the render context.
-    context: fn(serde_json::Value) -> std::result::Result<serde_json::Value, String>,
+    pub(crate) context: fn(serde_json::Value) -> std::result::Result<serde_json::Value, String>,
 }
 
 fn typed<T: for<'de> Deserialize<'de> + Serialize>(
@@ -243,6 +251,13 @@ const TEMPLATES: &[TemplateDef] = &[
         schema: || schemars::schema_for!(AddColumnParams),
         context: typed::<AddColumnParams>,
     },
+    templates::ADD_NOT_NULL_COLUMN,
+    templates::RENAME_COLUMN,
+    templates::CHANGE_COLUMN_TYPE,
+    templates::BACKFILL,
+    templates::ADD_INDEX,
+    templates::ADD_FOREIGN_KEY,
+    templates::ADD_CHECK_CONSTRAINT,
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -317,48 +332,53 @@ fn tera_message(e: &tera::Error) -> String {
     msg
 }
 
-/// Reads `-- drydock:step NAME [manual|after=DURATION]`, `-- drydock:up`, `-- drydock:down` and
-/// `-- drydock:check NAME EXPECT` markers.
+/// Reads `-- drydock:step NAME [manual|after=DURATION]`, `-- drydock:up`, `-- drydock:down`,
+/// `-- drydock:backfill` (a JSON backfill spec) and `-- drydock:check NAME EXPECT` markers.
 pub fn parse_script(script: &str) -> std::result::Result<(Vec<Step>, Vec<Check>), String> {
     enum Section {
         None,
         Up,
         Down,
+        Backfill,
         Check(String, Expect),
+    }
+    fn flush(
+        section: &Section,
+        buf: &mut String,
+        steps: &mut [Step],
+        checks: &mut Vec<Check>,
+    ) -> std::result::Result<(), String> {
+        let text = std::mem::take(buf).trim().to_string();
+        let last = steps.last_mut();
+        match (section, last) {
+            (Section::Up, Some(s)) => s.up = (!text.is_empty()).then_some(text),
+            (Section::Down, Some(s)) => s.down = (!text.is_empty()).then_some(text),
+            (Section::Backfill, Some(s)) => {
+                s.backfill = Some(
+                    serde_json::from_str(&text)
+                        .map_err(|e| format!("a backfill section is not a backfill spec: {e}"))?,
+                )
+            }
+            (Section::Check(name, expect), _) => checks.push(Check {
+                name: name.clone(),
+                sql: text,
+                expect: *expect,
+            }),
+            _ => {}
+        }
+        Ok(())
     }
     let mut steps: Vec<Step> = Vec::new();
     let mut checks = Vec::new();
     let mut section = Section::None;
     let mut buf = String::new();
-    let flush =
-        |section: &Section, buf: &mut String, steps: &mut Vec<Step>, checks: &mut Vec<Check>| {
-            let text = std::mem::take(buf).trim().to_string();
-            match section {
-                Section::Up => {
-                    if let Some(s) = steps.last_mut() {
-                        s.up = (!text.is_empty()).then_some(text);
-                    }
-                }
-                Section::Down => {
-                    if let Some(s) = steps.last_mut() {
-                        s.down = (!text.is_empty()).then_some(text);
-                    }
-                }
-                Section::Check(name, expect) => checks.push(Check {
-                    name: name.clone(),
-                    sql: text,
-                    expect: *expect,
-                }),
-                Section::None => {}
-            }
-        };
     for line in script.lines() {
         let Some(marker) = line.trim().strip_prefix("-- drydock:") else {
             buf.push_str(line);
             buf.push('\n');
             continue;
         };
-        flush(&section, &mut buf, &mut steps, &mut checks);
+        flush(&section, &mut buf, &mut steps, &mut checks)?;
         let mut parts = marker.split_whitespace();
         section = match parts.next() {
             Some("step") => {
@@ -387,6 +407,7 @@ pub fn parse_script(script: &str) -> std::result::Result<(Vec<Step>, Vec<Check>)
             }
             Some("up") if !steps.is_empty() => Section::Up,
             Some("down") if !steps.is_empty() => Section::Down,
+            Some("backfill") if !steps.is_empty() => Section::Backfill,
             Some("check") => {
                 let name = parts
                     .next()
@@ -401,7 +422,7 @@ pub fn parse_script(script: &str) -> std::result::Result<(Vec<Step>, Vec<Check>)
             other => return Err(format!("unexpected marker {other:?}")),
         };
     }
-    flush(&section, &mut buf, &mut steps, &mut checks);
+    flush(&section, &mut buf, &mut steps, &mut checks)?;
     Ok((steps, checks))
 }
 

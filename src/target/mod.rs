@@ -293,7 +293,9 @@ impl Target {
     ) -> Result<std::result::Result<BackfillReport, StepFailure>> {
         match self {
             Target::Postgres(t) => t.backfill(step, spec, history, policy, progress).await,
-            Target::Sqlite(_) => Err(Error::InvalidInput("backfill steps need a PostgreSQL target".into())),
+            Target::Sqlite(_) => Err(Error::InvalidInput(
+                "backfill steps need a PostgreSQL target".into(),
+            )),
         }
     }
 

@@ -15,8 +15,8 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 
 use super::{
-    BackfillReport, BackupEvidence, Catalog, CheckOutcome, Column, Fingerprint, History, LockObservation,
-    StatementRun, StepFailure, Stmt, TableInfo, WatchReport,
+    BackfillReport, BackupEvidence, Catalog, CheckOutcome, Column, Fingerprint, History,
+    LockObservation, StatementRun, StepFailure, Stmt, TableInfo, WatchReport,
 };
 use crate::config::Policy;
 use crate::error::{Error, Result};
@@ -541,9 +541,13 @@ impl Postgres {
         .fetch_optional(&mut conn)
         .await
         .map_err(|e| self.err(e))?;
-        let key_type = key_type.ok_or_else(|| Error::InvalidInput(format!("backfill: `{}` has no column `{key}`", spec.table)))?;
+        let key_type = key_type.ok_or_else(|| {
+            Error::InvalidInput(format!("backfill: `{}` has no column `{key}`", spec.table))
+        })?;
         crate::render::validate_type(&key_type).map_err(Error::InvalidInput)?;
-        let estimate = row_counts_on(&mut conn, std::slice::from_ref(&spec.table)).await.map_err(|e| self.err(e))?;
+        let estimate = row_counts_on(&mut conn, std::slice::from_ref(&spec.table))
+            .await
+            .map_err(|e| self.err(e))?;
         let total = estimate.values().sum::<u64>();
         // language=SQL
         let (mut last, mut done, mut batches): (Option<String>, i64, i64) = sqlx::query_as(
@@ -557,7 +561,11 @@ impl Postgres {
         .unwrap_or((None, 0, 0));
         let resumed_from = last.clone();
         let qkey = quote_ident(&key);
-        let filter = spec.filter.as_deref().map(|w| format!("AND ({w})")).unwrap_or_default();
+        let filter = spec
+            .filter
+            .as_deref()
+            .map(|w| format!("AND ({w})"))
+            .unwrap_or_default();
         // The one statement a batch runs: select the next keys, update them, report count and max.
         // language=SQL
         let batch_sql = format!(
@@ -626,7 +634,10 @@ impl Postgres {
                         conn.close().await.ok();
                         return Ok(Err(StepFailure {
                             index: (batches + 1) as usize,
-                            sql: format!("backfill batch after key {}", last.as_deref().unwrap_or("(start)")),
+                            sql: format!(
+                                "backfill batch after key {}",
+                                last.as_deref().unwrap_or("(start)")
+                            ),
                             sqlstate: state,
                             cause: crate::errorlog::redact(&e.to_string()),
                         }));
@@ -641,7 +652,10 @@ impl Postgres {
             progress(done as u64, total.max(done as u64));
             if since_vacuum >= 500_000 {
                 let vacuum = format!("VACUUM {table}");
-                sqlx::raw_sql(AssertSqlSafe(vacuum)).execute(&mut conn).await.ok();
+                sqlx::raw_sql(AssertSqlSafe(vacuum))
+                    .execute(&mut conn)
+                    .await
+                    .ok();
                 since_vacuum = 0;
             }
             if let Some(p) = spec.pause_ms.filter(|p| *p > 0) {

@@ -294,7 +294,8 @@ pub struct PgProject {
 }
 
 const PG_SEED: &str = "
-    CREATE TABLE accounts (id bigserial PRIMARY KEY, email text NOT NULL, balance integer NOT NULL DEFAULT 0);
+    CREATE TABLE accounts (id bigserial PRIMARY KEY, email text NOT NULL, balance integer NOT NULL DEFAULT 0,
+                           nickname text, score integer NOT NULL DEFAULT 0);
     CREATE VIEW rich_accounts AS SELECT id, email FROM accounts WHERE balance > 900;
     CREATE TABLE ledger (id bigserial PRIMARY KEY, account_id bigint NOT NULL REFERENCES accounts (id), amount integer NOT NULL);
     CREATE INDEX ledger_account ON ledger (account_id);

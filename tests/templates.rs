@@ -1,0 +1,348 @@
+//! The zero-downtime templates on real PostgreSQL: each rendered into a plan with no high or
+//! critical hazard on a large table, dry-run, approved, applied step by step through its gates
+//! with a writer running, validated and rolled back; and a backfill killed with SIGKILL mid-way
+//! that resumes and updates every row exactly once.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{PgProject, pg_connect, plan_id};
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+/// Updates `accounts.balance` every 10 ms; returns (worst latency ms, errors).
+fn writer(db: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<(u64, u64)> {
+    tokio::spawn(async move {
+        let mut c = pg_connect(&db).await;
+        let (mut worst, mut errors, mut i) = (0u64, 0u64, 0i64);
+        while !stop.load(Ordering::SeqCst) {
+            let t0 = Instant::now();
+            if sqlx::query("UPDATE accounts SET balance = balance + 1 WHERE id = $1")
+                .bind(1 + i % 1000)
+                .execute(&mut c)
+                .await
+                .is_err()
+            {
+                errors += 1;
+            }
+            worst = worst.max(t0.elapsed().as_millis() as u64);
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        c.close().await.ok();
+        (worst, errors)
+    })
+}
+
+/// Walks a template from `plan` to `rollback`, releasing every gate, with a writer running.
+async fn walk(template: &str, params: Value) -> PgProject {
+    let p = PgProject::new("large_table_rows = 1000").await;
+    let c = p.project.connect().await;
+    let planned = c.ok("plan", json!({"goal": template, "target": "production", "template": template, "params": params})).await;
+    for h in planned["analysis"]["hazards"].as_array().unwrap() {
+        assert!(
+            !matches!(h["severity"].as_str(), Some("high" | "critical")),
+            "{template} renders a plan with a {} hazard: {h}",
+            h["severity"]
+        );
+    }
+    let id = plan_id(&planned);
+    let dry = c.ok("dry-run", json!({"plan_id": id})).await;
+    assert_eq!(dry["rollback_verified"], true, "{template}: {dry}");
+    p.project.approve(&id, "alice");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = writer(p.prod.clone(), stop.clone());
+    for _ in 0..10 {
+        let r = c.ok("apply", json!({"plan_id": id})).await;
+        if r["status"] == "applied" {
+            break;
+        }
+        let gated = r["gated"]["step"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{template}: neither applied nor gated: {r}"))
+            .to_string();
+        let mut args = vec!["release", id.as_str(), gated.as_str(), "--by", "bob"];
+        if r["gated"]["gate"]["kind"] == "after" {
+            args.extend(["--override-window", "--reason", "test walks the whole plan"]);
+        }
+        let out = p.project.cli(&args);
+        assert!(
+            out.status.success(),
+            "{template}: release failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let v = c.ok("validate", json!({"plan_id": id})).await;
+    assert_eq!(v["ok"], true, "{template}: {v}");
+    let rb = c
+        .ok(
+            "rollback",
+            json!({"plan_id": id, "reason": "template walk"}),
+        )
+        .await;
+    assert_eq!(rb["schema_verified"], true, "{template}: {rb}");
+    stop.store(true, Ordering::SeqCst);
+    let (worst, errors) = w.await.unwrap();
+    assert_eq!(errors, 0, "{template}: the writer saw errors");
+    assert!(worst < 2_000, "{template}: a write waited {worst} ms");
+    c.close().await;
+    p
+}
+
+#[tokio::test]
+async fn add_not_null_column() {
+    let p = walk(
+        "add-not-null-column",
+        json!({"table": "accounts", "column": "tier", "type": "text", "default": "free"}),
+    )
+    .await;
+    assert!(!p.has_column(&p.prod, "accounts", "tier").await);
+}
+
+#[tokio::test]
+async fn rename_column() {
+    let p = walk(
+        "rename-column",
+        json!({"table": "accounts", "column": "nickname", "new_name": "display_name"}),
+    )
+    .await;
+    assert!(
+        p.has_column(&p.prod, "accounts", "nickname").await
+            && !p.has_column(&p.prod, "accounts", "display_name").await
+    );
+}
+
+#[tokio::test]
+async fn change_column_type() {
+    let p = walk(
+        "change-column-type",
+        json!({"table": "accounts", "column": "score", "new_type": "bigint"}),
+    )
+    .await;
+    assert_eq!(
+        p.scalar(&p.prod, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'accounts' AND column_name = 'score' AND data_type = 'integer'").await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn backfill() {
+    walk("backfill", json!({"table": "accounts", "set": "email = lower(email)", "where": "email <> lower(email)", "batch_size": 500})).await;
+}
+
+#[tokio::test]
+async fn add_index() {
+    let p = walk(
+        "add-index",
+        json!({"table": "accounts", "columns": ["email"], "unique": true}),
+    )
+    .await;
+    assert_eq!(
+        p.scalar(
+            &p.prod,
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'accounts_email_key'"
+        )
+        .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn add_foreign_key() {
+    walk("add-foreign-key", json!({"table": "ledger", "columns": ["account_id"], "ref_table": "accounts", "ref_columns": ["id"], "name": "ledger_account_fk2"})).await;
+}
+
+#[tokio::test]
+async fn add_check_constraint() {
+    walk(
+        "add-check-constraint",
+        json!({"table": "accounts", "name": "balance_non_negative", "expression": "balance >= 0"}),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn hostile_identifiers_are_refused_by_every_template() {
+    let p = PgProject::new("").await;
+    let c = p.project.connect().await;
+    let hostile = "users\"; DROP TABLE users; --";
+    for (template, params) in [
+        (
+            "add-not-null-column",
+            json!({"table": hostile, "column": "c", "type": "text", "default": 1}),
+        ),
+        (
+            "rename-column",
+            json!({"table": "accounts", "column": hostile, "new_name": "x"}),
+        ),
+        (
+            "change-column-type",
+            json!({"table": "accounts", "column": "balance", "new_type": "bigint", "using": "1); DROP TABLE accounts; --"}),
+        ),
+        (
+            "backfill",
+            json!({"table": "accounts", "set": "balance = 0; DROP TABLE accounts"}),
+        ),
+        ("add-index", json!({"table": hostile, "columns": ["email"]})),
+        (
+            "add-foreign-key",
+            json!({"table": "ledger", "columns": [hostile], "ref_table": "accounts", "ref_columns": ["id"]}),
+        ),
+        (
+            "add-check-constraint",
+            json!({"table": "accounts", "name": hostile, "expression": "true"}),
+        ),
+    ] {
+        let r = c.refused("plan", json!({"goal": "evil", "target": "production", "template": template, "params": params})).await;
+        assert_eq!(r["code"], "invalid-template-params", "{template}: {r}");
+    }
+    assert_eq!(
+        p.scalar(&p.prod, "SELECT count(*) FROM accounts").await,
+        20000
+    );
+    c.close().await;
+}
+
+async fn spawn_server(
+    config: &std::path::Path,
+) -> (
+    tokio::process::Child,
+    rmcp::service::RunningService<rmcp::RoleClient, ()>,
+) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_drydock"))
+        .arg("--config")
+        .arg(config)
+        .arg("serve")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let (stdout, stdin) = (child.stdout.take().unwrap(), child.stdin.take().unwrap());
+    let client = ().serve((stdout, stdin)).await.expect("connect over stdio");
+    (child, client)
+}
+
+async fn call(
+    client: &rmcp::service::RunningService<rmcp::RoleClient, ()>,
+    tool: &str,
+    args: Value,
+) -> rmcp::model::CallToolResult {
+    client
+        .call_tool(
+            CallToolRequestParams::new(tool.to_string())
+                .with_arguments(args.as_object().cloned().unwrap()),
+        )
+        .await
+        .expect("call")
+}
+
+#[tokio::test]
+async fn a_backfill_killed_mid_way_resumes_and_updates_every_row_exactly_once() {
+    const ROWS: i64 = 200_000;
+    let p = PgProject::new("").await;
+    for db in [&p.prod, &p.staging] {
+        let mut c = pg_connect(db).await;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE TABLE counters (id bigint PRIMARY KEY, hits integer NOT NULL DEFAULT 0);
+             INSERT INTO counters (id) SELECT g FROM generate_series(1, {ROWS}) g; ANALYZE counters;"
+        )))
+        .execute(&mut c)
+        .await
+        .unwrap();
+        c.close().await.ok();
+    }
+    let (mut child, client) = spawn_server(&p.project.config_path).await;
+    let r = call(
+        &client,
+        "plan",
+        json!({"goal": "count a visit", "target": "production", "template": "backfill",
+               "params": {"table": "counters", "set": "hits = hits + 1", "batch_size": 200, "pause_ms": 2}}),
+    )
+    .await;
+    let id = r.structured_content.unwrap()["plan_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = call(&client, "dry-run", json!({"plan_id": id})).await;
+    assert_ne!(r.is_error, Some(true), "{r:?}");
+    p.project.approve(&id, "alice");
+
+    // apply in the background, kill the server once part of the table is done
+    let apply = {
+        let client_peer = client.peer().clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            let _ = client_peer
+                .call_tool(
+                    CallToolRequestParams::new("apply")
+                        .with_arguments(json!({"plan_id": id}).as_object().cloned().unwrap()),
+                )
+                .await;
+        })
+    };
+    let done_before_kill = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let exists = p.scalar(&p.prod, "SELECT count(*) FROM pg_class WHERE oid = to_regclass('drydock.backfill_progress')").await;
+        let done = if exists == 1 {
+            p.scalar(
+                &p.prod,
+                "SELECT coalesce(sum(rows_done), 0)::int8 FROM drydock.backfill_progress",
+            )
+            .await
+        } else {
+            0
+        };
+        if done >= 20_000 {
+            done_before_kill.store(done as u64, Ordering::SeqCst);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the backfill did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    apply.abort();
+    drop(client);
+    let updated = p
+        .scalar(&p.prod, "SELECT count(*) FROM counters WHERE hits = 1")
+        .await;
+    assert!(
+        updated > 0 && updated < ROWS,
+        "killed mid-way: {updated} rows updated"
+    );
+    assert_eq!(
+        p.scalar(&p.prod, "SELECT count(*) FROM counters WHERE hits > 1")
+            .await,
+        0
+    );
+
+    // a new server resumes from the checkpoint
+    let (_child, client) = spawn_server(&p.project.config_path).await;
+    let r = call(&client, "apply", json!({"plan_id": id})).await;
+    assert_ne!(r.is_error, Some(true), "{r:?}");
+    let body = r.structured_content.unwrap();
+    assert_eq!(body["status"], "applied", "{body}");
+    assert!(body["backfills"][0]["resumed_from"].is_string(), "{body}");
+    assert_eq!(body["backfills"][0]["rows"], ROWS);
+    assert_eq!(
+        p.scalar(&p.prod, "SELECT count(*) FROM counters WHERE hits = 1")
+            .await,
+        ROWS
+    );
+    assert_eq!(
+        p.scalar(&p.prod, "SELECT count(*) FROM counters WHERE hits <> 1")
+            .await,
+        0
+    );
+    assert!(done_before_kill.load(Ordering::SeqCst) >= 20_000);
+    let _ = client.cancel().await;
+}
