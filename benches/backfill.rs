@@ -29,7 +29,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 async fn heap_bytes(c: &mut PgConnection) -> i64 {
-    sqlx::query_scalar("SELECT pg_relation_size('bench_orders')").fetch_one(c).await.expect("size")
+    sqlx::query_scalar("SELECT pg_relation_size('bench_orders')")
+        .fetch_one(c)
+        .await
+        .expect("size")
 }
 
 async fn setup(url: &str, rows: i64) {
@@ -47,7 +50,11 @@ async fn setup(url: &str, rows: i64) {
 }
 
 /// Runs `work` while 4 writers update random rows every 10 ms (a fixed rate).
-async fn under_writers<F: std::future::Future<Output = String>>(url: &str, rows: i64, work: F) -> (f64, Vec<f64>, String) {
+async fn under_writers<F: std::future::Future<Output = String>>(
+    url: &str,
+    rows: i64,
+    work: F,
+) -> (f64, Vec<f64>, String) {
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..WRITERS)
         .map(|w| {
@@ -102,17 +109,28 @@ async fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let Ok(base) = std::env::var("DRYDOCK_BENCH_PG").or_else(|_| std::env::var("DRYDOCK_TEST_PG")) else {
-        eprintln!("set DRYDOCK_BENCH_PG to a PostgreSQL URL (a database is created and dropped on that server)");
+    let Ok(base) = std::env::var("DRYDOCK_BENCH_PG").or_else(|_| std::env::var("DRYDOCK_TEST_PG"))
+    else {
+        eprintln!(
+            "set DRYDOCK_BENCH_PG to a PostgreSQL URL (a database is created and dropped on that server)"
+        );
         std::process::exit(2);
     };
-    let rows: i64 = std::env::var("DRYDOCK_BENCH_ROWS").ok().and_then(|r| r.parse().ok()).unwrap_or(5_000_000);
+    let rows: i64 = std::env::var("DRYDOCK_BENCH_ROWS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5_000_000);
     let db = format!("drydock_bench_backfill_{}", std::process::id());
     let mut admin = connect(&base).await;
-    sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {db}"))).execute(&mut admin).await.expect("create database");
+    sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {db}")))
+        .execute(&mut admin)
+        .await
+        .expect("create database");
     let url = format!("{}/{db}", base.rsplit_once('/').expect("a database URL").0);
 
-    println!("backfill `cents = amount * 100` on {rows} rows; {WRITERS} writers each updating a random row every 10 ms");
+    println!(
+        "backfill `cents = amount * 100` on {rows} rows; {WRITERS} writers each updating a random row every 10 ms"
+    );
     println!(
         "{:<26} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9}  outcome",
         "method", "wall s", "writes", "p50 ms", "p99 ms", "max ms", ">250 ms", "heap"
@@ -123,7 +141,10 @@ async fn main() {
     let before = heap_bytes(&mut c).await;
     let (wall, lat, outcome) = under_writers(&url, rows, async {
         let mut c = connect(&url).await;
-        let r = sqlx::raw_sql("UPDATE bench_orders SET cents = amount * 100").execute(&mut c).await.expect("update");
+        let r = sqlx::raw_sql("UPDATE bench_orders SET cents = amount * 100")
+            .execute(&mut c)
+            .await
+            .expect("update");
         format!("{} rows", r.rows_affected())
     })
     .await;
@@ -134,7 +155,9 @@ async fn main() {
     let before = heap_bytes(&mut c).await;
     let (wall, lat, outcome) = under_writers(&url, rows, async {
         let policy = Policy::default();
-        let target = Postgres::open("bench", &url, &policy).await.expect("open target");
+        let target = Postgres::open("bench", &url, &policy)
+            .await
+            .expect("open target");
         let spec = Backfill {
             table: "bench_orders".into(),
             set: "cents = amount * 100".into(),
@@ -143,15 +166,30 @@ async fn main() {
             batch_size: Some(1000),
             pause_ms: None,
         };
-        let history = HistoryRow { plan_id: "bench", step: "backfill", checksum: "bench", by: "bench" };
-        let r = target.backfill("backfill", &spec, &history, &policy, &mut |_, _| {}).await.expect("backfill").expect("batches");
-        format!("{} rows in {} batches (final batch {}, slowest {:.0} ms)", r.rows, r.batches, r.final_batch_size, r.slowest_batch_ms)
+        let history = HistoryRow {
+            plan_id: "bench",
+            step: "backfill",
+            checksum: "bench",
+            by: "bench",
+        };
+        let r = target
+            .backfill("backfill", &spec, &history, &policy, &mut |_, _| {})
+            .await
+            .expect("backfill")
+            .expect("batches");
+        format!(
+            "{} rows in {} batches (final batch {}, slowest {:.0} ms)",
+            r.rows, r.batches, r.final_batch_size, r.slowest_batch_ms
+        )
     })
     .await;
     let after = heap_bytes(&mut c).await;
     report("drydock backfill", wall, &lat, before, after, &outcome);
     c.close().await.ok();
 
-    sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE {db} WITH (FORCE)"))).execute(&mut admin).await.ok();
+    sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE {db} WITH (FORCE)")))
+        .execute(&mut admin)
+        .await
+        .ok();
     admin.close().await.ok();
 }

@@ -346,3 +346,71 @@ async fn a_backfill_killed_mid_way_resumes_and_updates_every_row_exactly_once() 
     assert!(done_before_kill.load(Ordering::SeqCst) >= 20_000);
     let _ = client.cancel().await;
 }
+
+#[tokio::test]
+async fn a_long_step_outlives_the_tool_call_and_reports_progress() {
+    const ROWS: i64 = 100_000;
+    let p = PgProject::new("apply_wait = \"1s\"").await;
+    for db in [&p.prod, &p.staging] {
+        let mut c = pg_connect(db).await;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE TABLE counters (id bigint PRIMARY KEY, hits integer NOT NULL DEFAULT 0);
+             INSERT INTO counters (id) SELECT g FROM generate_series(1, {ROWS}) g; ANALYZE counters;"
+        )))
+        .execute(&mut c)
+        .await
+        .unwrap();
+        c.close().await.ok();
+    }
+    let c = p.project.connect().await;
+    let id = plan_id(
+        &c.ok(
+            "plan",
+            json!({"goal": "count", "target": "production", "template": "backfill",
+                   "params": {"table": "counters", "set": "hits = hits + 1", "batch_size": 100, "pause_ms": 20}}),
+        )
+        .await,
+    );
+    c.ok("dry-run", json!({"plan_id": id})).await;
+    p.project.approve(&id, "alice");
+    let t0 = Instant::now();
+    let first = c.ok("apply", json!({"plan_id": id})).await;
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "apply returned after policy.apply_wait"
+    );
+    assert_eq!(first["status"], "applying", "{first}");
+    assert!(
+        first["message"].as_str().unwrap().contains("background"),
+        "{first}"
+    );
+    // a second apply reports instead of restarting
+    let again = c.ok("apply", json!({"plan_id": id})).await;
+    assert_eq!(again["status"], "applying");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut saw_progress = false;
+    loop {
+        let s = c.ok("status", json!({"plan_id": id})).await;
+        if s["running"]["done"].as_u64().is_some_and(|d| d > 0) {
+            saw_progress = true;
+        }
+        if s["status"] == "applied" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the background apply did not finish: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        saw_progress,
+        "status reported the backfill's progress while it ran"
+    );
+    assert_eq!(
+        p.scalar(&p.prod, "SELECT count(*) FROM counters WHERE hits = 1")
+            .await,
+        ROWS
+    );
+    c.close().await;
+}

@@ -5,7 +5,7 @@
 
 mod report;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -50,15 +50,24 @@ pub struct Engine {
     pub store: Store,
     pub errors: ErrorLog,
     /// Targets with an apply or rollback running in this process.
-    busy: Mutex<HashSet<String>>,
+    running: Arc<Mutex<HashMap<String, Running>>>,
 }
 
-/// Releases a target's busy mark when the operation ends, however it ends.
-struct BusyGuard<'a>(&'a Mutex<HashSet<String>>, String);
+/// What runs on a target in this process: at most one apply or rollback per target.
+#[derive(Debug, Clone)]
+struct Running {
+    plan_id: String,
+    action: &'static str,
+    started_at: String,
+    progress: Option<Progress>,
+}
 
-impl Drop for BusyGuard<'_> {
+/// Clears a target's running mark when the operation ends, however it ends (panics included).
+struct RunningGuard(Arc<Mutex<HashMap<String, Running>>>, String);
+
+impl Drop for RunningGuard {
     fn drop(&mut self) {
-        self.0.lock().expect("busy set lock").remove(&self.1);
+        self.0.lock().expect("running map lock").remove(&self.1);
     }
 }
 
@@ -105,7 +114,7 @@ impl Engine {
             config: Arc::new(config),
             store,
             errors,
-            busy: Mutex::new(HashSet::new()),
+            running: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
@@ -569,23 +578,103 @@ impl Engine {
 
     // --------------------------------------------------------------- apply
 
-    pub async fn apply(
+    /// Marks `target` as running `action` for `plan_id`; a second operation on the target is
+    /// refused (another plan) or told the plan is already being applied (the same plan).
+    fn claim(
         &self,
+        target: &str,
+        plan_id: &str,
+        action: &'static str,
+    ) -> Result<std::result::Result<RunningGuard, Running>> {
+        let mut running = self.running.lock().expect("running map lock");
+        if let Some(r) = running.get(target) {
+            if r.plan_id == plan_id && r.action == "apply" && action == "apply" {
+                return Ok(Err(r.clone()));
+            }
+            return Err(Error::TargetBusy(target.to_string()));
+        }
+        running.insert(
+            target.to_string(),
+            Running {
+                plan_id: plan_id.to_string(),
+                action,
+                started_at: crate::store::now(),
+                progress: None,
+            },
+        );
+        Ok(Ok(RunningGuard(self.running.clone(), target.to_string())))
+    }
+
+    /// Progress of a plan being applied in this process, if it is.
+    fn running_progress(&self, plan_id: &str) -> Option<Running> {
+        self.running
+            .lock()
+            .expect("running map lock")
+            .values()
+            .find(|r| r.plan_id == plan_id)
+            .cloned()
+    }
+
+    /// Applies pending steps. Waits at most `policy.apply_wait`; a step still running then
+    /// continues in the background and the call returns `status: applying` with its progress.
+    pub async fn apply(
+        self: &Arc<Self>,
         plan_id: &str,
         agent: &str,
         progress: Option<UnboundedSender<Progress>>,
     ) -> Result<ApplyReport> {
         let plan = self.store.plan(plan_id).await?;
-        let _guard = {
-            let mut busy = self.busy.lock().expect("busy set lock");
-            if !busy.insert(plan.target.clone()) {
-                return Err(Error::TargetBusy(plan.target.clone()));
+        let guard = match self.claim(&plan.target, &plan.id, "apply")? {
+            Ok(g) => g,
+            Err(running) => {
+                return Ok(ApplyReport::in_background(
+                    &plan,
+                    &running.started_at,
+                    running.progress.as_ref(),
+                ));
             }
-            BusyGuard(&self.busy, plan.target.clone())
         };
-        self.apply_plan(&plan, agent, progress)
-            .await
-            .map_err(|e| self.learn(e, agent, "apply", Some(&plan)))
+        // Record the latest progress (for `status` and later `apply` calls) and pass it on.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();
+        {
+            let (running, target) = (self.running.clone(), plan.target.clone());
+            tokio::spawn(async move {
+                while let Some(p) = rx.recv().await {
+                    if let Some(r) = running.lock().expect("running map lock").get_mut(&target) {
+                        r.progress = Some(p.clone());
+                    }
+                    if let Some(out) = &progress {
+                        let _ = out.send(p);
+                    }
+                }
+            });
+        }
+        let engine = Arc::clone(self);
+        let (task_plan, agent_name) = (plan.clone(), agent.to_string());
+        let mut task = tokio::spawn(async move {
+            let _guard = guard;
+            engine
+                .apply_plan(&task_plan, &agent_name, Some(tx))
+                .await
+                .map_err(|e| engine.learn(e, &agent_name, "apply", Some(&task_plan)))
+        });
+        match tokio::time::timeout(self.config.policy.apply_wait, &mut task).await {
+            Ok(joined) => {
+                joined.map_err(|e| Error::Store(format!("the apply task failed: {e}")))?
+            }
+            Err(_) => {
+                let started = self.running_progress(&plan.id);
+                let fresh = self.store.plan(&plan.id).await?;
+                Ok(ApplyReport::in_background(
+                    &fresh,
+                    started
+                        .as_ref()
+                        .map(|r| r.started_at.as_str())
+                        .unwrap_or(""),
+                    started.as_ref().and_then(|r| r.progress.as_ref()),
+                ))
+            }
+        }
     }
 
     async fn apply_plan(
@@ -1146,13 +1235,9 @@ impl Engine {
         agent: &str,
     ) -> Result<RollbackReport> {
         let plan = self.store.plan(plan_id).await?;
-        let _guard = {
-            let mut busy = self.busy.lock().expect("busy set lock");
-            if !busy.insert(plan.target.clone()) {
-                return Err(Error::TargetBusy(plan.target.clone()));
-            }
-            BusyGuard(&self.busy, plan.target.clone())
-        };
+        let _guard = self
+            .claim(&plan.target, &plan.id, "rollback")?
+            .map_err(|_| Error::TargetBusy(plan.target.clone()))?;
         self.rollback_plan(&plan, reason, agent)
             .await
             .map_err(|e| self.learn(e, agent, "rollback", Some(&plan)))
@@ -1450,6 +1535,13 @@ impl Engine {
         let runs = self.store.runs(plan_id).await?;
         let approvals = self.store.approvals(plan_id).await?;
         let analysis = with_measurements(&plan, &runs);
+        let running = self.running_progress(&plan.id).map(|r| RunningInfo {
+            action: r.action.to_string(),
+            since: r.started_at,
+            done: r.progress.as_ref().map(|p| p.done),
+            total: r.progress.as_ref().map(|p| p.total),
+            message: r.progress.map(|p| p.message),
+        });
         Ok(StatusReport {
             plan_id: plan.id.clone(),
             status: plan.status,
@@ -1466,6 +1558,7 @@ impl Engine {
             runs: runs.into_iter().map(RunSummary::from).collect(),
             approvals,
             analysis,
+            running,
             next_steps: next_steps(&plan, role, &checklist),
         })
     }

@@ -91,6 +91,31 @@ pub struct ApplyReport {
 }
 
 impl ApplyReport {
+    /// The answer while the plan's apply continues in the background.
+    pub fn in_background(
+        plan: &Plan,
+        since: &str,
+        progress: Option<&crate::engine::Progress>,
+    ) -> ApplyReport {
+        let progress = progress
+            .map(|p| format!("; {}", p.message))
+            .unwrap_or_default();
+        let mut r = ApplyReport::done(
+            plan,
+            &format!(
+                "applying in the background since {since}{progress}; call `status` for progress"
+            ),
+            vec![],
+            None,
+        );
+        r.status = Status::Applying;
+        r.next_steps = vec![format!(
+            "call `status` with plan_id `{}` until it is applied, then `validate`",
+            plan.id
+        )];
+        r
+    }
+
     pub fn done(
         plan: &Plan,
         message: &str,
@@ -213,7 +238,20 @@ pub struct StatusReport {
     pub runs: Vec<RunSummary>,
     pub approvals: Vec<ApprovalRow>,
     pub analysis: serde_json::Value,
+    /// Set while an apply or rollback of this plan runs in this server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub running: Option<RunningInfo>,
     pub next_steps: Vec<String>,
+}
+
+/// An operation running in the background for a plan, with its latest progress.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RunningInfo {
+    pub action: String,
+    pub since: String,
+    pub done: Option<u64>,
+    pub total: Option<u64>,
+    pub message: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
