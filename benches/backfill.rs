@@ -15,18 +15,10 @@ use drydock::target::HistoryRow;
 use drydock::target::postgres::Postgres;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
+mod support;
+use support::{BenchDb, connect, percentile};
+
 const WRITERS: usize = 4;
-
-async fn connect(url: &str) -> PgConnection {
-    PgConnection::connect(url).await.expect("connect")
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
 
 async fn heap_bytes(c: &mut PgConnection) -> i64 {
     sqlx::query_scalar("SELECT pg_relation_size('bench_orders')")
@@ -40,12 +32,15 @@ async fn setup(url: &str, rows: i64) {
     sqlx::raw_sql(AssertSqlSafe(format!(
         "DROP TABLE IF EXISTS bench_orders; DROP SCHEMA IF EXISTS drydock CASCADE;
          CREATE TABLE bench_orders (id bigint PRIMARY KEY, amount integer NOT NULL, cents bigint);
-         INSERT INTO bench_orders SELECT g, g % 1000 FROM generate_series(1, {rows}) g;
-         VACUUM ANALYZE bench_orders;"
+         INSERT INTO bench_orders SELECT g, g % 1000 FROM generate_series(1, {rows}) g;"
     )))
     .execute(&mut c)
     .await
     .expect("setup");
+    sqlx::raw_sql("VACUUM ANALYZE bench_orders")
+        .execute(&mut c)
+        .await
+        .expect("vacuum");
     c.close().await.ok();
 }
 
@@ -109,24 +104,12 @@ async fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let Ok(base) = std::env::var("DRYDOCK_BENCH_PG").or_else(|_| std::env::var("DRYDOCK_TEST_PG"))
-    else {
-        eprintln!(
-            "set DRYDOCK_BENCH_PG to a PostgreSQL URL (a database is created and dropped on that server)"
-        );
-        std::process::exit(2);
-    };
     let rows: i64 = std::env::var("DRYDOCK_BENCH_ROWS")
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(5_000_000);
-    let db = format!("drydock_bench_backfill_{}", std::process::id());
-    let mut admin = connect(&base).await;
-    sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {db}")))
-        .execute(&mut admin)
-        .await
-        .expect("create database");
-    let url = format!("{}/{db}", base.rsplit_once('/').expect("a database URL").0);
+    let db = BenchDb::create("drydock_bench_backfill").await;
+    let url = db.url.clone();
 
     println!(
         "backfill `cents = amount * 100` on {rows} rows; {WRITERS} writers each updating a random row every 10 ms"
@@ -187,9 +170,5 @@ async fn main() {
     report("drydock backfill", wall, &lat, before, after, &outcome);
     c.close().await.ok();
 
-    sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE {db} WITH (FORCE)")))
-        .execute(&mut admin)
-        .await
-        .ok();
-    admin.close().await.ok();
+    db.drop().await;
 }

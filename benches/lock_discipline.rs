@@ -12,33 +12,21 @@ use std::time::{Duration, Instant};
 use drydock::config::Policy;
 use drydock::target::Stmt;
 use drydock::target::postgres::Postgres;
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use sqlx::{AssertSqlSafe, Connection};
+
+mod support;
+use support::{BenchDb, connect, percentile};
 
 const WRITERS: usize = 4;
 const ROWS: i64 = 100_000;
-
-fn url_for(base: &str, db: &str) -> String {
-    format!("{}/{db}", base.rsplit_once('/').expect("a database URL").0)
-}
-
-async fn connect(url: &str) -> PgConnection {
-    PgConnection::connect(url).await.expect("connect")
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
 
 enum Ddl {
     Plain,
     Drydock(Duration),
 }
 
-async fn scenario(base: &str, db: &str, ddl: Ddl) -> (Vec<f64>, f64, String) {
-    let url = url_for(base, db);
+async fn scenario(url: &str, ddl: Ddl) -> (Vec<f64>, f64, String) {
+    let url = url.to_string();
     let mut setup = connect(&url).await;
     sqlx::raw_sql(AssertSqlSafe(format!(
         "DROP TABLE IF EXISTS bench_accounts;
@@ -157,19 +145,7 @@ async fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let Ok(base) = std::env::var("DRYDOCK_BENCH_PG").or_else(|_| std::env::var("DRYDOCK_TEST_PG"))
-    else {
-        eprintln!(
-            "set DRYDOCK_BENCH_PG to a PostgreSQL URL (a database is created and dropped on that server)"
-        );
-        std::process::exit(2);
-    };
-    let db = format!("drydock_bench_{}", std::process::id());
-    let mut admin = connect(&base).await;
-    sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {db}")))
-        .execute(&mut admin)
-        .await
-        .expect("create database");
+    let db = BenchDb::create("drydock_bench_locks").await;
 
     println!(
         "{WRITERS} writers updating a {ROWS}-row table every 10 ms; a 3 s transaction holds a lock on it; the DDL starts 0.5 s into that transaction"
@@ -189,7 +165,7 @@ async fn main() {
             Ddl::Drydock(Duration::from_millis(200)),
         ),
     ] {
-        let (lat, ddl_ms, outcome) = scenario(&base, &db, ddl).await;
+        let (lat, ddl_ms, outcome) = scenario(&db.url, ddl).await;
         println!(
             "{name:<34} {:>8} {:>9.2} {:>9.2} {:>9.1} {:>10.0}  {outcome}",
             lat.len(),
@@ -199,9 +175,5 @@ async fn main() {
             ddl_ms
         );
     }
-    sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE {db} WITH (FORCE)")))
-        .execute(&mut admin)
-        .await
-        .ok();
-    admin.close().await.ok();
+    db.drop().await;
 }

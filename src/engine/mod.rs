@@ -121,12 +121,7 @@ impl Engine {
     /// Appends the lesson of a failure to ERRORS.md (when it is an agent mistake) and returns it.
     pub fn learn(&self, err: Error, agent: &str, tool: &str, plan: Option<&Plan>) -> Error {
         if let Some(lesson) = lesson_for(err.code()) {
-            let tables = plan
-                .and_then(|p| p.analysis["impact"].as_array().cloned())
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|t| t["table"].as_str().map(String::from))
-                .collect();
+            let tables = plan.as_ref().map(|p| p.tables()).unwrap_or_default();
             let mistake = Mistake {
                 agent: agent.to_string(),
                 tool: tool.to_string(),
@@ -375,14 +370,7 @@ impl Engine {
         };
 
         // Row ratio and estimate against the plan's own target.
-        let tables: Vec<String> = plan.analysis["impact"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|t| t["table"].as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let tables = plan.tables();
         let staging_rows = staging.row_counts(&tables).await?;
         let prod_rows = match self.open_target(&plan.target).await {
             Ok(t) => t.row_counts(&tables).await?,
@@ -737,15 +725,7 @@ impl Engine {
                             .replace([':', '.', '-'], "")
                             .to_lowercase()
                     );
-                    let tables: Vec<String> = plan.analysis["impact"]
-                        .as_array()
-                        .map(|a| {
-                            a.iter()
-                                .filter(|t| t["exists"] == true)
-                                .filter_map(|t| t["table"].as_str().map(String::from))
-                                .collect()
-                        })
-                        .unwrap_or_default();
+                    let tables = plan.existing_tables();
                     target
                         .backup(
                             &self.config.state_dir.join("backups"),
@@ -1161,14 +1141,7 @@ impl Engine {
                 )
             },
         });
-        let tables: Vec<String> = plan.analysis["impact"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|t| t["table"].as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let tables = plan.tables();
         let row_counts = target.row_counts(&tables).await?;
         let failures: Vec<String> = checks
             .iter()
@@ -1618,13 +1591,7 @@ impl Engine {
             Some(id) => Some(self.store.plan(id).await?),
             None => None,
         };
-        let tables = plan
-            .as_ref()
-            .and_then(|p| p.analysis["impact"].as_array().cloned())
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|t| t["table"].as_str().map(String::from))
-            .collect();
+        let tables = plan.as_ref().map(|p| p.tables()).unwrap_or_default();
         let count = self.errors.record(&Mistake {
             agent: agent.to_string(),
             tool: "record-mistake".into(),

@@ -348,6 +348,28 @@ impl Plan {
         &self.body.steps
     }
 
+    /// The tables the analysis found the plan touching.
+    pub fn tables(&self) -> Vec<String> {
+        self.impact_tables(|_| true)
+    }
+
+    /// The tables the plan touches that existed when it was analysed.
+    pub fn existing_tables(&self) -> Vec<String> {
+        self.impact_tables(|t| t["exists"] == true)
+    }
+
+    fn impact_tables(&self, keep: impl Fn(&serde_json::Value) -> bool) -> Vec<String> {
+        self.analysis["impact"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|t| keep(t))
+                    .filter_map(|t| t["table"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn step_name(&self, i: usize) -> &str {
         self.body.steps[i].name.as_deref().unwrap_or("step")
     }

@@ -157,6 +157,33 @@ pub struct CheckOutcome {
     pub observed: String,
 }
 
+/// What a check query returned: its row count and, for a single row, its first column as a
+/// boolean (`None` when it is null or not a boolean).
+pub type CheckRows = std::result::Result<(usize, Option<Option<bool>>), String>;
+
+/// Judges a check's result against its expectation (`true`, `empty`, `rows:N`).
+pub fn judge(check: &crate::plan::Check, rows: CheckRows) -> CheckOutcome {
+    use crate::plan::Expect;
+    let (passed, observed) = match rows {
+        Err(e) => (false, format!("error: {}", crate::errorlog::redact(&e))),
+        Ok((n, first)) => match check.expect {
+            Expect::Empty => (n == 0, format!("{n} row(s)")),
+            Expect::Rows(want) => (n as u64 == want, format!("{n} row(s)")),
+            Expect::True => match (n, first) {
+                (1, Some(Some(b))) => (b, b.to_string()),
+                (1, _) => (false, "null or not a boolean".into()),
+                _ => (false, format!("{n} row(s), expected exactly one")),
+            },
+        },
+    };
+    CheckOutcome {
+        name: check.name.clone(),
+        expect: check.expect.to_string(),
+        passed,
+        observed,
+    }
+}
+
 /// A verified copy of a target's data.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct BackupEvidence {

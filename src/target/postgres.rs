@@ -20,7 +20,7 @@ use super::{
 };
 use crate::config::Policy;
 use crate::error::{Error, Result};
-use crate::plan::{Check, Expect};
+use crate::plan::Check;
 use crate::render::quote_ident;
 
 /// Schemas that are never the application's.
@@ -1148,33 +1148,15 @@ async fn checks_on(conn: &mut PgConnection, checks: &[Check]) -> Vec<CheckOutcom
         let rows = sqlx::query(AssertSqlSafe(c.sql.clone()))
             .fetch_all(&mut *conn)
             .await;
-        let (passed, observed) = match rows {
-            Err(e) => (
-                false,
-                format!("error: {}", crate::errorlog::redact(&e.to_string())),
-            ),
-            Ok(rows) => match c.expect {
-                Expect::Empty => (rows.is_empty(), format!("{} row(s)", rows.len())),
-                Expect::Rows(n) => (rows.len() as u64 == n, format!("{} row(s)", rows.len())),
-                Expect::True => match rows.as_slice() {
-                    [row] => match row.try_get::<Option<bool>, _>(0) {
-                        Ok(Some(b)) => (b, b.to_string()),
-                        Ok(None) => (false, "null".into()),
-                        Err(_) => (false, "not a boolean".into()),
-                    },
-                    _ => (
-                        false,
-                        format!("{} row(s), expected exactly one", rows.len()),
-                    ),
-                },
-            },
-        };
-        out.push(CheckOutcome {
-            name: c.name.clone(),
-            expect: c.expect.to_string(),
-            passed,
-            observed,
-        });
+        let rows = rows
+            .map(|rows| {
+                (
+                    rows.len(),
+                    (rows.len() == 1).then(|| rows[0].try_get::<Option<bool>, _>(0).ok().flatten()),
+                )
+            })
+            .map_err(|e| e.to_string());
+        out.push(super::judge(c, rows));
     }
     out
 }

@@ -15,7 +15,7 @@ use super::{
     StatementRun, StepFailure, Stmt, TableInfo,
 };
 use crate::error::{Error, Result};
-use crate::plan::{Check, Expect};
+use crate::plan::Check;
 use crate::render::quote_ident;
 
 /// drydock's bookkeeping inside the target; excluded from fingerprints and catalogs.
@@ -275,34 +275,10 @@ impl Sqlite {
             let rows = sqlx::query(AssertSqlSafe(c.sql.clone()))
                 .fetch_all(&mut conn)
                 .await;
-            let (passed, observed) = match rows {
-                Err(e) => (false, format!("error: {e}")),
-                Ok(rows) => match c.expect {
-                    Expect::Empty => (rows.is_empty(), format!("{} row(s)", rows.len())),
-                    Expect::Rows(n) => (rows.len() as u64 == n, format!("{} row(s)", rows.len())),
-                    Expect::True => match rows.as_slice() {
-                        [row] => {
-                            let v = truthy(row);
-                            (
-                                v == Some(true),
-                                v.map(|b| b.to_string())
-                                    .unwrap_or("not a boolean".into())
-                                    .to_string(),
-                            )
-                        }
-                        _ => (
-                            false,
-                            format!("{} row(s), expected exactly one", rows.len()),
-                        ),
-                    },
-                },
-            };
-            out.push(CheckOutcome {
-                name: c.name.clone(),
-                expect: c.expect.to_string(),
-                passed,
-                observed,
-            });
+            let rows = rows
+                .map(|rows| (rows.len(), (rows.len() == 1).then(|| truthy(&rows[0]))))
+                .map_err(|e| e.to_string());
+            out.push(super::judge(c, rows));
         }
         conn.close().await.map_err(|e| self.err(e))?;
         Ok(out)

@@ -1,0 +1,59 @@
+//! What the PostgreSQL benchmarks share: the server from `DRYDOCK_BENCH_PG` (or
+//! `DRYDOCK_TEST_PG`), a throwaway database on it, and latency percentiles.
+#![allow(dead_code)]
+
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+pub async fn connect(url: &str) -> PgConnection {
+    PgConnection::connect(url).await.expect("connect")
+}
+
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// A fresh database for one benchmark run; `drop` removes it.
+pub struct BenchDb {
+    admin: PgConnection,
+    name: String,
+    pub url: String,
+}
+
+impl BenchDb {
+    /// Creates the database, or exits with a usage message when no server is configured.
+    pub async fn create(prefix: &str) -> BenchDb {
+        let Ok(base) =
+            std::env::var("DRYDOCK_BENCH_PG").or_else(|_| std::env::var("DRYDOCK_TEST_PG"))
+        else {
+            eprintln!(
+                "set DRYDOCK_BENCH_PG to a PostgreSQL URL (a database is created and dropped on that server)"
+            );
+            std::process::exit(2);
+        };
+        let name = format!("{prefix}_{}", std::process::id());
+        let mut admin = connect(&base).await;
+        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create database");
+        let url = format!(
+            "{}/{name}",
+            base.rsplit_once('/').expect("a database URL").0
+        );
+        BenchDb { admin, name, url }
+    }
+
+    pub async fn drop(mut self) {
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "DROP DATABASE {} WITH (FORCE)",
+            self.name
+        )))
+        .execute(&mut self.admin)
+        .await
+        .ok();
+        self.admin.close().await.ok();
+    }
+}
