@@ -475,7 +475,7 @@ impl Postgres {
     /// checkpoint (the last key done) to `drydock.backfill_progress`, so a process killed at any
     /// instant resumes exactly where it stopped: no batch is skipped or repeated. The batch size
     /// adapts to keep batches near 100 ms; lock timeouts retry the batch with backoff; the table
-    /// is vacuumed every ~500k rows to keep its heap from doubling. The step's history row is
+    /// is vacuumed every ~400k rows to keep its heap from doubling. The step's history row is
     /// written with the final checkpoint.
     pub async fn backfill(
         &self,
@@ -568,15 +568,22 @@ impl Postgres {
             .unwrap_or_default();
         // The one statement a batch runs: select the next keys, update them, report count and max.
         // language=SQL
+        // A batch is the next `$2` keys after the checkpoint: their upper bound comes from an
+        // index-only scan, then one ranged UPDATE (an index range scan) changes the rows in it
+        // that match `where`. The bound becomes the checkpoint.
         let batch_sql = format!(
-            "WITH batch AS (
-                 SELECT {qkey} AS k FROM {table}
-                 WHERE ($1::text IS NULL OR {qkey} > $1::text::{key_type}) {filter}
-                 ORDER BY {qkey} LIMIT $2
+            "WITH bound AS (
+                 SELECT max(k) AS hi FROM (
+                     SELECT {qkey} AS k FROM {table}
+                     WHERE ($1::text IS NULL OR {qkey} > $1::text::{key_type})
+                     ORDER BY {qkey} LIMIT $2
+                 ) AS next_keys
              ), updated AS (
-                 UPDATE {table} SET {set} FROM batch WHERE {table}.{qkey} = batch.k RETURNING {table}.{qkey} AS k
+                 UPDATE {table} SET {set}
+                 WHERE ($1::text IS NULL OR {qkey} > $1::text::{key_type}) AND {qkey} <= (SELECT hi FROM bound) {filter}
+                 RETURNING 1
              )
-             SELECT (SELECT count(*) FROM updated)::int8, (SELECT max(k) FROM batch)::text",
+             SELECT (SELECT count(*) FROM updated)::int8, (SELECT hi FROM bound)::text",
             set = spec.set
         );
         let started = Instant::now();
@@ -617,7 +624,7 @@ impl Postgres {
                         slowest_ms = slowest_ms.max(ms);
                         // Adapt: grow while well under 100 ms, shrink when over 200 ms.
                         if ms < 50.0 {
-                            size = (size * 3 / 2).min(50_000);
+                            size = (size * 3 / 2).min(100_000);
                         } else if ms > 200.0 {
                             size = (size / 2).max(100);
                         }
@@ -651,9 +658,9 @@ impl Postgres {
             batches += 1;
             since_vacuum += count;
             progress(done as u64, total.max(done as u64));
-            // Every ~500k rows, VACUUM on a second connection while the batches go on, so the
+            // Every ~400k rows, VACUUM on a second connection while the batches go on, so the
             // space of the rows already rewritten is reused instead of doubling the heap.
-            if since_vacuum >= 500_000 && vacuum.as_ref().is_none_or(|v| v.is_finished()) {
+            if since_vacuum >= 400_000 && vacuum.as_ref().is_none_or(|v| v.is_finished()) {
                 let (options, sql) = (self.options.clone(), format!("VACUUM {table}"));
                 vacuum = Some(tokio::spawn(async move {
                     if let Ok(mut c) = options.application_name("drydock-vacuum").connect().await {
