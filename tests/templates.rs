@@ -264,7 +264,7 @@ async fn a_backfill_killed_mid_way_resumes_and_updates_every_row_exactly_once() 
         &client,
         "plan",
         json!({"goal": "count a visit", "target": "production", "template": "backfill",
-               "params": {"table": "counters", "set": "hits = hits + 1", "batch_size": 200, "pause_ms": 2}}),
+               "params": {"table": "counters", "set": "hits = hits + 1", "batch_size": 200, "pause_ms": 50}}),
     )
     .await;
     let id = r.structured_content.unwrap()["plan_id"]
@@ -367,7 +367,7 @@ async fn a_long_step_outlives_the_tool_call_and_reports_progress() {
         &c.ok(
             "plan",
             json!({"goal": "count", "target": "production", "template": "backfill",
-                   "params": {"table": "counters", "set": "hits = hits + 1", "batch_size": 100, "pause_ms": 20}}),
+                   "params": {"table": "counters", "set": "hits = hits + 1", "batch_size": 100, "pause_ms": 200}}),
         )
         .await,
     );
