@@ -176,6 +176,10 @@ async fn each_hazard_class_and_its_safe_variant() {
         "critical"
     ));
 
+    // a column a view is built on: the drop would fail
+    let h = hazards_of(&c, "ALTER TABLE accounts DROP COLUMN email").await;
+    assert!(has(&h, "breaking-change", "high"), "{h:?}");
+
     // context: the same statement on a tiny table, or on a table created in the plan, is low
     assert!(has(
         &hazards_of(&c, "ALTER TABLE tiny ADD CONSTRAINT pos CHECK (id > 0)").await,

@@ -23,6 +23,8 @@ pub struct Catalog {
     pub proven_not_null: std::collections::BTreeSet<String>,
     /// Names of volatile functions (`pg_proc.provolatile = 'v'`).
     pub volatile_functions: std::collections::BTreeSet<String>,
+    /// `table.column` → the views whose definition uses that column.
+    pub column_views: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]

@@ -1350,11 +1350,30 @@ async fn catalog_on(conn: &mut PgConnection) -> sqlx::Result<Catalog> {
     .await?
     .into_iter()
     .collect();
+    // language=SQL
+    let column_deps: Vec<(String, String, String, String, String)> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT DISTINCT n.nspname::text, c.relname::text, a.attname::text, vn.nspname::text, v.relname::text
+         FROM pg_depend d JOIN pg_rewrite rw ON rw.oid = d.objid JOIN pg_class v ON v.oid = rw.ev_class
+         JOIN pg_namespace vn ON vn.oid = v.relnamespace
+         JOIN pg_class c ON c.oid = d.refobjid JOIN pg_namespace n ON n.oid = c.relnamespace
+         JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+         WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjsubid > 0 AND c.oid <> v.oid AND {USER_SCHEMA}"
+    )))
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut column_views: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (schema, table, column, vschema, view) in column_deps {
+        column_views
+            .entry(format!("{}.{column}", qualified(&schema, &table)))
+            .or_default()
+            .push(qualified(&vschema, &view));
+    }
     Ok(Catalog {
         engine: "postgres",
         tables,
         proven_not_null,
         volatile_functions,
+        column_views,
     })
 }
 

@@ -1,8 +1,33 @@
 //! `breaking-change`: running application code breaks (rename, drop, type change).
 
 use super::{Context, Hazard, Severity, StatementFacts, hazard};
+use crate::analysis::Action;
 
 pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
+    let table = f.tables.first().map(String::as_str);
+    // A view built on the column makes DROP COLUMN and ALTER TYPE fail outright.
+    let dependent = f.actions.iter().find_map(|a| {
+        let column = match a {
+            Action::DropColumn { column } | Action::ChangeType { column, .. } => column,
+            _ => return None,
+        };
+        let views = ctx
+            .catalog
+            .column_views
+            .get(&format!("{}.{column}", table?))?;
+        Some((column.clone(), views.join(", ")))
+    });
+    if let Some((column, views)) = dependent {
+        return Some(hazard(
+            "breaking-change",
+            Severity::High,
+            f,
+            format!(
+                "view(s) {views} depend on `{column}`: the statement fails, and with CASCADE it would drop them"
+            ),
+            "drop and recreate the dependent views around the change in the same step, or change the views first",
+        ));
+    }
     let what = match f.kind.as_str() {
         "alter table rename column" => "renames a column that running code still reads and writes",
         "alter table rename" => "renames a table that running code still queries",
@@ -13,7 +38,6 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
         "drop table" | "drop view" => "removes a relation that running code may still query",
         _ => return None,
     };
-    let table = f.tables.first().map(String::as_str);
     Some(hazard(
         "breaking-change",
         ctx.severity(table, Severity::Medium),
@@ -55,6 +79,24 @@ mod tests {
             !pg("ALTER TABLE users ADD COLUMN nickname text")
                 .iter()
                 .any(|h| h.code == "breaking-change")
+        );
+    }
+
+    #[test]
+    fn err_column_used_by_a_view() {
+        use crate::analysis::rules::test_support::pg;
+        let h = pg("ALTER TABLE users DROP COLUMN email");
+        assert!(
+            h.iter().any(|h| h.code == "breaking-change"
+                && h.severity == Severity::High
+                && h.message.contains("active_users")),
+            "{h:?}"
+        );
+        let h = pg("ALTER TABLE users DROP COLUMN name");
+        assert!(
+            h.iter()
+                .any(|h| h.code == "breaking-change" && h.severity == Severity::Medium),
+            "{h:?}"
         );
     }
 

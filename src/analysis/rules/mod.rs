@@ -91,7 +91,7 @@ pub(crate) mod test_support {
     }
 
     /// A PostgreSQL catalog: large `users` (with a validated `CHECK (email IS NOT NULL)`, a view
-    /// and an enum-typed column), tiny `flags`.
+    /// on `email` and an enum-typed column), tiny `flags`.
     pub fn pg_catalog() -> Catalog {
         use crate::target::Column;
         let col = |name: &str, ty: &str| Column {
@@ -132,6 +132,9 @@ pub(crate) mod test_support {
             volatile_functions: ["random", "gen_random_uuid", "clock_timestamp"]
                 .iter()
                 .map(|s| s.to_string())
+                .collect(),
+            column_views: [("users.email".to_string(), vec!["active_users".to_string()])]
+                .into_iter()
                 .collect(),
         }
     }
