@@ -308,22 +308,14 @@ async fn a_failed_apply_rolls_back_the_whole_step() {
 async fn gated_steps_wait_for_an_engineer() {
     let p = Project::new().await;
     let c = p.connect().await;
-    let id = plan_id(
-        &c.ok(
-            "plan",
-            json!({
+    let id = p.ready(&c, json!({
                 "goal": "expand then contract",
                 "target": "production",
                 "steps": [
                     {"name": "expand", "up": "ALTER TABLE users ADD COLUMN nickname TEXT", "down": "ALTER TABLE users DROP COLUMN nickname"},
                     {"name": "index", "up": "CREATE INDEX users_nickname ON users (nickname)", "down": "DROP INDEX users_nickname", "gate": {"kind": "manual"}}
                 ]
-            }),
-        )
-        .await,
-    );
-    c.ok("dry-run", json!({"plan_id": id})).await;
-    p.approve(&id, "alice");
+            })).await;
     let first = c.ok("apply", json!({"plan_id": id})).await;
     assert_eq!(first["applied_steps"], json!(["expand"]));
     assert_eq!(first["gated"]["step"], "index");

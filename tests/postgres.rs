@@ -160,9 +160,7 @@ async fn a_migration_walks_the_lifecycle_on_postgres() {
         "ALTER TABLE accounts DROP COLUMN visits",
     );
     body["checks"] = json!([{"name": "no-nulls", "sql": "SELECT count(*) = 0 FROM accounts WHERE visits IS NULL", "expect": "true"}]);
-    let id = plan_id(&c.ok("plan", body).await);
-    c.ok("dry-run", json!({"plan_id": id})).await;
-    p.project.approve(&id, "alice");
+    let id = p.project.ready(&c, body).await;
 
     let applied = c.ok("apply", json!({"plan_id": id})).await;
     assert_eq!(applied["status"], "applied", "{applied}");
@@ -220,19 +218,17 @@ async fn a_migration_walks_the_lifecycle_on_postgres() {
 async fn validate_reports_drift_invalid_indexes_and_unvalidated_constraints() {
     let p = PgProject::new("").await;
     let c = p.project.connect().await;
-    let id = plan_id(
-        &c.ok(
-            "plan",
+    let id = p
+        .project
+        .ready(
+            &c,
             plan(
                 "email index",
                 "CREATE INDEX accounts_email ON accounts (email)",
                 "DROP INDEX accounts_email",
             ),
         )
-        .await,
-    );
-    c.ok("dry-run", json!({"plan_id": id})).await;
-    p.project.approve(&id, "alice");
+        .await;
     c.ok("apply", json!({"plan_id": id})).await;
     let mut conn = pg_connect(&p.prod).await;
     sqlx::raw_sql("ALTER TABLE ledger ADD CONSTRAINT small CHECK (amount < 1000) NOT VALID; CREATE INDEX by_hand ON ledger (amount)")
@@ -252,19 +248,17 @@ async fn validate_reports_drift_invalid_indexes_and_unvalidated_constraints() {
 async fn a_long_transaction_never_makes_writers_queue_behind_the_migration() {
     let p = PgProject::new("lock_timeout = \"300ms\"\nlock_retries = 2").await;
     let c = p.project.connect().await;
-    let id = plan_id(
-        &c.ok(
-            "plan",
+    let id = p
+        .project
+        .ready(
+            &c,
             plan(
                 "add flag",
                 "ALTER TABLE accounts ADD COLUMN flagged boolean",
                 "ALTER TABLE accounts DROP COLUMN flagged",
             ),
         )
-        .await,
-    );
-    c.ok("dry-run", json!({"plan_id": id})).await;
-    p.project.approve(&id, "alice");
+        .await;
 
     // A long transaction holds a lock on the table: ALTER TABLE would queue behind it, and every
     // writer would queue behind the ALTER.
@@ -303,19 +297,17 @@ async fn a_long_transaction_never_makes_writers_queue_behind_the_migration() {
 async fn lock_timeouts_are_retried_with_backoff_without_stalling_writers() {
     let p = PgProject::new("lock_timeout = \"300ms\"\nlock_retries = 6").await;
     let c = p.project.connect().await;
-    let id = plan_id(
-        &c.ok(
-            "plan",
+    let id = p
+        .project
+        .ready(
+            &c,
             plan(
                 "add note",
                 "ALTER TABLE accounts ADD COLUMN note text",
                 "ALTER TABLE accounts DROP COLUMN note",
             ),
         )
-        .await,
-    );
-    c.ok("dry-run", json!({"plan_id": id})).await;
-    p.project.approve(&id, "alice");
+        .await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let w = writer(p.prod.clone(), stop.clone());
@@ -448,19 +440,17 @@ async fn the_watcher_cancels_a_step_that_blocks_others_too_long() {
 async fn snapshots_above_the_limit_need_a_backup_command() {
     let p = PgProject::new("snapshot_max_rows = 1000").await;
     let c = p.project.connect().await;
-    let id = plan_id(
-        &c.ok(
-            "plan",
+    let id = p
+        .project
+        .ready(
+            &c,
             plan(
                 "tier",
                 "ALTER TABLE accounts ADD COLUMN tier text",
                 "ALTER TABLE accounts DROP COLUMN tier",
             ),
         )
-        .await,
-    );
-    c.ok("dry-run", json!({"plan_id": id})).await;
-    p.project.approve(&id, "alice");
+        .await;
     let r = c.refused("apply", json!({"plan_id": id})).await;
     assert_eq!(r["code"], "backup-unverified");
     assert!(
@@ -580,19 +570,17 @@ async fn a_failed_concurrent_index_build_leaves_no_invalid_index() {
         .unwrap();
     conn.close().await.ok();
     let c = p.project.connect().await;
-    let id = plan_id(
-        &c.ok(
-            "plan",
+    let id = p
+        .project
+        .ready(
+            &c,
             plan(
                 "unique emails",
                 "CREATE UNIQUE INDEX CONCURRENTLY accounts_email_key ON accounts (email)",
                 "DROP INDEX CONCURRENTLY accounts_email_key",
             ),
         )
-        .await,
-    );
-    c.ok("dry-run", json!({"plan_id": id})).await;
-    p.project.approve(&id, "alice");
+        .await;
     let r = c.refused("apply", json!({"plan_id": id})).await;
     assert_eq!(r["code"], "sql-failed");
     assert!(

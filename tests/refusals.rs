@@ -183,9 +183,7 @@ async fn rejected_plans_cannot_be_applied() {
 async fn rollback_outside_the_window_is_refused() {
     let p = Project::with_policy("rollback_window = \"1s\"").await;
     let c = p.connect().await;
-    let id = plan_id(&c.ok("plan", add_column_plan()).await);
-    c.ok("dry-run", json!({"plan_id": id})).await;
-    p.approve(&id, "alice");
+    let id = p.ready(&c, add_column_plan()).await;
     c.ok("apply", json!({"plan_id": id})).await;
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     let r = c

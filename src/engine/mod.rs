@@ -299,14 +299,12 @@ impl Engine {
         target: Option<&str>,
         agent: &str,
     ) -> Result<DryRunReport> {
-        if !plan.status.is_pre_apply() {
-            return Err(Error::WrongStatus {
-                plan: plan.id.clone(),
-                status: plan.status.to_string(),
-                action: "dry-run",
-                needed: "planned, tested or approved",
-            });
-        }
+        require(
+            plan,
+            "dry-run",
+            Status::is_pre_apply,
+            "planned, tested or approved",
+        )?;
         let staging_cfg = match target {
             Some(t) => {
                 let cfg = self.config.target(t)?;
@@ -1041,17 +1039,7 @@ impl Engine {
     }
 
     async fn validate_plan(&self, plan: &Plan, agent: &str) -> Result<ValidateReport> {
-        if !matches!(
-            plan.status,
-            Status::Applied | Status::Validated | Status::Applying
-        ) {
-            return Err(Error::WrongStatus {
-                plan: plan.id.clone(),
-                status: plan.status.to_string(),
-                action: "validate",
-                needed: "applied",
-            });
-        }
+        require(plan, "validate", Status::touched_target, "applied")?;
         let started_at = crate::store::now();
         let t0 = Instant::now();
         let target = self.open_target(&plan.target).await?;
@@ -1226,17 +1214,7 @@ impl Engine {
         if reason.is_empty() {
             return Err(Error::MissingReason);
         }
-        if !matches!(
-            plan.status,
-            Status::Applied | Status::Validated | Status::Applying
-        ) {
-            return Err(Error::WrongStatus {
-                plan: plan.id.clone(),
-                status: plan.status.to_string(),
-                action: "rollback",
-                needed: "applied",
-            });
-        }
+        require(plan, "rollback", Status::touched_target, "applied")?;
         let steps = self.store.steps(&plan.id).await?;
         let applied: Vec<(usize, &crate::store::StepRow)> = steps
             .iter()
@@ -1371,14 +1349,7 @@ impl Engine {
                 by: by.to_string(),
             });
         }
-        if !plan.status.is_pre_apply() {
-            return Err(Error::WrongStatus {
-                plan: plan.id.clone(),
-                status: plan.status.to_string(),
-                action: "approve",
-                needed: "planned or tested",
-            });
-        }
+        require(&plan, "approve", Status::is_pre_apply, "planned or tested")?;
         // A tested plan becomes `approved`; approving an untested plan records the approval (a
         // hotfix may need it) but leaves it `planned` until a dry-run passes.
         let next = if plan.status == Status::Planned {
@@ -1414,14 +1385,12 @@ impl Engine {
                 "`--reason` says why the plan is rejected".into(),
             ));
         }
-        if !plan.status.is_pre_apply() {
-            return Err(Error::WrongStatus {
-                plan: plan.id.clone(),
-                status: plan.status.to_string(),
-                action: "reject",
-                needed: "planned, tested or approved",
-            });
-        }
+        require(
+            &plan,
+            "reject",
+            Status::is_pre_apply,
+            "planned, tested or approved",
+        )?;
         self.store
             .commit(Change {
                 plan_id: &plan.id,
@@ -1615,6 +1584,24 @@ struct Exercised {
     after_up: crate::target::Fingerprint,
     statements: Vec<StatementRun>,
     checks: Vec<crate::target::CheckOutcome>,
+}
+
+/// Refuses `action` unless the plan's status passes `allowed`.
+fn require(
+    plan: &Plan,
+    action: &'static str,
+    allowed: fn(Status) -> bool,
+    needed: &'static str,
+) -> Result<()> {
+    if allowed(plan.status) {
+        return Ok(());
+    }
+    Err(Error::WrongStatus {
+        plan: plan.id.clone(),
+        status: plan.status.to_string(),
+        action,
+        needed,
+    })
 }
 
 fn unmet_error(plan: &Plan, items: &[ChecklistItem]) -> Error {

@@ -189,6 +189,11 @@ impl Status {
             .map_err(|_| Error::Store(format!("unknown plan status `{s}` in the state store")))
     }
 
+    /// Whether some of the plan's steps have been applied to the target (and not rolled back).
+    pub fn touched_target(self) -> bool {
+        matches!(self, Status::Applied | Status::Validated | Status::Applying)
+    }
+
     /// Whether the plan's SQL has not touched the target yet.
     pub fn is_pre_apply(self) -> bool {
         matches!(self, Status::Planned | Status::Tested | Status::Approved)

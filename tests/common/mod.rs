@@ -147,6 +147,14 @@ role = "scratch"
             .expect("run drydock")
     }
 
+    /// Plans `body`, dry-runs it and has `alice` approve it: a plan ready to apply.
+    pub async fn ready(&self, c: &Client, body: Value) -> String {
+        let id = plan_id(&c.ok("plan", body).await);
+        c.ok("dry-run", json!({"plan_id": id})).await;
+        self.approve(&id, "alice");
+        id
+    }
+
     pub fn approve(&self, plan_id: &str, by: &str) {
         let out = self.cli(&["approve", plan_id, "--by", by]);
         assert!(
