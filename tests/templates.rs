@@ -414,3 +414,63 @@ async fn a_long_step_outlives_the_tool_call_and_reports_progress() {
     );
     c.close().await;
 }
+
+#[tokio::test]
+async fn the_watcher_sees_writers_waiting_on_a_backfill_batch() {
+    let p = PgProject::new("").await;
+    for db in [&p.prod, &p.staging] {
+        let mut c = pg_connect(db).await;
+        sqlx::raw_sql(
+            "CREATE TABLE counters (id bigint PRIMARY KEY, hits integer NOT NULL DEFAULT 0);
+             INSERT INTO counters (id) SELECT g FROM generate_series(1, 1500) g; ANALYZE counters;",
+        )
+        .execute(&mut c)
+        .await
+        .unwrap();
+        c.close().await.ok();
+    }
+    let c = p.project.connect().await;
+    // Each row costs ~0.5 ms, so a batch holds its row locks long enough for writers to queue.
+    let id = p
+        .project
+        .ready(
+            &c,
+            json!({"goal": "slow count", "target": "production", "template": "backfill",
+                   "params": {"table": "counters", "set": "hits = hits + 1 + (SELECT 0 FROM pg_sleep(0.0005 + hits * 0))", "batch_size": 500}}),
+        )
+        .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = {
+        let (db, stop) = (p.prod.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut c = pg_connect(&db).await;
+            let mut i = 0i64;
+            while !stop.load(Ordering::SeqCst) {
+                sqlx::query("UPDATE counters SET hits = hits WHERE id = $1")
+                    .bind(1 + i % 1500)
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+                i += 37;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            c.close().await.ok();
+        })
+    };
+    let applied = c.ok("apply", json!({"plan_id": id})).await;
+    stop.store(true, Ordering::SeqCst);
+    w.await.unwrap();
+    assert_eq!(applied["status"], "applied", "{applied}");
+    let report = &applied["backfills"][0];
+    assert!(report["blocked_samples"].as_u64().unwrap() > 0, "{report}");
+    assert!(
+        report["final_batch_size"].as_u64().unwrap() < 500,
+        "{report}"
+    );
+    assert_eq!(
+        p.scalar(&p.prod, "SELECT count(*) FROM counters WHERE hits = 1")
+            .await,
+        1500
+    );
+    c.close().await;
+}

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sqlx::postgres::{PgConnectOptions, PgConnection};
@@ -231,6 +231,7 @@ impl Postgres {
             pid,
             policy.max_block,
             stop.clone(),
+            None,
         ));
         let result = self
             .run_groups(
@@ -586,6 +587,23 @@ impl Postgres {
              SELECT (SELECT count(*) FROM updated)::int8, (SELECT hi FROM bound)::text",
             set = spec.set
         );
+        // The watcher samples sessions blocked behind the batches: any sighting halves the batch
+        // size, and a batch that blocks others past policy.max_block is cancelled and retried
+        // smaller.
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
+        let blocked = Arc::new(AtomicU64::new(0));
+        tokio::spawn(watch(
+            self.options.clone(),
+            pid,
+            policy.max_block,
+            stop.0.clone(),
+            Some(blocked.clone()),
+        ));
+        let mut blocked_seen = 0u64;
         let started = Instant::now();
         let mut size = i64::from(spec.batch_size.unwrap_or(1000));
         let mut since_vacuum = 0i64;
@@ -622,8 +640,13 @@ impl Postgres {
                     Ok(row) => {
                         let ms = t0.elapsed().as_secs_f64() * 1000.0;
                         slowest_ms = slowest_ms.max(ms);
-                        // Adapt: grow while well under 100 ms, shrink when over 200 ms.
-                        if ms < 50.0 {
+                        // Adapt: shrink when others were blocked or over 200 ms, grow while well
+                        // under 100 ms.
+                        let seen = blocked.load(Ordering::SeqCst);
+                        if seen > blocked_seen {
+                            blocked_seen = seen;
+                            size = (size / 2).max(100);
+                        } else if ms < 50.0 {
                             size = (size * 3 / 2).min(100_000);
                         } else if ms > 200.0 {
                             size = (size / 2).max(100);
@@ -633,7 +656,10 @@ impl Postgres {
                     Err(e) => {
                         sqlx::raw_sql("ROLLBACK").execute(&mut conn).await.ok();
                         let state = sqlstate(&e);
-                        if state.as_deref() == Some("55P03") && attempt + 1 < policy.lock_retries {
+                        // 55P03: lock timeout; 57014: cancelled by the watcher. Retry smaller.
+                        if matches!(state.as_deref(), Some("55P03" | "57014"))
+                            && attempt + 1 < policy.lock_retries
+                        {
                             attempt += 1;
                             size = (size / 2).max(100);
                             tokio::time::sleep(backoff(attempt)).await;
@@ -699,6 +725,7 @@ impl Postgres {
             batches: batches as u64,
             resumed_from,
             final_batch_size: size as u64,
+            blocked_samples: blocked.load(Ordering::SeqCst),
             slowest_batch_ms: slowest_ms,
             duration_ms: started.elapsed().as_secs_f64() * 1000.0,
         }))
@@ -832,6 +859,15 @@ impl Postgres {
     }
 }
 
+/// Stops a watcher when the operation it watches ends, however it ends.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 /// The connection holding a target's advisory lock.
 pub struct PgLock(PgConnection);
 
@@ -913,6 +949,7 @@ async fn watch(
     pid: i32,
     max_block: Duration,
     stop: Arc<AtomicBool>,
+    blocked_samples: Option<Arc<AtomicU64>>,
 ) -> WatchReport {
     let mut report = WatchReport::default();
     let Ok(mut conn) = options.application_name("drydock-watcher").connect().await else {
@@ -933,6 +970,9 @@ async fn watch(
         if let Some((blocked, wait_s)) = row {
             report.max_blocked_sessions = report.max_blocked_sessions.max(blocked as u64);
             report.longest_wait_ms = report.longest_wait_ms.max((wait_s * 1000.0) as u64);
+            if let (true, Some(counter)) = (blocked > 0, &blocked_samples) {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
             if blocked > 0 && wait_s > max_block.as_secs_f64() && !report.cancelled {
                 tracing::warn!(
                     pid,
