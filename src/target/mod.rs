@@ -114,7 +114,8 @@ pub struct BackfillReport {
     /// The checkpoint this run resumed from, if it did.
     pub resumed_from: Option<String>,
     pub final_batch_size: u64,
-    /// Watcher samples that saw sessions blocked behind a batch (each halved the batch size).
+    /// Watcher samples that saw a session kept waiting over 100 ms by a batch (each halved the
+    /// batch size).
     pub blocked_samples: u64,
     pub slowest_batch_ms: f64,
     pub duration_ms: f64,

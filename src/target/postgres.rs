@@ -587,9 +587,9 @@ impl Postgres {
              SELECT (SELECT count(*) FROM updated)::int8, (SELECT hi FROM bound)::text",
             set = spec.set
         );
-        // The watcher samples sessions blocked behind the batches: any sighting halves the batch
-        // size, and a batch that blocks others past policy.max_block is cancelled and retried
-        // smaller.
+        // The watcher samples sessions blocked behind the batches: one kept waiting over 100 ms
+        // halves the batch size, and a batch that blocks others past policy.max_block is
+        // cancelled and retried smaller.
         let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
             .fetch_one(&mut conn)
             .await
@@ -970,7 +970,8 @@ async fn watch(
         if let Some((blocked, wait_s)) = row {
             report.max_blocked_sessions = report.max_blocked_sessions.max(blocked as u64);
             report.longest_wait_ms = report.longest_wait_ms.max((wait_s * 1000.0) as u64);
-            if let (true, Some(counter)) = (blocked > 0, &blocked_samples) {
+            // A session kept waiting over 100 ms (a backfill batch's target duration) counts.
+            if let (true, Some(counter)) = (blocked > 0 && wait_s > 0.1, &blocked_samples) {
                 counter.fetch_add(1, Ordering::SeqCst);
             }
             if blocked > 0 && wait_s > max_block.as_secs_f64() && !report.cancelled {
