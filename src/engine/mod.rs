@@ -830,96 +830,60 @@ impl Engine {
                 break;
             }
             let name = row.name.as_str();
-            if let Some(spec) = &step.backfill {
-                let started_at = crate::store::now();
-                let t0 = Instant::now();
-                let row = HistoryRow { plan_id: &plan.id, step: name, checksum: &plan.checksum, by: agent };
+            let started_at = crate::store::now();
+            let t0 = Instant::now();
+            // Run the step; each kind says what its run records on success and on failure.
+            let (outcome, audit, failure_detail) = if let Some(spec) = &step.backfill {
+                let history = HistoryRow { plan_id: &plan.id, step: name, checksum: &plan.checksum, by: agent };
                 let tx = progress.clone();
                 let mut tick = |rows: u64, estimate: u64| {
                     if let Some(tx) = &tx {
-                        let _ = tx.send(Progress { done: rows, total: estimate, message: format!("step `{name}`: {rows} of ~{estimate} rows backfilled") });
+                        let _ = tx.send(Progress {
+                            done: rows,
+                            total: estimate,
+                            message: format!("step `{name}`: {rows} of ~{estimate} rows backfilled"),
+                        });
                     }
                 };
-                let result = target.backfill(name, spec, &row, &self.config.policy, &mut tick).await?;
-                let duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
-                match result {
+                match target.backfill(name, spec, &history, &self.config.policy, &mut tick).await? {
                     Ok(report) => {
-                        let mut detail = json!({"step": name, "backfill": report});
-                        if let (Some(fp), true) = (&pre_apply, applied.is_empty()) {
-                            detail["fingerprint_before"] = json!(fp.hash);
-                            detail["fingerprint_before_lines"] = json!(fp.lines);
-                        }
-                        self.store
-                            .commit(Change {
-                                plan_id: &plan.id,
-                                run: Some(NewRun { kind: "apply", target: &plan.target, checksum: &plan.checksum, ok: true, started_at, duration_ms, detail }),
-                                steps: vec![(i, StepState::Applied)],
-                                audit: Some((agent, "apply-step", json!({"step": name, "backfill_rows": report.rows}))),
-                                ..Change::default()
-                            })
-                            .await?;
-                        previous_applied_at = Some(crate::store::now());
-                        applied.push(name.to_string());
+                        let detail = json!({"step": name, "backfill": report});
+                        let audit = json!({"step": name, "backfill_rows": report.rows});
                         backfills.push(report);
-                        continue;
+                        (Ok(detail), audit, json!({"step": name}))
                     }
-                    Err(failure) => {
-                        let err = Self::sql_failed(plan, "apply", name, failure);
-                        self.store
-                            .commit(Change {
-                                plan_id: &plan.id,
-                                run: Some(NewRun {
-                                    kind: "apply",
-                                    target: &plan.target,
-                                    checksum: &plan.checksum,
-                                    ok: false,
-                                    started_at,
-                                    duration_ms,
-                                    detail: json!({"step": name, "error": err.to_string()}),
-                                }),
-                                audit: Some((agent, "apply-failed", json!({"step": name, "error": err.to_string()}))),
-                                ..Change::default()
-                            })
-                            .await?;
-                        return Err(err);
-                    }
+                    Err(failure) => (Err(failure), json!({"step": name}), json!({"step": name})),
                 }
-            }
-            let stmts = Self::stmts(name, step.up.as_deref())?;
-            let started_at = crate::store::now();
-            let t0 = Instant::now();
-            let tx = progress.clone();
-            let mut tick = |r: &StatementRun| {
-                done += 1;
-                if let Some(tx) = &tx {
-                    let _ = tx.send(Progress {
-                        done,
-                        total,
-                        message: format!("step `{}` statement {} done", r.step, r.index),
-                    });
+            } else {
+                let stmts = Self::stmts(name, step.up.as_deref())?;
+                let tx = progress.clone();
+                let mut tick = |r: &StatementRun| {
+                    done += 1;
+                    if let Some(tx) = &tx {
+                        let _ = tx.send(Progress {
+                            done,
+                            total,
+                            message: format!("step `{}` statement {} done", r.step, r.index),
+                        });
+                    }
+                };
+                let history = History::Applied(HistoryRow { plan_id: &plan.id, step: name, checksum: &plan.checksum, by: agent });
+                let tables = Self::step_tables(plan, name);
+                let (result, watch) = target
+                    .execute(name, &stmts, &tables, Some(history), &self.config.policy, &mut tick)
+                    .await?;
+                match result {
+                    Ok(runs) => {
+                        let detail = json!({"step": name, "statements": runs, "watcher": watch});
+                        all_runs.extend(runs);
+                        (Ok(detail), json!({"step": name}), json!({"step": name}))
+                    }
+                    Err(failure) => (Err(failure), json!({"step": name}), json!({"step": name, "watcher": watch})),
                 }
             };
-            let history = History::Applied(HistoryRow {
-                plan_id: &plan.id,
-                step: name,
-                checksum: &plan.checksum,
-                by: agent,
-            });
-            let tables = Self::step_tables(plan, name);
-            let (result, watch) = target
-                .execute(
-                    name,
-                    &stmts,
-                    &tables,
-                    Some(history),
-                    &self.config.policy,
-                    &mut tick,
-                )
-                .await?;
             let duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
-            match result {
-                Ok(runs) => {
-                    let mut detail = json!({"step": name, "statements": runs, "watcher": watch});
+            match outcome {
+                Ok(mut detail) => {
                     if let (Some(fp), true) = (&pre_apply, applied.is_empty()) {
                         detail["fingerprint_before"] = json!(fp.hash);
                         detail["fingerprint_before_lines"] = json!(fp.lines);
@@ -937,23 +901,20 @@ impl Engine {
                                 detail,
                             }),
                             steps: vec![(i, StepState::Applied)],
-                            audit: Some((agent, "apply-step", json!({"step": name}))),
+                            audit: Some((agent, "apply-step", audit)),
                             ..Change::default()
                         })
                         .await?;
                     previous_applied_at = Some(crate::store::now());
                     applied.push(name.to_string());
-                    all_runs.extend(runs);
                 }
                 Err(failure) => {
                     let err = Self::sql_failed(plan, "apply", name, failure);
-                    let nothing_applied =
-                        steps.iter().all(|s| s.state != StepState::Applied) && applied.is_empty();
-                    let back = if nothing_applied {
-                        plan.status
-                    } else {
-                        Status::Applying
-                    };
+                    // Nothing of this plan on the target yet: back to where the apply started.
+                    let nothing_applied = steps.iter().all(|s| s.state != StepState::Applied) && applied.is_empty();
+                    let back = if nothing_applied { plan.status } else { Status::Applying };
+                    let mut detail = failure_detail;
+                    detail["error"] = json!(err.to_string());
                     self.store
                         .commit(Change {
                             plan_id: &plan.id,
@@ -965,13 +926,9 @@ impl Engine {
                                 ok: false,
                                 started_at,
                                 duration_ms,
-                                detail: json!({"step": name, "error": err.to_string(), "watcher": watch}),
+                                detail,
                             }),
-                            audit: Some((
-                                agent,
-                                "apply-failed",
-                                json!({"step": name, "error": err.to_string()}),
-                            )),
+                            audit: Some((agent, "apply-failed", json!({"step": name, "error": err.to_string()}))),
                             ..Change::default()
                         })
                         .await?;

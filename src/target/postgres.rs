@@ -27,6 +27,21 @@ use crate::render::quote_ident;
 // language=SQL
 const USER_SCHEMA: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema', 'drydock', 'drydock_backup') AND n.nspname NOT LIKE 'pg\\_%'";
 
+/// drydock's bookkeeping in the target: every applied step, visible from the database itself.
+// language=SQL
+const CREATE_HISTORY: &str = "CREATE SCHEMA IF NOT EXISTS drydock;
+    CREATE TABLE IF NOT EXISTS drydock.history (
+        id bigserial PRIMARY KEY,
+        plan_id text NOT NULL,
+        step text NOT NULL,
+        checksum text NOT NULL,
+        applied_at timestamptz NOT NULL DEFAULT now(),
+        applied_by text NOT NULL,
+        status text NOT NULL,
+        duration_ms double precision,
+        rolled_back_at timestamptz
+    )";
+
 pub struct Postgres {
     name: String,
     options: PgConnectOptions,
@@ -206,24 +221,10 @@ impl Postgres {
             .fetch_one(&mut conn)
             .await
             .map_err(|e| self.err(e))?;
-        // language=SQL
-        sqlx::raw_sql(
-            "CREATE SCHEMA IF NOT EXISTS drydock;
-             CREATE TABLE IF NOT EXISTS drydock.history (
-                 id bigserial PRIMARY KEY,
-                 plan_id text NOT NULL,
-                 step text NOT NULL,
-                 checksum text NOT NULL,
-                 applied_at timestamptz NOT NULL DEFAULT now(),
-                 applied_by text NOT NULL,
-                 status text NOT NULL,
-                 duration_ms double precision,
-                 rolled_back_at timestamptz
-             )",
-        )
-        .execute(&mut conn)
-        .await
-        .map_err(|e| self.err(e))?;
+        sqlx::raw_sql(CREATE_HISTORY)
+            .execute(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
 
         let stop = Arc::new(AtomicBool::new(false));
         let watcher = tokio::spawn(watch(
@@ -499,16 +500,15 @@ impl Postgres {
                  done boolean NOT NULL DEFAULT false,
                  updated_at timestamptz NOT NULL DEFAULT now(),
                  PRIMARY KEY (plan_id, step)
-             );
-             CREATE TABLE IF NOT EXISTS drydock.history (
-                 id bigserial PRIMARY KEY, plan_id text NOT NULL, step text NOT NULL, checksum text NOT NULL,
-                 applied_at timestamptz NOT NULL DEFAULT now(), applied_by text NOT NULL, status text NOT NULL,
-                 duration_ms double precision, rolled_back_at timestamptz
-             )",
+             );",
         )
         .execute(&mut conn)
         .await
         .map_err(|e| self.err(e))?;
+        sqlx::raw_sql(CREATE_HISTORY)
+            .execute(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
         let table = qualified_ident(&spec.table);
         let key = match &spec.key {
             Some(k) => k.clone(),
