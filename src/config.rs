@@ -123,6 +123,11 @@ pub struct TargetConfig {
     pub role: Role,
     /// The non-production target that dry-runs of this target's plans use.
     pub staging: Option<String>,
+    /// PostgreSQL: the role drydock `SET ROLE`s to for work nobody has approved yet (a dry-run's
+    /// steps on this target). It should own the application's tables and be no superuser.
+    pub dry_run_role: Option<String>,
+    /// PostgreSQL: the role checks run as on this target (read-only; `SELECT` on the tables).
+    pub check_role: Option<String>,
 }
 
 /// The knobs of the safety checklist. Defaults are the spec's.
@@ -149,6 +154,10 @@ pub struct Policy {
     #[serde(with = "humantime_serde_str")]
     #[schemars(with = "String")]
     pub apply_wait: Duration,
+    /// How long one check (a validation query) may run; checks run read-only under it.
+    #[serde(with = "humantime_serde_str")]
+    #[schemars(with = "String")]
+    pub check_timeout: Duration,
     pub large_table_rows: u64,
     pub min_staging_ratio: f64,
     pub snapshot_max_rows: u64,
@@ -166,6 +175,7 @@ impl Default for Policy {
             statement_timeout: Duration::from_secs(15 * 60),
             max_block: Duration::from_secs(5),
             apply_wait: Duration::from_secs(50),
+            check_timeout: Duration::from_secs(10),
             large_table_rows: 100_000,
             min_staging_ratio: 0.1,
             snapshot_max_rows: 1_000_000,
@@ -221,6 +231,8 @@ struct RawTarget {
     url: String,
     role: Role,
     staging: Option<String>,
+    dry_run_role: Option<String>,
+    check_role: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -233,6 +245,7 @@ struct RawPolicy {
     statement_timeout: Option<String>,
     max_block: Option<String>,
     apply_wait: Option<String>,
+    check_timeout: Option<String>,
     large_table_rows: Option<u64>,
     min_staging_ratio: Option<f64>,
     snapshot_max_rows: Option<u64>,
@@ -259,6 +272,20 @@ fn duration(key: &str, raw: &Option<String>, default: Duration) -> Result<Durati
                 "policy.{key} = {s:?} is not a duration like \"2s\", \"24h\", \"7d\": {e}"
             ))
         }),
+    }
+}
+
+/// A configured role name: a plain identifier, so that it can be quoted into `SET ROLE`.
+fn role_name(target: &str, key: &str, raw: Option<String>) -> Result<Option<String>> {
+    match raw.map(|r| r.trim().to_string()) {
+        None => Ok(None),
+        Some(r) => crate::render::validate_ident(&r)
+            .map(|_| Some(r.clone()))
+            .map_err(|e| {
+                Error::Config(format!(
+                    "[targets.{target}] {key} = {r:?} is not a role name: {e}"
+                ))
+            }),
     }
 }
 
@@ -308,6 +335,8 @@ impl Config {
                         .map_err(|e| Error::Config(format!("[targets.{name}] {e}")))?,
                     role: t.role,
                     staging: t.staging,
+                    dry_run_role: role_name(&name, "dry_run_role", t.dry_run_role)?,
+                    check_role: role_name(&name, "check_role", t.check_role)?,
                     name,
                 },
             );
@@ -351,6 +380,7 @@ impl Config {
             )?,
             max_block: duration("max_block", &p.max_block, d.max_block)?,
             apply_wait: duration("apply_wait", &p.apply_wait, d.apply_wait)?,
+            check_timeout: duration("check_timeout", &p.check_timeout, d.check_timeout)?,
             large_table_rows: p.large_table_rows.unwrap_or(d.large_table_rows),
             min_staging_ratio: p.min_staging_ratio.unwrap_or(d.min_staging_ratio),
             snapshot_max_rows: p.snapshot_max_rows.unwrap_or(d.snapshot_max_rows),

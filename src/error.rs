@@ -36,6 +36,14 @@ pub enum Error {
     InvalidInput(String),
     #[error("check `{name}` is not a single read-only query: {reason}")]
     InvalidCheck { name: String, reason: String },
+    #[error(
+        "{place}: {construct} {reason}; drydock runs nothing that reaches beyond the database on an agent's behalf"
+    )]
+    Forbidden {
+        place: String,
+        construct: String,
+        reason: String,
+    },
     #[error("unknown template `{0}`")]
     UnknownTemplate(String),
     #[error("template `{template}` refused its parameters: {reason}")]
@@ -105,6 +113,7 @@ impl Error {
             Error::NoStaging(_) => "no-staging-target",
             Error::InvalidInput(_) => "invalid-input",
             Error::InvalidCheck { .. } => "invalid-check",
+            Error::Forbidden { .. } => "forbidden-statement",
             Error::UnknownTemplate(_) => "unknown-template",
             Error::TemplateParams { .. } => "invalid-template-params",
             Error::ChecklistUnmet { .. } => "checklist-unmet",
@@ -146,6 +155,9 @@ impl Error {
             Error::InvalidCheck { .. } => {
                 "make each check one SELECT (or WITH ... SELECT) returning what `expect` says; put writes in a step".into()
             }
+            Error::Forbidden { construct, .. } => format!(
+                "remove {construct} from the plan and submit a new one: agent SQL stays inside the database (no server files or programs, roles, privileges, settings, other sessions or code drydock cannot analyse); if the change truly needs it, an engineer runs that part by hand"
+            ),
             Error::UnknownTemplate(_) => "call `render-template` without a name to list the templates".into(),
             Error::TemplateParams { .. } => {
                 "pass parameters matching the template's schema (`render-template` without a name lists it); identifiers are letters, digits and _".into()

@@ -5,6 +5,7 @@
 
 pub mod lexer;
 pub mod pg;
+pub mod privilege;
 pub mod rules;
 
 use std::collections::BTreeSet;
@@ -469,6 +470,21 @@ pub fn analyze(body: &Body, catalog: &Catalog, policy: &Policy) -> Result<Analys
             }
         }
         facts.extend(step_facts);
+    }
+    // Agent SQL that reaches beyond the database: critical whatever the table, never capped by a
+    // gate, and refused by every verb that would run it.
+    for v in privilege::violations(body, catalog.engine) {
+        hazards.push(Hazard {
+            code: "privileged".into(),
+            severity: Severity::Critical,
+            statement: v.place.clone(),
+            table: None,
+            message: format!(
+                "{}: {}; drydock refuses to run it (forbidden-statement) in dry-run, apply and validate",
+                v.place, v.forbidden
+            ),
+            fix: "keep agent SQL inside the database; if the change truly needs this, an engineer runs that part by hand".into(),
+        });
     }
     let impact = touched
         .iter()

@@ -71,6 +71,22 @@ impl Drop for RunningGuard {
     }
 }
 
+/// Refuses a plan any of whose SQL reaches beyond the database (spec §3–5) before any of it
+/// runs: every verb that executes the plan's SQL — dry-run, apply, validate, rollback — asks.
+fn admit(plan: &Plan, engine: &str) -> Result<()> {
+    match analysis::privilege::violations(&plan.body, engine)
+        .into_iter()
+        .next()
+    {
+        None => Ok(()),
+        Some(v) => Err(Error::Forbidden {
+            place: v.place,
+            construct: format!("`{}`", v.forbidden.construct),
+            reason: v.forbidden.reason,
+        }),
+    }
+}
+
 /// Whether a failure with this code is an agent mistake worth a lesson in ERRORS.md.
 fn lesson_for(code: &str) -> Option<&'static str> {
     Some(match code {
@@ -93,6 +109,9 @@ fn lesson_for(code: &str) -> Option<&'static str> {
             "validate right after apply and roll back with a reason when a check fails"
         }
         "invalid-check" => "a check is exactly one SELECT; writes belong in steps",
+        "forbidden-statement" => {
+            "keep agent SQL inside the database: no COPY to/from programs or files, no functions that touch the server's files, settings or other sessions, no roles, SET ROLE, ALTER SYSTEM, untrusted languages or dynamic SQL; ask an engineer for anything that needs them"
+        }
         "rollback-window-closed" => {
             "roll back within the rollback window; after it, write a new forward migration"
         }
@@ -207,6 +226,7 @@ impl Engine {
                 "`goal` is empty: say what the change achieves".into(),
             ));
         }
+        let template = req.template.clone();
         let (steps, mut checks) = match (req.steps, req.template) {
             (Some(_), Some(_)) => {
                 return Err(Error::InvalidInput(
@@ -222,7 +242,7 @@ impl Engine {
         };
         checks.extend(req.checks);
         let body = match Body::new(&req.target, steps, checks) {
-            Ok(b) => b,
+            Ok(b) => Body { template, ..b },
             Err(e) => return Err(self.learn(e, author, "plan", None)),
         };
         if let Some(prev) = &req.supersedes {
@@ -328,6 +348,7 @@ impl Engine {
             None => self.config.dry_run_target(&plan.target)?,
         };
         let staging = Target::open(&self.config, staging_cfg).await?;
+        admit(plan, staging.engine())?;
         let started_at = crate::store::now();
         let t0 = Instant::now();
         let scratch = self.scratch_path(&plan.id);
@@ -698,6 +719,7 @@ impl Engine {
             return Err(unmet_error(plan, &items));
         }
         let target = self.open_target(&plan.target).await?;
+        admit(plan, target.engine())?;
         let lock = target.lock().await?;
         let result = async {
         let mut backup = None;
@@ -1000,6 +1022,7 @@ impl Engine {
         let started_at = crate::store::now();
         let t0 = Instant::now();
         let target = self.open_target(&plan.target).await?;
+        admit(plan, target.engine())?;
         let checks = target.run_checks(&plan.body.checks).await?;
         let mut integrity = Vec::new();
         for problem in target.integrity().await? {
@@ -1206,6 +1229,7 @@ impl Engine {
                 )
             });
         let target = self.open_target(&plan.target).await?;
+        admit(plan, target.engine())?;
         let lock = target.lock().await?;
         let result = async {
         let started_at = crate::store::now();

@@ -239,6 +239,11 @@ pub struct Body {
     pub target: String,
     pub steps: Vec<Step>,
     pub checks: Vec<Check>,
+    /// The drydock template the steps were rendered from, when they were: its PL/pgSQL may
+    /// build statements at run time (from quoted identifiers), which agent SQL may not. Part of
+    /// the checksum, so it cannot be claimed afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
 }
 
 impl Body {
@@ -314,6 +319,7 @@ impl Body {
             target: target.to_string(),
             steps,
             checks,
+            template: None,
         })
     }
 

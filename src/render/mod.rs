@@ -308,6 +308,7 @@ pub fn render(name: &str, params: serde_json::Value) -> Result<Rendered> {
         template: name.into(),
         reason,
     };
+    forbid_in_params(name, &params)?;
     let ctx_value = (t.context)(params).map_err(refuse)?;
     let ctx = tera::Context::from_serialize(&ctx_value).map_err(|e| refuse(e.to_string()))?;
     let script = engine()
@@ -320,6 +321,35 @@ pub fn render(name: &str, params: serde_json::Value) -> Result<Rendered> {
         checks,
         script,
     })
+}
+
+/// A parameter that is an expression (a backfill's `set`, a `using`, a CHECK) lands in SQL that
+/// drydock's own PL/pgSQL may run at run time, where the parse-time boundary cannot see it: so
+/// every parameter that reads as an expression is admitted like agent SQL first.
+fn forbid_in_params(template: &str, params: &serde_json::Value) -> Result<()> {
+    use crate::analysis::privilege::{Use, postgres};
+    let mut leaves = vec![params];
+    while let Some(v) = leaves.pop() {
+        match v {
+            serde_json::Value::String(s) => {
+                let sql = format!("SELECT ({s})");
+                if pg_query::parse(&sql, 0).is_err() {
+                    continue;
+                }
+                if let Err(f) = postgres(&sql, Use::Step) {
+                    return Err(Error::Forbidden {
+                        place: format!("template `{template}` parameter {s:?}"),
+                        construct: format!("`{}`", f.construct),
+                        reason: f.reason,
+                    });
+                }
+            }
+            serde_json::Value::Array(items) => leaves.extend(items),
+            serde_json::Value::Object(map) => leaves.extend(map.values()),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn tera_message(e: &tera::Error) -> String {

@@ -1,0 +1,238 @@
+//! The boundary tried with hostile payloads and ordinary migrations.
+
+use super::plpgsql::plpgsql_queries;
+use super::*;
+
+fn refused(sql: &str) -> Forbidden {
+    postgres(sql, Use::Step).expect_err(sql)
+}
+
+fn refused_check(sql: &str) -> Forbidden {
+    postgres(sql, Use::Check).expect_err(sql)
+}
+
+#[test]
+fn hostile_postgres_steps_are_refused() {
+    let payloads = [
+        "COPY (SELECT 1) TO PROGRAM 'touch /tmp/x'",
+        "COPY users FROM '/etc/passwd'",
+        "COPY users TO '/tmp/out'",
+        "/* harmless */ COPY (SELECT 1) TO PROGRAM $$touch /tmp/x$$",
+        "SELECT pg_read_file('/etc/hostname')",
+        "SELECT pg_catalog.pg_read_binary_file('/etc/hostname')",
+        "SELECT \"pg_read_file\"('/etc/hostname')",
+        "SELECT * FROM pg_ls_dir('.')",
+        "SELECT pg_stat_file('postgresql.conf')",
+        "SELECT lo_import('/etc/passwd')",
+        "SELECT lo_export(1, '/tmp/x')",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity",
+        "SELECT pg_cancel_backend(1)",
+        "SELECT pg_reload_conf()",
+        "SELECT set_config('role', 'postgres', false)",
+        "SELECT dblink_exec('host=x', 'DROP TABLE t')",
+        "SELECT query_to_xml('select pg_read_file(''/x'')', true, true, '')",
+        "SELECT * FROM ts_stat('select 1')",
+        "SELECT pg_advisory_lock(1)",
+        "WITH x AS (SELECT pg_read_file('/etc/hostname') AS f) SELECT * FROM x",
+        "ALTER TABLE users ADD COLUMN h text DEFAULT pg_read_file('/etc/hostname')",
+        "CREATE VIEW v AS SELECT pg_ls_dir('.')",
+        "CREATE TABLE t AS SELECT * FROM pg_authid",
+        "SELECT rolpassword FROM pg_catalog.pg_authid",
+        "UPDATE pg_settings SET setting = 'x' WHERE name = 'work_mem'",
+        "ALTER SYSTEM SET work_mem = '1GB'",
+        "CREATE ROLE evil SUPERUSER LOGIN",
+        "ALTER ROLE drydock NOSUPERUSER",
+        "DROP ROLE app",
+        "GRANT pg_read_server_files TO app",
+        "GRANT pg_execute_server_program TO public",
+        "GRANT EXECUTE ON FUNCTION pg_read_file(text) TO public",
+        "SET ROLE postgres",
+        "SET LOCAL ROLE postgres",
+        "RESET ROLE",
+        "SET SESSION AUTHORIZATION postgres",
+        "RESET ALL",
+        "DISCARD ALL",
+        "SET search_path = evil, public",
+        "LOAD 'auto_explain'",
+        "CREATE EXTENSION dblink",
+        "CREATE EXTENSION plpython3u",
+        "CREATE EXTENSION file_fdw",
+        "CREATE FUNCTION f() RETURNS int LANGUAGE plpython3u AS $$ return 1 $$",
+        "CREATE FUNCTION f() RETURNS int LANGUAGE c AS 'libc', 'system'",
+        "CREATE FUNCTION f() RETURNS text LANGUAGE sql AS $$ SELECT pg_read_file('/x') $$",
+        "CREATE FUNCTION f() RETURNS text LANGUAGE sql BEGIN ATOMIC SELECT pg_read_file('/x'); END",
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql SECURITY DEFINER AS $$ SELECT 1 $$",
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql SET role = 'postgres' AS $$ SELECT 1 $$",
+        "ALTER FUNCTION f() SECURITY DEFINER",
+        "ALTER TABLE users OWNER TO postgres",
+        "ALTER FUNCTION f() OWNER TO postgres",
+        "DO $$ BEGIN PERFORM pg_read_file('/etc/hostname'); END $$",
+        "DO $$ BEGIN COPY (SELECT 1) TO PROGRAM 'touch /tmp/x'; END $$",
+        "DO $x$ BEGIN EXECUTE 'COPY (SELECT 1) TO PROGRAM ''touch /tmp/x'''; END $x$",
+        "DO $$ BEGIN EXECUTE format('SELECT %s', 1); END $$",
+        "DO LANGUAGE plperlu $$ system('touch /tmp/x') $$",
+        "DO $$ DECLARE r text; BEGIN r := pg_read_file('/x'); END $$",
+        "DO $$ BEGIN CREATE ROLE evil SUPERUSER; END $$",
+        "DO $$ BEGIN SET ROLE postgres; END $$",
+        "CREATE FUNCTION t() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_terminate_backend(1); RETURN NEW; END $$",
+        "CREATE FUNCTION t() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'x'; RETURN NEW; END $$",
+        "CREATE EVENT TRIGGER e ON ddl_command_start EXECUTE FUNCTION f()",
+        "CREATE SERVER s FOREIGN DATA WRAPPER postgres_fdw",
+        "CREATE SUBSCRIPTION s CONNECTION 'host=x' PUBLICATION p",
+        "CREATE TABLESPACE t LOCATION '/tmp'",
+        "CREATE DATABASE x",
+        "CHECKPOINT",
+        "CALL p()",
+        "PREPARE p AS SELECT 1",
+        "COMMIT",
+        "BEGIN",
+        "CREATE SCHEMA s CREATE TABLE t (a int) GRANT pg_read_server_files TO app",
+        "CREATE RULE r AS ON INSERT TO t DO ALSO SELECT pg_read_file('/x')",
+        "EXPLAIN ANALYZE SELECT pg_read_file('/x')",
+        "SELECT 1; COPY (SELECT 1) TO PROGRAM 'x'",
+        "INSERT INTO pg_catalog.pg_class DEFAULT VALUES",
+        "DELETE FROM pg_proc",
+        "SELECT U&\"pg\\005fread_file\"('/x')",
+        "CREATE OPERATOR ### (LEFTARG = text, FUNCTION = pg_read_file)",
+    ];
+    for p in payloads {
+        let f = refused(p);
+        assert!(!f.construct.is_empty() && !f.reason.is_empty(), "{p}");
+    }
+}
+
+#[test]
+fn ordinary_migrations_pass() {
+    let ok = [
+        "ALTER TABLE users ADD COLUMN tier text DEFAULT 'free'",
+        "CREATE INDEX CONCURRENTLY users_email ON users (email)",
+        "CREATE UNIQUE INDEX i ON orders (id)",
+        "ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (user_id) REFERENCES users (id) NOT VALID",
+        "ALTER TABLE orders VALIDATE CONSTRAINT fk",
+        "UPDATE users SET tier = 'free' WHERE tier IS NULL",
+        "DELETE FROM sessions WHERE expires_at < now()",
+        "INSERT INTO t (a) SELECT a FROM s",
+        "CREATE TABLE t (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, a text NOT NULL)",
+        "DROP TABLE old",
+        "CREATE VIEW v AS SELECT id FROM users",
+        "SET lock_timeout = '2s'",
+        "SET LOCAL statement_timeout = 0",
+        "RESET lock_timeout",
+        "COMMENT ON COLUMN users.tier IS 'plan tier'",
+        "CREATE TYPE mood AS ENUM ('ok', 'sad')",
+        "ALTER TYPE mood ADD VALUE 'happy'",
+        "CREATE EXTENSION IF NOT EXISTS pgcrypto",
+        "GRANT SELECT ON users TO app_reader",
+        "VACUUM ANALYZE users",
+        "CREATE FUNCTION sync() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.b := NEW.a::bigint; IF NEW.c IS NULL THEN NEW.c := now(); END IF; RETURN NEW; END $$",
+        "CREATE OR REPLACE FUNCTION add(a int, b int) RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELECT a + b $$",
+        "CREATE TRIGGER s BEFORE INSERT OR UPDATE ON users FOR EACH ROW EXECUTE FUNCTION sync()",
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE relname = 'x') THEN CREATE TABLE x (a int); END IF; END $$",
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'users'",
+        "ALTER TABLE users RENAME COLUMN a TO b",
+        "LOCK TABLE users IN SHARE MODE",
+    ];
+    for sql in ok {
+        assert_eq!(postgres(sql, Use::Step), Ok(()), "{sql}");
+    }
+}
+
+#[test]
+fn checks_only_read() {
+    assert_eq!(
+        postgres(
+            "SELECT count(*) = 0 FROM users WHERE tier IS NULL",
+            Use::Check
+        ),
+        Ok(())
+    );
+    assert_eq!(
+        postgres(
+            "WITH x AS (SELECT id FROM users) SELECT count(*) > 0 FROM x",
+            Use::Check
+        ),
+        Ok(())
+    );
+    for p in [
+        "SELECT pg_read_file('/etc/hostname')::int = 1",
+        "WITH d AS (DELETE FROM users RETURNING 1) SELECT count(*) = 0 FROM d",
+        "SELECT * INTO t2 FROM users",
+        "SELECT * FROM users FOR UPDATE",
+        "UPDATE users SET a = 1",
+        "SELECT 1; SELECT 2; COPY (SELECT 1) TO PROGRAM 'x'",
+        "SELECT nextval('s') > 0 FROM pg_stat_activity",
+    ] {
+        refused_check(p);
+    }
+}
+
+#[test]
+fn hostile_sqlite_is_refused() {
+    for p in [
+        "ATTACH DATABASE '/tmp/x.db' AS x",
+        "DETACH DATABASE x",
+        "VACUUM INTO '/tmp/copy.db'",
+        "SELECT load_extension('/tmp/evil.so')",
+        "PRAGMA writable_schema = ON",
+        "PRAGMA main.journal_mode = OFF",
+        "PRAGMA synchronous = OFF",
+        "pragma temp_store_directory = '/tmp'",
+        "/* x */ ATTACH '/tmp/x.db' AS y",
+        "SELECT writefile('/tmp/x', 'y')",
+        "CREATE VIRTUAL TABLE f USING fsdir('/')",
+    ] {
+        sqlite(p, Use::Step).expect_err(p);
+    }
+    for ok in [
+        "ALTER TABLE users ADD COLUMN tier TEXT DEFAULT 'free'",
+        "CREATE INDEX i ON users (email)",
+        "PRAGMA foreign_key_check",
+        "CREATE VIRTUAL TABLE docs USING fts5(body)",
+        "SELECT 'ATTACH' FROM users",
+    ] {
+        assert_eq!(sqlite(ok, Use::Step), Ok(()), "{ok}");
+    }
+    sqlite("PRAGMA foreign_keys = OFF", Use::Check).expect_err("pragma write");
+}
+
+#[test]
+fn plpgsql_queries_are_read_from_malformed_output() {
+    let json = r#"[{"datums":[{}},{}}],"x":{"PLpgSQL_expr":{"query":"NEW.a := lower(\"b\")","parseMode":4}}}]"#;
+    assert_eq!(
+        plpgsql_queries(json),
+        vec![("NEW.a := lower(\"b\")".to_string(), 4)]
+    );
+}
+
+#[test]
+fn refusals_name_the_construct() {
+    let f = refused("COPY (SELECT 1) TO PROGRAM 'touch /tmp/x'");
+    assert_eq!(f.construct, "COPY ... PROGRAM");
+    assert!(f.reason.contains("program"), "{f}");
+    assert_eq!(
+        refused("SELECT pg_read_file('/x')").construct,
+        "pg_read_file"
+    );
+    assert_eq!(refused("SET ROLE postgres").construct, "SET role");
+    assert_eq!(refused("CREATE ROLE evil").construct, "CREATE ROLE");
+    assert_eq!(refused("ALTER SYSTEM SET a = 1").construct, "ALTER SYSTEM");
+    assert_eq!(
+        refused("DO $$ BEGIN EXECUTE 'SELECT 1'; END $$").construct,
+        "EXECUTE"
+    );
+}
+
+#[test]
+fn only_drydock_templates_may_build_statements_at_run_time() {
+    let body = "DO $$ BEGIN EXECUTE format('ALTER TABLE %I ADD COLUMN %I int', 't', 'c'); END $$";
+    assert!(postgres(body, Use::Step).is_err());
+    assert_eq!(postgres(body, Use::TemplateStep), Ok(()));
+    // A template's static SQL is still held to every other rule.
+    assert!(
+        postgres(
+            "DO $$ BEGIN PERFORM pg_read_file('/x'); EXECUTE 'x'; END $$",
+            Use::TemplateStep
+        )
+        .is_err()
+    );
+}
