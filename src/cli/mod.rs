@@ -323,13 +323,21 @@ async fn doctor(engine: &Engine) -> anyhow::Result<i32> {
     for t in c.targets.values() {
         match crate::target::Target::open(c, t).await {
             Ok(target) => match target.catalog().await {
-                Ok(cat) => println!(
-                    "target {} ({}, {}): ok, {} table(s)",
-                    t.name,
-                    t.role.as_str(),
-                    t.url,
-                    cat.tables.len()
-                ),
+                Ok(cat) => {
+                    println!(
+                        "target {} ({}, {}): ok, {} table(s)",
+                        t.name,
+                        t.role.as_str(),
+                        t.url,
+                        cat.tables.len()
+                    );
+                    // Unapproved agent SQL runs on non-production targets (dry-runs).
+                    if t.role != crate::config::Role::Production {
+                        for w in target.privilege_warnings().await.unwrap_or_default() {
+                            println!("  warning: {w}");
+                        }
+                    }
+                }
                 Err(e) => {
                     failures += 1;
                     println!("target {} ({}): {}", t.name, t.role.as_str(), Refused(e));

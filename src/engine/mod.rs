@@ -271,6 +271,7 @@ impl Engine {
         let tables: Vec<String> = analysis.impact.iter().map(|t| t.table.clone()).collect();
         let lessons = self.errors.relevant(&codes, &tables)?;
         let next_steps = next_steps(&plan, target_cfg.role, &checklist);
+        let warnings = self.dry_run_privileges(&plan.target).await;
         Ok(PlanOutcome {
             plan_id: plan.id,
             checksum: plan.checksum,
@@ -280,8 +281,21 @@ impl Engine {
             analysis,
             checklist,
             lessons,
+            warnings,
             next_steps,
         })
+    }
+
+    /// What is wrong with the privileges a dry-run of `target`'s plans would run with; empty
+    /// when nothing is, or when the dry-run target cannot be reached (the dry-run will say so).
+    pub async fn dry_run_privileges(&self, target: &str) -> Vec<String> {
+        let Ok(cfg) = self.config.dry_run_target(target) else {
+            return vec![];
+        };
+        match Target::open(&self.config, cfg).await {
+            Ok(t) => t.privilege_warnings().await.unwrap_or_default(),
+            Err(_) => vec![],
+        }
     }
 
     pub async fn checklist(&self, plan: &Plan) -> Result<Vec<ChecklistItem>> {

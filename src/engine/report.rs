@@ -25,6 +25,9 @@ pub struct PlanOutcome {
     pub checklist: Vec<ChecklistItem>,
     /// Lessons from ERRORS.md that match this plan's hazards or tables.
     pub lessons: Vec<Lesson>,
+    /// What the reviewer should know beyond the hazards: e.g. the dry-run target connects as a
+    /// superuser with no least-privilege `dry_run_role`.
+    pub warnings: Vec<String>,
     pub next_steps: Vec<String>,
 }
 

@@ -170,7 +170,7 @@ pub type CheckRows = std::result::Result<(usize, Option<Option<bool>>), String>;
 pub fn judge(check: &crate::plan::Check, rows: CheckRows) -> CheckOutcome {
     use crate::plan::Expect;
     let (passed, observed) = match rows {
-        Err(e) => (false, format!("error: {}", crate::errorlog::redact(&e))),
+        Err(e) => (false, format!("error: {e}")),
         Ok((n, first)) => match check.expect {
             Expect::Empty => (n == 0, format!("{n} row(s)")),
             Expect::Rows(want) => (n as u64 == want, format!("{n} row(s)")),
@@ -231,7 +231,9 @@ impl Target {
                 sqlite::Sqlite::open(&target.name, &path, config.policy.lock_timeout).await?,
             )),
             TargetUrl::Postgres(url) => Ok(Target::Postgres(Box::new(
-                postgres::Postgres::open(&target.name, &url, &config.policy).await?,
+                postgres::Postgres::open(&target.name, &url, &config.policy)
+                    .await?
+                    .with_roles(target.dry_run_role.clone(), target.check_role.clone()),
             ))),
             TargetUrl::Env(_) => unreachable!("resolve() never returns Env"),
         }
@@ -255,6 +257,15 @@ impl Target {
         match self {
             Target::Sqlite(t) => t.fingerprint().await,
             Target::Postgres(t) => t.fingerprint().await,
+        }
+    }
+
+    /// What is wrong with the privileges unapproved agent SQL runs with (PostgreSQL; a SQLite
+    /// target is a file drydock opens itself, and its agent SQL is held to the SQLite boundary).
+    pub async fn privilege_warnings(&self) -> Result<Vec<String>> {
+        match self {
+            Target::Sqlite(_) => Ok(vec![]),
+            Target::Postgres(t) => t.privilege_warnings().await,
         }
     }
 
@@ -469,7 +480,85 @@ pub async fn backup_command(
     })
 }
 
+/// What an agent sees of a database error raised by SQL it wrote: the message's shape and the
+/// SQLSTATE. A quoted value in the message that the agent's SQL does not contain is one the
+/// server read (a file's content cast to `int`, a row's value cast to `regclass`) and is cut;
+/// names the agent wrote stay, so the error still says which object was wrong. DETAIL and HINT
+/// lines (which quote row values) are never included.
+pub fn agent_error(e: &sqlx::Error, sql: &str) -> String {
+    let sqlx::Error::Database(d) = e else {
+        return crate::errorlog::redact(&e.to_string());
+    };
+    let message = d.message().lines().next().unwrap_or_default();
+    let shaped = mask_read_values(message, sql);
+    match d.code() {
+        // PostgreSQL's SQLSTATEs are five characters; SQLite's result codes are numbers.
+        Some(code) if code.len() == 5 => format!("{shaped} (SQLSTATE {code})"),
+        Some(code) => format!("{shaped} (SQLite code {code})"),
+        None => shaped,
+    }
+}
+
+/// Replaces every `"..."` of `message` whose content `sql` does not contain with `"…"`.
+pub fn mask_read_values(message: &str, sql: &str) -> String {
+    let known = sql.to_lowercase();
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(open) = rest.find('"') {
+        out.push_str(&rest[..=open]);
+        rest = &rest[open + 1..];
+        let Some(close) = rest.find('"') else {
+            // An unterminated quote: whatever follows came from the server.
+            out.push('…');
+            return out;
+        };
+        let value = &rest[..close];
+        if !value.is_empty() && known.contains(&value.to_lowercase()) {
+            out.push_str(value);
+        } else {
+            out.push('…');
+        }
+        out.push('"');
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    crate::errorlog::redact(&out)
+}
+
 /// The statement timeout for a policy, as the engines want it.
 pub fn millis(d: Duration) -> u64 {
     d.as_millis().min(u128::from(u64::MAX)) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask_read_values;
+
+    #[test]
+    fn values_the_server_read_are_cut_from_errors() {
+        let sql = "SELECT pg_read_file('/etc/hostname')::int = 1";
+        assert_eq!(
+            mask_read_values("invalid input syntax for type integer: \"db-host-7\"", sql),
+            "invalid input syntax for type integer: \"…\""
+        );
+        assert_eq!(
+            mask_read_values(
+                "relation \"acct1\" does not exist",
+                "SELECT ('acct' || id)::regclass"
+            ),
+            "relation \"…\" does not exist"
+        );
+        // Names the agent wrote stay.
+        assert_eq!(
+            mask_read_values(
+                "column \"tier\" of relation \"Users\" already exists",
+                "ALTER TABLE \"Users\" ADD COLUMN tier text"
+            ),
+            "column \"tier\" of relation \"Users\" already exists"
+        );
+        assert_eq!(
+            mask_read_values("unterminated \"secret", "SELECT 1"),
+            "unterminated \"…"
+        );
+    }
 }

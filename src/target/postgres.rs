@@ -47,12 +47,41 @@ pub struct Postgres {
     options: PgConnectOptions,
     lock_timeout: Duration,
     statement_timeout: Duration,
+    roles: Roles,
+}
+
+/// The least-privilege roles of unapproved work (`[targets.X] dry_run_role`, `check_role`) and
+/// how long a check may run.
+#[derive(Debug, Clone, Default)]
+pub struct Roles {
+    pub dry_run: Option<String>,
+    pub check: Option<String>,
+    pub check_timeout: Duration,
+}
+
+impl Roles {
+    /// `SET LOCAL ROLE` (inside the current transaction) to `role`, when one is configured.
+    fn set_local(role: Option<&str>) -> String {
+        role.map(|r| format!("SET LOCAL ROLE {};", quote_ident(r)))
+            .unwrap_or_default()
+    }
+
+    /// What a check's transaction (or savepoint) sets before the check runs: read-only, a short
+    /// statement timeout, and the check role.
+    fn for_check(&self) -> String {
+        format!(
+            "SET LOCAL transaction_read_only = on; SET LOCAL statement_timeout = {}; {}",
+            super::millis(self.check_timeout).max(1),
+            Roles::set_local(self.check.as_deref().or(self.dry_run.as_deref()))
+        )
+    }
 }
 
 /// A dry-run sandbox: one connection inside a transaction that is always rolled back.
 pub struct PgSandbox {
     conn: PgConnection,
     name: String,
+    roles: Roles,
     /// User relations that existed before the plan ran: oid → qualified name.
     existing: BTreeMap<u32, String>,
 }
@@ -97,9 +126,20 @@ impl Postgres {
             options,
             lock_timeout: policy.lock_timeout,
             statement_timeout: policy.statement_timeout,
+            roles: Roles {
+                check_timeout: policy.check_timeout,
+                ..Roles::default()
+            },
         };
         t.connect().await?.close().await.map_err(|e| t.err(e))?;
         Ok(t)
+    }
+
+    /// The least-privilege roles for unapproved work on this target.
+    pub fn with_roles(mut self, dry_run: Option<String>, check: Option<String>) -> Postgres {
+        self.roles.dry_run = dry_run;
+        self.roles.check = check;
+        self
     }
 
     fn err(&self, e: impl std::fmt::Display) -> Error {
@@ -146,14 +186,18 @@ impl Postgres {
         out
     }
 
-    /// Checks run in a READ ONLY transaction: even a check that slipped past the static test
-    /// cannot write.
+    /// Checks run in a READ ONLY transaction under `policy.check_timeout`, as the check role:
+    /// even a check that slipped past the static boundary cannot write, run long or read what
+    /// the role may not.
     pub async fn run_checks(&self, checks: &[Check]) -> Result<Vec<CheckOutcome>> {
         let mut conn = self.connect().await?;
-        sqlx::raw_sql("BEGIN TRANSACTION READ ONLY")
-            .execute(&mut conn)
-            .await
-            .map_err(|e| self.err(e))?;
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "BEGIN TRANSACTION READ ONLY; {}",
+            self.roles.for_check()
+        )))
+        .execute(&mut conn)
+        .await
+        .map_err(|e| self.err(e))?;
         let out = checks_on(&mut conn, checks).await;
         sqlx::raw_sql("ROLLBACK").execute(&mut conn).await.ok();
         conn.close().await.ok();
@@ -178,11 +222,73 @@ impl Postgres {
             .iter()
             .map(|r| (r.get::<i64, _>(0) as u32, qualified(r.get(1), r.get(2))))
             .collect();
+        // Nobody has approved the plan yet: its SQL runs as the dry-run role.
+        if let Some(role) = &self.roles.dry_run {
+            sqlx::raw_sql(AssertSqlSafe(Roles::set_local(Some(role))))
+                .execute(&mut conn)
+                .await
+                .map_err(|e| self.err(format!("SET ROLE {role} (dry_run_role): {e}")))?;
+        }
         Ok(PgSandbox {
             conn,
             name: self.name.clone(),
+            roles: self.roles.clone(),
             existing,
         })
+    }
+
+    /// Warnings about the privileges unapproved agent SQL runs with on this target: a login role
+    /// (without a `dry_run_role`) or a configured role that is a superuser or may touch the
+    /// server's files and programs; a configured role that does not exist.
+    pub async fn privilege_warnings(&self) -> Result<Vec<String>> {
+        let mut conn = self.connect().await?;
+        let login: String = sqlx::query_scalar("SELECT current_user::text")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        let checked = [
+            (
+                Some(login.as_str()),
+                "connects as",
+                self.roles.dry_run.is_none(),
+            ),
+            (self.roles.dry_run.as_deref(), "has dry_run_role", true),
+            (self.roles.check.as_deref(), "has check_role", true),
+        ];
+        for (role, how, matters) in checked {
+            let Some(role) = role.filter(|_| matters) else {
+                continue;
+            };
+            // language=SQL
+            let row: Option<(bool, Vec<String>)> = sqlx::query_as(
+                "SELECT r.rolsuper, ARRAY(
+                     SELECT b.rolname::text FROM pg_roles b
+                     WHERE b.rolname IN ('pg_read_server_files', 'pg_write_server_files', 'pg_execute_server_program')
+                       AND pg_has_role(r.oid, b.oid, 'MEMBER') ORDER BY 1)
+                 FROM pg_roles r WHERE r.rolname = $1",
+            )
+            .bind(role)
+            .fetch_optional(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+            let name = &self.name;
+            match row {
+                None => out.push(format!(
+                    "target `{name}` {how} `{role}`, which does not exist: create it (README: least privilege) or remove the setting"
+                )),
+                Some((true, _)) => out.push(format!(
+                    "target `{name}` {how} `{role}`, a superuser: unapproved agent SQL (dry-run steps, checks) runs with every privilege of the server; set a non-superuser `dry_run_role` and `check_role` in [targets.{name}] (README: least privilege)"
+                )),
+                Some((false, server)) if !server.is_empty() => out.push(format!(
+                    "target `{name}` {how} `{role}`, a member of {}: unapproved agent SQL may touch the server's files or programs; use a role without them",
+                    server.join(", ")
+                )),
+                Some(_) => {}
+            }
+        }
+        conn.close().await.ok();
+        Ok(out)
     }
 
     /// Takes the target's session advisory lock: one migration at a time per target, across
@@ -387,7 +493,7 @@ impl Postgres {
                     index: i + 1,
                     sql: s.sql.clone(),
                     sqlstate: sqlstate(&e),
-                    cause: crate::errorlog::redact(&e.to_string()),
+                    cause: super::agent_error(&e, &s.sql),
                 }));
             }
             runs.push(StatementRun {
@@ -673,7 +779,7 @@ impl Postgres {
                                 last.as_deref().unwrap_or("(start)")
                             ),
                             sqlstate: state,
-                            cause: crate::errorlog::redact(&e.to_string()),
+                            cause: super::agent_error(&e, &batch_sql),
                         }));
                     }
                 }
@@ -1011,8 +1117,11 @@ impl PgSandbox {
     pub async fn run_checks(&mut self, checks: &[Check]) -> Result<Vec<CheckOutcome>> {
         // A savepoint keeps a failing check from aborting the sandbox's transaction.
         let mut out = Vec::new();
+        // Inside it the check runs read-only, under the check timeout and role; rolling back to
+        // the savepoint restores the sandbox's own settings.
+        let setup = format!("SAVEPOINT drydock_check; {}", self.roles.for_check());
         for c in checks {
-            sqlx::raw_sql("SAVEPOINT drydock_check")
+            sqlx::raw_sql(AssertSqlSafe(setup.clone()))
                 .execute(&mut self.conn)
                 .await
                 .map_err(|e| self.err(e))?;
@@ -1068,7 +1177,7 @@ impl PgSandbox {
                     index: i + 1,
                     sql: s.sql.clone(),
                     sqlstate: sqlstate(&e),
-                    cause: crate::errorlog::redact(&e.to_string()),
+                    cause: super::agent_error(&e, &s.sql),
                 }));
             }
             let duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
@@ -1211,7 +1320,7 @@ async fn checks_on(conn: &mut PgConnection, checks: &[Check]) -> Vec<CheckOutcom
                     (rows.len() == 1).then(|| rows[0].try_get::<Option<bool>, _>(0).ok().flatten()),
                 )
             })
-            .map_err(|e| e.to_string());
+            .map_err(|e| super::agent_error(&e, &c.sql));
         out.push(super::judge(c, rows));
     }
     out

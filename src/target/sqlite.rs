@@ -277,7 +277,7 @@ impl Sqlite {
                 .await;
             let rows = rows
                 .map(|rows| (rows.len(), (rows.len() == 1).then(|| truthy(&rows[0]))))
-                .map_err(|e| e.to_string());
+                .map_err(|e| super::agent_error(&e, &c.sql));
             out.push(super::judge(c, rows));
         }
         conn.close().await.map_err(|e| self.err(e))?;
@@ -374,7 +374,7 @@ impl Sqlite {
                     index: i + 1,
                     sql: sql.clone(),
                     sqlstate: None,
-                    cause: e.to_string(),
+                    cause: super::agent_error(&e, sql),
                 }));
             }
             let duration_ms = t0.elapsed().as_secs_f64() * 1000.0;

@@ -315,6 +315,17 @@ impl PgProject {
     }
 
     pub async fn with_extra(policy: &str, extra: &str) -> PgProject {
+        PgProject::with_keys(policy, extra, "", "").await
+    }
+
+    /// A project with extra keys in `[targets.production]` and `[targets.staging]`, and a hook
+    /// run on each fresh database (as the cluster's superuser) before the config is written.
+    pub async fn with_keys(
+        policy: &str,
+        extra: &str,
+        production_keys: &str,
+        staging_keys: &str,
+    ) -> PgProject {
         use sqlx::Connection;
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let tag = format!(
@@ -351,7 +362,7 @@ impl PgProject {
         std::fs::write(
             &config_path,
             format!(
-                "[targets.production]\nurl = \"{}\"\nrole = \"production\"\nstaging = \"staging\"\n\n[targets.staging]\nurl = \"{}\"\nrole = \"staging\"\n\n{extra}\n\n[policy]\n{policy}\n",
+                "[targets.production]\nurl = \"{}\"\nrole = \"production\"\nstaging = \"staging\"\n{production_keys}\n\n[targets.staging]\nurl = \"{}\"\nrole = \"staging\"\n{staging_keys}\n\n{extra}\n\n[policy]\n{policy}\n",
                 pg_url_for(&prod),
                 pg_url_for(&staging)
             ),

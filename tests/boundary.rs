@@ -1,0 +1,479 @@
+//! The least-privilege boundary of agent SQL, tried the way a prompt-injected agent would: hostile
+//! payloads in every place agent SQL can sit (step `up` and `down`, checks, backfill `set` and
+//! `where`, template parameters), hidden behind comments, dollar quotes, DO blocks and function
+//! bodies, on a real PostgreSQL cluster (reached as a superuser, as staging often is) and on real
+//! SQLite files. Each must be reported at plan time and refused before it executes: the sentinel
+//! file a payload would create never appears, and no role, setting, sequence or session changes.
+//! Least-privilege roles are proven in use, and error text never carries a value the server read.
+
+mod common;
+
+use common::{PgProject, Project, pg_connect, plan_id};
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+fn tag() -> String {
+    format!(
+        "{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    )
+}
+
+fn step(up: &str, down: &str) -> Value {
+    json!({"name": "change", "up": up, "down": down})
+}
+
+fn hazard_codes(plan: &Value) -> Vec<(String, String)> {
+    plan["analysis"]["hazards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["code"].as_str().unwrap().to_string(),
+                h["severity"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// What a payload could have changed on the cluster, read as its superuser.
+async fn cluster_state(db: &str) -> Vec<String> {
+    let mut c = pg_connect(db).await;
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT 'role ' || rolname || ' ' || rolsuper FROM pg_roles WHERE rolsuper OR rolname LIKE 'evil%'
+         UNION ALL SELECT 'file-setting ' || name || '=' || coalesce(setting, '') FROM pg_file_settings
+         UNION ALL SELECT 'sequence ' || last_value FROM accounts_id_seq
+         UNION ALL SELECT 'function ' || proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace
+         UNION ALL SELECT 'column ' || column_name FROM information_schema.columns WHERE table_name = 'accounts'
+         ORDER BY 1",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    c.close().await.ok();
+    rows.into_iter().map(|r| r.0).collect()
+}
+
+#[tokio::test]
+async fn hostile_postgres_sql_never_runs_before_review() {
+    let p = PgProject::new("").await;
+    let c = p.project.connect().await;
+    let sentinel = std::env::temp_dir().join(format!("drydock-sentinel-{}", tag()));
+    let touch = format!("touch {}", sentinel.display());
+    // A session the agent would like to terminate.
+    let mut victim = pg_connect(&p.staging).await;
+    let victim_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut victim)
+        .await
+        .unwrap();
+    let before = cluster_state(&p.staging).await;
+
+    let innocent_up = "ALTER TABLE accounts ADD COLUMN tier text";
+    let innocent_down = "ALTER TABLE accounts DROP COLUMN tier";
+    let evil_role = format!("evil_{}", tag());
+    let payloads: Vec<(&str, Value)> = vec![
+        (
+            "COPY TO PROGRAM in up",
+            json!({"steps": [step(&format!("COPY (SELECT 1) TO PROGRAM '{touch}'"), "SELECT 1")]}),
+        ),
+        (
+            "COPY hidden behind a comment and dollar quotes",
+            json!({"steps": [step(&format!("/* routine; */ ALTER TABLE accounts ADD COLUMN tier text; -- ok\nCOPY (SELECT 1) TO PROGRAM $q${touch}$q$"), innocent_down)]}),
+        ),
+        (
+            "COPY inside a DO block",
+            json!({"steps": [step(&format!("DO $$ BEGIN COPY (SELECT 1) TO PROGRAM '{touch}'; END $$"), "SELECT 1")]}),
+        ),
+        (
+            "COPY built by dynamic SQL",
+            json!({"steps": [step(&format!("DO $x$ BEGIN EXECUTE 'COPY (SELECT 1) TO PROGRAM ' || quote_literal('{touch}'); END $x$"), "SELECT 1")]}),
+        ),
+        (
+            "COPY TO PROGRAM in down",
+            json!({"steps": [step(innocent_up, &format!("ALTER TABLE accounts DROP COLUMN tier; COPY (SELECT 1) TO PROGRAM '{touch}'"))]}),
+        ),
+        (
+            "server file read into a default",
+            json!({"steps": [step("ALTER TABLE accounts ADD COLUMN host text DEFAULT pg_read_file('/etc/hostname')", "ALTER TABLE accounts DROP COLUMN host")]}),
+        ),
+        (
+            "server file read in a SQL function body",
+            json!({"steps": [step("CREATE FUNCTION host() RETURNS text LANGUAGE sql AS $$ SELECT pg_read_file('/etc/hostname') $$", "DROP FUNCTION host()")]}),
+        ),
+        (
+            "a trigger that terminates sessions",
+            json!({"steps": [step("CREATE FUNCTION kill() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); RETURN NEW; END $$", "DROP FUNCTION kill()")]}),
+        ),
+        (
+            "terminate another session",
+            json!({"steps": [step(&format!("SELECT pg_terminate_backend({victim_pid})"), "SELECT 1")]}),
+        ),
+        (
+            "a new superuser",
+            json!({"steps": [step(&format!("CREATE ROLE {evil_role} SUPERUSER LOGIN PASSWORD 'x'"), &format!("DROP ROLE {evil_role}"))]}),
+        ),
+        (
+            "ALTER SYSTEM",
+            json!({"steps": [step("ALTER SYSTEM SET work_mem = '77MB'", "ALTER SYSTEM RESET work_mem")]}),
+        ),
+        (
+            "SET ROLE",
+            json!({"steps": [step("SET ROLE postgres; ALTER TABLE accounts ADD COLUMN tier text", innocent_down)]}),
+        ),
+        (
+            "set_config of the role",
+            json!({"steps": [step("SELECT set_config('session_authorization', 'postgres', false)", "SELECT 1")]}),
+        ),
+        (
+            "an untrusted language",
+            json!({"steps": [step("CREATE FUNCTION sh() RETURNS int LANGUAGE plpython3u AS $$ import os; os.system('id') $$", "DROP FUNCTION sh()")]}),
+        ),
+        (
+            "a sequence advanced beside a file read",
+            json!({"steps": [step("SELECT nextval('accounts_id_seq'), pg_read_file('/etc/hostname')", "SELECT 1")]}),
+        ),
+        (
+            "a check reading a server file",
+            json!({"steps": [step(innocent_up, innocent_down)],
+                   "checks": [{"name": "host", "sql": "SELECT pg_read_file('/etc/hostname')::int = 1", "expect": "true"}]}),
+        ),
+        (
+            "a check that creates a table (SELECT INTO)",
+            json!({"steps": [step(innocent_up, innocent_down)],
+                   "checks": [{"name": "copy", "sql": "SELECT count(*) = 0 AS ok INTO copied FROM accounts", "expect": "true"}]}),
+        ),
+        (
+            "a backfill `set` reading a server file",
+            json!({"steps": [step(innocent_up, innocent_down), {"name": "fill", "backfill": {"table": "accounts", "set": "nickname = pg_read_file('/etc/hostname')"}, "down": "UPDATE accounts SET nickname = NULL"}]}),
+        ),
+        (
+            "a backfill `where` listing a directory",
+            json!({"steps": [step(innocent_up, innocent_down), {"name": "fill", "backfill": {"table": "accounts", "set": "nickname = 'x'", "where": "EXISTS (SELECT 1 FROM pg_ls_dir('.'))"}, "down": "UPDATE accounts SET nickname = NULL"}]}),
+        ),
+    ];
+    for (what, mut body) in payloads {
+        body["goal"] = json!(what);
+        body["target"] = json!("production");
+        let planned = c.ok("plan", body).await;
+        let codes = hazard_codes(&planned);
+        assert!(
+            codes.contains(&("privileged".to_string(), "critical".to_string())),
+            "{what}: not reported as privileged/critical at plan time: {codes:?}"
+        );
+        assert_eq!(planned["analysis"]["risk"], "critical", "{what}");
+        let refused = c
+            .refused("dry-run", json!({"plan_id": plan_id(&planned)}))
+            .await;
+        assert_eq!(refused["code"], "forbidden-statement", "{what}: {refused}");
+        assert!(
+            refused["message"].as_str().unwrap().contains('`'),
+            "{what}: the refusal names the construct: {refused}"
+        );
+    }
+
+    // A template parameter is admitted like agent SQL.
+    let refused = c
+        .refused(
+            "plan",
+            json!({"goal": "positive", "target": "production", "template": "add-check-constraint",
+                   "params": {"table": "ledger", "name": "host_check", "expression": "pg_read_file('/etc/hostname') IS NOT NULL"}}),
+        )
+        .await;
+    assert_eq!(refused["code"], "forbidden-statement", "{refused}");
+
+    // A hotfix with two approvers skips staging, not the boundary: apply refuses too.
+    let hotfix = plan_id(
+        &c.ok(
+            "plan",
+            json!({"goal": "urgent", "target": "production", "urgency": "p0",
+                   "steps": [step(&format!("COPY (SELECT 1) TO PROGRAM '{touch}'"), "SELECT 1")]}),
+        )
+        .await,
+    );
+    p.project.approve(&hotfix, "alice");
+    p.project.approve(&hotfix, "bob");
+    let refused = c.refused("apply", json!({"plan_id": hotfix})).await;
+    assert_eq!(refused["code"], "forbidden-statement", "{refused}");
+
+    assert!(!sentinel.exists(), "a payload ran a program on the server");
+    assert_eq!(
+        cluster_state(&p.staging).await,
+        before,
+        "a payload changed a role, setting, sequence, function or column"
+    );
+    let alive: i32 = sqlx::query_scalar("SELECT 1")
+        .fetch_one(&mut victim)
+        .await
+        .expect("the victim session survives");
+    assert_eq!(alive, 1);
+    assert!(p.project.errors_md().contains("forbidden-statement"));
+
+    // The sentinel would have caught a payload that ran: the same COPY, run by hand, creates it.
+    let mut admin = pg_connect(&p.staging).await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "COPY (SELECT 1) TO PROGRAM '{touch}'"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    assert!(sentinel.exists(), "the sentinel mechanism works");
+    std::fs::remove_file(&sentinel).ok();
+    admin.close().await.ok();
+    victim.close().await.ok();
+    c.close().await;
+}
+
+#[tokio::test]
+async fn errors_never_carry_a_value_the_server_read() {
+    let p = PgProject::new("").await;
+    let c = p.project.connect().await;
+    // The first account's e-mail, smuggled out through a cast error in a check ...
+    let id = plan_id(
+        &c.ok(
+            "plan",
+            json!({"goal": "leak through a check", "target": "production",
+                   "steps": [step("ALTER TABLE accounts ADD COLUMN tier text", "ALTER TABLE accounts DROP COLUMN tier")],
+                   "checks": [{"name": "leak", "sql": "SELECT (SELECT email FROM accounts ORDER BY id LIMIT 1)::int = 1", "expect": "true"}]}),
+        )
+        .await,
+    );
+    let refused = c.refused("dry-run", json!({"plan_id": id})).await;
+    assert_eq!(refused["code"], "check-failed", "{refused}");
+    let text = refused.to_string();
+    assert!(!text.contains("user1@example.com"), "{text}");
+    assert!(
+        text.contains("SQLSTATE"),
+        "the error keeps its shape: {text}"
+    );
+    // ... and through a failing step.
+    let id = plan_id(
+        &c.ok(
+            "plan",
+            json!({"goal": "leak through a step", "target": "production",
+                   "steps": [step("UPDATE accounts SET balance = (SELECT email FROM accounts ORDER BY id LIMIT 1)::int WHERE id = 1", "SELECT 1")]}),
+        )
+        .await,
+    );
+    let refused = c.refused("dry-run", json!({"plan_id": id})).await;
+    assert_eq!(refused["code"], "sql-failed", "{refused}");
+    let text = refused.to_string();
+    assert!(!text.contains("user1@example.com"), "{text}");
+    assert!(
+        text.contains("invalid input syntax for type integer"),
+        "{text}"
+    );
+    // A value read into a name is cut too.
+    let id = plan_id(
+        &c.ok(
+            "plan",
+            json!({"goal": "leak through a name", "target": "production",
+                   "steps": [step("SELECT (SELECT 'acct' || id FROM accounts ORDER BY id LIMIT 1)::regclass", "SELECT 1")]}),
+        )
+        .await,
+    );
+    let refused = c.refused("dry-run", json!({"plan_id": id})).await;
+    let text = refused.to_string();
+    assert!(!text.contains("acct1"), "{text}");
+    assert!(!p.project.errors_md().contains("user1@example.com"));
+    // Names the agent wrote stay, so the error still says what was wrong.
+    let id = plan_id(
+        &c.ok(
+            "plan",
+            json!({"goal": "typo", "target": "production",
+                   "steps": [step("ALTER TABLE acounts ADD COLUMN tier text", "ALTER TABLE acounts DROP COLUMN tier")]}),
+        )
+        .await,
+    );
+    let refused = c.refused("dry-run", json!({"plan_id": id})).await;
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("relation \"acounts\" does not exist"),
+        "{refused}"
+    );
+    c.close().await;
+}
+
+/// Roles for unapproved work on one database: `mig` owns the tables (what a migration role
+/// does), `chk` may only read them, now and for tables `mig` creates later.
+async fn least_privilege_roles(db: &str, mig: &str, chk: &str) {
+    let mut c = pg_connect(db).await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DO $$ BEGIN
+             IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{mig}') THEN CREATE ROLE {mig} NOLOGIN; END IF;
+             IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{chk}') THEN CREATE ROLE {chk} NOLOGIN; END IF;
+         END $$;
+         GRANT CREATE, USAGE ON SCHEMA public TO {mig};
+         ALTER TABLE accounts OWNER TO {mig};
+         ALTER TABLE ledger OWNER TO {mig};
+         ALTER VIEW rich_accounts OWNER TO {mig};
+         GRANT USAGE ON SCHEMA public TO {chk};
+         GRANT SELECT ON ALL TABLES IN SCHEMA public TO {chk};
+         ALTER DEFAULT PRIVILEGES FOR ROLE {mig} IN SCHEMA public GRANT SELECT ON TABLES TO {chk};"
+    )))
+    .execute(&mut c)
+    .await
+    .unwrap();
+    c.close().await.ok();
+}
+
+#[tokio::test]
+async fn unapproved_sql_runs_as_the_least_privilege_roles() {
+    let t = tag();
+    let (mig, chk) = (format!("mig_{t}"), format!("chk_{t}"));
+    let keys = format!("dry_run_role = \"{mig}\"\ncheck_role = \"{chk}\"");
+    let p = PgProject::with_keys("", "", &keys, &keys).await;
+    least_privilege_roles(&p.staging, &mig, &chk).await;
+    least_privilege_roles(&p.prod, &mig, &chk).await;
+    let c = p.project.connect().await;
+    let plan = json!({
+        "goal": "a tier for every account",
+        "target": "production",
+        "steps": [step("ALTER TABLE accounts ADD COLUMN tier text", "ALTER TABLE accounts DROP COLUMN tier")],
+        "checks": [
+            {"name": "checks-run-as-the-check-role", "sql": format!("SELECT current_user = '{chk}'"), "expect": "true"},
+            {"name": "tier-readable", "sql": "SELECT count(*) >= 0 FROM accounts WHERE tier IS NULL", "expect": "true"}
+        ]
+    });
+    let planned = c.ok("plan", plan).await;
+    let warnings = planned["warnings"].as_array().unwrap();
+    assert!(
+        warnings
+            .iter()
+            .all(|w| !w.as_str().unwrap().contains("superuser")),
+        "configured roles silence the superuser warning: {warnings:?}"
+    );
+    let id = plan_id(&planned);
+    let dry = c.ok("dry-run", json!({"plan_id": id})).await;
+    assert!(
+        dry["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|ch| ch["passed"] == true),
+        "{dry}"
+    );
+    assert!(
+        !p.has_column(&p.staging, "accounts", "tier").await,
+        "the dry-run left nothing on staging"
+    );
+
+    // Steps ran as the dry-run role: a table it does not own cannot be altered in a dry-run,
+    // though the login role (a superuser) could.
+    let mut admin = pg_connect(&p.staging).await;
+    sqlx::raw_sql("CREATE TABLE root_only (id int)")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    admin.close().await.ok();
+    let other = plan_id(
+        &c.ok(
+            "plan",
+            json!({"goal": "touch a table the migration role does not own", "target": "production",
+                   "steps": [step("ALTER TABLE root_only ADD COLUMN x int", "ALTER TABLE root_only DROP COLUMN x")]}),
+        )
+        .await,
+    );
+    let refused = c.refused("dry-run", json!({"plan_id": other})).await;
+    assert_eq!(refused["code"], "sql-failed", "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("must be owner"),
+        "{refused}"
+    );
+
+    // Ordinary migrations still walk to validated under the roles; validate's checks run as the
+    // check role on production too.
+    p.project.approve(&id, "alice");
+    let applied = c.ok("apply", json!({"plan_id": id})).await;
+    assert_eq!(applied["status"], "applied", "{applied}");
+    let validated = c.ok("validate", json!({"plan_id": id})).await;
+    assert!(
+        validated["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|ch| ch["passed"] == true),
+        "{validated}"
+    );
+    c.close().await;
+}
+
+#[tokio::test]
+async fn a_superuser_dry_run_target_is_reported() {
+    let p = PgProject::new("").await;
+    let c = p.project.connect().await;
+    let planned = c
+        .ok(
+            "plan",
+            json!({"goal": "a column", "target": "production",
+                   "steps": [step("ALTER TABLE accounts ADD COLUMN tier text", "ALTER TABLE accounts DROP COLUMN tier")]}),
+        )
+        .await;
+    let warnings = planned["warnings"].to_string();
+    assert!(
+        warnings.contains("superuser") && warnings.contains("dry_run_role"),
+        "{warnings}"
+    );
+    let doctor = p.project.cli(&["doctor"]);
+    let out = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        out.contains("warning") && out.contains("superuser"),
+        "{out}"
+    );
+    c.close().await;
+}
+
+#[tokio::test]
+async fn hostile_sqlite_sql_never_runs_before_review() {
+    let p = Project::new().await;
+    let c = p.connect().await;
+    let attached = p.path("attached-sentinel.db");
+    let vacuumed = p.path("vacuum-sentinel.db");
+    let payloads = vec![
+        json!({"steps": [step(&format!("ATTACH DATABASE '{}' AS x", attached.display()), "DETACH DATABASE x")]}),
+        json!({"steps": [step(&format!("/* tidy */ VACUUM INTO '{}'", vacuumed.display()), "SELECT 1")]}),
+        json!({"steps": [step("PRAGMA writable_schema = ON", "PRAGMA writable_schema = OFF")]}),
+        json!({"steps": [step("PRAGMA journal_mode = OFF", "PRAGMA journal_mode = DELETE")]}),
+        json!({"steps": [step("SELECT load_extension('/tmp/evil')", "SELECT 1")]}),
+        json!({"steps": [step("ALTER TABLE users ADD COLUMN tier TEXT", "ALTER TABLE users DROP COLUMN tier")],
+               "checks": [{"name": "x", "sql": "SELECT load_extension('/tmp/evil') IS NULL", "expect": "true"}]}),
+    ];
+    for mut body in payloads {
+        body["goal"] = json!("hostile");
+        body["target"] = json!("production");
+        let planned = c.ok("plan", body.clone()).await;
+        assert!(
+            hazard_codes(&planned).contains(&("privileged".into(), "critical".into())),
+            "{body}"
+        );
+        let refused = c
+            .refused("dry-run", json!({"plan_id": plan_id(&planned)}))
+            .await;
+        assert_eq!(refused["code"], "forbidden-statement", "{body}: {refused}");
+    }
+    assert!(!attached.exists() && !vacuumed.exists());
+    // The sentinel would have caught it: ATTACH creates the file it names.
+    let mut conn =
+        sqlx::SqliteConnection::connect(&format!("sqlite:{}", p.path("staging.db").display()))
+            .await
+            .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "VACUUM INTO '{}'",
+        vacuumed.display()
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.ok();
+    assert!(vacuumed.exists(), "the sentinel mechanism works");
+    c.close().await;
+}
