@@ -67,9 +67,19 @@ pub fn violations(body: &crate::plan::Body, engine: &str) -> Vec<Violation> {
     } else {
         Use::Step
     };
-    let admit = |sql: &str, usage: Use| match engine {
+    let one = move |sql: &str, usage: Use| match engine {
         "postgres" => postgres(sql, usage),
         _ => sqlite(sql, usage),
+    };
+    // drydock executes a script statement by statement as its own splitter cuts it: each piece
+    // is admitted as well as the whole, so that a splitter that disagreed with the server's
+    // parser (a quote or comment read differently) could not run a piece the whole hid.
+    let admit = move |sql: &str, usage: Use| {
+        one(sql, usage)?;
+        match super::lexer::split(sql) {
+            Ok(pieces) if pieces.len() > 1 => pieces.iter().try_for_each(|p| one(&p.sql, usage)),
+            _ => Ok(()),
+        }
     };
     let mut out = Vec::new();
     let mut push = |place: String, verdict: Verdict| {

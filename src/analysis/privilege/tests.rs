@@ -236,3 +236,51 @@ fn only_drydock_templates_may_build_statements_at_run_time() {
         .is_err()
     );
 }
+
+#[test]
+fn violations_name_every_place() {
+    use crate::plan::{Backfill, Body, Check, Expect, Step};
+    let step = |name: &str, up: &str, down: &str| Step {
+        name: Some(name.into()),
+        up: Some(up.into()),
+        down: Some(down.into()),
+        backfill: None,
+        gate: None,
+    };
+    let mut fill = step("fill", "SELECT 1", "SELECT 1");
+    fill.up = None;
+    fill.backfill = Some(Backfill {
+        table: "t".into(),
+        set: "a = pg_read_file('/x')".into(),
+        filter: None,
+        key: None,
+        batch_size: None,
+        pause_ms: None,
+    });
+    let body = Body::new(
+        "prod",
+        vec![
+            step(
+                "ok",
+                "ALTER TABLE t ADD COLUMN a text",
+                "ALTER TABLE t DROP COLUMN a",
+            ),
+            step("evil", "SELECT 1", "COPY t TO PROGRAM 'x'"),
+            fill,
+        ],
+        vec![Check {
+            name: "c".into(),
+            sql: "SELECT pg_ls_dir('.') IS NOT NULL".into(),
+            expect: Expect::True,
+        }],
+    )
+    .unwrap();
+    let places: Vec<String> = violations(&body, "postgres")
+        .into_iter()
+        .map(|v| v.place)
+        .collect();
+    assert_eq!(
+        places,
+        vec!["step `evil` down", "step `fill` backfill", "check `c`"]
+    );
+}
