@@ -376,7 +376,7 @@ async fn two_applies_on_one_target_at_once_one_is_refused() {
     });
     assert_ne!(ra.is_error, Some(true), "{ra:?}");
     assert_eq!(rb.is_error, Some(true), "{rb:?}");
-    let body = rb.structured_content.unwrap();
+    let body = common::refusal_body(&rb);
     assert_eq!(body["code"], "target-busy", "{body}");
     assert!(!p.has_column(&p.prod, "accounts", "tier").await);
     a.close().await;

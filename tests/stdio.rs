@@ -174,7 +174,11 @@ async fn serves_the_demo_over_stdio_with_no_configuration() {
         .await
         .unwrap();
     assert_eq!(r.is_error, Some(true));
-    assert_eq!(r.structured_content.unwrap()["code"], "checklist-unmet");
+    let text = r.content[0].as_text().unwrap().text.clone();
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["code"], "checklist-unmet");
+    assert!(body["fix"].as_str().is_some_and(|f| !f.is_empty()));
+    assert!(r.structured_content.is_none());
     let errors = client
         .read_resource(ReadResourceRequestParams::new("drydock://errors"))
         .await

@@ -201,6 +201,8 @@ pub struct RunSummary {
     pub checksum: String,
     pub finished_at: String,
     pub duration_ms: f64,
+    /// What the run measured; its shape depends on the run's kind.
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
     pub detail: serde_json::Value,
 }
 
@@ -240,6 +242,7 @@ pub struct StatusReport {
     pub checklist: Vec<ChecklistItem>,
     pub runs: Vec<RunSummary>,
     pub approvals: Vec<ApprovalRow>,
+    #[schemars(with = "crate::analysis::Analysis")]
     pub analysis: serde_json::Value,
     /// Set while an apply or rollback of this plan runs in this server.
     #[serde(skip_serializing_if = "Option::is_none")]

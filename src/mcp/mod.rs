@@ -34,6 +34,8 @@ use crate::errorlog::redact;
 use crate::plan::{Check, Step, Urgency};
 use crate::render::{self, TemplateInfo};
 
+mod schema;
+
 /// A refusal on its way to the agent: a tool result with `isError: true`.
 pub struct ToolError(pub Refusal);
 
@@ -47,9 +49,12 @@ impl From<Error> for ToolError {
 
 impl IntoCallToolResult for ToolError {
     fn into_call_tool_result(self) -> Result<CallToolResponse, McpError> {
-        let value = serde_json::to_value(&self.0)
+        // As JSON text only: structured content would have to validate against the tool's
+        // output schema (the success shape), and the TypeScript SDK replaces a result that does
+        // not with its own error, hiding the code and the fix from the agent.
+        let text = serde_json::to_string(&self.0)
             .map_err(|e| McpError::internal_error(e.to_string(), None))?;
-        Ok(CallToolResult::structured_error(value).into())
+        Ok(CallToolResult::error(vec![rmcp::model::ContentBlock::text(text)]).into())
     }
 }
 
@@ -64,6 +69,7 @@ pub struct PlanInput {
     /// Instead of `steps`: a template name from `render-template`.
     pub template: Option<String>,
     /// The template's parameters (see its schema in `render-template`).
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub params: Option<serde_json::Value>,
     /// Validation queries: one SELECT each, with `expect` = "true", "empty" or "rows:N".
     pub checks: Option<Vec<Check>>,
@@ -78,6 +84,7 @@ pub struct RenderInput {
     /// Template name; omit to list the templates and their parameter schemas.
     pub template: Option<String>,
     /// Parameters matching the template's schema.
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub params: Option<serde_json::Value>,
 }
 
@@ -111,7 +118,8 @@ pub struct PlanIdInput {
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct RollbackInput {
     pub plan_id: String,
-    /// Required: why the change is rolled back (kept in the audit log).
+    /// Why the change is rolled back (kept in the audit log).
+    #[schemars(required)]
     pub reason: Option<String>,
 }
 
@@ -169,9 +177,13 @@ fn agent(peer: &Peer<RoleServer>) -> String {
 #[tool_router]
 impl DrydockServer {
     pub fn new(engine: Arc<Engine>) -> Self {
+        let mut tool_router = Self::tool_router();
+        for route in tool_router.map.values_mut() {
+            schema::conform_tool(&mut route.attr);
+        }
         DrydockServer {
             engine,
-            tool_router: Self::tool_router(),
+            tool_router,
             prompt_router: Self::prompt_router(),
         }
     }
@@ -181,7 +193,8 @@ impl DrydockServer {
     /// lessons from past mistakes, and the next steps.
     #[tool(
         name = "plan",
-        annotations(read_only_hint = true, destructive_hint = false)
+        title = "Propose a migration plan",
+        annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn plan(
         &self,
@@ -204,7 +217,11 @@ impl DrydockServer {
     /// Render a template from the library into steps and checks. Without `template`, list the
     /// templates with their parameter schemas. Identifiers are validated and quoted; values are
     /// escaped — a parameter can never inject SQL.
-    #[tool(name = "render-template", annotations(read_only_hint = true))]
+    #[tool(
+        name = "render-template",
+        title = "Render a migration template",
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
     async fn render_template(
         &self,
         Parameters(p): Parameters<RenderInput>,
@@ -233,7 +250,11 @@ impl DrydockServer {
     /// Test a plan on a non-production target (a scratch copy of the linked staging by default):
     /// up, checks, down, verify the schema returned to its original state, up again. Reports
     /// measured durations, locks and rewrites per statement, row ratios and a production estimate.
-    #[tool(name = "dry-run", annotations(read_only_hint = true))]
+    #[tool(
+        name = "dry-run",
+        title = "Dry-run a plan on staging",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
     async fn dry_run(
         &self,
         Parameters(p): Parameters<DryRunInput>,
@@ -251,7 +272,13 @@ impl DrydockServer {
     /// verifies a backup first on production. Sends progress notifications.
     #[tool(
         name = "apply",
-        annotations(destructive_hint = true, idempotent_hint = true)
+        title = "Apply an approved plan",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
     )]
     async fn apply(
         &self,
@@ -278,7 +305,11 @@ impl DrydockServer {
 
     /// Run the plan's checks and built-in integrity checks (integrity, foreign keys, schema equal
     /// to the dry-run's post-up schema, history) on the target.
-    #[tool(name = "validate", annotations(read_only_hint = true))]
+    #[tool(
+        name = "validate",
+        title = "Validate an applied plan",
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
     async fn validate(
         &self,
         Parameters(p): Parameters<PlanIdInput>,
@@ -289,7 +320,16 @@ impl DrydockServer {
 
     /// Run the `down` of applied steps in reverse, within the rollback window, and verify the
     /// schema equals the pre-apply schema. Needs a `reason`.
-    #[tool(name = "rollback", annotations(destructive_hint = true))]
+    #[tool(
+        name = "rollback",
+        title = "Roll back an applied plan",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
     async fn rollback(
         &self,
         Parameters(p): Parameters<RollbackInput>,
@@ -304,7 +344,11 @@ impl DrydockServer {
     }
 
     /// One plan with its steps, checklist, runs and decisions; without `plan_id`, the list of plans.
-    #[tool(name = "status", annotations(read_only_hint = true))]
+    #[tool(
+        name = "status",
+        title = "Plan status",
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
     async fn status(
         &self,
         Parameters(p): Parameters<StatusInput>,
@@ -322,7 +366,11 @@ impl DrydockServer {
     }
 
     /// Read-only: a target's tables, columns, indexes, constraints and row counts. No data rows.
-    #[tool(name = "inspect", annotations(read_only_hint = true))]
+    #[tool(
+        name = "inspect",
+        title = "Inspect a database's schema",
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
     async fn inspect(
         &self,
         Parameters(p): Parameters<InspectInput>,
@@ -335,7 +383,12 @@ impl DrydockServer {
     /// Append your own mistake and its lesson to the error log (ERRORS.md), so it does not repeat.
     #[tool(
         name = "record-mistake",
-        annotations(read_only_hint = false, destructive_hint = false)
+        title = "Record a mistake in ERRORS.md",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            open_world_hint = false
+        )
     )]
     async fn record_mistake(
         &self,

@@ -218,7 +218,7 @@ impl Client {
             "{tool}({args}) was expected to fail: {:?}",
             r.structured_content
         );
-        let body = r.structured_content.expect("structured error body");
+        let body = refusal_body(&r);
         for field in ["code", "message", "fix"] {
             assert!(
                 body[field].as_str().is_some_and(|s| !s.is_empty()),
@@ -245,6 +245,21 @@ pub fn add_column_plan() -> Value {
         }],
         "checks": [{"name": "tier-filled", "sql": "SELECT count(*) = 0 FROM users WHERE tier IS NULL", "expect": "true"}]
     })
+}
+
+/// The `{code, message, fix}` of a refused call: JSON text content, as every client shows it
+/// (never structured content, which would have to match the tool's success schema).
+pub fn refusal_body(r: &CallToolResult) -> Value {
+    assert!(
+        r.structured_content.is_none(),
+        "a refusal carries no structured content: {r:?}"
+    );
+    let text = r
+        .content
+        .iter()
+        .find_map(|c| c.as_text().map(|t| t.text.clone()))
+        .expect("a refusal has text content");
+    serde_json::from_str(&text).expect("a refusal's text is its JSON body")
 }
 
 pub fn plan_id(v: &Value) -> String {
