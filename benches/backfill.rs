@@ -156,7 +156,14 @@ async fn main() {
             by: "bench",
         };
         let r = target
-            .backfill("backfill", &spec, &history, &policy, &mut |_, _| {})
+            .backfill(
+                "backfill",
+                &spec,
+                &["cents".to_string()],
+                &history,
+                &policy,
+                &mut |_, _| {},
+            )
             .await
             .expect("backfill")
             .expect("batches");

@@ -65,9 +65,7 @@ pub enum Error {
     },
     #[error("check `{name}` failed: {detail}")]
     CheckFailed { name: String, detail: String },
-    #[error(
-        "rollback was not verified: the schema after `down` differs from the schema before `up` ({detail})"
-    )]
+    #[error("rollback was not verified: {detail}")]
     RollbackUnverified { detail: String },
     #[error("plan `{plan}` is {status}; {action} needs it {needed}")]
     WrongStatus {

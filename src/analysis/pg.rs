@@ -190,6 +190,33 @@ fn not_null_check_column(c: &Constraint) -> Option<String> {
     }
 }
 
+/// The columns a backfill's `set` assigns (`a = 1, (b, c) = (2, 3)` → `a, b, c`): the values it
+/// overwrites, which drydock saves before overwriting them.
+pub fn assigned_columns(set: &str) -> std::result::Result<Vec<String>, String> {
+    let parsed = pg_query::parse(&format!("UPDATE drydock_t SET {set}"), 0)
+        .map_err(|e| format!("backfill `set` {set:?} is not a list of assignments: {e}"))?;
+    let Some(NodeEnum::UpdateStmt(u)) = parsed
+        .protobuf
+        .stmts
+        .first()
+        .and_then(|s| s.stmt.as_ref())
+        .and_then(|n| n.node.as_ref())
+    else {
+        return Err(format!(
+            "backfill `set` {set:?} is not a list of assignments"
+        ));
+    };
+    let mut out: Vec<String> = Vec::new();
+    for t in &u.target_list {
+        if let Some(NodeEnum::ResTarget(r)) = t.node.as_ref()
+            && !out.contains(&r.name)
+        {
+            out.push(r.name.clone());
+        }
+    }
+    Ok(out)
+}
+
 /// Checks that `expr` is exactly one SQL expression: wrapped as `SELECT (expr)`, it must parse as
 /// one SELECT with one target and nothing else — so a parameter can never become a second
 /// statement or a FROM clause.

@@ -250,7 +250,8 @@ pub fn evaluate(ev: &Evidence) -> Vec<ChecklistItem> {
     let missing_down: Vec<&str> = plan
         .steps()
         .iter()
-        .filter(|s| s.down.is_none())
+        // A backfill is rolled back by restoring the values it saved; it needs no `down`.
+        .filter(|s| s.down.is_none() && s.backfill.is_none())
         .map(|s| s.name.as_deref().unwrap_or("step"))
         .collect();
     let rollback = if !missing_down.is_empty() {

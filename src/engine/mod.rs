@@ -87,6 +87,11 @@ fn admit(plan: &Plan, engine: &str) -> Result<()> {
     }
 }
 
+/// The columns a backfill overwrites (and saves first).
+fn overwritten(spec: &crate::plan::Backfill) -> Result<Vec<String>> {
+    analysis::pg::assigned_columns(&spec.set).map_err(Error::InvalidInput)
+}
+
 /// Whether a failure with this code is an agent mistake worth a lesson in ERRORS.md.
 fn lesson_for(code: &str) -> Option<&'static str> {
     Some(match code {
@@ -513,6 +518,9 @@ impl Engine {
     /// up, checks, down (in reverse), fingerprint equality, up again — on a scratch copy.
     async fn exercise(&self, plan: &Plan, copy: &mut Sandbox) -> Result<Exercised> {
         let before = copy.fingerprint().await?;
+        // Rollback must restore the data of the tables the plan touches, not only their shape.
+        let touched = plan.existing_tables();
+        let data_before = copy.content_hashes(&touched).await?;
         let mut statements = Vec::new();
         for step in plan.steps() {
             statements.extend(Self::up_in_sandbox(copy, plan, step, "dry-run up").await?);
@@ -529,18 +537,46 @@ impl Engine {
         }
         for step in plan.steps().iter().rev() {
             let name = step.name.as_deref().unwrap_or("step");
+            if let Some(spec) = &step.backfill {
+                copy.backfill_restore(name, spec, &overwritten(spec)?)
+                    .await?;
+            }
             Self::in_sandbox(copy, plan, name, step.down.as_deref(), "dry-run down").await?;
         }
         let after_down = copy.fingerprint().await?;
-        let verified = plan.steps().iter().all(|s| s.down.is_some());
+        let verified = plan
+            .steps()
+            .iter()
+            .all(|s| s.down.is_some() || s.backfill.is_some());
         if verified && after_down != before {
             return Err(Error::RollbackUnverified {
-                detail: before.diff(&after_down),
+                detail: format!(
+                    "the schema after `down` differs from the schema before `up` ({})",
+                    before.diff(&after_down)
+                ),
             });
         }
         if !verified {
             return Err(Error::RollbackUnverified {
                 detail: "a step has no `down`, so rollback cannot be verified".into(),
+            });
+        }
+        let data_after = copy.content_hashes(&touched).await?;
+        let changed: Vec<&String> = data_before
+            .iter()
+            .filter(|(t, h)| data_after.get(*t) != Some(*h))
+            .map(|(t, _)| t)
+            .collect();
+        if !changed.is_empty() {
+            return Err(Error::RollbackUnverified {
+                detail: format!(
+                    "the data of {} after `down` differs from before `up` (content hash on the staging copy): `down` must put back every value `up` changed; to overwrite values, use a `backfill` step, whose old values drydock saves and restores",
+                    changed
+                        .iter()
+                        .map(|t| format!("`{t}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             });
         }
         for step in plan.steps() {
@@ -567,6 +603,9 @@ impl Engine {
         match &step.backfill {
             None => Self::in_sandbox(sandbox, plan, name, step.up.as_deref(), phase).await,
             Some(b) => {
+                // The values it overwrites are saved first, as apply saves them batch by batch,
+                // so that `down` restores them and the dry-run verifies it.
+                sandbox.backfill_save(name, b, &overwritten(b)?).await?;
                 let stmt = Stmt {
                     sql: analysis::backfill_sql(b),
                     transactional: true,
@@ -881,7 +920,8 @@ impl Engine {
                         });
                     }
                 };
-                match target.backfill(name, spec, &history, &self.config.policy, &mut tick).await? {
+                let columns = overwritten(spec)?;
+                match target.backfill(name, spec, &columns, &history, &self.config.policy, &mut tick).await? {
                     Ok(report) => {
                         let detail = json!({"step": name, "backfill": report});
                         let audit = json!({"step": name, "backfill_rows": report.rows});
@@ -1251,17 +1291,26 @@ impl Engine {
         let mut rolled_back = Vec::new();
         for (i, row) in applied.iter().rev() {
             let step = &plan.steps()[*i];
-            let Some(down) = step.down.as_deref() else {
+            if step.down.is_none() && step.backfill.is_none() {
                 return Err(Error::InvalidInput(format!(
                     "step `{}` has no `down`; write a new plan that reverses it",
                     row.name
                 )));
-            };
+            }
             let history = History::RolledBack {
                 plan_id: &plan.id,
                 step: &row.name,
             };
-            let stmts = Self::stmts(&row.name, Some(down))?;
+            // A backfill's saved values go back first, in the same transaction as its `down`.
+            let mut stmts = match &step.backfill {
+                Some(spec) => {
+                    target
+                        .backfill_restore(&plan.id, &row.name, spec, &overwritten(spec)?)
+                        .await?
+                }
+                None => vec![],
+            };
+            stmts.extend(Self::stmts(&row.name, step.down.as_deref())?);
             let tables = Self::step_tables(plan, &row.name);
             let (result, _watch) = target
                 .execute(
@@ -1467,6 +1516,11 @@ impl Engine {
                 released_by: s.released_by,
                 up: plan.steps()[i].up.clone(),
                 down: plan.steps()[i].down.clone(),
+                backfill: plan.steps()[i].backfill.as_ref().map(|b| BackfillShown {
+                    sql: analysis::backfill_sql(b),
+                    overwrites: overwritten(b).unwrap_or_default(),
+                    spec: b.clone(),
+                }),
             })
             .collect();
         let runs = self.store.runs(plan_id).await?;

@@ -190,6 +190,20 @@ pub struct StepStatus {
     pub released_by: Option<String>,
     pub up: Option<String>,
     pub down: Option<String>,
+    /// A backfill step in full: the UPDATE it runs (in keyset batches) and what it overwrites.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backfill: Option<BackfillShown>,
+}
+
+/// A backfill as reviewers see it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct BackfillShown {
+    /// The UPDATE the batches run, as one statement.
+    pub sql: String,
+    /// The columns whose values it overwrites; drydock saves them first and restores them on
+    /// rollback.
+    pub overwrites: Vec<String>,
+    pub spec: crate::plan::Backfill,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -286,6 +300,14 @@ pub struct MistakeReport {
     pub path: String,
 }
 
+/// A gate as an engineer reads it.
+pub fn gate_text(g: &Gate) -> String {
+    match g {
+        Gate::Manual => "manual: waits for an engineer's `drydock release`".into(),
+        Gate::After { duration } => format!("after {duration} since the previous step was applied"),
+    }
+}
+
 impl StatusReport {
     /// The plan as an engineer reviews it: goal, SQL per step, analysis, checklist, evidence.
     pub fn to_markdown(&self) -> String {
@@ -308,19 +330,31 @@ impl StatusReport {
         for s in &self.steps {
             md.push_str(&format!("\n## Step `{}` — {}", s.name, s.state.as_str()));
             if let Some(g) = &s.gate {
+                md.push_str(&format!(" (gate: {})", gate_text(g)));
+            }
+            if let Some(up) = &s.up {
+                md.push_str(&format!("\n\n### up\n```sql\n{up}\n```\n"));
+            }
+            if let Some(b) = &s.backfill {
                 md.push_str(&format!(
-                    " (gate: {})",
-                    serde_json::to_string(g).unwrap_or_default()
+                    "\n\n### backfill (in keyset batches of {} rows by `{}`, each its own transaction)\n```sql\n{}\n```\noverwrites {}; drydock saves the old values (keyed by `{}`, in `drydock_backup`) before each batch and puts them back on rollback\n",
+                    b.spec.batch_size.unwrap_or(1000),
+                    b.spec.key.as_deref().unwrap_or("the primary key"),
+                    b.sql,
+                    b.overwrites
+                        .iter()
+                        .map(|c| format!("`{c}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    b.spec.key.as_deref().unwrap_or("the primary key"),
                 ));
             }
-            md.push_str("\n\n### up\n```sql\n");
-            md.push_str(s.up.as_deref().unwrap_or("-- none"));
-            md.push_str("\n```\n\n### down\n```sql\n");
-            md.push_str(
-                s.down
-                    .as_deref()
-                    .unwrap_or("-- none: this step cannot be rolled back"),
-            );
+            md.push_str("\n### down\n```sql\n");
+            md.push_str(match (&s.down, &s.backfill) {
+                (Some(d), _) => d.as_str(),
+                (None, Some(_)) => "-- drydock restores the saved values",
+                (None, None) => "-- none: this step cannot be rolled back",
+            });
             md.push_str("\n```\n");
         }
         if !self.checks.is_empty() {

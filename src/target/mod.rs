@@ -330,15 +330,34 @@ impl Target {
         &self,
         step: &str,
         spec: &crate::plan::Backfill,
+        columns: &[String],
         history: &HistoryRow<'_>,
         policy: &crate::config::Policy,
         progress: &mut (dyn FnMut(u64, u64) + Send),
     ) -> Result<std::result::Result<BackfillReport, StepFailure>> {
         match self {
-            Target::Postgres(t) => t.backfill(step, spec, history, policy, progress).await,
+            Target::Postgres(t) => {
+                t.backfill(step, spec, columns, history, policy, progress)
+                    .await
+            }
             Target::Sqlite(_) => Err(Error::InvalidInput(
                 "backfill steps need a PostgreSQL target".into(),
             )),
+        }
+    }
+
+    /// The statements that put a backfill step's saved values back (and drop the backup), to
+    /// run before its `down`; none when nothing was saved (SQLite runs no backfills).
+    pub async fn backfill_restore(
+        &self,
+        plan_id: &str,
+        step: &str,
+        spec: &crate::plan::Backfill,
+        columns: &[String],
+    ) -> Result<Vec<Stmt>> {
+        match self {
+            Target::Sqlite(_) => Ok(vec![]),
+            Target::Postgres(t) => t.backfill_restore(plan_id, step, spec, columns).await,
         }
     }
 
@@ -407,6 +426,40 @@ impl Sandbox {
         match self {
             Sandbox::Sqlite(t, _) => t.run_checks(checks).await,
             Sandbox::Postgres(s) => s.run_checks(checks).await,
+        }
+    }
+
+    /// A content hash of each of `tables` that exists.
+    pub async fn content_hashes(&mut self, tables: &[String]) -> Result<BTreeMap<String, String>> {
+        match self {
+            Sandbox::Sqlite(t, _) => t.content_hashes(tables).await,
+            Sandbox::Postgres(s) => s.content_hashes(tables).await,
+        }
+    }
+
+    /// Saves the values a backfill step is about to overwrite (PostgreSQL).
+    pub async fn backfill_save(
+        &mut self,
+        step: &str,
+        spec: &crate::plan::Backfill,
+        columns: &[String],
+    ) -> Result<()> {
+        match self {
+            Sandbox::Sqlite(..) => Ok(()),
+            Sandbox::Postgres(s) => s.backfill_save(step, spec, columns).await,
+        }
+    }
+
+    /// Puts a backfill step's saved values back.
+    pub async fn backfill_restore(
+        &mut self,
+        step: &str,
+        spec: &crate::plan::Backfill,
+        columns: &[String],
+    ) -> Result<()> {
+        match self {
+            Sandbox::Sqlite(..) => Ok(()),
+            Sandbox::Postgres(s) => s.backfill_restore(step, spec, columns).await,
         }
     }
 

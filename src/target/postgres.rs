@@ -23,6 +23,9 @@ use crate::error::{Error, Result};
 use crate::plan::Check;
 use crate::render::quote_ident;
 
+mod saved;
+pub use saved::{Place, Saved};
+
 /// Schemas that are never the application's.
 // language=SQL
 const USER_SCHEMA: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema', 'drydock', 'drydock_backup') AND n.nspname NOT LIKE 'pg\\_%'";
@@ -289,6 +292,39 @@ impl Postgres {
         }
         conn.close().await.ok();
         Ok(out)
+    }
+
+    /// The statements restoring a backfill step's saved values, if it saved any.
+    pub async fn backfill_restore(
+        &self,
+        plan_id: &str,
+        step: &str,
+        spec: &crate::plan::Backfill,
+        columns: &[String],
+    ) -> Result<Vec<Stmt>> {
+        let mut conn = self.connect().await?;
+        let saved = Saved::resolve(
+            &self.name,
+            &mut conn,
+            spec,
+            columns,
+            Place::Target { plan_id, step },
+        )
+        .await?;
+        let exists = saved.exists(&mut conn).await.map_err(|e| self.err(e))?;
+        conn.close().await.ok();
+        Ok(if exists {
+            saved
+                .restore()
+                .into_iter()
+                .map(|sql| Stmt {
+                    sql,
+                    transactional: true,
+                })
+                .collect()
+        } else {
+            vec![]
+        })
     }
 
     /// Takes the target's session advisory lock: one migration at a time per target, across
@@ -589,6 +625,7 @@ impl Postgres {
         &self,
         step: &str,
         spec: &crate::plan::Backfill,
+        columns: &[String],
         history: &super::HistoryRow<'_>,
         policy: &Policy,
         progress: &mut (dyn FnMut(u64, u64) + Send),
@@ -616,42 +653,23 @@ impl Postgres {
             .await
             .map_err(|e| self.err(e))?;
         let table = qualified_ident(&spec.table);
-        let key = match &spec.key {
-            Some(k) => k.clone(),
-            None => {
-                // language=SQL
-                let pk: Vec<String> = sqlx::query_scalar(
-                    "SELECT a.attname::text FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
-                     WHERE i.indrelid = to_regclass($1) AND i.indisprimary",
-                )
-                .bind(&spec.table)
-                .fetch_all(&mut conn)
-                .await
-                .map_err(|e| self.err(e))?;
-                match pk.as_slice() {
-                    [one] => one.clone(),
-                    _ => {
-                        return Err(Error::InvalidInput(format!(
-                            "backfill of `{}` needs `key`: the table has no single-column primary key",
-                            spec.table
-                        )));
-                    }
-                }
-            }
-        };
-        // language=SQL
-        let key_type: Option<String> = sqlx::query_scalar(
-            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped",
+        // The values the batches overwrite are saved in the same statements, for rollback.
+        let saved = saved::Saved::resolve(
+            &self.name,
+            &mut conn,
+            spec,
+            columns,
+            saved::Place::Target {
+                plan_id: history.plan_id,
+                step,
+            },
         )
-        .bind(&spec.table)
-        .bind(&key)
-        .fetch_optional(&mut conn)
-        .await
-        .map_err(|e| self.err(e))?;
-        let key_type = key_type.ok_or_else(|| {
-            Error::InvalidInput(format!("backfill: `{}` has no column `{key}`", spec.table))
-        })?;
-        crate::render::validate_type(&key_type).map_err(Error::InvalidInput)?;
+        .await?;
+        sqlx::raw_sql(AssertSqlSafe(saved.create()))
+            .execute(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        let (key, key_type) = (saved.key_name.clone(), saved.key_type.clone());
         let estimate = row_counts_on(&mut conn, std::slice::from_ref(&spec.table))
             .await
             .map_err(|e| self.err(e))?;
@@ -685,13 +703,16 @@ impl Postgres {
                      WHERE ($1::text IS NULL OR {qkey} > $1::text::{key_type})
                      ORDER BY {qkey} LIMIT $2
                  ) AS next_keys
-             ), updated AS (
+             ), {saved_cte}, updated AS (
                  UPDATE {table} SET {set}
                  WHERE ($1::text IS NULL OR {qkey} > $1::text::{key_type}) AND {qkey} <= (SELECT hi FROM bound) {filter}
                  RETURNING 1
              )
-             SELECT (SELECT count(*) FROM updated)::int8, (SELECT hi FROM bound)::text",
-            set = spec.set
+             SELECT (SELECT count(*) FROM updated)::int8, (SELECT hi FROM bound)::text, (SELECT count(*) FROM saved)::int8",
+            set = spec.set,
+            saved_cte = saved.save_batch_cte(&format!(
+                "($1::text IS NULL OR {qkey} > $1::text::{key_type}) AND {qkey} <= (SELECT hi FROM bound)"
+            )),
         );
         // The watcher samples sessions blocked behind the batches: one kept waiting over 100 ms
         // halves the batch size, and a batch that blocks others past policy.max_block is
@@ -1282,6 +1303,72 @@ impl PgSandbox {
             .iter()
             .map(|r| (qualified(r.get(0), r.get(1)), r.get::<i64, _>(2)))
             .collect())
+    }
+
+    /// A content hash per existing table (rows as JSON — keyed by column name, so a column that
+    /// `down` re-adds at the end still compares equal — each hashed, sorted, hashed again): what
+    /// a dry-run compares before `up` and after `down`.
+    pub async fn content_hashes(&mut self, tables: &[String]) -> Result<BTreeMap<String, String>> {
+        let mut out = BTreeMap::new();
+        for t in tables {
+            let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+                .bind(t)
+                .fetch_one(&mut self.conn)
+                .await
+                .map_err(|e| self.err(e))?;
+            if !exists {
+                continue;
+            }
+            // language=SQL
+            let hash: String = sqlx::query_scalar(AssertSqlSafe(format!(
+                "SELECT md5(coalesce(string_agg(h, '' ORDER BY h), '')) FROM (SELECT md5(to_jsonb(r)::text) AS h FROM {} AS r) AS rows",
+                qualified_ident(t)
+            )))
+            .fetch_one(&mut self.conn)
+            .await
+            .map_err(|e| self.err(e))?;
+            out.insert(t.clone(), hash);
+        }
+        Ok(out)
+    }
+
+    pub async fn backfill_save(
+        &mut self,
+        step: &str,
+        spec: &crate::plan::Backfill,
+        columns: &[String],
+    ) -> Result<()> {
+        let saved = Saved::resolve(
+            &self.name,
+            &mut self.conn,
+            spec,
+            columns,
+            Place::Sandbox { step },
+        )
+        .await?;
+        let sql = format!("{}; {}", saved.create(), saved.save_all());
+        Saved::run(&mut self.conn, &sql)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    pub async fn backfill_restore(
+        &mut self,
+        step: &str,
+        spec: &crate::plan::Backfill,
+        columns: &[String],
+    ) -> Result<()> {
+        let saved = Saved::resolve(
+            &self.name,
+            &mut self.conn,
+            spec,
+            columns,
+            Place::Sandbox { step },
+        )
+        .await?;
+        Saved::run(&mut self.conn, &saved.restore().join("; "))
+            .await
+            .map_err(|e| self.err(e))
     }
 
     /// Rolls the sandbox back: nothing of the dry-run persists.

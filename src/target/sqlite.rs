@@ -262,6 +262,50 @@ impl Sqlite {
         Ok(out)
     }
 
+    /// A content hash per table (rows as quoted values, sorted, SHA-256): what a dry-run compares
+    /// before `up` and after `down` to prove that rollback restores data, not only the schema.
+    pub async fn content_hashes(&self, tables: &[String]) -> Result<BTreeMap<String, String>> {
+        use sha2::{Digest, Sha256};
+        let mut conn = self.connect().await?;
+        let existing = self.table_names(&mut conn).await?;
+        let mut out = BTreeMap::new();
+        for t in tables.iter().filter(|t| existing.contains(t)) {
+            // By name, not position: a column `down` re-adds at the end still compares equal.
+            let columns: Vec<String> =
+                sqlx::query_scalar("SELECT name FROM pragma_table_info(?) ORDER BY name")
+                    .bind(t)
+                    .fetch_all(&mut conn)
+                    .await
+                    .map_err(|e| self.err(e))?;
+            let row = columns
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{} || '=' || quote({})",
+                        crate::render::quote_literal(c),
+                        quote_ident(c)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" || '|' || ");
+            let mut rows: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+                "SELECT {row} FROM {}",
+                quote_ident(t)
+            )))
+            .fetch_all(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+            rows.sort();
+            let digest = Sha256::digest(rows.join("\n").as_bytes());
+            out.insert(
+                t.clone(),
+                digest.iter().map(|b| format!("{b:02x}")).collect(),
+            );
+        }
+        conn.close().await.map_err(|e| self.err(e))?;
+        Ok(out)
+    }
+
     /// Runs each check with `PRAGMA query_only` on, so even a check that slipped past the static
     /// test cannot write.
     pub async fn run_checks(&self, checks: &[Check]) -> Result<Vec<CheckOutcome>> {

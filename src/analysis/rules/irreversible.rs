@@ -5,7 +5,7 @@ use crate::analysis::Action;
 use crate::plan::Step;
 
 pub fn check(step: &Step, name: &str, facts: &[StatementFacts]) -> Option<Hazard> {
-    if step.down.is_none() {
+    if step.down.is_none() && step.backfill.is_none() {
         return Some(Hazard {
             code: "irreversible".into(),
             severity: Severity::High,

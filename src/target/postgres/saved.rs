@@ -1,0 +1,260 @@
+//! The values a backfill overwrites, saved before it overwrites them (keyed by the backfill's
+//! key, in `drydock_backup`, or a temporary table in a dry-run) so that rolling the backfill back
+//! restores them exactly. Each batch saves its rows in the same statement — and so the same
+//! transaction — as it updates them: what is committed as updated is committed as saved.
+
+use sqlx::postgres::PgConnection;
+use sqlx::{AssertSqlSafe, Row};
+
+use super::qualified_ident;
+use crate::error::{Error, Result};
+use crate::plan::Backfill;
+use crate::render::quote_ident;
+
+/// A backfill's saved values: the table, its key, the overwritten columns and where they go.
+#[derive(Debug, Clone)]
+pub struct Saved {
+    table: String,
+    key: String,
+    /// The key's type as `format_type` prints it (validated), for keyset comparisons.
+    pub key_type: String,
+    /// The key column, unquoted.
+    pub key_name: String,
+    columns: Vec<String>,
+    backup: String,
+    index: String,
+    filter: Option<String>,
+}
+
+/// Where the backup of a backfill step goes: a table per plan and step.
+pub enum Place<'a> {
+    /// `drydock_backup."bf_<plan>_<step hash>"`, kept until the step is rolled back.
+    Target { plan_id: &'a str, step: &'a str },
+    /// A temporary table, gone with the dry-run's transaction.
+    Sandbox { step: &'a str },
+}
+
+fn short_hash(s: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Saved {
+    /// Resolves the backfill's key (`key`, else the single-column primary key) on `conn`.
+    pub async fn resolve(
+        target: &str,
+        conn: &mut PgConnection,
+        spec: &Backfill,
+        columns: &[String],
+        place: Place<'_>,
+    ) -> Result<Saved> {
+        let db = |e: sqlx::Error| Error::Target {
+            target: target.to_string(),
+            cause: crate::errorlog::redact(&e.to_string()),
+        };
+        let key_name = match &spec.key {
+            Some(k) => k.clone(),
+            None => {
+                // language=SQL
+                let pk: Vec<String> = sqlx::query_scalar(
+                    "SELECT a.attname::text FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+                     WHERE i.indrelid = to_regclass($1) AND i.indisprimary",
+                )
+                .bind(&spec.table)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(db)?;
+                match pk.as_slice() {
+                    [one] => one.clone(),
+                    _ => {
+                        return Err(Error::InvalidInput(format!(
+                            "backfill of `{}` needs `key`: the table has no single-column primary key",
+                            spec.table
+                        )));
+                    }
+                }
+            }
+        };
+        // language=SQL
+        let key_type: Option<String> = sqlx::query_scalar(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped",
+        )
+        .bind(&spec.table)
+        .bind(&key_name)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?;
+        let key_type = key_type.ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "backfill: `{}` has no column `{key_name}`",
+                spec.table
+            ))
+        })?;
+        crate::render::validate_type(&key_type).map_err(Error::InvalidInput)?;
+        let (backup, index) = match place {
+            Place::Target { plan_id, step } => {
+                let name = format!("bf_{plan_id}_{}", short_hash(step));
+                (
+                    format!("drydock_backup.{}", quote_ident(&name)),
+                    format!("{name}_key"),
+                )
+            }
+            Place::Sandbox { step } => {
+                let name = format!("drydock_bf_{}", short_hash(step));
+                (
+                    format!("pg_temp.{}", quote_ident(&name)),
+                    format!("{name}_key"),
+                )
+            }
+        };
+        Ok(Saved {
+            table: qualified_ident(&spec.table),
+            key: quote_ident(&key_name),
+            key_type,
+            key_name,
+            columns: columns.iter().map(|c| quote_ident(c)).collect(),
+            backup,
+            index,
+            filter: spec.filter.clone(),
+        })
+    }
+
+    /// The quoted key column.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn column_list(&self) -> String {
+        self.columns.join(", ")
+    }
+
+    /// Creates the (empty) backup table, unique on the key, if it is not there yet.
+    pub fn create(&self) -> String {
+        let schema = if self.backup.starts_with("drydock_backup.") {
+            "CREATE SCHEMA IF NOT EXISTS drydock_backup; "
+        } else {
+            ""
+        };
+        format!(
+            "{schema}CREATE TABLE IF NOT EXISTS {backup} AS SELECT {key}, {cols} FROM {table} WITH NO DATA; \
+             CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {backup} ({key})",
+            backup = self.backup,
+            key = self.key,
+            cols = self.column_list(),
+            table = self.table,
+            index = quote_ident(&self.index),
+        )
+    }
+
+    fn filter(&self) -> String {
+        self.filter
+            .as_deref()
+            .map(|w| format!(" AND ({w})"))
+            .unwrap_or_default()
+    }
+
+    /// Saves the current values of every row the backfill will update (the dry-run's one shot).
+    pub fn save_all(&self) -> String {
+        format!(
+            "INSERT INTO {backup} ({key}, {cols}) SELECT {key}, {cols} FROM {table} WHERE true{filter} ON CONFLICT ({key}) DO NOTHING",
+            backup = self.backup,
+            key = self.key,
+            cols = self.column_list(),
+            table = self.table,
+            filter = self.filter(),
+        )
+    }
+
+    /// A CTE (`saved AS (...)`) saving the rows of one batch, `range` being the batch's key
+    /// condition; a value saved once is never overwritten by a retry or a resume.
+    pub fn save_batch_cte(&self, range: &str) -> String {
+        format!(
+            "saved AS (
+                 INSERT INTO {backup} ({key}, {cols})
+                 SELECT {key}, {cols} FROM {table} WHERE {range}{filter}
+                 ON CONFLICT ({key}) DO NOTHING
+                 RETURNING 1
+             )",
+            backup = self.backup,
+            key = self.key,
+            cols = self.column_list(),
+            table = self.table,
+            filter = self.filter(),
+        )
+    }
+
+    /// Puts every saved value back, then drops the backup.
+    pub fn restore(&self) -> Vec<String> {
+        let set = self
+            .columns
+            .iter()
+            .map(|c| format!("{c} = drydock_saved.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        vec![
+            format!(
+                "UPDATE {table} AS drydock_row SET {set} FROM {backup} AS drydock_saved WHERE drydock_row.{key} = drydock_saved.{key}",
+                table = self.table,
+                backup = self.backup,
+                key = self.key,
+            ),
+            format!("DROP TABLE {}", self.backup),
+        ]
+    }
+
+    /// Whether the backup table exists (a backfill applied before drydock saved values has none).
+    pub async fn exists(&self, conn: &mut PgConnection) -> sqlx::Result<bool> {
+        let row = sqlx::query("SELECT to_regclass($1) IS NOT NULL")
+            .bind(&self.backup)
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(row.get::<bool, _>(0))
+    }
+
+    /// Runs `sql` (one or more statements) on `conn`.
+    pub async fn run(conn: &mut PgConnection, sql: &str) -> sqlx::Result<()> {
+        sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn saved() -> Saved {
+        Saved {
+            table: "\"accounts\"".into(),
+            key: "\"id\"".into(),
+            key_type: "bigint".into(),
+            key_name: "id".into(),
+            columns: vec!["\"nickname\"".into(), "\"score\"".into()],
+            backup: "drydock_backup.\"bf_pl-1_abc\"".into(),
+            index: "bf_pl-1_abc_key".into(),
+            filter: Some("score > 0".into()),
+        }
+    }
+
+    #[test]
+    fn restore_puts_every_saved_column_back() {
+        let s = saved();
+        assert_eq!(
+            s.restore()[0],
+            "UPDATE \"accounts\" AS drydock_row SET \"nickname\" = drydock_saved.\"nickname\", \"score\" = drydock_saved.\"score\" FROM drydock_backup.\"bf_pl-1_abc\" AS drydock_saved WHERE drydock_row.\"id\" = drydock_saved.\"id\""
+        );
+        assert!(
+            s.save_all()
+                .ends_with("WHERE true AND (score > 0) ON CONFLICT (\"id\") DO NOTHING")
+        );
+        assert!(
+            s.create()
+                .starts_with("CREATE SCHEMA IF NOT EXISTS drydock_backup; ")
+        );
+    }
+}

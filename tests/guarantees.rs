@@ -1,0 +1,152 @@
+//! The guarantees of `rollback-ready` tried the way a hurried agent breaks them: a backfill that
+//! overwrites a production column with a constant and a no-op `down`, and plain `UPDATE`s whose
+//! `down` does not put the data back. Rollback must restore data, not only the schema; the
+//! reviewer must see the backfill in full.
+
+mod common;
+
+use common::{PgProject, Project, plan_id};
+use serde_json::json;
+
+#[tokio::test]
+async fn a_backfill_never_destroys_data() {
+    let p = PgProject::new("").await;
+    for db in [&p.prod, &p.staging] {
+        p.scalar(
+            db,
+            "WITH u AS (UPDATE accounts SET nickname = 'nick-' || id RETURNING 1) SELECT count(*) FROM u",
+        )
+        .await;
+    }
+    let c = p.project.connect().await;
+    let planned = c
+        .ok(
+            "plan",
+            json!({"goal": "reset every nickname", "target": "production",
+                   "steps": [{"name": "overwrite", "backfill": {"table": "accounts", "set": "nickname = 'same'", "batch_size": 3000}, "down": "SELECT 1"}]}),
+        )
+        .await;
+    let id = plan_id(&planned);
+    let facts = planned["analysis"]["statements"].to_string();
+    assert!(
+        facts.contains("UPDATE \\\"accounts\\\" SET nickname = 'same'")
+            || facts.contains("UPDATE \"accounts\" SET nickname = 'same'"),
+        "the backfill is analysed as the UPDATE it runs: {facts}"
+    );
+    let dry = c.ok("dry-run", json!({"plan_id": id})).await;
+    assert_eq!(dry["rollback_verified"], true, "{dry}");
+    assert_eq!(
+        p.scalar(
+            &p.staging,
+            "SELECT count(*) FROM accounts WHERE nickname = 'nick-' || id"
+        )
+        .await,
+        2000,
+        "the dry-run left staging's data as it was"
+    );
+
+    // The reviewer sees the UPDATE, not `up: -- none`.
+    let show = p.project.cli(&["show", &id]);
+    let shown = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        shown.contains("SET nickname = 'same'") && shown.contains("overwrites `nickname`"),
+        "{shown}"
+    );
+
+    p.project.approve(&id, "alice");
+    let applied = c.ok("apply", json!({"plan_id": id})).await;
+    assert_eq!(applied["status"], "applied", "{applied}");
+    assert_eq!(
+        p.scalar(
+            &p.prod,
+            "SELECT count(*) FROM accounts WHERE nickname = 'same'"
+        )
+        .await,
+        20000
+    );
+    let rb = c
+        .ok(
+            "rollback",
+            json!({"plan_id": id, "reason": "the nicknames were needed"}),
+        )
+        .await;
+    assert_eq!(rb["schema_verified"], true, "{rb}");
+    assert_eq!(
+        p.scalar(
+            &p.prod,
+            "SELECT count(*) FROM accounts WHERE nickname = 'nick-' || id"
+        )
+        .await,
+        20000,
+        "every overwritten value is back"
+    );
+    assert_eq!(
+        p.scalar(
+            &p.prod,
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'drydock_backup' AND tablename LIKE 'bf_%'"
+        )
+        .await,
+        0,
+        "the saved values are dropped once restored"
+    );
+    c.close().await;
+}
+
+#[tokio::test]
+async fn a_down_that_loses_data_fails_the_dry_run_on_postgres() {
+    let p = PgProject::new("").await;
+    let c = p.project.connect().await;
+    let id = plan_id(
+        &c.ok(
+            "plan",
+            json!({"goal": "zero the balances", "target": "production",
+                   "steps": [{"name": "zero", "up": "UPDATE accounts SET balance = 0 WHERE balance > 500", "down": "SELECT 1"}]}),
+        )
+        .await,
+    );
+    let refused = c.refused("dry-run", json!({"plan_id": id})).await;
+    assert_eq!(refused["code"], "rollback-unverified", "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("the data of `accounts`"),
+        "{refused}"
+    );
+    // An exact inverse passes: adding a column and dropping it leaves the data as it was.
+    let id = plan_id(
+        &c.ok(
+            "plan",
+            json!({"goal": "a column", "target": "production",
+                   "steps": [{"name": "add", "up": "ALTER TABLE accounts ADD COLUMN tier text DEFAULT 'free'", "down": "ALTER TABLE accounts DROP COLUMN tier"}]}),
+        )
+        .await,
+    );
+    let dry = c.ok("dry-run", json!({"plan_id": id})).await;
+    assert_eq!(dry["rollback_verified"], true, "{dry}");
+    c.close().await;
+}
+
+#[tokio::test]
+async fn a_down_that_loses_data_fails_the_dry_run_on_sqlite() {
+    let p = Project::new().await;
+    let c = p.connect().await;
+    let id = plan_id(
+        &c.ok(
+            "plan",
+            json!({"goal": "anonymise", "target": "production",
+                   "steps": [{"name": "wipe", "up": "UPDATE users SET name = 'anonymous'", "down": "SELECT 1"}]}),
+        )
+        .await,
+    );
+    let refused = c.refused("dry-run", json!({"plan_id": id})).await;
+    assert_eq!(refused["code"], "rollback-unverified", "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("the data of `users`"),
+        "{refused}"
+    );
+    c.close().await;
+}
