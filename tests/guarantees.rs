@@ -150,3 +150,49 @@ async fn a_down_that_loses_data_fails_the_dry_run_on_sqlite() {
     );
     c.close().await;
 }
+
+#[tokio::test]
+async fn a_backup_counts_only_for_its_plan_and_the_tables_it_covers() {
+    let p = PgProject::new("").await;
+    let c = p.project.connect().await;
+    let ledger = p
+        .project
+        .ready(
+            &c,
+            json!({"goal": "a memo on ledger rows", "target": "production",
+                   "steps": [{"name": "memo", "up": "ALTER TABLE ledger ADD COLUMN memo text", "down": "ALTER TABLE ledger DROP COLUMN memo"}]}),
+        )
+        .await;
+    let applied = c.ok("apply", json!({"plan_id": ledger})).await;
+    assert_eq!(applied["backup"]["tables"], json!(["ledger"]), "{applied}");
+
+    // A second plan, on another table, within backup_max_age of the first backup.
+    let accounts = p
+        .project
+        .ready(
+            &c,
+            json!({"goal": "a tier per account", "target": "production",
+                   "steps": [{"name": "tier", "up": "ALTER TABLE accounts ADD COLUMN tier text", "down": "ALTER TABLE accounts DROP COLUMN tier"}]}),
+        )
+        .await;
+    let status = c.ok("status", json!({"plan_id": accounts})).await;
+    let item = status["checklist"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["item"] == "backup-verified")
+        .unwrap()
+        .clone();
+    assert_ne!(
+        item["state"], "passed",
+        "another plan's snapshot of another table does not count: {item}"
+    );
+    let applied = c.ok("apply", json!({"plan_id": accounts})).await;
+    assert_eq!(applied["status"], "applied", "{applied}");
+    assert_eq!(
+        applied["backup"]["tables"],
+        json!(["accounts"]),
+        "the plan took its own backup of the table it changes: {applied}"
+    );
+    c.close().await;
+}

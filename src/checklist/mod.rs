@@ -173,14 +173,47 @@ pub fn evaluate(ev: &Evidence) -> Vec<ChecklistItem> {
         staging
     };
 
-    let backup = match ev.backup {
-        Some(b) if age(&b.taken_at).unwrap_or_default() <= ev.policy.backup_max_age => item(
+    // Evidence counts only when it is this plan's and covers every table the plan changes.
+    let evidence = ev
+        .backup
+        .filter(|b| b.plan_id.as_deref() == Some(plan.id.as_str()))
+        .and_then(|b| {
+            serde_json::from_value::<crate::target::BackupEvidence>(b.detail.clone())
+                .ok()
+                .map(|e| (b, e))
+        });
+    let changed = plan.existing_tables();
+    let backup = match evidence {
+        Some((b, e))
+            if age(&b.taken_at).unwrap_or_default() <= ev.policy.backup_max_age
+                && e.uncovered(&changed).is_empty() =>
+        {
+            item(
+                "backup-verified",
+                ItemState::Passed,
+                format!(
+                    "{} at {}, covering {}",
+                    e.method,
+                    b.taken_at,
+                    if e.whole_database {
+                        "the whole database".to_string()
+                    } else {
+                        e.tables.join(", ")
+                    }
+                ),
+                required,
+            )
+        }
+        Some((_, e)) if !e.uncovered(&changed).is_empty() => item(
             "backup-verified",
-            ItemState::Passed,
+            ItemState::Pending,
             format!(
-                "{} at {}",
-                b.detail["method"].as_str().unwrap_or("backup"),
-                b.taken_at
+                "the plan's backup does not cover {}; drydock takes a covering one at the start of a production apply",
+                e.uncovered(&changed)
+                    .iter()
+                    .map(|t| format!("`{t}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             required,
         ),

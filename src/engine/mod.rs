@@ -307,7 +307,7 @@ impl Engine {
         let role = self.config.target(&plan.target)?.role;
         let runs = self.store.runs(&plan.id).await?;
         let approvals = self.store.approvals(&plan.id).await?;
-        let backup = self.store.latest_backup(&plan.target).await?;
+        let backup = self.store.latest_backup(&plan.target, &plan.id).await?;
         Ok(checklist::evaluate(&Evidence {
             plan,
             role,

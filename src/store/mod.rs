@@ -275,12 +275,14 @@ impl Store {
             .collect())
     }
 
-    /// The newest verified backup of a target.
-    pub async fn latest_backup(&self, target: &str) -> Result<Option<BackupRow>> {
+    /// The newest verified backup of a target taken for a plan: evidence never carries over
+    /// from another plan.
+    pub async fn latest_backup(&self, target: &str, plan_id: &str) -> Result<Option<BackupRow>> {
         let row = sqlx::query(
-            "SELECT target, plan_id, verified, detail, taken_at FROM backups WHERE target = ? AND verified = 1 ORDER BY taken_at DESC LIMIT 1",
+            "SELECT target, plan_id, verified, detail, taken_at FROM backups WHERE target = ? AND plan_id = ? AND verified = 1 ORDER BY taken_at DESC LIMIT 1",
         )
         .bind(target)
+        .bind(plan_id)
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|r| BackupRow {

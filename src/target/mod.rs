@@ -197,6 +197,22 @@ pub struct BackupEvidence {
     pub verified: bool,
     pub row_counts: BTreeMap<String, u64>,
     pub taken_at: String,
+    /// The tables the backup covers; empty with `whole_database`.
+    #[serde(default)]
+    pub tables: Vec<String>,
+    /// The backup covers every table of the database (a full copy, the backup tool's backup).
+    #[serde(default)]
+    pub whole_database: bool,
+}
+
+impl BackupEvidence {
+    /// The tables of `needed` this backup does not cover.
+    pub fn uncovered<'a>(&self, needed: &'a [String]) -> Vec<&'a String> {
+        if self.whole_database {
+            return vec![];
+        }
+        needed.iter().filter(|t| !self.tables.contains(t)).collect()
+    }
 }
 
 /// The row of `drydock history` written beside each applied step.
@@ -530,6 +546,8 @@ pub async fn backup_command(
         verified: true,
         row_counts: BTreeMap::new(),
         taken_at: crate::store::now(),
+        tables: vec![],
+        whole_database: true,
     })
 }
 

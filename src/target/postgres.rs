@@ -925,8 +925,10 @@ impl Postgres {
             method: "postgres snapshot of the affected tables into drydock_backup, verified by row count and content hash".into(),
             location: format!("schema drydock_backup, tables {label}_*"),
             verified: true,
+            tables: counts.keys().cloned().collect(),
             row_counts: counts,
             taken_at: crate::store::now(),
+            whole_database: false,
         })
     }
 

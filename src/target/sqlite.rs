@@ -379,9 +379,11 @@ impl Sqlite {
         Ok(BackupEvidence {
             method: "sqlite VACUUM INTO + integrity_check + row counts".into(),
             location: dest.display().to_string(),
+            tables: copied.keys().cloned().collect(),
             verified,
             row_counts: copied,
             taken_at: crate::store::now(),
+            whole_database: true,
         })
     }
 
