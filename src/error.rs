@@ -44,6 +44,14 @@ pub enum Error {
         construct: String,
         reason: String,
     },
+    #[error(
+        "staging `{staging}` has drifted from `{target}` on the tables this plan touches: {detail}"
+    )]
+    StagingDrift {
+        staging: String,
+        target: String,
+        detail: String,
+    },
     #[error("unknown template `{0}`")]
     UnknownTemplate(String),
     #[error("template `{template}` refused its parameters: {reason}")]
@@ -112,6 +120,7 @@ impl Error {
             Error::InvalidInput(_) => "invalid-input",
             Error::InvalidCheck { .. } => "invalid-check",
             Error::Forbidden { .. } => "forbidden-statement",
+            Error::StagingDrift { .. } => "staging-drift",
             Error::UnknownTemplate(_) => "unknown-template",
             Error::TemplateParams { .. } => "invalid-template-params",
             Error::ChecklistUnmet { .. } => "checklist-unmet",
@@ -155,6 +164,9 @@ impl Error {
             }
             Error::Forbidden { construct, .. } => format!(
                 "remove {construct} from the plan and submit a new one: agent SQL stays inside the database (no server files or programs, roles, privileges, settings, other sessions or code drydock cannot analyse); if the change truly needs it, an engineer runs that part by hand"
+            ),
+            Error::StagingDrift { staging, .. } => format!(
+                "a dry-run there would not test what production will do: bring `{staging}` in step (apply the plans production has and it lacks — drydock does after every production apply when it can — or rebuild it from production), then dry-run again"
             ),
             Error::UnknownTemplate(_) => "call `render-template` without a name to list the templates".into(),
             Error::TemplateParams { .. } => {

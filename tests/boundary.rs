@@ -366,12 +366,14 @@ async fn unapproved_sql_runs_as_the_least_privilege_roles() {
 
     // Steps ran as the dry-run role: a table it does not own cannot be altered in a dry-run,
     // though the login role (a superuser) could.
-    let mut admin = pg_connect(&p.staging).await;
-    sqlx::raw_sql("CREATE TABLE root_only (id int)")
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    admin.close().await.ok();
+    for db in [&p.staging, &p.prod] {
+        let mut admin = pg_connect(db).await;
+        sqlx::raw_sql("CREATE TABLE root_only (id int)")
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        admin.close().await.ok();
+    }
     let other = plan_id(
         &c.ok(
             "plan",

@@ -196,3 +196,129 @@ async fn a_backup_counts_only_for_its_plan_and_the_tables_it_covers() {
     );
     c.close().await;
 }
+
+/// Plans that build on each other: each dry-runs on a staging that has what the earlier ones
+/// applied to production (drydock applies every production step to the linked staging too),
+/// and each validates cleanly.
+async fn five_in_a_row(project: &Project, plans: Vec<serde_json::Value>) {
+    let c = project.connect().await;
+    for (n, mut body) in plans.into_iter().enumerate() {
+        body["target"] = json!("production");
+        body["goal"] = json!(format!("plan {n}"));
+        let id = project.ready(&c, body).await;
+        let applied = c.ok("apply", json!({"plan_id": id})).await;
+        assert_eq!(applied["status"], "applied", "plan {n}: {applied}");
+        assert_eq!(
+            applied["staging_sync"]["ok"], true,
+            "plan {n}: staging follows production: {applied}"
+        );
+        let validated = c.ok("validate", json!({"plan_id": id})).await;
+        assert_eq!(validated["ok"], true, "plan {n}: {validated}");
+        let drift = validated["builtin"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["name"] == "schema-matches-dry-run")
+            .unwrap()
+            .clone();
+        assert_eq!(
+            drift["passed"], true,
+            "plan {n}: compared, not skipped: {drift}"
+        );
+    }
+    c.close().await;
+}
+
+fn step(up: &str, down: &str) -> serde_json::Value {
+    json!({"steps": [{"name": "s", "up": up, "down": down}]})
+}
+
+#[tokio::test]
+async fn five_plans_in_a_row_each_dry_run_apply_and_validate_on_postgres() {
+    let p = PgProject::new("").await;
+    five_in_a_row(
+        &p.project,
+        vec![
+            step("ALTER TABLE accounts ADD COLUMN tier text", "ALTER TABLE accounts DROP COLUMN tier"),
+            json!({"steps": [{"name": "fill", "backfill": {"table": "accounts", "set": "tier = 'free'", "where": "tier IS NULL"}}]}),
+            step("CREATE INDEX accounts_tier ON accounts (tier)", "DROP INDEX accounts_tier"),
+            json!({"steps": [
+                {"name": "add", "up": "ALTER TABLE accounts ADD CONSTRAINT tier_known CHECK (tier IN ('free', 'pro')) NOT VALID", "down": "ALTER TABLE accounts DROP CONSTRAINT tier_known"},
+                {"name": "validate", "up": "ALTER TABLE accounts VALIDATE CONSTRAINT tier_known", "down": "SELECT 1"}
+            ]}),
+            step("ALTER TABLE accounts ALTER COLUMN tier SET DEFAULT 'free'", "ALTER TABLE accounts ALTER COLUMN tier DROP DEFAULT"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        p.scalar(
+            &p.staging,
+            "SELECT count(*) FROM accounts WHERE tier = 'free'"
+        )
+        .await,
+        2000,
+        "staging received the backfill too"
+    );
+}
+
+#[tokio::test]
+async fn five_plans_in_a_row_each_dry_run_apply_and_validate_on_sqlite() {
+    let p = Project::new().await;
+    five_in_a_row(
+        &p,
+        vec![
+            step(
+                "ALTER TABLE users ADD COLUMN tier TEXT",
+                "ALTER TABLE users DROP COLUMN tier",
+            ),
+            step(
+                "CREATE INDEX users_tier ON users (tier)",
+                "DROP INDEX users_tier",
+            ),
+            step(
+                "ALTER TABLE users ADD COLUMN plan_started TEXT",
+                "ALTER TABLE users DROP COLUMN plan_started",
+            ),
+            step(
+                "CREATE INDEX users_tier_started ON users (tier, plan_started)",
+                "DROP INDEX users_tier_started",
+            ),
+            step(
+                "DROP INDEX users_tier",
+                "CREATE INDEX users_tier ON users (tier)",
+            ),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_drifted_staging_is_refused() {
+    let p = PgProject::new("").await;
+    let mut admin = common::pg_connect(&p.prod).await;
+    sqlx::raw_sql("ALTER TABLE accounts ADD COLUMN added_by_hand text")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    use sqlx::Connection;
+    admin.close().await.ok();
+    let c = p.project.connect().await;
+    let id = plan_id(
+        &c.ok(
+            "plan",
+            json!({"goal": "a tier", "target": "production",
+                   "steps": [{"up": "ALTER TABLE accounts ADD COLUMN tier text", "down": "ALTER TABLE accounts DROP COLUMN tier"}]}),
+        )
+        .await,
+    );
+    let refused = c.refused("dry-run", json!({"plan_id": id})).await;
+    assert_eq!(refused["code"], "staging-drift", "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("added_by_hand"),
+        "{refused}"
+    );
+    c.close().await;
+}

@@ -248,20 +248,6 @@ async fn repeated_refusals_are_counted_not_copied() {
 #[tokio::test]
 async fn a_failed_apply_rolls_back_the_whole_step() {
     let p = Project::new().await;
-    // production has a table staging lacks, so the dry-run passes and the apply fails mid-step
-    {
-        use sqlx::{ConnectOptions, Connection};
-        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(p.path("prod.db"))
-            .connect()
-            .await
-            .unwrap();
-        sqlx::query("CREATE TABLE audit_trail (id INTEGER PRIMARY KEY)")
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        conn.close().await.unwrap();
-    }
     let c = p.connect().await;
     let id = plan_id(
         &c.ok(
@@ -278,6 +264,20 @@ async fn a_failed_apply_rolls_back_the_whole_step() {
         .await,
     );
     c.ok("dry-run", json!({"plan_id": id})).await;
+    // after the dry-run, production gains a table the plan creates: the apply fails mid-step
+    {
+        use sqlx::{ConnectOptions, Connection};
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(p.path("prod.db"))
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE audit_trail (id INTEGER PRIMARY KEY)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    }
     p.approve(&id, "alice");
     let failed = c.refused("apply", json!({"plan_id": id})).await;
     assert_eq!(failed["code"], "sql-failed");

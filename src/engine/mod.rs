@@ -4,6 +4,7 @@
 //! ERRORS.md here, in one place (`Engine::learn`).
 
 mod report;
+mod staging;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -84,6 +85,136 @@ fn admit(plan: &Plan, engine: &str) -> Result<()> {
             construct: format!("`{}`", v.forbidden.construct),
             reason: v.forbidden.reason,
         }),
+    }
+}
+
+/// The column lines of `tables` in a schema fingerprint (both engines' formats).
+fn table_shape(
+    fp: &crate::target::Fingerprint,
+    tables: &[String],
+) -> std::collections::BTreeSet<String> {
+    let prefixes: Vec<String> = tables
+        .iter()
+        .flat_map(|t| {
+            let qualified = if t.contains('.') {
+                t.clone()
+            } else {
+                format!("public.{t}")
+            };
+            [format!("column {qualified}."), format!("table {t} column ")]
+        })
+        .collect();
+    fp.lines
+        .iter()
+        .filter(|l| prefixes.iter().any(|p| l.starts_with(p.as_str())))
+        .cloned()
+        .collect()
+}
+
+/// Fingerprint lines stored in a run's detail.
+fn lines_of(v: &serde_json::Value) -> Option<Vec<String>> {
+    v.as_array().map(|l| {
+        l.iter()
+            .filter_map(|x| x.as_str().map(String::from))
+            .collect()
+    })
+}
+
+/// Whether the target changed exactly as the dry-run changed staging: the schema lines the
+/// apply added and removed equal those the dry-run's `up` added and removed. Comparing changes,
+/// not whole schemas, tolerates differences staging had before (a staging is rarely a perfect
+/// copy) while catching an apply that did something else. Without the dry-run's starting schema
+/// (evidence recorded before drydock kept it) the whole post-up schema is compared.
+fn schema_change_check(
+    dry_before: Option<Vec<String>>,
+    dry_after: Option<Vec<String>>,
+    pre_apply: Option<Vec<String>>,
+    current: &crate::target::Fingerprint,
+    steps_pending: bool,
+) -> BuiltinCheck {
+    use std::collections::BTreeSet;
+    let check = |passed: bool, skipped: bool, detail: String| BuiltinCheck {
+        name: "schema-matches-dry-run".into(),
+        passed,
+        skipped,
+        detail,
+    };
+    let Some(dry_after) = dry_after else {
+        return check(
+            false,
+            true,
+            "skipped: no passing dry-run of this checksum to compare with".into(),
+        );
+    };
+    if steps_pending {
+        return check(
+            false,
+            true,
+            "skipped: steps are still pending, so the schema is between the dry-run's states"
+                .into(),
+        );
+    }
+    let now: BTreeSet<&String> = current.lines.iter().collect();
+    match (dry_before, pre_apply) {
+        (Some(dry_before), Some(pre_apply)) => {
+            let (db, da): (BTreeSet<&String>, BTreeSet<&String>) =
+                (dry_before.iter().collect(), dry_after.iter().collect());
+            let pa: BTreeSet<&String> = pre_apply.iter().collect();
+            let expected_added: BTreeSet<&&String> = da.difference(&db).collect();
+            let expected_removed: BTreeSet<&&String> = db.difference(&da).collect();
+            let added: BTreeSet<&&String> = now.difference(&pa).collect();
+            let removed: BTreeSet<&&String> = pa.difference(&now).collect();
+            if added == expected_added && removed == expected_removed {
+                check(
+                    true,
+                    false,
+                    format!(
+                        "the target changed exactly as the dry-run did ({} schema line(s) added, {} removed)",
+                        added.len(),
+                        removed.len()
+                    ),
+                )
+            } else {
+                let diff = |label: &str, a: &BTreeSet<&&String>, b: &BTreeSet<&&String>| {
+                    a.difference(b)
+                        .take(5)
+                        .map(|l| format!("{label}{l}"))
+                        .collect::<Vec<_>>()
+                };
+                let detail = [
+                    diff("unexpected +", &added, &expected_added),
+                    diff("missing +", &expected_added, &added),
+                    diff("unexpected -", &removed, &expected_removed),
+                    diff("missing -", &expected_removed, &removed),
+                ]
+                .concat()
+                .join("; ");
+                check(
+                    false,
+                    false,
+                    format!("drift: the target did not change as the dry-run did: {detail}"),
+                )
+            }
+        }
+        _ => {
+            let expected = crate::target::Fingerprint::from_lines(dry_after);
+            if expected == *current {
+                check(
+                    true,
+                    false,
+                    "the schema equals the dry-run's post-up schema".into(),
+                )
+            } else {
+                check(
+                    false,
+                    false,
+                    format!(
+                        "drift from the dry-run's post-up schema: {}",
+                        expected.diff(current)
+                    ),
+                )
+            }
+        }
     }
 }
 
@@ -368,6 +499,8 @@ impl Engine {
         };
         let staging = Target::open(&self.config, staging_cfg).await?;
         admit(plan, staging.engine())?;
+        self.refuse_drifted_staging(plan, staging_cfg, &staging)
+            .await?;
         let started_at = crate::store::now();
         let t0 = Instant::now();
         let scratch = self.scratch_path(&plan.id);
@@ -474,6 +607,7 @@ impl Engine {
         };
         let mut detail = serde_json::to_value(&report).map_err(Error::store)?;
         detail["fingerprint_before"] = json!(exercised.before.hash);
+        detail["fingerprint_before_lines"] = json!(exercised.before.lines);
         detail["fingerprint_after_up"] = json!(exercised.after_up.hash);
         detail["fingerprint_after_up_lines"] = json!(exercised.after_up.lines);
         // A first passing dry-run makes the plan `tested`; an approved plan stays approved.
@@ -512,6 +646,48 @@ impl Engine {
         Ok(DryRunReport {
             next_steps: next_steps(&fresh, role, &checklist),
             ..report
+        })
+    }
+
+    /// Refuses a dry-run on the plan target's linked staging when the tables the plan touches
+    /// are not shaped there as they are on the target: evidence from such a staging proves
+    /// nothing about production.
+    async fn refuse_drifted_staging(
+        &self,
+        plan: &Plan,
+        staging_cfg: &crate::config::TargetConfig,
+        staging: &Target,
+    ) -> Result<()> {
+        let own = self.config.target(&plan.target)?;
+        if own.staging.as_deref() != Some(staging_cfg.name.as_str()) {
+            return Ok(());
+        }
+        let Ok(target) = self.open_target(&plan.target).await else {
+            return Ok(());
+        };
+        let tables = plan.tables();
+        let on_target = table_shape(&target.fingerprint().await?, &tables);
+        let on_staging = table_shape(&staging.fingerprint().await?, &tables);
+        if on_target == on_staging {
+            return Ok(());
+        }
+        let only = |a: &std::collections::BTreeSet<String>,
+                    b: &std::collections::BTreeSet<String>,
+                    who: &str| {
+            a.difference(b)
+                .take(5)
+                .map(|l| format!("only on {who}: {l}"))
+                .collect::<Vec<_>>()
+        };
+        Err(Error::StagingDrift {
+            staging: staging_cfg.name.clone(),
+            target: plan.target.clone(),
+            detail: [
+                only(&on_target, &on_staging, &plan.target),
+                only(&on_staging, &on_target, &staging_cfg.name),
+            ]
+            .concat()
+            .join("; "),
         })
     }
 
@@ -1032,7 +1208,11 @@ impl Engine {
             ),
             None => format!("applied {} step(s); all steps are applied", applied.len()),
         };
+        let staging_sync = self
+            .follow_on_staging(&plan, &applied, staging::Direction::Apply, agent)
+            .await;
         let mut report = ApplyReport::done(&plan, &message, applied, gated);
+        report.staging_sync = staging_sync;
         report.statements = all_runs;
         report.backfills = backfills;
         report.backup = backup;
@@ -1083,6 +1263,7 @@ impl Engine {
             integrity.push(BuiltinCheck {
                 name: "integrity".into(),
                 passed: false,
+                skipped: false,
                 detail: problem,
             });
         }
@@ -1090,7 +1271,12 @@ impl Engine {
             integrity.push(BuiltinCheck {
                 name: "integrity".into(),
                 passed: true,
-                detail: "integrity_check ok; foreign_key_check clean".into(),
+                skipped: false,
+                detail: match target.engine() {
+                    "postgres" => "no invalid index, no unvalidated (NOT VALID) constraint",
+                    _ => "integrity_check ok; foreign_key_check clean",
+                }
+                .into(),
             });
         }
         let runs = self.store.runs(&plan.id).await?;
@@ -1099,37 +1285,18 @@ impl Engine {
             .rev()
             .find(|r| r.kind == "dry-run" && r.ok && r.checksum == plan.checksum);
         let current = target.fingerprint().await?;
-        let drift = match dry.and_then(|d| d.detail["fingerprint_after_up_lines"].as_array()) {
-            Some(lines) if plan.status != Status::Applying => {
-                let expected = crate::target::Fingerprint::from_lines(
-                    lines
-                        .iter()
-                        .filter_map(|l| l.as_str().map(String::from))
-                        .collect(),
-                );
-                if expected == current {
-                    BuiltinCheck {
-                        name: "schema-matches-dry-run".into(),
-                        passed: true,
-                        detail: "the schema equals the dry-run's post-up schema".into(),
-                    }
-                } else {
-                    BuiltinCheck {
-                        name: "schema-matches-dry-run".into(),
-                        passed: false,
-                        detail: format!(
-                            "drift from the dry-run's post-up schema: {}",
-                            expected.diff(&current)
-                        ),
-                    }
-                }
-            }
-            _ => BuiltinCheck {
-                name: "schema-matches-dry-run".into(),
-                passed: true,
-                detail: "not compared (no dry-run of this checksum, or steps still pending)".into(),
-            },
-        };
+        let pre_apply = runs.iter().find_map(|r| {
+            (r.kind == "apply" && r.ok)
+                .then(|| lines_of(&r.detail["fingerprint_before_lines"]))
+                .flatten()
+        });
+        let drift = schema_change_check(
+            dry.and_then(|d| lines_of(&d.detail["fingerprint_before_lines"])),
+            dry.and_then(|d| lines_of(&d.detail["fingerprint_after_up_lines"])),
+            pre_apply,
+            &current,
+            plan.status == Status::Applying,
+        );
         integrity.push(drift);
         let history = target.history(&plan.id).await?;
         let applied_rows: HashSet<String> = history
@@ -1152,6 +1319,7 @@ impl Engine {
         integrity.push(BuiltinCheck {
             name: "history".into(),
             passed: missing.is_empty(),
+            skipped: false,
             detail: if missing.is_empty() {
                 format!(
                     "{} applied step(s) recorded in the target's history table",
@@ -1177,7 +1345,7 @@ impl Engine {
             .chain(
                 integrity
                     .iter()
-                    .filter(|c| !c.passed)
+                    .filter(|c| !c.passed && !c.skipped)
                     .map(|c| format!("{}: {}", c.name, c.detail)),
             )
             .collect();
@@ -1360,6 +1528,9 @@ impl Engine {
                 ..Change::default()
             })
             .await?;
+        let staging_sync = self
+            .follow_on_staging(plan, &rolled_back, staging::Direction::Rollback, agent)
+            .await;
         if !verified {
             return Err(Error::RollbackUnverified { detail });
         }
@@ -1370,6 +1541,7 @@ impl Engine {
             schema_verified: verified,
             detail,
             reason: reason.to_string(),
+            staging_sync,
         })
         }
         .await;

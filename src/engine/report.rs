@@ -89,8 +89,21 @@ pub struct ApplyReport {
     /// Backfill steps run by this call: rows, batches, where they resumed.
     pub backfills: Vec<BackfillReport>,
     pub backup: Option<BackupEvidence>,
+    /// The steps this call applied, applied to the linked staging too (production targets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub staging_sync: Option<StagingSync>,
     pub checklist: Vec<ChecklistItem>,
     pub next_steps: Vec<String>,
+}
+
+/// How the linked staging followed production: the steps it applied (or rolled back) too.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct StagingSync {
+    pub target: String,
+    pub ok: bool,
+    pub steps: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl ApplyReport {
@@ -145,6 +158,7 @@ impl ApplyReport {
             statements: vec![],
             backfills: vec![],
             backup: None,
+            staging_sync: None,
             checklist: vec![],
             next_steps,
         }
@@ -154,7 +168,11 @@ impl ApplyReport {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct BuiltinCheck {
     pub name: String,
+    /// True only when the check ran and held; a skipped check is not passed.
     pub passed: bool,
+    /// The check could not run (and says why in `detail`); it neither passes nor fails.
+    #[serde(default)]
+    pub skipped: bool,
     pub detail: String,
 }
 
@@ -179,6 +197,9 @@ pub struct RollbackReport {
     pub schema_verified: bool,
     pub detail: String,
     pub reason: String,
+    /// The same steps rolled back on the linked staging.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub staging_sync: Option<StagingSync>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -1311,6 +1311,25 @@ impl PgSandbox {
     /// `down` re-adds at the end still compares equal — each hashed, sorted, hashed again): what
     /// a dry-run compares before `up` and after `down`.
     pub async fn content_hashes(&mut self, tables: &[String]) -> Result<BTreeMap<String, String>> {
+        // drydock reads the data with its own privileges, not the dry-run role's, which may not
+        // read every table the plan touches.
+        if self.roles.dry_run.is_some() {
+            sqlx::raw_sql("RESET ROLE")
+                .execute(&mut self.conn)
+                .await
+                .map_err(|e| self.err(e))?;
+        }
+        let out = self.hashes(tables).await;
+        if let Some(role) = &self.roles.dry_run {
+            sqlx::raw_sql(AssertSqlSafe(Roles::set_local(Some(role))))
+                .execute(&mut self.conn)
+                .await
+                .map_err(|e| self.err(e))?;
+        }
+        out
+    }
+
+    async fn hashes(&mut self, tables: &[String]) -> Result<BTreeMap<String, String>> {
         let mut out = BTreeMap::new();
         for t in tables {
             let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
@@ -1649,7 +1668,7 @@ async fn fingerprint_on(conn: &mut PgConnection) -> sqlx::Result<Fingerprint> {
         ),
         format!(
             "SELECT 'constraint ' || co.conrelid::regclass::text || '.' || co.conname || ' ' || pg_get_constraintdef(co.oid)
-                    || CASE WHEN co.convalidated THEN '' ELSE ' NOT VALID' END
+
              FROM pg_constraint co JOIN pg_namespace n ON n.oid = co.connamespace WHERE {USER_SCHEMA}"
         ),
         format!(
