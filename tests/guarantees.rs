@@ -322,3 +322,92 @@ async fn a_drifted_staging_is_refused() {
     );
     c.close().await;
 }
+
+fn locks_of(statement: &serde_json::Value) -> Vec<(String, String, bool)> {
+    statement["locks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["relation"].as_str().unwrap().to_string(),
+                l["mode"].as_str().unwrap().to_string(),
+                l["acquired"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_facts_reported_are_true() {
+    let p = PgProject::new("").await;
+    let c = p.project.connect().await;
+    // A typo is an unknown object, high, whatever the table's size.
+    let typo = c
+        .ok(
+            "plan",
+            json!({"goal": "typo", "target": "production",
+                   "steps": [{"up": "ALTER TABLE acounts ADD COLUMN tier text", "down": "ALTER TABLE acounts DROP COLUMN tier"}]}),
+        )
+        .await;
+    assert!(
+        typo["analysis"]["hazards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["code"] == "unknown-object" && h["severity"] == "high"),
+        "{typo}"
+    );
+    assert_eq!(typo["analysis"]["risk"], "high");
+
+    // Locks accumulate: the second statement runs while the first one's lock is still held.
+    let id = p
+        .project
+        .ready(
+            &c,
+            json!({"goal": "two statements", "target": "production",
+                   "steps": [{"up": "ALTER TABLE accounts ADD COLUMN tier text; CREATE INDEX ledger_amount ON ledger (amount)",
+                              "down": "DROP INDEX ledger_amount; ALTER TABLE accounts DROP COLUMN tier"}]}),
+        )
+        .await;
+    let status = c.ok("status", json!({"plan_id": id})).await;
+    let measured = status["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "dry-run")
+        .unwrap()["detail"]["statements"]
+        .clone();
+    let second = locks_of(&measured[1]);
+    assert!(
+        second.contains(&("accounts".into(), "ACCESS EXCLUSIVE".into(), false)),
+        "the first statement's lock is held during the second: {second:?}"
+    );
+    assert!(
+        second.contains(&("ledger".into(), "SHARE".into(), true)),
+        "{second:?}"
+    );
+    // apply reports the locks it took, not `[]`.
+    let applied = c.ok("apply", json!({"plan_id": id})).await;
+    let first = locks_of(&applied["statements"][0]);
+    assert!(
+        first.contains(&("accounts".into(), "ACCESS EXCLUSIVE".into(), true)),
+        "{applied}"
+    );
+    let validated = c.ok("validate", json!({"plan_id": id})).await;
+    let integrity = validated["builtin"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "integrity")
+        .unwrap()
+        .clone();
+    assert!(
+        !integrity["detail"]
+            .as_str()
+            .unwrap()
+            .contains("integrity_check"),
+        "PostgreSQL is not described in SQLite's words: {integrity}"
+    );
+    c.close().await;
+}

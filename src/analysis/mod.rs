@@ -131,6 +131,10 @@ pub struct Context<'a> {
     pub policy: &'a Policy,
     /// Tables created by earlier statements of this plan.
     pub created: &'a BTreeSet<String>,
+    /// `table.column` added by earlier statements of this plan.
+    pub added: &'a BTreeSet<String>,
+    /// The plan's target is a production database.
+    pub production: bool,
 }
 
 impl Context<'_> {
@@ -149,6 +153,16 @@ impl Context<'_> {
                 wanted.min(Severity::Low)
             }
             _ => wanted,
+        }
+    }
+
+    /// The severity of lost data or broken application code: on production, size never lowers
+    /// it (ten lost rows are lost data; a renamed column breaks running code on any table).
+    pub fn data_severity(&self, table: Option<&str>, wanted: Severity) -> Severity {
+        match table {
+            Some(t) if self.created.contains(t) => wanted.min(Severity::Low),
+            _ if self.production => wanted,
+            _ => self.severity(table, wanted),
         }
     }
 }
@@ -377,8 +391,16 @@ pub fn backfill_sql(b: &crate::plan::Backfill) -> String {
 }
 
 /// Analyses a plan body against a target's catalog.
-pub fn analyze(body: &Body, catalog: &Catalog, policy: &Policy) -> Result<Analysis> {
+/// `production`: the plan's target is a production database (size then never lowers the
+/// severity of lost data or broken code).
+pub fn analyze(
+    body: &Body,
+    catalog: &Catalog,
+    policy: &Policy,
+    production: bool,
+) -> Result<Analysis> {
     let mut created = BTreeSet::new();
+    let mut added = BTreeSet::new();
     let mut facts = Vec::new();
     let mut hazards = Vec::new();
     let mut touched = BTreeSet::new();
@@ -398,11 +420,18 @@ pub fn analyze(body: &Body, catalog: &Catalog, policy: &Policy) -> Result<Analys
                 catalog,
                 policy,
                 created: &created,
+                added: &added,
+                production,
             };
             hazards.extend(rules::check_statement(&f, &ctx));
             touched.extend(f.tables.iter().cloned());
-            if f.kind == "create table" {
+            if f.kind.starts_with("create table") {
                 created.extend(f.tables.iter().cloned());
+            }
+            for a in &f.actions {
+                if let (Action::AddColumn { column }, Some(t)) = (a, f.tables.first()) {
+                    added.insert(format!("{t}.{column}"));
+                }
             }
             step_facts.push(f);
         }
@@ -414,10 +443,15 @@ pub fn analyze(body: &Body, catalog: &Catalog, policy: &Policy) -> Result<Analys
                 )));
             }
             touched.insert(b.table.clone());
-            step_facts.push(StatementFacts {
+            let overwrites = pg::assigned_columns(&b.set).map_err(Error::InvalidInput)?;
+            let f = StatementFacts {
                 step: name.to_string(),
                 index: 1,
-                sql: backfill_sql(b) + " -- in keyset batches, each its own transaction",
+                sql: format!(
+                    "{} -- in keyset batches, each its own transaction; overwrites {} (old values saved for rollback)",
+                    backfill_sql(b),
+                    overwrites.join(", ")
+                ),
                 kind: "backfill".into(),
                 tables: vec![b.table.clone()],
                 lock: "ROW EXCLUSIVE (one batch at a time)".into(),
@@ -427,7 +461,16 @@ pub fn analyze(body: &Body, catalog: &Catalog, policy: &Policy) -> Result<Analys
                 has_where: true,
                 detail: None,
                 actions: vec![],
-            });
+            };
+            let ctx = Context {
+                catalog,
+                policy,
+                created: &created,
+                added: &added,
+                production,
+            };
+            hazards.extend(rules::check_statement(&f, &ctx));
+            step_facts.push(f);
         }
         if let Some(down) = &step.down {
             for (i, st) in statements(name, down)?.iter().enumerate() {
@@ -447,6 +490,8 @@ pub fn analyze(body: &Body, catalog: &Catalog, policy: &Policy) -> Result<Analys
             catalog,
             policy,
             created: &created,
+            added: &added,
+            production,
         };
         hazards.extend(rules::check_step(step, name, &step_facts, &ctx));
         if let Some(gate) = &step.gate {

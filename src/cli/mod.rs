@@ -273,7 +273,9 @@ async fn lint(
         gate: None,
     };
     let body = Body::new(target, vec![step], vec![]).map_err(refused)?;
-    let analysis = analysis::analyze(&body, &catalog, &engine.config.policy).map_err(refused)?;
+    let production = cfg.role == crate::config::Role::Production;
+    let analysis =
+        analysis::analyze(&body, &catalog, &engine.config.policy, production).map_err(refused)?;
     match format {
         Format::Json => println!(
             "{}",

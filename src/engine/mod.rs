@@ -386,7 +386,12 @@ impl Engine {
         }
         let target = Target::open(&self.config, target_cfg).await?;
         let catalog = target.catalog().await?;
-        let analysis = analysis::analyze(&body, &catalog, &self.config.policy)?;
+        let analysis = analysis::analyze(
+            &body,
+            &catalog,
+            &self.config.policy,
+            target_cfg.role == Role::Production,
+        )?;
         let checksum = body.checksum();
         let plan = Plan {
             id: crate::plan::new_id(&checksum),
@@ -1878,9 +1883,13 @@ fn disagreements(plan: &Plan, measured: &[StatementRun]) -> Vec<String> {
         let observed = !m.rewritten.is_empty();
         if predicted != observed {
             out.push(format!(
-                "{at}: the analysis predicted {}a rewrite; the dry-run measured {} (the measurement wins)",
-                if predicted { "" } else { "no " },
-                if observed { format!("a rewrite of {:?}", m.rewritten) } else { "none".into() }
+                "{at}: the analysis predicted {}; the dry-run measured {} (the measurement wins)",
+                if predicted { "a rewrite" } else { "no rewrite" },
+                if observed {
+                    format!("a rewrite of {:?}", m.rewritten)
+                } else {
+                    "none".into()
+                }
             ));
         }
         if !postgres {
@@ -1890,7 +1899,7 @@ fn disagreements(plan: &Plan, measured: &[StatementRun]) -> Vec<String> {
         let strongest = m
             .locks
             .iter()
-            .filter(|l| l.relation == table)
+            .filter(|l| l.relation == table && l.acquired)
             .filter_map(|l| rank(&l.mode).map(|r| (r, l.mode.as_str())))
             .max();
         if let (Some(static_rank), Some((measured_rank, mode))) =
@@ -1907,8 +1916,8 @@ fn disagreements(plan: &Plan, measured: &[StatementRun]) -> Vec<String> {
             && matches!(f["kind"].as_str(), Some(k) if k.starts_with("alter table"))
         {
             out.push(format!(
-                "{at}: the analysis predicted {}a full scan of `{table}`; the dry-run measured {} (the measurement wins)",
-                if scanned { "no " } else { "" },
+                "{at}: the analysis predicted {} of `{table}`; the dry-run measured {} (the measurement wins)",
+                if scanned { "no full scan" } else { "a full scan" },
                 if scanned { "one" } else { "none" }
             ));
         }

@@ -83,6 +83,14 @@ impl Fingerprint {
 pub struct LockObservation {
     pub relation: String,
     pub mode: String,
+    /// Taken by this statement; false for a lock an earlier statement of the same transaction
+    /// took and this one still holds (locks accumulate until the transaction ends).
+    #[serde(default = "acquired_default")]
+    pub acquired: bool,
+}
+
+fn acquired_default() -> bool {
+    true
 }
 
 /// One executed statement with what was measured.

@@ -87,6 +87,9 @@ pub struct PgSandbox {
     roles: Roles,
     /// User relations that existed before the plan ran: oid → qualified name.
     existing: BTreeMap<u32, String>,
+    /// Locks drydock's own reads took before the plan's first statement (schema and data
+    /// fingerprints): held until the end, and not the plan's.
+    baseline: Option<BTreeSet<(String, String)>>,
 }
 
 fn qualified(schema: &str, name: &str) -> String {
@@ -237,6 +240,7 @@ impl Postgres {
             name: self.name.clone(),
             roles: self.roles.clone(),
             existing,
+            baseline: None,
         })
     }
 
@@ -516,6 +520,7 @@ impl Postgres {
                 .map_err(|e| self.err(e))?;
         }
         let mut runs = Vec::new();
+        let mut held = BTreeSet::new();
         for (i, s) in group {
             let t0 = Instant::now();
             if let Err(e) = sqlx::raw_sql(AssertSqlSafe(s.sql.clone()))
@@ -532,15 +537,35 @@ impl Postgres {
                     cause: super::agent_error(&e, &s.sql),
                 }));
             }
+            let duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
+            // The locks the transaction holds once the statement ran: those it took, and those
+            // earlier statements took (held until COMMIT). A statement run alone (CONCURRENTLY)
+            // has released its own by now.
+            let now = if transactional {
+                held_locks(conn).await.map_err(|e| self.err(e))?
+            } else {
+                BTreeSet::new()
+            };
+            let locks = now
+                .iter()
+                .map(|(relation, mode)| LockObservation {
+                    relation: relation.clone(),
+                    mode: mode.clone(),
+                    acquired: !held.contains(&(relation.clone(), mode.clone())),
+                })
+                .collect();
+            held = now;
             runs.push(StatementRun {
                 step: step.to_string(),
                 index: i + 1,
                 sql: s.sql.clone(),
-                duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
-                locks: vec![],
+                duration_ms,
+                locks,
                 rewritten: vec![],
                 scanned: vec![],
-                note: None,
+                note: (!transactional).then(|| {
+                    "run alone (non-transactional): its locks were released when it ended".into()
+                }),
             });
         }
         if let Some(h) = history
@@ -1189,6 +1214,9 @@ impl PgSandbox {
                 }
             };
             let locks_before = self.locks(&oids).await?;
+            if self.baseline.is_none() {
+                self.baseline = Some(locks_before.clone());
+            }
             let files_before = self.filenodes(&oids).await?;
             let scans_before = self.scans().await?;
             let t0 = Instant::now();
@@ -1207,11 +1235,16 @@ impl PgSandbox {
             let locks_after = self.locks(&oids).await?;
             let files_after = self.filenodes(&oids).await?;
             let scans_after = self.scans().await?;
+            // Every lock held while the statement ran: those it took, and those earlier
+            // statements of the transaction took and still hold.
+            let baseline = self.baseline.clone().unwrap_or_default();
             let locks = locks_after
-                .difference(&locks_before)
+                .iter()
+                .filter(|l| !baseline.contains(*l))
                 .map(|(rel, mode)| LockObservation {
                     relation: rel.clone(),
                     mode: mode.clone(),
+                    acquired: !locks_before.contains(&(rel.clone(), mode.clone())),
                 })
                 .collect();
             let rewritten = files_before
@@ -1254,18 +1287,7 @@ impl PgSandbox {
             .iter()
             .filter_map(|r| {
                 let oid = r.get::<i64, _>(0) as u32;
-                let mode: String = r.get(1);
-                // `AccessExclusiveLock` → `ACCESS EXCLUSIVE`, as the documentation names modes.
-                let mode = mode
-                    .trim_end_matches("Lock")
-                    .chars()
-                    .fold(String::new(), |mut s, c| {
-                        if c.is_uppercase() && !s.is_empty() {
-                            s.push(' ');
-                        }
-                        s.push(c.to_ascii_uppercase());
-                        s
-                    });
+                let mode = mode_name(&r.get::<String, _>(1));
                 self.existing.get(&oid).map(|n| (n.clone(), mode))
             })
             .collect())
@@ -1397,6 +1419,35 @@ impl PgSandbox {
         sqlx::raw_sql("ROLLBACK").execute(&mut self.conn).await.ok();
         self.conn.close().await.ok();
     }
+}
+
+/// `AccessExclusiveLock` → `ACCESS EXCLUSIVE`, as the documentation names lock modes.
+fn mode_name(mode: &str) -> String {
+    mode.trim_end_matches("Lock")
+        .chars()
+        .fold(String::new(), |mut s, c| {
+            if c.is_uppercase() && !s.is_empty() {
+                s.push(' ');
+            }
+            s.push(c.to_ascii_uppercase());
+            s
+        })
+}
+
+/// Relation locks this session holds on user relations, as (relation, mode).
+async fn held_locks(conn: &mut PgConnection) -> sqlx::Result<BTreeSet<(String, String)>> {
+    // language=SQL
+    let rows: Vec<(String, String, String)> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT n.nspname::text, c.relname::text, l.mode FROM pg_locks l
+         JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted AND {USER_SCHEMA}"
+    )))
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(schema, name, mode)| (qualified(&schema, &name), mode_name(&mode)))
+        .collect())
 }
 
 /// `CREATE INDEX CONCURRENTLY` → `CREATE INDEX` (and the same for REINDEX/DROP INDEX); other

@@ -443,6 +443,7 @@ impl Sqlite {
                     vec![LockObservation {
                         relation: "database".into(),
                         mode: "RESERVED (write)".into(),
+                        acquired: true,
                     }]
                 } else {
                     vec![]

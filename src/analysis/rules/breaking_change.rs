@@ -40,7 +40,7 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
     };
     Some(hazard(
         "breaking-change",
-        ctx.severity(table, Severity::Medium),
+        ctx.data_severity(table, Severity::Medium),
         f,
         what.to_string(),
         "use expand/contract: add the new shape, dual-write, backfill, switch reads, then drop the old shape in a later gated step",
@@ -96,6 +96,24 @@ mod tests {
         assert!(
             h.iter()
                 .any(|h| h.code == "breaking-change" && h.severity == Severity::Medium),
+            "{h:?}"
+        );
+    }
+
+    #[test]
+    fn size_never_lowers_lost_data_or_broken_code_on_production() {
+        use crate::analysis::rules::test_support::pg;
+        // `flags` holds 3 rows, far below large_table_rows.
+        let h = pg("ALTER TABLE flags RENAME COLUMN id TO flag_id");
+        assert!(
+            h.iter()
+                .any(|h| h.code == "breaking-change" && h.severity == Severity::Medium),
+            "{h:?}"
+        );
+        let h = pg("DROP TABLE flags");
+        assert!(
+            h.iter()
+                .any(|h| h.code == "destructive" && h.severity >= Severity::High),
             "{h:?}"
         );
     }

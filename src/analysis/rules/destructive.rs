@@ -29,7 +29,7 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
         })?,
     };
     let rows = table.map(|t| ctx.rows(t)).unwrap_or(0);
-    let severity = ctx.severity(
+    let severity = ctx.data_severity(
         table,
         if rows > 0 {
             Severity::Critical

@@ -12,12 +12,14 @@ mod irreversible;
 mod lock_held_long;
 mod non_transactional;
 mod unbatched_write;
+mod unknown_object;
 
 use super::{Context, Hazard, Severity, StatementFacts};
 use crate::plan::Step;
 
 /// Every statement rule, in report order.
 const STATEMENT_RULES: &[fn(&StatementFacts, &Context) -> Option<Hazard>] = &[
+    unknown_object::check,
     blocking_rewrite::check,
     blocking_scan::check,
     destructive::check,
@@ -149,7 +151,7 @@ pub(crate) mod test_support {
             gate: None,
         };
         let body = crate::plan::Body::new("t", vec![step], vec![]).unwrap();
-        crate::analysis::analyze(&body, &pg_catalog(), &Policy::default())
+        crate::analysis::analyze(&body, &pg_catalog(), &Policy::default(), true)
             .unwrap()
             .hazards
     }
@@ -165,6 +167,8 @@ pub(crate) mod test_support {
             catalog: &catalog,
             policy: &policy,
             created: &created,
+            added: &created,
+            production: false,
         };
         let st = &lexer::split(sql).unwrap()[0];
         rule(&classify("s", 1, st, "sqlite"), &ctx)

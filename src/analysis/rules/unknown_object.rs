@@ -1,0 +1,109 @@
+//! `unknown-object`: a statement names a table or column that does not exist on the target and
+//! is not created earlier in the plan — a typo, or a plan written against another database. It
+//! fails at best in the dry-run and at worst (`IF EXISTS` aside) does nothing the agent meant.
+
+use super::{Context, Hazard, Severity, StatementFacts, hazard};
+use crate::analysis::Action;
+
+const FIX: &str = "run `inspect` on the target and name the table and column exactly as it has them, or create them earlier in the plan";
+
+pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
+    let names_existing = f.kind.starts_with("alter table")
+        || f.kind.starts_with("create index")
+        || matches!(
+            f.kind.as_str(),
+            "insert" | "update" | "delete" | "truncate" | "drop table" | "backfill"
+        );
+    if !names_existing || f.sql.to_uppercase().contains("IF EXISTS") {
+        return None;
+    }
+    for t in &f.tables {
+        if ctx.created.contains(t) {
+            continue;
+        }
+        let Some(info) = ctx.catalog.tables.get(t) else {
+            return Some(hazard(
+                "unknown-object",
+                Severity::High,
+                f,
+                format!(
+                    "table `{t}` does not exist on the target and is not created earlier in the plan"
+                ),
+                FIX,
+            ));
+        };
+        let mut columns: Vec<&str> = f
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::DropColumn { column }
+                | Action::RenameColumn { column }
+                | Action::ChangeType { column, .. }
+                | Action::SetNotNull { column, .. } => Some(column.as_str()),
+                _ => None,
+            })
+            .collect();
+        if f.kind == "alter table drop column"
+            && let Some(c) = f.detail.as_deref()
+        {
+            columns.push(c);
+        }
+        for c in columns {
+            let known = info.columns.iter().any(|col| col.name == c)
+                || ctx.added.contains(&format!("{t}.{c}"));
+            if !known {
+                return Some(hazard(
+                    "unknown-object",
+                    Severity::High,
+                    f,
+                    format!(
+                        "column `{t}.{c}` does not exist on the target and is not added earlier in the plan"
+                    ),
+                    FIX,
+                ));
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::pg;
+
+    #[test]
+    fn err_missing_table_and_column() {
+        assert!(
+            pg("ALTER TABLE userz ADD COLUMN a int")
+                .iter()
+                .any(|h| h.code == "unknown-object" && h.message.contains("userz"))
+        );
+        assert!(
+            pg("ALTER TABLE users DROP COLUMN nickname")
+                .iter()
+                .any(|h| h.code == "unknown-object" && h.message.contains("users.nickname"))
+        );
+        assert!(
+            pg("UPDATE ghosts SET a = 1 WHERE id = 1")
+                .iter()
+                .any(|h| h.code == "unknown-object")
+        );
+    }
+
+    #[test]
+    fn ok_existing_created_or_added_earlier() {
+        for sql in [
+            "ALTER TABLE users ADD COLUMN a int",
+            "ALTER TABLE users DROP COLUMN name",
+            "CREATE TABLE t (id int); ALTER TABLE t ADD COLUMN b int; CREATE INDEX ON t (b)",
+            "ALTER TABLE users ADD COLUMN nick text; ALTER TABLE users ALTER COLUMN nick SET NOT NULL",
+            "DROP TABLE IF EXISTS ghosts",
+        ] {
+            assert!(
+                !pg(sql).iter().any(|h| h.code == "unknown-object"),
+                "{sql}: {:?}",
+                pg(sql)
+            );
+        }
+    }
+}
