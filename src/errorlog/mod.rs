@@ -69,15 +69,51 @@ pub fn redact(s: &str) -> String {
         rest = &tail[end..];
     }
     out.push_str(rest);
-    let lower = out.to_ascii_lowercase();
-    if let Some(pos) = lower.find("password=") {
-        let end = out[pos..]
-            .find(char::is_whitespace)
-            .map(|e| pos + e)
-            .unwrap_or(out.len());
-        out.replace_range(pos..end, "password=[redacted]");
+    // Every `password=...` and `PGPASSWORD=...`, not only the first.
+    let mut masked = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    loop {
+        let lower = rest.to_ascii_lowercase();
+        let Some(value_start) = ["pgpassword=", "password="]
+            .iter()
+            .filter_map(|k| lower.find(k).map(|p| (p, p + k.len())))
+            .min()
+            .map(|(_, value)| value)
+        else {
+            break;
+        };
+        masked.push_str(&rest[..value_start]);
+        masked.push_str("[redacted]");
+        let value = &rest[value_start..];
+        let end = value
+            .find(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == '`' || c == ';')
+            .unwrap_or(value.len());
+        rest = &value[end..];
     }
-    out
+    masked.push_str(rest);
+    masked
+}
+
+/// One occurrence of a mistake, as its `again` line shows it.
+fn occurrence(m: &Mistake, now: &str) -> String {
+    let plan = m
+        .plan
+        .as_deref()
+        .map(|p| {
+            let target = m
+                .target
+                .as_deref()
+                .map(|t| format!(" (target `{}`)", one_line(t)))
+                .unwrap_or_default();
+            format!(", plan {}{target}", one_line(p))
+        })
+        .unwrap_or_default();
+    format!(
+        "{now} by {} via {}{plan}: {}",
+        one_line(&m.agent),
+        one_line(&m.tool),
+        one_line(&m.what)
+    )
 }
 
 fn one_line(s: &str) -> String {
@@ -107,6 +143,24 @@ impl ErrorLog {
             .open(&self.lock)?;
         f.lock()?;
         Ok(f)
+    }
+
+    /// Replaces the log's content atomically (a temporary file renamed over it, under the
+    /// writers' lock): a crash leaves the old log or the new one, never half of either.
+    fn replace(&self, text: &str) -> Result<()> {
+        let tmp = self.path.with_extension("md.tmp");
+        {
+            let mut f = File::create(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &self.path)?;
+        if let Some(dir) = self.path.parent()
+            && let Ok(d) = File::open(dir)
+        {
+            let _ = d.sync_all();
+        }
+        Ok(())
     }
 
     pub fn read(&self) -> Result<String> {
@@ -154,30 +208,30 @@ impl ErrorLog {
                 "<!-- drydock:entry key={key} code={} count={count} last={now} tables={tables} -->",
                 meta.get("code").cloned().unwrap_or_default()
             );
-            let mut updated = String::with_capacity(text.len() + 64);
+            let rest = &text[line_end..];
+            // The entry ends where the next one begins (its `## ` heading) or at the end.
+            let entry_end = rest
+                .find("\n## ")
+                .map(|e| line_end + e)
+                .unwrap_or(text.len());
+            let mut body = text[line_end..entry_end].trim_end_matches('\n').to_string();
+            let seen_prefix = "\n- **seen:** ";
+            if let Some(s) = body.find(seen_prefix) {
+                let e = body[s + 1..]
+                    .find('\n')
+                    .map(|e| s + 1 + e)
+                    .unwrap_or(body.len());
+                body.replace_range(s..e, &format!("{seen_prefix}{count} times, last {now}"));
+            }
+            // Every occurrence stays visible: when, which agent, which plan.
+            body.push_str(&format!("\n- **again:** {}\n", occurrence(m, &now)));
+            let mut updated = String::with_capacity(text.len() + 128);
             updated.push_str(&text[..start]);
             updated.push_str(&new_marker);
-            let rest = &text[line_end..];
-            let seen_prefix = "\n- **seen:** ";
-            match rest.find(seen_prefix) {
-                Some(s) if rest[..s].matches("<!-- drydock:entry").count() == 0 => {
-                    let e = rest[s + 1..]
-                        .find('\n')
-                        .map(|e| s + 1 + e)
-                        .unwrap_or(rest.len());
-                    updated.push_str(&rest[..s]);
-                    updated.push_str(&format!(
-                        "{seen_prefix}{count} times, last {now} by {}",
-                        one_line(&m.agent)
-                    ));
-                    updated.push_str(&rest[e..]);
-                }
-                _ => updated.push_str(rest),
-            }
-            file.set_len(0)?;
-            file.seek(SeekFrom::Start(0))?;
-            file.write_all(updated.as_bytes())?;
-            file.sync_all()?;
+            updated.push_str(&body);
+            updated.push_str(&text[entry_end..]);
+            drop(file);
+            self.replace(&updated)?;
             return Ok(count);
         }
         let mut entry = String::new();
@@ -315,6 +369,46 @@ mod tests {
         assert_eq!(lessons[0].count, 2);
         assert_eq!(lessons[0].tables, vec!["users"]);
         assert_eq!(log.relevant(&["sql-failed".into()], &[]).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn every_secret_is_redacted() {
+        let s = redact(
+            "backup failed: password=one host=x; retry PGPASSWORD=two and password=three; postgres://u:four@h/db",
+        );
+        for secret in ["one", "two", "three", "four"] {
+            assert!(!s.contains(secret), "{secret} leaked: {s}");
+        }
+        assert_eq!(s.matches("[redacted]").count(), 3, "{s}");
+    }
+
+    #[test]
+    fn every_occurrence_of_a_repeat_stays_visible() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = ErrorLog::new(&dir.path().join("ERRORS.md"), dir.path());
+        for (agent, plan) in [
+            ("agent-a", "pl-one"),
+            ("agent-b", "pl-two"),
+            ("agent-c", "pl-three"),
+        ] {
+            let mut m = mistake("checklist-unmet", "dry-run first");
+            m.agent = agent.into();
+            m.plan = Some(plan.into());
+            log.record(&m).unwrap();
+        }
+        log.record(&mistake("sql-failed", "check the column exists"))
+            .unwrap();
+        let text = log.read().unwrap();
+        assert_eq!(text.matches("## ").count(), 2, "{text}");
+        for needle in [
+            "agent-a", "pl-one", "agent-b", "pl-two", "agent-c", "pl-three",
+        ] {
+            assert!(text.contains(needle), "{needle} disappeared: {text}");
+        }
+        assert!(text.contains("**seen:** 3 times"), "{text}");
+        // The other entry is intact after the rewrite.
+        assert!(text.contains("check the column exists"), "{text}");
+        assert!(!dir.path().join("ERRORS.md.tmp").exists());
     }
 
     #[test]
