@@ -86,8 +86,13 @@ pub enum Error {
     MissingReason,
     #[error("the rollback window of plan `{plan}` closed at {closed_at}")]
     RollbackWindowClosed { plan: String, closed_at: String },
-    #[error("`{by}` authored plan `{plan}` and cannot approve it")]
-    SelfApproval { plan: String, by: String },
+    #[error("`{by}` authored plan `{plan}` and cannot {action} it")]
+    SelfApproval {
+        plan: String,
+        by: String,
+        /// What the author tried: `approve` or `release a step of`.
+        action: &'static str,
+    },
     #[error("validation of plan `{plan}` failed: {failures}")]
     ValidationFailed { plan: String, failures: String },
     #[error("backup of target `{target}` could not be verified: {detail}")]
@@ -187,7 +192,9 @@ impl Error {
             Error::RollbackWindowClosed { .. } => {
                 "write a new forward migration that reverses the change; the old `down` is no longer trusted".into()
             }
-            Error::SelfApproval { .. } => "another engineer must approve; the plan's author cannot".into(),
+            Error::SelfApproval { action, .. } => {
+                format!("another engineer must {action} it; the plan's author cannot")
+            }
             Error::ValidationFailed { .. } => {
                 "investigate the failed checks; if the change is wrong, `rollback` it with a reason".into()
             }

@@ -43,12 +43,18 @@ pub enum Command {
         http: Option<String>,
     },
     /// List plans, newest first.
-    Plans,
+    Plans {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Show one plan for review: SQL, analysis, checklist, dry-run evidence.
     Show {
         plan_id: String,
-        /// Print JSON instead of markdown.
-        #[arg(long)]
+        /// `json` prints the plan as JSON instead of markdown.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Same as `--format json` (kept for scripts written against earlier versions).
+        #[arg(long, hide = true)]
         json: bool,
     },
     /// Approve a plan's exact checksum. The plan's author cannot approve it.
@@ -80,8 +86,11 @@ pub enum Command {
         #[arg(long)]
         reason: Option<String>,
     },
-    /// Print the error log (ERRORS.md).
-    Errors,
+    /// Print the error log (ERRORS.md); `--format json` prints its entries as JSON.
+    Errors {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Analyse a SQL file against a target's catalog, as `plan` would.
     Lint {
         file: PathBuf,
@@ -99,7 +108,10 @@ pub enum Command {
         dir: PathBuf,
     },
     /// Check the configuration, the state store and every target.
-    Doctor,
+    Doctor {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -140,9 +152,41 @@ impl std::fmt::Display for Refused {
             "error[{}]: {}\nfix: {}",
             self.0.code(),
             crate::errorlog::redact(&self.0.to_string()),
-            self.0.fix()
+            engineer_fix(&self.0)
         )
     }
+}
+
+/// The fix as an engineer at the command line acts on it: commands of this CLI, not the MCP
+/// tools an agent calls.
+fn engineer_fix(e: &Error) -> String {
+    match e {
+        Error::UnknownPlan(_) => "run `drydock plans` to list plans".into(),
+        Error::WrongStatus { plan, .. } => {
+            format!("run `drydock show {plan}` to see where the plan is and what it waits for")
+        }
+        Error::ChecklistUnmet { plan, .. } => {
+            format!("run `drydock show {plan}` for the unmet checklist items and their evidence")
+        }
+        Error::UnknownTarget(_) => {
+            "use a target named in drydock.toml; `drydock doctor` lists them".into()
+        }
+        Error::InvalidInput(_) => {
+            "correct the argument named above and run the command again".into()
+        }
+        other => other.fix(),
+    }
+}
+
+/// A recorded identity: trimmed, never empty.
+fn identity(by: &str) -> anyhow::Result<String> {
+    let by = by.trim();
+    if by.is_empty() {
+        return Err(refused(Error::InvalidInput(
+            "`--by` is empty: give your name, as the audit log records it".into(),
+        )));
+    }
+    Ok(by.to_string())
 }
 
 impl std::error::Error for Refused {}
@@ -169,8 +213,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             tracing::info!(targets = engine.config.targets.len(), state = %engine.config.state_dir.display(), "drydock serving MCP on stdio");
             crate::mcp::serve_stdio(engine).await?;
         }
-        Command::Plans => {
+        Command::Plans { format } => {
             let plans = engine.list().await.map_err(refused)?;
+            if let Format::Json = format {
+                println!("{}", serde_json::json!({ "plans": plans }));
+                return Ok(0);
+            }
             if plans.is_empty() {
                 println!("no plans yet");
             }
@@ -186,26 +234,43 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 );
             }
         }
-        Command::Show { plan_id, json } => {
+        Command::Show {
+            plan_id,
+            format,
+            json,
+        } => {
             let s = engine.status(&plan_id).await.map_err(refused)?;
-            if json {
+            if json || matches!(format, Format::Json) {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
                 print!("{}", s.to_markdown());
             }
         }
         Command::Approve { plan_id, by } => {
+            let by = identity(&by)?;
             let s = engine.approve(&plan_id, &by).await.map_err(refused)?;
             println!(
                 "approved {} (checksum {}) by {by}; status {}",
                 s.plan_id, s.checksum, s.status
             );
+            if let Some(last) = s.runs.iter().rev().find(|r| r.kind == "dry-run")
+                && !last.ok
+            {
+                eprintln!(
+                    "warning: the last dry-run of {} failed ({}); `apply` stays refused until a dry-run of this checksum passes",
+                    s.plan_id,
+                    last.detail["error"]
+                        .as_str()
+                        .unwrap_or("see `drydock show`")
+                );
+            }
         }
         Command::Reject {
             plan_id,
             reason,
             by,
         } => {
+            let by = identity(&by)?;
             let s = engine
                 .reject(&plan_id, &by, &reason)
                 .await
@@ -222,6 +287,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             override_window,
             reason,
         } => {
+            let by = identity(&by)?;
             let reason = if override_window {
                 reason.as_deref()
             } else {
@@ -233,14 +299,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 .map_err(refused)?;
             println!("released step `{step}` of {plan_id} by {by}");
         }
-        Command::Errors => print!("{}", engine.errors.read().map_err(refused)?),
+        Command::Errors { format } => match format {
+            Format::Text => print!("{}", engine.errors.read().map_err(refused)?),
+            Format::Json => println!(
+                "{}",
+                serde_json::json!({ "path": engine.errors.path(), "lessons": engine.errors.lessons().map_err(refused)? })
+            ),
+        },
         Command::Lint {
             file,
             target,
             format,
             fail_on,
         } => return lint(&engine, &file, &target, format, fail_on).await,
-        Command::Doctor => return doctor(&engine).await,
+        Command::Doctor { format } => return doctor(&engine, format).await,
         Command::Init { .. } => unreachable!("handled above"),
     }
     Ok(0)
@@ -307,47 +379,89 @@ async fn lint(
     Ok(if failing { 3 } else { 0 })
 }
 
-async fn doctor(engine: &Engine) -> anyhow::Result<i32> {
+/// One target as `doctor` finds it.
+#[derive(serde::Serialize)]
+struct TargetHealth {
+    name: String,
+    role: &'static str,
+    url: String,
+    ok: bool,
+    tables: Option<usize>,
+    error: Option<String>,
+    warnings: Vec<String>,
+}
+
+async fn doctor(engine: &Engine, format: Format) -> anyhow::Result<i32> {
     let c = &engine.config;
-    println!(
-        "config: {}",
-        c.source
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "embedded demo (no drydock.toml)".into())
-    );
-    println!(
-        "state store: {} (ok)",
-        c.state_dir.join("state.db").display()
-    );
-    println!("error log: {}", c.errors_path.display());
-    let mut failures = 0;
+    let config = c
+        .source
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "embedded demo (no drydock.toml)".into());
+    let mut targets = Vec::new();
     for t in c.targets.values() {
+        let mut health = TargetHealth {
+            name: t.name.clone(),
+            role: t.role.as_str(),
+            url: t.url.to_string(),
+            ok: false,
+            tables: None,
+            error: None,
+            warnings: vec![],
+        };
         match crate::target::Target::open(c, t).await {
             Ok(target) => match target.catalog().await {
                 Ok(cat) => {
-                    println!(
-                        "target {} ({}, {}): ok, {} table(s)",
-                        t.name,
-                        t.role.as_str(),
-                        t.url,
-                        cat.tables.len()
-                    );
+                    health.ok = true;
+                    health.tables = Some(cat.tables.len());
                     // Unapproved agent SQL runs on non-production targets (dry-runs).
                     if t.role != crate::config::Role::Production {
-                        for w in target.privilege_warnings().await.unwrap_or_default() {
-                            println!("  warning: {w}");
-                        }
+                        health.warnings = target.privilege_warnings().await.unwrap_or_default();
                     }
                 }
-                Err(e) => {
-                    failures += 1;
-                    println!("target {} ({}): {}", t.name, t.role.as_str(), Refused(e));
-                }
+                Err(e) => health.error = Some(Refused(e).to_string()),
             },
-            Err(e) => {
-                failures += 1;
-                println!("target {} ({}): {}", t.name, t.role.as_str(), Refused(e));
+            Err(e) => health.error = Some(Refused(e).to_string()),
+        }
+        targets.push(health);
+    }
+    let failures = targets.iter().filter(|t| !t.ok).count();
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::json!({
+                "config": config,
+                "state_store": c.state_dir.join("state.db"),
+                "error_log": c.errors_path,
+                "targets": targets,
+                "ok": failures == 0,
+            })
+        ),
+        Format::Text => {
+            println!("config: {config}");
+            println!(
+                "state store: {} (ok)",
+                c.state_dir.join("state.db").display()
+            );
+            println!("error log: {}", c.errors_path.display());
+            for t in &targets {
+                match (&t.error, t.tables) {
+                    (None, Some(n)) => {
+                        println!(
+                            "target {} ({}, {}): ok, {n} table(s)",
+                            t.name, t.role, t.url
+                        )
+                    }
+                    (e, _) => println!(
+                        "target {} ({}): {}",
+                        t.name,
+                        t.role,
+                        e.as_deref().unwrap_or("unreachable")
+                    ),
+                }
+                for w in &t.warnings {
+                    println!("  warning: {w}");
+                }
             }
         }
     }
@@ -388,36 +502,75 @@ fn init(dir: &Path) -> anyhow::Result<()> {
     let exe = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "drydock".into());
-    let mcp = serde_json::json!({
-        "mcpServers": {
-            "drydock": {
-                "command": exe,
-                "args": ["serve", "--config", dir.join("drydock.toml").display().to_string()]
-            }
-        }
+    let toml_path = dir.join("drydock.toml");
+    let toml_existed = toml_path.exists();
+    if !toml_existed {
+        std::fs::write(&toml_path, INIT_TOML)?;
+        println!("wrote {}", toml_path.display());
+    } else {
+        println!("kept {} (already exists)", toml_path.display());
+    }
+    // The server inherits the variables its `env:VAR` targets read, from the client's
+    // environment (Claude Code expands `${VAR}` in .mcp.json).
+    let config = Config::load(&toml_path).map_err(refused)?;
+    let env: serde_json::Map<String, serde_json::Value> = config
+        .targets
+        .values()
+        .filter_map(|t| match &t.url {
+            crate::config::TargetUrl::Env(var) => Some((
+                var.clone(),
+                serde_json::Value::String(format!("${{{var}}}")),
+            )),
+            _ => None,
+        })
+        .collect();
+    let mut server = serde_json::json!({
+        "command": exe,
+        "args": ["serve", "--config", toml_path.display().to_string()]
     });
-    let agent = format!(
-        "---\nname: migration-specialist\ndescription: Design and execute safe database migrations and data transformations through drydock\ntools: Read, Grep, Glob, mcp__drydock\n---\n\n{}",
-        include_str!("../../prompts/migration-specialist.md")
-    );
-    let files: [(PathBuf, String); 3] = [
-        (dir.join("drydock.toml"), INIT_TOML.to_string()),
-        (
-            dir.join(".mcp.json"),
-            serde_json::to_string_pretty(&mcp)? + "\n",
-        ),
-        (dir.join(".claude/agents/migration-specialist.md"), agent),
-    ];
-    for (path, text) in files {
-        if path.exists() {
-            println!("kept {} (already exists)", path.display());
-            continue;
-        }
-        if let Some(parent) = path.parent() {
+    if !env.is_empty() {
+        server["env"] = serde_json::Value::Object(env);
+    }
+    let mcp_path = dir.join(".mcp.json");
+    let mut mcp = if mcp_path.exists() {
+        let text = std::fs::read_to_string(&mcp_path)?;
+        serde_json::from_str::<serde_json::Value>(&text).with_context(|| {
+            format!(
+                "{} is not valid JSON; fix it (or move it aside) and run `drydock init` again",
+                mcp_path.display()
+            )
+        })?
+    } else {
+        serde_json::json!({})
+    };
+    let servers = mcp
+        .as_object_mut()
+        .context(".mcp.json is not a JSON object")?
+        .entry("mcpServers")
+        .or_insert_with(|| serde_json::json!({}));
+    let servers = servers
+        .as_object_mut()
+        .context(".mcp.json's `mcpServers` is not a JSON object")?;
+    if servers.contains_key("drydock") {
+        println!("kept the `drydock` server in {}", mcp_path.display());
+    } else {
+        servers.insert("drydock".into(), server);
+        std::fs::write(&mcp_path, serde_json::to_string_pretty(&mcp)? + "\n")?;
+        println!("added the `drydock` server to {}", mcp_path.display());
+    }
+    let agent_path = dir.join(".claude/agents/migration-specialist.md");
+    if agent_path.exists() {
+        println!("kept {} (already exists)", agent_path.display());
+    } else {
+        let agent = format!(
+            "---\nname: migration-specialist\ndescription: Design and execute safe database migrations and data transformations through drydock\ntools: Read, Grep, Glob, mcp__drydock\n---\n\n{}",
+            include_str!("../../prompts/migration-specialist.md")
+        );
+        if let Some(parent) = agent_path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        std::fs::write(&path, text)?;
-        println!("wrote {}", path.display());
+        std::fs::write(&agent_path, agent)?;
+        println!("wrote {}", agent_path.display());
     }
     Ok(())
 }

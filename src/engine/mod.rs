@@ -1568,6 +1568,7 @@ impl Engine {
             return Err(Error::SelfApproval {
                 plan: plan.id.clone(),
                 by: by.to_string(),
+                action: "approve",
             });
         }
         require(&plan, "approve", Status::is_pre_apply, "planned or tested")?;
@@ -1649,6 +1650,7 @@ impl Engine {
             return Err(Error::SelfApproval {
                 plan: plan.id.clone(),
                 by: by.to_string(),
+                action: "release a step of",
             });
         }
         if matches!(plan.steps()[i].gate, Some(Gate::After { .. }))

@@ -352,6 +352,16 @@ impl StatusReport {
             md.push_str(&format!("\n## Step `{}` — {}", s.name, s.state.as_str()));
             if let Some(g) = &s.gate {
                 md.push_str(&format!(" (gate: {})", gate_text(g)));
+                if s.state == StepState::Gated {
+                    let early = match g {
+                        Gate::After { .. } => " [--override-window --reason R]",
+                        Gate::Manual => "",
+                    };
+                    md.push_str(&format!(
+                        "\n\nopen it with: `drydock release {} {} --by NAME{early}`",
+                        self.plan_id, s.name
+                    ));
+                }
             }
             if let Some(up) = &s.up {
                 md.push_str(&format!("\n\n### up\n```sql\n{up}\n```\n"));

@@ -1,0 +1,148 @@
+//! The engineer's command line, used the way a hurried engineer uses it: errors that name CLI
+//! commands (never an agent's tool), gates shown with the exact command that opens them, a
+//! warning when approving a plan whose dry-run failed, one `--format json` spelling for every
+//! listing, identities that are never empty, and an `init` that joins an existing `.mcp.json`.
+
+mod common;
+
+use common::{Project, plan_id};
+use serde_json::{Value, json};
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn errors_speak_to_an_engineer() {
+    let p = Project::new().await;
+    let out = p.cli(&["show", "pl-nope"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("drydock plans"), "{err}");
+    assert!(!err.contains("call `status`"), "{err}");
+}
+
+#[tokio::test]
+async fn gates_show_their_command_and_releases_never_say_approve() {
+    let p = Project::new().await;
+    let c = p.connect().await;
+    let id = p
+        .ready(
+            &c,
+            json!({"goal": "expand then contract", "target": "production",
+                   "steps": [
+                       {"name": "expand", "up": "ALTER TABLE users ADD COLUMN nickname TEXT", "down": "ALTER TABLE users DROP COLUMN nickname"},
+                       {"name": "index", "up": "CREATE INDEX users_nickname ON users (nickname)", "down": "DROP INDEX users_nickname", "gate": {"kind": "manual"}}
+                   ]}),
+        )
+        .await;
+    c.ok("apply", json!({"plan_id": id})).await;
+    let shown = stdout(&p.cli(&["show", &id]));
+    assert!(
+        shown.contains(&format!("drydock release {id} index --by NAME")),
+        "{shown}"
+    );
+    assert!(!shown.contains("{\"kind\""), "gates read as words: {shown}");
+
+    let empty = p.cli(&["release", &id, "index", "--by", "  "]);
+    assert!(!empty.status.success());
+    assert!(
+        stderr(&empty).contains("`--by` is empty"),
+        "{}",
+        stderr(&empty)
+    );
+
+    let own = p.cli(&["release", &id, "index", "--by", common::AGENT_NAME]);
+    assert!(!own.status.success());
+    let err = stderr(&own);
+    assert!(
+        err.contains("self-approval") && !err.contains("approve"),
+        "{err}"
+    );
+    c.close().await;
+}
+
+#[tokio::test]
+async fn approving_a_plan_whose_dry_run_failed_warns() {
+    let p = Project::new().await;
+    let c = p.connect().await;
+    let id = plan_id(
+        &c.ok(
+            "plan",
+            json!({"goal": "a typo", "target": "production",
+                   "steps": [{"up": "ALTER TABLE usrs ADD COLUMN tier TEXT", "down": "ALTER TABLE usrs DROP COLUMN tier"}]}),
+        )
+        .await,
+    );
+    c.refused("dry-run", json!({"plan_id": id})).await;
+    let out = p.cli(&["approve", &id, "--by", "alice"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("warning: the last dry-run"),
+        "{}",
+        stderr(&out)
+    );
+    c.close().await;
+}
+
+#[tokio::test]
+async fn every_listing_speaks_json() {
+    let p = Project::new().await;
+    let c = p.connect().await;
+    let id = plan_id(&c.ok("plan", common::add_column_plan()).await);
+    c.refused("apply", json!({"plan_id": id})).await;
+    let plans: Value = serde_json::from_str(&stdout(&p.cli(&["plans", "--format", "json"])))
+        .expect("plans --format json");
+    assert_eq!(plans["plans"][0]["plan_id"], id.as_str());
+    let errors: Value = serde_json::from_str(&stdout(&p.cli(&["errors", "--format", "json"])))
+        .expect("errors --format json");
+    assert_eq!(errors["lessons"][0]["code"], "checklist-unmet");
+    let doctor: Value = serde_json::from_str(&stdout(&p.cli(&["doctor", "--format", "json"])))
+        .expect("doctor --format json");
+    assert_eq!(doctor["ok"], true, "{doctor}");
+    let show: Value = serde_json::from_str(&stdout(&p.cli(&["show", &id, "--format", "json"])))
+        .expect("show --format json");
+    assert_eq!(show["plan_id"], id.as_str());
+    c.close().await;
+}
+
+#[tokio::test]
+async fn init_joins_an_existing_mcp_json_and_passes_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".mcp.json"),
+        r#"{"mcpServers": {"github": {"command": "gh-mcp"}}}"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drydock"))
+        .args(["init", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mcp: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join(".mcp.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        mcp["mcpServers"]["github"]["command"], "gh-mcp",
+        "the existing server stays"
+    );
+    let drydock = &mcp["mcpServers"]["drydock"];
+    assert_eq!(drydock["args"][0], "serve");
+    assert_eq!(drydock["env"]["DATABASE_URL"], "${DATABASE_URL}", "{mcp}");
+    assert_eq!(
+        drydock["env"]["STAGING_DATABASE_URL"],
+        "${STAGING_DATABASE_URL}"
+    );
+    // Running it again changes nothing.
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_drydock"))
+        .args(["init", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(stdout(&again).contains("kept the `drydock` server"));
+}
