@@ -52,6 +52,14 @@ pub enum Error {
         target: String,
         detail: String,
     },
+    #[error(
+        "plan `{plan}` was changed in the state store: its steps and checks hash to {actual}, not its checksum {stored}"
+    )]
+    PlanTampered {
+        plan: String,
+        stored: String,
+        actual: String,
+    },
     #[error("unknown template `{0}`")]
     UnknownTemplate(String),
     #[error("template `{template}` refused its parameters: {reason}")]
@@ -126,6 +134,7 @@ impl Error {
             Error::InvalidCheck { .. } => "invalid-check",
             Error::Forbidden { .. } => "forbidden-statement",
             Error::StagingDrift { .. } => "staging-drift",
+            Error::PlanTampered { .. } => "plan-tampered",
             Error::UnknownTemplate(_) => "unknown-template",
             Error::TemplateParams { .. } => "invalid-template-params",
             Error::ChecklistUnmet { .. } => "checklist-unmet",
@@ -170,6 +179,7 @@ impl Error {
             Error::Forbidden { construct, .. } => format!(
                 "remove {construct} from the plan and submit a new one: agent SQL stays inside the database (no server files or programs, roles, privileges, settings, other sessions or code drydock cannot analyse); if the change truly needs it, an engineer runs that part by hand"
             ),
+            Error::PlanTampered { .. } => "nothing of this plan will run: investigate who changed the state store (see the audit log), and submit the change as a new plan".into(),
             Error::StagingDrift { staging, .. } => format!(
                 "a dry-run there would not test what production will do: bring `{staging}` in step (apply the plans production has and it lacks — drydock does after every production apply when it can — or rebuild it from production), then dry-run again"
             ),

@@ -245,6 +245,9 @@ fn lesson_for(code: &str) -> Option<&'static str> {
             "validate right after apply and roll back with a reason when a check fails"
         }
         "invalid-check" => "a check is exactly one SELECT; writes belong in steps",
+        "plan-tampered" => {
+            "plans are immutable once stored: change one by submitting a new plan (`supersedes`), never by editing the state store"
+        }
         "forbidden-statement" => {
             "keep agent SQL inside the database: no COPY to/from programs or files, no functions that touch the server's files, settings or other sessions, no roles, SET ROLE, ALTER SYSTEM, untrusted languages or dynamic SQL; ask an engineer for anything that needs them"
         }
@@ -350,6 +353,29 @@ impl Engine {
             step: step.to_string(),
             index: f.index,
             cause: format!("{} — in `{}`", f.cause, truncate(&f.sql, 200)),
+        }
+    }
+
+    /// Loads a plan for `tool`. A plan whose body no longer matches its checksum (edited in the
+    /// state store) is refused by every verb, and the tampering is audited and logged.
+    async fn load(&self, plan_id: &str, who: &str, tool: &str) -> Result<Plan> {
+        match self.store.plan(plan_id).await {
+            Err(e @ Error::PlanTampered { .. }) => {
+                let _ = self
+                    .store
+                    .commit(Change {
+                        plan_id,
+                        audit: Some((
+                            who,
+                            "plan-tampered",
+                            json!({"tool": tool, "error": e.to_string()}),
+                        )),
+                        ..Change::default()
+                    })
+                    .await;
+                Err(self.learn(e, who, tool, None))
+            }
+            other => other,
         }
     }
 
@@ -462,7 +488,7 @@ impl Engine {
         target: Option<&str>,
         agent: &str,
     ) -> Result<DryRunReport> {
-        let plan = self.store.plan(plan_id).await?;
+        let plan = self.load(plan_id, agent, "dry-run").await?;
         self.dry_run_plan(&plan, target, agent)
             .await
             .map_err(|e| self.learn(e, agent, "dry-run", Some(&plan)))
@@ -864,7 +890,7 @@ impl Engine {
         agent: &str,
         progress: Option<UnboundedSender<Progress>>,
     ) -> Result<ApplyReport> {
-        let plan = self.store.plan(plan_id).await?;
+        let plan = self.load(plan_id, agent, "apply").await?;
         let guard = match self.claim(&plan.target, &plan.id, "apply")? {
             Ok(g) => g,
             Err(running) => {
@@ -1250,7 +1276,7 @@ impl Engine {
     // ------------------------------------------------------------ validate
 
     pub async fn validate(&self, plan_id: &str, agent: &str) -> Result<ValidateReport> {
-        let plan = self.store.plan(plan_id).await?;
+        let plan = self.load(plan_id, agent, "validate").await?;
         self.validate_plan(&plan, agent)
             .await
             .map_err(|e| self.learn(e, agent, "validate", Some(&plan)))
@@ -1402,7 +1428,7 @@ impl Engine {
         reason: &str,
         agent: &str,
     ) -> Result<RollbackReport> {
-        let plan = self.store.plan(plan_id).await?;
+        let plan = self.load(plan_id, agent, "rollback").await?;
         let _guard = self
             .claim(&plan.target, &plan.id, "rollback")?
             .map_err(|_| Error::TargetBusy(plan.target.clone()))?;
@@ -1557,7 +1583,7 @@ impl Engine {
     // ------------------------------------------------- engineers' decisions
 
     pub async fn approve(&self, plan_id: &str, by: &str) -> Result<StatusReport> {
-        let plan = self.store.plan(plan_id).await?;
+        let plan = self.load(plan_id, by, "approve").await?;
         let by = by.trim();
         if by.is_empty() {
             return Err(Error::InvalidInput(
@@ -1601,7 +1627,7 @@ impl Engine {
     }
 
     pub async fn reject(&self, plan_id: &str, by: &str, reason: &str) -> Result<StatusReport> {
-        let plan = self.store.plan(plan_id).await?;
+        let plan = self.load(plan_id, by, "reject").await?;
         if reason.trim().is_empty() {
             return Err(Error::InvalidInput(
                 "`--reason` says why the plan is rejected".into(),
@@ -1633,7 +1659,7 @@ impl Engine {
         by: &str,
         override_reason: Option<&str>,
     ) -> Result<StatusReport> {
-        let plan = self.store.plan(plan_id).await?;
+        let plan = self.load(plan_id, by, "release").await?;
         let steps = self.store.steps(plan_id).await?;
         let (i, row) = steps
             .iter()
@@ -1678,7 +1704,7 @@ impl Engine {
     // ------------------------------------------------------------ reading
 
     pub async fn status(&self, plan_id: &str) -> Result<StatusReport> {
-        let plan = self.store.plan(plan_id).await?;
+        let plan = self.load(plan_id, "unknown", "status").await?;
         let role = self.config.target(&plan.target)?.role;
         let checklist = self.checklist(&plan).await?;
         let steps = self

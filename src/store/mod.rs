@@ -177,6 +177,18 @@ impl Store {
         .await?
         .ok_or_else(|| Error::UnknownPlan(id.to_string()))?;
         let body: Body = serde_json::from_str(row.get::<&str, _>(9)).map_err(Error::store)?;
+        // The checksum is recomputed on every load: SQL edited in the store after approval
+        // would otherwise run under the old checksum and its approval.
+        let stored: String = row.get(1);
+        let actual = body.checksum();
+        if actual != stored {
+            tracing::error!(plan = id, "plan body does not match its checksum");
+            return Err(Error::PlanTampered {
+                plan: id.to_string(),
+                stored,
+                actual,
+            });
+        }
         let urgency: Urgency =
             serde_json::from_value(serde_json::Value::String(row.get(5))).map_err(Error::store)?;
         Ok(Plan {
