@@ -457,6 +457,19 @@ pub fn facts(
                     f.tables = names;
                     f.lock = Lock::AccessExclusive.name().into();
                 }
+                ObjectType::ObjectTrigger => {
+                    // `DROP TRIGGER t ON table`: the last name is the trigger, the rest its table.
+                    f.kind = "drop trigger".into();
+                    f.tables = names
+                        .iter()
+                        .filter_map(|n| n.rsplit_once('.').map(|(table, _)| table.to_string()))
+                        .map(|t| t.trim_start_matches("public.").to_string())
+                        .collect();
+                    f.detail = names
+                        .first()
+                        .map(|n| n.rsplit('.').next().unwrap_or(n).to_string());
+                    f.lock = Lock::AccessExclusive.name().into();
+                }
                 other => f.kind = format!("drop {}", object_word(other)),
             }
         }
@@ -584,16 +597,25 @@ pub fn facts(
             f.kind = "database-level".into();
             f.transactional = false;
         }
+        NodeEnum::DoStmt(_) => {
+            // What a DO block locks depends on what it runs: only the dry-run can say.
+            f.kind = "do block".into();
+            f.lock = UNKNOWN_LOCK.into();
+        }
         other => {
             f.kind = format!("{other:?}")
                 .split('(')
                 .next()
                 .unwrap_or("statement")
                 .to_lowercase();
+            f.lock = UNKNOWN_LOCK.into();
         }
     }
     Ok(f)
 }
+
+/// The lock of a statement the analysis does not model; the dry-run measures it.
+const UNKNOWN_LOCK: &str = "not predicted (see the dry-run's measurement)";
 
 fn short(sql: &str) -> String {
     let one: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -773,7 +795,9 @@ fn alter_cmd(
             if let Some(key) = state.pending_not_null.remove(&cmd.name) {
                 state.proven_not_null.insert(key);
             }
-            // Scans, but under SHARE UPDATE EXCLUSIVE: reads and writes continue.
+            // Scans, but under SHARE UPDATE EXCLUSIVE: reads and writes continue — unless an
+            // earlier statement of the same transaction holds a stronger lock (lock-held-long).
+            f.scans = true;
             Lock::ShareUpdateExclusive
         }
         AlterTableType::AtDropConstraint => {
@@ -895,6 +919,33 @@ mod tests {
 
     fn t(s: &str) -> PgType {
         PgType::from_formatted(s)
+    }
+
+    #[test]
+    fn drop_trigger_and_do_blocks_are_not_access_share() {
+        let catalog = Catalog::default();
+        let mut state = PlanState::new(&catalog);
+        let f = facts(
+            "s",
+            1,
+            "DROP TRIGGER sync ON accounts",
+            &catalog,
+            &mut state,
+        )
+        .unwrap();
+        assert_eq!(f.kind, "drop trigger");
+        assert_eq!(f.tables, vec!["accounts"]);
+        assert_eq!(f.lock, "ACCESS EXCLUSIVE");
+        let f = facts(
+            "s",
+            1,
+            "DO $$ BEGIN PERFORM 1; END $$",
+            &catalog,
+            &mut state,
+        )
+        .unwrap();
+        assert_eq!(f.kind, "do block");
+        assert_ne!(f.lock, "ACCESS SHARE");
     }
 
     #[test]

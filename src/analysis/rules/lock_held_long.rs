@@ -70,3 +70,21 @@ mod tests {
         assert!(!h.iter().any(|h| h.code == "lock-held-long"), "{h:?}");
     }
 }
+
+#[cfg(test)]
+mod accumulation {
+    use crate::analysis::rules::test_support::pg;
+
+    #[test]
+    fn not_valid_then_validate_in_one_transaction_blocks_writes_for_the_scan() {
+        let h = pg(
+            "ALTER TABLE users ADD CONSTRAINT positive CHECK (id > 0) NOT VALID; ALTER TABLE users VALIDATE CONSTRAINT positive",
+        );
+        assert!(
+            h.iter()
+                .any(|h| matches!(h.code.as_str(), "lock-held-long" | "blocking-scan")
+                    && h.severity >= crate::analysis::Severity::High),
+            "{h:?}"
+        );
+    }
+}
