@@ -7,6 +7,17 @@
 -- drydock:step expand
 -- drydock:up
 DO $drydock$ BEGIN EXECUTE format('ALTER TABLE %I ADD COLUMN %I %s', {{ table | literal }}, {{ new_name | literal }}, (SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = {{ table | ident | literal }}::regclass AND attname = {{ column | literal }})); END $drydock$;
+DO $drydock$
+DECLARE dflt text;
+BEGIN
+    -- The new column gets the old one's default (a serial's nextval included).
+    SELECT pg_get_expr(d.adbin, d.adrelid) INTO dflt FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+    WHERE d.adrelid = {{ table | ident | literal }}::regclass AND a.attname = {{ column | literal }};
+    IF dflt IS NOT NULL THEN
+        EXECUTE format('ALTER TABLE %I ALTER COLUMN %I SET DEFAULT %s', {{ table | literal }}, {{ new_name | literal }}, dflt);
+    END IF;
+END
+$drydock$;
 CREATE FUNCTION {{ function | ident }}() RETURNS trigger LANGUAGE plpgsql AS $drydock$
 BEGIN
     IF TG_OP = 'INSERT' THEN
@@ -29,6 +40,33 @@ ALTER TABLE {{ table | ident }} DROP COLUMN {{ new_name | ident }};
 {{ backfill | json }}
 -- drydock:down
 SELECT 1 -- the expand step's down drops the new column
+-- drydock:step not-null
+-- drydock:up
+DO $drydock$ BEGIN
+    -- NOT NULL carries over without a write-blocking scan: CHECK … NOT VALID, then VALIDATE.
+    IF (SELECT attnotnull FROM pg_attribute WHERE attrelid = {{ table | ident | literal }}::regclass AND attname = {{ column | literal }}) THEN
+        EXECUTE format('ALTER TABLE %I ADD CONSTRAINT %I CHECK (%I IS NOT NULL) NOT VALID', {{ table | literal }}, {{ not_null_check | literal }}, {{ new_name | literal }});
+    END IF;
+END $drydock$;
+-- drydock:down
+ALTER TABLE {{ table | ident }} DROP CONSTRAINT IF EXISTS {{ not_null_check | ident }};
+-- drydock:step not-null-validate
+-- drydock:up
+DO $drydock$ BEGIN
+    IF EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = {{ table | ident | literal }}::regclass AND conname = {{ not_null_check | literal }}) THEN
+        EXECUTE format('ALTER TABLE %I VALIDATE CONSTRAINT %I', {{ table | literal }}, {{ not_null_check | literal }});
+        EXECUTE format('ALTER TABLE %I ALTER COLUMN %I SET NOT NULL', {{ table | literal }}, {{ new_name | literal }});
+        EXECUTE format('ALTER TABLE %I DROP CONSTRAINT %I', {{ table | literal }}, {{ not_null_check | literal }});
+    END IF;
+END $drydock$;
+-- drydock:down
+DO $drydock$ BEGIN
+    -- Back to the not-null step's end state: the column nullable again, the check in place.
+    IF (SELECT attnotnull FROM pg_attribute WHERE attrelid = {{ table | ident | literal }}::regclass AND attname = {{ new_name | literal }}) THEN
+        EXECUTE format('ALTER TABLE %I ALTER COLUMN %I DROP NOT NULL', {{ table | literal }}, {{ new_name | literal }});
+        EXECUTE format('ALTER TABLE %I ADD CONSTRAINT %I CHECK (%I IS NOT NULL) NOT VALID', {{ table | literal }}, {{ not_null_check | literal }}, {{ new_name | literal }});
+    END IF;
+END $drydock$;
 -- drydock:step switched manual
 -- drydock:up
 COMMENT ON COLUMN {{ table | ident }}.{{ new_name | ident }} IS 'drydock: the application reads and writes this column (renamed from {{ column }})';
@@ -42,6 +80,20 @@ ALTER TABLE {{ table | ident }} DROP COLUMN {{ column | ident }};
 -- drydock:down
 DO $drydock$ BEGIN EXECUTE format('ALTER TABLE %I ADD COLUMN %I %s', {{ table | literal }}, {{ column | literal }}, (SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = {{ table | ident | literal }}::regclass AND attname = {{ new_name | literal }})); END $drydock$;
 UPDATE {{ table | ident }} SET {{ column | ident }} = {{ new_name | ident }};
+DO $drydock$
+DECLARE dflt text;
+BEGIN
+    -- The old column comes back as it was: the new one carries its default and NOT NULL.
+    SELECT pg_get_expr(d.adbin, d.adrelid) INTO dflt FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+    WHERE d.adrelid = {{ table | ident | literal }}::regclass AND a.attname = {{ new_name | literal }};
+    IF dflt IS NOT NULL THEN
+        EXECUTE format('ALTER TABLE %I ALTER COLUMN %I SET DEFAULT %s', {{ table | literal }}, {{ column | literal }}, dflt);
+    END IF;
+    IF (SELECT attnotnull FROM pg_attribute WHERE attrelid = {{ table | ident | literal }}::regclass AND attname = {{ new_name | literal }}) THEN
+        EXECUTE format('ALTER TABLE %I ALTER COLUMN %I SET NOT NULL', {{ table | literal }}, {{ column | literal }});
+    END IF;
+END
+$drydock$;
 CREATE FUNCTION {{ function | ident }}() RETURNS trigger LANGUAGE plpgsql AS $drydock$
 BEGIN
     IF TG_OP = 'INSERT' THEN

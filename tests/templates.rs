@@ -119,6 +119,24 @@ async fn rename_column() {
 }
 
 #[tokio::test]
+async fn rename_column_keeps_not_null_and_the_default() {
+    let p = walk(
+        "rename-column",
+        json!({"table": "accounts", "column": "score", "new_name": "points"}),
+    )
+    .await;
+    assert_eq!(
+        p.scalar(
+            &p.prod,
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'accounts' AND column_name = 'score' AND is_nullable = 'NO' AND column_default = '0'"
+        )
+        .await,
+        1,
+        "NOT NULL and the default survive"
+    );
+}
+
+#[tokio::test]
 async fn change_column_type() {
     let p = walk(
         "change-column-type",

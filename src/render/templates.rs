@@ -125,6 +125,7 @@ fn rename_column(v: Value) -> Ctx {
         "table": p.table, "column": p.column, "new_name": p.new_name,
         "function": derived(&[&p.table, &p.column], "sync"),
         "trigger": derived(&[&p.table, &p.column], "sync_trg"),
+        "not_null_check": derived(&[&p.table, &p.new_name], "not_null"),
         "backfill": backfill(&p.table, format!("{new} = {old}"), Some(format!("{new} IS DISTINCT FROM {old}")), None, None, None),
     }))
 }
@@ -432,11 +433,21 @@ mod tests {
         )
         .unwrap();
         let names: Vec<_> = r.steps.iter().map(|s| s.name.clone().unwrap()).collect();
-        assert_eq!(names, ["expand", "backfill", "switched", "contract"]);
-        assert!(r.steps.iter().all(|s| s.down.is_some()));
-        assert_eq!(r.steps[2].gate, Some(crate::plan::Gate::Manual));
         assert_eq!(
-            r.steps[3].gate,
+            names,
+            [
+                "expand",
+                "backfill",
+                "not-null",
+                "not-null-validate",
+                "switched",
+                "contract"
+            ]
+        );
+        assert!(r.steps.iter().all(|s| s.down.is_some()));
+        assert_eq!(r.steps[4].gate, Some(crate::plan::Gate::Manual));
+        assert_eq!(
+            r.steps[5].gate,
             Some(crate::plan::Gate::After {
                 duration: "rollback_window".into()
             })

@@ -81,9 +81,10 @@ mod accumulation {
             "ALTER TABLE users ADD CONSTRAINT positive CHECK (id > 0) NOT VALID; ALTER TABLE users VALIDATE CONSTRAINT positive",
         );
         assert!(
-            h.iter()
-                .any(|h| matches!(h.code.as_str(), "lock-held-long" | "blocking-scan")
-                    && h.severity >= crate::analysis::Severity::High),
+            h.iter().any(
+                |h| matches!(h.code.as_str(), "lock-held-long" | "blocking-scan")
+                    && h.severity >= crate::analysis::Severity::High
+            ),
             "{h:?}"
         );
     }

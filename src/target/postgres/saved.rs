@@ -187,7 +187,9 @@ impl Saved {
         )
     }
 
-    /// Puts every saved value back, then drops the backup.
+    /// Puts every saved value back, then drops the backup. The table's own triggers are off for
+    /// the restore (in its transaction): a dual-write trigger of an expand/contract would
+    /// otherwise copy the restored values onto the column it keeps in sync.
     pub fn restore(&self) -> Vec<String> {
         let set = self
             .columns
@@ -196,12 +198,14 @@ impl Saved {
             .collect::<Vec<_>>()
             .join(", ");
         vec![
+            format!("ALTER TABLE {} DISABLE TRIGGER USER", self.table),
             format!(
                 "UPDATE {table} AS drydock_row SET {set} FROM {backup} AS drydock_saved WHERE drydock_row.{key} = drydock_saved.{key}",
                 table = self.table,
                 backup = self.backup,
                 key = self.key,
             ),
+            format!("ALTER TABLE {} ENABLE TRIGGER USER", self.table),
             format!("DROP TABLE {}", self.backup),
         ]
     }
@@ -245,7 +249,7 @@ mod tests {
     fn restore_puts_every_saved_column_back() {
         let s = saved();
         assert_eq!(
-            s.restore()[0],
+            s.restore()[1],
             "UPDATE \"accounts\" AS drydock_row SET \"nickname\" = drydock_saved.\"nickname\", \"score\" = drydock_saved.\"score\" FROM drydock_backup.\"bf_pl-1_abc\" AS drydock_saved WHERE drydock_row.\"id\" = drydock_saved.\"id\""
         );
         assert!(
