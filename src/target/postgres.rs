@@ -1375,41 +1375,47 @@ impl PgSandbox {
         Ok(out)
     }
 
+    /// Saves the values a backfill step is about to overwrite, into a temporary table.
     pub async fn backfill_save(
         &mut self,
         step: &str,
         spec: &crate::plan::Backfill,
         columns: &[String],
     ) -> Result<()> {
-        let saved = Saved::resolve(
-            &self.name,
-            &mut self.conn,
-            spec,
-            columns,
-            Place::Sandbox { step },
-        )
-        .await?;
-        let sql = format!("{}; {}", saved.create(), saved.save_all());
-        Saved::run(&mut self.conn, &sql)
+        let saved = self.saved(step, spec, columns).await?;
+        self.run_raw(&format!("{}; {}", saved.create(), saved.save_all()))
             .await
-            .map_err(|e| self.err(e))
     }
 
+    /// Puts a backfill step's saved values back.
     pub async fn backfill_restore(
         &mut self,
         step: &str,
         spec: &crate::plan::Backfill,
         columns: &[String],
     ) -> Result<()> {
-        let saved = Saved::resolve(
+        let saved = self.saved(step, spec, columns).await?;
+        self.run_raw(&saved.restore().join("; ")).await
+    }
+
+    async fn saved(
+        &mut self,
+        step: &str,
+        spec: &crate::plan::Backfill,
+        columns: &[String],
+    ) -> Result<Saved> {
+        Saved::resolve(
             &self.name,
             &mut self.conn,
             spec,
             columns,
             Place::Sandbox { step },
         )
-        .await?;
-        Saved::run(&mut self.conn, &saved.restore().join("; "))
+        .await
+    }
+
+    async fn run_raw(&mut self, sql: &str) -> Result<()> {
+        Saved::run(&mut self.conn, sql)
             .await
             .map_err(|e| self.err(e))
     }
