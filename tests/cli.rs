@@ -146,3 +146,22 @@ async fn init_joins_an_existing_mcp_json_and_passes_the_environment() {
         .unwrap();
     assert!(stdout(&again).contains("kept the `drydock` server"));
 }
+
+#[tokio::test]
+async fn a_failing_template_is_not_logged_as_the_agents_lesson() {
+    let p = Project::new().await;
+    let c = p.connect().await;
+    // `add-column` of a column staging already has: the template's own SQL fails in the dry-run.
+    let id = plan_id(
+        &c.ok(
+            "plan",
+            json!({"goal": "a name", "target": "production", "template": "add-column",
+                   "params": {"table": "users", "column": "name", "type": "text"}}),
+        )
+        .await,
+    );
+    let refused = c.refused("dry-run", json!({"plan_id": id})).await;
+    assert_eq!(refused["code"], "sql-failed", "{refused}");
+    assert!(!p.errors_md().contains("sql-failed"), "{}", p.errors_md());
+    c.close().await;
+}

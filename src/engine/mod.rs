@@ -278,6 +278,18 @@ impl Engine {
 
     /// Appends the lesson of a failure to ERRORS.md (when it is an agent mistake) and returns it.
     pub fn learn(&self, err: Error, agent: &str, tool: &str, plan: Option<&Plan>) -> Error {
+        // SQL that drydock's own template wrote failing is drydock's defect, not a lesson for
+        // the agent: it goes to drydock's log, never to ERRORS.md under the agent's name.
+        let template = plan.and_then(|p| p.body.template.as_deref());
+        if let Some(template) = template
+            && matches!(
+                err.code(),
+                "sql-failed" | "rollback-unverified" | "check-failed"
+            )
+        {
+            tracing::error!(template, code = err.code(), error = %err, "drydock's template failed");
+            return err;
+        }
         if let Some(lesson) = lesson_for(err.code()) {
             let tables = plan.as_ref().map(|p| p.tables()).unwrap_or_default();
             let mistake = Mistake {
