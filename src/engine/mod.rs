@@ -88,6 +88,16 @@ fn admit(plan: &Plan, engine: &str) -> Result<()> {
     }
 }
 
+/// The target's schema before the plan's first step was applied, as the first successful apply
+/// run recorded it.
+fn pre_apply_lines(runs: &[crate::store::RunRow]) -> Option<Vec<String>> {
+    runs.iter().find_map(|r| {
+        (r.kind == "apply" && r.ok)
+            .then(|| lines_of(&r.detail["fingerprint_before_lines"]))
+            .flatten()
+    })
+}
+
 /// The column lines of `tables` in a schema fingerprint (both engines' formats).
 fn table_shape(
     fp: &crate::target::Fingerprint,
@@ -542,7 +552,10 @@ impl Engine {
         };
         let staging = Target::open(&self.config, staging_cfg).await?;
         admit(plan, staging.engine())?;
-        self.refuse_drifted_staging(plan, staging_cfg, &staging)
+        // The plan's own target, when reachable: its shape for the drift check, its row counts
+        // for the estimate.
+        let own = self.open_target(&plan.target).await.ok();
+        self.refuse_drifted_staging(plan, staging_cfg, &staging, own.as_ref())
             .await?;
         let started_at = crate::store::now();
         let t0 = Instant::now();
@@ -586,9 +599,9 @@ impl Engine {
         // Row ratio and estimate against the plan's own target.
         let tables = plan.tables();
         let staging_rows = staging.row_counts(&tables).await?;
-        let prod_rows = match self.open_target(&plan.target).await {
-            Ok(t) => t.row_counts(&tables).await?,
-            Err(_) => BTreeMap::new(),
+        let prod_rows = match &own {
+            Some(t) => t.row_counts(&tables).await?,
+            None => BTreeMap::new(),
         };
         let mut ratios = Vec::new();
         let mut warnings = Vec::new();
@@ -700,12 +713,13 @@ impl Engine {
         plan: &Plan,
         staging_cfg: &crate::config::TargetConfig,
         staging: &Target,
+        target: Option<&Target>,
     ) -> Result<()> {
         let own = self.config.target(&plan.target)?;
         if own.staging.as_deref() != Some(staging_cfg.name.as_str()) {
             return Ok(());
         }
-        let Ok(target) = self.open_target(&plan.target).await else {
+        let Some(target) = target else {
             return Ok(());
         };
         let tables = plan.tables();
@@ -1328,11 +1342,7 @@ impl Engine {
             .rev()
             .find(|r| r.kind == "dry-run" && r.ok && r.checksum == plan.checksum);
         let current = target.fingerprint().await?;
-        let pre_apply = runs.iter().find_map(|r| {
-            (r.kind == "apply" && r.ok)
-                .then(|| lines_of(&r.detail["fingerprint_before_lines"]))
-                .flatten()
-        });
+        let pre_apply = pre_apply_lines(&runs);
         let drift = schema_change_check(
             dry.and_then(|d| lines_of(&d.detail["fingerprint_before_lines"])),
             dry.and_then(|d| lines_of(&d.detail["fingerprint_after_up_lines"])),
@@ -1480,19 +1490,7 @@ impl Engine {
             }
         }
         let runs = self.store.runs(&plan.id).await?;
-        let before = runs
-            .iter()
-            .find(|r| {
-                r.kind == "apply" && r.ok && r.detail.get("fingerprint_before_lines").is_some()
-            })
-            .and_then(|r| r.detail["fingerprint_before_lines"].as_array())
-            .map(|l| {
-                crate::target::Fingerprint::from_lines(
-                    l.iter()
-                        .filter_map(|x| x.as_str().map(String::from))
-                        .collect(),
-                )
-            });
+        let before = pre_apply_lines(&runs).map(crate::target::Fingerprint::from_lines);
         let target = self.open_target(&plan.target).await?;
         admit(plan, target.engine())?;
         let lock = target.lock().await?;

@@ -160,17 +160,25 @@ pub fn postgres(sql: &str, usage: Use) -> Verdict {
         let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
             continue;
         };
+        // The whole tree, once: every name in it is checked, and a check's tree for writes. A
+        // tree that cannot be read is refused, never passed unread.
+        let tree = serde_json::to_value(node).map_err(|e| {
+            Forbidden::new(
+                first_words(sql),
+                format!("could not be read after parsing ({e})"),
+            )
+        })?;
         match usage {
             Use::Step | Use::TemplateStep => statement(node, usage)?,
-            Use::Check => check(node)?,
+            Use::Check => check(node, &tree)?,
         }
-        names(&serde_json::to_value(node).unwrap_or(Value::Null))?;
+        names(&tree)?;
     }
     Ok(())
 }
 
 /// A check is one plain query: a SELECT (with CTEs) that writes nothing and locks no rows.
-fn check(node: &NodeEnum) -> Verdict {
+fn check(node: &NodeEnum, tree: &Value) -> Verdict {
     let NodeEnum::SelectStmt(s) = node else {
         return Err(Forbidden::new(
             kind_name(node),
@@ -189,9 +197,8 @@ fn check(node: &NodeEnum) -> Verdict {
             "locks rows; a check only reads",
         ));
     }
-    let tree = serde_json::to_value(node).unwrap_or(Value::Null);
     for write in ["InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"] {
-        if has_key(&tree, write) {
+        if has_key(tree, write) {
             return Err(Forbidden::new(
                 write.trim_end_matches("Stmt").to_uppercase(),
                 "writes data; a check only reads",
