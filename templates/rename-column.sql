@@ -1,9 +1,12 @@
 {#- Renames a column without breaking running code (expand/contract): add the new column with the
-    old one's type, keep both in sync with a trigger, backfill, wait (manual gate) while the
-    application switches to the new name, and drop the trigger and the old column only after the
-    rollback window. -#}
+    old one's type, default and comment, keep both in sync with a trigger, backfill, build copies
+    of the column's indexes (CONCURRENTLY) and constraints (NOT VALID, then VALIDATE) on the new
+    column, move NOT NULL without a write-blocking scan, wait (manual gate) while the application
+    switches to the new name, and only after the rollback window drop the trigger and the old
+    column, give the copies their original names and move the column's identity or sequence.
+    `carry` is what the catalog says hangs off the column (see render/carry.rs). -#}
 -- Migration: rename {{ table | ident }}.{{ column | ident }} to {{ new_name | ident }}
--- Rollback strategy: every step's down; the contract step's down re-adds the old column from the new one
+-- Rollback strategy: every step's down; the contract step's down re-adds the old column from the new one, with its indexes, constraints, identity and comment
 -- drydock:step expand
 -- drydock:up
 DO $drydock$ BEGIN EXECUTE format('ALTER TABLE %I ADD COLUMN %I %s', {{ table | literal }}, {{ new_name | literal }}, (SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = {{ table | ident | literal }}::regclass AND attname = {{ column | literal }})); END $drydock$;
@@ -18,19 +21,10 @@ BEGIN
     END IF;
 END
 $drydock$;
-CREATE FUNCTION {{ function | ident }}() RETURNS trigger LANGUAGE plpgsql AS $drydock$
-BEGIN
-    IF TG_OP = 'INSERT' THEN
-        IF NEW.{{ new_name | ident }} IS NULL THEN NEW.{{ new_name | ident }} := NEW.{{ column | ident }}; ELSE NEW.{{ column | ident }} := NEW.{{ new_name | ident }}; END IF;
-    ELSIF NEW.{{ new_name | ident }} IS DISTINCT FROM OLD.{{ new_name | ident }} THEN
-        NEW.{{ column | ident }} := NEW.{{ new_name | ident }};
-    ELSE
-        NEW.{{ new_name | ident }} := NEW.{{ column | ident }};
-    END IF;
-    RETURN NEW;
-END
-$drydock$;
-CREATE TRIGGER {{ trigger | ident }} BEFORE INSERT OR UPDATE ON {{ table | ident }} FOR EACH ROW EXECUTE FUNCTION {{ function | ident }}();
+{%- if carry.column.comment %}
+COMMENT ON COLUMN {{ table | ident }}.{{ new_name | ident }} IS {{ carry.column.comment | literal }};
+{%- endif %}
+{% include "rename-column-sync" %}
 -- drydock:down
 DROP TRIGGER {{ trigger | ident }} ON {{ table | ident }};
 DROP FUNCTION {{ function | ident }}();
@@ -40,7 +34,18 @@ ALTER TABLE {{ table | ident }} DROP COLUMN {{ new_name | ident }};
 {{ backfill | json }}
 -- drydock:down
 SELECT 1 -- the expand step's down drops the new column
--- drydock:step not-null
+{%- if carry.indexes %}
+-- drydock:step indexes
+-- drydock:up
+{%- for i in carry.indexes %}
+{{ i.create }};
+{%- endfor %}
+-- drydock:down
+{%- for i in carry.indexes %}
+DROP INDEX CONCURRENTLY IF EXISTS {{ i.temp | ident }};
+{%- endfor %}
+{%- endif %}
+-- drydock:step constraints
 -- drydock:up
 DO $drydock$ BEGIN
     -- NOT NULL carries over without a write-blocking scan: CHECK … NOT VALID, then VALIDATE.
@@ -48,11 +53,22 @@ DO $drydock$ BEGIN
         EXECUTE format('ALTER TABLE %I ADD CONSTRAINT %I CHECK (%I IS NOT NULL) NOT VALID', {{ table | literal }}, {{ not_null_check | literal }}, {{ new_name | literal }});
     END IF;
 END $drydock$;
+{%- for c in carry.constraints %}
+{{ c.create }};
+{%- endfor %}
 -- drydock:down
 ALTER TABLE {{ table | ident }} DROP CONSTRAINT IF EXISTS {{ not_null_check | ident }};
--- drydock:step not-null-validate
+{%- for c in carry.constraints %}
+ALTER TABLE {{ table | ident }} DROP CONSTRAINT IF EXISTS {{ c.temp | ident }};
+{%- endfor %}
+-- drydock:step validate
 -- drydock:up
+{%- for c in carry.constraints %}{% if c.valid %}
+ALTER TABLE {{ table | ident }} VALIDATE CONSTRAINT {{ c.temp | ident }};
+{%- endif %}{% endfor %}
 DO $drydock$ BEGIN
+    -- Last: SET NOT NULL takes ACCESS EXCLUSIVE (briefly: the validated check proves it), and a
+    -- lock taken is held to the end of the transaction.
     IF EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = {{ table | ident | literal }}::regclass AND conname = {{ not_null_check | literal }}) THEN
         EXECUTE format('ALTER TABLE %I VALIDATE CONSTRAINT %I', {{ table | literal }}, {{ not_null_check | literal }});
         EXECUTE format('ALTER TABLE %I ALTER COLUMN %I SET NOT NULL', {{ table | literal }}, {{ new_name | literal }});
@@ -61,23 +77,33 @@ DO $drydock$ BEGIN
 END $drydock$;
 -- drydock:down
 DO $drydock$ BEGIN
-    -- Back to the not-null step's end state: the column nullable again, the check in place.
+    -- Back to the constraints step's end state: the column nullable again, the check in place.
     IF (SELECT attnotnull FROM pg_attribute WHERE attrelid = {{ table | ident | literal }}::regclass AND attname = {{ new_name | literal }}) THEN
         EXECUTE format('ALTER TABLE %I ALTER COLUMN %I DROP NOT NULL', {{ table | literal }}, {{ new_name | literal }});
         EXECUTE format('ALTER TABLE %I ADD CONSTRAINT %I CHECK (%I IS NOT NULL) NOT VALID', {{ table | literal }}, {{ not_null_check | literal }}, {{ new_name | literal }});
     END IF;
 END $drydock$;
+{%- for c in carry.constraints %}{% if c.valid %}
+ALTER TABLE {{ table | ident }} DROP CONSTRAINT {{ c.temp | ident }};
+{{ c.create }};
+{%- endif %}{% endfor %}
 -- drydock:step switched manual
 -- drydock:up
-COMMENT ON COLUMN {{ table | ident }}.{{ new_name | ident }} IS 'drydock: the application reads and writes this column (renamed from {{ column }})';
+SELECT 1 -- from here on the application reads and writes {{ new_name | ident }}
 -- drydock:down
-COMMENT ON COLUMN {{ table | ident }}.{{ new_name | ident }} IS NULL;
+SELECT 1 -- nothing to undo: the gate is for the application
 -- drydock:step contract after=rollback_window
 -- drydock:up
+{%- set dropped = column %}
+{% include "carry-guard" %}
 DROP TRIGGER {{ trigger | ident }} ON {{ table | ident }};
 DROP FUNCTION {{ function | ident }}();
+{%- set from = column %}{% set to = new_name %}
+{% include "carry-sequence" %}
 ALTER TABLE {{ table | ident }} DROP COLUMN {{ column | ident }};
+{%- include "carry-names" %}
 -- drydock:down
+{%- include "carry-names-back" %}
 DO $drydock$ BEGIN EXECUTE format('ALTER TABLE %I ADD COLUMN %I %s', {{ table | literal }}, {{ column | literal }}, (SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = {{ table | ident | literal }}::regclass AND attname = {{ new_name | literal }})); END $drydock$;
 UPDATE {{ table | ident }} SET {{ column | ident }} = {{ new_name | ident }};
 DO $drydock$
@@ -94,16 +120,11 @@ BEGIN
     END IF;
 END
 $drydock$;
-CREATE FUNCTION {{ function | ident }}() RETURNS trigger LANGUAGE plpgsql AS $drydock$
-BEGIN
-    IF TG_OP = 'INSERT' THEN
-        IF NEW.{{ new_name | ident }} IS NULL THEN NEW.{{ new_name | ident }} := NEW.{{ column | ident }}; ELSE NEW.{{ column | ident }} := NEW.{{ new_name | ident }}; END IF;
-    ELSIF NEW.{{ new_name | ident }} IS DISTINCT FROM OLD.{{ new_name | ident }} THEN
-        NEW.{{ column | ident }} := NEW.{{ new_name | ident }};
-    ELSE
-        NEW.{{ new_name | ident }} := NEW.{{ column | ident }};
-    END IF;
-    RETURN NEW;
-END
-$drydock$;
-CREATE TRIGGER {{ trigger | ident }} BEFORE INSERT OR UPDATE ON {{ table | ident }} FOR EACH ROW EXECUTE FUNCTION {{ function | ident }}();
+{%- set from = new_name %}{% set to = column %}
+{% include "carry-sequence" %}
+{%- set restored = column %}
+{%- include "carry-restore" %}
+{% include "rename-column-sync" %}
+{%- for i in carry.indexes %}
+{{ i.restore }};
+{%- endfor %}

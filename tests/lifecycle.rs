@@ -210,7 +210,10 @@ async fn a_migration_walks_from_plan_to_rollback() {
         .iter()
         .map(|r| r["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, ["dry-run", "apply", "validate", "rollback"]);
+    assert_eq!(
+        kinds,
+        ["dry-run", "pre-apply", "apply", "validate", "rollback"]
+    );
     let list = c.ok("status", json!({})).await;
     assert_eq!(list["plans"][0]["plan_id"], id.as_str());
     c.close().await;

@@ -9,91 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::server::{call, spawn_server};
+use common::walk::walk;
 use common::{PgProject, pg_connect, plan_id};
-use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::Connection;
-
-/// Updates `accounts.balance` every 10 ms; returns (worst latency ms, errors).
-fn writer(db: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<(u64, u64)> {
-    tokio::spawn(async move {
-        let mut c = pg_connect(&db).await;
-        let (mut worst, mut errors, mut i) = (0u64, 0u64, 0i64);
-        while !stop.load(Ordering::SeqCst) {
-            let t0 = Instant::now();
-            if sqlx::query("UPDATE accounts SET balance = balance + 1 WHERE id = $1")
-                .bind(1 + i % 1000)
-                .execute(&mut c)
-                .await
-                .is_err()
-            {
-                errors += 1;
-            }
-            worst = worst.max(t0.elapsed().as_millis() as u64);
-            i += 1;
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        c.close().await.ok();
-        (worst, errors)
-    })
-}
-
-/// Walks a template from `plan` to `rollback`, releasing every gate, with a writer running.
-async fn walk(template: &str, params: Value) -> PgProject {
-    let p = PgProject::new("large_table_rows = 1000").await;
-    let c = p.project.connect().await;
-    let planned = c.ok("plan", json!({"goal": template, "target": "production", "template": template, "params": params})).await;
-    for h in planned["analysis"]["hazards"].as_array().unwrap() {
-        assert!(
-            !matches!(h["severity"].as_str(), Some("high" | "critical")),
-            "{template} renders a plan with a {} hazard: {h}",
-            h["severity"]
-        );
-    }
-    let id = plan_id(&planned);
-    let dry = c.ok("dry-run", json!({"plan_id": id})).await;
-    assert_eq!(dry["rollback_verified"], true, "{template}: {dry}");
-    p.project.approve(&id, "alice");
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let w = writer(p.prod.clone(), stop.clone());
-    for _ in 0..10 {
-        let r = c.ok("apply", json!({"plan_id": id})).await;
-        if r["status"] == "applied" {
-            break;
-        }
-        let gated = r["gated"]["step"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{template}: neither applied nor gated: {r}"))
-            .to_string();
-        let mut args = vec!["release", id.as_str(), gated.as_str(), "--by", "bob"];
-        if r["gated"]["gate"]["kind"] == "after" {
-            args.extend(["--override-window", "--reason", "test walks the whole plan"]);
-        }
-        let out = p.project.cli(&args);
-        assert!(
-            out.status.success(),
-            "{template}: release failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let v = c.ok("validate", json!({"plan_id": id})).await;
-    assert_eq!(v["ok"], true, "{template}: {v}");
-    let rb = c
-        .ok(
-            "rollback",
-            json!({"plan_id": id, "reason": "template walk"}),
-        )
-        .await;
-    assert_eq!(rb["schema_verified"], true, "{template}: {rb}");
-    stop.store(true, Ordering::SeqCst);
-    let (worst, errors) = w.await.unwrap();
-    assert_eq!(errors, 0, "{template}: the writer saw errors");
-    assert!(worst < 2_000, "{template}: a write waited {worst} ms");
-    c.close().await;
-    p
-}
 
 #[tokio::test]
 async fn add_not_null_column() {
@@ -225,41 +146,6 @@ async fn hostile_identifiers_are_refused_by_every_template() {
         20000
     );
     c.close().await;
-}
-
-async fn spawn_server(
-    config: &std::path::Path,
-) -> (
-    tokio::process::Child,
-    rmcp::service::RunningService<rmcp::RoleClient, ()>,
-) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_drydock"))
-        .arg("--config")
-        .arg(config)
-        .arg("serve")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let (stdout, stdin) = (child.stdout.take().unwrap(), child.stdin.take().unwrap());
-    let client = ().serve((stdout, stdin)).await.expect("connect over stdio");
-    (child, client)
-}
-
-async fn call(
-    client: &rmcp::service::RunningService<rmcp::RoleClient, ()>,
-    tool: &str,
-    args: Value,
-) -> rmcp::model::CallToolResult {
-    client
-        .call_tool(
-            CallToolRequestParams::new(tool.to_string())
-                .with_arguments(args.as_object().cloned().unwrap()),
-        )
-        .await
-        .expect("call")
 }
 
 #[tokio::test]

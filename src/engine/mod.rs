@@ -3,6 +3,7 @@
 //! outcome through one `Store::commit`. Failures an agent should learn from are appended to
 //! ERRORS.md here, in one place (`Engine::learn`).
 
+mod reconcile;
 mod report;
 mod staging;
 
@@ -91,11 +92,17 @@ fn admit(plan: &Plan, engine: &str) -> Result<()> {
 /// The target's schema before the plan's first step was applied, as the first successful apply
 /// run recorded it.
 fn pre_apply_lines(runs: &[crate::store::RunRow]) -> Option<Vec<String>> {
-    runs.iter().find_map(|r| {
-        (r.kind == "apply" && r.ok)
-            .then(|| lines_of(&r.detail["fingerprint_before_lines"]))
-            .flatten()
-    })
+    // The latest `pre-apply` record (taken when no step was applied); stores written before it
+    // existed kept the fingerprint in the first applied step's run.
+    runs.iter()
+        .rev()
+        .find(|r| r.kind == "pre-apply")
+        .or_else(|| {
+            runs.iter().find(|r| {
+                r.kind == "apply" && r.ok && !r.detail["fingerprint_before_lines"].is_null()
+            })
+        })
+        .and_then(|r| lines_of(&r.detail["fingerprint_before_lines"]))
 }
 
 /// The column lines of `tables` in a schema fingerprint (both engines' formats).
@@ -419,7 +426,9 @@ impl Engine {
             }
             (Some(steps), None) => (steps, vec![]),
             (None, Some(name)) => {
-                let r = render::render(&name, req.params.unwrap_or(json!({})))?;
+                let r = self
+                    .render(&name, req.params.unwrap_or(json!({})), Some(&req.target))
+                    .await?;
                 (r.steps, r.checks)
             }
             (None, None) => (vec![], vec![]),
@@ -473,6 +482,29 @@ impl Engine {
             warnings,
             next_steps,
         })
+    }
+
+    /// Renders a template; one that moves a column reads the column's indexes, constraints,
+    /// identity and comment from `target` to carry them to the column's successor.
+    pub async fn render(
+        &self,
+        name: &str,
+        params: serde_json::Value,
+        target: Option<&str>,
+    ) -> Result<render::Rendered> {
+        let deps = match (render::moved_column(name, &params), target) {
+            (Some((table, column)), Some(target)) => {
+                let cfg = self.config.target(target)?;
+                let t = Target::open(&self.config, cfg).await?;
+                let deps = t.column_dependents(&table, &column).await?;
+                Some(deps.ok_or_else(|| Error::TemplateParams {
+                    template: name.into(),
+                    reason: format!("target `{target}` has no column {table}.{column}"),
+                })?)
+            }
+            _ => None,
+        };
+        render::render(name, params, deps.as_ref())
     }
 
     /// What is wrong with the privileges a dry-run of `target`'s plans would run with; empty
@@ -1008,6 +1040,17 @@ impl Engine {
         admit(plan, target.engine())?;
         let lock = target.lock().await?;
         let result = async {
+        // Under the lock, the target's history first: a step it has is never run again.
+        let steps = self.reconcile(plan, &target, agent).await?;
+        if steps.iter().all(|s| s.state == StepState::Applied) {
+            let fresh = self.store.plan(&plan.id).await?;
+            return Ok(ApplyReport::done(
+                &fresh,
+                "already applied (per the target's history); nothing to do",
+                vec![],
+                None,
+            ));
+        }
         let mut backup = None;
         if target_cfg.role == Role::Production
             && checklist::unmet(&items)
@@ -1024,12 +1067,14 @@ impl Engine {
                     .await?
                 }
                 None => {
+                    // Unique per process too: two servers never share a backup's name.
                     let label = format!(
-                        "{}_{}",
+                        "{}_{}_{}",
                         plan.id.replace('-', "_"),
                         crate::store::now()
                             .replace([':', '.', '-'], "")
-                            .to_lowercase()
+                            .to_lowercase(),
+                        std::process::id()
                     );
                     let tables = plan.existing_tables();
                     target
@@ -1077,18 +1122,34 @@ impl Engine {
             });
         }
 
-        let steps = self.store.steps(&plan.id).await?;
         let from: &[Status] = &[
             Status::Planned,
             Status::Tested,
             Status::Approved,
             Status::Applying,
         ];
+        // The schema before the first step, recorded before that step can commit: rollback and
+        // validate compare against it, and a kill after the step must not lose it.
+        let pre_apply = if steps.iter().all(|s| s.state != StepState::Applied) {
+            let fp = target.fingerprint().await?;
+            Some(NewRun {
+                kind: "pre-apply",
+                target: &plan.target,
+                checksum: &plan.checksum,
+                ok: true,
+                started_at: crate::store::now(),
+                duration_ms: 0.0,
+                detail: json!({"fingerprint_before": fp.hash, "fingerprint_before_lines": fp.lines}),
+            })
+        } else {
+            None
+        };
         if !self
             .store
             .commit(Change {
                 plan_id: &plan.id,
                 status: Some((from, Status::Applying)),
+                run: pre_apply,
                 audit: Some((agent, "apply-start", json!({"target": plan.target}))),
                 ..Change::default()
             })
@@ -1101,11 +1162,6 @@ impl Engine {
                 needed: "tested and approved",
             });
         }
-        let pre_apply = if steps.iter().all(|s| s.state != StepState::Applied) {
-            Some(target.fingerprint().await?)
-        } else {
-            None
-        };
         let total: u64 = plan
             .steps()
             .iter()
@@ -1192,11 +1248,7 @@ impl Engine {
             };
             let duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
             match outcome {
-                Ok(mut detail) => {
-                    if let (Some(fp), true) = (&pre_apply, applied.is_empty()) {
-                        detail["fingerprint_before"] = json!(fp.hash);
-                        detail["fingerprint_before_lines"] = json!(fp.lines);
-                    }
+                Ok(detail) => {
                     self.store
                         .commit(Change {
                             plan_id: &plan.id,
@@ -1309,33 +1361,14 @@ impl Engine {
     }
 
     async fn validate_plan(&self, plan: &Plan, agent: &str) -> Result<ValidateReport> {
+        self.reconcile_if_idle(plan, agent).await?;
+        let plan = &self.store.plan(&plan.id).await?;
         require(plan, "validate", Status::touched_target, "applied")?;
         let started_at = crate::store::now();
         let t0 = Instant::now();
         let target = self.open_target(&plan.target).await?;
         admit(plan, target.engine())?;
         let checks = target.run_checks(&plan.body.checks).await?;
-        let mut integrity = Vec::new();
-        for problem in target.integrity().await? {
-            integrity.push(BuiltinCheck {
-                name: "integrity".into(),
-                passed: false,
-                skipped: false,
-                detail: problem,
-            });
-        }
-        if integrity.is_empty() {
-            integrity.push(BuiltinCheck {
-                name: "integrity".into(),
-                passed: true,
-                skipped: false,
-                detail: match target.engine() {
-                    "postgres" => "no invalid index, no unvalidated (NOT VALID) constraint",
-                    _ => "integrity_check ok; foreign_key_check clean",
-                }
-                .into(),
-            });
-        }
         let runs = self.store.runs(&plan.id).await?;
         let dry = runs
             .iter()
@@ -1343,6 +1376,44 @@ impl Engine {
             .find(|r| r.kind == "dry-run" && r.ok && r.checksum == plan.checksum);
         let current = target.fingerprint().await?;
         let pre_apply = pre_apply_lines(&runs);
+        // A NOT VALID constraint or invalid index the schema had before the plan is not the
+        // plan's doing: reported, never failed.
+        let (predated, left): (Vec<_>, Vec<_>) = target
+            .integrity()
+            .await?
+            .into_iter()
+            .partition(|p| pre_apply.as_deref().is_some_and(|l| p.predates(l)));
+        let mut integrity: Vec<BuiltinCheck> = left
+            .into_iter()
+            .map(|problem| BuiltinCheck {
+                name: "integrity".into(),
+                passed: false,
+                skipped: false,
+                detail: problem.detail,
+            })
+            .collect();
+        if integrity.is_empty() {
+            let mut detail = match target.engine() {
+                "postgres" => {
+                    "no invalid index, no unvalidated (NOT VALID) constraint left by the plan"
+                }
+                _ => "integrity_check ok; foreign_key_check clean",
+            }
+            .to_string();
+            if !predated.is_empty() {
+                let before: Vec<String> = predated.into_iter().map(|p| p.detail).collect();
+                detail.push_str(&format!(
+                    " (before the plan already: {})",
+                    before.join("; ")
+                ));
+            }
+            integrity.push(BuiltinCheck {
+                name: "integrity".into(),
+                passed: true,
+                skipped: false,
+                detail,
+            });
+        }
         let drift = schema_change_check(
             dry.and_then(|d| lines_of(&d.detail["fingerprint_before_lines"])),
             dry.and_then(|d| lines_of(&d.detail["fingerprint_after_up_lines"])),
@@ -1354,8 +1425,8 @@ impl Engine {
         let history = target.history(&plan.id).await?;
         let applied_rows: HashSet<String> = history
             .iter()
-            .filter(|h| h.1 == "applied")
-            .map(|h| h.0.clone())
+            .filter(|h| h.applied())
+            .map(|h| h.step.clone())
             .collect();
         let store_applied: Vec<String> = self
             .store
@@ -1470,7 +1541,24 @@ impl Engine {
             return Err(Error::MissingReason);
         }
         require(plan, "rollback", Status::touched_target, "applied")?;
-        let steps = self.store.steps(&plan.id).await?;
+        let target = self.open_target(&plan.target).await?;
+        admit(plan, target.engine())?;
+        let lock = target.lock().await?;
+        let result = self.rollback_locked(plan, reason, agent, &target).await;
+        lock.release().await;
+        result
+    }
+
+    async fn rollback_locked(
+        &self,
+        plan: &Plan,
+        reason: &str,
+        agent: &str,
+        target: &Target,
+    ) -> Result<RollbackReport> {
+        // Under the lock, the target's history first: a step whose `down` committed is not run
+        // again.
+        let steps = self.reconcile(plan, target, agent).await?;
         let applied: Vec<(usize, &crate::store::StepRow)> = steps
             .iter()
             .enumerate()
@@ -1491,10 +1579,6 @@ impl Engine {
         }
         let runs = self.store.runs(&plan.id).await?;
         let before = pre_apply_lines(&runs).map(crate::target::Fingerprint::from_lines);
-        let target = self.open_target(&plan.target).await?;
-        admit(plan, target.engine())?;
-        let lock = target.lock().await?;
-        let result = async {
         let started_at = crate::store::now();
         let t0 = Instant::now();
         let mut rolled_back = Vec::new();
@@ -1584,10 +1668,6 @@ impl Engine {
             reason: reason.to_string(),
             staging_sync,
         })
-        }
-        .await;
-        lock.release().await;
-        result
     }
 
     // ------------------------------------------------- engineers' decisions
@@ -1714,7 +1794,11 @@ impl Engine {
     // ------------------------------------------------------------ reading
 
     pub async fn status(&self, plan_id: &str) -> Result<StatusReport> {
-        let plan = self.load(plan_id, "unknown", "status").await?;
+        let mut plan = self.load(plan_id, "unknown", "status").await?;
+        if Status::touched_target(plan.status) {
+            self.reconcile_if_idle(&plan, "drydock").await?;
+            plan = self.store.plan(plan_id).await?;
+        }
         let role = self.config.target(&plan.target)?.role;
         let checklist = self.checklist(&plan).await?;
         let steps = self

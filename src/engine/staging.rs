@@ -117,7 +117,7 @@ impl Engine {
             .history(&plan.id)
             .await?
             .into_iter()
-            .any(|h| h.0 == name && h.1 == "applied");
+            .any(|h| h.step == name && h.applied());
         let policy = &self.config.policy;
         let fail = |f: crate::target::StepFailure| Self::sql_failed(plan, "staging sync", name, f);
         match direction {

@@ -86,6 +86,9 @@ pub struct RenderInput {
     /// Parameters matching the template's schema.
     #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub params: Option<serde_json::Value>,
+    /// The target whose catalog a template that moves a column (`rename-column`,
+    /// `change-column-type`) reads, to carry the column's indexes and constraints.
+    pub target: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
@@ -235,7 +238,11 @@ impl DrydockServer {
                 script: None,
             })),
             Some(name) => {
-                let r = render::render(&name, p.params.unwrap_or(serde_json::json!({})))?;
+                let params = p.params.unwrap_or(serde_json::json!({}));
+                let r = self
+                    .engine
+                    .render(&name, params, p.target.as_deref())
+                    .await?;
                 Ok(Json(RenderOutput {
                     templates: None,
                     template: Some(r.template),

@@ -10,10 +10,14 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tera::{Kwargs, State, Tera, TeraResult, Value};
 
+mod carry;
+
+pub use carry::Move;
 mod templates;
 
 use crate::error::{Error, Result};
 use crate::plan::{Check, Expect, Gate, Step};
+use crate::target::ColumnDependents;
 
 /// Identifiers: a letter or `_`, then letters, digits, `_`; at most 63 bytes (PostgreSQL's limit).
 pub fn validate_ident(name: &str) -> std::result::Result<(), String> {
@@ -148,6 +152,10 @@ fn engine() -> &'static Tera {
                 v.parse::<Expect>().map(|e| e.to_string()).map_err(tera_err)
             },
         );
+        for (name, source) in PARTIALS {
+            t.add_raw_template(name, source)
+                .expect("embedded partials compile");
+        }
         for tpl in TEMPLATES {
             t.add_raw_template(tpl.name, tpl.source)
                 .expect("embedded templates compile");
@@ -155,6 +163,38 @@ fn engine() -> &'static Tera {
         t
     })
 }
+
+/// Pieces the templates share (`{% include "name" %}`), from `templates/partials/`.
+const PARTIALS: &[(&str, &str)] = &[
+    (
+        "rename-column-sync",
+        include_str!("../../templates/partials/rename-column-sync.sql"),
+    ),
+    (
+        "change-column-type-sync",
+        include_str!("../../templates/partials/change-column-type-sync.sql"),
+    ),
+    (
+        "carry-guard",
+        include_str!("../../templates/partials/carry-guard.sql"),
+    ),
+    (
+        "carry-sequence",
+        include_str!("../../templates/partials/carry-sequence.sql"),
+    ),
+    (
+        "carry-names",
+        include_str!("../../templates/partials/carry-names.sql"),
+    ),
+    (
+        "carry-names-back",
+        include_str!("../../templates/partials/carry-names-back.sql"),
+    ),
+    (
+        "carry-restore",
+        include_str!("../../templates/partials/carry-restore.sql"),
+    ),
+];
 
 /// Parameters of `migration`, the general skeleton for a custom change.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -194,6 +234,9 @@ pub struct AddColumnParams {
     pub default: Option<serde_json::Value>,
 }
 
+/// Reads, from a template's params, the column it moves.
+pub(crate) type MovesFn = fn(&serde_json::Value) -> std::result::Result<Move, String>;
+
 pub(crate) struct TemplateDef {
     pub(crate) name: &'static str,
     pub(crate) description: &'static str,
@@ -201,6 +244,9 @@ pub(crate) struct TemplateDef {
     pub(crate) schema: fn() -> schemars::Schema,
     /// Parses and validates the params, returning the render context.
     pub(crate) context: fn(serde_json::Value) -> std::result::Result<serde_json::Value, String>,
+    /// For a template that moves a column (expand/contract): which column, from its params.
+    /// Rendering it needs the column's dependents, carried to its successor as `carry`.
+    pub(crate) moves: Option<MovesFn>,
 }
 
 fn typed<T: for<'de> Deserialize<'de> + Serialize>(
@@ -243,6 +289,7 @@ const TEMPLATES: &[TemplateDef] = &[
         source: include_str!("../../templates/migration.sql"),
         schema: || schemars::schema_for!(MigrationParams),
         context: typed::<MigrationParams>,
+        moves: None,
     },
     TemplateDef {
         name: "add-column",
@@ -250,6 +297,7 @@ const TEMPLATES: &[TemplateDef] = &[
         source: include_str!("../../templates/add-column.sql"),
         schema: || schemars::schema_for!(AddColumnParams),
         context: typed::<AddColumnParams>,
+        moves: None,
     },
     templates::ADD_NOT_NULL_COLUMN,
     templates::RENAME_COLUMN,
@@ -301,7 +349,20 @@ pub fn source(name: &str) -> Result<(String, TemplateInfo)> {
     Ok((t.source.to_string(), info))
 }
 
-pub fn render(name: &str, params: serde_json::Value) -> Result<Rendered> {
+/// The `(table, column)` a template moves, when it moves one: its dependents must be read from
+/// the target and passed to `render`.
+pub fn moved_column(name: &str, params: &serde_json::Value) -> Option<(String, String)> {
+    let t = TEMPLATES.iter().find(|t| t.name == name)?;
+    let m = (t.moves?)(params).ok()?;
+    Some((m.table, m.from))
+}
+
+/// Renders a template; `deps` are the moved column's dependents (see `moved_column`).
+pub fn render(
+    name: &str,
+    params: serde_json::Value,
+    deps: Option<&ColumnDependents>,
+) -> Result<Rendered> {
     let t = TEMPLATES
         .iter()
         .find(|t| t.name == name)
@@ -311,7 +372,18 @@ pub fn render(name: &str, params: serde_json::Value) -> Result<Rendered> {
         reason,
     };
     forbid_in_params(name, &params)?;
-    let ctx_value = (t.context)(params).map_err(refuse)?;
+    let moved = t.moves.map(|m| m(&params)).transpose().map_err(refuse)?;
+    let mut ctx_value = (t.context)(params).map_err(refuse)?;
+    if let Some(m) = moved {
+        let deps = deps.ok_or_else(|| {
+            refuse(format!(
+                "`{name}` carries {}.{}'s indexes, constraints, identity and comment to its successor and reads them from the database: give `target`",
+                m.table, m.from
+            ))
+        })?;
+        let carried = carry::Carried::new(&m, deps).map_err(refuse)?;
+        ctx_value["carry"] = serde_json::to_value(carried).map_err(|e| refuse(e.to_string()))?;
+    }
     let ctx = tera::Context::from_serialize(&ctx_value).map_err(|e| refuse(e.to_string()))?;
     let script = engine()
         .render(t.name, &ctx)
@@ -479,6 +551,7 @@ mod tests {
         let r = render(
             "add-column",
             json!({"table": "users", "column": "plan", "type": "text", "default": "free's"}),
+            None,
         )
         .unwrap();
         assert_eq!(r.steps.len(), 1);
@@ -501,7 +574,7 @@ mod tests {
             json!({"table": "users", "column": "c", "type": "int", "default": {"a": 1}}),
             json!({"table": "users", "column": "c", "type": "int", "extra": 1}),
         ] {
-            let e = render("add-column", params.clone()).unwrap_err();
+            let e = render("add-column", params.clone(), None).unwrap_err();
             assert_eq!(e.code(), "invalid-template-params", "{params}");
         }
     }
@@ -512,6 +585,7 @@ mod tests {
             "migration",
             json!({"goal": "x\nDROP TABLE users;", "up": "CREATE TABLE t(a int);", "down": "DROP TABLE t;",
                    "checks": [{"name": "t-exists", "sql": "SELECT count(*) = 0 FROM t", "expect": "true"}]}),
+            None,
         )
         .unwrap();
         assert!(r.script.contains("-- Migration: x DROP TABLE users;"));

@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{TemplateDef, literal_value, quote_ident, validate_ident, validate_type};
+use super::{Move, TemplateDef, literal_value, quote_ident, validate_ident, validate_type};
 use crate::analysis::pg::single_expression;
 
 type Ctx = std::result::Result<Value, String>;
@@ -33,7 +33,7 @@ fn column_list(cols: &[String]) -> std::result::Result<String, String> {
 }
 
 /// A generated object name (`users_email_not_null`), cut to PostgreSQL's 63-byte limit.
-fn derived(parts: &[&str], suffix: &str) -> String {
+pub(super) fn derived(parts: &[&str], suffix: &str) -> String {
     let max = 63 - suffix.len() - 1;
     let mut base = parts.join("_");
     base.truncate(max);
@@ -117,6 +117,17 @@ pub struct RenameColumn {
     pub new_name: String,
 }
 
+fn rename_column_moves(v: &Value) -> std::result::Result<Move, String> {
+    let p: RenameColumn = parse(v.clone())?;
+    idents(&[&p.table, &p.column, &p.new_name])?;
+    Ok(Move {
+        restore_as: p.column.clone(),
+        table: p.table,
+        from: p.column,
+        to: p.new_name,
+    })
+}
+
 fn rename_column(v: Value) -> Ctx {
     let p: RenameColumn = parse(v)?;
     idents(&[&p.table, &p.column, &p.new_name])?;
@@ -141,6 +152,17 @@ pub struct ChangeColumnType {
     /// An SQL expression over the row's columns computing the new value (e.g. `price * 100`);
     /// default: the column cast to the new type.
     pub using: Option<String>,
+}
+
+fn change_column_type_moves(v: &Value) -> std::result::Result<Move, String> {
+    let p: ChangeColumnType = parse(v.clone())?;
+    idents(&[&p.table, &p.column])?;
+    Ok(Move {
+        to: derived(&[&p.column], "new"),
+        restore_as: derived(&[&p.column], "old"),
+        table: p.table,
+        from: p.column,
+    })
 }
 
 fn change_column_type(v: Value) -> Ctx {
@@ -292,6 +314,7 @@ pub(crate) const ADD_NOT_NULL_COLUMN: TemplateDef = TemplateDef {
     source: include_str!("../../templates/add-not-null-column.sql"),
     schema: || schemars::schema_for!(AddNotNullColumn),
     context: add_not_null_column,
+    moves: None,
 };
 
 pub(crate) const RENAME_COLUMN: TemplateDef = TemplateDef {
@@ -300,6 +323,7 @@ pub(crate) const RENAME_COLUMN: TemplateDef = TemplateDef {
     source: include_str!("../../templates/rename-column.sql"),
     schema: || schemars::schema_for!(RenameColumn),
     context: rename_column,
+    moves: Some(rename_column_moves),
 };
 
 pub(crate) const CHANGE_COLUMN_TYPE: TemplateDef = TemplateDef {
@@ -308,6 +332,7 @@ pub(crate) const CHANGE_COLUMN_TYPE: TemplateDef = TemplateDef {
     source: include_str!("../../templates/change-column-type.sql"),
     schema: || schemars::schema_for!(ChangeColumnType),
     context: change_column_type,
+    moves: Some(change_column_type_moves),
 };
 
 pub(crate) const BACKFILL: TemplateDef = TemplateDef {
@@ -316,6 +341,7 @@ pub(crate) const BACKFILL: TemplateDef = TemplateDef {
     source: include_str!("../../templates/backfill.sql"),
     schema: || schemars::schema_for!(BackfillParams),
     context: backfill_params,
+    moves: None,
 };
 
 pub(crate) const ADD_INDEX: TemplateDef = TemplateDef {
@@ -324,6 +350,7 @@ pub(crate) const ADD_INDEX: TemplateDef = TemplateDef {
     source: include_str!("../../templates/add-index.sql"),
     schema: || schemars::schema_for!(AddIndex),
     context: add_index,
+    moves: None,
 };
 
 pub(crate) const ADD_FOREIGN_KEY: TemplateDef = TemplateDef {
@@ -332,6 +359,7 @@ pub(crate) const ADD_FOREIGN_KEY: TemplateDef = TemplateDef {
     source: include_str!("../../templates/add-foreign-key.sql"),
     schema: || schemars::schema_for!(AddForeignKey),
     context: add_foreign_key,
+    moves: None,
 };
 
 pub(crate) const ADD_CHECK_CONSTRAINT: TemplateDef = TemplateDef {
@@ -340,6 +368,7 @@ pub(crate) const ADD_CHECK_CONSTRAINT: TemplateDef = TemplateDef {
     source: include_str!("../../templates/add-check-constraint.sql"),
     schema: || schemars::schema_for!(AddCheckConstraint),
     context: add_check_constraint,
+    moves: None,
 };
 
 #[cfg(test)]
@@ -405,14 +434,14 @@ mod tests {
             ),
         ];
         for (name, params) in cases {
-            let err = render(name, params.clone()).unwrap_err();
+            let err = render(name, params.clone(), None).unwrap_err();
             assert_eq!(err.code(), "invalid-template-params", "{name} {params}");
         }
     }
 
     #[test]
     fn values_are_escaped_not_spliced() {
-        let r = render("add-not-null-column", json!({"table": "t", "column": "c", "type": "text", "default": "it's'); DROP TABLE t; --"}))
+        let r = render("add-not-null-column", json!({"table": "t", "column": "c", "type": "text", "default": "it's'); DROP TABLE t; --"}), None)
             .unwrap();
         assert!(
             r.steps[0]
@@ -430,6 +459,7 @@ mod tests {
         let r = render(
             "rename-column",
             json!({"table": "users", "column": "name", "new_name": "full_name"}),
+            Some(&crate::target::ColumnDependents::default()),
         )
         .unwrap();
         let names: Vec<_> = r.steps.iter().map(|s| s.name.clone().unwrap()).collect();
@@ -438,8 +468,8 @@ mod tests {
             [
                 "expand",
                 "backfill",
-                "not-null",
-                "not-null-validate",
+                "constraints",
+                "validate",
                 "switched",
                 "contract"
             ]
@@ -456,6 +486,7 @@ mod tests {
         let r = render(
             "add-index",
             json!({"table": "users", "columns": ["email", "name"], "unique": true}),
+            None,
         )
         .unwrap();
         assert_eq!(

@@ -50,6 +50,79 @@ pub struct Column {
     pub primary_key: bool,
 }
 
+/// One column as a template that moves it must recreate it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ColumnShape {
+    /// `format_type` of the column.
+    pub ty: String,
+    pub not_null: bool,
+    pub default: Option<String>,
+    /// `ALWAYS` or `BY DEFAULT` for an identity column.
+    pub identity: Option<String>,
+    pub comment: Option<String>,
+    /// The sequence the column owns (serial or identity), schema-qualified.
+    pub sequence: Option<String>,
+}
+
+/// An index or constraint by name, with its definition as the catalog prints it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Dependent {
+    pub name: String,
+    pub definition: String,
+}
+
+/// Everything that hangs off one column (PostgreSQL): what a template moving the column carries
+/// over, and what it cannot (`blocking`, described as PostgreSQL describes them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ColumnDependents {
+    pub column: ColumnShape,
+    /// Indexes using the column (not those backing a primary key or unique constraint).
+    pub indexes: Vec<Dependent>,
+    /// The table's CHECK and FOREIGN KEY constraints using the column.
+    pub constraints: Vec<Dependent>,
+    /// Views, rules, policies, triggers, primary keys, unique constraints, foreign keys of other
+    /// tables that reference the column, ...
+    pub blocking: Vec<String>,
+}
+
+/// One row of the target's history table (`drydock.history`, `_drydock_history`): a step the
+/// target has applied, in the same transaction as the step itself, and whether it was rolled
+/// back (again in the same transaction as the `down`). This is the truth the store follows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryEntry {
+    pub step: String,
+    pub checksum: String,
+    pub applied_at: String,
+    pub rolled_back_at: Option<String>,
+}
+
+impl HistoryEntry {
+    pub fn applied(&self) -> bool {
+        self.rolled_back_at.is_none()
+    }
+}
+
+/// Something wrong with a target's schema (an invalid index, an unvalidated constraint, a
+/// failed integrity check), and how the object's line in a schema fingerprint starts and ends
+/// while it is so.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntegrityProblem {
+    pub detail: String,
+    pub fingerprint: Option<(String, String)>,
+}
+
+impl IntegrityProblem {
+    /// Whether the schema fingerprinted as `lines` already had this problem (the same object,
+    /// by name, in the same state: a constraint carried to a renamed column stays NOT VALID).
+    pub fn predates(&self, lines: &[String]) -> bool {
+        self.fingerprint.as_ref().is_some_and(|(start, end)| {
+            lines
+                .iter()
+                .any(|l| l.starts_with(start.as_str()) && l.ends_with(end.as_str()))
+        })
+    }
+}
+
 /// A canonical description of a schema, one line per object/attribute, and its hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fingerprint {
@@ -284,6 +357,21 @@ impl Target {
         }
     }
 
+    /// What hangs off `table.column`, for a template that moves the column; `None` when the
+    /// column does not exist.
+    pub async fn column_dependents(
+        &self,
+        table: &str,
+        column: &str,
+    ) -> Result<Option<ColumnDependents>> {
+        match self {
+            Target::Sqlite(_) => Err(Error::InvalidInput(
+                "this template moves a column with PostgreSQL's expand/contract procedure; on a SQLite target write the change as `steps`".into(),
+            )),
+            Target::Postgres(t) => t.column_dependents(table, column).await,
+        }
+    }
+
     /// What is wrong with the privileges unapproved agent SQL runs with (PostgreSQL; a SQLite
     /// target is a file drydock opens itself, and its agent SQL is held to the SQLite boundary).
     pub async fn privilege_warnings(&self) -> Result<Vec<String>> {
@@ -318,12 +406,13 @@ impl Target {
         }
     }
 
-    /// One migration at a time per target: an advisory lock on PostgreSQL (across processes);
-    /// SQLite's `BEGIN IMMEDIATE` serialises writers already.
+    /// One migration at a time per target, across processes and machines: an advisory lock on
+    /// PostgreSQL, an exclusive lock on a file beside the database on SQLite. Never waits: a held
+    /// lock is `target-busy`.
     pub async fn lock(&self) -> Result<TargetLock> {
         match self {
-            Target::Sqlite(_) => Ok(TargetLock(None)),
-            Target::Postgres(t) => Ok(TargetLock(Some(t.lock().await?))),
+            Target::Sqlite(t) => Ok(TargetLock(Held::File(t.lock()?))),
+            Target::Postgres(t) => Ok(TargetLock(Held::Postgres(t.lock().await?))),
         }
     }
 
@@ -386,18 +475,15 @@ impl Target {
     }
 
     /// Problems a validation must report (integrity, invalid indexes, unvalidated constraints).
-    pub async fn integrity(&self) -> Result<Vec<String>> {
+    pub async fn integrity(&self) -> Result<Vec<IntegrityProblem>> {
         match self {
             Target::Sqlite(t) => t.integrity().await,
             Target::Postgres(t) => t.integrity().await,
         }
     }
 
-    /// `(step, status, applied_at, rolled_back_at)` of a plan, from the target's history table.
-    pub async fn history(
-        &self,
-        plan_id: &str,
-    ) -> Result<Vec<(String, String, String, Option<String>)>> {
+    /// A plan's rows in the target's history table, oldest first.
+    pub async fn history(&self, plan_id: &str) -> Result<Vec<HistoryEntry>> {
         match self {
             Target::Sqlite(t) => t.history(plan_id).await,
             Target::Postgres(t) => t.history(plan_id).await,
@@ -421,12 +507,19 @@ impl Target {
 }
 
 /// Held while a migration runs on a target; `release` when done.
-pub struct TargetLock(Option<postgres::PgLock>);
+pub struct TargetLock(Held);
+
+enum Held {
+    Postgres(postgres::PgLock),
+    /// Unlocked when closed (and by the OS when the process dies).
+    File(std::fs::File),
+}
 
 impl TargetLock {
     pub async fn release(self) {
-        if let Some(l) = self.0 {
-            l.release().await;
+        match self.0 {
+            Held::Postgres(l) => l.release().await,
+            Held::File(f) => drop(f),
         }
     }
 }

@@ -16,13 +16,14 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 
 use super::{
     BackfillReport, BackupEvidence, Catalog, CheckOutcome, Column, Fingerprint, History,
-    LockObservation, StatementRun, StepFailure, Stmt, TableInfo, WatchReport,
+    IntegrityProblem, LockObservation, StatementRun, StepFailure, Stmt, TableInfo, WatchReport,
 };
 use crate::config::Policy;
 use crate::error::{Error, Result};
 use crate::plan::Check;
 use crate::render::quote_ident;
 
+mod dependents;
 mod saved;
 pub use saved::{Place, Saved};
 
@@ -174,6 +175,19 @@ impl Postgres {
         let cat = catalog_on(&mut conn).await.map_err(|e| self.err(e));
         conn.close().await.ok();
         cat
+    }
+
+    pub async fn column_dependents(
+        &self,
+        table: &str,
+        column: &str,
+    ) -> Result<Option<super::ColumnDependents>> {
+        let mut conn = self.connect().await?;
+        let deps = dependents::read(&mut conn, table, column)
+            .await
+            .map_err(|e| self.err(e));
+        conn.close().await.ok();
+        deps
     }
 
     pub async fn fingerprint(&self) -> Result<Fingerprint> {
@@ -372,7 +386,7 @@ impl Postgres {
             .await
             .map_err(|e| self.err(e))?;
 
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(Stop::default());
         let watcher = tokio::spawn(watch(
             self.options.clone(),
             pid,
@@ -391,7 +405,7 @@ impl Postgres {
                 on_statement,
             )
             .await;
-        stop.store(true, Ordering::SeqCst);
+        stop.stop();
         let watch = watcher.await.unwrap_or_default();
         conn.close().await.ok();
         let mut result = result?;
@@ -746,7 +760,7 @@ impl Postgres {
             .fetch_one(&mut conn)
             .await
             .map_err(|e| self.err(e))?;
-        let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
+        let stop = StopOnDrop(Arc::new(Stop::default()));
         let blocked = Arc::new(AtomicU64::new(0));
         tokio::spawn(watch(
             self.options.clone(),
@@ -957,10 +971,7 @@ impl Postgres {
         })
     }
 
-    pub async fn history(
-        &self,
-        plan_id: &str,
-    ) -> Result<Vec<(String, String, String, Option<String>)>> {
+    pub async fn history(&self, plan_id: &str) -> Result<Vec<super::HistoryEntry>> {
         let mut conn = self.connect().await?;
         let exists: bool = sqlx::query_scalar("SELECT to_regclass('drydock.history') IS NOT NULL")
             .fetch_one(&mut conn)
@@ -968,13 +979,18 @@ impl Postgres {
             .map_err(|e| self.err(e))?;
         let rows = if exists {
             // language=SQL
-            sqlx::query("SELECT step, status, applied_at::text, rolled_back_at::text FROM drydock.history WHERE plan_id = $1 ORDER BY id")
+            sqlx::query("SELECT step, checksum, applied_at::text, rolled_back_at::text FROM drydock.history WHERE plan_id = $1 ORDER BY id")
                 .bind(plan_id)
                 .fetch_all(&mut conn)
                 .await
                 .map_err(|e| self.err(e))?
                 .iter()
-                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+                .map(|r| super::HistoryEntry {
+                    step: r.get(0),
+                    checksum: r.get(1),
+                    applied_at: r.get(2),
+                    rolled_back_at: r.get(3),
+                })
                 .collect()
         } else {
             vec![]
@@ -984,19 +1000,24 @@ impl Postgres {
     }
 
     /// Invalid indexes and unvalidated constraints, as sentences.
-    pub async fn integrity(&self) -> Result<Vec<String>> {
+    pub async fn integrity(&self) -> Result<Vec<IntegrityProblem>> {
         let mut conn = self.connect().await?;
+        // Each problem carries the object's fingerprint line, so that one the schema had before
+        // the plan is told apart from one the plan left.
         // language=SQL
-        let invalid: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT i.indexrelid::regclass::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+        let invalid: Vec<(String, String)> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT i.indexrelid::regclass::text, 'index ' || pg_get_indexdef(i.indexrelid)
+             FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
              JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT i.indisvalid AND {USER_SCHEMA}"
         )))
         .fetch_all(&mut conn)
         .await
         .map_err(|e| self.err(e))?;
         // language=SQL
-        let unvalidated: Vec<(String, String)> = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT co.conname::text, co.conrelid::regclass::text FROM pg_constraint co JOIN pg_namespace n ON n.oid = co.connamespace
+        let unvalidated: Vec<(String, String, String)> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT co.conname::text, co.conrelid::regclass::text,
+                    'constraint ' || co.conrelid::regclass::text || '.' || co.conname || ' '
+             FROM pg_constraint co JOIN pg_namespace n ON n.oid = co.connamespace
              WHERE NOT co.convalidated AND {USER_SCHEMA}"
         )))
         .fetch_all(&mut conn)
@@ -1005,20 +1026,43 @@ impl Postgres {
         conn.close().await.ok();
         Ok(invalid
             .into_iter()
-            .map(|i| format!("index `{i}` is INVALID (a failed CONCURRENTLY build?); drop and rebuild it"))
-            .chain(unvalidated.into_iter().map(|(c, t)| {
-                format!("constraint `{c}` on `{t}` is NOT VALID; run ALTER TABLE {t} VALIDATE CONSTRAINT {c}")
+            .map(|(i, line)| IntegrityProblem {
+                detail: format!("index `{i}` is INVALID (a failed CONCURRENTLY build?); drop and rebuild it"),
+                fingerprint: Some((line, " INVALID".into())),
+            })
+            .chain(unvalidated.into_iter().map(|(c, t, line)| IntegrityProblem {
+                detail: format!("constraint `{c}` on `{t}` is NOT VALID; run ALTER TABLE {t} VALIDATE CONSTRAINT {c}"),
+                fingerprint: Some((line, " NOT VALID".into())),
             }))
             .collect())
     }
 }
 
 /// Stops a watcher when the operation it watches ends, however it ends.
-struct StopOnDrop(Arc<AtomicBool>);
+/// Tells the watcher to stop, waking it at once: no sampling pause may sit between a step's
+/// commit and its caller.
+#[derive(Default)]
+struct Stop {
+    flag: AtomicBool,
+    wake: tokio::sync::Notify,
+}
+
+impl Stop {
+    fn stop(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    fn stopped(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+}
+
+struct StopOnDrop(Arc<Stop>);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.0.stop();
     }
 }
 
@@ -1102,14 +1146,14 @@ async fn watch(
     options: PgConnectOptions,
     pid: i32,
     max_block: Duration,
-    stop: Arc<AtomicBool>,
+    stop: Arc<Stop>,
     blocked_samples: Option<Arc<AtomicU64>>,
 ) -> WatchReport {
     let mut report = WatchReport::default();
     let Ok(mut conn) = options.application_name("drydock-watcher").connect().await else {
         return report;
     };
-    while !stop.load(Ordering::SeqCst) {
+    while !stop.stopped() {
         // language=SQL
         let row: Option<(i64, f64)> = sqlx::query_as(
             "SELECT count(*)::int8, coalesce(max(extract(epoch FROM now() - query_start)), 0)::float8
@@ -1142,9 +1186,13 @@ async fn watch(
                 report.cancelled = true;
             }
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            _ = stop.wake.notified() => {}
+        }
     }
-    conn.close().await.ok();
+    // Closing is the server's business: no round trip here for the caller to wait on.
+    drop(conn);
     report
 }
 
@@ -1748,6 +1796,13 @@ async fn fingerprint_on(conn: &mut PgConnection) -> sqlx::Result<Fingerprint> {
         format!(
             "SELECT 'function ' || n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ') ' || md5(p.prosrc)
              FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE {USER_SCHEMA}"
+        ),
+        format!(
+            "SELECT 'comment ' || n.nspname || '.' || c.relname || coalesce('.' || a.attname, '') || ' ' || d.description
+             FROM pg_description d JOIN pg_class c ON d.classoid = 'pg_class'::regclass AND c.oid = d.objoid
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.objsubid AND d.objsubid > 0
+             WHERE {USER_SCHEMA}"
         ),
         format!("SELECT 'schema ' || n.nspname FROM pg_namespace n WHERE {USER_SCHEMA}"),
     ];

@@ -492,10 +492,24 @@ impl Sqlite {
     }
 
     /// The history rows of one plan, oldest first: `(step, status, applied_at, rolled_back_at)`.
-    pub async fn history(
-        &self,
-        plan_id: &str,
-    ) -> Result<Vec<(String, String, String, Option<String>)>> {
+    /// The exclusive lock on `<database>.drydock-lock` that makes applies to this file one at a
+    /// time across processes (`BEGIN IMMEDIATE` serialises transactions, not whole applies).
+    pub fn lock(&self) -> Result<std::fs::File> {
+        let mut path = self.path.clone().into_os_string();
+        path.push(".drydock-lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => Err(Error::TargetBusy(self.name.clone())),
+            Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+        }
+    }
+
+    pub async fn history(&self, plan_id: &str) -> Result<Vec<super::HistoryEntry>> {
         let mut conn = self.connect().await?;
         let exists: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM sqlite_master WHERE name = '_drydock_history'",
@@ -507,13 +521,18 @@ impl Sqlite {
             vec![]
         } else {
             // language=SQL
-            sqlx::query("SELECT step, status, applied_at, rolled_back_at FROM _drydock_history WHERE plan_id = ? ORDER BY id")
+            sqlx::query("SELECT step, checksum, applied_at, rolled_back_at FROM _drydock_history WHERE plan_id = ? ORDER BY id")
                 .bind(plan_id)
                 .fetch_all(&mut conn)
                 .await
                 .map_err(|e| self.err(e))?
                 .iter()
-                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+                .map(|r| super::HistoryEntry {
+                    step: r.get(0),
+                    checksum: r.get(1),
+                    applied_at: r.get(2),
+                    rolled_back_at: r.get(3),
+                })
                 .collect()
         };
         conn.close().await.map_err(|e| self.err(e))?;
@@ -521,7 +540,7 @@ impl Sqlite {
     }
 
     /// `PRAGMA integrity_check` and `foreign_key_check`: problems as sentences, empty when clean.
-    pub async fn integrity(&self) -> Result<Vec<String>> {
+    pub async fn integrity(&self) -> Result<Vec<super::IntegrityProblem>> {
         let mut conn = self.connect().await?;
         let mut problems = Vec::new();
         let integrity: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
@@ -546,7 +565,13 @@ impl Sqlite {
             ));
         }
         conn.close().await.map_err(|e| self.err(e))?;
-        Ok(problems)
+        Ok(problems
+            .into_iter()
+            .map(|detail| super::IntegrityProblem {
+                detail,
+                fingerprint: None,
+            })
+            .collect())
     }
 }
 

@@ -3,6 +3,9 @@
 //! duplex transport. The CLI is driven as the real binary against the same state directory.
 #![allow(dead_code)]
 
+pub mod server;
+pub mod walk;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,0 +1,226 @@
+//! A template walked on real PostgreSQL from `plan` to `rollback`: planned (no high or critical
+//! hazard), dry-run, approved, applied step by step through its gates with a writer running,
+//! validated and rolled back (schema verified). `shape` reads a table the way an engineer
+//! compares it: columns (type, NOT NULL, default, identity, sequence, comment), indexes and
+//! constraints by name and definition.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+use super::{PgProject, pg_connect, plan_id};
+
+/// Updates `accounts.balance` every 10 ms; returns (worst latency ms, errors).
+fn writer(db: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<(u64, u64)> {
+    tokio::spawn(async move {
+        let mut c = pg_connect(&db).await;
+        let (mut worst, mut errors, mut i) = (0u64, 0u64, 0i64);
+        while !stop.load(Ordering::SeqCst) {
+            let t0 = Instant::now();
+            if sqlx::query("UPDATE accounts SET balance = balance + 1 WHERE id = $1")
+                .bind(1 + i % 1000)
+                .execute(&mut c)
+                .await
+                .is_err()
+            {
+                errors += 1;
+            }
+            worst = worst.max(t0.elapsed().as_millis() as u64);
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        c.close().await.ok();
+        (worst, errors)
+    })
+}
+
+/// Runs `sql` on a database of the test cluster.
+pub async fn run_sql(db: &str, sql: &str) {
+    let mut c = pg_connect(db).await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(&mut c)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    c.close().await.ok();
+}
+
+/// Walks a template from `plan` to `rollback`, releasing every gate, with a writer running.
+pub async fn walk(template: &str, params: Value) -> PgProject {
+    walk_with(template, params, "", &[], None).await.project
+}
+
+pub struct Walked {
+    pub project: PgProject,
+    /// `shape` of the tables before the plan.
+    pub before: Vec<String>,
+    /// `shape` of the tables once every step was applied.
+    pub applied: Vec<String>,
+}
+
+/// `walk` on databases prepared by `setup` (run on production and staging), recording the
+/// `shape` of `tables` before and after the apply; `probe` (one `SELECT` of a boolean) must hold
+/// on production after the apply.
+pub async fn walk_with(
+    template: &str,
+    params: Value,
+    setup: &str,
+    tables: &[&str],
+    probe: Option<&str>,
+) -> Walked {
+    let p = PgProject::new("large_table_rows = 1000").await;
+    if !setup.is_empty() {
+        for db in [&p.prod, &p.staging] {
+            run_sql(db, &format!("{setup}; ANALYZE")).await;
+        }
+    }
+    let before = shape(&p.prod, tables).await;
+    let c = p.project.connect().await;
+    let planned = c.ok("plan", json!({"goal": template, "target": "production", "template": template, "params": params})).await;
+    for h in planned["analysis"]["hazards"].as_array().unwrap() {
+        assert!(
+            !matches!(h["severity"].as_str(), Some("high" | "critical")),
+            "{template} renders a plan with a {} hazard: {h}",
+            h["severity"]
+        );
+    }
+    let id = plan_id(&planned);
+    let dry = c.ok("dry-run", json!({"plan_id": id})).await;
+    assert_eq!(dry["rollback_verified"], true, "{template}: {dry}");
+    p.project.approve(&id, "alice");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = writer(p.prod.clone(), stop.clone());
+    for _ in 0..12 {
+        let r = c.ok("apply", json!({"plan_id": id})).await;
+        if r["status"] == "applied" {
+            break;
+        }
+        let gated = r["gated"]["step"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{template}: neither applied nor gated: {r}"))
+            .to_string();
+        let mut args = vec!["release", id.as_str(), gated.as_str(), "--by", "bob"];
+        if r["gated"]["gate"]["kind"] == "after" {
+            args.extend(["--override-window", "--reason", "test walks the whole plan"]);
+        }
+        let out = p.project.cli(&args);
+        assert!(
+            out.status.success(),
+            "{template}: release failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let applied = shape(&p.prod, tables).await;
+    if let Some(probe) = probe {
+        let mut conn = pg_connect(&p.prod).await;
+        let ok: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(probe.to_string()))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{probe}: {e}"));
+        conn.close().await.ok();
+        assert!(ok, "{template}: after the apply, {probe} does not hold");
+    }
+    let v = c.ok("validate", json!({"plan_id": id})).await;
+    assert_eq!(v["ok"], true, "{template}: {v}");
+    let rb = c
+        .ok(
+            "rollback",
+            json!({"plan_id": id, "reason": "template walk"}),
+        )
+        .await;
+    assert_eq!(rb["schema_verified"], true, "{template}: {rb}");
+    stop.store(true, Ordering::SeqCst);
+    let (worst, errors) = w.await.unwrap();
+    assert_eq!(errors, 0, "{template}: the writer saw errors");
+    assert!(worst < 2_000, "{template}: a write waited {worst} ms");
+    c.close().await;
+    let after = shape(&p.prod, tables).await;
+    assert_eq!(
+        before, after,
+        "{template}: the rollback restores every table as it was"
+    );
+    Walked {
+        project: p,
+        before,
+        applied,
+    }
+}
+
+/// One line per column (`column|table.name|type, not null, default, identity, sequence,
+/// comment`), index (`index|name|definition`) and constraint (`constraint|name|definition`) of
+/// `tables`, sorted: column order does not matter, names and definitions do.
+pub async fn shape(db: &str, tables: &[&str]) -> Vec<String> {
+    let mut c = pg_connect(db).await;
+    let mut lines = Vec::new();
+    for table in tables {
+        // language=SQL
+        let q = "SELECT 'column|' || c.relname || '.' || a.attname || '|' || format_type(a.atttypid, a.atttypmod)
+                        || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+                        || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
+                        || CASE a.attidentity WHEN 'a' THEN ' identity always' WHEN 'd' THEN ' identity by default' ELSE '' END
+                        || CASE WHEN a.attidentity = '' THEN coalesce(' owns ' || pg_get_serial_sequence(c.relname, a.attname), '') ELSE '' END
+                        || coalesce(' comment ' || col_description(c.oid, a.attnum), '')
+                 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+                 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+                 WHERE c.relname = $1 AND a.attnum > 0 AND NOT a.attisdropped
+                 UNION ALL
+                 SELECT 'index|' || ic.relname || '|' || pg_get_indexdef(i.indexrelid)
+                 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class c ON c.oid = i.indrelid
+                 WHERE c.relname = $1
+                 UNION ALL
+                 SELECT 'constraint|' || co.conname || '|' || pg_get_constraintdef(co.oid)
+                 FROM pg_constraint co JOIN pg_class c ON c.oid = co.conrelid WHERE c.relname = $1";
+        let rows: Vec<String> = sqlx::query_scalar(q)
+            .bind(table)
+            .fetch_all(&mut c)
+            .await
+            .unwrap();
+        lines.extend(rows);
+    }
+    c.close().await.ok();
+    lines.sort();
+    lines
+}
+
+/// `shape` lines with the column `from` renamed `to`: in column names and in every definition
+/// (whole words only), never in an index's or constraint's own name.
+pub fn renamed(lines: &[String], from: &str, to: &str) -> Vec<String> {
+    let word = |s: &str| {
+        let mut out = String::new();
+        let mut cur = String::new();
+        for ch in s.chars().chain(std::iter::once('\0')) {
+            if ch.is_ascii_alphanumeric() || ch == '_' {
+                cur.push(ch);
+            } else {
+                out.push_str(if cur == from { to } else { &cur });
+                cur.clear();
+                if ch != '\0' {
+                    out.push(ch);
+                }
+            }
+        }
+        out
+    };
+    let mut v: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            let mut parts = l.splitn(3, '|');
+            let (kind, name, def) = (
+                parts.next().unwrap(),
+                parts.next().unwrap(),
+                parts.next().unwrap_or(""),
+            );
+            let name = if kind == "column" {
+                word(name)
+            } else {
+                name.to_string()
+            };
+            format!("{kind}|{name}|{}", word(def))
+        })
+        .collect();
+    v.sort();
+    v
+}
