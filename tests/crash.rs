@@ -16,9 +16,9 @@ use common::{PgProject, Project, pg_connect, refusal_body};
 use serde_json::{Value, json};
 use sqlx::Connection;
 
-/// Random trials per engine, then targeted ones (kill as history row k appears, k = 1, 2, 3).
-const RANDOM_TRIALS: usize = 14;
-const TARGETED_TRIALS: usize = 6;
+/// Random trials per engine, then targeted ones (kill as history row k appears, each k in turn).
+const RANDOM_TRIALS: usize = 12;
+const TARGETED_TRIALS: usize = 8;
 const ROLLBACK_TRIALS: usize = 4;
 
 /// A production database of either engine, read directly.
@@ -105,14 +105,21 @@ struct Bench {
     db: Db,
 }
 
-fn steps(trial: usize) -> Value {
-    json!([
-        {"name": "bump", "up": format!("UPDATE counters SET n = n + 1 WHERE id = {trial}"),
-         "down": format!("UPDATE counters SET n = n - 1 WHERE id = {trial}")},
-        {"name": "table", "up": format!("CREATE TABLE t_{trial} (id integer)"), "down": format!("DROP TABLE t_{trial}")},
-        {"name": "bump10", "up": format!("UPDATE counters SET n = n + 10 WHERE id = {trial}"),
-         "down": format!("UPDATE counters SET n = n - 10 WHERE id = {trial}")},
-    ])
+/// The trial plan: +1, a table, +10 and, on PostgreSQL, a backfill of +100 (its last batch and
+/// history row commit together). Returns the steps and the counter they must leave.
+fn steps(trial: usize, backfill: bool) -> (Value, i64) {
+    let mut steps = vec![
+        json!({"name": "bump", "up": format!("UPDATE counters SET n = n + 1 WHERE id = {trial}"),
+         "down": format!("UPDATE counters SET n = n - 1 WHERE id = {trial}")}),
+        json!({"name": "table", "up": format!("CREATE TABLE t_{trial} (id integer)"), "down": format!("DROP TABLE t_{trial}")}),
+        json!({"name": "bump10", "up": format!("UPDATE counters SET n = n + 10 WHERE id = {trial}"),
+         "down": format!("UPDATE counters SET n = n - 10 WHERE id = {trial}")}),
+    ];
+    if backfill {
+        steps.push(json!({"name": "fill", "backfill": {"table": "counters", "set": "n = n + 100", "where": format!("id = {trial}")},
+            "down": "SELECT 1"}));
+    }
+    (json!(steps), if backfill { 111 } else { 11 })
 }
 
 impl Bench {
@@ -181,7 +188,7 @@ impl Bench {
 }
 
 /// Kill trials on one engine; returns the outcome lines (all must be ok).
-async fn trials(project: &Project, db: Db, seed: u64) -> Vec<String> {
+async fn trials(project: &Project, db: Db, seed: u64, backfill: bool) -> Vec<String> {
     let bench = Bench {
         project_config: project.config_path.clone(),
         db,
@@ -193,21 +200,23 @@ async fn trials(project: &Project, db: Db, seed: u64) -> Vec<String> {
     let mut calibrated_ms = 0u64;
     let mut applied_plans = Vec::new();
     for trial in 0..=(RANDOM_TRIALS + TARGETED_TRIALS) {
+        let (plan_steps, expected) = steps(trial, backfill);
+        let n = plan_steps.as_array().unwrap().len() as i64;
         let id = project
-            .ready(&c, json!({"goal": format!("trial {trial}"), "target": "production", "steps": steps(trial)}))
+            .ready(&c, json!({"goal": format!("trial {trial}"), "target": "production", "steps": plan_steps}))
             .await;
         let counting = format!("SELECT count(*) FROM {history} WHERE plan_id = '{id}'");
         let kill = match trial {
             // Trial 0 is not killed: it measures how long an apply takes.
             0 => None,
             t if t <= RANDOM_TRIALS => Some(Kill::AfterMs(rng.next(calibrated_ms + 1))),
-            t => Some(Kill::AtHistoryRow(((t - RANDOM_TRIALS - 1) % 3 + 1) as i64)),
+            t => Some(Kill::AtHistoryRow((t - RANDOM_TRIALS - 1) as i64 % n + 1)),
         };
         let (seen, answered) = match &kill {
             None => {
                 // Kills land within the call's duration (plus the server's start-up).
                 calibrated_ms = bench.finish("apply", json!({"plan_id": id})).await.1 + 20;
-                (3, true)
+                (n, true)
             }
             Some(k) => {
                 bench
@@ -234,11 +243,11 @@ async fn trials(project: &Project, db: Db, seed: u64) -> Vec<String> {
             .iter()
             .map(|s| s["state"].as_str().unwrap())
             .collect();
-        let ok = counter == 11
-            && rows == 3
-            && distinct == 3
+        let ok = counter == expected
+            && rows == n
+            && distinct == n
             && status["status"] == "applied"
-            && states == ["applied", "applied", "applied"];
+            && states.iter().all(|s| *s == "applied");
         let at = match &kill {
             None => format!("not killed ({calibrated_ms} ms)"),
             Some(Kill::AfterMs(ms)) => format!("killed at {ms} ms"),
@@ -291,7 +300,11 @@ async fn trials(project: &Project, db: Db, seed: u64) -> Vec<String> {
             .try_int(&format!("SELECT count(*) FROM t_{trial}"))
             .await
             .is_err();
-        let ok = counter == 0 && rolled == 3 && table_gone && status["status"] == "rolled-back";
+        let steps_of_plan = if backfill { 4 } else { 3 };
+        let ok = counter == 0
+            && rolled == steps_of_plan
+            && table_gone
+            && status["status"] == "rolled-back";
         outcomes.push(format!(
             "rollback trial {trial:2}: {:<34} rolled back at kill {seen} -> counter {counter}, rolled back {rolled}, table gone {table_gone}, status {}: {}",
             match kill {
@@ -353,14 +366,14 @@ async fn pg_project() -> PgProject {
 #[tokio::test]
 async fn killed_applies_and_rollbacks_on_sqlite_never_run_a_step_twice() {
     let p = sqlite_project().await;
-    let outcomes = trials(&p, Db::Sqlite(p.path("prod.db")), seed()).await;
+    let outcomes = trials(&p, Db::Sqlite(p.path("prod.db")), seed(), false).await;
     eprintln!("sqlite:\n{}", outcomes.join("\n"));
 }
 
 #[tokio::test]
 async fn killed_applies_and_rollbacks_on_postgres_never_run_a_step_twice() {
     let p = pg_project().await;
-    let outcomes = trials(&p.project, Db::Pg(p.prod.clone()), seed()).await;
+    let outcomes = trials(&p.project, Db::Pg(p.prod.clone()), seed(), true).await;
     eprintln!("postgres:\n{}", outcomes.join("\n"));
 }
 
@@ -371,7 +384,7 @@ async fn race(project: &Project, db: Db) {
     let id = project
         .ready(
             &c,
-            json!({"goal": "race", "target": "production", "steps": steps(7)}),
+            json!({"goal": "race", "target": "production", "steps": steps(7, false).0}),
         )
         .await;
     let ((_a, ca), (_b, cb)) = tokio::join!(

@@ -44,9 +44,6 @@ impl Engine {
             .enumerate()
             .filter_map(|(i, row)| truth(plan, row, &history).map(|s| (i, s)))
             .collect();
-        if changes.is_empty() {
-            return Ok(steps);
-        }
         let after: Vec<StepState> = steps
             .iter()
             .enumerate()
@@ -57,10 +54,11 @@ impl Engine {
                     .map_or(row.state, |(_, s)| *s)
             })
             .collect();
-        // The plan's status follows (a status it already has is no transition, but the steps
-        // are recorded all the same).
+        // The plan's status follows: every step applied is an applied plan (a process killed
+        // after recording its last step but before the plan's status leaves it `applying`).
         const PRE: [Status; 3] = [Status::Planned, Status::Tested, Status::Approved];
         let status: Option<(&[Status], Status)> = if after.iter().all(|s| *s == StepState::Applied)
+            && (PRE.contains(&plan_status) || plan_status == Status::Applying)
         {
             Some((
                 &[
@@ -68,7 +66,6 @@ impl Engine {
                     Status::Tested,
                     Status::Approved,
                     Status::Applying,
-                    Status::Applied,
                 ],
                 Status::Applied,
             ))
@@ -77,6 +74,9 @@ impl Engine {
         } else {
             None
         };
+        if changes.is_empty() && status.is_none() {
+            return Ok(steps);
+        }
         let recorded: Vec<serde_json::Value> = changes
             .iter()
             .map(|(i, s)| json!({"step": steps[*i].name, "state": s.as_str()}))
