@@ -1,0 +1,583 @@
+//! `apply`: preconditions → backup → each pending step with its history row → the outcome
+//! recorded; long steps continue in the background and report progress.
+
+use super::*;
+
+impl Engine {
+    /// Marks `target` as running `action` for `plan_id`; a second operation on the target is
+    /// refused (another plan) or told the plan is already being applied (the same plan).
+    pub(super) fn claim(
+        &self,
+        target: &str,
+        plan_id: &str,
+        action: &'static str,
+    ) -> Result<std::result::Result<RunningGuard, Running>> {
+        let mut running = self.running.lock().expect("running map lock");
+        if let Some(r) = running.get(target) {
+            if r.plan_id == plan_id && r.action == "apply" && action == "apply" {
+                return Ok(Err(r.clone()));
+            }
+            return Err(Error::TargetBusy(target.to_string()));
+        }
+        running.insert(
+            target.to_string(),
+            Running {
+                plan_id: plan_id.to_string(),
+                action,
+                started_at: crate::store::now(),
+                progress: None,
+            },
+        );
+        Ok(Ok(RunningGuard(self.running.clone(), target.to_string())))
+    }
+
+    /// Progress of a plan being applied in this process, if it is.
+    pub(super) fn running_progress(&self, plan_id: &str) -> Option<Running> {
+        self.running
+            .lock()
+            .expect("running map lock")
+            .values()
+            .find(|r| r.plan_id == plan_id)
+            .cloned()
+    }
+
+    /// Applies pending steps. Waits at most `policy.apply_wait`; a step still running then
+    /// continues in the background and the call returns `status: applying` with its progress.
+    pub async fn apply(
+        self: &Arc<Self>,
+        plan_id: &str,
+        agent: &str,
+        progress: Option<UnboundedSender<Progress>>,
+    ) -> Result<ApplyReport> {
+        let plan = self.load(plan_id, agent, "apply").await?;
+        let guard = match self.claim(&plan.target, &plan.id, "apply")? {
+            Ok(g) => g,
+            Err(running) => {
+                return Ok(ApplyReport::in_background(
+                    &plan,
+                    &running.started_at,
+                    running.progress.as_ref(),
+                ));
+            }
+        };
+        // Record the latest progress (for `status` and later `apply` calls) and pass it on.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();
+        {
+            let (running, target) = (self.running.clone(), plan.target.clone());
+            tokio::spawn(async move {
+                while let Some(p) = rx.recv().await {
+                    if let Some(r) = running.lock().expect("running map lock").get_mut(&target) {
+                        r.progress = Some(p.clone());
+                    }
+                    if let Some(out) = &progress {
+                        let _ = out.send(p);
+                    }
+                }
+            });
+        }
+        let engine = Arc::clone(self);
+        let (task_plan, agent_name) = (plan.clone(), agent.to_string());
+        let mut task = tokio::spawn(async move {
+            let _guard = guard;
+            engine
+                .apply_plan(&task_plan, &agent_name, Some(tx))
+                .await
+                .map_err(|e| engine.learn(e, &agent_name, "apply", Some(&task_plan)))
+        });
+        match tokio::time::timeout(self.config.policy.apply_wait, &mut task).await {
+            Ok(joined) => {
+                joined.map_err(|e| Error::Store(format!("the apply task failed: {e}")))?
+            }
+            Err(_) => {
+                let started = self.running_progress(&plan.id);
+                let fresh = self.store.plan(&plan.id).await?;
+                Ok(ApplyReport::in_background(
+                    &fresh,
+                    started
+                        .as_ref()
+                        .map(|r| r.started_at.as_str())
+                        .unwrap_or(""),
+                    started.as_ref().and_then(|r| r.progress.as_ref()),
+                ))
+            }
+        }
+    }
+
+    /// Preconditions → the target's lock → reconcile → backup → each pending step → outcome.
+    pub(super) async fn apply_plan(
+        &self,
+        plan: &Plan,
+        agent: &str,
+        progress: Option<UnboundedSender<Progress>>,
+    ) -> Result<ApplyReport> {
+        match plan.status {
+            Status::Applied | Status::Validated => {
+                return Ok(ApplyReport::done(
+                    plan,
+                    "already applied; nothing to do",
+                    vec![],
+                    None,
+                ));
+            }
+            Status::Rejected | Status::RolledBack => {
+                return Err(Error::WrongStatus {
+                    plan: plan.id.clone(),
+                    status: plan.status.to_string(),
+                    action: "apply",
+                    needed: "tested and approved (make a new plan)",
+                });
+            }
+            _ => {}
+        }
+        let items = self.checklist(plan).await?;
+        // Everything but the backup must hold before the target is touched; the backup is
+        // taken under the lock.
+        if checklist::unmet(&items)
+            .iter()
+            .any(|i| i.item != "backup-verified")
+        {
+            return Err(unmet_error(plan, &items));
+        }
+        let target = self.open_target(&plan.target).await?;
+        admit(plan, target.engine())?;
+        let lock = target.lock().await?;
+        let result = self
+            .apply_locked(plan, agent, progress, &target, items)
+            .await;
+        lock.release().await;
+        result
+    }
+
+    async fn apply_locked(
+        &self,
+        plan: &Plan,
+        agent: &str,
+        progress: Option<UnboundedSender<Progress>>,
+        target: &Target,
+        mut items: Vec<ChecklistItem>,
+    ) -> Result<ApplyReport> {
+        // Under the lock, the target's history first: a step it has is never run again.
+        let steps = self.reconcile(plan, target, agent).await?;
+        if steps.iter().all(|s| s.state == StepState::Applied) {
+            let fresh = self.store.plan(&plan.id).await?;
+            return Ok(ApplyReport::done(
+                &fresh,
+                "already applied (per the target's history); nothing to do",
+                vec![],
+                None,
+            ));
+        }
+        let backup = self
+            .backup_if_needed(plan, target, agent, &mut items)
+            .await?;
+        self.record_waiver(plan, agent, &items);
+        self.start_applying(plan, target, &steps, agent).await?;
+        let ran = self
+            .run_steps(plan, target, &steps, agent, progress)
+            .await?;
+        if ran.gated.is_none() {
+            self.store
+                .commit(Change {
+                    plan_id: &plan.id,
+                    status: Some((&[Status::Applying], Status::Applied)),
+                    audit: Some((agent, "applied", json!({"steps": ran.applied}))),
+                    ..Change::default()
+                })
+                .await?;
+        }
+        let plan = self.store.plan(&plan.id).await?;
+        let message = match &ran.gated {
+            Some(g) => format!(
+                "applied {} step(s); step `{}` is gated",
+                ran.applied.len(),
+                g.step
+            ),
+            None => format!(
+                "applied {} step(s); all steps are applied",
+                ran.applied.len()
+            ),
+        };
+        let staging_sync = self
+            .follow_on_staging(&plan, &ran.applied, staging::Direction::Apply, agent)
+            .await;
+        let mut report = ApplyReport::done(&plan, &message, ran.applied, ran.gated);
+        report.staging_sync = staging_sync;
+        report.statements = ran.statements;
+        report.backfills = ran.backfills;
+        report.backup = backup;
+        report.checklist = items;
+        Ok(report)
+    }
+
+    /// On production without a fresh covering backup: the configured command's evidence, or
+    /// drydock's own verified snapshot of the plan's tables; recorded, then the checklist again.
+    async fn backup_if_needed(
+        &self,
+        plan: &Plan,
+        target: &Target,
+        agent: &str,
+        items: &mut Vec<ChecklistItem>,
+    ) -> Result<Option<crate::target::BackupEvidence>> {
+        let production = self.config.target(&plan.target)?.role == Role::Production;
+        if !production
+            || !checklist::unmet(items)
+                .iter()
+                .any(|i| i.item == "backup-verified")
+        {
+            return Ok(None);
+        }
+        let evidence = match &self.config.backup.command {
+            Some(cmd) => {
+                crate::target::backup_command(&plan.target, cmd, self.config.policy.backup_max_age)
+                    .await?
+            }
+            None => {
+                // Unique per process too: two servers never share a backup's name.
+                let label = format!(
+                    "{}_{}_{}",
+                    plan.id.replace('-', "_"),
+                    crate::store::now()
+                        .replace([':', '.', '-'], "")
+                        .to_lowercase(),
+                    std::process::id()
+                );
+                target
+                    .backup(
+                        &self.config.state_dir.join("backups"),
+                        &format!("{}-{label}", plan.target),
+                        &plan.existing_tables(),
+                        self.config.policy.snapshot_max_rows,
+                    )
+                    .await?
+            }
+        };
+        let detail = serde_json::to_value(&evidence).map_err(Error::store)?;
+        self.store
+            .commit(Change {
+                plan_id: &plan.id,
+                backup: Some((&plan.target, true, detail)),
+                audit: Some((
+                    agent,
+                    "backup",
+                    json!({"target": plan.target, "location": evidence.location}),
+                )),
+                ..Change::default()
+            })
+            .await?;
+        *items = self.checklist(plan).await?;
+        if !checklist::unmet(items).is_empty() {
+            return Err(unmet_error(plan, items));
+        }
+        Ok(Some(evidence))
+    }
+
+    /// A hotfix applied without a staging dry-run is written to ERRORS.md as such.
+    fn record_waiver(&self, plan: &Plan, agent: &str, items: &[ChecklistItem]) {
+        if let Some(waived) = items
+            .iter()
+            .find(|i| i.state == checklist::ItemState::Waived && i.item == "staging-tested")
+        {
+            let _ = self.errors.record(&Mistake {
+                agent: agent.to_string(),
+                tool: "apply".into(),
+                plan: Some(plan.id.clone()),
+                target: Some(plan.target.clone()),
+                code: "hotfix-waiver".into(),
+                what: format!("hotfix applied without a staging dry-run: {}", waived.evidence.clone().unwrap_or_default()),
+                lesson: "hotfixes skip staging only with two approvers; follow up with a dry-run of the same change on staging".into(),
+                tables: vec![],
+            });
+        }
+    }
+
+    /// The plan becomes `applying`; before its first step, with the schema as it is: rollback
+    /// and validate compare against it, and a kill after that step must not lose it.
+    async fn start_applying(
+        &self,
+        plan: &Plan,
+        target: &Target,
+        steps: &[crate::store::StepRow],
+        agent: &str,
+    ) -> Result<()> {
+        let pre_apply = if steps.iter().all(|s| s.state != StepState::Applied) {
+            let fp = target.fingerprint().await?;
+            Some(NewRun {
+                kind: "pre-apply",
+                target: &plan.target,
+                checksum: &plan.checksum,
+                ok: true,
+                started_at: crate::store::now(),
+                duration_ms: 0.0,
+                detail: json!({"fingerprint_before": fp.hash, "fingerprint_before_lines": fp.lines}),
+            })
+        } else {
+            None
+        };
+        let from = [
+            Status::Planned,
+            Status::Tested,
+            Status::Approved,
+            Status::Applying,
+        ];
+        let started = self
+            .store
+            .commit(Change {
+                plan_id: &plan.id,
+                status: Some((&from, Status::Applying)),
+                run: pre_apply,
+                audit: Some((agent, "apply-start", json!({"target": plan.target}))),
+                ..Change::default()
+            })
+            .await?;
+        if !started {
+            return Err(Error::WrongStatus {
+                plan: plan.id.clone(),
+                status: self.store.plan(&plan.id).await?.status.to_string(),
+                action: "apply",
+                needed: "tested and approved",
+            });
+        }
+        Ok(())
+    }
+
+    /// Each pending step in order until one is gated; each recorded as it ends.
+    async fn run_steps(
+        &self,
+        plan: &Plan,
+        target: &Target,
+        steps: &[crate::store::StepRow],
+        agent: &str,
+        progress: Option<UnboundedSender<Progress>>,
+    ) -> Result<StepsRun> {
+        let total: u64 = plan
+            .steps()
+            .iter()
+            .map(|s| {
+                s.up.as_deref()
+                    .map(|u| analysis::statements("", u).map(|v| v.len()).unwrap_or(0))
+                    .unwrap_or(0) as u64
+            })
+            .sum();
+        let mut ran = StepsRun::default();
+        let mut done = 0u64;
+        let mut previous_applied_at: Option<String> = None;
+        for (i, row) in steps.iter().enumerate() {
+            let step = &plan.steps()[i];
+            if row.state == StepState::Applied {
+                previous_applied_at = row.applied_at.clone();
+                continue;
+            }
+            if row.state == StepState::Gated
+                && !self.gate_open(step, previous_applied_at.as_deref())
+            {
+                ran.gated = Some(GatedStep {
+                    step: row.name.clone(),
+                    gate: step.gate.clone(),
+                    release: format!("drydock release {} {} --by NAME", plan.id, row.name),
+                });
+                break;
+            }
+            let at = At {
+                plan,
+                index: i,
+                name: &row.name,
+                agent,
+                started_at: crate::store::now(),
+                first: ran.applied.is_empty()
+                    && steps.iter().all(|s| s.state != StepState::Applied),
+            };
+            let t0 = Instant::now();
+            let outcome = self
+                .run_step(&at, target, step, &progress, (&mut done, total))
+                .await?;
+            let duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
+            self.record_step(at, outcome, duration_ms, &mut ran).await?;
+            previous_applied_at = Some(crate::store::now());
+        }
+        Ok(ran)
+    }
+
+    /// Runs one step (a backfill, or statements in a transaction) with its history row.
+    async fn run_step(
+        &self,
+        at: &At<'_>,
+        target: &Target,
+        step: &Step,
+        progress: &Option<UnboundedSender<Progress>>,
+        (done, total): (&mut u64, u64),
+    ) -> Result<StepOutcome> {
+        let (plan, name, agent) = (at.plan, at.name, at.agent);
+        let row = HistoryRow {
+            plan_id: &plan.id,
+            step: name,
+            checksum: &plan.checksum,
+            by: agent,
+        };
+        if let Some(spec) = &step.backfill {
+            let mut tick = |rows: u64, estimate: u64| {
+                if let Some(tx) = progress {
+                    let _ = tx.send(Progress {
+                        done: rows,
+                        total: estimate,
+                        message: format!("step `{name}`: {rows} of ~{estimate} rows backfilled"),
+                    });
+                }
+            };
+            let columns = overwritten(spec)?;
+            let result = target
+                .backfill(name, spec, &columns, &row, &self.config.policy, &mut tick)
+                .await?;
+            return Ok(match result {
+                Ok(report) => StepOutcome::Backfilled(report),
+                Err(failure) => StepOutcome::Failed(failure, json!({"step": name})),
+            });
+        }
+        let stmts = Self::stmts(name, step.up.as_deref())?;
+        let mut tick = |r: &StatementRun| {
+            *done += 1;
+            if let Some(tx) = progress {
+                let _ = tx.send(Progress {
+                    done: *done,
+                    total,
+                    message: format!("step `{}` statement {} done", r.step, r.index),
+                });
+            }
+        };
+        let tables = Self::step_tables(plan, name);
+        let (result, watch) = target
+            .execute(
+                name,
+                &stmts,
+                &tables,
+                Some(History::Applied(row)),
+                &self.config.policy,
+                &mut tick,
+            )
+            .await?;
+        Ok(match result {
+            Ok(runs) => StepOutcome::Ran(runs, watch),
+            Err(failure) => StepOutcome::Failed(failure, json!({"step": name, "watcher": watch})),
+        })
+    }
+
+    /// Records a step's run: applied (with what it did), or failed (the plan back to where the
+    /// apply started when nothing of it reached the target) — and the failure as the error.
+    async fn record_step(
+        &self,
+        at: At<'_>,
+        outcome: StepOutcome,
+        duration_ms: f64,
+        ran: &mut StepsRun,
+    ) -> Result<()> {
+        let (plan, name, agent, started_at) = (at.plan, at.name, at.agent, at.started_at);
+        let (detail, audit) = match outcome {
+            StepOutcome::Backfilled(report) => {
+                let detail = json!({"step": name, "backfill": report});
+                let audit = json!({"step": name, "backfill_rows": report.rows});
+                ran.backfills.push(report);
+                (detail, audit)
+            }
+            StepOutcome::Ran(runs, watch) => {
+                let detail = json!({"step": name, "statements": runs, "watcher": watch});
+                ran.statements.extend(runs);
+                (detail, json!({"step": name}))
+            }
+            StepOutcome::Failed(failure, mut detail) => {
+                let err = Self::sql_failed(plan, "apply", name, failure);
+                let back = if at.first {
+                    plan.status
+                } else {
+                    Status::Applying
+                };
+                detail["error"] = json!(err.to_string());
+                self.store
+                    .commit(Change {
+                        plan_id: &plan.id,
+                        status: Some((&[], back)),
+                        run: Some(NewRun {
+                            kind: "apply",
+                            target: &plan.target,
+                            checksum: &plan.checksum,
+                            ok: false,
+                            started_at,
+                            duration_ms,
+                            detail,
+                        }),
+                        audit: Some((
+                            agent,
+                            "apply-failed",
+                            json!({"step": name, "error": err.to_string()}),
+                        )),
+                        ..Change::default()
+                    })
+                    .await?;
+                return Err(err);
+            }
+        };
+        self.store
+            .commit(Change {
+                plan_id: &plan.id,
+                run: Some(NewRun {
+                    kind: "apply",
+                    target: &plan.target,
+                    checksum: &plan.checksum,
+                    ok: true,
+                    started_at,
+                    duration_ms,
+                    detail,
+                }),
+                steps: vec![(at.index, StepState::Applied)],
+                audit: Some((agent, "apply-step", audit)),
+                ..Change::default()
+            })
+            .await?;
+        ran.applied.push(name.to_string());
+        Ok(())
+    }
+
+    pub(super) fn gate_open(&self, step: &Step, previous_applied_at: Option<&str>) -> bool {
+        match &step.gate {
+            None => true,
+            Some(Gate::Manual) => false,
+            Some(Gate::After { duration }) => {
+                let d = if duration == "rollback_window" {
+                    self.config.policy.rollback_window
+                } else {
+                    humantime::parse_duration(duration)
+                        .unwrap_or(self.config.policy.rollback_window)
+                };
+                previous_applied_at
+                    .and_then(crate::store::age)
+                    .is_some_and(|age| age >= d)
+            }
+        }
+    }
+}
+
+/// Which step of which plan is running, for whom, since when; `first` when nothing of the plan
+/// has reached the target before it.
+struct At<'a> {
+    plan: &'a Plan,
+    index: usize,
+    name: &'a str,
+    agent: &'a str,
+    started_at: String,
+    first: bool,
+}
+
+/// How one step ended.
+enum StepOutcome {
+    Backfilled(crate::target::BackfillReport),
+    Ran(Vec<StatementRun>, crate::target::WatchReport),
+    /// The failure, and what the failed run records besides it.
+    Failed(StepFailure, serde_json::Value),
+}
+
+/// What `run_steps` did: the steps applied, their statements and backfills, the gate it stopped at.
+#[derive(Default)]
+struct StepsRun {
+    applied: Vec<String>,
+    statements: Vec<StatementRun>,
+    backfills: Vec<crate::target::BackfillReport>,
+    gated: Option<GatedStep>,
+}

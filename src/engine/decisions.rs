@@ -1,0 +1,124 @@
+//! Engineers' decisions: approve, reject, release a gate. Never reachable from an MCP tool.
+
+use super::*;
+
+impl Engine {
+    pub async fn approve(&self, plan_id: &str, by: &str) -> Result<StatusReport> {
+        let plan = self.load(plan_id, by, "approve").await?;
+        let by = by.trim();
+        if by.is_empty() {
+            return Err(Error::InvalidInput(
+                "`--by` names the approving engineer".into(),
+            ));
+        }
+        if by.eq_ignore_ascii_case(&plan.author) {
+            return Err(Error::SelfApproval {
+                plan: plan.id.clone(),
+                by: by.to_string(),
+                action: "approve",
+            });
+        }
+        require(&plan, "approve", Status::is_pre_apply, "planned or tested")?;
+        // A tested plan becomes `approved`; approving an untested plan records the approval (a
+        // hotfix may need it) but leaves it `planned` until a dry-run passes.
+        let next = if plan.status == Status::Planned {
+            Status::Planned
+        } else {
+            Status::Approved
+        };
+        let committed = self
+            .store
+            .commit(Change {
+                plan_id: &plan.id,
+                status: Some((std::slice::from_ref(&plan.status), next)),
+                approval: Some((&plan.checksum, by, "approved", None)),
+                audit: Some((by, "approve", json!({"checksum": plan.checksum}))),
+                ..Change::default()
+            })
+            .await?;
+        if !committed {
+            return Err(Error::WrongStatus {
+                plan: plan.id.clone(),
+                status: self.store.plan(plan_id).await?.status.to_string(),
+                action: "approve",
+                needed: "unchanged while approving; look again with `drydock show`",
+            });
+        }
+        self.status(plan_id).await
+    }
+
+    pub async fn reject(&self, plan_id: &str, by: &str, reason: &str) -> Result<StatusReport> {
+        let plan = self.load(plan_id, by, "reject").await?;
+        if reason.trim().is_empty() {
+            return Err(Error::InvalidInput(
+                "`--reason` says why the plan is rejected".into(),
+            ));
+        }
+        require(
+            &plan,
+            "reject",
+            Status::is_pre_apply,
+            "planned, tested or approved",
+        )?;
+        self.store
+            .commit(Change {
+                plan_id: &plan.id,
+                status: Some((&[], Status::Rejected)),
+                approval: Some((&plan.checksum, by, "rejected", Some(reason))),
+                audit: Some((by, "reject", json!({"reason": reason}))),
+                ..Change::default()
+            })
+            .await?;
+        self.status(plan_id).await
+    }
+
+    /// Opens a step's gate. `after` gates need `override_reason` while the window runs.
+    pub async fn release(
+        &self,
+        plan_id: &str,
+        step: &str,
+        by: &str,
+        override_reason: Option<&str>,
+    ) -> Result<StatusReport> {
+        let plan = self.load(plan_id, by, "release").await?;
+        let steps = self.store.steps(plan_id).await?;
+        let (i, row) = steps
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.name == step)
+            .ok_or_else(|| Error::InvalidInput(format!("plan `{plan_id}` has no step `{step}`")))?;
+        if row.state != StepState::Gated {
+            return Err(Error::InvalidInput(format!(
+                "step `{step}` is {}, not gated",
+                row.state.as_str()
+            )));
+        }
+        if by.eq_ignore_ascii_case(&plan.author) {
+            return Err(Error::SelfApproval {
+                plan: plan.id.clone(),
+                by: by.to_string(),
+                action: "release a step of",
+            });
+        }
+        if matches!(plan.steps()[i].gate, Some(Gate::After { .. }))
+            && override_reason.is_none_or(|r| r.trim().is_empty())
+        {
+            return Err(Error::InvalidInput(format!(
+                "step `{step}` waits for the rollback window; pass --override-window --reason R to open it early"
+            )));
+        }
+        self.store
+            .commit(Change {
+                plan_id,
+                release: Some((i, by)),
+                audit: Some((
+                    by,
+                    "release",
+                    json!({"step": step, "override_reason": override_reason}),
+                )),
+                ..Change::default()
+            })
+            .await?;
+        self.status(plan_id).await
+    }
+}

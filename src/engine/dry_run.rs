@@ -1,0 +1,451 @@
+//! `dry-run`: the plan exercised on a non-production target — up, checks, down, the schema and
+//! data compared, up again — with locks, rewrites and scans measured.
+
+use super::*;
+
+impl Engine {
+    pub async fn dry_run(
+        &self,
+        plan_id: &str,
+        target: Option<&str>,
+        agent: &str,
+    ) -> Result<DryRunReport> {
+        let plan = self.load(plan_id, agent, "dry-run").await?;
+        self.dry_run_plan(&plan, target, agent)
+            .await
+            .map_err(|e| self.learn(e, agent, "dry-run", Some(&plan)))
+    }
+
+    pub(super) async fn dry_run_plan(
+        &self,
+        plan: &Plan,
+        target: Option<&str>,
+        agent: &str,
+    ) -> Result<DryRunReport> {
+        require(
+            plan,
+            "dry-run",
+            Status::is_pre_apply,
+            "planned, tested or approved",
+        )?;
+        let staging_cfg = match target {
+            Some(t) => {
+                let cfg = self.config.target(t)?;
+                if cfg.role == Role::Production {
+                    return Err(Error::ProductionDryRun(t.to_string()));
+                }
+                // Evidence counts only from the plan's own target, its linked staging, or scratch.
+                let own = self.config.target(&plan.target)?;
+                let related = cfg.name == own.name
+                    || own.staging.as_deref() == Some(&cfg.name)
+                    || cfg.role == Role::Scratch;
+                if !related {
+                    return Err(Error::PlanTargetMismatch {
+                        plan: plan.id.clone(),
+                        plan_target: plan.target.clone(),
+                        target: t.to_string(),
+                    });
+                }
+                cfg
+            }
+            None => self.config.dry_run_target(&plan.target)?,
+        };
+        let staging = Target::open(&self.config, staging_cfg).await?;
+        admit(plan, staging.engine())?;
+        // The plan's own target, when reachable: its shape for the drift check, its row counts
+        // for the estimate.
+        let own = self.open_target(&plan.target).await.ok();
+        self.refuse_drifted_staging(plan, staging_cfg, &staging, own.as_ref())
+            .await?;
+        let started_at = crate::store::now();
+        let t0 = Instant::now();
+        let scratch = self.scratch_path(&plan.id);
+        std::fs::create_dir_all(scratch.parent().expect("scratch has a parent"))?;
+        let mut sandbox = staging.sandbox(&scratch).await?;
+        let outcome = self.exercise(plan, &mut sandbox).await;
+        sandbox.finish().await;
+        let duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
+
+        let record = |ok: bool, detail: serde_json::Value| NewRun {
+            kind: "dry-run",
+            target: &staging_cfg.name,
+            checksum: &plan.checksum,
+            ok,
+            started_at: started_at.clone(),
+            duration_ms,
+            detail,
+        };
+        let mut exercised = match outcome {
+            Ok(x) => x,
+            Err(e) => {
+                let detail =
+                    json!({"error": e.to_string(), "code": e.code(), "rollback_verified": false});
+                self.store
+                    .commit(Change {
+                        plan_id: &plan.id,
+                        run: Some(record(false, detail)),
+                        audit: Some((
+                            agent,
+                            "dry-run-failed",
+                            json!({"target": staging_cfg.name, "error": e.to_string()}),
+                        )),
+                        ..Change::default()
+                    })
+                    .await?;
+                return Err(e);
+            }
+        };
+
+        // Row ratio and estimate against the plan's own target.
+        let tables = plan.tables();
+        let staging_rows = staging.row_counts(&tables).await?;
+        let prod_rows = match &own {
+            Some(t) => t.row_counts(&tables).await?,
+            None => BTreeMap::new(),
+        };
+        let mut ratios = Vec::new();
+        let mut warnings = Vec::new();
+        let mut scale: f64 = 1.0;
+        for t in &tables {
+            let (s, p) = (staging_rows.get(t).copied(), prod_rows.get(t).copied());
+            let ratio = match (s, p) {
+                (Some(s), Some(p)) if p > 0 => Some(s as f64 / p as f64),
+                _ => None,
+            };
+            if let (Some(s), Some(p)) = (s, p)
+                && s > 0
+            {
+                scale = scale.max(p as f64 / s as f64);
+            }
+            if let Some(r) = ratio.filter(|r| *r < self.config.policy.min_staging_ratio) {
+                warnings.push(format!(
+                    "production-like: `{t}` on staging has {:.1}% of production's rows (policy.min_staging_ratio = {})",
+                    r * 100.0,
+                    self.config.policy.min_staging_ratio
+                ));
+            }
+            ratios.push(TableRatio {
+                table: t.clone(),
+                staging_rows: s,
+                production_rows: p,
+                ratio,
+            });
+        }
+        let up_ms: f64 = exercised.statements.iter().map(|s| s.duration_ms).sum();
+        let estimate = Estimate {
+            staging_ms: up_ms,
+            production_ms: up_ms * scale,
+            basis: format!(
+                "staging duration × {scale:.2} (largest production/staging row ratio of the affected tables)"
+            ),
+        };
+        let disagreements = disagreements(plan, &exercised.statements);
+        exercised.checks.iter().filter(|c| !c.passed).for_each(|c| {
+            warnings.push(format!(
+                "check `{}` failed: observed {}",
+                c.name, c.observed
+            ));
+        });
+        let report = DryRunReport {
+            plan_id: plan.id.clone(),
+            checksum: plan.checksum.clone(),
+            target: staging_cfg.name.clone(),
+            ok: true,
+            rollback_verified: true,
+            statements: std::mem::take(&mut exercised.statements),
+            checks: exercised.checks.clone(),
+            tables: ratios,
+            estimate,
+            warnings,
+            disagreements,
+            duration_ms,
+            next_steps: vec![],
+        };
+        let mut detail = serde_json::to_value(&report).map_err(Error::store)?;
+        detail["fingerprint_before"] = json!(exercised.before.hash);
+        detail["fingerprint_before_lines"] = json!(exercised.before.lines);
+        detail["fingerprint_after_up"] = json!(exercised.after_up.hash);
+        detail["fingerprint_after_up_lines"] = json!(exercised.after_up.lines);
+        // A first passing dry-run makes the plan `tested`; an approved plan stays approved.
+        let approved = checklist::approvers(plan, &self.store.approvals(&plan.id).await?)
+            .is_some_and(|a| !a.is_empty());
+        let next = match plan.status {
+            Status::Planned if approved => Status::Approved,
+            Status::Planned => Status::Tested,
+            other => other,
+        };
+        let committed = self
+            .store
+            .commit(Change {
+                plan_id: &plan.id,
+                status: Some((std::slice::from_ref(&plan.status), next)),
+                run: Some(record(true, detail)),
+                audit: Some((
+                    agent,
+                    "dry-run",
+                    json!({"target": staging_cfg.name, "ok": true}),
+                )),
+                ..Change::default()
+            })
+            .await?;
+        let fresh = self.store.plan(&plan.id).await?;
+        if !committed {
+            return Err(Error::WrongStatus {
+                plan: plan.id.clone(),
+                status: fresh.status.to_string(),
+                action: "recording a dry-run",
+                needed: "unchanged while the dry-run ran",
+            });
+        }
+        let checklist = self.checklist(&fresh).await?;
+        let role = self.config.target(&plan.target)?.role;
+        Ok(DryRunReport {
+            next_steps: next_steps(&fresh, role, &checklist),
+            ..report
+        })
+    }
+
+    /// Refuses a dry-run on the plan target's linked staging when the tables the plan touches
+    /// are not shaped there as they are on the target: evidence from such a staging proves
+    /// nothing about production.
+    pub(super) async fn refuse_drifted_staging(
+        &self,
+        plan: &Plan,
+        staging_cfg: &crate::config::TargetConfig,
+        staging: &Target,
+        target: Option<&Target>,
+    ) -> Result<()> {
+        let own = self.config.target(&plan.target)?;
+        if own.staging.as_deref() != Some(staging_cfg.name.as_str()) {
+            return Ok(());
+        }
+        let Some(target) = target else {
+            return Ok(());
+        };
+        let tables = plan.tables();
+        let on_target = table_shape(&target.fingerprint().await?, &tables);
+        let on_staging = table_shape(&staging.fingerprint().await?, &tables);
+        if on_target == on_staging {
+            return Ok(());
+        }
+        let only = |a: &std::collections::BTreeSet<String>,
+                    b: &std::collections::BTreeSet<String>,
+                    who: &str| {
+            a.difference(b)
+                .take(5)
+                .map(|l| format!("only on {who}: {l}"))
+                .collect::<Vec<_>>()
+        };
+        Err(Error::StagingDrift {
+            staging: staging_cfg.name.clone(),
+            target: plan.target.clone(),
+            detail: [
+                only(&on_target, &on_staging, &plan.target),
+                only(&on_staging, &on_target, &staging_cfg.name),
+            ]
+            .concat()
+            .join("; "),
+        })
+    }
+
+    /// up, checks, down (in reverse), fingerprint equality, up again — on a scratch copy.
+    pub(super) async fn exercise(&self, plan: &Plan, copy: &mut Sandbox) -> Result<Exercised> {
+        let before = copy.fingerprint().await?;
+        // Rollback must restore the data of the tables the plan touches, not only their shape.
+        let touched = plan.existing_tables();
+        let data_before = copy.content_hashes(&touched).await?;
+        let mut statements = Vec::new();
+        for step in plan.steps() {
+            statements.extend(Self::up_in_sandbox(copy, plan, step, "dry-run up").await?);
+        }
+        let checks = copy.run_checks(&plan.body.checks).await?;
+        if let Some(c) = checks.iter().find(|c| !c.passed) {
+            return Err(Error::CheckFailed {
+                name: c.name.clone(),
+                detail: format!(
+                    "expected {}, observed {} (after `up` on the staging copy)",
+                    c.expect, c.observed
+                ),
+            });
+        }
+        for step in plan.steps().iter().rev() {
+            let name = step.name.as_deref().unwrap_or("step");
+            if let Some(spec) = &step.backfill {
+                copy.backfill_restore(name, spec, &overwritten(spec)?)
+                    .await?;
+            }
+            Self::in_sandbox(copy, plan, name, step.down.as_deref(), "dry-run down").await?;
+        }
+        let after_down = copy.fingerprint().await?;
+        let verified = plan
+            .steps()
+            .iter()
+            .all(|s| s.down.is_some() || s.backfill.is_some());
+        if verified && after_down != before {
+            return Err(Error::RollbackUnverified {
+                detail: format!(
+                    "the schema after `down` differs from the schema before `up` ({})",
+                    before.diff(&after_down)
+                ),
+            });
+        }
+        if !verified {
+            return Err(Error::RollbackUnverified {
+                detail: "a step has no `down`, so rollback cannot be verified".into(),
+            });
+        }
+        let data_after = copy.content_hashes(&touched).await?;
+        let changed: Vec<&String> = data_before
+            .iter()
+            .filter(|(t, h)| data_after.get(*t) != Some(*h))
+            .map(|(t, _)| t)
+            .collect();
+        if !changed.is_empty() {
+            return Err(Error::RollbackUnverified {
+                detail: format!(
+                    "the data of {} after `down` differs from before `up` (content hash on the staging copy): `down` must put back every value `up` changed; to overwrite values, use a `backfill` step, whose old values drydock saves and restores",
+                    changed
+                        .iter()
+                        .map(|t| format!("`{t}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+        for step in plan.steps() {
+            Self::up_in_sandbox(copy, plan, step, "dry-run up (again)").await?;
+        }
+        let after_up = copy.fingerprint().await?;
+        Ok(Exercised {
+            before,
+            after_up,
+            statements,
+            checks,
+        })
+    }
+
+    /// A step's `up` in the sandbox; a backfill runs as one UPDATE inside the sandbox's
+    /// transaction, and says so.
+    pub(super) async fn up_in_sandbox(
+        sandbox: &mut Sandbox,
+        plan: &Plan,
+        step: &Step,
+        phase: &'static str,
+    ) -> Result<Vec<StatementRun>> {
+        let name = step.name.as_deref().unwrap_or("step");
+        match &step.backfill {
+            None => Self::in_sandbox(sandbox, plan, name, step.up.as_deref(), phase).await,
+            Some(b) => {
+                // The values it overwrites are saved first, as apply saves them batch by batch,
+                // so that `down` restores them and the dry-run verifies it.
+                sandbox.backfill_save(name, b, &overwritten(b)?).await?;
+                let stmt = Stmt {
+                    sql: analysis::backfill_sql(b),
+                    transactional: true,
+                };
+                let mut runs = sandbox
+                    .execute(name, std::slice::from_ref(&stmt))
+                    .await?
+                    .map_err(|f| Self::sql_failed(plan, phase, name, f))?;
+                for r in &mut runs {
+                    r.note = Some("backfill: measured as one UPDATE; apply runs it in keyset batches, each its own transaction".into());
+                }
+                Ok(runs)
+            }
+        }
+    }
+
+    pub(super) async fn in_sandbox(
+        sandbox: &mut Sandbox,
+        plan: &Plan,
+        step: &str,
+        sql: Option<&str>,
+        phase: &'static str,
+    ) -> Result<Vec<StatementRun>> {
+        let stmts = Self::stmts(step, sql)?;
+        sandbox
+            .execute(step, &stmts)
+            .await?
+            .map_err(|f| Self::sql_failed(plan, phase, step, f))
+    }
+}
+
+pub(super) struct Exercised {
+    before: crate::target::Fingerprint,
+    after_up: crate::target::Fingerprint,
+    statements: Vec<StatementRun>,
+    checks: Vec<crate::target::CheckOutcome>,
+}
+
+/// Where static analysis and measurement disagree (the measurement wins).
+pub(super) fn disagreements(plan: &Plan, measured: &[StatementRun]) -> Vec<String> {
+    const STRENGTH: [&str; 8] = [
+        "ACCESS SHARE",
+        "ROW SHARE",
+        "ROW EXCLUSIVE",
+        "SHARE UPDATE EXCLUSIVE",
+        "SHARE",
+        "SHARE ROW EXCLUSIVE",
+        "EXCLUSIVE",
+        "ACCESS EXCLUSIVE",
+    ];
+    let rank = |mode: &str| STRENGTH.iter().position(|m| *m == mode);
+    let postgres = plan.analysis["engine"] == "postgres";
+    let mut out = Vec::new();
+    let facts = plan.analysis["statements"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for m in measured.iter().filter(|m| m.note.is_none()) {
+        let Some(f) = facts
+            .iter()
+            .find(|f| f["step"] == m.step.as_str() && f["index"] == m.index)
+        else {
+            continue;
+        };
+        let at = format!("step `{}` statement {}", m.step, m.index);
+        let predicted = f["rewrites"] == true;
+        let observed = !m.rewritten.is_empty();
+        if predicted != observed {
+            out.push(format!(
+                "{at}: the analysis predicted {}; the dry-run measured {} (the measurement wins)",
+                if predicted { "a rewrite" } else { "no rewrite" },
+                if observed {
+                    format!("a rewrite of {:?}", m.rewritten)
+                } else {
+                    "none".into()
+                }
+            ));
+        }
+        if !postgres {
+            continue;
+        }
+        let table = f["tables"][0].as_str().unwrap_or_default();
+        let strongest = m
+            .locks
+            .iter()
+            .filter(|l| l.relation == table && l.acquired)
+            .filter_map(|l| rank(&l.mode).map(|r| (r, l.mode.as_str())))
+            .max();
+        if let (Some(static_rank), Some((measured_rank, mode))) =
+            (rank(f["lock"].as_str().unwrap_or_default()), strongest)
+            && static_rank != measured_rank
+        {
+            out.push(format!(
+                "{at}: the analysis expected {} on `{table}`; the dry-run measured {mode} (the measurement wins)",
+                f["lock"].as_str().unwrap_or_default()
+            ));
+        }
+        let scanned = m.scanned.iter().any(|t| t == table);
+        if (f["scans"] == true) != scanned
+            && matches!(f["kind"].as_str(), Some(k) if k.starts_with("alter table"))
+        {
+            out.push(format!(
+                "{at}: the analysis predicted {} of `{table}`; the dry-run measured {} (the measurement wins)",
+                if scanned { "no full scan" } else { "a full scan" },
+                if scanned { "one" } else { "none" }
+            ));
+        }
+    }
+    out
+}

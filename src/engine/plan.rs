@@ -1,0 +1,177 @@
+//! `plan`: a proposal rendered (from steps or a template), analysed against its target's catalog
+//! and stored with its checklist, lessons and next steps.
+
+use super::*;
+
+impl Engine {
+    pub async fn plan(&self, req: PlanRequest, author: &str) -> Result<PlanOutcome> {
+        let target_cfg = self.config.target(&req.target)?;
+        if req.goal.trim().is_empty() {
+            return Err(Error::InvalidInput(
+                "`goal` is empty: say what the change achieves".into(),
+            ));
+        }
+        let template = req.template.clone();
+        let (steps, mut checks) = match (req.steps, req.template) {
+            (Some(_), Some(_)) => {
+                return Err(Error::InvalidInput(
+                    "give either `steps` or `template` + `params`, not both".into(),
+                ));
+            }
+            (Some(steps), None) => (steps, vec![]),
+            (None, Some(name)) => {
+                let r = self
+                    .render(&name, req.params.unwrap_or(json!({})), Some(&req.target))
+                    .await?;
+                (r.steps, r.checks)
+            }
+            (None, None) => (vec![], vec![]),
+        };
+        checks.extend(req.checks);
+        let body = match Body::new(&req.target, steps, checks) {
+            Ok(b) => Body { template, ..b },
+            Err(e) => return Err(self.learn(e, author, "plan", None)),
+        };
+        if let Some(prev) = &req.supersedes {
+            self.store.plan(prev).await?;
+        }
+        let target = Target::open(&self.config, target_cfg).await?;
+        let catalog = target.catalog().await?;
+        let analysis = analysis::analyze(
+            &body,
+            &catalog,
+            &self.config.policy,
+            target_cfg.role == Role::Production,
+        )?;
+        let checksum = body.checksum();
+        let plan = Plan {
+            id: crate::plan::new_id(&checksum),
+            checksum,
+            goal: req.goal.trim().to_string(),
+            target: req.target.clone(),
+            author: author.to_string(),
+            urgency: req.urgency,
+            status: Status::Planned,
+            created_at: crate::store::now(),
+            supersedes: req.supersedes,
+            body,
+            analysis: serde_json::to_value(&analysis).map_err(Error::store)?,
+        };
+        self.store.insert_plan(&plan).await?;
+        let checklist = self.checklist(&plan).await?;
+        let codes: Vec<String> = analysis.hazards.iter().map(|h| h.code.clone()).collect();
+        let tables: Vec<String> = analysis.impact.iter().map(|t| t.table.clone()).collect();
+        let lessons = self.errors.relevant(&codes, &tables)?;
+        let next_steps = next_steps(&plan, target_cfg.role, &checklist);
+        let warnings = self.dry_run_privileges(&plan.target).await;
+        Ok(PlanOutcome {
+            plan_id: plan.id,
+            checksum: plan.checksum,
+            status: plan.status,
+            target: plan.target,
+            role: target_cfg.role,
+            analysis,
+            checklist,
+            lessons,
+            warnings,
+            next_steps,
+        })
+    }
+
+    /// Renders a template; one that moves a column reads the column's indexes, constraints,
+    /// identity and comment from `target` to carry them to the column's successor.
+    pub async fn render(
+        &self,
+        name: &str,
+        params: serde_json::Value,
+        target: Option<&str>,
+    ) -> Result<render::Rendered> {
+        let deps = match (render::moved_column(name, &params), target) {
+            (Some((table, column)), Some(target)) => {
+                let cfg = self.config.target(target)?;
+                let t = Target::open(&self.config, cfg).await?;
+                let deps = t.column_dependents(&table, &column).await?;
+                Some(deps.ok_or_else(|| Error::TemplateParams {
+                    template: name.into(),
+                    reason: format!("target `{target}` has no column {table}.{column}"),
+                })?)
+            }
+            _ => None,
+        };
+        render::render(name, params, deps.as_ref())
+    }
+
+    /// What is wrong with the privileges a dry-run of `target`'s plans would run with; empty
+    /// when nothing is, or when the dry-run target cannot be reached (the dry-run will say so).
+    pub async fn dry_run_privileges(&self, target: &str) -> Vec<String> {
+        let Ok(cfg) = self.config.dry_run_target(target) else {
+            return vec![];
+        };
+        match Target::open(&self.config, cfg).await {
+            Ok(t) => t.privilege_warnings().await.unwrap_or_default(),
+            Err(_) => vec![],
+        }
+    }
+
+    pub async fn checklist(&self, plan: &Plan) -> Result<Vec<ChecklistItem>> {
+        let role = self.config.target(&plan.target)?.role;
+        let runs = self.store.runs(&plan.id).await?;
+        let approvals = self.store.approvals(&plan.id).await?;
+        let backup = self.store.latest_backup(&plan.target, &plan.id).await?;
+        Ok(checklist::evaluate(&Evidence {
+            plan,
+            role,
+            policy: &self.config.policy,
+            runs: &runs,
+            approvals: &approvals,
+            backup: backup.as_ref(),
+        }))
+    }
+}
+
+/// What the agent should do next, given where the plan is.
+pub fn next_steps(plan: &Plan, role: Role, checklist: &[ChecklistItem]) -> Vec<String> {
+    let mut out = Vec::new();
+    let held = |name: &str| checklist.iter().any(|i| i.item == name && i.holds());
+    match plan.status {
+        Status::Planned | Status::Tested | Status::Approved => {
+            if checklist
+                .iter()
+                .any(|i| i.item == "rollback-ready" && i.state == checklist::ItemState::Failed)
+            {
+                out.push("add a `down` to every step and submit a new plan".into());
+            }
+            if !held("staging-tested") {
+                out.push(format!(
+                    "call `dry-run` with plan_id `{}` to test it on staging",
+                    plan.id
+                ));
+            }
+            if role == Role::Production && !held("approved") {
+                out.push(format!(
+                    "ask an engineer to review and run `drydock approve {} --by NAME`",
+                    plan.id
+                ));
+            }
+            if role != Role::Production
+                || checklist::unmet(checklist)
+                    .iter()
+                    .all(|i| i.item == "backup-verified")
+            {
+                out.push(format!("call `apply` with plan_id `{}`", plan.id));
+            }
+        }
+        Status::Applying => out.push(format!(
+            "call `apply` with plan_id `{}` to continue, or `status` to see the gated step",
+            plan.id
+        )),
+        Status::Applied => out.push(format!("call `validate` with plan_id `{}`", plan.id)),
+        Status::Validated => {
+            out.push("done; `rollback` stays available within the rollback window".into())
+        }
+        Status::RolledBack | Status::Rejected => {
+            out.push("make a new plan (`plan`) if the change is still wanted".into())
+        }
+    }
+    out
+}

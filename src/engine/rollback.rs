@@ -1,0 +1,161 @@
+//! `rollback`: the downs of applied steps in reverse, within the window, under the target's
+//! lock, the schema verified against the pre-apply record.
+
+use super::*;
+
+impl Engine {
+    pub async fn rollback(
+        &self,
+        plan_id: &str,
+        reason: &str,
+        agent: &str,
+    ) -> Result<RollbackReport> {
+        let plan = self.load(plan_id, agent, "rollback").await?;
+        let _guard = self
+            .claim(&plan.target, &plan.id, "rollback")?
+            .map_err(|_| Error::TargetBusy(plan.target.clone()))?;
+        self.rollback_plan(&plan, reason, agent)
+            .await
+            .map_err(|e| self.learn(e, agent, "rollback", Some(&plan)))
+    }
+
+    pub(super) async fn rollback_plan(
+        &self,
+        plan: &Plan,
+        reason: &str,
+        agent: &str,
+    ) -> Result<RollbackReport> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(Error::MissingReason);
+        }
+        require(plan, "rollback", Status::touched_target, "applied")?;
+        let target = self.open_target(&plan.target).await?;
+        admit(plan, target.engine())?;
+        let lock = target.lock().await?;
+        let result = self.rollback_locked(plan, reason, agent, &target).await;
+        lock.release().await;
+        result
+    }
+
+    pub(super) async fn rollback_locked(
+        &self,
+        plan: &Plan,
+        reason: &str,
+        agent: &str,
+        target: &Target,
+    ) -> Result<RollbackReport> {
+        // Under the lock, the target's history first: a step whose `down` committed is not run
+        // again.
+        let steps = self.reconcile(plan, target, agent).await?;
+        let applied: Vec<(usize, &crate::store::StepRow)> = steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.state == StepState::Applied)
+            .collect();
+        let first_applied = applied
+            .iter()
+            .filter_map(|(_, s)| s.applied_at.clone())
+            .min();
+        if let Some(first) = &first_applied {
+            let window = self.config.policy.rollback_window;
+            if crate::store::age(first).is_some_and(|a| a > window) {
+                return Err(Error::RollbackWindowClosed {
+                    plan: plan.id.clone(),
+                    closed_at: crate::store::add(first, window).unwrap_or_default(),
+                });
+            }
+        }
+        let runs = self.store.runs(&plan.id).await?;
+        let before = pre_apply_lines(&runs).map(crate::target::Fingerprint::from_lines);
+        let started_at = crate::store::now();
+        let t0 = Instant::now();
+        let mut rolled_back = Vec::new();
+        for (i, row) in applied.iter().rev() {
+            let step = &plan.steps()[*i];
+            if step.down.is_none() && step.backfill.is_none() {
+                return Err(Error::InvalidInput(format!(
+                    "step `{}` has no `down`; write a new plan that reverses it",
+                    row.name
+                )));
+            }
+            let history = History::RolledBack {
+                plan_id: &plan.id,
+                step: &row.name,
+            };
+            // A backfill's saved values go back first, in the same transaction as its `down`.
+            let mut stmts = match &step.backfill {
+                Some(spec) => {
+                    target
+                        .backfill_restore(&plan.id, &row.name, spec, &overwritten(spec)?)
+                        .await?
+                }
+                None => vec![],
+            };
+            stmts.extend(Self::stmts(&row.name, step.down.as_deref())?);
+            let tables = Self::step_tables(plan, &row.name);
+            let (result, _watch) = target
+                .execute(
+                    &row.name,
+                    &stmts,
+                    &tables,
+                    Some(history),
+                    &self.config.policy,
+                    &mut |_| {},
+                )
+                .await?;
+            result.map_err(|f| Self::sql_failed(plan, "rollback", &row.name, f))?;
+            self.store
+                .commit(Change {
+                    plan_id: &plan.id,
+                    steps: vec![(*i, StepState::RolledBack)],
+                    audit: Some((
+                        agent,
+                        "rollback-step",
+                        json!({"step": row.name, "reason": reason}),
+                    )),
+                    ..Change::default()
+                })
+                .await?;
+            rolled_back.push(row.name.clone());
+        }
+        let after = target.fingerprint().await?;
+        let (verified, detail) = match &before {
+            Some(b) if *b == after => (true, "the schema equals the pre-apply schema".to_string()),
+            Some(b) => (false, b.diff(&after)),
+            None => (false, "no pre-apply fingerprint was recorded".to_string()),
+        };
+        self.store
+            .commit(Change {
+                plan_id: &plan.id,
+                status: Some((&[], Status::RolledBack)),
+                run: Some(NewRun {
+                    kind: "rollback",
+                    target: &plan.target,
+                    checksum: &plan.checksum,
+                    ok: verified,
+                    started_at,
+                    duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
+                    detail: json!({"reason": reason, "steps": rolled_back, "verified": verified, "detail": detail}),
+                }),
+                audit: Some((agent, "rolled-back", json!({"reason": reason, "verified": verified}))),
+                ..Change::default()
+            })
+            .await?;
+        let staging_sync = self
+            .follow_on_staging(plan, &rolled_back, staging::Direction::Rollback, agent)
+            .await;
+        if !verified {
+            return Err(Error::RollbackUnverified { detail });
+        }
+        Ok(RollbackReport {
+            plan_id: plan.id.clone(),
+            status: Status::RolledBack,
+            rolled_back,
+            schema_verified: verified,
+            detail,
+            reason: reason.to_string(),
+            staging_sync,
+        })
+    }
+}

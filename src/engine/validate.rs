@@ -1,0 +1,312 @@
+//! `validate`: the plan's checks, integrity, drift from the dry-run's schema and the target's
+//! history, after an apply.
+
+use super::*;
+
+impl Engine {
+    pub async fn validate(&self, plan_id: &str, agent: &str) -> Result<ValidateReport> {
+        let plan = self.load(plan_id, agent, "validate").await?;
+        self.validate_plan(&plan, agent)
+            .await
+            .map_err(|e| self.learn(e, agent, "validate", Some(&plan)))
+    }
+
+    pub(super) async fn validate_plan(&self, plan: &Plan, agent: &str) -> Result<ValidateReport> {
+        self.reconcile_if_idle(plan, agent).await?;
+        let plan = &self.store.plan(&plan.id).await?;
+        require(plan, "validate", Status::touched_target, "applied")?;
+        let started_at = crate::store::now();
+        let t0 = Instant::now();
+        let target = self.open_target(&plan.target).await?;
+        admit(plan, target.engine())?;
+        let checks = target.run_checks(&plan.body.checks).await?;
+        let runs = self.store.runs(&plan.id).await?;
+        let dry = runs
+            .iter()
+            .rev()
+            .find(|r| r.kind == "dry-run" && r.ok && r.checksum == plan.checksum);
+        let current = target.fingerprint().await?;
+        let pre_apply = pre_apply_lines(&runs);
+        // A NOT VALID constraint or invalid index the schema had before the plan is not the
+        // plan's doing: reported, never failed.
+        let (predated, left): (Vec<_>, Vec<_>) = target
+            .integrity()
+            .await?
+            .into_iter()
+            .partition(|p| pre_apply.as_deref().is_some_and(|l| p.predates(l)));
+        let mut integrity: Vec<BuiltinCheck> = left
+            .into_iter()
+            .map(|problem| BuiltinCheck {
+                name: "integrity".into(),
+                passed: false,
+                skipped: false,
+                detail: problem.detail,
+            })
+            .collect();
+        if integrity.is_empty() {
+            let mut detail = match target.engine() {
+                "postgres" => {
+                    "no invalid index, no unvalidated (NOT VALID) constraint left by the plan"
+                }
+                _ => "integrity_check ok; foreign_key_check clean",
+            }
+            .to_string();
+            if !predated.is_empty() {
+                let before: Vec<String> = predated.into_iter().map(|p| p.detail).collect();
+                detail.push_str(&format!(
+                    " (before the plan already: {})",
+                    before.join("; ")
+                ));
+            }
+            integrity.push(BuiltinCheck {
+                name: "integrity".into(),
+                passed: true,
+                skipped: false,
+                detail,
+            });
+        }
+        let drift = schema_change_check(
+            dry.and_then(|d| lines_of(&d.detail["fingerprint_before_lines"])),
+            dry.and_then(|d| lines_of(&d.detail["fingerprint_after_up_lines"])),
+            pre_apply,
+            &current,
+            plan.status == Status::Applying,
+        );
+        integrity.push(drift);
+        let history = target.history(&plan.id).await?;
+        let applied_rows: HashSet<String> = history
+            .iter()
+            .filter(|h| h.applied())
+            .map(|h| h.step.clone())
+            .collect();
+        let store_applied: Vec<String> = self
+            .store
+            .steps(&plan.id)
+            .await?
+            .into_iter()
+            .filter(|s| s.state == StepState::Applied)
+            .map(|s| s.name)
+            .collect();
+        let missing: Vec<&String> = store_applied
+            .iter()
+            .filter(|s| !applied_rows.contains(*s))
+            .collect();
+        integrity.push(BuiltinCheck {
+            name: "history".into(),
+            passed: missing.is_empty(),
+            skipped: false,
+            detail: if missing.is_empty() {
+                format!(
+                    "{} applied step(s) recorded in the target's history table",
+                    store_applied.len()
+                )
+            } else {
+                format!(
+                    "step(s) applied per drydock but missing from the target's history: {missing:?}"
+                )
+            },
+        });
+        let tables = plan.tables();
+        let row_counts = target.row_counts(&tables).await?;
+        let failures: Vec<String> = checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| {
+                format!(
+                    "check `{}` expected {} but observed {}",
+                    c.name, c.expect, c.observed
+                )
+            })
+            .chain(
+                integrity
+                    .iter()
+                    .filter(|c| !c.passed && !c.skipped)
+                    .map(|c| format!("{}: {}", c.name, c.detail)),
+            )
+            .collect();
+        let ok = failures.is_empty();
+        let report = ValidateReport {
+            plan_id: plan.id.clone(),
+            ok,
+            status: if ok && plan.status != Status::Applying {
+                Status::Validated
+            } else {
+                plan.status
+            },
+            checks,
+            builtin: integrity,
+            row_counts,
+        };
+        self.store
+            .commit(Change {
+                plan_id: &plan.id,
+                status: (ok && plan.status == Status::Applied)
+                    .then_some((&[Status::Applied][..], Status::Validated)),
+                run: Some(NewRun {
+                    kind: "validate",
+                    target: &plan.target,
+                    checksum: &plan.checksum,
+                    ok,
+                    started_at,
+                    duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
+                    detail: serde_json::to_value(&report).map_err(Error::store)?,
+                }),
+                audit: Some((agent, "validate", json!({"ok": ok}))),
+                ..Change::default()
+            })
+            .await?;
+        if !ok {
+            return Err(Error::ValidationFailed {
+                plan: plan.id.clone(),
+                failures: failures.join("; "),
+            });
+        }
+        Ok(report)
+    }
+}
+
+/// The target's schema before the plan's first step was applied, as the first successful apply
+/// run recorded it.
+pub(super) fn pre_apply_lines(runs: &[crate::store::RunRow]) -> Option<Vec<String>> {
+    // The latest `pre-apply` record (taken when no step was applied); stores written before it
+    // existed kept the fingerprint in the first applied step's run.
+    runs.iter()
+        .rev()
+        .find(|r| r.kind == "pre-apply")
+        .or_else(|| {
+            runs.iter().find(|r| {
+                r.kind == "apply" && r.ok && !r.detail["fingerprint_before_lines"].is_null()
+            })
+        })
+        .and_then(|r| lines_of(&r.detail["fingerprint_before_lines"]))
+}
+
+/// The column lines of `tables` in a schema fingerprint (both engines' formats).
+pub(super) fn table_shape(
+    fp: &crate::target::Fingerprint,
+    tables: &[String],
+) -> std::collections::BTreeSet<String> {
+    let prefixes: Vec<String> = tables
+        .iter()
+        .flat_map(|t| {
+            let qualified = if t.contains('.') {
+                t.clone()
+            } else {
+                format!("public.{t}")
+            };
+            [format!("column {qualified}."), format!("table {t} column ")]
+        })
+        .collect();
+    fp.lines
+        .iter()
+        .filter(|l| prefixes.iter().any(|p| l.starts_with(p.as_str())))
+        .cloned()
+        .collect()
+}
+
+/// Fingerprint lines stored in a run's detail.
+pub(super) fn lines_of(v: &serde_json::Value) -> Option<Vec<String>> {
+    v.as_array().map(|l| {
+        l.iter()
+            .filter_map(|x| x.as_str().map(String::from))
+            .collect()
+    })
+}
+
+/// Whether the target changed exactly as the dry-run changed staging: the schema lines the
+/// apply added and removed equal those the dry-run's `up` added and removed. Comparing changes,
+/// not whole schemas, tolerates differences staging had before (a staging is rarely a perfect
+/// copy) while catching an apply that did something else. Without the dry-run's starting schema
+/// (evidence recorded before drydock kept it) the whole post-up schema is compared.
+pub(super) fn schema_change_check(
+    dry_before: Option<Vec<String>>,
+    dry_after: Option<Vec<String>>,
+    pre_apply: Option<Vec<String>>,
+    current: &crate::target::Fingerprint,
+    steps_pending: bool,
+) -> BuiltinCheck {
+    use std::collections::BTreeSet;
+    let check = |passed: bool, skipped: bool, detail: String| BuiltinCheck {
+        name: "schema-matches-dry-run".into(),
+        passed,
+        skipped,
+        detail,
+    };
+    let Some(dry_after) = dry_after else {
+        return check(
+            false,
+            true,
+            "skipped: no passing dry-run of this checksum to compare with".into(),
+        );
+    };
+    if steps_pending {
+        return check(
+            false,
+            true,
+            "skipped: steps are still pending, so the schema is between the dry-run's states"
+                .into(),
+        );
+    }
+    let now: BTreeSet<&String> = current.lines.iter().collect();
+    match (dry_before, pre_apply) {
+        (Some(dry_before), Some(pre_apply)) => {
+            let (db, da): (BTreeSet<&String>, BTreeSet<&String>) =
+                (dry_before.iter().collect(), dry_after.iter().collect());
+            let pa: BTreeSet<&String> = pre_apply.iter().collect();
+            let expected_added: BTreeSet<&&String> = da.difference(&db).collect();
+            let expected_removed: BTreeSet<&&String> = db.difference(&da).collect();
+            let added: BTreeSet<&&String> = now.difference(&pa).collect();
+            let removed: BTreeSet<&&String> = pa.difference(&now).collect();
+            if added == expected_added && removed == expected_removed {
+                check(
+                    true,
+                    false,
+                    format!(
+                        "the target changed exactly as the dry-run did ({} schema line(s) added, {} removed)",
+                        added.len(),
+                        removed.len()
+                    ),
+                )
+            } else {
+                let diff = |label: &str, a: &BTreeSet<&&String>, b: &BTreeSet<&&String>| {
+                    a.difference(b)
+                        .take(5)
+                        .map(|l| format!("{label}{l}"))
+                        .collect::<Vec<_>>()
+                };
+                let detail = [
+                    diff("unexpected +", &added, &expected_added),
+                    diff("missing +", &expected_added, &added),
+                    diff("unexpected -", &removed, &expected_removed),
+                    diff("missing -", &expected_removed, &removed),
+                ]
+                .concat()
+                .join("; ");
+                check(
+                    false,
+                    false,
+                    format!("drift: the target did not change as the dry-run did: {detail}"),
+                )
+            }
+        }
+        _ => {
+            let expected = crate::target::Fingerprint::from_lines(dry_after);
+            if expected == *current {
+                check(
+                    true,
+                    false,
+                    "the schema equals the dry-run's post-up schema".into(),
+                )
+            } else {
+                check(
+                    false,
+                    false,
+                    format!(
+                        "drift from the dry-run's post-up schema: {}",
+                        expected.diff(current)
+                    ),
+                )
+            }
+        }
+    }
+}
