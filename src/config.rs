@@ -279,7 +279,7 @@ fn duration(key: &str, raw: &Option<String>, default: Duration) -> Result<Durati
 fn role_name(target: &str, key: &str, raw: Option<String>) -> Result<Option<String>> {
     match raw.map(|r| r.trim().to_string()) {
         None => Ok(None),
-        Some(r) => crate::render::validate_ident(&r)
+        Some(r) => crate::sql::validate_ident(&r)
             .map(|_| Some(r.clone()))
             .map_err(|e| {
                 Error::Config(format!(
@@ -298,16 +298,16 @@ fn clean(p: &Path) -> PathBuf {
 
 impl Config {
     /// Finds the config: `--config`/`DRYDOCK_CONFIG` (already merged by clap), else
-    /// `./drydock.toml`, else the embedded demo under `./.drydock/`.
-    pub fn discover(explicit: Option<&Path>) -> Result<Config> {
+    /// `./drydock.toml`; `None` when there is neither (the CLI then runs the embedded demo).
+    pub fn discover(explicit: Option<&Path>) -> Result<Option<Config>> {
         if let Some(path) = explicit {
-            return Config::load(path);
+            return Config::load(path).map(Some);
         }
         let local = Path::new("drydock.toml");
         if local.exists() {
-            return Config::load(local);
+            return Config::load(local).map(Some);
         }
-        crate::demo::config(&std::env::current_dir()?.join(".drydock"))
+        Ok(None)
     }
 
     pub fn load(path: &Path) -> Result<Config> {
@@ -323,7 +323,7 @@ impl Config {
             toml::from_str(text).map_err(|e| Error::Config(e.message().to_string()))?;
         let mut targets = BTreeMap::new();
         for (name, t) in raw.targets {
-            crate::render::validate_ident(&name).map_err(|_| {
+            crate::sql::validate_ident(&name).map_err(|_| {
                 Error::Config(format!(
                     "target name `{name}` must be letters, digits and _"
                 ))

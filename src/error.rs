@@ -4,7 +4,16 @@
 
 use serde::Serialize;
 
-use crate::checklist::ChecklistItem;
+/// A checklist item as a refusal shows it: the checklist's own item, serialized the same way
+/// (`error` sits below every domain module and imports none of them).
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct ItemShown {
+    pub item: String,
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
+    pub required: bool,
+}
 
 /// A refusal body as it travels to agents: `{code, message, fix, checklist?}`.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
@@ -13,7 +22,7 @@ pub struct Refusal {
     pub message: String,
     pub fix: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub checklist: Option<Vec<ChecklistItem>>,
+    pub checklist: Option<Vec<ItemShown>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +78,7 @@ pub enum Error {
         plan: String,
         count: usize,
         items: String,
-        checklist: Vec<ChecklistItem>,
+        checklist: Vec<ItemShown>,
     },
     #[error("{phase} failed on target `{target}` at step `{step}`, statement {index}: {cause}")]
     SqlFailed {

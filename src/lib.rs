@@ -4,12 +4,22 @@
 //! Every safety rule is a precondition drydock enforces, and every agent mistake lands in
 //! ERRORS.md so it does not repeat.
 //!
-//! Data flows one way: `mcp`/`cli` → domain (`plan`, `checklist`, `engine`, `analysis`,
-//! `render`) → `target`/`store`.
+//! The map, in the one direction imports run (a module imports only from the rows below it;
+//! there is no cycle — checked by listing every `crate::` path per top-level module):
+//!
+//! | layer | modules | owns |
+//! | --- | --- | --- |
+//! | adapters | `mcp`, `cli` (and `demo`, the zero-config pair) | the MCP tools, prompts and resources; the engineers' commands |
+//! | engine | `engine` | the lifecycle verbs: plan, dry-run, apply, validate, rollback, decisions, reads |
+//! | domain | `analysis`, `checklist`, `errorlog`, `render` | hazards and privilege; the safety checklist; ERRORS.md; templates |
+//! | adapters to data | `target`, `store` | the databases drydock changes; drydock's own state |
+//! | definitions | `plan`, `config` | plans, steps, statuses and run kinds; drydock.toml |
+//! | leaves | `sql`, `clock`, `redact`, `error` | quoting, the lexer and expression checks; time; secrets masked; the error type |
 
 pub mod analysis;
 pub mod checklist;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod engine;
@@ -17,6 +27,8 @@ pub mod error;
 pub mod errorlog;
 pub mod mcp;
 pub mod plan;
+pub mod redact;
 pub mod render;
+pub mod sql;
 pub mod store;
 pub mod target;

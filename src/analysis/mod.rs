@@ -3,7 +3,7 @@
 //! severity; the impact on the target's catalog; and a risk level. The dry-run's measurements
 //! are reported beside these facts; where they disagree the measurement wins.
 
-pub mod lexer;
+pub use crate::sql::lexer;
 pub mod pg;
 pub mod privilege;
 pub mod rules;
@@ -188,40 +188,7 @@ pub fn statements(step: &str, sql: &str) -> Result<Vec<lexer::Statement>> {
     Ok(stmts)
 }
 
-/// A check must be exactly one read-only query, so a check can never smuggle a write.
-pub fn check_is_single_query(name: &str, sql: &str) -> Result<()> {
-    let invalid = |reason: &str| Error::InvalidCheck {
-        name: name.to_string(),
-        reason: reason.to_string(),
-    };
-    let stmts = lexer::split(sql).map_err(|e| invalid(&e.0))?;
-    match stmts.as_slice() {
-        [one] => {
-            let first = one.tokens.first();
-            if !(first
-                .is_some_and(|t| t.is_word("SELECT") || t.is_word("WITH") || t.is_word("VALUES")))
-            {
-                return Err(invalid("it does not start with SELECT, WITH or VALUES"));
-            }
-            let writes = [
-                "INSERT", "UPDATE", "DELETE", "DROP", "ALTER", "CREATE", "ATTACH", "PRAGMA",
-            ];
-            if one
-                .tokens
-                .iter()
-                .any(|t| writes.iter().any(|w| t.is_word(w)))
-            {
-                return Err(invalid("it contains a write or DDL keyword"));
-            }
-            Ok(())
-        }
-        [] => Err(invalid("it is empty")),
-        _ => Err(invalid(&format!(
-            "it holds {} statements; a check is exactly one",
-            stmts.len()
-        ))),
-    }
-}
+pub use crate::plan::input::check_is_single_query;
 
 fn name_after(tokens: &[Token], mut i: usize) -> Option<String> {
     // Skip IF [NOT] EXISTS, then read `schema.name` or `name`.
@@ -379,7 +346,7 @@ pub fn backfill_sql(b: &crate::plan::Backfill) -> String {
     let table = b
         .table
         .split('.')
-        .map(crate::render::quote_ident)
+        .map(crate::sql::quote_ident)
         .collect::<Vec<_>>()
         .join(".");
     let filter = b

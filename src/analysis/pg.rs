@@ -217,87 +217,8 @@ pub fn assigned_columns(set: &str) -> std::result::Result<Vec<String>, String> {
     Ok(out)
 }
 
-/// Checks that `expr` is exactly one SQL expression: wrapped as `SELECT (expr)`, it must parse as
-/// one SELECT with one target and nothing else — so a parameter can never become a second
-/// statement or a FROM clause.
-pub fn single_expression(what: &str, expr: &str) -> std::result::Result<(), String> {
-    let parsed = pg_query::parse(&format!("SELECT ({expr})"), 0)
-        .map_err(|e| format!("{what} {expr:?} is not an SQL expression: {e}"))?;
-    match parsed.protobuf.stmts.as_slice() {
-        [one] => match one.stmt.as_ref().and_then(|n| n.node.as_ref()) {
-            Some(NodeEnum::SelectStmt(s))
-                if s.target_list.len() == 1
-                    && s.from_clause.is_empty()
-                    && s.where_clause.is_none() =>
-            {
-                Ok(())
-            }
-            _ => Err(format!("{what} {expr:?} is not a single expression")),
-        },
-        _ => Err(format!(
-            "{what} {expr:?} must be exactly one expression, not several statements"
-        )),
-    }
-}
-
-/// Validates a backfill: `UPDATE table SET <set> WHERE <where>` must parse as exactly one UPDATE
-/// without FROM, RETURNING or WITH, and must not assign the key it walks by.
-pub fn validate_backfill(step: &str, b: &crate::plan::Backfill) -> Result<()> {
-    let bad = |m: String| Error::InvalidInput(format!("step `{step}` backfill: {m}"));
-    let ident_ok = |s: &str| {
-        s.split('.').count() <= 2
-            && s.split('.')
-                .all(|p| crate::render::validate_ident(p).is_ok())
-    };
-    if !ident_ok(&b.table) {
-        return Err(bad(format!(
-            "table {:?} is not a valid (schema-qualified) identifier",
-            b.table
-        )));
-    }
-    if let Some(k) = &b.key {
-        crate::render::validate_ident(k).map_err(bad)?;
-    }
-    if let Some(w) = &b.filter {
-        single_expression("`where`", w).map_err(bad)?;
-    }
-    if b.batch_size == Some(0) {
-        return Err(bad("batch_size must be at least 1".into()));
-    }
-    let sql = format!("UPDATE {} SET {}", b.table, b.set);
-    let parsed = pg_query::parse(&sql, 0)
-        .map_err(|e| bad(format!("`set` {:?} does not parse: {e}", b.set)))?;
-    let [one] = parsed.protobuf.stmts.as_slice() else {
-        return Err(bad(format!(
-            "`set` {:?} must be assignments only, not several statements",
-            b.set
-        )));
-    };
-    let Some(NodeEnum::UpdateStmt(u)) = one.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
-        return Err(bad("`set` must be assignments like `col = expr`".into()));
-    };
-    if u.where_clause.is_some()
-        || !u.from_clause.is_empty()
-        || u.returning_clause.is_some()
-        || u.with_clause.is_some()
-    {
-        return Err(bad(
-            "`set` must hold assignments only; put the row filter in `where`".into(),
-        ));
-    }
-    let assigned: Vec<&str> = u
-        .target_list
-        .iter()
-        .filter_map(|t| match t.node.as_ref()? {
-            NodeEnum::ResTarget(r) => Some(r.name.as_str()),
-            _ => None,
-        })
-        .collect();
-    if let Some(k) = b.key.as_deref().filter(|k| assigned.contains(k)) {
-        return Err(bad(format!("`set` assigns the key `{k}` it walks by")));
-    }
-    Ok(())
-}
+pub use crate::plan::input::validate_backfill;
+pub use crate::sql::single_expression;
 
 /// The functions an expression calls, found by walking its serialised tree (every `FuncCall`,
 /// however deeply nested).

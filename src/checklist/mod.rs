@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Policy, Role};
-use crate::plan::Plan;
+use crate::plan::{Plan, RunKind};
 use crate::store::{ApprovalRow, BackupRow, RunRow, age};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -19,10 +19,73 @@ pub enum ItemState {
     Waived,
 }
 
+/// The checklist's items (spec §4), matched exhaustively: a misspelt item cannot switch a gate
+/// off. On the wire they are the kebab-case names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Item {
+    StagingTested,
+    BackupVerified,
+    Transactional,
+    Monitoring,
+    RollbackReady,
+    Approved,
+}
+
+impl Item {
+    pub const ALL: [Item; 6] = [
+        Item::StagingTested,
+        Item::BackupVerified,
+        Item::Transactional,
+        Item::Monitoring,
+        Item::RollbackReady,
+        Item::Approved,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Item::StagingTested => "staging-tested",
+            Item::BackupVerified => "backup-verified",
+            Item::Transactional => "transactional",
+            Item::Monitoring => "monitoring",
+            Item::RollbackReady => "rollback-ready",
+            Item::Approved => "approved",
+        }
+    }
+
+    /// When the item holds, in a sentence.
+    pub fn holds_when(self) -> &'static str {
+        match self {
+            Item::StagingTested => {
+                "a dry-run of this exact checksum passed on a non-production target, rollback verified, within policy.dry_run_max_age"
+            }
+            Item::BackupVerified => {
+                "a verified, restorable backup of the target exists within policy.backup_max_age (taken automatically before a production apply)"
+            }
+            Item::Transactional => {
+                "every step runs in a transaction, or its non-transactional statements are listed in the plan and approved"
+            }
+            Item::Monitoring => "the lock watcher runs for the apply (always on for production)",
+            Item::RollbackReady => {
+                "every step has a `down` and the dry-run verified it restores the schema"
+            }
+            Item::Approved => {
+                "an engineer other than the plan's author approved this checksum (`drydock approve`)"
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Item {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One checklist item: `{item, state, evidence?}`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ChecklistItem {
-    pub item: String,
+    pub item: Item,
     pub state: ItemState,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub evidence: Option<String>,
@@ -34,34 +97,23 @@ impl ChecklistItem {
     pub fn holds(&self) -> bool {
         matches!(self.state, ItemState::Passed | ItemState::Waived)
     }
-}
 
-pub const ITEMS: &[(&str, &str)] = &[
-    (
-        "staging-tested",
-        "a dry-run of this exact checksum passed on a non-production target, rollback verified, within policy.dry_run_max_age",
-    ),
-    (
-        "backup-verified",
-        "a verified, restorable backup of the target exists within policy.backup_max_age (taken automatically before a production apply)",
-    ),
-    (
-        "transactional",
-        "every step runs in a transaction, or its non-transactional statements are listed in the plan and approved",
-    ),
-    (
-        "monitoring",
-        "the lock watcher runs for the apply (always on for production)",
-    ),
-    (
-        "rollback-ready",
-        "every step has a `down` and the dry-run verified it restores the schema",
-    ),
-    (
-        "approved",
-        "an engineer other than the plan's author approved this checksum (`drydock approve`)",
-    ),
-];
+    /// The item as a refusal carries it.
+    pub fn shown(&self) -> crate::error::ItemShown {
+        crate::error::ItemShown {
+            item: self.item.as_str().to_string(),
+            state: match self.state {
+                ItemState::Pending => "pending",
+                ItemState::Passed => "passed",
+                ItemState::Failed => "failed",
+                ItemState::Waived => "waived",
+            }
+            .to_string(),
+            evidence: self.evidence.clone(),
+            required: self.required,
+        }
+    }
+}
 
 /// Everything the checklist looks at.
 pub struct Evidence<'a> {
@@ -74,14 +126,14 @@ pub struct Evidence<'a> {
 }
 
 fn item(
-    name: &str,
+    name: Item,
     state: ItemState,
     evidence: impl Into<String>,
     required: bool,
 ) -> ChecklistItem {
     let evidence = evidence.into();
     ChecklistItem {
-        item: name.into(),
+        item: name,
         state,
         evidence: (!evidence.is_empty()).then_some(evidence),
         required,
@@ -104,19 +156,48 @@ pub fn approvers(plan: &Plan, approvals: &[ApprovalRow]) -> Option<Vec<String>> 
     Some(by)
 }
 
+/// What every item's judgement reads, found once.
+struct Facts<'a> {
+    ev: &'a Evidence<'a>,
+    required: bool,
+    /// The newest dry-run of this checksum.
+    dry_run: Option<&'a RunRow>,
+    /// Distinct approvers other than the author; `None` when an engineer rejected the plan.
+    approvers: Option<Vec<String>>,
+    hotfix_waiver: bool,
+}
+
 pub fn evaluate(ev: &Evidence) -> Vec<ChecklistItem> {
     let plan = ev.plan;
-    let required = ev.role == Role::Production;
-    let dry_run = ev
-        .runs
-        .iter()
-        .rev()
-        .find(|r| r.kind == "dry-run" && r.checksum == plan.checksum);
     let approvers = approvers(plan, ev.approvals);
-    let hotfix_waiver =
-        plan.urgency.is_hotfix() && approvers.as_ref().is_some_and(|a| a.len() >= 2);
+    let f = Facts {
+        ev,
+        required: ev.role == Role::Production,
+        dry_run: ev
+            .runs
+            .iter()
+            .rev()
+            .find(|r| r.kind == RunKind::DryRun && r.checksum == plan.checksum),
+        hotfix_waiver: plan.urgency.is_hotfix() && approvers.as_ref().is_some_and(|a| a.len() >= 2),
+        approvers,
+    };
+    let staging = staging_tested(&f);
+    let approval = approved(&f, &staging);
+    vec![
+        staging,
+        backup_verified(&f),
+        transactional(&f),
+        monitoring(&f),
+        rollback_ready(&f),
+        approval,
+    ]
+}
 
-    let staging = match dry_run {
+/// `staging-tested`: a passing dry-run of this checksum with rollback verified, fresh enough;
+/// waived for a hotfix with two approvers.
+fn staging_tested(f: &Facts) -> ChecklistItem {
+    let (plan, ev, required) = (f.ev.plan, f.ev, f.required);
+    let staging = match f.dry_run {
         Some(r) if r.ok && r.detail["rollback_verified"] == true => {
             let age = age(&r.finished_at).unwrap_or_default();
             if age <= ev.policy.dry_run_max_age {
@@ -128,10 +209,10 @@ pub fn evaluate(ev: &Evidence) -> Vec<ChecklistItem> {
                     let w: Vec<&str> = w.iter().filter_map(|x| x.as_str()).collect();
                     ev_text.push_str(&format!("; warnings: {}", w.join("; ")));
                 }
-                item("staging-tested", ItemState::Passed, ev_text, required)
+                item(Item::StagingTested, ItemState::Passed, ev_text, required)
             } else {
                 item(
-                    "staging-tested",
+                    Item::StagingTested,
                     ItemState::Pending,
                     format!(
                         "the last passing dry-run ({}) is older than dry_run_max_age; run `dry-run` again",
@@ -142,7 +223,7 @@ pub fn evaluate(ev: &Evidence) -> Vec<ChecklistItem> {
             }
         }
         Some(r) if !r.ok => item(
-            "staging-tested",
+            Item::StagingTested,
             ItemState::Failed,
             format!(
                 "dry-run #{} failed: {}",
@@ -152,27 +233,31 @@ pub fn evaluate(ev: &Evidence) -> Vec<ChecklistItem> {
             required,
         ),
         _ => item(
-            "staging-tested",
+            Item::StagingTested,
             ItemState::Pending,
             "no dry-run of this checksum yet; call `dry-run`",
             required,
         ),
     };
-    let staging = if !staging.holds() && hotfix_waiver {
+    if !staging.holds() && f.hotfix_waiver {
         item(
-            "staging-tested",
+            Item::StagingTested,
             ItemState::Waived,
             format!(
                 "hotfix ({}): waived by two approvers ({}); recorded in the audit log and ERRORS.md",
                 plan.urgency.as_str(),
-                approvers.clone().unwrap_or_default().join(", ")
+                f.approvers.clone().unwrap_or_default().join(", ")
             ),
             required,
         )
     } else {
         staging
-    };
+    }
+}
 
+/// `backup-verified`: this plan's backup, fresh, covering every table the plan changes.
+fn backup_verified(f: &Facts) -> ChecklistItem {
+    let (plan, ev, required) = (f.ev.plan, f.ev, f.required);
     // Evidence counts only when it is this plan's and covers every table the plan changes.
     let evidence = ev
         .backup
@@ -183,13 +268,13 @@ pub fn evaluate(ev: &Evidence) -> Vec<ChecklistItem> {
                 .map(|e| (b, e))
         });
     let changed = plan.existing_tables();
-    let backup = match evidence {
+    match evidence {
         Some((b, e))
             if age(&b.taken_at).unwrap_or_default() <= ev.policy.backup_max_age
                 && e.uncovered(&changed).is_empty() =>
         {
             item(
-                "backup-verified",
+                Item::BackupVerified,
                 ItemState::Passed,
                 format!(
                     "{} at {}, covering {}",
@@ -205,7 +290,7 @@ pub fn evaluate(ev: &Evidence) -> Vec<ChecklistItem> {
             )
         }
         Some((_, e)) if !e.uncovered(&changed).is_empty() => item(
-            "backup-verified",
+            Item::BackupVerified,
             ItemState::Pending,
             format!(
                 "the plan's backup does not cover {}; drydock takes a covering one at the start of a production apply",
@@ -218,13 +303,17 @@ pub fn evaluate(ev: &Evidence) -> Vec<ChecklistItem> {
             required,
         ),
         _ => item(
-            "backup-verified",
+            Item::BackupVerified,
             ItemState::Pending,
             "no verified backup within backup_max_age; drydock takes and verifies one at the start of a production apply",
             required,
         ),
-    };
+    }
+}
 
+/// `transactional`: every statement in a transaction, or the others approved.
+fn transactional(f: &Facts) -> ChecklistItem {
+    let (plan, required) = (f.ev.plan, f.required);
     let non_tx: Vec<String> = plan.analysis["statements"]
         .as_array()
         .map(|s| {
@@ -234,17 +323,17 @@ pub fn evaluate(ev: &Evidence) -> Vec<ChecklistItem> {
                 .collect()
         })
         .unwrap_or_default();
-    let approved = approvers.as_ref().is_some_and(|a| !a.is_empty());
-    let transactional = if non_tx.is_empty() {
+    let approved = f.approvers.as_ref().is_some_and(|a| !a.is_empty());
+    if non_tx.is_empty() {
         item(
-            "transactional",
+            Item::Transactional,
             ItemState::Passed,
             "every step runs in one transaction",
             required,
         )
     } else if approved {
         item(
-            "transactional",
+            Item::Transactional,
             ItemState::Passed,
             format!(
                 "non-transactional statements approved: {}",
@@ -254,7 +343,7 @@ pub fn evaluate(ev: &Evidence) -> Vec<ChecklistItem> {
         )
     } else {
         item(
-            "transactional",
+            Item::Transactional,
             ItemState::Pending,
             format!(
                 "non-transactional statements need approval: {}",
@@ -262,24 +351,32 @@ pub fn evaluate(ev: &Evidence) -> Vec<ChecklistItem> {
             ),
             required,
         )
-    };
+    }
+}
 
-    let monitoring = if plan.analysis["engine"] == "sqlite" {
+/// `monitoring`: the lock watcher (PostgreSQL) or the write lock's bounded wait (SQLite).
+fn monitoring(f: &Facts) -> ChecklistItem {
+    let (plan, required) = (f.ev.plan, f.required);
+    if plan.analysis["engine"] == "sqlite" {
         item(
-            "monitoring",
+            Item::Monitoring,
             ItemState::Passed,
             "sqlite: each step holds the database write lock for one transaction, waiting at most policy.lock_timeout for it",
             required,
         )
     } else {
         item(
-            "monitoring",
+            Item::Monitoring,
             ItemState::Passed,
             "lock watcher runs during apply",
             required,
         )
-    };
+    }
+}
 
+/// `rollback-ready`: every step has a `down` and the dry-run verified it.
+fn rollback_ready(f: &Facts) -> ChecklistItem {
+    let (plan, required) = (f.ev.plan, f.required);
     let missing_down: Vec<&str> = plan
         .steps()
         .iter()
@@ -287,46 +384,54 @@ pub fn evaluate(ev: &Evidence) -> Vec<ChecklistItem> {
         .filter(|s| s.down.is_none() && s.backfill.is_none())
         .map(|s| s.name.as_deref().unwrap_or("step"))
         .collect();
-    let rollback = if !missing_down.is_empty() {
+    if !missing_down.is_empty() {
         item(
-            "rollback-ready",
+            Item::RollbackReady,
             ItemState::Failed,
             format!("step(s) without `down`: {}", missing_down.join(", ")),
             required,
         )
-    } else if dry_run.is_some_and(|r| r.ok && r.detail["rollback_verified"] == true) {
+    } else if f
+        .dry_run
+        .is_some_and(|r| r.ok && r.detail["rollback_verified"] == true)
+    {
         item(
-            "rollback-ready",
+            Item::RollbackReady,
             ItemState::Passed,
             "every step has a `down`; the dry-run verified the schema returns to its original state",
             required,
         )
-    } else if hotfix_waiver {
+    } else if f.hotfix_waiver {
         item(
-            "rollback-ready",
+            Item::RollbackReady,
             ItemState::Waived,
             "every step has a `down`; unverified because staging-tested was waived (hotfix)",
             required,
         )
     } else {
         item(
-            "rollback-ready",
+            Item::RollbackReady,
             ItemState::Pending,
             "every step has a `down`; a dry-run must verify it",
             required,
         )
-    };
+    }
+}
 
-    let approval = match &approvers {
+/// `approved`: an engineer other than the author approved this checksum (two for a hotfix
+/// without a dry-run); failed when one rejected it.
+fn approved(f: &Facts, staging: &ChecklistItem) -> ChecklistItem {
+    let (plan, required) = (f.ev.plan, f.required);
+    match &f.approvers {
         None => item(
-            "approved",
+            Item::Approved,
             ItemState::Failed,
             "an engineer rejected this plan",
             required,
         ),
-        Some(a) if plan.urgency.is_hotfix() && !staging_tested_passed(&staging) && a.len() == 1 => {
+        Some(a) if plan.urgency.is_hotfix() && !staging_tested_passed(staging) && a.len() == 1 => {
             item(
-                "approved",
+                Item::Approved,
                 ItemState::Passed,
                 format!(
                     "approved by {} (a hotfix without a dry-run needs a second approver)",
@@ -336,13 +441,13 @@ pub fn evaluate(ev: &Evidence) -> Vec<ChecklistItem> {
             )
         }
         Some(a) if !a.is_empty() => item(
-            "approved",
+            Item::Approved,
             ItemState::Passed,
             format!("approved by {}", a.join(", ")),
             required,
         ),
         Some(_) => item(
-            "approved",
+            Item::Approved,
             ItemState::Pending,
             format!(
                 "an engineer other than `{}` runs `drydock approve {} --by NAME`",
@@ -350,15 +455,7 @@ pub fn evaluate(ev: &Evidence) -> Vec<ChecklistItem> {
             ),
             required,
         ),
-    };
-    vec![
-        staging,
-        backup,
-        transactional,
-        monitoring,
-        rollback,
-        approval,
-    ]
+    }
 }
 
 fn staging_tested_passed(i: &ChecklistItem) -> bool {

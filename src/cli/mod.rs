@@ -201,7 +201,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         init(dir)?;
         return Ok(0);
     }
-    let config = Config::discover(cli.global.config.as_deref()).map_err(refused)?;
+    let config = match Config::discover(cli.global.config.as_deref()).map_err(refused)? {
+        Some(config) => config,
+        // Nothing configured: the embedded SQLite demo pair under `./.drydock/`.
+        None => crate::demo::config(&std::env::current_dir()?.join(".drydock")).map_err(refused)?,
+    };
     let engine = Arc::new(Engine::open(config).await.map_err(refused)?);
     match cli.command {
         Command::Serve { http } => {
@@ -253,7 +257,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 "approved {} (checksum {}) by {by}; status {}",
                 s.plan_id, s.checksum, s.status
             );
-            if let Some(last) = s.runs.iter().rev().find(|r| r.kind == "dry-run")
+            if let Some(last) = s
+                .runs
+                .iter()
+                .rev()
+                .find(|r| r.kind == crate::plan::RunKind::DryRun)
                 && !last.ok
             {
                 eprintln!(

@@ -134,7 +134,7 @@ impl Engine {
         // taken under the lock.
         if checklist::unmet(&items)
             .iter()
-            .any(|i| i.item != "backup-verified")
+            .any(|i| i.item != Item::BackupVerified)
         {
             return Err(unmet_error(plan, &items));
         }
@@ -222,7 +222,7 @@ impl Engine {
         if !production
             || !checklist::unmet(items)
                 .iter()
-                .any(|i| i.item == "backup-verified")
+                .any(|i| i.item == Item::BackupVerified)
         {
             return Ok(None);
         }
@@ -275,7 +275,7 @@ impl Engine {
     fn record_waiver(&self, plan: &Plan, agent: &str, items: &[ChecklistItem]) {
         if let Some(waived) = items
             .iter()
-            .find(|i| i.state == checklist::ItemState::Waived && i.item == "staging-tested")
+            .find(|i| i.state == checklist::ItemState::Waived && i.item == Item::StagingTested)
         {
             let _ = self.errors.record(&Mistake {
                 agent: agent.to_string(),
@@ -302,7 +302,7 @@ impl Engine {
         let pre_apply = if steps.iter().all(|s| s.state != StepState::Applied) {
             let fp = target.fingerprint().await?;
             Some(NewRun {
-                kind: "pre-apply",
+                kind: RunKind::PreApply,
                 target: &plan.target,
                 checksum: &plan.checksum,
                 ok: true,
@@ -495,7 +495,7 @@ impl Engine {
                         plan_id: &plan.id,
                         status: Some((&[], back)),
                         run: Some(NewRun {
-                            kind: "apply",
+                            kind: RunKind::Apply,
                             target: &plan.target,
                             checksum: &plan.checksum,
                             ok: false,
@@ -518,7 +518,7 @@ impl Engine {
             .commit(Change {
                 plan_id: &plan.id,
                 run: Some(NewRun {
-                    kind: "apply",
+                    kind: RunKind::Apply,
                     target: &plan.target,
                     checksum: &plan.checksum,
                     ok: true,

@@ -67,7 +67,7 @@ impl Engine {
         let duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
 
         let record = |ok: bool, detail: serde_json::Value| NewRun {
-            kind: "dry-run",
+            kind: RunKind::DryRun,
             target: &staging_cfg.name,
             checksum: &plan.checksum,
             ok,

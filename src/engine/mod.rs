@@ -27,11 +27,11 @@ pub use report::*;
 use validate::{pre_apply_lines, table_shape};
 
 use crate::analysis;
-use crate::checklist::{self, ChecklistItem, Evidence};
+use crate::checklist::{self, ChecklistItem, Evidence, Item};
 use crate::config::{Config, Role};
 use crate::error::{Error, Result};
 use crate::errorlog::{ErrorLog, Mistake};
-use crate::plan::{Body, Check, Gate, Plan, Status, Step, StepState, Urgency};
+use crate::plan::{Body, Check, Gate, Plan, RunKind, Status, Step, StepState, Urgency};
 use crate::render;
 use crate::store::{Change, NewRun, Store};
 use crate::target::{History, HistoryRow, Sandbox, StatementRun, StepFailure, Stmt, Target};
@@ -300,7 +300,7 @@ fn unmet_error(plan: &Plan, items: &[ChecklistItem]) -> Error {
             .map(|i| i.item.as_str())
             .collect::<Vec<_>>()
             .join(", "),
-        checklist: items.to_vec(),
+        checklist: items.iter().map(ChecklistItem::shown).collect(),
     }
 }
 

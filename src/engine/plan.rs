@@ -132,22 +132,22 @@ impl Engine {
 /// What the agent should do next, given where the plan is.
 pub fn next_steps(plan: &Plan, role: Role, checklist: &[ChecklistItem]) -> Vec<String> {
     let mut out = Vec::new();
-    let held = |name: &str| checklist.iter().any(|i| i.item == name && i.holds());
+    let held = |item: Item| checklist.iter().any(|i| i.item == item && i.holds());
     match plan.status {
         Status::Planned | Status::Tested | Status::Approved => {
             if checklist
                 .iter()
-                .any(|i| i.item == "rollback-ready" && i.state == checklist::ItemState::Failed)
+                .any(|i| i.item == Item::RollbackReady && i.state == checklist::ItemState::Failed)
             {
                 out.push("add a `down` to every step and submit a new plan".into());
             }
-            if !held("staging-tested") {
+            if !held(Item::StagingTested) {
                 out.push(format!(
                     "call `dry-run` with plan_id `{}` to test it on staging",
                     plan.id
                 ));
             }
-            if role == Role::Production && !held("approved") {
+            if role == Role::Production && !held(Item::Approved) {
                 out.push(format!(
                     "ask an engineer to review and run `drydock approve {} --by NAME`",
                     plan.id
@@ -156,7 +156,7 @@ pub fn next_steps(plan: &Plan, role: Role, checklist: &[ChecklistItem]) -> Vec<S
             if role != Role::Production
                 || checklist::unmet(checklist)
                     .iter()
-                    .all(|i| i.item == "backup-verified")
+                    .all(|i| i.item == Item::BackupVerified)
             {
                 out.push(format!("call `apply` with plan_id `{}`", plan.id));
             }

@@ -143,7 +143,7 @@ pub(super) fn with_measurements(plan: &Plan, runs: &[crate::store::RunRow]) -> s
     if let Some(dry) = runs
         .iter()
         .rev()
-        .find(|r| r.kind == "dry-run" && r.ok && r.checksum == plan.checksum)
+        .find(|r| r.kind == RunKind::DryRun && r.ok && r.checksum == plan.checksum)
     {
         analysis["measured"] = json!({
             "dry_run": dry.id,

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::Engine;
 use crate::error::{Error, Result};
-use crate::plan::{Plan, Status, StepState};
+use crate::plan::{Plan, RunKind, Status, StepState};
 use crate::store::{Change, NewRun, StepRow};
 use crate::target::{HistoryEntry, Target};
 
@@ -88,7 +88,7 @@ impl Engine {
                 plan_id: &plan.id,
                 status,
                 run: Some(NewRun {
-                    kind: "reconcile",
+                    kind: RunKind::Reconcile,
                     target: &plan.target,
                     checksum: &plan.checksum,
                     ok: true,

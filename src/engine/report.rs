@@ -10,7 +10,7 @@ use crate::analysis::Analysis;
 use crate::checklist::ChecklistItem;
 use crate::config::Role;
 use crate::errorlog::Lesson;
-use crate::plan::{Check, Gate, Plan, Status, StepState, Urgency};
+use crate::plan::{Check, Gate, Plan, RunKind, Status, StepState, Urgency};
 use crate::store::{ApprovalRow, RunRow};
 use crate::target::{BackfillReport, BackupEvidence, CheckOutcome, StatementRun, TableInfo};
 
@@ -230,7 +230,7 @@ pub struct BackfillShown {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct RunSummary {
     pub id: i64,
-    pub kind: String,
+    pub kind: RunKind,
     pub target: String,
     pub ok: bool,
     pub checksum: String,
@@ -444,7 +444,7 @@ impl StatusReport {
                 r.finished_at,
                 r.duration_ms
             ));
-            if r.kind == "dry-run" && r.ok {
+            if r.kind == RunKind::DryRun && r.ok {
                 md.push_str(&format!(
                     "; rollback verified: {}; estimated production duration {:.1} ms",
                     r.detail["rollback_verified"],

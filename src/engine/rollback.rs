@@ -130,7 +130,7 @@ impl Engine {
                 plan_id: &plan.id,
                 status: Some((&[], Status::RolledBack)),
                 run: Some(NewRun {
-                    kind: "rollback",
+                    kind: RunKind::Rollback,
                     target: &plan.target,
                     checksum: &plan.checksum,
                     ok: verified,

@@ -24,7 +24,7 @@ impl Engine {
         let dry = runs
             .iter()
             .rev()
-            .find(|r| r.kind == "dry-run" && r.ok && r.checksum == plan.checksum);
+            .find(|r| r.kind == RunKind::DryRun && r.ok && r.checksum == plan.checksum);
         let current = target.fingerprint().await?;
         let pre_apply = pre_apply_lines(&runs);
         // A NOT VALID constraint or invalid index the schema had before the plan is not the
@@ -143,7 +143,7 @@ impl Engine {
                 status: (ok && plan.status == Status::Applied)
                     .then_some((&[Status::Applied][..], Status::Validated)),
                 run: Some(NewRun {
-                    kind: "validate",
+                    kind: RunKind::Validate,
                     target: &plan.target,
                     checksum: &plan.checksum,
                     ok,
@@ -172,10 +172,10 @@ pub(super) fn pre_apply_lines(runs: &[crate::store::RunRow]) -> Option<Vec<Strin
     // existed kept the fingerprint in the first applied step's run.
     runs.iter()
         .rev()
-        .find(|r| r.kind == "pre-apply")
+        .find(|r| r.kind == RunKind::PreApply)
         .or_else(|| {
             runs.iter().find(|r| {
-                r.kind == "apply" && r.ok && !r.detail["fingerprint_before_lines"].is_null()
+                r.kind == RunKind::Apply && r.ok && !r.detail["fingerprint_before_lines"].is_null()
             })
         })
         .and_then(|r| lines_of(&r.detail["fingerprint_before_lines"]))

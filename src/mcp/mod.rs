@@ -543,9 +543,9 @@ impl ServerHandler for DrydockServer {
                 .map_err(|e| not_found(e.to_string()))?;
             vec![ResourceContents::text(text, &uri).with_mime_type("text/markdown")]
         } else if uri == "drydock://checklist" {
-            let items: Vec<_> = crate::checklist::ITEMS
+            let items: Vec<_> = crate::checklist::Item::ALL
                 .iter()
-                .map(|(item, holds)| serde_json::json!({"item": item, "holds_when": holds}))
+                .map(|item| serde_json::json!({"item": item, "holds_when": item.holds_when()}))
                 .collect();
             let targets: Vec<_> = self
                 .engine

@@ -2,6 +2,8 @@
 //! (SHA-256 over the normalised steps, checks and target) is what every piece of evidence — a
 //! dry-run, an approval — is bound to; changing anything makes a different plan.
 
+pub mod input;
+
 use std::fmt;
 use std::str::FromStr;
 
@@ -156,6 +158,57 @@ impl Urgency {
     }
 }
 
+/// What a recorded run was. On the wire (and in the store) the kebab-case names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunKind {
+    DryRun,
+    /// The target's schema before the first step, recorded before that step runs.
+    PreApply,
+    Apply,
+    Validate,
+    Rollback,
+    /// The store brought in line with the target's history after an interrupted run.
+    Reconcile,
+}
+
+impl RunKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::DryRun => "dry-run",
+            RunKind::PreApply => "pre-apply",
+            RunKind::Apply => "apply",
+            RunKind::Validate => "validate",
+            RunKind::Rollback => "rollback",
+            RunKind::Reconcile => "reconcile",
+        }
+    }
+}
+
+impl std::fmt::Display for RunKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for RunKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<RunKind, String> {
+        [
+            RunKind::DryRun,
+            RunKind::PreApply,
+            RunKind::Apply,
+            RunKind::Validate,
+            RunKind::Rollback,
+            RunKind::Reconcile,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+        .ok_or_else(|| format!("unknown run kind {s:?}"))
+    }
+}
+
 /// A plan's place in the lifecycle (spec §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -278,7 +331,7 @@ impl Body {
                             "step `{name}` has both `up` and `backfill`; put the backfill in a step of its own"
                         )));
                     }
-                    (None, Some(b)) => crate::analysis::pg::validate_backfill(&name, b)?,
+                    (None, Some(b)) => input::validate_backfill(&name, b)?,
                     _ => {}
                 }
                 if let Some(Gate::After { duration }) = &s.gate
@@ -307,7 +360,7 @@ impl Body {
                     name: name.clone(),
                     reason: "its `sql` is empty".into(),
                 })?;
-                crate::analysis::check_is_single_query(&name, &sql)?;
+                input::check_is_single_query(&name, &sql)?;
                 Ok(Check {
                     name,
                     sql,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{Move, TemplateDef, literal_value, quote_ident, validate_ident, validate_type};
-use crate::analysis::pg::single_expression;
+use crate::sql::single_expression;
 
 type Ctx = std::result::Result<Value, String>;
 
@@ -229,7 +229,7 @@ fn backfill_params(v: Value) -> Ctx {
     );
     let spec: crate::plan::Backfill =
         serde_json::from_value(b.clone()).map_err(|e| e.to_string())?;
-    crate::analysis::pg::validate_backfill("backfill", &spec).map_err(|e| e.to_string())?;
+    crate::plan::input::validate_backfill("backfill", &spec).map_err(|e| e.to_string())?;
     Ok(json!({"table": p.table, "backfill": b}))
 }
 

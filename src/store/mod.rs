@@ -4,33 +4,18 @@
 //! backup and audit rows — in a single transaction, guarded by the status it expects to find.
 
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{Row, SqliteConnection};
 
 use crate::error::{Error, Result};
-use crate::plan::{Body, Plan, Status, StepState, Urgency};
+use crate::plan::{Body, Plan, RunKind, Status, StepState, Urgency};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// Now, as an RFC 3339 UTC timestamp with milliseconds (sortable as text).
-pub fn now() -> String {
-    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
-}
-
-/// How long ago an RFC 3339 timestamp was; `None` when it does not parse.
-pub fn age(ts: &str) -> Option<Duration> {
-    let t = humantime::parse_rfc3339_weak(ts.trim_end_matches('Z')).ok()?;
-    Some(SystemTime::now().duration_since(t).unwrap_or_default())
-}
-
-/// `ts + d` as RFC 3339.
-pub fn add(ts: &str, d: Duration) -> Option<String> {
-    let t = humantime::parse_rfc3339_weak(ts.trim_end_matches('Z')).ok()?;
-    Some(humantime::format_rfc3339_millis(t + d).to_string())
-}
+pub use crate::clock::{add, age, now};
 
 #[derive(Clone)]
 pub struct Store {
@@ -49,7 +34,7 @@ pub struct StepRow {
 #[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct RunRow {
     pub id: i64,
-    pub kind: String,
+    pub kind: RunKind,
     pub target: String,
     pub checksum: String,
     pub ok: bool,
@@ -92,7 +77,7 @@ pub struct Change<'a> {
 }
 
 pub struct NewRun<'a> {
-    pub kind: &'a str,
+    pub kind: RunKind,
     pub target: &'a str,
     pub checksum: &'a str,
     pub ok: bool,
@@ -267,20 +252,21 @@ impl Store {
         .bind(plan_id)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| RunRow {
-                id: r.get(0),
-                kind: r.get(1),
-                target: r.get(2),
-                checksum: r.get(3),
-                ok: r.get::<i64, _>(4) != 0,
-                started_at: r.get(5),
-                finished_at: r.get(6),
-                duration_ms: r.get(7),
-                detail: serde_json::from_str(r.get::<&str, _>(8)).unwrap_or_default(),
+        rows.iter()
+            .map(|r| {
+                Ok(RunRow {
+                    id: r.get(0),
+                    kind: r.get::<&str, _>(1).parse().map_err(Error::Store)?,
+                    target: r.get(2),
+                    checksum: r.get(3),
+                    ok: r.get::<i64, _>(4) != 0,
+                    started_at: r.get(5),
+                    finished_at: r.get(6),
+                    duration_ms: r.get(7),
+                    detail: serde_json::from_str(r.get::<&str, _>(8)).unwrap_or_default(),
+                })
             })
-            .collect())
+            .collect()
     }
 
     pub async fn approvals(&self, plan_id: &str) -> Result<Vec<ApprovalRow>> {
@@ -349,7 +335,7 @@ impl Store {
             )
             .bind(change.plan_id)
             .bind(run.checksum)
-            .bind(run.kind)
+            .bind(run.kind.as_str())
             .bind(run.target)
             .bind(run.ok as i64)
             .bind(&run.started_at)

@@ -612,7 +612,7 @@ pub async fn backup_command(
         return Err(fail(format!(
             "the backup command exited with {}: {}",
             out.status,
-            crate::errorlog::redact(String::from_utf8_lossy(&out.stderr).trim())
+            crate::redact::redact(String::from_utf8_lossy(&out.stderr).trim())
         )));
     }
     #[derive(Deserialize)]
@@ -623,7 +623,7 @@ pub async fn backup_command(
     let text = String::from_utf8_lossy(&out.stdout);
     let newest: Newest = serde_json::from_str(text.trim())
         .map_err(|e| fail(format!("the backup command must print {{\"finished_at\": RFC 3339, \"restore_tested\": bool}}: {e}")))?;
-    let age = crate::store::age(&newest.finished_at).ok_or_else(|| {
+    let age = crate::clock::age(&newest.finished_at).ok_or_else(|| {
         fail(format!(
             "finished_at {:?} is not an RFC 3339 timestamp",
             newest.finished_at
@@ -646,7 +646,7 @@ pub async fn backup_command(
         location: format!("newest backup finished at {}", newest.finished_at),
         verified: true,
         row_counts: BTreeMap::new(),
-        taken_at: crate::store::now(),
+        taken_at: crate::clock::now(),
         tables: vec![],
         whole_database: true,
     })
@@ -659,7 +659,7 @@ pub async fn backup_command(
 /// lines (which quote row values) are never included.
 pub fn agent_error(e: &sqlx::Error, sql: &str) -> String {
     let sqlx::Error::Database(d) = e else {
-        return crate::errorlog::redact(&e.to_string());
+        return crate::redact::redact(&e.to_string());
     };
     let message = d.message().lines().next().unwrap_or_default();
     let shaped = mask_read_values(message, sql);
@@ -694,7 +694,7 @@ pub fn mask_read_values(message: &str, sql: &str) -> String {
         rest = &rest[close + 1..];
     }
     out.push_str(rest);
-    crate::errorlog::redact(&out)
+    crate::redact::redact(&out)
 }
 
 /// The statement timeout for a policy, as the engines want it.

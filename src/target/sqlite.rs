@@ -16,7 +16,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::plan::Check;
-use crate::render::quote_ident;
+use crate::sql::quote_ident;
 
 /// drydock's bookkeeping inside the target; excluded from fingerprints and catalogs.
 pub const HISTORY_TABLE: &str = "_drydock_history";
@@ -154,7 +154,7 @@ impl Sqlite {
                 _ => {
                     // SQLite records no view dependencies: read the view's tokens for table names.
                     let words: std::collections::BTreeSet<String> =
-                        crate::analysis::lexer::tokenize(&sql)
+                        crate::sql::lexer::tokenize(&sql)
                             .unwrap_or_default()
                             .into_iter()
                             .filter_map(|(_, t)| t.name())
@@ -282,7 +282,7 @@ impl Sqlite {
                 .map(|c| {
                     format!(
                         "{} || '=' || quote({})",
-                        crate::render::quote_literal(c),
+                        crate::sql::quote_literal(c),
                         quote_ident(c)
                     )
                 })
@@ -382,7 +382,7 @@ impl Sqlite {
             tables: copied.keys().cloned().collect(),
             verified,
             row_counts: copied,
-            taken_at: crate::store::now(),
+            taken_at: crate::clock::now(),
             whole_database: true,
         })
     }
@@ -468,7 +468,7 @@ impl Sqlite {
                         .bind(row.plan_id)
                         .bind(row.step)
                         .bind(row.checksum)
-                        .bind(crate::store::now())
+                        .bind(crate::clock::now())
                         .bind(row.by)
                         .bind(total_ms)
                         .execute(&mut *tx)
@@ -477,7 +477,7 @@ impl Sqlite {
                 History::RolledBack { plan_id, step } => {
                     // language=SQL
                     sqlx::query("UPDATE _drydock_history SET status = 'rolled-back', rolled_back_at = ? WHERE plan_id = ? AND step = ? AND rolled_back_at IS NULL")
-                        .bind(crate::store::now())
+                        .bind(crate::clock::now())
                         .bind(plan_id)
                         .bind(step)
                         .execute(&mut *tx)

@@ -6,7 +6,7 @@
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Row};
 
-use crate::render::{quote_ident, quote_literal};
+use crate::sql::{quote_ident, quote_literal};
 use crate::target::{ColumnDependents, ColumnShape, Dependent};
 
 pub(super) async fn read(

@@ -9,7 +9,7 @@ use sqlx::{AssertSqlSafe, Row};
 use super::qualified_ident;
 use crate::error::{Error, Result};
 use crate::plan::Backfill;
-use crate::render::quote_ident;
+use crate::sql::quote_ident;
 
 /// A backfill's saved values: the table, its key, the overwritten columns and where they go.
 #[derive(Debug, Clone)]
@@ -54,7 +54,7 @@ impl Saved {
     ) -> Result<Saved> {
         let db = |e: sqlx::Error| Error::Target {
             target: target.to_string(),
-            cause: crate::errorlog::redact(&e.to_string()),
+            cause: crate::redact::redact(&e.to_string()),
         };
         let key_name = match &spec.key {
             Some(k) => k.clone(),
@@ -94,7 +94,7 @@ impl Saved {
                 spec.table
             ))
         })?;
-        crate::render::validate_type(&key_type).map_err(Error::InvalidInput)?;
+        crate::sql::validate_type(&key_type).map_err(Error::InvalidInput)?;
         let (backup, index) = match place {
             Place::Target { plan_id, step } => {
                 let name = format!("bf_{plan_id}_{}", short_hash(step));

@@ -1,0 +1,259 @@
+//! Reading the catalog: tables, columns, indexes, constraints, row estimates and sizes for the
+//! analysis; row counts; integrity problems.
+
+use super::*;
+
+impl Postgres {
+    /// Invalid indexes and unvalidated constraints, as sentences.
+    pub async fn integrity(&self) -> Result<Vec<IntegrityProblem>> {
+        let mut conn = self.connect().await?;
+        // Each problem carries the object's fingerprint line, so that one the schema had before
+        // the plan is told apart from one the plan left.
+        // language=SQL
+        let invalid: Vec<(String, String)> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT i.indexrelid::regclass::text, 'index ' || pg_get_indexdef(i.indexrelid)
+             FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT i.indisvalid AND {USER_SCHEMA}"
+        )))
+        .fetch_all(&mut conn)
+        .await
+        .map_err(|e| self.err(e))?;
+        // language=SQL
+        let unvalidated: Vec<(String, String, String)> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT co.conname::text, co.conrelid::regclass::text,
+                    'constraint ' || co.conrelid::regclass::text || '.' || co.conname || ' '
+             FROM pg_constraint co JOIN pg_namespace n ON n.oid = co.connamespace
+             WHERE NOT co.convalidated AND {USER_SCHEMA}"
+        )))
+        .fetch_all(&mut conn)
+        .await
+        .map_err(|e| self.err(e))?;
+        conn.close().await.ok();
+        Ok(invalid
+            .into_iter()
+            .map(|(i, line)| IntegrityProblem {
+                detail: format!("index `{i}` is INVALID (a failed CONCURRENTLY build?); drop and rebuild it"),
+                fingerprint: Some((line, " INVALID".into())),
+            })
+            .chain(unvalidated.into_iter().map(|(c, t, line)| IntegrityProblem {
+                detail: format!("constraint `{c}` on `{t}` is NOT VALID; run ALTER TABLE {t} VALIDATE CONSTRAINT {c}"),
+                fingerprint: Some((line, " NOT VALID".into())),
+            }))
+            .collect())
+    }
+}
+
+pub(super) async fn row_counts_on(
+    conn: &mut PgConnection,
+    tables: &[String],
+) -> sqlx::Result<BTreeMap<String, u64>> {
+    let mut out = BTreeMap::new();
+    for t in tables {
+        // language=SQL
+        let row: Option<(f64, i64)> = sqlx::query_as(
+            "SELECT c.reltuples::float8, c.relpages::int8 FROM pg_class c WHERE c.oid = to_regclass($1) AND c.relkind IN ('r', 'p', 'm')",
+        )
+        .bind(t)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some((estimate, pages)) = row else {
+            continue;
+        };
+        let rows = if estimate >= 0.0 {
+            estimate as u64
+        } else if pages < 10_000 {
+            // Never analysed: count small tables exactly.
+            let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+                "SELECT count(*)::int8 FROM {}",
+                qualified_ident(t)
+            )))
+            .fetch_one(&mut *conn)
+            .await?;
+            n as u64
+        } else {
+            0
+        };
+        out.insert(t.clone(), rows);
+    }
+    Ok(out)
+}
+
+pub(super) async fn catalog_on(conn: &mut PgConnection) -> sqlx::Result<Catalog> {
+    // language=SQL
+    let rels = sqlx::query(AssertSqlSafe(format!(
+        "SELECT n.nspname, c.relname, c.reltuples::float8, c.relpages::int8, pg_total_relation_size(c.oid)::int8
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relkind IN ('r', 'p', 'm') AND {USER_SCHEMA}"
+    )))
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut tables = BTreeMap::new();
+    let mut unknown = Vec::new();
+    for r in &rels {
+        let name = qualified(r.get(0), r.get(1));
+        let estimate: f64 = r.get(2);
+        if estimate < 0.0 {
+            unknown.push(name.clone());
+        }
+        tables.insert(
+            name,
+            TableInfo {
+                rows: estimate.max(0.0) as u64,
+                bytes: Some(r.get::<i64, _>(4) as u64),
+                ..TableInfo::default()
+            },
+        );
+    }
+    for (t, n) in row_counts_on(conn, &unknown).await? {
+        if let Some(info) = tables.get_mut(&t) {
+            info.rows = n;
+        }
+    }
+    // language=SQL
+    let cols = sqlx::query(AssertSqlSafe(format!(
+        "SELECT n.nspname, c.relname, a.attname::text, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull,
+                pg_get_expr(d.adbin, d.adrelid),
+                EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary AND a.attnum = ANY (i.indkey))
+         FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+         LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+         WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'm') AND {USER_SCHEMA}
+         ORDER BY a.attnum"
+    )))
+    .fetch_all(&mut *conn)
+    .await?;
+    for r in &cols {
+        if let Some(t) = tables.get_mut(&qualified(r.get(0), r.get(1))) {
+            t.columns.push(Column {
+                name: r.get(2),
+                ty: r.get(3),
+                nullable: r.get(4),
+                default: r.get(5),
+                primary_key: r.get(6),
+            });
+        }
+    }
+    // language=SQL
+    let idx = sqlx::query(AssertSqlSafe(format!(
+        "SELECT n.nspname, c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+         JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {USER_SCHEMA}"
+    )))
+    .fetch_all(&mut *conn)
+    .await?;
+    for r in &idx {
+        if let Some(t) = tables.get_mut(&qualified(r.get(0), r.get(1))) {
+            t.indexes.push(r.get(2));
+        }
+    }
+    // language=SQL
+    let cons = sqlx::query(AssertSqlSafe(format!(
+        "SELECT n.nspname, c.relname, co.conname::text, pg_get_constraintdef(co.oid), co.contype::text, co.confrelid::regclass::text, co.convalidated
+         FROM pg_constraint co JOIN pg_class c ON c.oid = co.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE {USER_SCHEMA}"
+    )))
+    .fetch_all(&mut *conn)
+    .await?;
+    for r in &cons {
+        let table = qualified(r.get(0), r.get(1));
+        let (name, def, kind, referenced, valid): (String, String, String, String, bool) =
+            (r.get(2), r.get(3), r.get(4), r.get(5), r.get(6));
+        if let Some(t) = tables.get_mut(&table) {
+            t.constraints.push(format!(
+                "{name}: {def}{}",
+                if valid { "" } else { " (NOT VALID)" }
+            ));
+        }
+        if kind == "f" {
+            let referenced = referenced.trim_start_matches("public.").to_string();
+            if let Some(t) = tables.get_mut(&referenced) {
+                t.foreign_keys_in.push(format!("{table}.{name}: {def}"));
+            }
+        }
+    }
+    // language=SQL
+    let deps = sqlx::query(AssertSqlSafe(format!(
+        "SELECT DISTINCT n.nspname, c.relname, vn.nspname, v.relname
+         FROM pg_depend d JOIN pg_rewrite rw ON rw.oid = d.objid JOIN pg_class v ON v.oid = rw.ev_class
+         JOIN pg_namespace vn ON vn.oid = v.relnamespace
+         JOIN pg_class c ON c.oid = d.refobjid JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE d.classid = 'pg_rewrite'::regclass AND c.oid <> v.oid AND {USER_SCHEMA}"
+    )))
+    .fetch_all(&mut *conn)
+    .await?;
+    for r in &deps {
+        if let Some(t) = tables.get_mut(&qualified(r.get(0), r.get(1))) {
+            t.views.push(qualified(r.get(2), r.get(3)));
+        }
+    }
+    // language=SQL
+    let trg = sqlx::query(AssertSqlSafe(format!(
+        "SELECT n.nspname, c.relname, t.tgname::text FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+         JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT t.tgisinternal AND {USER_SCHEMA}"
+    )))
+    .fetch_all(&mut *conn)
+    .await?;
+    for r in &trg {
+        if let Some(t) = tables.get_mut(&qualified(r.get(0), r.get(1))) {
+            t.triggers.push(r.get(2));
+        }
+    }
+    // language=SQL
+    let checks: Vec<(String, String, String)> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT n.nspname::text, c.relname::text, pg_get_constraintdef(co.oid)
+         FROM pg_constraint co JOIN pg_class c ON c.oid = co.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE co.contype = 'c' AND co.convalidated AND {USER_SCHEMA}"
+    )))
+    .fetch_all(&mut *conn)
+    .await?;
+    let proven_not_null = checks
+        .iter()
+        .filter_map(|(schema, table, def)| {
+            not_null_check(def).map(|col| format!("{}.{col}", qualified(schema, table)))
+        })
+        .collect();
+    let volatile_functions = sqlx::query_scalar::<_, String>(
+        "SELECT DISTINCT proname::text FROM pg_proc WHERE provolatile = 'v'",
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .collect();
+    // language=SQL
+    let column_deps: Vec<(String, String, String, String, String)> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT DISTINCT n.nspname::text, c.relname::text, a.attname::text, vn.nspname::text, v.relname::text
+         FROM pg_depend d JOIN pg_rewrite rw ON rw.oid = d.objid JOIN pg_class v ON v.oid = rw.ev_class
+         JOIN pg_namespace vn ON vn.oid = v.relnamespace
+         JOIN pg_class c ON c.oid = d.refobjid JOIN pg_namespace n ON n.oid = c.relnamespace
+         JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+         WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjsubid > 0 AND c.oid <> v.oid AND {USER_SCHEMA}"
+    )))
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut column_views: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (schema, table, column, vschema, view) in column_deps {
+        column_views
+            .entry(format!("{}.{column}", qualified(&schema, &table)))
+            .or_default()
+            .push(qualified(&vschema, &view));
+    }
+    Ok(Catalog {
+        engine: "postgres",
+        tables,
+        proven_not_null,
+        volatile_functions,
+        column_views,
+    })
+}
+
+/// `CHECK ((email IS NOT NULL))` (as `pg_get_constraintdef` prints it) → `email`.
+pub(super) fn not_null_check(def: &str) -> Option<String> {
+    let inner = def
+        .strip_prefix("CHECK ")?
+        .trim_matches(|c| c == '(' || c == ')')
+        .trim();
+    let col = inner.strip_suffix(" IS NOT NULL")?.trim();
+    let col = col
+        .strip_prefix('"')
+        .and_then(|c| c.strip_suffix('"'))
+        .unwrap_or(col);
+    (!col.is_empty() && !col.contains(' ')).then(|| col.to_string())
+}

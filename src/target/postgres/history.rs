@@ -1,0 +1,70 @@
+//! One migration at a time (the advisory lock) and the target's history table.
+
+use super::*;
+
+impl Postgres {
+    /// Takes the target's session advisory lock: one migration at a time per target, across
+    /// every drydock process. Held until `PgLock::release` (or the connection closes).
+    pub async fn lock(&self) -> Result<PgLock> {
+        let mut conn = self.connect().await?;
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(advisory_key(&self.name))
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        if !got {
+            conn.close().await.ok();
+            return Err(Error::TargetBusy(self.name.clone()));
+        }
+        Ok(PgLock(conn))
+    }
+
+    pub async fn history(&self, plan_id: &str) -> Result<Vec<crate::target::HistoryEntry>> {
+        let mut conn = self.connect().await?;
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass('drydock.history') IS NOT NULL")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        let rows = if exists {
+            // language=SQL
+            sqlx::query("SELECT step, checksum, applied_at::text, rolled_back_at::text FROM drydock.history WHERE plan_id = $1 ORDER BY id")
+                .bind(plan_id)
+                .fetch_all(&mut conn)
+                .await
+                .map_err(|e| self.err(e))?
+                .iter()
+                .map(|r| crate::target::HistoryEntry {
+                    step: r.get(0),
+                    checksum: r.get(1),
+                    applied_at: r.get(2),
+                    rolled_back_at: r.get(3),
+                })
+                .collect()
+        } else {
+            vec![]
+        };
+        conn.close().await.ok();
+        Ok(rows)
+    }
+}
+
+/// The connection holding a target's advisory lock.
+pub struct PgLock(PgConnection);
+
+impl PgLock {
+    pub async fn release(self) {
+        let mut conn = self.0;
+        sqlx::query("SELECT pg_advisory_unlock_all()")
+            .execute(&mut conn)
+            .await
+            .ok();
+        conn.close().await.ok();
+    }
+}
+
+/// A stable 64-bit key for the target's advisory lock.
+pub(super) fn advisory_key(target: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(format!("drydock:{target}").as_bytes());
+    i64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
+}
