@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use drydock::analysis;
 use drydock::config::Policy;
+use drydock::db::{Catalog, Column, TableInfo};
 use drydock::plan::{Body, Step};
-use drydock::target::{Catalog, Column, TableInfo};
 
 const TEMPLATES: &[&str] = &[
     "ALTER TABLE t{n} ADD COLUMN c{i} integer DEFAULT 0",

@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use drydock::config::Policy;
+use drydock::db::HistoryRow;
+use drydock::db::postgres::Postgres;
 use drydock::plan::Backfill;
-use drydock::target::HistoryRow;
-use drydock::target::postgres::Postgres;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 mod support;

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use drydock::config::Policy;
-use drydock::target::Stmt;
-use drydock::target::postgres::Postgres;
+use drydock::db::Stmt;
+use drydock::db::postgres::Postgres;
 use sqlx::{AssertSqlSafe, Connection};
 
 mod support;

@@ -12,7 +12,7 @@
 //! | adapters | `mcp`, `cli` (and `demo`, the zero-config pair) | the MCP tools, prompts and resources; the engineers' commands |
 //! | engine | `engine` | the lifecycle verbs: plan, dry-run, apply, validate, rollback, decisions, reads |
 //! | domain | `analysis`, `checklist`, `errorlog`, `render` | hazards and privilege; the safety checklist; ERRORS.md; templates |
-//! | adapters to data | `target`, `store` | the databases drydock changes; drydock's own state |
+//! | adapters to data | `db`, `store` | the databases drydock changes; drydock's own state |
 //! | definitions | `plan`, `config` | plans, steps, statuses and run kinds; drydock.toml |
 //! | leaves | `sql`, `clock`, `redact`, `error` | quoting, the lexer and expression checks; time; secrets masked; the error type |
 
@@ -21,6 +21,7 @@ pub mod checklist;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod db;
 pub mod demo;
 pub mod engine;
 pub mod error;
@@ -31,4 +32,3 @@ pub mod redact;
 pub mod render;
 pub mod sql;
 pub mod store;
-pub mod target;

@@ -14,9 +14,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Policy;
+use crate::db::Catalog;
 use crate::error::{Error, Result};
 use crate::plan::Body;
-use crate::target::Catalog;
 use lexer::Token;
 
 #[derive(

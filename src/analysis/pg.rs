@@ -12,8 +12,8 @@ use pg_query::protobuf::{
 };
 
 use super::{Action, StatementFacts};
+use crate::db::Catalog;
 use crate::error::{Error, Result};
-use crate::target::Catalog;
 
 /// What earlier statements of the same plan established.
 #[derive(Default)]

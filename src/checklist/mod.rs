@@ -263,7 +263,7 @@ fn backup_verified(f: &Facts) -> ChecklistItem {
         .backup
         .filter(|b| b.plan_id.as_deref() == Some(plan.id.as_str()))
         .and_then(|b| {
-            serde_json::from_value::<crate::target::BackupEvidence>(b.detail.clone())
+            serde_json::from_value::<crate::db::BackupEvidence>(b.detail.clone())
                 .ok()
                 .map(|e| (b, e))
         });

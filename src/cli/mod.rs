@@ -336,7 +336,7 @@ async fn lint(
     let sql =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let cfg = engine.config.target(target).map_err(refused)?;
-    let t = crate::target::Target::open(&engine.config, cfg)
+    let t = crate::db::Target::open(&engine.config, cfg)
         .await
         .map_err(refused)?;
     let catalog = t.catalog().await.map_err(refused)?;
@@ -417,7 +417,7 @@ async fn doctor(engine: &Engine, format: Format) -> anyhow::Result<i32> {
             error: None,
             warnings: vec![],
         };
-        match crate::target::Target::open(c, t).await {
+        match crate::db::Target::open(c, t).await {
             Ok(target) => match target.catalog().await {
                 Ok(cat) => {
                     health.ok = true;

@@ -217,7 +217,7 @@ impl Engine {
         target: &Target,
         agent: &str,
         items: &mut Vec<ChecklistItem>,
-    ) -> Result<Option<crate::target::BackupEvidence>> {
+    ) -> Result<Option<crate::db::BackupEvidence>> {
         let production = self.config.target(&plan.target)?.role == Role::Production;
         if !production
             || !checklist::unmet(items)
@@ -228,7 +228,7 @@ impl Engine {
         }
         let evidence = match &self.config.backup.command {
             Some(cmd) => {
-                crate::target::backup_command(&plan.target, cmd, self.config.policy.backup_max_age)
+                crate::db::backup_command(&plan.target, cmd, self.config.policy.backup_max_age)
                     .await?
             }
             None => {
@@ -567,8 +567,8 @@ struct At<'a> {
 
 /// How one step ended.
 enum StepOutcome {
-    Backfilled(crate::target::BackfillReport),
-    Ran(Vec<StatementRun>, crate::target::WatchReport),
+    Backfilled(crate::db::BackfillReport),
+    Ran(Vec<StatementRun>, crate::db::WatchReport),
     /// The failure, and what the failed run records besides it.
     Failed(StepFailure, serde_json::Value),
 }
@@ -578,6 +578,6 @@ enum StepOutcome {
 struct StepsRun {
     applied: Vec<String>,
     statements: Vec<StatementRun>,
-    backfills: Vec<crate::target::BackfillReport>,
+    backfills: Vec<crate::db::BackfillReport>,
     gated: Option<GatedStep>,
 }

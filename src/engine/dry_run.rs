@@ -371,10 +371,10 @@ impl Engine {
 }
 
 pub(super) struct Exercised {
-    before: crate::target::Fingerprint,
-    after_up: crate::target::Fingerprint,
+    before: crate::db::Fingerprint,
+    after_up: crate::db::Fingerprint,
     statements: Vec<StatementRun>,
-    checks: Vec<crate::target::CheckOutcome>,
+    checks: Vec<crate::db::CheckOutcome>,
 }
 
 /// Where static analysis and measurement disagree (the measurement wins).

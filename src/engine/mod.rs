@@ -1,5 +1,5 @@
 //! The lifecycle (spec §2): plan → dry-run → approve → apply → validate → rollback. Each
-//! operation checks its preconditions, talks to the target through `target`, and records its
+//! operation checks its preconditions, talks to the target through `db`, and records its
 //! outcome through one `Store::commit`. Failures an agent should learn from are appended to
 //! ERRORS.md here, in one place (`Engine::learn`).
 
@@ -29,12 +29,12 @@ use validate::{pre_apply_lines, table_shape};
 use crate::analysis;
 use crate::checklist::{self, ChecklistItem, Evidence, Item};
 use crate::config::{Config, Role};
+use crate::db::{History, HistoryRow, Sandbox, StatementRun, StepFailure, Stmt, Target};
 use crate::error::{Error, Result};
 use crate::errorlog::{ErrorLog, Mistake};
 use crate::plan::{Body, Check, Gate, Plan, RunKind, Status, Step, StepState, Urgency};
 use crate::render;
 use crate::store::{Change, NewRun, Store};
-use crate::target::{History, HistoryRow, Sandbox, StatementRun, StepFailure, Stmt, Target};
 
 /// What the agent asked `plan` for, after the MCP layer decoded it.
 pub struct PlanRequest {

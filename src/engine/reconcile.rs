@@ -7,10 +7,10 @@
 use serde_json::json;
 
 use super::Engine;
+use crate::db::{HistoryEntry, Target};
 use crate::error::{Error, Result};
 use crate::plan::{Plan, RunKind, Status, StepState};
 use crate::store::{Change, NewRun, StepRow};
-use crate::target::{HistoryEntry, Target};
 
 /// What the target's history says of a step, where it differs from the store.
 fn truth(plan: &Plan, row: &StepRow, history: &[HistoryEntry]) -> Option<StepState> {

@@ -9,10 +9,10 @@ use serde::{Deserialize, Serialize};
 use crate::analysis::Analysis;
 use crate::checklist::ChecklistItem;
 use crate::config::Role;
+use crate::db::{BackfillReport, BackupEvidence, CheckOutcome, StatementRun, TableInfo};
 use crate::errorlog::Lesson;
 use crate::plan::{Check, Gate, Plan, RunKind, Status, StepState, Urgency};
 use crate::store::{ApprovalRow, RunRow};
-use crate::target::{BackfillReport, BackupEvidence, CheckOutcome, StatementRun, TableInfo};
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct PlanOutcome {

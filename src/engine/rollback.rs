@@ -67,7 +67,7 @@ impl Engine {
             }
         }
         let runs = self.store.runs(&plan.id).await?;
-        let before = pre_apply_lines(&runs).map(crate::target::Fingerprint::from_lines);
+        let before = pre_apply_lines(&runs).map(crate::db::Fingerprint::from_lines);
         let started_at = crate::store::now();
         let t0 = Instant::now();
         let mut rolled_back = Vec::new();

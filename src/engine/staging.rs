@@ -9,10 +9,10 @@ use serde_json::json;
 
 use super::{Engine, overwritten};
 use crate::config::Role;
+use crate::db::{History, HistoryRow, Target};
 use crate::error::{Error, Result};
 use crate::plan::Plan;
 use crate::store::Change;
-use crate::target::{History, HistoryRow, Target};
 
 pub use super::report::StagingSync;
 
@@ -119,7 +119,7 @@ impl Engine {
             .into_iter()
             .any(|h| h.step == name && h.applied());
         let policy = &self.config.policy;
-        let fail = |f: crate::target::StepFailure| Self::sql_failed(plan, "staging sync", name, f);
+        let fail = |f: crate::db::StepFailure| Self::sql_failed(plan, "staging sync", name, f);
         match direction {
             Direction::Apply if on_staging => Ok(()),
             Direction::Apply => {

@@ -183,7 +183,7 @@ pub(super) fn pre_apply_lines(runs: &[crate::store::RunRow]) -> Option<Vec<Strin
 
 /// The column lines of `tables` in a schema fingerprint (both engines' formats).
 pub(super) fn table_shape(
-    fp: &crate::target::Fingerprint,
+    fp: &crate::db::Fingerprint,
     tables: &[String],
 ) -> std::collections::BTreeSet<String> {
     let prefixes: Vec<String> = tables
@@ -222,7 +222,7 @@ pub(super) fn schema_change_check(
     dry_before: Option<Vec<String>>,
     dry_after: Option<Vec<String>>,
     pre_apply: Option<Vec<String>>,
-    current: &crate::target::Fingerprint,
+    current: &crate::db::Fingerprint,
     steps_pending: bool,
 ) -> BuiltinCheck {
     use std::collections::BTreeSet;
@@ -290,7 +290,7 @@ pub(super) fn schema_change_check(
             }
         }
         _ => {
-            let expected = crate::target::Fingerprint::from_lines(dry_after);
+            let expected = crate::db::Fingerprint::from_lines(dry_after);
             if expected == *current {
                 check(
                     true,

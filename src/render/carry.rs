@@ -10,7 +10,7 @@ use pg_query::protobuf::Node;
 use serde::Serialize;
 
 use super::{quote_ident, templates::derived};
-use crate::target::{ColumnDependents, ColumnShape};
+use crate::db::{ColumnDependents, ColumnShape};
 
 /// An index or constraint and the statements that move it.
 #[derive(Debug, Clone, Serialize)]
@@ -281,7 +281,7 @@ fn rename(node: &mut Node, from: &str, to: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::target::Dependent;
+    use crate::db::Dependent;
 
     fn deps(indexes: &[(&str, &str)], constraints: &[(&str, &str)]) -> ColumnDependents {
         let d = |v: &[(&str, &str)]| {

@@ -15,9 +15,9 @@ mod carry;
 pub use carry::Move;
 mod templates;
 
+use crate::db::ColumnDependents;
 use crate::error::{Error, Result};
 use crate::plan::{Check, Expect, Gate, Step};
-use crate::target::ColumnDependents;
 
 pub use crate::sql::{literal_value, quote_ident, quote_literal, validate_ident, validate_type};
 

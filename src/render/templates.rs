@@ -459,7 +459,7 @@ mod tests {
         let r = render(
             "rename-column",
             json!({"table": "users", "column": "name", "new_name": "full_name"}),
-            Some(&crate::target::ColumnDependents::default()),
+            Some(&crate::db::ColumnDependents::default()),
         )
         .unwrap();
         let names: Vec<_> = r.steps.iter().map(|s| s.name.clone().unwrap()).collect();

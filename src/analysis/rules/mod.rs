@@ -66,7 +66,7 @@ pub(crate) mod test_support {
 
     use crate::analysis::{Context, StatementFacts, classify, lexer};
     use crate::config::Policy;
-    use crate::target::{Catalog, TableInfo};
+    use crate::db::{Catalog, TableInfo};
 
     /// A catalog with a large `users` table and a tiny `flags` table.
     pub fn catalog() -> Catalog {
@@ -95,7 +95,7 @@ pub(crate) mod test_support {
     /// A PostgreSQL catalog: large `users` (with a validated `CHECK (email IS NOT NULL)`, a view
     /// on `email` and an enum-typed column), tiny `flags`.
     pub fn pg_catalog() -> Catalog {
-        use crate::target::Column;
+        use crate::db::Column;
         let col = |name: &str, ty: &str| Column {
             name: name.into(),
             ty: ty.into(),

@@ -1,6 +1,8 @@
-//! The databases drydock changes. Each engine adapter (`sqlite.rs`; PostgreSQL next) offers the
-//! same operations: introspect, fingerprint the schema, execute a step in a transaction with its
+//! The databases drydock changes (named `db`, not `target`, so that tools which skip cargo's
+//! `target/` folders do not skip it). Each engine adapter (`sqlite`, `postgres`) offers the same
+//! operations: introspect, fingerprint the schema, execute a step in a transaction with its
 //! history row, run checks read-only, and take a verified backup. The engine module composes them.
+//! Imports only `plan`, `config` and the leaves.
 
 pub mod postgres;
 pub mod sqlite;

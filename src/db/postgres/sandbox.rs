@@ -131,7 +131,7 @@ impl PgSandbox {
                     index: i + 1,
                     sql: s.sql.clone(),
                     sqlstate: sqlstate(&e),
-                    cause: crate::target::agent_error(&e, &s.sql),
+                    cause: crate::db::agent_error(&e, &s.sql),
                 }));
             }
             let duration_ms = t0.elapsed().as_secs_f64() * 1000.0;

@@ -19,7 +19,7 @@ impl Postgres {
         Ok(PgLock(conn))
     }
 
-    pub async fn history(&self, plan_id: &str) -> Result<Vec<crate::target::HistoryEntry>> {
+    pub async fn history(&self, plan_id: &str) -> Result<Vec<crate::db::HistoryEntry>> {
         let mut conn = self.connect().await?;
         let exists: bool = sqlx::query_scalar("SELECT to_regclass('drydock.history') IS NOT NULL")
             .fetch_one(&mut conn)
@@ -33,7 +33,7 @@ impl Postgres {
                 .await
                 .map_err(|e| self.err(e))?
                 .iter()
-                .map(|r| crate::target::HistoryEntry {
+                .map(|r| crate::db::HistoryEntry {
                     step: r.get(0),
                     checksum: r.get(1),
                     applied_at: r.get(2),

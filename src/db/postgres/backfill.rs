@@ -48,7 +48,7 @@ impl Postgres {
         step: &str,
         spec: &crate::plan::Backfill,
         columns: &[String],
-        history: &crate::target::HistoryRow<'_>,
+        history: &crate::db::HistoryRow<'_>,
         policy: &Policy,
         progress: &mut (dyn FnMut(u64, u64) + Send),
     ) -> Result<std::result::Result<BackfillReport, StepFailure>> {
@@ -222,7 +222,7 @@ impl Postgres {
                                 last.as_deref().unwrap_or("(start)")
                             ),
                             sqlstate: state,
-                            cause: crate::target::agent_error(&e, &batch_sql),
+                            cause: crate::db::agent_error(&e, &batch_sql),
                         }));
                     }
                 }

@@ -118,7 +118,7 @@ impl Postgres {
                         if f.sqlstate.as_deref() == Some("55P03") {
                             f.cause = format!(
                                 "could not get its lock within policy.lock_timeout ({} ms) in {} tries; another session holds a conflicting lock: {}",
-                                crate::target::millis(policy.lock_timeout),
+                                crate::db::millis(policy.lock_timeout),
                                 attempt + 1,
                                 f.cause
                             );
@@ -192,7 +192,7 @@ impl Postgres {
                     index: i + 1,
                     sql: s.sql.clone(),
                     sqlstate: sqlstate(&e),
-                    cause: crate::target::agent_error(&e, &s.sql),
+                    cause: crate::db::agent_error(&e, &s.sql),
                 }));
             }
             let duration_ms = t0.elapsed().as_secs_f64() * 1000.0;

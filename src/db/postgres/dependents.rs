@@ -6,8 +6,8 @@
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Row};
 
+use crate::db::{ColumnDependents, ColumnShape, Dependent};
 use crate::sql::{quote_ident, quote_literal};
-use crate::target::{ColumnDependents, ColumnShape, Dependent};
 
 pub(super) async fn read(
     conn: &mut PgConnection,
