@@ -28,28 +28,7 @@ impl Engine {
             Status::is_pre_apply,
             "planned, tested or approved",
         )?;
-        let staging_cfg = match target {
-            Some(t) => {
-                let cfg = self.config.target(t)?;
-                if cfg.role == Role::Production {
-                    return Err(Error::ProductionDryRun(t.to_string()));
-                }
-                // Evidence counts only from the plan's own target, its linked staging, or scratch.
-                let own = self.config.target(&plan.target)?;
-                let related = cfg.name == own.name
-                    || own.staging.as_deref() == Some(&cfg.name)
-                    || cfg.role == Role::Scratch;
-                if !related {
-                    return Err(Error::PlanTargetMismatch {
-                        plan: plan.id.clone(),
-                        plan_target: plan.target.clone(),
-                        target: t.to_string(),
-                    });
-                }
-                cfg
-            }
-            None => self.config.dry_run_target(&plan.target)?,
-        };
+        let staging_cfg = self.dry_run_target_for(plan, target)?;
         let staging = Target::open(&self.config, staging_cfg).await?;
         admit(plan, staging.engine())?;
         // The plan's own target, when reachable: its shape for the drift check, its row counts
@@ -103,42 +82,13 @@ impl Engine {
             Some(t) => t.row_counts(&tables).await?,
             None => BTreeMap::new(),
         };
-        let mut ratios = Vec::new();
-        let mut warnings = Vec::new();
-        let mut scale: f64 = 1.0;
-        for t in &tables {
-            let (s, p) = (staging_rows.get(t).copied(), prod_rows.get(t).copied());
-            let ratio = match (s, p) {
-                (Some(s), Some(p)) if p > 0 => Some(s as f64 / p as f64),
-                _ => None,
-            };
-            if let (Some(s), Some(p)) = (s, p)
-                && s > 0
-            {
-                scale = scale.max(p as f64 / s as f64);
-            }
-            if let Some(r) = ratio.filter(|r| *r < self.config.policy.min_staging_ratio) {
-                warnings.push(format!(
-                    "production-like: `{t}` on staging has {:.1}% of production's rows (policy.min_staging_ratio = {})",
-                    r * 100.0,
-                    self.config.policy.min_staging_ratio
-                ));
-            }
-            ratios.push(TableRatio {
-                table: t.clone(),
-                staging_rows: s,
-                production_rows: p,
-                ratio,
-            });
-        }
-        let up_ms: f64 = exercised.statements.iter().map(|s| s.duration_ms).sum();
-        let estimate = Estimate {
-            staging_ms: up_ms,
-            production_ms: up_ms * scale,
-            basis: format!(
-                "staging duration × {scale:.2} (largest production/staging row ratio of the affected tables)"
-            ),
-        };
+        let (ratios, estimate, mut warnings) = scale_to_production(
+            &tables,
+            &staging_rows,
+            &prod_rows,
+            &exercised.statements,
+            self.config.policy.min_staging_ratio,
+        );
         let disagreements = disagreements(plan, &exercised.statements);
         exercised.checks.iter().filter(|c| !c.passed).for_each(|c| {
             warnings.push(format!(
@@ -161,6 +111,20 @@ impl Engine {
             duration_ms,
             next_steps: vec![],
         };
+        self.record_passed_dry_run(plan, report, &exercised, record(true, json!(null)), agent)
+            .await
+    }
+
+    /// Records a passing dry-run (with the schema before and after `up`, for validate's drift
+    /// check) and moves a first-time plan to `tested` (an approved plan stays approved).
+    async fn record_passed_dry_run(
+        &self,
+        plan: &Plan,
+        report: DryRunReport,
+        exercised: &Exercised,
+        run: NewRun<'_>,
+        agent: &str,
+    ) -> Result<DryRunReport> {
         let mut detail = serde_json::to_value(&report).map_err(Error::store)?;
         detail["fingerprint_before"] = json!(exercised.before.hash);
         detail["fingerprint_before_lines"] = json!(exercised.before.lines);
@@ -179,12 +143,8 @@ impl Engine {
             .commit(Change {
                 plan_id: &plan.id,
                 status: Some((std::slice::from_ref(&plan.status), next)),
-                run: Some(record(true, detail)),
-                audit: Some((
-                    agent,
-                    "dry-run",
-                    json!({"target": staging_cfg.name, "ok": true}),
-                )),
+                run: Some(NewRun { detail, ..run }),
+                audit: Some((agent, "dry-run", json!({"target": run.target, "ok": true}))),
                 ..Change::default()
             })
             .await?;
@@ -203,6 +163,37 @@ impl Engine {
             next_steps: next_steps(&fresh, role, &checklist),
             ..report
         })
+    }
+
+    /// The target a dry-run runs on: the one named (never production; only the plan's own
+    /// target, its linked staging or a scratch target count as evidence), else the linked staging.
+    fn dry_run_target_for(
+        &self,
+        plan: &Plan,
+        target: Option<&str>,
+    ) -> Result<&crate::config::TargetConfig> {
+        match target {
+            Some(t) => {
+                let cfg = self.config.target(t)?;
+                if cfg.role == Role::Production {
+                    return Err(Error::ProductionDryRun(t.to_string()));
+                }
+                // Evidence counts only from the plan's own target, its linked staging, or scratch.
+                let own = self.config.target(&plan.target)?;
+                let related = cfg.name == own.name
+                    || own.staging.as_deref() == Some(&cfg.name)
+                    || cfg.role == Role::Scratch;
+                if !related {
+                    return Err(Error::PlanTargetMismatch {
+                        plan: plan.id.clone(),
+                        plan_target: plan.target.clone(),
+                        target: t.to_string(),
+                    });
+                }
+                Ok(cfg)
+            }
+            None => self.config.dry_run_target(&plan.target),
+        }
     }
 
     /// Refuses a dry-run on the plan target's linked staging when the tables the plan touches
@@ -448,4 +439,53 @@ pub(super) fn disagreements(plan: &Plan, measured: &[StatementRun]) -> Vec<Strin
         }
     }
     out
+}
+
+/// Staging's row counts against production's: each table's ratio (a `production-like` warning
+/// below `min_staging_ratio`), and the production duration estimated from staging's by the
+/// largest production/staging ratio.
+fn scale_to_production(
+    tables: &[String],
+    staging_rows: &BTreeMap<String, u64>,
+    prod_rows: &BTreeMap<String, u64>,
+    statements: &[StatementRun],
+    min_staging_ratio: f64,
+) -> (Vec<TableRatio>, Estimate, Vec<String>) {
+    let mut ratios = Vec::new();
+    let mut warnings = Vec::new();
+    let mut scale: f64 = 1.0;
+    for t in tables {
+        let (s, p) = (staging_rows.get(t).copied(), prod_rows.get(t).copied());
+        let ratio = match (s, p) {
+            (Some(s), Some(p)) if p > 0 => Some(s as f64 / p as f64),
+            _ => None,
+        };
+        if let (Some(s), Some(p)) = (s, p)
+            && s > 0
+        {
+            scale = scale.max(p as f64 / s as f64);
+        }
+        if let Some(r) = ratio.filter(|r| *r < min_staging_ratio) {
+            warnings.push(format!(
+                "production-like: `{t}` on staging has {:.1}% of production's rows (policy.min_staging_ratio = {})",
+                r * 100.0,
+                min_staging_ratio
+            ));
+        }
+        ratios.push(TableRatio {
+            table: t.clone(),
+            staging_rows: s,
+            production_rows: p,
+            ratio,
+        });
+    }
+    let up_ms: f64 = statements.iter().map(|s| s.duration_ms).sum();
+    let estimate = Estimate {
+        staging_ms: up_ms,
+        production_ms: up_ms * scale,
+        basis: format!(
+            "staging duration × {scale:.2} (largest production/staging row ratio of the affected tables)"
+        ),
+    };
+    (ratios, estimate, warnings)
 }

@@ -27,44 +27,7 @@ impl Engine {
             .find(|r| r.kind == RunKind::DryRun && r.ok && r.checksum == plan.checksum);
         let current = target.fingerprint().await?;
         let pre_apply = pre_apply_lines(&runs);
-        // A NOT VALID constraint or invalid index the schema had before the plan is not the
-        // plan's doing: reported, never failed.
-        let (predated, left): (Vec<_>, Vec<_>) = target
-            .integrity()
-            .await?
-            .into_iter()
-            .partition(|p| pre_apply.as_deref().is_some_and(|l| p.predates(l)));
-        let mut integrity: Vec<BuiltinCheck> = left
-            .into_iter()
-            .map(|problem| BuiltinCheck {
-                name: "integrity".into(),
-                passed: false,
-                skipped: false,
-                detail: problem.detail,
-            })
-            .collect();
-        if integrity.is_empty() {
-            let mut detail = match target.engine() {
-                "postgres" => {
-                    "no invalid index, no unvalidated (NOT VALID) constraint left by the plan"
-                }
-                _ => "integrity_check ok; foreign_key_check clean",
-            }
-            .to_string();
-            if !predated.is_empty() {
-                let before: Vec<String> = predated.into_iter().map(|p| p.detail).collect();
-                detail.push_str(&format!(
-                    " (before the plan already: {})",
-                    before.join("; ")
-                ));
-            }
-            integrity.push(BuiltinCheck {
-                name: "integrity".into(),
-                passed: true,
-                skipped: false,
-                detail,
-            });
-        }
+        let mut integrity = integrity_checks(&target, pre_apply.as_deref()).await?;
         let drift = schema_change_check(
             dry.and_then(|d| lines_of(&d.detail["fingerprint_before_lines"])),
             dry.and_then(|d| lines_of(&d.detail["fingerprint_after_up_lines"])),
@@ -73,39 +36,7 @@ impl Engine {
             plan.status == Status::Applying,
         );
         integrity.push(drift);
-        let history = target.history(&plan.id).await?;
-        let applied_rows: HashSet<String> = history
-            .iter()
-            .filter(|h| h.applied())
-            .map(|h| h.step.clone())
-            .collect();
-        let store_applied: Vec<String> = self
-            .store
-            .steps(&plan.id)
-            .await?
-            .into_iter()
-            .filter(|s| s.state == StepState::Applied)
-            .map(|s| s.name)
-            .collect();
-        let missing: Vec<&String> = store_applied
-            .iter()
-            .filter(|s| !applied_rows.contains(*s))
-            .collect();
-        integrity.push(BuiltinCheck {
-            name: "history".into(),
-            passed: missing.is_empty(),
-            skipped: false,
-            detail: if missing.is_empty() {
-                format!(
-                    "{} applied step(s) recorded in the target's history table",
-                    store_applied.len()
-                )
-            } else {
-                format!(
-                    "step(s) applied per drydock but missing from the target's history: {missing:?}"
-                )
-            },
-        });
+        integrity.push(self.history_check(plan, &target).await?);
         let tables = plan.tables();
         let row_counts = target.row_counts(&tables).await?;
         let failures: Vec<String> = checks
@@ -308,5 +239,89 @@ pub(super) fn schema_change_check(
                 )
             }
         }
+    }
+}
+
+/// Invalid indexes and unvalidated constraints the plan left (those that predate it are named
+/// but pass), or the engine's integrity checks.
+async fn integrity_checks(
+    target: &Target,
+    pre_apply: Option<&[String]>,
+) -> Result<Vec<BuiltinCheck>> {
+    let (predated, left): (Vec<_>, Vec<_>) = target
+        .integrity()
+        .await?
+        .into_iter()
+        .partition(|p| pre_apply.is_some_and(|l| p.predates(l)));
+    let mut checks: Vec<BuiltinCheck> = left
+        .into_iter()
+        .map(|problem| BuiltinCheck {
+            name: "integrity".into(),
+            passed: false,
+            skipped: false,
+            detail: problem.detail,
+        })
+        .collect();
+    if checks.is_empty() {
+        let mut detail = match target.engine() {
+            "postgres" => {
+                "no invalid index, no unvalidated (NOT VALID) constraint left by the plan"
+            }
+            _ => "integrity_check ok; foreign_key_check clean",
+        }
+        .to_string();
+        if !predated.is_empty() {
+            let before: Vec<String> = predated.into_iter().map(|p| p.detail).collect();
+            detail.push_str(&format!(
+                " (before the plan already: {})",
+                before.join("; ")
+            ));
+        }
+        checks.push(BuiltinCheck {
+            name: "integrity".into(),
+            passed: true,
+            skipped: false,
+            detail,
+        });
+    }
+    Ok(checks)
+}
+
+impl Engine {
+    /// Every step drydock recorded as applied has its row in the target's history table.
+    async fn history_check(&self, plan: &Plan, target: &Target) -> Result<BuiltinCheck> {
+        let history = target.history(&plan.id).await?;
+        let applied_rows: HashSet<String> = history
+            .iter()
+            .filter(|h| h.applied())
+            .map(|h| h.step.clone())
+            .collect();
+        let store_applied: Vec<String> = self
+            .store
+            .steps(&plan.id)
+            .await?
+            .into_iter()
+            .filter(|s| s.state == StepState::Applied)
+            .map(|s| s.name)
+            .collect();
+        let missing: Vec<&String> = store_applied
+            .iter()
+            .filter(|s| !applied_rows.contains(*s))
+            .collect();
+        Ok(BuiltinCheck {
+            name: "history".into(),
+            passed: missing.is_empty(),
+            skipped: false,
+            detail: if missing.is_empty() {
+                format!(
+                    "{} applied step(s) recorded in the target's history table",
+                    store_applied.len()
+                )
+            } else {
+                format!(
+                    "step(s) applied per drydock but missing from the target's history: {missing:?}"
+                )
+            },
+        })
     }
 }

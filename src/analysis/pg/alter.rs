@@ -1,0 +1,259 @@
+//! `ALTER TABLE` subcommands and `ADD COLUMN`: the lock each takes, and whether it rewrites or
+//! scans the table.
+
+use super::*;
+
+pub(super) fn column_type(catalog: &Catalog, table: &str, column: &str) -> Option<PgType> {
+    catalog
+        .tables
+        .get(table)?
+        .columns
+        .iter()
+        .find(|c| c.name == column)
+        .map(|c| PgType::from_formatted(&c.ty))
+}
+
+pub(super) fn alter_cmd(
+    f: &mut StatementFacts,
+    table: &str,
+    cmd: &AlterTableCmd,
+    catalog: &Catalog,
+    state: &mut PlanState,
+) -> Lock {
+    let subtype = AlterTableType::try_from(cmd.subtype).unwrap_or(AlterTableType::Undefined);
+    let def = cmd.def.as_ref().and_then(|d| d.node.as_ref());
+    match subtype {
+        AlterTableType::AtAddColumn => {
+            f.kind = "alter table add column".into();
+            if let Some(NodeEnum::ColumnDef(c)) = def {
+                add_column(f, c, catalog);
+            }
+            Lock::AccessExclusive
+        }
+        AlterTableType::AtDropColumn => {
+            f.kind = "alter table drop column".into();
+            f.detail = Some(cmd.name.clone());
+            f.actions.push(Action::DropColumn {
+                column: cmd.name.clone(),
+            });
+            Lock::AccessExclusive
+        }
+        AlterTableType::AtAlterColumnType => {
+            f.kind = "alter table alter column type".into();
+            f.detail = Some(cmd.name.clone());
+            if let Some(NodeEnum::ColumnDef(c)) = def {
+                let to = c.type_name.as_ref().map(PgType::from_type_name);
+                let from = column_type(catalog, table, &cmd.name);
+                let (coercible, narrowing) = match (&from, &to) {
+                    (Some(from), Some(to)) => type_change(from, to),
+                    _ => (false, false),
+                };
+                let using = c.raw_default.is_some();
+                let rewrite = !coercible || using;
+                if rewrite && !state.created.contains(table) {
+                    f.rewrites = true;
+                    f.scans = true;
+                }
+                f.actions.push(Action::ChangeType {
+                    column: cmd.name.clone(),
+                    from: from.map(|t| t.base),
+                    to: to.map(|t| t.base).unwrap_or_default(),
+                    rewrite,
+                    narrowing,
+                });
+            }
+            Lock::AccessExclusive
+        }
+        AlterTableType::AtSetNotNull => {
+            f.kind = "alter table set not null".into();
+            f.detail = Some(cmd.name.clone());
+            let key = format!("{table}.{}", cmd.name);
+            let proven = state.proven_not_null.contains(&key) || state.created.contains(table);
+            if !proven {
+                f.scans = true;
+            }
+            f.actions.push(Action::SetNotNull {
+                column: cmd.name.clone(),
+                proven,
+            });
+            Lock::AccessExclusive
+        }
+        AlterTableType::AtAddConstraint => {
+            let Some(NodeEnum::Constraint(c)) = def else {
+                return Lock::AccessExclusive;
+            };
+            let kind = ConstrType::try_from(c.contype).unwrap_or(ConstrType::Undefined);
+            f.kind = "alter table add constraint".into();
+            f.detail = Some(c.conname.clone());
+            let not_valid = c.skip_validation;
+            match kind {
+                ConstrType::ConstrCheck | ConstrType::ConstrForeign => {
+                    if !not_valid && !state.created.contains(table) {
+                        f.scans = true;
+                    }
+                    if kind == ConstrType::ConstrCheck
+                        && let Some(col) = not_null_check_column(c)
+                    {
+                        let key = format!("{table}.{col}");
+                        if not_valid {
+                            state.pending_not_null.insert(c.conname.clone(), key);
+                        } else {
+                            state.proven_not_null.insert(key);
+                        }
+                    }
+                    if kind == ConstrType::ConstrForeign
+                        && let Some(pk) = c.pktable.as_ref()
+                    {
+                        f.tables.push(rel_name(pk));
+                    }
+                    f.actions.push(Action::AddConstraint {
+                        kind: if kind == ConstrType::ConstrCheck {
+                            "check"
+                        } else {
+                            "foreign key"
+                        }
+                        .into(),
+                        not_valid,
+                    });
+                    if kind == ConstrType::ConstrForeign {
+                        Lock::ShareRowExclusive
+                    } else {
+                        Lock::AccessExclusive
+                    }
+                }
+                ConstrType::ConstrPrimary
+                | ConstrType::ConstrUnique
+                | ConstrType::ConstrExclusion => {
+                    let using_index = !c.indexname.is_empty();
+                    if !using_index {
+                        f.scans = true;
+                        f.actions.push(Action::BuildIndex { concurrent: false });
+                    }
+                    Lock::AccessExclusive
+                }
+                _ => Lock::AccessExclusive,
+            }
+        }
+        AlterTableType::AtValidateConstraint => {
+            f.kind = "alter table validate constraint".into();
+            f.detail = Some(cmd.name.clone());
+            if let Some(key) = state.pending_not_null.remove(&cmd.name) {
+                state.proven_not_null.insert(key);
+            }
+            // Scans, but under SHARE UPDATE EXCLUSIVE: reads and writes continue — unless an
+            // earlier statement of the same transaction holds a stronger lock (lock-held-long).
+            f.scans = true;
+            Lock::ShareUpdateExclusive
+        }
+        AlterTableType::AtDropConstraint => {
+            f.kind = "alter table drop constraint".into();
+            f.detail = Some(cmd.name.clone());
+            Lock::AccessExclusive
+        }
+        AlterTableType::AtColumnDefault => {
+            f.kind = "alter table alter column default".into();
+            Lock::AccessExclusive
+        }
+        AlterTableType::AtDropNotNull => {
+            f.kind = "alter table drop not null".into();
+            Lock::AccessExclusive
+        }
+        AlterTableType::AtSetLogged
+        | AlterTableType::AtSetUnLogged
+        | AlterTableType::AtSetAccessMethod
+        | AlterTableType::AtSetTableSpace => {
+            f.kind = "alter table set storage".into();
+            f.rewrites = true;
+            f.actions.push(Action::Rewrite {
+                why: "changing persistence, access method or tablespace rewrites the table".into(),
+            });
+            Lock::AccessExclusive
+        }
+        AlterTableType::AtSetStatistics
+        | AlterTableType::AtSetOptions
+        | AlterTableType::AtResetOptions
+        | AlterTableType::AtClusterOn => {
+            f.kind = "alter table set options".into();
+            Lock::ShareUpdateExclusive
+        }
+        _ => {
+            f.kind = format!(
+                "alter table {}",
+                format!("{subtype:?}")
+                    .trim_start_matches("At")
+                    .to_lowercase()
+            );
+            Lock::AccessExclusive
+        }
+    }
+}
+
+fn add_column(f: &mut StatementFacts, c: &ColumnDef, catalog: &Catalog) {
+    let functions: Vec<String> = c
+        .raw_default
+        .iter()
+        .flat_map(|d| called_functions(d))
+        .chain(c.constraints.iter().flat_map(called_functions))
+        .collect();
+    let constraints: Vec<&Constraint> = c
+        .constraints
+        .iter()
+        .filter_map(|n| match n.node.as_ref()? {
+            NodeEnum::Constraint(c) => Some(c.as_ref()),
+            _ => None,
+        })
+        .collect();
+    let kinds: Vec<ConstrType> = constraints
+        .iter()
+        .map(|c| ConstrType::try_from(c.contype).unwrap_or(ConstrType::Undefined))
+        .collect();
+    let volatile: Vec<&String> = functions
+        .iter()
+        .filter(|func| is_volatile(catalog, func))
+        .collect();
+    let serial = c.type_name.as_ref().is_some_and(|t| {
+        matches!(
+            PgType::from_type_name(t).base.as_str(),
+            "serial" | "bigserial" | "smallserial" | "serial4" | "serial8" | "serial2"
+        )
+    });
+    let why = if kinds.contains(&ConstrType::ConstrGenerated) {
+        Some("a stored generated column is computed for every existing row".to_string())
+    } else if kinds.contains(&ConstrType::ConstrIdentity) || serial {
+        Some("an identity/serial column fills every existing row from a sequence".to_string())
+    } else if !volatile.is_empty() {
+        Some(format!(
+            "the default calls volatile {} and is evaluated for every existing row",
+            volatile
+                .iter()
+                .map(|v| format!("`{v}()`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    } else {
+        None
+    };
+    if let Some(why) = why {
+        f.rewrites = true;
+        f.actions.push(Action::Rewrite { why });
+    }
+    if kinds
+        .iter()
+        .any(|k| matches!(k, ConstrType::ConstrPrimary | ConstrType::ConstrUnique))
+    {
+        f.actions.push(Action::BuildIndex { concurrent: false });
+    }
+    if kinds
+        .iter()
+        .any(|k| matches!(k, ConstrType::ConstrCheck | ConstrType::ConstrForeign))
+    {
+        f.scans = true;
+        f.actions.push(Action::AddConstraint {
+            kind: "inline".into(),
+            not_valid: false,
+        });
+    }
+    f.actions.push(Action::AddColumn {
+        column: c.colname.clone(),
+    });
+}
