@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Policy, Role};
-use crate::plan::{Plan, RunKind};
+use crate::plan::{Decision, Plan, RunKind};
 use crate::store::{ApprovalRow, BackupRow, RunRow, age};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -144,7 +144,7 @@ fn item(
 pub fn approvers(plan: &Plan, approvals: &[ApprovalRow]) -> Option<Vec<String>> {
     let mut by: Vec<String> = Vec::new();
     for a in approvals.iter().filter(|a| a.checksum == plan.checksum) {
-        if a.decision == "rejected" {
+        if a.decision == Decision::Rejected {
             return None;
         }
         if !a.by.eq_ignore_ascii_case(&plan.author)

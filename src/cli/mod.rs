@@ -217,27 +217,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             tracing::info!(targets = engine.config.targets.len(), state = %engine.config.state_dir.display(), "drydock serving MCP on stdio");
             crate::mcp::serve_stdio(engine).await?;
         }
-        Command::Plans { format } => {
-            let plans = engine.list().await.map_err(refused)?;
-            if let Format::Json = format {
-                println!("{}", serde_json::json!({ "plans": plans }));
-                return Ok(0);
-            }
-            if plans.is_empty() {
-                println!("no plans yet");
-            }
-            for p in plans {
-                println!(
-                    "{}  {:<11}  {:<12}  {}  ({} at {})",
-                    p.plan_id,
-                    p.status.as_str(),
-                    p.target,
-                    p.goal,
-                    p.author,
-                    p.created_at
-                );
-            }
-        }
+        Command::Plans { format } => plans(&engine, format).await?,
         Command::Show {
             plan_id,
             format,
@@ -250,29 +230,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 print!("{}", s.to_markdown());
             }
         }
-        Command::Approve { plan_id, by } => {
-            let by = identity(&by)?;
-            let s = engine.approve(&plan_id, &by).await.map_err(refused)?;
-            println!(
-                "approved {} (checksum {}) by {by}; status {}",
-                s.plan_id, s.checksum, s.status
-            );
-            if let Some(last) = s
-                .runs
-                .iter()
-                .rev()
-                .find(|r| r.kind == crate::plan::RunKind::DryRun)
-                && !last.ok
-            {
-                eprintln!(
-                    "warning: the last dry-run of {} failed ({}); `apply` stays refused until a dry-run of this checksum passes",
-                    s.plan_id,
-                    last.detail["error"]
-                        .as_str()
-                        .unwrap_or("see `drydock show`")
-                );
-            }
-        }
+        Command::Approve { plan_id, by } => approve(&engine, &plan_id, &by).await?,
         Command::Reject {
             plan_id,
             reason,
@@ -324,6 +282,56 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Init { .. } => unreachable!("handled above"),
     }
     Ok(0)
+}
+
+/// `drydock plans`: one line per plan, or JSON.
+async fn plans(engine: &Engine, format: Format) -> anyhow::Result<()> {
+    let plans = engine.list().await.map_err(refused)?;
+    if let Format::Json = format {
+        println!("{}", serde_json::json!({ "plans": plans }));
+        return Ok(());
+    }
+    if plans.is_empty() {
+        println!("no plans yet");
+    }
+    for p in plans {
+        println!(
+            "{}  {:<11}  {:<12}  {}  ({} at {})",
+            p.plan_id,
+            p.status.as_str(),
+            p.target,
+            p.goal,
+            p.author,
+            p.created_at
+        );
+    }
+    Ok(())
+}
+
+/// `drydock approve`: records the approval; warns when the last dry-run failed.
+async fn approve(engine: &Engine, plan_id: &str, by: &str) -> anyhow::Result<()> {
+    let by = identity(by)?;
+    let s = engine.approve(plan_id, &by).await.map_err(refused)?;
+    println!(
+        "approved {} (checksum {}) by {by}; status {}",
+        s.plan_id, s.checksum, s.status
+    );
+    if let Some(last) = s
+        .runs
+        .iter()
+        .rev()
+        .find(|r| r.kind == crate::plan::RunKind::DryRun)
+        && !last.ok
+    {
+        eprintln!(
+            "warning: the last dry-run of {} failed ({}); `apply` stays refused until a dry-run of this checksum passes",
+            s.plan_id,
+            last.detail["error"]
+                .as_str()
+                .unwrap_or("see `drydock show`")
+        );
+    }
+    Ok(())
 }
 
 async fn lint(

@@ -31,7 +31,7 @@ impl Engine {
             .commit(Change {
                 plan_id: &plan.id,
                 status: Some((std::slice::from_ref(&plan.status), next)),
-                approval: Some((&plan.checksum, by, "approved", None)),
+                approval: Some((&plan.checksum, by, Decision::Approved, None)),
                 audit: Some((by, "approve", json!({"checksum": plan.checksum}))),
                 ..Change::default()
             })
@@ -64,7 +64,7 @@ impl Engine {
             .commit(Change {
                 plan_id: &plan.id,
                 status: Some((&[], Status::Rejected)),
-                approval: Some((&plan.checksum, by, "rejected", Some(reason))),
+                approval: Some((&plan.checksum, by, Decision::Rejected, Some(reason))),
                 audit: Some((by, "reject", json!({"reason": reason}))),
                 ..Change::default()
             })

@@ -32,7 +32,7 @@ use crate::config::{Config, Role};
 use crate::db::{History, HistoryRow, Sandbox, StatementRun, StepFailure, Stmt, Target};
 use crate::error::{Error, Result};
 use crate::errorlog::{ErrorLog, Mistake};
-use crate::plan::{Body, Check, Gate, Plan, RunKind, Status, Step, StepState, Urgency};
+use crate::plan::{Body, Check, Decision, Gate, Plan, RunKind, Status, Step, StepState, Urgency};
 use crate::render;
 use crate::store::{Change, NewRun, Store};
 

@@ -349,44 +349,7 @@ impl StatusReport {
             self.analysis["risk"].as_str().unwrap_or("?")
         ));
         for s in &self.steps {
-            md.push_str(&format!("\n## Step `{}` — {}", s.name, s.state.as_str()));
-            if let Some(g) = &s.gate {
-                md.push_str(&format!(" (gate: {})", gate_text(g)));
-                if s.state == StepState::Gated {
-                    let early = match g {
-                        Gate::After { .. } => " [--override-window --reason R]",
-                        Gate::Manual => "",
-                    };
-                    md.push_str(&format!(
-                        "\n\nopen it with: `drydock release {} {} --by NAME{early}`",
-                        self.plan_id, s.name
-                    ));
-                }
-            }
-            if let Some(up) = &s.up {
-                md.push_str(&format!("\n\n### up\n```sql\n{up}\n```\n"));
-            }
-            if let Some(b) = &s.backfill {
-                md.push_str(&format!(
-                    "\n\n### backfill (in keyset batches of {} rows by `{}`, each its own transaction)\n```sql\n{}\n```\noverwrites {}; drydock saves the old values (keyed by `{}`, in `drydock_backup`) before each batch and puts them back on rollback\n",
-                    b.spec.batch_size.unwrap_or(1000),
-                    b.spec.key.as_deref().unwrap_or("the primary key"),
-                    b.sql,
-                    b.overwrites
-                        .iter()
-                        .map(|c| format!("`{c}`"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    b.spec.key.as_deref().unwrap_or("the primary key"),
-                ));
-            }
-            md.push_str("\n### down\n```sql\n");
-            md.push_str(match (&s.down, &s.backfill) {
-                (Some(d), _) => d.as_str(),
-                (None, Some(_)) => "-- drydock restores the saved values",
-                (None, None) => "-- none: this step cannot be rolled back",
-            });
-            md.push_str("\n```\n");
+            md.push_str(&self.step_markdown(s));
         }
         if !self.checks.is_empty() {
             md.push_str("\n## Checks\n");
@@ -430,6 +393,76 @@ impl StatusReport {
                     .unwrap_or_default()
             ));
         }
+        md.push_str(&self.runs_markdown());
+        if !self.approvals.is_empty() {
+            md.push_str("\n## Decisions\n");
+            for a in &self.approvals {
+                md.push_str(&format!(
+                    "- {} by {} at {}{}\n",
+                    a.decision,
+                    a.by,
+                    a.at,
+                    a.reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                ));
+            }
+        }
+        md.push_str("\n## Next steps\n");
+        for n in &self.next_steps {
+            md.push_str(&format!("- {n}\n"));
+        }
+        md
+    }
+
+    /// One step: its state and gate, `up`, backfill in full, `down`.
+    fn step_markdown(&self, s: &StepStatus) -> String {
+        let mut md = String::new();
+        md.push_str(&format!("\n## Step `{}` — {}", s.name, s.state.as_str()));
+        if let Some(g) = &s.gate {
+            md.push_str(&format!(" (gate: {})", gate_text(g)));
+            if s.state == StepState::Gated {
+                let early = match g {
+                    Gate::After { .. } => " [--override-window --reason R]",
+                    Gate::Manual => "",
+                };
+                md.push_str(&format!(
+                    "\n\nopen it with: `drydock release {} {} --by NAME{early}`",
+                    self.plan_id, s.name
+                ));
+            }
+        }
+        if let Some(up) = &s.up {
+            md.push_str(&format!("\n\n### up\n```sql\n{up}\n```\n"));
+        }
+        if let Some(b) = &s.backfill {
+            md.push_str(&format!(
+                "\n\n### backfill (in keyset batches of {} rows by `{}`, each its own transaction)\n```sql\n{}\n```\noverwrites {}; drydock saves the old values (keyed by `{}`, in `drydock_backup`) before each batch and puts them back on rollback\n",
+                b.spec.batch_size.unwrap_or(1000),
+                b.spec.key.as_deref().unwrap_or("the primary key"),
+                b.sql,
+                b.overwrites
+                    .iter()
+                    .map(|c| format!("`{c}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                b.spec.key.as_deref().unwrap_or("the primary key"),
+            ));
+        }
+        md.push_str("\n### down\n```sql\n");
+        md.push_str(match (&s.down, &s.backfill) {
+            (Some(d), _) => d.as_str(),
+            (None, Some(_)) => "-- drydock restores the saved values",
+            (None, None) => "-- none: this step cannot be rolled back",
+        });
+        md.push_str("\n```\n");
+        md
+    }
+
+    /// The runs, a line each, with a dry-run's verification and estimate.
+    fn runs_markdown(&self) -> String {
+        let mut md = String::new();
         md.push_str("\n## Runs\n");
         if self.runs.is_empty() {
             md.push_str("- none yet\n");
@@ -457,25 +490,6 @@ impl StatusReport {
                 md.push_str(&format!("; error: {e}"));
             }
             md.push('\n');
-        }
-        if !self.approvals.is_empty() {
-            md.push_str("\n## Decisions\n");
-            for a in &self.approvals {
-                md.push_str(&format!(
-                    "- {} by {} at {}{}\n",
-                    a.decision,
-                    a.by,
-                    a.at,
-                    a.reason
-                        .as_deref()
-                        .map(|r| format!(": {r}"))
-                        .unwrap_or_default()
-                ));
-            }
-        }
-        md.push_str("\n## Next steps\n");
-        for n in &self.next_steps {
-            md.push_str(&format!("- {n}\n"));
         }
         md
     }

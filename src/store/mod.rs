@@ -11,7 +11,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Row, SqliteConnection};
 
 use crate::error::{Error, Result};
-use crate::plan::{Body, Plan, RunKind, Status, StepState, Urgency};
+use crate::plan::{Body, Decision, Plan, RunKind, Status, StepState, Urgency};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -48,7 +48,7 @@ pub struct RunRow {
 pub struct ApprovalRow {
     pub by: String,
     pub checksum: String,
-    pub decision: String,
+    pub decision: Decision,
     pub reason: Option<String>,
     pub at: String,
 }
@@ -70,7 +70,7 @@ pub struct Change<'a> {
     pub status: Option<(&'a [Status], Status)>,
     pub run: Option<NewRun<'a>>,
     pub steps: Vec<(usize, StepState)>,
-    pub approval: Option<(&'a str, &'a str, &'a str, Option<&'a str>)>,
+    pub approval: Option<(&'a str, &'a str, Decision, Option<&'a str>)>,
     pub release: Option<(usize, &'a str)>,
     pub backup: Option<(&'a str, bool, serde_json::Value)>,
     pub audit: Option<(&'a str, &'a str, serde_json::Value)>,
@@ -274,16 +274,17 @@ impl Store {
             .bind(plan_id)
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| ApprovalRow {
-                by: r.get(0),
-                checksum: r.get(1),
-                decision: r.get(2),
-                reason: r.get(3),
-                at: r.get(4),
+        rows.iter()
+            .map(|r| {
+                Ok(ApprovalRow {
+                    by: r.get(0),
+                    checksum: r.get(1),
+                    decision: r.get::<&str, _>(2).parse().map_err(Error::Store)?,
+                    reason: r.get(3),
+                    at: r.get(4),
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// The newest verified backup of a target taken for a plan: evidence never carries over
@@ -360,7 +361,7 @@ impl Store {
                 .bind(change.plan_id)
                 .bind(checksum)
                 .bind(by)
-                .bind(decision)
+                .bind(decision.as_str())
                 .bind(reason)
                 .bind(&now)
                 .execute(&mut *tx)

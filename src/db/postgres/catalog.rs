@@ -79,6 +79,40 @@ pub(super) async fn row_counts_on(
 }
 
 pub(super) async fn catalog_on(conn: &mut PgConnection) -> sqlx::Result<Catalog> {
+    let mut tables = tables_on(conn).await?;
+    attachments_on(conn, &mut tables).await?;
+    // language=SQL
+    let checks: Vec<(String, String, String)> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT n.nspname::text, c.relname::text, pg_get_constraintdef(co.oid)
+         FROM pg_constraint co JOIN pg_class c ON c.oid = co.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE co.contype = 'c' AND co.convalidated AND {USER_SCHEMA}"
+    )))
+    .fetch_all(&mut *conn)
+    .await?;
+    let proven_not_null = checks
+        .iter()
+        .filter_map(|(schema, table, def)| {
+            not_null_check(def).map(|col| format!("{}.{col}", qualified(schema, table)))
+        })
+        .collect();
+    let volatile_functions = sqlx::query_scalar::<_, String>(
+        "SELECT DISTINCT proname::text FROM pg_proc WHERE provolatile = 'v'",
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .collect();
+    Ok(Catalog {
+        engine: "postgres",
+        tables,
+        proven_not_null,
+        volatile_functions,
+        column_views: column_views_on(conn).await?,
+    })
+}
+
+/// The application's tables with their row estimates (counted where never analysed) and sizes.
+async fn tables_on(conn: &mut PgConnection) -> sqlx::Result<BTreeMap<String, TableInfo>> {
     // language=SQL
     let rels = sqlx::query(AssertSqlSafe(format!(
         "SELECT n.nspname, c.relname, c.reltuples::float8, c.relpages::int8, pg_total_relation_size(c.oid)::int8
@@ -109,6 +143,15 @@ pub(super) async fn catalog_on(conn: &mut PgConnection) -> sqlx::Result<Catalog>
             info.rows = n;
         }
     }
+    Ok(tables)
+}
+
+/// Each table's columns, indexes, constraints (and the foreign keys pointing at it), dependent
+/// views and triggers.
+async fn attachments_on(
+    conn: &mut PgConnection,
+    tables: &mut BTreeMap<String, TableInfo>,
+) -> sqlx::Result<()> {
     // language=SQL
     let cols = sqlx::query(AssertSqlSafe(format!(
         "SELECT n.nspname, c.relname, a.attname::text, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull,
@@ -196,27 +239,11 @@ pub(super) async fn catalog_on(conn: &mut PgConnection) -> sqlx::Result<Catalog>
             t.triggers.push(r.get(2));
         }
     }
-    // language=SQL
-    let checks: Vec<(String, String, String)> = sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT n.nspname::text, c.relname::text, pg_get_constraintdef(co.oid)
-         FROM pg_constraint co JOIN pg_class c ON c.oid = co.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE co.contype = 'c' AND co.convalidated AND {USER_SCHEMA}"
-    )))
-    .fetch_all(&mut *conn)
-    .await?;
-    let proven_not_null = checks
-        .iter()
-        .filter_map(|(schema, table, def)| {
-            not_null_check(def).map(|col| format!("{}.{col}", qualified(schema, table)))
-        })
-        .collect();
-    let volatile_functions = sqlx::query_scalar::<_, String>(
-        "SELECT DISTINCT proname::text FROM pg_proc WHERE provolatile = 'v'",
-    )
-    .fetch_all(&mut *conn)
-    .await?
-    .into_iter()
-    .collect();
+    Ok(())
+}
+
+/// `table.column` → the views whose definition uses that column.
+async fn column_views_on(conn: &mut PgConnection) -> sqlx::Result<BTreeMap<String, Vec<String>>> {
     // language=SQL
     let column_deps: Vec<(String, String, String, String, String)> = sqlx::query_as(AssertSqlSafe(format!(
         "SELECT DISTINCT n.nspname::text, c.relname::text, a.attname::text, vn.nspname::text, v.relname::text
@@ -235,13 +262,7 @@ pub(super) async fn catalog_on(conn: &mut PgConnection) -> sqlx::Result<Catalog>
             .or_default()
             .push(qualified(&vschema, &view));
     }
-    Ok(Catalog {
-        engine: "postgres",
-        tables,
-        proven_not_null,
-        volatile_functions,
-        column_views,
-    })
+    Ok(column_views)
 }
 
 /// `CHECK ((email IS NOT NULL))` (as `pg_get_constraintdef` prints it) → `email`.
