@@ -29,17 +29,7 @@ ALTER TABLE {{ table | ident }} DROP COLUMN {{ shadow | ident }};
 {{ backfill | json }}
 -- drydock:down
 SELECT 1 -- the expand step's down drops the shadow column
-{%- if carry.indexes %}
--- drydock:step indexes
--- drydock:up
-{%- for i in carry.indexes %}
-{{ i.create }};
-{%- endfor %}
--- drydock:down
-{%- for i in carry.indexes %}
-DROP INDEX CONCURRENTLY IF EXISTS {{ i.temp | ident }};
-{%- endfor %}
-{%- endif %}
+{%- include "carry-indexes-step" %}
 {%- if carry.column.not_null or carry.constraints %}
 -- drydock:step constraints
 -- drydock:up

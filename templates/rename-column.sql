@@ -34,17 +34,7 @@ ALTER TABLE {{ table | ident }} DROP COLUMN {{ new_name | ident }};
 {{ backfill | json }}
 -- drydock:down
 SELECT 1 -- the expand step's down drops the new column
-{%- if carry.indexes %}
--- drydock:step indexes
--- drydock:up
-{%- for i in carry.indexes %}
-{{ i.create }};
-{%- endfor %}
--- drydock:down
-{%- for i in carry.indexes %}
-DROP INDEX CONCURRENTLY IF EXISTS {{ i.temp | ident }};
-{%- endfor %}
-{%- endif %}
+{%- include "carry-indexes-step" %}
 -- drydock:step constraints
 -- drydock:up
 DO $drydock$ BEGIN

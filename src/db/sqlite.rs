@@ -497,11 +497,7 @@ impl Sqlite {
     pub fn lock(&self) -> Result<std::fs::File> {
         let mut path = self.path.clone().into_os_string();
         path.push(".drydock-lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)?;
+        let file = crate::lockfile::open(std::path::Path::new(&path))?;
         match file.try_lock() {
             Ok(()) => Ok(file),
             Err(std::fs::TryLockError::WouldBlock) => Err(Error::TargetBusy(self.name.clone())),

@@ -12,6 +12,8 @@ impl Engine {
             ));
         }
         let template = req.template.clone();
+        // Opened early only for a template that reads the target's catalog; used once for both.
+        let mut opened = None;
         let (steps, mut checks) = match (req.steps, req.template) {
             (Some(_), Some(_)) => {
                 return Err(Error::InvalidInput(
@@ -20,9 +22,12 @@ impl Engine {
             }
             (Some(steps), None) => (steps, vec![]),
             (None, Some(name)) => {
-                let r = self
-                    .render(&name, req.params.unwrap_or(json!({})), Some(&req.target))
-                    .await?;
+                let params = req.params.unwrap_or(json!({}));
+                if render::moved_column(&name, &params).is_some() {
+                    opened = Some(Target::open(&self.config, target_cfg).await?);
+                }
+                let on = opened.as_ref().map(|t| (req.target.as_str(), t));
+                let r = self.render_on(&name, params, on).await?;
                 (r.steps, r.checks)
             }
             (None, None) => (vec![], vec![]),
@@ -35,7 +40,10 @@ impl Engine {
         if let Some(prev) = &req.supersedes {
             self.store.plan(prev).await?;
         }
-        let target = Target::open(&self.config, target_cfg).await?;
+        let target = match opened {
+            Some(t) => t,
+            None => Target::open(&self.config, target_cfg).await?,
+        };
         let catalog = target.catalog().await?;
         let analysis = analysis::analyze(
             &body,
@@ -86,10 +94,26 @@ impl Engine {
         params: serde_json::Value,
         target: Option<&str>,
     ) -> Result<render::Rendered> {
-        let deps = match (render::moved_column(name, &params), target) {
-            (Some((table, column)), Some(target)) => {
+        let opened = match (render::moved_column(name, &params), target) {
+            (Some(_), Some(target)) => {
                 let cfg = self.config.target(target)?;
-                let t = Target::open(&self.config, cfg).await?;
+                Some((target, Target::open(&self.config, cfg).await?))
+            }
+            _ => None,
+        };
+        self.render_on(name, params, opened.as_ref().map(|(n, t)| (*n, t)))
+            .await
+    }
+
+    /// `render` with the target (by name, opened) a column-moving template reads.
+    async fn render_on(
+        &self,
+        name: &str,
+        params: serde_json::Value,
+        on: Option<(&str, &Target)>,
+    ) -> Result<render::Rendered> {
+        let deps = match (render::moved_column(name, &params), on) {
+            (Some((table, column)), Some((target, t))) => {
                 let deps = t.column_dependents(&table, &column).await?;
                 Some(deps.ok_or_else(|| Error::TemplateParams {
                     template: name.into(),

@@ -5,8 +5,10 @@ use super::*;
 impl Engine {
     pub async fn status(&self, plan_id: &str) -> Result<StatusReport> {
         let mut plan = self.load(plan_id, "unknown", "status").await?;
-        if Status::touched_target(plan.status) {
-            self.reconcile_if_idle(&plan, "drydock").await?;
+        if Status::touched_target(plan.status)
+            && let Ok(target) = self.open_target(&plan.target).await
+        {
+            self.reconcile_if_idle(&plan, &target, "drydock").await?;
             plan = self.store.plan(plan_id).await?;
         }
         let role = self.config.target(&plan.target)?.role;

@@ -110,16 +110,19 @@ impl Engine {
         self.store.steps(&plan.id).await
     }
 
-    /// `reconcile` for a reader (`status`, `validate`): only when no apply or rollback holds the
-    /// target (a running one is between its commits by design, and records them itself).
-    pub(super) async fn reconcile_if_idle(&self, plan: &Plan, agent: &str) -> Result<()> {
-        let Ok(target) = self.open_target(&plan.target).await else {
-            return Ok(());
-        };
+    /// `reconcile` for a reader (`status`, `validate`) that has the target open: only when no
+    /// apply or rollback holds it (a running one is between its commits by design, and records
+    /// them itself).
+    pub(super) async fn reconcile_if_idle(
+        &self,
+        plan: &Plan,
+        target: &Target,
+        agent: &str,
+    ) -> Result<()> {
         let Ok(lock) = target.lock().await else {
             return Ok(());
         };
-        let result = self.reconcile(plan, &target, agent).await.map(|_| ());
+        let result = self.reconcile(plan, target, agent).await.map(|_| ());
         lock.release().await;
         result
     }

@@ -12,12 +12,16 @@ impl Engine {
     }
 
     pub(super) async fn validate_plan(&self, plan: &Plan, agent: &str) -> Result<ValidateReport> {
-        self.reconcile_if_idle(plan, agent).await?;
+        // Opened once, for the reconcile and the validation; a refusal by status comes first.
+        let target = self.open_target(&plan.target).await;
+        if let Ok(t) = &target {
+            self.reconcile_if_idle(plan, t, agent).await?;
+        }
         let plan = &self.store.plan(&plan.id).await?;
         require(plan, "validate", Status::touched_target, "applied")?;
         let started_at = crate::store::now();
         let t0 = Instant::now();
-        let target = self.open_target(&plan.target).await?;
+        let target = target?;
         admit(plan, target.engine())?;
         let checks = target.run_checks(&plan.body.checks).await?;
         let runs = self.store.runs(&plan.id).await?;

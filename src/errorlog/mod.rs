@@ -92,14 +92,7 @@ impl ErrorLog {
     }
 
     fn locked(&self) -> Result<File> {
-        if let Some(dir) = self.lock.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&self.lock)?;
+        let f = crate::lockfile::open(&self.lock)?;
         f.lock()?;
         Ok(f)
     }

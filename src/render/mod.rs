@@ -103,6 +103,10 @@ const PARTIALS: &[(&str, &str)] = &[
         include_str!("../../templates/partials/change-column-type-sync.sql"),
     ),
     (
+        "carry-indexes-step",
+        include_str!("../../templates/partials/carry-indexes-step.sql"),
+    ),
+    (
         "carry-guard",
         include_str!("../../templates/partials/carry-guard.sql"),
     ),

@@ -103,11 +103,7 @@ impl Store {
         // Servers started together on a fresh directory would each see an empty schema and
         // create it: one migrates at a time, the others then find it done. The OS drops the
         // lock of a process that dies.
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join("state.db.migrate-lock"))?;
+        let lock = crate::lockfile::open(&dir.join("state.db.migrate-lock"))?;
         let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
             .await
             .map_err(Error::store)??;
