@@ -46,7 +46,7 @@ fn main() {
         );
     }
     let catalog = Catalog {
-        engine: "postgres",
+        engine: drydock::sql::Dialect::Postgres,
         tables,
         ..Catalog::default()
     };

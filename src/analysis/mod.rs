@@ -10,120 +10,16 @@ pub mod rules;
 
 use std::collections::BTreeSet;
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-
 use crate::config::Policy;
 use crate::db::Catalog;
 use crate::error::{Error, Result};
 use crate::plan::Body;
+use crate::sql::{Dialect, LockMode};
 use lexer::Token;
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-/// A hazard: `{code, severity, statement, table, message, fix}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Hazard {
-    pub code: String,
-    pub severity: Severity,
-    /// The statement (or step) it concerns.
-    pub statement: String,
-    pub table: Option<String>,
-    /// What goes wrong.
-    pub message: String,
-    /// The safe way to do it.
-    pub fix: String,
-}
-
-/// What drydock reads from one statement without running it.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct StatementFacts {
-    pub step: String,
-    pub index: usize,
-    pub sql: String,
-    pub kind: String,
-    pub tables: Vec<String>,
-    /// The lock the statement is expected to take.
-    pub lock: String,
-    pub rewrites: bool,
-    pub scans: bool,
-    pub transactional: bool,
-    #[serde(skip)]
-    pub has_where: bool,
-    #[serde(skip)]
-    pub detail: Option<String>,
-    /// What the statement does, as the rules read it (PostgreSQL analysis).
-    #[serde(skip)]
-    pub actions: Vec<Action>,
-}
-
-/// One thing a statement does that a rule may care about.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    AddColumn {
-        column: String,
-    },
-    DropColumn {
-        column: String,
-    },
-    DropTable,
-    RenameColumn {
-        column: String,
-    },
-    RenameTable,
-    ChangeType {
-        column: String,
-        from: Option<String>,
-        to: String,
-        rewrite: bool,
-        narrowing: bool,
-    },
-    SetNotNull {
-        column: String,
-        proven: bool,
-    },
-    AddConstraint {
-        kind: String,
-        not_valid: bool,
-    },
-    BuildIndex {
-        concurrent: bool,
-    },
-    Rewrite {
-        why: String,
-    },
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct TableImpact {
-    pub table: String,
-    pub exists: bool,
-    pub rows: Option<u64>,
-    pub bytes: Option<u64>,
-    pub indexes: Vec<String>,
-    pub views: Vec<String>,
-    pub foreign_keys: Vec<String>,
-    pub triggers: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct Analysis {
-    pub engine: String,
-    pub statements: Vec<StatementFacts>,
-    pub hazards: Vec<Hazard>,
-    pub impact: Vec<TableImpact>,
-    /// `low`, `medium`, `high` or `critical`.
-    pub risk: Severity,
-}
+pub use crate::plan::analysis::{
+    Action, Analysis, Hazard, Rule, Severity, StatementFacts, TableImpact,
+};
 
 /// Context the rules see for every statement.
 pub struct Context<'a> {
@@ -209,7 +105,12 @@ fn position(tokens: &[Token], word: &str) -> Option<usize> {
 }
 
 /// Reads a statement's kind and tables from its leading keywords.
-pub fn classify(step: &str, index: usize, st: &lexer::Statement, engine: &str) -> StatementFacts {
+pub fn classify(
+    step: &str,
+    index: usize,
+    st: &lexer::Statement,
+    engine: Dialect,
+) -> StatementFacts {
     let t = &st.tokens;
     let w = |i: usize| match t.get(i) {
         Some(Token::Word(w)) => w.as_str(),
@@ -304,26 +205,26 @@ pub fn classify(step: &str, index: usize, st: &lexer::Statement, engine: &str) -
     let has_where = position(t, "WHERE").is_some();
     let transactional =
         !matches!(kind.as_str(), "vacuum") && !t.iter().any(|x| x.is_word("CONCURRENTLY"));
-    let (lock, rewrites, scans) = if engine == "sqlite" {
+    let (lock, rewrites, scans) = if engine == Dialect::Sqlite {
         let lock = if kind == "select" {
-            "SHARED"
+            LockMode::DatabaseRead
         } else {
-            "database write lock (RESERVED)"
+            LockMode::DatabaseWrite
         };
         let rewrites = kind == "vacuum" || kind == "alter table drop column";
         let scans = writes_data || kind == "create index" || kind == "alter table add constraint";
-        (lock.to_string(), rewrites, scans)
+        (lock, rewrites, scans)
     } else {
         // PostgreSQL facts are refined by the catalog-aware analysis; until then, assume the
         // strongest lock a DDL statement commonly takes.
         let lock = if writes_data {
-            "ROW EXCLUSIVE"
+            LockMode::RowExclusive
         } else if kind.starts_with("create index") {
-            "SHARE"
+            LockMode::Share
         } else {
-            "ACCESS EXCLUSIVE"
+            LockMode::AccessExclusive
         };
-        (lock.to_string(), false, writes_data)
+        (lock, false, writes_data)
     };
     StatementFacts {
         step: step.to_string(),
@@ -378,7 +279,7 @@ pub fn analyze(
         let mut step_facts = Vec::new();
         let first_hazard = hazards.len();
         for (i, st) in statements(name, up)?.iter().enumerate() {
-            let f = if catalog.engine == "postgres" {
+            let f = if catalog.engine == Dialect::Postgres {
                 pg::facts(name, i + 1, &st.sql, catalog, &mut pg_state)?
             } else {
                 classify(name, i + 1, st, catalog.engine)
@@ -403,7 +304,7 @@ pub fn analyze(
             step_facts.push(f);
         }
         if let Some(b) = &step.backfill {
-            if catalog.engine != "postgres" {
+            if catalog.engine != Dialect::Postgres {
                 return Err(Error::InvalidInput(format!(
                     "step `{name}`: backfill steps need a PostgreSQL target; on {} write the change as `up` SQL",
                     catalog.engine
@@ -421,7 +322,7 @@ pub fn analyze(
                 ),
                 kind: "backfill".into(),
                 tables: vec![b.table.clone()],
-                lock: "ROW EXCLUSIVE (one batch at a time)".into(),
+                lock: LockMode::RowExclusive,
                 rewrites: false,
                 scans: false,
                 transactional: true,
@@ -441,7 +342,7 @@ pub fn analyze(
         }
         if let Some(down) = &step.down {
             for (i, st) in statements(name, down)?.iter().enumerate() {
-                if catalog.engine == "postgres" {
+                if catalog.engine == Dialect::Postgres {
                     // `down` must parse too; its facts do not feed the plan's state.
                     pg::facts(
                         name,
@@ -487,7 +388,7 @@ pub fn analyze(
     // gate, and refused by every verb that would run it.
     for v in privilege::violations(body, catalog.engine) {
         hazards.push(Hazard {
-            code: "privileged".into(),
+            code: Rule::Privileged,
             severity: Severity::Critical,
             statement: v.place.clone(),
             table: None,
@@ -529,7 +430,7 @@ pub fn analyze(
         .max()
         .unwrap_or(Severity::Low);
     Ok(Analysis {
-        engine: catalog.engine.to_string(),
+        engine: catalog.engine,
         statements: facts,
         hazards,
         impact,
@@ -543,7 +444,7 @@ mod tests {
 
     fn facts(sql: &str) -> StatementFacts {
         let st = &lexer::split(sql).unwrap()[0];
-        classify("s", 1, st, "sqlite")
+        classify("s", 1, st, Dialect::Sqlite)
     }
 
     #[test]

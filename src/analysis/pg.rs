@@ -20,6 +20,7 @@ pub use types::{PgType, type_change};
 use super::{Action, StatementFacts};
 use crate::db::Catalog;
 use crate::error::{Error, Result};
+use crate::sql::LockMode;
 
 /// What earlier statements of the same plan established.
 #[derive(Default)]
@@ -179,7 +180,7 @@ pub fn facts(
         sql: sql.to_string(),
         kind: String::new(),
         tables: vec![],
-        lock: "ACCESS SHARE".into(),
+        lock: LockMode::AccessShare,
         rewrites: false,
         scans: false,
         transactional: true,
@@ -192,14 +193,14 @@ pub fn facts(
             let table = a.relation.as_ref().map(rel_name).unwrap_or_default();
             f.kind = "alter table".into();
             f.tables.push(table.clone());
-            let mut lock = Lock::ShareUpdateExclusive;
+            let mut lock = LockMode::ShareUpdateExclusive;
             for cmd in a.cmds.iter().filter_map(|c| match c.node.as_ref()? {
                 NodeEnum::AlterTableCmd(cmd) => Some(cmd),
                 _ => None,
             }) {
                 lock = lock.max(alter_cmd(&mut f, &table, cmd, catalog, state));
             }
-            f.lock = lock.name().into();
+            f.lock = lock;
         }
         NodeEnum::IndexStmt(i) => {
             let table = i.relation.as_ref().map(rel_name).unwrap_or_default();
@@ -212,12 +213,10 @@ pub fn facts(
             f.tables.push(table);
             f.transactional = !i.concurrent;
             f.lock = if i.concurrent {
-                Lock::ShareUpdateExclusive
+                LockMode::ShareUpdateExclusive
             } else {
-                Lock::Share
-            }
-            .name()
-            .into();
+                LockMode::Share
+            };
             f.scans = true;
             f.actions.push(Action::BuildIndex {
                 concurrent: i.concurrent,
@@ -228,7 +227,7 @@ pub fn facts(
             f.kind = "create table".into();
             f.tables.push(table.clone());
             state.created.insert(table);
-            f.lock = "none (new table)".into();
+            f.lock = LockMode::NewTable;
         }
         NodeEnum::DropStmt(d) => {
             let what = ObjectType::try_from(d.remove_type).unwrap_or(ObjectType::Undefined);
@@ -253,29 +252,27 @@ pub fn facts(
                 ObjectType::ObjectTable => {
                     f.kind = "drop table".into();
                     f.tables = names;
-                    f.lock = Lock::AccessExclusive.name().into();
+                    f.lock = LockMode::AccessExclusive;
                     f.actions.push(Action::DropTable);
                 }
                 ObjectType::ObjectSchema => {
                     f.kind = "drop schema".into();
                     f.detail = names.first().cloned();
-                    f.lock = Lock::AccessExclusive.name().into();
+                    f.lock = LockMode::AccessExclusive;
                 }
                 ObjectType::ObjectIndex => {
                     f.kind = "drop index".into();
                     f.detail = names.first().cloned();
                     f.lock = if d.concurrent {
-                        Lock::ShareUpdateExclusive
+                        LockMode::ShareUpdateExclusive
                     } else {
-                        Lock::AccessExclusive
-                    }
-                    .name()
-                    .into();
+                        LockMode::AccessExclusive
+                    };
                 }
                 ObjectType::ObjectView => {
                     f.kind = "drop view".into();
                     f.tables = names;
-                    f.lock = Lock::AccessExclusive.name().into();
+                    f.lock = LockMode::AccessExclusive;
                 }
                 ObjectType::ObjectTrigger => {
                     // `DROP TRIGGER t ON table`: the last name is the trigger, the rest its table.
@@ -288,7 +285,7 @@ pub fn facts(
                     f.detail = names
                         .first()
                         .map(|n| n.rsplit('.').next().unwrap_or(n).to_string());
-                    f.lock = Lock::AccessExclusive.name().into();
+                    f.lock = LockMode::AccessExclusive;
                 }
                 other => f.kind = format!("drop {}", object_word(other)),
             }
@@ -296,7 +293,7 @@ pub fn facts(
         NodeEnum::RenameStmt(r) => {
             let table = r.relation.as_ref().map(rel_name).unwrap_or_default();
             let what = ObjectType::try_from(r.rename_type).unwrap_or(ObjectType::Undefined);
-            f.lock = Lock::AccessExclusive.name().into();
+            f.lock = LockMode::AccessExclusive;
             f.tables.push(table);
             match what {
                 ObjectType::ObjectColumn => {
@@ -317,20 +314,20 @@ pub fn facts(
             f.kind = "update".into();
             f.tables.extend(u.relation.as_ref().map(rel_name));
             f.has_where = u.where_clause.is_some();
-            f.lock = "ROW EXCLUSIVE".into();
+            f.lock = LockMode::RowExclusive;
             f.scans = !f.has_where;
         }
         NodeEnum::DeleteStmt(d) => {
             f.kind = "delete".into();
             f.tables.extend(d.relation.as_ref().map(rel_name));
             f.has_where = d.where_clause.is_some();
-            f.lock = "ROW EXCLUSIVE".into();
+            f.lock = LockMode::RowExclusive;
             f.scans = !f.has_where;
         }
         NodeEnum::InsertStmt(i) => {
             f.kind = "insert".into();
             f.tables.extend(i.relation.as_ref().map(rel_name));
-            f.lock = "ROW EXCLUSIVE".into();
+            f.lock = LockMode::RowExclusive;
         }
         NodeEnum::TruncateStmt(t) => {
             f.kind = "truncate".into();
@@ -339,7 +336,7 @@ pub fn facts(
                     NodeEnum::RangeVar(r) => Some(rel_name(r)),
                     _ => None,
                 }));
-            f.lock = Lock::AccessExclusive.name().into();
+            f.lock = LockMode::AccessExclusive;
         }
         NodeEnum::VacuumStmt(v) => {
             let full = v.options.iter().any(
@@ -360,12 +357,10 @@ pub fn facts(
                 }));
             f.transactional = !v.is_vacuumcmd;
             f.lock = if full {
-                Lock::AccessExclusive
+                LockMode::AccessExclusive
             } else {
-                Lock::ShareUpdateExclusive
-            }
-            .name()
-            .into();
+                LockMode::ShareUpdateExclusive
+            };
             if full {
                 f.rewrites = true;
                 f.actions.push(Action::Rewrite {
@@ -376,7 +371,7 @@ pub fn facts(
         NodeEnum::ClusterStmt(c) => {
             f.kind = "cluster".into();
             f.tables.extend(c.relation.as_ref().map(rel_name));
-            f.lock = Lock::AccessExclusive.name().into();
+            f.lock = LockMode::AccessExclusive;
             f.rewrites = true;
             f.actions.push(Action::Rewrite {
                 why: "CLUSTER rewrites the whole table".into(),
@@ -388,23 +383,21 @@ pub fn facts(
             f.tables.extend(r.relation.as_ref().map(rel_name));
             f.transactional = !concurrent;
             f.lock = if concurrent {
-                Lock::ShareUpdateExclusive
+                LockMode::ShareUpdateExclusive
             } else {
-                Lock::Share
-            }
-            .name()
-            .into();
+                LockMode::Share
+            };
             f.actions.push(Action::BuildIndex { concurrent });
         }
         NodeEnum::CreateTrigStmt(t) => {
             f.kind = "create trigger".into();
             f.tables.extend(t.relation.as_ref().map(rel_name));
-            f.lock = "SHARE ROW EXCLUSIVE".into();
+            f.lock = LockMode::ShareRowExclusive;
         }
         NodeEnum::ViewStmt(v) => {
             f.kind = "create view".into();
             f.detail = v.view.as_ref().map(rel_name);
-            f.lock = "ACCESS SHARE".into();
+            f.lock = LockMode::AccessShare;
         }
         NodeEnum::SelectStmt(_) => f.kind = "select".into(),
         NodeEnum::TransactionStmt(_) => {
@@ -420,7 +413,7 @@ pub fn facts(
         NodeEnum::DoStmt(_) => {
             // What a DO block locks depends on what it runs: only the dry-run can say.
             f.kind = "do block".into();
-            f.lock = UNKNOWN_LOCK.into();
+            f.lock = LockMode::NotPredicted;
         }
         other => {
             f.kind = format!("{other:?}")
@@ -428,14 +421,11 @@ pub fn facts(
                 .next()
                 .unwrap_or("statement")
                 .to_lowercase();
-            f.lock = UNKNOWN_LOCK.into();
+            f.lock = LockMode::NotPredicted;
         }
     }
     Ok(f)
 }
-
-/// The lock of a statement the analysis does not model; the dry-run measures it.
-const UNKNOWN_LOCK: &str = "not predicted (see the dry-run's measurement)";
 
 fn short(sql: &str) -> String {
     let one: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -448,34 +438,6 @@ fn short(sql: &str) -> String {
 
 fn object_word(o: ObjectType) -> String {
     format!("{o:?}").trim_start_matches("Object").to_lowercase()
-}
-
-/// Lock modes in strength order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Lock {
-    ShareUpdateExclusive,
-    Share,
-    ShareRowExclusive,
-    AccessExclusive,
-}
-
-impl Lock {
-    fn name(self) -> &'static str {
-        match self {
-            Lock::ShareUpdateExclusive => "SHARE UPDATE EXCLUSIVE",
-            Lock::Share => "SHARE",
-            Lock::ShareRowExclusive => "SHARE ROW EXCLUSIVE",
-            Lock::AccessExclusive => "ACCESS EXCLUSIVE",
-        }
-    }
-}
-
-/// Whether a lock mode blocks INSERT/UPDATE/DELETE (ROW EXCLUSIVE).
-pub fn blocks_writes(mode: &str) -> bool {
-    matches!(
-        mode,
-        "SHARE" | "SHARE ROW EXCLUSIVE" | "EXCLUSIVE" | "ACCESS EXCLUSIVE"
-    )
 }
 
 #[cfg(test)]
@@ -500,7 +462,7 @@ mod tests {
         .unwrap();
         assert_eq!(f.kind, "drop trigger");
         assert_eq!(f.tables, vec!["accounts"]);
-        assert_eq!(f.lock, "ACCESS EXCLUSIVE");
+        assert_eq!(f.lock, LockMode::AccessExclusive);
         let f = facts(
             "s",
             1,
@@ -510,7 +472,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(f.kind, "do block");
-        assert_ne!(f.lock, "ACCESS SHARE");
+        assert_ne!(f.lock, LockMode::AccessShare);
     }
 
     #[test]

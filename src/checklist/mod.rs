@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Policy, Role};
 use crate::plan::{Decision, Plan, RunKind};
+use crate::sql::Dialect;
 use crate::store::{ApprovalRow, BackupRow, RunRow, age};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -198,16 +199,15 @@ pub fn evaluate(ev: &Evidence) -> Vec<ChecklistItem> {
 fn staging_tested(f: &Facts) -> ChecklistItem {
     let (plan, ev, required) = (f.ev.plan, f.ev, f.required);
     let staging = match f.dry_run {
-        Some(r) if r.ok && r.detail["rollback_verified"] == true => {
+        Some(r) if r.ok && r.detail.rollback_verified == Some(true) => {
             let age = age(&r.finished_at).unwrap_or_default();
             if age <= ev.policy.dry_run_max_age {
                 let mut ev_text = format!(
                     "dry-run #{} on `{}` passed at {}",
                     r.id, r.target, r.finished_at
                 );
-                if let Some(w) = r.detail["warnings"].as_array().filter(|w| !w.is_empty()) {
-                    let w: Vec<&str> = w.iter().filter_map(|x| x.as_str()).collect();
-                    ev_text.push_str(&format!("; warnings: {}", w.join("; ")));
+                if !r.detail.warnings.is_empty() {
+                    ev_text.push_str(&format!("; warnings: {}", r.detail.warnings.join("; ")));
                 }
                 item(Item::StagingTested, ItemState::Passed, ev_text, required)
             } else {
@@ -228,7 +228,7 @@ fn staging_tested(f: &Facts) -> ChecklistItem {
             format!(
                 "dry-run #{} failed: {}",
                 r.id,
-                r.detail["error"].as_str().unwrap_or("see status")
+                r.detail.error.as_deref().unwrap_or("see status")
             ),
             required,
         ),
@@ -262,11 +262,7 @@ fn backup_verified(f: &Facts) -> ChecklistItem {
     let evidence = ev
         .backup
         .filter(|b| b.plan_id.as_deref() == Some(plan.id.as_str()))
-        .and_then(|b| {
-            serde_json::from_value::<crate::db::BackupEvidence>(b.detail.clone())
-                .ok()
-                .map(|e| (b, e))
-        });
+        .map(|b| (b, &b.detail));
     let changed = plan.existing_tables();
     match evidence {
         Some((b, e))
@@ -314,15 +310,11 @@ fn backup_verified(f: &Facts) -> ChecklistItem {
 /// `transactional`: every statement in a transaction, or the others approved.
 fn transactional(f: &Facts) -> ChecklistItem {
     let (plan, required) = (f.ev.plan, f.required);
-    let non_tx: Vec<String> = plan.analysis["statements"]
-        .as_array()
-        .map(|s| {
-            s.iter()
-                .filter(|f| f["transactional"] == false)
-                .filter_map(|f| f["sql"].as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
+    let non_tx: Vec<&str> = plan
+        .analysis
+        .non_transactional()
+        .map(|f| f.sql.as_str())
+        .collect();
     let approved = f.approvers.as_ref().is_some_and(|a| !a.is_empty());
     if non_tx.is_empty() {
         item(
@@ -357,7 +349,7 @@ fn transactional(f: &Facts) -> ChecklistItem {
 /// `monitoring`: the lock watcher (PostgreSQL) or the write lock's bounded wait (SQLite).
 fn monitoring(f: &Facts) -> ChecklistItem {
     let (plan, required) = (f.ev.plan, f.required);
-    if plan.analysis["engine"] == "sqlite" {
+    if plan.analysis.engine == Dialect::Sqlite {
         item(
             Item::Monitoring,
             ItemState::Passed,
@@ -393,7 +385,7 @@ fn rollback_ready(f: &Facts) -> ChecklistItem {
         )
     } else if f
         .dry_run
-        .is_some_and(|r| r.ok && r.detail["rollback_verified"] == true)
+        .is_some_and(|r| r.ok && r.detail.rollback_verified == Some(true))
     {
         item(
             Item::RollbackReady,

@@ -326,9 +326,7 @@ async fn approve(engine: &Engine, plan_id: &str, by: &str) -> anyhow::Result<()>
         eprintln!(
             "warning: the last dry-run of {} failed ({}); `apply` stays refused until a dry-run of this checksum passes",
             s.plan_id,
-            last.detail["error"]
-                .as_str()
-                .unwrap_or("see `drydock show`")
+            last.detail.error.as_deref().unwrap_or("see `drydock show`")
         );
     }
     Ok(())

@@ -15,11 +15,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, TargetConfig, TargetUrl};
 use crate::error::{Error, Result};
+pub use crate::plan::evidence::{BackupEvidence, LockObservation, StatementRun};
 
 /// What the analysis reads from a target's catalog.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
-    pub engine: &'static str,
+    pub engine: crate::sql::Dialect,
     pub tables: BTreeMap<String, TableInfo>,
     /// `table.column` proven NOT NULL by a validated `CHECK (column IS NOT NULL)`.
     pub proven_not_null: std::collections::BTreeSet<String>,
@@ -153,39 +154,6 @@ impl Fingerprint {
     }
 }
 
-/// A lock observed while a statement ran.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct LockObservation {
-    pub relation: String,
-    pub mode: String,
-    /// Taken by this statement; false for a lock an earlier statement of the same transaction
-    /// took and this one still holds (locks accumulate until the transaction ends).
-    #[serde(default = "acquired_default")]
-    pub acquired: bool,
-}
-
-fn acquired_default() -> bool {
-    true
-}
-
-/// One executed statement with what was measured.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct StatementRun {
-    pub step: String,
-    pub index: usize,
-    pub sql: String,
-    pub duration_ms: f64,
-    /// Locks the statement took on relations that existed before the plan.
-    pub locks: Vec<LockObservation>,
-    /// Tables whose storage was rewritten.
-    pub rewritten: Vec<String>,
-    /// Tables that were read in full (sequential scans).
-    pub scanned: Vec<String>,
-    /// How the statement was measured, when not as written.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
-}
-
 /// What a backfill did.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct BackfillReport {
@@ -272,32 +240,6 @@ pub fn judge(check: &crate::plan::Check, rows: CheckRows) -> CheckOutcome {
     }
 }
 
-/// A verified copy of a target's data.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct BackupEvidence {
-    pub method: String,
-    pub location: String,
-    pub verified: bool,
-    pub row_counts: BTreeMap<String, u64>,
-    pub taken_at: String,
-    /// The tables the backup covers; empty with `whole_database`.
-    #[serde(default)]
-    pub tables: Vec<String>,
-    /// The backup covers every table of the database (a full copy, the backup tool's backup).
-    #[serde(default)]
-    pub whole_database: bool,
-}
-
-impl BackupEvidence {
-    /// The tables of `needed` this backup does not cover.
-    pub fn uncovered<'a>(&self, needed: &'a [String]) -> Vec<&'a String> {
-        if self.whole_database {
-            return vec![];
-        }
-        needed.iter().filter(|t| !self.tables.contains(t)).collect()
-    }
-}
-
 /// The row of `drydock history` written beside each applied step.
 #[derive(Debug, Clone)]
 pub struct HistoryRow<'a> {
@@ -338,10 +280,10 @@ impl Target {
         }
     }
 
-    pub fn engine(&self) -> &'static str {
+    pub fn engine(&self) -> crate::sql::Dialect {
         match self {
-            Target::Sqlite(_) => "sqlite",
-            Target::Postgres(_) => "postgres",
+            Target::Sqlite(_) => crate::sql::Dialect::Sqlite,
+            Target::Postgres(_) => crate::sql::Dialect::Postgres,
         }
     }
 

@@ -21,6 +21,7 @@ use super::{
 use crate::config::Policy;
 use crate::error::{Error, Result};
 use crate::plan::Check;
+use crate::sql::LockMode;
 use crate::sql::quote_ident;
 
 mod backfill;

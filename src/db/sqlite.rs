@@ -192,7 +192,7 @@ impl Sqlite {
         }
         conn.close().await.map_err(|e| self.err(e))?;
         Ok(Catalog {
-            engine: "sqlite",
+            engine: crate::sql::Dialect::Sqlite,
             tables,
             ..Catalog::default()
         })
@@ -442,7 +442,7 @@ impl Sqlite {
                 locks: if writes {
                     vec![LockObservation {
                         relation: "database".into(),
-                        mode: "RESERVED (write)".into(),
+                        mode: crate::sql::LockMode::DatabaseWrite,
                         acquired: true,
                     }]
                 } else {

@@ -251,11 +251,10 @@ impl Engine {
                     .await?
             }
         };
-        let detail = serde_json::to_value(&evidence).map_err(Error::store)?;
         self.store
             .commit(Change {
                 plan_id: &plan.id,
-                backup: Some((&plan.target, true, detail)),
+                backup: Some((&plan.target, true, &evidence)),
                 audit: Some((
                     agent,
                     "backup",
@@ -308,7 +307,11 @@ impl Engine {
                 ok: true,
                 started_at: crate::store::now(),
                 duration_ms: 0.0,
-                detail: json!({"fingerprint_before": fp.hash, "fingerprint_before_lines": fp.lines}),
+                detail: RunDetail {
+                    fingerprint_before: Some(fp.hash.clone()),
+                    fingerprint_before_lines: Some(fp.lines.clone()),
+                    ..RunDetail::default()
+                },
             })
         } else {
             None
@@ -429,7 +432,7 @@ impl Engine {
                 .await?;
             return Ok(match result {
                 Ok(report) => StepOutcome::Backfilled(report),
-                Err(failure) => StepOutcome::Failed(failure, json!({"step": name})),
+                Err(failure) => StepOutcome::Failed(failure, None),
             });
         }
         let stmts = Self::stmts(name, step.up.as_deref())?;
@@ -456,7 +459,7 @@ impl Engine {
             .await?;
         Ok(match result {
             Ok(runs) => StepOutcome::Ran(runs, watch),
-            Err(failure) => StepOutcome::Failed(failure, json!({"step": name, "watcher": watch})),
+            Err(failure) => StepOutcome::Failed(failure, Some(watch)),
         })
     }
 
@@ -472,24 +475,36 @@ impl Engine {
         let (plan, name, agent, started_at) = (at.plan, at.name, at.agent, at.started_at);
         let (detail, audit) = match outcome {
             StepOutcome::Backfilled(report) => {
-                let detail = json!({"step": name, "backfill": report});
+                let detail = RunDetail {
+                    step: Some(name.to_string()),
+                    ..RunDetail::default()
+                }
+                .with("backfill", &report);
                 let audit = json!({"step": name, "backfill_rows": report.rows});
                 ran.backfills.push(report);
                 (detail, audit)
             }
             StepOutcome::Ran(runs, watch) => {
-                let detail = json!({"step": name, "statements": runs, "watcher": watch});
+                let detail = RunDetail {
+                    step: Some(name.to_string()),
+                    statements: runs.clone(),
+                    ..RunDetail::default()
+                }
+                .with("watcher", &watch);
                 ran.statements.extend(runs);
                 (detail, json!({"step": name}))
             }
-            StepOutcome::Failed(failure, mut detail) => {
+            StepOutcome::Failed(failure, watch) => {
                 let err = Self::sql_failed(plan, "apply", name, failure);
                 let back = if at.first {
                     plan.status
                 } else {
                     Status::Applying
                 };
-                detail["error"] = json!(err.to_string());
+                let mut detail = RunDetail::failed(Some(name), &err);
+                if let Some(watch) = watch {
+                    detail = detail.with("watcher", &watch);
+                }
                 self.store
                     .commit(Change {
                         plan_id: &plan.id,
@@ -569,8 +584,8 @@ struct At<'a> {
 enum StepOutcome {
     Backfilled(crate::db::BackfillReport),
     Ran(Vec<StatementRun>, crate::db::WatchReport),
-    /// The failure, and what the failed run records besides it.
-    Failed(StepFailure, serde_json::Value),
+    /// The failure, and the watcher's report when the step ran SQL.
+    Failed(StepFailure, Option<crate::db::WatchReport>),
 }
 
 /// What `run_steps` did: the steps applied, their statements and backfills, the gate it stopped at.

@@ -45,7 +45,7 @@ impl Engine {
         sandbox.finish().await;
         let duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
 
-        let record = |ok: bool, detail: serde_json::Value| NewRun {
+        let record = |ok: bool, detail: RunDetail| NewRun {
             kind: RunKind::DryRun,
             target: &staging_cfg.name,
             checksum: &plan.checksum,
@@ -57,8 +57,11 @@ impl Engine {
         let mut exercised = match outcome {
             Ok(x) => x,
             Err(e) => {
-                let detail =
-                    json!({"error": e.to_string(), "code": e.code(), "rollback_verified": false});
+                let detail = RunDetail {
+                    rollback_verified: Some(false),
+                    ..RunDetail::failed(None, &e)
+                }
+                .with("code", e.code());
                 self.store
                     .commit(Change {
                         plan_id: &plan.id,
@@ -111,8 +114,14 @@ impl Engine {
             duration_ms,
             next_steps: vec![],
         };
-        self.record_passed_dry_run(plan, report, &exercised, record(true, json!(null)), agent)
-            .await
+        self.record_passed_dry_run(
+            plan,
+            report,
+            &exercised,
+            record(true, RunDetail::default()),
+            agent,
+        )
+        .await
     }
 
     /// Records a passing dry-run (with the schema before and after `up`, for validate's drift
@@ -125,11 +134,13 @@ impl Engine {
         run: NewRun<'_>,
         agent: &str,
     ) -> Result<DryRunReport> {
-        let mut detail = serde_json::to_value(&report).map_err(Error::store)?;
-        detail["fingerprint_before"] = json!(exercised.before.hash);
-        detail["fingerprint_before_lines"] = json!(exercised.before.lines);
-        detail["fingerprint_after_up"] = json!(exercised.after_up.hash);
-        detail["fingerprint_after_up_lines"] = json!(exercised.after_up.lines);
+        let detail = RunDetail {
+            fingerprint_before: Some(exercised.before.hash.clone()),
+            fingerprint_before_lines: Some(exercised.before.lines.clone()),
+            fingerprint_after_up: Some(exercised.after_up.hash.clone()),
+            fingerprint_after_up_lines: Some(exercised.after_up.lines.clone()),
+            ..RunDetail::of(&report)
+        };
         // A first passing dry-run makes the plan `tested`; an approved plan stays approved.
         let approved = checklist::approvers(plan, &self.store.approvals(&plan.id).await?)
             .is_some_and(|a| !a.is_empty());
@@ -370,37 +381,22 @@ pub(super) struct Exercised {
 
 /// Where static analysis and measurement disagree (the measurement wins).
 pub(super) fn disagreements(plan: &Plan, measured: &[StatementRun]) -> Vec<String> {
-    const STRENGTH: [&str; 8] = [
-        "ACCESS SHARE",
-        "ROW SHARE",
-        "ROW EXCLUSIVE",
-        "SHARE UPDATE EXCLUSIVE",
-        "SHARE",
-        "SHARE ROW EXCLUSIVE",
-        "EXCLUSIVE",
-        "ACCESS EXCLUSIVE",
-    ];
-    let rank = |mode: &str| STRENGTH.iter().position(|m| *m == mode);
-    let postgres = plan.analysis["engine"] == "postgres";
+    let postgres = plan.analysis.engine == Dialect::Postgres;
     let mut out = Vec::new();
-    let facts = plan.analysis["statements"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
     for m in measured.iter().filter(|m| m.note.is_none()) {
-        let Some(f) = facts
-            .iter()
-            .find(|f| f["step"] == m.step.as_str() && f["index"] == m.index)
-        else {
+        let Some(f) = plan.analysis.statement(&m.step, m.index) else {
             continue;
         };
         let at = format!("step `{}` statement {}", m.step, m.index);
-        let predicted = f["rewrites"] == true;
         let observed = !m.rewritten.is_empty();
-        if predicted != observed {
+        if f.rewrites != observed {
             out.push(format!(
                 "{at}: the analysis predicted {}; the dry-run measured {} (the measurement wins)",
-                if predicted { "a rewrite" } else { "no rewrite" },
+                if f.rewrites {
+                    "a rewrite"
+                } else {
+                    "no rewrite"
+                },
                 if observed {
                     format!("a rewrite of {:?}", m.rewritten)
                 } else {
@@ -411,26 +407,24 @@ pub(super) fn disagreements(plan: &Plan, measured: &[StatementRun]) -> Vec<Strin
         if !postgres {
             continue;
         }
-        let table = f["tables"][0].as_str().unwrap_or_default();
+        let table = f.tables.first().map(String::as_str).unwrap_or_default();
         let strongest = m
             .locks
             .iter()
-            .filter(|l| l.relation == table && l.acquired)
-            .filter_map(|l| rank(&l.mode).map(|r| (r, l.mode.as_str())))
+            .filter(|l| l.relation == table && l.acquired && l.mode.is_table_mode())
+            .map(|l| l.mode)
             .max();
-        if let (Some(static_rank), Some((measured_rank, mode))) =
-            (rank(f["lock"].as_str().unwrap_or_default()), strongest)
-            && static_rank != measured_rank
+        if let Some(mode) = strongest
+            && f.lock.is_table_mode()
+            && f.lock != mode
         {
             out.push(format!(
                 "{at}: the analysis expected {} on `{table}`; the dry-run measured {mode} (the measurement wins)",
-                f["lock"].as_str().unwrap_or_default()
+                f.lock
             ));
         }
         let scanned = m.scanned.iter().any(|t| t == table);
-        if (f["scans"] == true) != scanned
-            && matches!(f["kind"].as_str(), Some(k) if k.starts_with("alter table"))
-        {
+        if f.scans != scanned && f.kind.starts_with("alter table") {
             out.push(format!(
                 "{at}: the analysis predicted {} of `{table}`; the dry-run measured {} (the measurement wins)",
                 if scanned { "no full scan" } else { "a full scan" },

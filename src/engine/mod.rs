@@ -32,8 +32,10 @@ use crate::config::{Config, Role};
 use crate::db::{History, HistoryRow, Sandbox, StatementRun, StepFailure, Stmt, Target};
 use crate::error::{Error, Result};
 use crate::errorlog::{ErrorLog, Mistake};
+use crate::plan::evidence::RunDetail;
 use crate::plan::{Body, Check, Decision, Gate, Plan, RunKind, Status, Step, StepState, Urgency};
 use crate::render;
+use crate::sql::Dialect;
 use crate::store::{Change, NewRun, Store};
 
 /// What the agent asked `plan` for, after the MCP layer decoded it.
@@ -84,7 +86,7 @@ impl Drop for RunningGuard {
 
 /// Refuses a plan any of whose SQL reaches beyond the database (spec §3–5) before any of it
 /// runs: every verb that executes the plan's SQL — dry-run, apply, validate, rollback — asks.
-fn admit(plan: &Plan, engine: &str) -> Result<()> {
+fn admit(plan: &Plan, engine: Dialect) -> Result<()> {
     match analysis::privilege::violations(&plan.body, engine)
         .into_iter()
         .next()
@@ -212,7 +214,7 @@ impl Engine {
             .iter()
             .enumerate()
             .map(|(i, st)| {
-                let f = analysis::classify(step, i + 1, st, "postgres");
+                let f = analysis::classify(step, i + 1, st, Dialect::Postgres);
                 Stmt {
                     sql: st.sql.clone(),
                     transactional: f.transactional,
@@ -223,16 +225,13 @@ impl Engine {
 
     /// The tables a step's statements touch (for pre-flight lock checks).
     fn step_tables(plan: &Plan, step: &str) -> Vec<String> {
-        let mut out: Vec<String> = plan.analysis["statements"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter(|f| f["step"] == step)
-                    .flat_map(|f| f["tables"].as_array().cloned().unwrap_or_default())
-                    .filter_map(|t| t.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut out: Vec<String> = plan
+            .analysis
+            .statements
+            .iter()
+            .filter(|f| f.step == step)
+            .flat_map(|f| f.tables.iter().cloned())
+            .collect();
         out.sort();
         out.dedup();
         out

@@ -63,11 +63,15 @@ impl Engine {
             created_at: crate::store::now(),
             supersedes: req.supersedes,
             body,
-            analysis: serde_json::to_value(&analysis).map_err(Error::store)?,
+            analysis: analysis.clone(),
         };
         self.store.insert_plan(&plan).await?;
         let checklist = self.checklist(&plan).await?;
-        let codes: Vec<String> = analysis.hazards.iter().map(|h| h.code.clone()).collect();
+        let codes: Vec<String> = analysis
+            .hazards
+            .iter()
+            .map(|h| h.code.code().to_string())
+            .collect();
         let tables: Vec<String> = analysis.impact.iter().map(|t| t.table.clone()).collect();
         let lessons = self.errors.relevant(&codes, &tables)?;
         let next_steps = next_steps(&plan, target_cfg.role, &checklist);

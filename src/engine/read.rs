@@ -72,7 +72,14 @@ impl Engine {
             .await?
             .into_iter()
             .map(
-                |(plan_id, target, status, goal, author, created_at)| PlanSummary {
+                |crate::store::PlanListRow {
+                     id: plan_id,
+                     target,
+                     status,
+                     goal,
+                     author,
+                     created_at,
+                 }| PlanSummary {
                     plan_id,
                     target,
                     status,
@@ -140,19 +147,19 @@ impl Engine {
 }
 
 /// The static analysis with the newest passing dry-run's measurements and disagreements beside it.
-pub(super) fn with_measurements(plan: &Plan, runs: &[crate::store::RunRow]) -> serde_json::Value {
-    let mut analysis = plan.analysis.clone();
-    if let Some(dry) = runs
+pub(super) fn with_measurements(plan: &Plan, runs: &[crate::store::RunRow]) -> ReviewedAnalysis {
+    let measured = runs
         .iter()
         .rev()
         .find(|r| r.kind == RunKind::DryRun && r.ok && r.checksum == plan.checksum)
-    {
-        analysis["measured"] = json!({
-            "dry_run": dry.id,
-            "target": dry.target,
-            "statements": dry.detail["statements"],
-            "disagreements": dry.detail["disagreements"],
+        .map(|dry| Measured {
+            dry_run: dry.id,
+            target: dry.target.clone(),
+            statements: dry.detail.statements.clone(),
+            disagreements: dry.detail.disagreements.clone(),
         });
+    ReviewedAnalysis {
+        analysis: plan.analysis.clone(),
+        measured,
     }
-    analysis
 }

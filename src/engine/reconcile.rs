@@ -9,6 +9,7 @@ use serde_json::json;
 use super::Engine;
 use crate::db::{HistoryEntry, Target};
 use crate::error::{Error, Result};
+use crate::plan::evidence::RunDetail;
 use crate::plan::{Plan, RunKind, Status, StepState};
 use crate::store::{Change, NewRun, StepRow};
 
@@ -94,7 +95,9 @@ impl Engine {
                     ok: true,
                     started_at: crate::store::now(),
                     duration_ms: 0.0,
-                    detail: json!({"from": "the target's history", "steps": recorded}),
+                    detail: RunDetail::default()
+                        .with("from", "the target's history")
+                        .with("steps", &recorded),
                 }),
                 steps: changes,
                 audit: Some((agent, "reconciled", json!({"steps": recorded}))),

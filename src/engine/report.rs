@@ -11,6 +11,8 @@ use crate::checklist::ChecklistItem;
 use crate::config::Role;
 use crate::db::{BackfillReport, BackupEvidence, CheckOutcome, StatementRun, TableInfo};
 use crate::errorlog::Lesson;
+pub use crate::plan::evidence::Estimate;
+use crate::plan::evidence::RunDetail;
 use crate::plan::{Check, Gate, Plan, RunKind, Status, StepState, Urgency};
 use crate::store::{ApprovalRow, RunRow};
 
@@ -38,13 +40,6 @@ pub struct TableRatio {
     pub production_rows: Option<u64>,
     /// staging rows / production rows.
     pub ratio: Option<f64>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct Estimate {
-    pub staging_ms: f64,
-    pub production_ms: f64,
-    pub basis: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -237,17 +232,17 @@ pub struct RunSummary {
     pub finished_at: String,
     pub duration_ms: f64,
     /// What the run measured; its shape depends on the run's kind.
-    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
-    pub detail: serde_json::Value,
+    pub detail: RunDetail,
 }
 
 impl From<RunRow> for RunSummary {
     fn from(r: RunRow) -> Self {
-        let mut detail = r.detail;
-        if let Some(m) = detail.as_object_mut() {
-            // Fingerprint lines are for drydock's own comparisons, not for reading.
-            m.retain(|k, _| !k.ends_with("_lines"));
-        }
+        // Fingerprint lines are for drydock's own comparisons, not for reading.
+        let detail = RunDetail {
+            fingerprint_before_lines: None,
+            fingerprint_after_up_lines: None,
+            ..r.detail
+        };
         RunSummary {
             id: r.id,
             kind: r.kind,
@@ -277,12 +272,30 @@ pub struct StatusReport {
     pub checklist: Vec<ChecklistItem>,
     pub runs: Vec<RunSummary>,
     pub approvals: Vec<ApprovalRow>,
-    #[schemars(with = "crate::analysis::Analysis")]
-    pub analysis: serde_json::Value,
+    pub analysis: ReviewedAnalysis,
     /// Set while an apply or rollback of this plan runs in this server.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub running: Option<RunningInfo>,
     pub next_steps: Vec<String>,
+}
+
+/// The static analysis, with the newest passing dry-run's measurements beside it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ReviewedAnalysis {
+    #[serde(flatten)]
+    pub analysis: Analysis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured: Option<Measured>,
+}
+
+/// What the newest passing dry-run of this checksum measured.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Measured {
+    pub dry_run: i64,
+    pub target: String,
+    pub statements: Vec<StatementRun>,
+    /// Where the measurement disagrees with the static analysis (the measurement wins).
+    pub disagreements: Vec<String>,
 }
 
 /// An operation running in the background for a plan, with its latest progress.
@@ -344,10 +357,7 @@ impl StatusReport {
             self.checksum,
             self.created_at
         );
-        md.push_str(&format!(
-            "- **risk:** {}\n",
-            self.analysis["risk"].as_str().unwrap_or("?")
-        ));
+        md.push_str(&format!("- **risk:** {}\n", self.analysis.analysis.risk));
         for s in &self.steps {
             md.push_str(&self.step_markdown(s));
         }
@@ -361,20 +371,19 @@ impl StatusReport {
             }
         }
         md.push_str("\n## Hazards\n");
-        match self.analysis["hazards"].as_array() {
-            Some(h) if !h.is_empty() => {
-                for h in h {
-                    md.push_str(&format!(
-                        "- **{}** ({}) on `{}`: {} — fix: {}\n",
-                        h["code"].as_str().unwrap_or(""),
-                        h["severity"].as_str().unwrap_or(""),
-                        h["table"].as_str().unwrap_or("-"),
-                        h["message"].as_str().unwrap_or(""),
-                        h["fix"].as_str().unwrap_or("")
-                    ));
-                }
-            }
-            _ => md.push_str("- none found\n"),
+        let hazards = &self.analysis.analysis.hazards;
+        if hazards.is_empty() {
+            md.push_str("- none found\n");
+        }
+        for h in hazards {
+            md.push_str(&format!(
+                "- **{}** ({}) on `{}`: {} — fix: {}\n",
+                h.code,
+                h.severity,
+                h.table.as_deref().unwrap_or("-"),
+                h.message,
+                h.fix
+            ));
         }
         md.push_str("\n## Checklist\n");
         for i in &self.checklist {
@@ -480,13 +489,15 @@ impl StatusReport {
             if r.kind == RunKind::DryRun && r.ok {
                 md.push_str(&format!(
                     "; rollback verified: {}; estimated production duration {:.1} ms",
-                    r.detail["rollback_verified"],
-                    r.detail["estimate"]["production_ms"]
-                        .as_f64()
+                    r.detail.rollback_verified.unwrap_or(false),
+                    r.detail
+                        .estimate
+                        .as_ref()
+                        .map(|e| e.production_ms)
                         .unwrap_or_default()
                 ));
             }
-            if let Some(e) = r.detail["error"].as_str() {
+            if let Some(e) = &r.detail.error {
                 md.push_str(&format!("; error: {e}"));
             }
             md.push('\n');

@@ -136,9 +136,17 @@ impl Engine {
                     ok: verified,
                     started_at,
                     duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
-                    detail: json!({"reason": reason, "steps": rolled_back, "verified": verified, "detail": detail}),
+                    detail: RunDetail::default()
+                        .with("reason", reason)
+                        .with("steps", &rolled_back)
+                        .with("verified", verified)
+                        .with("detail", &detail),
                 }),
-                audit: Some((agent, "rolled-back", json!({"reason": reason, "verified": verified}))),
+                audit: Some((
+                    agent,
+                    "rolled-back",
+                    json!({"reason": reason, "verified": verified}),
+                )),
                 ..Change::default()
             })
             .await?;

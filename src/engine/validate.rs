@@ -33,8 +33,8 @@ impl Engine {
         let pre_apply = pre_apply_lines(&runs);
         let mut integrity = integrity_checks(&target, pre_apply.as_deref()).await?;
         let drift = schema_change_check(
-            dry.and_then(|d| lines_of(&d.detail["fingerprint_before_lines"])),
-            dry.and_then(|d| lines_of(&d.detail["fingerprint_after_up_lines"])),
+            dry.and_then(|d| d.detail.fingerprint_before_lines.clone()),
+            dry.and_then(|d| d.detail.fingerprint_after_up_lines.clone()),
             pre_apply,
             &current,
             plan.status == Status::Applying,
@@ -84,7 +84,7 @@ impl Engine {
                     ok,
                     started_at,
                     duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
-                    detail: serde_json::to_value(&report).map_err(Error::store)?,
+                    detail: RunDetail::of(&report),
                 }),
                 audit: Some((agent, "validate", json!({"ok": ok}))),
                 ..Change::default()
@@ -110,10 +110,10 @@ pub(super) fn pre_apply_lines(runs: &[crate::store::RunRow]) -> Option<Vec<Strin
         .find(|r| r.kind == RunKind::PreApply)
         .or_else(|| {
             runs.iter().find(|r| {
-                r.kind == RunKind::Apply && r.ok && !r.detail["fingerprint_before_lines"].is_null()
+                r.kind == RunKind::Apply && r.ok && r.detail.fingerprint_before_lines.is_some()
             })
         })
-        .and_then(|r| lines_of(&r.detail["fingerprint_before_lines"]))
+        .and_then(|r| r.detail.fingerprint_before_lines.clone())
 }
 
 /// The column lines of `tables` in a schema fingerprint (both engines' formats).
@@ -137,15 +137,6 @@ pub(super) fn table_shape(
         .filter(|l| prefixes.iter().any(|p| l.starts_with(p.as_str())))
         .cloned()
         .collect()
-}
-
-/// Fingerprint lines stored in a run's detail.
-pub(super) fn lines_of(v: &serde_json::Value) -> Option<Vec<String>> {
-    v.as_array().map(|l| {
-        l.iter()
-            .filter_map(|x| x.as_str().map(String::from))
-            .collect()
-    })
 }
 
 /// Whether the target changed exactly as the dry-run changed staging: the schema lines the
@@ -268,10 +259,10 @@ async fn integrity_checks(
         .collect();
     if checks.is_empty() {
         let mut detail = match target.engine() {
-            "postgres" => {
+            Dialect::Postgres => {
                 "no invalid index, no unvalidated (NOT VALID) constraint left by the plan"
             }
-            _ => "integrity_check ok; foreign_key_check clean",
+            Dialect::Sqlite => "integrity_check ok; foreign_key_check clean",
         }
         .to_string();
         if !predated.is_empty() {

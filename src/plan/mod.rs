@@ -2,6 +2,8 @@
 //! (SHA-256 over the normalised steps, checks and target) is what every piece of evidence — a
 //! dry-run, an approval — is bound to; changing anything makes a different plan.
 
+pub mod analysis;
+pub mod evidence;
 pub mod input;
 
 use std::fmt;
@@ -321,6 +323,27 @@ impl StepState {
     }
 }
 
+/// The state store keeps lifecycle values as text; reading one back names what it did not know.
+macro_rules! stored_as_text {
+    ($($ty:ty => $parse:expr),* $(,)?) => {$(
+        impl TryFrom<String> for $ty {
+            type Error = Error;
+            fn try_from(s: String) -> Result<$ty> {
+                $parse(&s)
+            }
+        }
+    )*};
+}
+
+stored_as_text! {
+    Status => Status::parse,
+    StepState => StepState::parse,
+    RunKind => |s: &str| s.parse::<RunKind>().map_err(Error::Store),
+    Decision => |s: &str| s.parse::<Decision>().map_err(Error::Store),
+    Urgency => |s: &str| serde_json::from_value::<Urgency>(serde_json::Value::String(s.to_string()))
+        .map_err(|_| Error::Store(format!("unknown urgency `{s}` in the state store"))),
+}
+
 /// The normalised, validated content of a plan: what the checksum covers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Body {
@@ -439,7 +462,7 @@ pub struct Plan {
     pub created_at: String,
     pub supersedes: Option<String>,
     pub body: Body,
-    pub analysis: serde_json::Value,
+    pub analysis: analysis::Analysis,
 }
 
 impl Plan {
@@ -454,19 +477,16 @@ impl Plan {
 
     /// The tables the plan touches that existed when it was analysed.
     pub fn existing_tables(&self) -> Vec<String> {
-        self.impact_tables(|t| t["exists"] == true)
+        self.impact_tables(|t| t.exists)
     }
 
-    fn impact_tables(&self, keep: impl Fn(&serde_json::Value) -> bool) -> Vec<String> {
-        self.analysis["impact"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter(|t| keep(t))
-                    .filter_map(|t| t["table"].as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default()
+    fn impact_tables(&self, keep: impl Fn(&analysis::TableImpact) -> bool) -> Vec<String> {
+        self.analysis
+            .impact
+            .iter()
+            .filter(|t| keep(t))
+            .map(|t| t.table.clone())
+            .collect()
     }
 
     pub fn step_name(&self, i: usize) -> &str {

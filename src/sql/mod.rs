@@ -3,8 +3,40 @@
 //! a name or a value into SQL goes through it.
 
 pub mod lexer;
+pub mod lock;
+
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use lock::LockMode;
 
 use pg_query::NodeEnum;
+
+/// The database engine a target runs (and so the dialect its SQL is read in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    #[default]
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "sqlite",
+            Dialect::Postgres => "postgres",
+        }
+    }
+}
+
+impl fmt::Display for Dialect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// Identifiers: a letter or `_`, then letters, digits, `_`; at most 63 bytes (PostgreSQL's limit).
 pub fn validate_ident(name: &str) -> std::result::Result<(), String> {

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use sqlx::{Row, SqliteConnection};
+use sqlx::{FromRow, Row, SqliteConnection};
 
 use crate::error::{Error, Result};
+use crate::plan::evidence::{BackupEvidence, RunDetail};
 use crate::plan::{Body, Decision, Plan, RunKind, Status, StepState, Urgency};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -22,18 +23,20 @@ pub struct Store {
     pool: SqlitePool,
 }
 
-#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema, FromRow)]
 pub struct StepRow {
     pub idx: i64,
     pub name: String,
+    #[sqlx(try_from = "String")]
     pub state: StepState,
     pub applied_at: Option<String>,
     pub released_by: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema, FromRow)]
 pub struct RunRow {
     pub id: i64,
+    #[sqlx(try_from = "String")]
     pub kind: RunKind,
     pub target: String,
     pub checksum: String,
@@ -41,24 +44,27 @@ pub struct RunRow {
     pub started_at: String,
     pub finished_at: String,
     pub duration_ms: f64,
-    pub detail: serde_json::Value,
+    #[sqlx(try_from = "String")]
+    pub detail: RunDetail,
 }
 
-#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema, FromRow)]
 pub struct ApprovalRow {
     pub by: String,
     pub checksum: String,
+    #[sqlx(try_from = "String")]
     pub decision: Decision,
     pub reason: Option<String>,
     pub at: String,
 }
 
-#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema, FromRow)]
 pub struct BackupRow {
     pub target: String,
     pub plan_id: Option<String>,
     pub verified: bool,
-    pub detail: serde_json::Value,
+    #[sqlx(try_from = "String")]
+    pub detail: BackupEvidence,
     pub taken_at: String,
 }
 
@@ -72,7 +78,7 @@ pub struct Change<'a> {
     pub steps: Vec<(usize, StepState)>,
     pub approval: Option<(&'a str, &'a str, Decision, Option<&'a str>)>,
     pub release: Option<(usize, &'a str)>,
-    pub backup: Option<(&'a str, bool, serde_json::Value)>,
+    pub backup: Option<(&'a str, bool, &'a BackupEvidence)>,
     pub audit: Option<(&'a str, &'a str, serde_json::Value)>,
 }
 
@@ -83,7 +89,29 @@ pub struct NewRun<'a> {
     pub ok: bool,
     pub started_at: String,
     pub duration_ms: f64,
-    pub detail: serde_json::Value,
+    pub detail: RunDetail,
+}
+
+/// A plan in the list: `plans`.
+#[derive(Debug, Clone, FromRow)]
+pub struct PlanListRow {
+    pub id: String,
+    pub target: String,
+    #[sqlx(try_from = "String")]
+    pub status: Status,
+    pub goal: String,
+    pub author: String,
+    pub created_at: String,
+}
+
+/// One row of the audit trail.
+#[derive(Debug, Clone, FromRow)]
+pub struct AuditRow {
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub plan_id: Option<String>,
+    pub detail: String,
 }
 
 impl Store {
@@ -132,7 +160,7 @@ impl Store {
         .bind(&plan.created_at)
         .bind(&plan.supersedes)
         .bind(serde_json::to_string(&plan.body).map_err(Error::store)?)
-        .bind(plan.analysis.to_string())
+        .bind(serde_json::to_string(&plan.analysis).map_err(Error::store)?)
         .execute(&mut *tx)
         .await?;
         for (i, s) in plan.body.steps.iter().enumerate() {
@@ -200,106 +228,58 @@ impl Store {
         })
     }
 
-    /// Plans, newest first: `(id, target, status, goal, author, created_at)`.
-    pub async fn plans(
-        &self,
-        limit: i64,
-    ) -> Result<Vec<(String, String, Status, String, String, String)>> {
-        let rows = sqlx::query("SELECT id, target, status, goal, author, created_at FROM plans ORDER BY created_at DESC, id LIMIT ?")
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.get(0),
-                    r.get(1),
-                    Status::parse(r.get(2))?,
-                    r.get(3),
-                    r.get(4),
-                    r.get(5),
-                ))
-            })
-            .collect()
+    /// Plans, newest first.
+    pub async fn plans(&self, limit: i64) -> Result<Vec<PlanListRow>> {
+        // language=SQL
+        Ok(sqlx::query_as(
+            "SELECT id, target, status, goal, author, created_at FROM plans ORDER BY created_at DESC, id LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     pub async fn steps(&self, plan_id: &str) -> Result<Vec<StepRow>> {
-        let rows = sqlx::query("SELECT idx, name, state, applied_at, released_by FROM steps WHERE plan_id = ? ORDER BY idx")
-            .bind(plan_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StepRow {
-                    idx: r.get(0),
-                    name: r.get(1),
-                    state: StepState::parse(r.get(2))?,
-                    applied_at: r.get(3),
-                    released_by: r.get(4),
-                })
-            })
-            .collect()
+        // language=SQL
+        Ok(sqlx::query_as(
+            "SELECT idx, name, state, applied_at, released_by FROM steps WHERE plan_id = ? ORDER BY idx",
+        )
+        .bind(plan_id)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     pub async fn runs(&self, plan_id: &str) -> Result<Vec<RunRow>> {
-        let rows = sqlx::query(
+        // language=SQL
+        Ok(sqlx::query_as(
             "SELECT id, kind, target, checksum, ok, started_at, finished_at, duration_ms, detail FROM runs WHERE plan_id = ? ORDER BY id",
         )
         .bind(plan_id)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(RunRow {
-                    id: r.get(0),
-                    kind: r.get::<&str, _>(1).parse().map_err(Error::Store)?,
-                    target: r.get(2),
-                    checksum: r.get(3),
-                    ok: r.get::<i64, _>(4) != 0,
-                    started_at: r.get(5),
-                    finished_at: r.get(6),
-                    duration_ms: r.get(7),
-                    detail: serde_json::from_str(r.get::<&str, _>(8)).unwrap_or_default(),
-                })
-            })
-            .collect()
+        .await?)
     }
 
     pub async fn approvals(&self, plan_id: &str) -> Result<Vec<ApprovalRow>> {
-        let rows = sqlx::query("SELECT by, checksum, decision, reason, at FROM approvals WHERE plan_id = ? ORDER BY id")
-            .bind(plan_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ApprovalRow {
-                    by: r.get(0),
-                    checksum: r.get(1),
-                    decision: r.get::<&str, _>(2).parse().map_err(Error::Store)?,
-                    reason: r.get(3),
-                    at: r.get(4),
-                })
-            })
-            .collect()
+        // language=SQL
+        Ok(sqlx::query_as(
+            "SELECT by, checksum, decision, reason, at FROM approvals WHERE plan_id = ? ORDER BY id",
+        )
+        .bind(plan_id)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// The newest verified backup of a target taken for a plan: evidence never carries over
     /// from another plan.
     pub async fn latest_backup(&self, target: &str, plan_id: &str) -> Result<Option<BackupRow>> {
-        let row = sqlx::query(
+        // language=SQL
+        Ok(sqlx::query_as(
             "SELECT target, plan_id, verified, detail, taken_at FROM backups WHERE target = ? AND plan_id = ? AND verified = 1 ORDER BY taken_at DESC LIMIT 1",
         )
         .bind(target)
         .bind(plan_id)
         .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| BackupRow {
-            target: r.get(0),
-            plan_id: r.get(1),
-            verified: r.get::<i64, _>(2) != 0,
-            detail: serde_json::from_str(r.get::<&str, _>(3)).unwrap_or_default(),
-            taken_at: r.get(4),
-        }))
+        .await?)
     }
 
     /// Applies one transition atomically. When `status` names expected states and the plan is in
@@ -338,7 +318,7 @@ impl Store {
             .bind(&run.started_at)
             .bind(&now)
             .bind(run.duration_ms)
-            .bind(run.detail.to_string())
+            .bind(serde_json::to_string(&run.detail).map_err(Error::store)?)
             .execute(&mut *tx)
             .await?;
         }
@@ -377,7 +357,7 @@ impl Store {
                 .bind(target)
                 .bind(change.plan_id)
                 .bind(*verified as i64)
-                .bind(detail.to_string())
+                .bind(serde_json::to_string(detail).map_err(Error::store)?)
                 .bind(&now)
                 .execute(&mut *tx)
                 .await?;
@@ -389,21 +369,15 @@ impl Store {
         Ok(true)
     }
 
-    /// The audit trail, newest first: `(at, actor, action, plan_id, detail)`.
-    pub async fn audit_log(
-        &self,
-        limit: i64,
-    ) -> Result<Vec<(String, String, String, Option<String>, String)>> {
-        let rows = sqlx::query(
+    /// The audit trail, newest first.
+    pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditRow>> {
+        // language=SQL
+        Ok(sqlx::query_as(
             "SELECT at, actor, action, plan_id, detail FROM audit ORDER BY id DESC LIMIT ?",
         )
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
-            .collect())
+        .await?)
     }
 }
 

@@ -19,7 +19,7 @@ pub(super) fn alter_cmd(
     cmd: &AlterTableCmd,
     catalog: &Catalog,
     state: &mut PlanState,
-) -> Lock {
+) -> LockMode {
     let subtype = AlterTableType::try_from(cmd.subtype).unwrap_or(AlterTableType::Undefined);
     let def = cmd.def.as_ref().and_then(|d| d.node.as_ref());
     match subtype {
@@ -28,7 +28,7 @@ pub(super) fn alter_cmd(
             if let Some(NodeEnum::ColumnDef(c)) = def {
                 add_column(f, c, catalog);
             }
-            Lock::AccessExclusive
+            LockMode::AccessExclusive
         }
         AlterTableType::AtDropColumn => {
             f.kind = "alter table drop column".into();
@@ -36,7 +36,7 @@ pub(super) fn alter_cmd(
             f.actions.push(Action::DropColumn {
                 column: cmd.name.clone(),
             });
-            Lock::AccessExclusive
+            LockMode::AccessExclusive
         }
         AlterTableType::AtAlterColumnType => {
             f.kind = "alter table alter column type".into();
@@ -62,7 +62,7 @@ pub(super) fn alter_cmd(
                     narrowing,
                 });
             }
-            Lock::AccessExclusive
+            LockMode::AccessExclusive
         }
         AlterTableType::AtSetNotNull => {
             f.kind = "alter table set not null".into();
@@ -76,11 +76,11 @@ pub(super) fn alter_cmd(
                 column: cmd.name.clone(),
                 proven,
             });
-            Lock::AccessExclusive
+            LockMode::AccessExclusive
         }
         AlterTableType::AtAddConstraint => {
             let Some(NodeEnum::Constraint(c)) = def else {
-                return Lock::AccessExclusive;
+                return LockMode::AccessExclusive;
             };
             let kind = ConstrType::try_from(c.contype).unwrap_or(ConstrType::Undefined);
             f.kind = "alter table add constraint".into();
@@ -116,9 +116,9 @@ pub(super) fn alter_cmd(
                         not_valid,
                     });
                     if kind == ConstrType::ConstrForeign {
-                        Lock::ShareRowExclusive
+                        LockMode::ShareRowExclusive
                     } else {
-                        Lock::AccessExclusive
+                        LockMode::AccessExclusive
                     }
                 }
                 ConstrType::ConstrPrimary
@@ -129,9 +129,9 @@ pub(super) fn alter_cmd(
                         f.scans = true;
                         f.actions.push(Action::BuildIndex { concurrent: false });
                     }
-                    Lock::AccessExclusive
+                    LockMode::AccessExclusive
                 }
-                _ => Lock::AccessExclusive,
+                _ => LockMode::AccessExclusive,
             }
         }
         AlterTableType::AtValidateConstraint => {
@@ -143,20 +143,20 @@ pub(super) fn alter_cmd(
             // Scans, but under SHARE UPDATE EXCLUSIVE: reads and writes continue — unless an
             // earlier statement of the same transaction holds a stronger lock (lock-held-long).
             f.scans = true;
-            Lock::ShareUpdateExclusive
+            LockMode::ShareUpdateExclusive
         }
         AlterTableType::AtDropConstraint => {
             f.kind = "alter table drop constraint".into();
             f.detail = Some(cmd.name.clone());
-            Lock::AccessExclusive
+            LockMode::AccessExclusive
         }
         AlterTableType::AtColumnDefault => {
             f.kind = "alter table alter column default".into();
-            Lock::AccessExclusive
+            LockMode::AccessExclusive
         }
         AlterTableType::AtDropNotNull => {
             f.kind = "alter table drop not null".into();
-            Lock::AccessExclusive
+            LockMode::AccessExclusive
         }
         AlterTableType::AtSetLogged
         | AlterTableType::AtSetUnLogged
@@ -167,14 +167,14 @@ pub(super) fn alter_cmd(
             f.actions.push(Action::Rewrite {
                 why: "changing persistence, access method or tablespace rewrites the table".into(),
             });
-            Lock::AccessExclusive
+            LockMode::AccessExclusive
         }
         AlterTableType::AtSetStatistics
         | AlterTableType::AtSetOptions
         | AlterTableType::AtResetOptions
         | AlterTableType::AtClusterOn => {
             f.kind = "alter table set options".into();
-            Lock::ShareUpdateExclusive
+            LockMode::ShareUpdateExclusive
         }
         _ => {
             f.kind = format!(
@@ -183,7 +183,7 @@ pub(super) fn alter_cmd(
                     .trim_start_matches("At")
                     .to_lowercase()
             );
-            Lock::AccessExclusive
+            LockMode::AccessExclusive
         }
     }
 }

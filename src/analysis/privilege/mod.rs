@@ -61,15 +61,15 @@ pub struct Violation {
 
 /// Every place of a plan where agent SQL is refused, in plan order: each step's `up`, backfill
 /// and `down`, then each check.
-pub fn violations(body: &crate::plan::Body, engine: &str) -> Vec<Violation> {
+pub fn violations(body: &crate::plan::Body, engine: crate::sql::Dialect) -> Vec<Violation> {
     let step_use = if body.template.is_some() {
         Use::TemplateStep
     } else {
         Use::Step
     };
     let one = move |sql: &str, usage: Use| match engine {
-        "postgres" => postgres(sql, usage),
-        _ => sqlite(sql, usage),
+        crate::sql::Dialect::Postgres => postgres(sql, usage),
+        crate::sql::Dialect::Sqlite => sqlite(sql, usage),
     };
     // drydock executes a script statement by statement as its own splitter cuts it: each piece
     // is admitted as well as the whole, so that a splitter that disagreed with the server's

@@ -275,7 +275,7 @@ fn violations_name_every_place() {
         }],
     )
     .unwrap();
-    let places: Vec<String> = violations(&body, "postgres")
+    let places: Vec<String> = violations(&body, crate::sql::Dialect::Postgres)
         .into_iter()
         .map(|v| v.place)
         .collect();

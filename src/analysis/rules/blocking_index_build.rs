@@ -1,7 +1,8 @@
 //! `blocking-index-build`: an index is built while writes to the table are blocked.
 
-use super::{Context, Hazard, Severity, StatementFacts, hazard};
+use super::{Context, Hazard, Rule, Severity, StatementFacts, hazard};
 use crate::analysis::Action;
+use crate::sql::Dialect;
 
 pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
     let builds = f
@@ -19,7 +20,7 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
         return None;
     }
     let rows = table.map(|t| ctx.rows(t)).unwrap_or(0);
-    let (message, fix) = if ctx.catalog.engine == "sqlite" {
+    let (message, fix) = if ctx.catalog.engine == Dialect::Sqlite {
         (
             format!("builds an index over ~{rows} rows while holding the database write lock"),
             "run it in a quiet window, or split the table's work so the build is short; SQLite has no concurrent index build",
@@ -43,7 +44,7 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
         )
     };
     Some(hazard(
-        "blocking-index-build",
+        Rule::BlockingIndexBuild,
         ctx.severity(table, Severity::High),
         f,
         message,
@@ -66,21 +67,22 @@ mod tests {
 
     #[test]
     fn err_and_ok_on_postgres() {
+        use crate::analysis::Rule;
         use crate::analysis::rules::test_support::pg;
         assert!(
             pg("CREATE INDEX i ON users (name)")
                 .iter()
-                .any(|h| h.code == "blocking-index-build")
+                .any(|h| h.code == Rule::BlockingIndexBuild)
         );
         assert!(
             pg("ALTER TABLE users ADD CONSTRAINT u UNIQUE (email)")
                 .iter()
-                .any(|h| h.code == "blocking-index-build")
+                .any(|h| h.code == Rule::BlockingIndexBuild)
         );
         assert!(
             !pg("CREATE INDEX CONCURRENTLY i ON users (name)")
                 .iter()
-                .any(|h| h.code == "blocking-index-build")
+                .any(|h| h.code == Rule::BlockingIndexBuild)
         );
     }
 

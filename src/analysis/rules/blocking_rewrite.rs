@@ -2,12 +2,12 @@
 //! (a type change that is not binary-coercible, a volatile default, a stored generated column,
 //! VACUUM FULL, CLUSTER).
 
-use super::{Context, Hazard, Severity, StatementFacts, hazard};
+use super::{Context, Hazard, Rule, Severity, StatementFacts, hazard};
 use crate::analysis::Action;
-use crate::analysis::pg::blocks_writes;
+use crate::sql::LockMode;
 
 pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
-    if !f.rewrites || !(blocks_writes(&f.lock) || f.lock.contains("write lock")) {
+    if !f.rewrites || !(f.lock.blocks_writes() || f.lock == LockMode::DatabaseWrite) {
         return None;
     }
     let table = f.tables.first().map(String::as_str);
@@ -32,7 +32,7 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
         })
         .unwrap_or_else(|| ("the statement rewrites the table".into(), "rewrite the data in batches instead"));
     Some(hazard(
-        "blocking-rewrite",
+        Rule::BlockingRewrite,
         ctx.severity(table, Severity::High),
         f,
         format!(
@@ -45,20 +45,21 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
 
 #[cfg(test)]
 mod tests {
+    use crate::analysis::Rule;
     use crate::analysis::rules::test_support::pg;
 
     #[test]
     fn err_type_change_that_rewrites() {
         let h = pg("ALTER TABLE users ALTER COLUMN id TYPE bigint");
-        assert!(h.iter().any(|h| h.code == "blocking-rewrite"), "{h:?}");
+        assert!(h.iter().any(|h| h.code == Rule::BlockingRewrite), "{h:?}");
     }
 
     #[test]
     fn ok_binary_coercible_type_change() {
         let h = pg("ALTER TABLE users ALTER COLUMN email TYPE varchar(200)");
-        assert!(!h.iter().any(|h| h.code == "blocking-rewrite"), "{h:?}");
+        assert!(!h.iter().any(|h| h.code == Rule::BlockingRewrite), "{h:?}");
         let h = pg("ALTER TABLE users ALTER COLUMN email TYPE text");
-        assert!(!h.iter().any(|h| h.code == "blocking-rewrite"), "{h:?}");
+        assert!(!h.iter().any(|h| h.code == Rule::BlockingRewrite), "{h:?}");
     }
 
     #[test]
@@ -66,17 +67,17 @@ mod tests {
         assert!(
             pg("ALTER TABLE users ADD COLUMN token uuid DEFAULT gen_random_uuid()")
                 .iter()
-                .any(|h| h.code == "blocking-rewrite")
+                .any(|h| h.code == Rule::BlockingRewrite)
         );
         assert!(
             !pg("ALTER TABLE users ADD COLUMN score int DEFAULT 0")
                 .iter()
-                .any(|h| h.code == "blocking-rewrite")
+                .any(|h| h.code == Rule::BlockingRewrite)
         );
         assert!(
             !pg("ALTER TABLE users ADD COLUMN seen timestamptz DEFAULT now()")
                 .iter()
-                .any(|h| h.code == "blocking-rewrite")
+                .any(|h| h.code == Rule::BlockingRewrite)
         );
     }
 
@@ -85,8 +86,8 @@ mod tests {
         assert!(
             pg("VACUUM FULL users")
                 .iter()
-                .any(|h| h.code == "blocking-rewrite")
+                .any(|h| h.code == Rule::BlockingRewrite)
         );
-        assert!(pg("ALTER TABLE users ADD COLUMN lower_email text GENERATED ALWAYS AS (lower(email)) STORED").iter().any(|h| h.code == "blocking-rewrite"));
+        assert!(pg("ALTER TABLE users ADD COLUMN lower_email text GENERATED ALWAYS AS (lower(email)) STORED").iter().any(|h| h.code == Rule::BlockingRewrite));
     }
 }

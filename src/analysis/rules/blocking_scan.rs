@@ -1,12 +1,11 @@
 //! `blocking-scan`: the whole table is read to prove a constraint while a lock blocks writes
 //! (SET NOT NULL not proven by a validated CHECK; CHECK or FOREIGN KEY without NOT VALID).
 
-use super::{Context, Hazard, Severity, StatementFacts, hazard};
+use super::{Context, Hazard, Rule, Severity, StatementFacts, hazard};
 use crate::analysis::Action;
-use crate::analysis::pg::blocks_writes;
 
 pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
-    if !f.scans || !blocks_writes(&f.lock) {
+    if !f.scans || !f.lock.blocks_writes() {
         return None;
     }
     let table = f.tables.first().map(String::as_str);
@@ -28,7 +27,7 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
     })?;
     let rows = table.map(|t| ctx.rows(t)).unwrap_or(0);
     Some(hazard(
-        "blocking-scan",
+        Rule::BlockingScan,
         ctx.severity(table, Severity::High),
         f,
         format!("{why} (~{rows} rows) while {} blocks writes", f.lock),
@@ -38,6 +37,7 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
 
 #[cfg(test)]
 mod tests {
+    use crate::analysis::Rule;
     use crate::analysis::rules::test_support::pg;
 
     #[test]
@@ -45,7 +45,7 @@ mod tests {
         assert!(
             pg("ALTER TABLE users ALTER COLUMN name SET NOT NULL")
                 .iter()
-                .any(|h| h.code == "blocking-scan")
+                .any(|h| h.code == Rule::BlockingScan)
         );
     }
 
@@ -54,7 +54,7 @@ mod tests {
         assert!(
             !pg("ALTER TABLE users ALTER COLUMN email SET NOT NULL")
                 .iter()
-                .any(|h| h.code == "blocking-scan")
+                .any(|h| h.code == Rule::BlockingScan)
         );
     }
 
@@ -63,12 +63,12 @@ mod tests {
         assert!(
             pg("ALTER TABLE users ADD CONSTRAINT c CHECK (id > 0)")
                 .iter()
-                .any(|h| h.code == "blocking-scan")
+                .any(|h| h.code == Rule::BlockingScan)
         );
         assert!(
             pg("ALTER TABLE users ADD CONSTRAINT f FOREIGN KEY (id) REFERENCES flags (id)")
                 .iter()
-                .any(|h| h.code == "blocking-scan")
+                .any(|h| h.code == Rule::BlockingScan)
         );
     }
 
@@ -77,7 +77,7 @@ mod tests {
         assert!(
             !pg("ALTER TABLE users ADD CONSTRAINT c CHECK (id > 0) NOT VALID")
                 .iter()
-                .any(|h| h.code == "blocking-scan")
+                .any(|h| h.code == Rule::BlockingScan)
         );
         assert!(pg("ALTER TABLE users VALIDATE CONSTRAINT c").is_empty());
     }

@@ -1,6 +1,6 @@
 //! `breaking-change`: running application code breaks (rename, drop, type change).
 
-use super::{Context, Hazard, Severity, StatementFacts, hazard};
+use super::{Context, Hazard, Rule, Severity, StatementFacts, hazard};
 use crate::analysis::Action;
 
 pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
@@ -19,7 +19,7 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
     });
     if let Some((column, views)) = dependent {
         return Some(hazard(
-            "breaking-change",
+            Rule::BreakingChange,
             Severity::High,
             f,
             format!(
@@ -39,7 +39,7 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
         _ => return None,
     };
     Some(hazard(
-        "breaking-change",
+        Rule::BreakingChange,
         ctx.data_severity(table, Severity::Medium),
         f,
         what.to_string(),
@@ -64,30 +64,32 @@ mod tests {
 
     #[test]
     fn err_and_ok_on_postgres() {
+        use crate::analysis::Rule;
         use crate::analysis::rules::test_support::pg;
         assert!(
             pg("ALTER TABLE users RENAME COLUMN name TO full_name")
                 .iter()
-                .any(|h| h.code == "breaking-change")
+                .any(|h| h.code == Rule::BreakingChange)
         );
         assert!(
             pg("ALTER TABLE users ALTER COLUMN id TYPE bigint")
                 .iter()
-                .any(|h| h.code == "breaking-change")
+                .any(|h| h.code == Rule::BreakingChange)
         );
         assert!(
             !pg("ALTER TABLE users ADD COLUMN nickname text")
                 .iter()
-                .any(|h| h.code == "breaking-change")
+                .any(|h| h.code == Rule::BreakingChange)
         );
     }
 
     #[test]
     fn err_column_used_by_a_view() {
+        use crate::analysis::Rule;
         use crate::analysis::rules::test_support::pg;
         let h = pg("ALTER TABLE users DROP COLUMN email");
         assert!(
-            h.iter().any(|h| h.code == "breaking-change"
+            h.iter().any(|h| h.code == Rule::BreakingChange
                 && h.severity == Severity::High
                 && h.message.contains("active_users")),
             "{h:?}"
@@ -95,25 +97,26 @@ mod tests {
         let h = pg("ALTER TABLE users DROP COLUMN name");
         assert!(
             h.iter()
-                .any(|h| h.code == "breaking-change" && h.severity == Severity::Medium),
+                .any(|h| h.code == Rule::BreakingChange && h.severity == Severity::Medium),
             "{h:?}"
         );
     }
 
     #[test]
     fn size_never_lowers_lost_data_or_broken_code_on_production() {
+        use crate::analysis::Rule;
         use crate::analysis::rules::test_support::pg;
         // `flags` holds 3 rows, far below large_table_rows.
         let h = pg("ALTER TABLE flags RENAME COLUMN id TO flag_id");
         assert!(
             h.iter()
-                .any(|h| h.code == "breaking-change" && h.severity == Severity::Medium),
+                .any(|h| h.code == Rule::BreakingChange && h.severity == Severity::Medium),
             "{h:?}"
         );
         let h = pg("DROP TABLE flags");
         assert!(
             h.iter()
-                .any(|h| h.code == "destructive" && h.severity >= Severity::High),
+                .any(|h| h.code == Rule::Destructive && h.severity >= Severity::High),
             "{h:?}"
         );
     }

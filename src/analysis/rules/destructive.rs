@@ -1,6 +1,6 @@
 //! `destructive`: the statement loses data (DROP TABLE/COLUMN, TRUNCATE, DELETE without WHERE).
 
-use super::{Context, Hazard, Severity, StatementFacts, hazard};
+use super::{Context, Hazard, Rule, Severity, StatementFacts, hazard};
 use crate::analysis::Action;
 
 pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
@@ -38,7 +38,7 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
         },
     );
     Some(hazard(
-        "destructive",
+        Rule::Destructive,
         severity,
         f,
         format!("{what}; ~{rows} row(s) are lost unless `down` restores them"),
@@ -65,17 +65,22 @@ mod tests {
 
     #[test]
     fn err_narrowing_and_truncate_on_postgres() {
+        use crate::analysis::Rule;
         use crate::analysis::rules::test_support::pg;
         assert!(
             pg("ALTER TABLE users ALTER COLUMN email TYPE varchar(10)")
                 .iter()
-                .any(|h| h.code == "destructive")
+                .any(|h| h.code == Rule::Destructive)
         );
-        assert!(pg("TRUNCATE users").iter().any(|h| h.code == "destructive"));
+        assert!(
+            pg("TRUNCATE users")
+                .iter()
+                .any(|h| h.code == Rule::Destructive)
+        );
         assert!(
             !pg("ALTER TABLE users ALTER COLUMN email TYPE varchar(500)")
                 .iter()
-                .any(|h| h.code == "destructive")
+                .any(|h| h.code == Rule::Destructive)
         );
     }
 

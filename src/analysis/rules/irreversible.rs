@@ -1,13 +1,13 @@
 //! `irreversible`: a step has no `down`, so it cannot be rolled back.
 
-use super::{Hazard, Severity, StatementFacts};
+use super::{Hazard, Rule, Severity, StatementFacts};
 use crate::analysis::Action;
 use crate::plan::Step;
 
 pub fn check(step: &Step, name: &str, facts: &[StatementFacts]) -> Option<Hazard> {
     if step.down.is_none() && step.backfill.is_none() {
         return Some(Hazard {
-            code: "irreversible".into(),
+            code: Rule::Irreversible,
             severity: Severity::High,
             statement: format!("step `{name}`"),
             table: None,
@@ -31,7 +31,7 @@ pub fn check(step: &Step, name: &str, facts: &[StatementFacts]) -> Option<Hazard
             })
     })?;
     Some(Hazard {
-        code: "irreversible".into(),
+        code: Rule::Irreversible,
         severity: Severity::High,
         statement: lossy.sql.clone(),
         table: lossy.tables.first().cloned(),
@@ -61,11 +61,12 @@ mod tests {
 
     #[test]
     fn err_down_cannot_restore_dropped_data() {
+        use crate::analysis::Rule;
         use crate::analysis::rules::test_support::pg;
         assert!(
             pg("ALTER TABLE users DROP COLUMN name")
                 .iter()
-                .any(|h| h.code == "irreversible")
+                .any(|h| h.code == Rule::Irreversible)
         );
     }
 

@@ -1,8 +1,7 @@
 //! `lock-held-long`: a statement takes a lock that blocks writes, and a later statement of the
 //! same step (the same transaction) does slow work, so the lock is held for all of it.
 
-use super::{Context, Hazard, Severity, StatementFacts};
-use crate::analysis::pg::blocks_writes;
+use super::{Context, Hazard, Rule, Severity, StatementFacts};
 
 fn slow(f: &StatementFacts, ctx: &Context) -> Option<String> {
     let table = f.tables.first()?;
@@ -31,7 +30,7 @@ pub fn check(facts: &[StatementFacts], ctx: &Context) -> Vec<Hazard> {
             for first in held.drain(..) {
                 let locked = first.tables.first().cloned().unwrap_or_default();
                 out.push(Hazard {
-                    code: "lock-held-long".into(),
+                    code: Rule::LockHeldLong,
                     severity: ctx.severity(Some(&locked), Severity::High),
                     statement: first.sql.clone(),
                     table: Some(locked.clone()),
@@ -44,7 +43,7 @@ pub fn check(facts: &[StatementFacts], ctx: &Context) -> Vec<Hazard> {
             }
         }
         let strong =
-            blocks_writes(&f.lock) && f.tables.first().is_some_and(|t| !ctx.created.contains(t));
+            f.lock.blocks_writes() && f.tables.first().is_some_and(|t| !ctx.created.contains(t));
         if strong && !held.iter().any(|h| h.tables.first() == f.tables.first()) {
             held.push(f);
         }
@@ -54,12 +53,13 @@ pub fn check(facts: &[StatementFacts], ctx: &Context) -> Vec<Hazard> {
 
 #[cfg(test)]
 mod tests {
+    use crate::analysis::Rule;
     use crate::analysis::rules::test_support::pg;
 
     #[test]
     fn err_strong_lock_before_slow_work() {
         let h = pg("ALTER TABLE flags ADD COLUMN x int; UPDATE users SET name = lower(name)");
-        assert!(h.iter().any(|h| h.code == "lock-held-long"), "{h:?}");
+        assert!(h.iter().any(|h| h.code == Rule::LockHeldLong), "{h:?}");
     }
 
     #[test]
@@ -67,12 +67,13 @@ mod tests {
         let h = pg(
             "UPDATE users SET name = lower(name) WHERE id < 1000; ALTER TABLE flags ADD COLUMN x int",
         );
-        assert!(!h.iter().any(|h| h.code == "lock-held-long"), "{h:?}");
+        assert!(!h.iter().any(|h| h.code == Rule::LockHeldLong), "{h:?}");
     }
 }
 
 #[cfg(test)]
 mod accumulation {
+    use crate::analysis::Rule;
     use crate::analysis::rules::test_support::pg;
 
     #[test]
@@ -82,7 +83,7 @@ mod accumulation {
         );
         assert!(
             h.iter().any(
-                |h| matches!(h.code.as_str(), "lock-held-long" | "blocking-scan")
+                |h| matches!(h.code, Rule::LockHeldLong | Rule::BlockingScan)
                     && h.severity >= crate::analysis::Severity::High
             ),
             "{h:?}"

@@ -14,7 +14,7 @@ mod non_transactional;
 mod unbatched_write;
 mod unknown_object;
 
-use super::{Context, Hazard, Severity, StatementFacts};
+use super::{Context, Hazard, Rule, Severity, StatementFacts};
 use crate::plan::Step;
 
 /// Every statement rule, in report order.
@@ -44,14 +44,14 @@ pub fn check_step(step: &Step, name: &str, facts: &[StatementFacts], ctx: &Conte
 }
 
 fn hazard(
-    code: &str,
+    code: Rule,
     severity: Severity,
     f: &StatementFacts,
     message: String,
     fix: &str,
 ) -> Hazard {
     Hazard {
-        code: code.to_string(),
+        code,
         severity,
         statement: f.sql.clone(),
         table: f.tables.first().cloned(),
@@ -86,7 +86,7 @@ pub(crate) mod test_support {
             },
         );
         Catalog {
-            engine: "sqlite",
+            engine: crate::sql::Dialect::Sqlite,
             tables,
             ..Catalog::default()
         }
@@ -128,7 +128,7 @@ pub(crate) mod test_support {
             },
         );
         Catalog {
-            engine: "postgres",
+            engine: crate::sql::Dialect::Postgres,
             tables,
             proven_not_null: ["users.email".to_string()].into_iter().collect(),
             volatile_functions: ["random", "gen_random_uuid", "clock_timestamp"]
@@ -171,6 +171,6 @@ pub(crate) mod test_support {
             production: false,
         };
         let st = &lexer::split(sql).unwrap()[0];
-        rule(&classify("s", 1, st, "sqlite"), &ctx)
+        rule(&classify("s", 1, st, crate::sql::Dialect::Sqlite), &ctx)
     }
 }

@@ -1,14 +1,14 @@
 //! `non-transactional`: the statement cannot run inside a transaction (CONCURRENTLY, VACUUM), so a
 //! failure half-way leaves debris that must be cleaned up.
 
-use super::{Context, Hazard, Severity, StatementFacts, hazard};
+use super::{Context, Hazard, Rule, Severity, StatementFacts, hazard};
 
 pub fn check(f: &StatementFacts, _ctx: &Context) -> Option<Hazard> {
     if f.transactional {
         return None;
     }
     Some(hazard(
-        "non-transactional",
+        Rule::NonTransactional,
         Severity::Medium,
         f,
         "cannot run inside a transaction; a failure leaves partial state behind".to_string(),

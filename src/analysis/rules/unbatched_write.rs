@@ -1,7 +1,7 @@
 //! `unbatched-write`: one UPDATE/DELETE touches many rows, holding row locks (and on SQLite the
 //! database write lock) for all of it.
 
-use super::{Context, Hazard, Severity, StatementFacts, hazard};
+use super::{Context, Hazard, Rule, Severity, StatementFacts, hazard};
 
 pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
     if !matches!(f.kind.as_str(), "update" | "delete") {
@@ -13,7 +13,7 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
         return None;
     }
     Some(hazard(
-        "unbatched-write",
+        Rule::UnbatchedWrite,
         if f.has_where {
             Severity::Medium
         } else {

@@ -2,7 +2,7 @@
 //! is not created earlier in the plan — a typo, or a plan written against another database. It
 //! fails at best in the dry-run and at worst (`IF EXISTS` aside) does nothing the agent meant.
 
-use super::{Context, Hazard, Severity, StatementFacts, hazard};
+use super::{Context, Hazard, Rule, Severity, StatementFacts, hazard};
 use crate::analysis::Action;
 
 const FIX: &str = "run `inspect` on the target and name the table and column exactly as it has them, or create them earlier in the plan";
@@ -23,7 +23,7 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
         }
         let Some(info) = ctx.catalog.tables.get(t) else {
             return Some(hazard(
-                "unknown-object",
+                Rule::UnknownObject,
                 Severity::High,
                 f,
                 format!(
@@ -53,7 +53,7 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
                 || ctx.added.contains(&format!("{t}.{c}"));
             if !known {
                 return Some(hazard(
-                    "unknown-object",
+                    Rule::UnknownObject,
                     Severity::High,
                     f,
                     format!(
@@ -70,23 +70,24 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
 #[cfg(test)]
 mod tests {
     use super::super::test_support::pg;
+    use crate::analysis::Rule;
 
     #[test]
     fn err_missing_table_and_column() {
         assert!(
             pg("ALTER TABLE userz ADD COLUMN a int")
                 .iter()
-                .any(|h| h.code == "unknown-object" && h.message.contains("userz"))
+                .any(|h| h.code == Rule::UnknownObject && h.message.contains("userz"))
         );
         assert!(
             pg("ALTER TABLE users DROP COLUMN nickname")
                 .iter()
-                .any(|h| h.code == "unknown-object" && h.message.contains("users.nickname"))
+                .any(|h| h.code == Rule::UnknownObject && h.message.contains("users.nickname"))
         );
         assert!(
             pg("UPDATE ghosts SET a = 1 WHERE id = 1")
                 .iter()
-                .any(|h| h.code == "unknown-object")
+                .any(|h| h.code == Rule::UnknownObject)
         );
     }
 
@@ -100,7 +101,7 @@ mod tests {
             "DROP TABLE IF EXISTS ghosts",
         ] {
             assert!(
-                !pg(sql).iter().any(|h| h.code == "unknown-object"),
+                !pg(sql).iter().any(|h| h.code == Rule::UnknownObject),
                 "{sql}: {:?}",
                 pg(sql)
             );

@@ -103,7 +103,7 @@ pub(super) async fn catalog_on(conn: &mut PgConnection) -> sqlx::Result<Catalog>
     .into_iter()
     .collect();
     Ok(Catalog {
-        engine: "postgres",
+        engine: crate::sql::Dialect::Postgres,
         tables,
         proven_not_null,
         volatile_functions,

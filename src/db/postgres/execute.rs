@@ -208,8 +208,8 @@ impl Postgres {
                 .iter()
                 .map(|(relation, mode)| LockObservation {
                     relation: relation.clone(),
-                    mode: mode.clone(),
-                    acquired: !held.contains(&(relation.clone(), mode.clone())),
+                    mode: *mode,
+                    acquired: !held.contains(&(relation.clone(), *mode)),
                 })
                 .collect();
             held = now;

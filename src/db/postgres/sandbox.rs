@@ -48,7 +48,7 @@ pub struct PgSandbox {
     existing: BTreeMap<u32, String>,
     /// Locks drydock's own reads took before the plan's first statement (schema and data
     /// fingerprints): held until the end, and not the plan's.
-    baseline: Option<BTreeSet<(String, String)>>,
+    baseline: Option<BTreeSet<(String, LockMode)>>,
 }
 
 impl PgSandbox {
@@ -146,8 +146,8 @@ impl PgSandbox {
                 .filter(|l| !baseline.contains(*l))
                 .map(|(rel, mode)| LockObservation {
                     relation: rel.clone(),
-                    mode: mode.clone(),
-                    acquired: !locks_before.contains(&(rel.clone(), mode.clone())),
+                    mode: *mode,
+                    acquired: !locks_before.contains(&(rel.clone(), *mode)),
                 })
                 .collect();
             let rewritten = files_before
@@ -176,7 +176,7 @@ impl PgSandbox {
     }
 
     /// Relation locks this session holds on pre-existing relations, as (relation, mode).
-    pub(super) async fn locks(&mut self, oids: &[i64]) -> Result<BTreeSet<(String, String)>> {
+    pub(super) async fn locks(&mut self, oids: &[i64]) -> Result<BTreeSet<(String, LockMode)>> {
         // language=SQL
         let rows = sqlx::query(
             "SELECT l.relation::int8, l.mode FROM pg_locks l
@@ -190,7 +190,7 @@ impl PgSandbox {
             .iter()
             .filter_map(|r| {
                 let oid = r.get::<i64, _>(0) as u32;
-                let mode = mode_name(&r.get::<String, _>(1));
+                let mode = LockMode::from_pg_locks(&r.get::<String, _>(1))?;
                 self.existing.get(&oid).map(|n| (n.clone(), mode))
             })
             .collect())
@@ -330,23 +330,10 @@ impl PgSandbox {
     }
 }
 
-/// `AccessExclusiveLock` → `ACCESS EXCLUSIVE`, as the documentation names lock modes.
-pub(super) fn mode_name(mode: &str) -> String {
-    mode.trim_end_matches("Lock")
-        .chars()
-        .fold(String::new(), |mut s, c| {
-            if c.is_uppercase() && !s.is_empty() {
-                s.push(' ');
-            }
-            s.push(c.to_ascii_uppercase());
-            s
-        })
-}
-
 /// Relation locks this session holds on user relations, as (relation, mode).
 pub(super) async fn held_locks(
     conn: &mut PgConnection,
-) -> sqlx::Result<BTreeSet<(String, String)>> {
+) -> sqlx::Result<BTreeSet<(String, LockMode)>> {
     // language=SQL
     let rows: Vec<(String, String, String)> = sqlx::query_as(AssertSqlSafe(format!(
         "SELECT n.nspname::text, c.relname::text, l.mode FROM pg_locks l
@@ -357,6 +344,8 @@ pub(super) async fn held_locks(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(schema, name, mode)| (qualified(&schema, &name), mode_name(&mode)))
+        .filter_map(|(schema, name, mode)| {
+            Some((qualified(&schema, &name), LockMode::from_pg_locks(&mode)?))
+        })
         .collect())
 }
