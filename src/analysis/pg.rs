@@ -12,9 +12,11 @@ use pg_query::protobuf::{
 };
 
 mod alter;
+mod data;
+mod maintenance;
+mod objects;
 mod types;
 
-use alter::alter_cmd;
 pub use types::{PgType, type_change};
 
 use super::{Action, StatementFacts};
@@ -189,216 +191,20 @@ pub fn facts(
         actions: vec![],
     };
     match stmt {
-        NodeEnum::AlterTableStmt(a) => {
-            let table = a.relation.as_ref().map(rel_name).unwrap_or_default();
-            f.kind = "alter table".into();
-            f.tables.push(table.clone());
-            let mut lock = LockMode::ShareUpdateExclusive;
-            for cmd in a.cmds.iter().filter_map(|c| match c.node.as_ref()? {
-                NodeEnum::AlterTableCmd(cmd) => Some(cmd),
-                _ => None,
-            }) {
-                lock = lock.max(alter_cmd(&mut f, &table, cmd, catalog, state));
-            }
-            f.lock = lock;
-        }
-        NodeEnum::IndexStmt(i) => {
-            let table = i.relation.as_ref().map(rel_name).unwrap_or_default();
-            f.kind = if i.unique {
-                "create unique index"
-            } else {
-                "create index"
-            }
-            .into();
-            f.tables.push(table);
-            f.transactional = !i.concurrent;
-            f.lock = if i.concurrent {
-                LockMode::ShareUpdateExclusive
-            } else {
-                LockMode::Share
-            };
-            f.scans = true;
-            f.actions.push(Action::BuildIndex {
-                concurrent: i.concurrent,
-            });
-        }
-        NodeEnum::CreateStmt(c) => {
-            let table = c.relation.as_ref().map(rel_name).unwrap_or_default();
-            f.kind = "create table".into();
-            f.tables.push(table.clone());
-            state.created.insert(table);
-            f.lock = LockMode::NewTable;
-        }
-        NodeEnum::DropStmt(d) => {
-            let what = ObjectType::try_from(d.remove_type).unwrap_or(ObjectType::Undefined);
-            let names: Vec<String> = d
-                .objects
-                .iter()
-                .filter_map(|o| match o.node.as_ref()? {
-                    NodeEnum::List(l) => Some(
-                        l.items
-                            .iter()
-                            .filter_map(sval)
-                            .collect::<Vec<_>>()
-                            .join("."),
-                    ),
-                    NodeEnum::String(s) => Some(s.sval.clone()),
-                    _ => None,
-                })
-                .map(|n| n.trim_start_matches("public.").to_string())
-                .collect();
-            f.transactional = !d.concurrent;
-            match what {
-                ObjectType::ObjectTable => {
-                    f.kind = "drop table".into();
-                    f.tables = names;
-                    f.lock = LockMode::AccessExclusive;
-                    f.actions.push(Action::DropTable);
-                }
-                ObjectType::ObjectSchema => {
-                    f.kind = "drop schema".into();
-                    f.detail = names.first().cloned();
-                    f.lock = LockMode::AccessExclusive;
-                }
-                ObjectType::ObjectIndex => {
-                    f.kind = "drop index".into();
-                    f.detail = names.first().cloned();
-                    f.lock = if d.concurrent {
-                        LockMode::ShareUpdateExclusive
-                    } else {
-                        LockMode::AccessExclusive
-                    };
-                }
-                ObjectType::ObjectView => {
-                    f.kind = "drop view".into();
-                    f.tables = names;
-                    f.lock = LockMode::AccessExclusive;
-                }
-                ObjectType::ObjectTrigger => {
-                    // `DROP TRIGGER t ON table`: the last name is the trigger, the rest its table.
-                    f.kind = "drop trigger".into();
-                    f.tables = names
-                        .iter()
-                        .filter_map(|n| n.rsplit_once('.').map(|(table, _)| table.to_string()))
-                        .map(|t| t.trim_start_matches("public.").to_string())
-                        .collect();
-                    f.detail = names
-                        .first()
-                        .map(|n| n.rsplit('.').next().unwrap_or(n).to_string());
-                    f.lock = LockMode::AccessExclusive;
-                }
-                other => f.kind = format!("drop {}", object_word(other)),
-            }
-        }
-        NodeEnum::RenameStmt(r) => {
-            let table = r.relation.as_ref().map(rel_name).unwrap_or_default();
-            let what = ObjectType::try_from(r.rename_type).unwrap_or(ObjectType::Undefined);
-            f.lock = LockMode::AccessExclusive;
-            f.tables.push(table);
-            match what {
-                ObjectType::ObjectColumn => {
-                    f.kind = "alter table rename column".into();
-                    f.detail = Some(r.subname.clone());
-                    f.actions.push(Action::RenameColumn {
-                        column: r.subname.clone(),
-                    });
-                }
-                ObjectType::ObjectTable => {
-                    f.kind = "alter table rename".into();
-                    f.actions.push(Action::RenameTable);
-                }
-                other => f.kind = format!("rename {}", object_word(other)),
-            }
-        }
-        NodeEnum::UpdateStmt(u) => {
-            f.kind = "update".into();
-            f.tables.extend(u.relation.as_ref().map(rel_name));
-            f.has_where = u.where_clause.is_some();
-            f.lock = LockMode::RowExclusive;
-            f.scans = !f.has_where;
-        }
-        NodeEnum::DeleteStmt(d) => {
-            f.kind = "delete".into();
-            f.tables.extend(d.relation.as_ref().map(rel_name));
-            f.has_where = d.where_clause.is_some();
-            f.lock = LockMode::RowExclusive;
-            f.scans = !f.has_where;
-        }
-        NodeEnum::InsertStmt(i) => {
-            f.kind = "insert".into();
-            f.tables.extend(i.relation.as_ref().map(rel_name));
-            f.lock = LockMode::RowExclusive;
-        }
-        NodeEnum::TruncateStmt(t) => {
-            f.kind = "truncate".into();
-            f.tables
-                .extend(t.relations.iter().filter_map(|r| match r.node.as_ref()? {
-                    NodeEnum::RangeVar(r) => Some(rel_name(r)),
-                    _ => None,
-                }));
-            f.lock = LockMode::AccessExclusive;
-        }
-        NodeEnum::VacuumStmt(v) => {
-            let full = v.options.iter().any(
-                |o| matches!(o.node.as_ref(), Some(NodeEnum::DefElem(d)) if d.defname == "full"),
-            );
-            f.kind = if !v.is_vacuumcmd {
-                "analyze"
-            } else if full {
-                "vacuum full"
-            } else {
-                "vacuum"
-            }
-            .into();
-            f.tables
-                .extend(v.rels.iter().filter_map(|r| match r.node.as_ref()? {
-                    NodeEnum::VacuumRelation(vr) => vr.relation.as_ref().map(rel_name),
-                    _ => None,
-                }));
-            f.transactional = !v.is_vacuumcmd;
-            f.lock = if full {
-                LockMode::AccessExclusive
-            } else {
-                LockMode::ShareUpdateExclusive
-            };
-            if full {
-                f.rewrites = true;
-                f.actions.push(Action::Rewrite {
-                    why: "VACUUM FULL rewrites the whole table".into(),
-                });
-            }
-        }
-        NodeEnum::ClusterStmt(c) => {
-            f.kind = "cluster".into();
-            f.tables.extend(c.relation.as_ref().map(rel_name));
-            f.lock = LockMode::AccessExclusive;
-            f.rewrites = true;
-            f.actions.push(Action::Rewrite {
-                why: "CLUSTER rewrites the whole table".into(),
-            });
-        }
-        NodeEnum::ReindexStmt(r) => {
-            let concurrent = r.params.iter().any(|o| matches!(o.node.as_ref(), Some(NodeEnum::DefElem(d)) if d.defname == "concurrently"));
-            f.kind = "reindex".into();
-            f.tables.extend(r.relation.as_ref().map(rel_name));
-            f.transactional = !concurrent;
-            f.lock = if concurrent {
-                LockMode::ShareUpdateExclusive
-            } else {
-                LockMode::Share
-            };
-            f.actions.push(Action::BuildIndex { concurrent });
-        }
-        NodeEnum::CreateTrigStmt(t) => {
-            f.kind = "create trigger".into();
-            f.tables.extend(t.relation.as_ref().map(rel_name));
-            f.lock = LockMode::ShareRowExclusive;
-        }
-        NodeEnum::ViewStmt(v) => {
-            f.kind = "create view".into();
-            f.detail = v.view.as_ref().map(rel_name);
-            f.lock = LockMode::AccessShare;
-        }
+        NodeEnum::AlterTableStmt(a) => alter::alter_table(&mut f, a, catalog, state),
+        NodeEnum::RenameStmt(r) => alter::rename(&mut f, r),
+        NodeEnum::IndexStmt(i) => objects::create_index(&mut f, i),
+        NodeEnum::CreateStmt(c) => objects::create_table(&mut f, c, state),
+        NodeEnum::DropStmt(d) => objects::drop(&mut f, d),
+        NodeEnum::CreateTrigStmt(t) => objects::create_trigger(&mut f, t),
+        NodeEnum::ViewStmt(v) => objects::create_view(&mut f, v),
+        NodeEnum::UpdateStmt(u) => data::update(&mut f, u),
+        NodeEnum::DeleteStmt(d) => data::delete(&mut f, d),
+        NodeEnum::InsertStmt(i) => data::insert(&mut f, i),
+        NodeEnum::TruncateStmt(t) => data::truncate(&mut f, t),
+        NodeEnum::VacuumStmt(v) => maintenance::vacuum(&mut f, v),
+        NodeEnum::ClusterStmt(c) => maintenance::cluster(&mut f, c),
+        NodeEnum::ReindexStmt(r) => maintenance::reindex(&mut f, r),
         NodeEnum::SelectStmt(_) => f.kind = "select".into(),
         NodeEnum::TransactionStmt(_) => {
             return Err(Error::InvalidInput(format!(

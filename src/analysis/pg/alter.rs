@@ -2,6 +2,7 @@
 //! scans the table.
 
 use super::*;
+use pg_query::protobuf::{AlterTableStmt, RenameStmt};
 
 pub(super) fn column_type(catalog: &Catalog, table: &str, column: &str) -> Option<PgType> {
     catalog
@@ -11,6 +12,49 @@ pub(super) fn column_type(catalog: &Catalog, table: &str, column: &str) -> Optio
         .iter()
         .find(|c| c.name == column)
         .map(|c| PgType::from_formatted(&c.ty))
+}
+
+/// `ALTER TABLE t cmd, cmd, ...`: the statement takes the strongest lock of its commands.
+pub(super) fn alter_table(
+    f: &mut StatementFacts,
+    a: &AlterTableStmt,
+    catalog: &Catalog,
+    state: &mut PlanState,
+) {
+    let table = a.relation.as_ref().map(rel_name).unwrap_or_default();
+    f.kind = "alter table".into();
+    f.tables.push(table.clone());
+    let mut lock = LockMode::ShareUpdateExclusive;
+    for cmd in a.cmds.iter().filter_map(|c| match c.node.as_ref()? {
+        NodeEnum::AlterTableCmd(cmd) => Some(cmd),
+        _ => None,
+    }) {
+        lock = lock.max(alter_cmd(f, &table, cmd, catalog, state));
+    }
+    f.lock = lock;
+}
+
+/// `ALTER TABLE ... RENAME [COLUMN]`: ACCESS EXCLUSIVE, and running code that names the old name
+/// breaks.
+pub(super) fn rename(f: &mut StatementFacts, r: &RenameStmt) {
+    let table = r.relation.as_ref().map(rel_name).unwrap_or_default();
+    let what = ObjectType::try_from(r.rename_type).unwrap_or(ObjectType::Undefined);
+    f.lock = LockMode::AccessExclusive;
+    f.tables.push(table);
+    match what {
+        ObjectType::ObjectColumn => {
+            f.kind = "alter table rename column".into();
+            f.detail = Some(r.subname.clone());
+            f.actions.push(Action::RenameColumn {
+                column: r.subname.clone(),
+            });
+        }
+        ObjectType::ObjectTable => {
+            f.kind = "alter table rename".into();
+            f.actions.push(Action::RenameTable);
+        }
+        other => f.kind = format!("rename {}", object_word(other)),
+    }
 }
 
 pub(super) fn alter_cmd(
@@ -42,98 +86,18 @@ pub(super) fn alter_cmd(
             f.kind = "alter table alter column type".into();
             f.detail = Some(cmd.name.clone());
             if let Some(NodeEnum::ColumnDef(c)) = def {
-                let to = c.type_name.as_ref().map(PgType::from_type_name);
-                let from = column_type(catalog, table, &cmd.name);
-                let (coercible, narrowing) = match (&from, &to) {
-                    (Some(from), Some(to)) => type_change(from, to),
-                    _ => (false, false),
-                };
-                let using = c.raw_default.is_some();
-                let rewrite = !coercible || using;
-                if rewrite && !state.created.contains(table) {
-                    f.rewrites = true;
-                    f.scans = true;
-                }
-                f.actions.push(Action::ChangeType {
-                    column: cmd.name.clone(),
-                    from: from.map(|t| t.base),
-                    to: to.map(|t| t.base).unwrap_or_default(),
-                    rewrite,
-                    narrowing,
-                });
+                change_type(f, table, &cmd.name, c, catalog, state);
             }
             LockMode::AccessExclusive
         }
         AlterTableType::AtSetNotNull => {
-            f.kind = "alter table set not null".into();
-            f.detail = Some(cmd.name.clone());
-            let key = format!("{table}.{}", cmd.name);
-            let proven = state.proven_not_null.contains(&key) || state.created.contains(table);
-            if !proven {
-                f.scans = true;
-            }
-            f.actions.push(Action::SetNotNull {
-                column: cmd.name.clone(),
-                proven,
-            });
+            set_not_null(f, table, &cmd.name, state);
             LockMode::AccessExclusive
         }
-        AlterTableType::AtAddConstraint => {
-            let Some(NodeEnum::Constraint(c)) = def else {
-                return LockMode::AccessExclusive;
-            };
-            let kind = ConstrType::try_from(c.contype).unwrap_or(ConstrType::Undefined);
-            f.kind = "alter table add constraint".into();
-            f.detail = Some(c.conname.clone());
-            let not_valid = c.skip_validation;
-            match kind {
-                ConstrType::ConstrCheck | ConstrType::ConstrForeign => {
-                    if !not_valid && !state.created.contains(table) {
-                        f.scans = true;
-                    }
-                    if kind == ConstrType::ConstrCheck
-                        && let Some(col) = not_null_check_column(c)
-                    {
-                        let key = format!("{table}.{col}");
-                        if not_valid {
-                            state.pending_not_null.insert(c.conname.clone(), key);
-                        } else {
-                            state.proven_not_null.insert(key);
-                        }
-                    }
-                    if kind == ConstrType::ConstrForeign
-                        && let Some(pk) = c.pktable.as_ref()
-                    {
-                        f.tables.push(rel_name(pk));
-                    }
-                    f.actions.push(Action::AddConstraint {
-                        kind: if kind == ConstrType::ConstrCheck {
-                            "check"
-                        } else {
-                            "foreign key"
-                        }
-                        .into(),
-                        not_valid,
-                    });
-                    if kind == ConstrType::ConstrForeign {
-                        LockMode::ShareRowExclusive
-                    } else {
-                        LockMode::AccessExclusive
-                    }
-                }
-                ConstrType::ConstrPrimary
-                | ConstrType::ConstrUnique
-                | ConstrType::ConstrExclusion => {
-                    let using_index = !c.indexname.is_empty();
-                    if !using_index {
-                        f.scans = true;
-                        f.actions.push(Action::BuildIndex { concurrent: false });
-                    }
-                    LockMode::AccessExclusive
-                }
-                _ => LockMode::AccessExclusive,
-            }
-        }
+        AlterTableType::AtAddConstraint => match def {
+            Some(NodeEnum::Constraint(c)) => add_constraint(f, table, c, state),
+            _ => LockMode::AccessExclusive,
+        },
         AlterTableType::AtValidateConstraint => {
             f.kind = "alter table validate constraint".into();
             f.detail = Some(cmd.name.clone());
@@ -185,6 +149,111 @@ pub(super) fn alter_cmd(
             );
             LockMode::AccessExclusive
         }
+    }
+}
+
+/// `ALTER COLUMN ... TYPE`: a rewrite (and a scan) unless the new type is binary-coercible
+/// and there is no `USING`.
+fn change_type(
+    f: &mut StatementFacts,
+    table: &str,
+    column: &str,
+    c: &ColumnDef,
+    catalog: &Catalog,
+    state: &PlanState,
+) {
+    let to = c.type_name.as_ref().map(PgType::from_type_name);
+    let from = column_type(catalog, table, column);
+    let (coercible, narrowing) = match (&from, &to) {
+        (Some(from), Some(to)) => type_change(from, to),
+        _ => (false, false),
+    };
+    let using = c.raw_default.is_some();
+    let rewrite = !coercible || using;
+    if rewrite && !state.created.contains(table) {
+        f.rewrites = true;
+        f.scans = true;
+    }
+    f.actions.push(Action::ChangeType {
+        column: column.to_string(),
+        from: from.map(|t| t.base),
+        to: to.map(|t| t.base).unwrap_or_default(),
+        rewrite,
+        narrowing,
+    });
+}
+
+/// `SET NOT NULL`: scans the table unless a validated CHECK (or this plan's new table) proves it.
+fn set_not_null(f: &mut StatementFacts, table: &str, column: &str, state: &PlanState) {
+    f.kind = "alter table set not null".into();
+    f.detail = Some(column.to_string());
+    let key = format!("{table}.{}", column);
+    let proven = state.proven_not_null.contains(&key) || state.created.contains(table);
+    if !proven {
+        f.scans = true;
+    }
+    f.actions.push(Action::SetNotNull {
+        column: column.to_string(),
+        proven,
+    });
+}
+
+/// `ADD CONSTRAINT`: CHECK and FOREIGN KEY scan unless NOT VALID; PRIMARY KEY, UNIQUE and
+/// EXCLUDE build an index unless `USING INDEX`. Returns the lock it takes.
+fn add_constraint(
+    f: &mut StatementFacts,
+    table: &str,
+    c: &Constraint,
+    state: &mut PlanState,
+) -> LockMode {
+    let kind = ConstrType::try_from(c.contype).unwrap_or(ConstrType::Undefined);
+    f.kind = "alter table add constraint".into();
+    f.detail = Some(c.conname.clone());
+    let not_valid = c.skip_validation;
+    match kind {
+        ConstrType::ConstrCheck | ConstrType::ConstrForeign => {
+            if !not_valid && !state.created.contains(table) {
+                f.scans = true;
+            }
+            if kind == ConstrType::ConstrCheck
+                && let Some(col) = not_null_check_column(c)
+            {
+                let key = format!("{table}.{col}");
+                if not_valid {
+                    state.pending_not_null.insert(c.conname.clone(), key);
+                } else {
+                    state.proven_not_null.insert(key);
+                }
+            }
+            if kind == ConstrType::ConstrForeign
+                && let Some(pk) = c.pktable.as_ref()
+            {
+                f.tables.push(rel_name(pk));
+            }
+            f.actions.push(Action::AddConstraint {
+                kind: if kind == ConstrType::ConstrCheck {
+                    "check"
+                } else {
+                    "foreign key"
+                }
+                .into(),
+                not_valid,
+            });
+            if kind == ConstrType::ConstrForeign {
+                LockMode::ShareRowExclusive
+            } else {
+                LockMode::AccessExclusive
+            }
+        }
+        ConstrType::ConstrPrimary | ConstrType::ConstrUnique | ConstrType::ConstrExclusion => {
+            let using_index = !c.indexname.is_empty();
+            if !using_index {
+                f.scans = true;
+                f.actions.push(Action::BuildIndex { concurrent: false });
+            }
+            LockMode::AccessExclusive
+        }
+        _ => LockMode::AccessExclusive,
     }
 }
 

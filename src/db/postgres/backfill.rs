@@ -53,28 +53,7 @@ impl Postgres {
         progress: &mut (dyn FnMut(u64, u64) + Send),
     ) -> Result<std::result::Result<BackfillReport, StepFailure>> {
         let mut conn = self.connect().await?;
-        // language=SQL
-        sqlx::raw_sql(
-            "CREATE SCHEMA IF NOT EXISTS drydock;
-             CREATE TABLE IF NOT EXISTS drydock.backfill_progress (
-                 plan_id text NOT NULL,
-                 step text NOT NULL,
-                 last_key text,
-                 rows_done bigint NOT NULL DEFAULT 0,
-                 batches bigint NOT NULL DEFAULT 0,
-                 done boolean NOT NULL DEFAULT false,
-                 updated_at timestamptz NOT NULL DEFAULT now(),
-                 PRIMARY KEY (plan_id, step)
-             );",
-        )
-        .execute(&mut conn)
-        .await
-        .map_err(|e| self.err(e))?;
-        sqlx::raw_sql(CREATE_HISTORY)
-            .execute(&mut conn)
-            .await
-            .map_err(|e| self.err(e))?;
-        let table = qualified_ident(&spec.table);
+        prepare(&mut conn).await.map_err(|e| self.err(e))?;
         // The values the batches overwrite are saved in the same statements, for rollback.
         let saved = saved::Saved::resolve(
             &self.name,
@@ -91,51 +70,16 @@ impl Postgres {
             .execute(&mut conn)
             .await
             .map_err(|e| self.err(e))?;
-        let (key, key_type) = (saved.key_name.clone(), saved.key_type.clone());
-        let estimate = row_counts_on(&mut conn, std::slice::from_ref(&spec.table))
+        let total = row_counts_on(&mut conn, std::slice::from_ref(&spec.table))
+            .await
+            .map_err(|e| self.err(e))?
+            .values()
+            .sum::<u64>();
+        let mut at = Checkpoint::read(&mut conn, history.plan_id, step)
             .await
             .map_err(|e| self.err(e))?;
-        let total = estimate.values().sum::<u64>();
-        // language=SQL
-        let (mut last, mut done, mut batches): (Option<String>, i64, i64) = sqlx::query_as(
-            "SELECT last_key, rows_done, batches FROM drydock.backfill_progress WHERE plan_id = $1 AND step = $2",
-        )
-        .bind(history.plan_id)
-        .bind(step)
-        .fetch_optional(&mut conn)
-        .await
-        .map_err(|e| self.err(e))?
-        .unwrap_or((None, 0, 0));
-        let resumed_from = last.clone();
-        let qkey = quote_ident(&key);
-        let filter = spec
-            .filter
-            .as_deref()
-            .map(|w| format!("AND ({w})"))
-            .unwrap_or_default();
-        // The one statement a batch runs: select the next keys, update them, report count and max.
-        // language=SQL
-        // A batch is the next `$2` keys after the checkpoint: their upper bound comes from an
-        // index-only scan, then one ranged UPDATE (an index range scan) changes the rows in it
-        // that match `where`. The bound becomes the checkpoint.
-        let batch_sql = format!(
-            "WITH bound AS (
-                 SELECT max(k) AS hi FROM (
-                     SELECT {qkey} AS k FROM {table}
-                     WHERE ($1::text IS NULL OR {qkey} > $1::text::{key_type})
-                     ORDER BY {qkey} LIMIT $2
-                 ) AS next_keys
-             ), {saved_cte}, updated AS (
-                 UPDATE {table} SET {set}
-                 WHERE ($1::text IS NULL OR {qkey} > $1::text::{key_type}) AND {qkey} <= (SELECT hi FROM bound) {filter}
-                 RETURNING 1
-             )
-             SELECT (SELECT count(*) FROM updated)::int8, (SELECT hi FROM bound)::text, (SELECT count(*) FROM saved)::int8",
-            set = spec.set,
-            saved_cte = saved.save_batch_cte(&format!(
-                "($1::text IS NULL OR {qkey} > $1::text::{key_type}) AND {qkey} <= (SELECT hi FROM bound)"
-            )),
-        );
+        let resumed_from = at.last.clone();
+        let batch_sql = batch_statement(spec, &saved);
         // The watcher samples sessions blocked behind the batches: one kept waiting over 100 ms
         // halves the batch size, and a batch that blocks others past policy.max_block is
         // cancelled and retried smaller.
@@ -152,131 +96,323 @@ impl Postgres {
             stop.0.clone(),
             Some(blocked.clone()),
         ));
-        let mut blocked_seen = 0u64;
         let started = Instant::now();
-        let mut size = i64::from(spec.batch_size.unwrap_or(1000));
-        let mut since_vacuum = 0i64;
-        let mut vacuum: Option<tokio::task::JoinHandle<()>> = None;
-        let mut slowest_ms = 0f64;
+        let mut pace = Pace::new(spec.batch_size, blocked.clone());
+        let mut vacuum = Vacuum::new(self.options.clone(), qualified_ident(&spec.table));
         loop {
-            let mut attempt = 0;
-            let (count, max_key) = loop {
-                let t0 = Instant::now();
-                let r: std::result::Result<(i64, Option<String>), sqlx::Error> = async {
-                    sqlx::raw_sql("BEGIN").execute(&mut conn).await?;
-                    let row: (i64, Option<String>) =
-                        sqlx::query_as(AssertSqlSafe(batch_sql.clone())).bind(&last).bind(size).fetch_one(&mut conn).await?;
-                    if let Some(k) = &row.1 {
-                        // language=SQL
-                        sqlx::query(
-                            "INSERT INTO drydock.backfill_progress (plan_id, step, last_key, rows_done, batches) VALUES ($1, $2, $3, $4, 1)
-                             ON CONFLICT (plan_id, step) DO UPDATE SET last_key = EXCLUDED.last_key,
-                                 rows_done = drydock.backfill_progress.rows_done + EXCLUDED.rows_done,
-                                 batches = drydock.backfill_progress.batches + 1, updated_at = now()",
-                        )
-                        .bind(history.plan_id)
-                        .bind(step)
-                        .bind(k)
-                        .bind(row.0)
-                        .execute(&mut conn)
-                        .await?;
-                    }
-                    sqlx::raw_sql("COMMIT").execute(&mut conn).await?;
-                    Ok(row)
-                }
-                .await;
-                match r {
-                    Ok(row) => {
-                        let ms = t0.elapsed().as_secs_f64() * 1000.0;
-                        slowest_ms = slowest_ms.max(ms);
-                        // Adapt: shrink when others were blocked or over 200 ms, grow while well
-                        // under 100 ms.
-                        let seen = blocked.load(Ordering::SeqCst);
-                        if seen > blocked_seen {
-                            blocked_seen = seen;
-                            size = (size / 2).max(100);
-                        } else if ms < 50.0 {
-                            size = (size * 3 / 2).min(100_000);
-                        } else if ms > 200.0 {
-                            size = (size / 2).max(100);
-                        }
-                        break row;
-                    }
-                    Err(e) => {
-                        sqlx::raw_sql("ROLLBACK").execute(&mut conn).await.ok();
-                        let state = sqlstate(&e);
-                        // 55P03: lock timeout; 57014: cancelled by the watcher. Retry smaller.
-                        if matches!(state.as_deref(), Some("55P03" | "57014"))
-                            && attempt + 1 < policy.lock_retries
-                        {
-                            attempt += 1;
-                            size = (size / 2).max(100);
-                            tokio::time::sleep(backoff(attempt)).await;
-                            continue;
-                        }
-                        conn.close().await.ok();
-                        return Ok(Err(StepFailure {
-                            index: (batches + 1) as usize,
-                            sql: format!(
-                                "backfill batch after key {}",
-                                last.as_deref().unwrap_or("(start)")
-                            ),
-                            sqlstate: state,
-                            cause: crate::db::agent_error(&e, &batch_sql),
-                        }));
-                    }
+            let (count, max_key) = match self
+                .batch_with_retries(
+                    &mut conn,
+                    &batch_sql,
+                    &at,
+                    history.plan_id,
+                    step,
+                    &mut pace,
+                    policy,
+                )
+                .await
+            {
+                Ok(row) => row,
+                Err(failure) => {
+                    conn.close().await.ok();
+                    return Ok(Err(failure));
                 }
             };
             let Some(max_key) = max_key else { break };
-            last = Some(max_key);
-            done += count;
-            batches += 1;
-            since_vacuum += count;
-            progress(done as u64, total.max(done as u64));
-            // Every ~400k rows, VACUUM on a second connection while the batches go on, so the
-            // space of the rows already rewritten is reused instead of doubling the heap.
-            if since_vacuum >= 400_000 && vacuum.as_ref().is_none_or(|v| v.is_finished()) {
-                let (options, sql) = (self.options.clone(), format!("VACUUM {table}"));
-                vacuum = Some(tokio::spawn(async move {
-                    if let Ok(mut c) = options.application_name("drydock-vacuum").connect().await {
-                        sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut c).await.ok();
-                        c.close().await.ok();
-                    }
-                }));
-                since_vacuum = 0;
-            }
+            at.advance(max_key, count);
+            progress(at.done as u64, total.max(at.done as u64));
+            vacuum.after(count);
             if let Some(p) = spec.pause_ms.filter(|p| *p > 0) {
                 tokio::time::sleep(Duration::from_millis(p)).await;
             }
         }
-        if let Some(v) = vacuum {
-            v.await.ok();
-        }
-        let r: sqlx::Result<()> = async {
-            sqlx::raw_sql("BEGIN").execute(&mut conn).await?;
-            // language=SQL
-            sqlx::query("UPDATE drydock.backfill_progress SET done = true, updated_at = now() WHERE plan_id = $1 AND step = $2")
-                .bind(history.plan_id)
-                .bind(step)
-                .execute(&mut conn)
-                .await?;
-            write_history(&mut conn, &History::Applied(history.clone()), started.elapsed().as_secs_f64() * 1000.0).await?;
-            sqlx::raw_sql("COMMIT").execute(&mut conn).await?;
-            Ok(())
-        }
-        .await;
-        r.map_err(|e| self.err(e))?;
+        vacuum.finish().await;
+        finish(
+            &mut conn,
+            history,
+            step,
+            started.elapsed().as_secs_f64() * 1000.0,
+        )
+        .await
+        .map_err(|e| self.err(e))?;
         conn.close().await.ok();
         Ok(Ok(BackfillReport {
             table: spec.table.clone(),
-            key,
-            rows: done as u64,
-            batches: batches as u64,
+            key: saved.key_name.clone(),
+            rows: at.done as u64,
+            batches: at.batches as u64,
             resumed_from,
-            final_batch_size: size as u64,
+            final_batch_size: pace.size as u64,
             blocked_samples: blocked.load(Ordering::SeqCst),
-            slowest_batch_ms: slowest_ms,
+            slowest_batch_ms: pace.slowest_ms,
             duration_ms: started.elapsed().as_secs_f64() * 1000.0,
         }))
     }
+
+    /// One batch; a lock timeout or a cancel by the watcher retries it smaller, with backoff.
+    #[allow(clippy::too_many_arguments)]
+    async fn batch_with_retries(
+        &self,
+        conn: &mut PgConnection,
+        batch_sql: &str,
+        at: &Checkpoint,
+        plan_id: &str,
+        step: &str,
+        pace: &mut Pace,
+        policy: &Policy,
+    ) -> std::result::Result<(i64, Option<String>), StepFailure> {
+        let mut attempt = 0;
+        loop {
+            let t0 = Instant::now();
+            match batch(conn, batch_sql, at, pace.size, plan_id, step).await {
+                Ok(row) => {
+                    pace.after(t0.elapsed().as_secs_f64() * 1000.0);
+                    return Ok(row);
+                }
+                Err(e) => {
+                    sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await.ok();
+                    let state = sqlstate(&e);
+                    // 55P03: lock timeout; 57014: cancelled by the watcher. Retry smaller.
+                    if matches!(state.as_deref(), Some("55P03" | "57014"))
+                        && attempt + 1 < policy.lock_retries
+                    {
+                        attempt += 1;
+                        pace.shrink();
+                        tokio::time::sleep(backoff(attempt)).await;
+                        continue;
+                    }
+                    return Err(StepFailure {
+                        index: (at.batches + 1) as usize,
+                        sql: format!(
+                            "backfill batch after key {}",
+                            at.last.as_deref().unwrap_or("(start)")
+                        ),
+                        sqlstate: state,
+                        cause: crate::db::agent_error(&e, batch_sql),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// The backfill's bookkeeping tables in the target.
+async fn prepare(conn: &mut PgConnection) -> sqlx::Result<()> {
+    // language=SQL
+    sqlx::raw_sql(
+        "CREATE SCHEMA IF NOT EXISTS drydock;
+         CREATE TABLE IF NOT EXISTS drydock.backfill_progress (
+             plan_id text NOT NULL,
+             step text NOT NULL,
+             last_key text,
+             rows_done bigint NOT NULL DEFAULT 0,
+             batches bigint NOT NULL DEFAULT 0,
+             done boolean NOT NULL DEFAULT false,
+             updated_at timestamptz NOT NULL DEFAULT now(),
+             PRIMARY KEY (plan_id, step)
+         );",
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::raw_sql(CREATE_HISTORY).execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// The one statement a batch runs. A batch is the next `$2` keys after the checkpoint `$1`: their
+/// upper bound comes from an index-only scan, then one ranged UPDATE (an index range scan)
+/// changes the rows in it that match `where`, saving the values it overwrites. The bound becomes
+/// the checkpoint. Returns (rows updated, the bound, rows saved).
+fn batch_statement(spec: &crate::plan::Backfill, saved: &Saved) -> String {
+    let table = qualified_ident(&spec.table);
+    let (qkey, key_type) = (quote_ident(&saved.key_name), &saved.key_type);
+    let filter = spec
+        .filter
+        .as_deref()
+        .map(|w| format!("AND ({w})"))
+        .unwrap_or_default();
+    let after = format!("($1::text IS NULL OR {qkey} > $1::text::{key_type})");
+    // language=SQL
+    format!(
+        "WITH bound AS (
+             SELECT max(k) AS hi FROM (
+                 SELECT {qkey} AS k FROM {table}
+                 WHERE {after}
+                 ORDER BY {qkey} LIMIT $2
+             ) AS next_keys
+         ), {saved_cte}, updated AS (
+             UPDATE {table} SET {set}
+             WHERE {after} AND {qkey} <= (SELECT hi FROM bound) {filter}
+             RETURNING 1
+         )
+         SELECT (SELECT count(*) FROM updated)::int8, (SELECT hi FROM bound)::text, (SELECT count(*) FROM saved)::int8",
+        set = spec.set,
+        saved_cte =
+            saved.save_batch_cte(&format!("{after} AND {qkey} <= (SELECT hi FROM bound)")),
+    )
+}
+
+/// Where the backfill stands: the last key done, rows and batches so far.
+struct Checkpoint {
+    last: Option<String>,
+    done: i64,
+    batches: i64,
+}
+
+impl Checkpoint {
+    async fn read(conn: &mut PgConnection, plan_id: &str, step: &str) -> sqlx::Result<Checkpoint> {
+        // language=SQL
+        let (last, done, batches): (Option<String>, i64, i64) = sqlx::query_as(
+            "SELECT last_key, rows_done, batches FROM drydock.backfill_progress WHERE plan_id = $1 AND step = $2",
+        )
+        .bind(plan_id)
+        .bind(step)
+        .fetch_optional(&mut *conn)
+        .await?
+        .unwrap_or((None, 0, 0));
+        Ok(Checkpoint {
+            last,
+            done,
+            batches,
+        })
+    }
+
+    fn advance(&mut self, key: String, rows: i64) {
+        self.last = Some(key);
+        self.done += rows;
+        self.batches += 1;
+    }
+}
+
+/// One batch in its own transaction, with its checkpoint: both commit, or neither does.
+async fn batch(
+    conn: &mut PgConnection,
+    batch_sql: &str,
+    at: &Checkpoint,
+    size: i64,
+    plan_id: &str,
+    step: &str,
+) -> sqlx::Result<(i64, Option<String>)> {
+    sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
+    let row: (i64, Option<String>) = sqlx::query_as(AssertSqlSafe(batch_sql.to_string()))
+        .bind(&at.last)
+        .bind(size)
+        .fetch_one(&mut *conn)
+        .await?;
+    if let Some(k) = &row.1 {
+        // language=SQL
+        sqlx::query(
+            "INSERT INTO drydock.backfill_progress (plan_id, step, last_key, rows_done, batches) VALUES ($1, $2, $3, $4, 1)
+             ON CONFLICT (plan_id, step) DO UPDATE SET last_key = EXCLUDED.last_key,
+                 rows_done = drydock.backfill_progress.rows_done + EXCLUDED.rows_done,
+                 batches = drydock.backfill_progress.batches + 1, updated_at = now()",
+        )
+        .bind(plan_id)
+        .bind(step)
+        .bind(k)
+        .bind(row.0)
+        .execute(&mut *conn)
+        .await?;
+    }
+    sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
+    Ok(row)
+}
+
+/// The batch size, adapted to keep batches near 100 ms and to back off when others wait.
+struct Pace {
+    size: i64,
+    blocked: Arc<AtomicU64>,
+    blocked_seen: u64,
+    slowest_ms: f64,
+}
+
+impl Pace {
+    fn new(batch_size: Option<u32>, blocked: Arc<AtomicU64>) -> Pace {
+        Pace {
+            size: i64::from(batch_size.unwrap_or(1000)),
+            blocked,
+            blocked_seen: 0,
+            slowest_ms: 0.0,
+        }
+    }
+
+    /// Shrink when others were blocked or the batch took over 200 ms; grow while well under
+    /// 100 ms.
+    fn after(&mut self, ms: f64) {
+        self.slowest_ms = self.slowest_ms.max(ms);
+        let seen = self.blocked.load(Ordering::SeqCst);
+        if seen > self.blocked_seen {
+            self.blocked_seen = seen;
+            self.shrink();
+        } else if ms < 50.0 {
+            self.size = (self.size * 3 / 2).min(100_000);
+        } else if ms > 200.0 {
+            self.shrink();
+        }
+    }
+
+    fn shrink(&mut self) {
+        self.size = (self.size / 2).max(100);
+    }
+}
+
+/// Every ~400k rows, VACUUM on a second connection while the batches go on, so the space of the
+/// rows already rewritten is reused instead of doubling the heap.
+struct Vacuum {
+    options: PgConnectOptions,
+    sql: String,
+    since: i64,
+    running: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Vacuum {
+    fn new(options: PgConnectOptions, table: String) -> Vacuum {
+        Vacuum {
+            options,
+            sql: format!("VACUUM {table}"),
+            since: 0,
+            running: None,
+        }
+    }
+
+    fn after(&mut self, rows: i64) {
+        self.since += rows;
+        if self.since < 400_000 || self.running.as_ref().is_some_and(|v| !v.is_finished()) {
+            return;
+        }
+        let (options, sql) = (self.options.clone(), self.sql.clone());
+        self.running = Some(tokio::spawn(async move {
+            if let Ok(mut c) = options.application_name("drydock-vacuum").connect().await {
+                sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut c).await.ok();
+                c.close().await.ok();
+            }
+        }));
+        self.since = 0;
+    }
+
+    async fn finish(self) {
+        if let Some(v) = self.running {
+            v.await.ok();
+        }
+    }
+}
+
+/// The last checkpoint marks the backfill done, in the transaction that writes its history row.
+async fn finish(
+    conn: &mut PgConnection,
+    history: &crate::db::HistoryRow<'_>,
+    step: &str,
+    duration_ms: f64,
+) -> sqlx::Result<()> {
+    sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
+    // language=SQL
+    sqlx::query(
+        "UPDATE drydock.backfill_progress SET done = true, updated_at = now() WHERE plan_id = $1 AND step = $2",
+    )
+    .bind(history.plan_id)
+    .bind(step)
+    .execute(&mut *conn)
+    .await?;
+    write_history(&mut *conn, &History::Applied(history.clone()), duration_ms).await?;
+    sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
+    Ok(())
 }

@@ -1,0 +1,237 @@
+//! The analysis of a whole plan: its steps in order, each statement read with what earlier
+//! statements established (tables created, columns added, NOT NULL proven), the rules run on
+//! each statement and each step, gated steps capped, and the impact on the catalog.
+
+use std::collections::BTreeSet;
+
+use super::{
+    Action, Analysis, Context, Hazard, Rule, Severity, StatementFacts, TableImpact, backfill_sql,
+    classify, pg, privilege, rules, statements,
+};
+use crate::config::Policy;
+use crate::db::Catalog;
+use crate::error::{Error, Result};
+use crate::plan::{Backfill, Body, Gate, Step};
+use crate::sql::{Dialect, LockMode};
+
+/// Analyses a plan body against a target's catalog.
+/// `production`: the plan's target is a production database (size then never lowers the
+/// severity of lost data or broken code).
+pub fn analyze(
+    body: &Body,
+    catalog: &Catalog,
+    policy: &Policy,
+    production: bool,
+) -> Result<Analysis> {
+    let mut walk = Walk {
+        catalog,
+        policy,
+        production,
+        created: BTreeSet::new(),
+        added: BTreeSet::new(),
+        touched: BTreeSet::new(),
+        pg_state: pg::PlanState::new(catalog),
+        facts: Vec::new(),
+        hazards: Vec::new(),
+    };
+    for step in &body.steps {
+        walk.step(step)?;
+    }
+    let mut hazards = walk.hazards;
+    hazards.extend(privileged(body, catalog.engine));
+    let risk = hazards
+        .iter()
+        .map(|h| h.severity)
+        .max()
+        .unwrap_or(Severity::Low);
+    Ok(Analysis {
+        engine: catalog.engine,
+        statements: walk.facts,
+        impact: walk.touched.iter().map(|t| impact(t, catalog)).collect(),
+        hazards,
+        risk,
+    })
+}
+
+/// What the analysis has seen so far, statement by statement.
+struct Walk<'a> {
+    catalog: &'a Catalog,
+    policy: &'a Policy,
+    production: bool,
+    /// Tables created by earlier statements of this plan.
+    created: BTreeSet<String>,
+    /// `table.column` added by earlier statements of this plan.
+    added: BTreeSet<String>,
+    touched: BTreeSet<String>,
+    pg_state: pg::PlanState,
+    facts: Vec<StatementFacts>,
+    hazards: Vec<Hazard>,
+}
+
+impl Walk<'_> {
+    fn context(&self) -> Context<'_> {
+        Context {
+            catalog: self.catalog,
+            policy: self.policy,
+            created: &self.created,
+            added: &self.added,
+            production: self.production,
+        }
+    }
+
+    fn step(&mut self, step: &Step) -> Result<()> {
+        let name = step.name.as_deref().unwrap_or("step");
+        let first_hazard = self.hazards.len();
+        let mut step_facts = Vec::new();
+        for (i, st) in statements(name, step.up.as_deref().unwrap_or(""))?
+            .iter()
+            .enumerate()
+        {
+            let f = if self.catalog.engine == Dialect::Postgres {
+                pg::facts(name, i + 1, &st.sql, self.catalog, &mut self.pg_state)?
+            } else {
+                classify(name, i + 1, st, self.catalog.engine)
+            };
+            self.hazards
+                .extend(rules::check_statement(&f, &self.context()));
+            self.learn(&f);
+            step_facts.push(f);
+        }
+        if let Some(b) = &step.backfill {
+            let f = self.backfill(name, b)?;
+            self.hazards
+                .extend(rules::check_statement(&f, &self.context()));
+            step_facts.push(f);
+        }
+        self.parse_down(name, step.down.as_deref())?;
+        self.hazards
+            .extend(rules::check_step(step, name, &step_facts, &self.context()));
+        if let Some(gate) = &step.gate {
+            cap_gated(&mut self.hazards[first_hazard..], name, gate);
+        }
+        self.facts.extend(step_facts);
+        Ok(())
+    }
+
+    /// What a statement establishes for the ones after it.
+    fn learn(&mut self, f: &StatementFacts) {
+        self.touched.extend(f.tables.iter().cloned());
+        if f.kind.starts_with("create table") {
+            self.created.extend(f.tables.iter().cloned());
+        }
+        for a in &f.actions {
+            if let (Action::AddColumn { column }, Some(t)) = (a, f.tables.first()) {
+                self.added.insert(format!("{t}.{column}"));
+            }
+        }
+    }
+
+    /// A backfill, analysed as the UPDATE it runs in batches.
+    fn backfill(&mut self, name: &str, b: &Backfill) -> Result<StatementFacts> {
+        if self.catalog.engine != Dialect::Postgres {
+            return Err(Error::InvalidInput(format!(
+                "step `{name}`: backfill steps need a PostgreSQL target; on {} write the change as `up` SQL",
+                self.catalog.engine
+            )));
+        }
+        self.touched.insert(b.table.clone());
+        let overwrites = pg::assigned_columns(&b.set).map_err(Error::InvalidInput)?;
+        Ok(StatementFacts {
+            step: name.to_string(),
+            index: 1,
+            sql: format!(
+                "{} -- in keyset batches, each its own transaction; overwrites {} (old values saved for rollback)",
+                backfill_sql(b),
+                overwrites.join(", ")
+            ),
+            kind: "backfill".into(),
+            tables: vec![b.table.clone()],
+            lock: LockMode::RowExclusive,
+            rewrites: false,
+            scans: false,
+            transactional: true,
+            has_where: true,
+            detail: None,
+            actions: vec![],
+        })
+    }
+
+    /// `down` must parse too; its facts do not feed the plan's state.
+    fn parse_down(&self, name: &str, down: Option<&str>) -> Result<()> {
+        let Some(down) = down else { return Ok(()) };
+        for (i, st) in statements(name, down)?.iter().enumerate() {
+            if self.catalog.engine == Dialect::Postgres {
+                pg::facts(
+                    name,
+                    i + 1,
+                    &st.sql,
+                    self.catalog,
+                    &mut pg::PlanState::new(self.catalog),
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A gated step runs only after an engineer releases it, or after the rollback window: its
+/// hazards stay visible, but a human decision and the passage of time stand between them and
+/// production, so none is above medium.
+fn cap_gated(hazards: &mut [Hazard], name: &str, gate: &Gate) {
+    let why = match gate {
+        Gate::Manual => "an engineer releases it (`drydock release`)".to_string(),
+        Gate::After { duration } => format!("{duration} has passed, or an engineer overrides"),
+    };
+    for h in hazards {
+        if h.severity > Severity::Medium {
+            h.severity = Severity::Medium;
+            h.message
+                .push_str(&format!(" (gated: step `{name}` waits until {why})"));
+        }
+    }
+}
+
+/// Agent SQL that reaches beyond the database: critical whatever the table, never capped by a
+/// gate, and refused by every verb that would run it.
+fn privileged(body: &Body, engine: Dialect) -> Vec<Hazard> {
+    privilege::violations(body, engine)
+        .into_iter()
+        .map(|v| Hazard {
+            code: Rule::Privileged,
+            severity: Severity::Critical,
+            statement: v.place.clone(),
+            table: None,
+            message: format!(
+                "{}: {}; drydock refuses to run it (forbidden-statement) in dry-run, apply and validate",
+                v.place, v.forbidden
+            ),
+            fix: "keep agent SQL inside the database; if the change truly needs this, an engineer runs that part by hand".into(),
+        })
+        .collect()
+}
+
+/// A table the plan touches, with what hangs off it in the catalog.
+fn impact(table: &str, catalog: &Catalog) -> TableImpact {
+    match catalog.tables.get(table) {
+        Some(info) => TableImpact {
+            table: table.to_string(),
+            exists: true,
+            rows: Some(info.rows),
+            bytes: info.bytes,
+            indexes: info.indexes.clone(),
+            views: info.views.clone(),
+            foreign_keys: info.foreign_keys_in.clone(),
+            triggers: info.triggers.clone(),
+        },
+        None => TableImpact {
+            table: table.to_string(),
+            exists: false,
+            rows: None,
+            bytes: None,
+            indexes: vec![],
+            views: vec![],
+            foreign_keys: vec![],
+            triggers: vec![],
+        },
+    }
+}

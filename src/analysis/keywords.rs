@@ -1,0 +1,186 @@
+//! Statement facts from leading keywords: SQLite's statements (no parser of its dialect here), and
+//! PostgreSQL's where only the kind is needed (is it transactional?). The catalog-aware PostgreSQL
+//! analysis is `pg`.
+
+use super::StatementFacts;
+use super::lexer::{self, Token};
+use crate::sql::{Dialect, LockMode};
+
+fn name_after(tokens: &[Token], mut i: usize) -> Option<String> {
+    // Skip IF [NOT] EXISTS, then read `schema.name` or `name`.
+    while tokens.get(i).is_some_and(|t| {
+        t.is_word("IF") || t.is_word("NOT") || t.is_word("EXISTS") || t.is_word("ONLY")
+    }) {
+        i += 1;
+    }
+    let first = tokens.get(i)?.name()?;
+    if tokens.get(i + 1) == Some(&Token::Punct('.')) {
+        return tokens.get(i + 2).and_then(Token::name);
+    }
+    Some(first)
+}
+
+fn position(tokens: &[Token], word: &str) -> Option<usize> {
+    tokens.iter().position(|t| t.is_word(word))
+}
+
+/// Reads a statement's kind and tables from its leading keywords.
+pub fn classify(
+    step: &str,
+    index: usize,
+    st: &lexer::Statement,
+    engine: Dialect,
+) -> StatementFacts {
+    let t = &st.tokens;
+    let Shape {
+        kind,
+        writes_data,
+        tables,
+        detail,
+    } = shape(t);
+    let has_where = position(t, "WHERE").is_some();
+    let transactional =
+        !matches!(kind.as_str(), "vacuum") && !t.iter().any(|x| x.is_word("CONCURRENTLY"));
+    let (lock, rewrites, scans) = if engine == Dialect::Sqlite {
+        let lock = if kind == "select" {
+            LockMode::DatabaseRead
+        } else {
+            LockMode::DatabaseWrite
+        };
+        let rewrites = kind == "vacuum" || kind == "alter table drop column";
+        let scans = writes_data || kind == "create index" || kind == "alter table add constraint";
+        (lock, rewrites, scans)
+    } else {
+        // PostgreSQL facts are refined by the catalog-aware analysis; until then, assume the
+        // strongest lock a DDL statement commonly takes.
+        let lock = if writes_data {
+            LockMode::RowExclusive
+        } else if kind.starts_with("create index") {
+            LockMode::Share
+        } else {
+            LockMode::AccessExclusive
+        };
+        (lock, false, writes_data)
+    };
+    StatementFacts {
+        step: step.to_string(),
+        index,
+        sql: st.sql.clone(),
+        kind,
+        tables,
+        lock,
+        rewrites,
+        scans,
+        transactional,
+        has_where,
+        detail,
+        actions: vec![],
+    }
+}
+
+/// What the leading keywords say: the kind, whether it writes rows, its tables.
+struct Shape {
+    kind: String,
+    writes_data: bool,
+    tables: Vec<String>,
+    detail: Option<String>,
+}
+
+fn shape(t: &[Token]) -> Shape {
+    let w = |i: usize| match t.get(i) {
+        Some(Token::Word(w)) => w.as_str(),
+        _ => "",
+    };
+    let mut tables = Vec::new();
+    let mut detail = None;
+    let (kind, writes_data) = match (w(0), w(1)) {
+        ("CREATE", _) => {
+            let mut i = 1;
+            while matches!(
+                w(i),
+                "TEMP" | "TEMPORARY" | "UNIQUE" | "OR" | "REPLACE" | "UNLOGGED"
+            ) {
+                i += 1;
+            }
+            let what = w(i).to_lowercase();
+            match what.as_str() {
+                "table" => tables.extend(name_after(t, i + 1)),
+                "index" => {
+                    if let Some(on) = position(t, "ON") {
+                        tables.extend(name_after(t, on + 1));
+                    }
+                }
+                "trigger" => {
+                    if let Some(on) = position(t, "ON") {
+                        tables.extend(name_after(t, on + 1));
+                    }
+                }
+                _ => {}
+            }
+            (format!("create {what}"), false)
+        }
+        ("DROP", what) => {
+            let what = what.to_lowercase();
+            if what == "table" {
+                tables.extend(name_after(t, 2));
+            }
+            (format!("drop {what}"), false)
+        }
+        ("ALTER", "TABLE") => {
+            tables.extend(name_after(t, 2));
+            let action = t
+                .iter()
+                .skip(3)
+                .position(|x| {
+                    x.is_word("ADD")
+                        || x.is_word("DROP")
+                        || x.is_word("RENAME")
+                        || x.is_word("ALTER")
+                })
+                .map(|p| p + 3);
+            let kind = match action.map(|p| (w(p), w(p + 1))) {
+                Some(("ADD", "CONSTRAINT")) => "alter table add constraint",
+                Some(("ADD", _)) => "alter table add column",
+                Some(("DROP", "CONSTRAINT")) => "alter table drop constraint",
+                Some(("DROP", _)) => {
+                    let p = action.unwrap_or(0) + 1;
+                    let p = if w(p) == "COLUMN" { p + 1 } else { p };
+                    detail = name_after(t, p);
+                    "alter table drop column"
+                }
+                Some(("RENAME", "TO")) => "alter table rename",
+                Some(("RENAME", _)) => "alter table rename column",
+                Some(("ALTER", _)) => "alter table alter column",
+                _ => "alter table",
+            };
+            (kind.to_string(), false)
+        }
+        ("INSERT", _) | ("REPLACE", _) => {
+            if let Some(into) = position(t, "INTO") {
+                tables.extend(name_after(t, into + 1));
+            }
+            ("insert".into(), true)
+        }
+        ("UPDATE", _) => {
+            let mut i = 1;
+            if w(1) == "OR" {
+                i = 3;
+            }
+            tables.extend(name_after(t, i));
+            ("update".into(), true)
+        }
+        ("DELETE", _) => {
+            if let Some(from) = position(t, "FROM") {
+                tables.extend(name_after(t, from + 1));
+            }
+            ("delete".into(), true)
+        }
+        (first, _) => (first.to_lowercase(), false),
+    };
+    Shape {
+        kind,
+        writes_data,
+        tables,
+        detail,
+    }
+}
