@@ -53,69 +53,14 @@ impl Engine {
             .enumerate()
             .filter(|(_, s)| s.state == StepState::Applied)
             .collect();
-        let first_applied = applied
-            .iter()
-            .filter_map(|(_, s)| s.applied_at.clone())
-            .min();
-        if let Some(first) = &first_applied {
-            let window = self.config.policy.rollback_window;
-            if crate::store::age(first).is_some_and(|a| a > window) {
-                return Err(Error::RollbackWindowClosed {
-                    plan: plan.id.clone(),
-                    closed_at: crate::store::add(first, window).unwrap_or_default(),
-                });
-            }
-        }
+        self.window_open(plan, &applied)?;
         let runs = self.store.runs(&plan.id).await?;
         let before = pre_apply_lines(&runs).map(crate::db::Fingerprint::from_lines);
         let started_at = crate::store::now();
         let t0 = Instant::now();
         let mut rolled_back = Vec::new();
         for (i, row) in applied.iter().rev() {
-            let step = &plan.steps()[*i];
-            if step.down.is_none() && step.backfill.is_none() {
-                return Err(Error::InvalidInput(format!(
-                    "step `{}` has no `down`; write a new plan that reverses it",
-                    row.name
-                )));
-            }
-            let history = History::RolledBack {
-                plan_id: &plan.id,
-                step: &row.name,
-            };
-            // A backfill's saved values go back first, in the same transaction as its `down`.
-            let mut stmts = match &step.backfill {
-                Some(spec) => {
-                    target
-                        .backfill_restore(&plan.id, &row.name, spec, &overwritten(spec)?)
-                        .await?
-                }
-                None => vec![],
-            };
-            stmts.extend(Self::stmts(&row.name, step.down.as_deref())?);
-            let tables = Self::step_tables(plan, &row.name);
-            let (result, _watch) = target
-                .execute(
-                    &row.name,
-                    &stmts,
-                    &tables,
-                    Some(history),
-                    &self.config.policy,
-                    &mut |_| {},
-                )
-                .await?;
-            result.map_err(|f| Self::sql_failed(plan, "rollback", &row.name, f))?;
-            self.store
-                .commit(Change {
-                    plan_id: &plan.id,
-                    steps: vec![(*i, StepState::RolledBack)],
-                    audit: Some((
-                        agent,
-                        "rollback-step",
-                        json!({"step": row.name, "reason": reason}),
-                    )),
-                    ..Change::default()
-                })
+            self.rollback_step(plan, *i, &row.name, target, reason, agent)
                 .await?;
             rolled_back.push(row.name.clone());
         }
@@ -125,23 +70,24 @@ impl Engine {
             Some(b) => (false, b.diff(&after)),
             None => (false, "no pre-apply fingerprint was recorded".to_string()),
         };
+        let run = NewRun {
+            kind: RunKind::Rollback,
+            target: &plan.target,
+            checksum: &plan.checksum,
+            ok: verified,
+            started_at,
+            duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
+            detail: RunDetail::default()
+                .with("reason", reason)
+                .with("steps", &rolled_back)
+                .with("verified", verified)
+                .with("detail", &detail),
+        };
         self.store
             .commit(Change {
                 plan_id: &plan.id,
                 status: Some((&[], Status::RolledBack)),
-                run: Some(NewRun {
-                    kind: RunKind::Rollback,
-                    target: &plan.target,
-                    checksum: &plan.checksum,
-                    ok: verified,
-                    started_at,
-                    duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
-                    detail: RunDetail::default()
-                        .with("reason", reason)
-                        .with("steps", &rolled_back)
-                        .with("verified", verified)
-                        .with("detail", &detail),
-                }),
+                run: Some(run),
                 audit: Some((
                     agent,
                     "rolled-back",
@@ -165,5 +111,80 @@ impl Engine {
             reason: reason.to_string(),
             staging_sync,
         })
+    }
+
+    /// The rollback window runs from the first applied step.
+    fn window_open(&self, plan: &Plan, applied: &[(usize, &crate::store::StepRow)]) -> Result<()> {
+        let first_applied = applied
+            .iter()
+            .filter_map(|(_, s)| s.applied_at.clone())
+            .min();
+        if let Some(first) = &first_applied {
+            let window = self.config.policy.rollback_window;
+            if crate::store::age(first).is_some_and(|a| a > window) {
+                return Err(Error::RollbackWindowClosed {
+                    plan: plan.id.clone(),
+                    closed_at: crate::store::add(first, window).unwrap_or_default(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// One step's `down` (a backfill's saved values first, in the same transaction), with its
+    /// history row; then the step is recorded rolled back.
+    async fn rollback_step(
+        &self,
+        plan: &Plan,
+        i: usize,
+        name: &str,
+        target: &Target,
+        reason: &str,
+        agent: &str,
+    ) -> Result<()> {
+        let step = &plan.steps()[i];
+        if step.down.is_none() && step.backfill.is_none() {
+            return Err(Error::InvalidInput(format!(
+                "step `{name}` has no `down`; write a new plan that reverses it"
+            )));
+        }
+        let history = History::RolledBack {
+            plan_id: &plan.id,
+            step: name,
+        };
+        let mut stmts = match &step.backfill {
+            Some(spec) => {
+                target
+                    .backfill_restore(&plan.id, name, spec, &overwritten(spec)?)
+                    .await?
+            }
+            None => vec![],
+        };
+        stmts.extend(Self::stmts(name, step.down.as_deref())?);
+        let tables = Self::step_tables(plan, name);
+        let (result, _watch) = target
+            .execute(
+                name,
+                &stmts,
+                &tables,
+                Some(history),
+                &self.config.policy,
+                &mut |_| {},
+            )
+            .await?;
+        result.map_err(|f| Self::sql_failed(plan, "rollback", name, f))?;
+        self.store
+            .commit(Change {
+                plan_id: &plan.id,
+                steps: vec![(i, StepState::RolledBack)],
+                audit: Some((
+                    agent,
+                    "rollback-step",
+                    json!({"step": name, "reason": reason}),
+                )),
+                ..Change::default()
+            })
+            .await?;
+        Ok(())
     }
 }
