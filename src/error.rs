@@ -25,6 +25,42 @@ pub struct Refusal {
     pub checklist: Option<Vec<ItemShown>>,
 }
 
+/// The part of a request that bad input is about: it chooses the fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The plan as a whole: goal, steps or template.
+    Plan,
+    /// One step: its name, `up`/`down`/`backfill`, its gate.
+    Step,
+    /// One SQL statement of a step.
+    Statement,
+    /// A backfill: its table, key, assignments.
+    Backfill,
+    /// A validation check.
+    Check,
+    /// An engineer's decision: `--by`, `--reason`, the step released.
+    Decision,
+    /// Another argument of a tool or command.
+    Argument,
+    /// A mistake an agent records.
+    Mistake,
+}
+
+impl std::fmt::Display for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Part::Plan => "plan",
+            Part::Step => "step",
+            Part::Statement => "statement",
+            Part::Backfill => "backfill",
+            Part::Check => "check",
+            Part::Decision => "decision",
+            Part::Argument => "argument",
+            Part::Mistake => "mistake",
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("unknown target `{0}`")]
@@ -41,8 +77,8 @@ pub enum Error {
     ProductionDryRun(String),
     #[error("target `{0}` has no non-production target to dry-run on")]
     NoStaging(String),
-    #[error("invalid input: {0}")]
-    InvalidInput(String),
+    #[error("invalid {part}: {detail}")]
+    Invalid { part: Part, detail: String },
     #[error("check `{name}` is not a single read-only query: {reason}")]
     InvalidCheck { name: String, reason: String },
     #[error(
@@ -130,6 +166,33 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Part {
+    fn fix(self) -> &'static str {
+        match self {
+            Part::Plan => {
+                "give `goal`, `target` and either `steps` (each with `up` and `down`) or `template` + `params`, then call `plan` again"
+            }
+            Part::Step => {
+                "correct the named step (a unique name; `up` or `backfill`, and `down`) and submit the plan again"
+            }
+            Part::Statement => {
+                "correct the named statement so that it parses as the target's SQL (no transaction control: drydock wraps each step) and submit the plan again"
+            }
+            Part::Backfill => {
+                "correct the backfill: its `table` and `key` must exist (`inspect` lists them; the key is a unique, ordered column, the primary key when omitted) and `set` is a list of assignments"
+            }
+            Part::Check => {
+                "give every check a unique `name`, one SELECT as `sql`, and `expect` (`true`, `empty` or `rows:N`)"
+            }
+            Part::Decision => "correct the named argument and run the command again",
+            Part::Argument => "correct the named field and call again",
+            Part::Mistake => {
+                "say what went wrong in `what` and what to do instead next time in `lesson`"
+            }
+        }
+    }
+}
+
 impl Error {
     /// The stable code agents and tests match on.
     pub fn code(&self) -> &'static str {
@@ -139,7 +202,7 @@ impl Error {
             Error::PlanTargetMismatch { .. } => "plan-target-mismatch",
             Error::ProductionDryRun(_) => "production-target",
             Error::NoStaging(_) => "no-staging-target",
-            Error::InvalidInput(_) => "invalid-input",
+            Error::Invalid { .. } => "invalid-input",
             Error::InvalidCheck { .. } => "invalid-check",
             Error::Forbidden { .. } => "forbidden-statement",
             Error::StagingDrift { .. } => "staging-drift",
@@ -181,7 +244,7 @@ impl Error {
             Error::NoStaging(t) => format!(
                 "add `staging = \"NAME\"` to [targets.{t}] in drydock.toml, pointing at a staging or scratch target"
             ),
-            Error::InvalidInput(_) => "correct the named field and call again".into(),
+            Error::Invalid { part, .. } => part.fix().into(),
             Error::InvalidCheck { .. } => {
                 "make each check one SELECT (or WITH ... SELECT) returning what `expect` says; put writes in a step".into()
             }
@@ -230,6 +293,71 @@ impl Error {
         }
     }
 
+    /// The lesson an agent should draw when it made this mistake (written to ERRORS.md), or
+    /// `None` when the failure is not the agent's doing.
+    pub fn lesson(&self) -> Option<&'static str> {
+        Some(match self {
+            Error::ChecklistUnmet { .. } => {
+                "call `dry-run` on the plan, wait for an engineer's `drydock approve`, and only then `apply`; check `status` for unmet items first"
+            }
+            Error::ProductionDryRun(_) => {
+                "dry-runs go to the production target's linked staging: omit `target` in `dry-run`"
+            }
+            Error::SqlFailed { .. } => {
+                "run `inspect` on the target before writing SQL, and let `dry-run` catch errors before production"
+            }
+            Error::CheckFailed { .. } => {
+                "write checks that state what must be true after `up`, and verify the data they depend on with `inspect`"
+            }
+            Error::RollbackUnverified { .. } => {
+                "write `down` as the exact inverse of `up`: every column, index and constraint added must be removed, and vice versa"
+            }
+            Error::ValidationFailed { .. } => {
+                "validate right after apply and roll back with a reason when a check fails"
+            }
+            Error::InvalidCheck { .. } => "a check is exactly one SELECT; writes belong in steps",
+            Error::PlanTampered { .. } => {
+                "plans are immutable once stored: change one by submitting a new plan (`supersedes`), never by editing the state store"
+            }
+            Error::Forbidden { .. } => {
+                "keep agent SQL inside the database: no COPY to/from programs or files, no functions that touch the server's files, settings or other sessions, no roles, SET ROLE, ALTER SYSTEM, untrusted languages or dynamic SQL; ask an engineer for anything that needs them"
+            }
+            Error::RollbackWindowClosed { .. } => {
+                "roll back within the rollback window; after it, write a new forward migration"
+            }
+            Error::WrongStatus { .. } => {
+                "call `status` before acting on a plan; follow its `next_steps`"
+            }
+            Error::MissingReason => "every rollback states its reason",
+            Error::BackupFailed { .. } => {
+                "make sure a restorable backup exists before changing production"
+            }
+            Error::UnknownTarget(_)
+            | Error::UnknownPlan(_)
+            | Error::PlanTargetMismatch { .. }
+            | Error::NoStaging(_)
+            | Error::Invalid { .. }
+            | Error::StagingDrift { .. }
+            | Error::UnknownTemplate(_)
+            | Error::TemplateParams { .. }
+            | Error::SelfApproval { .. }
+            | Error::TargetBusy(_)
+            | Error::BlockedByTransaction { .. }
+            | Error::Config(_)
+            | Error::Store(_)
+            | Error::Target { .. }
+            | Error::Io(_) => return None,
+        })
+    }
+
+    /// Bad input about `part`.
+    pub fn invalid(part: Part, detail: impl Into<String>) -> Error {
+        Error::Invalid {
+            part,
+            detail: detail.into(),
+        }
+    }
+
     pub fn to_refusal(&self) -> Refusal {
         Refusal {
             code: self.code().to_string(),
@@ -243,18 +371,6 @@ impl Error {
     }
 
     pub fn store(e: impl std::fmt::Display) -> Self {
-        Error::Store(e.to_string())
-    }
-}
-
-impl From<sqlx::Error> for Error {
-    fn from(e: sqlx::Error) -> Self {
-        Error::Store(e.to_string())
-    }
-}
-
-impl From<sqlx::migrate::MigrateError> for Error {
-    fn from(e: sqlx::migrate::MigrateError) -> Self {
         Error::Store(e.to_string())
     }
 }

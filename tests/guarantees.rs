@@ -411,3 +411,53 @@ async fn the_facts_reported_are_true() {
     );
     c.close().await;
 }
+
+/// A backfill that names a key, a column or a table the target does not have is refused when it
+/// is planned, naming what is missing and what exists, and nothing is stored: the agent learns
+/// it before a dry-run, not when an apply reaches the step.
+#[tokio::test]
+async fn a_backfill_naming_what_does_not_exist_is_refused_at_plan_time() {
+    let p = PgProject::new("").await;
+    let c = p.project.connect().await;
+    let backfill = |b: serde_json::Value| {
+        json!({"goal": "fill", "target": "production",
+               "steps": [{"name": "fill", "backfill": b, "down": "SELECT 1"}]})
+    };
+    for (b, names) in [
+        (
+            json!({"table": "accounts", "set": "nickname = 'x'", "key": "idd"}),
+            "no column `idd` to walk by",
+        ),
+        (
+            json!({"table": "accounts", "set": "nick_name = 'x'"}),
+            "assigns `nick_name`",
+        ),
+        (
+            json!({"table": "acounts", "set": "nickname = 'x'"}),
+            "table `acounts` does not exist",
+        ),
+    ] {
+        let r = c.refused("plan", backfill(b)).await;
+        assert_eq!(r["code"], "invalid-input", "{r}");
+        let message = r["message"].as_str().unwrap_or_default();
+        assert!(message.contains(names), "{message}");
+        assert!(
+            message.contains("fill") && r["fix"].as_str().unwrap_or_default().contains("key"),
+            "the refusal names the step and says how to fix it: {r}"
+        );
+    }
+    let listed = c.ok("status", json!({})).await;
+    assert_eq!(
+        listed["plans"].as_array().map(Vec::len),
+        Some(0),
+        "nothing was stored: {listed}"
+    );
+    // A column added earlier in the same plan is known to the backfill that fills it.
+    c.ok(
+        "plan",
+        json!({"goal": "add and fill", "target": "production", "steps": [
+            {"name": "add", "up": "ALTER TABLE accounts ADD COLUMN tier text", "down": "ALTER TABLE accounts DROP COLUMN tier"},
+            {"name": "fill", "backfill": {"table": "accounts", "set": "tier = 'free'"}, "down": "SELECT 1"}]}),
+    )
+    .await;
+}

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::config::Policy;
 use crate::db::Catalog;
-use crate::error::{Error, Result};
+use crate::error::{Error, Part, Result};
 use crate::plan::{Backfill, Body, Gate, Step};
 use crate::sql::{Dialect, LockMode};
 
@@ -129,13 +129,18 @@ impl Walk<'_> {
     /// A backfill, analysed as the UPDATE it runs in batches.
     fn backfill(&mut self, name: &str, b: &Backfill) -> Result<StatementFacts> {
         if self.catalog.engine != Dialect::Postgres {
-            return Err(Error::InvalidInput(format!(
-                "step `{name}`: backfill steps need a PostgreSQL target; on {} write the change as `up` SQL",
-                self.catalog.engine
-            )));
+            return Err(Error::invalid(
+                Part::Backfill,
+                format!(
+                    "step `{name}`: backfill steps need a PostgreSQL target; on {} write the change as `up` SQL",
+                    self.catalog.engine
+                ),
+            ));
         }
         self.touched.insert(b.table.clone());
-        let overwrites = pg::assigned_columns(&b.set).map_err(Error::InvalidInput)?;
+        let overwrites =
+            pg::assigned_columns(&b.set).map_err(|e| Error::invalid(Part::Backfill, e))?;
+        self.backfill_names_exist(name, b, &overwrites)?;
         Ok(StatementFacts {
             step: name.to_string(),
             index: 1,
@@ -154,6 +159,57 @@ impl Walk<'_> {
             detail: None,
             actions: vec![],
         })
+    }
+
+    /// A backfill's table, key and assigned columns exist (in the catalog or earlier in the
+    /// plan): found now, not when the apply reaches the step.
+    fn backfill_names_exist(&self, name: &str, b: &Backfill, assigned: &[String]) -> Result<()> {
+        let table = b.table.strip_prefix("public.").unwrap_or(&b.table);
+        if self.created.contains(table) {
+            return Ok(());
+        }
+        let refuse = |what: String| {
+            Err(Error::invalid(
+                Part::Backfill,
+                format!("step `{name}`: {what}"),
+            ))
+        };
+        let Some(info) = self.catalog.tables.get(table) else {
+            return refuse(format!("table `{table}` does not exist on the target"));
+        };
+        let known = |c: &str| {
+            info.columns.iter().any(|col| col.name == c)
+                || self.added.contains(&format!("{table}.{c}"))
+        };
+        let columns = || {
+            info.columns
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match &b.key {
+            Some(key) if !known(key) => {
+                return refuse(format!(
+                    "`{table}` has no column `{key}` to walk by (its columns: {})",
+                    columns()
+                ));
+            }
+            None if info.columns.iter().filter(|c| c.primary_key).count() != 1 => {
+                return refuse(format!(
+                    "`{table}` has no single-column primary key: name a unique, ordered column as `key` (its columns: {})",
+                    columns()
+                ));
+            }
+            _ => {}
+        }
+        if let Some(missing) = assigned.iter().find(|c| !known(c)) {
+            return refuse(format!(
+                "`set` assigns `{missing}`, which `{table}` does not have (its columns: {})",
+                columns()
+            ));
+        }
+        Ok(())
     }
 
     /// `down` must parse too; its facts do not feed the plan's state.

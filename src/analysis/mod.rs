@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 
 use crate::config::Policy;
 use crate::db::Catalog;
-use crate::error::{Error, Result};
+use crate::error::{Error, Part, Result};
 use lexer::Token;
 
 pub use crate::plan::analysis::{
@@ -67,8 +67,8 @@ impl Context<'_> {
 
 /// Splits a step's SQL into statements, with a clear error naming the step.
 pub fn statements(step: &str, sql: &str) -> Result<Vec<lexer::Statement>> {
-    let stmts =
-        lexer::split(sql).map_err(|e| Error::InvalidInput(format!("step `{step}`: {}", e.0)))?;
+    let stmts = lexer::split(sql)
+        .map_err(|e| Error::invalid(Part::Statement, format!("step `{step}`: {}", e.0)))?;
     for s in &stmts {
         if let Some(Token::Word(w)) = s.tokens.first()
             && matches!(
@@ -77,10 +77,13 @@ pub fn statements(step: &str, sql: &str) -> Result<Vec<lexer::Statement>> {
             )
             && !s.tokens.get(1).is_some_and(|t| t.is_word("TRIGGER"))
         {
-            return Err(Error::InvalidInput(format!(
-                "step `{step}` contains `{}`: drydock opens and commits the transaction itself; remove transaction control from the SQL",
-                s.sql
-            )));
+            return Err(Error::invalid(
+                Part::Statement,
+                format!(
+                    "step `{step}` contains `{}`: drydock opens and commits the transaction itself; remove transaction control from the SQL",
+                    s.sql
+                ),
+            ));
         }
     }
     Ok(stmts)

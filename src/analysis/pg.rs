@@ -21,7 +21,7 @@ pub use types::{PgType, type_change};
 
 use super::{Action, StatementFacts};
 use crate::db::Catalog;
-use crate::error::{Error, Result};
+use crate::error::{Error, Part, Result};
 use crate::sql::LockMode;
 
 /// What earlier statements of the same plan established.
@@ -164,10 +164,13 @@ pub fn facts(
     state: &mut PlanState,
 ) -> Result<StatementFacts> {
     let parsed = pg_query::parse(sql, 0).map_err(|e| {
-        Error::InvalidInput(format!(
-            "step `{step}` statement {index} does not parse as PostgreSQL: {e} — in `{}`",
-            short(sql)
-        ))
+        Error::invalid(
+            Part::Statement,
+            format!(
+                "step `{step}` statement {index} does not parse as PostgreSQL: {e} — in `{}`",
+                short(sql)
+            ),
+        )
     })?;
     let stmt = parsed
         .protobuf
@@ -175,7 +178,12 @@ pub fn facts(
         .first()
         .and_then(|s| s.stmt.as_ref())
         .and_then(|n| n.node.as_ref())
-        .ok_or_else(|| Error::InvalidInput(format!("step `{step}` statement {index} is empty")))?;
+        .ok_or_else(|| {
+            Error::invalid(
+                Part::Statement,
+                format!("step `{step}` statement {index} is empty"),
+            )
+        })?;
     let mut f = StatementFacts {
         step: step.to_string(),
         index,
@@ -207,10 +215,13 @@ pub fn facts(
         NodeEnum::ReindexStmt(r) => maintenance::reindex(&mut f, r),
         NodeEnum::SelectStmt(_) => f.kind = "select".into(),
         NodeEnum::TransactionStmt(_) => {
-            return Err(Error::InvalidInput(format!(
-                "step `{step}` statement {index} is transaction control (`{}`): drydock opens and commits transactions itself",
-                short(sql)
-            )));
+            return Err(Error::invalid(
+                Part::Statement,
+                format!(
+                    "step `{step}` statement {index} is transaction control (`{}`): drydock opens and commits transactions itself",
+                    short(sql)
+                ),
+            ));
         }
         NodeEnum::CreatedbStmt(_) | NodeEnum::DropdbStmt(_) | NodeEnum::AlterSystemStmt(_) => {
             f.kind = "database-level".into();

@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::analysis::{self, Severity};
 use crate::config::Config;
 use crate::engine::Engine;
-use crate::error::Error;
+use crate::error::{Error, Part};
 use crate::plan::{Body, Step};
 
 #[derive(Debug, Parser)]
@@ -171,7 +171,7 @@ fn engineer_fix(e: &Error) -> String {
         Error::UnknownTarget(_) => {
             "use a target named in drydock.toml; `drydock doctor` lists them".into()
         }
-        Error::InvalidInput(_) => {
+        Error::Invalid { .. } => {
             "correct the argument named above and run the command again".into()
         }
         other => other.fix(),
@@ -182,8 +182,9 @@ fn engineer_fix(e: &Error) -> String {
 fn identity(by: &str) -> anyhow::Result<String> {
     let by = by.trim();
     if by.is_empty() {
-        return Err(refused(Error::InvalidInput(
-            "`--by` is empty: give your name, as the audit log records it".into(),
+        return Err(refused(Error::invalid(
+            Part::Decision,
+            "`--by` is empty: give your name, as the audit log records it",
         )));
     }
     Ok(by.to_string())

@@ -14,7 +14,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, TargetConfig, TargetUrl};
-use crate::error::{Error, Result};
+use crate::error::{Error, Part, Result};
 pub use crate::plan::evidence::{BackupEvidence, LockObservation, StatementRun};
 
 /// What the analysis reads from a target's catalog.
@@ -309,8 +309,9 @@ impl Target {
         column: &str,
     ) -> Result<Option<ColumnDependents>> {
         match self {
-            Target::Sqlite(_) => Err(Error::InvalidInput(
-                "this template moves a column with PostgreSQL's expand/contract procedure; on a SQLite target write the change as `steps`".into(),
+            Target::Sqlite(_) => Err(Error::invalid(
+                Part::Plan,
+                "this template moves a column with PostgreSQL's expand/contract procedure; on a SQLite target write the change as `steps`",
             )),
             Target::Postgres(t) => t.column_dependents(table, column).await,
         }
@@ -397,8 +398,9 @@ impl Target {
                 t.backfill(step, spec, columns, history, policy, progress)
                     .await
             }
-            Target::Sqlite(_) => Err(Error::InvalidInput(
-                "backfill steps need a PostgreSQL target".into(),
+            Target::Sqlite(_) => Err(Error::invalid(
+                Part::Backfill,
+                "backfill steps need a PostgreSQL target",
             )),
         }
     }

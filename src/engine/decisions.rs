@@ -7,8 +7,9 @@ impl Engine {
         let plan = self.load(plan_id, by, "approve").await?;
         let by = by.trim();
         if by.is_empty() {
-            return Err(Error::InvalidInput(
-                "`--by` names the approving engineer".into(),
+            return Err(Error::invalid(
+                Part::Decision,
+                "`--by` names the approving engineer",
             ));
         }
         if by.eq_ignore_ascii_case(&plan.author) {
@@ -50,8 +51,9 @@ impl Engine {
     pub async fn reject(&self, plan_id: &str, by: &str, reason: &str) -> Result<StatusReport> {
         let plan = self.load(plan_id, by, "reject").await?;
         if reason.trim().is_empty() {
-            return Err(Error::InvalidInput(
-                "`--reason` says why the plan is rejected".into(),
+            return Err(Error::invalid(
+                Part::Decision,
+                "`--reason` says why the plan is rejected",
             ));
         }
         require(
@@ -86,12 +88,17 @@ impl Engine {
             .iter()
             .enumerate()
             .find(|(_, s)| s.name == step)
-            .ok_or_else(|| Error::InvalidInput(format!("plan `{plan_id}` has no step `{step}`")))?;
+            .ok_or_else(|| {
+                Error::invalid(
+                    Part::Decision,
+                    format!("plan `{plan_id}` has no step `{step}`"),
+                )
+            })?;
         if row.state != StepState::Gated {
-            return Err(Error::InvalidInput(format!(
-                "step `{step}` is {}, not gated",
-                row.state.as_str()
-            )));
+            return Err(Error::invalid(
+                Part::Decision,
+                format!("step `{step}` is {}, not gated", row.state.as_str()),
+            ));
         }
         if by.eq_ignore_ascii_case(&plan.author) {
             return Err(Error::SelfApproval {
@@ -103,9 +110,12 @@ impl Engine {
         if matches!(plan.steps()[i].gate, Some(Gate::After { .. }))
             && override_reason.is_none_or(|r| r.trim().is_empty())
         {
-            return Err(Error::InvalidInput(format!(
-                "step `{step}` waits for the rollback window; pass --override-window --reason R to open it early"
-            )));
+            return Err(Error::invalid(
+                Part::Decision,
+                format!(
+                    "step `{step}` waits for the rollback window; pass --override-window --reason R to open it early"
+                ),
+            ));
         }
         self.store
             .commit(Change {

@@ -30,7 +30,7 @@ use crate::analysis;
 use crate::checklist::{self, ChecklistItem, Evidence, Item};
 use crate::config::{Config, Role};
 use crate::db::{History, HistoryRow, Sandbox, StatementRun, StepFailure, Stmt, Target};
-use crate::error::{Error, Result};
+use crate::error::{Error, Part, Result};
 use crate::errorlog::{ErrorLog, Mistake};
 use crate::plan::evidence::RunDetail;
 use crate::plan::{Body, Check, Decision, Gate, Plan, RunKind, Status, Step, StepState, Urgency};
@@ -102,45 +102,7 @@ fn admit(plan: &Plan, engine: Dialect) -> Result<()> {
 
 /// The columns a backfill overwrites (and saves first).
 fn overwritten(spec: &crate::plan::Backfill) -> Result<Vec<String>> {
-    analysis::pg::assigned_columns(&spec.set).map_err(Error::InvalidInput)
-}
-
-/// Whether a failure with this code is an agent mistake worth a lesson in ERRORS.md.
-fn lesson_for(code: &str) -> Option<&'static str> {
-    Some(match code {
-        "checklist-unmet" => {
-            "call `dry-run` on the plan, wait for an engineer's `drydock approve`, and only then `apply`; check `status` for unmet items first"
-        }
-        "production-target" => {
-            "dry-runs go to the production target's linked staging: omit `target` in `dry-run`"
-        }
-        "sql-failed" => {
-            "run `inspect` on the target before writing SQL, and let `dry-run` catch errors before production"
-        }
-        "check-failed" => {
-            "write checks that state what must be true after `up`, and verify the data they depend on with `inspect`"
-        }
-        "rollback-unverified" => {
-            "write `down` as the exact inverse of `up`: every column, index and constraint added must be removed, and vice versa"
-        }
-        "validation-failed" => {
-            "validate right after apply and roll back with a reason when a check fails"
-        }
-        "invalid-check" => "a check is exactly one SELECT; writes belong in steps",
-        "plan-tampered" => {
-            "plans are immutable once stored: change one by submitting a new plan (`supersedes`), never by editing the state store"
-        }
-        "forbidden-statement" => {
-            "keep agent SQL inside the database: no COPY to/from programs or files, no functions that touch the server's files, settings or other sessions, no roles, SET ROLE, ALTER SYSTEM, untrusted languages or dynamic SQL; ask an engineer for anything that needs them"
-        }
-        "rollback-window-closed" => {
-            "roll back within the rollback window; after it, write a new forward migration"
-        }
-        "wrong-status" => "call `status` before acting on a plan; follow its `next_steps`",
-        "missing-reason" => "every rollback states its reason",
-        "backup-unverified" => "make sure a restorable backup exists before changing production",
-        _ => return None,
-    })
+    analysis::pg::assigned_columns(&spec.set).map_err(|e| Error::invalid(Part::Backfill, e))
 }
 
 impl Engine {
@@ -165,14 +127,16 @@ impl Engine {
         let template = plan.and_then(|p| p.body.template.as_deref());
         if let Some(template) = template
             && matches!(
-                err.code(),
-                "sql-failed" | "rollback-unverified" | "check-failed"
+                err,
+                Error::SqlFailed { .. }
+                    | Error::RollbackUnverified { .. }
+                    | Error::CheckFailed { .. }
             )
         {
             tracing::error!(template, code = err.code(), error = %err, "drydock's template failed");
             return err;
         }
-        if let Some(lesson) = lesson_for(err.code()) {
+        if let Some(lesson) = err.lesson() {
             let tables = plan.as_ref().map(|p| p.tables()).unwrap_or_default();
             let mistake = Mistake {
                 agent: agent.to_string(),
@@ -250,7 +214,7 @@ impl Engine {
     /// Loads a plan for `tool`. A plan whose body no longer matches its checksum (edited in the
     /// state store) is refused by every verb, and the tampering is audited and logged.
     async fn load(&self, plan_id: &str, who: &str, tool: &str) -> Result<Plan> {
-        match self.store.plan(plan_id).await {
+        match self.store.plan(plan_id).await.map_err(Error::from) {
             Err(e @ Error::PlanTampered { .. }) => {
                 let _ = self
                     .store

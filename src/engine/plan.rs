@@ -7,8 +7,9 @@ impl Engine {
     pub async fn plan(&self, req: PlanRequest, author: &str) -> Result<PlanOutcome> {
         let target_cfg = self.config.target(&req.target)?;
         if req.goal.trim().is_empty() {
-            return Err(Error::InvalidInput(
-                "`goal` is empty: say what the change achieves".into(),
+            return Err(Error::invalid(
+                Part::Plan,
+                "`goal` is empty: say what the change achieves",
             ));
         }
         let template = req.template.clone();
@@ -16,8 +17,9 @@ impl Engine {
         let mut opened = None;
         let (steps, mut checks) = match (req.steps, req.template) {
             (Some(_), Some(_)) => {
-                return Err(Error::InvalidInput(
-                    "give either `steps` or `template` + `params`, not both".into(),
+                return Err(Error::invalid(
+                    Part::Plan,
+                    "give either `steps` or `template` + `params`, not both",
                 ));
             }
             (Some(steps), None) => (steps, vec![]),

@@ -97,9 +97,10 @@ impl Engine {
         let mut catalog = t.catalog().await?;
         if let Some(name) = table {
             if !catalog.tables.contains_key(name) {
-                return Err(Error::InvalidInput(format!(
-                    "target `{target}` has no table `{name}`"
-                )));
+                return Err(Error::invalid(
+                    Part::Argument,
+                    format!("target `{target}` has no table `{name}`"),
+                ));
             }
             catalog.tables.retain(|k, _| k == name);
         }
@@ -119,8 +120,9 @@ impl Engine {
         agent: &str,
     ) -> Result<MistakeReport> {
         if what.trim().is_empty() || lesson.trim().is_empty() {
-            return Err(Error::InvalidInput(
-                "`what` and `lesson` must both say something".into(),
+            return Err(Error::invalid(
+                Part::Mistake,
+                "`what` and `lesson` must both say something",
             ));
         }
         let plan = match plan_id {

@@ -110,7 +110,7 @@ impl Engine {
                 plan.id
             )));
         }
-        self.store.steps(&plan.id).await
+        Ok(self.store.steps(&plan.id).await?)
     }
 
     /// `reconcile` for a reader (`status`, `validate`) that has the target open: only when no

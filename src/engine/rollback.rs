@@ -144,9 +144,10 @@ impl Engine {
     ) -> Result<()> {
         let step = &plan.steps()[i];
         if step.down.is_none() && step.backfill.is_none() {
-            return Err(Error::InvalidInput(format!(
-                "step `{name}` has no `down`; write a new plan that reverses it"
-            )));
+            return Err(Error::invalid(
+                Part::Step,
+                format!("step `{name}` has no `down`; write a new plan that reverses it"),
+            ));
         }
         let history = History::RolledBack {
             plan_id: &plan.id,

@@ -10,7 +10,7 @@ use serde_json::json;
 use super::{Engine, overwritten};
 use crate::config::Role;
 use crate::db::{History, HistoryRow, Target};
-use crate::error::{Error, Result};
+use crate::error::{Error, Part, Result};
 use crate::plan::Plan;
 use crate::store::Change;
 
@@ -112,7 +112,7 @@ impl Engine {
             .steps()
             .iter()
             .find(|s| s.name.as_deref() == Some(name))
-            .ok_or_else(|| Error::InvalidInput(format!("no step `{name}`")))?;
+            .ok_or_else(|| Error::invalid(Part::Step, format!("no step `{name}`")))?;
         let on_staging = target
             .history(&plan.id)
             .await?

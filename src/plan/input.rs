@@ -3,13 +3,13 @@
 
 use pg_query::NodeEnum;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Part, Result};
 use crate::sql::single_expression;
 
 /// Validates a backfill: `UPDATE table SET <set> WHERE <where>` must parse as exactly one UPDATE
 /// without FROM, RETURNING or WITH, and must not assign the key it walks by.
 pub fn validate_backfill(step: &str, b: &crate::plan::Backfill) -> Result<()> {
-    let bad = |m: String| Error::InvalidInput(format!("step `{step}` backfill: {m}"));
+    let bad = |m: String| Error::invalid(Part::Backfill, format!("step `{step}` backfill: {m}"));
     let ident_ok = |s: &str| {
         s.split('.').count() <= 2 && s.split('.').all(|p| crate::sql::validate_ident(p).is_ok())
     };

@@ -13,7 +13,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Part, Result};
 
 /// One step of a plan. Multi-step plans (expand/contract) walk the lifecycle per step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -361,9 +361,9 @@ impl Body {
     /// Validates raw input and normalises it: names filled in, SQL trimmed, empty SQL rejected.
     pub fn new(target: &str, steps: Vec<Step>, checks: Vec<Check>) -> Result<Body> {
         if steps.is_empty() {
-            return Err(Error::InvalidInput(
-                "a plan needs `steps` (each with `up` and `down`) or a `template` with `params`"
-                    .into(),
+            return Err(Error::invalid(
+                Part::Plan,
+                "a plan needs `steps` (each with `up` and `down`) or a `template` with `params`",
             ));
         }
         let mut names = std::collections::HashSet::new();
@@ -377,15 +377,15 @@ impl Body {
                     .filter(|n| !n.is_empty())
                     .unwrap_or_else(|| format!("step-{}", i + 1));
                 if !names.insert(name.clone()) {
-                    return Err(Error::InvalidInput(format!("step name `{name}` is used twice")));
+                    return Err(Error::invalid(Part::Step, format!("step name `{name}` is used twice")));
                 }
                 let up = normalise_sql(s.up);
                 match (&up, &s.backfill) {
                     (None, None) => {
-                        return Err(Error::InvalidInput(format!("step `{name}` has neither `up` nor `backfill`")));
+                        return Err(Error::invalid(Part::Step, format!("step `{name}` has neither `up` nor `backfill`")));
                     }
                     (Some(_), Some(_)) => {
-                        return Err(Error::InvalidInput(format!(
+                        return Err(Error::invalid(Part::Step, format!(
                             "step `{name}` has both `up` and `backfill`; put the backfill in a step of its own"
                         )));
                     }
@@ -395,7 +395,7 @@ impl Body {
                 if let Some(Gate::After { duration }) = &s.gate
                     && duration != "rollback_window" {
                         humantime::parse_duration(duration).map_err(|e| {
-                            Error::InvalidInput(format!("step `{name}` gate duration {duration:?}: {e}"))
+                            Error::invalid(Part::Step, format!("step `{name}` gate duration {duration:?}: {e}"))
                         })?;
                     }
                 Ok(Step { name: Some(name), up, down: normalise_sql(s.down), backfill: s.backfill, gate: s.gate })
@@ -407,12 +407,13 @@ impl Body {
             .map(|c| {
                 let name = c.name.trim().to_string();
                 if name.is_empty() {
-                    return Err(Error::InvalidInput("every check needs a `name`".into()));
+                    return Err(Error::invalid(Part::Check, "every check needs a `name`"));
                 }
                 if !check_names.insert(name.clone()) {
-                    return Err(Error::InvalidInput(format!(
-                        "check name `{name}` is used twice"
-                    )));
+                    return Err(Error::invalid(
+                        Part::Check,
+                        format!("check name `{name}` is used twice"),
+                    ));
                 }
                 let sql = normalise_sql(Some(c.sql)).ok_or_else(|| Error::InvalidCheck {
                     name: name.clone(),

@@ -10,9 +10,57 @@ use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{FromRow, Row, SqliteConnection};
 
-use crate::error::{Error, Result};
+use crate::error::Error;
 use crate::plan::evidence::{BackupEvidence, RunDetail};
 use crate::plan::{Body, Decision, Plan, RunKind, Status, StepState, Urgency};
+
+/// What can go wrong in drydock's own state store. Each message names the object.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migrating the state store: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("state directory: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("a stored {what} does not decode: {cause}")]
+    Decode { what: &'static str, cause: String },
+    #[error("unknown plan `{0}`")]
+    UnknownPlan(String),
+    #[error("plan `{plan}` was changed in the state store")]
+    Tampered {
+        plan: String,
+        stored: String,
+        actual: String,
+    },
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Error {
+        match e {
+            StoreError::UnknownPlan(id) => Error::UnknownPlan(id),
+            StoreError::Tampered {
+                plan,
+                stored,
+                actual,
+            } => Error::PlanTampered {
+                plan,
+                stored,
+                actual,
+            },
+            other => Error::Store(other.to_string()),
+        }
+    }
+}
+
+type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+fn decode(what: &'static str) -> impl Fn(serde_json::Error) -> StoreError {
+    move |e| StoreError::Decode {
+        what,
+        cause: e.to_string(),
+    }
+}
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -134,7 +182,7 @@ impl Store {
         let lock = crate::lockfile::open(&dir.join("state.db.migrate-lock"))?;
         let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
             .await
-            .map_err(Error::store)??;
+            .map_err(|e| std::io::Error::other(e.to_string()))??;
         let migrated = MIGRATOR.run(&pool).await;
         drop(lock);
         migrated?;
@@ -159,8 +207,8 @@ impl Store {
         .bind(&plan.created_at)
         .bind(&plan.created_at)
         .bind(&plan.supersedes)
-        .bind(serde_json::to_string(&plan.body).map_err(Error::store)?)
-        .bind(serde_json::to_string(&plan.analysis).map_err(Error::store)?)
+        .bind(serde_json::to_string(&plan.body).map_err(decode("plan body"))?)
+        .bind(serde_json::to_string(&plan.analysis).map_err(decode("plan analysis"))?)
         .execute(&mut *tx)
         .await?;
         for (i, s) in plan.body.steps.iter().enumerate() {
@@ -197,22 +245,26 @@ impl Store {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?
-        .ok_or_else(|| Error::UnknownPlan(id.to_string()))?;
-        let body: Body = serde_json::from_str(row.get::<&str, _>(9)).map_err(Error::store)?;
+        .ok_or_else(|| StoreError::UnknownPlan(id.to_string()))?;
+        let body: Body =
+            serde_json::from_str(row.get::<&str, _>(9)).map_err(decode("plan body"))?;
         // The checksum is recomputed on every load: SQL edited in the store after approval
         // would otherwise run under the old checksum and its approval.
         let stored: String = row.get(1);
         let actual = body.checksum();
         if actual != stored {
             tracing::error!(plan = id, "plan body does not match its checksum");
-            return Err(Error::PlanTampered {
+            return Err(StoreError::Tampered {
                 plan: id.to_string(),
                 stored,
                 actual,
             });
         }
         let urgency: Urgency =
-            serde_json::from_value(serde_json::Value::String(row.get(5))).map_err(Error::store)?;
+            Urgency::try_from(row.get::<String, _>(5)).map_err(|e| StoreError::Decode {
+                what: "urgency",
+                cause: e.to_string(),
+            })?;
         Ok(Plan {
             id: row.get(0),
             checksum: row.get(1),
@@ -220,11 +272,15 @@ impl Store {
             target: row.get(3),
             author: row.get(4),
             urgency,
-            status: Status::parse(row.get(6))?,
+            status: Status::parse(row.get(6)).map_err(|e| StoreError::Decode {
+                what: "plan status",
+                cause: e.to_string(),
+            })?,
             created_at: row.get(7),
             supersedes: row.get(8),
             body,
-            analysis: serde_json::from_str(row.get::<&str, _>(10)).map_err(Error::store)?,
+            analysis: serde_json::from_str(row.get::<&str, _>(10))
+                .map_err(decode("plan analysis"))?,
         })
     }
 
@@ -293,7 +349,7 @@ impl Store {
                 .bind(change.plan_id)
                 .fetch_optional(&mut *tx)
                 .await?
-                .ok_or_else(|| Error::UnknownPlan(change.plan_id.to_string()))?;
+                .ok_or_else(|| StoreError::UnknownPlan(change.plan_id.to_string()))?;
             if !from.is_empty() && !from.iter().any(|s| s.as_str() == current) {
                 return Ok(false);
             }
@@ -318,7 +374,7 @@ impl Store {
             .bind(&run.started_at)
             .bind(&now)
             .bind(run.duration_ms)
-            .bind(serde_json::to_string(&run.detail).map_err(Error::store)?)
+            .bind(serde_json::to_string(&run.detail).map_err(decode("run detail"))?)
             .execute(&mut *tx)
             .await?;
         }
@@ -357,7 +413,7 @@ impl Store {
                 .bind(target)
                 .bind(change.plan_id)
                 .bind(*verified as i64)
-                .bind(serde_json::to_string(detail).map_err(Error::store)?)
+                .bind(serde_json::to_string(detail).map_err(decode("backup evidence"))?)
                 .bind(&now)
                 .execute(&mut *tx)
                 .await?;

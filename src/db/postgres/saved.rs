@@ -7,7 +7,7 @@ use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::qualified_ident;
-use crate::error::{Error, Result};
+use crate::error::{Error, Part, Result};
 use crate::plan::Backfill;
 use crate::sql::quote_ident;
 
@@ -71,10 +71,13 @@ impl Saved {
                 match pk.as_slice() {
                     [one] => one.clone(),
                     _ => {
-                        return Err(Error::InvalidInput(format!(
-                            "backfill of `{}` needs `key`: the table has no single-column primary key",
-                            spec.table
-                        )));
+                        return Err(Error::invalid(
+                            Part::Backfill,
+                            format!(
+                                "backfill of `{}` needs `key`: the table has no single-column primary key",
+                                spec.table
+                            ),
+                        ));
                     }
                 }
             }
@@ -89,12 +92,12 @@ impl Saved {
         .await
         .map_err(db)?;
         let key_type = key_type.ok_or_else(|| {
-            Error::InvalidInput(format!(
-                "backfill: `{}` has no column `{key_name}`",
-                spec.table
-            ))
+            Error::invalid(
+                Part::Backfill,
+                format!("backfill: `{}` has no column `{key_name}`", spec.table),
+            )
         })?;
-        crate::sql::validate_type(&key_type).map_err(Error::InvalidInput)?;
+        crate::sql::validate_type(&key_type).map_err(|e| Error::invalid(Part::Backfill, e))?;
         let (backup, index) = match place {
             Place::Target { plan_id, step } => {
                 let name = format!("bf_{plan_id}_{}", short_hash(step));
