@@ -8,11 +8,10 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::analysis::{self, Severity};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::error::{Error, Part};
-use crate::plan::{Body, Step};
+use crate::plan::analysis::Severity;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -342,27 +341,11 @@ async fn lint(
 ) -> anyhow::Result<i32> {
     let sql =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let cfg = engine.config.target(target).map_err(refused)?;
-    let t = crate::db::Target::open(&engine.config, cfg)
-        .await
-        .map_err(refused)?;
-    let catalog = t.catalog().await.map_err(refused)?;
     let name = file
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "file".into());
-    // A lint file has no `down`: analyse the `up` alone and drop the step-level irreversible rule.
-    let step = Step {
-        name: Some(name),
-        up: Some(sql),
-        down: Some("-- lint".into()),
-        backfill: None,
-        gate: None,
-    };
-    let body = Body::new(target, vec![step], vec![]).map_err(refused)?;
-    let production = cfg.role == crate::config::Role::Production;
-    let analysis =
-        analysis::analyze(&body, &catalog, &engine.config.policy, production).map_err(refused)?;
+    let analysis = engine.lint(target, &name, sql).await.map_err(refused)?;
     match format {
         Format::Json => println!(
             "{}",
@@ -394,18 +377,6 @@ async fn lint(
     Ok(if failing { 3 } else { 0 })
 }
 
-/// One target as `doctor` finds it.
-#[derive(serde::Serialize)]
-struct TargetHealth {
-    name: String,
-    role: &'static str,
-    url: String,
-    ok: bool,
-    tables: Option<usize>,
-    error: Option<String>,
-    warnings: Vec<String>,
-}
-
 async fn doctor(engine: &Engine, format: Format) -> anyhow::Result<i32> {
     let c = &engine.config;
     let config = c
@@ -413,33 +384,7 @@ async fn doctor(engine: &Engine, format: Format) -> anyhow::Result<i32> {
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "embedded demo (no drydock.toml)".into());
-    let mut targets = Vec::new();
-    for t in c.targets.values() {
-        let mut health = TargetHealth {
-            name: t.name.clone(),
-            role: t.role.as_str(),
-            url: t.url.to_string(),
-            ok: false,
-            tables: None,
-            error: None,
-            warnings: vec![],
-        };
-        match crate::db::Target::open(c, t).await {
-            Ok(target) => match target.catalog().await {
-                Ok(cat) => {
-                    health.ok = true;
-                    health.tables = Some(cat.tables.len());
-                    // Unapproved agent SQL runs on non-production targets (dry-runs).
-                    if t.role != crate::config::Role::Production {
-                        health.warnings = target.privilege_warnings().await.unwrap_or_default();
-                    }
-                }
-                Err(e) => health.error = Some(Refused(e).to_string()),
-            },
-            Err(e) => health.error = Some(Refused(e).to_string()),
-        }
-        targets.push(health);
-    }
+    let targets = engine.target_health().await;
     let failures = targets.iter().filter(|t| !t.ok).count();
     match format {
         Format::Json => println!(

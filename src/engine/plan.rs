@@ -205,3 +205,28 @@ pub fn next_steps(plan: &Plan, role: Role, checklist: &[ChecklistItem]) -> Vec<S
     }
     out
 }
+
+impl Engine {
+    /// The analysis of a SQL file against a target's catalog, as `drydock lint` reports it:
+    /// nothing is stored. A lint file has no `down`, so the step-level irreversible rule is
+    /// silenced with a placeholder.
+    pub async fn lint(&self, target: &str, name: &str, sql: String) -> Result<analysis::Analysis> {
+        let cfg = self.config.target(target)?;
+        let t = Target::open(&self.config, cfg).await?;
+        let catalog = t.catalog().await?;
+        let step = Step {
+            name: Some(name.to_string()),
+            up: Some(sql),
+            down: Some("-- lint".into()),
+            backfill: None,
+            gate: None,
+        };
+        let body = Body::new(target, vec![step], vec![])?;
+        analysis::analyze(
+            &body,
+            &catalog,
+            &self.config.policy,
+            cfg.role == Role::Production,
+        )
+    }
+}

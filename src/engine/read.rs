@@ -165,3 +165,120 @@ pub(super) fn with_measurements(plan: &Plan, runs: &[crate::store::RunRow]) -> R
         measured,
     }
 }
+
+/// One target as `doctor` finds it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TargetHealth {
+    pub name: String,
+    pub role: &'static str,
+    pub url: String,
+    pub ok: bool,
+    pub tables: Option<usize>,
+    pub error: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+impl Engine {
+    /// Every configured target: reachable, its table count, and (for targets that run agent
+    /// SQL in dry-runs) what its role may do beyond the database.
+    pub async fn target_health(&self) -> Vec<TargetHealth> {
+        let mut out = Vec::new();
+        for t in self.config.targets.values() {
+            let mut health = TargetHealth {
+                name: t.name.clone(),
+                role: t.role.as_str(),
+                url: t.url.to_string(),
+                ok: false,
+                tables: None,
+                error: None,
+                warnings: vec![],
+            };
+            match Target::open(&self.config, t).await {
+                Ok(target) => match target.catalog().await {
+                    Ok(cat) => {
+                        health.ok = true;
+                        health.tables = Some(cat.tables.len());
+                        if t.role != Role::Production {
+                            health.warnings = target.privilege_warnings().await.unwrap_or_default();
+                        }
+                    }
+                    Err(e) => health.error = Some(shown(&e)),
+                },
+                Err(e) => health.error = Some(shown(&e)),
+            }
+            out.push(health);
+        }
+        out
+    }
+}
+
+/// A target's failure as `doctor` prints it: code, message (connection strings redacted), fix.
+fn shown(e: &Error) -> String {
+    format!(
+        "error[{}]: {}\nfix: {}",
+        e.code(),
+        crate::redact::redact(&e.to_string()),
+        e.fix()
+    )
+}
+
+/// The safety checklist and the policy in force, as the `drydock://checklist` resource shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ChecklistPolicy {
+    pub checklist: Vec<ItemPolicy>,
+    /// Roles on which every item is required.
+    pub enforced_on: Vec<Role>,
+    pub policy: crate::config::Policy,
+    pub targets: Vec<TargetSummary>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ItemPolicy {
+    pub item: Item,
+    pub holds_when: &'static str,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TargetSummary {
+    pub name: String,
+    pub role: Role,
+    pub engine: &'static str,
+    pub staging: Option<String>,
+}
+
+impl Engine {
+    pub fn checklist_policy(&self) -> ChecklistPolicy {
+        ChecklistPolicy {
+            checklist: Item::ALL
+                .iter()
+                .map(|&item| ItemPolicy {
+                    item,
+                    holds_when: item.holds_when(),
+                })
+                .collect(),
+            enforced_on: vec![Role::Production],
+            policy: self.config.policy.clone(),
+            targets: self
+                .config
+                .targets
+                .values()
+                .map(|t| TargetSummary {
+                    name: t.name.clone(),
+                    role: t.role,
+                    engine: t.url.engine(),
+                    staging: t.staging.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The template library: names, descriptions, parameter schemas.
+    pub fn templates(&self) -> Vec<render::TemplateInfo> {
+        render::list()
+    }
+
+    /// One template's source with its description and parameter schema.
+    pub fn template_source(&self, name: &str) -> Result<(String, render::TemplateInfo)> {
+        render::source(name)
+    }
+}

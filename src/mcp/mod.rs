@@ -32,7 +32,7 @@ use crate::engine::{
 use crate::error::{Error, Refusal};
 use crate::errorlog::redact;
 use crate::plan::{Check, Step, Urgency};
-use crate::render::{self, TemplateInfo};
+use crate::render::TemplateInfo;
 
 mod schema;
 
@@ -231,7 +231,7 @@ impl DrydockServer {
     ) -> Result<Json<RenderOutput>, ToolError> {
         match p.template {
             None => Ok(Json(RenderOutput {
-                templates: Some(render::list()),
+                templates: Some(self.engine.templates()),
                 template: None,
                 steps: None,
                 checks: None,
@@ -502,7 +502,7 @@ impl ServerHandler for DrydockServer {
                 .with_description("The safety checklist and the active policy")
                 .with_mime_type("application/json"),
         ];
-        for t in render::list() {
+        for t in self.engine.templates() {
             resources.push(
                 Resource::new(
                     format!("drydock://templates/{}", t.name),
@@ -543,24 +543,9 @@ impl ServerHandler for DrydockServer {
                 .map_err(|e| not_found(e.to_string()))?;
             vec![ResourceContents::text(text, &uri).with_mime_type("text/markdown")]
         } else if uri == "drydock://checklist" {
-            let items: Vec<_> = crate::checklist::Item::ALL
-                .iter()
-                .map(|item| serde_json::json!({"item": item, "holds_when": item.holds_when()}))
-                .collect();
-            let targets: Vec<_> = self
-                .engine
-                .config
-                .targets
-                .values()
-                .map(|t| serde_json::json!({"name": t.name, "role": t.role, "engine": t.url.engine(), "staging": t.staging}))
-                .collect();
-            let body = serde_json::json!({
-                "checklist": items,
-                "enforced_on": ["production"],
-                "policy": self.engine.config.policy,
-                "targets": targets,
-            });
-            vec![ResourceContents::text(body.to_string(), &uri).with_mime_type("application/json")]
+            let body = serde_json::to_string(&self.engine.checklist_policy())
+                .map_err(|e| McpError::internal_error(e.to_string(), None))?;
+            vec![ResourceContents::text(body, &uri).with_mime_type("application/json")]
         } else if let Some(id) = uri.strip_prefix("drydock://plans/") {
             let status = self
                 .engine
@@ -574,7 +559,10 @@ impl ServerHandler for DrydockServer {
                 ResourceContents::text(status.to_markdown(), &uri).with_mime_type("text/markdown"),
             ]
         } else if let Some(name) = uri.strip_prefix("drydock://templates/") {
-            let (source, info) = render::source(name).map_err(|e| not_found(e.to_string()))?;
+            let (source, info) = self
+                .engine
+                .template_source(name)
+                .map_err(|e| not_found(e.to_string()))?;
             let body = serde_json::json!({"name": info.name, "description": info.description, "params": info.params, "source": source});
             vec![ResourceContents::text(body.to_string(), &uri).with_mime_type("application/json")]
         } else {

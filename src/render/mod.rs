@@ -92,39 +92,39 @@ fn engine() -> &'static Tera {
     })
 }
 
-/// Pieces the templates share (`{% include "name" %}`), from `templates/partials/`.
+/// Pieces the templates share (`{% include "name" %}`), from `templates/_partials/`.
 const PARTIALS: &[(&str, &str)] = &[
     (
         "rename-column-sync",
-        include_str!("../../templates/partials/rename-column-sync.sql"),
+        include_str!("../../templates/_partials/rename-column-sync.sql"),
     ),
     (
         "change-column-type-sync",
-        include_str!("../../templates/partials/change-column-type-sync.sql"),
+        include_str!("../../templates/_partials/change-column-type-sync.sql"),
     ),
     (
         "carry-indexes-step",
-        include_str!("../../templates/partials/carry-indexes-step.sql"),
+        include_str!("../../templates/_partials/carry-indexes-step.sql"),
     ),
     (
         "carry-guard",
-        include_str!("../../templates/partials/carry-guard.sql"),
+        include_str!("../../templates/_partials/carry-guard.sql"),
     ),
     (
         "carry-sequence",
-        include_str!("../../templates/partials/carry-sequence.sql"),
+        include_str!("../../templates/_partials/carry-sequence.sql"),
     ),
     (
         "carry-names",
-        include_str!("../../templates/partials/carry-names.sql"),
+        include_str!("../../templates/_partials/carry-names.sql"),
     ),
     (
         "carry-names-back",
-        include_str!("../../templates/partials/carry-names-back.sql"),
+        include_str!("../../templates/_partials/carry-names-back.sql"),
     ),
     (
         "carry-restore",
-        include_str!("../../templates/partials/carry-restore.sql"),
+        include_str!("../../templates/_partials/carry-restore.sql"),
     ),
 ];
 

@@ -496,4 +496,67 @@ mod tests {
             )
         );
     }
+
+    /// The SQL every template renders, snapshotted: a change to what drydock would run on a
+    /// production database is a reviewed change.
+    #[test]
+    fn rendered_sql_is_snapshotted() {
+        let none = crate::db::ColumnDependents::default();
+        let cases = [
+            (
+                "migration",
+                json!({"goal": "add a flag", "up": "ALTER TABLE t ADD COLUMN f boolean", "down": "ALTER TABLE t DROP COLUMN f"}),
+            ),
+            (
+                "add-column",
+                json!({"table": "users", "column": "nickname", "type": "text"}),
+            ),
+            (
+                "add-not-null-column",
+                json!({"table": "users", "column": "tier", "type": "text", "default": "free"}),
+            ),
+            ("add-index", json!({"table": "users", "columns": ["email"]})),
+            (
+                "add-foreign-key",
+                json!({"table": "orders", "columns": ["user_id"], "ref_table": "users", "ref_columns": ["id"]}),
+            ),
+            (
+                "add-check-constraint",
+                json!({"table": "users", "name": "age_positive", "expression": "age > 0"}),
+            ),
+            (
+                "backfill",
+                json!({"table": "users", "set": "tier = 'free'", "where": "tier IS NULL"}),
+            ),
+            (
+                "rename-column",
+                json!({"table": "users", "column": "name", "new_name": "full_name"}),
+            ),
+            (
+                "change-column-type",
+                json!({"table": "users", "column": "id", "new_type": "bigint"}),
+            ),
+        ];
+        for (name, params) in cases {
+            let r = render(name, params, Some(&none)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let mut out = String::new();
+            for s in &r.steps {
+                out.push_str(&format!(
+                    "-- step {} (gate: {:?})\n-- up\n{}\n-- backfill\n{:?}\n-- down\n{}\n\n",
+                    s.name.as_deref().unwrap_or("step"),
+                    s.gate,
+                    s.up.as_deref().unwrap_or("-"),
+                    s.backfill,
+                    s.down.as_deref().unwrap_or("-"),
+                ));
+            }
+            for c in &r.checks {
+                out.push_str(&format!(
+                    "-- check {} (expect {})\n{}\n",
+                    c.name, c.expect, c.sql
+                ));
+            }
+            insta::assert_snapshot!(name, out);
+        }
+    }
 }

@@ -174,3 +174,67 @@ pub(crate) mod test_support {
         rule(&classify("s", 1, st, crate::sql::Dialect::Sqlite), &ctx)
     }
 }
+
+/// What each rule tells a reviewer, snapshotted: a change to a message or a fix is a reviewed
+/// change, never an accident.
+#[cfg(test)]
+mod snapshots {
+    use super::test_support::pg;
+    use crate::analysis::Rule;
+
+    /// One statement that breaks each rule, on a production target's catalog.
+    const CASES: &[(Rule, &str)] = &[
+        (Rule::UnknownObject, "ALTER TABLE userz ADD COLUMN a int"),
+        (
+            Rule::BlockingRewrite,
+            "ALTER TABLE users ALTER COLUMN id TYPE bigint",
+        ),
+        (
+            Rule::BlockingScan,
+            "ALTER TABLE users ALTER COLUMN name SET NOT NULL",
+        ),
+        (Rule::BlockingIndexBuild, "CREATE INDEX i ON users (name)"),
+        (
+            Rule::LockHeldLong,
+            "ALTER TABLE flags ADD COLUMN x int; UPDATE users SET name = lower(name)",
+        ),
+        (Rule::UnbatchedWrite, "UPDATE users SET name = lower(name)"),
+        (Rule::Destructive, "ALTER TABLE users DROP COLUMN name"),
+        (
+            Rule::BreakingChange,
+            "ALTER TABLE users RENAME COLUMN name TO full_name",
+        ),
+        (
+            Rule::NonTransactional,
+            "CREATE INDEX CONCURRENTLY i ON users (name)",
+        ),
+        (Rule::Irreversible, "ALTER TABLE users DROP COLUMN name"),
+        (Rule::Privileged, "COPY users TO PROGRAM 'curl example.com'"),
+    ];
+
+    #[test]
+    fn every_rule_says_what_goes_wrong_and_how_to_fix_it() {
+        let mut seen = std::collections::BTreeSet::new();
+        for (rule, sql) in CASES {
+            let found: Vec<String> = pg(sql)
+                .into_iter()
+                .filter(|h| h.code == *rule)
+                .map(|h| {
+                    format!(
+                        "{} ({}) on {}\nstatement: {}\nmessage: {}\nfix: {}",
+                        h.code,
+                        h.severity,
+                        h.table.as_deref().unwrap_or("-"),
+                        h.statement,
+                        h.message,
+                        h.fix
+                    )
+                })
+                .collect();
+            assert!(!found.is_empty(), "`{sql}` breaks {rule}");
+            insta::assert_snapshot!(rule.code(), found.join("\n\n"));
+            seen.insert(*rule);
+        }
+        assert_eq!(seen.len(), Rule::ALL.len(), "every rule has a snapshot");
+    }
+}
