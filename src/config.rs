@@ -1,6 +1,7 @@
 //! `drydock.toml`: the targets drydock may touch, their roles, and the policy that tightens the
 //! safety checklist. Parsed raw first (`RawConfig`), then validated into `Config`, whose paths are
 //! absolute and whose connection strings can never be printed (`TargetUrl` redacts itself).
+//! Imports only the leaves; the demo fallback lives in the CLI.
 
 use std::collections::BTreeMap;
 use std::fmt;

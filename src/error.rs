@@ -1,6 +1,8 @@
-//! The one error type of drydock's domain. Every refusal an agent or engineer can meet is a
+//! The refusal enum at the top of drydock's domain errors (the store's `StoreError` and the
+//! targets' errors convert into it). Every refusal an agent or engineer can meet is a
 //! variant here, with a stable kebab-case `code`, a lowercase message that names the object, and
 //! a `fix` that says what to do next. `mcp` and `cli` render it; nothing else formats errors.
+//! A leaf: it imports nothing of the domain (a refusal's checklist is `ItemShown`).
 
 use serde::Serialize;
 

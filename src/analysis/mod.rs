@@ -2,6 +2,7 @@
 //! can run in a transaction; the hazards (one rule per file in `rules/`) with context-aware
 //! severity; the impact on the target's catalog; and a risk level. The dry-run's measurements
 //! are reported beside these facts; where they disagree the measurement wins.
+//! Imports `db` (the catalog), `plan`, `config` and the leaves; never `engine`, `store` or the adapters.
 
 pub use crate::sql::lexer;
 mod analyze;

@@ -2,6 +2,7 @@
 //! plan, its runs, approvals and the target's newest backup, and says for each item whether it
 //! holds. `apply` on a production target requires every item; elsewhere the items are reported
 //! but not enforced.
+//! Imports `store` (its rows), `plan`, `config` and the leaves; never `engine`, `db` or the adapters.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

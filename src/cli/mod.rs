@@ -1,6 +1,7 @@
 //! The engineers' command line (clap): serve the MCP server, review plans, approve or reject
 //! them, open gates, read the error log, lint SQL files, set a project up. A thin adapter over
 //! `engine`; approval exists only here, never as an MCP tool.
+//! An adapter: it reaches databases, analysis and the store only through `engine`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -150,7 +151,7 @@ impl std::fmt::Display for Refused {
             f,
             "error[{}]: {}\nfix: {}",
             self.0.code(),
-            crate::errorlog::redact(&self.0.to_string()),
+            crate::redact::redact(&self.0.to_string()),
             engineer_fix(&self.0)
         )
     }

@@ -2,6 +2,7 @@
 //! operation checks its preconditions, talks to the target through `db`, and records its
 //! outcome through one `Store::commit`. Failures an agent should learn from are appended to
 //! ERRORS.md here, in one place (`Engine::learn`).
+//! Imports every domain module below it; nothing but the adapters (`mcp`, `cli`) imports it.
 
 mod apply;
 mod decisions;

@@ -3,6 +3,7 @@
 //! instead of copying it. Writers serialise on an exclusive file lock and fsync before
 //! releasing it, so concurrent writers never interleave or lose an entry. Every field passes
 //! through `redact`, so connection strings never land in the file.
+//! Imports only the leaves (`redact`, `lockfile`, `clock`); never `engine`, `store` or `db`.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -133,7 +134,7 @@ impl ErrorLog {
                 .map(|b| format!("{b:02x}"))
                 .collect::<String>()
         };
-        let now = crate::store::now();
+        let now = crate::clock::now();
         let mut file = OpenOptions::new()
             .create(true)
             .truncate(false)

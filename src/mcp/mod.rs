@@ -3,6 +3,7 @@
 //! tool results with `isError: true` and `{code, message, fix, checklist?}`, produced in one
 //! place (`ToolError`). There is no tool that approves a plan, runs arbitrary SQL or reveals a
 //! connection string.
+//! An adapter: it reaches everything through `engine` and never formats an error itself.
 
 use std::sync::Arc;
 
@@ -30,8 +31,8 @@ use crate::engine::{
     PlanSummary, RollbackReport, StatusReport, ValidateReport,
 };
 use crate::error::{Error, Refusal};
-use crate::errorlog::redact;
 use crate::plan::{Check, Step, Urgency};
+use crate::redact::redact;
 use crate::render::TemplateInfo;
 
 mod schema;

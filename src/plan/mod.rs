@@ -1,6 +1,8 @@
 //! A plan is an immutable proposal: goal, target, ordered steps, validation checks. Its checksum
 //! (SHA-256 over the normalised steps, checks and target) is what every piece of evidence — a
 //! dry-run, an approval — is bound to; changing anything makes a different plan.
+//! Data only, with the typed evidence (`analysis`, `evidence`): imports the leaves, never `db`,
+//! `store`, `analysis` or `engine`.
 
 pub mod analysis;
 pub mod evidence;

@@ -1,7 +1,9 @@
 //! Templates (Tera, from `templates/`) rendered with typed parameters into plan steps, and the one
 //! place where identifiers and values are made safe to splice into SQL. Templates escape through
 //! our filters — `ident` (validate + quote), `literal` (escape a value), `sqltype`, `comment` —
-//! never through autoescape, which Tera applies only to HTML.
+//! never through autoescape, which Tera applies only to HTML. Imports `analysis` (the privilege
+//! boundary for expression parameters), `db` (a column's
+//! dependents, as data), `plan`, `config` and the leaves; never `engine` or `store`.
 //!
 //! A rendered template is a readable migration script whose `-- drydock:` markers delimit steps,
 //! their `up`/`down`, and checks; `parse_script` turns it back into structured steps.

@@ -2,6 +2,7 @@
 //! file under the state directory (schema in `migrations/`, applied on open). The only writer is
 //! `Store::commit`, which applies one lifecycle transition — status, run, step states, approval,
 //! backup and audit rows — in a single transaction, guarded by the status it expects to find.
+//! Imports `plan` and the leaves; never `db`, `analysis`, `checklist` or `engine`.
 
 use std::path::Path;
 use std::time::Duration;
