@@ -33,6 +33,7 @@ pub fn analyze(
         pg_state: pg::PlanState::new(catalog),
         facts: Vec::new(),
         hazards: Vec::new(),
+        opaque: false,
     };
     for step in &body.steps {
         walk.step(step)?;
@@ -66,6 +67,9 @@ struct Walk<'a> {
     pg_state: pg::PlanState,
     facts: Vec<StatementFacts>,
     hazards: Vec<Hazard>,
+    /// An earlier statement did what the analysis cannot see (a DO block): the catalog may no
+    /// longer say which tables and columns exist.
+    opaque: bool,
 }
 
 impl Walk<'_> {
@@ -115,6 +119,7 @@ impl Walk<'_> {
 
     /// What a statement establishes for the ones after it.
     fn learn(&mut self, f: &StatementFacts) {
+        self.opaque |= f.lock == LockMode::NotPredicted;
         self.touched.extend(f.tables.iter().cloned());
         if f.kind.starts_with("create table") {
             self.created.extend(f.tables.iter().cloned());
@@ -165,7 +170,7 @@ impl Walk<'_> {
     /// plan): found now, not when the apply reaches the step.
     fn backfill_names_exist(&self, name: &str, b: &Backfill, assigned: &[String]) -> Result<()> {
         let table = b.table.strip_prefix("public.").unwrap_or(&b.table);
-        if self.created.contains(table) {
+        if self.opaque || self.created.contains(table) {
             return Ok(());
         }
         let refuse = |what: String| {
