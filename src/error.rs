@@ -164,6 +164,24 @@ pub enum Error {
     Target { target: String, cause: String },
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+    #[error(
+        "{action} needs a person: standard input is not a terminal and DRYDOCK_TOKEN holds no {needed} token"
+    )]
+    NeedsAPerson {
+        action: &'static str,
+        needed: &'static str,
+    },
+    #[error("not authenticated: {0}")]
+    Unauthenticated(String),
+    #[error("`{principal}` is {role}; {action} needs {needed}")]
+    NotPermitted {
+        principal: String,
+        role: String,
+        action: &'static str,
+        needed: &'static str,
+    },
+    #[error("`--by {by}` is not the token's principal `{principal}`")]
+    IdentityMismatch { by: String, principal: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -227,6 +245,10 @@ impl Error {
             Error::Store(_) => "state-store",
             Error::Target { .. } => "target-error",
             Error::Io(_) => "io",
+            Error::NeedsAPerson { .. } => "needs-a-person",
+            Error::Unauthenticated(_) => "unauthenticated",
+            Error::NotPermitted { .. } => "not-permitted",
+            Error::IdentityMismatch { .. } => "identity-mismatch",
         }
     }
 
@@ -292,6 +314,18 @@ impl Error {
             Error::Config(_) => "correct drydock.toml (see README) and restart drydock".into(),
             Error::Store(_) | Error::Io(_) => "check the state directory's disk and permissions; run `drydock doctor`".into(),
             Error::Target { .. } => "check that the target is reachable and its credentials are valid; run `drydock doctor`".into(),
+            Error::NeedsAPerson { needed, .. } => format!(
+                "an engineer runs the command at a terminal (it asks to type what it names), or sets DRYDOCK_TOKEN to an {needed} token (`drydock token create`)"
+            ),
+            Error::Unauthenticated(_) => {
+                "send `Authorization: Bearer <token>` with a live token (`drydock token list` shows them; an admin creates one with `drydock token create`)".into()
+            }
+            Error::NotPermitted { needed, .. } => format!(
+                "ask someone holding an {needed} token to do it; an agent proposes, engineers decide"
+            ),
+            Error::IdentityMismatch { principal, .. } => format!(
+                "omit `--by` (the token says who you are: `{principal}`) or use your own token"
+            ),
         }
     }
 
@@ -348,7 +382,11 @@ impl Error {
             | Error::Config(_)
             | Error::Store(_)
             | Error::Target { .. }
-            | Error::Io(_) => return None,
+            | Error::Io(_)
+            | Error::NeedsAPerson { .. }
+            | Error::Unauthenticated(_)
+            | Error::NotPermitted { .. }
+            | Error::IdentityMismatch { .. } => return None,
         })
     }
 

@@ -14,7 +14,7 @@
 //! | domain | `analysis`, `checklist`, `errorlog`, `render` | hazards and privilege; the safety checklist; ERRORS.md; templates |
 //! | adapters to data | `db`, `store` | the databases drydock changes; drydock's own state |
 //! | definitions | `plan`, `config` | plans, steps, statuses and run kinds; drydock.toml |
-//! | leaves | `sql`, `clock`, `redact`, `lockfile`, `error` | quoting, the lexer and expression checks; time; secrets masked; cross-process locks; the error type |
+//! | leaves | `sql`, `clock`, `redact`, `lockfile`, `identity`, `error` | quoting, the lexer and expression checks; time; secrets masked; cross-process locks; principals and tokens; the error type |
 
 pub mod analysis;
 pub mod checklist;
@@ -26,6 +26,7 @@ pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod errorlog;
+pub mod identity;
 pub mod lockfile;
 pub mod mcp;
 pub mod plan;

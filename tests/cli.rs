@@ -51,8 +51,8 @@ async fn gates_show_their_command_and_releases_never_say_approve() {
     let empty = p.cli(&["release", &id, "index", "--by", "  "]);
     assert!(!empty.status.success());
     assert!(
-        stderr(&empty).contains("`--by` is empty"),
-        "{}",
+        stderr(&empty).contains("needs-a-person"),
+        "a script naming nobody is not a person: {}",
         stderr(&empty)
     );
 

@@ -3,6 +3,8 @@
 //! `engine`; approval exists only here, never as an MCP tool.
 //! An adapter: it reaches databases, analysis and the store only through `engine`.
 
+mod person;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -57,29 +59,32 @@ pub enum Command {
         #[arg(long, hide = true)]
         json: bool,
     },
-    /// Approve a plan's exact checksum. The plan's author cannot approve it.
+    /// Approve a plan's exact checksum. The plan's author cannot approve it. Needs a person: at
+    /// a terminal you type the plan's first 8 checksum characters; elsewhere DRYDOCK_TOKEN must
+    /// hold an approver token.
     Approve {
         plan_id: String,
-        /// Your name, as recorded in the audit log.
+        /// Your name, as recorded in the audit log (with DRYDOCK_TOKEN: the token's, or omitted).
         #[arg(long)]
-        by: String,
+        by: Option<String>,
     },
-    /// Reject a plan.
+    /// Reject a plan. Needs a person, as `approve` does.
     Reject {
         plan_id: String,
         /// Why the plan is rejected.
         #[arg(long)]
         reason: String,
-        /// Your name.
-        #[arg(long, env = "USER", default_value = "engineer")]
-        by: String,
+        /// Your name (with DRYDOCK_TOKEN: the token's, or omitted).
+        #[arg(long)]
+        by: Option<String>,
     },
-    /// Open a gated step of a plan.
+    /// Open a gated step of a plan. Needs a person, as `approve` does.
     Release {
         plan_id: String,
         step: String,
+        /// Your name (with DRYDOCK_TOKEN: the token's, or omitted).
         #[arg(long)]
-        by: String,
+        by: Option<String>,
         /// Open an `after` gate before its window has passed (needs --reason).
         #[arg(long, requires = "reason")]
         override_window: bool,
@@ -107,10 +112,49 @@ pub enum Command {
         #[arg(long, default_value = ".")]
         dir: PathBuf,
     },
+    /// Manage bearer tokens (agents, approvers, admins). Needs an admin: a person at a
+    /// terminal who types the principal's name, or DRYDOCK_TOKEN holding an admin token.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Check the configuration, the state store and every target.
     Doctor {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a token for a principal and print it once (the store keeps only its hash).
+    Create {
+        /// The principal's name (as the audit log and approvals will show it).
+        #[arg(long)]
+        name: String,
+        /// `agent` proposes and applies approved plans; `approver` also decides; `admin` also
+        /// manages tokens.
+        #[arg(long)]
+        role: crate::identity::Grant,
+        /// Lifetime, e.g. `90d` (default: no expiry).
+        #[arg(long)]
+        expires: Option<String>,
+        /// Your name, when you are the person at the terminal.
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// List tokens: principal, role, created, expiry, revoked (never a secret).
+    List {
+        #[arg(long)]
+        by: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Revoke every live token of a principal, effective at once.
+    Revoke {
+        name: String,
+        #[arg(long)]
+        by: Option<String>,
     },
 }
 
@@ -178,18 +222,6 @@ fn engineer_fix(e: &Error) -> String {
     }
 }
 
-/// A recorded identity: trimmed, never empty.
-fn identity(by: &str) -> anyhow::Result<String> {
-    let by = by.trim();
-    if by.is_empty() {
-        return Err(refused(Error::invalid(
-            Part::Decision,
-            "`--by` is empty: give your name, as the audit log records it",
-        )));
-    }
-    Ok(by.to_string())
-}
-
 impl std::error::Error for Refused {}
 
 fn refused(e: Error) -> anyhow::Error {
@@ -231,20 +263,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 print!("{}", s.to_markdown());
             }
         }
-        Command::Approve { plan_id, by } => approve(&engine, &plan_id, &by).await?,
+        Command::Approve { plan_id, by } => approve(&engine, &plan_id, by.as_deref()).await?,
         Command::Reject {
             plan_id,
             reason,
             by,
         } => {
-            let by = identity(&by)?;
+            let who = person::decider(&engine, &plan_id, by.as_deref(), "reject")
+                .await
+                .map_err(refused)?;
             let s = engine
-                .reject(&plan_id, &by, &reason)
+                .reject(&plan_id, &who, &reason)
                 .await
                 .map_err(refused)?;
             println!(
-                "rejected {} by {by}: {reason}; status {}",
-                s.plan_id, s.status
+                "rejected {} by {}: {reason}; status {}",
+                s.plan_id, who.name, s.status
             );
         }
         Command::Release {
@@ -254,17 +288,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             override_window,
             reason,
         } => {
-            let by = identity(&by)?;
+            let who = person::decider(&engine, &plan_id, by.as_deref(), "release")
+                .await
+                .map_err(refused)?;
             let reason = if override_window {
                 reason.as_deref()
             } else {
                 None
             };
             engine
-                .release(&plan_id, &step, &by, reason)
+                .release(&plan_id, &step, &who, reason)
                 .await
                 .map_err(refused)?;
-            println!("released step `{step}` of {plan_id} by {by}");
+            println!("released step `{step}` of {plan_id} by {}", who.name);
         }
         Command::Errors { format } => match format {
             Format::Text => print!("{}", engine.errors.read().map_err(refused)?),
@@ -280,6 +316,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             fail_on,
         } => return lint(&engine, &file, &target, format, fail_on).await,
         Command::Doctor { format } => return doctor(&engine, format).await,
+        Command::Token { command } => token(&engine, command).await?,
         Command::Init { .. } => unreachable!("handled above"),
     }
     Ok(0)
@@ -310,12 +347,14 @@ async fn plans(engine: &Engine, format: Format) -> anyhow::Result<()> {
 }
 
 /// `drydock approve`: records the approval; warns when the last dry-run failed.
-async fn approve(engine: &Engine, plan_id: &str, by: &str) -> anyhow::Result<()> {
-    let by = identity(by)?;
-    let s = engine.approve(plan_id, &by).await.map_err(refused)?;
+async fn approve(engine: &Engine, plan_id: &str, by: Option<&str>) -> anyhow::Result<()> {
+    let who = person::decider(engine, plan_id, by, "approve")
+        .await
+        .map_err(refused)?;
+    let s = engine.approve(plan_id, &who).await.map_err(refused)?;
     println!(
-        "approved {} (checksum {}) by {by}; status {}",
-        s.plan_id, s.checksum, s.status
+        "approved {} (checksum {}) by {}; status {}",
+        s.plan_id, s.checksum, who.name, s.status
     );
     if let Some(last) = s
         .runs
@@ -532,6 +571,88 @@ fn init(dir: &Path) -> anyhow::Result<()> {
         }
         std::fs::write(&agent_path, agent)?;
         println!("wrote {}", agent_path.display());
+    }
+    Ok(())
+}
+
+/// `drydock token create|list|revoke`.
+async fn token(engine: &Engine, command: TokenCommand) -> anyhow::Result<()> {
+    use crate::identity::Grant;
+    use person::Confirm;
+    match command {
+        TokenCommand::Create {
+            name,
+            role,
+            expires,
+            by,
+        } => {
+            let expires = expires
+                .map(|e| humantime::parse_duration(&e))
+                .transpose()
+                .map_err(|e| refused(Error::invalid(Part::Argument, format!("--expires: {e}"))))?;
+            let confirm = Confirm::Type {
+                what: format!("the principal's name (`{name}`)"),
+                expected: name.trim().to_string(),
+            };
+            let who = person::person(engine, by.as_deref(), Grant::Admin, "token create", confirm)
+                .await
+                .map_err(refused)?;
+            let made = engine
+                .create_token(&who, &name, role, expires)
+                .await
+                .map_err(refused)?;
+            eprintln!(
+                "token for `{}` ({}){}: shown once, keep it secret",
+                made.name,
+                made.role,
+                made.expires_at
+                    .map(|e| format!(", expires {e}"))
+                    .unwrap_or_default()
+            );
+            println!("{}", made.token);
+        }
+        TokenCommand::List { by, format } => {
+            let who = person::person(
+                engine,
+                by.as_deref(),
+                Grant::Admin,
+                "token list",
+                Confirm::Nothing,
+            )
+            .await
+            .map_err(refused)?;
+            let tokens = engine.tokens(&who).await.map_err(refused)?;
+            if let Format::Json = format {
+                println!("{}", serde_json::json!({ "tokens": tokens }));
+                return Ok(());
+            }
+            for t in tokens {
+                println!(
+                    "{:<20} {:<8} created {} by {}{}{}",
+                    t.name,
+                    t.role,
+                    t.created_at,
+                    t.created_by,
+                    t.expires_at
+                        .map(|e| format!(", expires {e}"))
+                        .unwrap_or_default(),
+                    t.revoked_at
+                        .map(|r| format!(", REVOKED {r}"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        TokenCommand::Revoke { name, by } => {
+            let confirm = Confirm::Type {
+                what: format!("the principal's name (`{name}`)"),
+                expected: name.trim().to_string(),
+            };
+            let who = person::person(engine, by.as_deref(), Grant::Admin, "token revoke", confirm)
+                .await
+                .map_err(refused)?;
+            let n = engine.revoke_tokens(&who, &name).await.map_err(refused)?;
+            println!("revoked {n} token(s) of `{name}`");
+        }
     }
     Ok(())
 }

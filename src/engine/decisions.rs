@@ -1,17 +1,13 @@
-//! Engineers' decisions: approve, reject, release a gate. Never reachable from an MCP tool.
+//! Engineers' decisions: approve, reject, release a gate. Never reachable from an MCP tool; each
+//! needs a principal with the approver role (a token's, or a person's at the terminal), and the
+//! audit row names the principal, its role, the channel and the OS user.
 
 use super::*;
 
 impl Engine {
-    pub async fn approve(&self, plan_id: &str, by: &str) -> Result<StatusReport> {
+    pub async fn approve(&self, plan_id: &str, who: &Principal) -> Result<StatusReport> {
+        let by = decider(who, "approve")?;
         let plan = self.load(plan_id, by, "approve").await?;
-        let by = by.trim();
-        if by.is_empty() {
-            return Err(Error::invalid(
-                Part::Decision,
-                "`--by` names the approving engineer",
-            ));
-        }
         if by.eq_ignore_ascii_case(&plan.author) {
             return Err(Error::SelfApproval {
                 plan: plan.id.clone(),
@@ -34,6 +30,7 @@ impl Engine {
                 status: Some((std::slice::from_ref(&plan.status), next)),
                 approval: Some((&plan.checksum, by, Decision::Approved, None)),
                 audit: Some((by, "approve", json!({"checksum": plan.checksum}))),
+                who: Some(who),
                 ..Change::default()
             })
             .await?;
@@ -48,7 +45,13 @@ impl Engine {
         self.status(plan_id).await
     }
 
-    pub async fn reject(&self, plan_id: &str, by: &str, reason: &str) -> Result<StatusReport> {
+    pub async fn reject(
+        &self,
+        plan_id: &str,
+        who: &Principal,
+        reason: &str,
+    ) -> Result<StatusReport> {
+        let by = decider(who, "reject")?;
         let plan = self.load(plan_id, by, "reject").await?;
         if reason.trim().is_empty() {
             return Err(Error::invalid(
@@ -68,6 +71,7 @@ impl Engine {
                 status: Some((&[], Status::Rejected)),
                 approval: Some((&plan.checksum, by, Decision::Rejected, Some(reason))),
                 audit: Some((by, "reject", json!({"reason": reason}))),
+                who: Some(who),
                 ..Change::default()
             })
             .await?;
@@ -79,9 +83,10 @@ impl Engine {
         &self,
         plan_id: &str,
         step: &str,
-        by: &str,
+        who: &Principal,
         override_reason: Option<&str>,
     ) -> Result<StatusReport> {
+        let by = decider(who, "release")?;
         let plan = self.load(plan_id, by, "release").await?;
         let steps = self.store.steps(plan_id).await?;
         let (i, row) = steps
@@ -126,9 +131,31 @@ impl Engine {
                     "release",
                     json!({"step": step, "override_reason": override_reason}),
                 )),
+                who: Some(who),
                 ..Change::default()
             })
             .await?;
         self.status(plan_id).await
     }
+}
+
+/// The name a decision is recorded under: a principal that may decide (approver or admin), with
+/// a name.
+fn decider<'a>(who: &'a Principal, action: &'static str) -> Result<&'a str> {
+    if !who.may(Grant::Approver) {
+        return Err(Error::NotPermitted {
+            principal: who.name.clone(),
+            role: who.grant.to_string(),
+            action,
+            needed: "an approver",
+        });
+    }
+    let by = who.name.trim();
+    if by.is_empty() {
+        return Err(Error::invalid(
+            Part::Decision,
+            "`--by` names the deciding engineer",
+        ));
+    }
+    Ok(by)
 }

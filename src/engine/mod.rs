@@ -7,6 +7,7 @@
 mod apply;
 mod decisions;
 mod dry_run;
+mod identity;
 mod plan;
 mod read;
 mod reconcile;
@@ -23,6 +24,7 @@ use std::time::Instant;
 use serde_json::json;
 use tokio::sync::mpsc::UnboundedSender;
 
+pub use identity::CreatedToken;
 pub use plan::next_steps;
 pub use report::*;
 use validate::{pre_apply_lines, table_shape};
@@ -33,6 +35,7 @@ use crate::config::{Config, Role};
 use crate::db::{History, HistoryRow, Sandbox, StatementRun, StepFailure, Stmt, Target};
 use crate::error::{Error, Part, Result};
 use crate::errorlog::{ErrorLog, Mistake};
+use crate::identity::{Grant, Principal, Via};
 use crate::plan::evidence::RunDetail;
 use crate::plan::{Body, Check, Decision, Gate, Plan, RunKind, Status, Step, StepState, Urgency};
 use crate::render;

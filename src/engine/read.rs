@@ -282,3 +282,10 @@ impl Engine {
         render::source(name)
     }
 }
+
+impl Engine {
+    /// The audit trail, newest first.
+    pub async fn audit_log(&self, limit: i64) -> Result<Vec<crate::store::AuditRow>> {
+        Ok(self.store.audit_log(limit).await?)
+    }
+}

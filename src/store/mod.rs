@@ -12,6 +12,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{FromRow, Row, SqliteConnection};
 
 use crate::error::Error;
+use crate::identity::{Grant, Principal};
 use crate::plan::evidence::{BackupEvidence, RunDetail};
 use crate::plan::{Body, Decision, Plan, RunKind, Status, StepState, Urgency};
 
@@ -129,6 +130,9 @@ pub struct Change<'a> {
     pub release: Option<(usize, &'a str)>,
     pub backup: Option<(&'a str, bool, &'a BackupEvidence)>,
     pub audit: Option<(&'a str, &'a str, serde_json::Value)>,
+    /// The principal behind the audit row, when known: its role, channel and OS user are
+    /// recorded beside the actor's name.
+    pub who: Option<&'a Principal>,
 }
 
 pub struct NewRun<'a> {
@@ -154,13 +158,17 @@ pub struct PlanListRow {
 }
 
 /// One row of the audit trail.
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone, Serialize, FromRow)]
 pub struct AuditRow {
     pub at: String,
     pub actor: String,
     pub action: String,
     pub plan_id: Option<String>,
     pub detail: String,
+    /// The principal's role, the channel and the OS user, when recorded.
+    pub role: Option<String>,
+    pub via: Option<String>,
+    pub os_user: Option<String>,
 }
 
 impl Store {
@@ -229,6 +237,7 @@ impl Store {
         audit(
             &mut tx,
             &plan.author,
+            None,
             "plan",
             Some(&plan.id),
             serde_json::json!({"checksum": plan.checksum, "goal": plan.goal}),
@@ -420,7 +429,15 @@ impl Store {
                 .await?;
         }
         if let Some((actor, action, detail)) = change.audit {
-            audit(&mut tx, actor, action, Some(change.plan_id), detail).await?;
+            audit(
+                &mut tx,
+                actor,
+                change.who,
+                action,
+                Some(change.plan_id),
+                detail,
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(true)
@@ -430,7 +447,7 @@ impl Store {
     pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditRow>> {
         // language=SQL
         Ok(sqlx::query_as(
-            "SELECT at, actor, action, plan_id, detail FROM audit ORDER BY id DESC LIMIT ?",
+            "SELECT at, actor, action, plan_id, detail, role, via, os_user FROM audit ORDER BY id DESC LIMIT ?",
         )
         .bind(limit)
         .fetch_all(&self.pool)
@@ -441,19 +458,100 @@ impl Store {
 async fn audit(
     conn: &mut SqliteConnection,
     actor: &str,
+    who: Option<&Principal>,
     action: &str,
     plan_id: Option<&str>,
     detail: serde_json::Value,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO audit (at, actor, action, plan_id, detail) VALUES (?, ?, ?, ?, ?)")
-        .bind(now())
-        .bind(actor)
-        .bind(action)
-        .bind(plan_id)
-        .bind(detail.to_string())
-        .execute(conn)
-        .await?;
+    // language=SQL
+    sqlx::query(
+        "INSERT INTO audit (at, actor, action, plan_id, detail, role, via, os_user) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(now())
+    .bind(actor)
+    .bind(action)
+    .bind(plan_id)
+    .bind(detail.to_string())
+    .bind(who.map(|w| w.grant.as_str()))
+    .bind(who.map(|w| w.via.as_str()))
+    .bind(who.and_then(|w| w.os_user.as_deref()))
+    .execute(conn)
+    .await?;
     Ok(())
+}
+
+/// A token as the store keeps it: never its secret.
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct TokenRow {
+    pub id: String,
+    pub name: String,
+    #[sqlx(try_from = "String")]
+    pub role: Grant,
+    #[serde(skip)]
+    pub hash: String,
+    pub created_at: String,
+    pub created_by: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+impl Store {
+    pub async fn insert_token(&self, row: &TokenRow, by: &Principal) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        // language=SQL
+        sqlx::query(
+            "INSERT INTO tokens (id, name, role, hash, created_at, created_by, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&row.id)
+        .bind(&row.name)
+        .bind(row.role.as_str())
+        .bind(&row.hash)
+        .bind(&row.created_at)
+        .bind(&row.created_by)
+        .bind(&row.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        let detail = serde_json::json!({"token": row.id, "name": row.name, "role": row.role, "expires_at": row.expires_at});
+        audit(&mut tx, &by.name, Some(by), "token-create", None, detail).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn token(&self, id: &str) -> Result<Option<TokenRow>> {
+        // language=SQL
+        Ok(sqlx::query_as(
+            "SELECT id, name, role, hash, created_at, created_by, expires_at, revoked_at FROM tokens WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub async fn tokens(&self) -> Result<Vec<TokenRow>> {
+        // language=SQL
+        Ok(sqlx::query_as(
+            "SELECT id, name, role, hash, created_at, created_by, expires_at, revoked_at FROM tokens ORDER BY name, created_at",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Revokes every live token of `name`; returns how many.
+    pub async fn revoke_tokens(&self, name: &str, by: &Principal) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        // language=SQL
+        let n =
+            sqlx::query("UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL")
+                .bind(now())
+                .bind(name)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        let detail = serde_json::json!({"name": name, "revoked": n});
+        audit(&mut tx, &by.name, Some(by), "token-revoke", None, detail).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
 }
 
 #[cfg(test)]

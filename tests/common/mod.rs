@@ -140,14 +140,59 @@ role = "scratch"
         Client { service, progress }
     }
 
-    /// Runs the real `drydock` binary with this project's config.
+    /// Runs the real `drydock` binary with this project's config, as a script would (standard
+    /// input is not a terminal). A decision (`approve`, `reject`, `release`) with `--by NAME`
+    /// carries an approver token minted for NAME, as an engineer's shell would.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        std::process::Command::new(env!("CARGO_BIN_EXE_drydock"))
-            .arg("--config")
+        let decision = matches!(args.first(), Some(&("approve" | "reject" | "release")));
+        let by = args.windows(2).find(|w| w[0] == "--by").map(|w| w[1]);
+        let token = match by {
+            Some(by) if decision && drydock::identity::validate_name(by).is_ok() => {
+                Some(self.token(by, drydock::identity::Grant::Approver))
+            }
+            _ => None,
+        };
+        self.cli_with(args, token.as_deref())
+    }
+
+    /// Runs the binary with `DRYDOCK_TOKEN` set to `token` (or unset), standard input closed.
+    pub fn cli_with(&self, args: &[&str], token: Option<&str>) -> std::process::Output {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_drydock"));
+        cmd.arg("--config")
             .arg(&self.config_path)
             .args(args)
-            .output()
-            .expect("run drydock")
+            .env_remove("DRYDOCK_TOKEN")
+            .stdin(std::process::Stdio::null());
+        if let Some(t) = token {
+            cmd.env("DRYDOCK_TOKEN", t);
+        }
+        cmd.output().expect("run drydock")
+    }
+
+    /// A fresh token for `name` with `grant`, made the way an admin at the terminal makes one.
+    pub fn token(&self, name: &str, grant: drydock::identity::Grant) -> String {
+        let config_path = self.config_path.clone();
+        let name = name.to_string();
+        std::thread::spawn(move || {
+            tokio::runtime::Runtime::new()
+                .expect("runtime")
+                .block_on(async move {
+                    let engine = Engine::open(Config::load(&config_path).expect("config"))
+                        .await
+                        .expect("engine");
+                    let admin = drydock::identity::Principal::person(
+                        "test-admin",
+                        drydock::identity::Grant::Admin,
+                    );
+                    engine
+                        .create_token(&admin, &name, grant, None)
+                        .await
+                        .expect("token")
+                        .token
+                })
+        })
+        .join()
+        .expect("token thread")
     }
 
     /// Plans `body`, dry-runs it and has `alice` approve it: a plan ready to apply.

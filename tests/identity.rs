@@ -1,0 +1,190 @@
+//! The trust boundary at the command line, tried the way an agent with a Bash tool would: approve
+//! as anyone with `--by`, forge or reuse a token, approve with its own agent token, mint itself a
+//! token. Only a person at a terminal (who types what the command names) or the holder of an
+//! approver token decides, and the audit log records who, in what role, by which channel.
+
+mod common;
+
+use common::{Project, plan_id};
+use drydock::identity::Grant;
+use serde_json::json;
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+async fn tested_plan(p: &Project) -> (common::Client, String) {
+    let c = p.connect().await;
+    let id = plan_id(&c.ok("plan", common::add_column_plan()).await);
+    c.ok("dry-run", json!({"plan_id": id})).await;
+    (c, id)
+}
+
+#[tokio::test]
+async fn a_script_cannot_approve_as_anyone() {
+    let p = Project::new().await;
+    let (c, id) = tested_plan(&p).await;
+    // `--by alice` from an agent's shell: no terminal, no token.
+    for args in [
+        vec!["approve", id.as_str(), "--by", "alice"],
+        vec!["reject", id.as_str(), "--reason", "no", "--by", "alice"],
+        vec!["approve", id.as_str()],
+    ] {
+        let out = p.cli_with(&args, None);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains("needs-a-person"), "{}", stderr(&out));
+    }
+    // Forged, truncated and agent tokens.
+    let agent = p.token("helper-bot", Grant::Agent);
+    let forged = format!("ddk_{}_{}", "0".repeat(12), "f".repeat(48));
+    let real = p.token("alice", Grant::Approver);
+    let tampered = format!("{}0", &real[..real.len() - 1]);
+    for (token, code) in [
+        (forged.as_str(), "unauthenticated"),
+        (tampered.as_str(), "unauthenticated"),
+        ("ddk_nope", "unauthenticated"),
+        (agent.as_str(), "not-permitted"),
+    ] {
+        let out = p.cli_with(&["approve", &id], Some(token));
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains(code), "{code}: {}", stderr(&out));
+        assert!(
+            !stderr(&out).contains(token) || token == "ddk_nope",
+            "a token is never echoed"
+        );
+    }
+    // An approver token with someone else's name.
+    let out = p.cli_with(&["approve", &id, "--by", "bob"], Some(&real));
+    assert!(
+        stderr(&out).contains("identity-mismatch"),
+        "{}",
+        stderr(&out)
+    );
+    let status = c.ok("status", json!({"plan_id": id})).await;
+    assert_eq!(status["status"], "tested", "nothing was approved: {status}");
+    assert_eq!(status["approvals"].as_array().map(Vec::len), Some(0));
+
+    // The approver's own token approves, as the token's principal.
+    let out = p.cli_with(&["approve", &id], Some(&real));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status = c.ok("status", json!({"plan_id": id})).await;
+    assert_eq!(status["status"], "approved", "{status}");
+    assert_eq!(status["approvals"][0]["by"], "alice");
+    c.close().await;
+}
+
+#[tokio::test]
+async fn tokens_are_made_by_admins_shown_once_and_revoked_at_once() {
+    let p = Project::new().await;
+    let (c, id) = tested_plan(&p).await;
+    // Nobody at a terminal and no admin token: no token is made.
+    let out = p.cli_with(
+        &["token", "create", "--name", "bot", "--role", "admin"],
+        None,
+    );
+    assert!(stderr(&out).contains("needs-a-person"), "{}", stderr(&out));
+    let approver = p.token("alice", Grant::Approver);
+    let out = p.cli_with(
+        &["token", "create", "--name", "bot", "--role", "admin"],
+        Some(&approver),
+    );
+    assert!(stderr(&out).contains("not-permitted"), "{}", stderr(&out));
+
+    let admin = p.token("root", Grant::Admin);
+    let out = p.cli_with(
+        &[
+            "token",
+            "create",
+            "--name",
+            "carol",
+            "--role",
+            "approver",
+            "--expires",
+            "90d",
+        ],
+        Some(&admin),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let carol = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(carol.starts_with("ddk_"), "{carol}");
+    let state = std::fs::read(p.path(".drydock/state.db")).unwrap_or_default();
+    let state_text = String::from_utf8_lossy(&state);
+    let secret = carol.rsplit('_').next().unwrap();
+    assert!(!state_text.contains(secret), "only the hash is stored");
+
+    let listed = p.cli_with(&["token", "list", "--format", "json"], Some(&admin));
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(
+        listed.contains("\"carol\"") && listed.contains("\"approver\""),
+        "{listed}"
+    );
+    assert!(!listed.contains(secret), "listing never shows a secret");
+
+    // Revoked: refused at once.
+    let out = p.cli_with(&["token", "revoke", "carol"], Some(&admin));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = p.cli_with(&["approve", &id], Some(&carol));
+    assert!(
+        stderr(&out).contains("unauthenticated") && stderr(&out).contains("revoked"),
+        "{}",
+        stderr(&out)
+    );
+    c.close().await;
+}
+
+/// A person at a real terminal (a pseudo-terminal from `script`) approves by typing the plan's
+/// first 8 checksum characters; a wrong confirmation changes nothing. The audit names the
+/// principal, its role, the channel and the OS user.
+#[tokio::test]
+async fn a_person_at_a_terminal_approves_by_typing_the_checksum() {
+    let p = Project::new().await;
+    let (c, id) = tested_plan(&p).await;
+    let checksum = c.ok("status", json!({"plan_id": id})).await["checksum"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let at_terminal = |typed: &str| {
+        let command = format!(
+            "{} --config {} approve {id} --by dana",
+            env!("CARGO_BIN_EXE_drydock"),
+            p.config_path.display()
+        );
+        let mut child = std::process::Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .env_remove("DRYDOCK_TOKEN")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("script (util-linux) runs");
+        use std::io::Write;
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        writeln!(child.stdin.take().unwrap(), "{typed}").unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let wrong = at_terminal("deadbeef");
+    assert!(wrong.contains("did not match"), "{wrong}");
+    assert_eq!(
+        c.ok("status", json!({"plan_id": id})).await["status"],
+        "tested"
+    );
+    let right = at_terminal(&checksum[..8]);
+    assert!(right.contains("approved"), "{right}");
+    let status = c.ok("status", json!({"plan_id": id})).await;
+    assert_eq!(status["status"], "approved", "{status}");
+    assert_eq!(status["approvals"][0]["by"], "dana");
+
+    let engine = p.engine().await;
+    let row = engine
+        .audit_log(20)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.action == "approve")
+        .expect("an approve row");
+    assert_eq!(row.actor, "dana");
+    assert_eq!(row.role.as_deref(), Some("approver"));
+    assert_eq!(row.via.as_deref(), Some("cli"));
+    c.close().await;
+}
