@@ -208,7 +208,20 @@ pub struct Config {
     pub backup: BackupConfig,
     pub state_dir: PathBuf,
     pub errors_path: PathBuf,
+    pub server: ServerConfig,
+}
+
+/// `[server]`: the team server's address and who may reach it.
+#[derive(Debug, Clone, Default)]
+pub struct ServerConfig {
+    /// `serve --http` binds here when no address is given.
     pub http: Option<String>,
+    /// Binding to a non-loopback address needs this (put TLS in front).
+    pub allow_remote: bool,
+    /// Browser origins allowed besides the server's own (`https://review.example.com`).
+    pub allowed_origins: Vec<String>,
+    /// The team server the CLI talks to, when set.
+    pub url: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -263,6 +276,11 @@ struct RawBackup {
 #[serde(deny_unknown_fields)]
 struct RawServer {
     http: Option<String>,
+    #[serde(default)]
+    allow_remote: bool,
+    #[serde(default)]
+    allowed_origins: Vec<String>,
+    url: Option<String>,
 }
 
 fn duration(key: &str, raw: &Option<String>, default: Duration) -> Result<Duration> {
@@ -406,7 +424,12 @@ impl Config {
             },
             state_dir,
             errors_path,
-            http: raw.server.http,
+            server: ServerConfig {
+                http: raw.server.http,
+                allow_remote: raw.server.allow_remote,
+                allowed_origins: raw.server.allowed_origins,
+                url: raw.server.url,
+            },
         })
     }
 

@@ -34,3 +34,4 @@ pub mod redact;
 pub mod render;
 pub mod sql;
 pub mod store;
+pub mod web;

@@ -38,10 +38,12 @@ pub struct Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve MCP over stdio (the default for Claude Code and most clients).
+    /// Serve MCP over stdio (the default for Claude Code and most clients), or the team server.
     Serve {
-        /// Serve MCP streamable HTTP on this address instead (not available in this build).
-        #[arg(long)]
+        /// Serve the team server on this address instead: MCP streamable HTTP at /mcp and the
+        /// JSON API at /api, every request with a bearer token. Loopback only unless
+        /// `[server] allow_remote = true`. Without a value: `[server] http`.
+        #[arg(long, num_args = 0..=1, default_missing_value = "")]
         http: Option<String>,
     },
     /// List plans, newest first.
@@ -242,10 +244,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let engine = Arc::new(Engine::open(config).await.map_err(refused)?);
     match cli.command {
         Command::Serve { http } => {
-            if http.is_some() {
-                return Err(refused(Error::Config(
-                    "the HTTP transport is not available in this build; serve over stdio".into(),
-                )));
+            if let Some(addr) = http {
+                let addr = match addr.trim() {
+                    "" => engine.config.server.http.clone().ok_or_else(|| {
+                        refused(Error::Config(
+                            "`serve --http` needs an address, or `[server] http` in drydock.toml"
+                                .into(),
+                        ))
+                    })?,
+                    a => a.to_string(),
+                };
+                let listen = crate::web::Listen::new(&addr, &engine).map_err(refused)?;
+                crate::web::serve(engine, listen).await?;
+                return Ok(0);
             }
             tracing::info!(targets = engine.config.targets.len(), state = %engine.config.state_dir.display(), "drydock serving MCP on stdio");
             crate::mcp::serve_stdio(engine).await?;

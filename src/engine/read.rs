@@ -289,3 +289,20 @@ impl Engine {
         Ok(self.store.audit_log(limit).await?)
     }
 }
+
+impl Engine {
+    /// Waits until no apply or rollback runs in this server (each stops at a checkpoint it can
+    /// resume from), or `at_most` has passed.
+    pub async fn wait_idle(&self, at_most: std::time::Duration) {
+        let deadline = Instant::now() + at_most;
+        while Instant::now() < deadline {
+            if self.running.lock().expect("running map lock").is_empty() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        tracing::warn!(
+            "operations still running at shutdown; they resume from their checkpoints on the next apply"
+        );
+    }
+}

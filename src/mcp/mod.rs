@@ -12,7 +12,7 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::IntoCallToolResult;
 use rmcp::handler::server::wrapper::{Json, Parameters};
 use rmcp::model::{
-    CallToolResponse, CallToolResult, Implementation, ListResourceTemplatesResult,
+    CallToolResponse, CallToolResult, Extensions, Implementation, ListResourceTemplatesResult,
     ListResourcesResult, PaginatedRequestParams, ProgressNotificationParam, PromptMessage,
     ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, RequestMetaObject,
     Resource, ResourceContents, ResourceTemplate, Role as PromptRole, ServerCapabilities,
@@ -31,6 +31,7 @@ use crate::engine::{
     PlanSummary, RollbackReport, StatusReport, ValidateReport,
 };
 use crate::error::{Error, Refusal};
+use crate::identity::Principal;
 use crate::plan::{Check, Step, Urgency};
 use crate::redact::redact;
 use crate::render::TemplateInfo;
@@ -170,8 +171,15 @@ pub struct DrydockServer {
     prompt_router: PromptRouter<Self>,
 }
 
-/// The MCP client's name, which drydock records as the author of plans and mistakes.
-fn agent(peer: &Peer<RoleServer>) -> String {
+/// Who drydock records as the author of plans and mistakes: over HTTP the token's principal
+/// (never the client's self-declared name); over stdio the MCP client's name.
+fn agent(peer: &Peer<RoleServer>, extensions: &Extensions) -> String {
+    if let Some(who) = extensions
+        .get::<axum::http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<Principal>())
+    {
+        return who.name.clone();
+    }
     peer.peer_info()
         .map(|i| i.client_info.name.clone())
         .filter(|n| !n.trim().is_empty())
@@ -204,6 +212,7 @@ impl DrydockServer {
         &self,
         Parameters(p): Parameters<PlanInput>,
         peer: Peer<RoleServer>,
+        extensions: Extensions,
     ) -> Result<Json<PlanOutcome>, ToolError> {
         let req = PlanRequest {
             goal: p.goal,
@@ -215,7 +224,9 @@ impl DrydockServer {
             urgency: p.urgency.unwrap_or_default(),
             supersedes: p.supersedes,
         };
-        Ok(Json(self.engine.plan(req, &agent(&peer)).await?))
+        Ok(Json(
+            self.engine.plan(req, &agent(&peer, &extensions)).await?,
+        ))
     }
 
     /// Render a template from the library into steps and checks. Without `template`, list the
@@ -267,10 +278,11 @@ impl DrydockServer {
         &self,
         Parameters(p): Parameters<DryRunInput>,
         peer: Peer<RoleServer>,
+        extensions: Extensions,
     ) -> Result<Json<DryRunReport>, ToolError> {
         Ok(Json(
             self.engine
-                .dry_run(&p.plan_id, p.target.as_deref(), &agent(&peer))
+                .dry_run(&p.plan_id, p.target.as_deref(), &agent(&peer, &extensions))
                 .await?,
         ))
     }
@@ -293,8 +305,9 @@ impl DrydockServer {
         Parameters(p): Parameters<PlanIdInput>,
         meta: RequestMetaObject,
         peer: Peer<RoleServer>,
+        extensions: Extensions,
     ) -> Result<Json<ApplyReport>, ToolError> {
-        let agent = agent(&peer);
+        let agent = agent(&peer, &extensions);
         let sender = meta.get_progress_token().map(|token| {
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<crate::engine::Progress>();
             let peer = peer.clone();
@@ -322,8 +335,13 @@ impl DrydockServer {
         &self,
         Parameters(p): Parameters<PlanIdInput>,
         peer: Peer<RoleServer>,
+        extensions: Extensions,
     ) -> Result<Json<ValidateReport>, ToolError> {
-        Ok(Json(self.engine.validate(&p.plan_id, &agent(&peer)).await?))
+        Ok(Json(
+            self.engine
+                .validate(&p.plan_id, &agent(&peer, &extensions))
+                .await?,
+        ))
     }
 
     /// Run the `down` of applied steps in reverse, within the rollback window, and verify the
@@ -342,11 +360,12 @@ impl DrydockServer {
         &self,
         Parameters(p): Parameters<RollbackInput>,
         peer: Peer<RoleServer>,
+        extensions: Extensions,
     ) -> Result<Json<RollbackReport>, ToolError> {
         let reason = p.reason.unwrap_or_default();
         Ok(Json(
             self.engine
-                .rollback(&p.plan_id, &reason, &agent(&peer))
+                .rollback(&p.plan_id, &reason, &agent(&peer, &extensions))
                 .await?,
         ))
     }
@@ -402,10 +421,16 @@ impl DrydockServer {
         &self,
         Parameters(p): Parameters<MistakeInput>,
         peer: Peer<RoleServer>,
+        extensions: Extensions,
     ) -> Result<Json<MistakeReport>, ToolError> {
         Ok(Json(
             self.engine
-                .record_mistake(&p.what, &p.lesson, p.plan_id.as_deref(), &agent(&peer))
+                .record_mistake(
+                    &p.what,
+                    &p.lesson,
+                    p.plan_id.as_deref(),
+                    &agent(&peer, &extensions),
+                )
                 .await?,
         ))
     }

@@ -3,6 +3,7 @@
 //! duplex transport. The CLI is driven as the real binary against the same state directory.
 #![allow(dead_code)]
 
+pub mod http;
 pub mod server;
 pub mod walk;
 

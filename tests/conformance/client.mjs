@@ -1,12 +1,16 @@
 // Drives a drydock server with the official MCP TypeScript SDK, as Claude Code and the MCP
 // Inspector do: lists tools, prompts and resources, calls every tool (the SDK validates each
 // success against the tool's output schema), and collects every refusal's code and fix.
-// Usage: node client.mjs DRYDOCK_BINARY CONFIG — prints one JSON report on stdout.
+// Usage: node client.mjs DRYDOCK_BINARY CONFIG (stdio), or node client.mjs --http URL TOKEN
+// (the team server's streamable HTTP, with a bearer token) — prints one JSON report on stdout.
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 
-const [bin, config] = process.argv.slice(2);
-const transport = new StdioClientTransport({ command: bin, args: ["serve", "--config", config], stderr: "ignore" });
+const [first, second, third] = process.argv.slice(2);
+const transport = first === "--http"
+  ? new StreamableHTTPClientTransport(new URL(second), { requestInit: { headers: { Authorization: `Bearer ${third}` } } })
+  : new StdioClientTransport({ command: first, args: ["serve", "--config", second], stderr: "ignore" });
 const client = new Client({ name: "ts-sdk-conformance", version: "1.0.0" });
 const report = { tools: [], schemaProblems: [], calls: {}, refusals: {}, prompts: [], resources: [], templates: [] };
 
@@ -71,6 +75,7 @@ const planned = await call("plan", {
   checks: [{ name: "tier-filled", sql: "SELECT count(*) = 0 FROM users WHERE tier IS NULL", expect: "true" }],
 });
 const id = planned?.plan_id;
+report.planId = id ?? null;
 await call("apply", { plan_id: id });            // refused: checklist-unmet
 await call("validate", { plan_id: id });         // refused: not applied
 await call("rollback", { plan_id: id, reason: "" }); // refused: a reason is needed
