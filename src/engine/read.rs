@@ -71,23 +71,17 @@ impl Engine {
             .plans(200)
             .await?
             .into_iter()
-            .map(
-                |crate::store::PlanListRow {
-                     id: plan_id,
-                     target,
-                     status,
-                     goal,
-                     author,
-                     created_at,
-                 }| PlanSummary {
-                    plan_id,
-                    target,
-                    status,
-                    goal,
-                    author,
-                    created_at,
-                },
-            )
+            .map(|row| PlanSummary {
+                plan_id: row.id,
+                target: row.target,
+                status: row.status,
+                goal: row.goal,
+                author: row.author,
+                created_at: row.created_at,
+                risk: row
+                    .risk
+                    .and_then(|r| serde_json::from_value(serde_json::Value::String(r)).ok()),
+            })
             .collect())
     }
 

@@ -316,6 +316,8 @@ pub struct PlanSummary {
     pub goal: String,
     pub author: String,
     pub created_at: String,
+    /// The analysis's risk.
+    pub risk: Option<crate::plan::analysis::Severity>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -44,6 +44,11 @@ pub struct Lesson {
     pub tables: Vec<String>,
     pub count: u64,
     pub last_seen: String,
+    /// The agent and the tool of the entry's first occurrence.
+    #[serde(default)]
+    pub agent: String,
+    #[serde(default)]
+    pub tool: String,
 }
 
 #[derive(Clone)]
@@ -255,6 +260,8 @@ impl ErrorLog {
                     .unwrap_or_default(),
                 count: meta.get("count").and_then(|c| c.parse().ok()).unwrap_or(1),
                 last_seen: meta.get("last").cloned().unwrap_or_default(),
+                agent: field("agent"),
+                tool: field("tool"),
             });
         }
         out.sort_by_key(|l| std::cmp::Reverse(l.count));

@@ -155,6 +155,8 @@ pub struct PlanListRow {
     pub goal: String,
     pub author: String,
     pub created_at: String,
+    /// The analysis's risk (`low` ... `critical`).
+    pub risk: Option<String>,
 }
 
 /// One row of the audit trail.
@@ -298,7 +300,7 @@ impl Store {
     pub async fn plans(&self, limit: i64) -> Result<Vec<PlanListRow>> {
         // language=SQL
         Ok(sqlx::query_as(
-            "SELECT id, target, status, goal, author, created_at FROM plans ORDER BY created_at DESC, id LIMIT ?",
+            "SELECT id, target, status, goal, author, created_at, json_extract(analysis, '$.risk') AS risk FROM plans ORDER BY created_at DESC, id LIMIT ?",
         )
         .bind(limit)
         .fetch_all(&self.pool)

@@ -1,5 +1,6 @@
-//! The one door of the team server: `Host` (400), `Origin` (403), bearer token (401 with
-//! `WWW-Authenticate: Bearer`), and a per-token rate limit (429). What passes carries its
+//! The one door of the team server: `Host` (400), `Origin` (403), then for MCP and the API a
+//! bearer token (401 with `WWW-Authenticate: Bearer`) and a per-token rate limit (429); the
+//! review page's requests go on to its session check. What passes carries its
 //! `Principal` in the request's extensions, where the MCP tools and the API read it.
 
 use std::collections::HashMap;
@@ -24,6 +25,8 @@ const RATE_WINDOW: Duration = Duration::from_secs(60);
 pub struct State {
     pub engine: Arc<Engine>,
     listen: Arc<Listen>,
+    /// Review-page sessions.
+    pub sessions: super::session::Sessions,
     /// Token → (window start, requests in it).
     seen: Arc<Mutex<HashMap<String, (Instant, u32)>>>,
 }
@@ -33,6 +36,7 @@ impl State {
         State {
             engine,
             listen: Arc::new(listen),
+            sessions: super::session::Sessions::default(),
             seen: Arc::new(Mutex::new(HashMap::new())),
         }
     }
@@ -90,10 +94,14 @@ pub async fn guard(
             );
         }
     }
-    let via = if req.uri().path().starts_with("/mcp") {
+    let path = req.uri().path();
+    let via = if path == "/mcp" || path.starts_with("/mcp/") {
         Via::McpHttp
-    } else {
+    } else if path.starts_with("/api/") {
         Via::Api
+    } else {
+        // The review page: its own session cookie, checked by each page.
+        return next.run(req).await;
     };
     let Some(token) = bearer(req.headers()) else {
         return unauthorized(Error::Unauthenticated(

@@ -7,6 +7,8 @@
 
 mod api;
 mod guard;
+mod page;
+mod session;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -86,6 +88,7 @@ pub async fn serve(engine: Arc<Engine>, listen: Listen) -> anyhow::Result<()> {
     let app = Router::new()
         .nest_service("/mcp", mcp)
         .merge(api::routes())
+        .merge(page::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::guard,

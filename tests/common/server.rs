@@ -32,3 +32,42 @@ pub async fn call(client: &StdioClient, tool: &str, args: Value) -> CallToolResu
         .await
         .expect("call")
 }
+
+/// A running `drydock serve --http` on a free loopback port, stopped on drop.
+pub struct HttpServer {
+    child: std::process::Child,
+    pub addr: String,
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn serve_http(p: &super::Project) -> HttpServer {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_drydock"))
+        .arg("--config")
+        .arg(&p.config_path)
+        .args(["serve", "--http", &addr])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("drydock serves");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(&addr).await.is_ok() {
+            return HttpServer { child, addr };
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the server did not listen on {addr}");
+}

@@ -1,0 +1,226 @@
+//! The review page in a real headless Chromium (Debian's `chromium` + `chromium-driver`, driven
+//! over WebDriver): an approver logs in with a token, reads the plan with what decides approval on
+//! top, approves and sees it approved; the plan's author and an agent get no forms; a POST
+//! without the CSRF token is refused; a script in a plan's goal is shown, never run.
+
+mod common;
+
+use common::http::request;
+use common::server::serve_http;
+use common::{Project, plan_id};
+use drydock::identity::Grant;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+/// chromedriver on a free port, stopped on drop.
+struct Driver {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn driver() -> Driver {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("chromedriver runs (Debian's chromium-driver; .ci/run installs it)");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Driver {
+                child,
+                url: format!("http://127.0.0.1:{port}"),
+            };
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("chromedriver did not listen");
+}
+
+async fn browser(d: &Driver) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({"binary": "/usr/bin/chromium",
+               "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]}),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&d.url)
+        .await
+        .expect("a Chromium session")
+}
+
+async fn log_in(c: &Client, base: &str, token: &str) {
+    c.goto(&format!("{base}/login")).await.unwrap();
+    c.find(Locator::Id("token"))
+        .await
+        .unwrap()
+        .send_keys(token)
+        .await
+        .unwrap();
+    c.find(Locator::Id("login"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_approver_reviews_and_approves_in_the_browser() {
+    let p = Project::new().await;
+    let agent = p.connect().await;
+    let id = plan_id(
+        &agent
+            .ok(
+                "plan",
+                json!({"goal": "<script>window.pwned = 1</script> add a nickname", "target": "production",
+                       "steps": [{"name": "add", "up": "ALTER TABLE users ADD COLUMN nickname TEXT", "down": "ALTER TABLE users DROP COLUMN nickname"}]}),
+            )
+            .await,
+    );
+    agent.ok("dry-run", json!({"plan_id": id})).await;
+    let alice = p.token("alice", Grant::Approver);
+    let bot = p.token("ci-agent", Grant::Agent);
+    let author = p.token(common::AGENT_NAME, Grant::Approver);
+    let server = serve_http(&p).await;
+    let base = format!("http://{}", server.addr);
+    let d = driver().await;
+    let c = browser(&d).await;
+
+    // A bad token stays on the login page with the reason.
+    log_in(&c, &base, "ddk_not_a_token").await;
+    let error = c
+        .find(Locator::Id("error"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(error.contains("not authenticated"), "{error}");
+
+    log_in(&c, &base, &alice).await;
+    c.goto(&format!("{base}/plans/{id}")).await.unwrap();
+    let goal = c
+        .find(Locator::Id("goal"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        goal.contains("<script>"),
+        "the goal is shown as text: {goal}"
+    );
+    let pwned = c
+        .execute("return window.pwned === undefined;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(pwned, json!(true), "a script in a goal never runs");
+    let status = c
+        .find(Locator::Id("status"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(status, "tested");
+    let source = c.source().await.unwrap();
+    let top = source.find("class=\"decide\"").unwrap();
+    assert!(
+        top < source.find("<h2>Steps</h2>").unwrap(),
+        "what decides approval comes first"
+    );
+    assert!(
+        source.contains("<span class=\"kw\">ALTER</span>"),
+        "SQL is highlighted"
+    );
+
+    // The session cookie is HttpOnly and SameSite=Strict; without the form's CSRF token a POST
+    // with that cookie is refused.
+    let cookies = c.get_all_cookies().await.unwrap();
+    let session = cookies
+        .iter()
+        .find(|k| k.name() == "dd_session")
+        .expect("a session");
+    assert_eq!(session.http_only(), Some(true));
+    let cookie = format!("dd_session={}", session.value());
+    let forged = request(
+        &server.addr,
+        "POST",
+        &format!("/plans/{id}/approve"),
+        &[
+            ("Cookie", &cookie),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        b"csrf_token=0000",
+    )
+    .await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    let status = agent.ok("status", json!({"plan_id": id})).await;
+    assert_eq!(
+        status["status"], "tested",
+        "the forged POST changed nothing"
+    );
+
+    c.find(Locator::Id("approve"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let status = c
+        .find(Locator::Id("status"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(status, "approved");
+    let status = agent.ok("status", json!({"plan_id": id})).await;
+    assert_eq!(status["approvals"][0]["by"], "alice", "{status}");
+    c.goto(&format!("{base}/audit")).await.unwrap();
+    let audit = c
+        .find(Locator::Id("audit"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(audit.contains("alice approver web approve"), "{audit}");
+    c.close().await.unwrap();
+
+    // An agent token reads, with no forms; the author gets none either.
+    for (token, says) in [(&bot, "Read-only"), (&author, "You wrote this plan")] {
+        let c = browser(&d).await;
+        log_in(&c, &base, token).await;
+        c.goto(&format!("{base}/plans/{id}")).await.unwrap();
+        assert!(
+            c.find(Locator::Id("approve")).await.is_err(),
+            "no approve form"
+        );
+        let source = c.source().await.unwrap();
+        assert!(source.contains(says), "{says}");
+        assert!(!source.contains("name=\"reason\""), "no reject form");
+        c.close().await.unwrap();
+    }
+    agent.close().await;
+}
