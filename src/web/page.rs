@@ -88,18 +88,20 @@ fn render(name: &str, status: StatusCode, ctx: &impl Serialize) -> Response {
 }
 
 /// The session of a request, or the way to the login page.
-fn session(s: &guard::State, headers: &HeaderMap) -> Result<(String, Session), Response> {
+fn session(s: &guard::State, headers: &HeaderMap) -> Result<(String, Session), Box<Response>> {
     s.sessions
         .get(headers)
-        .ok_or_else(|| Redirect::to("/login").into_response())
+        .ok_or_else(|| Box::new(Redirect::to("/login").into_response()))
 }
 
 /// A POST form's CSRF token must be the session's.
-fn checked(session: &Session, token: &str) -> Result<(), Response> {
+fn checked(session: &Session, token: &str) -> Result<(), Box<Response>> {
     if session::same(&session.csrf, token) {
         Ok(())
     } else {
-        Err((StatusCode::FORBIDDEN, "missing or wrong csrf_token").into_response())
+        Err(Box::new(
+            (StatusCode::FORBIDDEN, "missing or wrong csrf_token").into_response(),
+        ))
     }
 }
 
@@ -184,10 +186,10 @@ async fn logout(
 ) -> Response {
     let (id, sess) = match session(&s, &headers) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Err(r) = checked(&sess, &form.csrf_token) {
-        return r;
+        return *r;
     }
     s.sessions.end(&id);
     let mut r = Redirect::to("/login").into_response();
@@ -205,7 +207,7 @@ async fn plans(
 ) -> Response {
     let (_, sess) = match session(&s, &headers) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     for key in ["status", "target", "author", "risk"] {
         filter.entry(key.to_string()).or_default();
@@ -247,7 +249,7 @@ async fn plan(
 ) -> Response {
     let (_, sess) = match session(&s, &headers) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     plan_page(&s, &sess, &id, None, StatusCode::OK).await
 }
@@ -327,10 +329,10 @@ async fn approve(
 ) -> Response {
     let (_, sess) = match session(&s, &headers) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Err(r) = checked(&sess, &form.csrf_token) {
-        return r;
+        return *r;
     }
     let result = s.engine.approve(&id, &sess.principal).await;
     decided(&s, &sess, &id, result).await
@@ -352,10 +354,10 @@ async fn reject(
 ) -> Response {
     let (_, sess) = match session(&s, &headers) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Err(r) = checked(&sess, &form.csrf_token) {
-        return r;
+        return *r;
     }
     let result = s.engine.reject(&id, &sess.principal, &form.reason).await;
     decided(&s, &sess, &id, result).await
@@ -378,10 +380,10 @@ async fn release(
 ) -> Response {
     let (_, sess) = match session(&s, &headers) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Err(r) = checked(&sess, &form.csrf_token) {
-        return r;
+        return *r;
     }
     let reason = form
         .override_reason
@@ -401,7 +403,7 @@ async fn errors(
 ) -> Response {
     let (_, sess) = match session(&s, &headers) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     for key in ["agent", "tool", "code"] {
         filter.entry(key.to_string()).or_default();
@@ -432,7 +434,7 @@ async fn errors(
 async fn audit(State(s): State<guard::State>, headers: HeaderMap) -> Response {
     let (_, sess) = match session(&s, &headers) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let audit = match s.engine.audit_log(500).await {
         Ok(a) => a,
