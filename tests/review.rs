@@ -68,6 +68,7 @@ async fn browser(d: &Driver) -> Client {
         .expect("a Chromium session")
 }
 
+/// Logs in; returns once the browser has left the login page, or shows the login error.
 async fn log_in(c: &Client, base: &str, token: &str) {
     c.goto(&format!("{base}/login")).await.unwrap();
     c.find(Locator::Id("token"))
@@ -82,6 +83,32 @@ async fn log_in(c: &Client, base: &str, token: &str) {
         .click()
         .await
         .unwrap();
+    for _ in 0..100 {
+        let left = c.current_url().await.is_ok_and(|u| u.path() != "/login");
+        if left || text_now(c, "error").await.is_some() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the login did not answer");
+}
+
+/// The text of element `id` on the page as it is now (a page being replaced gives `None`).
+async fn text_now(c: &Client, id: &str) -> Option<String> {
+    c.find(Locator::Id(id)).await.ok()?.text().await.ok()
+}
+
+/// Waits until element `id` reads `expected` (the page may be navigating).
+async fn wait_text(c: &Client, id: &str, expected: &str) -> String {
+    let mut last = None;
+    for _ in 0..100 {
+        last = text_now(c, id).await;
+        if last.as_deref() == Some(expected) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    last.unwrap_or_default()
 }
 
 #[tokio::test]
@@ -108,13 +135,7 @@ async fn an_approver_reviews_and_approves_in_the_browser() {
 
     // A bad token stays on the login page with the reason.
     log_in(&c, &base, "ddk_not_a_token").await;
-    let error = c
-        .find(Locator::Id("error"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let error = text_now(&c, "error").await.unwrap_or_default();
     assert!(error.contains("not authenticated"), "{error}");
 
     log_in(&c, &base, &alice).await;
@@ -135,13 +156,7 @@ async fn an_approver_reviews_and_approves_in_the_browser() {
         .await
         .unwrap();
     assert_eq!(pwned, json!(true), "a script in a goal never runs");
-    let status = c
-        .find(Locator::Id("status"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let status = wait_text(&c, "status", "tested").await;
     assert_eq!(status, "tested");
     let source = c.source().await.unwrap();
     let top = source.find("class=\"decide\"").unwrap();
@@ -187,13 +202,7 @@ async fn an_approver_reviews_and_approves_in_the_browser() {
         .click()
         .await
         .unwrap();
-    let status = c
-        .find(Locator::Id("status"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let status = wait_text(&c, "status", "approved").await;
     assert_eq!(status, "approved");
     let status = agent.ok("status", json!({"plan_id": id})).await;
     assert_eq!(status["approvals"][0]["by"], "alice", "{status}");
