@@ -6,7 +6,7 @@
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use drydock::cli::{Cli, Refused, run};
+use drydock::cli::{Cli, Refused, RemoteRefused, run};
 
 #[tokio::main]
 async fn main() {
@@ -22,6 +22,9 @@ async fn main() {
         Ok(code) => code,
         Err(e) => {
             if let Some(r) = e.downcast_ref::<Refused>() {
+                eprintln!("{r}");
+                2
+            } else if let Some(r) = e.downcast_ref::<RemoteRefused>() {
                 eprintln!("{r}");
                 2
             } else {

@@ -223,3 +223,65 @@ async fn a_remote_address_needs_allow_remote() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("allow_remote"), "{err}");
 }
+
+/// The CLI against the team server: the identity is the token's, a `--by` naming someone else is
+/// refused before anything is sent, an agent token cannot decide, and without a token nothing
+/// is sent at all.
+#[tokio::test]
+async fn the_cli_decides_through_the_server_as_the_tokens_principal() {
+    let p = Project::new().await;
+    let c = p.connect().await;
+    let id = common::plan_id(&c.ok("plan", common::add_column_plan()).await);
+    c.ok("dry-run", json!({"plan_id": id})).await;
+    let server = serve(&p).await;
+    let url = format!("http://{}", server.addr);
+    let alice = p.token("alice", Grant::Approver);
+    let bot = p.token("ci-agent", Grant::Agent);
+    let stderr = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+
+    let none = p.cli_with(&["--server", &url, "approve", &id], None);
+    assert_eq!(none.status.code(), Some(2), "{}", stderr(&none));
+    assert!(stderr(&none).contains("DRYDOCK_TOKEN"), "{}", stderr(&none));
+    let agent = p.cli_with(&["--server", &url, "approve", &id], Some(&bot));
+    assert_eq!(agent.status.code(), Some(2));
+    assert!(
+        stderr(&agent).contains("not-permitted"),
+        "{}",
+        stderr(&agent)
+    );
+    let other = p.cli_with(
+        &["--server", &url, "approve", &id, "--by", "bob"],
+        Some(&alice),
+    );
+    assert!(
+        stderr(&other).contains("identity-mismatch"),
+        "{}",
+        stderr(&other)
+    );
+    let listed = p.cli_with(&["--server", &url, "plans", "--format", "json"], Some(&bot));
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains(&id),
+        "{}",
+        stderr(&listed)
+    );
+    assert_eq!(
+        c.ok("status", json!({"plan_id": id})).await["status"],
+        "tested"
+    );
+
+    let ok = p.cli_with(
+        &["--server", &url, "approve", &id, "--by", "alice"],
+        Some(&alice),
+    );
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let status = c.ok("status", json!({"plan_id": id})).await;
+    assert_eq!(status["status"], "approved");
+    assert_eq!(status["approvals"][0]["by"], "alice");
+    let shown = p.cli_with(&["--server", &url, "show", &id], Some(&alice));
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains("approved"),
+        "{}",
+        stderr(&shown)
+    );
+    c.close().await;
+}

@@ -4,6 +4,9 @@
 //! An adapter: it reaches databases, analysis and the store only through `engine`.
 
 mod person;
+mod remote;
+
+pub use remote::RemoteRefused;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,6 +37,10 @@ pub struct Global {
     /// drydock.toml to use (default: ./drydock.toml, else the embedded demo under ./.drydock).
     #[arg(long, global = true, env = "DRYDOCK_CONFIG")]
     pub config: Option<PathBuf>,
+    /// A team server (`https://review.example.com`): `plans`, `show`, `approve`, `reject` and
+    /// `release` go through its API with DRYDOCK_TOKEN (default: `[server] url`).
+    #[arg(long, global = true, env = "DRYDOCK_SERVER")]
+    pub server: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -226,7 +233,7 @@ fn engineer_fix(e: &Error) -> String {
 
 impl std::error::Error for Refused {}
 
-fn refused(e: Error) -> anyhow::Error {
+pub(crate) fn refused(e: Error) -> anyhow::Error {
     Refused(e).into()
 }
 
@@ -241,6 +248,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         // Nothing configured: the embedded SQLite demo pair under `./.drydock/`.
         None => crate::demo::config(&std::env::current_dir()?.join(".drydock")).map_err(refused)?,
     };
+    if let Some(url) = cli.global.server.clone().or(config.server.url.clone())
+        && remote::handles(&cli.command)
+    {
+        return remote::run(&url, cli.command).await;
+    }
     let engine = Arc::new(Engine::open(config).await.map_err(refused)?);
     match cli.command {
         Command::Serve { http } => {

@@ -15,6 +15,7 @@ use crate::identity::Principal;
 
 pub fn routes() -> Router<guard::State> {
     Router::new()
+        .route("/api/whoami", get(whoami))
         .route("/api/plans", get(list))
         .route("/api/plans/{id}", get(show))
         .route("/api/plans/{id}/approve", post(approve))
@@ -39,6 +40,11 @@ fn answer<T: serde::Serialize>(r: Result<T, Error>) -> Response {
             refusal(status, &e)
         }
     }
+}
+
+/// The token's principal: name and role.
+async fn whoami(Extension(who): Extension<Principal>) -> Response {
+    Json(serde_json::json!({"name": who.name, "role": who.grant})).into_response()
 }
 
 async fn list(State(s): State<guard::State>) -> Response {

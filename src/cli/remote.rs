@@ -1,0 +1,216 @@
+//! The CLI against a team server (`--server URL`, `DRYDOCK_SERVER` or `[server] url`): `plans`,
+//! `show`, `approve`, `reject` and `release` call the server's JSON API with `DRYDOCK_TOKEN`, and
+//! the identity is the token's — a `--by` naming someone else is refused before anything is sent.
+//! http and https (rustls, Mozilla's roots).
+
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use super::{Command, Format};
+use crate::engine::StatusReport;
+use crate::error::{Error, Part, Refusal};
+
+type Https = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// A refusal the server answered with, shown as a local one is.
+#[derive(Debug)]
+pub struct RemoteRefused(pub Refusal);
+
+impl std::fmt::Display for RemoteRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "error[{}]: {}\nfix: {}",
+            self.0.code, self.0.message, self.0.fix
+        )
+    }
+}
+
+impl std::error::Error for RemoteRefused {}
+
+pub struct Remote {
+    base: String,
+    token: String,
+    client: Client<Https, Full<axum::body::Bytes>>,
+}
+
+impl Remote {
+    pub fn new(url: &str) -> Result<Remote, Error> {
+        let token = std::env::var("DRYDOCK_TOKEN")
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+            .ok_or_else(|| {
+                Error::Unauthenticated(format!(
+                    "talking to the team server at {url} needs DRYDOCK_TOKEN (your token)"
+                ))
+            })?;
+        let base = url.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(Error::invalid(
+                Part::Argument,
+                format!("--server {url:?} is not an http:// or https:// URL"),
+            ));
+        }
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .build();
+        Ok(Remote {
+            base,
+            token: token.trim().to_string(),
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        })
+    }
+
+    /// Sends a request; a 2xx answer's JSON, or the server's refusal.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let bytes = body.map(|b| b.to_string()).unwrap_or_default();
+        let req = axum::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {}", self.token))
+            .header("content-type", "application/json")
+            .body(Full::new(axum::body::Bytes::from(bytes)))?;
+        let resp =
+            self.client.request(req).await.map_err(|e| {
+                anyhow::anyhow!("cannot reach the team server at {}: {e}", self.base)
+            })?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await?.to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        if status.is_success() {
+            return Ok(json);
+        }
+        match serde_json::from_value::<Refusal>(json) {
+            Ok(r) => Err(RemoteRefused(r).into()),
+            Err(_) => Err(anyhow::anyhow!(
+                "the team server answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            )),
+        }
+    }
+
+    /// Who the token says we are; a `--by` naming someone else is refused.
+    pub async fn identity(&self, by: Option<&str>) -> anyhow::Result<String> {
+        let me = self.call("GET", "/api/whoami", None).await?;
+        let name = me["name"].as_str().unwrap_or_default().to_string();
+        if let Some(by) = by.map(str::trim).filter(|b| *b != name) {
+            return Err(super::Refused(Error::IdentityMismatch {
+                by: by.to_string(),
+                principal: name,
+            })
+            .into());
+        }
+        Ok(name)
+    }
+}
+
+/// Whether a command goes to the team server when one is configured.
+pub fn handles(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Plans { .. }
+            | Command::Show { .. }
+            | Command::Approve { .. }
+            | Command::Reject { .. }
+            | Command::Release { .. }
+    )
+}
+
+/// Runs a command against the team server at `url`.
+pub async fn run(url: &str, command: Command) -> anyhow::Result<i32> {
+    let remote = Remote::new(url).map_err(super::refused)?;
+    match command {
+        Command::Plans { format } => {
+            let plans = remote.call("GET", "/api/plans", None).await?;
+            match format {
+                Format::Json => println!("{plans}"),
+                Format::Text => {
+                    for p in plans["plans"].as_array().into_iter().flatten() {
+                        println!(
+                            "{}  {:<11}  {:<12}  {}  ({} at {})",
+                            p["plan_id"].as_str().unwrap_or_default(),
+                            p["status"].as_str().unwrap_or_default(),
+                            p["target"].as_str().unwrap_or_default(),
+                            p["goal"].as_str().unwrap_or_default(),
+                            p["author"].as_str().unwrap_or_default(),
+                            p["created_at"].as_str().unwrap_or_default()
+                        );
+                    }
+                }
+            }
+        }
+        Command::Show {
+            plan_id,
+            format,
+            json,
+        } => {
+            let shown = remote
+                .call("GET", &format!("/api/plans/{plan_id}"), None)
+                .await?;
+            if json || matches!(format, Format::Json) {
+                println!("{}", serde_json::to_string_pretty(&shown)?);
+            } else {
+                let report: StatusReport = serde_json::from_value(shown)?;
+                print!("{}", report.to_markdown());
+            }
+        }
+        Command::Approve { plan_id, by } => {
+            let who = remote.identity(by.as_deref()).await?;
+            let s = remote
+                .call("POST", &format!("/api/plans/{plan_id}/approve"), None)
+                .await?;
+            println!(
+                "approved {plan_id} (checksum {}) by {who}; status {}",
+                s["checksum"].as_str().unwrap_or_default(),
+                s["status"].as_str().unwrap_or_default()
+            );
+        }
+        Command::Reject {
+            plan_id,
+            reason,
+            by,
+        } => {
+            let who = remote.identity(by.as_deref()).await?;
+            let s = remote
+                .call(
+                    "POST",
+                    &format!("/api/plans/{plan_id}/reject"),
+                    Some(serde_json::json!({ "reason": reason })),
+                )
+                .await?;
+            println!(
+                "rejected {plan_id} by {who}: {reason}; status {}",
+                s["status"].as_str().unwrap_or_default()
+            );
+        }
+        Command::Release {
+            plan_id,
+            step,
+            by,
+            override_window,
+            reason,
+        } => {
+            let who = remote.identity(by.as_deref()).await?;
+            let override_reason = if override_window { reason } else { None };
+            remote
+                .call(
+                    "POST",
+                    &format!("/api/plans/{plan_id}/release"),
+                    Some(serde_json::json!({ "step": step, "override_reason": override_reason })),
+                )
+                .await?;
+            println!("released step `{step}` of {plan_id} by {who}");
+        }
+        _ => unreachable!("`handles` admits only these"),
+    }
+    Ok(0)
+}
