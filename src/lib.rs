@@ -9,11 +9,11 @@
 //!
 //! | layer | modules | owns |
 //! | --- | --- | --- |
-//! | adapters | `mcp`, `cli` (and `demo`, the zero-config pair) | the MCP tools, prompts and resources; the engineers' commands |
+//! | adapters | `mcp`, `cli`, `web` (and `demo`, the zero-config pair) | the MCP tools, prompts and resources; the engineers' commands; the team server (MCP over HTTP, the JSON API, the review page) |
 //! | engine | `engine` | the lifecycle verbs: plan, dry-run, apply, validate, rollback, decisions, reads |
 //! | domain | `analysis`, `checklist`, `errorlog`, `render` | hazards and privilege; the safety checklist; ERRORS.md; templates |
 //! | adapters to data | `db`, `store` | the databases drydock changes; drydock's own state |
-//! | definitions | `plan`, `config` | plans, steps, statuses and run kinds; drydock.toml |
+//! | definitions | `plan`, `config` | plans, steps, statuses and run kinds, the typed analysis and run evidence; drydock.toml |
 //! | leaves | `sql`, `clock`, `redact`, `lockfile`, `identity`, `error` | quoting, the lexer and expression checks; time; secrets masked; cross-process locks; principals and tokens; the error type |
 
 pub mod analysis;

@@ -253,6 +253,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     {
         return remote::run(&url, cli.command).await;
     }
+    if config.source.is_none() {
+        // The demo's databases, created with sample data on first use.
+        crate::demo::ensure(&config.state_dir)
+            .await
+            .map_err(refused)?;
+    }
     let engine = Arc::new(Engine::open(config).await.map_err(refused)?);
     match cli.command {
         Command::Serve { http } => {

@@ -111,9 +111,6 @@ fn overwritten(spec: &crate::plan::Backfill) -> Result<Vec<String>> {
 
 impl Engine {
     pub async fn open(config: Config) -> Result<Engine> {
-        if config.source.is_none() {
-            crate::demo::ensure(&config.state_dir).await?;
-        }
         let store = Store::open(&config.state_dir).await?;
         let errors = ErrorLog::new(&config.errors_path, &config.state_dir);
         Ok(Engine {

@@ -16,7 +16,6 @@ use tera::{Kwargs, Tera, Value};
 
 use super::guard;
 use super::session::{self, COOKIE, LOGIN_COOKIE, Session};
-use crate::checklist::ItemState;
 use crate::error::Error;
 use crate::identity::{Grant, Via};
 
@@ -268,7 +267,7 @@ async fn plan_page(
     let unmet: Vec<_> = report
         .checklist
         .iter()
-        .filter(|i| i.required && !matches!(i.state, ItemState::Passed | ItemState::Waived))
+        .filter(|i| i.required && !i.holds())
         .collect();
     let estimate = report
         .runs
