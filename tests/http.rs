@@ -188,6 +188,24 @@ async fn hostile_requests_are_refused_at_the_door() {
         "oversized body: {}",
         big.status
     );
+    let big_mcp = request(
+        a,
+        "POST",
+        "/mcp",
+        &[
+            ("Authorization", &bearer),
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+        ],
+        &huge,
+    )
+    .await;
+    assert!(
+        matches!(big_mcp.status, 413 | 0),
+        "oversized MCP body: {} {}",
+        big_mcp.status,
+        big_mcp.body
+    );
     let bad_json = request(
         a,
         "POST",
@@ -284,4 +302,46 @@ async fn the_cli_decides_through_the_server_as_the_tokens_principal() {
         stderr(&shown)
     );
     c.close().await;
+}
+
+/// One token may make 600 requests a minute; the 601st is answered 429 with Retry-After, and
+/// other tokens are not affected.
+#[tokio::test]
+async fn a_token_over_its_rate_is_slowed_down_alone() {
+    let p = Project::new().await;
+    let noisy = format!("Bearer {}", p.token("noisy", Grant::Agent));
+    let calm = format!("Bearer {}", p.token("calm", Grant::Agent));
+    let server = serve(&p).await;
+    let mut statuses = Vec::new();
+    for _ in 0..601 {
+        let r = request(
+            &server.addr,
+            "GET",
+            "/api/whoami",
+            &[("Authorization", &noisy)],
+            b"",
+        )
+        .await;
+        statuses.push(r.status);
+        if r.status == 429 {
+            assert_eq!(r.header("retry-after"), Some("60"));
+            break;
+        }
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        600,
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.last(), Some(&429));
+    let other = request(
+        &server.addr,
+        "GET",
+        "/api/whoami",
+        &[("Authorization", &calm)],
+        b"",
+    )
+    .await;
+    assert_eq!(other.status, 200, "{}", other.body);
+    assert_eq!(other.json()["name"], "calm");
 }

@@ -74,7 +74,9 @@ pub async fn serve(engine: Arc<Engine>, listen: Listen) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen.addr).await?;
     let bound = listener.local_addr()?;
     tracing::info!(%bound, "drydock serving MCP at /mcp and the API at /api over HTTP");
-    let mcp_config = StreamableHttpServerConfig::default().with_allowed_hosts(listen.hosts.clone());
+    let mcp_config = StreamableHttpServerConfig::default()
+        .with_allowed_hosts(listen.hosts.clone())
+        .with_max_request_body_bytes(MAX_BODY_BYTES);
     let stop = mcp_config.cancellation_token.clone();
     let mcp = {
         let engine = engine.clone();
