@@ -120,6 +120,15 @@ async fn tokens_are_made_by_admins_shown_once_and_revoked_at_once() {
     );
     assert!(!listed.contains(secret), "listing never shows a secret");
 
+    // Revoking someone without a live token is refused and leaves no audit row behind.
+    let out = p.cli_with(&["token", "revoke", "nobody"], Some(&admin));
+    assert!(stderr(&out).contains("no live token"), "{}", stderr(&out));
+    let audit = p.engine().await.audit_log(100).await.unwrap();
+    assert!(
+        !audit.iter().any(|r| r.detail.contains("\"nobody\"")),
+        "a refused revoke leaves no audit row"
+    );
+
     // Revoked: refused at once.
     let out = p.cli_with(&["token", "revoke", "carol"], Some(&admin));
     assert!(out.status.success(), "{}", stderr(&out));

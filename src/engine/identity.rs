@@ -94,14 +94,20 @@ impl Engine {
     /// Revokes every live token of `name`, effective at once.
     pub async fn revoke_tokens(&self, by: &Principal, name: &str) -> Result<u64> {
         admin(by, "revoking a token")?;
-        let n = self.store.revoke_tokens(name.trim(), by).await?;
-        if n == 0 {
+        let name = name.trim();
+        let live = self
+            .store
+            .tokens()
+            .await?
+            .iter()
+            .any(|t| t.name == name && t.revoked_at.is_none());
+        if !live {
             return Err(Error::invalid(
                 Part::Argument,
-                format!("`{}` has no live token", name.trim()),
+                format!("`{name}` has no live token (`drydock token list` shows them)"),
             ));
         }
-        Ok(n)
+        Ok(self.store.revoke_tokens(name, by).await?)
     }
 }
 
