@@ -188,6 +188,26 @@ impl Engine {
             .collect())
     }
 
+    /// What undoes a step: a backfill's saved values put back, then its `down`, in one
+    /// transaction (rollback on the target, and the same on its linked staging).
+    async fn down_stmts(
+        plan: &Plan,
+        name: &str,
+        step: &Step,
+        target: &Target,
+    ) -> Result<Vec<Stmt>> {
+        let mut stmts = match &step.backfill {
+            Some(spec) => {
+                target
+                    .backfill_restore(&plan.id, name, spec, &overwritten(spec)?)
+                    .await?
+            }
+            None => vec![],
+        };
+        stmts.extend(Self::stmts(name, step.down.as_deref())?);
+        Ok(stmts)
+    }
+
     /// The tables a step's statements touch (for pre-flight lock checks).
     fn step_tables(plan: &Plan, step: &str) -> Vec<String> {
         let mut out: Vec<String> = plan

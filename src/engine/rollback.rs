@@ -153,15 +153,7 @@ impl Engine {
             plan_id: &plan.id,
             step: name,
         };
-        let mut stmts = match &step.backfill {
-            Some(spec) => {
-                target
-                    .backfill_restore(&plan.id, name, spec, &overwritten(spec)?)
-                    .await?
-            }
-            None => vec![],
-        };
-        stmts.extend(Self::stmts(name, step.down.as_deref())?);
+        let stmts = Self::down_stmts(plan, name, step, target).await?;
         let tables = Self::step_tables(plan, name);
         let (result, _watch) = target
             .execute(

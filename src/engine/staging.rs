@@ -155,15 +155,7 @@ impl Engine {
             }
             Direction::Rollback if !on_staging => Ok(()),
             Direction::Rollback => {
-                let mut stmts = match &step.backfill {
-                    Some(spec) => {
-                        target
-                            .backfill_restore(&plan.id, name, spec, &overwritten(spec)?)
-                            .await?
-                    }
-                    None => vec![],
-                };
-                stmts.extend(Self::stmts(name, step.down.as_deref())?);
+                let stmts = Self::down_stmts(plan, name, step, target).await?;
                 let tables = Self::step_tables(plan, name);
                 let history = Some(History::RolledBack {
                     plan_id: &plan.id,
