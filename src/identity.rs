@@ -141,11 +141,16 @@ pub struct NewToken {
     pub hash: String,
 }
 
-/// Makes a token from the operating system's randomness (`/dev/urandom`).
+/// `bytes` of the operating system's randomness (`/dev/urandom`), as hex.
+pub fn random_hex(bytes: usize) -> std::io::Result<String> {
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut buf)?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Makes a token from the operating system's randomness.
 pub fn generate() -> std::io::Result<NewToken> {
-    let mut bytes = [0u8; 30];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = random_hex(30)?;
     let (id, secret) = hex.split_at(12);
     Ok(NewToken {
         token: format!("ddk_{id}_{secret}"),
@@ -169,10 +174,14 @@ pub fn hash(secret: &str) -> String {
         .collect()
 }
 
-/// Whether `secret` hashes to `stored`, comparing every byte whatever the first difference.
+/// Whether `secret` hashes to `stored`.
 pub fn verify(secret: &str, stored: &str) -> bool {
-    let actual = hash(secret);
-    let (a, b) = (actual.as_bytes(), stored.as_bytes());
+    same(&hash(secret), stored)
+}
+
+/// Compares two secrets without stopping at the first difference.
+pub fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -142,14 +142,7 @@ impl Engine {
 /// The name a decision is recorded under: a principal that may decide (approver or admin), with
 /// a name.
 fn decider<'a>(who: &'a Principal, action: &'static str) -> Result<&'a str> {
-    if !who.may(Grant::Approver) {
-        return Err(Error::NotPermitted {
-            principal: who.name.clone(),
-            role: who.grant.to_string(),
-            action,
-            needed: "an approver",
-        });
-    }
+    super::identity::permitted(who, Grant::Approver, action)?;
     let by = who.name.trim();
     if by.is_empty() {
         return Err(Error::invalid(

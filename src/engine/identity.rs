@@ -112,14 +112,22 @@ impl Engine {
 }
 
 fn admin(by: &Principal, action: &'static str) -> Result<()> {
-    if by.may(Grant::Admin) {
-        Ok(())
-    } else {
-        Err(Error::NotPermitted {
-            principal: by.name.clone(),
-            role: by.grant.to_string(),
-            action,
-            needed: "an admin",
-        })
+    permitted(by, Grant::Admin, action)
+}
+
+/// `who` may do `action` only with `needed` (or a stronger role).
+pub(super) fn permitted(who: &Principal, needed: Grant, action: &'static str) -> Result<()> {
+    if who.may(needed) {
+        return Ok(());
     }
+    Err(Error::NotPermitted {
+        principal: who.name.clone(),
+        role: who.grant.to_string(),
+        action,
+        needed: match needed {
+            Grant::Agent => "an agent",
+            Grant::Approver => "an approver",
+            Grant::Admin => "an admin",
+        },
+    })
 }
