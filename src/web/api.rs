@@ -3,7 +3,7 @@
 //! token (an agent token gets 403). The principal is always the token's.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
@@ -27,18 +27,7 @@ pub fn routes() -> Router<guard::State> {
 fn answer<T: serde::Serialize>(r: Result<T, Error>) -> Response {
     match r {
         Ok(v) => Json(v).into_response(),
-        Err(e) => {
-            let status = match &e {
-                Error::UnknownPlan(_) => StatusCode::NOT_FOUND,
-                Error::NotPermitted { .. } | Error::SelfApproval { .. } => StatusCode::FORBIDDEN,
-                Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-                Error::Store(_) | Error::Io(_) | Error::Target { .. } => {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                }
-                _ => StatusCode::CONFLICT,
-            };
-            refusal(status, &e)
-        }
+        Err(e) => refusal(guard::status_of(&e), &e),
     }
 }
 

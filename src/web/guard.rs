@@ -54,6 +54,17 @@ impl State {
     }
 }
 
+/// The HTTP status of a refusal, for the API and the review page alike.
+pub fn status_of(e: &Error) -> StatusCode {
+    match e {
+        Error::UnknownPlan(_) => StatusCode::NOT_FOUND,
+        Error::NotPermitted { .. } | Error::SelfApproval { .. } => StatusCode::FORBIDDEN,
+        Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+        Error::Store(_) | Error::Io(_) | Error::Target { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::CONFLICT,
+    }
+}
+
 /// A refusal as the server sends it: the status, and `{code, message, fix}`.
 pub fn refusal(status: StatusCode, e: &Error) -> Response {
     (status, axum::Json(e.to_refusal())).into_response()

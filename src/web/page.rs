@@ -93,15 +93,39 @@ fn session(s: &guard::State, headers: &HeaderMap) -> Result<(String, Session), B
         .ok_or_else(|| Box::new(Redirect::to("/login").into_response()))
 }
 
-/// A POST form's CSRF token must be the session's.
-fn checked(session: &Session, token: &str) -> Result<(), Box<Response>> {
-    if session::same(&session.csrf, token) {
-        Ok(())
-    } else {
-        Err(Box::new(
+/// The session of a POST form, whose CSRF token must be the session's.
+fn posted(
+    s: &guard::State,
+    headers: &HeaderMap,
+    token: &str,
+) -> Result<(String, Session), Box<Response>> {
+    let (id, sess) = session(s, headers)?;
+    if !session::same(&sess.csrf, token) {
+        return Err(Box::new(
             (StatusCode::FORBIDDEN, "missing or wrong csrf_token").into_response(),
-        ))
+        ));
     }
+    Ok((id, sess))
+}
+
+/// Adds a `Set-Cookie` header to a response.
+fn add_cookie(r: &mut Response, cookie: &str) {
+    if let Ok(v) = HeaderValue::from_str(cookie) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+/// A page's filter: every field present (empty when not given), so the form shows them all.
+fn filter(mut query: HashMap<String, String>, keys: &[&str]) -> HashMap<String, String> {
+    for key in keys {
+        query.entry(key.to_string()).or_default();
+    }
+    query
+}
+
+/// The value a filter field asks for, when one was given.
+fn wanted<'a>(filter: &'a HashMap<String, String>, key: &str) -> Option<&'a str> {
+    filter.get(key).map(|f| f.trim()).filter(|f| !f.is_empty())
 }
 
 #[derive(Serialize)]
@@ -137,9 +161,7 @@ fn login_page(headers: &HeaderMap, error: Option<String>, status: StatusCode) ->
         &serde_json::json!({"who": null, "csrf": csrf, "error": error}),
     );
     let cookie = session::set_cookie(LOGIN_COOKIE, &csrf, session::over_https(headers), Some(900));
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        r.headers_mut().append(header::SET_COOKIE, v);
-    }
+    add_cookie(&mut r, &cookie);
     r
 }
 
@@ -165,9 +187,7 @@ async fn login(
         session::set_cookie(COOKIE, &id, secure, None),
         session::set_cookie(LOGIN_COOKIE, "", secure, Some(0)),
     ] {
-        if let Ok(v) = HeaderValue::from_str(&c) {
-            r.headers_mut().append(header::SET_COOKIE, v);
-        }
+        add_cookie(&mut r, &c);
     }
     r
 }
@@ -183,44 +203,33 @@ async fn logout(
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let (id, sess) = match session(&s, &headers) {
+    let (id, _) = match posted(&s, &headers, &form.csrf_token) {
         Ok(x) => x,
         Err(r) => return *r,
     };
-    if let Err(r) = checked(&sess, &form.csrf_token) {
-        return *r;
-    }
     s.sessions.end(&id);
     let mut r = Redirect::to("/login").into_response();
     let c = session::set_cookie(COOKIE, "", session::over_https(&headers), Some(0));
-    if let Ok(v) = HeaderValue::from_str(&c) {
-        r.headers_mut().append(header::SET_COOKIE, v);
-    }
+    add_cookie(&mut r, &c);
     r
 }
 
 async fn plans(
     State(s): State<guard::State>,
     headers: HeaderMap,
-    Query(mut filter): Query<HashMap<String, String>>,
+    Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     let (_, sess) = match session(&s, &headers) {
         Ok(x) => x,
         Err(r) => return *r,
     };
-    for key in ["status", "target", "author", "risk"] {
-        filter.entry(key.to_string()).or_default();
-    }
+    let filter = filter(query, &["status", "target", "author", "risk"]);
     let all = match s.engine.list().await {
         Ok(p) => p,
         Err(e) => return failure(&e),
     };
-    let want = |key: &str, value: &str| {
-        filter
-            .get(key)
-            .map(|f| f.trim())
-            .is_none_or(|f| f.is_empty() || f.eq_ignore_ascii_case(value))
-    };
+    let want =
+        |key: &str, value: &str| wanted(&filter, key).is_none_or(|f| f.eq_ignore_ascii_case(value));
     let shown: Vec<_> = all
         .into_iter()
         .filter(|p| {
@@ -309,13 +318,8 @@ async fn decided(
     match result {
         Ok(_) => Redirect::to(&format!("/plans/{id}")).into_response(),
         Err(e) => {
-            let status = match e {
-                Error::NotPermitted { .. } | Error::SelfApproval { .. } => StatusCode::FORBIDDEN,
-                Error::UnknownPlan(_) => StatusCode::NOT_FOUND,
-                _ => StatusCode::CONFLICT,
-            };
             let text = format!("{}: {} — {}", e.code(), e, e.fix());
-            plan_page(s, sess, id, Some(text), status).await
+            plan_page(s, sess, id, Some(text), guard::status_of(&e)).await
         }
     }
 }
@@ -326,13 +330,10 @@ async fn approve(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let (_, sess) = match session(&s, &headers) {
+    let (_, sess) = match posted(&s, &headers, &form.csrf_token) {
         Ok(x) => x,
         Err(r) => return *r,
     };
-    if let Err(r) = checked(&sess, &form.csrf_token) {
-        return *r;
-    }
     let result = s.engine.approve(&id, &sess.principal).await;
     decided(&s, &sess, &id, result).await
 }
@@ -351,13 +352,10 @@ async fn reject(
     Path(id): Path<String>,
     Form(form): Form<RejectForm>,
 ) -> Response {
-    let (_, sess) = match session(&s, &headers) {
+    let (_, sess) = match posted(&s, &headers, &form.csrf_token) {
         Ok(x) => x,
         Err(r) => return *r,
     };
-    if let Err(r) = checked(&sess, &form.csrf_token) {
-        return *r;
-    }
     let result = s.engine.reject(&id, &sess.principal, &form.reason).await;
     decided(&s, &sess, &id, result).await
 }
@@ -377,13 +375,10 @@ async fn release(
     Path(id): Path<String>,
     Form(form): Form<ReleaseForm>,
 ) -> Response {
-    let (_, sess) = match session(&s, &headers) {
+    let (_, sess) = match posted(&s, &headers, &form.csrf_token) {
         Ok(x) => x,
         Err(r) => return *r,
     };
-    if let Err(r) = checked(&sess, &form.csrf_token) {
-        return *r;
-    }
     let reason = form
         .override_reason
         .as_deref()
@@ -398,26 +393,19 @@ async fn release(
 async fn errors(
     State(s): State<guard::State>,
     headers: HeaderMap,
-    Query(mut filter): Query<HashMap<String, String>>,
+    Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     let (_, sess) = match session(&s, &headers) {
         Ok(x) => x,
         Err(r) => return *r,
     };
-    for key in ["agent", "tool", "code"] {
-        filter.entry(key.to_string()).or_default();
-    }
+    let filter = filter(query, &["agent", "tool", "code"]);
     let mut entries = match s.engine.errors.lessons() {
         Ok(e) => e,
         Err(e) => return failure(&e),
     };
     entries.sort_by(|a, b| b.last_seen.cmp(&a.last_seen));
-    let want = |key: &str, value: &str| {
-        filter
-            .get(key)
-            .map(|f| f.trim())
-            .is_none_or(|f| f.is_empty() || f == value)
-    };
+    let want = |key: &str, value: &str| wanted(&filter, key).is_none_or(|f| f == value);
     entries.retain(|e| want("agent", &e.agent) && want("tool", &e.tool) && want("code", &e.code));
     render(
         "web/errors.html",
@@ -451,11 +439,7 @@ async fn audit(State(s): State<guard::State>, headers: HeaderMap) -> Response {
 }
 
 fn failure(e: &Error) -> Response {
-    let status = match e {
-        Error::UnknownPlan(_) => StatusCode::NOT_FOUND,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    (status, format!("{}: {}", e.code(), e)).into_response()
+    (guard::status_of(e), format!("{}: {}", e.code(), e)).into_response()
 }
 
 /// SQL as HTML: escaped, with keywords, strings, numbers and comments marked for colour.
