@@ -63,6 +63,17 @@ impl std::fmt::Display for Part {
     }
 }
 
+/// How an engineer reads a refusal at a terminal: `error[code]: message` then `fix: ...`.
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "error[{}]: {}\nfix: {}",
+            self.code, self.message, self.fix
+        )
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("unknown target `{0}`")]

@@ -200,13 +200,12 @@ pub struct Refused(pub Error);
 
 impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "error[{}]: {}\nfix: {}",
-            self.0.code(),
-            crate::redact::redact(&self.0.to_string()),
-            engineer_fix(&self.0)
-        )
+        let shown = crate::error::Refusal {
+            message: crate::redact::redact(&self.0.to_string()),
+            fix: engineer_fix(&self.0),
+            ..self.0.to_refusal()
+        };
+        write!(f, "{shown}")
     }
 }
 

@@ -20,11 +20,7 @@ pub struct RemoteRefused(pub Refusal);
 
 impl std::fmt::Display for RemoteRefused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "error[{}]: {}\nfix: {}",
-            self.0.code, self.0.message, self.0.fix
-        )
+        write!(f, "{}", self.0)
     }
 }
 

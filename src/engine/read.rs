@@ -208,12 +208,11 @@ impl Engine {
 
 /// A target's failure as `doctor` prints it: code, message (connection strings redacted), fix.
 fn shown(e: &Error) -> String {
-    format!(
-        "error[{}]: {}\nfix: {}",
-        e.code(),
-        crate::redact::redact(&e.to_string()),
-        e.fix()
-    )
+    crate::error::Refusal {
+        message: crate::redact::redact(&e.to_string()),
+        ..e.to_refusal()
+    }
+    .to_string()
 }
 
 /// The safety checklist and the policy in force, as the `drydock://checklist` resource shows it.
