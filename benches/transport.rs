@@ -80,7 +80,7 @@ fn stdio_round_trips(bin: &str, dir: &std::path::Path) -> Vec<f64> {
 }
 
 fn http_round_trips(bin: &str, dir: &std::path::Path) -> Vec<f64> {
-    let token = mint_token(bin, dir);
+    let token = mint_token(dir);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -130,8 +130,7 @@ fn http_round_trips(bin: &str, dir: &std::path::Path) -> Vec<f64> {
 }
 
 /// An agent token, made as an admin at a terminal would (the bench is that admin).
-fn mint_token(bin: &str, dir: &std::path::Path) -> String {
-    let _ = bin;
+fn mint_token(dir: &std::path::Path) -> String {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let config = drydock::demo::config(&dir.join(".drydock")).expect("demo config");

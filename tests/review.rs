@@ -6,55 +6,21 @@
 mod common;
 
 use common::http::request;
-use common::server::serve_http;
+use common::server::{Listening, free_port, listening, serve_http};
 use common::{Project, plan_id};
 use drydock::identity::Grant;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
-/// chromedriver on a free port, stopped on drop.
-struct Driver {
-    child: std::process::Child,
-    url: String,
+/// chromedriver on a free loopback port (Debian's chromium-driver; .ci/run installs it).
+async fn driver() -> Listening {
+    let port = free_port();
+    let mut cmd = std::process::Command::new("chromedriver");
+    cmd.arg(format!("--port={port}"));
+    listening(cmd, format!("127.0.0.1:{port}")).await
 }
 
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn driver() -> Driver {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = std::process::Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("chromedriver runs (Debian's chromium-driver; .ci/run installs it)");
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return Driver {
-                child,
-                url: format!("http://127.0.0.1:{port}"),
-            };
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("chromedriver did not listen");
-}
-
-async fn browser(d: &Driver) -> Client {
+async fn browser(d: &Listening) -> Client {
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
@@ -63,7 +29,7 @@ async fn browser(d: &Driver) -> Client {
     );
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
-        .connect(&d.url)
+        .connect(&format!("http://{}", d.addr))
         .await
         .expect("a Chromium session")
 }

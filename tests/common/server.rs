@@ -33,41 +33,53 @@ pub async fn call(client: &StdioClient, tool: &str, args: Value) -> CallToolResu
         .expect("call")
 }
 
-/// A running `drydock serve --http` on a free loopback port, stopped on drop.
-pub struct HttpServer {
+/// A child process listening on a loopback port (`drydock serve --http`, chromedriver), killed
+/// on drop.
+pub struct Listening {
     child: std::process::Child,
     pub addr: String,
 }
 
-impl Drop for HttpServer {
+impl Drop for Listening {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-pub async fn serve_http(p: &super::Project) -> HttpServer {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_drydock"))
-        .arg("--config")
-        .arg(&p.config_path)
-        .args(["serve", "--http", &addr])
+        .port()
+}
+
+/// Starts `cmd`, which is to listen on `addr`, and waits until it does.
+pub async fn listening(mut cmd: std::process::Command, addr: String) -> Listening {
+    let mut child = cmd
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .expect("drydock serves");
+        .unwrap_or_else(|e| panic!("{cmd:?} does not start: {e}"));
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(&addr).await.is_ok() {
-            return HttpServer { child, addr };
+            return Listening { child, addr };
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let _ = child.kill();
     let _ = child.wait();
-    panic!("the server did not listen on {addr}");
+    panic!("{cmd:?} did not listen on {addr}");
+}
+
+/// A running `drydock serve --http` on a free loopback port.
+pub async fn serve_http(p: &super::Project) -> Listening {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_drydock"));
+    cmd.arg("--config")
+        .arg(&p.config_path)
+        .args(["serve", "--http", &addr]);
+    listening(cmd, addr).await
 }
