@@ -3,6 +3,11 @@
 use super::*;
 
 impl Engine {
+    /// A plan's checksum, read from the store alone (a tampered plan is refused as ever).
+    pub async fn checksum(&self, plan_id: &str) -> Result<String> {
+        Ok(self.load(plan_id, "unknown", "checksum").await?.checksum)
+    }
+
     pub async fn status(&self, plan_id: &str) -> Result<StatusReport> {
         let mut plan = self.load(plan_id, "unknown", "status").await?;
         if Status::touched_target(plan.status)
