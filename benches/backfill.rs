@@ -162,7 +162,10 @@ async fn main() {
                 &["cents".to_string()],
                 &history,
                 &policy,
-                &mut |_, _| {},
+                drydock::db::Control {
+                    progress: &mut |_, _| {},
+                    halt: &drydock::db::Halt::default(),
+                },
             )
             .await
             .expect("backfill")

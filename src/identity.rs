@@ -70,6 +70,8 @@ pub enum Via {
     Web,
     Api,
     Cli,
+    /// drydock itself, acting on what it found (reconciling a step a crash left unrecorded).
+    Internal,
 }
 
 impl Via {
@@ -80,6 +82,7 @@ impl Via {
             Via::Web => "web",
             Via::Api => "api",
             Via::Cli => "cli",
+            Via::Internal => "drydock",
         }
     }
 }
@@ -101,6 +104,16 @@ impl Principal {
             name: name.trim().to_string(),
             grant,
             via: Via::Cli,
+            os_user: os_user(),
+        }
+    }
+
+    /// drydock itself: what it records when it acts on its own findings, with no one's authority.
+    pub fn drydock() -> Principal {
+        Principal {
+            name: "drydock".into(),
+            grant: Grant::Agent,
+            via: Via::Internal,
             os_user: os_user(),
         }
     }

@@ -345,3 +345,235 @@ async fn a_token_over_its_rate_is_slowed_down_alone() {
     assert_eq!(other.status, 200, "{}", other.body);
     assert_eq!(other.json()["name"], "calm");
 }
+
+/// The 2026-07-28 revision (no handshake: `server/discover`, then self-contained requests with
+/// their metadata and the standard headers) is served beside the handshake revisions the
+/// TypeScript SDK speaks; its requests pass the same door, and the author is still the token's
+/// principal whatever client name the request's metadata declares.
+#[tokio::test]
+async fn the_handshake_free_revision_is_served_as_the_tokens_principal() {
+    let p = Project::new().await;
+    let agent = format!("Bearer {}", p.token("ci-agent", Grant::Agent));
+    let server = serve(&p).await;
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "impostor", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {},
+    });
+    let call =
+        |auth: Option<String>, method: &'static str, name: Option<&'static str>, params: Value| {
+            let addr = server.addr.clone();
+            async move {
+                let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+                let mut headers = vec![
+                    ("Content-Type", "application/json".to_string()),
+                    ("Accept", "application/json, text/event-stream".to_string()),
+                    ("MCP-Protocol-Version", "2026-07-28".to_string()),
+                    ("Mcp-Method", method.to_string()),
+                ];
+                if let Some(name) = name {
+                    headers.push(("Mcp-Name", name.to_string()));
+                }
+                if let Some(auth) = auth {
+                    headers.push(("Authorization", auth));
+                }
+                let headers: Vec<(&str, &str)> =
+                    headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                request(&addr, "POST", "/mcp", &headers, body.to_string().as_bytes()).await
+            }
+        };
+    let discovered = call(
+        Some(agent.clone()),
+        "server/discover",
+        None,
+        json!({"_meta": meta}),
+    )
+    .await;
+    assert_eq!(discovered.status, 200, "{}", discovered.body);
+    let discovered = rpc_result(&discovered.body);
+    assert!(
+        discovered["supportedVersions"]
+            .as_array()
+            .is_some_and(|v| v.contains(&json!("2026-07-28")) && v.contains(&json!("2025-11-25"))),
+        "{discovered}"
+    );
+    // Without a token the door is shut on this revision too.
+    let refused = call(None, "tools/list", None, json!({"_meta": meta})).await;
+    assert_eq!(refused.status, 401, "{}", refused.body);
+
+    let mut plan = common::add_column_plan();
+    plan["checks"] = json!([]);
+    let planned = call(
+        Some(agent),
+        "tools/call",
+        Some("plan"),
+        json!({"name": "plan", "arguments": plan, "_meta": meta}),
+    )
+    .await;
+    assert_eq!(planned.status, 200, "{}", planned.body);
+    let planned = rpc_result(&planned.body);
+    assert_ne!(planned["isError"], true, "{planned}");
+    let id = planned["structuredContent"]["plan_id"]
+        .as_str()
+        .expect("a plan id");
+    let status = p.engine().await.status(id).await.unwrap();
+    assert_eq!(status.author, "ci-agent");
+    let audit = p.engine().await.audit_log(20).await.unwrap();
+    let row = audit
+        .iter()
+        .find(|r| r.action == "plan")
+        .expect("a plan row");
+    assert_eq!(
+        (row.actor.as_str(), row.role.as_deref(), row.via.as_deref()),
+        ("ci-agent", Some("agent"), Some("mcp-http"))
+    );
+}
+
+/// The JSON-RPC result in a response body, sent as JSON or as server-sent events.
+fn rpc_result(body: &str) -> Value {
+    let found = body
+        .lines()
+        .map(|l| l.strip_prefix("data:").unwrap_or(l).trim())
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v.get("result").is_some() || v.get("error").is_some());
+    let found = found.unwrap_or_else(|| panic!("no JSON-RPC response in {body}"));
+    found
+        .get("result")
+        .cloned()
+        .unwrap_or_else(|| panic!("an error: {found}"))
+}
+
+/// The team server stopped (SIGTERM) in the middle of a production backfill stops at the next
+/// checkpoint: it exits promptly and cleanly, every batch done is recorded in the target, nothing
+/// is half-done or logged as an agent's mistake, and the next apply resumes where it stopped —
+/// every row updated exactly once.
+#[tokio::test]
+async fn a_team_server_stopped_mid_backfill_stops_at_a_checkpoint_and_resumes() {
+    let p = common::PgProject::new("apply_wait = \"1s\"").await;
+    let c = p.project.connect().await;
+    let planned = c
+        .ok(
+            "plan",
+            json!({"goal": "score every account once", "target": "production",
+                   "steps": [{"name": "score", "backfill": {"table": "accounts", "set": "score = score + 1",
+                              "batch_size": 400, "pause_ms": 60}, "down": "SELECT 1"}]}),
+        )
+        .await;
+    let id = common::plan_id(&planned);
+    c.ok("dry-run", json!({"plan_id": id})).await;
+    p.project.approve(&id, "alice");
+
+    let agent = format!("Bearer {}", p.project.token("ci-agent", Grant::Agent));
+    let mut server = serve(&p.project).await;
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "apply", "arguments": {"plan_id": id},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                  "io.modelcontextprotocol/clientInfo": {"name": "ci", "version": "1"},
+                  "io.modelcontextprotocol/clientCapabilities": {}}}});
+    let answered = request(
+        &server.addr,
+        "POST",
+        "/mcp",
+        &[
+            ("Authorization", agent.as_str()),
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+            ("MCP-Protocol-Version", "2026-07-28"),
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", "apply"),
+        ],
+        body.to_string().as_bytes(),
+    )
+    .await;
+    let answered = rpc_result(&answered.body);
+    assert_eq!(
+        answered["structuredContent"]["status"], "applying",
+        "{answered}"
+    );
+    let started = std::time::Instant::now();
+    while p
+        .scalar(&p.prod, "SELECT count(*) FROM accounts WHERE score = 1")
+        .await
+        < 2000
+    {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "the backfill does not progress"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    let (clean, took) = server.terminate();
+    assert!(clean, "the server exits cleanly on SIGTERM");
+    assert!(
+        took.as_secs() < 20,
+        "it stops at the next checkpoint, not at the end: {took:?}"
+    );
+    let done = p
+        .scalar(&p.prod, "SELECT count(*) FROM accounts WHERE score = 1")
+        .await;
+    assert!(
+        (2000..20_000).contains(&done),
+        "stopped part-way: {done} rows"
+    );
+    assert_eq!(
+        p.scalar(
+            &p.prod,
+            &format!("SELECT rows_done FROM drydock.backfill_progress WHERE plan_id = '{id}'")
+        )
+        .await,
+        done,
+        "every batch done is checkpointed, and only those"
+    );
+    assert_eq!(
+        p.scalar(
+            &p.prod,
+            &format!("SELECT count(*) FROM drydock.history WHERE plan_id = '{id}'")
+        )
+        .await,
+        0,
+        "the step is not recorded as applied"
+    );
+    let engine = p.project.engine().await;
+    assert_eq!(
+        engine.status(&id).await.unwrap().status.to_string(),
+        "applying"
+    );
+    let audit = engine.audit_log(20).await.unwrap();
+    assert!(
+        audit.iter().any(|r| r.action == "apply-halted"),
+        "the stop is audited"
+    );
+    assert!(
+        !p.project.errors_md().contains(&id),
+        "a shutdown is no agent's mistake"
+    );
+
+    // The next apply resumes from the checkpoint: every row exactly once.
+    let mut resumed = c.ok("apply", json!({"plan_id": id})).await;
+    let started = std::time::Instant::now();
+    while resumed["status"] == "applying" && started.elapsed().as_secs() < 60 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        resumed = c.ok("status", json!({"plan_id": id})).await;
+    }
+    assert_eq!(resumed["status"], "applied", "{resumed}");
+    assert_eq!(
+        p.scalar(&p.prod, "SELECT count(*) FROM accounts WHERE score = 1")
+            .await,
+        20_000
+    );
+    assert_eq!(
+        p.scalar(&p.prod, "SELECT count(*) FROM accounts WHERE score <> 1")
+            .await,
+        0
+    );
+    assert_eq!(
+        p.scalar(
+            &p.prod,
+            &format!("SELECT count(*) FROM drydock.history WHERE plan_id = '{id}'")
+        )
+        .await,
+        1
+    );
+    c.close().await;
+}

@@ -197,3 +197,64 @@ async fn a_person_at_a_terminal_approves_by_typing_the_checksum() {
     assert_eq!(row.via.as_deref(), Some("cli"));
     c.close().await;
 }
+
+/// Over stdio the author is the MCP client's name and the OS user running the server, on both
+/// protocol revisions: the `initialize` handshake names the client once; the 2026-07-28
+/// revision has no handshake and names it in every request's metadata. Every audit row of the
+/// agent's calls records its role (agent), channel (stdio) and OS user.
+#[tokio::test]
+async fn stdio_authors_are_the_client_and_the_os_user_on_both_revisions() {
+    use rmcp::model::ProtocolVersion;
+    use rmcp::service::ClientLifecycleMode;
+    let p = Project::new().await;
+    let os_user = drydock::identity::os_user();
+    for (client, lifecycle) in [
+        ("handshake-agent", ClientLifecycleMode::Initialize),
+        (
+            "discover-agent",
+            ClientLifecycleMode::Discover {
+                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            },
+        ),
+    ] {
+        let c = p.connect_on(client, lifecycle).await;
+        let mut plan = common::add_column_plan();
+        plan["goal"] = json!(format!("add a column, for {client}"));
+        plan["checks"] = json!([]);
+        plan["steps"][0]["up"] = json!(format!(
+            "ALTER TABLE users ADD COLUMN by_{}",
+            client.replace('-', "_")
+        ));
+        plan["steps"][0]["down"] = json!(format!(
+            "ALTER TABLE users DROP COLUMN by_{}",
+            client.replace('-', "_")
+        ));
+        let id = plan_id(&c.ok("plan", plan).await);
+        c.ok("dry-run", json!({"plan_id": id})).await;
+        let status = c.ok("status", json!({"plan_id": id})).await;
+        assert_eq!(status["author"], client, "{status}");
+        let audit = p.engine().await.audit_log(100).await.unwrap();
+        for action in ["plan", "dry-run"] {
+            let row = audit
+                .iter()
+                .find(|r| r.plan_id.as_deref() == Some(id.as_str()) && r.action == action)
+                .unwrap_or_else(|| panic!("a {action} row for {client}"));
+            assert_eq!(
+                (row.actor.as_str(), row.role.as_deref(), row.via.as_deref()),
+                (client, Some("agent"), Some("stdio")),
+                "{action}"
+            );
+            assert_eq!(row.os_user, os_user, "{action}");
+        }
+        // A mistake from this client carries its name in ERRORS.md (the first as the entry's
+        // agent, the repeat as an occurrence).
+        c.refused("apply", json!({"plan_id": id})).await;
+        let log = p.errors_md();
+        assert!(
+            log.contains(&format!("**agent:** {client}"))
+                || log.contains(&format!("by {client} via apply")),
+            "{log}"
+        );
+        c.close().await;
+    }
+}

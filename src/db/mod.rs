@@ -28,6 +28,29 @@ pub struct Catalog {
     pub volatile_functions: std::collections::BTreeSet<String>,
     /// `table.column` → the views whose definition uses that column.
     pub column_views: BTreeMap<String, Vec<String>>,
+    /// A partitioned table → its partitions (whose rows its own `rows` sums).
+    pub partitions: BTreeMap<String, Vec<String>>,
+}
+
+impl Catalog {
+    /// The tables (and materialized views) with a column of type `ty` (a domain, an enum).
+    pub fn users_of_type(&self, ty: &str) -> Vec<String> {
+        self.tables
+            .iter()
+            .filter(|(_, t)| t.columns.iter().any(|c| c.ty == ty))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// `Some(nullable)` for a column the catalog has.
+    pub fn nullable(&self, table: &str, column: &str) -> Option<bool> {
+        self.tables
+            .get(table)?
+            .columns
+            .iter()
+            .find(|c| c.name == column)
+            .map(|c| c.nullable)
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
@@ -154,9 +177,35 @@ impl Fingerprint {
     }
 }
 
+/// A request to stop long work at its next checkpoint (the server is shutting down): a backfill
+/// finishes the batch it is in, whose checkpoint commits with it, and goes no further.
+#[derive(Debug, Default)]
+pub struct Halt(std::sync::atomic::AtomicBool);
+
+impl Halt {
+    pub fn request(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn requested(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The hands on a running backfill: where it reports progress (rows done, rows estimated), and
+/// the request to stop at the next checkpoint.
+pub struct Control<'a> {
+    pub progress: &'a mut (dyn FnMut(u64, u64) + Send),
+    pub halt: &'a Halt,
+}
+
 /// What a backfill did.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct BackfillReport {
+    /// Stopped at a checkpoint before the end (a shutdown): the step is not applied yet and
+    /// resumes from there on the next `apply`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub halted: bool,
     pub table: String,
     pub key: String,
     /// Rows updated in total (including before a resume).
@@ -391,11 +440,11 @@ impl Target {
         columns: &[String],
         history: &HistoryRow<'_>,
         policy: &crate::config::Policy,
-        progress: &mut (dyn FnMut(u64, u64) + Send),
+        control: Control<'_>,
     ) -> Result<std::result::Result<BackfillReport, StepFailure>> {
         match self {
             Target::Postgres(t) => {
-                t.backfill(step, spec, columns, history, policy, progress)
+                t.backfill(step, spec, columns, history, policy, control)
                     .await
             }
             Target::Sqlite(_) => Err(Error::invalid(

@@ -46,7 +46,7 @@ impl Engine {
     pub async fn apply(
         self: &Arc<Self>,
         plan_id: &str,
-        agent: &str,
+        agent: &Principal,
         progress: Option<UnboundedSender<Progress>>,
     ) -> Result<ApplyReport> {
         let plan = self.load(plan_id, agent, "apply").await?;
@@ -76,7 +76,7 @@ impl Engine {
             });
         }
         let engine = Arc::clone(self);
-        let (task_plan, agent_name) = (plan.clone(), agent.to_string());
+        let (task_plan, agent_name) = (plan.clone(), agent.clone());
         let mut task = tokio::spawn(async move {
             let _guard = guard;
             engine
@@ -107,7 +107,7 @@ impl Engine {
     pub(super) async fn apply_plan(
         &self,
         plan: &Plan,
-        agent: &str,
+        agent: &Principal,
         progress: Option<UnboundedSender<Progress>>,
     ) -> Result<ApplyReport> {
         match plan.status {
@@ -151,7 +151,7 @@ impl Engine {
     async fn apply_locked(
         &self,
         plan: &Plan,
-        agent: &str,
+        agent: &Principal,
         progress: Option<UnboundedSender<Progress>>,
         target: &Target,
         mut items: Vec<ChecklistItem>,
@@ -175,18 +175,23 @@ impl Engine {
         let ran = self
             .run_steps(plan, target, &steps, agent, progress)
             .await?;
-        if ran.gated.is_none() {
+        if ran.gated.is_none() && ran.halted.is_none() {
             self.store
                 .commit(Change {
                     plan_id: &plan.id,
                     status: Some((&[Status::Applying], Status::Applied)),
-                    audit: Some((agent, "applied", json!({"steps": ran.applied}))),
+                    audit: Audit::new(agent, "applied", json!({"steps": ran.applied})),
                     ..Change::default()
                 })
                 .await?;
         }
         let plan = self.store.plan(&plan.id).await?;
         let message = match &ran.gated {
+            _ if ran.halted.is_some() => format!(
+                "applied {} step(s); the server is shutting down: step `{}` stopped at a checkpoint and resumes from it on the next apply",
+                ran.applied.len(),
+                ran.halted.as_deref().unwrap_or_default()
+            ),
             Some(g) => format!(
                 "applied {} step(s); step `{}` is gated",
                 ran.applied.len(),
@@ -215,7 +220,7 @@ impl Engine {
         &self,
         plan: &Plan,
         target: &Target,
-        agent: &str,
+        agent: &Principal,
         items: &mut Vec<ChecklistItem>,
     ) -> Result<Option<crate::db::BackupEvidence>> {
         let production = self.config.target(&plan.target)?.role == Role::Production;
@@ -255,11 +260,11 @@ impl Engine {
             .commit(Change {
                 plan_id: &plan.id,
                 backup: Some((&plan.target, true, &evidence)),
-                audit: Some((
+                audit: Audit::new(
                     agent,
                     "backup",
                     json!({"target": plan.target, "location": evidence.location}),
-                )),
+                ),
                 ..Change::default()
             })
             .await?;
@@ -271,13 +276,13 @@ impl Engine {
     }
 
     /// A hotfix applied without a staging dry-run is written to ERRORS.md as such.
-    fn record_waiver(&self, plan: &Plan, agent: &str, items: &[ChecklistItem]) {
+    fn record_waiver(&self, plan: &Plan, agent: &Principal, items: &[ChecklistItem]) {
         if let Some(waived) = items
             .iter()
             .find(|i| i.state == checklist::ItemState::Waived && i.item == Item::StagingTested)
         {
             let _ = self.errors.record(&Mistake {
-                agent: agent.to_string(),
+                agent: agent.name.clone(),
                 tool: "apply".into(),
                 plan: Some(plan.id.clone()),
                 target: Some(plan.target.clone()),
@@ -296,7 +301,7 @@ impl Engine {
         plan: &Plan,
         target: &Target,
         steps: &[crate::store::StepRow],
-        agent: &str,
+        agent: &Principal,
     ) -> Result<()> {
         let pre_apply = if steps.iter().all(|s| s.state != StepState::Applied) {
             let fp = target.fingerprint().await?;
@@ -328,7 +333,7 @@ impl Engine {
                 plan_id: &plan.id,
                 status: Some((&from, Status::Applying)),
                 run: pre_apply,
-                audit: Some((agent, "apply-start", json!({"target": plan.target}))),
+                audit: Audit::new(agent, "apply-start", json!({"target": plan.target})),
                 ..Change::default()
             })
             .await?;
@@ -349,7 +354,7 @@ impl Engine {
         plan: &Plan,
         target: &Target,
         steps: &[crate::store::StepRow],
-        agent: &str,
+        agent: &Principal,
         progress: Option<UnboundedSender<Progress>>,
     ) -> Result<StepsRun> {
         let total: u64 = plan
@@ -369,6 +374,10 @@ impl Engine {
             if row.state == StepState::Applied {
                 previous_applied_at = row.applied_at.clone();
                 continue;
+            }
+            if self.halt.requested() || ran.halted.is_some() {
+                ran.halted.get_or_insert_with(|| row.name.clone());
+                break;
             }
             if row.state == StepState::Gated
                 && !self.gate_open(step, previous_applied_at.as_deref())
@@ -414,7 +423,7 @@ impl Engine {
             plan_id: &plan.id,
             step: name,
             checksum: &plan.checksum,
-            by: agent,
+            by: &agent.name,
         };
         if let Some(spec) = &step.backfill {
             let mut tick = |rows: u64, estimate: u64| {
@@ -428,9 +437,20 @@ impl Engine {
             };
             let columns = overwritten(spec)?;
             let result = target
-                .backfill(name, spec, &columns, &row, &self.config.policy, &mut tick)
+                .backfill(
+                    name,
+                    spec,
+                    &columns,
+                    &row,
+                    &self.config.policy,
+                    crate::db::Control {
+                        progress: &mut tick,
+                        halt: &self.halt,
+                    },
+                )
                 .await?;
             return Ok(match result {
+                Ok(report) if report.halted => StepOutcome::Halted(report),
                 Ok(report) => StepOutcome::Backfilled(report),
                 Err(failure) => StepOutcome::Failed(failure, None),
             });
@@ -474,6 +494,24 @@ impl Engine {
     ) -> Result<()> {
         let (plan, name, agent, started_at) = (at.plan, at.name, at.agent, at.started_at);
         let (detail, audit) = match outcome {
+            StepOutcome::Halted(report) => {
+                // Nothing to record but the stop: the step stays `applying` with its checkpoint
+                // in the target, as after a crash, and the next apply resumes it.
+                self.store
+                    .commit(Change {
+                        plan_id: &plan.id,
+                        audit: Audit::new(
+                            agent,
+                            "apply-halted",
+                            json!({"step": name, "rows_done": report.rows, "checkpoint": "kept"}),
+                        ),
+                        ..Change::default()
+                    })
+                    .await?;
+                ran.halted = Some(name.to_string());
+                ran.backfills.push(report);
+                return Ok(());
+            }
             StepOutcome::Backfilled(report) => {
                 let detail = RunDetail {
                     step: Some(name.to_string()),
@@ -518,11 +556,11 @@ impl Engine {
                             duration_ms,
                             detail,
                         }),
-                        audit: Some((
+                        audit: Audit::new(
                             agent,
                             "apply-failed",
                             json!({"step": name, "error": err.to_string()}),
-                        )),
+                        ),
                         ..Change::default()
                     })
                     .await?;
@@ -542,7 +580,7 @@ impl Engine {
                     detail,
                 }),
                 steps: vec![(at.index, StepState::Applied)],
-                audit: Some((agent, "apply-step", audit)),
+                audit: Audit::new(agent, "apply-step", audit),
                 ..Change::default()
             })
             .await?;
@@ -575,7 +613,7 @@ struct At<'a> {
     plan: &'a Plan,
     index: usize,
     name: &'a str,
-    agent: &'a str,
+    agent: &'a Principal,
     started_at: String,
     first: bool,
 }
@@ -586,6 +624,8 @@ enum StepOutcome {
     Ran(Vec<StatementRun>, crate::db::WatchReport),
     /// The failure, and the watcher's report when the step ran SQL.
     Failed(StepFailure, Option<crate::db::WatchReport>),
+    /// Stopped at a checkpoint for a shutdown: not applied, resumable.
+    Halted(crate::db::BackfillReport),
 }
 
 /// What `run_steps` did: the steps applied, their statements and backfills, the gate it stopped at.
@@ -595,4 +635,6 @@ struct StepsRun {
     statements: Vec<StatementRun>,
     backfills: Vec<crate::db::BackfillReport>,
     gated: Option<GatedStep>,
+    /// The step a shutdown stopped at a checkpoint, if one did.
+    halted: Option<String>,
 }

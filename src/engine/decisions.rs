@@ -7,7 +7,7 @@ use super::*;
 impl Engine {
     pub async fn approve(&self, plan_id: &str, who: &Principal) -> Result<StatusReport> {
         let by = decider(who, "approve")?;
-        let plan = self.load(plan_id, by, "approve").await?;
+        let plan = self.load(plan_id, who, "approve").await?;
         if by.eq_ignore_ascii_case(&plan.author) {
             return Err(Error::SelfApproval {
                 plan: plan.id.clone(),
@@ -29,8 +29,7 @@ impl Engine {
                 plan_id: &plan.id,
                 status: Some((std::slice::from_ref(&plan.status), next)),
                 approval: Some((&plan.checksum, by, Decision::Approved, None)),
-                audit: Some((by, "approve", json!({"checksum": plan.checksum}))),
-                who: Some(who),
+                audit: Audit::new(who, "approve", json!({"checksum": plan.checksum})),
                 ..Change::default()
             })
             .await?;
@@ -52,7 +51,7 @@ impl Engine {
         reason: &str,
     ) -> Result<StatusReport> {
         let by = decider(who, "reject")?;
-        let plan = self.load(plan_id, by, "reject").await?;
+        let plan = self.load(plan_id, who, "reject").await?;
         if reason.trim().is_empty() {
             return Err(Error::invalid(
                 Part::Decision,
@@ -70,8 +69,7 @@ impl Engine {
                 plan_id: &plan.id,
                 status: Some((&[], Status::Rejected)),
                 approval: Some((&plan.checksum, by, Decision::Rejected, Some(reason))),
-                audit: Some((by, "reject", json!({"reason": reason}))),
-                who: Some(who),
+                audit: Audit::new(who, "reject", json!({"reason": reason})),
                 ..Change::default()
             })
             .await?;
@@ -87,7 +85,7 @@ impl Engine {
         override_reason: Option<&str>,
     ) -> Result<StatusReport> {
         let by = decider(who, "release")?;
-        let plan = self.load(plan_id, by, "release").await?;
+        let plan = self.load(plan_id, who, "release").await?;
         let steps = self.store.steps(plan_id).await?;
         let (i, row) = steps
             .iter()
@@ -126,12 +124,11 @@ impl Engine {
             .commit(Change {
                 plan_id,
                 release: Some((i, by)),
-                audit: Some((
-                    by,
+                audit: Audit::new(
+                    who,
                     "release",
                     json!({"step": step, "override_reason": override_reason}),
-                )),
-                who: Some(who),
+                ),
                 ..Change::default()
             })
             .await?;

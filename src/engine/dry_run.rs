@@ -8,7 +8,7 @@ impl Engine {
         &self,
         plan_id: &str,
         target: Option<&str>,
-        agent: &str,
+        agent: &Principal,
     ) -> Result<DryRunReport> {
         let plan = self.load(plan_id, agent, "dry-run").await?;
         self.dry_run_plan(&plan, target, agent)
@@ -20,7 +20,7 @@ impl Engine {
         &self,
         plan: &Plan,
         target: Option<&str>,
-        agent: &str,
+        agent: &Principal,
     ) -> Result<DryRunReport> {
         require(
             plan,
@@ -66,11 +66,11 @@ impl Engine {
                     .commit(Change {
                         plan_id: &plan.id,
                         run: Some(record(false, detail)),
-                        audit: Some((
+                        audit: Audit::new(
                             agent,
                             "dry-run-failed",
                             json!({"target": staging_cfg.name, "error": e.to_string()}),
-                        )),
+                        ),
                         ..Change::default()
                     })
                     .await?;
@@ -92,7 +92,11 @@ impl Engine {
             &exercised.statements,
             self.config.policy.min_staging_ratio,
         );
-        let disagreements = disagreements(plan, &exercised.statements);
+        let disagreements =
+            analysis::agreement::disagreements(&plan.analysis, &exercised.statements)
+                .iter()
+                .map(ToString::to_string)
+                .collect();
         exercised.checks.iter().filter(|c| !c.passed).for_each(|c| {
             warnings.push(format!(
                 "check `{}` failed: observed {}",
@@ -132,7 +136,7 @@ impl Engine {
         report: DryRunReport,
         exercised: &Exercised,
         run: NewRun<'_>,
-        agent: &str,
+        agent: &Principal,
     ) -> Result<DryRunReport> {
         let detail = RunDetail {
             fingerprint_before: Some(exercised.before.hash.clone()),
@@ -155,7 +159,7 @@ impl Engine {
                 plan_id: &plan.id,
                 status: Some((std::slice::from_ref(&plan.status), next)),
                 run: Some(NewRun { detail, ..run }),
-                audit: Some((agent, "dry-run", json!({"target": run.target, "ok": true}))),
+                audit: Audit::new(agent, "dry-run", json!({"target": run.target, "ok": true})),
                 ..Change::default()
             })
             .await?;
@@ -377,62 +381,6 @@ pub(super) struct Exercised {
     after_up: crate::db::Fingerprint,
     statements: Vec<StatementRun>,
     checks: Vec<crate::db::CheckOutcome>,
-}
-
-/// Where static analysis and measurement disagree (the measurement wins).
-pub(super) fn disagreements(plan: &Plan, measured: &[StatementRun]) -> Vec<String> {
-    let postgres = plan.analysis.engine == Dialect::Postgres;
-    let mut out = Vec::new();
-    for m in measured.iter().filter(|m| m.note.is_none()) {
-        let Some(f) = plan.analysis.statement(&m.step, m.index) else {
-            continue;
-        };
-        let at = format!("step `{}` statement {}", m.step, m.index);
-        let observed = !m.rewritten.is_empty();
-        if f.rewrites != observed {
-            out.push(format!(
-                "{at}: the analysis predicted {}; the dry-run measured {} (the measurement wins)",
-                if f.rewrites {
-                    "a rewrite"
-                } else {
-                    "no rewrite"
-                },
-                if observed {
-                    format!("a rewrite of {:?}", m.rewritten)
-                } else {
-                    "none".into()
-                }
-            ));
-        }
-        if !postgres {
-            continue;
-        }
-        let table = f.tables.first().map(String::as_str).unwrap_or_default();
-        let strongest = m
-            .locks
-            .iter()
-            .filter(|l| l.relation == table && l.acquired && l.mode.is_table_mode())
-            .map(|l| l.mode)
-            .max();
-        if let Some(mode) = strongest
-            && f.lock.is_table_mode()
-            && f.lock != mode
-        {
-            out.push(format!(
-                "{at}: the analysis expected {} on `{table}`; the dry-run measured {mode} (the measurement wins)",
-                f.lock
-            ));
-        }
-        let scanned = m.scanned.iter().any(|t| t == table);
-        if f.scans != scanned && f.kind.starts_with("alter table") {
-            out.push(format!(
-                "{at}: the analysis predicted {} of `{table}`; the dry-run measured {} (the measurement wins)",
-                if scanned { "no full scan" } else { "a full scan" },
-                if scanned { "one" } else { "none" }
-            ));
-        }
-    }
-    out
 }
 
 /// Staging's row counts against production's: each table's ratio (a `production-like` warning

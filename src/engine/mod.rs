@@ -40,7 +40,7 @@ use crate::plan::evidence::RunDetail;
 use crate::plan::{Body, Check, Decision, Gate, Plan, RunKind, Status, Step, StepState, Urgency};
 use crate::render;
 use crate::sql::Dialect;
-use crate::store::{Change, NewRun, Store};
+use crate::store::{Audit, Change, NewRun, Store};
 
 /// What the agent asked `plan` for, after the MCP layer decoded it.
 pub struct PlanRequest {
@@ -68,6 +68,8 @@ pub struct Engine {
     pub errors: ErrorLog,
     /// Targets with an apply or rollback running in this process.
     running: Arc<Mutex<HashMap<String, Running>>>,
+    /// Set at shutdown: long steps stop at their next checkpoint.
+    halt: crate::db::Halt,
 }
 
 /// What runs on a target in this process: at most one apply or rollback per target.
@@ -118,11 +120,12 @@ impl Engine {
             store,
             errors,
             running: Arc::new(Mutex::new(HashMap::new())),
+            halt: crate::db::Halt::default(),
         })
     }
 
     /// Appends the lesson of a failure to ERRORS.md (when it is an agent mistake) and returns it.
-    pub fn learn(&self, err: Error, agent: &str, tool: &str, plan: Option<&Plan>) -> Error {
+    pub fn learn(&self, err: Error, agent: &Principal, tool: &str, plan: Option<&Plan>) -> Error {
         // SQL that drydock's own template wrote failing is drydock's defect, not a lesson for
         // the agent: it goes to drydock's log, never to ERRORS.md under the agent's name.
         let template = plan.and_then(|p| p.body.template.as_deref());
@@ -140,7 +143,7 @@ impl Engine {
         if let Some(lesson) = err.lesson() {
             let tables = plan.as_ref().map(|p| p.tables()).unwrap_or_default();
             let mistake = Mistake {
-                agent: agent.to_string(),
+                agent: agent.name.clone(),
                 tool: tool.to_string(),
                 plan: plan.map(|p| p.id.clone()),
                 target: plan.map(|p| p.target.clone()),
@@ -234,18 +237,18 @@ impl Engine {
 
     /// Loads a plan for `tool`. A plan whose body no longer matches its checksum (edited in the
     /// state store) is refused by every verb, and the tampering is audited and logged.
-    async fn load(&self, plan_id: &str, who: &str, tool: &str) -> Result<Plan> {
+    async fn load(&self, plan_id: &str, who: &Principal, tool: &str) -> Result<Plan> {
         match self.store.plan(plan_id).await.map_err(Error::from) {
             Err(e @ Error::PlanTampered { .. }) => {
                 let _ = self
                     .store
                     .commit(Change {
                         plan_id,
-                        audit: Some((
+                        audit: Audit::new(
                             who,
                             "plan-tampered",
                             json!({"tool": tool, "error": e.to_string()}),
-                        )),
+                        ),
                         ..Change::default()
                     })
                     .await;

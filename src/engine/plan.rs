@@ -4,7 +4,7 @@
 use super::*;
 
 impl Engine {
-    pub async fn plan(&self, req: PlanRequest, author: &str) -> Result<PlanOutcome> {
+    pub async fn plan(&self, req: PlanRequest, author: &Principal) -> Result<PlanOutcome> {
         let target_cfg = self.config.target(&req.target)?;
         if req.goal.trim().is_empty() {
             return Err(Error::invalid(
@@ -59,7 +59,7 @@ impl Engine {
             checksum,
             goal: req.goal.trim().to_string(),
             target: req.target.clone(),
-            author: author.to_string(),
+            author: author.name.clone(),
             urgency: req.urgency,
             status: Status::Planned,
             created_at: crate::store::now(),
@@ -67,7 +67,7 @@ impl Engine {
             body,
             analysis: analysis.clone(),
         };
-        self.store.insert_plan(&plan).await?;
+        self.store.insert_plan(&plan, author).await?;
         let checklist = self.checklist(&plan).await?;
         let codes: Vec<String> = analysis
             .hazards

@@ -5,15 +5,19 @@ use super::*;
 impl Engine {
     /// A plan's checksum, read from the store alone (a tampered plan is refused as ever).
     pub async fn checksum(&self, plan_id: &str) -> Result<String> {
-        Ok(self.load(plan_id, "unknown", "checksum").await?.checksum)
+        Ok(self
+            .load(plan_id, &Principal::drydock(), "checksum")
+            .await?
+            .checksum)
     }
 
     pub async fn status(&self, plan_id: &str) -> Result<StatusReport> {
-        let mut plan = self.load(plan_id, "unknown", "status").await?;
+        let mut plan = self.load(plan_id, &Principal::drydock(), "status").await?;
         if Status::touched_target(plan.status)
             && let Ok(target) = self.open_target(&plan.target).await
         {
-            self.reconcile_if_idle(&plan, &target, "drydock").await?;
+            self.reconcile_if_idle(&plan, &target, &Principal::drydock())
+                .await?;
             plan = self.store.plan(plan_id).await?;
         }
         let role = self.config.target(&plan.target)?.role;
@@ -116,7 +120,7 @@ impl Engine {
         what: &str,
         lesson: &str,
         plan_id: Option<&str>,
-        agent: &str,
+        agent: &Principal,
     ) -> Result<MistakeReport> {
         if what.trim().is_empty() || lesson.trim().is_empty() {
             return Err(Error::invalid(
@@ -130,7 +134,7 @@ impl Engine {
         };
         let tables = plan.as_ref().map(|p| p.tables()).unwrap_or_default();
         let count = self.errors.record(&Mistake {
-            agent: agent.to_string(),
+            agent: agent.name.clone(),
             tool: "record-mistake".into(),
             plan: plan.as_ref().map(|p| p.id.clone()),
             target: plan.as_ref().map(|p| p.target.clone()),
@@ -289,6 +293,14 @@ impl Engine {
 }
 
 impl Engine {
+    /// Stops this server's work for an exit: running backfills stop at their next checkpoint, no
+    /// further step starts, and this waits (at most `at_most`) until every apply and rollback
+    /// has ended; each resumes where it stopped on the next `apply`.
+    pub async fn shutdown(&self, at_most: std::time::Duration) {
+        self.halt.request();
+        self.wait_idle(at_most).await;
+    }
+
     /// Waits until no apply or rollback runs in this server (each stops at a checkpoint it can
     /// resume from), or `at_most` has passed.
     pub async fn wait_idle(&self, at_most: std::time::Duration) {

@@ -9,9 +9,10 @@ use serde_json::json;
 use super::Engine;
 use crate::db::{HistoryEntry, Target};
 use crate::error::{Error, Result};
+use crate::identity::Principal;
 use crate::plan::evidence::RunDetail;
 use crate::plan::{Plan, RunKind, Status, StepState};
-use crate::store::{Change, NewRun, StepRow};
+use crate::store::{Audit, Change, NewRun, StepRow};
 
 /// What the target's history says of a step, where it differs from the store.
 fn truth(plan: &Plan, row: &StepRow, history: &[HistoryEntry]) -> Option<StepState> {
@@ -35,7 +36,7 @@ impl Engine {
         &self,
         plan: &Plan,
         target: &Target,
-        agent: &str,
+        agent: &Principal,
     ) -> Result<Vec<StepRow>> {
         let steps = self.store.steps(&plan.id).await?;
         let plan_status = self.store.plan(&plan.id).await?.status;
@@ -100,7 +101,7 @@ impl Engine {
                         .with("steps", &recorded),
                 }),
                 steps: changes,
-                audit: Some((agent, "reconciled", json!({"steps": recorded}))),
+                audit: Audit::new(agent, "reconciled", json!({"steps": recorded})),
                 ..Change::default()
             })
             .await?;
@@ -120,7 +121,7 @@ impl Engine {
         &self,
         plan: &Plan,
         target: &Target,
-        agent: &str,
+        agent: &Principal,
     ) -> Result<()> {
         let Ok(lock) = target.lock().await else {
             return Ok(());

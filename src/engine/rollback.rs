@@ -8,7 +8,7 @@ impl Engine {
         &self,
         plan_id: &str,
         reason: &str,
-        agent: &str,
+        agent: &Principal,
     ) -> Result<RollbackReport> {
         let plan = self.load(plan_id, agent, "rollback").await?;
         let _guard = self
@@ -23,7 +23,7 @@ impl Engine {
         &self,
         plan: &Plan,
         reason: &str,
-        agent: &str,
+        agent: &Principal,
     ) -> Result<RollbackReport> {
         let reason = reason.trim();
         if reason.is_empty() {
@@ -42,7 +42,7 @@ impl Engine {
         &self,
         plan: &Plan,
         reason: &str,
-        agent: &str,
+        agent: &Principal,
         target: &Target,
     ) -> Result<RollbackReport> {
         // Under the lock, the target's history first: a step whose `down` committed is not run
@@ -88,11 +88,11 @@ impl Engine {
                 plan_id: &plan.id,
                 status: Some((&[], Status::RolledBack)),
                 run: Some(run),
-                audit: Some((
+                audit: Audit::new(
                     agent,
                     "rolled-back",
                     json!({"reason": reason, "verified": verified}),
-                )),
+                ),
                 ..Change::default()
             })
             .await?;
@@ -140,7 +140,7 @@ impl Engine {
         name: &str,
         target: &Target,
         reason: &str,
-        agent: &str,
+        agent: &Principal,
     ) -> Result<()> {
         let step = &plan.steps()[i];
         if step.down.is_none() && step.backfill.is_none() {
@@ -170,11 +170,11 @@ impl Engine {
             .commit(Change {
                 plan_id: &plan.id,
                 steps: vec![(i, StepState::RolledBack)],
-                audit: Some((
+                audit: Audit::new(
                     agent,
                     "rollback-step",
                     json!({"step": name, "reason": reason}),
-                )),
+                ),
                 ..Change::default()
             })
             .await?;

@@ -11,8 +11,9 @@ use super::{Engine, overwritten};
 use crate::config::Role;
 use crate::db::{History, HistoryRow, Target};
 use crate::error::{Error, Part, Result};
+use crate::identity::Principal;
 use crate::plan::Plan;
-use crate::store::Change;
+use crate::store::{Audit, Change};
 
 pub use super::report::StagingSync;
 
@@ -31,7 +32,7 @@ impl Engine {
         plan: &Plan,
         steps: &[String],
         direction: Direction,
-        agent: &str,
+        agent: &Principal,
     ) -> Option<StagingSync> {
         let own = self.config.target(&plan.target).ok()?;
         if own.role != Role::Production || steps.is_empty() {
@@ -59,7 +60,7 @@ impl Engine {
             .store
             .commit(Change {
                 plan_id: &plan.id,
-                audit: Some((
+                audit: Audit::new(
                     agent,
                     if sync.ok {
                         "staging-sync"
@@ -67,7 +68,7 @@ impl Engine {
                         "staging-sync-failed"
                     },
                     json!({"target": sync.target, "steps": sync.steps, "error": sync.error}),
-                )),
+                ),
                 ..Change::default()
             })
             .await;
@@ -79,7 +80,7 @@ impl Engine {
         plan: &Plan,
         steps: &[String],
         direction: Direction,
-        agent: &str,
+        agent: &Principal,
         staging: &str,
     ) -> std::result::Result<Vec<String>, (Vec<String>, Error)> {
         let target = self.open_target(staging).await.map_err(|e| (vec![], e))?;
@@ -105,7 +106,7 @@ impl Engine {
         plan: &Plan,
         name: &str,
         direction: Direction,
-        agent: &str,
+        agent: &Principal,
         target: &Target,
     ) -> Result<()> {
         let step = plan
@@ -127,7 +128,7 @@ impl Engine {
                     plan_id: &plan.id,
                     step: name,
                     checksum: &plan.checksum,
-                    by: agent,
+                    by: &agent.name,
                 };
                 match &step.backfill {
                     Some(spec) => target
@@ -137,7 +138,11 @@ impl Engine {
                             &overwritten(spec)?,
                             &row,
                             policy,
-                            &mut |_, _| {},
+                            // Staging follows to the end: a shutdown waits for it.
+                            crate::db::Control {
+                                progress: &mut |_, _| {},
+                                halt: &crate::db::Halt::default(),
+                            },
                         )
                         .await?
                         .map(|_| ())

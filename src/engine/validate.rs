@@ -4,14 +4,18 @@
 use super::*;
 
 impl Engine {
-    pub async fn validate(&self, plan_id: &str, agent: &str) -> Result<ValidateReport> {
+    pub async fn validate(&self, plan_id: &str, agent: &Principal) -> Result<ValidateReport> {
         let plan = self.load(plan_id, agent, "validate").await?;
         self.validate_plan(&plan, agent)
             .await
             .map_err(|e| self.learn(e, agent, "validate", Some(&plan)))
     }
 
-    pub(super) async fn validate_plan(&self, plan: &Plan, agent: &str) -> Result<ValidateReport> {
+    pub(super) async fn validate_plan(
+        &self,
+        plan: &Plan,
+        agent: &Principal,
+    ) -> Result<ValidateReport> {
         // Opened once, for the reconcile and the validation; a refusal by status comes first.
         let target = self.open_target(&plan.target).await;
         if let Ok(t) = &target {
@@ -86,7 +90,7 @@ impl Engine {
                     duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
                     detail: RunDetail::of(&report),
                 }),
-                audit: Some((agent, "validate", json!({"ok": ok}))),
+                audit: Audit::new(agent, "validate", json!({"ok": ok})),
                 ..Change::default()
             })
             .await?;

@@ -31,7 +31,7 @@ use crate::engine::{
     PlanSummary, RollbackReport, StatusReport, ValidateReport,
 };
 use crate::error::{Error, Refusal};
-use crate::identity::Principal;
+use crate::identity::{Grant, Principal, Via};
 use crate::plan::{Check, Step, Urgency};
 use crate::redact::redact;
 use crate::render::TemplateInfo;
@@ -172,18 +172,28 @@ pub struct DrydockServer {
 }
 
 /// Who drydock records as the author of plans and mistakes: over HTTP the token's principal
-/// (never the client's self-declared name); over stdio the MCP client's name.
-fn agent(peer: &Peer<RoleServer>, extensions: &Extensions) -> String {
+/// (never the client's self-declared name); over stdio the MCP client's name (from the
+/// handshake, or from the request's metadata on the revision without one) with the OS user
+/// running the server, as an agent.
+fn agent(peer: &Peer<RoleServer>, meta: &RequestMetaObject, extensions: &Extensions) -> Principal {
     if let Some(who) = extensions
         .get::<axum::http::request::Parts>()
         .and_then(|parts| parts.extensions.get::<Principal>())
     {
-        return who.name.clone();
+        return who.clone();
     }
-    peer.peer_info()
+    let name = peer
+        .peer_info()
         .map(|i| i.client_info.name.clone())
+        .or_else(|| meta.client_info().map(|i| i.name))
         .filter(|n| !n.trim().is_empty())
-        .unwrap_or_else(|| "unknown-agent".into())
+        .unwrap_or_else(|| "unknown-agent".into());
+    Principal {
+        name,
+        grant: Grant::Agent,
+        via: Via::Stdio,
+        os_user: crate::identity::os_user(),
+    }
 }
 
 #[tool_router]
@@ -211,6 +221,7 @@ impl DrydockServer {
     async fn plan(
         &self,
         Parameters(p): Parameters<PlanInput>,
+        meta: RequestMetaObject,
         peer: Peer<RoleServer>,
         extensions: Extensions,
     ) -> Result<Json<PlanOutcome>, ToolError> {
@@ -225,7 +236,9 @@ impl DrydockServer {
             supersedes: p.supersedes,
         };
         Ok(Json(
-            self.engine.plan(req, &agent(&peer, &extensions)).await?,
+            self.engine
+                .plan(req, &agent(&peer, &meta, &extensions))
+                .await?,
         ))
     }
 
@@ -277,12 +290,17 @@ impl DrydockServer {
     async fn dry_run(
         &self,
         Parameters(p): Parameters<DryRunInput>,
+        meta: RequestMetaObject,
         peer: Peer<RoleServer>,
         extensions: Extensions,
     ) -> Result<Json<DryRunReport>, ToolError> {
         Ok(Json(
             self.engine
-                .dry_run(&p.plan_id, p.target.as_deref(), &agent(&peer, &extensions))
+                .dry_run(
+                    &p.plan_id,
+                    p.target.as_deref(),
+                    &agent(&peer, &meta, &extensions),
+                )
                 .await?,
         ))
     }
@@ -307,7 +325,7 @@ impl DrydockServer {
         peer: Peer<RoleServer>,
         extensions: Extensions,
     ) -> Result<Json<ApplyReport>, ToolError> {
-        let agent = agent(&peer, &extensions);
+        let agent = agent(&peer, &meta, &extensions);
         let sender = meta.get_progress_token().map(|token| {
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<crate::engine::Progress>();
             let peer = peer.clone();
@@ -334,12 +352,13 @@ impl DrydockServer {
     async fn validate(
         &self,
         Parameters(p): Parameters<PlanIdInput>,
+        meta: RequestMetaObject,
         peer: Peer<RoleServer>,
         extensions: Extensions,
     ) -> Result<Json<ValidateReport>, ToolError> {
         Ok(Json(
             self.engine
-                .validate(&p.plan_id, &agent(&peer, &extensions))
+                .validate(&p.plan_id, &agent(&peer, &meta, &extensions))
                 .await?,
         ))
     }
@@ -359,13 +378,14 @@ impl DrydockServer {
     async fn rollback(
         &self,
         Parameters(p): Parameters<RollbackInput>,
+        meta: RequestMetaObject,
         peer: Peer<RoleServer>,
         extensions: Extensions,
     ) -> Result<Json<RollbackReport>, ToolError> {
         let reason = p.reason.unwrap_or_default();
         Ok(Json(
             self.engine
-                .rollback(&p.plan_id, &reason, &agent(&peer, &extensions))
+                .rollback(&p.plan_id, &reason, &agent(&peer, &meta, &extensions))
                 .await?,
         ))
     }
@@ -420,6 +440,7 @@ impl DrydockServer {
     async fn record_mistake(
         &self,
         Parameters(p): Parameters<MistakeInput>,
+        meta: RequestMetaObject,
         peer: Peer<RoleServer>,
         extensions: Extensions,
     ) -> Result<Json<MistakeReport>, ToolError> {
@@ -429,7 +450,7 @@ impl DrydockServer {
                     &p.what,
                     &p.lesson,
                     p.plan_id.as_deref(),
-                    &agent(&peer, &extensions),
+                    &agent(&peer, &meta, &extensions),
                 )
                 .await?,
         ))
@@ -599,15 +620,32 @@ impl ServerHandler for DrydockServer {
 }
 
 /// Serves MCP over stdio until the client disconnects.
+/// Serves MCP on stdio until the client closes it or a signal arrives; then lets running
+/// applies stop at their next checkpoint (at most a minute) before returning.
 pub async fn serve_stdio(engine: Arc<Engine>) -> anyhow::Result<()> {
     use rmcp::ServiceExt;
-    let server = DrydockServer::new(engine);
-    match server.serve(rmcp::transport::stdio()).await {
+    let server = DrydockServer::new(engine.clone());
+    let served = match server.serve(rmcp::transport::stdio()).await {
         Ok(running) => {
-            running.waiting().await?;
-            Ok(())
+            tokio::select! {
+                done = running.waiting() => done.map(|_| ()).map_err(anyhow::Error::from),
+                () = shutdown_signal() => Ok(()),
+            }
         }
         Err(rmcp::service::ServerInitializeError::ConnectionClosed(_)) => Ok(()),
         Err(e) => Err(e.into()),
+    };
+    engine.shutdown(std::time::Duration::from_secs(60)).await;
+    served
+}
+
+/// Resolves at SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
+    tracing::info!("shutting down: running operations stop at their next checkpoint");
 }

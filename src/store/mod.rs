@@ -129,10 +129,29 @@ pub struct Change<'a> {
     pub approval: Option<(&'a str, &'a str, Decision, Option<&'a str>)>,
     pub release: Option<(usize, &'a str)>,
     pub backup: Option<(&'a str, bool, &'a BackupEvidence)>,
-    pub audit: Option<(&'a str, &'a str, serde_json::Value)>,
-    /// The principal behind the audit row, when known: its role, channel and OS user are
-    /// recorded beside the actor's name.
-    pub who: Option<&'a Principal>,
+    pub audit: Option<Audit<'a>>,
+}
+
+/// An audit row: who acted (name, role, channel and OS user are recorded), what they did, and
+/// the detail.
+pub struct Audit<'a> {
+    pub who: &'a Principal,
+    pub action: &'a str,
+    pub detail: serde_json::Value,
+}
+
+impl<'a> Audit<'a> {
+    pub fn new(
+        who: &'a Principal,
+        action: &'a str,
+        detail: serde_json::Value,
+    ) -> Option<Audit<'a>> {
+        Some(Audit {
+            who,
+            action,
+            detail,
+        })
+    }
 }
 
 pub struct NewRun<'a> {
@@ -201,7 +220,7 @@ impl Store {
     }
 
     #[tracing::instrument(skip_all, fields(plan = %plan.id))]
-    pub async fn insert_plan(&self, plan: &Plan) -> Result<()> {
+    pub async fn insert_plan(&self, plan: &Plan, author: &Principal) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         // language=SQL
         sqlx::query(
@@ -238,8 +257,7 @@ impl Store {
         }
         audit(
             &mut tx,
-            &plan.author,
-            None,
+            author,
             "plan",
             Some(&plan.id),
             serde_json::json!({"checksum": plan.checksum, "goal": plan.goal}),
@@ -430,16 +448,8 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        if let Some((actor, action, detail)) = change.audit {
-            audit(
-                &mut tx,
-                actor,
-                change.who,
-                action,
-                Some(change.plan_id),
-                detail,
-            )
-            .await?;
+        if let Some(a) = change.audit {
+            audit(&mut tx, a.who, a.action, Some(change.plan_id), a.detail).await?;
         }
         tx.commit().await?;
         Ok(true)
@@ -459,8 +469,7 @@ impl Store {
 
 async fn audit(
     conn: &mut SqliteConnection,
-    actor: &str,
-    who: Option<&Principal>,
+    who: &Principal,
     action: &str,
     plan_id: Option<&str>,
     detail: serde_json::Value,
@@ -470,13 +479,13 @@ async fn audit(
         "INSERT INTO audit (at, actor, action, plan_id, detail, role, via, os_user) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(now())
-    .bind(actor)
+    .bind(&who.name)
     .bind(action)
     .bind(plan_id)
     .bind(detail.to_string())
-    .bind(who.map(|w| w.grant.as_str()))
-    .bind(who.map(|w| w.via.as_str()))
-    .bind(who.and_then(|w| w.os_user.as_deref()))
+    .bind(who.grant.as_str())
+    .bind(who.via.as_str())
+    .bind(who.os_user.as_deref())
     .execute(conn)
     .await?;
     Ok(())
@@ -514,7 +523,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let detail = serde_json::json!({"token": row.id, "name": row.name, "role": row.role, "expires_at": row.expires_at});
-        audit(&mut tx, &by.name, Some(by), "token-create", None, detail).await?;
+        audit(&mut tx, by, "token-create", None, detail).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -550,7 +559,7 @@ impl Store {
                 .await?
                 .rows_affected();
         let detail = serde_json::json!({"name": name, "revoked": n});
-        audit(&mut tx, &by.name, Some(by), "token-revoke", None, detail).await?;
+        audit(&mut tx, by, "token-revoke", None, detail).await?;
         tx.commit().await?;
         Ok(n)
     }

@@ -99,20 +99,12 @@ pub async fn serve(engine: Arc<Engine>, listen: Listen) -> anyhow::Result<()> {
         .with_state(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
-            shutdown_signal().await;
+            crate::mcp::shutdown_signal().await;
+            // Running applies stop at their next checkpoint first, so that the calls waiting
+            // on them answer; then the MCP sessions close and the connections drain.
+            engine.shutdown(Duration::from_secs(60)).await;
             stop.cancel();
         })
         .await?;
-    engine.wait_idle(Duration::from_secs(60)).await;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutting down: no new requests; waiting for running operations");
 }

@@ -15,7 +15,7 @@ use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
     InitializeRequestParams, ProgressNotificationParam,
 };
-use rmcp::service::{NotificationContext, RunningService};
+use rmcp::service::{ClientLifecycleMode, ClientServiceExt, NotificationContext, RunningService};
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::{Value, json};
 
@@ -121,6 +121,12 @@ role = "scratch"
     }
 
     pub async fn connect_as(&self, name: &str) -> Client {
+        self.connect_on(name, ClientLifecycleMode::Initialize).await
+    }
+
+    /// Connects on a chosen lifecycle: the `initialize` handshake (revisions up to 2025-11-25)
+    /// or `server/discover` with per-request metadata (2026-07-28).
+    pub async fn connect_on(&self, name: &str, lifecycle: ClientLifecycleMode) -> Client {
         let engine = self.engine().await;
         let (server_io, client_io) = tokio::io::duplex(1 << 20);
         let server = DrydockServer::new(engine);
@@ -137,7 +143,10 @@ role = "scratch"
             progress: Arc::new(AtomicUsize::new(0)),
         };
         let progress = agent.progress.clone();
-        let service = agent.serve(client_io).await.expect("client connects");
+        let service = agent
+            .serve_with_lifecycle(client_io, lifecycle)
+            .await
+            .expect("client connects");
         Client { service, progress }
     }
 
@@ -344,7 +353,7 @@ pub fn pg_secret() -> String {
         .to_string()
 }
 
-fn pg_url_for(db: &str) -> String {
+pub fn pg_url_for(db: &str) -> String {
     let url = pg_url();
     let base = url.rsplit_once('/').unwrap().0.to_string();
     format!("{base}/{db}")

@@ -40,6 +40,21 @@ pub struct Listening {
     pub addr: String,
 }
 
+impl Listening {
+    /// Sends SIGTERM (as a service manager stopping it would) and waits for the exit; returns
+    /// whether it exited cleanly and how long it took.
+    pub fn terminate(&mut self) -> (bool, std::time::Duration) {
+        let t0 = std::time::Instant::now();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
+        let status = self.child.wait().expect("the server exits");
+        (status.success(), t0.elapsed())
+    }
+}
+
 impl Drop for Listening {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -42,7 +42,8 @@ impl Postgres {
     /// instant resumes exactly where it stopped: no batch is skipped or repeated. The batch size
     /// adapts to keep batches near 100 ms; lock timeouts retry the batch with backoff; the table
     /// is vacuumed every ~400k rows to keep its heap from doubling. The step's history row is
-    /// written with the final checkpoint.
+    /// written with the final checkpoint. A `halt` stops it after the batch in progress (its
+    /// checkpoint committed), without the history row: the next apply resumes there.
     pub async fn backfill(
         &self,
         step: &str,
@@ -50,8 +51,9 @@ impl Postgres {
         columns: &[String],
         history: &crate::db::HistoryRow<'_>,
         policy: &Policy,
-        progress: &mut (dyn FnMut(u64, u64) + Send),
+        control: crate::db::Control<'_>,
     ) -> Result<std::result::Result<BackfillReport, StepFailure>> {
+        let crate::db::Control { progress, halt } = control;
         let mut conn = self.connect().await?;
         prepare(&mut conn).await.map_err(|e| self.err(e))?;
         // The values the batches overwrite are saved in the same statements, for rollback.
@@ -99,7 +101,12 @@ impl Postgres {
         let started = Instant::now();
         let mut pace = Pace::new(spec.batch_size, blocked.clone());
         let mut vacuum = Vacuum::new(self.options.clone(), qualified_ident(&spec.table));
+        let mut halted = false;
         loop {
+            if halt.requested() {
+                halted = true;
+                break;
+            }
             let (count, max_key) = match self
                 .batch_with_retries(
                     &mut conn,
@@ -127,16 +134,19 @@ impl Postgres {
             }
         }
         vacuum.finish().await;
-        finish(
-            &mut conn,
-            history,
-            step,
-            started.elapsed().as_secs_f64() * 1000.0,
-        )
-        .await
-        .map_err(|e| self.err(e))?;
+        if !halted {
+            finish(
+                &mut conn,
+                history,
+                step,
+                started.elapsed().as_secs_f64() * 1000.0,
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        }
         conn.close().await.ok();
         Ok(Ok(BackfillReport {
+            halted,
             table: spec.table.clone(),
             key: saved.key_name.clone(),
             rows: at.done as u64,
