@@ -309,3 +309,87 @@ async fn lint_reports_hazards_and_fails_at_the_threshold() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// The DDL beyond tables and columns, on a real catalog: partitions (a partitioned table's size
+/// is its partitions'), materialized views, domains, enums and constraints made from indexes —
+/// each hazard with the variant that avoids it.
+#[tokio::test]
+async fn partitions_views_domains_enums_and_index_constraints() {
+    let p = project().await;
+    let mut c = pg_connect(&p.prod).await;
+    sqlx::raw_sql(
+        "CREATE TABLE events (id bigint NOT NULL, at int) PARTITION BY RANGE (id);
+         CREATE TABLE events_a PARTITION OF events FOR VALUES FROM (0) TO (1000);
+         CREATE TABLE events_b PARTITION OF events FOR VALUES FROM (1000) TO (2000);
+         INSERT INTO events SELECT g, g % 7 FROM generate_series(0, 1999) g;
+         CREATE TABLE loose (id bigint NOT NULL, at int);
+         INSERT INTO loose SELECT g, 1 FROM generate_series(2000, 3999) g;
+         CREATE TABLE proven (id bigint NOT NULL, at int, CONSTRAINT proven_bound CHECK (id >= 4000 AND id < 6000));
+         INSERT INTO proven SELECT g, 1 FROM generate_series(4000, 5999) g;
+         CREATE DOMAIN cents AS integer;
+         ALTER TABLE accounts ADD COLUMN fee cents;
+         CREATE MATERIALIZED VIEW balances AS SELECT id, balance FROM accounts;
+         CREATE UNIQUE INDEX balances_id ON balances (id);
+         CREATE TABLE keyed (id bigint, code text);
+         INSERT INTO keyed SELECT g, 'c' || g FROM generate_series(1, 5000) g;
+         CREATE UNIQUE INDEX keyed_id ON keyed (id);
+         CREATE UNIQUE INDEX keyed_code ON keyed (code);
+         ANALYZE;",
+    )
+    .execute(&mut c)
+    .await
+    .unwrap();
+    let cl = p.project.connect().await;
+
+    // Partitions: ATTACH reads the partition unless a validated CHECK proves the bound.
+    let h = hazards_of(&cl, "ALTER TABLE events ATTACH PARTITION loose FOR VALUES FROM (2000) TO (4000)").await;
+    assert!(has(&h, "blocking-scan", "high"), "{h:?}");
+    let h = hazards_of(&cl, "ALTER TABLE events ATTACH PARTITION proven FOR VALUES FROM (4000) TO (6000)").await;
+    assert!(lacks(&h, "blocking-scan"), "{h:?}");
+    // An index on the parent is built on every partition: 2,000 rows in all (each has 1,000,
+    // below large_table_rows = 1000 only together); ON ONLY builds nothing.
+    let planned = cl
+        .ok("plan", json!({"goal": "g", "target": "production",
+                            "steps": [{"up": "CREATE INDEX events_at ON events (at)", "down": "DROP INDEX events_at"}]}))
+        .await;
+    assert!(has(&codes(&planned), "blocking-index-build", "high"), "{planned}");
+    let facts = &planned["analysis"]["statements"][0];
+    assert_eq!(facts["tables"], json!(["events", "events_a", "events_b"]), "{facts}");
+    let h = hazards_of(&cl, "CREATE INDEX events_at ON ONLY events (at)").await;
+    assert!(lacks(&h, "blocking-index-build"), "{h:?}");
+
+    // Materialized views: REFRESH blocks readers while it recomputes; CONCURRENTLY does not.
+    let h = hazards_of(&cl, "REFRESH MATERIALIZED VIEW balances").await;
+    assert!(has(&h, "blocking-rewrite", "high"), "{h:?}");
+    let h = hazards_of(&cl, "REFRESH MATERIALIZED VIEW CONCURRENTLY balances").await;
+    assert!(lacks(&h, "blocking-rewrite"), "{h:?}");
+
+    // Domains: a new constraint is checked against every column of the domain, named.
+    let planned = cl
+        .ok("plan", json!({"goal": "g", "target": "production",
+                            "steps": [{"up": "ALTER DOMAIN cents ADD CONSTRAINT cents_positive CHECK (VALUE >= 0)", "down": "ALTER DOMAIN cents DROP CONSTRAINT cents_positive"}]}))
+        .await;
+    let scan = planned["analysis"]["hazards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["code"] == "blocking-scan")
+        .unwrap_or_else(|| panic!("{planned}"));
+    assert!(scan["message"].as_str().unwrap().contains("accounts"), "{scan}");
+    let h = hazards_of(&cl, "ALTER DOMAIN cents ADD CONSTRAINT cents_positive CHECK (VALUE >= 0) NOT VALID").await;
+    assert!(lacks(&h, "blocking-scan"), "{h:?}");
+
+    // Enums: renaming a label breaks code that writes it; adding one does not.
+    let h = hazards_of(&cl, "ALTER TYPE mood RENAME VALUE 'sad' TO 'blue'").await;
+    assert!(has(&h, "breaking-change", "high"), "{h:?}");
+    let h = hazards_of(&cl, "ALTER TYPE mood ADD VALUE 'meh'").await;
+    assert!(lacks(&h, "breaking-change"), "{h:?}");
+
+    // Constraints from indexes: a primary key on a nullable column implies SET NOT NULL (a
+    // scan); UNIQUE USING INDEX is instant.
+    let h = hazards_of(&cl, "ALTER TABLE keyed ADD CONSTRAINT keyed_pk PRIMARY KEY USING INDEX keyed_id").await;
+    assert!(has(&h, "blocking-scan", "high"), "{h:?}");
+    let h = hazards_of(&cl, "ALTER TABLE keyed ADD CONSTRAINT keyed_code_key UNIQUE USING INDEX keyed_code").await;
+    assert!(lacks(&h, "blocking-scan") && lacks(&h, "blocking-index-build"), "{h:?}");
+    cl.close().await;
+}

@@ -157,6 +157,7 @@ impl Walk<'_> {
             kind: "backfill".into(),
             tables: vec![b.table.clone()],
             lock: LockMode::RowExclusive,
+            locks_on: Default::default(),
             rewrites: false,
             scans: false,
             transactional: true,

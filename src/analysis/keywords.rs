@@ -69,6 +69,7 @@ pub fn classify(
         kind,
         tables,
         lock,
+        locks_on: Default::default(),
         rewrites,
         scans,
         transactional,

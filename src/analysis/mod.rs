@@ -5,6 +5,7 @@
 //! Imports `db` (the catalog), `plan`, `config` and the leaves; never `engine`, `store` or the adapters.
 
 pub use crate::sql::lexer;
+pub mod agreement;
 mod analyze;
 mod keywords;
 pub mod pg;

@@ -32,6 +32,11 @@ pub struct PlanState {
     pub proven_not_null: BTreeSet<String>,
     /// NOT VALID `CHECK (col IS NOT NULL)` constraints added by this plan: name → `table.column`.
     pub pending_not_null: BTreeMap<String, String>,
+    /// `table.column` this plan made NOT NULL (true) or dropped its NOT NULL (false): what holds
+    /// now, over the catalog.
+    pub not_null: BTreeMap<String, bool>,
+    /// Tables this plan made UNLOGGED (true) or LOGGED (false): setting it again does nothing.
+    pub persistence: BTreeMap<String, bool>,
 }
 
 impl PlanState {
@@ -191,6 +196,7 @@ pub fn facts(
         kind: String::new(),
         tables: vec![],
         lock: LockMode::AccessShare,
+        locks_on: Default::default(),
         rewrites: false,
         scans: false,
         transactional: true,
@@ -201,7 +207,10 @@ pub fn facts(
     match stmt {
         NodeEnum::AlterTableStmt(a) => alter::alter_table(&mut f, a, catalog, state),
         NodeEnum::RenameStmt(r) => alter::rename(&mut f, r),
-        NodeEnum::IndexStmt(i) => objects::create_index(&mut f, i),
+        NodeEnum::IndexStmt(i) => objects::create_index(&mut f, i, catalog),
+        NodeEnum::RefreshMatViewStmt(r) => objects::refresh(&mut f, r),
+        NodeEnum::AlterDomainStmt(d) => objects::alter_domain(&mut f, d, catalog),
+        NodeEnum::AlterEnumStmt(e) => objects::alter_enum(&mut f, e),
         NodeEnum::CreateStmt(c) => objects::create_table(&mut f, c, state),
         NodeEnum::DropStmt(d) => objects::drop(&mut f, d),
         NodeEnum::CreateTrigStmt(t) => objects::create_trigger(&mut f, t),

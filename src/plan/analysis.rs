@@ -127,8 +127,12 @@ pub struct StatementFacts {
     pub sql: String,
     pub kind: String,
     pub tables: Vec<String>,
-    /// The lock the statement is expected to take.
+    /// The lock the statement is expected to take (on each of `tables` unless `locks_on` says
+    /// otherwise).
     pub lock: LockMode,
+    /// Tables locked in another mode than `lock`: an attached partition, a detached one.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub locks_on: std::collections::BTreeMap<String, LockMode>,
     pub rewrites: bool,
     pub scans: bool,
     pub transactional: bool,
@@ -139,6 +143,13 @@ pub struct StatementFacts {
     /// What the statement does, as the rules read it (PostgreSQL analysis).
     #[serde(skip)]
     pub actions: Vec<Action>,
+}
+
+impl StatementFacts {
+    /// The lock the statement is expected to take on `table`.
+    pub fn lock_on(&self, table: &str) -> LockMode {
+        self.locks_on.get(table).copied().unwrap_or(self.lock)
+    }
 }
 
 /// One thing a statement does that a rule may care about.
@@ -175,6 +186,25 @@ pub enum Action {
     },
     Rewrite {
         why: String,
+    },
+    /// `proven`: a validated CHECK of the partition proves its bound (no scan).
+    AttachPartition {
+        proven: bool,
+    },
+    /// A domain constraint checked against every column of the domain.
+    AddDomainConstraint {
+        domain: String,
+        not_valid: bool,
+    },
+    /// An enum label renamed: code writing the old label fails.
+    RenameEnumValue {
+        ty: String,
+        from: String,
+        to: String,
+    },
+    /// A materialized view recomputed; `concurrent` keeps readers reading.
+    RefreshMaterializedView {
+        concurrent: bool,
     },
 }
 

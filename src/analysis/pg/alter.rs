@@ -91,11 +91,13 @@ pub(super) fn alter_cmd(
             LockMode::AccessExclusive
         }
         AlterTableType::AtSetNotNull => {
-            set_not_null(f, table, &cmd.name, state);
+            set_not_null(f, table, &cmd.name, catalog, state);
             LockMode::AccessExclusive
         }
+        AlterTableType::AtAttachPartition => attach_partition(f, table, def, catalog),
+        AlterTableType::AtDetachPartition => detach_partition(f, def),
         AlterTableType::AtAddConstraint => match def {
-            Some(NodeEnum::Constraint(c)) => add_constraint(f, table, c, state),
+            Some(NodeEnum::Constraint(c)) => add_constraint(f, table, c, catalog, state),
             _ => LockMode::AccessExclusive,
         },
         AlterTableType::AtValidateConstraint => {
@@ -120,14 +122,28 @@ pub(super) fn alter_cmd(
         }
         AlterTableType::AtDropNotNull => {
             f.kind = "alter table drop not null".into();
+            state
+                .not_null
+                .insert(format!("{table}.{}", cmd.name), false);
             LockMode::AccessExclusive
         }
-        AlterTableType::AtSetLogged
-        | AlterTableType::AtSetUnLogged
-        | AlterTableType::AtSetAccessMethod
-        | AlterTableType::AtSetTableSpace => {
+        AlterTableType::AtSetLogged | AlterTableType::AtSetUnLogged => {
+            let unlogged = subtype == AlterTableType::AtSetUnLogged;
+            f.kind = "alter table set storage".into();
+            // Already so (earlier in this plan): PostgreSQL does nothing.
+            if state.persistence.insert(table.to_string(), unlogged) != Some(unlogged) {
+                f.rewrites = true;
+                f.scans = true;
+                f.actions.push(Action::Rewrite {
+                    why: "changing between LOGGED and UNLOGGED rewrites the table".into(),
+                });
+            }
+            LockMode::AccessExclusive
+        }
+        AlterTableType::AtSetAccessMethod | AlterTableType::AtSetTableSpace => {
             f.kind = "alter table set storage".into();
             f.rewrites = true;
+            f.scans = true;
             f.actions.push(Action::Rewrite {
                 why: "changing persistence, access method or tablespace rewrites the table".into(),
             });
@@ -140,12 +156,15 @@ pub(super) fn alter_cmd(
             f.kind = "alter table set options".into();
             LockMode::ShareUpdateExclusive
         }
+        AlterTableType::AtSetRelOptions | AlterTableType::AtResetRelOptions => {
+            f.kind = "alter table set storage parameters".into();
+            reloptions_lock(def)
+        }
         _ => {
+            let name = format!("{subtype:?}");
             f.kind = format!(
                 "alter table {}",
-                format!("{subtype:?}")
-                    .trim_start_matches("At")
-                    .to_lowercase()
+                name.strip_prefix("At").unwrap_or(&name).to_lowercase()
             );
             LockMode::AccessExclusive
         }
@@ -174,6 +193,11 @@ fn change_type(
         f.rewrites = true;
         f.scans = true;
     }
+    // The CHECK constraints on the column are validated again against every row, even when the
+    // table is not rewritten.
+    if checks_on_column(catalog, table, column) && !state.created.contains(table) {
+        f.scans = true;
+    }
     f.actions.push(Action::ChangeType {
         column: column.to_string(),
         from: from.map(|t| t.base),
@@ -183,12 +207,149 @@ fn change_type(
     });
 }
 
-/// `SET NOT NULL`: scans the table unless a validated CHECK (or this plan's new table) proves it.
-fn set_not_null(f: &mut StatementFacts, table: &str, column: &str, state: &PlanState) {
+/// Whether a CHECK constraint of `table` (per the catalog) names `column`.
+fn checks_on_column(catalog: &Catalog, table: &str, column: &str) -> bool {
+    let Some(t) = catalog.tables.get(table) else {
+        return false;
+    };
+    t.constraints.iter().any(|c| {
+        c.split_once(": CHECK ").is_some_and(|(_, expr)| {
+            expr.split(|ch: char| !(ch.is_alphanumeric() || ch == '_'))
+                .any(|word| word.eq_ignore_ascii_case(column))
+        })
+    })
+}
+
+/// The columns of index `name` on `table`, read from its definition in the catalog.
+fn index_columns(catalog: &Catalog, table: &str, name: &str) -> Vec<String> {
+    let Some(def) = catalog.tables.get(table).and_then(|t| {
+        t.indexes
+            .iter()
+            .find(|d| d.contains(&format!(" INDEX {name} ON ")))
+    }) else {
+        return vec![];
+    };
+    let Ok(parsed) = pg_query::parse(def, 0) else {
+        return vec![];
+    };
+    match parsed
+        .protobuf
+        .stmts
+        .first()
+        .and_then(|s| s.stmt.as_ref())
+        .and_then(|n| n.node.as_ref())
+    {
+        Some(NodeEnum::IndexStmt(i)) => i
+            .index_params
+            .iter()
+            .filter_map(|p| match p.node.as_ref()? {
+                NodeEnum::IndexElem(e) if !e.name.is_empty() => Some(e.name.clone()),
+                _ => None,
+            })
+            .collect(),
+        _ => vec![],
+    }
+}
+
+/// `SET (option = ...)`: the storage parameters PostgreSQL changes under SHARE UPDATE EXCLUSIVE
+/// (fill factor, autovacuum and statistics settings, TOAST's target); any other one takes
+/// ACCESS EXCLUSIVE.
+fn reloptions_lock(def: Option<&NodeEnum>) -> LockMode {
+    const LIGHT: &[&str] = &[
+        "fillfactor",
+        "toast_tuple_target",
+        "parallel_workers",
+        "vacuum_index_cleanup",
+        "vacuum_truncate",
+        "log_autovacuum_min_duration",
+    ];
+    let names: Vec<&str> = match def {
+        Some(NodeEnum::List(l)) => l
+            .items
+            .iter()
+            .filter_map(|n| match n.node.as_ref()? {
+                NodeEnum::DefElem(d) => Some(d.defname.as_str()),
+                _ => None,
+            })
+            .collect(),
+        _ => vec![],
+    };
+    let light = |n: &&str| LIGHT.contains(n) || n.starts_with("autovacuum_");
+    if !names.is_empty() && names.iter().all(light) {
+        LockMode::ShareUpdateExclusive
+    } else {
+        LockMode::AccessExclusive
+    }
+}
+
+/// `ATTACH PARTITION p`: SHARE UPDATE EXCLUSIVE on the parent, ACCESS EXCLUSIVE on the partition,
+/// which is scanned to prove it fits the bound unless a validated CHECK constraint of its own
+/// proves it (PostgreSQL then skips the scan). The partition comes first: it is what is locked
+/// and read.
+fn attach_partition(
+    f: &mut StatementFacts,
+    parent: &str,
+    def: Option<&NodeEnum>,
+    catalog: &Catalog,
+) -> LockMode {
+    f.kind = "alter table attach partition".into();
+    let Some(NodeEnum::PartitionCmd(p)) = def else {
+        return LockMode::AccessExclusive;
+    };
+    let partition = p.name.as_ref().map(rel_name).unwrap_or_default();
+    // A validated CHECK other than a NOT NULL test: PostgreSQL proves the bound from such
+    // constraints; when it cannot, the dry-run measures the scan and says so.
+    let proven = catalog.tables.get(&partition).is_some_and(|t| {
+        t.constraints.iter().any(|c| {
+            c.contains(": CHECK") && !c.ends_with("(NOT VALID)") && !c.contains("IS NOT NULL)")
+        })
+    });
+    f.scans = !proven;
+    f.detail = Some(partition.clone());
+    f.tables.insert(0, partition);
+    f.locks_on
+        .insert(parent.to_string(), LockMode::ShareUpdateExclusive);
+    f.actions.push(Action::AttachPartition { proven });
+    LockMode::AccessExclusive
+}
+
+/// `DETACH PARTITION p [CONCURRENTLY]`: ACCESS EXCLUSIVE on the parent and the partition;
+/// CONCURRENTLY takes SHARE UPDATE EXCLUSIVE instead and cannot run in a transaction.
+fn detach_partition(f: &mut StatementFacts, def: Option<&NodeEnum>) -> LockMode {
+    f.kind = "alter table detach partition".into();
+    let Some(NodeEnum::PartitionCmd(p)) = def else {
+        return LockMode::AccessExclusive;
+    };
+    let partition = p.name.as_ref().map(rel_name).unwrap_or_default();
+    f.detail = Some(partition.clone());
+    f.tables.push(partition);
+    if p.concurrent {
+        f.transactional = false;
+        LockMode::ShareUpdateExclusive
+    } else {
+        LockMode::AccessExclusive
+    }
+}
+
+/// `SET NOT NULL`: scans the table unless a validated CHECK (or this plan's new table) proves
+/// it, or the column already is NOT NULL (then it does nothing).
+fn set_not_null(
+    f: &mut StatementFacts,
+    table: &str,
+    column: &str,
+    catalog: &Catalog,
+    state: &mut PlanState,
+) {
     f.kind = "alter table set not null".into();
     f.detail = Some(column.to_string());
     let key = format!("{table}.{}", column);
-    let proven = state.proven_not_null.contains(&key) || state.created.contains(table);
+    let already = state
+        .not_null
+        .get(&key)
+        .copied()
+        .unwrap_or(catalog.nullable(table, column) == Some(false));
+    let proven = state.proven_not_null.contains(&key) || state.created.contains(table) || already;
+    state.not_null.insert(key, true);
     if !proven {
         f.scans = true;
     }
@@ -204,6 +365,7 @@ fn add_constraint(
     f: &mut StatementFacts,
     table: &str,
     c: &Constraint,
+    catalog: &Catalog,
     state: &mut PlanState,
 ) -> LockMode {
     let kind = ConstrType::try_from(c.contype).unwrap_or(ConstrType::Undefined);
@@ -250,6 +412,16 @@ fn add_constraint(
             if !using_index {
                 f.scans = true;
                 f.actions.push(Action::BuildIndex { concurrent: false });
+            } else if kind == ConstrType::ConstrPrimary {
+                // A primary key makes its columns NOT NULL: each nullable one is a SET NOT NULL,
+                // which reads the table unless a validated CHECK proves it.
+                for column in index_columns(catalog, table, &c.indexname) {
+                    if catalog.nullable(table, &column) == Some(true) {
+                        set_not_null(f, table, &column, catalog, state);
+                    }
+                }
+                f.kind = "alter table add constraint".into();
+                f.detail = Some(c.conname.clone());
             }
             LockMode::AccessExclusive
         }
@@ -303,8 +475,16 @@ fn add_column(f: &mut StatementFacts, c: &ColumnDef, catalog: &Catalog) {
         None
     };
     if let Some(why) = why {
+        // A rewrite reads every row, too.
         f.rewrites = true;
+        f.scans = true;
         f.actions.push(Action::Rewrite { why });
+    }
+    // A NOT NULL column without a default is verified by reading the table (it fails unless the
+    // table is empty); with a default PostgreSQL stores it once and reads nothing.
+    let has_default = c.raw_default.is_some() || kinds.contains(&ConstrType::ConstrDefault);
+    if (kinds.contains(&ConstrType::ConstrNotnull) || c.is_not_null) && !has_default {
+        f.scans = true;
     }
     if kinds
         .iter()

@@ -34,6 +34,7 @@ pub(super) fn vacuum(f: &mut StatementFacts, v: &VacuumStmt) {
     };
     if full {
         f.rewrites = true;
+        f.scans = true;
         f.actions.push(Action::Rewrite {
             why: "VACUUM FULL rewrites the whole table".into(),
         });
@@ -46,6 +47,7 @@ pub(super) fn cluster(f: &mut StatementFacts, c: &ClusterStmt) {
     f.tables.extend(c.relation.as_ref().map(rel_name));
     f.lock = LockMode::AccessExclusive;
     f.rewrites = true;
+    f.scans = true;
     f.actions.push(Action::Rewrite {
         why: "CLUSTER rewrites the whole table".into(),
     });

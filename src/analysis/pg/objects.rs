@@ -1,20 +1,28 @@
 //! CREATE and DROP of tables, indexes, triggers and views.
 
 use pg_query::NodeEnum;
-use pg_query::protobuf::{CreateStmt, CreateTrigStmt, DropStmt, IndexStmt, ObjectType, ViewStmt};
+use pg_query::protobuf::{
+    AlterDomainStmt, AlterEnumStmt, ConstrType, CreateStmt, CreateTrigStmt, DropStmt, IndexStmt,
+    ObjectType, RefreshMatViewStmt, ViewStmt,
+};
 
 use super::{PlanState, object_word, rel_name, sval};
 use crate::analysis::{Action, StatementFacts};
+use crate::db::Catalog;
 use crate::sql::LockMode;
 
 /// `CREATE [UNIQUE] INDEX [CONCURRENTLY]`: SHARE blocks writes for the build; CONCURRENTLY does
-/// not, but cannot run in a transaction.
-pub(super) fn create_index(f: &mut StatementFacts, i: &IndexStmt) {
+/// not, but cannot run in a transaction. On a partitioned table the index is built on every
+/// partition, each locked and read; `ON ONLY` builds nothing (an invalid parent index that
+/// partitions' indexes are attached to later).
+pub(super) fn create_index(f: &mut StatementFacts, i: &IndexStmt, catalog: &Catalog) {
     let table = i.relation.as_ref().map(rel_name).unwrap_or_default();
-    f.kind = if i.unique {
-        "create unique index"
-    } else {
-        "create index"
+    let only = i.relation.as_ref().is_some_and(|r| !r.inh);
+    let partitions = catalog.partitions.get(&table);
+    f.kind = match (i.unique, only) {
+        (_, true) => "create parent-only index",
+        (true, false) => "create unique index",
+        (false, false) => "create index",
     }
     .into();
     f.tables.push(table);
@@ -24,10 +32,95 @@ pub(super) fn create_index(f: &mut StatementFacts, i: &IndexStmt) {
     } else {
         LockMode::Share
     };
-    f.scans = true;
+    if only && partitions.is_some() {
+        return;
+    }
+    if let Some(parts) = partitions {
+        f.tables.extend(parts.iter().cloned());
+        f.detail = Some(format!("built on {} partition(s)", parts.len()));
+    }
+    f.scans = partitions.is_none();
     f.actions.push(Action::BuildIndex {
         concurrent: i.concurrent,
     });
+}
+
+/// `REFRESH MATERIALIZED VIEW`: recomputed into new storage under ACCESS EXCLUSIVE (readers
+/// wait); `CONCURRENTLY` takes EXCLUSIVE (readers go on), diffs against the old contents and
+/// needs a unique index.
+pub(super) fn refresh(f: &mut StatementFacts, r: &RefreshMatViewStmt) {
+    f.kind = "refresh materialized view".into();
+    f.tables.extend(r.relation.as_ref().map(rel_name));
+    // Both read the old contents: CONCURRENTLY to diff against them, the other to replace them.
+    f.scans = true;
+    if r.concurrent {
+        f.lock = LockMode::Exclusive;
+    } else {
+        f.lock = LockMode::AccessExclusive;
+        f.rewrites = true;
+        f.actions.push(Action::Rewrite {
+            why: "REFRESH MATERIALIZED VIEW recomputes it into new storage; readers wait for it"
+                .into(),
+        });
+    }
+    f.actions.push(Action::RefreshMaterializedView {
+        concurrent: r.concurrent,
+    });
+}
+
+/// `ALTER DOMAIN d ADD CONSTRAINT`: checks every column of the domain, reading each table that
+/// has one under SHARE (writes wait); NOT VALID checks nothing.
+pub(super) fn alter_domain(f: &mut StatementFacts, d: &AlterDomainStmt, catalog: &Catalog) {
+    let domain = d
+        .type_name
+        .iter()
+        .rev()
+        .find_map(sval)
+        .unwrap_or_default()
+        .to_string();
+    f.detail = Some(domain.clone());
+    let constraint = match d.def.as_ref().and_then(|n| n.node.as_ref()) {
+        Some(pg_query::NodeEnum::Constraint(c)) if d.subtype == "C" => Some(c),
+        _ => None,
+    };
+    let Some(c) = constraint else {
+        f.kind = "alter domain".into();
+        f.lock = LockMode::NotPredicted;
+        return;
+    };
+    f.kind = "alter domain add constraint".into();
+    let not_valid = c.skip_validation;
+    if ConstrType::try_from(c.contype).is_ok_and(|k| k == ConstrType::ConstrCheck) && !not_valid {
+        f.tables = catalog.users_of_type(&domain);
+        f.scans = !f.tables.is_empty();
+    }
+    f.lock = LockMode::Share;
+    f.actions
+        .push(Action::AddDomainConstraint { domain, not_valid });
+}
+
+/// `ALTER TYPE e ADD VALUE | RENAME VALUE`: no table is locked; a renamed label breaks code that
+/// still writes the old one.
+pub(super) fn alter_enum(f: &mut StatementFacts, e: &AlterEnumStmt) {
+    let ty = e
+        .type_name
+        .iter()
+        .rev()
+        .find_map(sval)
+        .unwrap_or_default()
+        .to_string();
+    f.detail = Some(ty.clone());
+    f.lock = LockMode::NotPredicted;
+    if e.old_val.is_empty() {
+        f.kind = "alter type add value".into();
+    } else {
+        f.kind = "alter type rename value".into();
+        f.actions.push(Action::RenameEnumValue {
+            ty,
+            from: e.old_val.clone(),
+            to: e.new_val.clone(),
+        });
+    }
 }
 
 /// `CREATE TABLE`: nobody else sees the table yet.

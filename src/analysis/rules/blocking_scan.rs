@@ -19,6 +19,24 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
                 "first ADD CONSTRAINT … CHECK ({column} IS NOT NULL) NOT VALID, then VALIDATE CONSTRAINT (no write lock), then SET NOT NULL (instant), then drop the check"
             ),
         )),
+        Action::AttachPartition { proven: false } => Some((
+            format!(
+                "ATTACH PARTITION reads all of `{}` to prove its rows fit the bound",
+                table.unwrap_or("the partition")
+            ),
+            "first add to the partition a CHECK constraint matching the bound, NOT VALID, then VALIDATE it (no write lock); ATTACH then skips the scan; drop the CHECK afterwards".to_string(),
+        )),
+        Action::AddDomainConstraint { domain, not_valid: false } => Some((
+            format!(
+                "the constraint on domain `{domain}` is checked against every column of the domain, in {}",
+                f.tables.join(", ")
+            ),
+            format!("add it NOT VALID (instant), then ALTER DOMAIN {domain} VALIDATE CONSTRAINT (no write lock)"),
+        )),
+        Action::ChangeType { column, rewrite: false, .. } => Some((
+            format!("changing the type of `{column}` validates the CHECK constraints on it again, reading every row"),
+            format!("drop the CHECK constraints on `{column}` first and add them back NOT VALID, then VALIDATE them in a separate transaction"),
+        )),
         Action::AddConstraint { kind, not_valid: false } => Some((
             format!("adding a {kind} constraint validates every row"),
             "add it with NOT VALID (instant), then VALIDATE CONSTRAINT in a separate transaction: validation takes only SHARE UPDATE EXCLUSIVE".to_string(),

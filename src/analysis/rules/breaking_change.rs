@@ -28,6 +28,26 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
             "drop and recreate the dependent views around the change in the same step, or change the views first",
         ));
     }
+    if let Some((ty, from, to)) = f.actions.iter().find_map(|a| match a {
+        Action::RenameEnumValue { ty, from, to } => Some((ty, from, to)),
+        _ => None,
+    }) {
+        return Some(hazard(
+            Rule::BreakingChange,
+            if ctx.production {
+                Severity::High
+            } else {
+                Severity::Medium
+            },
+            f,
+            format!(
+                "renames label '{from}' of enum `{ty}` to '{to}': running code that writes '{from}' fails (invalid input value for enum)"
+            ),
+            &format!(
+                "expand/contract: ADD VALUE '{to}', move the code to write '{to}', UPDATE the rows in batches, and only then stop accepting '{from}'"
+            ),
+        ));
+    }
     let what = match f.kind.as_str() {
         "alter table rename column" => "renames a column that running code still reads and writes",
         "alter table rename" => "renames a table that running code still queries",

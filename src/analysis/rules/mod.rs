@@ -138,6 +138,7 @@ pub(crate) mod test_support {
             column_views: [("users.email".to_string(), vec!["active_users".to_string()])]
                 .into_iter()
                 .collect(),
+            ..Catalog::default()
         }
     }
 

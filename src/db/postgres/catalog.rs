@@ -102,13 +102,50 @@ pub(super) async fn catalog_on(conn: &mut PgConnection) -> sqlx::Result<Catalog>
     .await?
     .into_iter()
     .collect();
+    let partitions = partitions_on(conn, &mut tables).await?;
     Ok(Catalog {
         engine: crate::sql::Dialect::Postgres,
         tables,
         proven_not_null,
         volatile_functions,
         column_views: column_views_on(conn).await?,
+        partitions,
     })
+}
+
+/// Each partitioned table's partitions; the parent's rows and bytes become its partitions'
+/// sums (PostgreSQL keeps no estimate for the parent, and the partitions are what a statement
+/// on the parent reads, locks and builds on).
+async fn partitions_on(
+    conn: &mut PgConnection,
+    tables: &mut BTreeMap<String, TableInfo>,
+) -> sqlx::Result<BTreeMap<String, Vec<String>>> {
+    // language=SQL
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT pn.nspname, p.relname, n.nspname, c.relname
+         FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = p.relnamespace
+         JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE p.relkind = 'p' AND {USER_SCHEMA} ORDER BY 1, 2, 3, 4"
+    )))
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in &rows {
+        out.entry(qualified(r.get(0), r.get(1)))
+            .or_default()
+            .push(qualified(r.get(2), r.get(3)));
+    }
+    for (parent, children) in &out {
+        let (rows, bytes) = children
+            .iter()
+            .filter_map(|c| tables.get(c))
+            .fold((0, 0), |(r, b), t| (r + t.rows, b + t.bytes.unwrap_or(0)));
+        if let Some(t) = tables.get_mut(parent) {
+            t.rows = rows;
+            t.bytes = Some(bytes);
+        }
+    }
+    Ok(out)
 }
 
 /// The application's tables with their row estimates (counted where never analysed) and sizes.
