@@ -301,6 +301,20 @@ async fn lint_reports_hazards_and_fails_at_the_threshold() {
             .contains("NOT VALID")
     );
     assert_eq!(lint("risky.sql", "critical").status.code(), Some(0));
+    // --explain: the measured rule behind each hazard, and PostgreSQL's documentation of it.
+    let explained = std::process::Command::new(env!("CARGO_BIN_EXE_drydock"))
+        .arg("--config")
+        .arg(&p.project.config_path)
+        .args(["lint", "risky.sql", "--target", "production", "--explain"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&explained.stdout);
+    assert!(
+        text.contains("measured: pg_stat_xact_user_tables.seq_scan")
+            && text.contains("docs: https://www.postgresql.org/docs/current/sql-altertable.html"),
+        "{text}"
+    );
     let out = lint("safe.sql", "low");
     assert_eq!(
         out.status.code(),
@@ -342,9 +356,17 @@ async fn partitions_views_domains_enums_and_index_constraints() {
     let cl = p.project.connect().await;
 
     // Partitions: ATTACH reads the partition unless a validated CHECK proves the bound.
-    let h = hazards_of(&cl, "ALTER TABLE events ATTACH PARTITION loose FOR VALUES FROM (2000) TO (4000)").await;
+    let h = hazards_of(
+        &cl,
+        "ALTER TABLE events ATTACH PARTITION loose FOR VALUES FROM (2000) TO (4000)",
+    )
+    .await;
     assert!(has(&h, "blocking-scan", "high"), "{h:?}");
-    let h = hazards_of(&cl, "ALTER TABLE events ATTACH PARTITION proven FOR VALUES FROM (4000) TO (6000)").await;
+    let h = hazards_of(
+        &cl,
+        "ALTER TABLE events ATTACH PARTITION proven FOR VALUES FROM (4000) TO (6000)",
+    )
+    .await;
     assert!(lacks(&h, "blocking-scan"), "{h:?}");
     // An index on the parent is built on every partition: 2,000 rows in all (each has 1,000,
     // below large_table_rows = 1000 only together); ON ONLY builds nothing.
@@ -352,9 +374,16 @@ async fn partitions_views_domains_enums_and_index_constraints() {
         .ok("plan", json!({"goal": "g", "target": "production",
                             "steps": [{"up": "CREATE INDEX events_at ON events (at)", "down": "DROP INDEX events_at"}]}))
         .await;
-    assert!(has(&codes(&planned), "blocking-index-build", "high"), "{planned}");
+    assert!(
+        has(&codes(&planned), "blocking-index-build", "high"),
+        "{planned}"
+    );
     let facts = &planned["analysis"]["statements"][0];
-    assert_eq!(facts["tables"], json!(["events", "events_a", "events_b"]), "{facts}");
+    assert_eq!(
+        facts["tables"],
+        json!(["events", "events_a", "events_b"]),
+        "{facts}"
+    );
     let h = hazards_of(&cl, "CREATE INDEX events_at ON ONLY events (at)").await;
     assert!(lacks(&h, "blocking-index-build"), "{h:?}");
 
@@ -375,8 +404,15 @@ async fn partitions_views_domains_enums_and_index_constraints() {
         .iter()
         .find(|h| h["code"] == "blocking-scan")
         .unwrap_or_else(|| panic!("{planned}"));
-    assert!(scan["message"].as_str().unwrap().contains("accounts"), "{scan}");
-    let h = hazards_of(&cl, "ALTER DOMAIN cents ADD CONSTRAINT cents_positive CHECK (VALUE >= 0) NOT VALID").await;
+    assert!(
+        scan["message"].as_str().unwrap().contains("accounts"),
+        "{scan}"
+    );
+    let h = hazards_of(
+        &cl,
+        "ALTER DOMAIN cents ADD CONSTRAINT cents_positive CHECK (VALUE >= 0) NOT VALID",
+    )
+    .await;
     assert!(lacks(&h, "blocking-scan"), "{h:?}");
 
     // Enums: renaming a label breaks code that writes it; adding one does not.
@@ -387,9 +423,20 @@ async fn partitions_views_domains_enums_and_index_constraints() {
 
     // Constraints from indexes: a primary key on a nullable column implies SET NOT NULL (a
     // scan); UNIQUE USING INDEX is instant.
-    let h = hazards_of(&cl, "ALTER TABLE keyed ADD CONSTRAINT keyed_pk PRIMARY KEY USING INDEX keyed_id").await;
+    let h = hazards_of(
+        &cl,
+        "ALTER TABLE keyed ADD CONSTRAINT keyed_pk PRIMARY KEY USING INDEX keyed_id",
+    )
+    .await;
     assert!(has(&h, "blocking-scan", "high"), "{h:?}");
-    let h = hazards_of(&cl, "ALTER TABLE keyed ADD CONSTRAINT keyed_code_key UNIQUE USING INDEX keyed_code").await;
-    assert!(lacks(&h, "blocking-scan") && lacks(&h, "blocking-index-build"), "{h:?}");
+    let h = hazards_of(
+        &cl,
+        "ALTER TABLE keyed ADD CONSTRAINT keyed_code_key UNIQUE USING INDEX keyed_code",
+    )
+    .await;
+    assert!(
+        lacks(&h, "blocking-scan") && lacks(&h, "blocking-index-build"),
+        "{h:?}"
+    );
     cl.close().await;
 }

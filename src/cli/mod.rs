@@ -115,6 +115,10 @@ pub enum Command {
         /// Exit non-zero when a hazard at or above this severity is found.
         #[arg(long, value_enum, default_value_t = FailOn::High)]
         fail_on: FailOn,
+        /// With each hazard, what PostgreSQL measurably does behind its rule and the section of
+        /// PostgreSQL's documentation that says so.
+        #[arg(long)]
+        explain: bool,
     },
     /// Write drydock.toml, .mcp.json and the Claude Code agent file into a directory.
     Init {
@@ -342,7 +346,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             target,
             format,
             fail_on,
-        } => return lint(&engine, &file, &target, format, fail_on).await,
+            explain,
+        } => return lint(&engine, &file, &target, format, fail_on, explain).await,
         Command::Doctor { format } => return doctor(&engine, format).await,
         Command::Token { command } => token(&engine, command).await?,
         Command::Init { .. } => unreachable!("handled above"),
@@ -406,6 +411,7 @@ async fn lint(
     target: &str,
     format: Format,
     fail_on: FailOn,
+    explain: bool,
 ) -> anyhow::Result<i32> {
     let sql =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -414,11 +420,26 @@ async fn lint(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "file".into());
     let analysis = engine.lint(target, &name, sql).await.map_err(refused)?;
+    let explained =
+        |h: &crate::analysis::Hazard| explain.then(|| crate::analysis::rules::explain(h.code));
     match format {
-        Format::Json => println!(
-            "{}",
-            serde_json::json!({"hazards": analysis.hazards, "risk": analysis.risk, "statements": analysis.statements})
-        ),
+        Format::Json => {
+            let hazards: Vec<serde_json::Value> = analysis
+                .hazards
+                .iter()
+                .map(|h| {
+                    let mut v = serde_json::to_value(h).unwrap_or_default();
+                    if let Some(e) = explained(h) {
+                        v["explain"] = serde_json::json!(e);
+                    }
+                    v
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({"hazards": hazards, "risk": analysis.risk, "statements": analysis.statements})
+            )
+        }
         Format::Text => {
             if analysis.hazards.is_empty() {
                 println!(
@@ -436,6 +457,9 @@ async fn lint(
                     h.statement,
                     h.fix
                 );
+                if let Some(e) = explained(h) {
+                    println!("  measured: {}\n  docs: {}", e.measured, e.docs);
+                }
             }
         }
     }

@@ -8,11 +8,14 @@ mod blocking_rewrite;
 mod blocking_scan;
 mod breaking_change;
 mod destructive;
+mod explain;
 mod irreversible;
 mod lock_held_long;
 mod non_transactional;
 mod unbatched_write;
 mod unknown_object;
+
+pub use explain::{Explanation, explain};
 
 use super::{Context, Hazard, Rule, Severity, StatementFacts};
 use crate::plan::Step;
