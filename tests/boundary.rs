@@ -186,7 +186,7 @@ async fn hostile_postgres_sql_never_runs_before_review() {
         .await;
     assert_eq!(refused["code"], "forbidden-statement", "{refused}");
 
-    // A hotfix with two approvers skips staging, not the boundary: apply refuses too.
+    // A hotfix waived by two approvers skips staging, not the boundary: apply refuses too.
     let hotfix = plan_id(
         &c.ok(
             "plan",
@@ -195,8 +195,8 @@ async fn hostile_postgres_sql_never_runs_before_review() {
         )
         .await,
     );
-    p.project.approve(&hotfix, "alice");
-    p.project.approve(&hotfix, "bob");
+    p.project.waive(&hotfix, "alice");
+    p.project.waive(&hotfix, "bob");
     let refused = c.refused("apply", json!({"plan_id": hotfix})).await;
     assert_eq!(refused["code"], "forbidden-statement", "{refused}");
 

@@ -356,17 +356,40 @@ async fn gated_steps_wait_for_an_engineer() {
     c.close().await;
 }
 
+/// A hotfix skips staging only when two distinct approvers sign the waiver: approvals alone do
+/// not waive anything, one waiver is not enough, the same approver twice is one, the author
+/// cannot, and a normal plan cannot be waived at all.
 #[tokio::test]
-async fn a_hotfix_skips_staging_only_with_two_approvers() {
+async fn a_hotfix_skips_staging_only_with_two_waivers() {
     let p = Project::new().await;
     let c = p.connect().await;
+    let mut normal = add_column_plan();
+    normal["goal"] = json!("not urgent");
+    let normal = plan_id(&c.ok("plan", normal).await);
+    let out = p.cli(&["waive", &normal, "--reason", "impatient", "--by", "alice"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a hotfix"));
+
     let mut plan = add_column_plan();
     plan["urgency"] = json!("p0");
     let id = plan_id(&c.ok("plan", plan).await);
     p.approve(&id, "alice");
-    let one = c.refused("apply", json!({"plan_id": id})).await;
-    assert_eq!(one["code"], "checklist-unmet");
     p.approve(&id, "bob");
+    let approved_only = c.refused("apply", json!({"plan_id": id})).await;
+    assert_eq!(
+        approved_only["code"], "checklist-unmet",
+        "two approvals waive nothing"
+    );
+    let own = p.cli(&["waive", &id, "--reason", "mine", "--by", common::AGENT_NAME]);
+    assert!(String::from_utf8_lossy(&own.stderr).contains("self-approval"));
+    p.waive(&id, "alice");
+    p.waive(&id, "alice");
+    let one = c.refused("apply", json!({"plan_id": id})).await;
+    assert_eq!(
+        one["code"], "checklist-unmet",
+        "one approver waiving twice is one waiver"
+    );
+    p.waive(&id, "bob");
     let applied = c.ok("apply", json!({"plan_id": id})).await;
     assert_eq!(applied["status"], "applied");
     let staging = applied["checklist"]

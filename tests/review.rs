@@ -181,6 +181,49 @@ async fn an_approver_reviews_and_approves_in_the_browser() {
         .await
         .unwrap();
     assert!(audit.contains("alice approver web approve"), "{audit}");
+
+    // A hotfix's page carries the waiver form (a normal plan's does not); alice signs it with
+    // the incident as the reason.
+    c.goto(&format!("{base}/plans/{id}")).await.unwrap();
+    assert!(
+        c.find(Locator::Id("waive")).await.is_err(),
+        "no waiver on a normal plan"
+    );
+    let hotfix = plan_id(
+        &agent
+            .ok(
+                "plan",
+                json!({"goal": "stop the outage", "target": "production", "urgency": "p0",
+                       "steps": [{"name": "add", "up": "ALTER TABLE users ADD COLUMN hotfix TEXT", "down": "ALTER TABLE users DROP COLUMN hotfix"}]}),
+            )
+            .await,
+    );
+    c.goto(&format!("{base}/plans/{hotfix}")).await.unwrap();
+    c.find(Locator::Css("#waive-form input[name=reason]"))
+        .await
+        .unwrap()
+        .send_keys("checkout is down")
+        .await
+        .unwrap();
+    c.find(Locator::Id("waive"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let mut waived = json!(null);
+    for _ in 0..100 {
+        waived = agent.ok("status", json!({"plan_id": hotfix})).await;
+        if waived["approvals"][0]["decision"] == "waived" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(waived["approvals"][0]["decision"], "waived", "{waived}");
+    assert_eq!(
+        waived["approvals"][0]["reason"], "checkout is down",
+        "{waived}"
+    );
     c.close().await.unwrap();
 
     // An agent token reads, with no forms; the author gets none either.

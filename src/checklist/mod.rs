@@ -158,6 +158,22 @@ pub fn approvers(plan: &Plan, approvals: &[ApprovalRow]) -> Option<Vec<String>> 
     Some(by)
 }
 
+/// Distinct principals other than the author who waived this checksum's `staging-tested`.
+pub fn waivers(plan: &Plan, approvals: &[ApprovalRow]) -> Vec<String> {
+    let mut by: Vec<String> = Vec::new();
+    for a in approvals
+        .iter()
+        .filter(|a| a.checksum == plan.checksum && a.decision == Decision::Waived)
+    {
+        if !a.by.eq_ignore_ascii_case(&plan.author)
+            && !by.iter().any(|b| b.eq_ignore_ascii_case(&a.by))
+        {
+            by.push(a.by.clone());
+        }
+    }
+    by
+}
+
 /// What every item's judgement reads, found once.
 struct Facts<'a> {
     ev: &'a Evidence<'a>,
@@ -180,7 +196,7 @@ pub fn evaluate(ev: &Evidence) -> Vec<ChecklistItem> {
             .iter()
             .rev()
             .find(|r| r.kind == RunKind::DryRun && r.checksum == plan.checksum),
-        hotfix_waiver: plan.urgency.is_hotfix() && approvers.as_ref().is_some_and(|a| a.len() >= 2),
+        hotfix_waiver: plan.urgency.is_hotfix() && waivers(plan, ev.approvals).len() >= 2,
         approvers,
     };
     let staging = staging_tested(&f);
@@ -247,7 +263,7 @@ fn staging_tested(f: &Facts) -> ChecklistItem {
             format!(
                 "hotfix ({}): waived by two approvers ({}); recorded in the audit log and ERRORS.md",
                 plan.urgency.as_str(),
-                f.approvers.clone().unwrap_or_default().join(", ")
+                waivers(plan, ev.approvals).join(", ")
             ),
             required,
         )

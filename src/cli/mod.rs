@@ -77,6 +77,17 @@ pub enum Command {
         #[arg(long)]
         by: Option<String>,
     },
+    /// Waive a hotfix's (p0/p1) staging-tested, approving it: two distinct approvers' waivers
+    /// let it apply without a dry-run. Needs a person, as `approve` does.
+    Waive {
+        plan_id: String,
+        /// The incident: why staging cannot wait.
+        #[arg(long)]
+        reason: String,
+        /// Your name (with DRYDOCK_TOKEN: the token's, or omitted).
+        #[arg(long)]
+        by: Option<String>,
+    },
     /// Reject a plan. Needs a person, as `approve` does.
     Reject {
         plan_id: String,
@@ -311,6 +322,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             println!(
                 "rejected {} by {}: {reason}; status {}",
                 s.plan_id, who.name, s.status
+            );
+        }
+        Command::Waive {
+            plan_id,
+            reason,
+            by,
+        } => {
+            let who = person::decider(&engine, &plan_id, by.as_deref(), "waive")
+                .await
+                .map_err(refused)?;
+            let s = engine
+                .waive(&plan_id, &who, &reason)
+                .await
+                .map_err(refused)?;
+            let checklist = s
+                .checklist
+                .iter()
+                .find(|i| i.item == crate::checklist::Item::StagingTested)
+                .map(|i| i.shown().state)
+                .unwrap_or_default();
+            println!(
+                "{} waived staging for hotfix {}: {reason}; staging-tested is {checklist}; status {}",
+                who.name, s.plan_id, s.status
             );
         }
         Command::Release {

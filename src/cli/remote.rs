@@ -117,6 +117,7 @@ pub fn handles(command: &Command) -> bool {
             | Command::Show { .. }
             | Command::Approve { .. }
             | Command::Reject { .. }
+            | Command::Waive { .. }
             | Command::Release { .. }
     )
 }
@@ -185,6 +186,24 @@ pub async fn run(url: &str, command: Command) -> anyhow::Result<i32> {
                 .await?;
             println!(
                 "rejected {plan_id} by {who}: {reason}; status {}",
+                s["status"].as_str().unwrap_or_default()
+            );
+        }
+        Command::Waive {
+            plan_id,
+            reason,
+            by,
+        } => {
+            let who = remote.identity(by.as_deref()).await?;
+            let s = remote
+                .call(
+                    "POST",
+                    &format!("/api/plans/{plan_id}/waive"),
+                    Some(serde_json::json!({ "reason": reason })),
+                )
+                .await?;
+            println!(
+                "{who} waived staging for hotfix {plan_id}: {reason}; status {}",
                 s["status"].as_str().unwrap_or_default()
             );
         }

@@ -6,16 +6,60 @@ use super::*;
 
 impl Engine {
     pub async fn approve(&self, plan_id: &str, who: &Principal) -> Result<StatusReport> {
-        let by = decider(who, "approve")?;
-        let plan = self.load(plan_id, who, "approve").await?;
+        self.approve_as(plan_id, who, Decision::Approved, None)
+            .await
+    }
+
+    /// Waives a hotfix's `staging-tested` (and approves it): two distinct approvers' waivers let
+    /// a p0/p1 plan apply without a dry-run. Needs a reason; refused for a normal plan.
+    pub async fn waive(
+        &self,
+        plan_id: &str,
+        who: &Principal,
+        reason: &str,
+    ) -> Result<StatusReport> {
+        if reason.trim().is_empty() {
+            return Err(Error::invalid(
+                Part::Decision,
+                "`--reason` says why staging cannot wait (the incident)",
+            ));
+        }
+        self.approve_as(plan_id, who, Decision::Waived, Some(reason))
+            .await
+    }
+
+    async fn approve_as(
+        &self,
+        plan_id: &str,
+        who: &Principal,
+        decision: Decision,
+        reason: Option<&str>,
+    ) -> Result<StatusReport> {
+        let action = if decision == Decision::Waived {
+            "waive"
+        } else {
+            "approve"
+        };
+        let by = decider(who, action)?;
+        let plan = self.load(plan_id, who, action).await?;
         if by.eq_ignore_ascii_case(&plan.author) {
             return Err(Error::SelfApproval {
                 plan: plan.id.clone(),
                 by: by.to_string(),
-                action: "approve",
+                action,
             });
         }
-        require(&plan, "approve", Status::is_pre_apply, "planned or tested")?;
+        if decision == Decision::Waived && !plan.urgency.is_hotfix() {
+            return Err(Error::invalid(
+                Part::Decision,
+                format!(
+                    "plan `{}` is not a hotfix (urgency {}): only a p0/p1 plan's staging-tested can be waived; dry-run it",
+                    plan.id,
+                    plan.urgency.as_str()
+                ),
+            ));
+        }
+        require(&plan, action, Status::is_pre_apply, "planned or tested")?;
         // A tested plan becomes `approved`; approving an untested plan records the approval (a
         // hotfix may need it) but leaves it `planned` until a dry-run passes.
         let next = if plan.status == Status::Planned {
@@ -28,8 +72,12 @@ impl Engine {
             .commit(Change {
                 plan_id: &plan.id,
                 status: Some((std::slice::from_ref(&plan.status), next)),
-                approval: Some((&plan.checksum, by, Decision::Approved, None)),
-                audit: Audit::new(who, "approve", json!({"checksum": plan.checksum})),
+                approval: Some((&plan.checksum, by, decision, reason)),
+                audit: Audit::new(
+                    who,
+                    action,
+                    json!({"checksum": plan.checksum, "reason": reason}),
+                ),
                 ..Change::default()
             })
             .await?;
@@ -37,8 +85,8 @@ impl Engine {
             return Err(Error::WrongStatus {
                 plan: plan.id.clone(),
                 status: self.store.plan(plan_id).await?.status.to_string(),
-                action: "approve",
-                needed: "unchanged while approving; look again with `drydock show`",
+                action,
+                needed: "unchanged while deciding; look again with `drydock show`",
             });
         }
         self.status(plan_id).await

@@ -169,6 +169,8 @@ impl Urgency {
 pub enum Decision {
     Approved,
     Rejected,
+    /// A hotfix's `staging-tested` waived by this approver (which also approves the checksum).
+    Waived,
 }
 
 impl Decision {
@@ -176,6 +178,7 @@ impl Decision {
         match self {
             Decision::Approved => "approved",
             Decision::Rejected => "rejected",
+            Decision::Waived => "waived",
         }
     }
 }
@@ -190,7 +193,7 @@ impl FromStr for Decision {
     type Err = String;
 
     fn from_str(s: &str) -> std::result::Result<Decision, String> {
-        [Decision::Approved, Decision::Rejected]
+        [Decision::Approved, Decision::Rejected, Decision::Waived]
             .into_iter()
             .find(|d| d.as_str() == s)
             .ok_or_else(|| format!("unknown decision {s:?}"))

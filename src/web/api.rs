@@ -1,5 +1,5 @@
 //! The JSON API the CLI and scripts use: `GET /api/plans`, `GET /api/plans/{id}`, and the
-//! engineers' decisions `POST /api/plans/{id}/approve|reject|release`, which need an approver
+//! engineers' decisions `POST /api/plans/{id}/approve|reject|waive|release`, which need an approver
 //! token (an agent token gets 403). The principal is always the token's.
 
 use axum::extract::{Path, State};
@@ -20,6 +20,7 @@ pub fn routes() -> Router<guard::State> {
         .route("/api/plans/{id}", get(show))
         .route("/api/plans/{id}/approve", post(approve))
         .route("/api/plans/{id}/reject", post(reject))
+        .route("/api/plans/{id}/waive", post(waive))
         .route("/api/plans/{id}/release", post(release))
 }
 
@@ -76,6 +77,15 @@ struct Release {
     step: String,
     /// Opens an `after` gate before its window has passed.
     override_reason: Option<String>,
+}
+
+async fn waive(
+    State(s): State<guard::State>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+    Json(body): Json<Reason>,
+) -> Response {
+    answer(s.engine.waive(&id, &who, &body.reason).await)
 }
 
 async fn release(

@@ -26,6 +26,7 @@ pub fn routes() -> Router<guard::State> {
         .route("/", get(plans))
         .route("/plans/{id}", get(plan))
         .route("/plans/{id}/approve", post(approve))
+        .route("/plans/{id}/waive", post(waive))
         .route("/plans/{id}/reject", post(reject))
         .route("/plans/{id}/release", post(release))
         .route("/errors", get(errors))
@@ -344,6 +345,21 @@ struct RejectForm {
     csrf_token: String,
     #[serde(default)]
     reason: String,
+}
+
+/// A hotfix waiver: approves, and waives `staging-tested` once a second approver waives too.
+async fn waive(
+    State(s): State<guard::State>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<RejectForm>,
+) -> Response {
+    let (_, sess) = match posted(&s, &headers, &form.csrf_token) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let result = s.engine.waive(&id, &sess.principal, &form.reason).await;
+    decided(&s, &sess, &id, result).await
 }
 
 async fn reject(

@@ -154,7 +154,10 @@ role = "scratch"
     /// input is not a terminal). A decision (`approve`, `reject`, `release`) with `--by NAME`
     /// carries an approver token minted for NAME, as an engineer's shell would.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        let decision = matches!(args.first(), Some(&("approve" | "reject" | "release")));
+        let decision = matches!(
+            args.first(),
+            Some(&("approve" | "reject" | "release" | "waive"))
+        );
         let by = args.windows(2).find(|w| w[0] == "--by").map(|w| w[1]);
         let token = match by {
             Some(by) if decision && drydock::identity::validate_name(by).is_ok() => {
@@ -218,6 +221,23 @@ role = "scratch"
         assert!(
             out.status.success(),
             "approve failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A hotfix waiver by `by` (an approver), with the incident as the reason.
+    pub fn waive(&self, plan_id: &str, by: &str) {
+        let out = self.cli(&[
+            "waive",
+            plan_id,
+            "--reason",
+            "incident: checkout is down",
+            "--by",
+            by,
+        ]);
+        assert!(
+            out.status.success(),
+            "waive failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
