@@ -440,3 +440,103 @@ async fn partitions_views_domains_enums_and_index_constraints() {
     );
     cl.close().await;
 }
+
+/// Names nothing defines — tables, columns, types, schemas — are `unknown-object` with the
+/// nearest existing name as the fix; what the plan creates first is known; a schema dropped
+/// with CASCADE names its tables and counts their rows; a table emptied earlier is small.
+#[tokio::test]
+async fn unknown_names_get_the_nearest_and_the_plan_state_counts() {
+    let p = project().await;
+    let mut c = pg_connect(&p.prod).await;
+    sqlx::raw_sql(
+        "CREATE SCHEMA reports;
+         CREATE TABLE reports.daily (id int, total int);
+         INSERT INTO reports.daily SELECT g, g FROM generate_series(1, 3000) g;
+         CREATE TABLE reports.monthly (id int);
+         ANALYZE;",
+    )
+    .execute(&mut c)
+    .await
+    .unwrap();
+    let cl = p.project.connect().await;
+    let unknown = |planned: &Value| -> Option<(String, String)> {
+        planned["analysis"]["hazards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["code"] == "unknown-object")
+            .map(|h| {
+                (
+                    h["message"].as_str().unwrap().to_string(),
+                    h["fix"].as_str().unwrap().to_string(),
+                )
+            })
+    };
+    let plan = |up: &str| json!({"goal": "g", "target": "production", "steps": [{"up": up, "down": "SELECT 1"}]});
+    for (up, name, nearest) in [
+        (
+            "ALTER TABLE acounts ADD COLUMN x int",
+            "acounts",
+            "accounts",
+        ),
+        (
+            "ALTER TABLE accounts ALTER COLUMN balanse SET NOT NULL",
+            "balanse",
+            "balance",
+        ),
+        (
+            "ALTER TABLE accounts ADD COLUMN feeling moood",
+            "moood",
+            "mood",
+        ),
+        ("CREATE TABLE report.weekly (id int)", "report", "reports"),
+        ("ALTER TYPE moods ADD VALUE 'meh'", "moods", "mood"),
+    ] {
+        let planned = cl.ok("plan", plan(up)).await;
+        let (message, fix) = unknown(&planned).unwrap_or_else(|| panic!("{up}: {planned}"));
+        assert!(message.contains(name), "{up}: {message}");
+        assert!(
+            fix.contains(&format!("did you mean `{nearest}`")),
+            "{up}: {fix}"
+        );
+        assert_eq!(planned["analysis"]["risk"], "high", "{up}");
+    }
+    for up in [
+        "CREATE TYPE tier AS ENUM ('free', 'paid'); ALTER TABLE accounts ADD COLUMN tier tier",
+        "CREATE SCHEMA archive; CREATE TABLE archive.old (id int)",
+        "ALTER TABLE accounts ADD COLUMN visits bigserial",
+        "DROP SCHEMA IF EXISTS nothing_here",
+    ] {
+        let planned = cl.ok("plan", plan(up)).await;
+        assert!(unknown(&planned).is_none(), "{up}: {planned}");
+    }
+
+    // DROP SCHEMA … CASCADE: the tables lost, named, and their rows counted — never "~0 rows".
+    let planned = cl.ok("plan", plan("DROP SCHEMA reports CASCADE")).await;
+    let lost = planned["analysis"]["hazards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["code"] == "destructive")
+        .unwrap_or_else(|| panic!("{planned}"))
+        .clone();
+    assert_eq!(lost["severity"], "critical", "{lost}");
+    let message = lost["message"].as_str().unwrap();
+    assert!(
+        message.contains("`reports.daily` (~3000 rows)") && message.contains("`reports.monthly`"),
+        "{message}"
+    );
+
+    // A table emptied earlier in the plan is small: building an index on it blocks nobody long.
+    let h = hazards_of(
+        &cl,
+        "TRUNCATE ledger; CREATE INDEX ledger_amount ON ledger (amount)",
+    )
+    .await;
+    assert!(
+        h.iter()
+            .any(|(c, s)| c == "blocking-index-build" && s == "low"),
+        "{h:?}"
+    );
+    cl.close().await;
+}

@@ -28,6 +28,7 @@ pub fn analyze(
         policy,
         production,
         created: BTreeSet::new(),
+        emptied: BTreeSet::new(),
         added: BTreeSet::new(),
         touched: BTreeSet::new(),
         pg_state: pg::PlanState::new(catalog),
@@ -61,6 +62,8 @@ struct Walk<'a> {
     production: bool,
     /// Tables created by earlier statements of this plan.
     created: BTreeSet<String>,
+    /// Tables emptied by earlier statements of this plan.
+    emptied: BTreeSet<String>,
     /// `table.column` added by earlier statements of this plan.
     added: BTreeSet<String>,
     touched: BTreeSet<String>,
@@ -78,6 +81,7 @@ impl Walk<'_> {
             catalog: self.catalog,
             policy: self.policy,
             created: &self.created,
+            emptied: &self.emptied,
             added: &self.added,
             production: self.production,
         }
@@ -119,10 +123,15 @@ impl Walk<'_> {
 
     /// What a statement establishes for the ones after it.
     fn learn(&mut self, f: &StatementFacts) {
-        self.opaque |= f.lock == LockMode::NotPredicted;
+        // A DO block or a statement the analysis does not model may change anything.
+        self.opaque |=
+            f.lock == LockMode::NotPredicted && (f.kind == "do block" || f.kind.ends_with("stmt"));
         self.touched.extend(f.tables.iter().cloned());
         if f.kind.starts_with("create table") {
             self.created.extend(f.tables.iter().cloned());
+        }
+        if f.kind == "truncate" {
+            self.emptied.extend(f.tables.iter().cloned());
         }
         for a in &f.actions {
             if let (Action::AddColumn { column }, Some(t)) = (a, f.tables.first()) {

@@ -31,6 +31,9 @@ pub struct Context<'a> {
     pub policy: &'a Policy,
     /// Tables created by earlier statements of this plan.
     pub created: &'a BTreeSet<String>,
+    /// Tables emptied (TRUNCATE) by earlier statements of this plan: small, whatever the
+    /// catalog says.
+    pub emptied: &'a BTreeSet<String>,
     /// `table.column` added by earlier statements of this plan.
     pub added: &'a BTreeSet<String>,
     /// The plan's target is a production database.
@@ -38,9 +41,9 @@ pub struct Context<'a> {
 }
 
 impl Context<'_> {
-    /// Rows the catalog estimates for `table`; 0 for a table this plan creates.
+    /// Rows the catalog estimates for `table`; 0 for a table this plan creates or empties.
     pub fn rows(&self, table: &str) -> u64 {
-        if self.created.contains(table) {
+        if self.created.contains(table) || self.emptied.contains(table) {
             return 0;
         }
         self.catalog.tables.get(table).map(|t| t.rows).unwrap_or(0)
@@ -65,6 +68,34 @@ impl Context<'_> {
             _ => self.severity(table, wanted),
         }
     }
+}
+
+/// The existing name nearest to `name` (a typo's likely meaning): the smallest edit distance,
+/// if it is small for the name's length.
+pub fn nearest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let name = name.to_lowercase();
+    candidates
+        .into_iter()
+        .map(|c| (distance(&name, &c.to_lowercase()), c))
+        .filter(|(d, c)| *d > 0 && *d <= (name.len().max(c.len()) / 3).max(2))
+        .min()
+        .map(|(_, c)| c.to_string())
+}
+
+/// Levenshtein distance over characters.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 /// Splits a step's SQL into statements, with a clear error naming the step.

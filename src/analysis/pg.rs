@@ -17,6 +17,7 @@ mod maintenance;
 mod objects;
 mod types;
 
+use types::catalog_name;
 pub use types::{PgType, type_change};
 
 use super::{Action, StatementFacts};
@@ -35,6 +36,20 @@ pub struct PlanState {
     /// `table.column` this plan made NOT NULL (true) or dropped its NOT NULL (false): what holds
     /// now, over the catalog.
     pub not_null: BTreeMap<String, bool>,
+    /// Constraints validated by this plan (added without NOT VALID, or validated): validating
+    /// one again reads nothing.
+    pub validated: BTreeSet<String>,
+    /// `table.column` named by a validated CHECK constraint this plan added (a type change
+    /// validates it again); NOT VALID ones wait in `unvalidated_checks` (name → columns).
+    pub checked_columns: BTreeSet<String>,
+    pub unvalidated_checks: BTreeMap<String, Vec<String>>,
+    /// Tables given an index by this plan.
+    pub indexed: BTreeSet<String>,
+    /// `table.column` → its type after an earlier `ALTER COLUMN ... TYPE` of this plan.
+    pub column_types: BTreeMap<String, PgType>,
+    /// Types and schemas created by earlier statements of this plan.
+    pub created_types: BTreeSet<String>,
+    pub created_schemas: BTreeSet<String>,
     /// Tables this plan made UNLOGGED (true) or LOGGED (false): setting it again does nothing.
     pub persistence: BTreeMap<String, bool>,
 }
@@ -127,6 +142,33 @@ pub fn assigned_columns(set: &str) -> std::result::Result<Vec<String>, String> {
 pub use crate::plan::input::validate_backfill;
 pub use crate::sql::single_expression;
 
+/// The columns an expression names (every `ColumnRef`'s last name, however deeply nested).
+fn referenced_columns(node: &Node) -> Vec<String> {
+    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(r) = m.get("ColumnRef")
+                    && let Some(name) = r["fields"].as_array().and_then(|f| {
+                        f.iter()
+                            .rev()
+                            .find_map(|p| p["node"]["String"]["sval"].as_str())
+                    })
+                {
+                    out.push(name.to_string());
+                }
+                m.values().for_each(|x| walk(x, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(v) = serde_json::to_value(node) {
+        walk(&v, &mut out);
+    }
+    out
+}
+
 /// The functions an expression calls, found by walking its serialised tree (every `FuncCall`,
 /// however deeply nested).
 fn called_functions(node: &Node) -> Vec<String> {
@@ -207,12 +249,18 @@ pub fn facts(
     match stmt {
         NodeEnum::AlterTableStmt(a) => alter::alter_table(&mut f, a, catalog, state),
         NodeEnum::RenameStmt(r) => alter::rename(&mut f, r),
-        NodeEnum::IndexStmt(i) => objects::create_index(&mut f, i, catalog),
+        NodeEnum::IndexStmt(i) => objects::create_index(&mut f, i, catalog, state),
         NodeEnum::RefreshMatViewStmt(r) => objects::refresh(&mut f, r),
-        NodeEnum::AlterDomainStmt(d) => objects::alter_domain(&mut f, d, catalog),
-        NodeEnum::AlterEnumStmt(e) => objects::alter_enum(&mut f, e),
-        NodeEnum::CreateStmt(c) => objects::create_table(&mut f, c, state),
-        NodeEnum::DropStmt(d) => objects::drop(&mut f, d),
+        NodeEnum::AlterDomainStmt(d) => objects::alter_domain(&mut f, d, catalog, state),
+        NodeEnum::AlterEnumStmt(e) => objects::alter_enum(&mut f, e, catalog, state),
+        NodeEnum::CreateStmt(c) => objects::create_table(&mut f, c, catalog, state),
+        NodeEnum::DropStmt(d) => objects::drop(&mut f, d, catalog, state),
+        NodeEnum::CreateEnumStmt(_)
+        | NodeEnum::CreateDomainStmt(_)
+        | NodeEnum::CompositeTypeStmt(_)
+        | NodeEnum::CreateSchemaStmt(_) => {
+            objects::create_type_or_schema(&mut f, stmt, catalog, state)
+        }
         NodeEnum::CreateTrigStmt(t) => objects::create_trigger(&mut f, t),
         NodeEnum::ViewStmt(v) => objects::create_view(&mut f, v),
         NodeEnum::UpdateStmt(u) => data::update(&mut f, u),
@@ -251,6 +299,43 @@ pub fn facts(
         }
     }
     Ok(f)
+}
+
+/// Notes a type name the catalog and the plan do not know (`unknown-object`). Serial
+/// pseudo-types are not in `pg_type`; a catalog read without types (SQLite) knows nothing.
+fn check_type(f: &mut StatementFacts, name: &str, catalog: &Catalog, state: &PlanState) {
+    let serial = matches!(
+        name,
+        "serial" | "bigserial" | "smallserial" | "serial2" | "serial4" | "serial8"
+    );
+    if catalog.types.is_empty()
+        || serial
+        || catalog.types.contains(name)
+        || state.created_types.contains(name)
+    {
+        return;
+    }
+    f.actions.push(Action::UnknownName {
+        what: "type",
+        name: name.to_string(),
+        nearest: super::nearest(name, catalog.types.iter().map(String::as_str)),
+    });
+}
+
+/// Notes a schema the catalog and the plan do not know.
+fn check_schema(f: &mut StatementFacts, name: &str, catalog: &Catalog, state: &PlanState) {
+    if catalog.schemas.is_empty()
+        || matches!(name, "" | "public" | "pg_catalog" | "pg_temp")
+        || catalog.schemas.contains(name)
+        || state.created_schemas.contains(name)
+    {
+        return;
+    }
+    f.actions.push(Action::UnknownName {
+        what: "schema",
+        name: name.to_string(),
+        nearest: super::nearest(name, catalog.schemas.iter().map(String::as_str)),
+    });
 }
 
 fn short(sql: &str) -> String {

@@ -30,6 +30,11 @@ pub struct Catalog {
     pub column_views: BTreeMap<String, Vec<String>>,
     /// A partitioned table → its partitions (whose rows its own `rows` sums).
     pub partitions: BTreeMap<String, Vec<String>>,
+    /// The application's schemas (PostgreSQL; empty when not read).
+    pub schemas: std::collections::BTreeSet<String>,
+    /// Every type name the database knows (`pg_type.typname`: built-in, enums, domains, ...);
+    /// empty when not read.
+    pub types: std::collections::BTreeSet<String>,
 }
 
 impl Catalog {

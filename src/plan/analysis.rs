@@ -202,6 +202,13 @@ pub enum Action {
         from: String,
         to: String,
     },
+    /// Names a type or schema that neither the catalog nor an earlier statement defines, with
+    /// the nearest existing name.
+    UnknownName {
+        what: &'static str,
+        name: String,
+        nearest: Option<String>,
+    },
     /// A materialized view recomputed; `concurrent` keeps readers reading.
     RefreshMaterializedView {
         concurrent: bool,

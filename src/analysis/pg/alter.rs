@@ -70,7 +70,7 @@ pub(super) fn alter_cmd(
         AlterTableType::AtAddColumn => {
             f.kind = "alter table add column".into();
             if let Some(NodeEnum::ColumnDef(c)) = def {
-                add_column(f, c, catalog);
+                add_column(f, c, catalog, state);
             }
             LockMode::AccessExclusive
         }
@@ -94,7 +94,7 @@ pub(super) fn alter_cmd(
             set_not_null(f, table, &cmd.name, catalog, state);
             LockMode::AccessExclusive
         }
-        AlterTableType::AtAttachPartition => attach_partition(f, table, def, catalog),
+        AlterTableType::AtAttachPartition => attach_partition(f, table, def, catalog, state),
         AlterTableType::AtDetachPartition => detach_partition(f, def),
         AlterTableType::AtAddConstraint => match def {
             Some(NodeEnum::Constraint(c)) => add_constraint(f, table, c, catalog, state),
@@ -106,9 +106,13 @@ pub(super) fn alter_cmd(
             if let Some(key) = state.pending_not_null.remove(&cmd.name) {
                 state.proven_not_null.insert(key);
             }
+            if let Some(columns) = state.unvalidated_checks.remove(&cmd.name) {
+                state.checked_columns.extend(columns);
+            }
             // Scans, but under SHARE UPDATE EXCLUSIVE: reads and writes continue — unless an
             // earlier statement of the same transaction holds a stronger lock (lock-held-long).
-            f.scans = true;
+            // A constraint already validated (earlier in the plan) is not read again.
+            f.scans = state.validated.insert(format!("{table}.{}", cmd.name));
             LockMode::ShareUpdateExclusive
         }
         AlterTableType::AtDropConstraint => {
@@ -179,10 +183,21 @@ fn change_type(
     column: &str,
     c: &ColumnDef,
     catalog: &Catalog,
-    state: &PlanState,
+    state: &mut PlanState,
 ) {
+    if let Some(t) = c.type_name.as_ref() {
+        check_type(f, &catalog_name(t), catalog, state);
+    }
     let to = c.type_name.as_ref().map(PgType::from_type_name);
-    let from = column_type(catalog, table, column);
+    let key = format!("{table}.{column}");
+    let from = state
+        .column_types
+        .get(&key)
+        .cloned()
+        .or_else(|| column_type(catalog, table, column));
+    if let Some(to) = &to {
+        state.column_types.insert(key, to.clone());
+    }
     let (coercible, narrowing) = match (&from, &to) {
         (Some(from), Some(to)) => type_change(from, to),
         _ => (false, false),
@@ -195,7 +210,9 @@ fn change_type(
     }
     // The CHECK constraints on the column are validated again against every row, even when the
     // table is not rewritten.
-    if checks_on_column(catalog, table, column) && !state.created.contains(table) {
+    let checked = checks_on_column(catalog, table, column)
+        || state.checked_columns.contains(&format!("{table}.{column}"));
+    if checked && !state.created.contains(table) {
         f.scans = true;
     }
     f.actions.push(Action::ChangeType {
@@ -207,17 +224,21 @@ fn change_type(
     });
 }
 
-/// Whether a CHECK constraint of `table` (per the catalog) names `column`.
+/// Whether a validated CHECK constraint of `table` (per the catalog) names `column`: a type
+/// change validates it again (a NOT VALID one stays unvalidated).
 fn checks_on_column(catalog: &Catalog, table: &str, column: &str) -> bool {
     let Some(t) = catalog.tables.get(table) else {
         return false;
     };
-    t.constraints.iter().any(|c| {
-        c.split_once(": CHECK ").is_some_and(|(_, expr)| {
-            expr.split(|ch: char| !(ch.is_alphanumeric() || ch == '_'))
-                .any(|word| word.eq_ignore_ascii_case(column))
+    t.constraints
+        .iter()
+        .filter(|c| !c.ends_with("(NOT VALID)"))
+        .any(|c| {
+            c.split_once(": CHECK ").is_some_and(|(_, expr)| {
+                expr.split(|ch: char| !(ch.is_alphanumeric() || ch == '_'))
+                    .any(|word| word.eq_ignore_ascii_case(column))
+            })
         })
-    })
 }
 
 /// The columns of index `name` on `table`, read from its definition in the catalog.
@@ -291,6 +312,7 @@ fn attach_partition(
     parent: &str,
     def: Option<&NodeEnum>,
     catalog: &Catalog,
+    state: &PlanState,
 ) -> LockMode {
     f.kind = "alter table attach partition".into();
     let Some(NodeEnum::PartitionCmd(p)) = def else {
@@ -305,6 +327,20 @@ fn attach_partition(
         })
     });
     f.scans = !proven;
+    // The parent's indexes are built on the partition as it is attached, unless it has its own.
+    let parent_indexed = state.indexed.contains(parent)
+        || catalog
+            .tables
+            .get(parent)
+            .is_some_and(|t| !t.indexes.is_empty());
+    let own = catalog
+        .tables
+        .get(&partition)
+        .is_some_and(|t| !t.indexes.is_empty());
+    if parent_indexed && !own {
+        f.scans = true;
+        f.actions.push(Action::BuildIndex { concurrent: false });
+    }
     f.detail = Some(partition.clone());
     f.tables.insert(0, partition);
     f.locks_on
@@ -372,6 +408,22 @@ fn add_constraint(
     f.kind = "alter table add constraint".into();
     f.detail = Some(c.conname.clone());
     let not_valid = c.skip_validation;
+    if !not_valid {
+        state.validated.insert(format!("{table}.{}", c.conname));
+    }
+    if kind == ConstrType::ConstrCheck
+        && let Some(expr) = c.raw_expr.as_ref()
+    {
+        let columns: Vec<String> = referenced_columns(expr)
+            .into_iter()
+            .map(|col| format!("{table}.{col}"))
+            .collect();
+        if not_valid {
+            state.unvalidated_checks.insert(c.conname.clone(), columns);
+        } else {
+            state.checked_columns.extend(columns);
+        }
+    }
     match kind {
         ConstrType::ConstrCheck | ConstrType::ConstrForeign => {
             if !not_valid && !state.created.contains(table) {
@@ -429,7 +481,10 @@ fn add_constraint(
     }
 }
 
-fn add_column(f: &mut StatementFacts, c: &ColumnDef, catalog: &Catalog) {
+fn add_column(f: &mut StatementFacts, c: &ColumnDef, catalog: &Catalog, state: &PlanState) {
+    if let Some(t) = c.type_name.as_ref() {
+        check_type(f, &catalog_name(t), catalog, state);
+    }
     let functions: Vec<String> = c
         .raw_default
         .iter()

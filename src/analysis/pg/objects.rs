@@ -6,7 +6,7 @@ use pg_query::protobuf::{
     ObjectType, RefreshMatViewStmt, ViewStmt,
 };
 
-use super::{PlanState, object_word, rel_name, sval};
+use super::{PlanState, catalog_name, check_schema, check_type, object_word, rel_name, sval};
 use crate::analysis::{Action, StatementFacts};
 use crate::db::Catalog;
 use crate::sql::LockMode;
@@ -15,8 +15,14 @@ use crate::sql::LockMode;
 /// not, but cannot run in a transaction. On a partitioned table the index is built on every
 /// partition, each locked and read; `ON ONLY` builds nothing (an invalid parent index that
 /// partitions' indexes are attached to later).
-pub(super) fn create_index(f: &mut StatementFacts, i: &IndexStmt, catalog: &Catalog) {
+pub(super) fn create_index(
+    f: &mut StatementFacts,
+    i: &IndexStmt,
+    catalog: &Catalog,
+    state: &mut PlanState,
+) {
     let table = i.relation.as_ref().map(rel_name).unwrap_or_default();
+    state.indexed.insert(table.clone());
     let only = i.relation.as_ref().is_some_and(|r| !r.inh);
     let partitions = catalog.partitions.get(&table);
     f.kind = match (i.unique, only) {
@@ -70,7 +76,12 @@ pub(super) fn refresh(f: &mut StatementFacts, r: &RefreshMatViewStmt) {
 
 /// `ALTER DOMAIN d ADD CONSTRAINT`: checks every column of the domain, reading each table that
 /// has one under SHARE (writes wait); NOT VALID checks nothing.
-pub(super) fn alter_domain(f: &mut StatementFacts, d: &AlterDomainStmt, catalog: &Catalog) {
+pub(super) fn alter_domain(
+    f: &mut StatementFacts,
+    d: &AlterDomainStmt,
+    catalog: &Catalog,
+    state: &PlanState,
+) {
     let domain = d
         .type_name
         .iter()
@@ -79,6 +90,7 @@ pub(super) fn alter_domain(f: &mut StatementFacts, d: &AlterDomainStmt, catalog:
         .unwrap_or_default()
         .to_string();
     f.detail = Some(domain.clone());
+    check_type(f, &domain, catalog, state);
     let constraint = match d.def.as_ref().and_then(|n| n.node.as_ref()) {
         Some(pg_query::NodeEnum::Constraint(c)) if d.subtype == "C" => Some(c),
         _ => None,
@@ -101,7 +113,12 @@ pub(super) fn alter_domain(f: &mut StatementFacts, d: &AlterDomainStmt, catalog:
 
 /// `ALTER TYPE e ADD VALUE | RENAME VALUE`: no table is locked; a renamed label breaks code that
 /// still writes the old one.
-pub(super) fn alter_enum(f: &mut StatementFacts, e: &AlterEnumStmt) {
+pub(super) fn alter_enum(
+    f: &mut StatementFacts,
+    e: &AlterEnumStmt,
+    catalog: &Catalog,
+    state: &PlanState,
+) {
     let ty = e
         .type_name
         .iter()
@@ -110,6 +127,7 @@ pub(super) fn alter_enum(f: &mut StatementFacts, e: &AlterEnumStmt) {
         .unwrap_or_default()
         .to_string();
     f.detail = Some(ty.clone());
+    check_type(f, &ty, catalog, state);
     f.lock = LockMode::NotPredicted;
     if e.old_val.is_empty() {
         f.kind = "alter type add value".into();
@@ -124,8 +142,23 @@ pub(super) fn alter_enum(f: &mut StatementFacts, e: &AlterEnumStmt) {
 }
 
 /// `CREATE TABLE`: nobody else sees the table yet.
-pub(super) fn create_table(f: &mut StatementFacts, c: &CreateStmt, state: &mut PlanState) {
+pub(super) fn create_table(
+    f: &mut StatementFacts,
+    c: &CreateStmt,
+    catalog: &Catalog,
+    state: &mut PlanState,
+) {
     let table = c.relation.as_ref().map(rel_name).unwrap_or_default();
+    if let Some(r) = c.relation.as_ref() {
+        check_schema(f, &r.schemaname, catalog, state);
+    }
+    for e in &c.table_elts {
+        if let Some(pg_query::NodeEnum::ColumnDef(col)) = e.node.as_ref()
+            && let Some(t) = col.type_name.as_ref()
+        {
+            check_type(f, &catalog_name(t), catalog, state);
+        }
+    }
     f.kind = "create table".into();
     f.tables.push(table.clone());
     state.created.insert(table);
@@ -133,7 +166,7 @@ pub(super) fn create_table(f: &mut StatementFacts, c: &CreateStmt, state: &mut P
 }
 
 /// `DROP TABLE|SCHEMA|INDEX|VIEW|TRIGGER ...`.
-pub(super) fn drop(f: &mut StatementFacts, d: &DropStmt) {
+pub(super) fn drop(f: &mut StatementFacts, d: &DropStmt, catalog: &Catalog, state: &PlanState) {
     let what = ObjectType::try_from(d.remove_type).unwrap_or(ObjectType::Undefined);
     let names: Vec<String> = d
         .objects
@@ -163,6 +196,21 @@ pub(super) fn drop(f: &mut StatementFacts, d: &DropStmt) {
             f.kind = "drop schema".into();
             f.detail = names.first().cloned();
             f.lock = LockMode::AccessExclusive;
+            if !d.missing_ok {
+                for n in &names {
+                    check_schema(f, n, catalog, state);
+                }
+            }
+        }
+        ObjectType::ObjectType | ObjectType::ObjectDomain => {
+            f.kind = format!("drop {}", object_word(what));
+            f.detail = names.first().cloned();
+            f.lock = LockMode::NotPredicted;
+            if !d.missing_ok {
+                for n in &names {
+                    check_type(f, n.rsplit('.').next().unwrap_or(n), catalog, state);
+                }
+            }
         }
         ObjectType::ObjectIndex => {
             f.kind = "drop index".into();
@@ -192,6 +240,50 @@ pub(super) fn drop(f: &mut StatementFacts, d: &DropStmt) {
             f.lock = LockMode::AccessExclusive;
         }
         other => f.kind = format!("drop {}", object_word(other)),
+    }
+}
+
+/// `CREATE TYPE` (enum, composite), `CREATE DOMAIN`, `CREATE SCHEMA`: no table is locked; the
+/// name is known to the statements after it.
+pub(super) fn create_type_or_schema(
+    f: &mut StatementFacts,
+    stmt: &pg_query::NodeEnum,
+    catalog: &Catalog,
+    state: &mut PlanState,
+) {
+    use pg_query::NodeEnum as N;
+    let last = |names: &[pg_query::protobuf::Node]| {
+        names
+            .iter()
+            .rev()
+            .find_map(sval)
+            .unwrap_or_default()
+            .to_string()
+    };
+    f.lock = LockMode::NotPredicted;
+    match stmt {
+        N::CreateEnumStmt(e) => {
+            f.kind = "create type".into();
+            state.created_types.insert(last(&e.type_name));
+        }
+        N::CreateDomainStmt(d) => {
+            f.kind = "create domain".into();
+            if let Some(t) = d.type_name.as_ref() {
+                check_type(f, &catalog_name(t), catalog, state);
+            }
+            state.created_types.insert(last(&d.domainname));
+        }
+        N::CompositeTypeStmt(c) => {
+            f.kind = "create type".into();
+            if let Some(r) = c.typevar.as_ref() {
+                state.created_types.insert(r.relname.clone());
+            }
+        }
+        N::CreateSchemaStmt(s) => {
+            f.kind = "create schema".into();
+            state.created_schemas.insert(s.schemaname.clone());
+        }
+        _ => {}
     }
 }
 

@@ -10,6 +10,17 @@ pub struct PgType {
     pub array: bool,
 }
 
+/// A type's name as `pg_type` has it (`int4`, `varchar`, `mood`): the last name that is not the
+/// `pg_catalog` qualifier.
+pub(super) fn catalog_name(t: &TypeName) -> String {
+    t.names
+        .iter()
+        .filter_map(sval)
+        .rfind(|s| *s != "pg_catalog")
+        .unwrap_or("")
+        .to_string()
+}
+
 impl PgType {
     pub(super) fn from_type_name(t: &TypeName) -> PgType {
         let raw = t

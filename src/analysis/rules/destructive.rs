@@ -4,6 +4,9 @@ use super::{Context, Hazard, Rule, Severity, StatementFacts, hazard};
 use crate::analysis::Action;
 
 pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
+    if f.kind == "drop schema" {
+        return drop_schema(f, ctx);
+    }
     let table = f.tables.first().map(String::as_str);
     let what = match f.kind.as_str() {
         "drop table" => "drops the table and every row in it".to_string(),
@@ -44,6 +47,55 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
         format!("{what}; ~{rows} row(s) are lost unless `down` restores them"),
         "copy the data aside first (or keep the old column until the rollback window passes, as a gated contract step), and make `down` restore it",
     ))
+}
+
+/// `DROP SCHEMA s [CASCADE]`: every table in it (named, rows counted) and every column of
+/// another table typed by one of its types goes with it.
+fn drop_schema(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
+    let schema = f.detail.as_deref()?;
+    let prefix = format!("{schema}.");
+    let tables: Vec<(&String, u64)> = ctx
+        .catalog
+        .tables
+        .iter()
+        .filter(|(name, _)| name.starts_with(&prefix))
+        .map(|(name, t)| (name, t.rows))
+        .collect();
+    let rows: u64 = tables.iter().map(|(_, r)| r).sum();
+    let cascade = f.sql.to_uppercase().contains("CASCADE");
+    let what = if tables.is_empty() {
+        format!("drops schema `{schema}` and whatever else is in it (functions, types, sequences)")
+    } else {
+        let named: Vec<String> = tables
+            .iter()
+            .take(20)
+            .map(|(t, r)| format!("`{t}` (~{r} rows)"))
+            .collect();
+        format!(
+            "drops schema `{schema}` with {} table(s): {}{}; ~{rows} row(s) in all are lost{}",
+            tables.len(),
+            named.join(", "),
+            if tables.len() > 20 { ", …" } else { "" },
+            if cascade {
+                ", with every view, function, type and the columns of other schemas' tables typed by its types"
+            } else {
+                " (without CASCADE the statement fails while the schema holds anything)"
+            }
+        )
+    };
+    let severity = if ctx.production || rows > 0 {
+        Severity::Critical
+    } else {
+        Severity::High
+    };
+    Some(Hazard {
+        code: Rule::Destructive,
+        severity,
+        statement: f.sql.clone(),
+        table: None,
+        message: what,
+        fix: "move what must survive out of the schema first, copy the data aside, and drop the schema in a gated step after the rollback window".into(),
+    })
 }
 
 #[cfg(test)]

@@ -171,6 +171,7 @@ pub(crate) mod test_support {
             catalog: &catalog,
             policy: &policy,
             created: &created,
+            emptied: &created,
             added: &created,
             production: false,
         };

@@ -7,7 +7,34 @@ use crate::analysis::Action;
 
 const FIX: &str = "run `inspect` on the target and name the table and column exactly as it has them, or create them earlier in the plan";
 
+/// The fix, with the nearest existing name when there is one.
+fn fix(nearest: Option<String>) -> String {
+    match nearest {
+        Some(n) => format!("did you mean `{n}`? {FIX}"),
+        None => FIX.to_string(),
+    }
+}
+
 pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
+    // Types and schemas: found while reading the statement, against the catalog and the plan.
+    if let Some((what, name, nearest)) = f.actions.iter().find_map(|a| match a {
+        Action::UnknownName {
+            what,
+            name,
+            nearest,
+        } => Some((what, name, nearest)),
+        _ => None,
+    }) {
+        return Some(hazard(
+            Rule::UnknownObject,
+            Severity::High,
+            f,
+            format!(
+                "{what} `{name}` does not exist on the target and is not created earlier in the plan"
+            ),
+            &fix(nearest.clone()),
+        ));
+    }
     let names_existing = f.kind.starts_with("alter table")
         || f.kind.starts_with("create index")
         || matches!(
@@ -29,7 +56,14 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
                 format!(
                     "table `{t}` does not exist on the target and is not created earlier in the plan"
                 ),
-                FIX,
+                &fix(crate::analysis::nearest(
+                    t,
+                    ctx.catalog
+                        .tables
+                        .keys()
+                        .map(String::as_str)
+                        .chain(ctx.created.iter().map(String::as_str)),
+                )),
             ));
         };
         let mut columns: Vec<&str> = f
@@ -59,7 +93,10 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
                     format!(
                         "column `{t}.{c}` does not exist on the target and is not added earlier in the plan"
                     ),
-                    FIX,
+                    &fix(crate::analysis::nearest(
+                        c,
+                        info.columns.iter().map(|col| col.name.as_str()),
+                    )),
                 ));
             }
         }

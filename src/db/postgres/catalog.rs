@@ -103,6 +103,19 @@ pub(super) async fn catalog_on(conn: &mut PgConnection) -> sqlx::Result<Catalog>
     .into_iter()
     .collect();
     let partitions = partitions_on(conn, &mut tables).await?;
+    // language=SQL
+    let schemas = sqlx::query_scalar::<_, String>(AssertSqlSafe(format!(
+        "SELECT n.nspname::text FROM pg_namespace n WHERE {USER_SCHEMA}"
+    )))
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .collect();
+    let types = sqlx::query_scalar::<_, String>("SELECT DISTINCT typname::text FROM pg_type")
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .collect();
     Ok(Catalog {
         engine: crate::sql::Dialect::Postgres,
         tables,
@@ -110,6 +123,8 @@ pub(super) async fn catalog_on(conn: &mut PgConnection) -> sqlx::Result<Catalog>
         volatile_functions,
         column_views: column_views_on(conn).await?,
         partitions,
+        schemas,
+        types,
     })
 }
 
