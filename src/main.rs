@@ -6,7 +6,7 @@
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use drydock::cli::{Cli, Refused, RemoteRefused, run};
+use drydock::cli::{Cli, Command, Refused, RemoteRefused, run};
 
 #[tokio::main]
 async fn main() {
@@ -18,6 +18,15 @@ async fn main() {
         )
         .init();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        // A command whose reader goes away (`drydock lint ... | head`) ends quietly, as Unix
+        // tools do, instead of panicking on a broken pipe. Not for `serve`, which must outlive
+        // any one client.
+        // SAFETY: restoring the default disposition of one signal, before any thread writes.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let code = match run(cli).await {
         Ok(code) => code,
         Err(e) => {

@@ -165,3 +165,83 @@ async fn a_failing_template_is_not_logged_as_the_agents_lesson() {
     assert!(!p.errors_md().contains("sql-failed"), "{}", p.errors_md());
     c.close().await;
 }
+
+/// A command piped into `head` ends quietly when `head` has read enough: no panic, no
+/// "Broken pipe" backtrace, and the part `head` printed is the command's own output.
+#[tokio::test]
+async fn a_closed_pipe_ends_a_command_quietly() {
+    let p = Project::new().await;
+    let sql: String = (0..400)
+        .map(|i| format!("ALTER TABLE users RENAME COLUMN name TO name_{i};\n"))
+        .collect();
+    std::fs::write(p.path("many.sql"), sql).unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{}' --config '{}' lint '{}' --target production | head -c 200",
+            env!("CARGO_BIN_EXE_drydock"),
+            p.config_path.display(),
+            p.path("many.sql").display()
+        ))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("Broken pipe") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("breaking-change"), "{stdout}");
+}
+
+/// The README's first command, `./drydock serve`, on a machine without libclang (the one
+/// system library the build needs): it installs it where it can, and where it cannot it says
+/// exactly what to install and stops before a long failing build. Found, it says nothing.
+#[test]
+fn the_first_command_explains_a_missing_libclang() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(root.join("drydock"))
+        .arg("serve")
+        .env("DRYDOCK_INSTALL", "never")
+        .env("DRYDOCK_LIBCLANG_GLOBS", "/nonexistent/libclang*.so*")
+        .env_remove("LIBCLANG_PATH")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("needs libclang") && stderr.contains("sudo apt-get install libclang-dev"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("Compiling"),
+        "it stops before building: {stderr}"
+    );
+    // Where libclang is (this machine: .ci/run found or installed it the same way), nothing is said.
+    let found = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(". .ci/prerequisites && need_libclang && echo found")
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&found.stdout).trim(), "found");
+    assert!(
+        found.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&found.stderr)
+    );
+}
+
+/// `--help` says what each exit code means, so that scripts can branch on them.
+#[test]
+fn help_documents_the_exit_codes() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drydock"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("Exit codes: 0 done; 2 refused") && help.contains("3 `lint`"),
+        "{help}"
+    );
+}

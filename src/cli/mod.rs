@@ -23,7 +23,8 @@ use crate::plan::analysis::Severity;
 #[command(
     name = "drydock",
     version,
-    about = "Safe database migrations for AI agents, over MCP"
+    about = "Safe database migrations for AI agents, over MCP",
+    after_help = "Exit codes: 0 done; 2 refused (the message names the unmet condition, its code and the fix; nothing changed); 3 `lint` found a hazard at or above --fail-on; 1 anything unexpected. A command whose output pipe closes (`| head`) ends quietly."
 )]
 pub struct Cli {
     #[command(flatten)]
