@@ -165,6 +165,7 @@ async fn main() {
                 drydock::db::Control {
                     progress: &mut |_, _| {},
                     halt: &drydock::db::Halt::default(),
+                    pause: &std::sync::atomic::AtomicBool::new(false),
                 },
             )
             .await

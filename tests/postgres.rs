@@ -654,3 +654,136 @@ async fn env_urls_resolve_at_open_and_stay_secret() {
         "{text}"
     );
 }
+
+/// The engineer's hand on the brake: `drydock pause` holds a running backfill between batches
+/// (no row changes while paused, the plan stays `applying`, `status` says who paused it),
+/// `resume` lets it finish without a new apply — every row exactly once; a pause set before the
+/// apply (as one set before a restart) holds the backfill from its first batch; an agent's
+/// token cannot pause.
+#[tokio::test]
+async fn an_engineer_pauses_and_resumes_a_running_backfill() {
+    let p = PgProject::new("apply_wait = \"1s\"").await;
+    let c = p.project.connect().await;
+    let count = |sql: &'static str| {
+        let (p, db) = (&p, p.prod.clone());
+        async move { p.scalar(&db, sql).await }
+    };
+    let wait_applied = |id: String| {
+        let c = &c;
+        async move {
+            let t0 = Instant::now();
+            loop {
+                let s = c.ok("status", json!({"plan_id": id})).await;
+                if s["status"] == "applied" || t0.elapsed() > Duration::from_secs(90) {
+                    return s;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let planned = c
+        .ok(
+            "plan",
+            json!({"goal": "score every account once", "target": "production",
+                   "steps": [{"name": "score", "backfill": {"table": "accounts", "set": "score = score + 1",
+                              "batch_size": 400, "pause_ms": 40}, "down": "SELECT 1"}]}),
+        )
+        .await;
+    let id = plan_id(&planned);
+    c.ok("dry-run", json!({"plan_id": id})).await;
+    p.project.approve(&id, "alice");
+    let agent = p.project.token("ci-agent", drydock::identity::Grant::Agent);
+    let denied = p.project.cli_with(&["pause", &id], Some(&agent));
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("not-permitted"));
+
+    assert_eq!(
+        c.ok("apply", json!({"plan_id": id})).await["status"],
+        "applying"
+    );
+    let t0 = Instant::now();
+    while count("SELECT count(*) FROM accounts WHERE score = 1").await < 1000 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the backfill does not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = p.project.cli(&["pause", &id, "--by", "alice"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let held = count("SELECT count(*) FROM accounts WHERE score = 1").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        count("SELECT count(*) FROM accounts WHERE score = 1").await,
+        held,
+        "no batch runs while paused"
+    );
+    assert!(held < 20_000, "paused part-way: {held}");
+    let status = c.ok("status", json!({"plan_id": id})).await;
+    assert_eq!(status["status"], "applying", "{status}");
+    assert_eq!(status["paused"]["by"], "alice", "{status}");
+    let out = p.project.cli(&["resume", &id, "--by", "alice"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done = wait_applied(id.clone()).await;
+    assert_eq!(
+        done["status"], "applied",
+        "resumed without a new apply: {done}"
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM accounts WHERE score = 1").await,
+        20_000
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM accounts WHERE score <> 1").await,
+        0
+    );
+
+    // Paused before it starts (a pause outlives the process that set it): the apply holds.
+    let planned = c
+        .ok(
+            "plan",
+            json!({"goal": "name everyone", "target": "production",
+                   "steps": [{"name": "nick", "backfill": {"table": "accounts", "set": "nickname = 'n'",
+                              "batch_size": 2000}, "down": "SELECT 1"}]}),
+        )
+        .await;
+    let second = plan_id(&planned);
+    c.ok("dry-run", json!({"plan_id": second})).await;
+    p.project.approve(&second, "alice");
+    let out = p.project.cli(&["pause", &second, "--by", "bob"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        c.ok("apply", json!({"plan_id": second})).await["status"],
+        "applying"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        count("SELECT count(*) FROM accounts WHERE nickname = 'n'").await,
+        0,
+        "a paused plan's backfill does not start"
+    );
+    let out = p.project.cli(&["resume", &second, "--by", "bob"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(wait_applied(second.clone()).await["status"], "applied");
+    assert_eq!(
+        count("SELECT count(*) FROM accounts WHERE nickname = 'n'").await,
+        20_000
+    );
+    c.close().await;
+}

@@ -89,6 +89,21 @@ pub enum Command {
         #[arg(long)]
         by: Option<String>,
     },
+    /// Hold a plan's backfills between batches (also across a restart) until `resume`. Needs a
+    /// person, as `approve` does.
+    Pause {
+        plan_id: String,
+        /// Your name (with DRYDOCK_TOKEN: the token's, or omitted).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Let a paused plan's backfills go on (no new `apply` needed). Needs a person.
+    Resume {
+        plan_id: String,
+        /// Your name (with DRYDOCK_TOKEN: the token's, or omitted).
+        #[arg(long)]
+        by: Option<String>,
+    },
     /// Reject a plan. Needs a person, as `approve` does.
     Reject {
         plan_id: String,
@@ -325,6 +340,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 s.plan_id, who.name, s.status
             );
         }
+        Command::Pause { plan_id, by } => brake(&engine, &plan_id, by.as_deref(), true).await?,
+        Command::Resume { plan_id, by } => brake(&engine, &plan_id, by.as_deref(), false).await?,
         Command::Waive {
             plan_id,
             reason,
@@ -437,6 +454,27 @@ async fn approve(engine: &Engine, plan_id: &str, by: Option<&str>) -> anyhow::Re
             last.detail.error.as_deref().unwrap_or("see `drydock show`")
         );
     }
+    Ok(())
+}
+
+/// `pause` / `resume`: the engineer's hand on a plan's backfills.
+async fn brake(
+    engine: &Engine,
+    plan_id: &str,
+    by: Option<&str>,
+    pause: bool,
+) -> anyhow::Result<()> {
+    let action = if pause { "pause" } else { "resume" };
+    let who = person::decider(engine, plan_id, by, action)
+        .await
+        .map_err(refused)?;
+    let s = if pause {
+        engine.pause(plan_id, &who).await
+    } else {
+        engine.resume(plan_id, &who).await
+    }
+    .map_err(refused)?;
+    println!("{} {action}d {}; status {}", who.name, s.plan_id, s.status);
     Ok(())
 }
 

@@ -118,8 +118,28 @@ pub fn handles(command: &Command) -> bool {
             | Command::Approve { .. }
             | Command::Reject { .. }
             | Command::Waive { .. }
+            | Command::Pause { .. }
+            | Command::Resume { .. }
             | Command::Release { .. }
     )
+}
+
+/// `pause` / `resume` through the API.
+async fn brake(
+    remote: &Remote,
+    plan_id: &str,
+    by: Option<&str>,
+    action: &str,
+) -> anyhow::Result<()> {
+    let who = remote.identity(by).await?;
+    let s = remote
+        .call("POST", &format!("/api/plans/{plan_id}/{action}"), None)
+        .await?;
+    println!(
+        "{who} {action}d {plan_id}; status {}",
+        s["status"].as_str().unwrap_or_default()
+    );
+    Ok(())
 }
 
 /// Runs a command against the team server at `url`.
@@ -188,6 +208,10 @@ pub async fn run(url: &str, command: Command) -> anyhow::Result<i32> {
                 "rejected {plan_id} by {who}: {reason}; status {}",
                 s["status"].as_str().unwrap_or_default()
             );
+        }
+        Command::Pause { plan_id, by } => brake(&remote, &plan_id, by.as_deref(), "pause").await?,
+        Command::Resume { plan_id, by } => {
+            brake(&remote, &plan_id, by.as_deref(), "resume").await?
         }
         Command::Waive {
             plan_id,

@@ -197,11 +197,13 @@ impl Halt {
     }
 }
 
-/// The hands on a running backfill: where it reports progress (rows done, rows estimated), and
-/// the request to stop at the next checkpoint.
+/// The hands on a running backfill: where it reports progress (rows done, rows estimated), the
+/// request to stop at the next checkpoint, and the engineer's brake (while set, it waits between
+/// batches).
 pub struct Control<'a> {
     pub progress: &'a mut (dyn FnMut(u64, u64) + Send),
     pub halt: &'a Halt,
+    pub pause: &'a std::sync::atomic::AtomicBool,
 }
 
 /// What a backfill did.

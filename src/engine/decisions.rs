@@ -184,6 +184,53 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Holds the plan's backfills between batches (also a later apply's, across a restart) —
+    /// the engineer's hand on the brake; `resume` lets them go on without a new `apply`.
+    pub async fn pause(&self, plan_id: &str, who: &Principal) -> Result<StatusReport> {
+        self.brake(plan_id, who, true).await
+    }
+
+    pub async fn resume(&self, plan_id: &str, who: &Principal) -> Result<StatusReport> {
+        self.brake(plan_id, who, false).await
+    }
+
+    async fn brake(&self, plan_id: &str, who: &Principal, pause: bool) -> Result<StatusReport> {
+        let action = if pause { "pause" } else { "resume" };
+        decider(who, action)?;
+        let plan = self.load(plan_id, who, action).await?;
+        if !plan.steps().iter().any(|s| s.backfill.is_some()) {
+            return Err(Error::invalid(
+                Part::Decision,
+                format!("plan `{plan_id}` has no backfill step: there is nothing to {action}"),
+            ));
+        }
+        require(
+            &plan,
+            action,
+            |s| {
+                !matches!(
+                    s,
+                    Status::Applied | Status::Validated | Status::RolledBack | Status::Rejected
+                )
+            },
+            "not yet applied (a backfill still to run or running)",
+        )?;
+        let paused = self.store.paused(plan_id).await?.is_some();
+        if paused == pause {
+            return Err(Error::invalid(
+                Part::Decision,
+                format!(
+                    "plan `{plan_id}` is {} paused",
+                    if pause { "already" } else { "not" }
+                ),
+            ));
+        }
+        self.store.set_paused(plan_id, who, pause).await?;
+        self.status(plan_id).await
+    }
+}
+
 /// The name a decision is recorded under: a principal that may decide (approver or admin), with
 /// a name.
 fn decider<'a>(who: &'a Principal, action: &'static str) -> Result<&'a str> {

@@ -45,6 +45,7 @@ impl Engine {
             .collect();
         let runs = self.store.runs(plan_id).await?;
         let approvals = self.store.approvals(plan_id).await?;
+        let paused = self.store.paused(plan_id).await?;
         let analysis = with_measurements(&plan, &runs);
         let running = self.running_progress(&plan.id).map(|r| RunningInfo {
             action: r.action.to_string(),
@@ -70,6 +71,7 @@ impl Engine {
             approvals,
             analysis,
             running,
+            paused,
             next_steps: next_steps(&plan, role, &checklist),
         })
     }

@@ -276,6 +276,9 @@ pub struct StatusReport {
     /// Set while an apply or rollback of this plan runs in this server.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub running: Option<RunningInfo>,
+    /// Held by an engineer (`drydock pause`): backfills wait between batches until `resume`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<crate::store::Paused>,
     pub next_steps: Vec<String>,
 }
 

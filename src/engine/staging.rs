@@ -142,6 +142,7 @@ impl Engine {
                             crate::db::Control {
                                 progress: &mut |_, _| {},
                                 halt: &crate::db::Halt::default(),
+                                pause: &std::sync::atomic::AtomicBool::new(false),
                             },
                         )
                         .await?

@@ -7,7 +7,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{FromRow, Row, SqliteConnection};
 
@@ -176,6 +177,13 @@ pub struct PlanListRow {
     pub created_at: String,
     /// The analysis's risk (`low` ... `critical`).
     pub risk: Option<String>,
+}
+
+/// A plan held by an engineer: its backfills wait between batches until it is resumed.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, FromRow)]
+pub struct Paused {
+    pub by: String,
+    pub at: String,
 }
 
 /// One row of the audit trail.
@@ -453,6 +461,33 @@ impl Store {
         }
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Holds (`paused`) or releases a plan's backfills, audited as `pause` / `resume`.
+    pub async fn set_paused(&self, plan_id: &str, who: &Principal, paused: bool) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        // language=SQL
+        sqlx::query("UPDATE plans SET paused_by = ?, paused_at = ? WHERE id = ?")
+            .bind(paused.then(|| who.name.clone()))
+            .bind(paused.then(now))
+            .bind(plan_id)
+            .execute(&mut *tx)
+            .await?;
+        let action = if paused { "pause" } else { "resume" };
+        audit(&mut tx, who, action, Some(plan_id), serde_json::json!({})).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Who paused the plan and when, if it is paused.
+    pub async fn paused(&self, plan_id: &str) -> Result<Option<Paused>> {
+        // language=SQL
+        Ok(sqlx::query_as(
+            "SELECT paused_by AS by, paused_at AS at FROM plans WHERE id = ? AND paused_by IS NOT NULL",
+        )
+        .bind(plan_id)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// The audit trail, newest first.

@@ -1,5 +1,5 @@
 //! The JSON API the CLI and scripts use: `GET /api/plans`, `GET /api/plans/{id}`, and the
-//! engineers' decisions `POST /api/plans/{id}/approve|reject|waive|release`, which need an approver
+//! engineers' decisions `POST /api/plans/{id}/approve|reject|waive|pause|resume|release`, which need an approver
 //! token (an agent token gets 403). The principal is always the token's.
 
 use axum::extract::{Path, State};
@@ -21,6 +21,8 @@ pub fn routes() -> Router<guard::State> {
         .route("/api/plans/{id}/approve", post(approve))
         .route("/api/plans/{id}/reject", post(reject))
         .route("/api/plans/{id}/waive", post(waive))
+        .route("/api/plans/{id}/pause", post(pause))
+        .route("/api/plans/{id}/resume", post(resume))
         .route("/api/plans/{id}/release", post(release))
 }
 
@@ -86,6 +88,22 @@ async fn waive(
     Json(body): Json<Reason>,
 ) -> Response {
     answer(s.engine.waive(&id, &who, &body.reason).await)
+}
+
+async fn pause(
+    State(s): State<guard::State>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Response {
+    answer(s.engine.pause(&id, &who).await)
+}
+
+async fn resume(
+    State(s): State<guard::State>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Response {
+    answer(s.engine.resume(&id, &who).await)
 }
 
 async fn release(

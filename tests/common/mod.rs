@@ -156,7 +156,7 @@ role = "scratch"
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
         let decision = matches!(
             args.first(),
-            Some(&("approve" | "reject" | "release" | "waive"))
+            Some(&("approve" | "reject" | "release" | "waive" | "pause" | "resume"))
         );
         let by = args.windows(2).find(|w| w[0] == "--by").map(|w| w[1]);
         let token = match by {

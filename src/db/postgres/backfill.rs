@@ -53,7 +53,11 @@ impl Postgres {
         policy: &Policy,
         control: crate::db::Control<'_>,
     ) -> Result<std::result::Result<BackfillReport, StepFailure>> {
-        let crate::db::Control { progress, halt } = control;
+        let crate::db::Control {
+            progress,
+            halt,
+            pause,
+        } = control;
         let mut conn = self.connect().await?;
         prepare(&mut conn).await.map_err(|e| self.err(e))?;
         // The values the batches overwrite are saved in the same statements, for rollback.
@@ -106,6 +110,12 @@ impl Postgres {
             if halt.requested() {
                 halted = true;
                 break;
+            }
+            // Paused by an engineer: hold between batches (the checkpoint is committed, no lock
+            // is held) until resumed, or halted for a shutdown.
+            if pause.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
             }
             let (count, max_key) = match self
                 .batch_with_retries(
