@@ -674,7 +674,9 @@ async fn an_engineer_pauses_and_resumes_a_running_backfill() {
             let t0 = Instant::now();
             loop {
                 let s = c.ok("status", json!({"plan_id": id})).await;
-                if s["status"] == "applied" || t0.elapsed() > Duration::from_secs(90) {
+                // Applied, and the apply has finished (staging follows after the status).
+                let done = s["status"] == "applied" && s.get("running").is_none();
+                if done || t0.elapsed() > Duration::from_secs(90) {
                     return s;
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -685,14 +687,17 @@ async fn an_engineer_pauses_and_resumes_a_running_backfill() {
         .ok(
             "plan",
             json!({"goal": "score every account once", "target": "production",
+                   // Batches grow 1.5× while fast (400, 600, 900, …): half a second between
+                   // them leaves seconds to pause it part-way.
                    "steps": [{"name": "score", "backfill": {"table": "accounts", "set": "score = score + 1",
-                              "batch_size": 400, "pause_ms": 40}, "down": "SELECT 1"}]}),
+                              "batch_size": 400, "pause_ms": 500}, "down": "SELECT 1"}]}),
         )
         .await;
     let id = plan_id(&planned);
     c.ok("dry-run", json!({"plan_id": id})).await;
     p.project.approve(&id, "alice");
     let agent = p.project.token("ci-agent", drydock::identity::Grant::Agent);
+    let alice = p.project.token("alice", drydock::identity::Grant::Approver);
     let denied = p.project.cli_with(&["pause", &id], Some(&agent));
     assert!(String::from_utf8_lossy(&denied.stderr).contains("not-permitted"));
 
@@ -701,14 +706,14 @@ async fn an_engineer_pauses_and_resumes_a_running_backfill() {
         "applying"
     );
     let t0 = Instant::now();
-    while count("SELECT count(*) FROM accounts WHERE score = 1").await < 1000 {
+    while count("SELECT count(*) FROM accounts WHERE score = 1").await < 400 {
         assert!(
             t0.elapsed() < Duration::from_secs(60),
             "the backfill does not start"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let out = p.project.cli(&["pause", &id, "--by", "alice"]);
+    let out = p.project.cli_with(&["pause", &id], Some(&alice));
     assert!(
         out.status.success(),
         "{}",
@@ -726,7 +731,7 @@ async fn an_engineer_pauses_and_resumes_a_running_backfill() {
     let status = c.ok("status", json!({"plan_id": id})).await;
     assert_eq!(status["status"], "applying", "{status}");
     assert_eq!(status["paused"]["by"], "alice", "{status}");
-    let out = p.project.cli(&["resume", &id, "--by", "alice"]);
+    let out = p.project.cli_with(&["resume", &id], Some(&alice));
     assert!(
         out.status.success(),
         "{}",

@@ -3,6 +3,7 @@
 //! `engine`; approval exists only here, never as an MCP tool.
 //! An adapter: it reaches databases, analysis and the store only through `engine`.
 
+mod decide;
 mod person;
 mod remote;
 
@@ -322,70 +323,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 print!("{}", s.to_markdown());
             }
         }
-        Command::Approve { plan_id, by } => approve(&engine, &plan_id, by.as_deref()).await?,
-        Command::Reject {
-            plan_id,
-            reason,
-            by,
-        } => {
-            let who = person::decider(&engine, &plan_id, by.as_deref(), "reject")
-                .await
-                .map_err(refused)?;
-            let s = engine
-                .reject(&plan_id, &who, &reason)
-                .await
-                .map_err(refused)?;
-            println!(
-                "rejected {} by {}: {reason}; status {}",
-                s.plan_id, who.name, s.status
-            );
-        }
-        Command::Pause { plan_id, by } => brake(&engine, &plan_id, by.as_deref(), true).await?,
-        Command::Resume { plan_id, by } => brake(&engine, &plan_id, by.as_deref(), false).await?,
-        Command::Waive {
-            plan_id,
-            reason,
-            by,
-        } => {
-            let who = person::decider(&engine, &plan_id, by.as_deref(), "waive")
-                .await
-                .map_err(refused)?;
-            let s = engine
-                .waive(&plan_id, &who, &reason)
-                .await
-                .map_err(refused)?;
-            let checklist = s
-                .checklist
-                .iter()
-                .find(|i| i.item == crate::checklist::Item::StagingTested)
-                .map(|i| i.shown().state)
-                .unwrap_or_default();
-            println!(
-                "{} waived staging for hotfix {}: {reason}; staging-tested is {checklist}; status {}",
-                who.name, s.plan_id, s.status
-            );
-        }
-        Command::Release {
-            plan_id,
-            step,
-            by,
-            override_window,
-            reason,
-        } => {
-            let who = person::decider(&engine, &plan_id, by.as_deref(), "release")
-                .await
-                .map_err(refused)?;
-            let reason = if override_window {
-                reason.as_deref()
-            } else {
-                None
-            };
-            engine
-                .release(&plan_id, &step, &who, reason)
-                .await
-                .map_err(refused)?;
-            println!("released step `{step}` of {plan_id} by {}", who.name);
-        }
+        c @ (Command::Approve { .. }
+        | Command::Reject { .. }
+        | Command::Waive { .. }
+        | Command::Pause { .. }
+        | Command::Resume { .. }
+        | Command::Release { .. }) => decide::decide(&engine, c).await?,
         Command::Errors { format } => match format {
             Format::Text => print!("{}", engine.errors.read().map_err(refused)?),
             Format::Json => println!(
@@ -432,52 +375,6 @@ async fn plans(engine: &Engine, format: Format) -> anyhow::Result<()> {
 }
 
 /// `drydock approve`: records the approval; warns when the last dry-run failed.
-async fn approve(engine: &Engine, plan_id: &str, by: Option<&str>) -> anyhow::Result<()> {
-    let who = person::decider(engine, plan_id, by, "approve")
-        .await
-        .map_err(refused)?;
-    let s = engine.approve(plan_id, &who).await.map_err(refused)?;
-    println!(
-        "approved {} (checksum {}) by {}; status {}",
-        s.plan_id, s.checksum, who.name, s.status
-    );
-    if let Some(last) = s
-        .runs
-        .iter()
-        .rev()
-        .find(|r| r.kind == crate::plan::RunKind::DryRun)
-        && !last.ok
-    {
-        eprintln!(
-            "warning: the last dry-run of {} failed ({}); `apply` stays refused until a dry-run of this checksum passes",
-            s.plan_id,
-            last.detail.error.as_deref().unwrap_or("see `drydock show`")
-        );
-    }
-    Ok(())
-}
-
-/// `pause` / `resume`: the engineer's hand on a plan's backfills.
-async fn brake(
-    engine: &Engine,
-    plan_id: &str,
-    by: Option<&str>,
-    pause: bool,
-) -> anyhow::Result<()> {
-    let action = if pause { "pause" } else { "resume" };
-    let who = person::decider(engine, plan_id, by, action)
-        .await
-        .map_err(refused)?;
-    let s = if pause {
-        engine.pause(plan_id, &who).await
-    } else {
-        engine.resume(plan_id, &who).await
-    }
-    .map_err(refused)?;
-    println!("{} {action}d {}; status {}", who.name, s.plan_id, s.status);
-    Ok(())
-}
-
 async fn lint(
     engine: &Engine,
     file: &Path,

@@ -59,31 +59,9 @@ impl Postgres {
             pause,
         } = control;
         let mut conn = self.connect().await?;
-        prepare(&mut conn).await.map_err(|e| self.err(e))?;
-        // The values the batches overwrite are saved in the same statements, for rollback.
-        let saved = saved::Saved::resolve(
-            &self.name,
-            &mut conn,
-            spec,
-            columns,
-            saved::Place::Target {
-                plan_id: history.plan_id,
-                step,
-            },
-        )
-        .await?;
-        sqlx::raw_sql(AssertSqlSafe(saved.create()))
-            .execute(&mut conn)
-            .await
-            .map_err(|e| self.err(e))?;
-        let total = row_counts_on(&mut conn, std::slice::from_ref(&spec.table))
-            .await
-            .map_err(|e| self.err(e))?
-            .values()
-            .sum::<u64>();
-        let mut at = Checkpoint::read(&mut conn, history.plan_id, step)
-            .await
-            .map_err(|e| self.err(e))?;
+        let (saved, total, mut at) = self
+            .backfill_setup(&mut conn, step, spec, columns, history.plan_id)
+            .await?;
         let resumed_from = at.last.clone();
         let batch_sql = batch_statement(spec, &saved);
         // The watcher samples sessions blocked behind the batches: one kept waiting over 100 ms
@@ -167,6 +145,40 @@ impl Postgres {
             slowest_batch_ms: pace.slowest_ms,
             duration_ms: started.elapsed().as_secs_f64() * 1000.0,
         }))
+    }
+
+    /// The bookkeeping tables, the table that saves the overwritten values (written by the same
+    /// statements as the batches, for rollback), the rows to do, and the checkpoint to resume at.
+    async fn backfill_setup(
+        &self,
+        conn: &mut PgConnection,
+        step: &str,
+        spec: &crate::plan::Backfill,
+        columns: &[String],
+        plan_id: &str,
+    ) -> Result<(saved::Saved, u64, Checkpoint)> {
+        prepare(conn).await.map_err(|e| self.err(e))?;
+        let saved = saved::Saved::resolve(
+            &self.name,
+            conn,
+            spec,
+            columns,
+            saved::Place::Target { plan_id, step },
+        )
+        .await?;
+        sqlx::raw_sql(AssertSqlSafe(saved.create()))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        let total = row_counts_on(conn, std::slice::from_ref(&spec.table))
+            .await
+            .map_err(|e| self.err(e))?
+            .values()
+            .sum::<u64>();
+        let at = Checkpoint::read(conn, plan_id, step)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok((saved, total, at))
     }
 
     /// One batch; a lock timeout or a cancel by the watcher retries it smaller, with backoff.

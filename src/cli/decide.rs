@@ -1,0 +1,124 @@
+//! Engineers' decisions at the command line, without a team server: approve, reject, waive,
+//! pause, resume, release. Each needs a person (`person::decider`): at a terminal the engineer
+//! types the plan's first 8 checksum characters; elsewhere `DRYDOCK_TOKEN` holds an approver's
+//! token.
+
+use super::{Command, person, refused};
+use crate::engine::Engine;
+
+pub(super) async fn decide(engine: &Engine, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Approve { plan_id, by } => approve(engine, &plan_id, by.as_deref()).await?,
+        Command::Reject {
+            plan_id,
+            reason,
+            by,
+        } => {
+            let who = person::decider(engine, &plan_id, by.as_deref(), "reject")
+                .await
+                .map_err(refused)?;
+            let s = engine
+                .reject(&plan_id, &who, &reason)
+                .await
+                .map_err(refused)?;
+            println!(
+                "rejected {} by {}: {reason}; status {}",
+                s.plan_id, who.name, s.status
+            );
+        }
+        Command::Pause { plan_id, by } => brake(engine, &plan_id, by.as_deref(), true).await?,
+        Command::Resume { plan_id, by } => brake(engine, &plan_id, by.as_deref(), false).await?,
+        Command::Waive {
+            plan_id,
+            reason,
+            by,
+        } => {
+            let who = person::decider(engine, &plan_id, by.as_deref(), "waive")
+                .await
+                .map_err(refused)?;
+            let s = engine
+                .waive(&plan_id, &who, &reason)
+                .await
+                .map_err(refused)?;
+            let checklist = s
+                .checklist
+                .iter()
+                .find(|i| i.item == crate::checklist::Item::StagingTested)
+                .map(|i| i.shown().state)
+                .unwrap_or_default();
+            println!(
+                "{} waived staging for hotfix {}: {reason}; staging-tested is {checklist}; status {}",
+                who.name, s.plan_id, s.status
+            );
+        }
+        Command::Release {
+            plan_id,
+            step,
+            by,
+            override_window,
+            reason,
+        } => {
+            let who = person::decider(engine, &plan_id, by.as_deref(), "release")
+                .await
+                .map_err(refused)?;
+            let reason = if override_window {
+                reason.as_deref()
+            } else {
+                None
+            };
+            engine
+                .release(&plan_id, &step, &who, reason)
+                .await
+                .map_err(refused)?;
+            println!("released step `{step}` of {plan_id} by {}", who.name);
+        }
+        _ => unreachable!("`run` sends only decisions here"),
+    }
+    Ok(())
+}
+
+async fn approve(engine: &Engine, plan_id: &str, by: Option<&str>) -> anyhow::Result<()> {
+    let who = person::decider(engine, plan_id, by, "approve")
+        .await
+        .map_err(refused)?;
+    let s = engine.approve(plan_id, &who).await.map_err(refused)?;
+    println!(
+        "approved {} (checksum {}) by {}; status {}",
+        s.plan_id, s.checksum, who.name, s.status
+    );
+    if let Some(last) = s
+        .runs
+        .iter()
+        .rev()
+        .find(|r| r.kind == crate::plan::RunKind::DryRun)
+        && !last.ok
+    {
+        eprintln!(
+            "warning: the last dry-run of {} failed ({}); `apply` stays refused until a dry-run of this checksum passes",
+            s.plan_id,
+            last.detail.error.as_deref().unwrap_or("see `drydock show`")
+        );
+    }
+    Ok(())
+}
+
+/// `pause` / `resume`: the engineer's hand on a plan's backfills.
+async fn brake(
+    engine: &Engine,
+    plan_id: &str,
+    by: Option<&str>,
+    pause: bool,
+) -> anyhow::Result<()> {
+    let action = if pause { "pause" } else { "resume" };
+    let who = person::decider(engine, plan_id, by, action)
+        .await
+        .map_err(refused)?;
+    let s = if pause {
+        engine.pause(plan_id, &who).await
+    } else {
+        engine.resume(plan_id, &who).await
+    }
+    .map_err(refused)?;
+    println!("{} {action}d {}; status {}", who.name, s.plan_id, s.status);
+    Ok(())
+}
