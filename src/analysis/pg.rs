@@ -144,62 +144,50 @@ pub use crate::sql::single_expression;
 
 /// The columns an expression names (every `ColumnRef`'s last name, however deeply nested).
 fn referenced_columns(node: &Node) -> Vec<String> {
-    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+    last_names_of(node, "ColumnRef", "fields")
+}
+
+/// The functions an expression calls (every `FuncCall`'s last name, however deeply nested).
+fn called_functions(node: &Node) -> Vec<String> {
+    last_names_of(node, "FuncCall", "funcname")
+}
+
+/// Walks a parse tree's serialised form for every `kind` node and collects the last name of its
+/// `names` list (`public.lower` → `lower`, `t.col` → `col`).
+fn last_names_of(node: &Node, kind: &str, names: &str) -> Vec<String> {
+    fn walk(v: &serde_json::Value, kind: &str, names: &str, out: &mut Vec<String>) {
         match v {
             serde_json::Value::Object(m) => {
-                if let Some(r) = m.get("ColumnRef")
-                    && let Some(name) = r["fields"].as_array().and_then(|f| {
-                        f.iter()
-                            .rev()
-                            .find_map(|p| p["node"]["String"]["sval"].as_str())
-                    })
-                {
-                    out.push(name.to_string());
+                if let Some(last) = m.get(kind).and_then(|k| {
+                    k[names]
+                        .as_array()?
+                        .iter()
+                        .rev()
+                        .find_map(|p| p["node"]["String"]["sval"].as_str())
+                }) {
+                    out.push(last.to_string());
                 }
-                m.values().for_each(|x| walk(x, out));
+                m.values().for_each(|x| walk(x, kind, names, out));
             }
-            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, kind, names, out)),
             _ => {}
         }
     }
     let mut out = Vec::new();
     if let Ok(v) = serde_json::to_value(node) {
-        walk(&v, &mut out);
+        walk(&v, kind, names, &mut out);
     }
     out
 }
 
-/// The functions an expression calls, found by walking its serialised tree (every `FuncCall`,
-/// however deeply nested).
-fn called_functions(node: &Node) -> Vec<String> {
-    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
-        match v {
-            serde_json::Value::Object(m) => {
-                if let Some(call) = m.get("FuncCall") {
-                    let name: Vec<&str> = call["funcname"]
-                        .as_array()
-                        .map(|parts| {
-                            parts
-                                .iter()
-                                .filter_map(|p| p["node"]["String"]["sval"].as_str())
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    if let Some(last) = name.last() {
-                        out.push(last.to_string());
-                    }
-                }
-                m.values().for_each(|x| walk(x, out));
-            }
-            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
-            _ => {}
-        }
-    }
-    let mut out = Vec::new();
-    if let Ok(v) = serde_json::to_value(node) {
-        walk(&v, &mut out);
-    }
-    out
+/// The last name of a qualified name (`public.mood` → `mood`).
+fn last_name(names: &[Node]) -> String {
+    names
+        .iter()
+        .rev()
+        .find_map(sval)
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Parses one statement and reads its facts.

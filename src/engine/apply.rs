@@ -438,20 +438,18 @@ impl Engine {
             let columns = overwritten(spec)?;
             // The engineer's brake lives in the state store (a pause from another process, or
             // from before a restart, holds too); it is read a few times a second.
-            let pause = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let paused_now = matches!(self.store.paused(&plan.id).await, Ok(Some(_)));
+            let pause = Arc::new(std::sync::atomic::AtomicBool::new(paused_now));
             let watch = {
                 let (store, id, pause) = (self.store.clone(), plan.id.clone(), pause.clone());
                 tokio::spawn(async move {
                     loop {
-                        let held = matches!(store.paused(&id).await, Ok(Some(_)));
-                        pause.store(held, std::sync::atomic::Ordering::SeqCst);
                         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                        let now = matches!(store.paused(&id).await, Ok(Some(_)));
+                        pause.store(now, std::sync::atomic::Ordering::SeqCst);
                     }
                 })
             };
-            if matches!(self.store.paused(&plan.id).await, Ok(Some(_))) {
-                pause.store(true, std::sync::atomic::Ordering::SeqCst);
-            }
             let result = target
                 .backfill(
                     name,

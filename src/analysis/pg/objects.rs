@@ -6,7 +6,9 @@ use pg_query::protobuf::{
     ObjectType, RefreshMatViewStmt, ViewStmt,
 };
 
-use super::{PlanState, catalog_name, check_schema, check_type, object_word, rel_name, sval};
+use super::{
+    PlanState, catalog_name, check_schema, check_type, last_name, object_word, rel_name, sval,
+};
 use crate::analysis::{Action, StatementFacts};
 use crate::db::Catalog;
 use crate::sql::LockMode;
@@ -82,13 +84,7 @@ pub(super) fn alter_domain(
     catalog: &Catalog,
     state: &PlanState,
 ) {
-    let domain = d
-        .type_name
-        .iter()
-        .rev()
-        .find_map(sval)
-        .unwrap_or_default()
-        .to_string();
+    let domain = last_name(&d.type_name);
     f.detail = Some(domain.clone());
     check_type(f, &domain, catalog, state);
     let constraint = match d.def.as_ref().and_then(|n| n.node.as_ref()) {
@@ -119,13 +115,7 @@ pub(super) fn alter_enum(
     catalog: &Catalog,
     state: &PlanState,
 ) {
-    let ty = e
-        .type_name
-        .iter()
-        .rev()
-        .find_map(sval)
-        .unwrap_or_default()
-        .to_string();
+    let ty = last_name(&e.type_name);
     f.detail = Some(ty.clone());
     check_type(f, &ty, catalog, state);
     f.lock = LockMode::NotPredicted;
@@ -252,26 +242,18 @@ pub(super) fn create_type_or_schema(
     state: &mut PlanState,
 ) {
     use pg_query::NodeEnum as N;
-    let last = |names: &[pg_query::protobuf::Node]| {
-        names
-            .iter()
-            .rev()
-            .find_map(sval)
-            .unwrap_or_default()
-            .to_string()
-    };
     f.lock = LockMode::NotPredicted;
     match stmt {
         N::CreateEnumStmt(e) => {
             f.kind = "create type".into();
-            state.created_types.insert(last(&e.type_name));
+            state.created_types.insert(last_name(&e.type_name));
         }
         N::CreateDomainStmt(d) => {
             f.kind = "create domain".into();
             if let Some(t) = d.type_name.as_ref() {
                 check_type(f, &catalog_name(t), catalog, state);
             }
-            state.created_types.insert(last(&d.domainname));
+            state.created_types.insert(last_name(&d.domainname));
         }
         N::CompositeTypeStmt(c) => {
             f.kind = "create type".into();
