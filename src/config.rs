@@ -41,7 +41,7 @@ pub enum TargetUrl {
 }
 
 impl TargetUrl {
-    fn parse(raw: &str, base: &Path) -> Result<Self> {
+    pub fn parse(raw: &str, base: &Path) -> Result<Self> {
         if let Some(var) = raw.strip_prefix("env:") {
             if var.is_empty() {
                 return Err(Error::Config(
@@ -209,6 +209,27 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub errors_path: PathBuf,
     pub server: ServerConfig,
+    pub state: StateConfig,
+}
+
+/// `[state]`: where drydock keeps its own state, and how long a server's hold on a plan lasts
+/// without a heartbeat.
+#[derive(Debug, Clone)]
+pub struct StateConfig {
+    /// `postgres://...` or `env:VAR` for a store shared by several servers; `sqlite:PATH` for
+    /// another file; `None` for `state.db` in the state directory.
+    pub url: Option<TargetUrl>,
+    /// A crashed server's lease on a plan is taken over this long after its last heartbeat.
+    pub lease: Duration,
+}
+
+impl Default for StateConfig {
+    fn default() -> StateConfig {
+        StateConfig {
+            url: None,
+            lease: Duration::from_secs(30),
+        }
+    }
 }
 
 /// `[server]`: the team server's address and who may reach it.
@@ -235,6 +256,8 @@ struct RawConfig {
     backup: RawBackup,
     #[serde(default)]
     server: RawServer,
+    #[serde(default)]
+    state: RawState,
     state_dir: Option<String>,
     errors: Option<String>,
 }
@@ -270,6 +293,13 @@ struct RawPolicy {
 #[serde(deny_unknown_fields)]
 struct RawBackup {
     command: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    url: Option<String>,
+    lease: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -415,10 +445,31 @@ impl Config {
                 .map(|s| base.join(s))
                 .unwrap_or_else(|| base.join("ERRORS.md")),
         );
+        let state = StateConfig {
+            url: raw
+                .state
+                .url
+                .as_deref()
+                .map(|u| TargetUrl::parse(u, base))
+                .transpose()
+                .map_err(|e| Error::Config(format!("[state] {e}")))?,
+            lease: match &raw.state.lease {
+                None => StateConfig::default().lease,
+                Some(s) => humantime::parse_duration(s.trim())
+                    .ok()
+                    .filter(|d| *d >= Duration::from_secs(1))
+                    .ok_or_else(|| {
+                        Error::Config(format!(
+                            "[state] lease = {s:?} is not a duration of at least a second, like \"30s\""
+                        ))
+                    })?,
+            },
+        };
         Ok(Config {
             source,
             targets,
             policy,
+            state,
             backup: BackupConfig {
                 command: raw.backup.command,
             },

@@ -74,6 +74,16 @@ impl std::fmt::Display for Refusal {
     }
 }
 
+/// Who holds a plan another server asked for: the holding server, for whom, since when.
+#[derive(Debug)]
+pub struct Held {
+    pub action: String,
+    pub holder: String,
+    pub principal: String,
+    pub since: String,
+    pub expires_in_s: i64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("unknown target `{0}`")]
@@ -165,6 +175,8 @@ pub enum Error {
     BackupFailed { target: String, detail: String },
     #[error("another migration is running on target `{0}`")]
     TargetBusy(String),
+    #[error("plan `{plan}` is being {} by server `{}` (for {}, since {}); its lease expires in {} s unless that server heartbeats", held.action, held.holder, held.principal, held.since, held.expires_in_s)]
+    PlanHeld { plan: String, held: Box<Held> },
     #[error("target `{target}`: a long transaction holds a lock the step needs: {detail}")]
     BlockedByTransaction { target: String, detail: String },
     #[error("configuration error: {0}")]
@@ -251,6 +263,7 @@ impl Error {
             Error::ValidationFailed { .. } => "validation-failed",
             Error::BackupFailed { .. } => "backup-unverified",
             Error::TargetBusy(_) => "target-busy",
+            Error::PlanHeld { .. } => "plan-held",
             Error::BlockedByTransaction { .. } => "blocked-by-transaction",
             Error::Config(_) => "config",
             Error::Store(_) => "state-store",
@@ -319,6 +332,7 @@ impl Error {
                 "check free disk space and the target's health, or configure `[backup] command` in drydock.toml".into()
             }
             Error::TargetBusy(_) => "wait for the running migration to finish (see `status`), then call again".into(),
+            Error::PlanHeld { .. } => "poll `status` (it shows the holder's progress) instead of applying again; if that server crashed, another server takes the plan over once its lease expires".into(),
             Error::BlockedByTransaction { .. } => {
                 "nothing was changed; ask the owner of that session to finish its transaction (or wait for a quieter moment), then call `apply` again".into()
             }
@@ -389,6 +403,7 @@ impl Error {
             | Error::TemplateParams { .. }
             | Error::SelfApproval { .. }
             | Error::TargetBusy(_)
+            | Error::PlanHeld { .. }
             | Error::BlockedByTransaction { .. }
             | Error::Config(_)
             | Error::Store(_)

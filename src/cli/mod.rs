@@ -129,9 +129,17 @@ pub enum Command {
         reason: Option<String>,
     },
     /// Print the error log (ERRORS.md); `--format json` prints its entries as JSON.
+    /// `errors sync` writes every mistake of the shared state store that ERRORS.md lacks.
     Errors {
-        #[arg(long, value_enum, default_value_t = Format::Text)]
+        #[command(subcommand)]
+        command: Option<ErrorsCommand>,
+        #[arg(long, value_enum, default_value_t = Format::Text, global = true)]
         format: Format,
+    },
+    /// drydock's own state store.
+    State {
+        #[command(subcommand)]
+        command: StateCommand,
     },
     /// Analyse a SQL file against a target's catalog, as `plan` would.
     Lint {
@@ -163,6 +171,26 @@ pub enum Command {
     Doctor {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ErrorsCommand {
+    /// Write every mistake recorded in the state store (by any server sharing it) that
+    /// ERRORS.md lacks, with its count across servers. Running it again writes nothing.
+    Sync,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Copy the whole state (plans, approvals, runs, audit, tokens, mistakes) into another,
+    /// empty store — e.g. from the local SQLite file to the PostgreSQL store a team shares —
+    /// then point `[state] url` at it. Refused while an apply or rollback runs.
+    Migrate {
+        /// `postgres://...`, `env:VAR` (keeps the secret out of the process list) or
+        /// `sqlite:PATH`.
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -329,7 +357,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         | Command::Pause { .. }
         | Command::Resume { .. }
         | Command::Release { .. }) => decide::decide(&engine, c).await?,
-        Command::Errors { format } => match format {
+        Command::Errors {
+            command: Some(ErrorsCommand::Sync),
+            format,
+        } => {
+            let written = engine.sync_errors().await.map_err(refused)?;
+            match format {
+                Format::Text => println!(
+                    "{written} entr{} written to {}",
+                    if written == 1 { "y" } else { "ies" },
+                    engine.errors.path().display()
+                ),
+                Format::Json => println!(
+                    "{}",
+                    serde_json::json!({"written": written, "path": engine.errors.path()})
+                ),
+            }
+        }
+        Command::State {
+            command: StateCommand::Migrate { to },
+        } => {
+            let copied = engine.migrate_state(&to).await.map_err(refused)?;
+            println!("{}", serde_json::to_string_pretty(&copied)?);
+        }
+        Command::Errors {
+            command: None,
+            format,
+        } => match format {
             Format::Text => print!("{}", engine.errors.read().map_err(refused)?),
             Format::Json => println!(
                 "{}",

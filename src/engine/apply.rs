@@ -4,43 +4,6 @@
 use super::*;
 
 impl Engine {
-    /// Marks `target` as running `action` for `plan_id`; a second operation on the target is
-    /// refused (another plan) or told the plan is already being applied (the same plan).
-    pub(super) fn claim(
-        &self,
-        target: &str,
-        plan_id: &str,
-        action: &'static str,
-    ) -> Result<std::result::Result<RunningGuard, Running>> {
-        let mut running = self.running.lock().expect("running map lock");
-        if let Some(r) = running.get(target) {
-            if r.plan_id == plan_id && r.action == "apply" && action == "apply" {
-                return Ok(Err(r.clone()));
-            }
-            return Err(Error::TargetBusy(target.to_string()));
-        }
-        running.insert(
-            target.to_string(),
-            Running {
-                plan_id: plan_id.to_string(),
-                action,
-                started_at: crate::store::now(),
-                progress: None,
-            },
-        );
-        Ok(Ok(RunningGuard(self.running.clone(), target.to_string())))
-    }
-
-    /// Progress of a plan being applied in this process, if it is.
-    pub(super) fn running_progress(&self, plan_id: &str) -> Option<Running> {
-        self.running
-            .lock()
-            .expect("running map lock")
-            .values()
-            .find(|r| r.plan_id == plan_id)
-            .cloned()
-    }
-
     /// Applies pending steps. Waits at most `policy.apply_wait`; a step still running then
     /// continues in the background and the call returns `status: applying` with its progress.
     pub async fn apply(
@@ -60,6 +23,8 @@ impl Engine {
                 ));
             }
         };
+        // Across servers sharing the store: one apply of a plan at a time.
+        let lease = self.hold(&plan, agent, "apply").await?;
         // Record the latest progress (for `status` and later `apply` calls) and pass it on.
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();
         {
@@ -79,10 +44,12 @@ impl Engine {
         let (task_plan, agent_name) = (plan.clone(), agent.clone());
         let mut task = tokio::spawn(async move {
             let _guard = guard;
-            engine
-                .apply_plan(&task_plan, &agent_name, Some(tx))
-                .await
-                .map_err(|e| engine.learn(e, &agent_name, "apply", Some(&task_plan)))
+            let result = engine.apply_plan(&task_plan, &agent_name, Some(tx)).await;
+            let result = engine
+                .learned(result, &agent_name, "apply", Some(&task_plan))
+                .await;
+            lease.release().await;
+            result
         });
         match tokio::time::timeout(self.config.policy.apply_wait, &mut task).await {
             Ok(joined) => {
@@ -170,7 +137,7 @@ impl Engine {
         let backup = self
             .backup_if_needed(plan, target, agent, &mut items)
             .await?;
-        self.record_waiver(plan, agent, &items);
+        self.record_waiver(plan, agent, &items).await;
         self.start_applying(plan, target, &steps, agent).await?;
         let ran = self
             .run_steps(plan, target, &steps, agent, progress)
@@ -276,12 +243,12 @@ impl Engine {
     }
 
     /// A hotfix applied without a staging dry-run is written to ERRORS.md as such.
-    fn record_waiver(&self, plan: &Plan, agent: &Principal, items: &[ChecklistItem]) {
+    async fn record_waiver(&self, plan: &Plan, agent: &Principal, items: &[ChecklistItem]) {
         if let Some(waived) = items
             .iter()
             .find(|i| i.state == checklist::ItemState::Waived && i.item == Item::StagingTested)
         {
-            let _ = self.errors.record(&Mistake {
+            self.note(&Mistake {
                 agent: agent.name.clone(),
                 tool: "apply".into(),
                 plan: Some(plan.id.clone()),
@@ -290,7 +257,8 @@ impl Engine {
                 what: format!("hotfix applied without a staging dry-run: {}", waived.evidence.clone().unwrap_or_default()),
                 lesson: "hotfixes skip staging only with two approvers; follow up with a dry-run of the same change on staging".into(),
                 tables: vec![],
-            });
+            })
+            .await;
         }
     }
 

@@ -11,9 +11,8 @@ impl Engine {
         agent: &Principal,
     ) -> Result<DryRunReport> {
         let plan = self.load(plan_id, agent, "dry-run").await?;
-        self.dry_run_plan(&plan, target, agent)
-            .await
-            .map_err(|e| self.learn(e, agent, "dry-run", Some(&plan)))
+        let result = self.dry_run_plan(&plan, target, agent).await;
+        self.learned(result, agent, "dry-run", Some(&plan)).await
     }
 
     pub(super) async fn dry_run_plan(

@@ -8,6 +8,7 @@ mod apply;
 mod decisions;
 mod dry_run;
 mod identity;
+mod lease;
 mod plan;
 mod read;
 mod reconcile;
@@ -55,7 +56,7 @@ pub struct PlanRequest {
 }
 
 /// A progress tick during apply: `done` of `total` statements.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Progress {
     pub done: u64,
     pub total: u64,
@@ -70,6 +71,8 @@ pub struct Engine {
     running: Arc<Mutex<HashMap<String, Running>>>,
     /// Set at shutdown: long steps stop at their next checkpoint.
     halt: crate::db::Halt,
+    /// This server, as its leases name it (`host:pid`).
+    server: String,
 }
 
 /// What runs on a target in this process: at most one apply or rollback per target.
@@ -113,7 +116,7 @@ fn overwritten(spec: &crate::plan::Backfill) -> Result<Vec<String>> {
 
 impl Engine {
     pub async fn open(config: Config) -> Result<Engine> {
-        let store = Store::open(&config.state_dir).await?;
+        let store = Store::configured(&config).await?;
         let errors = ErrorLog::new(&config.errors_path, &config.state_dir);
         Ok(Engine {
             config: Arc::new(config),
@@ -121,11 +124,50 @@ impl Engine {
             errors,
             running: Arc::new(Mutex::new(HashMap::new())),
             halt: crate::db::Halt::default(),
+            server: lease::this_server(),
         })
     }
 
-    /// Appends the lesson of a failure to ERRORS.md (when it is an agent mistake) and returns it.
-    pub fn learn(&self, err: Error, agent: &Principal, tool: &str, plan: Option<&Plan>) -> Error {
+    /// `result`, with the lesson of its failure learnt (see `learn`).
+    async fn learned<T>(
+        &self,
+        result: Result<T>,
+        agent: &Principal,
+        tool: &str,
+        plan: Option<&Plan>,
+    ) -> Result<T> {
+        match result {
+            Ok(v) => Ok(v),
+            Err(e) => Err(self.learn(e, agent, tool, plan).await),
+        }
+    }
+
+    /// Records a mistake: once in the state store (counted across every server sharing it),
+    /// and in this repository's ERRORS.md. Returns its count across servers. Neither failing
+    /// hides the other, nor the refusal that caused it.
+    pub async fn note(&self, m: &Mistake) -> u64 {
+        let local = self.errors.record(m).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "could not append to the error log");
+            0
+        });
+        match self.store.record_mistake(&crate::errorlog::key(m), m).await {
+            Ok(shared) => u64::try_from(shared).unwrap_or(local).max(local),
+            Err(e) => {
+                tracing::error!(error = %e, "could not record the mistake in the state store");
+                local
+            }
+        }
+    }
+
+    /// Appends the lesson of a failure to ERRORS.md and the state store (when it is an agent
+    /// mistake) and returns it.
+    pub async fn learn(
+        &self,
+        err: Error,
+        agent: &Principal,
+        tool: &str,
+        plan: Option<&Plan>,
+    ) -> Error {
         // SQL that drydock's own template wrote failing is drydock's defect, not a lesson for
         // the agent: it goes to drydock's log, never to ERRORS.md under the agent's name.
         let template = plan.and_then(|p| p.body.template.as_deref());
@@ -152,9 +194,7 @@ impl Engine {
                 lesson: lesson.to_string(),
                 tables,
             };
-            if let Err(e) = self.errors.record(&mistake) {
-                tracing::error!(error = %e, "could not append to the error log");
-            }
+            self.note(&mistake).await;
         }
         err
     }
@@ -252,7 +292,7 @@ impl Engine {
                         ..Change::default()
                     })
                     .await;
-                Err(self.learn(e, who, tool, None))
+                Err(self.learn(e, who, tool, None).await)
             }
             other => other,
         }

@@ -37,7 +37,7 @@ impl Engine {
         checks.extend(req.checks);
         let body = match Body::new(&req.target, steps, checks) {
             Ok(b) => Body { template, ..b },
-            Err(e) => return Err(self.learn(e, author, "plan", None)),
+            Err(e) => return Err(self.learn(e, author, "plan", None).await),
         };
         if let Some(prev) = &req.supersedes {
             self.store.plan(prev).await?;

@@ -47,13 +47,17 @@ impl Engine {
         let approvals = self.store.approvals(plan_id).await?;
         let paused = self.store.paused(plan_id).await?;
         let analysis = with_measurements(&plan, &runs);
-        let running = self.running_progress(&plan.id).map(|r| RunningInfo {
-            action: r.action.to_string(),
-            since: r.started_at,
-            done: r.progress.as_ref().map(|p| p.done),
-            total: r.progress.as_ref().map(|p| p.total),
-            message: r.progress.map(|p| p.message),
-        });
+        let running = match self.running_progress(&plan.id) {
+            Some(r) => Some(RunningInfo {
+                action: r.action.to_string(),
+                since: r.started_at,
+                done: r.progress.as_ref().map(|p| p.done),
+                total: r.progress.as_ref().map(|p| p.total),
+                message: r.progress.map(|p| p.message),
+                server: None,
+            }),
+            None => self.remote_running(&plan.id).await?,
+        };
         Ok(StatusReport {
             plan_id: plan.id.clone(),
             status: plan.status,
@@ -117,6 +121,29 @@ impl Engine {
         })
     }
 
+    /// Writes every mistake the shared state store holds, and ERRORS.md lacks, into ERRORS.md
+    /// (each with its count across servers). Idempotent; returns how many were written.
+    pub async fn sync_errors(&self) -> Result<usize> {
+        let shared: Vec<_> = self
+            .store
+            .mistakes()
+            .await?
+            .into_iter()
+            .map(|s| (s.mistake(), u64::try_from(s.count).unwrap_or(1), s.last_at))
+            .collect();
+        self.errors.sync(&shared)
+    }
+
+    /// Copies this server's whole state store into the store at `to` (empty, and of either
+    /// backend): how a team moves from the local SQLite file to a shared PostgreSQL store.
+    pub async fn migrate_state(&self, to: &str) -> Result<crate::store::Copied> {
+        let url = crate::config::TargetUrl::parse(to, &self.config.base_dir())
+            .map_err(|e| Error::Config(format!("--to: {e}")))?
+            .resolve(&self.config.base_dir())?;
+        let dest = crate::store::Store::at(&url).await?;
+        Ok(self.store.copy_into(&dest).await?)
+    }
+
     pub async fn record_mistake(
         &self,
         what: &str,
@@ -135,16 +162,18 @@ impl Engine {
             None => None,
         };
         let tables = plan.as_ref().map(|p| p.tables()).unwrap_or_default();
-        let count = self.errors.record(&Mistake {
-            agent: agent.name.clone(),
-            tool: "record-mistake".into(),
-            plan: plan.as_ref().map(|p| p.id.clone()),
-            target: plan.as_ref().map(|p| p.target.clone()),
-            code: "agent-reported".into(),
-            what: what.to_string(),
-            lesson: lesson.to_string(),
-            tables,
-        })?;
+        let count = self
+            .note(&Mistake {
+                agent: agent.name.clone(),
+                tool: "record-mistake".into(),
+                plan: plan.as_ref().map(|p| p.id.clone()),
+                target: plan.as_ref().map(|p| p.target.clone()),
+                code: "agent-reported".into(),
+                what: what.to_string(),
+                lesson: lesson.to_string(),
+                tables,
+            })
+            .await;
         Ok(MistakeReport {
             recorded: true,
             count,

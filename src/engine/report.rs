@@ -309,6 +309,9 @@ pub struct RunningInfo {
     pub done: Option<u64>,
     pub total: Option<u64>,
     pub message: Option<String>,
+    /// The server doing it, when it is another server sharing the state store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

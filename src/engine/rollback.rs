@@ -14,9 +14,11 @@ impl Engine {
         let _guard = self
             .claim(&plan.target, &plan.id, "rollback")?
             .map_err(|_| Error::TargetBusy(plan.target.clone()))?;
-        self.rollback_plan(&plan, reason, agent)
-            .await
-            .map_err(|e| self.learn(e, agent, "rollback", Some(&plan)))
+        let lease = self.hold(&plan, agent, "rollback").await?;
+        let result = self.rollback_plan(&plan, reason, agent).await;
+        let result = self.learned(result, agent, "rollback", Some(&plan)).await;
+        lease.release().await;
+        result
     }
 
     pub(super) async fn rollback_plan(

@@ -6,9 +6,8 @@ use super::*;
 impl Engine {
     pub async fn validate(&self, plan_id: &str, agent: &Principal) -> Result<ValidateReport> {
         let plan = self.load(plan_id, agent, "validate").await?;
-        self.validate_plan(&plan, agent)
-            .await
-            .map_err(|e| self.learn(e, agent, "validate", Some(&plan)))
+        let result = self.validate_plan(&plan, agent).await;
+        self.learned(result, agent, "validate", Some(&plan)).await
     }
 
     pub(super) async fn validate_plan(

@@ -81,6 +81,12 @@ fn occurrence(m: &Mistake, now: &str) -> String {
     )
 }
 
+/// A mistake's identity: its code and lesson. A repeat has the same key on every server.
+pub fn key(m: &Mistake) -> String {
+    let d = Sha256::digest(format!("{}\n{}", m.code, one_line(&m.lesson)).as_bytes());
+    d.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
 fn one_line(s: &str) -> String {
     redact(&s.split_whitespace().collect::<Vec<_>>().join(" "))
 }
@@ -132,13 +138,7 @@ impl ErrorLog {
     /// Appends `m`, or counts it on the entry it repeats. Returns the entry's count.
     pub fn record(&self, m: &Mistake) -> Result<u64> {
         let _guard = self.locked()?;
-        let key = {
-            let d = Sha256::digest(format!("{}\n{}", m.code, one_line(&m.lesson)).as_bytes());
-            d.iter()
-                .take(6)
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        };
+        let key = key(m);
         let now = crate::clock::now();
         let mut file = OpenOptions::new()
             .create(true)
@@ -196,32 +196,7 @@ impl ErrorLog {
         if text.trim().is_empty() {
             entry.push_str(HEADER);
         }
-        let date = now.get(..10).unwrap_or(&now);
-        let tables: Vec<String> = m
-            .tables
-            .iter()
-            .map(|t| one_line(t).replace([' ', ','], "_"))
-            .collect();
-        entry.push_str(&format!(
-            "\n## {date} · {} · {}\n<!-- drydock:entry key={key} code={} count=1 last={now} tables={} -->\n",
-            one_line(&m.code),
-            one_line(&m.tool),
-            one_line(&m.code),
-            tables.join(",")
-        ));
-        entry.push_str(&format!("- **agent:** {}\n", one_line(&m.agent)));
-        entry.push_str(&format!("- **tool:** {}\n", one_line(&m.tool)));
-        if let Some(p) = &m.plan {
-            let target = m
-                .target
-                .as_deref()
-                .map(|t| format!(" (target `{}`)", one_line(t)))
-                .unwrap_or_default();
-            entry.push_str(&format!("- **plan:** {}{target}\n", one_line(p)));
-        }
-        entry.push_str("- **seen:** 1 time\n");
-        entry.push_str(&format!("- **what went wrong:** {}\n", one_line(&m.what)));
-        entry.push_str(&format!("- **lesson:** {}\n", one_line(&m.lesson)));
+        entry.push_str(&new_entry(m, &key, 1, &now));
         file.seek(SeekFrom::End(0))?;
         if !text.is_empty() && !text.ends_with('\n') {
             file.write_all(b"\n")?;
@@ -229,6 +204,30 @@ impl ErrorLog {
         file.write_all(entry.as_bytes())?;
         file.sync_all()?;
         Ok(1)
+    }
+
+    /// Writes every entry of `shared` (mistakes with their counts across servers and when last
+    /// seen) that the file lacks; entries already in it are left as they are. Idempotent.
+    /// Returns how many were written.
+    pub fn sync(&self, shared: &[(Mistake, u64, String)]) -> Result<usize> {
+        let _guard = self.locked()?;
+        let mut text = self.read()?;
+        let mut written = 0;
+        for (m, count, last) in shared {
+            let key = key(m);
+            if text.contains(&format!("<!-- drydock:entry key={key} ")) {
+                continue;
+            }
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text.push_str(&new_entry(m, &key, *count, last));
+            written += 1;
+        }
+        if written > 0 {
+            self.replace(&text)?;
+        }
+        Ok(written)
     }
 
     /// Every lesson in the log, most frequent first.
@@ -277,6 +276,42 @@ impl ErrorLog {
             .take(10)
             .collect())
     }
+}
+
+/// A new entry's text: heading, marker, fields.
+fn new_entry(m: &Mistake, key: &str, count: u64, last: &str) -> String {
+    let mut entry = String::new();
+    let date = last.get(..10).unwrap_or(last);
+    let tables: Vec<String> = m
+        .tables
+        .iter()
+        .map(|t| one_line(t).replace([' ', ','], "_"))
+        .collect();
+    entry.push_str(&format!(
+        "\n## {date} · {} · {}\n<!-- drydock:entry key={key} code={} count={count} last={last} tables={} -->\n",
+        one_line(&m.code),
+        one_line(&m.tool),
+        one_line(&m.code),
+        tables.join(",")
+    ));
+    entry.push_str(&format!("- **agent:** {}\n", one_line(&m.agent)));
+    entry.push_str(&format!("- **tool:** {}\n", one_line(&m.tool)));
+    if let Some(p) = &m.plan {
+        let target = m
+            .target
+            .as_deref()
+            .map(|t| format!(" (target `{}`)", one_line(t)))
+            .unwrap_or_default();
+        entry.push_str(&format!("- **plan:** {}{target}\n", one_line(p)));
+    }
+    entry.push_str(&if count == 1 {
+        "- **seen:** 1 time\n".to_string()
+    } else {
+        format!("- **seen:** {count} times, last {last}\n")
+    });
+    entry.push_str(&format!("- **what went wrong:** {}\n", one_line(&m.what)));
+    entry.push_str(&format!("- **lesson:** {}\n", one_line(&m.lesson)));
+    entry
 }
 
 fn parse_meta(s: &str) -> std::collections::HashMap<String, String> {

@@ -1,19 +1,32 @@
-//! drydock's own state: plans, steps, runs, approvals, backups and the audit trail, in a SQLite
-//! file under the state directory (schema in `migrations/`, applied on open). The only writer is
-//! `Store::commit`, which applies one lifecycle transition — status, run, step states, approval,
-//! backup and audit rows — in a single transaction, guarded by the status it expects to find.
-//! Imports `plan` and the leaves; never `db`, `analysis`, `checklist` or `engine`.
+//! drydock's own state: plans, steps, runs, approvals, backups, the audit trail, tokens, leases
+//! and mistakes — in a SQLite file under the state directory (the zero-setup default) or in a
+//! PostgreSQL database shared by several servers (`[state] url`). One code path serves both
+//! through sqlx's `Any` driver; each backend's schema is in `migrations/<backend>/`, applied on
+//! open. The only writer of a plan's lifecycle is `Store::commit`, which applies one transition —
+//! status, run, step states, approval, backup and audit rows — in a single transaction, guarded
+//! by the status it expects to find (compare-and-set, so two servers never both move a plan).
+//! Imports `plan`, `config` and the leaves; never `db`, `analysis`, `checklist` or `engine`.
+
+mod copy;
+mod shared;
+mod tokens;
 
 use std::path::Path;
 use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use sqlx::{FromRow, Row, SqliteConnection};
+use sqlx::any::AnyRow;
+use sqlx::pool::PoolOptions;
+use sqlx::{Any, AnyConnection, AnyPool};
+use sqlx::{Executor, FromRow, Row};
+
+pub use copy::Copied;
+pub use shared::{Lease, StoredMistake};
+pub use tokens::TokenRow;
 
 use crate::error::Error;
-use crate::identity::{Grant, Principal};
+use crate::identity::Principal;
 use crate::plan::evidence::{BackupEvidence, RunDetail};
 use crate::plan::{Body, Decision, Plan, RunKind, Status, StepState, Urgency};
 
@@ -30,6 +43,8 @@ pub enum StoreError {
     Decode { what: &'static str, cause: String },
     #[error("unknown plan `{0}`")]
     UnknownPlan(String),
+    #[error("the state store is busy: {0}")]
+    Busy(String),
     #[error("plan `{plan}` was changed in the state store")]
     Tampered {
         plan: String,
@@ -51,7 +66,7 @@ impl From<StoreError> for Error {
                 stored,
                 actual,
             },
-            other => Error::Store(other.to_string()),
+            other => Error::Store(crate::redact::redact(&other.to_string())),
         }
     }
 }
@@ -65,13 +80,47 @@ fn decode(what: &'static str) -> impl Fn(serde_json::Error) -> StoreError {
     }
 }
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 pub use crate::clock::{add, age, now};
 
+/// Which engine holds the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+
+    /// Now on the store's clock, in milliseconds since the epoch: servers whose clocks disagree
+    /// still agree on when a lease expires.
+    fn now_ms(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
+            Backend::Postgres => "CAST(extract(epoch FROM clock_timestamp()) * 1000 AS BIGINT)",
+        }
+    }
+}
+
+/// Where the state lives: a SQLite file, or a PostgreSQL URL (already resolved; never printed).
+pub enum Location<'a> {
+    Sqlite(&'a Path),
+    Postgres(&'a str),
+}
+
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema, FromRow)]
@@ -84,10 +133,9 @@ pub struct StepRow {
     pub released_by: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema, FromRow)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct RunRow {
     pub id: i64,
-    #[sqlx(try_from = "String")]
     pub kind: RunKind,
     pub target: String,
     pub checksum: String,
@@ -95,7 +143,6 @@ pub struct RunRow {
     pub started_at: String,
     pub finished_at: String,
     pub duration_ms: f64,
-    #[sqlx(try_from = "String")]
     pub detail: RunDetail,
 }
 
@@ -109,14 +156,62 @@ pub struct ApprovalRow {
     pub at: String,
 }
 
-#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema, FromRow)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct BackupRow {
     pub target: String,
     pub plan_id: Option<String>,
     pub verified: bool,
-    #[sqlx(try_from = "String")]
     pub detail: BackupEvidence,
     pub taken_at: String,
+}
+
+/// Decodes a stored JSON column.
+fn json<T: serde::de::DeserializeOwned>(
+    row: &AnyRow,
+    col: &str,
+    what: &'static str,
+) -> sqlx::Result<T> {
+    serde_json::from_str(row.try_get::<&str, _>(col)?).map_err(|e| sqlx::Error::ColumnDecode {
+        index: col.to_string(),
+        source: Box::new(StoreError::Decode {
+            what,
+            cause: e.to_string(),
+        }),
+    })
+}
+
+// Flags are integers in both schemas (SQLite has no boolean): decoded by hand.
+impl FromRow<'_, AnyRow> for RunRow {
+    fn from_row(row: &AnyRow) -> sqlx::Result<RunRow> {
+        Ok(RunRow {
+            id: row.try_get("id")?,
+            kind: RunKind::try_from(row.try_get::<String, _>("kind")?).map_err(|e| {
+                sqlx::Error::ColumnDecode {
+                    index: "kind".into(),
+                    source: e.into(),
+                }
+            })?,
+            target: row.try_get("target")?,
+            checksum: row.try_get("checksum")?,
+            ok: row.try_get::<i64, _>("ok")? != 0,
+            started_at: row.try_get("started_at")?,
+            finished_at: row.try_get("finished_at")?,
+            duration_ms: row.try_get("duration_ms")?,
+            detail: json(row, "detail", "run detail")?,
+        })
+    }
+}
+
+impl FromRow<'_, AnyRow> for BackupRow {
+    fn from_row(row: &AnyRow) -> sqlx::Result<BackupRow> {
+        Ok(BackupRow {
+            target: row.try_get("target")?,
+            plan_id: row.try_get("plan_id")?,
+            verified: row.try_get::<i64, _>("verified")? != 0,
+            detail: json(row, "detail", "backup evidence")?,
+            taken_at: row.try_get("taken_at")?,
+        })
+    }
 }
 
 /// One lifecycle transition, committed atomically by `Store::commit`.
@@ -201,30 +296,87 @@ pub struct AuditRow {
 }
 
 impl Store {
-    /// Opens (creating if needed) `state.db` in `dir` and brings its schema up to date.
-    pub async fn open(dir: &Path) -> Result<Store> {
+    /// Opens the store and brings its schema up to date: a SQLite file (created if needed) or a
+    /// PostgreSQL database (whose schema drydock creates; several servers may share it).
+    pub async fn open(at: Location<'_>) -> Result<Store> {
+        static DRIVERS: std::sync::Once = std::sync::Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        match at {
+            Location::Sqlite(file) => Store::open_sqlite(file).await,
+            Location::Postgres(url) => {
+                let pool = PoolOptions::<Any>::new()
+                    .max_connections(8)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect(url)
+                    .await?;
+                // The PostgreSQL migrator serialises concurrent servers on an advisory lock.
+                POSTGRES.run(&pool).await?;
+                Ok(Store {
+                    pool,
+                    backend: Backend::Postgres,
+                })
+            }
+        }
+    }
+
+    async fn open_sqlite(file: &Path) -> Result<Store> {
+        let dir = file.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir)?;
-        let opts = SqliteConnectOptions::new()
-            .filename(dir.join("state.db"))
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
+        let url = format!("sqlite://{}?mode=rwc", url_path(file));
+        let pool = PoolOptions::<Any>::new()
             .max_connections(4)
-            .connect_with(opts)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON")
+                        .await?;
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        // WAL lets readers go on while a transition commits; it is a property of the file.
+        sqlx::query("PRAGMA journal_mode = WAL")
+            .execute(&pool)
             .await?;
         // Servers started together on a fresh directory would each see an empty schema and
         // create it: one migrates at a time, the others then find it done. The OS drops the
         // lock of a process that dies.
-        let lock = crate::lockfile::open(&dir.join("state.db.migrate-lock"))?;
+        let lock = crate::lockfile::open(&file.with_extension("db.migrate-lock"))?;
         let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))??;
-        let migrated = MIGRATOR.run(&pool).await;
+        let migrated = SQLITE.run(&pool).await;
         drop(lock);
         migrated?;
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            backend: Backend::Sqlite,
+        })
+    }
+
+    /// The store `config` names: `[state] url` (`env:VAR` resolved here), else `state.db` in
+    /// the state directory.
+    pub async fn configured(config: &crate::config::Config) -> std::result::Result<Store, Error> {
+        use crate::config::TargetUrl;
+        let url = match &config.state.url {
+            None => TargetUrl::Sqlite(config.state_dir.join("state.db")),
+            Some(url) => url.resolve(&config.base_dir())?,
+        };
+        Ok(Store::at(&url).await?)
+    }
+
+    /// The store at a resolved URL.
+    pub async fn at(url: &crate::config::TargetUrl) -> Result<Store> {
+        use crate::config::TargetUrl;
+        match url {
+            TargetUrl::Sqlite(file) => Store::open(Location::Sqlite(file)).await,
+            TargetUrl::Postgres(url) => Store::open(Location::Postgres(url)).await,
+            TargetUrl::Env(var) => Err(StoreError::Busy(format!("`env:{var}` was not resolved"))),
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     #[tracing::instrument(skip_all, fields(plan = %plan.id))]
@@ -233,7 +385,7 @@ impl Store {
         // language=SQL
         sqlx::query(
             "INSERT INTO plans (id, checksum, goal, target, author, urgency, status, created_at, updated_at, supersedes, body, analysis)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&plan.id)
         .bind(&plan.checksum)
@@ -255,7 +407,7 @@ impl Store {
             } else {
                 StepState::Pending
             };
-            sqlx::query("INSERT INTO steps (plan_id, idx, name, state) VALUES (?, ?, ?, ?)")
+            sqlx::query("INSERT INTO steps (plan_id, idx, name, state) VALUES ($1, $2, $3, $4)")
                 .bind(&plan.id)
                 .bind(i as i64)
                 .bind(s.name.as_deref().unwrap_or("step"))
@@ -278,7 +430,7 @@ impl Store {
     pub async fn plan(&self, id: &str) -> Result<Plan> {
         // language=SQL
         let row = sqlx::query(
-            "SELECT id, checksum, goal, target, author, urgency, status, created_at, supersedes, body, analysis FROM plans WHERE id = ?",
+            "SELECT id, checksum, goal, target, author, urgency, status, created_at, supersedes, body, analysis FROM plans WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -324,19 +476,26 @@ impl Store {
 
     /// Plans, newest first.
     pub async fn plans(&self, limit: i64) -> Result<Vec<PlanListRow>> {
-        // language=SQL
-        Ok(sqlx::query_as(
-            "SELECT id, target, status, goal, author, created_at, json_extract(analysis, '$.risk') AS risk FROM plans ORDER BY created_at DESC, id LIMIT ?",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
+        let sql = match self.backend {
+            // language=SQL
+            Backend::Sqlite => {
+                "SELECT id, target, status, goal, author, created_at, json_extract(analysis, '$.risk') AS risk FROM plans ORDER BY created_at DESC, id LIMIT $1"
+            }
+            // language=SQL
+            Backend::Postgres => {
+                "SELECT id, target, status, goal, author, created_at, analysis::json ->> 'risk' AS risk FROM plans ORDER BY created_at DESC, id LIMIT $1"
+            }
+        };
+        Ok(sqlx::query_as(sql)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     pub async fn steps(&self, plan_id: &str) -> Result<Vec<StepRow>> {
         // language=SQL
         Ok(sqlx::query_as(
-            "SELECT idx, name, state, applied_at, released_by FROM steps WHERE plan_id = ? ORDER BY idx",
+            "SELECT idx, name, state, applied_at, released_by FROM steps WHERE plan_id = $1 ORDER BY idx",
         )
         .bind(plan_id)
         .fetch_all(&self.pool)
@@ -346,7 +505,7 @@ impl Store {
     pub async fn runs(&self, plan_id: &str) -> Result<Vec<RunRow>> {
         // language=SQL
         Ok(sqlx::query_as(
-            "SELECT id, kind, target, checksum, ok, started_at, finished_at, duration_ms, detail FROM runs WHERE plan_id = ? ORDER BY id",
+            "SELECT id, kind, target, checksum, ok, started_at, finished_at, duration_ms, detail FROM runs WHERE plan_id = $1 ORDER BY id",
         )
         .bind(plan_id)
         .fetch_all(&self.pool)
@@ -356,7 +515,7 @@ impl Store {
     pub async fn approvals(&self, plan_id: &str) -> Result<Vec<ApprovalRow>> {
         // language=SQL
         Ok(sqlx::query_as(
-            "SELECT by, checksum, decision, reason, at FROM approvals WHERE plan_id = ? ORDER BY id",
+            "SELECT by, checksum, decision, reason, at FROM approvals WHERE plan_id = $1 ORDER BY id",
         )
         .bind(plan_id)
         .fetch_all(&self.pool)
@@ -368,7 +527,7 @@ impl Store {
     pub async fn latest_backup(&self, target: &str, plan_id: &str) -> Result<Option<BackupRow>> {
         // language=SQL
         Ok(sqlx::query_as(
-            "SELECT target, plan_id, verified, detail, taken_at FROM backups WHERE target = ? AND plan_id = ? AND verified = 1 ORDER BY taken_at DESC LIMIT 1",
+            "SELECT target, plan_id, verified, detail, taken_at FROM backups WHERE target = $1 AND plan_id = $2 AND verified = 1 ORDER BY taken_at DESC LIMIT 1",
         )
         .bind(target)
         .bind(plan_id)
@@ -383,7 +542,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let now = now();
         if let Some((from, to)) = change.status {
-            let current: String = sqlx::query_scalar("SELECT status FROM plans WHERE id = ?")
+            let current: String = sqlx::query_scalar("SELECT status FROM plans WHERE id = $1")
                 .bind(change.plan_id)
                 .fetch_optional(&mut *tx)
                 .await?
@@ -391,7 +550,7 @@ impl Store {
             if !from.is_empty() && !from.iter().any(|s| s.as_str() == current) {
                 return Ok(false);
             }
-            sqlx::query("UPDATE plans SET status = ?, updated_at = ? WHERE id = ?")
+            sqlx::query("UPDATE plans SET status = $1, updated_at = $2 WHERE id = $3")
                 .bind(to.as_str())
                 .bind(&now)
                 .bind(change.plan_id)
@@ -402,7 +561,7 @@ impl Store {
             // language=SQL
             sqlx::query(
                 "INSERT INTO runs (plan_id, checksum, kind, target, ok, started_at, finished_at, duration_ms, detail)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
             .bind(change.plan_id)
             .bind(run.checksum)
@@ -418,7 +577,7 @@ impl Store {
         }
         for (idx, state) in &change.steps {
             let applied_at = matches!(state, StepState::Applied).then(|| now.clone());
-            sqlx::query("UPDATE steps SET state = ?, applied_at = coalesce(?, applied_at) WHERE plan_id = ? AND idx = ?")
+            sqlx::query("UPDATE steps SET state = $1, applied_at = coalesce($2, applied_at) WHERE plan_id = $3 AND idx = $4")
                 .bind(state.as_str())
                 .bind(applied_at)
                 .bind(change.plan_id)
@@ -427,7 +586,7 @@ impl Store {
                 .await?;
         }
         if let Some((checksum, by, decision, reason)) = change.approval {
-            sqlx::query("INSERT INTO approvals (plan_id, checksum, by, decision, reason, at) VALUES (?, ?, ?, ?, ?, ?)")
+            sqlx::query("INSERT INTO approvals (plan_id, checksum, by, decision, reason, at) VALUES ($1, $2, $3, $4, $5, $6)")
                 .bind(change.plan_id)
                 .bind(checksum)
                 .bind(by)
@@ -438,7 +597,7 @@ impl Store {
                 .await?;
         }
         if let Some((idx, by)) = change.release {
-            sqlx::query("UPDATE steps SET state = 'pending', released_by = ?, released_at = ? WHERE plan_id = ? AND idx = ?")
+            sqlx::query("UPDATE steps SET state = 'pending', released_by = $1, released_at = $2 WHERE plan_id = $3 AND idx = $4")
                 .bind(by)
                 .bind(&now)
                 .bind(change.plan_id)
@@ -447,7 +606,7 @@ impl Store {
                 .await?;
         }
         if let Some((target, verified, detail)) = &change.backup {
-            sqlx::query("INSERT INTO backups (target, plan_id, verified, detail, taken_at) VALUES (?, ?, ?, ?, ?)")
+            sqlx::query("INSERT INTO backups (target, plan_id, verified, detail, taken_at) VALUES ($1, $2, $3, $4, $5)")
                 .bind(target)
                 .bind(change.plan_id)
                 .bind(*verified as i64)
@@ -467,7 +626,7 @@ impl Store {
     pub async fn set_paused(&self, plan_id: &str, who: &Principal, paused: bool) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         // language=SQL
-        sqlx::query("UPDATE plans SET paused_by = ?, paused_at = ? WHERE id = ?")
+        sqlx::query("UPDATE plans SET paused_by = $1, paused_at = $2 WHERE id = $3")
             .bind(paused.then(|| who.name.clone()))
             .bind(paused.then(now))
             .bind(plan_id)
@@ -483,7 +642,7 @@ impl Store {
     pub async fn paused(&self, plan_id: &str) -> Result<Option<Paused>> {
         // language=SQL
         Ok(sqlx::query_as(
-            "SELECT paused_by AS by, paused_at AS at FROM plans WHERE id = ? AND paused_by IS NOT NULL",
+            "SELECT paused_by AS by, paused_at AS at FROM plans WHERE id = $1 AND paused_by IS NOT NULL",
         )
         .bind(plan_id)
         .fetch_optional(&self.pool)
@@ -494,7 +653,7 @@ impl Store {
     pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditRow>> {
         // language=SQL
         Ok(sqlx::query_as(
-            "SELECT at, actor, action, plan_id, detail, role, via, os_user FROM audit ORDER BY id DESC LIMIT ?",
+            "SELECT at, actor, action, plan_id, detail, role, via, os_user FROM audit ORDER BY id DESC LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.pool)
@@ -502,8 +661,23 @@ impl Store {
     }
 }
 
+/// A file path as a URL's path: every byte but the unreserved ones and `/` percent-encoded (a
+/// `?` or `#` in a directory name would otherwise end the path).
+fn url_path(file: &Path) -> String {
+    let mut out = String::new();
+    for b in file.to_string_lossy().bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
 async fn audit(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     who: &Principal,
     action: &str,
     plan_id: Option<&str>,
@@ -511,7 +685,7 @@ async fn audit(
 ) -> Result<()> {
     // language=SQL
     sqlx::query(
-        "INSERT INTO audit (at, actor, action, plan_id, detail, role, via, os_user) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO audit (at, actor, action, plan_id, detail, role, via, os_user) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(now())
     .bind(&who.name)
@@ -524,80 +698,6 @@ async fn audit(
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// A token as the store keeps it: never its secret.
-#[derive(Debug, Clone, Serialize, FromRow)]
-pub struct TokenRow {
-    pub id: String,
-    pub name: String,
-    #[sqlx(try_from = "String")]
-    pub role: Grant,
-    #[serde(skip)]
-    pub hash: String,
-    pub created_at: String,
-    pub created_by: String,
-    pub expires_at: Option<String>,
-    pub revoked_at: Option<String>,
-}
-
-impl Store {
-    pub async fn insert_token(&self, row: &TokenRow, by: &Principal) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        // language=SQL
-        sqlx::query(
-            "INSERT INTO tokens (id, name, role, hash, created_at, created_by, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&row.id)
-        .bind(&row.name)
-        .bind(row.role.as_str())
-        .bind(&row.hash)
-        .bind(&row.created_at)
-        .bind(&row.created_by)
-        .bind(&row.expires_at)
-        .execute(&mut *tx)
-        .await?;
-        let detail = serde_json::json!({"token": row.id, "name": row.name, "role": row.role, "expires_at": row.expires_at});
-        audit(&mut tx, by, "token-create", None, detail).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    pub async fn token(&self, id: &str) -> Result<Option<TokenRow>> {
-        // language=SQL
-        Ok(sqlx::query_as(
-            "SELECT id, name, role, hash, created_at, created_by, expires_at, revoked_at FROM tokens WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?)
-    }
-
-    pub async fn tokens(&self) -> Result<Vec<TokenRow>> {
-        // language=SQL
-        Ok(sqlx::query_as(
-            "SELECT id, name, role, hash, created_at, created_by, expires_at, revoked_at FROM tokens ORDER BY name, created_at",
-        )
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    /// Revokes every live token of `name`; returns how many.
-    pub async fn revoke_tokens(&self, name: &str, by: &Principal) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
-        // language=SQL
-        let n =
-            sqlx::query("UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL")
-                .bind(now())
-                .bind(name)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        let detail = serde_json::json!({"name": name, "revoked": n});
-        audit(&mut tx, by, "token-revoke", None, detail).await?;
-        tx.commit().await?;
-        Ok(n)
-    }
 }
 
 #[cfg(test)]

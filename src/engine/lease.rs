@@ -1,0 +1,202 @@
+//! One operation per plan: in this process, the running map (one apply or rollback per
+//! target); across servers sharing the state store, the plan's lease, renewed by a heartbeat
+//! that also publishes the progress so that `status` on any server shows it. A lease whose
+//! holder crashed is taken over when it expires — at once when the holder was a process on this
+//! machine that no longer exists.
+
+use std::time::Duration;
+
+use super::*;
+use crate::store::Lease;
+
+/// This server as leases name it: `host:pid`.
+pub(super) fn this_server() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{host}:{}", std::process::id())
+}
+
+/// Whether `holder` names a process of this machine that has exited (its lease is stale).
+fn exited_here(holder: &str, me: &str) -> bool {
+    let (Some((host, pid)), Some((my_host, _))) = (holder.rsplit_once(':'), me.rsplit_once(':'))
+    else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<i32>() else {
+        return false;
+    };
+    // SAFETY: kill with signal 0 sends nothing; it only asks whether the process exists.
+    host == my_host && pid > 0 && unsafe { libc::kill(pid, 0) } != 0 && {
+        std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+    }
+}
+
+/// A plan's lease held by this server, renewed until released.
+pub(super) struct LeaseGuard {
+    store: Store,
+    plan_id: String,
+    holder: String,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+impl LeaseGuard {
+    pub(super) async fn release(self) {
+        self.heartbeat.abort();
+        if let Err(e) = self.store.release_lease(&self.plan_id, &self.holder).await {
+            tracing::warn!(plan = %self.plan_id, error = %e, "could not release the plan's lease; it expires on its own");
+        }
+    }
+}
+
+impl Engine {
+    /// Marks `target` as running `action` for `plan_id`; a second operation on the target is
+    /// refused (another plan) or told the plan is already being applied (the same plan).
+    pub(super) fn claim(
+        &self,
+        target: &str,
+        plan_id: &str,
+        action: &'static str,
+    ) -> Result<std::result::Result<RunningGuard, Running>> {
+        let mut running = self.running.lock().expect("running map lock");
+        if let Some(r) = running.get(target) {
+            if r.plan_id == plan_id && r.action == "apply" && action == "apply" {
+                return Ok(Err(r.clone()));
+            }
+            return Err(Error::TargetBusy(target.to_string()));
+        }
+        running.insert(
+            target.to_string(),
+            Running {
+                plan_id: plan_id.to_string(),
+                action,
+                started_at: crate::store::now(),
+                progress: None,
+            },
+        );
+        Ok(Ok(RunningGuard(self.running.clone(), target.to_string())))
+    }
+
+    /// Progress of a plan being applied in this process, if it is.
+    pub(super) fn running_progress(&self, plan_id: &str) -> Option<Running> {
+        self.running
+            .lock()
+            .expect("running map lock")
+            .values()
+            .find(|r| r.plan_id == plan_id)
+            .cloned()
+    }
+
+    /// Takes the plan's lease in the state store for `action`, refused with who holds it when
+    /// another server does; a heartbeat renews it (and publishes the progress) until released.
+    pub(super) async fn hold(
+        &self,
+        plan: &Plan,
+        who: &Principal,
+        action: &'static str,
+    ) -> Result<LeaseGuard> {
+        let ttl = self.config.state.lease;
+        let mut dead = None;
+        loop {
+            let got = self
+                .store
+                .acquire_lease(
+                    &plan.id,
+                    &self.server,
+                    &who.name,
+                    action,
+                    ttl,
+                    dead.as_deref(),
+                )
+                .await?;
+            match got {
+                Ok(()) => break,
+                Err(held) if dead.is_none() && exited_here(&held.holder, &self.server) => {
+                    tracing::info!(plan = %plan.id, holder = %held.holder, "taking over the lease of an exited server");
+                    dead = Some(held.holder);
+                }
+                Err(held) => return Err(held_error(held)),
+            }
+        }
+        let (store, running, target) = (
+            self.store.clone(),
+            self.running.clone(),
+            plan.target.clone(),
+        );
+        let (plan_id, holder) = (plan.id.clone(), self.server.clone());
+        let heartbeat = tokio::spawn(async move {
+            let every = (ttl / 3).max(Duration::from_millis(200));
+            loop {
+                tokio::time::sleep(every).await;
+                let progress = running
+                    .lock()
+                    .expect("running map lock")
+                    .get(&target)
+                    .and_then(|r| r.progress.as_ref())
+                    .and_then(|p| serde_json::to_string(p).ok());
+                match store
+                    .renew_lease(&plan_id, &holder, ttl, progress.as_deref())
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        // The target's advisory lock still keeps a second server out of it.
+                        tracing::error!(plan = %plan_id, "this server's lease was taken over");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(plan = %plan_id, error = %e, "lease heartbeat failed; retrying")
+                    }
+                }
+            }
+        });
+        Ok(LeaseGuard {
+            store: self.store.clone(),
+            plan_id: plan.id.clone(),
+            holder: self.server.clone(),
+            heartbeat,
+        })
+    }
+
+    /// What another server sharing the store is doing with the plan, if anything.
+    pub(super) async fn remote_running(&self, plan_id: &str) -> Result<Option<RunningInfo>> {
+        let Some(lease) = self.store.lease(plan_id).await? else {
+            return Ok(None);
+        };
+        if lease.holder == self.server {
+            return Ok(None);
+        }
+        let progress: Option<Progress> = lease
+            .progress
+            .as_deref()
+            .and_then(|p| serde_json::from_str(p).ok());
+        Ok(Some(RunningInfo {
+            action: lease.action,
+            since: lease.acquired_at,
+            done: progress.as_ref().map(|p| p.done),
+            total: progress.as_ref().map(|p| p.total),
+            message: progress.map(|p| p.message),
+            server: Some(lease.holder),
+        }))
+    }
+}
+
+fn held_error(held: Lease) -> Error {
+    Error::PlanHeld {
+        plan: held.plan_id,
+        held: Box::new(crate::error::Held {
+            action: match held.action.as_str() {
+                "apply" => "applied".into(),
+                "rollback" => "rolled back".into(),
+                other => other.to_string(),
+            },
+            holder: held.holder,
+            principal: held.principal,
+            since: held.acquired_at,
+            expires_in_s: (held.expires_in_ms + 999) / 1000,
+        }),
+    }
+}
