@@ -175,6 +175,15 @@ pub enum Error {
     BackupFailed { target: String, detail: String },
     #[error("another migration is running on target `{0}`")]
     TargetBusy(String),
+    #[error("the rollout of plan `{plan}` halted: member `{member}` (wave {wave}) failed: {cause}")]
+    RolloutHalted {
+        plan: String,
+        member: String,
+        wave: usize,
+        cause: String,
+    },
+    #[error("group `{group}` cannot be used: {problem}")]
+    BadGroup { group: String, problem: String },
     #[error("plan `{plan}` is being {} by server `{}` (for {}, since {}); its lease expires in {} s unless that server heartbeats", held.action, held.holder, held.principal, held.since, held.expires_in_s)]
     PlanHeld { plan: String, held: Box<Held> },
     #[error("target `{target}`: a long transaction holds a lock the step needs: {detail}")]
@@ -263,6 +272,8 @@ impl Error {
             Error::ValidationFailed { .. } => "validation-failed",
             Error::BackupFailed { .. } => "backup-unverified",
             Error::TargetBusy(_) => "target-busy",
+            Error::BadGroup { .. } => "invalid-group",
+            Error::RolloutHalted { .. } => "rollout-halted",
             Error::PlanHeld { .. } => "plan-held",
             Error::BlockedByTransaction { .. } => "blocked-by-transaction",
             Error::Config(_) => "config",
@@ -332,6 +343,8 @@ impl Error {
                 "check free disk space and the target's health, or configure `[backup] command` in drydock.toml".into()
             }
             Error::TargetBusy(_) => "wait for the running migration to finish (see `status`), then call again".into(),
+            Error::RolloutHalted { plan, member, .. } => format!("the failed member's step was rolled back and no later member was touched: fix the cause on `{member}` (see `status` members), then call `apply` with plan_id `{plan}` to resume the rollout, or `rollback` to reverse the members already applied"),
+            Error::BadGroup { group, problem } => format!("fix `[groups.{group}]` in drydock.toml ({problem}); `inspect` lists the targets"),
             Error::PlanHeld { .. } => "poll `status` (it shows the holder's progress) instead of applying again; if that server crashed, another server takes the plan over once its lease expires".into(),
             Error::BlockedByTransaction { .. } => {
                 "nothing was changed; ask the owner of that session to finish its transaction (or wait for a quieter moment), then call `apply` again".into()
@@ -366,6 +379,9 @@ impl Error {
             }
             Error::SqlFailed { .. } => {
                 "run `inspect` on the target before writing SQL, and let `dry-run` catch errors before production"
+            }
+            Error::RolloutHalted { .. } => {
+                "a change that passes on the group's staging can still fail on a member whose data differs: before approving a rollout, read the dry-run's member pre-check and query the members' data the change depends on"
             }
             Error::CheckFailed { .. } => {
                 "write checks that state what must be true after `up`, and verify the data they depend on with `inspect`"
@@ -403,6 +419,7 @@ impl Error {
             | Error::TemplateParams { .. }
             | Error::SelfApproval { .. }
             | Error::TargetBusy(_)
+            | Error::BadGroup { .. }
             | Error::PlanHeld { .. }
             | Error::BlockedByTransaction { .. }
             | Error::Config(_)

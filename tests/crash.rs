@@ -396,8 +396,9 @@ async fn race(project: &Project, db: Db) {
     let mut applied = 0;
     for r in [&ra, &rb] {
         if r.is_error == Some(true) {
+            // The loser finds the plan's lease taken in the shared state store.
             let body = refusal_body(r);
-            assert_eq!(body["code"], "target-busy", "{body}");
+            assert_eq!(body["code"], "plan-held", "{body}");
         } else {
             applied += 1;
         }

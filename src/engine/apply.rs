@@ -72,7 +72,7 @@ impl Engine {
 
     /// Preconditions → the target's lock → reconcile → backup → each pending step → outcome.
     pub(super) async fn apply_plan(
-        &self,
+        self: &Arc<Self>,
         plan: &Plan,
         agent: &Principal,
         progress: Option<UnboundedSender<Progress>>,
@@ -104,6 +104,10 @@ impl Engine {
             .any(|i| i.item != Item::BackupVerified)
         {
             return Err(unmet_error(plan, &items));
+        }
+        if let Some(group) = self.config.group(&plan.target) {
+            // Each member takes its own backup under its own lock.
+            return self.rollout(plan, group, agent, progress).await;
         }
         let target = self.open_target(&plan.target).await?;
         admit(plan, target.engine())?;
@@ -378,7 +382,7 @@ impl Engine {
     }
 
     /// Runs one step (a backfill, or statements in a transaction) with its history row.
-    async fn run_step(
+    pub(super) async fn run_step(
         &self,
         at: &At<'_>,
         target: &Target,
@@ -594,17 +598,17 @@ impl Engine {
 
 /// Which step of which plan is running, for whom, since when; `first` when nothing of the plan
 /// has reached the target before it.
-struct At<'a> {
-    plan: &'a Plan,
-    index: usize,
-    name: &'a str,
-    agent: &'a Principal,
-    started_at: String,
-    first: bool,
+pub(super) struct At<'a> {
+    pub(super) plan: &'a Plan,
+    pub(super) index: usize,
+    pub(super) name: &'a str,
+    pub(super) agent: &'a Principal,
+    pub(super) started_at: String,
+    pub(super) first: bool,
 }
 
 /// How one step ended.
-enum StepOutcome {
+pub(super) enum StepOutcome {
     Backfilled(crate::db::BackfillReport),
     Ran(Vec<StatementRun>, crate::db::WatchReport),
     /// The failure, and the watcher's report when the step ran SQL.

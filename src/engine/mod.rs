@@ -14,6 +14,8 @@ mod read;
 mod reconcile;
 mod report;
 mod rollback;
+mod rollout;
+mod rollout_checks;
 mod staging;
 mod validate;
 

@@ -35,6 +35,17 @@ impl Engine {
             (None, None) => (vec![], vec![]),
         };
         checks.extend(req.checks);
+        if self.config.group(&req.target).is_some()
+            && let Some(step) = steps.iter().find(|s| s.gate.is_some())
+        {
+            return Err(Error::invalid(
+                Part::Step,
+                format!(
+                    "step `{}` has a gate, and a rollout to a group does not stop at gates: roll out each phase as its own plan",
+                    step.name.as_deref().unwrap_or("step")
+                ),
+            ));
+        }
         let body = match Body::new(&req.target, steps, checks) {
             Ok(b) => Body { template, ..b },
             Err(e) => return Err(self.learn(e, author, "plan", None).await),
@@ -193,6 +204,10 @@ pub fn next_steps(plan: &Plan, role: Role, checklist: &[ChecklistItem]) -> Vec<S
         }
         Status::Applying => out.push(format!(
             "call `apply` with plan_id `{}` to continue, or `status` to see the gated step",
+            plan.id
+        )),
+        Status::Halted => out.push(format!(
+            "the rollout halted at a failed member (see `status` members): fix the cause and call `apply` with plan_id `{}` to resume, or `rollback` to reverse the applied members",
             plan.id
         )),
         Status::Applied => out.push(format!("call `validate` with plan_id `{}`", plan.id)),

@@ -13,7 +13,9 @@ impl Engine {
 
     pub async fn status(&self, plan_id: &str) -> Result<StatusReport> {
         let mut plan = self.load(plan_id, &Principal::drydock(), "status").await?;
+        // A group plan's steps live on its members (see `members`), not on one target.
         if Status::touched_target(plan.status)
+            && self.config.group(&plan.target).is_none()
             && let Ok(target) = self.open_target(&plan.target).await
         {
             self.reconcile_if_idle(&plan, &target, &Principal::drydock())
@@ -76,6 +78,7 @@ impl Engine {
             analysis,
             running,
             paused,
+            members: self.store.members(&plan.id).await?,
             next_steps: next_steps(&plan, role, &checklist),
         })
     }

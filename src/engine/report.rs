@@ -59,6 +59,10 @@ pub struct DryRunReport {
     pub warnings: Vec<String>,
     /// Where the measurement disagrees with the static analysis (the measurement wins).
     pub disagreements: Vec<String>,
+    /// A plan on a group: the members whose tables the plan touches are not shaped as on the
+    /// group's staging (or that cannot be reached) — listed before anyone approves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members_differ: Vec<String>,
     pub duration_ms: f64,
     pub next_steps: Vec<String>,
 }
@@ -279,6 +283,10 @@ pub struct StatusReport {
     /// Held by an engineer (`drydock pause`): backfills wait between batches until `resume`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused: Option<crate::store::Paused>,
+    /// A plan on a group: each member's wave and state (pending, applying, applied, failed,
+    /// rolled-back) and the error that failed it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<crate::store::MemberRow>,
     pub next_steps: Vec<String>,
 }
 
@@ -409,6 +417,21 @@ impl StatusReport {
                     .map(|e| format!(": {e}"))
                     .unwrap_or_default()
             ));
+        }
+        if !self.members.is_empty() {
+            md.push_str("\n## Members\n");
+            for m in &self.members {
+                md.push_str(&format!(
+                    "- wave {} `{}`: {}{}\n",
+                    m.wave,
+                    m.target,
+                    m.state.as_str(),
+                    m.error
+                        .as_deref()
+                        .map(|e| format!(" — {e}"))
+                        .unwrap_or_default()
+                ));
+            }
         }
         md.push_str(&self.runs_markdown());
         if !self.approvals.is_empty() {

@@ -2,6 +2,7 @@
 //! lock, the schema verified against the pre-apply record.
 
 use super::*;
+use crate::plan::MemberState;
 
 impl Engine {
     pub async fn rollback(
@@ -32,6 +33,9 @@ impl Engine {
             return Err(Error::MissingReason);
         }
         require(plan, "rollback", Status::touched_target, "applied")?;
+        if self.config.group(&plan.target).is_some() {
+            return self.rollback_rollout(plan, reason, agent).await;
+        }
         let target = self.open_target(&plan.target).await?;
         admit(plan, target.engine())?;
         let lock = target.lock().await?;
@@ -133,17 +137,15 @@ impl Engine {
         Ok(())
     }
 
-    /// One step's `down` (a backfill's saved values first, in the same transaction), with its
-    /// history row; then the step is recorded rolled back.
-    async fn rollback_step(
+    /// Runs one step's `down` on `target` (a backfill's saved values first, in the same
+    /// transaction) with its history row; the SQL's failure as the `Err`.
+    pub(super) async fn undo_step(
         &self,
         plan: &Plan,
         i: usize,
         name: &str,
         target: &Target,
-        reason: &str,
-        agent: &Principal,
-    ) -> Result<()> {
+    ) -> Result<std::result::Result<(), StepFailure>> {
         let step = &plan.steps()[i];
         if step.down.is_none() && step.backfill.is_none() {
             return Err(Error::invalid(
@@ -167,7 +169,23 @@ impl Engine {
                 &mut |_| {},
             )
             .await?;
-        result.map_err(|f| Self::sql_failed(plan, "rollback", name, f))?;
+        Ok(result.map(|_| ()))
+    }
+
+    /// One step's `down` (a backfill's saved values first, in the same transaction), with its
+    /// history row; then the step is recorded rolled back.
+    async fn rollback_step(
+        &self,
+        plan: &Plan,
+        i: usize,
+        name: &str,
+        target: &Target,
+        reason: &str,
+        agent: &Principal,
+    ) -> Result<()> {
+        self.undo_step(plan, i, name, target)
+            .await?
+            .map_err(|f| Self::sql_failed(plan, "rollback", name, f))?;
         self.store
             .commit(Change {
                 plan_id: &plan.id,
@@ -181,5 +199,104 @@ impl Engine {
             })
             .await?;
         Ok(())
+    }
+
+    /// `rollback` of a group plan (also of a halted one): every member the rollout touched,
+    /// in reverse order, has this plan's steps rolled back.
+    pub(super) async fn rollback_rollout(
+        &self,
+        plan: &Plan,
+        reason: &str,
+        agent: &Principal,
+    ) -> Result<RollbackReport> {
+        let members = self.store.members(&plan.id).await?;
+        let first_applied = members
+            .iter()
+            .filter(|m| m.state == MemberState::Applied)
+            .map(|m| m.updated_at.clone())
+            .min();
+        if let Some(first) = first_applied {
+            let window = self.config.policy.rollback_window;
+            if crate::store::age(&first).is_some_and(|a| a > window) {
+                return Err(Error::RollbackWindowClosed {
+                    plan: plan.id.clone(),
+                    closed_at: crate::store::add(&first, window).unwrap_or_default(),
+                });
+            }
+        }
+        let runs = self.store.runs(&plan.id).await?;
+        let mut reversed = Vec::new();
+        let mut differ = Vec::new();
+        for m in members.iter().rev() {
+            if matches!(m.state, MemberState::Pending | MemberState::RolledBack) {
+                continue;
+            }
+            let cfg = self.config.target(&m.target)?;
+            let target = Target::open(&self.config, cfg).await?;
+            admit(plan, target.engine())?;
+            let lock = target.lock().await?;
+            let undone = self.undo_member(plan, &target).await;
+            let after = target.fingerprint().await;
+            lock.release().await;
+            undone?;
+            let after = after?;
+            let before = runs
+                .iter()
+                .rev()
+                .find(|r| r.kind == RunKind::PreApply && r.target == m.target)
+                .and_then(|r| r.detail.fingerprint_before_lines.clone())
+                .map(crate::db::Fingerprint::from_lines);
+            match before {
+                Some(b) if b == after => {}
+                Some(b) => differ.push(format!("{}: {}", m.target, b.diff(&after))),
+                None => differ.push(format!("{}: no pre-apply schema was recorded", m.target)),
+            }
+            self.store
+                .commit(Change {
+                    plan_id: &plan.id,
+                    member: Some((&m.target, MemberState::RolledBack, None)),
+                    audit: Audit::new(
+                        agent,
+                        "member-rolled-back",
+                        json!({"member": m.target, "reason": reason}),
+                    ),
+                    ..Change::default()
+                })
+                .await?;
+            reversed.push(m.target.clone());
+        }
+        self.store
+            .commit(Change {
+                plan_id: &plan.id,
+                status: Some((&[], Status::RolledBack)),
+                steps: (0..plan.steps().len())
+                    .map(|i| (i, StepState::RolledBack))
+                    .collect(),
+                audit: Audit::new(
+                    agent,
+                    "rolled-back",
+                    json!({"reason": reason, "members": reversed}),
+                ),
+                ..Change::default()
+            })
+            .await?;
+        if !differ.is_empty() {
+            return Err(Error::RollbackUnverified {
+                detail: differ.join("; "),
+            });
+        }
+        Ok(RollbackReport {
+            plan_id: plan.id.clone(),
+            status: Status::RolledBack,
+            detail: format!(
+                "rolled back on {} member(s), each one's schema equal to its pre-apply schema: {}",
+                reversed.len(),
+                reversed.join(", ")
+            ),
+            rolled_back: reversed,
+            schema_verified: true,
+            reason: reason.to_string(),
+            staging_sync: None,
+        })
     }
 }

@@ -15,6 +15,10 @@ impl Engine {
         plan: &Plan,
         agent: &Principal,
     ) -> Result<ValidateReport> {
+        if self.config.group(&plan.target).is_some() {
+            require(plan, "validate", Status::touched_target, "applied")?;
+            return self.validate_rollout(plan, agent).await;
+        }
         // Opened once, for the reconcile and the validation; a refusal by status comes first.
         let target = self.open_target(&plan.target).await;
         if let Ok(t) = &target {

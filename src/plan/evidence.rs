@@ -99,6 +99,9 @@ pub struct RunDetail {
     pub disagreements: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimate: Option<Estimate>,
+    /// A group plan's dry-run: members that differ from the group's staging.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members_differ: Vec<String>,
     /// The schema before the first step (hash, and its lines for drydock's own comparisons).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint_before: Option<String>,

@@ -259,6 +259,9 @@ pub enum Status {
     Tested,
     Approved,
     Applying,
+    /// A rollout to a group stopped at its first failed member; `apply` resumes it, `rollback`
+    /// reverses the members it applied.
+    Halted,
     Applied,
     Validated,
     RolledBack,
@@ -272,6 +275,7 @@ impl Status {
             Status::Tested => "tested",
             Status::Approved => "approved",
             Status::Applying => "applying",
+            Status::Halted => "halted",
             Status::Applied => "applied",
             Status::Validated => "validated",
             Status::RolledBack => "rolled-back",
@@ -286,7 +290,10 @@ impl Status {
 
     /// Whether some of the plan's steps have been applied to the target (and not rolled back).
     pub fn touched_target(self) -> bool {
-        matches!(self, Status::Applied | Status::Validated | Status::Applying)
+        matches!(
+            self,
+            Status::Applied | Status::Validated | Status::Applying | Status::Halted
+        )
     }
 
     /// Whether the plan's SQL has not touched the target yet.
@@ -328,6 +335,34 @@ impl StepState {
     }
 }
 
+/// Where one member of a group rollout is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum MemberState {
+    Pending,
+    Applying,
+    Applied,
+    /// Its step failed (and was rolled back on it); the rollout halted.
+    Failed,
+    RolledBack,
+}
+
+impl MemberState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberState::Pending => "pending",
+            MemberState::Applying => "applying",
+            MemberState::Applied => "applied",
+            MemberState::Failed => "failed",
+            MemberState::RolledBack => "rolled-back",
+        }
+    }
+    pub fn parse(s: &str) -> Result<MemberState> {
+        serde_json::from_value(serde_json::Value::String(s.to_string()))
+            .map_err(|_| Error::Store(format!("unknown member state `{s}` in the state store")))
+    }
+}
+
 /// The state store keeps lifecycle values as text; reading one back names what it did not know.
 macro_rules! stored_as_text {
     ($($ty:ty => $parse:expr),* $(,)?) => {$(
@@ -343,6 +378,7 @@ macro_rules! stored_as_text {
 stored_as_text! {
     Status => Status::parse,
     StepState => StepState::parse,
+    MemberState => MemberState::parse,
     RunKind => |s: &str| s.parse::<RunKind>().map_err(Error::Store),
     Decision => |s: &str| s.parse::<Decision>().map_err(Error::Store),
     Urgency => |s: &str| serde_json::from_value::<Urgency>(serde_json::Value::String(s.to_string()))

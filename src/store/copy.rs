@@ -116,6 +116,18 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
         ],
     ),
     (
+        "members",
+        &[
+            ("plan_id", Text),
+            ("target", Text),
+            ("position", Int),
+            ("wave", Int),
+            ("state", Text),
+            ("error", Text),
+            ("updated_at", Text),
+        ],
+    ),
+    (
         "mistakes",
         &[
             ("key", Text),

@@ -8,6 +8,7 @@
 //! Imports `plan`, `config` and the leaves; never `db`, `analysis`, `checklist` or `engine`.
 
 mod copy;
+mod members;
 mod shared;
 mod tokens;
 
@@ -22,13 +23,14 @@ use sqlx::{Any, AnyConnection, AnyPool};
 use sqlx::{Executor, FromRow, Row};
 
 pub use copy::Copied;
+pub use members::MemberRow;
 pub use shared::{Lease, StoredMistake};
 pub use tokens::TokenRow;
 
 use crate::error::Error;
 use crate::identity::Principal;
 use crate::plan::evidence::{BackupEvidence, RunDetail};
-use crate::plan::{Body, Decision, Plan, RunKind, Status, StepState, Urgency};
+use crate::plan::{Body, Decision, MemberState, Plan, RunKind, Status, StepState, Urgency};
 
 /// What can go wrong in drydock's own state store. Each message names the object.
 #[derive(Debug, thiserror::Error)]
@@ -225,6 +227,8 @@ pub struct Change<'a> {
     pub approval: Option<(&'a str, &'a str, Decision, Option<&'a str>)>,
     pub release: Option<(usize, &'a str)>,
     pub backup: Option<(&'a str, bool, &'a BackupEvidence)>,
+    /// A group member's new state and, when it failed, why.
+    pub member: Option<(&'a str, MemberState, Option<&'a str>)>,
     pub audit: Option<Audit<'a>>,
 }
 
@@ -612,6 +616,17 @@ impl Store {
                 .bind(*verified as i64)
                 .bind(serde_json::to_string(detail).map_err(decode("backup evidence"))?)
                 .bind(&now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some((target, state, error)) = change.member {
+            // language=SQL
+            sqlx::query("UPDATE members SET state = $1, error = $2, updated_at = $3 WHERE plan_id = $4 AND target = $5")
+                .bind(state.as_str())
+                .bind(error)
+                .bind(&now)
+                .bind(change.plan_id)
+                .bind(target)
                 .execute(&mut *tx)
                 .await?;
         }

@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+mod groups;
+pub use groups::{GroupConfig, Wave};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -210,6 +213,8 @@ pub struct Config {
     pub errors_path: PathBuf,
     pub server: ServerConfig,
     pub state: StateConfig,
+    /// Fleets a plan can roll out to (`target = "group:NAME"`).
+    pub groups: BTreeMap<String, GroupConfig>,
 }
 
 /// `[state]`: where drydock keeps its own state, and how long a server's hold on a plan lasts
@@ -258,6 +263,8 @@ struct RawConfig {
     server: RawServer,
     #[serde(default)]
     state: RawState,
+    #[serde(default)]
+    groups: BTreeMap<String, groups::RawGroup>,
     state_dir: Option<String>,
     errors: Option<String>,
 }
@@ -465,9 +472,18 @@ impl Config {
                     })?,
             },
         };
+        let groups = raw
+            .groups
+            .into_iter()
+            .map(|(name, g)| {
+                let parsed = groups::parse(&name, g, &targets);
+                (name, parsed)
+            })
+            .collect();
         Ok(Config {
             source,
             targets,
+            groups,
             policy,
             state,
             backup: BackupConfig {
@@ -484,10 +500,26 @@ impl Config {
         })
     }
 
+    /// A target by name; `group:NAME` is a fleet as a plan's target (see `GroupConfig`).
     pub fn target(&self, name: &str) -> Result<&TargetConfig> {
+        if let Some(group) = name.strip_prefix("group:") {
+            let g = self
+                .groups
+                .get(group)
+                .ok_or_else(|| Error::UnknownTarget(name.to_string()))?;
+            return g.as_target.as_ref().ok_or_else(|| Error::BadGroup {
+                group: group.to_string(),
+                problem: g.problem.clone().unwrap_or_default(),
+            });
+        }
         self.targets
             .get(name)
             .ok_or_else(|| Error::UnknownTarget(name.to_string()))
+    }
+
+    /// The group a plan's target names, if it names one.
+    pub fn group(&self, target: &str) -> Option<&GroupConfig> {
+        self.groups.get(target.strip_prefix("group:")?)
     }
 
     /// The folder relative `sqlite:` paths resolve against.

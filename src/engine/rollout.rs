@@ -1,0 +1,444 @@
+//! Rollouts to a group (spec §10): a plan on `group:NAME`, dry-run once on the group's staging
+//! and approved once, applied wave by wave. Each member gets its own pre-flight, lock, backup,
+//! steps with history rows (the group plan's id and checksum) and validation; within a wave at
+//! most `parallel` members run at once. The first failure halts the rollout: members already
+//! running finish and are recorded, no new member starts, the failed member's steps are rolled
+//! back on it, and the plan is `halted` until `apply` resumes it or `rollback` reverses the
+//! applied members. Member states live in the state store, so a resumed rollout — on this
+//! server after a crash, or on another — continues where it stopped.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use super::apply::{At, StepOutcome};
+use super::*;
+use crate::config::GroupConfig;
+use crate::plan::MemberState;
+
+/// How one member's apply ended, when it did not fail.
+enum MemberDone {
+    Applied,
+    /// A shutdown stopped it at a checkpoint; it resumes on the next apply.
+    Halted,
+}
+
+/// What a wave ended with: its first failure, or a shutdown.
+#[derive(Default)]
+struct WaveEnd {
+    failed: Option<(String, Error)>,
+    halted: bool,
+}
+
+impl Engine {
+    /// Applies a group plan wave by wave (see the module's documentation).
+    pub(super) async fn rollout(
+        self: &Arc<Self>,
+        plan: &Plan,
+        group: &GroupConfig,
+        agent: &Principal,
+        progress: Option<UnboundedSender<Progress>>,
+    ) -> Result<ApplyReport> {
+        if let Some(step) = plan.steps().iter().find(|s| s.gate.is_some()) {
+            return Err(Error::invalid(
+                Part::Step,
+                format!(
+                    "step `{}` has a gate, and a rollout to a group does not stop at gates: roll out each phase as its own plan",
+                    step.name.as_deref().unwrap_or("step")
+                ),
+            ));
+        }
+        let members: Vec<(&str, usize)> = group
+            .members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.as_str(), group.wave_of(i)))
+            .collect();
+        self.store.ensure_members(&plan.id, &members).await?;
+        let from = [
+            Status::Tested,
+            Status::Approved,
+            Status::Applying,
+            Status::Halted,
+        ];
+        let started = self
+            .store
+            .commit(Change {
+                plan_id: &plan.id,
+                status: Some((&from, Status::Applying)),
+                audit: Audit::new(
+                    agent,
+                    "rollout-start",
+                    json!({"group": group.name, "members": members.len(), "waves": group.wave_ends().len()}),
+                ),
+                ..Change::default()
+            })
+            .await?;
+        if !started {
+            return Err(Error::WrongStatus {
+                plan: plan.id.clone(),
+                status: self.store.plan(&plan.id).await?.status.to_string(),
+                action: "apply",
+                needed: "tested and approved, or a halted rollout",
+            });
+        }
+        let states = self.store.members(&plan.id).await?;
+        let total = states.len() as u64;
+        let done = Arc::new(AtomicU64::new(
+            states
+                .iter()
+                .filter(|m| m.state == MemberState::Applied)
+                .count() as u64,
+        ));
+        let plan = Arc::new(plan.clone());
+        for wave in 1..=group.wave_ends().len() {
+            let todo: Vec<String> = states
+                .iter()
+                .filter(|m| m.wave as usize == wave && m.state != MemberState::Applied)
+                .map(|m| m.target.clone())
+                .collect();
+            let end = self
+                .run_wave(
+                    &plan,
+                    todo,
+                    group.parallel,
+                    agent,
+                    (&progress, &done, total),
+                )
+                .await;
+            if let Some((member, err)) = end.failed {
+                self.store
+                    .commit(Change {
+                        plan_id: &plan.id,
+                        status: Some((&[Status::Applying], Status::Halted)),
+                        audit: Audit::new(
+                            agent,
+                            "rollout-halted",
+                            json!({"member": member, "wave": wave, "error": err.to_string()}),
+                        ),
+                        ..Change::default()
+                    })
+                    .await?;
+                return Err(Error::RolloutHalted {
+                    plan: plan.id.clone(),
+                    member,
+                    wave,
+                    cause: err.to_string(),
+                });
+            }
+            if end.halted {
+                let fresh = self.store.plan(&plan.id).await?;
+                return Ok(ApplyReport::done(
+                    &fresh,
+                    &format!(
+                        "the server is shutting down: the rollout stopped in wave {wave} ({} of {total} members applied) and resumes on the next apply",
+                        done.load(Ordering::SeqCst)
+                    ),
+                    vec![],
+                    None,
+                ));
+            }
+        }
+        self.store
+            .commit(Change {
+                plan_id: &plan.id,
+                status: Some((&[Status::Applying], Status::Applied)),
+                steps: (0..plan.steps().len())
+                    .map(|i| (i, StepState::Applied))
+                    .collect(),
+                audit: Audit::new(
+                    agent,
+                    "applied",
+                    json!({"group": group.name, "members": total}),
+                ),
+                ..Change::default()
+            })
+            .await?;
+        let fresh = self.store.plan(&plan.id).await?;
+        Ok(ApplyReport::done(
+            &fresh,
+            &format!(
+                "applied to all {total} members of group `{}` in {} wave(s)",
+                group.name,
+                group.wave_ends().len()
+            ),
+            plan.steps()
+                .iter()
+                .map(|s| s.name.clone().unwrap_or_else(|| "step".into()))
+                .collect(),
+            None,
+        ))
+    }
+
+    /// One wave: its members through a sliding pool of `parallel`, in list order; after the
+    /// first failure (or a shutdown) no further member starts.
+    async fn run_wave(
+        self: &Arc<Self>,
+        plan: &Arc<Plan>,
+        members: Vec<String>,
+        parallel: usize,
+        agent: &Principal,
+        (progress, done, total): (&Option<UnboundedSender<Progress>>, &Arc<AtomicU64>, u64),
+    ) -> WaveEnd {
+        let pool = Arc::new(tokio::sync::Semaphore::new(parallel));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut set = tokio::task::JoinSet::new();
+        for member in members {
+            let (engine, plan, agent) = (Arc::clone(self), Arc::clone(plan), agent.clone());
+            let (pool, stop, done, progress) =
+                (pool.clone(), stop.clone(), done.clone(), progress.clone());
+            // The permit is taken before the task starts: members start in list order.
+            let Ok(permit) = pool.acquire_owned().await else {
+                break;
+            };
+            if stop.load(Ordering::SeqCst) || self.halt.requested() {
+                break;
+            }
+            set.spawn(async move {
+                let _permit = permit;
+                let outcome = engine.apply_member(&plan, &member, &agent).await;
+                match &outcome {
+                    Ok(MemberDone::Applied) => {
+                        let n = done.fetch_add(1, Ordering::SeqCst) + 1;
+                        if let Some(tx) = &progress {
+                            let _ = tx.send(Progress {
+                                done: n,
+                                total,
+                                message: format!("member `{member}` applied ({n} of {total})"),
+                            });
+                        }
+                    }
+                    Ok(MemberDone::Halted) | Err(_) => stop.store(true, Ordering::SeqCst),
+                }
+                (member, outcome)
+            });
+        }
+        let mut end = WaveEnd::default();
+        // Every member already running finishes and is recorded, whatever the others do.
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok((_, Ok(MemberDone::Applied))) => {}
+                Ok((_, Ok(MemberDone::Halted))) => end.halted = true,
+                Ok((member, Err(e))) => {
+                    end.failed.get_or_insert((member, e));
+                }
+                Err(e) => {
+                    end.failed.get_or_insert((
+                        "?".into(),
+                        Error::Store(format!("a member's task failed: {e}")),
+                    ));
+                }
+            }
+        }
+        end
+    }
+
+    /// One member: pre-flight, its lock, backup, each step not in its history, validation; a
+    /// failure rolls back what this plan applied on it and marks it failed.
+    async fn apply_member(
+        &self,
+        plan: &Plan,
+        member: &str,
+        agent: &Principal,
+    ) -> Result<MemberDone> {
+        self.store
+            .commit(Change {
+                plan_id: &plan.id,
+                member: Some((member, MemberState::Applying, None)),
+                audit: Audit::new(agent, "member-start", json!({"member": member})),
+                ..Change::default()
+            })
+            .await?;
+        let outcome = async {
+            let cfg = self.config.target(member)?;
+            let target = Target::open(&self.config, cfg).await?;
+            admit(plan, target.engine())?;
+            let lock = target.lock().await?;
+            let r = self.apply_member_locked(plan, member, &target, agent).await;
+            lock.release().await;
+            r
+        }
+        .await;
+        let (state, error, action) = match &outcome {
+            Ok(MemberDone::Applied) => (MemberState::Applied, None, "member-applied"),
+            // Stays `applying`: its checkpoint is in the target, and the next apply resumes it.
+            Ok(MemberDone::Halted) => (MemberState::Applying, None, "member-halted"),
+            Err(e) => (MemberState::Failed, Some(e.to_string()), "member-failed"),
+        };
+        self.store
+            .commit(Change {
+                plan_id: &plan.id,
+                member: Some((member, state, error.as_deref())),
+                audit: Audit::new(agent, action, json!({"member": member, "error": error})),
+                ..Change::default()
+            })
+            .await?;
+        outcome
+    }
+
+    async fn apply_member_locked(
+        &self,
+        plan: &Plan,
+        member: &str,
+        target: &Target,
+        agent: &Principal,
+    ) -> Result<MemberDone> {
+        let applied = self.applied_on(plan, target).await?;
+        if applied.is_empty() {
+            // The member's schema before the plan: its rollback is verified against it.
+            let fp = target.fingerprint().await?;
+            self.store
+                .commit(Change {
+                    plan_id: &plan.id,
+                    run: Some(NewRun {
+                        kind: RunKind::PreApply,
+                        target: member,
+                        checksum: &plan.checksum,
+                        ok: true,
+                        started_at: crate::store::now(),
+                        duration_ms: 0.0,
+                        detail: RunDetail {
+                            fingerprint_before: Some(fp.hash.clone()),
+                            fingerprint_before_lines: Some(fp.lines.clone()),
+                            ..RunDetail::default()
+                        },
+                    }),
+                    ..Change::default()
+                })
+                .await?;
+        }
+        self.member_backup(plan, member, target, agent).await?;
+        for (i, step) in plan.steps().iter().enumerate() {
+            let name = step.name.clone().unwrap_or_else(|| "step".into());
+            if applied.contains(&name) {
+                continue;
+            }
+            if self.halt.requested() {
+                return Ok(MemberDone::Halted);
+            }
+            let at = At {
+                plan,
+                index: i,
+                name: &name,
+                agent,
+                started_at: crate::store::now(),
+                first: false,
+            };
+            let outcome = self.run_step(&at, target, step, &None, (&mut 0, 0)).await?;
+            match outcome {
+                StepOutcome::Ran(..) | StepOutcome::Backfilled(_) => {}
+                StepOutcome::Halted(_) => return Ok(MemberDone::Halted),
+                StepOutcome::Failed(f, _) => {
+                    let err = Error::SqlFailed {
+                        phase: "apply",
+                        target: member.to_string(),
+                        step: name.clone(),
+                        index: f.index,
+                        cause: format!("{} — in `{}`", f.cause, truncate(&f.sql, 200)),
+                    };
+                    self.undo_member(plan, target).await?;
+                    return Err(err);
+                }
+            }
+        }
+        let failed: Vec<String> = target
+            .run_checks(&plan.body.checks)
+            .await?
+            .into_iter()
+            .filter(|c| !c.passed)
+            .map(|c| {
+                format!(
+                    "check `{}` expected {} but observed {}",
+                    c.name, c.expect, c.observed
+                )
+            })
+            .collect();
+        if !failed.is_empty() {
+            self.undo_member(plan, target).await?;
+            return Err(Error::ValidationFailed {
+                plan: plan.id.clone(),
+                failures: failed.join("; "),
+            });
+        }
+        Ok(MemberDone::Applied)
+    }
+
+    /// The steps of `plan` the target's history has applied (and not rolled back).
+    async fn applied_on(
+        &self,
+        plan: &Plan,
+        target: &Target,
+    ) -> Result<std::collections::HashSet<String>> {
+        Ok(target
+            .history(&plan.id)
+            .await?
+            .into_iter()
+            .filter(|h| h.applied() && h.checksum == plan.checksum)
+            .map(|h| h.step)
+            .collect())
+    }
+
+    /// A production member's backup of the plan's tables, once per plan: the configured
+    /// command's evidence or drydock's own verified snapshot, recorded under the member's name.
+    async fn member_backup(
+        &self,
+        plan: &Plan,
+        member: &str,
+        target: &Target,
+        agent: &Principal,
+    ) -> Result<()> {
+        if self.config.target(member)?.role != Role::Production
+            || self.store.latest_backup(member, &plan.id).await?.is_some()
+        {
+            return Ok(());
+        }
+        let evidence = match &self.config.backup.command {
+            Some(cmd) => {
+                crate::db::backup_command(member, cmd, self.config.policy.backup_max_age).await?
+            }
+            None => {
+                let label = format!(
+                    "{member}-{}_{}",
+                    plan.id.replace('-', "_"),
+                    std::process::id()
+                );
+                target
+                    .backup(
+                        &self.config.state_dir.join("backups"),
+                        &label,
+                        &plan.existing_tables(),
+                        self.config.policy.snapshot_max_rows,
+                    )
+                    .await?
+            }
+        };
+        self.store
+            .commit(Change {
+                plan_id: &plan.id,
+                backup: Some((member, true, &evidence)),
+                audit: Audit::new(
+                    agent,
+                    "backup",
+                    json!({"target": member, "location": evidence.location}),
+                ),
+                ..Change::default()
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Rolls back, newest first, every step of `plan` the member's history has applied.
+    pub(super) async fn undo_member(&self, plan: &Plan, target: &Target) -> Result<Vec<String>> {
+        let applied = self.applied_on(plan, target).await?;
+        let mut undone = Vec::new();
+        for (i, step) in plan.steps().iter().enumerate().rev() {
+            let name = step.name.clone().unwrap_or_else(|| "step".into());
+            if !applied.contains(&name) {
+                continue;
+            }
+            self.undo_step(plan, i, &name, target)
+                .await?
+                .map_err(|f| Self::sql_failed(plan, "rollback", &name, f))?;
+            undone.push(name);
+        }
+        Ok(undone)
+    }
+}

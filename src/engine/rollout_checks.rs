@@ -1,0 +1,153 @@
+//! A group plan's checks: before approval, every member's shape beside the group's staging;
+//! after the rollout, `validate` on every applied member.
+
+use super::*;
+use crate::config::GroupConfig;
+use crate::plan::MemberState;
+
+impl Engine {
+    /// The cheap half of a group's dry-run: every member's tables that the plan touches, compared
+    /// with the group's staging (where the dry-run ran). Members that differ, or cannot be
+    /// reached, are returned with the first differences.
+    pub(super) async fn precheck_members(
+        &self,
+        plan: &Plan,
+        group: &GroupConfig,
+        staging: &Target,
+    ) -> Result<Vec<String>> {
+        let tables = plan.tables();
+        let reference = table_shape(&staging.fingerprint().await?, &tables);
+        let mut differ = Vec::new();
+        for member in &group.members {
+            let shape = async {
+                let t = Target::open(&self.config, self.config.target(member)?).await?;
+                Ok::<_, Error>(table_shape(&t.fingerprint().await?, &tables))
+            }
+            .await;
+            match shape {
+                Ok(s) if s == reference => {}
+                Ok(s) => {
+                    let lines: Vec<String> = s
+                        .difference(&reference)
+                        .map(|l| format!("only on the member: {l}"))
+                        .chain(
+                            reference
+                                .difference(&s)
+                                .map(|l| format!("only on staging: {l}")),
+                        )
+                        .take(3)
+                        .collect();
+                    differ.push(format!("{member}: {}", lines.join("; ")));
+                }
+                Err(e) => differ.push(format!("{member}: cannot be reached: {e}")),
+            }
+        }
+        Ok(differ)
+    }
+
+    /// `validate` of a group plan: on every applied member, the plan's checks and the member's
+    /// history (every step recorded with the plan's checksum). Each outcome is named by member.
+    pub(super) async fn validate_rollout(
+        &self,
+        plan: &Plan,
+        agent: &Principal,
+    ) -> Result<ValidateReport> {
+        let started_at = crate::store::now();
+        let t0 = Instant::now();
+        let members = self.store.members(&plan.id).await?;
+        let (mut checks, mut builtin) = (Vec::new(), Vec::new());
+        for m in members.iter().filter(|m| m.state == MemberState::Applied) {
+            let target = Target::open(&self.config, self.config.target(&m.target)?).await?;
+            admit(plan, target.engine())?;
+            for c in target.run_checks(&plan.body.checks).await? {
+                checks.push(crate::db::CheckOutcome {
+                    name: format!("{}: {}", m.target, c.name),
+                    ..c
+                });
+            }
+            let recorded = target.history(&plan.id).await?;
+            let missing: Vec<String> = plan
+                .steps()
+                .iter()
+                .map(|s| s.name.clone().unwrap_or_else(|| "step".into()))
+                .filter(|n| {
+                    !recorded
+                        .iter()
+                        .any(|h| &h.step == n && h.applied() && h.checksum == plan.checksum)
+                })
+                .collect();
+            builtin.push(BuiltinCheck {
+                name: format!("{}: history", m.target),
+                passed: missing.is_empty(),
+                skipped: false,
+                detail: if missing.is_empty() {
+                    "every step is recorded with the plan's checksum".into()
+                } else {
+                    format!("no history row for step(s) {}", missing.join(", "))
+                },
+            });
+        }
+        let pending = members
+            .iter()
+            .filter(|m| m.state != MemberState::Applied)
+            .count();
+        let failures: Vec<String> = checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| {
+                format!(
+                    "check `{}` expected {} but observed {}",
+                    c.name, c.expect, c.observed
+                )
+            })
+            .chain(
+                builtin
+                    .iter()
+                    .filter(|b| !b.passed)
+                    .map(|b| format!("{}: {}", b.name, b.detail)),
+            )
+            .collect();
+        let ok = failures.is_empty() && pending == 0;
+        let report = ValidateReport {
+            plan_id: plan.id.clone(),
+            ok,
+            status: if ok { Status::Validated } else { plan.status },
+            checks,
+            builtin,
+            row_counts: BTreeMap::new(),
+        };
+        self.store
+            .commit(Change {
+                plan_id: &plan.id,
+                status: (ok && plan.status == Status::Applied)
+                    .then_some((&[Status::Applied][..], Status::Validated)),
+                run: Some(NewRun {
+                    kind: RunKind::Validate,
+                    target: &plan.target,
+                    checksum: &plan.checksum,
+                    ok,
+                    started_at,
+                    duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
+                    detail: RunDetail::of(&report),
+                }),
+                audit: Audit::new(
+                    agent,
+                    "validate",
+                    json!({"ok": ok, "members": members.len()}),
+                ),
+                ..Change::default()
+            })
+            .await?;
+        if !ok {
+            let mut all = failures;
+            if pending > 0 {
+                all.push(format!("{pending} member(s) are not applied"));
+            }
+            return Err(Error::ValidationFailed {
+                plan: plan.id.clone(),
+                failures: all.join("; "),
+            });
+        }
+        Ok(report)
+    }
+}
