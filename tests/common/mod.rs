@@ -337,7 +337,8 @@ pub fn refusal_body(r: &CallToolResult) -> Value {
         .iter()
         .find_map(|c| c.as_text().map(|t| t.text.clone()))
         .expect("a refusal has text content");
-    serde_json::from_str(&text).expect("a refusal's text is its JSON body")
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("a refusal's text is its JSON body ({e}): {text}"))
 }
 
 pub fn plan_id(v: &Value) -> String {
