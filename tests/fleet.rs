@@ -331,6 +331,24 @@ async fn bad_groups_are_refused_with_the_reason() {
     assert!(r["message"].as_str().unwrap().contains("gate"), "{r}");
     c.ok("plan", tiers("group:tenants")).await;
     c.close().await;
+
+    // `doctor` names the shared store (redacted) and every group, the unusable ones failing it.
+    let out = f.project.cli(&["doctor", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains(&common::pg_secret()), "{text}");
+    let d: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(d["state_backend"], "postgres");
+    assert_eq!(d["state_store"], "postgres://[redacted]");
+    let groups = d["groups"].as_array().unwrap();
+    let bad: Vec<&str> = groups
+        .iter()
+        .filter(|g| g["ok"] == false)
+        .map(|g| g["group"].as_str().unwrap())
+        .collect();
+    assert_eq!(bad, vec!["empty", "stranger", "twice", "unstaged"], "{d}");
+    let tenants = groups.iter().find(|g| g["group"] == "tenants").unwrap();
+    assert_eq!(tenants["wave_ends"], json!([1, 2]), "{d}");
 }
 
 /// The server applying a rollout is killed (SIGKILL) between members; the next server resumes

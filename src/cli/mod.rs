@@ -501,25 +501,54 @@ async fn doctor(engine: &Engine, format: Format) -> anyhow::Result<i32> {
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "embedded demo (no drydock.toml)".into());
     let targets = engine.target_health().await;
-    let failures = targets.iter().filter(|t| !t.ok).count();
+    // Redacted: a PostgreSQL store shows as postgres://[redacted] or env:VAR.
+    let state = match &c.state.url {
+        None => format!("sqlite:{}", c.state_dir.join("state.db").display()),
+        Some(url) => url.to_string(),
+    };
+    let groups: Vec<serde_json::Value> = c
+        .groups
+        .values()
+        .map(|g| match &g.problem {
+            None => serde_json::json!({"group": g.name, "ok": true, "members": g.members.len(),
+                                       "wave_ends": g.wave_ends(), "parallel": g.parallel}),
+            Some(p) => serde_json::json!({"group": g.name, "ok": false, "problem": p}),
+        })
+        .collect();
+    let failures = targets.iter().filter(|t| !t.ok).count()
+        + c.groups.values().filter(|g| g.problem.is_some()).count();
     match format {
         Format::Json => println!(
             "{}",
             serde_json::json!({
                 "config": config,
-                "state_store": c.state_dir.join("state.db"),
+                "state_store": state,
+                "state_backend": engine.store.backend(),
                 "error_log": c.errors_path,
                 "targets": targets,
+                "groups": groups,
                 "ok": failures == 0,
             })
         ),
         Format::Text => {
             println!("config: {config}");
             println!(
-                "state store: {} (ok)",
-                c.state_dir.join("state.db").display()
+                "state store: {state} ({}, ok)",
+                engine.store.backend().as_str()
             );
             println!("error log: {}", c.errors_path.display());
+            for g in c.groups.values() {
+                match &g.problem {
+                    None => println!(
+                        "group {}: {} member(s), waves ending at {:?}, parallel {}",
+                        g.name,
+                        g.members.len(),
+                        g.wave_ends(),
+                        g.parallel
+                    ),
+                    Some(p) => println!("group {}: cannot be used: {p}", g.name),
+                }
+            }
             for t in &targets {
                 match (&t.error, t.tables) {
                     (None, Some(n)) => {

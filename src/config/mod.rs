@@ -228,6 +228,30 @@ pub struct StateConfig {
     pub lease: Duration,
 }
 
+impl StateConfig {
+    fn parse(raw: &RawState, base: &Path) -> Result<StateConfig> {
+        Ok(StateConfig {
+            url: raw
+                .url
+                .as_deref()
+                .map(|u| TargetUrl::parse(u, base))
+                .transpose()
+                .map_err(|e| Error::Config(format!("[state] {e}")))?,
+            lease: match &raw.lease {
+                None => StateConfig::default().lease,
+                Some(s) => humantime::parse_duration(s.trim())
+                    .ok()
+                    .filter(|d| *d >= Duration::from_secs(1))
+                    .ok_or_else(|| {
+                        Error::Config(format!(
+                            "[state] lease = {s:?} is not a duration of at least a second, like \"30s\""
+                        ))
+                    })?,
+            },
+        })
+    }
+}
+
 impl Default for StateConfig {
     fn default() -> StateConfig {
         StateConfig {
@@ -452,26 +476,7 @@ impl Config {
                 .map(|s| base.join(s))
                 .unwrap_or_else(|| base.join("ERRORS.md")),
         );
-        let state = StateConfig {
-            url: raw
-                .state
-                .url
-                .as_deref()
-                .map(|u| TargetUrl::parse(u, base))
-                .transpose()
-                .map_err(|e| Error::Config(format!("[state] {e}")))?,
-            lease: match &raw.state.lease {
-                None => StateConfig::default().lease,
-                Some(s) => humantime::parse_duration(s.trim())
-                    .ok()
-                    .filter(|d| *d >= Duration::from_secs(1))
-                    .ok_or_else(|| {
-                        Error::Config(format!(
-                            "[state] lease = {s:?} is not a duration of at least a second, like \"30s\""
-                        ))
-                    })?,
-            },
-        };
+        let state = StateConfig::parse(&raw.state, base)?;
         let groups = raw
             .groups
             .into_iter()

@@ -96,16 +96,7 @@ impl Engine {
                 .iter()
                 .map(ToString::to_string)
                 .collect();
-        let members_differ = match self.config.group(&plan.target) {
-            Some(group) => self.precheck_members(plan, group, &staging).await?,
-            None => vec![],
-        };
-        if !members_differ.is_empty() {
-            warnings.push(format!(
-                "{} member(s) of the group differ from its staging in the tables the plan touches: see `members_differ`",
-                members_differ.len()
-            ));
-        }
+        let members_differ = self.precheck_members(plan, &staging, &mut warnings).await?;
         exercised.checks.iter().filter(|c| !c.passed).for_each(|c| {
             warnings.push(format!(
                 "check `{}` failed: observed {}",

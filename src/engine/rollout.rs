@@ -46,41 +46,7 @@ impl Engine {
                 ),
             ));
         }
-        let members: Vec<(&str, usize)> = group
-            .members
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (m.as_str(), group.wave_of(i)))
-            .collect();
-        self.store.ensure_members(&plan.id, &members).await?;
-        let from = [
-            Status::Tested,
-            Status::Approved,
-            Status::Applying,
-            Status::Halted,
-        ];
-        let started = self
-            .store
-            .commit(Change {
-                plan_id: &plan.id,
-                status: Some((&from, Status::Applying)),
-                audit: Audit::new(
-                    agent,
-                    "rollout-start",
-                    json!({"group": group.name, "members": members.len(), "waves": group.wave_ends().len()}),
-                ),
-                ..Change::default()
-            })
-            .await?;
-        if !started {
-            return Err(Error::WrongStatus {
-                plan: plan.id.clone(),
-                status: self.store.plan(&plan.id).await?.status.to_string(),
-                action: "apply",
-                needed: "tested and approved, or a halted rollout",
-            });
-        }
-        let states = self.store.members(&plan.id).await?;
+        let states = self.start_rollout(plan, group, agent).await?;
         let total = states.len() as u64;
         let done = Arc::new(AtomicU64::new(
             states
@@ -166,6 +132,51 @@ impl Engine {
                 .collect(),
             None,
         ))
+    }
+
+    /// Records the members (a resumed rollout keeps their states) and moves the plan to
+    /// `applying`; returns the members' states.
+    async fn start_rollout(
+        &self,
+        plan: &Plan,
+        group: &GroupConfig,
+        agent: &Principal,
+    ) -> Result<Vec<crate::store::MemberRow>> {
+        let members: Vec<(&str, usize)> = group
+            .members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.as_str(), group.wave_of(i)))
+            .collect();
+        self.store.ensure_members(&plan.id, &members).await?;
+        let from = [
+            Status::Tested,
+            Status::Approved,
+            Status::Applying,
+            Status::Halted,
+        ];
+        let started = self
+            .store
+            .commit(Change {
+                plan_id: &plan.id,
+                status: Some((&from, Status::Applying)),
+                audit: Audit::new(
+                    agent,
+                    "rollout-start",
+                    json!({"group": group.name, "members": members.len(), "waves": group.wave_ends().len()}),
+                ),
+                ..Change::default()
+            })
+            .await?;
+        if !started {
+            return Err(Error::WrongStatus {
+                plan: plan.id.clone(),
+                status: self.store.plan(&plan.id).await?.status.to_string(),
+                action: "apply",
+                needed: "tested and approved, or a halted rollout",
+            });
+        }
+        Ok(self.store.members(&plan.id).await?)
     }
 
     /// One wave: its members through a sliding pool of `parallel`, in list order; after the

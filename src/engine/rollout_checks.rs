@@ -9,7 +9,27 @@ impl Engine {
     /// The cheap half of a group's dry-run: every member's tables that the plan touches, compared
     /// with the group's staging (where the dry-run ran). Members that differ, or cannot be
     /// reached, are returned with the first differences.
+    /// Nothing for a plan on a single target.
     pub(super) async fn precheck_members(
+        &self,
+        plan: &Plan,
+        staging: &Target,
+        warnings: &mut Vec<String>,
+    ) -> Result<Vec<String>> {
+        let Some(group) = self.config.group(&plan.target) else {
+            return Ok(vec![]);
+        };
+        let differ = self.compare_members(plan, group, staging).await?;
+        if !differ.is_empty() {
+            warnings.push(format!(
+                "{} member(s) of the group differ from its staging in the tables the plan touches: see `members_differ`",
+                differ.len()
+            ));
+        }
+        Ok(differ)
+    }
+
+    async fn compare_members(
         &self,
         plan: &Plan,
         group: &GroupConfig,
