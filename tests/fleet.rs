@@ -20,6 +20,7 @@ struct Fleet {
     project: Project,
     /// Database names by member, in list order.
     members: Vec<(String, String)>,
+    staging: String,
 }
 
 impl Fleet {
@@ -86,6 +87,7 @@ impl Fleet {
         Fleet {
             project: Project { dir, config_path },
             members,
+            staging: db("staging"),
         }
     }
 
@@ -119,6 +121,18 @@ impl Fleet {
         )
         .await
             == 1
+    }
+
+    async fn staging_has_tier(&self) -> bool {
+        let mut c = pg_connect(&self.staging).await;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'accounts' AND column_name = 'tier'",
+        )
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+        c.close().await.ok();
+        n == 1
     }
 
     async fn history_rows(&self, member: &str, plan: &str) -> i64 {
@@ -260,6 +274,10 @@ async fn a_rollout_halts_at_a_failed_member_resumes_validates_and_rolls_back() {
     .await;
     let resumed = c.ok("apply", json!({"plan_id": id})).await;
     assert_eq!(resumed["status"], "applied", "{resumed}");
+    // The group's staging follows the completed rollout, so the next plan's dry-run runs on
+    // what the members now are.
+    assert_eq!(resumed["staging_sync"]["ok"], true, "{resumed}");
+    assert!(f.staging_has_tier().await);
     let s = c.ok("status", json!({"plan_id": id})).await;
     assert!(states(&s).iter().all(|m| m.2 == "applied"), "{s}");
     for (member, _) in &f.members {
@@ -294,6 +312,8 @@ async fn a_rollout_halts_at_a_failed_member_resumes_validates_and_rolls_back() {
     for (member, _) in &f.members {
         assert!(!f.has_tier(member).await, "{member}");
     }
+    assert_eq!(r["staging_sync"]["ok"], true, "{r}");
+    assert!(!f.staging_has_tier().await);
     let s = c.ok("status", json!({"plan_id": id})).await;
     assert!(states(&s).iter().all(|m| m.2 == "rolled-back"), "{s}");
     c.close().await;

@@ -280,6 +280,19 @@ impl Engine {
                 ..Change::default()
             })
             .await?;
+        let steps: Vec<String> = plan
+            .steps()
+            .iter()
+            .rev()
+            .map(|s| s.name.clone().unwrap_or_else(|| "step".into()))
+            .collect();
+        // The group's staging followed the completed rollout; it follows its reversal.
+        let staging_sync = if members.iter().all(|m| m.state == MemberState::Applied) {
+            self.follow_on_staging(plan, &steps, staging::Direction::Rollback, agent)
+                .await
+        } else {
+            None
+        };
         if !differ.is_empty() {
             return Err(Error::RollbackUnverified {
                 detail: differ.join("; "),
@@ -296,7 +309,7 @@ impl Engine {
             rolled_back: reversed,
             schema_verified: true,
             reason: reason.to_string(),
-            staging_sync: None,
+            staging_sync,
         })
     }
 }

@@ -119,19 +119,28 @@ impl Engine {
             })
             .await?;
         let fresh = self.store.plan(&plan.id).await?;
-        Ok(ApplyReport::done(
+        let steps: Vec<String> = plan
+            .steps()
+            .iter()
+            .map(|s| s.name.clone().unwrap_or_else(|| "step".into()))
+            .collect();
+        // The group's staging follows, as a production target's does: the next plan's dry-run
+        // then runs on what the members now are.
+        let staging_sync = self
+            .follow_on_staging(&fresh, &steps, staging::Direction::Apply, agent)
+            .await;
+        let mut report = ApplyReport::done(
             &fresh,
             &format!(
                 "applied to all {total} members of group `{}` in {} wave(s)",
                 group.name,
                 group.wave_ends().len()
             ),
-            plan.steps()
-                .iter()
-                .map(|s| s.name.clone().unwrap_or_else(|| "step".into()))
-                .collect(),
+            steps,
             None,
-        ))
+        );
+        report.staging_sync = staging_sync;
+        Ok(report)
     }
 
     /// Records the members (a resumed rollout keeps their states) and moves the plan to
