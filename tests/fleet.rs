@@ -39,7 +39,7 @@ impl Fleet {
         let all: Vec<String> = members
             .iter()
             .map(|(_, d)| d.clone())
-            .chain([db("staging"), db("state")])
+            .chain([db("staging"), db("state"), db("admin")])
             .collect();
         for d in &all {
             sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {d}")))
@@ -47,6 +47,24 @@ impl Fleet {
                 .await
                 .unwrap();
             if d.ends_with("_state") {
+                continue;
+            }
+            if d.ends_with("_admin") {
+                // Where the fleet is registered: the first two tenants, under the shop's name.
+                let mut c = pg_connect(d).await;
+                sqlx::query("CREATE TABLE tenants (name text, url text)")
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+                for (shop, (_, member_db)) in ["shop_a", "shop_b"].iter().zip(&members) {
+                    sqlx::query("INSERT INTO tenants VALUES ($1, $2)")
+                        .bind(shop)
+                        .bind(common::pg_url_for(member_db))
+                        .execute(&mut c)
+                        .await
+                        .unwrap();
+                }
+                c.close().await.ok();
                 continue;
             }
             let mut c = pg_connect(d).await;
@@ -70,6 +88,9 @@ impl Fleet {
         let names: Vec<String> = members.iter().map(|(n, _)| format!("\"{n}\"")).collect();
         config.push_str(&format!(
             "[targets.fleet_staging]\nurl = \"{}\"\nrole = \"staging\"\n\n\
+             [targets.fleet_admin]\nurl = \"{admin}\"\nrole = \"scratch\"\n\n\
+             [groups.shops]\ndiscover = \"SELECT name, url FROM tenants ORDER BY name\"\nadmin = \"fleet_admin\"\nstaging = \"fleet_staging\"\n\n\
+             [groups.broken]\ndiscover = \"SELECT name, url FROM nowhere\"\nadmin = \"fleet_admin\"\nstaging = \"fleet_staging\"\n\n\
              [groups.tenants]\ntargets = [{list}]\nstaging = \"fleet_staging\"\nwaves = [1, \"25%\", \"100%\"]\nparallel = 4\n\n\
              [groups.one_by_one]\ntargets = [{list}]\nstaging = \"fleet_staging\"\nparallel = 1\n\n\
              [groups.empty]\ntargets = []\nstaging = \"fleet_staging\"\n\n\
@@ -79,7 +100,8 @@ impl Fleet {
              [state]\nurl = \"{}\"\n\n[policy]\napply_wait = \"120s\"\n",
             common::pg_url_for(&db("staging")),
             common::pg_url_for(&db("state")),
-            list = names.join(", ")
+            list = names.join(", "),
+            admin = common::pg_url_for(&db("admin"))
         ));
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("drydock.toml");
@@ -272,8 +294,17 @@ async fn a_rollout_halts_at_a_failed_member_resumes_validates_and_rolls_back() {
         "UPDATE accounts SET balance = 0 WHERE balance < 0",
     )
     .await;
+    let pending = states(&c.ok("status", json!({"plan_id": id})).await)
+        .iter()
+        .filter(|m| m.2 != "applied")
+        .count();
+    let ticks = c.progress.load(std::sync::atomic::Ordering::SeqCst);
     let resumed = c.ok("apply", json!({"plan_id": id})).await;
     assert_eq!(resumed["status"], "applied", "{resumed}");
+    assert!(
+        c.progress.load(std::sync::atomic::Ordering::SeqCst) - ticks >= pending,
+        "a progress notification per member applied"
+    );
     // The group's staging follows the completed rollout, so the next plan's dry-run runs on
     // what the members now are.
     assert_eq!(resumed["staging_sync"]["ok"], true, "{resumed}");
@@ -366,9 +397,39 @@ async fn bad_groups_are_refused_with_the_reason() {
         .filter(|g| g["ok"] == false)
         .map(|g| g["group"].as_str().unwrap())
         .collect();
-    assert_eq!(bad, vec!["empty", "stranger", "twice", "unstaged"], "{d}");
+    assert_eq!(
+        bad,
+        vec!["broken", "empty", "stranger", "twice", "unstaged"],
+        "{d}"
+    );
     let tenants = groups.iter().find(|g| g["group"] == "tenants").unwrap();
     assert_eq!(tenants["wave_ends"], json!([1, 2]), "{d}");
+}
+
+/// A group whose members a query finds (run on its admin target when drydock starts): the plan
+/// rolls out to exactly the databases the query returned; a discovery that fails leaves only
+/// that group unusable, with the reason.
+#[tokio::test]
+async fn a_discovered_group_rolls_out_to_what_its_query_returns() {
+    let f = Fleet::new(3).await;
+    let c = f.project.connect().await;
+    let id = common::plan_id(&c.ok("plan", tiers("group:shops")).await);
+    c.ok("dry-run", json!({"plan_id": id})).await;
+    f.project.approve(&id, "alice");
+    let applied = c.ok("apply", json!({"plan_id": id})).await;
+    assert_eq!(applied["status"], "applied", "{applied}");
+    let s = c.ok("status", json!({"plan_id": id})).await;
+    let names: Vec<String> = states(&s).into_iter().map(|m| m.0).collect();
+    assert_eq!(names, vec!["shop_a", "shop_b"]);
+    assert!(f.has_tier("tenant01").await && f.has_tier("tenant02").await);
+    assert!(!f.has_tier("tenant03").await, "not registered, not touched");
+
+    let r = c.refused("plan", tiers("group:broken")).await;
+    assert_eq!(r["code"], "invalid-group", "{r}");
+    let message = r["message"].as_str().unwrap();
+    assert!(message.contains("discovery query failed"), "{message}");
+    assert!(!message.contains(&common::pg_secret()), "{message}");
+    c.close().await;
 }
 
 /// The server applying a rollout is killed (SIGKILL) between members; the next server resumes

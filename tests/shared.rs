@@ -339,6 +339,39 @@ async fn mistakes_are_counted_across_servers_and_synced_into_each_repository() {
     );
 }
 
+/// A server sharing the store but not configured with a plan's target refuses the plan with a
+/// clear code instead of guessing where it should run.
+#[tokio::test]
+async fn a_server_that_does_not_know_a_plans_target_refuses_it() {
+    let (p, _state) = shared_project("30s").await;
+    let (_a_child, a) = spawn_server(&p.project.config_path).await;
+    let id = planned(&p, &a).await;
+    // Another repository's config: the same shared store, only the staging target.
+    let other = tempfile::tempdir().unwrap();
+    let config = std::fs::read_to_string(&p.project.config_path).unwrap();
+    let start = config.find("[targets.production]").unwrap();
+    let end = config.find("[targets.staging]").unwrap();
+    let mut trimmed = config.clone();
+    trimmed.replace_range(start..end, "");
+    let trimmed = trimmed.replace("staging = \"staging\"\n", "");
+    let other_config = other.path().join("drydock.toml");
+    std::fs::write(&other_config, trimmed).unwrap();
+    let (_b_child, b) = spawn_server(&other_config).await;
+    let r = call(&b, "apply", json!({"plan_id": id})).await;
+    let body = common::refusal_body(&r);
+    assert_eq!(body["code"], "unknown-target", "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("production"),
+        "{body}"
+    );
+    assert_eq!(
+        p.scalar(&p.prod, "SELECT count(*) FROM accounts WHERE score <> 0")
+            .await,
+        0,
+        "nothing ran"
+    );
+}
+
 /// A team outgrowing one machine: `drydock state migrate --to` copies the local SQLite store
 /// (plans, approvals, runs, audit, tokens) into an empty PostgreSQL store, which then serves the
 /// same plans; a second migration into a store with state is refused and changes nothing.

@@ -14,10 +14,19 @@ pub enum Wave {
     Percent(f64),
 }
 
+/// Members found by a query: `sql` run on the `admin` target returns rows `(name text, url text)`.
+#[derive(Debug, Clone)]
+pub struct Discover {
+    pub sql: String,
+    pub admin: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct GroupConfig {
     pub name: String,
     pub members: Vec<String>,
+    /// Set when the members are discovered (when drydock starts) rather than listed.
+    pub discover: Option<Discover>,
     pub staging: Option<String>,
     pub waves: Vec<Wave>,
     /// At most this many members apply at once (and hold connections).
@@ -73,6 +82,8 @@ pub(super) enum RawWave {
 pub(super) struct RawGroup {
     #[serde(default)]
     targets: Vec<String>,
+    discover: Option<String>,
+    admin: Option<String>,
     staging: Option<String>,
     waves: Option<Vec<RawWave>>,
     parallel: Option<usize>,
@@ -107,8 +118,20 @@ pub(super) fn parse(
         ]),
         Some(ws) => ws.iter().map(wave).collect(),
     };
+    let discover = match (&raw.discover, &raw.admin) {
+        (Some(sql), Some(admin)) => Ok(Some(Discover {
+            sql: sql.clone(),
+            admin: admin.clone(),
+        })),
+        (None, None) => Ok(None),
+        (Some(_), None) => {
+            Err("`discover` needs `admin`: the target the query runs on".to_string())
+        }
+        (None, Some(_)) => Err("`admin` is only for `discover`".to_string()),
+    };
     let mut group = GroupConfig {
         name: name.to_string(),
+        discover: discover.clone().ok().flatten(),
         members: raw.targets,
         staging: raw.staging,
         waves: waves.clone().unwrap_or_default(),
@@ -116,7 +139,30 @@ pub(super) fn parse(
         problem: None,
         as_target: None,
     };
-    group.problem = problem(&group, targets, waves.err());
+    let early = match (waves.err(), discover.err()) {
+        (Some(w), _) => Some(w),
+        (None, Some(d)) => Some(d),
+        (None, None) if group.discover.is_some() && !group.members.is_empty() => {
+            Some("give `targets` or `discover`, not both".into())
+        }
+        (None, None) => None,
+    };
+    match (&group.discover, early) {
+        (_, Some(p)) => group.problem = Some(p),
+        // Settled once the query has run (`Config::discovered`).
+        (Some(_), None) => group.problem = Some("its members have not been discovered".into()),
+        (None, None) => settle(&mut group, targets),
+    }
+    group
+}
+
+/// Decides whether the group can be used, and builds its target for plans when it can.
+pub(super) fn settle(
+    group: &mut GroupConfig,
+    targets: &std::collections::BTreeMap<String, TargetConfig>,
+) {
+    group.problem = problem(group, targets, None);
+    group.as_target = None;
     if group.problem.is_none() {
         let first = &targets[&group.members[0]];
         let production = group
@@ -124,7 +170,7 @@ pub(super) fn parse(
             .iter()
             .any(|m| targets[m].role == Role::Production);
         group.as_target = Some(TargetConfig {
-            name: format!("group:{name}"),
+            name: format!("group:{}", group.name),
             role: if production {
                 Role::Production
             } else {
@@ -134,7 +180,6 @@ pub(super) fn parse(
             ..first.clone()
         });
     }
-    group
 }
 
 fn problem(
@@ -188,6 +233,7 @@ mod tests {
     fn group(n: usize, waves: Vec<Wave>) -> GroupConfig {
         GroupConfig {
             name: "g".into(),
+            discover: None,
             members: (0..n).map(|i| format!("t{i}")).collect(),
             staging: None,
             waves,

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 mod groups;
-pub use groups::{GroupConfig, Wave};
+pub use groups::{Discover, GroupConfig, Wave};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -520,6 +520,63 @@ impl Config {
         self.targets
             .get(name)
             .ok_or_else(|| Error::UnknownTarget(name.to_string()))
+    }
+
+    /// Settles a discovered group with what its query returned: each row a production target
+    /// (named `name`, at `url`) and a member, in the query's order; a failed query, a bad name or
+    /// url, or a name that is already a target leaves the group unusable, with the reason.
+    pub fn discovered(
+        &mut self,
+        group: &str,
+        rows: std::result::Result<Vec<(String, String)>, String>,
+    ) {
+        let base = self.base_dir();
+        let Some(g) = self.groups.get_mut(group) else {
+            return;
+        };
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) => {
+                g.problem = Some(format!("its discovery query failed: {e}"));
+                return;
+            }
+        };
+        let mut found = Vec::new();
+        for (name, url) in rows {
+            let bad = if crate::sql::validate_ident(&name).is_err() {
+                Some(format!("discovered member `{name}` is not a plain name"))
+            } else if self.targets.contains_key(&name) {
+                Some(format!(
+                    "discovered member `{name}` is already a configured target"
+                ))
+            } else {
+                None
+            };
+            if let Some(p) = bad {
+                g.problem = Some(p);
+                return;
+            }
+            match TargetUrl::parse(&url, &base) {
+                Ok(url) => found.push(TargetConfig {
+                    name: name.clone(),
+                    url,
+                    role: Role::Production,
+                    staging: None,
+                    dry_run_role: None,
+                    check_role: None,
+                }),
+                Err(e) => {
+                    g.problem = Some(format!("discovered member `{name}`: {e}"));
+                    return;
+                }
+            }
+        }
+        g.members = found.iter().map(|t| t.name.clone()).collect();
+        for t in found {
+            self.targets.entry(t.name.clone()).or_insert(t);
+        }
+        let g = self.groups.get_mut(group).expect("the group is there");
+        groups::settle(g, &self.targets);
     }
 
     /// The group a plan's target names, if it names one.

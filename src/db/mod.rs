@@ -389,6 +389,14 @@ impl Target {
         }
     }
 
+    /// A group's members from its discovery query: rows of `(name, url)`.
+    pub async fn name_url_rows(&self, sql: &str) -> Result<Vec<(String, String)>> {
+        match self {
+            Target::Sqlite(t) => t.name_url_rows(sql).await,
+            Target::Postgres(t) => t.name_url_rows(sql).await,
+        }
+    }
+
     pub async fn run_checks(&self, checks: &[crate::plan::Check]) -> Result<Vec<CheckOutcome>> {
         match self {
             Target::Sqlite(t) => t.run_checks(checks).await,

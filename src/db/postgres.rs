@@ -203,6 +203,22 @@ impl Postgres {
     /// Checks run in a READ ONLY transaction under `policy.check_timeout`, as the check role:
     /// even a check that slipped past the static boundary cannot write, run long or read what
     /// the role may not.
+    /// Rows of `(name, url)` from a group's discovery query, in a read-only transaction.
+    pub async fn name_url_rows(&self, sql: &str) -> Result<Vec<(String, String)>> {
+        let mut conn = self.connect().await?;
+        sqlx::raw_sql("BEGIN TRANSACTION READ ONLY")
+            .execute(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        let rows = sqlx::query_as::<_, (String, String)>(AssertSqlSafe(sql.to_string()))
+            .fetch_all(&mut conn)
+            .await
+            .map_err(|e| self.err(e));
+        sqlx::raw_sql("ROLLBACK").execute(&mut conn).await.ok();
+        conn.close().await.ok();
+        rows
+    }
+
     pub async fn run_checks(&self, checks: &[Check]) -> Result<Vec<CheckOutcome>> {
         let mut conn = self.connect().await?;
         sqlx::raw_sql(AssertSqlSafe(format!(

@@ -308,6 +308,21 @@ impl Sqlite {
 
     /// Runs each check with `PRAGMA query_only` on, so even a check that slipped past the static
     /// test cannot write.
+    /// Rows of `(name, url)` from a group's discovery query, read-only.
+    pub async fn name_url_rows(&self, sql: &str) -> Result<Vec<(String, String)>> {
+        let mut conn = self.connect().await?;
+        sqlx::query("PRAGMA query_only = ON")
+            .execute(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        let rows = sqlx::query_as::<_, (String, String)>(AssertSqlSafe(sql.to_string()))
+            .fetch_all(&mut conn)
+            .await
+            .map_err(|e| self.err(e));
+        conn.close().await.ok();
+        rows
+    }
+
     pub async fn run_checks(&self, checks: &[Check]) -> Result<Vec<CheckOutcome>> {
         let mut conn = self.connect().await?;
         sqlx::query("PRAGMA query_only = ON")

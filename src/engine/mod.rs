@@ -111,13 +111,33 @@ fn admit(plan: &Plan, engine: Dialect) -> Result<()> {
     }
 }
 
+/// Runs each discovered group's query on its admin target and settles the group with the
+/// members found (a failure leaves that group unusable, with the reason; nothing else stops).
+async fn discover_groups(config: &mut Config) {
+    let queries: Vec<(String, crate::config::Discover)> = config
+        .groups
+        .values()
+        .filter_map(|g| g.discover.clone().map(|d| (g.name.clone(), d)))
+        .collect();
+    for (group, d) in queries {
+        let rows = async {
+            let admin = Target::open(config, config.target(&d.admin)?).await?;
+            admin.name_url_rows(&d.sql).await
+        }
+        .await
+        .map_err(|e| e.to_string());
+        config.discovered(&group, rows);
+    }
+}
+
 /// The columns a backfill overwrites (and saves first).
 fn overwritten(spec: &crate::plan::Backfill) -> Result<Vec<String>> {
     analysis::pg::assigned_columns(&spec.set).map_err(|e| Error::invalid(Part::Backfill, e))
 }
 
 impl Engine {
-    pub async fn open(config: Config) -> Result<Engine> {
+    pub async fn open(mut config: Config) -> Result<Engine> {
+        discover_groups(&mut config).await;
         let store = Store::configured(&config).await?;
         let errors = ErrorLog::new(&config.errors_path, &config.state_dir);
         Ok(Engine {
