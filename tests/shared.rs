@@ -339,6 +339,72 @@ async fn mistakes_are_counted_across_servers_and_synced_into_each_repository() {
     );
 }
 
+/// Every transition is compare-and-set: eight servers' stores moving one approved plan to
+/// `applying` at the same instant — exactly one succeeds, the others see it moved.
+#[tokio::test]
+async fn a_transition_raced_by_eight_servers_happens_once() {
+    use drydock::store::Store;
+    let (p, state) = shared_project("30s").await;
+    let (_server, client) = spawn_server(&p.project.config_path).await;
+    let id = planned(&p, &client).await;
+    let url = drydock::config::TargetUrl::Postgres(state.clone());
+    let mut stores = Vec::new();
+    for _ in 0..8 {
+        stores.push(Store::at(&url).await.unwrap());
+    }
+    // Twenty rounds: a race lost once in a while would still be caught.
+    for round in 0..20 {
+        state_scalar(
+            &state,
+            &format!("WITH u AS (UPDATE plans SET status = 'approved' WHERE id = '{id}' RETURNING 1) SELECT count(*) FROM u"),
+        )
+        .await;
+        assert_eq!(
+            race(&stores, &id).await,
+            1,
+            "round {round}: exactly one server moves the plan"
+        );
+    }
+    assert_eq!(
+        state_scalar(
+            &state,
+            &format!("SELECT count(*) FROM plans WHERE id = '{id}' AND status = 'applying'")
+        )
+        .await,
+        1
+    );
+}
+
+/// Each store commits approved → applying at the same instant; how many succeeded.
+async fn race(stores: &[drydock::store::Store], id: &str) -> usize {
+    use drydock::plan::Status;
+    use drydock::store::Change;
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(stores.len()));
+    let races: Vec<_> = stores
+        .iter()
+        .cloned()
+        .map(|store| {
+            let (id, barrier) = (id.to_string(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store
+                    .commit(Change {
+                        plan_id: &id,
+                        status: Some((&[Status::Approved], Status::Applying)),
+                        ..Change::default()
+                    })
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for r in races {
+        won += r.await.unwrap() as usize;
+    }
+    won
+}
+
 /// A server sharing the store but not configured with a plan's target refuses the plan with a
 /// clear code instead of guessing where it should run.
 #[tokio::test]

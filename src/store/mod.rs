@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde::Serialize;
 use sqlx::pool::PoolOptions;
 use sqlx::{Any, AnyConnection, AnyPool};
-use sqlx::{Executor, Row};
+use sqlx::{AssertSqlSafe, Executor, Row};
 
 pub use copy::Copied;
 pub use members::MemberRow;
@@ -420,20 +420,36 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let now = now();
         if let Some((from, to)) = change.status {
-            let current: String = sqlx::query_scalar("SELECT status FROM plans WHERE id = $1")
-                .bind(change.plan_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| StoreError::UnknownPlan(change.plan_id.to_string()))?;
-            if !from.is_empty() && !from.iter().any(|s| s.as_str() == current) {
-                return Ok(false);
-            }
-            sqlx::query("UPDATE plans SET status = $1, updated_at = $2 WHERE id = $3")
+            // The expected statuses are tested by the UPDATE itself: a read then a write would
+            // let two servers on PostgreSQL (READ COMMITTED) both see `approved` and both move
+            // the plan; the row's lock makes the second UPDATE see the first's result.
+            let expected: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 4)).collect();
+            let sql = if from.is_empty() {
+                "UPDATE plans SET status = $1, updated_at = $2 WHERE id = $3".to_string()
+            } else {
+                format!(
+                    "UPDATE plans SET status = $1, updated_at = $2 WHERE id = $3 AND status IN ({})",
+                    expected.join(", ")
+                )
+            };
+            let mut update = sqlx::query(AssertSqlSafe(sql))
                 .bind(to.as_str())
                 .bind(&now)
-                .bind(change.plan_id)
-                .execute(&mut *tx)
-                .await?;
+                .bind(change.plan_id);
+            for s in from {
+                update = update.bind(s.as_str());
+            }
+            if update.execute(&mut *tx).await?.rows_affected() == 0 {
+                let exists: Option<String> =
+                    sqlx::query_scalar("SELECT id FROM plans WHERE id = $1")
+                        .bind(change.plan_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                return match exists {
+                    None => Err(StoreError::UnknownPlan(change.plan_id.to_string())),
+                    Some(_) => Ok(false),
+                };
+            }
         }
         if let Some(run) = &change.run {
             // language=SQL
