@@ -69,6 +69,9 @@ pub struct Postgres {
     lock_timeout: Duration,
     statement_timeout: Duration,
     roles: Roles,
+    /// A plain session kept from the last read (catalog, fingerprint, history, row counts) for
+    /// the next one: a rollout member's reads share one connection instead of one each.
+    spare: std::sync::Mutex<Option<PgConnection>>,
 }
 
 /// The least-privilege roles of unapproved work (`[targets.X] dry_run_role`, `check_role`) and
@@ -131,9 +134,57 @@ impl Postgres {
                 check_timeout: policy.check_timeout,
                 ..Roles::default()
             },
+            spare: std::sync::Mutex::new(None),
         };
-        t.connect().await?.close().await.map_err(|e| t.err(e))?;
+        // Reachable now, and the session serves the first read.
+        let conn = t.connect().await?;
+        t.keep(conn).await;
         Ok(t)
+    }
+
+    /// A plain session for a read: the one kept from the last read, else a new one.
+    async fn reader(&self) -> Result<PgConnection> {
+        let kept = self.spare.lock().expect("spare session lock").take();
+        match kept {
+            Some(conn) => Ok(conn),
+            None => self.connect().await,
+        }
+    }
+
+    /// Keeps a session that is as `connect` left it (no role, no open transaction, no changed
+    /// setting) for the next read; one at most, a second is closed.
+    async fn keep(&self, conn: PgConnection) {
+        let extra = {
+            let mut spare = self.spare.lock().expect("spare session lock");
+            match spare.as_ref() {
+                None => {
+                    *spare = Some(conn);
+                    None
+                }
+                Some(_) => Some(conn),
+            }
+        };
+        if let Some(conn) = extra {
+            conn.close().await.ok();
+        }
+    }
+
+    /// Runs a read on a kept (or new) session, keeping the session when the read succeeded.
+    async fn read<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut PgConnection) -> sqlx::Result<T>,
+    ) -> Result<T> {
+        let mut conn = self.reader().await?;
+        match f(&mut conn).await {
+            Ok(v) => {
+                self.keep(conn).await;
+                Ok(v)
+            }
+            Err(e) => {
+                conn.close().await.ok();
+                Err(self.err(e))
+            }
+        }
     }
 
     /// The least-privilege roles for unapproved work on this target.
@@ -165,10 +216,7 @@ impl Postgres {
     }
 
     pub async fn catalog(&self) -> Result<Catalog> {
-        let mut conn = self.connect().await?;
-        let cat = catalog_on(&mut conn).await.map_err(|e| self.err(e));
-        conn.close().await.ok();
-        cat
+        self.read(async |c| catalog_on(c).await).await
     }
 
     pub async fn column_dependents(
@@ -185,19 +233,11 @@ impl Postgres {
     }
 
     pub async fn fingerprint(&self) -> Result<Fingerprint> {
-        let mut conn = self.connect().await?;
-        let fp = fingerprint_on(&mut conn).await.map_err(|e| self.err(e));
-        conn.close().await.ok();
-        fp
+        self.read(async |c| fingerprint_on(c).await).await
     }
 
     pub async fn row_counts(&self, tables: &[String]) -> Result<BTreeMap<String, u64>> {
-        let mut conn = self.connect().await?;
-        let out = row_counts_on(&mut conn, tables)
-            .await
-            .map_err(|e| self.err(e));
-        conn.close().await.ok();
-        out
+        self.read(async |c| row_counts_on(c, tables).await).await
     }
 
     /// Checks run in a READ ONLY transaction under `policy.check_timeout`, as the check role:

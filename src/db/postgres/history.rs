@@ -20,18 +20,19 @@ impl Postgres {
     }
 
     pub async fn history(&self, plan_id: &str) -> Result<Vec<crate::db::HistoryEntry>> {
-        let mut conn = self.connect().await?;
-        let exists: bool = sqlx::query_scalar("SELECT to_regclass('drydock.history') IS NOT NULL")
-            .fetch_one(&mut conn)
-            .await
-            .map_err(|e| self.err(e))?;
-        let rows = if exists {
+        self.read(async |conn| {
+            let exists: bool =
+                sqlx::query_scalar("SELECT to_regclass('drydock.history') IS NOT NULL")
+                    .fetch_one(&mut *conn)
+                    .await?;
+            if !exists {
+                return Ok(vec![]);
+            }
             // language=SQL
-            sqlx::query("SELECT step, checksum, applied_at::text, rolled_back_at::text FROM drydock.history WHERE plan_id = $1 ORDER BY id")
+            Ok(sqlx::query("SELECT step, checksum, applied_at::text, rolled_back_at::text FROM drydock.history WHERE plan_id = $1 ORDER BY id")
                 .bind(plan_id)
-                .fetch_all(&mut conn)
-                .await
-                .map_err(|e| self.err(e))?
+                .fetch_all(&mut *conn)
+                .await?
                 .iter()
                 .map(|r| crate::db::HistoryEntry {
                     step: r.get(0),
@@ -39,12 +40,9 @@ impl Postgres {
                     applied_at: r.get(2),
                     rolled_back_at: r.get(3),
                 })
-                .collect()
-        } else {
-            vec![]
-        };
-        conn.close().await.ok();
-        Ok(rows)
+                .collect())
+        })
+        .await
     }
 }
 

@@ -32,7 +32,10 @@ impl Drop for StopOnDrop {
 }
 
 /// Samples, every 50 ms, the sessions blocked behind `pid`; cancels `pid`'s statement when any
-/// has waited longer than `max_block`.
+/// has waited longer than `max_block`. The first sample is one interval in: a statement done
+/// sooner blocked nobody for long, and costs no second connection (a rollout's members run many
+/// such steps). Waits are measured from the waiter's own start, so a late first sample still
+/// sees the whole wait.
 pub(super) async fn watch(
     options: PgConnectOptions,
     pid: i32,
@@ -41,6 +44,13 @@ pub(super) async fn watch(
     blocked_samples: Option<Arc<AtomicU64>>,
 ) -> WatchReport {
     let mut report = WatchReport::default();
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        _ = stop.wake.notified() => {}
+    }
+    if stop.stopped() {
+        return report;
+    }
     let Ok(mut conn) = options.application_name("drydock-watcher").connect().await else {
         return report;
     };
