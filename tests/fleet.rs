@@ -432,6 +432,56 @@ async fn a_discovered_group_rolls_out_to_what_its_query_returns() {
     c.close().await;
 }
 
+/// A member that cannot be reached is a failure, never skipped: the dry-run lists it, and the
+/// rollout halts at it with the members before it applied and none after it started.
+#[tokio::test]
+async fn an_unreachable_member_halts_the_rollout() {
+    let f = Fleet::new(4).await;
+    let c = f.project.connect().await;
+    let mut one_by_one = tiers("group:one_by_one");
+    one_by_one["goal"] = json!("tier, one member at a time");
+    let id = common::plan_id(&c.ok("plan", one_by_one).await);
+    // tenant03's database goes away after the plan was made.
+    let mut admin = pg_connect("postgres").await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE {} WITH (FORCE)",
+        f.db("tenant03")
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    admin.close().await.ok();
+    let dry = c.ok("dry-run", json!({"plan_id": id})).await;
+    let differ: Vec<&str> = dry["members_differ"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    assert!(
+        differ.len() == 1 && differ[0].starts_with("tenant03: cannot be reached"),
+        "{dry}"
+    );
+    assert!(!differ[0].contains(&common::pg_secret()));
+    f.project.approve(&id, "alice");
+    let halted = c.refused("apply", json!({"plan_id": id})).await;
+    assert_eq!(halted["code"], "rollout-halted", "{halted}");
+    let s = c.ok("status", json!({"plan_id": id})).await;
+    let members: Vec<(String, String)> = states(&s).into_iter().map(|m| (m.0, m.2)).collect();
+    assert_eq!(
+        members,
+        vec![
+            ("tenant01".to_string(), "applied".to_string()),
+            ("tenant02".to_string(), "applied".to_string()),
+            ("tenant03".to_string(), "failed".to_string()),
+            ("tenant04".to_string(), "pending".to_string()),
+        ],
+        "{s}"
+    );
+    assert!(!f.has_tier("tenant04").await);
+    c.close().await;
+}
+
 /// The server applying a rollout is killed (SIGKILL) between members; the next server resumes
 /// from the recorded member states: no member is applied twice, every member ends applied.
 #[tokio::test]
