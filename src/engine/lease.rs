@@ -52,6 +52,14 @@ impl LeaseGuard {
     }
 }
 
+/// An operation that ends without `release` (a panic, a cancelled task) stops the heartbeat:
+/// the lease then expires and another server (or this one) can take the plan over.
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        self.heartbeat.abort();
+    }
+}
+
 impl Engine {
     /// Marks `target` as running `action` for `plan_id`; a second operation on the target is
     /// refused (another plan) or told the plan is already being applied (the same plan).
