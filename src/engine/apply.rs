@@ -202,10 +202,26 @@ impl Engine {
         {
             return Ok(None);
         }
+        let evidence = self.take_backup(plan, &plan.target, target, agent).await?;
+        *items = self.checklist(plan).await?;
+        if !checklist::unmet(items).is_empty() {
+            return Err(unmet_error(plan, items));
+        }
+        Ok(Some(evidence))
+    }
+
+    /// A verified backup of the plan's tables on `name` (the plan's target, or a member of its
+    /// group): the configured command's evidence or drydock's own snapshot; recorded under `name`.
+    pub(super) async fn take_backup(
+        &self,
+        plan: &Plan,
+        name: &str,
+        target: &Target,
+        agent: &Principal,
+    ) -> Result<crate::db::BackupEvidence> {
         let evidence = match &self.config.backup.command {
             Some(cmd) => {
-                crate::db::backup_command(&plan.target, cmd, self.config.policy.backup_max_age)
-                    .await?
+                crate::db::backup_command(name, cmd, self.config.policy.backup_max_age).await?
             }
             None => {
                 // Unique per process too: two servers never share a backup's name.
@@ -220,7 +236,7 @@ impl Engine {
                 target
                     .backup(
                         &self.config.state_dir.join("backups"),
-                        &format!("{}-{label}", plan.target),
+                        &format!("{name}-{label}"),
                         &plan.existing_tables(),
                         self.config.policy.snapshot_max_rows,
                     )
@@ -230,20 +246,16 @@ impl Engine {
         self.store
             .commit(Change {
                 plan_id: &plan.id,
-                backup: Some((&plan.target, true, &evidence)),
+                backup: Some((name, true, &evidence)),
                 audit: Audit::new(
                     agent,
                     "backup",
-                    json!({"target": plan.target, "location": evidence.location}),
+                    json!({"target": name, "location": evidence.location}),
                 ),
                 ..Change::default()
             })
             .await?;
-        *items = self.checklist(plan).await?;
-        if !checklist::unmet(items).is_empty() {
-            return Err(unmet_error(plan, items));
-        }
-        Ok(Some(evidence))
+        Ok(evidence)
     }
 
     /// A hotfix applied without a staging dry-run is written to ERRORS.md as such.
@@ -276,20 +288,11 @@ impl Engine {
         agent: &Principal,
     ) -> Result<()> {
         let pre_apply = if steps.iter().all(|s| s.state != StepState::Applied) {
-            let fp = target.fingerprint().await?;
-            Some(NewRun {
-                kind: RunKind::PreApply,
-                target: &plan.target,
-                checksum: &plan.checksum,
-                ok: true,
-                started_at: crate::store::now(),
-                duration_ms: 0.0,
-                detail: RunDetail {
-                    fingerprint_before: Some(fp.hash.clone()),
-                    fingerprint_before_lines: Some(fp.lines.clone()),
-                    ..RunDetail::default()
-                },
-            })
+            Some(pre_apply_run(
+                plan,
+                &plan.target,
+                &target.fingerprint().await?,
+            ))
         } else {
             None
         };
@@ -593,6 +596,28 @@ impl Engine {
                     .is_some_and(|age| age >= d)
             }
         }
+    }
+}
+
+/// The record of `name`'s schema before the plan's first step: rollback and validate compare
+/// against it.
+pub(super) fn pre_apply_run<'a>(
+    plan: &'a Plan,
+    name: &'a str,
+    fp: &crate::db::Fingerprint,
+) -> NewRun<'a> {
+    NewRun {
+        kind: RunKind::PreApply,
+        target: name,
+        checksum: &plan.checksum,
+        ok: true,
+        started_at: crate::store::now(),
+        duration_ms: 0.0,
+        detail: RunDetail {
+            fingerprint_before: Some(fp.hash.clone()),
+            fingerprint_before_lines: Some(fp.lines.clone()),
+            ..RunDetail::default()
+        },
     }
 }
 

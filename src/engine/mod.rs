@@ -30,7 +30,7 @@ use tokio::sync::mpsc::UnboundedSender;
 pub use identity::CreatedToken;
 pub use plan::next_steps;
 pub use report::*;
-use validate::{pre_apply_lines, table_shape};
+use validate::{check_failure, failures, pre_apply_lines, table_shape};
 
 use crate::analysis;
 use crate::checklist::{self, ChecklistItem, Evidence, Item};

@@ -280,12 +280,8 @@ impl Engine {
                 ..Change::default()
             })
             .await?;
-        let steps: Vec<String> = plan
-            .steps()
-            .iter()
-            .rev()
-            .map(|s| s.name.clone().unwrap_or_else(|| "step".into()))
-            .collect();
+        let mut steps = plan.step_names();
+        steps.reverse();
         // The group's staging followed the completed rollout; it follows its reversal.
         let staging_sync = if members.iter().all(|m| m.state == MemberState::Applied) {
             self.follow_on_staging(plan, &steps, staging::Direction::Rollback, agent)

@@ -9,7 +9,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use super::apply::{At, StepOutcome};
+use super::apply::{At, StepOutcome, pre_apply_run};
 use super::*;
 use crate::config::GroupConfig;
 use crate::plan::MemberState;
@@ -119,11 +119,7 @@ impl Engine {
             })
             .await?;
         let fresh = self.store.plan(&plan.id).await?;
-        let steps: Vec<String> = plan
-            .steps()
-            .iter()
-            .map(|s| s.name.clone().unwrap_or_else(|| "step".into()))
-            .collect();
+        let steps = plan.step_names();
         // The group's staging follows, as a production target's does: the next plan's dry-run
         // then runs on what the members now are.
         let staging_sync = self
@@ -308,26 +304,14 @@ impl Engine {
             self.store
                 .commit(Change {
                     plan_id: &plan.id,
-                    run: Some(NewRun {
-                        kind: RunKind::PreApply,
-                        target: member,
-                        checksum: &plan.checksum,
-                        ok: true,
-                        started_at: crate::store::now(),
-                        duration_ms: 0.0,
-                        detail: RunDetail {
-                            fingerprint_before: Some(fp.hash.clone()),
-                            fingerprint_before_lines: Some(fp.lines.clone()),
-                            ..RunDetail::default()
-                        },
-                    }),
+                    run: Some(pre_apply_run(plan, member, &fp)),
                     ..Change::default()
                 })
                 .await?;
         }
         self.member_backup(plan, member, target, agent).await?;
         for (i, step) in plan.steps().iter().enumerate() {
-            let name = step.name.clone().unwrap_or_else(|| "step".into());
+            let name = plan.step_name(i).to_string();
             if applied.contains(&name) {
                 continue;
             }
@@ -364,12 +348,7 @@ impl Engine {
             .await?
             .into_iter()
             .filter(|c| !c.passed)
-            .map(|c| {
-                format!(
-                    "check `{}` expected {} but observed {}",
-                    c.name, c.expect, c.observed
-                )
-            })
+            .map(|c| check_failure(&c))
             .collect();
         if !failed.is_empty() {
             self.undo_member(plan, target).await?;
@@ -396,8 +375,7 @@ impl Engine {
             .collect())
     }
 
-    /// A production member's backup of the plan's tables, once per plan: the configured
-    /// command's evidence or drydock's own verified snapshot, recorded under the member's name.
+    /// A production member's backup of the plan's tables, once per plan (see `take_backup`).
     async fn member_backup(
         &self,
         plan: &Plan,
@@ -410,38 +388,7 @@ impl Engine {
         {
             return Ok(());
         }
-        let evidence = match &self.config.backup.command {
-            Some(cmd) => {
-                crate::db::backup_command(member, cmd, self.config.policy.backup_max_age).await?
-            }
-            None => {
-                let label = format!(
-                    "{member}-{}_{}",
-                    plan.id.replace('-', "_"),
-                    std::process::id()
-                );
-                target
-                    .backup(
-                        &self.config.state_dir.join("backups"),
-                        &label,
-                        &plan.existing_tables(),
-                        self.config.policy.snapshot_max_rows,
-                    )
-                    .await?
-            }
-        };
-        self.store
-            .commit(Change {
-                plan_id: &plan.id,
-                backup: Some((member, true, &evidence)),
-                audit: Audit::new(
-                    agent,
-                    "backup",
-                    json!({"target": member, "location": evidence.location}),
-                ),
-                ..Change::default()
-            })
-            .await?;
+        self.take_backup(plan, member, target, agent).await?;
         Ok(())
     }
 
@@ -449,8 +396,8 @@ impl Engine {
     pub(super) async fn undo_member(&self, plan: &Plan, target: &Target) -> Result<Vec<String>> {
         let applied = self.applied_on(plan, target).await?;
         let mut undone = Vec::new();
-        for (i, step) in plan.steps().iter().enumerate().rev() {
-            let name = step.name.clone().unwrap_or_else(|| "step".into());
+        for i in (0..plan.steps().len()).rev() {
+            let name = plan.step_name(i).to_string();
             if !applied.contains(&name) {
                 continue;
             }

@@ -87,9 +87,8 @@ impl Engine {
             }
             let recorded = target.history(&plan.id).await?;
             let missing: Vec<String> = plan
-                .steps()
-                .iter()
-                .map(|s| s.name.clone().unwrap_or_else(|| "step".into()))
+                .step_names()
+                .into_iter()
                 .filter(|n| {
                     !recorded
                         .iter()
@@ -111,23 +110,11 @@ impl Engine {
             .iter()
             .filter(|m| m.state != MemberState::Applied)
             .count();
-        let failures: Vec<String> = checks
-            .iter()
-            .filter(|c| !c.passed)
-            .map(|c| {
-                format!(
-                    "check `{}` expected {} but observed {}",
-                    c.name, c.expect, c.observed
-                )
-            })
-            .chain(
-                builtin
-                    .iter()
-                    .filter(|b| !b.passed)
-                    .map(|b| format!("{}: {}", b.name, b.detail)),
-            )
-            .collect();
+        let mut failures = failures(&checks, &builtin);
         let ok = failures.is_empty() && pending == 0;
+        if pending > 0 {
+            failures.push(format!("{pending} member(s) are not applied"));
+        }
         let report = ValidateReport {
             plan_id: plan.id.clone(),
             ok,
@@ -136,38 +123,8 @@ impl Engine {
             builtin,
             row_counts: BTreeMap::new(),
         };
-        self.store
-            .commit(Change {
-                plan_id: &plan.id,
-                status: (ok && plan.status == Status::Applied)
-                    .then_some((&[Status::Applied][..], Status::Validated)),
-                run: Some(NewRun {
-                    kind: RunKind::Validate,
-                    target: &plan.target,
-                    checksum: &plan.checksum,
-                    ok,
-                    started_at,
-                    duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
-                    detail: RunDetail::of(&report),
-                }),
-                audit: Audit::new(
-                    agent,
-                    "validate",
-                    json!({"ok": ok, "members": members.len()}),
-                ),
-                ..Change::default()
-            })
-            .await?;
-        if !ok {
-            let mut all = failures;
-            if pending > 0 {
-                all.push(format!("{pending} member(s) are not applied"));
-            }
-            return Err(Error::ValidationFailed {
-                plan: plan.id.clone(),
-                failures: all.join("; "),
-            });
-        }
-        Ok(report)
+        let audit = json!({"ok": ok, "members": members.len()});
+        self.record_validation(plan, report, failures, (started_at, t0), agent, audit)
+            .await
     }
 }

@@ -50,22 +50,7 @@ impl Engine {
         integrity.push(self.history_check(plan, &target).await?);
         let tables = plan.tables();
         let row_counts = target.row_counts(&tables).await?;
-        let failures: Vec<String> = checks
-            .iter()
-            .filter(|c| !c.passed)
-            .map(|c| {
-                format!(
-                    "check `{}` expected {} but observed {}",
-                    c.name, c.expect, c.observed
-                )
-            })
-            .chain(
-                integrity
-                    .iter()
-                    .filter(|c| !c.passed && !c.skipped)
-                    .map(|c| format!("{}: {}", c.name, c.detail)),
-            )
-            .collect();
+        let failures = failures(&checks, &integrity);
         let ok = failures.is_empty();
         let report = ValidateReport {
             plan_id: plan.id.clone(),
@@ -79,6 +64,29 @@ impl Engine {
             builtin: integrity,
             row_counts,
         };
+        self.record_validation(
+            plan,
+            report,
+            failures,
+            (started_at, t0),
+            agent,
+            json!({"ok": ok}),
+        )
+        .await
+    }
+
+    /// Records a validation's run (and `validated` when it passed an applied plan); a failed one
+    /// is returned as the error naming every failure.
+    pub(super) async fn record_validation(
+        &self,
+        plan: &Plan,
+        report: ValidateReport,
+        failures: Vec<String>,
+        (started_at, t0): (String, Instant),
+        agent: &Principal,
+        audit: serde_json::Value,
+    ) -> Result<ValidateReport> {
+        let ok = report.ok;
         self.store
             .commit(Change {
                 plan_id: &plan.id,
@@ -93,7 +101,7 @@ impl Engine {
                     duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
                     detail: RunDetail::of(&report),
                 }),
-                audit: Audit::new(agent, "validate", json!({"ok": ok})),
+                audit: Audit::new(agent, "validate", audit),
                 ..Change::default()
             })
             .await?;
@@ -105,6 +113,33 @@ impl Engine {
         }
         Ok(report)
     }
+}
+
+/// What failed, as the engineer reads it: each failed check, then each failed built-in check
+/// (a skipped one neither passes nor fails).
+pub(super) fn failures(
+    checks: &[crate::db::CheckOutcome],
+    builtin: &[BuiltinCheck],
+) -> Vec<String> {
+    checks
+        .iter()
+        .filter(|c| !c.passed)
+        .map(check_failure)
+        .chain(
+            builtin
+                .iter()
+                .filter(|c| !c.passed && !c.skipped)
+                .map(|c| format!("{}: {}", c.name, c.detail)),
+        )
+        .collect()
+}
+
+/// A failed check: what it expected and what it saw.
+pub(super) fn check_failure(c: &crate::db::CheckOutcome) -> String {
+    format!(
+        "check `{}` expected {} but observed {}",
+        c.name, c.expect, c.observed
+    )
 }
 
 /// The target's schema before the plan's first step was applied, as the first successful apply

@@ -534,6 +534,13 @@ impl Plan {
     pub fn step_name(&self, i: usize) -> &str {
         self.body.steps[i].name.as_deref().unwrap_or("step")
     }
+
+    /// Every step's name, in order.
+    pub fn step_names(&self) -> Vec<String> {
+        (0..self.body.steps.len())
+            .map(|i| self.step_name(i).to_string())
+            .collect()
+    }
 }
 
 /// A fresh plan id: short, unique, and not derived from anything secret.
