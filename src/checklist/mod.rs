@@ -389,8 +389,9 @@ fn rollback_ready(f: &Facts) -> ChecklistItem {
     let missing_down: Vec<&str> = plan
         .steps()
         .iter()
-        // A backfill is rolled back by restoring the values it saved; it needs no `down`.
-        .filter(|s| s.down.is_none() && s.backfill.is_none())
+        // A backfill is rolled back by restoring the values it saved; it needs no `down`. A
+        // final step runs after the rollback window, when rollback is over.
+        .filter(|s| s.down.is_none() && s.backfill.is_none() && !s.is_final())
         .map(|s| s.name.as_deref().unwrap_or("step"))
         .collect();
     if !missing_down.is_empty() {

@@ -25,7 +25,7 @@ impl Engine {
             (Some(steps), None) => (steps, vec![]),
             (None, Some(name)) => {
                 let params = req.params.unwrap_or(json!({}));
-                if render::moved_column(&name, &params).is_some() {
+                if render::moved_column(&name, &params).is_some() || render::reads_catalog(&name) {
                     opened = Some(Target::open(&self.config, target_cfg).await?);
                 }
                 let on = opened.as_ref().map(|t| (req.target.as_str(), t));
@@ -104,15 +104,17 @@ impl Engine {
     }
 
     /// Renders a template; one that moves a column reads the column's indexes, constraints,
-    /// identity and comment from `target` to carry them to the column's successor.
+    /// identity and comment from `target` to carry them to the column's successor, and one
+    /// that removes something reads its definition from `target`'s catalog for its `down`.
     pub async fn render(
         &self,
         name: &str,
         params: serde_json::Value,
         target: Option<&str>,
     ) -> Result<render::Rendered> {
-        let opened = match (render::moved_column(name, &params), target) {
-            (Some(_), Some(target)) => {
+        let reads = render::moved_column(name, &params).is_some() || render::reads_catalog(name);
+        let opened = match (reads, target) {
+            (true, Some(target)) => {
                 let cfg = self.config.target(target)?;
                 Some((target, Target::open(&self.config, cfg).await?))
             }
@@ -139,7 +141,15 @@ impl Engine {
             }
             _ => None,
         };
-        render::render(name, params, deps.as_ref())
+        let catalog = match on {
+            Some((_, t)) if render::reads_catalog(name) => Some(t.catalog().await?),
+            _ => None,
+        };
+        let facts = render::Facts {
+            deps: deps.as_ref(),
+            catalog: catalog.as_ref(),
+        };
+        render::render(name, params, facts)
     }
 
     /// What is wrong with the privileges a dry-run of `target`'s plans would run with; empty

@@ -147,6 +147,14 @@ impl Engine {
         target: &Target,
     ) -> Result<std::result::Result<(), StepFailure>> {
         let step = &plan.steps()[i];
+        if step.is_final() {
+            return Err(Error::invalid(
+                Part::Step,
+                format!(
+                    "step `{name}` was final: it ran after the rollback window and cannot be undone; restore what it removed from the backup taken before the apply, or write a new plan"
+                ),
+            ));
+        }
         if step.down.is_none() && step.backfill.is_none() {
             return Err(Error::invalid(
                 Part::Step,

@@ -26,7 +26,9 @@ pub struct Step {
     /// SQL that makes the change. Several statements separated by `;` run in one transaction.
     #[serde(default)]
     pub up: Option<String>,
-    /// SQL that undoes `up` exactly. Required for production (`rollback-ready`).
+    /// SQL that undoes `up` exactly. Required for production (`rollback-ready`), except on a
+    /// final step: one gated `after` the rollback window, at the end of the plan, which ends
+    /// what rollback could undo (dropping what was set aside) and so has no `down`.
     #[serde(default)]
     pub down: Option<String>,
     /// A batched data change instead of `up`: keyset batches, each its own transaction with
@@ -36,6 +38,16 @@ pub struct Step {
     /// Hold the step until an engineer releases it (`manual`) or a duration has passed (`after`).
     #[serde(default)]
     pub gate: Option<Gate>,
+}
+
+impl Step {
+    /// A final step: no `down`, gated until the rollback window has passed. Rollback is
+    /// possible until it runs and refused after; the dry-run verifies the steps before it.
+    pub fn is_final(&self) -> bool {
+        self.down.is_none()
+            && self.backfill.is_none()
+            && matches!(&self.gate, Some(Gate::After { duration }) if duration == "rollback_window")
+    }
 }
 
 /// A batched UPDATE: `UPDATE table SET <set> WHERE <where>`, in keyset batches by `key`.
@@ -442,6 +454,18 @@ impl Body {
                 Ok(Step { name: Some(name), up, down: normalise_sql(s.down), backfill: s.backfill, gate: s.gate })
             })
             .collect::<Result<Vec<_>>>()?;
+        if let Some(i) = steps.iter().position(Step::is_final)
+            && let Some(later) = steps[i..].iter().find(|s| !s.is_final())
+        {
+            return Err(Error::invalid(
+                Part::Step,
+                format!(
+                    "step `{}` has no `down` and runs after the rollback window, so it must be last; step `{}` comes after it",
+                    steps[i].name.as_deref().unwrap_or("step"),
+                    later.name.as_deref().unwrap_or("step")
+                ),
+            ));
+        }
         let mut check_names = std::collections::HashSet::new();
         let checks = checks
             .into_iter()
@@ -603,5 +627,30 @@ mod tests {
         a.name = Some("s".into());
         let err = Body::new("p", vec![a.clone(), a], vec![]).unwrap_err();
         assert_eq!(err.code(), "invalid-input");
+    }
+
+    #[test]
+    fn a_final_step_is_after_the_rollback_window_without_down_and_last() {
+        let mut purge = step("DROP TABLE drydock.t_old", "x");
+        purge.name = Some("purge".into());
+        purge.down = None;
+        assert!(
+            !purge.is_final(),
+            "no gate: an irreversible step, not a final one"
+        );
+        purge.gate = Some(Gate::After {
+            duration: "7d".into(),
+        });
+        assert!(
+            !purge.is_final(),
+            "a window of its own is not the rollback window"
+        );
+        purge.gate = Some(Gate::After {
+            duration: "rollback_window".into(),
+        });
+        assert!(purge.is_final());
+        assert!(Body::new("p", vec![step("SELECT 1", "x"), purge.clone()], vec![]).is_ok());
+        let err = Body::new("p", vec![purge, step("SELECT 2", "x")], vec![]).unwrap_err();
+        assert!(err.to_string().contains("must be last"), "{err}");
     }
 }

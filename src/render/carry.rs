@@ -103,7 +103,12 @@ impl Carried {
 }
 
 /// `CREATE INDEX CONCURRENTLY name …` of the catalog's definition with `from` read as `to`.
-fn index(def: &str, name: &str, from: &str, to: &str) -> std::result::Result<String, String> {
+pub(super) fn index(
+    def: &str,
+    name: &str,
+    from: &str,
+    to: &str,
+) -> std::result::Result<String, String> {
     let mut parsed = parse_one(def)?;
     let Some(NodeEnum::IndexStmt(ix)) = first(&mut parsed) else {
         return Err(format!("{def:?} is not an index definition"));
@@ -121,6 +126,15 @@ fn index(def: &str, name: &str, from: &str, to: &str) -> std::result::Result<Str
         rename(w, from, to);
     }
     deparse(&parsed, def, (from != to).then_some(from))
+}
+
+/// The name an index definition (`CREATE INDEX name ON …`) gives its index.
+pub(super) fn index_name(def: &str) -> Option<String> {
+    let mut parsed = parse_one(def).ok()?;
+    match first(&mut parsed) {
+        Some(NodeEnum::IndexStmt(ix)) => Some(ix.idxname.clone()),
+        _ => None,
+    }
 }
 
 /// `ALTER TABLE table ADD CONSTRAINT name <def> NOT VALID` with `from` read as `to`, and whether
@@ -403,14 +417,20 @@ mod tests {
         let r = super::super::render(
             "rename-column",
             serde_json::json!({"table": "ledger", "column": "account_id", "new_name": "owner_id"}),
-            Some(&d),
+            super::super::Facts {
+                deps: Some(&d),
+                catalog: None,
+            },
         )
         .unwrap();
         println!("{}", r.script);
         let r = super::super::render(
             "change-column-type",
             serde_json::json!({"table": "ledger", "column": "account_id", "new_type": "numeric(20,0)"}),
-            Some(&d),
+            super::super::Facts {
+                deps: Some(&d),
+                catalog: None,
+            },
         )
         .unwrap();
         println!("{}", r.script);

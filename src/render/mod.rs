@@ -13,11 +13,12 @@ use serde::{Deserialize, Serialize};
 use tera::{Kwargs, State, Tera, TeraResult, Value};
 
 mod carry;
+mod removals;
 
 pub use carry::Move;
 mod templates;
 
-use crate::db::ColumnDependents;
+use crate::db::{Catalog, ColumnDependents};
 use crate::error::{Error, Result};
 use crate::plan::{Check, Expect, Gate, Step};
 
@@ -171,6 +172,23 @@ pub struct AddColumnParams {
 /// Reads, from a template's params, the column it moves.
 pub(crate) type MovesFn = fn(&serde_json::Value) -> std::result::Result<Move, String>;
 
+/// Completes a template's render context from the target's catalog (an index's definition, a
+/// table's columns and keys), refusing what the catalog shows cannot be done.
+pub(crate) type CatalogFn = fn(
+    &mut serde_json::Value,
+    &Catalog,
+    Option<&ColumnDependents>,
+) -> std::result::Result<(), String>;
+
+/// What a template read from its target before rendering.
+#[derive(Default, Clone, Copy)]
+pub struct Facts<'a> {
+    /// The moved column's dependents (see `moved_column`).
+    pub deps: Option<&'a ColumnDependents>,
+    /// The target's catalog (see `reads_catalog`).
+    pub catalog: Option<&'a Catalog>,
+}
+
 pub(crate) struct TemplateDef {
     pub(crate) name: &'static str,
     pub(crate) description: &'static str,
@@ -181,6 +199,8 @@ pub(crate) struct TemplateDef {
     /// For a template that moves a column (expand/contract): which column, from its params.
     /// Rendering it needs the column's dependents, carried to its successor as `carry`.
     pub(crate) moves: Option<MovesFn>,
+    /// For a template that reads the target's catalog.
+    pub(crate) catalog: Option<CatalogFn>,
 }
 
 fn typed<T: for<'de> Deserialize<'de> + Serialize>(
@@ -224,6 +244,7 @@ const TEMPLATES: &[TemplateDef] = &[
         schema: || schemars::schema_for!(MigrationParams),
         context: typed::<MigrationParams>,
         moves: None,
+        catalog: None,
     },
     TemplateDef {
         name: "add-column",
@@ -232,6 +253,7 @@ const TEMPLATES: &[TemplateDef] = &[
         schema: || schemars::schema_for!(AddColumnParams),
         context: typed::<AddColumnParams>,
         moves: None,
+        catalog: None,
     },
     templates::ADD_NOT_NULL_COLUMN,
     templates::RENAME_COLUMN,
@@ -240,6 +262,9 @@ const TEMPLATES: &[TemplateDef] = &[
     templates::ADD_INDEX,
     templates::ADD_FOREIGN_KEY,
     templates::ADD_CHECK_CONSTRAINT,
+    removals::DROP_INDEX,
+    removals::DROP_COLUMN,
+    removals::DROP_TABLE,
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -291,12 +316,15 @@ pub fn moved_column(name: &str, params: &serde_json::Value) -> Option<(String, S
     Some((m.table, m.from))
 }
 
-/// Renders a template; `deps` are the moved column's dependents (see `moved_column`).
-pub fn render(
-    name: &str,
-    params: serde_json::Value,
-    deps: Option<&ColumnDependents>,
-) -> Result<Rendered> {
+/// Whether a template reads the target's catalog (pass it in `Facts::catalog`).
+pub fn reads_catalog(name: &str) -> bool {
+    TEMPLATES
+        .iter()
+        .any(|t| t.name == name && t.catalog.is_some())
+}
+
+/// Renders a template with what it read from the target (see `moved_column`, `reads_catalog`).
+pub fn render(name: &str, params: serde_json::Value, facts: Facts<'_>) -> Result<Rendered> {
     let t = TEMPLATES
         .iter()
         .find(|t| t.name == name)
@@ -309,7 +337,7 @@ pub fn render(
     let moved = t.moves.map(|m| m(&params)).transpose().map_err(refuse)?;
     let mut ctx_value = (t.context)(params).map_err(refuse)?;
     if let Some(m) = moved {
-        let deps = deps.ok_or_else(|| {
+        let deps = facts.deps.ok_or_else(|| {
             refuse(format!(
                 "`{name}` carries {}.{}'s indexes, constraints, identity and comment to its successor and reads them from the database: give `target`",
                 m.table, m.from
@@ -317,6 +345,14 @@ pub fn render(
         })?;
         let carried = carry::Carried::new(&m, deps).map_err(refuse)?;
         ctx_value["carry"] = serde_json::to_value(carried).map_err(|e| refuse(e.to_string()))?;
+    }
+    if let Some(complete) = t.catalog {
+        let catalog = facts.catalog.ok_or_else(|| {
+            refuse(format!(
+                "`{name}` reads the target's catalog (definitions, keys, dependents) to write its `down`: give `target`"
+            ))
+        })?;
+        complete(&mut ctx_value, catalog, facts.deps).map_err(refuse)?;
     }
     let ctx = tera::Context::from_serialize(&ctx_value).map_err(|e| refuse(e.to_string()))?;
     let script = engine()
@@ -485,7 +521,7 @@ mod tests {
         let r = render(
             "add-column",
             json!({"table": "users", "column": "plan", "type": "text", "default": "free's"}),
-            None,
+            Facts::default(),
         )
         .unwrap();
         assert_eq!(r.steps.len(), 1);
@@ -508,7 +544,7 @@ mod tests {
             json!({"table": "users", "column": "c", "type": "int", "default": {"a": 1}}),
             json!({"table": "users", "column": "c", "type": "int", "extra": 1}),
         ] {
-            let e = render("add-column", params.clone(), None).unwrap_err();
+            let e = render("add-column", params.clone(), Facts::default()).unwrap_err();
             assert_eq!(e.code(), "invalid-template-params", "{params}");
         }
     }
@@ -519,7 +555,7 @@ mod tests {
             "migration",
             json!({"goal": "x\nDROP TABLE users;", "up": "CREATE TABLE t(a int);", "down": "DROP TABLE t;",
                    "checks": [{"name": "t-exists", "sql": "SELECT count(*) = 0 FROM t", "expect": "true"}]}),
-            None,
+            Facts::default(),
         )
         .unwrap();
         assert!(r.script.contains("-- Migration: x DROP TABLE users;"));

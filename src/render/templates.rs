@@ -315,6 +315,7 @@ pub(crate) const ADD_NOT_NULL_COLUMN: TemplateDef = TemplateDef {
     schema: || schemars::schema_for!(AddNotNullColumn),
     context: add_not_null_column,
     moves: None,
+    catalog: None,
 };
 
 pub(crate) const RENAME_COLUMN: TemplateDef = TemplateDef {
@@ -324,6 +325,7 @@ pub(crate) const RENAME_COLUMN: TemplateDef = TemplateDef {
     schema: || schemars::schema_for!(RenameColumn),
     context: rename_column,
     moves: Some(rename_column_moves),
+    catalog: None,
 };
 
 pub(crate) const CHANGE_COLUMN_TYPE: TemplateDef = TemplateDef {
@@ -333,6 +335,7 @@ pub(crate) const CHANGE_COLUMN_TYPE: TemplateDef = TemplateDef {
     schema: || schemars::schema_for!(ChangeColumnType),
     context: change_column_type,
     moves: Some(change_column_type_moves),
+    catalog: None,
 };
 
 pub(crate) const BACKFILL: TemplateDef = TemplateDef {
@@ -342,6 +345,7 @@ pub(crate) const BACKFILL: TemplateDef = TemplateDef {
     schema: || schemars::schema_for!(BackfillParams),
     context: backfill_params,
     moves: None,
+    catalog: None,
 };
 
 pub(crate) const ADD_INDEX: TemplateDef = TemplateDef {
@@ -351,6 +355,7 @@ pub(crate) const ADD_INDEX: TemplateDef = TemplateDef {
     schema: || schemars::schema_for!(AddIndex),
     context: add_index,
     moves: None,
+    catalog: None,
 };
 
 pub(crate) const ADD_FOREIGN_KEY: TemplateDef = TemplateDef {
@@ -360,6 +365,7 @@ pub(crate) const ADD_FOREIGN_KEY: TemplateDef = TemplateDef {
     schema: || schemars::schema_for!(AddForeignKey),
     context: add_foreign_key,
     moves: None,
+    catalog: None,
 };
 
 pub(crate) const ADD_CHECK_CONSTRAINT: TemplateDef = TemplateDef {
@@ -369,13 +375,14 @@ pub(crate) const ADD_CHECK_CONSTRAINT: TemplateDef = TemplateDef {
     schema: || schemars::schema_for!(AddCheckConstraint),
     context: add_check_constraint,
     moves: None,
+    catalog: None,
 };
 
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
-    use crate::render::render;
+    use crate::render::{Facts, render};
 
     const HOSTILE: &str = "users\"; DROP TABLE users; --";
 
@@ -434,14 +441,14 @@ mod tests {
             ),
         ];
         for (name, params) in cases {
-            let err = render(name, params.clone(), None).unwrap_err();
+            let err = render(name, params.clone(), Facts::default()).unwrap_err();
             assert_eq!(err.code(), "invalid-template-params", "{name} {params}");
         }
     }
 
     #[test]
     fn values_are_escaped_not_spliced() {
-        let r = render("add-not-null-column", json!({"table": "t", "column": "c", "type": "text", "default": "it's'); DROP TABLE t; --"}), None)
+        let r = render("add-not-null-column", json!({"table": "t", "column": "c", "type": "text", "default": "it's'); DROP TABLE t; --"}), Facts::default())
             .unwrap();
         assert!(
             r.steps[0]
@@ -459,7 +466,10 @@ mod tests {
         let r = render(
             "rename-column",
             json!({"table": "users", "column": "name", "new_name": "full_name"}),
-            Some(&crate::db::ColumnDependents::default()),
+            Facts {
+                deps: Some(&crate::db::ColumnDependents::default()),
+                catalog: None,
+            },
         )
         .unwrap();
         let names: Vec<_> = r.steps.iter().map(|s| s.name.clone().unwrap()).collect();
@@ -486,7 +496,7 @@ mod tests {
         let r = render(
             "add-index",
             json!({"table": "users", "columns": ["email", "name"], "unique": true}),
-            None,
+            Facts::default(),
         )
         .unwrap();
         assert_eq!(
@@ -538,7 +548,11 @@ mod tests {
             ),
         ];
         for (name, params) in cases {
-            let r = render(name, params, Some(&none)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let facts = Facts {
+                deps: Some(&none),
+                catalog: None,
+            };
+            let r = render(name, params, facts).unwrap_or_else(|e| panic!("{name}: {e}"));
             let mut out = String::new();
             for s in &r.steps {
                 out.push_str(&format!(

@@ -5,6 +5,18 @@ use crate::analysis::Action;
 use crate::plan::Step;
 
 pub fn check(step: &Step, name: &str, facts: &[StatementFacts]) -> Option<Hazard> {
+    if step.is_final() {
+        return Some(Hazard {
+            code: Rule::Irreversible,
+            severity: Severity::High,
+            statement: format!("step `{name}`"),
+            table: None,
+            message: format!(
+                "step `{name}` is final: it has no `down`, runs after the rollback window, and the plan cannot be rolled back once it has run"
+            ),
+            fix: "keep a verified backup until it runs; release it only when rollback is no longer wanted".into(),
+        });
+    }
     if step.down.is_none() && step.backfill.is_none() {
         return Some(Hazard {
             code: Rule::Irreversible,

@@ -1,0 +1,40 @@
+{#- Drops a column so that rollback gets it back with its data: held by a manual gate until the
+    application no longer reads or writes it; then, in one transaction, the column's values are
+    copied aside (keyed by the primary key, into the `drydock` schema) and the column dropped;
+    after the rollback window the copy is dropped too. `down` re-adds the column with its type,
+    default, NOT NULL, comment, constraints and indexes (from the catalog, `carry`) and puts every
+    value back. -#}
+-- Migration: drop {{ table | ident }}.{{ column | ident }}
+-- Rollback strategy: until the rollback window passes, the drop step's down re-adds the column with its default, NOT NULL, comment, constraints and indexes and restores its values from drydock.{{ aside | ident }}; the final step drops that copy
+-- drydock:step drop manual
+-- drydock:up
+-- Released once the application neither reads nor writes {{ table | ident }}.{{ column | ident }}.
+{%- set dropped = column %}
+{% include "carry-guard" %}
+CREATE SCHEMA IF NOT EXISTS drydock;
+CREATE TABLE drydock.{{ aside | ident }} AS SELECT {% for k in keys %}{{ k | ident }}, {% endfor %}{{ column | ident }} FROM {{ table | ident }};
+ALTER TABLE {{ table | ident }} DROP COLUMN {{ column | ident }};
+-- drydock:down
+ALTER TABLE {{ table | ident }} ADD COLUMN {{ column | ident }} {{ carry.column.ty }};
+UPDATE {{ table | ident }} AS dd_row SET {{ column | ident }} = dd_aside.{{ column | ident }} FROM drydock.{{ aside | ident }} AS dd_aside
+WHERE {% for k in keys %}{% if not loop.first %} AND {% endif %}dd_row.{{ k | ident }} = dd_aside.{{ k | ident }}{% endfor %};
+{%- if carry.column.default %}
+ALTER TABLE {{ table | ident }} ALTER COLUMN {{ column | ident }} SET DEFAULT {{ carry.column.default }};
+-- Rows inserted while the column was gone take its default.
+UPDATE {{ table | ident }} AS dd_row SET {{ column | ident }} = DEFAULT WHERE NOT EXISTS (SELECT 1 FROM drydock.{{ aside | ident }} AS dd_aside
+WHERE {% for k in keys %}{% if not loop.first %} AND {% endif %}dd_row.{{ k | ident }} = dd_aside.{{ k | ident }}{% endfor %});
+{%- endif %}
+{%- if carry.column.not_null %}
+ALTER TABLE {{ table | ident }} ALTER COLUMN {{ column | ident }} SET NOT NULL;
+{%- endif %}
+{%- set restored = column %}
+{%- include "carry-restore" %}
+DROP TABLE drydock.{{ aside | ident }};
+{%- for i in carry.indexes %}
+{{ i.restore }};
+{%- endfor %}
+-- drydock:step purge after=rollback_window
+-- drydock:up
+DROP TABLE drydock.{{ aside | ident }};
+-- drydock:check column-gone true
+SELECT count(*) = 0 FROM pg_attribute WHERE attrelid = {{ table | ident | literal }}::regclass AND attname = {{ column | literal }} AND NOT attisdropped

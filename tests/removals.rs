@@ -1,0 +1,216 @@
+//! The removal templates on real PostgreSQL, with a writer running: `drop-index`, `drop-column`
+//! and `drop-table` walked through their gates and rolled back (schema and data as they were),
+//! and walked to the end, past their final step, after which rollback is refused.
+
+mod common;
+
+use common::walk::{walk_until, walk_with};
+use common::{PgProject, plan_id, refusal_body};
+use serde_json::{Value, json};
+
+const NICKNAMES: &str = "UPDATE accounts SET nickname = 'n' || id;
+    ALTER TABLE accounts ALTER COLUMN nickname SET NOT NULL, ALTER COLUMN nickname SET DEFAULT 'anon';
+    ALTER TABLE accounts ADD CONSTRAINT nickname_short CHECK (length(nickname) < 40);
+    CREATE INDEX accounts_nickname_lower ON accounts (lower(nickname));
+    COMMENT ON COLUMN accounts.nickname IS 'shown to other users'";
+
+const AUDIT: &str = "CREATE TABLE audit_old (id bigserial PRIMARY KEY, note text NOT NULL, at timestamptz NOT NULL DEFAULT now());
+    INSERT INTO audit_old (note) SELECT 'note ' || g FROM generate_series(1, 500) g;
+    CREATE INDEX audit_old_at ON audit_old (at)";
+
+#[tokio::test]
+async fn drop_index_is_rebuilt_concurrently_by_rollback() {
+    let w = walk_with(
+        "drop-index",
+        json!({"name": "ledger_account"}),
+        "",
+        &["ledger"],
+        Some("SELECT to_regclass('ledger_account') IS NULL"),
+    )
+    .await;
+    assert!(
+        w.before
+            .iter()
+            .any(|l| l.starts_with("index|ledger_account|"))
+    );
+    assert!(
+        !w.applied
+            .iter()
+            .any(|l| l.starts_with("index|ledger_account|"))
+    );
+}
+
+#[tokio::test]
+async fn drop_column_rolled_back_within_the_window_restores_every_value() {
+    // A row inserted while the column is gone (by the probe) gets the column's default back.
+    let probe = "WITH late AS (INSERT INTO accounts (email) VALUES ('late@example.com') RETURNING 1)
+                 SELECT count(*) = 1 AND NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'accounts' AND column_name = 'nickname') FROM late";
+    let w = walk_until(
+        "drop-column",
+        json!({"table": "accounts", "column": "nickname"}),
+        NICKNAMES,
+        &["accounts"],
+        Some(probe),
+        Some("purge"),
+    )
+    .await;
+    assert!(!w.applied.iter().any(|l| l.contains("nickname")));
+    let p = &w.project;
+    assert_eq!(
+        p.scalar(
+            &p.prod,
+            "SELECT count(*) FROM accounts WHERE nickname IS DISTINCT FROM CASE WHEN email = 'late@example.com' THEN 'anon' ELSE 'n' || id END"
+        )
+        .await,
+        0,
+        "every value is back, the late row has the default"
+    );
+    assert_eq!(
+        p.scalar(&p.prod, "SELECT count(*) FROM accounts").await,
+        20_001
+    );
+    assert_eq!(
+        p.scalar(&p.prod, "SELECT count(*) FROM pg_tables WHERE schemaname = 'drydock' AND tablename LIKE '%dd_dropped'").await,
+        0,
+        "the copy set aside is gone with the rollback"
+    );
+}
+
+#[tokio::test]
+async fn drop_table_rolled_back_within_the_window_comes_back_whole() {
+    let w = walk_until(
+        "drop-table",
+        json!({"table": "audit_old"}),
+        AUDIT,
+        &["audit_old"],
+        Some("SELECT to_regclass('audit_old') IS NULL AND to_regclass('drydock.audit_old_dd_dropped') IS NOT NULL"),
+        Some("purge"),
+    )
+    .await;
+    assert!(w.applied.is_empty(), "{:?}", w.applied);
+    let p = &w.project;
+    assert_eq!(
+        p.scalar(
+            &p.prod,
+            "SELECT count(*) FROM audit_old WHERE note = 'note ' || id"
+        )
+        .await,
+        500
+    );
+}
+
+/// Plans `template`, dry-runs, approves and applies it through every gate (the final one's
+/// window overridden); returns the project and the plan id.
+async fn apply_to_the_end(template: &str, params: Value, setup: &str) -> (PgProject, String) {
+    let p = PgProject::new("large_table_rows = 1000").await;
+    for db in [&p.prod, &p.staging] {
+        common::walk::run_sql(db, setup).await;
+    }
+    let c = p.project.connect().await;
+    let planned = c
+        .ok(
+            "plan",
+            json!({"goal": template, "target": "production", "template": template, "params": params}),
+        )
+        .await;
+    let id = plan_id(&planned);
+    let dry = c.ok("dry-run", json!({"plan_id": id})).await;
+    assert_eq!(dry["rollback_verified"], true, "{dry}");
+    p.project.approve(&id, "alice");
+    for _ in 0..6 {
+        let r = c.ok("apply", json!({"plan_id": id})).await;
+        if r["status"] == "applied" {
+            break;
+        }
+        let step = r["gated"]["step"].as_str().expect("gated").to_string();
+        let mut args = vec!["release", id.as_str(), step.as_str(), "--by", "bob"];
+        if r["gated"]["gate"]["kind"] == "after" {
+            args.extend(["--override-window", "--reason", "the test ends the window"]);
+        }
+        assert!(p.project.cli(&args).status.success());
+    }
+    let v = c.ok("validate", json!({"plan_id": id})).await;
+    assert_eq!(v["ok"], true, "{v}");
+    let refused = c
+        .refused(
+            "rollback",
+            json!({"plan_id": id, "reason": "changed our mind"}),
+        )
+        .await;
+    assert!(
+        refused["message"].as_str().unwrap().contains("was final"),
+        "{refused}"
+    );
+    c.close().await;
+    (p, id)
+}
+
+#[tokio::test]
+async fn past_the_final_step_the_copy_is_gone_and_rollback_is_refused() {
+    let (p, _) = apply_to_the_end(
+        "drop-column",
+        json!({"table": "accounts", "column": "nickname"}),
+        NICKNAMES,
+    )
+    .await;
+    assert!(!p.has_column(&p.prod, "accounts", "nickname").await);
+    assert_eq!(
+        p.scalar(&p.prod, "SELECT count(*) FROM pg_tables WHERE schemaname = 'drydock' AND tablename LIKE '%dd_dropped'").await,
+        0
+    );
+    let (p, _) = apply_to_the_end("drop-table", json!({"table": "audit_old"}), AUDIT).await;
+    assert_eq!(
+        p.scalar(
+            &p.prod,
+            "SELECT count(*) FROM pg_class WHERE relname LIKE 'audit_old%'"
+        )
+        .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn removals_refuse_what_rollback_could_not_bring_back() {
+    let p = PgProject::new("").await;
+    common::walk::run_sql(&p.prod, "CREATE TABLE nokey (a int, b text)").await;
+    let c = p.project.connect().await;
+    for (template, params, says) in [
+        (
+            "drop-table",
+            json!({"table": "accounts"}),
+            "ledger.ledger_account_id_fkey",
+        ),
+        (
+            "drop-column",
+            json!({"table": "nokey", "column": "b"}),
+            "no primary key",
+        ),
+        (
+            "drop-column",
+            json!({"table": "accounts", "column": "id"}),
+            "cannot be moved",
+        ),
+        (
+            "drop-index",
+            json!({"name": "accounts_pkey"}),
+            "backs the constraint",
+        ),
+    ] {
+        let r = c
+            .call(
+                "plan",
+                json!({"goal": "remove", "target": "production", "template": template, "params": params}),
+            )
+            .await;
+        let body = refusal_body(&r);
+        assert_eq!(
+            body["code"], "invalid-template-params",
+            "{template}: {body}"
+        );
+        assert!(
+            body["message"].as_str().unwrap().contains(says),
+            "{template}: {body}"
+        );
+    }
+    c.close().await;
+}
