@@ -145,9 +145,8 @@ async fn main() {
             table: "bench_orders".into(),
             set: "cents = amount * 100".into(),
             filter: Some("cents IS NULL".into()),
-            key: None,
             batch_size: Some(1000),
-            pause_ms: None,
+            ..Backfill::default()
         };
         let history = HistoryRow {
             plan_id: "bench",

@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::walk::{walk_until, walk_with};
-use common::{PgProject, plan_id, refusal_body};
-use serde_json::{Value, json};
+use common::walk::{apply_past_final, walk_until, walk_with};
+use common::{PgProject, refusal_body};
+use serde_json::json;
 
 const NICKNAMES: &str = "UPDATE accounts SET nickname = 'n' || id;
     ALTER TABLE accounts ALTER COLUMN nickname SET NOT NULL, ALTER COLUMN nickname SET DEFAULT 'anon';
@@ -99,55 +99,9 @@ async fn drop_table_rolled_back_within_the_window_comes_back_whole() {
     );
 }
 
-/// Plans `template`, dry-runs, approves and applies it through every gate (the final one's
-/// window overridden); returns the project and the plan id.
-async fn apply_to_the_end(template: &str, params: Value, setup: &str) -> (PgProject, String) {
-    let p = PgProject::new("large_table_rows = 1000").await;
-    for db in [&p.prod, &p.staging] {
-        common::walk::run_sql(db, setup).await;
-    }
-    let c = p.project.connect().await;
-    let planned = c
-        .ok(
-            "plan",
-            json!({"goal": template, "target": "production", "template": template, "params": params}),
-        )
-        .await;
-    let id = plan_id(&planned);
-    let dry = c.ok("dry-run", json!({"plan_id": id})).await;
-    assert_eq!(dry["rollback_verified"], true, "{dry}");
-    p.project.approve(&id, "alice");
-    for _ in 0..6 {
-        let r = c.ok("apply", json!({"plan_id": id})).await;
-        if r["status"] == "applied" {
-            break;
-        }
-        let step = r["gated"]["step"].as_str().expect("gated").to_string();
-        let mut args = vec!["release", id.as_str(), step.as_str(), "--by", "bob"];
-        if r["gated"]["gate"]["kind"] == "after" {
-            args.extend(["--override-window", "--reason", "the test ends the window"]);
-        }
-        assert!(p.project.cli(&args).status.success());
-    }
-    let v = c.ok("validate", json!({"plan_id": id})).await;
-    assert_eq!(v["ok"], true, "{v}");
-    let refused = c
-        .refused(
-            "rollback",
-            json!({"plan_id": id, "reason": "changed our mind"}),
-        )
-        .await;
-    assert!(
-        refused["message"].as_str().unwrap().contains("was final"),
-        "{refused}"
-    );
-    c.close().await;
-    (p, id)
-}
-
 #[tokio::test]
 async fn past_the_final_step_the_copy_is_gone_and_rollback_is_refused() {
-    let (p, _) = apply_to_the_end(
+    let (p, _) = apply_past_final(
         "drop-column",
         json!({"table": "accounts", "column": "nickname"}),
         NICKNAMES,
@@ -158,7 +112,7 @@ async fn past_the_final_step_the_copy_is_gone_and_rollback_is_refused() {
         p.scalar(&p.prod, "SELECT count(*) FROM pg_tables WHERE schemaname = 'drydock' AND tablename LIKE '%dd_dropped'").await,
         0
     );
-    let (p, _) = apply_to_the_end("drop-table", json!({"table": "audit_old"}), AUDIT).await;
+    let (p, _) = apply_past_final("drop-table", json!({"table": "audit_old"}), AUDIT).await;
     assert_eq!(
         p.scalar(
             &p.prod,

@@ -11,7 +11,7 @@ use super::{
 use crate::config::Policy;
 use crate::db::Catalog;
 use crate::error::{Error, Part, Result};
-use crate::plan::{Backfill, Body, Gate, Step};
+use crate::plan::{Backfill, BackfillMode, Body, Gate, Step};
 use crate::sql::{Dialect, LockMode};
 
 /// Analyses a plan body against a target's catalog.
@@ -152,19 +152,42 @@ impl Walk<'_> {
             ));
         }
         self.touched.insert(b.table.clone());
-        let overwrites =
-            pg::assigned_columns(&b.set).map_err(|e| Error::invalid(Part::Backfill, e))?;
-        self.backfill_names_exist(name, b, &overwrites)?;
+        let mut tables = vec![b.table.clone()];
+        let (named, what) = match b.mode() {
+            BackfillMode::Update(set) => {
+                let overwrites =
+                    pg::assigned_columns(set).map_err(|e| Error::invalid(Part::Backfill, e))?;
+                let what = format!(
+                    "overwrites {} (old values saved for rollback)",
+                    overwrites.join(", ")
+                );
+                (overwrites, what)
+            }
+            BackfillMode::Copy(c) => {
+                self.touched.insert(c.table.clone());
+                tables.push(c.table.clone());
+                let what = format!(
+                    "copies {} into `{}` (rollback deletes the copied rows)",
+                    c.columns.join(", "),
+                    c.table
+                );
+                (c.columns.clone(), what)
+            }
+            BackfillMode::Delete => (
+                vec![],
+                "deletes the rows (saved whole for rollback)".to_string(),
+            ),
+        };
+        self.backfill_names_exist(name, b, &named)?;
         Ok(StatementFacts {
             step: name.to_string(),
             index: 1,
             sql: format!(
-                "{} -- in keyset batches, each its own transaction; overwrites {} (old values saved for rollback)",
+                "{} -- in keyset batches, each its own transaction; {what}",
                 backfill_sql(b),
-                overwrites.join(", ")
             ),
             kind: "backfill".into(),
-            tables: vec![b.table.clone()],
+            tables,
             lock: LockMode::RowExclusive,
             locks_on: Default::default(),
             rewrites: false,
@@ -219,8 +242,13 @@ impl Walk<'_> {
             _ => {}
         }
         if let Some(missing) = assigned.iter().find(|c| !known(c)) {
+            let names = if b.copy_into.is_some() {
+                "`copy_into.columns` names"
+            } else {
+                "`set` assigns"
+            };
             return refuse(format!(
-                "`set` assigns `{missing}`, which `{table}` does not have (its columns: {})",
+                "{names} `{missing}`, which `{table}` does not have (its columns: {})",
                 columns()
             ));
         }

@@ -126,18 +126,40 @@ pub use crate::plan::input::check_is_single_query;
 
 /// A backfill as one UPDATE statement (what a dry-run measures; the engine runs it in batches).
 pub fn backfill_sql(b: &crate::plan::Backfill) -> String {
-    let table = b
-        .table
-        .split('.')
-        .map(crate::sql::quote_ident)
-        .collect::<Vec<_>>()
-        .join(".");
+    use crate::plan::BackfillMode;
+    let qualified = |t: &str| {
+        t.split('.')
+            .map(crate::sql::quote_ident)
+            .collect::<Vec<_>>()
+            .join(".")
+    };
+    let table = qualified(&b.table);
     let filter = b
         .filter
         .as_deref()
         .map(|w| format!(" WHERE {w}"))
         .unwrap_or_default();
-    format!("UPDATE {table} SET {}{filter}", b.set)
+    match b.mode() {
+        BackfillMode::Update(set) => format!("UPDATE {table} SET {set}{filter}"),
+        BackfillMode::Delete => format!("DELETE FROM {table}{filter}"),
+        BackfillMode::Copy(c) => {
+            let cols = c
+                .columns
+                .iter()
+                .map(|c| crate::sql::quote_ident(c))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "INSERT INTO {} ({cols}) SELECT {cols} FROM {table}{filter}{}",
+                qualified(&c.table),
+                if c.skip_existing {
+                    " ON CONFLICT DO NOTHING"
+                } else {
+                    ""
+                }
+            )
+        }
+    }
 }
 
 #[cfg(test)]

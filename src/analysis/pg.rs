@@ -411,10 +411,27 @@ mod tests {
             set: set.into(),
             filter: filter.map(String::from),
             key: Some("id".into()),
-            batch_size: None,
-            pause_ms: None,
+            ..Default::default()
         };
         assert!(validate_backfill("s", &b("counter = counter + 1", Some("counter < 10"))).is_ok());
+        // Exactly one of update, copy, delete; a copy carries its key, by which rollback
+        // finds the copied rows.
+        let mut delete = b("", None);
+        delete.delete = true;
+        assert!(validate_backfill("s", &delete).is_ok());
+        let mut both = b("a = 1", None);
+        both.delete = true;
+        assert!(validate_backfill("s", &both).is_err());
+        let mut copy = b("", None);
+        copy.copy_into = Some(crate::plan::CopyInto {
+            table: "users_archive".into(),
+            columns: vec!["id".into(), "email".into()],
+            skip_existing: false,
+        });
+        assert!(validate_backfill("s", &copy).is_ok());
+        copy.key = Some("email2".into());
+        assert!(validate_backfill("s", &copy).is_err());
+        assert!(validate_backfill("s", &b("", None)).is_err());
         assert!(validate_backfill("s", &b("a = 1; DROP TABLE users", None)).is_err());
         assert!(validate_backfill("s", &b("a = 1 WHERE true", None)).is_err());
         assert!(validate_backfill("s", &b("id = id + 1", None)).is_err());

@@ -201,10 +201,19 @@ impl Postgres {
         }
     }
 
+    /// A session with drydock's timeouts, and a search path without drydock's own schemas: a
+    /// login role named `drydock` would otherwise (through the default `"$user", public`) put
+    /// every unqualified table a step creates into the `drydock` schema, out of the
+    /// application's sight and of the schema fingerprint.
     async fn connect(&self) -> Result<PgConnection> {
         let mut conn = self.options.connect().await.map_err(|e| self.err(e))?;
+        // language=SQL
         let set = format!(
-            "SET lock_timeout = {}; SET statement_timeout = {}",
+            "SET lock_timeout = {}; SET statement_timeout = {};
+             SELECT set_config('search_path', coalesce(string_agg(e, ', ' ORDER BY o), ''), false)
+             FROM (SELECT trim(e) AS e, o FROM unnest(string_to_array(current_setting('search_path'), ',')) WITH ORDINALITY AS t(e, o)) AS path
+             WHERE e NOT IN ('drydock', '\"drydock\"', 'drydock_backup', '\"drydock_backup\"')
+               AND NOT (e = '\"$user\"' AND current_user IN ('drydock', 'drydock_backup'))",
             super::millis(self.lock_timeout),
             super::millis(self.statement_timeout)
         );

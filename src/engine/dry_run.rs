@@ -257,7 +257,8 @@ impl Engine {
 
     /// up, checks, down (in reverse), fingerprint equality, up again — on a scratch copy. Final
     /// steps (run after the rollback window, no `down`) are left out of the round trip: the
-    /// steps before them are verified, then the final ones run, and the checks after them.
+    /// steps before them are verified, then the final ones run, and the checks after them (the
+    /// checks describe the plan's end).
     pub(super) async fn exercise(&self, plan: &Plan, copy: &mut Sandbox) -> Result<Exercised> {
         let before = copy.fingerprint().await?;
         // Rollback must restore the data of the tables the plan touches, not only their shape.
@@ -268,8 +269,13 @@ impl Engine {
         for step in &reversible {
             statements.extend(Self::up_in_sandbox(copy, plan, step, "dry-run up").await?);
         }
-        let mut checks = copy.run_checks(&plan.body.checks).await?;
-        Self::checks_hold(&checks)?;
+        // The checks describe the plan's end: with final steps, they run after those.
+        let finals = reversible.len() < plan.steps().len();
+        let mut checks = vec![];
+        if !finals {
+            checks = copy.run_checks(&plan.body.checks).await?;
+            Self::checks_hold(&checks)?;
+        }
         for step in reversible.iter().rev() {
             let name = step.name.as_deref().unwrap_or("step");
             if let Some(spec) = &step.backfill {
@@ -316,7 +322,7 @@ impl Engine {
         for step in &reversible {
             Self::up_in_sandbox(copy, plan, step, "dry-run up (again)").await?;
         }
-        if reversible.len() < plan.steps().len() {
+        if finals {
             for step in plan.steps().iter().filter(|s| s.is_final()) {
                 statements.extend(Self::up_in_sandbox(copy, plan, step, "dry-run up").await?);
             }
@@ -369,7 +375,7 @@ impl Engine {
                     .await?
                     .map_err(|f| Self::sql_failed(plan, phase, name, f))?;
                 for r in &mut runs {
-                    r.note = Some("backfill: measured as one UPDATE; apply runs it in keyset batches, each its own transaction".into());
+                    r.note = Some("backfill: measured as one statement; apply runs it in keyset batches, each its own transaction".into());
                 }
                 Ok(runs)
             }

@@ -130,9 +130,15 @@ async fn discover_groups(config: &mut Config) {
     }
 }
 
-/// The columns a backfill overwrites (and saves first).
+/// The columns a backfill overwrites (and saves first); none for a copy or a delete, which save
+/// the copied keys or the deleted rows.
 fn overwritten(spec: &crate::plan::Backfill) -> Result<Vec<String>> {
-    analysis::pg::assigned_columns(&spec.set).map_err(|e| Error::invalid(Part::Backfill, e))
+    match spec.mode() {
+        crate::plan::BackfillMode::Update(set) => {
+            analysis::pg::assigned_columns(set).map_err(|e| Error::invalid(Part::Backfill, e))
+        }
+        _ => Ok(vec![]),
+    }
 }
 
 impl Engine {

@@ -218,7 +218,7 @@ pub struct StepStatus {
 /// A backfill as reviewers see it.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct BackfillShown {
-    /// The UPDATE the batches run, as one statement.
+    /// The UPDATE, INSERT … SELECT or DELETE the batches run, as one statement.
     pub sql: String,
     /// The columns whose values it overwrites; drydock saves them first and restores them on
     /// rollback.
@@ -477,17 +477,28 @@ impl StatusReport {
             md.push_str(&format!("\n\n### up\n```sql\n{up}\n```\n"));
         }
         if let Some(b) = &s.backfill {
+            let key = b.spec.key.as_deref().unwrap_or("the primary key");
+            let saved = match b.spec.mode() {
+                crate::plan::BackfillMode::Update(_) => format!(
+                    "overwrites {}; drydock saves the old values (keyed by `{key}`, in `drydock_backup`) before each batch and puts them back on rollback",
+                    b.overwrites
+                        .iter()
+                        .map(|c| format!("`{c}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
+                crate::plan::BackfillMode::Copy(c) => format!(
+                    "copies into `{}`; drydock records each copied row's `{key}` and deletes those rows on rollback",
+                    c.table
+                ),
+                crate::plan::BackfillMode::Delete => format!(
+                    "deletes; drydock saves each deleted row whole (keyed by `{key}`, in `drydock_backup`) and inserts it back on rollback"
+                ),
+            };
             md.push_str(&format!(
-                "\n\n### backfill (in keyset batches of {} rows by `{}`, each its own transaction)\n```sql\n{}\n```\noverwrites {}; drydock saves the old values (keyed by `{}`, in `drydock_backup`) before each batch and puts them back on rollback\n",
+                "\n\n### backfill (in keyset batches of {} rows by `{key}`, each its own transaction)\n```sql\n{}\n```\n{saved}\n",
                 b.spec.batch_size.unwrap_or(1000),
-                b.spec.key.as_deref().unwrap_or("the primary key"),
                 b.sql,
-                b.overwrites
-                    .iter()
-                    .map(|c| format!("`{c}`"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                b.spec.key.as_deref().unwrap_or("the primary key"),
             ));
         }
         md.push_str("\n### down\n```sql\n");

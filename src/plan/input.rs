@@ -28,6 +28,38 @@ pub fn validate_backfill(step: &str, b: &crate::plan::Backfill) -> Result<()> {
     if b.batch_size == Some(0) {
         return Err(bad("batch_size must be at least 1".into()));
     }
+    let modes = [!b.set.trim().is_empty(), b.copy_into.is_some(), b.delete];
+    if modes.iter().filter(|m| **m).count() != 1 {
+        return Err(bad(
+            "give exactly one of `set` (update), `copy_into` (copy) or `delete: true`".into(),
+        ));
+    }
+    if let Some(c) = &b.copy_into {
+        if !ident_ok(&c.table) {
+            return Err(bad(format!(
+                "`copy_into.table` {:?} is not a valid (schema-qualified) identifier",
+                c.table
+            )));
+        }
+        if c.columns.is_empty() {
+            return Err(bad("`copy_into.columns` is empty".into()));
+        }
+        c.columns
+            .iter()
+            .try_for_each(|col| crate::sql::validate_ident(col))
+            .map_err(bad)?;
+        match &b.key {
+            Some(k) if c.columns.contains(k) => {}
+            _ => {
+                return Err(bad(
+                    "a copy needs `key`, one of `copy_into.columns`: rollback deletes the copied rows by it".into(),
+                ));
+            }
+        }
+    }
+    if b.set.trim().is_empty() {
+        return Ok(());
+    }
     let sql = format!("UPDATE {} SET {}", b.table, b.set);
     let parsed = pg_query::parse(&sql, 0)
         .map_err(|e| bad(format!("`set` {:?} does not parse: {e}", b.set)))?;

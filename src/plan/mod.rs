@@ -50,14 +50,25 @@ impl Step {
     }
 }
 
-/// A batched UPDATE: `UPDATE table SET <set> WHERE <where>`, in keyset batches by `key`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// A batched change of `table`'s rows, in keyset batches by `key`: an UPDATE (`set`), a copy
+/// into another table (`copy_into`) or a DELETE (`delete`) of the rows matching `where`. What it
+/// overwrites, copies or deletes is saved batch by batch, so rollback puts it back exactly.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Backfill {
-    /// The table to update.
+    /// The table whose rows are walked (updated, copied or deleted).
     pub table: String,
-    /// The assignments, as after `UPDATE table SET` (e.g. `total_cents = price * 100`).
+    /// The assignments, as after `UPDATE table SET` (e.g. `total_cents = price * 100`); empty
+    /// for a copy or a delete.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub set: String,
+    /// Copy the rows into another table instead (`INSERT INTO … SELECT`); rollback deletes the
+    /// rows it copied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_into: Option<CopyInto>,
+    /// Delete the rows instead; rollback inserts them back as they were.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delete: bool,
     /// Which rows to update (an SQL boolean expression); all rows when omitted.
     #[serde(rename = "where", default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<String>,
@@ -70,6 +81,37 @@ pub struct Backfill {
     /// Pause between batches, in milliseconds (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause_ms: Option<u64>,
+}
+
+/// Where a copying backfill puts the rows: `columns` (the walk key among them) of `table`, read
+/// from the same-named columns of the source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CopyInto {
+    pub table: String,
+    pub columns: Vec<String>,
+    /// Skip rows whose key `table` already has (`ON CONFLICT DO NOTHING`), e.g. rows a
+    /// dual-write trigger wrote first; otherwise such a row fails the batch.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_existing: bool,
+}
+
+/// What a backfill does to each batch.
+pub enum BackfillMode<'a> {
+    Update(&'a str),
+    Copy(&'a CopyInto),
+    Delete,
+}
+
+impl Backfill {
+    /// The one thing this backfill does (validated: exactly one of `set`, `copy_into`, `delete`).
+    pub fn mode(&self) -> BackfillMode<'_> {
+        match (&self.copy_into, self.delete) {
+            (Some(c), _) => BackfillMode::Copy(c),
+            (None, true) => BackfillMode::Delete,
+            (None, false) => BackfillMode::Update(&self.set),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tera::{Kwargs, State, Tera, TeraResult, Value};
 
 mod carry;
+mod data;
 mod removals;
 
 pub use carry::Move;
@@ -74,7 +75,9 @@ fn engine() -> &'static Tera {
         t.register_filter(
             "json",
             |v: Value, _: Kwargs, _: &State| -> TeraResult<String> {
-                serde_json::to_string(&v).map_err(|e| tera_err(e.to_string()))
+                // Through serde_json's sorted maps: the same script, byte for byte, every time.
+                let sorted = serde_json::to_value(&v).map_err(|e| tera_err(e.to_string()))?;
+                serde_json::to_string(&sorted).map_err(|e| tera_err(e.to_string()))
             },
         );
         t.register_filter(
@@ -265,6 +268,9 @@ const TEMPLATES: &[TemplateDef] = &[
     removals::DROP_INDEX,
     removals::DROP_COLUMN,
     removals::DROP_TABLE,
+    data::MOVE_DATA,
+    data::SPLIT_TABLE,
+    data::MERGE_TABLES,
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -242,3 +242,50 @@ pub fn renamed(lines: &[String], from: &str, to: &str) -> Vec<String> {
     v.sort();
     v
 }
+
+/// Plans `template`, dry-runs, approves and applies it through every gate (the final one's
+/// window overridden), validates it, and sees rollback refused past the final step; returns the
+/// project and the plan id.
+pub async fn apply_past_final(template: &str, params: Value, setup: &str) -> (PgProject, String) {
+    let p = PgProject::new("large_table_rows = 1000").await;
+    for db in [&p.prod, &p.staging] {
+        run_sql(db, setup).await;
+    }
+    let c = p.project.connect().await;
+    let planned = c
+        .ok(
+            "plan",
+            json!({"goal": template, "target": "production", "template": template, "params": params}),
+        )
+        .await;
+    let id = plan_id(&planned);
+    let dry = c.ok("dry-run", json!({"plan_id": id})).await;
+    assert_eq!(dry["rollback_verified"], true, "{dry}");
+    p.project.approve(&id, "alice");
+    for _ in 0..6 {
+        let r = c.ok("apply", json!({"plan_id": id})).await;
+        if r["status"] == "applied" {
+            break;
+        }
+        let step = r["gated"]["step"].as_str().expect("gated").to_string();
+        let mut args = vec!["release", id.as_str(), step.as_str(), "--by", "bob"];
+        if r["gated"]["gate"]["kind"] == "after" {
+            args.extend(["--override-window", "--reason", "the test ends the window"]);
+        }
+        assert!(p.project.cli(&args).status.success());
+    }
+    let v = c.ok("validate", json!({"plan_id": id})).await;
+    assert_eq!(v["ok"], true, "{v}");
+    let refused = c
+        .refused(
+            "rollback",
+            json!({"plan_id": id, "reason": "changed our mind"}),
+        )
+        .await;
+    assert!(
+        refused["message"].as_str().unwrap().contains("was final"),
+        "{refused}"
+    );
+    c.close().await;
+    (p, id)
+}

@@ -252,10 +252,7 @@ fn violations_name_every_place() {
     fill.backfill = Some(Backfill {
         table: "t".into(),
         set: "a = pg_read_file('/x')".into(),
-        filter: None,
-        key: None,
-        batch_size: None,
-        pause_ms: None,
+        ..Default::default()
     });
     let body = Body::new(
         "prod",

@@ -2,6 +2,7 @@
 //! last, the history row), the values they overwrite saved first; and their restore.
 
 use super::*;
+use crate::plan::BackfillMode;
 
 impl Postgres {
     /// The statements restoring a backfill step's saved values, if it saved any.
@@ -251,8 +252,9 @@ async fn prepare(conn: &mut PgConnection) -> sqlx::Result<()> {
 }
 
 /// The one statement a batch runs. A batch is the next `$2` keys after the checkpoint `$1`: their
-/// upper bound comes from an index-only scan, then one ranged UPDATE (an index range scan)
-/// changes the rows in it that match `where`, saving the values it overwrites. The bound becomes
+/// upper bound comes from an index-only scan, then one ranged UPDATE, INSERT … SELECT or DELETE
+/// (an index range scan) changes the rows in it that match `where`, saving what it overwrites,
+/// copies or deletes. The bound becomes
 /// the checkpoint. Returns (rows updated, the bound, rows saved).
 fn batch_statement(spec: &crate::plan::Backfill, saved: &Saved) -> String {
     let table = qualified_ident(&spec.table);
@@ -263,6 +265,28 @@ fn batch_statement(spec: &crate::plan::Backfill, saved: &Saved) -> String {
         .map(|w| format!("AND ({w})"))
         .unwrap_or_default();
     let after = format!("($1::text IS NULL OR {qkey} > $1::text::{key_type})");
+    let range = format!("{after} AND {qkey} <= (SELECT hi FROM bound)");
+    let change = match spec.mode() {
+        BackfillMode::Update(set) => format!("UPDATE {table} SET {set} WHERE {range} {filter}"),
+        BackfillMode::Delete => format!("DELETE FROM {table} WHERE {range} {filter}"),
+        BackfillMode::Copy(c) => {
+            let cols = c
+                .columns
+                .iter()
+                .map(|c| quote_ident(c))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "INSERT INTO {into} ({cols}) SELECT {cols} FROM {table} WHERE {range} {filter}{skip}",
+                into = qualified_ident(&c.table),
+                skip = if c.skip_existing {
+                    " ON CONFLICT DO NOTHING"
+                } else {
+                    ""
+                },
+            )
+        }
+    };
     // language=SQL
     format!(
         "WITH bound AS (
@@ -271,15 +295,12 @@ fn batch_statement(spec: &crate::plan::Backfill, saved: &Saved) -> String {
                  WHERE {after}
                  ORDER BY {qkey} LIMIT $2
              ) AS next_keys
-         ), {saved_cte}, updated AS (
-             UPDATE {table} SET {set}
-             WHERE {after} AND {qkey} <= (SELECT hi FROM bound) {filter}
+         ), {saved_cte}, changed AS (
+             {change}
              RETURNING 1
          )
-         SELECT (SELECT count(*) FROM updated)::int8, (SELECT hi FROM bound)::text, (SELECT count(*) FROM saved)::int8",
-        set = spec.set,
-        saved_cte =
-            saved.save_batch_cte(&format!("{after} AND {qkey} <= (SELECT hi FROM bound)")),
+         SELECT (SELECT count(*) FROM changed)::int8, (SELECT hi FROM bound)::text, (SELECT count(*) FROM saved)::int8",
+        saved_cte = saved.save_batch_cte(&range),
     )
 }
 

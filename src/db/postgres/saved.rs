@@ -24,6 +24,16 @@ pub struct Saved {
     backup: String,
     index: String,
     filter: Option<String>,
+    kind: Kind,
+}
+
+/// What is saved: the overwritten columns (an update), the copied rows' keys (a copy, into the
+/// quoted table), or whole rows (a delete).
+#[derive(Debug, Clone)]
+enum Kind {
+    Update,
+    Copy(String),
+    Delete,
 }
 
 /// Where the backup of a backfill step goes: a table per plan and step.
@@ -123,6 +133,11 @@ impl Saved {
             backup,
             index,
             filter: spec.filter.clone(),
+            kind: match spec.mode() {
+                crate::plan::BackfillMode::Update(_) => Kind::Update,
+                crate::plan::BackfillMode::Copy(c) => Kind::Copy(qualified_ident(&c.table)),
+                crate::plan::BackfillMode::Delete => Kind::Delete,
+            },
         })
     }
 
@@ -131,8 +146,21 @@ impl Saved {
         &self.key
     }
 
-    fn column_list(&self) -> String {
-        self.columns.join(", ")
+    /// What the backup keeps of a row, as a select list of the walked table.
+    fn kept(&self) -> String {
+        match self.kind {
+            Kind::Update => format!("{}, {}", self.key, self.columns.join(", ")),
+            Kind::Copy(_) => self.key.clone(),
+            Kind::Delete => "*".into(),
+        }
+    }
+
+    /// The backup's column list for an INSERT (a whole row needs none).
+    fn kept_into(&self) -> String {
+        match self.kind {
+            Kind::Delete => String::new(),
+            _ => format!(" ({})", self.kept()),
+        }
     }
 
     /// Creates the (empty) backup table, unique on the key, if it is not there yet.
@@ -143,11 +171,11 @@ impl Saved {
             ""
         };
         format!(
-            "{schema}CREATE TABLE IF NOT EXISTS {backup} AS SELECT {key}, {cols} FROM {table} WITH NO DATA; \
+            "{schema}CREATE TABLE IF NOT EXISTS {backup} AS SELECT {kept} FROM {table} WITH NO DATA; \
              CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {backup} ({key})",
             backup = self.backup,
             key = self.key,
-            cols = self.column_list(),
+            kept = self.kept(),
             table = self.table,
             index = quote_ident(&self.index),
         )
@@ -163,10 +191,11 @@ impl Saved {
     /// Saves the current values of every row the backfill will update (the dry-run's one shot).
     pub fn save_all(&self) -> String {
         format!(
-            "INSERT INTO {backup} ({key}, {cols}) SELECT {key}, {cols} FROM {table} WHERE true{filter} ON CONFLICT ({key}) DO NOTHING",
+            "INSERT INTO {backup}{into} SELECT {kept} FROM {table} WHERE true{filter} ON CONFLICT ({key}) DO NOTHING",
             backup = self.backup,
             key = self.key,
-            cols = self.column_list(),
+            into = self.kept_into(),
+            kept = self.kept(),
             table = self.table,
             filter = self.filter(),
         )
@@ -177,14 +206,15 @@ impl Saved {
     pub fn save_batch_cte(&self, range: &str) -> String {
         format!(
             "saved AS (
-                 INSERT INTO {backup} ({key}, {cols})
-                 SELECT {key}, {cols} FROM {table} WHERE {range}{filter}
+                 INSERT INTO {backup}{into}
+                 SELECT {kept} FROM {table} WHERE {range}{filter}
                  ON CONFLICT ({key}) DO NOTHING
                  RETURNING 1
              )",
             backup = self.backup,
             key = self.key,
-            cols = self.column_list(),
+            into = self.kept_into(),
+            kept = self.kept(),
             table = self.table,
             filter = self.filter(),
         )
@@ -194,6 +224,33 @@ impl Saved {
     /// the restore (in its transaction): a dual-write trigger of an expand/contract would
     /// otherwise copy the restored values onto the column it keeps in sync.
     pub fn restore(&self) -> Vec<String> {
+        let put_back = match &self.kind {
+            Kind::Update => return self.restore_values(),
+            Kind::Copy(into) => format!(
+                "DELETE FROM {into} WHERE {key} IN (SELECT {key} FROM {backup})",
+                key = self.key,
+                backup = self.backup,
+            ),
+            Kind::Delete => format!(
+                "INSERT INTO {table} OVERRIDING SYSTEM VALUE SELECT * FROM {backup}",
+                table = self.table,
+                backup = self.backup,
+            ),
+        };
+        let table = match &self.kind {
+            Kind::Copy(into) => into,
+            _ => &self.table,
+        };
+        vec![
+            format!("ALTER TABLE {table} DISABLE TRIGGER USER"),
+            put_back,
+            format!("ALTER TABLE {table} ENABLE TRIGGER USER"),
+            format!("DROP TABLE {}", self.backup),
+        ]
+    }
+
+    /// An update's restore: every saved value back in its row.
+    fn restore_values(&self) -> Vec<String> {
         let set = self
             .columns
             .iter()
@@ -245,6 +302,7 @@ mod tests {
             backup: "drydock_backup.\"bf_pl-1_abc\"".into(),
             index: "bf_pl-1_abc_key".into(),
             filter: Some("score > 0".into()),
+            kind: Kind::Update,
         }
     }
 
