@@ -162,7 +162,7 @@ async fn main() {
                 &history,
                 &policy,
                 drydock::db::Control {
-                    progress: &mut |_, _| {},
+                    progress: &mut |_, _, _| {},
                     halt: &drydock::db::Halt::default(),
                     pause: &std::sync::atomic::AtomicBool::new(false),
                 },

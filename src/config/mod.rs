@@ -162,6 +162,10 @@ pub struct Policy {
     #[serde(with = "humantime_serde_str")]
     #[schemars(with = "String")]
     pub check_timeout: Duration,
+    /// Backfill batches pause while a streaming replica's replay lags more than this.
+    #[serde(with = "humantime_serde_str")]
+    #[schemars(with = "String")]
+    pub max_replica_lag: Duration,
     pub large_table_rows: u64,
     pub min_staging_ratio: f64,
     pub snapshot_max_rows: u64,
@@ -180,6 +184,7 @@ impl Default for Policy {
             max_block: Duration::from_secs(5),
             apply_wait: Duration::from_secs(50),
             check_timeout: Duration::from_secs(10),
+            max_replica_lag: Duration::from_secs(10),
             large_table_rows: 100_000,
             min_staging_ratio: 0.1,
             snapshot_max_rows: 1_000_000,
@@ -314,6 +319,7 @@ struct RawPolicy {
     max_block: Option<String>,
     apply_wait: Option<String>,
     check_timeout: Option<String>,
+    max_replica_lag: Option<String>,
     large_table_rows: Option<u64>,
     min_staging_ratio: Option<f64>,
     snapshot_max_rows: Option<u64>,
@@ -461,6 +467,7 @@ impl Config {
             max_block: duration("max_block", &p.max_block, d.max_block)?,
             apply_wait: duration("apply_wait", &p.apply_wait, d.apply_wait)?,
             check_timeout: duration("check_timeout", &p.check_timeout, d.check_timeout)?,
+            max_replica_lag: duration("max_replica_lag", &p.max_replica_lag, d.max_replica_lag)?,
             large_table_rows: p.large_table_rows.unwrap_or(d.large_table_rows),
             min_staging_ratio: p.min_staging_ratio.unwrap_or(d.min_staging_ratio),
             snapshot_max_rows: p.snapshot_max_rows.unwrap_or(d.snapshot_max_rows),

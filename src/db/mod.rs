@@ -201,7 +201,8 @@ impl Halt {
 /// request to stop at the next checkpoint, and the engineer's brake (while set, it waits between
 /// batches).
 pub struct Control<'a> {
-    pub progress: &'a mut (dyn FnMut(u64, u64) + Send),
+    /// Rows done, rows estimated, and the last sample of the database around it.
+    pub progress: &'a mut (dyn FnMut(u64, u64, &Health) + Send),
     pub halt: &'a Halt,
     pub pause: &'a std::sync::atomic::AtomicBool,
 }
@@ -226,6 +227,79 @@ pub struct BackfillReport {
     pub blocked_samples: u64,
     pub slowest_batch_ms: f64,
     pub duration_ms: f64,
+    /// Time the batches waited for lagging replicas (`policy.max_replica_lag`).
+    #[serde(default)]
+    pub replica_wait_ms: f64,
+    /// The last sample of the database around the backfill.
+    #[serde(default)]
+    pub health: Health,
+}
+
+/// What a backfill sees of the database around it, sampled between batches (PostgreSQL): how
+/// far each streaming replica's replay lags, the oldest open transaction (it holds back vacuum),
+/// and the dead tuples of the table it walks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Health {
+    pub replicas: Vec<ReplicaLag>,
+    /// Seconds since the oldest transaction still open on the server began (drydock's own
+    /// sessions excluded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_transaction_s: Option<f64>,
+    /// `pg_stat_user_tables.n_dead_tup` of the walked table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_tuples: Option<i64>,
+    /// Set while batches wait for a replica to catch up: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
+}
+
+/// One streaming replica, as `pg_stat_replication` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ReplicaLag {
+    /// Its `application_name` (and address).
+    pub name: String,
+    /// `replay_lag` in seconds (none when the replica is caught up and idle).
+    pub replay_lag_s: Option<f64>,
+    /// WAL written here and not yet replayed there, in bytes.
+    pub behind_bytes: i64,
+}
+
+impl Health {
+    /// The replica lagging most, if one lags more than `max`. A replica that has replayed
+    /// everything is not behind, whatever `replay_lag` still shows (PostgreSQL keeps the last
+    /// measurement for a while after it caught up).
+    pub fn lagging(&self, max: std::time::Duration) -> Option<&ReplicaLag> {
+        self.replicas
+            .iter()
+            .filter(|r| r.behind_bytes > 0 && r.replay_lag_s.is_some_and(|s| s > max.as_secs_f64()))
+            .max_by(|a, b| {
+                a.replay_lag_s
+                    .partial_cmp(&b.replay_lag_s)
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            })
+    }
+
+    /// One line for a progress message.
+    pub fn summary(&self) -> String {
+        let mut parts: Vec<String> = self
+            .replicas
+            .iter()
+            .map(|r| match r.replay_lag_s {
+                Some(s) => format!("replica {} {s:.1} s behind", r.name),
+                None => format!("replica {} caught up", r.name),
+            })
+            .collect();
+        if let Some(s) = self.oldest_transaction_s.filter(|s| *s >= 1.0) {
+            parts.push(format!("oldest transaction {s:.0} s"));
+        }
+        if let Some(d) = self.dead_tuples {
+            parts.push(format!("{d} dead tuples"));
+        }
+        if let Some(w) = &self.waiting {
+            parts.insert(0, w.clone());
+        }
+        parts.join("; ")
+    }
 }
 
 /// A statement to execute, and whether it may run inside a transaction.
@@ -714,7 +788,31 @@ pub fn millis(d: Duration) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::mask_read_values;
+    use super::{Health, ReplicaLag, mask_read_values};
+
+    #[test]
+    fn a_replica_lags_only_while_it_has_wal_to_replay() {
+        let replica = |lag: Option<f64>, behind: i64| ReplicaLag {
+            name: "standby1".into(),
+            replay_lag_s: lag,
+            behind_bytes: behind,
+        };
+        let max = std::time::Duration::from_secs(10);
+        let mut h = Health {
+            replicas: vec![replica(Some(12.5), 4096), replica(Some(3.0), 10)],
+            dead_tuples: Some(42),
+            ..Health::default()
+        };
+        assert_eq!(h.lagging(max).and_then(|r| r.replay_lag_s), Some(12.5));
+        assert!(h.summary().contains(
+            "replica standby1 12.5 s behind; replica standby1 3.0 s behind; 42 dead tuples"
+        ));
+        // Caught up: the last lag PostgreSQL still shows does not hold the backfill.
+        h.replicas[0].behind_bytes = 0;
+        assert!(h.lagging(max).is_none());
+        h.replicas = vec![replica(None, 0)];
+        assert!(h.lagging(max).is_none());
+    }
 
     #[test]
     fn values_the_server_read_are_cut_from_errors() {

@@ -401,12 +401,21 @@ impl Engine {
             by: &agent.name,
         };
         if let Some(spec) = &step.backfill {
-            let mut tick = |rows: u64, estimate: u64| {
+            let mut tick = |rows: u64, estimate: u64, health: &crate::db::Health| {
                 if let Some(tx) = progress {
+                    let around = health.summary();
                     let _ = tx.send(Progress {
                         done: rows,
                         total: estimate,
-                        message: format!("step `{name}`: {rows} of ~{estimate} rows backfilled"),
+                        message: format!(
+                            "step `{name}`: {rows} of ~{estimate} rows backfilled{}",
+                            if around.is_empty() {
+                                String::new()
+                            } else {
+                                format!("; {around}")
+                            }
+                        ),
+                        health: Some(health.clone()),
                     });
                 }
             };
@@ -455,6 +464,7 @@ impl Engine {
                     done: *done,
                     total,
                     message: format!("step `{}` statement {} done", r.step, r.index),
+                    health: None,
                 });
             }
         };

@@ -186,6 +186,7 @@ impl Engine {
             since: lease.acquired_at,
             done: progress.as_ref().map(|p| p.done),
             total: progress.as_ref().map(|p| p.total),
+            health: progress.as_ref().and_then(|p| p.health.clone()),
             message: progress.map(|p| p.message),
             server: Some(lease.holder),
         }))

@@ -63,6 +63,10 @@ pub struct Progress {
     pub done: u64,
     pub total: u64,
     pub message: String,
+    /// A backfill's last sample of the database around it (replica lag, oldest transaction,
+    /// dead tuples).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::db::Health>,
 }
 
 pub struct Engine {

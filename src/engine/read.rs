@@ -55,6 +55,7 @@ impl Engine {
                 since: r.started_at,
                 done: r.progress.as_ref().map(|p| p.done),
                 total: r.progress.as_ref().map(|p| p.total),
+                health: r.progress.as_ref().and_then(|p| p.health.clone()),
                 message: r.progress.map(|p| p.message),
                 server: None,
             }),

@@ -317,6 +317,10 @@ pub struct RunningInfo {
     pub done: Option<u64>,
     pub total: Option<u64>,
     pub message: Option<String>,
+    /// A running backfill's last look at the database around it: replica lag (batches wait
+    /// above `policy.max_replica_lag`), the oldest open transaction, the table's dead tuples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::db::Health>,
     /// The server doing it, when it is another server sharing the state store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
@@ -374,6 +378,21 @@ impl StatusReport {
             self.created_at
         );
         md.push_str(&format!("- **risk:** {}\n", self.analysis.analysis.risk));
+        if let Some(r) = &self.running {
+            md.push_str(&format!(
+                "- **running:** {} since {}{}{}\n",
+                r.action,
+                r.since,
+                r.message
+                    .as_deref()
+                    .map(|m| format!(" — {m}"))
+                    .unwrap_or_default(),
+                r.server
+                    .as_deref()
+                    .map(|s| format!(" (on server `{s}`)"))
+                    .unwrap_or_default()
+            ));
+        }
         for s in &self.steps {
             md.push_str(&self.step_markdown(s));
         }

@@ -219,6 +219,7 @@ impl Engine {
                                 done: n,
                                 total,
                                 message: format!("member `{member}` applied ({n} of {total})"),
+                                health: None,
                             });
                         }
                     }

@@ -140,7 +140,7 @@ impl Engine {
                             policy,
                             // Staging follows to the end: a shutdown waits for it.
                             crate::db::Control {
-                                progress: &mut |_, _| {},
+                                progress: &mut |_, _, _| {},
                                 halt: &crate::db::Halt::default(),
                                 pause: &std::sync::atomic::AtomicBool::new(false),
                             },

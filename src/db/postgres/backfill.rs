@@ -1,6 +1,7 @@
 //! Backfill steps: keyset batches, each its own transaction with its checkpoint (and, for the
 //! last, the history row), the values they overwrite saved first; and their restore.
 
+use super::monitor::Monitor;
 use super::*;
 use crate::plan::BackfillMode;
 
@@ -84,6 +85,7 @@ impl Postgres {
         let started = Instant::now();
         let mut pace = Pace::new(spec.batch_size, blocked.clone());
         let mut vacuum = Vacuum::new(self.options.clone(), qualified_ident(&spec.table));
+        let mut monitor = Monitor::new(qualified_ident(&spec.table), policy.max_replica_lag);
         let mut halted = false;
         loop {
             if halt.requested() {
@@ -94,6 +96,16 @@ impl Postgres {
             // is held) until resumed, or halted for a shutdown.
             if pause.load(Ordering::SeqCst) {
                 tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            // A replica lagging over policy.max_replica_lag: hold the same way until it
+            // catches up, saying why in the progress.
+            monitor.refresh(&mut conn).await;
+            if monitor.hold().is_some() {
+                progress(at.done as u64, total.max(at.done as u64), &monitor.health);
+                let t = Instant::now();
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                monitor.waited_ms += t.elapsed().as_secs_f64() * 1000.0;
                 continue;
             }
             let (count, max_key) = match self
@@ -116,7 +128,7 @@ impl Postgres {
             };
             let Some(max_key) = max_key else { break };
             at.advance(max_key, count);
-            progress(at.done as u64, total.max(at.done as u64));
+            progress(at.done as u64, total.max(at.done as u64), &monitor.health);
             vacuum.after(count);
             if let Some(p) = spec.pause_ms.filter(|p| *p > 0) {
                 tokio::time::sleep(Duration::from_millis(p)).await;
@@ -145,6 +157,8 @@ impl Postgres {
             blocked_samples: blocked.load(Ordering::SeqCst),
             slowest_batch_ms: pace.slowest_ms,
             duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            replica_wait_ms: monitor.waited_ms,
+            health: monitor.health,
         }))
     }
 
