@@ -142,15 +142,6 @@ impl Walk<'_> {
 
     /// A backfill, analysed as the UPDATE it runs in batches.
     fn backfill(&mut self, name: &str, b: &Backfill) -> Result<StatementFacts> {
-        if self.catalog.engine != Dialect::Postgres {
-            return Err(Error::invalid(
-                Part::Backfill,
-                format!(
-                    "step `{name}`: backfill steps need a PostgreSQL target; on {} write the change as `up` SQL",
-                    self.catalog.engine
-                ),
-            ));
-        }
         self.touched.insert(b.table.clone());
         let mut tables = vec![b.table.clone()];
         let (named, what) = match b.mode() {
@@ -233,7 +224,10 @@ impl Walk<'_> {
                     columns()
                 ));
             }
-            None if info.columns.iter().filter(|c| c.primary_key).count() != 1 => {
+            // SQLite walks a table without a single-column primary key by its rowid.
+            None if self.catalog.engine == Dialect::Postgres
+                && info.columns.iter().filter(|c| c.primary_key).count() != 1 =>
+            {
                 return refuse(format!(
                     "`{table}` has no single-column primary key: name a unique, ordered column as `key` (its columns: {})",
                     columns()

@@ -139,6 +139,12 @@ pub fn backfill_sql(b: &crate::plan::Backfill) -> String {
         .as_deref()
         .map(|w| format!(" WHERE {w}"))
         .unwrap_or_default();
+    // An INSERT … SELECT always has its WHERE: SQLite reads `FROM t ON CONFLICT` as a join.
+    let copy_filter = b
+        .filter
+        .as_deref()
+        .map(|w| format!(" WHERE {w}"))
+        .unwrap_or_else(|| " WHERE true".into());
     match b.mode() {
         BackfillMode::Update(set) => format!("UPDATE {table} SET {set}{filter}"),
         BackfillMode::Delete => format!("DELETE FROM {table}{filter}"),
@@ -150,7 +156,7 @@ pub fn backfill_sql(b: &crate::plan::Backfill) -> String {
                 .collect::<Vec<_>>()
                 .join(", ");
             format!(
-                "INSERT INTO {} ({cols}) SELECT {cols} FROM {table}{filter}{}",
+                "INSERT INTO {} ({cols}) SELECT {cols} FROM {table}{copy_filter}{}",
                 qualified(&c.table),
                 if c.skip_existing {
                     " ON CONFLICT DO NOTHING"

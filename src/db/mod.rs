@@ -302,6 +302,16 @@ impl Health {
     }
 }
 
+/// Six bytes of SHA-256 in hex: a short, stable name part (a backfill's backup table).
+pub(crate) fn short_hash(s: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// A statement to execute, and whether it may run inside a transaction.
 #[derive(Debug, Clone)]
 pub struct Stmt {
@@ -521,7 +531,7 @@ impl Target {
         }
     }
 
-    /// Runs a backfill step (PostgreSQL only; plans refuse backfills on other engines).
+    /// Runs a backfill step in keyset batches, each with its checkpoint.
     pub async fn backfill(
         &self,
         step: &str,
@@ -536,15 +546,12 @@ impl Target {
                 t.backfill(step, spec, columns, history, policy, control)
                     .await
             }
-            Target::Sqlite(_) => Err(Error::invalid(
-                Part::Backfill,
-                "backfill steps need a PostgreSQL target",
-            )),
+            Target::Sqlite(t) => t.backfill(step, spec, columns, history, control).await,
         }
     }
 
     /// The statements that put a backfill step's saved values back (and drop the backup), to
-    /// run before its `down`; none when nothing was saved (SQLite runs no backfills).
+    /// run before its `down`; none when nothing was saved.
     pub async fn backfill_restore(
         &self,
         plan_id: &str,
@@ -553,7 +560,10 @@ impl Target {
         columns: &[String],
     ) -> Result<Vec<Stmt>> {
         match self {
-            Target::Sqlite(_) => Ok(vec![]),
+            Target::Sqlite(t) => {
+                t.backfill_restore(&format!("{plan_id}/{step}"), spec, columns)
+                    .await
+            }
             Target::Postgres(t) => t.backfill_restore(plan_id, step, spec, columns).await,
         }
     }
@@ -638,7 +648,8 @@ impl Sandbox {
         }
     }
 
-    /// Saves the values a backfill step is about to overwrite (PostgreSQL).
+    /// Saves what a backfill step is about to change (overwritten values, copied keys,
+    /// deleted rows).
     pub async fn backfill_save(
         &mut self,
         step: &str,
@@ -646,7 +657,10 @@ impl Sandbox {
         columns: &[String],
     ) -> Result<()> {
         match self {
-            Sandbox::Sqlite(..) => Ok(()),
+            Sandbox::Sqlite(t, _) => {
+                t.backfill_save(&format!("dry-run/{step}"), spec, columns)
+                    .await
+            }
             Sandbox::Postgres(s) => s.backfill_save(step, spec, columns).await,
         }
     }
@@ -659,7 +673,10 @@ impl Sandbox {
         columns: &[String],
     ) -> Result<()> {
         match self {
-            Sandbox::Sqlite(..) => Ok(()),
+            Sandbox::Sqlite(t, _) => {
+                t.backfill_undo(&format!("dry-run/{step}"), spec, columns)
+                    .await
+            }
             Sandbox::Postgres(s) => s.backfill_restore(step, spec, columns).await,
         }
     }

@@ -18,6 +18,8 @@ use crate::error::{Error, Result};
 use crate::plan::Check;
 use crate::sql::quote_ident;
 
+mod backfill;
+
 /// drydock's bookkeeping inside the target; excluded from fingerprints and catalogs.
 pub const HISTORY_TABLE: &str = "_drydock_history";
 
@@ -472,34 +474,9 @@ impl Sqlite {
         }
         let total_ms = started.elapsed().as_secs_f64() * 1000.0;
         if let Some(h) = history {
-            let res = match h {
-                History::Applied(row) => {
-                    sqlx::query(CREATE_HISTORY)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| self.err(e))?;
-                    // language=SQL
-                    sqlx::query("INSERT INTO _drydock_history (plan_id, step, checksum, applied_at, applied_by, status, duration_ms) VALUES (?, ?, ?, ?, ?, 'applied', ?)")
-                        .bind(row.plan_id)
-                        .bind(row.step)
-                        .bind(row.checksum)
-                        .bind(crate::clock::now())
-                        .bind(row.by)
-                        .bind(total_ms)
-                        .execute(&mut *tx)
-                        .await
-                }
-                History::RolledBack { plan_id, step } => {
-                    // language=SQL
-                    sqlx::query("UPDATE _drydock_history SET status = 'rolled-back', rolled_back_at = ? WHERE plan_id = ? AND step = ? AND rolled_back_at IS NULL")
-                        .bind(crate::clock::now())
-                        .bind(plan_id)
-                        .bind(step)
-                        .execute(&mut *tx)
-                        .await
-                }
-            };
-            res.map_err(|e| self.err(e))?;
+            write_history(&mut tx, &h, total_ms)
+                .await
+                .map_err(|e| self.err(e))?;
         }
         tx.commit().await.map_err(|e| self.err(e))?;
         conn.close().await.map_err(|e| self.err(e))?;
@@ -609,4 +586,37 @@ fn truthy(row: &sqlx::sqlite::SqliteRow) -> Option<bool> {
         };
     }
     None
+}
+
+/// Writes a step's history row (applied), or marks it rolled back, in the step's transaction.
+async fn write_history(
+    conn: &mut SqliteConnection,
+    h: &History<'_>,
+    total_ms: f64,
+) -> sqlx::Result<()> {
+    match h {
+        History::Applied(row) => {
+            sqlx::query(CREATE_HISTORY).execute(&mut *conn).await?;
+            // language=SQL
+            sqlx::query("INSERT INTO _drydock_history (plan_id, step, checksum, applied_at, applied_by, status, duration_ms) VALUES (?, ?, ?, ?, ?, 'applied', ?)")
+                .bind(row.plan_id)
+                .bind(row.step)
+                .bind(row.checksum)
+                .bind(crate::clock::now())
+                .bind(row.by)
+                .bind(total_ms)
+                .execute(&mut *conn)
+                .await?;
+        }
+        History::RolledBack { plan_id, step } => {
+            // language=SQL
+            sqlx::query("UPDATE _drydock_history SET status = 'rolled-back', rolled_back_at = ? WHERE plan_id = ? AND step = ? AND rolled_back_at IS NULL")
+                .bind(crate::clock::now())
+                .bind(plan_id)
+                .bind(step)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
 }

@@ -7,6 +7,7 @@ use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::qualified_ident;
+use crate::db::short_hash;
 use crate::error::{Error, Part, Result};
 use crate::plan::Backfill;
 use crate::sql::quote_ident;
@@ -42,15 +43,6 @@ pub enum Place<'a> {
     Target { plan_id: &'a str, step: &'a str },
     /// A temporary table, gone with the dry-run's transaction.
     Sandbox { step: &'a str },
-}
-
-fn short_hash(s: &str) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(s.as_bytes())
-        .iter()
-        .take(6)
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 impl Saved {

@@ -1,0 +1,223 @@
+//! Backfills on SQLite, the embedded default: keyset batches with the checkpoint in each batch's
+//! transaction, exactly once across a SIGKILL, rolled back to the values they overwrote; and the
+//! data-moving template on the same engine, gates and rollback included.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::server::{call, spawn_server};
+use common::{Project, plan_id};
+use rmcp::model::CallToolRequestParams;
+use serde_json::json;
+use sqlx::sqlite::SqliteConnection;
+use sqlx::{AssertSqlSafe, Connection};
+
+async fn sqlite(path: &Path) -> SqliteConnection {
+    SqliteConnection::connect(&format!("sqlite:{}", path.display()))
+        .await
+        .unwrap()
+}
+
+async fn run(path: &Path, sql: &str) {
+    let mut c = sqlite(path).await;
+    sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
+        .execute(&mut c)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    c.close().await.ok();
+}
+
+async fn scalar(path: &Path, sql: &str) -> i64 {
+    let mut c = sqlite(path).await;
+    let v = sqlx::query_scalar(AssertSqlSafe(sql.to_string()))
+        .fetch_one(&mut c)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    c.close().await.ok();
+    v
+}
+
+const ROWS: i64 = 100_000;
+
+#[tokio::test]
+async fn a_sqlite_backfill_killed_mid_way_resumes_exactly_once_and_rolls_back() {
+    let p = Project::new().await;
+    let (prod, staging) = (p.path("prod.db"), p.path("staging.db"));
+    for db in [&prod, &staging] {
+        run(
+            db,
+            &format!(
+                "CREATE TABLE counters (id INTEGER PRIMARY KEY, hits INTEGER NOT NULL DEFAULT 0);
+             WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < {ROWS})
+             INSERT INTO counters (id) SELECT n FROM g"
+            ),
+        )
+        .await;
+    }
+    let (mut child, client) = spawn_server(&p.config_path).await;
+    let r = call(
+        &client,
+        "plan",
+        json!({"goal": "count a visit", "target": "production", "template": "backfill",
+               "params": {"table": "counters", "set": "hits = hits + 1", "batch_size": 200, "pause_ms": 20}}),
+    )
+    .await;
+    assert_ne!(r.is_error, Some(true), "{r:?}");
+    let id = plan_id(&r.structured_content.unwrap());
+    let r = call(&client, "dry-run", json!({"plan_id": id})).await;
+    assert_ne!(r.is_error, Some(true), "{r:?}");
+    assert_eq!(
+        r.structured_content.unwrap()["rollback_verified"],
+        true,
+        "the dry-run put the overwritten values back"
+    );
+    p.approve(&id, "alice");
+
+    let apply = {
+        let peer = client.peer().clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            let _ = peer
+                .call_tool(
+                    CallToolRequestParams::new("apply")
+                        .with_arguments(json!({"plan_id": id}).as_object().cloned().unwrap()),
+                )
+                .await;
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let started = scalar(
+            &prod,
+            "SELECT count(*) FROM sqlite_master WHERE name = '_drydock_backfill_progress'",
+        )
+        .await;
+        if started == 1
+            && scalar(
+                &prod,
+                "SELECT coalesce(sum(rows_done), 0) FROM _drydock_backfill_progress",
+            )
+            .await
+                >= 10_000
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the backfill did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    apply.abort();
+    drop(client);
+    let updated = scalar(&prod, "SELECT count(*) FROM counters WHERE hits = 1").await;
+    assert!(updated > 0 && updated < ROWS, "killed mid-way: {updated}");
+    assert_eq!(
+        scalar(&prod, "SELECT count(*) FROM counters WHERE hits > 1").await,
+        0
+    );
+    assert_eq!(
+        updated,
+        scalar(&prod, "SELECT rows_done FROM _drydock_backfill_progress").await,
+        "the checkpoint counts exactly the rows committed"
+    );
+
+    let (_child, client) = spawn_server(&p.config_path).await;
+    let r = call(&client, "apply", json!({"plan_id": id})).await;
+    assert_ne!(r.is_error, Some(true), "{r:?}");
+    let body = r.structured_content.unwrap();
+    assert_eq!(body["status"], "applied", "{body}");
+    assert!(body["backfills"][0]["resumed_from"].is_string(), "{body}");
+    assert_eq!(body["backfills"][0]["rows"], ROWS);
+    assert_eq!(
+        scalar(&prod, "SELECT count(*) FROM counters WHERE hits = 1").await,
+        ROWS
+    );
+
+    let r = call(
+        &client,
+        "rollback",
+        json!({"plan_id": id, "reason": "the visit was counted twice elsewhere"}),
+    )
+    .await;
+    assert_ne!(r.is_error, Some(true), "{r:?}");
+    assert_eq!(
+        scalar(&prod, "SELECT count(*) FROM counters WHERE hits = 0").await,
+        ROWS,
+        "rollback put every overwritten value back"
+    );
+    assert_eq!(
+        scalar(
+            &prod,
+            "SELECT count(*) FROM sqlite_master WHERE name LIKE '_drydock_bf_%'"
+        )
+        .await,
+        0,
+        "the saved values are dropped with the rollback"
+    );
+    let _ = client.cancel().await;
+}
+
+#[tokio::test]
+async fn move_data_runs_on_sqlite_through_its_gate_and_back() {
+    let p = Project::new().await;
+    for db in [p.path("prod.db"), p.path("staging.db")] {
+        run(
+            &db,
+            "CREATE TABLE events (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, at INTEGER NOT NULL);
+             WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 3000)
+             INSERT INTO events SELECT n, 'k' || n, n FROM g;
+             CREATE TABLE events_archive (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, at INTEGER NOT NULL)",
+        )
+        .await;
+    }
+    let prod = p.path("prod.db");
+    let c = p.connect().await;
+    let planned = c
+        .ok(
+            "plan",
+            json!({"goal": "archive old events", "target": "production", "template": "move-data",
+                   "params": {"from_table": "events", "to_table": "events_archive", "columns": ["id", "kind", "at"],
+                              "where": "at <= 1000", "delete_source": true, "batch_size": 300}}),
+        )
+        .await;
+    let id = plan_id(&planned);
+    let dry = c.ok("dry-run", json!({"plan_id": id})).await;
+    assert_eq!(dry["rollback_verified"], true, "{dry}");
+    p.approve(&id, "alice");
+    let r = c.ok("apply", json!({"plan_id": id})).await;
+    assert_eq!(r["gated"]["step"], "delete-source", "{r}");
+    assert_eq!(
+        scalar(&prod, "SELECT count(*) FROM events_archive").await,
+        1000
+    );
+    assert!(
+        p.cli(&["release", &id, "delete-source", "--by", "bob"])
+            .status
+            .success()
+    );
+    let r = c.ok("apply", json!({"plan_id": id})).await;
+    assert_eq!(r["status"], "applied", "{r}");
+    assert_eq!(scalar(&prod, "SELECT count(*) FROM events").await, 2000);
+    let v = c.ok("validate", json!({"plan_id": id})).await;
+    assert_eq!(v["ok"], true, "{v}");
+    let rb = c
+        .ok("rollback", json!({"plan_id": id, "reason": "keep them"}))
+        .await;
+    assert_eq!(rb["schema_verified"], true, "{rb}");
+    assert_eq!(
+        scalar(
+            &prod,
+            "SELECT count(*) FROM events WHERE kind = 'k' || id AND at = id"
+        )
+        .await,
+        3000,
+        "every deleted row is back as it was"
+    );
+    assert_eq!(
+        scalar(&prod, "SELECT count(*) FROM events_archive").await,
+        0
+    );
+    c.close().await;
+}
