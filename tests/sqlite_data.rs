@@ -221,3 +221,168 @@ async fn move_data_runs_on_sqlite_through_its_gate_and_back() {
     );
     c.close().await;
 }
+
+const INVOICES: &str = "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+    CREATE TABLE invoices (id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL REFERENCES customers (id) ON DELETE CASCADE,
+                           amount TEXT NOT NULL, note TEXT, CHECK (length(note) < 100));
+    CREATE INDEX invoices_customer ON invoices (customer_id);
+    CREATE TRIGGER invoices_touch AFTER UPDATE ON invoices BEGIN UPDATE customers SET name = name WHERE id = NEW.customer_id; END;
+    CREATE VIEW big_invoices AS SELECT id, amount FROM invoices WHERE CAST(amount AS INTEGER) > 500;
+    CREATE TABLE payments (id INTEGER PRIMARY KEY, invoice_id INTEGER NOT NULL REFERENCES invoices (id) ON DELETE CASCADE);
+    WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 100) INSERT INTO customers SELECT n, 'c' || n FROM g;
+    WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 2000)
+        INSERT INTO invoices SELECT n, 1 + n % 100, CAST(n AS TEXT), 'n' || n FROM g;
+    INSERT INTO payments SELECT id, id FROM invoices";
+
+/// Every schema object's statement, the rebuilt table's from its column list on (a rebuild
+/// renames the new table in, which rewrites the name before it).
+async fn schema(path: &Path) -> Vec<String> {
+    let mut c = sqlite(path).await;
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT type, name, coalesce(sql, '') FROM sqlite_master WHERE name NOT LIKE '\\_drydock%' ESCAPE '\\' ORDER BY type, name",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    c.close().await.ok();
+    rows.into_iter()
+        .map(|(t, n, sql)| {
+            let sql = if t == "table" {
+                sql[sql.find('(').unwrap_or(0)..].to_string()
+            } else {
+                sql
+            };
+            format!("{t} {n}: {sql}")
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_column_type_changes_on_sqlite_by_a_table_rebuild_and_rollback_restores_it_exactly() {
+    let p = Project::new().await;
+    let prod = p.path("prod.db");
+    for db in [&prod, &p.path("staging.db")] {
+        run(db, INVOICES).await;
+    }
+    let before = schema(&prod).await;
+    let c = p.connect().await;
+    let planned = c
+        .ok(
+            "plan",
+            json!({"goal": "amounts as integers", "target": "production", "template": "change-column-type",
+                   "params": {"table": "invoices", "column": "amount", "new_type": "INTEGER"}}),
+        )
+        .await;
+    let id = plan_id(&planned);
+    let dry = c.ok("dry-run", json!({"plan_id": id})).await;
+    assert_eq!(dry["rollback_verified"], true, "{dry}");
+    p.approve(&id, "alice");
+    let r = c.ok("apply", json!({"plan_id": id})).await;
+    assert_eq!(r["status"], "applied", "{r}");
+    assert_eq!(
+        scalar(
+            &prod,
+            "SELECT count(*) FROM invoices WHERE typeof(amount) = 'integer' AND amount = id"
+        )
+        .await,
+        2000
+    );
+    assert_eq!(
+        scalar(&prod, "SELECT count(*) FROM payments").await,
+        2000,
+        "dropping the old table deleted no child row (foreign keys off for the rebuild)"
+    );
+    let after = schema(&prod).await;
+    for kept in [
+        "index invoices_customer",
+        "trigger invoices_touch",
+        "view big_invoices",
+    ] {
+        assert!(
+            after.iter().any(|l| l.starts_with(kept)),
+            "{kept} recreated: {after:?}"
+        );
+    }
+    assert!(
+        after.iter().any(|l| l.contains("amount INTEGER NOT NULL")),
+        "{after:?}"
+    );
+    let v = c.ok("validate", json!({"plan_id": id})).await;
+    assert_eq!(v["ok"], true, "{v}");
+    let rb = c
+        .ok(
+            "rollback",
+            json!({"plan_id": id, "reason": "the report wants text"}),
+        )
+        .await;
+    assert_eq!(rb["schema_verified"], true, "{rb}");
+    assert_eq!(schema(&prod).await, before, "every statement as it was");
+    assert_eq!(
+        scalar(&prod, "SELECT count(*) FROM invoices WHERE typeof(amount) = 'text' AND amount = CAST(id AS TEXT)").await,
+        2000
+    );
+    assert_eq!(scalar(&prod, "SELECT count(*) FROM payments").await, 2000);
+    c.close().await;
+}
+
+#[tokio::test]
+async fn constraints_are_added_on_sqlite_by_a_rebuild_and_violations_refuse_the_step() {
+    let p = Project::new().await;
+    let prod = p.path("prod.db");
+    for db in [&prod, &p.path("staging.db")] {
+        run(db, INVOICES).await;
+        run(db, "CREATE TABLE notes (id INTEGER PRIMARY KEY, invoice_id INTEGER NOT NULL); INSERT INTO notes VALUES (1, 5), (2, 99999)").await;
+    }
+    let c = p.connect().await;
+    // A foreign key the data breaks: the dry-run's rebuild fails its foreign_key_check.
+    let planned = c
+        .ok(
+            "plan",
+            json!({"goal": "notes belong to invoices", "target": "production", "template": "add-foreign-key",
+                   "params": {"table": "notes", "columns": ["invoice_id"], "ref_table": "invoices", "ref_columns": ["id"]}}),
+        )
+        .await;
+    let refused = c
+        .refused("dry-run", json!({"plan_id": plan_id(&planned)}))
+        .await;
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("foreign keys point at nothing"),
+        "{refused}"
+    );
+    // A CHECK the data keeps: added, validated, rolled back.
+    let planned = c
+        .ok(
+            "plan",
+            json!({"goal": "positive amounts", "target": "production", "template": "add-check-constraint",
+                   "params": {"table": "invoices", "name": "amount_positive", "expression": "CAST(amount AS INTEGER) > 0"}}),
+        )
+        .await;
+    let id = plan_id(&planned);
+    let dry = c.ok("dry-run", json!({"plan_id": id})).await;
+    assert_eq!(dry["rollback_verified"], true, "{dry}");
+    p.approve(&id, "alice");
+    assert_eq!(
+        c.ok("apply", json!({"plan_id": id})).await["status"],
+        "applied"
+    );
+    let mut conn = sqlite(&prod).await;
+    let broke =
+        sqlx::query("INSERT INTO invoices (id, customer_id, amount) VALUES (9999, 1, '-5')")
+            .execute(&mut conn)
+            .await;
+    conn.close().await.ok();
+    assert!(broke.is_err(), "the CHECK holds on the rebuilt table");
+    let v = c.ok("validate", json!({"plan_id": id})).await;
+    assert_eq!(v["ok"], true, "{v}");
+    let rb = c
+        .ok(
+            "rollback",
+            json!({"plan_id": id, "reason": "refunds are negative"}),
+        )
+        .await;
+    assert_eq!(rb["schema_verified"], true, "{rb}");
+    c.close().await;
+}

@@ -69,6 +69,13 @@ pub struct TableInfo {
     /// Foreign keys in other tables that reference this one (`table(col) -> this`).
     pub foreign_keys_in: Vec<String>,
     pub triggers: Vec<String>,
+    /// SQLite: the table's `CREATE TABLE` statement as the database stores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definition: Option<String>,
+    /// SQLite: the `CREATE` statements of its indexes and triggers and of the views that read
+    /// it — what a table rebuild recreates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recreate: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]

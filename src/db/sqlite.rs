@@ -139,7 +139,18 @@ impl Sqlite {
             tables.insert(name, info);
         }
         // language=SQL
-        let objects = sqlx::query("SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_master WHERE type IN ('index', 'view', 'trigger')")
+        let defs: Vec<(String, String)> = sqlx::query_as(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND sql IS NOT NULL",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .map_err(|e| self.err(e))?;
+        for (name, sql) in defs {
+            tables.entry(name).and_modify(|t| t.definition = Some(sql));
+        }
+        // Indexes and triggers first, views last: the order a rebuild recreates them in.
+        // language=SQL
+        let objects = sqlx::query("SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_master WHERE type IN ('index', 'view', 'trigger') ORDER BY type = 'view', rowid")
             .fetch_all(&mut conn)
             .await
             .map_err(|e| self.err(e))?;
@@ -151,8 +162,15 @@ impl Sqlite {
                 continue;
             }
             match kind.as_str() {
-                "index" => tables.entry(tbl).and_modify(|t| t.indexes.push(name)),
-                "trigger" => tables.entry(tbl).and_modify(|t| t.triggers.push(name)),
+                "index" => tables.entry(tbl).and_modify(|t| {
+                    t.indexes.push(name);
+                    // An index backing a constraint (`sqlite_autoindex_…`) has no statement.
+                    t.recreate.extend((!sql.is_empty()).then(|| sql.clone()));
+                }),
+                "trigger" => tables.entry(tbl).and_modify(|t| {
+                    t.triggers.push(name);
+                    t.recreate.push(sql.clone());
+                }),
                 _ => {
                     // SQLite records no view dependencies: read the view's tokens for table names.
                     let words: std::collections::BTreeSet<String> =
@@ -163,9 +181,10 @@ impl Sqlite {
                             .collect();
                     for t in &names {
                         if words.contains(&t.to_lowercase()) || words.contains(t) {
-                            tables
-                                .entry(t.clone())
-                                .and_modify(|i| i.views.push(name.clone()));
+                            tables.entry(t.clone()).and_modify(|i| {
+                                i.views.push(name.clone());
+                                i.recreate.push(sql.clone());
+                            });
                         }
                     }
                     continue;
@@ -211,9 +230,25 @@ impl Sqlite {
     async fn fingerprint_on(&self, conn: &mut SqliteConnection) -> Result<Fingerprint> {
         let mut lines = Vec::new();
         for table in self.table_names(conn).await? {
-            for c in self.columns(conn, &table).await? {
+            // The definition from its column list on (its CHECKs, collations, column order): a
+            // rebuild renames its table, which rewrites only the name before it.
+            let sql: Option<String> = sqlx::query_scalar(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
+            )
+            .bind(&table)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(|e| self.err(e))?
+            .flatten();
+            if let Some(body) = sql.as_deref().and_then(|s| s.find('(').map(|i| &s[i..])) {
                 lines.push(format!(
-                    "table {table} column {} {} null={} default={} pk={}",
+                    "table {table} definition {}",
+                    body.split_whitespace().collect::<Vec<_>>().join(" ")
+                ));
+            }
+            for (position, c) in self.columns(conn, &table).await?.into_iter().enumerate() {
+                lines.push(format!(
+                    "table {table} column {position} {} {} null={} default={} pk={}",
                     c.name,
                     c.ty,
                     c.nullable,
@@ -415,6 +450,16 @@ impl Sqlite {
         on_statement: &mut (dyn FnMut(&StatementRun) + Send),
     ) -> Result<std::result::Result<Vec<StatementRun>, StepFailure>> {
         let mut conn = self.connect().await?;
+        // A step that drops a table (a rebuild: new table, copy, drop, rename) runs with foreign
+        // keys off — with them on, DROP TABLE deletes every row first, firing the children's ON
+        // DELETE actions — and is checked whole before it commits (`foreign_key_check`).
+        let rebuild = statements.iter().any(|s| drops_table(&s.sql));
+        if rebuild {
+            sqlx::raw_sql("PRAGMA foreign_keys = OFF")
+                .execute(&mut conn)
+                .await
+                .map_err(|e| self.err(e))?;
+        }
         let mut tx = match conn.begin_with("BEGIN IMMEDIATE").await {
             Ok(tx) => tx,
             Err(e) if e.to_string().contains("locked") || e.to_string().contains("busy") => {
@@ -473,6 +518,35 @@ impl Sqlite {
             runs.push(run);
         }
         let total_ms = started.elapsed().as_secs_f64() * 1000.0;
+        if rebuild {
+            // language=SQL
+            let broken: Vec<(String, Option<i64>, String)> = sqlx::query_as(
+                "SELECT \"table\", rowid, parent FROM pragma_foreign_key_check LIMIT 5",
+            )
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+            if !broken.is_empty() {
+                drop(tx);
+                conn.close().await.ok();
+                return Ok(Err(StepFailure {
+                    index: statements.len(),
+                    sql: "PRAGMA foreign_key_check".into(),
+                    sqlstate: None,
+                    cause: format!(
+                        "the step leaves rows whose foreign keys point at nothing: {}",
+                        broken
+                            .iter()
+                            .map(|(t, id, parent)| format!(
+                                "{t} row {} -> {parent}",
+                                id.map(|i| i.to_string()).unwrap_or_else(|| "?".into())
+                            ))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                }));
+            }
+        }
         if let Some(h) = history {
             write_history(&mut tx, &h, total_ms)
                 .await
@@ -619,4 +693,11 @@ async fn write_history(
         }
     }
     Ok(())
+}
+
+/// Whether a statement is a `DROP TABLE`.
+fn drops_table(sql: &str) -> bool {
+    let tokens = crate::sql::lexer::tokenize(sql).unwrap_or_default();
+    let mut words = tokens.iter().map(|(_, t)| t);
+    matches!((words.next(), words.next()), (Some(a), Some(b)) if a.is_word("DROP") && b.is_word("TABLE"))
 }

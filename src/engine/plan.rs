@@ -25,9 +25,8 @@ impl Engine {
             (Some(steps), None) => (steps, vec![]),
             (None, Some(name)) => {
                 let params = req.params.unwrap_or(json!({}));
-                if render::moved_column(&name, &params).is_some() || render::reads_catalog(&name) {
-                    opened = Some(Target::open(&self.config, target_cfg).await?);
-                }
+                // The target's engine decides how a template renders: opened for every one.
+                opened = Some(Target::open(&self.config, target_cfg).await?);
                 let on = opened.as_ref().map(|t| (req.target.as_str(), t));
                 let r = self.render_on(&name, params, on).await?;
                 (r.steps, r.checks)
@@ -112,9 +111,8 @@ impl Engine {
         params: serde_json::Value,
         target: Option<&str>,
     ) -> Result<render::Rendered> {
-        let reads = render::moved_column(name, &params).is_some() || render::reads_catalog(name);
-        let opened = match (reads, target) {
-            (true, Some(target)) => {
+        let opened = match target {
+            Some(target) => {
                 let cfg = self.config.target(target)?;
                 Some((target, Target::open(&self.config, cfg).await?))
             }
@@ -124,15 +122,17 @@ impl Engine {
             .await
     }
 
-    /// `render` with the target (by name, opened) a column-moving template reads.
+    /// `render` with the target (by name, opened) the template reads: a moved column's
+    /// dependents, the catalog (for removals, row moves, and every template on SQLite).
     async fn render_on(
         &self,
         name: &str,
         params: serde_json::Value,
         on: Option<(&str, &Target)>,
     ) -> Result<render::Rendered> {
+        let sqlite = on.is_some_and(|(_, t)| t.engine() == crate::sql::Dialect::Sqlite);
         let deps = match (render::moved_column(name, &params), on) {
-            (Some((table, column)), Some((target, t))) => {
+            (Some((table, column)), Some((target, t))) if !sqlite => {
                 let deps = t.column_dependents(&table, &column).await?;
                 Some(deps.ok_or_else(|| Error::TemplateParams {
                     template: name.into(),
@@ -142,7 +142,7 @@ impl Engine {
             _ => None,
         };
         let catalog = match on {
-            Some((_, t)) if render::reads_catalog(name) => Some(t.catalog().await?),
+            Some((_, t)) if sqlite || render::reads_catalog(name) => Some(t.catalog().await?),
             _ => None,
         };
         let facts = render::Facts {

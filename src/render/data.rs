@@ -180,6 +180,7 @@ pub(crate) const MOVE_DATA: TemplateDef = TemplateDef {
     context: move_data,
     moves: None,
     catalog: Some(move_data_catalog),
+    sqlite: super::rebuild::Sqlite::Same,
 };
 
 /// Whether `column` is unique in `info`: its single-column primary key or a one-column UNIQUE
@@ -425,6 +426,7 @@ pub(crate) const SPLIT_TABLE: TemplateDef = TemplateDef {
     context: split_table,
     moves: None,
     catalog: Some(split_table_catalog),
+    sqlite: super::rebuild::Sqlite::No,
 };
 
 pub(crate) const MERGE_TABLES: TemplateDef = TemplateDef {
@@ -435,6 +437,7 @@ pub(crate) const MERGE_TABLES: TemplateDef = TemplateDef {
     context: merge_tables,
     moves: None,
     catalog: Some(merge_tables_catalog),
+    sqlite: super::rebuild::Sqlite::No,
 };
 
 #[cfg(test)]
@@ -452,7 +455,10 @@ mod tests {
             default: None,
             primary_key: pk,
         };
-        let mut c = Catalog::default();
+        let mut c = Catalog {
+            engine: crate::sql::Dialect::Postgres,
+            ..Catalog::default()
+        };
         c.tables.insert(
             "users".into(),
             TableInfo {

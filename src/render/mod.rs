@@ -14,6 +14,7 @@ use tera::{Kwargs, State, Tera, TeraResult, Value};
 
 mod carry;
 mod data;
+mod rebuild;
 mod removals;
 
 pub use carry::Move;
@@ -204,6 +205,8 @@ pub(crate) struct TemplateDef {
     pub(crate) moves: Option<MovesFn>,
     /// For a template that reads the target's catalog.
     pub(crate) catalog: Option<CatalogFn>,
+    /// How it runs on a SQLite target.
+    pub(crate) sqlite: rebuild::Sqlite,
 }
 
 fn typed<T: for<'de> Deserialize<'de> + Serialize>(
@@ -248,6 +251,7 @@ const TEMPLATES: &[TemplateDef] = &[
         context: typed::<MigrationParams>,
         moves: None,
         catalog: None,
+        sqlite: rebuild::Sqlite::Same,
     },
     TemplateDef {
         name: "add-column",
@@ -257,6 +261,7 @@ const TEMPLATES: &[TemplateDef] = &[
         context: typed::<AddColumnParams>,
         moves: None,
         catalog: None,
+        sqlite: rebuild::Sqlite::Same,
     },
     templates::ADD_NOT_NULL_COLUMN,
     templates::RENAME_COLUMN,
@@ -340,6 +345,35 @@ pub fn render(name: &str, params: serde_json::Value, facts: Facts<'_>) -> Result
         reason,
     };
     forbid_in_params(name, &params)?;
+    if let Some(catalog) = facts
+        .catalog
+        .filter(|c| c.engine == crate::sql::Dialect::Sqlite)
+    {
+        match t.sqlite {
+            rebuild::Sqlite::Same => {}
+            rebuild::Sqlite::No => {
+                return Err(refuse(format!(
+                    "`{name}` is a PostgreSQL procedure; on this SQLite target write the change as `steps` (templates for SQLite: {})",
+                    TEMPLATES
+                        .iter()
+                        .filter(|t| !matches!(t.sqlite, rebuild::Sqlite::No))
+                        .map(|t| t.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            rebuild::Sqlite::Own(own) => {
+                let script = own(params, catalog).map_err(refuse)?;
+                let (steps, checks) = parse_script(&script).map_err(refuse)?;
+                return Ok(Rendered {
+                    template: name.into(),
+                    steps,
+                    checks,
+                    script,
+                });
+            }
+        }
+    }
     let moved = t.moves.map(|m| m(&params)).transpose().map_err(refuse)?;
     let mut ctx_value = (t.context)(params).map_err(refuse)?;
     if let Some(m) = moved {

@@ -196,6 +196,7 @@ pub(crate) const DROP_INDEX: TemplateDef = TemplateDef {
     context: drop_index,
     moves: None,
     catalog: Some(drop_index_catalog),
+    sqlite: super::rebuild::Sqlite::No,
 };
 
 pub(crate) const DROP_COLUMN: TemplateDef = TemplateDef {
@@ -206,6 +207,7 @@ pub(crate) const DROP_COLUMN: TemplateDef = TemplateDef {
     context: drop_column,
     moves: Some(drop_column_moves),
     catalog: Some(drop_column_catalog),
+    sqlite: super::rebuild::Sqlite::No,
 };
 
 pub(crate) const DROP_TABLE: TemplateDef = TemplateDef {
@@ -216,6 +218,7 @@ pub(crate) const DROP_TABLE: TemplateDef = TemplateDef {
     context: drop_table,
     moves: None,
     catalog: Some(drop_table_catalog),
+    sqlite: super::rebuild::Sqlite::No,
 };
 
 #[cfg(test)]
@@ -233,7 +236,10 @@ mod tests {
             default: None,
             primary_key: pk,
         };
-        let mut c = Catalog::default();
+        let mut c = Catalog {
+            engine: crate::sql::Dialect::Postgres,
+            ..Catalog::default()
+        };
         c.tables.insert(
             "users".into(),
             TableInfo {

@@ -316,6 +316,7 @@ pub(crate) const ADD_NOT_NULL_COLUMN: TemplateDef = TemplateDef {
     context: add_not_null_column,
     moves: None,
     catalog: None,
+    sqlite: super::rebuild::Sqlite::No,
 };
 
 pub(crate) const RENAME_COLUMN: TemplateDef = TemplateDef {
@@ -326,6 +327,7 @@ pub(crate) const RENAME_COLUMN: TemplateDef = TemplateDef {
     context: rename_column,
     moves: Some(rename_column_moves),
     catalog: None,
+    sqlite: super::rebuild::Sqlite::No,
 };
 
 pub(crate) const CHANGE_COLUMN_TYPE: TemplateDef = TemplateDef {
@@ -336,6 +338,7 @@ pub(crate) const CHANGE_COLUMN_TYPE: TemplateDef = TemplateDef {
     context: change_column_type,
     moves: Some(change_column_type_moves),
     catalog: None,
+    sqlite: super::rebuild::Sqlite::Own(super::rebuild::change_column_type),
 };
 
 pub(crate) const BACKFILL: TemplateDef = TemplateDef {
@@ -346,6 +349,7 @@ pub(crate) const BACKFILL: TemplateDef = TemplateDef {
     context: backfill_params,
     moves: None,
     catalog: None,
+    sqlite: super::rebuild::Sqlite::Same,
 };
 
 pub(crate) const ADD_INDEX: TemplateDef = TemplateDef {
@@ -356,6 +360,7 @@ pub(crate) const ADD_INDEX: TemplateDef = TemplateDef {
     context: add_index,
     moves: None,
     catalog: None,
+    sqlite: super::rebuild::Sqlite::No,
 };
 
 pub(crate) const ADD_FOREIGN_KEY: TemplateDef = TemplateDef {
@@ -366,6 +371,7 @@ pub(crate) const ADD_FOREIGN_KEY: TemplateDef = TemplateDef {
     context: add_foreign_key,
     moves: None,
     catalog: None,
+    sqlite: super::rebuild::Sqlite::Own(super::rebuild::add_foreign_key),
 };
 
 pub(crate) const ADD_CHECK_CONSTRAINT: TemplateDef = TemplateDef {
@@ -376,6 +382,7 @@ pub(crate) const ADD_CHECK_CONSTRAINT: TemplateDef = TemplateDef {
     context: add_check_constraint,
     moves: None,
     catalog: None,
+    sqlite: super::rebuild::Sqlite::Own(super::rebuild::add_check_constraint),
 };
 
 #[cfg(test)]
