@@ -23,7 +23,6 @@ pub struct Saved {
     pub key_name: String,
     columns: Vec<String>,
     backup: String,
-    index: String,
     filter: Option<String>,
     kind: Kind,
 }
@@ -100,21 +99,15 @@ impl Saved {
             )
         })?;
         crate::sql::validate_type(&key_type).map_err(|e| Error::invalid(Part::Backfill, e))?;
-        let (backup, index) = match place {
-            Place::Target { plan_id, step } => {
-                let name = format!("bf_{plan_id}_{}", short_hash(step));
-                (
-                    format!("drydock_backup.{}", quote_ident(&name)),
-                    format!("{name}_key"),
-                )
-            }
-            Place::Sandbox { step } => {
-                let name = format!("drydock_bf_{}", short_hash(step));
-                (
-                    format!("pg_temp.{}", quote_ident(&name)),
-                    format!("{name}_key"),
-                )
-            }
+        let backup = match place {
+            Place::Target { plan_id, step } => format!(
+                "drydock_backup.{}",
+                quote_ident(&format!("bf_{plan_id}_{}", short_hash(step)))
+            ),
+            Place::Sandbox { step } => format!(
+                "pg_temp.{}",
+                quote_ident(&format!("drydock_bf_{}", short_hash(step)))
+            ),
         };
         Ok(Saved {
             table: qualified_ident(&spec.table),
@@ -123,7 +116,6 @@ impl Saved {
             key_name,
             columns: columns.iter().map(|c| quote_ident(c)).collect(),
             backup,
-            index,
             filter: spec.filter.clone(),
             kind: match spec.mode() {
                 crate::plan::BackfillMode::Update(_) => Kind::Update,
@@ -155,7 +147,11 @@ impl Saved {
         }
     }
 
-    /// Creates the (empty) backup table, unique on the key, if it is not there yet.
+    /// Creates the (empty) backup table if it is not there yet. It has no index: each batch's
+    /// range is saved exactly once — its save, its change and its checkpoint commit together,
+    /// and a retried or resumed batch starts after the last committed checkpoint — and the one
+    /// restore reads it whole (a hash join), so an index would only double every saved row's
+    /// cost.
     pub fn create(&self) -> String {
         let schema = if self.backup.starts_with("drydock_backup.") {
             "CREATE SCHEMA IF NOT EXISTS drydock_backup; "
@@ -163,13 +159,10 @@ impl Saved {
             ""
         };
         format!(
-            "{schema}CREATE TABLE IF NOT EXISTS {backup} AS SELECT {kept} FROM {table} WITH NO DATA; \
-             CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {backup} ({key})",
+            "{schema}CREATE TABLE IF NOT EXISTS {backup} AS SELECT {kept} FROM {table} WITH NO DATA",
             backup = self.backup,
-            key = self.key,
             kept = self.kept(),
             table = self.table,
-            index = quote_ident(&self.index),
         )
     }
 
@@ -183,9 +176,8 @@ impl Saved {
     /// Saves the current values of every row the backfill will update (the dry-run's one shot).
     pub fn save_all(&self) -> String {
         format!(
-            "INSERT INTO {backup}{into} SELECT {kept} FROM {table} WHERE true{filter} ON CONFLICT ({key}) DO NOTHING",
+            "INSERT INTO {backup}{into} SELECT {kept} FROM {table} WHERE true{filter}",
             backup = self.backup,
-            key = self.key,
             into = self.kept_into(),
             kept = self.kept(),
             table = self.table,
@@ -194,17 +186,15 @@ impl Saved {
     }
 
     /// A CTE (`saved AS (...)`) saving the rows of one batch, `range` being the batch's key
-    /// condition; a value saved once is never overwritten by a retry or a resume.
+    /// condition (in the batch's statement, so in its transaction).
     pub fn save_batch_cte(&self, range: &str) -> String {
         format!(
             "saved AS (
                  INSERT INTO {backup}{into}
                  SELECT {kept} FROM {table} WHERE {range}{filter}
-                 ON CONFLICT ({key}) DO NOTHING
                  RETURNING 1
              )",
             backup = self.backup,
-            key = self.key,
             into = self.kept_into(),
             kept = self.kept(),
             table = self.table,
@@ -292,7 +282,6 @@ mod tests {
             key_name: "id".into(),
             columns: vec!["\"nickname\"".into(), "\"score\"".into()],
             backup: "drydock_backup.\"bf_pl-1_abc\"".into(),
-            index: "bf_pl-1_abc_key".into(),
             filter: Some("score > 0".into()),
             kind: Kind::Update,
         }
@@ -305,10 +294,7 @@ mod tests {
             s.restore()[1],
             "UPDATE \"accounts\" AS drydock_row SET \"nickname\" = drydock_saved.\"nickname\", \"score\" = drydock_saved.\"score\" FROM drydock_backup.\"bf_pl-1_abc\" AS drydock_saved WHERE drydock_row.\"id\" = drydock_saved.\"id\""
         );
-        assert!(
-            s.save_all()
-                .ends_with("WHERE true AND (score > 0) ON CONFLICT (\"id\") DO NOTHING")
-        );
+        assert!(s.save_all().ends_with("WHERE true AND (score > 0)"));
         assert!(
             s.create()
                 .starts_with("CREATE SCHEMA IF NOT EXISTS drydock_backup; ")
