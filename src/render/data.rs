@@ -7,31 +7,15 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::lookup::{Ctx, parse, table, unused};
 use super::{TemplateDef, quote_ident, validate_ident};
 use crate::db::{Catalog, ColumnDependents, TableInfo};
 use crate::plan::{Backfill, CopyInto};
 use crate::sql::single_expression;
 
-type Ctx = std::result::Result<Value, String>;
-
-fn parse<T: for<'de> Deserialize<'de>>(v: Value) -> std::result::Result<T, String> {
-    serde_json::from_value(v).map_err(|e| e.to_string())
-}
-
 /// The template's own params again, as the context's `params` (typed, validated once).
 fn params<T: for<'de> Deserialize<'de>>(ctx: &Value) -> std::result::Result<T, String> {
     parse(ctx["params"].clone())
-}
-
-fn table<'a>(catalog: &'a Catalog, name: &str) -> std::result::Result<&'a TableInfo, String> {
-    catalog.tables.get(name).ok_or_else(|| {
-        let near = crate::analysis::nearest(name, catalog.tables.keys().map(String::as_str));
-        format!(
-            "the target has no table `{name}`{}",
-            near.map(|n| format!(" (did you mean `{n}`?)"))
-                .unwrap_or_default()
-        )
-    })
 }
 
 /// `table`'s single-column primary key.
@@ -366,19 +350,7 @@ fn merge_tables_catalog(
     {
         return Err(format!("`{}` has a column `{c}` already", p.table));
     }
-    let mut users: Vec<String> = from
-        .foreign_keys_in
-        .iter()
-        .map(|f| format!("foreign key {f}"))
-        .collect();
-    users.extend(from.views.iter().map(|v| format!("view {v}")));
-    if !users.is_empty() {
-        return Err(format!(
-            "`{}` is still used by {}, which would stop its final drop; change them first",
-            p.from_table,
-            users.join("; ")
-        ));
-    }
+    unused(from, &p.from_table).map_err(|e| format!("{e} (its final step drops it)"))?;
     let walk = primary_key(into, &p.table)?;
     let pair = |from_alias: &str| {
         format!(

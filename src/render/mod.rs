@@ -14,6 +14,7 @@ use tera::{Kwargs, State, Tera, TeraResult, Value};
 
 mod carry;
 mod data;
+mod lookup;
 mod rebuild;
 mod removals;
 

@@ -9,6 +9,7 @@
 
 use serde_json::Value;
 
+use super::lookup::table;
 use super::{quote_ident, quote_literal, validate_ident, validate_type};
 use crate::db::{Catalog, TableInfo};
 use crate::sql::lexer::{Token, tokenize};
@@ -156,14 +157,6 @@ fn rebuild(
         into(&format!("({})", items.join(", ")), fill),
         into(&original.body, back),
     ))
-}
-
-fn table<'a>(catalog: &'a Catalog, name: &str) -> std::result::Result<&'a TableInfo, String> {
-    validate_ident(name)?;
-    catalog
-        .tables
-        .get(name)
-        .ok_or_else(|| format!("the target has no table `{name}`"))
 }
 
 /// Every column carried over as itself.

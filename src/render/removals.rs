@@ -6,31 +6,14 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::lookup::{Ctx, parse, table, unused};
 use super::templates::derived;
 use super::{Move, TemplateDef, carry, validate_ident};
-use crate::db::{Catalog, ColumnDependents, TableInfo};
-
-type Ctx = std::result::Result<Value, String>;
-
-fn parse<T: for<'de> Deserialize<'de>>(v: Value) -> std::result::Result<T, String> {
-    serde_json::from_value(v).map_err(|e| e.to_string())
-}
+use crate::db::{Catalog, ColumnDependents};
 
 /// The context's `name`-d string (set by the template's own `context`).
 fn field<'a>(ctx: &'a Value, name: &str) -> &'a str {
     ctx[name].as_str().unwrap_or_default()
-}
-
-/// A table of the `public` schema (the templates name tables unqualified), or why not.
-fn table<'a>(catalog: &'a Catalog, name: &str) -> std::result::Result<&'a TableInfo, String> {
-    catalog.tables.get(name).ok_or_else(|| {
-        let near = crate::analysis::nearest(name, catalog.tables.keys().map(String::as_str));
-        format!(
-            "the target has no table `{name}`{}",
-            near.map(|n| format!(" (did you mean `{n}`?)"))
-                .unwrap_or_default()
-        )
-    })
 }
 
 /// `drop-index`.
@@ -171,21 +154,7 @@ fn drop_table_catalog(
     _: Option<&ColumnDependents>,
 ) -> std::result::Result<(), String> {
     let name = field(ctx, "table");
-    let info = table(catalog, name)?;
-    let mut users: Vec<String> = info
-        .foreign_keys_in
-        .iter()
-        .map(|f| format!("foreign key {f}"))
-        .collect();
-    users.extend(info.views.iter().map(|v| format!("view {v}")));
-    if !users.is_empty() {
-        return Err(format!(
-            "`{name}` is still used by {}; drop or change {} first",
-            users.join("; "),
-            if users.len() == 1 { "it" } else { "them" }
-        ));
-    }
-    Ok(())
+    unused(table(catalog, name)?, name)
 }
 
 pub(crate) const DROP_INDEX: TemplateDef = TemplateDef {
