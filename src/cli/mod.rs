@@ -567,6 +567,20 @@ async fn doctor(engine: &Engine, format: Format) -> anyhow::Result<i32> {
                 for w in &t.warnings {
                     println!("  warning: {w}");
                 }
+                for m in &t.migration_tools {
+                    println!(
+                        "  migration tool {} ({}): at {}, {} version(s){}",
+                        m.tool,
+                        m.table,
+                        m.latest_version.as_deref().unwrap_or("nothing applied"),
+                        m.applied,
+                        if m.failed.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", FAILED: {}", m.failed.join(", "))
+                        }
+                    );
+                }
             }
         }
     }

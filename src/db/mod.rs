@@ -6,6 +6,9 @@
 
 pub mod postgres;
 pub mod sqlite;
+mod tools;
+
+pub use tools::MigrationTool;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -480,11 +483,12 @@ impl Target {
         }
     }
 
-    /// A group's members from its discovery query: rows of `(name, url)`.
-    pub async fn name_url_rows(&self, sql: &str) -> Result<Vec<(String, String)>> {
+    /// Rows of two text columns from a read-only query: a group's members from its discovery
+    /// query (`name`, `url`), other migration tools' history (`version`, `ok`/`failed`).
+    pub async fn text_pairs(&self, sql: &str) -> Result<Vec<(String, String)>> {
         match self {
-            Target::Sqlite(t) => t.name_url_rows(sql).await,
-            Target::Postgres(t) => t.name_url_rows(sql).await,
+            Target::Sqlite(t) => t.text_pairs(sql).await,
+            Target::Postgres(t) => t.text_pairs(sql).await,
         }
     }
 

@@ -253,8 +253,8 @@ impl Postgres {
     /// Checks run in a READ ONLY transaction under `policy.check_timeout`, as the check role:
     /// even a check that slipped past the static boundary cannot write, run long or read what
     /// the role may not.
-    /// Rows of `(name, url)` from a group's discovery query, in a read-only transaction.
-    pub async fn name_url_rows(&self, sql: &str) -> Result<Vec<(String, String)>> {
+    /// Rows of two text columns from a query, in a read-only transaction.
+    pub async fn text_pairs(&self, sql: &str) -> Result<Vec<(String, String)>> {
         let mut conn = self.connect().await?;
         sqlx::raw_sql("BEGIN TRANSACTION READ ONLY")
             .execute(&mut conn)

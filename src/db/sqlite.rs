@@ -345,8 +345,8 @@ impl Sqlite {
 
     /// Runs each check with `PRAGMA query_only` on, so even a check that slipped past the static
     /// test cannot write.
-    /// Rows of `(name, url)` from a group's discovery query, read-only.
-    pub async fn name_url_rows(&self, sql: &str) -> Result<Vec<(String, String)>> {
+    /// Rows of two text columns from a read-only query (a group's discovery, migration tools).
+    pub async fn text_pairs(&self, sql: &str) -> Result<Vec<(String, String)>> {
         let mut conn = self.connect().await?;
         sqlx::query("PRAGMA query_only = ON")
             .execute(&mut conn)

@@ -126,7 +126,7 @@ async fn discover_groups(config: &mut Config) {
     for (group, d) in queries {
         let rows = async {
             let admin = Target::open(config, config.target(&d.admin)?).await?;
-            admin.name_url_rows(&d.sql).await
+            admin.text_pairs(&d.sql).await
         }
         .await
         .map_err(|e| e.to_string());

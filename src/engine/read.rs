@@ -121,6 +121,7 @@ impl Engine {
             target: target.to_string(),
             role: cfg.role,
             engine: t.engine().to_string(),
+            migration_tools: t.migration_tools(&catalog).await?,
             tables: catalog.tables,
         })
     }
@@ -214,6 +215,8 @@ pub struct TargetHealth {
     pub tables: Option<usize>,
     pub error: Option<String>,
     pub warnings: Vec<String>,
+    /// Other migration tools managing this database (their history tables).
+    pub migration_tools: Vec<crate::db::MigrationTool>,
 }
 
 impl Engine {
@@ -230,12 +233,15 @@ impl Engine {
                 tables: None,
                 error: None,
                 warnings: vec![],
+                migration_tools: vec![],
             };
             match Target::open(&self.config, t).await {
                 Ok(target) => match target.catalog().await {
                     Ok(cat) => {
                         health.ok = true;
                         health.tables = Some(cat.tables.len());
+                        health.migration_tools =
+                            target.migration_tools(&cat).await.unwrap_or_default();
                         if t.role != Role::Production {
                             health.warnings = target.privilege_warnings().await.unwrap_or_default();
                         }

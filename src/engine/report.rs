@@ -343,6 +343,10 @@ pub struct InspectReport {
     pub target: String,
     pub role: Role,
     pub engine: String,
+    /// Other migration tools managing this database: their history tables, latest version and
+    /// failed (or dirty) versions. Work beside them: see the `migration-specialist` prompt.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub migration_tools: Vec<crate::db::MigrationTool>,
     pub tables: BTreeMap<String, TableInfo>,
 }
 
