@@ -21,6 +21,15 @@ enum MemberDone {
     Halted,
 }
 
+/// Orders a wave's starts and its first failure: a member's start is recorded only while no
+/// member has failed, and a failure is recorded only once no member can start any more, so
+/// the audit never shows a start after a failure.
+#[derive(Default)]
+struct Starts {
+    gate: tokio::sync::Mutex<()>,
+    stop: AtomicBool,
+}
+
 /// What a wave ended with: its first failure, or a shutdown.
 #[derive(Default)]
 struct WaveEnd {
@@ -195,40 +204,44 @@ impl Engine {
         (progress, done, total): (&Option<UnboundedSender<Progress>>, &Arc<AtomicU64>, u64),
     ) -> WaveEnd {
         let pool = Arc::new(tokio::sync::Semaphore::new(parallel));
-        let stop = Arc::new(AtomicBool::new(false));
+        let starts = Arc::new(Starts::default());
         let mut set = tokio::task::JoinSet::new();
+        let mut end = WaveEnd::default();
         for member in members {
             let (engine, plan, agent) = (Arc::clone(self), Arc::clone(plan), agent.clone());
-            let (pool, stop, done, progress) =
-                (pool.clone(), stop.clone(), done.clone(), progress.clone());
+            let (pool, starts, done, progress) =
+                (pool.clone(), starts.clone(), done.clone(), progress.clone());
             // The permit is taken before the task starts: members start in list order.
             let Ok(permit) = pool.acquire_owned().await else {
                 break;
             };
-            if stop.load(Ordering::SeqCst) || self.halt.requested() {
-                break;
+            {
+                let _order = starts.gate.lock().await;
+                if starts.stop.load(Ordering::SeqCst) || self.halt.requested() {
+                    break;
+                }
+                if let Err(e) = self.member_started(&plan, &member, &agent).await {
+                    end.failed = Some((member, e));
+                    break;
+                }
             }
             set.spawn(async move {
                 let _permit = permit;
-                let outcome = engine.apply_member(&plan, &member, &agent).await;
-                match &outcome {
-                    Ok(MemberDone::Applied) => {
-                        let n = done.fetch_add(1, Ordering::SeqCst) + 1;
-                        if let Some(tx) = &progress {
-                            let _ = tx.send(Progress {
-                                done: n,
-                                total,
-                                message: format!("member `{member}` applied ({n} of {total})"),
-                                health: None,
-                            });
-                        }
+                let outcome = engine.apply_member(&plan, &member, &agent, &starts).await;
+                if let Ok(MemberDone::Applied) = &outcome {
+                    let n = done.fetch_add(1, Ordering::SeqCst) + 1;
+                    if let Some(tx) = &progress {
+                        let _ = tx.send(Progress {
+                            done: n,
+                            total,
+                            message: format!("member `{member}` applied ({n} of {total})"),
+                            health: None,
+                        });
                     }
-                    Ok(MemberDone::Halted) | Err(_) => stop.store(true, Ordering::SeqCst),
                 }
                 (member, outcome)
             });
         }
-        let mut end = WaveEnd::default();
         // Every member already running finishes and is recorded, whatever the others do.
         while let Some(joined) = set.join_next().await {
             match joined {
@@ -248,14 +261,8 @@ impl Engine {
         end
     }
 
-    /// One member: pre-flight, its lock, backup, each step not in its history, validation; a
-    /// failure rolls back what this plan applied on it and marks it failed.
-    async fn apply_member(
-        &self,
-        plan: &Plan,
-        member: &str,
-        agent: &Principal,
-    ) -> Result<MemberDone> {
+    /// Records that a member starts (`member-start`).
+    async fn member_started(&self, plan: &Plan, member: &str, agent: &Principal) -> Result<()> {
         self.store
             .commit(Change {
                 plan_id: &plan.id,
@@ -264,6 +271,19 @@ impl Engine {
                 ..Change::default()
             })
             .await?;
+        Ok(())
+    }
+
+    /// One member (its start recorded): pre-flight, its lock, backup, each step not in its
+    /// history, validation; a failure rolls back what this plan applied on it and marks it
+    /// failed, after stopping the wave's starts.
+    async fn apply_member(
+        &self,
+        plan: &Plan,
+        member: &str,
+        agent: &Principal,
+        starts: &Starts,
+    ) -> Result<MemberDone> {
         let outcome = async {
             let cfg = self.config.target(member)?;
             let target = Target::open(&self.config, cfg).await?;
@@ -279,6 +299,16 @@ impl Engine {
             // Stays `applying`: its checkpoint is in the target, and the next apply resumes it.
             Ok(MemberDone::Halted) => (MemberState::Applying, None, "member-halted"),
             Err(e) => (MemberState::Failed, Some(e.to_string()), "member-failed"),
+        };
+        // A failure (or a halt) stops the starts before it is recorded, under the starts' gate:
+        // no member's start is ever recorded after it.
+        let _order = match &outcome {
+            Ok(MemberDone::Applied) => None,
+            _ => {
+                let order = starts.gate.lock().await;
+                starts.stop.store(true, Ordering::SeqCst);
+                Some(order)
+            }
         };
         self.store
             .commit(Change {
