@@ -100,3 +100,65 @@ async fn sqlx_history_is_reported_on_sqlite_too() {
     assert_eq!(sqlx_tool["applied"], 2);
     client.close().await;
 }
+
+/// MCP clients cut long tool results (Claude Code at ~25,000 tokens): on a 200-table database a
+/// plan stays small, and `inspect` pages its tables, every one reachable through `next`.
+#[tokio::test]
+async fn a_large_schema_is_read_in_pages_and_plans_stay_small() {
+    let p = PgProject::new("").await;
+    run_sql(
+        &p.prod,
+        "DO $$ BEGIN FOR i IN 1..200 LOOP
+             EXECUTE format('CREATE TABLE %I (id bigint PRIMARY KEY, a text, b text, c integer, d timestamptz, e boolean, f numeric, g jsonb)', 'tbl_' || lpad(i::text, 3, '0'));
+             EXECUTE format('CREATE INDEX ON %I (a, c)', 'tbl_' || lpad(i::text, 3, '0'));
+         END LOOP; END $$",
+    )
+    .await;
+    let c = p.project.connect().await;
+    let first = c.ok("inspect", json!({"target": "production"})).await;
+    let total = first["total_tables"].as_u64().unwrap() as usize;
+    assert!(total >= 202, "{}", first["total_tables"]);
+    assert_eq!(first["tables"].as_object().unwrap().len(), 40);
+    assert!(
+        first.to_string().len() < 60_000,
+        "one page is {} characters",
+        first.to_string().len()
+    );
+    let mut seen: Vec<String> = first["tables"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    let mut next = first["next"].as_str().map(String::from);
+    while let Some(after) = next {
+        let page = c
+            .ok(
+                "inspect",
+                json!({"target": "production", "after": after, "limit": 70}),
+            )
+            .await;
+        seen.extend(page["tables"].as_object().unwrap().keys().cloned());
+        next = page["next"].as_str().map(String::from);
+    }
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(seen.len(), total, "every table once");
+    assert_eq!(unique.len(), total);
+
+    let planned = c
+        .call(
+            "plan",
+            json!({"goal": "flag", "target": "production", "template": "add-column",
+                   "params": {"table": "tbl_100", "column": "flag", "type": "boolean"}}),
+        )
+        .await;
+    let size: usize = planned
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.len()))
+        .sum();
+    assert!(size < 40_000, "the plan's result is {size} characters");
+    c.close().await;
+}

@@ -57,6 +57,13 @@ pub struct PlanRequest {
     pub supersedes: Option<String>,
 }
 
+/// Which page of a long listing (`inspect`'s tables): those after `after`, at most `limit`.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub after: Option<String>,
+    pub limit: Option<usize>,
+}
+
 /// A progress tick during apply: `done` of `total` statements.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Progress {

@@ -104,10 +104,18 @@ impl Engine {
             .collect())
     }
 
-    pub async fn inspect(&self, target: &str, table: Option<&str>) -> Result<InspectReport> {
+    pub async fn inspect(
+        &self,
+        target: &str,
+        table: Option<&str>,
+        page: Page,
+    ) -> Result<InspectReport> {
         let cfg = self.config.target(target)?;
         let t = Target::open(&self.config, cfg).await?;
         let mut catalog = t.catalog().await?;
+        let migration_tools = t.migration_tools(&catalog).await?;
+        let total_tables = catalog.tables.len();
+        let mut next = None;
         if let Some(name) = table {
             if !catalog.tables.contains_key(name) {
                 return Err(Error::invalid(
@@ -116,12 +124,28 @@ impl Engine {
                 ));
             }
             catalog.tables.retain(|k, _| k == name);
+        } else {
+            // A page of tables by name, so that a result stays within what MCP clients keep.
+            let limit = page.limit.unwrap_or(40).clamp(1, 200);
+            let mut rest = catalog
+                .tables
+                .split_off(page.after.as_deref().unwrap_or(""));
+            if let Some(after) = &page.after {
+                rest.remove(after);
+            }
+            if let Some(cut) = rest.keys().nth(limit).cloned() {
+                rest.split_off(&cut);
+                next = rest.keys().next_back().cloned();
+            }
+            catalog.tables = rest;
         }
         Ok(InspectReport {
             target: target.to_string(),
             role: cfg.role,
             engine: t.engine().to_string(),
-            migration_tools: t.migration_tools(&catalog).await?,
+            migration_tools,
+            total_tables,
+            next,
             tables: catalog.tables,
         })
     }

@@ -347,6 +347,11 @@ pub struct InspectReport {
     /// failed (or dirty) versions. Work beside them: see the `migration-specialist` prompt.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub migration_tools: Vec<crate::db::MigrationTool>,
+    /// Tables in the target; `tables` holds one page of them.
+    pub total_tables: usize,
+    /// More tables follow: pass this as `after` to read the next page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
     pub tables: BTreeMap<String, TableInfo>,
 }
 

@@ -145,8 +145,12 @@ pub struct StatusOutput {
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct InspectInput {
     pub target: String,
-    /// One table; omit for all.
+    /// One table; omit for a page of all of them.
     pub table: Option<String>,
+    /// Tables come in pages, by name: the `next` of the previous page, to read the one after.
+    pub after: Option<String>,
+    /// Tables per page (default 40, at most 200).
+    pub limit: Option<usize>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -412,7 +416,9 @@ impl DrydockServer {
         }
     }
 
-    /// Read-only: a target's tables, columns, indexes, constraints and row counts. No data rows.
+    /// Read-only: a target's tables, columns, indexes, constraints and row counts (no data rows),
+    /// a page of tables at a time (`next` reads the following page), and the migration tools
+    /// already managing it.
     #[tool(
         name = "inspect",
         title = "Inspect a database's schema",
@@ -423,7 +429,16 @@ impl DrydockServer {
         Parameters(p): Parameters<InspectInput>,
     ) -> Result<Json<InspectReport>, ToolError> {
         Ok(Json(
-            self.engine.inspect(&p.target, p.table.as_deref()).await?,
+            self.engine
+                .inspect(
+                    &p.target,
+                    p.table.as_deref(),
+                    crate::engine::Page {
+                        after: p.after,
+                        limit: p.limit,
+                    },
+                )
+                .await?,
         ))
     }
 
