@@ -283,14 +283,7 @@ pub(super) fn add_foreign_key(
     if p.columns.len() != p.ref_columns.len() || p.columns.is_empty() {
         return Err("`columns` and `ref_columns` must have the same, non-zero length".into());
     }
-    let list = |cols: &[String]| -> std::result::Result<String, String> {
-        cols.iter().try_for_each(|c| validate_ident(c))?;
-        Ok(cols
-            .iter()
-            .map(|c| quote_ident(c))
-            .collect::<Vec<_>>()
-            .join(", "))
-    };
+    let list = super::templates::column_list;
     let name = p.name.clone().unwrap_or_else(|| {
         let mut parts = vec![p.table.as_str()];
         parts.extend(p.columns.iter().map(String::as_str));

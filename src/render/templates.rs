@@ -7,20 +7,15 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::lookup::{Ctx, parse};
 use super::{Move, TemplateDef, literal_value, quote_ident, validate_ident, validate_type};
 use crate::sql::single_expression;
-
-type Ctx = std::result::Result<Value, String>;
-
-fn parse<T: for<'de> Deserialize<'de>>(v: Value) -> std::result::Result<T, String> {
-    serde_json::from_value(v).map_err(|e| e.to_string())
-}
 
 fn idents(names: &[&str]) -> std::result::Result<(), String> {
     names.iter().try_for_each(|n| validate_ident(n))
 }
 
-fn column_list(cols: &[String]) -> std::result::Result<String, String> {
+pub(super) fn column_list(cols: &[String]) -> std::result::Result<String, String> {
     if cols.is_empty() {
         return Err("at least one column is needed".into());
     }

@@ -446,19 +446,17 @@ impl Sqlite {
         spec: &Backfill,
         columns: &[String],
     ) -> Result<()> {
-        let mut conn = self.connect().await?;
-        let walk = self.walk(&mut conn, spec, columns, place).await?;
-        let all = format!(
-            "INSERT OR IGNORE INTO {} SELECT {} FROM {} WHERE 1{}",
-            walk.backup, walk.kept, walk.table, walk.filter
-        );
-        let out = sqlx::raw_sql(AssertSqlSafe(format!("{}; {all}", walk.create())))
-            .execute(&mut conn)
-            .await
-            .map(|_| ())
-            .map_err(|e| self.err(e));
-        conn.close().await.ok();
-        out
+        self.on_walk(place, spec, columns, |walk| {
+            format!(
+                "{}; INSERT OR IGNORE INTO {} SELECT {} FROM {} WHERE 1{}",
+                walk.create(),
+                walk.backup,
+                walk.kept,
+                walk.table,
+                walk.filter
+            )
+        })
+        .await
     }
 
     /// The dry-run's restore of `backfill_save`.
@@ -468,9 +466,21 @@ impl Sqlite {
         spec: &Backfill,
         columns: &[String],
     ) -> Result<()> {
+        self.on_walk(place, spec, columns, |walk| walk.restore().join("; "))
+            .await
+    }
+
+    /// Runs the SQL `sql` makes of the backfill's walk, on a connection of its own.
+    async fn on_walk(
+        &self,
+        place: &str,
+        spec: &Backfill,
+        columns: &[String],
+        sql: impl FnOnce(&Walk) -> String,
+    ) -> Result<()> {
         let mut conn = self.connect().await?;
         let walk = self.walk(&mut conn, spec, columns, place).await?;
-        let out = sqlx::raw_sql(AssertSqlSafe(walk.restore().join("; ")))
+        let out = sqlx::raw_sql(AssertSqlSafe(sql(&walk)))
             .execute(&mut conn)
             .await
             .map(|_| ())
