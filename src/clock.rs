@@ -19,3 +19,23 @@ pub fn add(ts: &str, d: Duration) -> Option<String> {
     let t = humantime::parse_rfc3339_weak(ts.trim_end_matches('Z')).ok()?;
     Some(humantime::format_rfc3339_millis(t + d).to_string())
 }
+
+/// Seconds since the Unix epoch, now.
+pub fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+/// A Unix time as the number `YYYYMMDDHHMMSS` (UTC): how migration tools' users version files.
+pub fn compact_utc(unix: i64) -> i64 {
+    let t = SystemTime::UNIX_EPOCH + Duration::from_secs(unix.max(0) as u64);
+    humantime::format_rfc3339_seconds(t)
+        .to_string()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap_or_default()
+}

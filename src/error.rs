@@ -188,6 +188,13 @@ pub enum Error {
     PlanHeld { plan: String, held: Box<Held> },
     #[error("target `{target}`: a long transaction holds a lock the step needs: {detail}")]
     BlockedByTransaction { target: String, detail: String },
+    #[error("cannot export plan `{plan}` into {dir}: {problem}")]
+    ExportConflict {
+        plan: String,
+        dir: String,
+        problem: String,
+        fix: String,
+    },
     #[error("configuration error: {0}")]
     Config(String),
     #[error("state store error: {0}")]
@@ -273,6 +280,7 @@ impl Error {
             Error::BackupFailed { .. } => "backup-unverified",
             Error::TargetBusy(_) => "target-busy",
             Error::BadGroup { .. } => "invalid-group",
+            Error::ExportConflict { .. } => "export-conflict",
             Error::RolloutHalted { .. } => "rollout-halted",
             Error::PlanHeld { .. } => "plan-held",
             Error::BlockedByTransaction { .. } => "blocked-by-transaction",
@@ -344,6 +352,7 @@ impl Error {
             }
             Error::TargetBusy(_) => "wait for the running migration to finish (see `status`), then call again".into(),
             Error::RolloutHalted { plan, member, .. } => format!("the failed member's step was rolled back and no later member was touched: fix the cause on `{member}` (see `status` members), then call `apply` with plan_id `{plan}` to resume the rollout, or `rollback` to reverse the members already applied"),
+            Error::ExportConflict { fix, .. } => fix.clone(),
             Error::BadGroup { group, problem } => format!("fix `[groups.{group}]` in drydock.toml ({problem}); `inspect` lists the targets"),
             Error::PlanHeld { .. } => "poll `status` (it shows the holder's progress) instead of applying again; if that server crashed, another server takes the plan over once its lease expires".into(),
             Error::BlockedByTransaction { .. } => {
@@ -420,6 +429,7 @@ impl Error {
             | Error::SelfApproval { .. }
             | Error::TargetBusy(_)
             | Error::BadGroup { .. }
+            | Error::ExportConflict { .. }
             | Error::PlanHeld { .. }
             | Error::BlockedByTransaction { .. }
             | Error::Config(_)

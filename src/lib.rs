@@ -11,7 +11,7 @@
 //! | --- | --- | --- |
 //! | adapters | `mcp`, `cli`, `web` (and `demo`, the zero-config pair) | the MCP tools, prompts and resources; the engineers' commands; the team server (MCP over HTTP, the JSON API, the review page) |
 //! | engine | `engine` | the lifecycle verbs: plan, dry-run, apply, validate, rollback, decisions, reads |
-//! | domain | `analysis`, `checklist`, `errorlog`, `render` | hazards and privilege; the safety checklist; ERRORS.md; templates |
+//! | domain | `analysis`, `checklist`, `errorlog`, `export`, `render` | hazards and privilege; the safety checklist; ERRORS.md; the repository's migration folder; templates |
 //! | adapters to data | `db`, `store` | the databases drydock changes; drydock's own state |
 //! | definitions | `plan`, `config` | plans, steps, statuses and run kinds, the typed analysis and run evidence; drydock.toml |
 //! | leaves | `sql`, `clock`, `redact`, `lockfile`, `identity`, `error` | quoting, the lexer and expression checks; time; secrets masked; cross-process locks; principals and tokens; the error type |
@@ -26,6 +26,7 @@ pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod errorlog;
+pub mod export;
 pub mod identity;
 pub mod lockfile;
 pub mod mcp;

@@ -6,7 +6,7 @@
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use drydock::cli::{Cli, Command, Refused, RemoteRefused, run};
+use drydock::cli::{Cli, Command, Format, Refused, RemoteRefused, run};
 
 #[tokio::main]
 async fn main() {
@@ -27,14 +27,20 @@ async fn main() {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
+    let json = matches!(cli.command.format(), Format::Json);
     let code = match run(cli).await {
         Ok(code) => code,
         Err(e) => {
-            if let Some(r) = e.downcast_ref::<Refused>() {
+            let refusal = e
+                .downcast_ref::<Refused>()
+                .map(Refused::refusal)
+                .or_else(|| e.downcast_ref::<RemoteRefused>().map(|r| r.0.clone()));
+            if let Some(r) = refusal {
                 eprintln!("{r}");
-                2
-            } else if let Some(r) = e.downcast_ref::<RemoteRefused>() {
-                eprintln!("{r}");
+                if json {
+                    // A script reading stdout gets the refusal as data too.
+                    println!("{}", serde_json::json!({ "error": r }));
+                }
                 2
             } else {
                 eprintln!("error: {}", drydock::errorlog::redact(&format!("{e:#}")));

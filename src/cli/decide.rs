@@ -3,16 +3,21 @@
 //! types the plan's first 8 checksum characters; elsewhere `DRYDOCK_TOKEN` holds an approver's
 //! token.
 
-use super::{Command, person, refused};
+use super::{Command, Format, emit, person, refused};
 use crate::engine::Engine;
 
 pub(super) async fn decide(engine: &Engine, command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Approve { plan_id, by } => approve(engine, &plan_id, by.as_deref()).await?,
+        Command::Approve {
+            plan_id,
+            by,
+            format,
+        } => approve(engine, &plan_id, by.as_deref(), format).await?,
         Command::Reject {
             plan_id,
             reason,
             by,
+            format,
         } => {
             let who = person::decider(engine, &plan_id, by.as_deref(), "reject")
                 .await
@@ -21,17 +26,32 @@ pub(super) async fn decide(engine: &Engine, command: Command) -> anyhow::Result<
                 .reject(&plan_id, &who, &reason)
                 .await
                 .map_err(refused)?;
-            println!(
-                "rejected {} by {}: {reason}; status {}",
-                s.plan_id, who.name, s.status
+            emit(
+                format,
+                || {
+                    format!(
+                        "rejected {} by {}: {reason}; status {}",
+                        s.plan_id, who.name, s.status
+                    )
+                },
+                || serde_json::json!({"by": who.name, "plan": s}),
             );
         }
-        Command::Pause { plan_id, by } => brake(engine, &plan_id, by.as_deref(), true).await?,
-        Command::Resume { plan_id, by } => brake(engine, &plan_id, by.as_deref(), false).await?,
+        Command::Pause {
+            plan_id,
+            by,
+            format,
+        } => brake(engine, &plan_id, by.as_deref(), true, format).await?,
+        Command::Resume {
+            plan_id,
+            by,
+            format,
+        } => brake(engine, &plan_id, by.as_deref(), false, format).await?,
         Command::Waive {
             plan_id,
             reason,
             by,
+            format,
         } => {
             let who = person::decider(engine, &plan_id, by.as_deref(), "waive")
                 .await
@@ -46,9 +66,15 @@ pub(super) async fn decide(engine: &Engine, command: Command) -> anyhow::Result<
                 .find(|i| i.item == crate::checklist::Item::StagingTested)
                 .map(|i| i.shown().state)
                 .unwrap_or_default();
-            println!(
-                "{} waived staging for hotfix {}: {reason}; staging-tested is {checklist}; status {}",
-                who.name, s.plan_id, s.status
+            emit(
+                format,
+                || {
+                    format!(
+                        "{} waived staging for hotfix {}: {reason}; staging-tested is {checklist}; status {}",
+                        who.name, s.plan_id, s.status
+                    )
+                },
+                || serde_json::json!({"by": who.name, "plan": s}),
             );
         }
         Command::Release {
@@ -57,6 +83,7 @@ pub(super) async fn decide(engine: &Engine, command: Command) -> anyhow::Result<
             by,
             override_window,
             reason,
+            format,
         } => {
             let who = person::decider(engine, &plan_id, by.as_deref(), "release")
                 .await
@@ -70,21 +97,36 @@ pub(super) async fn decide(engine: &Engine, command: Command) -> anyhow::Result<
                 .release(&plan_id, &step, &who, reason)
                 .await
                 .map_err(refused)?;
-            println!("released step `{step}` of {plan_id} by {}", who.name);
+            emit(
+                format,
+                || format!("released step `{step}` of {plan_id} by {}", who.name),
+                || serde_json::json!({"by": who.name, "plan_id": plan_id, "released": step}),
+            );
         }
         _ => unreachable!("`run` sends only decisions here"),
     }
     Ok(())
 }
 
-async fn approve(engine: &Engine, plan_id: &str, by: Option<&str>) -> anyhow::Result<()> {
+async fn approve(
+    engine: &Engine,
+    plan_id: &str,
+    by: Option<&str>,
+    format: Format,
+) -> anyhow::Result<()> {
     let who = person::decider(engine, plan_id, by, "approve")
         .await
         .map_err(refused)?;
     let s = engine.approve(plan_id, &who).await.map_err(refused)?;
-    println!(
-        "approved {} (checksum {}) by {}; status {}",
-        s.plan_id, s.checksum, who.name, s.status
+    emit(
+        format,
+        || {
+            format!(
+                "approved {} (checksum {}) by {}; status {}",
+                s.plan_id, s.checksum, who.name, s.status
+            )
+        },
+        || serde_json::json!({"by": who.name, "plan": s}),
     );
     if let Some(last) = s
         .runs
@@ -108,6 +150,7 @@ async fn brake(
     plan_id: &str,
     by: Option<&str>,
     pause: bool,
+    format: Format,
 ) -> anyhow::Result<()> {
     let action = if pause { "pause" } else { "resume" };
     let who = person::decider(engine, plan_id, by, action)
@@ -119,6 +162,10 @@ async fn brake(
         engine.resume(plan_id, &who).await
     }
     .map_err(refused)?;
-    println!("{} {action}d {}; status {}", who.name, s.plan_id, s.status);
+    emit(
+        format,
+        || format!("{} {action}d {}; status {}", who.name, s.plan_id, s.status),
+        || serde_json::json!({"by": who.name, "plan": s}),
+    );
     Ok(())
 }

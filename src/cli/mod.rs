@@ -4,6 +4,7 @@
 //! An adapter: it reaches databases, analysis and the store only through `engine`.
 
 mod decide;
+mod follow;
 mod person;
 mod remote;
 
@@ -25,7 +26,7 @@ use crate::plan::analysis::Severity;
     name = "drydock",
     version,
     about = "Safe database migrations for AI agents, over MCP",
-    after_help = "Exit codes: 0 done; 2 refused (the message names the unmet condition, its code and the fix; nothing changed); 3 `lint` found a hazard at or above --fail-on; 1 anything unexpected. A command whose output pipe closes (`| head`) ends quietly."
+    after_help = "Exit codes: 0 done; 2 refused (the message names the unmet condition, its code and the fix; nothing changed), or `doctor` found a problem (an unreachable target, drift between the [export] folder and a target); 3 `lint` found a hazard at or above --fail-on; 1 anything unexpected. With `--format json` (every command but `serve`, `completions` and `export`, which takes `--json`) the output is one JSON document, and a refusal is printed as {\"error\": {code, message, fix}} on stdout too. A command whose output pipe closes (`| head`) ends quietly."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -78,6 +79,8 @@ pub enum Command {
         /// Your name, as recorded in the audit log (with DRYDOCK_TOKEN: the token's, or omitted).
         #[arg(long)]
         by: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Waive a hotfix's (p0/p1) staging-tested, approving it: two distinct approvers' waivers
     /// let it apply without a dry-run. Needs a person, as `approve` does.
@@ -89,6 +92,8 @@ pub enum Command {
         /// Your name (with DRYDOCK_TOKEN: the token's, or omitted).
         #[arg(long)]
         by: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Hold a plan's backfills between batches (also across a restart) until `resume`. Needs a
     /// person, as `approve` does.
@@ -97,6 +102,8 @@ pub enum Command {
         /// Your name (with DRYDOCK_TOKEN: the token's, or omitted).
         #[arg(long)]
         by: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Let a paused plan's backfills go on (no new `apply` needed). Needs a person.
     Resume {
@@ -104,6 +111,8 @@ pub enum Command {
         /// Your name (with DRYDOCK_TOKEN: the token's, or omitted).
         #[arg(long)]
         by: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Reject a plan. Needs a person, as `approve` does.
     Reject {
@@ -114,6 +123,8 @@ pub enum Command {
         /// Your name (with DRYDOCK_TOKEN: the token's, or omitted).
         #[arg(long)]
         by: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Open a gated step of a plan. Needs a person, as `approve` does.
     Release {
@@ -127,6 +138,8 @@ pub enum Command {
         override_window: bool,
         #[arg(long)]
         reason: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Print the error log (ERRORS.md); `--format json` prints its entries as JSON.
     /// `errors sync` writes every mistake of the shared state store that ERRORS.md lacks.
@@ -160,6 +173,8 @@ pub enum Command {
     Init {
         #[arg(long, default_value = ".")]
         dir: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Manage bearer tokens (agents, approvers, admins). Needs an admin: a person at a
     /// terminal who types the principal's name, or DRYDOCK_TOKEN holding an admin token.
@@ -167,6 +182,35 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Where a plan stands: steps, the running step's progress, what it waits for. `--follow`
+    /// draws a progress bar while an apply or backfill runs and ends when it stops.
+    Status {
+        plan_id: String,
+        #[arg(long)]
+        follow: bool,
+        /// How often `--follow` reads the state (e.g. `500ms`).
+        #[arg(long, default_value = "1s")]
+        every: String,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Write an applied plan's steps into the repository's migration folder as a tool's files
+    /// (one migration per step, in order), recording each version in the target's history and,
+    /// when the target has it, in the tool's own history table. Defaults: `[export]`.
+    Export {
+        plan_id: String,
+        /// The tool whose layout to write: sqlx, flyway, golang-migrate or plain.
+        #[arg(long, value_parser = ["sqlx", "flyway", "golang-migrate", "plain"])]
+        format: Option<String>,
+        /// The migration folder (relative to the working directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print the result as JSON (`--format` names the migration tool here).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script: `drydock completions bash > /etc/bash_completion.d/drydock`.
+    Completions { shell: clap_complete::Shell },
     /// Check the configuration, the state store and every target.
     Doctor {
         #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -191,6 +235,8 @@ pub enum StateCommand {
         /// `sqlite:PATH`.
         #[arg(long)]
         to: String,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
 }
 
@@ -211,6 +257,8 @@ pub enum TokenCommand {
         /// Your name, when you are the person at the terminal.
         #[arg(long)]
         by: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// List tokens: principal, role, created, expiry, revoked (never a secret).
     List {
@@ -224,6 +272,8 @@ pub enum TokenCommand {
         name: String,
         #[arg(long)]
         by: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
 }
 
@@ -258,14 +308,20 @@ impl FailOn {
 #[derive(Debug)]
 pub struct Refused(pub Error);
 
-impl std::fmt::Display for Refused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let shown = crate::error::Refusal {
+impl Refused {
+    /// The refusal as the engineer reads it: redacted, with this CLI's fix.
+    pub fn refusal(&self) -> crate::error::Refusal {
+        crate::error::Refusal {
             message: crate::redact::redact(&self.0.to_string()),
             fix: engineer_fix(&self.0),
             ..self.0.to_refusal()
-        };
-        write!(f, "{shown}")
+        }
+    }
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.refusal())
     }
 }
 
@@ -296,10 +352,72 @@ pub(crate) fn refused(e: Error) -> anyhow::Error {
     Refused(e).into()
 }
 
+impl Command {
+    /// The output format the command was asked for (how `main` prints a refusal too).
+    pub fn format(&self) -> Format {
+        match self {
+            Command::Plans { format }
+            | Command::Approve { format, .. }
+            | Command::Waive { format, .. }
+            | Command::Pause { format, .. }
+            | Command::Resume { format, .. }
+            | Command::Reject { format, .. }
+            | Command::Release { format, .. }
+            | Command::Errors { format, .. }
+            | Command::Lint { format, .. }
+            | Command::Init { format, .. }
+            | Command::Status { format, .. }
+            | Command::Doctor { format }
+            | Command::State {
+                command: StateCommand::Migrate { format, .. },
+            }
+            | Command::Token {
+                command:
+                    TokenCommand::Create { format, .. }
+                    | TokenCommand::List { format, .. }
+                    | TokenCommand::Revoke { format, .. },
+            } => *format,
+            Command::Show { format, json, .. } => {
+                if *json {
+                    Format::Json
+                } else {
+                    *format
+                }
+            }
+            Command::Export { json: true, .. } => Format::Json,
+            Command::Export { .. } | Command::Serve { .. } | Command::Completions { .. } => {
+                Format::Text
+            }
+        }
+    }
+}
+
+/// Prints `text()`, or `json()` as one line when the command was asked for JSON.
+pub(crate) fn emit(
+    format: Format,
+    text: impl FnOnce() -> String,
+    json: impl FnOnce() -> serde_json::Value,
+) {
+    match format {
+        Format::Text => println!("{}", text()),
+        Format::Json => println!("{}", json()),
+    }
+}
+
 /// Runs a command; the exit code is 0, or what `main` derives from the error.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
-    if let Command::Init { dir } = &cli.command {
-        init(dir)?;
+    if let Command::Init { dir, format } = &cli.command {
+        let done = init(dir)?;
+        emit(
+            *format,
+            || done.join("\n"),
+            || serde_json::json!({"dir": dir, "done": done}),
+        );
+        return Ok(0);
+    }
+    if let Command::Completions { shell } = cli.command {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(shell, &mut command, "drydock", &mut std::io::stdout());
         return Ok(0);
     }
     let config = match Config::discover(cli.global.config.as_deref()).map_err(refused)? {
@@ -375,10 +493,87 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             }
         }
         Command::State {
-            command: StateCommand::Migrate { to },
+            command: StateCommand::Migrate { to, format },
         } => {
             let copied = engine.migrate_state(&to).await.map_err(refused)?;
-            println!("{}", serde_json::to_string_pretty(&copied)?);
+            emit(
+                format,
+                || serde_json::to_string_pretty(&copied).unwrap_or_default(),
+                || serde_json::json!(copied),
+            );
+        }
+        Command::Status {
+            plan_id,
+            follow,
+            every,
+            format,
+        } => {
+            let every = humantime::parse_duration(&every)
+                .map_err(|e| refused(Error::invalid(Part::Argument, format!("--every: {e}"))))?;
+            return follow::status(&engine, &plan_id, follow, every, format).await;
+        }
+        Command::Export {
+            plan_id,
+            format,
+            dir,
+            json,
+        } => {
+            let to = match (format, dir) {
+                (None, None) => None,
+                (format, dir) => {
+                    let from_config = engine.config.export.clone();
+                    let format = match format {
+                        Some(f) => crate::config::ExportFormat::parse(&f).map_err(refused)?,
+                        None => from_config.as_ref().map(|e| e.format).ok_or_else(|| {
+                            refused(Error::invalid(
+                                Part::Argument,
+                                "`--format` is needed (no `[export] format` in drydock.toml)",
+                            ))
+                        })?,
+                    };
+                    let dir = match dir {
+                        Some(d) => std::path::absolute(d)?,
+                        None => from_config.map(|e| e.dir).ok_or_else(|| {
+                            refused(Error::invalid(
+                                Part::Argument,
+                                "`--dir` is needed (no `[export] dir` in drydock.toml)",
+                            ))
+                        })?,
+                    };
+                    Some(crate::config::ExportConfig { dir, format })
+                }
+            };
+            let who = crate::identity::Principal::person(
+                &crate::identity::os_user().unwrap_or_else(|| "engineer".into()),
+                crate::identity::Grant::Agent,
+            );
+            let r = engine.export(&plan_id, to, &who).await.map_err(refused)?;
+            let format = if json { Format::Json } else { Format::Text };
+            emit(
+                format,
+                || {
+                    let mut lines = vec![format!(
+                        "exported {} as {} migrations into {}: {} written, {} unchanged",
+                        r.plan_id,
+                        r.format,
+                        r.dir,
+                        r.written.len(),
+                        r.unchanged.len()
+                    )];
+                    lines.extend(r.written.iter().map(|f| format!("  wrote {f}")));
+                    lines.extend(
+                        r.versions
+                            .iter()
+                            .map(|v| format!("  step `{}`: version {}", v.step, v.version)),
+                    );
+                    if let Some(t) = &r.recorded_in {
+                        lines.push(format!("  recorded as applied in {t}"));
+                    }
+                    lines.extend(r.warnings.iter().map(|w| format!("  warning: {w}")));
+                    lines.join("\n")
+                },
+                || serde_json::json!(r),
+            );
         }
         Command::Errors {
             command: None,
@@ -399,7 +594,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         } => return lint(&engine, &file, &target, format, fail_on, explain).await,
         Command::Doctor { format } => return doctor(&engine, format).await,
         Command::Token { command } => token(&engine, command).await?,
-        Command::Init { .. } => unreachable!("handled above"),
+        Command::Init { .. } | Command::Completions { .. } => unreachable!("handled above"),
     }
     Ok(0)
 }
@@ -515,8 +710,20 @@ async fn doctor(engine: &Engine, format: Format) -> anyhow::Result<i32> {
             Some(p) => serde_json::json!({"group": g.name, "ok": false, "problem": p}),
         })
         .collect();
+    let drift = engine.drift().await;
+    let drift_json: Vec<serde_json::Value> = drift
+        .iter()
+        .map(|(target, d)| match d {
+            Ok(d) => serde_json::json!({"target": target, "ok": d.is_empty(), "drift": d}),
+            Err(e) => serde_json::json!({"target": target, "ok": false, "error": crate::redact::redact(&e.to_string())}),
+        })
+        .collect();
     let failures = targets.iter().filter(|t| !t.ok).count()
-        + c.groups.values().filter(|g| g.problem.is_some()).count();
+        + c.groups.values().filter(|g| g.problem.is_some()).count()
+        + drift
+            .iter()
+            .filter(|(_, d)| !d.as_ref().is_ok_and(|d| d.is_empty()))
+            .count();
     match format {
         Format::Json => println!(
             "{}",
@@ -527,6 +734,8 @@ async fn doctor(engine: &Engine, format: Format) -> anyhow::Result<i32> {
                 "error_log": c.errors_path,
                 "targets": targets,
                 "groups": groups,
+                "export": c.export.as_ref().map(|e| serde_json::json!({"dir": e.dir, "format": e.format})),
+                "repository": drift_json,
                 "ok": failures == 0,
             })
         ),
@@ -537,6 +746,21 @@ async fn doctor(engine: &Engine, format: Format) -> anyhow::Result<i32> {
                 engine.store.backend().as_str()
             );
             println!("error log: {}", c.errors_path.display());
+            if let Some(e) = &c.export {
+                println!("migration folder: {} ({})", e.dir.display(), e.format);
+            }
+            for (target, d) in &drift {
+                match d {
+                    Ok(d) if d.is_empty() => {
+                        println!("repository: target {target} and the folder agree")
+                    }
+                    Ok(d) => println!("repository: DRIFT on target {target}: {}", d.summary()),
+                    Err(e) => println!(
+                        "repository: cannot compare target {target} with the folder: {}",
+                        crate::redact::redact(&e.to_string())
+                    ),
+                }
+            }
             for g in c.groups.values() {
                 match &g.problem {
                     None => println!(
@@ -615,7 +839,8 @@ min_staging_ratio = 0.1
 # command = "pgbackrest info --output=json | jq -c '{finished_at: (.[0].backup[-1].timestamp.stop | todate), restore_tested: true}'"
 "#;
 
-fn init(dir: &Path) -> anyhow::Result<()> {
+fn init(dir: &Path) -> anyhow::Result<Vec<String>> {
+    let mut done = Vec::new();
     std::fs::create_dir_all(dir)?;
     let dir = std::path::absolute(dir)?;
     let exe = std::env::current_exe()
@@ -625,9 +850,9 @@ fn init(dir: &Path) -> anyhow::Result<()> {
     let toml_existed = toml_path.exists();
     if !toml_existed {
         std::fs::write(&toml_path, INIT_TOML)?;
-        println!("wrote {}", toml_path.display());
+        done.push(format!("wrote {}", toml_path.display()));
     } else {
-        println!("kept {} (already exists)", toml_path.display());
+        done.push(format!("kept {} (already exists)", toml_path.display()));
     }
     // The server inherits the variables its `env:VAR` targets read, from the client's
     // environment (Claude Code expands `${VAR}` in .mcp.json).
@@ -671,15 +896,21 @@ fn init(dir: &Path) -> anyhow::Result<()> {
         .as_object_mut()
         .context(".mcp.json's `mcpServers` is not a JSON object")?;
     if servers.contains_key("drydock") {
-        println!("kept the `drydock` server in {}", mcp_path.display());
+        done.push(format!(
+            "kept the `drydock` server in {}",
+            mcp_path.display()
+        ));
     } else {
         servers.insert("drydock".into(), server);
         std::fs::write(&mcp_path, serde_json::to_string_pretty(&mcp)? + "\n")?;
-        println!("added the `drydock` server to {}", mcp_path.display());
+        done.push(format!(
+            "added the `drydock` server to {}",
+            mcp_path.display()
+        ));
     }
     let agent_path = dir.join(".claude/agents/migration-specialist.md");
     if agent_path.exists() {
-        println!("kept {} (already exists)", agent_path.display());
+        done.push(format!("kept {} (already exists)", agent_path.display()));
     } else {
         let agent = format!(
             "---\nname: migration-specialist\ndescription: Design and execute safe database migrations and data transformations through drydock\ntools: Read, Grep, Glob, mcp__drydock\n---\n\n{}",
@@ -689,9 +920,9 @@ fn init(dir: &Path) -> anyhow::Result<()> {
             std::fs::create_dir_all(parent)?;
         }
         std::fs::write(&agent_path, agent)?;
-        println!("wrote {}", agent_path.display());
+        done.push(format!("wrote {}", agent_path.display()));
     }
-    Ok(())
+    Ok(done)
 }
 
 /// `drydock token create|list|revoke`.
@@ -704,6 +935,7 @@ async fn token(engine: &Engine, command: TokenCommand) -> anyhow::Result<()> {
             role,
             expires,
             by,
+            format,
         } => {
             let expires = expires
                 .map(|e| humantime::parse_duration(&e))
@@ -725,10 +957,15 @@ async fn token(engine: &Engine, command: TokenCommand) -> anyhow::Result<()> {
                 made.name,
                 made.role,
                 made.expires_at
+                    .as_ref()
                     .map(|e| format!(", expires {e}"))
                     .unwrap_or_default()
             );
-            println!("{}", made.token);
+            emit(
+                format,
+                || made.token.clone(),
+                || serde_json::json!({"name": made.name, "role": made.role, "expires_at": made.expires_at, "token": made.token}),
+            );
         }
         TokenCommand::List { by, format } => {
             let who = person::person(
@@ -761,7 +998,7 @@ async fn token(engine: &Engine, command: TokenCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        TokenCommand::Revoke { name, by } => {
+        TokenCommand::Revoke { name, by, format } => {
             let confirm = Confirm::Type {
                 what: format!("the principal's name (`{name}`)"),
                 expected: name.trim().to_string(),
@@ -770,7 +1007,11 @@ async fn token(engine: &Engine, command: TokenCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(refused)?;
             let n = engine.revoke_tokens(&who, &name).await.map_err(refused)?;
-            println!("revoked {n} token(s) of `{name}`");
+            emit(
+                format,
+                || format!("revoked {n} token(s) of `{name}`"),
+                || serde_json::json!({"name": name, "revoked": n}),
+            );
         }
     }
     Ok(())

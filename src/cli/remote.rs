@@ -8,7 +8,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use super::{Command, Format};
+use super::{Command, Format, emit};
 use crate::engine::StatusReport;
 use crate::error::{Error, Part, Refusal};
 
@@ -130,14 +130,21 @@ async fn brake(
     plan_id: &str,
     by: Option<&str>,
     action: &str,
+    format: Format,
 ) -> anyhow::Result<()> {
     let who = remote.identity(by).await?;
     let s = remote
         .call("POST", &format!("/api/plans/{plan_id}/{action}"), None)
         .await?;
-    println!(
-        "{who} {action}d {plan_id}; status {}",
-        s["status"].as_str().unwrap_or_default()
+    emit(
+        format,
+        || {
+            format!(
+                "{who} {action}d {plan_id}; status {}",
+                s["status"].as_str().unwrap_or_default()
+            )
+        },
+        || serde_json::json!({"by": who, "plan": s}),
     );
     Ok(())
 }
@@ -180,21 +187,32 @@ pub async fn run(url: &str, command: Command) -> anyhow::Result<i32> {
                 print!("{}", report.to_markdown());
             }
         }
-        Command::Approve { plan_id, by } => {
+        Command::Approve {
+            plan_id,
+            by,
+            format,
+        } => {
             let who = remote.identity(by.as_deref()).await?;
             let s = remote
                 .call("POST", &format!("/api/plans/{plan_id}/approve"), None)
                 .await?;
-            println!(
-                "approved {plan_id} (checksum {}) by {who}; status {}",
-                s["checksum"].as_str().unwrap_or_default(),
-                s["status"].as_str().unwrap_or_default()
+            emit(
+                format,
+                || {
+                    format!(
+                        "approved {plan_id} (checksum {}) by {who}; status {}",
+                        s["checksum"].as_str().unwrap_or_default(),
+                        s["status"].as_str().unwrap_or_default()
+                    )
+                },
+                || serde_json::json!({"by": who, "plan": s}),
             );
         }
         Command::Reject {
             plan_id,
             reason,
             by,
+            format,
         } => {
             let who = remote.identity(by.as_deref()).await?;
             let s = remote
@@ -204,19 +222,32 @@ pub async fn run(url: &str, command: Command) -> anyhow::Result<i32> {
                     Some(serde_json::json!({ "reason": reason })),
                 )
                 .await?;
-            println!(
-                "rejected {plan_id} by {who}: {reason}; status {}",
-                s["status"].as_str().unwrap_or_default()
+            emit(
+                format,
+                || {
+                    format!(
+                        "rejected {plan_id} by {who}: {reason}; status {}",
+                        s["status"].as_str().unwrap_or_default()
+                    )
+                },
+                || serde_json::json!({"by": who, "plan": s}),
             );
         }
-        Command::Pause { plan_id, by } => brake(&remote, &plan_id, by.as_deref(), "pause").await?,
-        Command::Resume { plan_id, by } => {
-            brake(&remote, &plan_id, by.as_deref(), "resume").await?
-        }
+        Command::Pause {
+            plan_id,
+            by,
+            format,
+        } => brake(&remote, &plan_id, by.as_deref(), "pause", format).await?,
+        Command::Resume {
+            plan_id,
+            by,
+            format,
+        } => brake(&remote, &plan_id, by.as_deref(), "resume", format).await?,
         Command::Waive {
             plan_id,
             reason,
             by,
+            format,
         } => {
             let who = remote.identity(by.as_deref()).await?;
             let s = remote
@@ -226,9 +257,15 @@ pub async fn run(url: &str, command: Command) -> anyhow::Result<i32> {
                     Some(serde_json::json!({ "reason": reason })),
                 )
                 .await?;
-            println!(
-                "{who} waived staging for hotfix {plan_id}: {reason}; status {}",
-                s["status"].as_str().unwrap_or_default()
+            emit(
+                format,
+                || {
+                    format!(
+                        "{who} waived staging for hotfix {plan_id}: {reason}; status {}",
+                        s["status"].as_str().unwrap_or_default()
+                    )
+                },
+                || serde_json::json!({"by": who, "plan": s}),
             );
         }
         Command::Release {
@@ -237,6 +274,7 @@ pub async fn run(url: &str, command: Command) -> anyhow::Result<i32> {
             by,
             override_window,
             reason,
+            format,
         } => {
             let who = remote.identity(by.as_deref()).await?;
             let override_reason = if override_window { reason } else { None };
@@ -247,7 +285,11 @@ pub async fn run(url: &str, command: Command) -> anyhow::Result<i32> {
                     Some(serde_json::json!({ "step": step, "override_reason": override_reason })),
                 )
                 .await?;
-            println!("released step `{step}` of {plan_id} by {who}");
+            emit(
+                format,
+                || format!("released step `{step}` of {plan_id} by {who}"),
+                || serde_json::json!({"by": who, "plan_id": plan_id, "released": step}),
+            );
         }
         _ => unreachable!("`handles` admits only these"),
     }

@@ -207,6 +207,61 @@ pub struct BackupConfig {
     pub command: Option<String>,
 }
 
+/// A migration tool's folder layout, for `[export]` and `drydock export --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExportFormat {
+    Sqlx,
+    Flyway,
+    GolangMigrate,
+    Plain,
+}
+
+impl ExportFormat {
+    pub const ALL: [ExportFormat; 4] = [
+        ExportFormat::Sqlx,
+        ExportFormat::Flyway,
+        ExportFormat::GolangMigrate,
+        ExportFormat::Plain,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportFormat::Sqlx => "sqlx",
+            ExportFormat::Flyway => "flyway",
+            ExportFormat::GolangMigrate => "golang-migrate",
+            ExportFormat::Plain => "plain",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<ExportFormat> {
+        ExportFormat::ALL
+            .into_iter()
+            .find(|f| f.as_str() == s.trim())
+            .ok_or_else(|| {
+                Error::invalid(
+                    crate::error::Part::Argument,
+                    format!(
+                        "export format `{s}` is not one of sqlx, flyway, golang-migrate, plain"
+                    ),
+                )
+            })
+    }
+}
+
+impl fmt::Display for ExportFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `[export]`: the repository's migration folder every production apply writes its steps into.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportConfig {
+    pub dir: PathBuf,
+    pub format: ExportFormat,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The file this came from; `None` for the embedded demo.
@@ -220,6 +275,8 @@ pub struct Config {
     pub state: StateConfig,
     /// Fleets a plan can roll out to (`target = "group:NAME"`).
     pub groups: BTreeMap<String, GroupConfig>,
+    /// The repository's migration folder, when configured.
+    pub export: Option<ExportConfig>,
 }
 
 /// `[state]`: where drydock keeps its own state, and how long a server's hold on a plan lasts
@@ -294,6 +351,7 @@ struct RawConfig {
     state: RawState,
     #[serde(default)]
     groups: BTreeMap<String, groups::RawGroup>,
+    export: Option<RawExport>,
     state_dir: Option<String>,
     errors: Option<String>,
 }
@@ -324,6 +382,13 @@ struct RawPolicy {
     min_staging_ratio: Option<f64>,
     snapshot_max_rows: Option<u64>,
     lock_retries: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExport {
+    dir: String,
+    format: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -492,10 +557,26 @@ impl Config {
                 (name, parsed)
             })
             .collect();
+        let export = raw
+            .export
+            .map(|e| {
+                let format = ExportFormat::parse(&e.format)
+                    .map_err(|_| Error::Config(format!("[export] format = {:?} is not one of sqlx, flyway, golang-migrate, plain", e.format)))?;
+                let dir = Path::new(e.dir.trim());
+                if e.dir.trim().is_empty() {
+                    return Err(Error::Config("[export] dir is empty: name the repository's migration folder, as in dir = \"migrations\"".into()));
+                }
+                Ok(ExportConfig {
+                    dir: clean(&if dir.is_absolute() { dir.to_path_buf() } else { base.join(dir) }),
+                    format,
+                })
+            })
+            .transpose()?;
         Ok(Config {
             source,
             targets,
             groups,
+            export,
             policy,
             state,
             backup: BackupConfig {

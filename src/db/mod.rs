@@ -8,7 +8,7 @@ pub mod postgres;
 pub mod sqlite;
 mod tools;
 
-pub use tools::MigrationTool;
+pub use tools::{MigrationTool, ToolEntry, flyway_checksum, sqlx_checksum};
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -135,6 +135,17 @@ pub struct HistoryEntry {
     pub checksum: String,
     pub applied_at: String,
     pub rolled_back_at: Option<String>,
+}
+
+/// A step's row in the target's history (any plan), with the version it was exported as into
+/// the repository's migration folder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryVersion {
+    pub plan_id: String,
+    pub step: String,
+    pub version: Option<i64>,
+    /// Not rolled back.
+    pub applied: bool,
 }
 
 impl HistoryEntry {
@@ -588,6 +599,27 @@ impl Target {
     }
 
     /// A plan's rows in the target's history table, oldest first.
+    /// Every plan's rows in the target's history table, with their exported versions.
+    pub async fn history_versions(&self) -> Result<Vec<HistoryVersion>> {
+        match self {
+            Target::Sqlite(t) => t.history_versions().await,
+            Target::Postgres(t) => t.history_versions().await,
+        }
+    }
+
+    /// Records, in one transaction, the versions `(plan, step, version)` steps were exported as
+    /// and `tool`: statements writing the folder's tool's own history table.
+    pub async fn record_export(
+        &self,
+        versions: &[(String, String, i64)],
+        tool: &[String],
+    ) -> Result<()> {
+        match self {
+            Target::Sqlite(t) => t.record_export(versions, tool).await,
+            Target::Postgres(t) => t.record_export(versions, tool).await,
+        }
+    }
+
     pub async fn history(&self, plan_id: &str) -> Result<Vec<HistoryEntry>> {
         match self {
             Target::Sqlite(t) => t.history(plan_id).await,

@@ -61,7 +61,8 @@ const CREATE_HISTORY: &str = "CREATE SCHEMA IF NOT EXISTS drydock;
         applied_by text NOT NULL,
         status text NOT NULL,
         duration_ms double precision,
-        rolled_back_at timestamptz
+        rolled_back_at timestamptz,
+        version bigint
     )";
 
 pub struct Postgres {

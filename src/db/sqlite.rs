@@ -19,22 +19,12 @@ use crate::plan::Check;
 use crate::sql::quote_ident;
 
 mod backfill;
+mod history;
+
+use history::write_history;
 
 /// drydock's bookkeeping inside the target; excluded from fingerprints and catalogs.
 pub const HISTORY_TABLE: &str = "_drydock_history";
-
-// language=SQL
-const CREATE_HISTORY: &str = "CREATE TABLE IF NOT EXISTS _drydock_history (
-    id INTEGER PRIMARY KEY,
-    plan_id TEXT NOT NULL,
-    step TEXT NOT NULL,
-    checksum TEXT NOT NULL,
-    applied_at TEXT NOT NULL,
-    applied_by TEXT NOT NULL,
-    status TEXT NOT NULL,
-    duration_ms REAL,
-    rolled_back_at TEXT
-)";
 
 pub struct Sqlite {
     name: String,
@@ -557,7 +547,6 @@ impl Sqlite {
         Ok(Ok(runs))
     }
 
-    /// The history rows of one plan, oldest first: `(step, status, applied_at, rolled_back_at)`.
     /// The exclusive lock on `<database>.drydock-lock` that makes applies to this file one at a
     /// time across processes (`BEGIN IMMEDIATE` serialises transactions, not whole applies).
     pub fn lock(&self) -> Result<std::fs::File> {
@@ -569,36 +558,6 @@ impl Sqlite {
             Err(std::fs::TryLockError::WouldBlock) => Err(Error::TargetBusy(self.name.clone())),
             Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
         }
-    }
-
-    pub async fn history(&self, plan_id: &str) -> Result<Vec<super::HistoryEntry>> {
-        let mut conn = self.connect().await?;
-        let exists: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM sqlite_master WHERE name = '_drydock_history'",
-        )
-        .fetch_one(&mut conn)
-        .await
-        .map_err(|e| self.err(e))?;
-        let rows = if exists == 0 {
-            vec![]
-        } else {
-            // language=SQL
-            sqlx::query("SELECT step, checksum, applied_at, rolled_back_at FROM _drydock_history WHERE plan_id = ? ORDER BY id")
-                .bind(plan_id)
-                .fetch_all(&mut conn)
-                .await
-                .map_err(|e| self.err(e))?
-                .iter()
-                .map(|r| super::HistoryEntry {
-                    step: r.get(0),
-                    checksum: r.get(1),
-                    applied_at: r.get(2),
-                    rolled_back_at: r.get(3),
-                })
-                .collect()
-        };
-        conn.close().await.map_err(|e| self.err(e))?;
-        Ok(rows)
     }
 
     /// `PRAGMA integrity_check` and `foreign_key_check`: problems as sentences, empty when clean.
@@ -660,39 +619,6 @@ fn truthy(row: &sqlx::sqlite::SqliteRow) -> Option<bool> {
         };
     }
     None
-}
-
-/// Writes a step's history row (applied), or marks it rolled back, in the step's transaction.
-async fn write_history(
-    conn: &mut SqliteConnection,
-    h: &History<'_>,
-    total_ms: f64,
-) -> sqlx::Result<()> {
-    match h {
-        History::Applied(row) => {
-            sqlx::query(CREATE_HISTORY).execute(&mut *conn).await?;
-            // language=SQL
-            sqlx::query("INSERT INTO _drydock_history (plan_id, step, checksum, applied_at, applied_by, status, duration_ms) VALUES (?, ?, ?, ?, ?, 'applied', ?)")
-                .bind(row.plan_id)
-                .bind(row.step)
-                .bind(row.checksum)
-                .bind(crate::clock::now())
-                .bind(row.by)
-                .bind(total_ms)
-                .execute(&mut *conn)
-                .await?;
-        }
-        History::RolledBack { plan_id, step } => {
-            // language=SQL
-            sqlx::query("UPDATE _drydock_history SET status = 'rolled-back', rolled_back_at = ? WHERE plan_id = ? AND step = ? AND rolled_back_at IS NULL")
-                .bind(crate::clock::now())
-                .bind(plan_id)
-                .bind(step)
-                .execute(&mut *conn)
-                .await?;
-        }
-    }
-    Ok(())
 }
 
 /// Whether a statement is a `DROP TABLE`.

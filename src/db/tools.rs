@@ -25,6 +25,93 @@ pub struct MigrationTool {
     /// Versions it records as failed (or golang-migrate's dirty version): the tool is stuck
     /// until someone repairs them.
     pub failed: Vec<String>,
+    /// Every version it applied successfully (for drift; not shown).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub ok_versions: Vec<String>,
+}
+
+impl MigrationTool {
+    /// Whether the tool counts `version` as applied: in its history, or for golang-migrate
+    /// (which keeps only its latest version) at or below the latest, when not dirty.
+    pub fn applied_version(&self, version: &str) -> bool {
+        if self.tool == "golang-migrate" {
+            let (Some(latest), Ok(v)) = (&self.latest_version, version.parse::<i64>()) else {
+                return false;
+            };
+            return self.failed.is_empty() && latest.parse::<i64>().is_ok_and(|l| v <= l);
+        }
+        self.ok_versions.iter().any(|v| v == version)
+    }
+
+    /// Statements recording `entries` in this tool's history as applied (by drydock, under
+    /// the engine's `dialect`), so that the tool's next run does not apply them again.
+    /// golang-migrate keeps one row, its latest version.
+    pub fn record_sql(&self, dialect: crate::sql::Dialect, entries: &[ToolEntry]) -> Vec<String> {
+        use crate::sql::quote_literal as lit;
+        let t = self
+            .table
+            .split('.')
+            .map(quote_ident)
+            .collect::<Vec<_>>()
+            .join(".");
+        let bytes = |b: &[u8]| {
+            let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+            match dialect {
+                crate::sql::Dialect::Postgres => format!("'\\x{hex}'::bytea"),
+                crate::sql::Dialect::Sqlite => format!("X'{hex}'"),
+            }
+        };
+        match self.tool.as_str() {
+            // language=SQL
+            "sqlx" => entries
+                .iter()
+                .map(|e| {
+                    format!(
+                        "INSERT INTO {t} (version, description, success, checksum, execution_time) VALUES ({}, {}, TRUE, {}, 0) ON CONFLICT (version) DO NOTHING",
+                        e.version,
+                        lit(&e.description),
+                        bytes(&sqlx_checksum(&e.content))
+                    )
+                })
+                .collect(),
+            // language=SQL
+            "flyway" => entries
+                .iter()
+                .map(|e| {
+                    format!(
+                        "INSERT INTO {t} (installed_rank, version, description, type, script, checksum, installed_by, execution_time, success) SELECT (SELECT coalesce(max(installed_rank), 0) + 1 FROM {t}), {v}, {}, 'SQL', {}, {}, 'drydock', 0, TRUE WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE version = {v})",
+                        lit(&e.description),
+                        lit(&e.script),
+                        flyway_checksum(&e.content),
+                        v = lit(&e.version.to_string()),
+                    )
+                })
+                .collect(),
+            // language=SQL
+            "golang-migrate" => match entries.iter().map(|e| e.version).max() {
+                None => vec![],
+                Some(v) => vec![
+                    format!("DELETE FROM {t} WHERE version < {v}"),
+                    format!(
+                        "INSERT INTO {t} (version, dirty) SELECT {v}, FALSE WHERE NOT EXISTS (SELECT 1 FROM {t})"
+                    ),
+                ],
+            },
+            _ => vec![],
+        }
+    }
+}
+
+/// One exported migration, as a tool's history records it.
+#[derive(Debug, Clone)]
+pub struct ToolEntry {
+    pub version: i64,
+    pub description: String,
+    /// The file name (Flyway's `script`).
+    pub script: String,
+    /// The file's text (its checksum).
+    pub content: String,
 }
 
 /// Which tool a history table belongs to, and the query reading its `(version, ok|failed)` rows,
@@ -95,8 +182,45 @@ impl Target {
                     .filter(|(_, state)| state == "failed")
                     .map(|(v, _)| v.clone())
                     .collect(),
+                ok_versions: rows
+                    .iter()
+                    .filter(|(_, state)| state == "ok")
+                    .map(|(v, _)| v.clone())
+                    .collect(),
             });
         }
         Ok(out)
+    }
+}
+
+/// sqlx's checksum of a migration file: SHA-384 of its text.
+pub fn sqlx_checksum(content: &str) -> Vec<u8> {
+    use sha2::{Digest, Sha384};
+    Sha384::digest(content.as_bytes()).to_vec()
+}
+
+/// Flyway's checksum of a migration file: CRC-32 over its lines without their line breaks (a
+/// byte-order mark dropped), as a signed 32-bit number.
+pub fn flyway_checksum(content: &str) -> i32 {
+    let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+    let mut digest = crc.digest();
+    let content = content.strip_prefix('\u{feff}').unwrap_or(content);
+    for line in content.lines() {
+        digest.update(line.trim_end_matches('\r').as_bytes());
+    }
+    digest.finalize() as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flyway_checksum_ignores_line_endings() {
+        // Flyway reads lines, so CRLF and LF files have one checksum.
+        assert_eq!(flyway_checksum("a\nb\n"), flyway_checksum("a\r\nb\r\n"));
+        assert_ne!(flyway_checksum("a\nb\n"), flyway_checksum("ab\nc\n"));
+        // The CRC-32 of "ab" (lines concatenated).
+        assert_eq!(flyway_checksum("a\nb\n") as u32, 0x9E83486D);
     }
 }

@@ -176,13 +176,48 @@ impl Engine {
         let staging_sync = self
             .follow_on_staging(&plan, &ran.applied, staging::Direction::Apply, agent)
             .await;
+        let export = self.export_after_apply(&plan, target, &ran.applied).await;
         let mut report = ApplyReport::done(&plan, &message, ran.applied, ran.gated);
+        report.export = export;
         report.staging_sync = staging_sync;
         report.statements = ran.statements;
         report.backfills = ran.backfills;
         report.backup = backup;
         report.checklist = items;
         Ok(report)
+    }
+
+    /// `[export]` on a production target: the steps just applied written into the folder. The
+    /// apply stands whatever happens here; a failure is reported for `drydock export` to redo.
+    async fn export_after_apply(
+        &self,
+        plan: &Plan,
+        target: &Target,
+        applied: &[String],
+    ) -> Option<ExportOutcome> {
+        let to = self.config.export.as_ref()?;
+        let production = self
+            .config
+            .target(&plan.target)
+            .is_ok_and(|t| t.role == Role::Production);
+        if !production || applied.is_empty() {
+            return None;
+        }
+        Some(match self.export_locked(plan, target, to).await {
+            Ok(report) => ExportOutcome {
+                report: Some(report),
+                error: None,
+            },
+            Err(e) => ExportOutcome {
+                report: None,
+                error: Some(format!(
+                    "{} (the apply stands; fix: {}, then run `drydock export {}`)",
+                    crate::redact::redact(&e.to_string()),
+                    e.fix(),
+                    plan.id
+                )),
+            },
+        })
     }
 
     /// On production without a fresh covering backup: the configured command's evidence, or

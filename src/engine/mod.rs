@@ -7,6 +7,7 @@
 mod apply;
 mod decisions;
 mod dry_run;
+mod export;
 mod identity;
 mod lease;
 mod plan;
@@ -27,6 +28,7 @@ use std::time::Instant;
 use serde_json::json;
 use tokio::sync::mpsc::UnboundedSender;
 
+pub use export::{ExportReport, StepVersion};
 pub use identity::CreatedToken;
 pub use plan::next_steps;
 pub use report::*;

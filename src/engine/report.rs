@@ -93,6 +93,18 @@ pub struct ApplyReport {
     pub staging_sync: Option<StagingSync>,
     pub checklist: Vec<ChecklistItem>,
     pub next_steps: Vec<String>,
+    /// `[export]`: the applied steps written into the repository's migration folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<ExportOutcome>,
+}
+
+/// What `[export]` did after an apply.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ExportOutcome {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<super::ExportReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// How the linked staging followed production: the steps it applied (or rolled back) too.
@@ -160,6 +172,7 @@ impl ApplyReport {
             staging_sync: None,
             checklist: vec![],
             next_steps,
+            export: None,
         }
     }
 }

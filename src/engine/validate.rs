@@ -48,6 +48,9 @@ impl Engine {
         );
         integrity.push(drift);
         integrity.push(self.history_check(plan, &target).await?);
+        if let Some(check) = self.repository_check(plan, &target).await? {
+            integrity.push(check);
+        }
         let tables = plan.tables();
         let row_counts = target.row_counts(&tables).await?;
         let failures = failures(&checks, &integrity);
@@ -325,6 +328,51 @@ async fn integrity_checks(
 }
 
 impl Engine {
+    /// With `[export]`, on a production target: the plan's applied steps are in the folder as
+    /// exported (unchanged), and no file of it is left for a step the target does not have.
+    async fn repository_check(&self, plan: &Plan, target: &Target) -> Result<Option<BuiltinCheck>> {
+        let production = self
+            .config
+            .target(&plan.target)
+            .is_ok_and(|t| t.role == Role::Production);
+        let (Some(to), true) = (&self.config.export, production) else {
+            return Ok(None);
+        };
+        let Some(drift) = self.drift_of(target).await? else {
+            return Ok(None);
+        };
+        let drift = drift.of_plan(&plan.id);
+        let edited = self.edited_exports(plan, target, to).await?;
+        let passed = drift.is_empty() && edited.is_empty();
+        let mut detail = if drift.is_empty() {
+            format!(
+                "every applied step is in {} as {} migrations",
+                to.dir.display(),
+                to.format
+            )
+        } else {
+            format!("drift from {}: {}", to.dir.display(), drift.summary())
+        };
+        if !edited.is_empty() {
+            detail.push_str(&format!(
+                "; changed since exported (the database has the exported content): {}",
+                edited.join(", ")
+            ));
+        }
+        if !passed {
+            detail.push_str(&format!(
+                "; run `drydock export {}` (restore edited files first)",
+                plan.id
+            ));
+        }
+        Ok(Some(BuiltinCheck {
+            name: "repository".into(),
+            passed,
+            skipped: false,
+            detail,
+        }))
+    }
+
     /// Every step drydock recorded as applied has its row in the target's history table.
     async fn history_check(&self, plan: &Plan, target: &Target) -> Result<BuiltinCheck> {
         let history = target.history(&plan.id).await?;

@@ -46,6 +46,69 @@ impl Postgres {
     }
 }
 
+impl Postgres {
+    /// Every plan's history rows, with the version each step was exported as (read through
+    /// `to_jsonb`, so a table from before exports, without the column, reads as unexported).
+    pub async fn history_versions(&self) -> Result<Vec<crate::db::HistoryVersion>> {
+        self.read(async |conn| {
+            let exists: bool =
+                sqlx::query_scalar("SELECT to_regclass('drydock.history') IS NOT NULL")
+                    .fetch_one(&mut *conn)
+                    .await?;
+            if !exists {
+                return Ok(vec![]);
+            }
+            // language=SQL
+            Ok(sqlx::query("SELECT plan_id, step, (to_jsonb(h) ->> 'version')::bigint, rolled_back_at IS NULL FROM drydock.history h ORDER BY id")
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(|r| crate::db::HistoryVersion {
+                    plan_id: r.get(0),
+                    step: r.get(1),
+                    version: r.get(2),
+                    applied: r.get(3),
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// Records exported versions and the tool's history rows in one transaction.
+    pub async fn record_export(
+        &self,
+        versions: &[(String, String, i64)],
+        tool: &[String],
+    ) -> Result<()> {
+        let mut conn = self.connect().await?;
+        let run = async {
+            let mut tx = conn.begin().await?;
+            sqlx::raw_sql(CREATE_HISTORY).execute(&mut *tx).await?;
+            sqlx::raw_sql("ALTER TABLE drydock.history ADD COLUMN IF NOT EXISTS version bigint")
+                .execute(&mut *tx)
+                .await?;
+            for (plan, step, version) in versions {
+                // language=SQL
+                sqlx::query("UPDATE drydock.history SET version = $1 WHERE plan_id = $2 AND step = $3 AND rolled_back_at IS NULL")
+                    .bind(version)
+                    .bind(plan)
+                    .bind(step)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for sql in tool {
+                sqlx::raw_sql(AssertSqlSafe(sql.clone()))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await
+        };
+        let result = run.await.map_err(|e| self.err(e));
+        conn.close().await.ok();
+        result
+    }
+}
+
 /// The connection holding a target's advisory lock.
 pub struct PgLock(PgConnection);
 

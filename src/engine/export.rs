@@ -1,0 +1,401 @@
+//! `export`: an applied plan's steps written into the repository's migration folder as a tool's
+//! files, each step's version recorded in the target's history (and in the tool's own history
+//! table when the target has one, so the tool does not apply them again); and the drift between
+//! that folder and a target.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use super::*;
+use crate::config::ExportConfig;
+use crate::db::{HistoryVersion, ToolEntry};
+use crate::export::{self, Drift, FolderFile, Format};
+
+/// What `export` wrote.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct ExportReport {
+    pub plan_id: String,
+    pub format: Format,
+    pub dir: String,
+    /// Files written by this call.
+    pub written: Vec<String>,
+    /// Files already there with the same content.
+    pub unchanged: Vec<String>,
+    /// Each exported step's first version (a step with a statement that cannot run in a
+    /// transaction spans consecutive versions).
+    pub versions: Vec<StepVersion>,
+    /// The tool history table the migrations were also recorded in as applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorded_in: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct StepVersion {
+    pub step: String,
+    pub version: i64,
+}
+
+impl Engine {
+    /// Exports `plan_id`'s applied steps into `to` (default: `[export]`).
+    pub async fn export(
+        &self,
+        plan_id: &str,
+        to: Option<ExportConfig>,
+        who: &Principal,
+    ) -> Result<ExportReport> {
+        let to = to.or_else(|| self.config.export.clone()).ok_or_else(|| {
+            Error::invalid(
+                Part::Argument,
+                "no migration folder: pass `--format` and `--dir`, or set `[export] dir, format` in drydock.toml",
+            )
+        })?;
+        let plan = self.store.plan(plan_id).await?;
+        if self.config.group(&plan.target).is_some() {
+            return Err(Error::ExportConflict {
+                plan: plan.id.clone(),
+                dir: to.dir.display().to_string(),
+                problem: "the plan rolls out to a fleet; export works on a plan of one target".into(),
+                fix: "export the plan a member's history follows by hand, or plan the change for one target".into(),
+            });
+        }
+        let target = self.open_target(&plan.target).await?;
+        // An apply of this target writes history rows: one of the two at a time.
+        let lock = target.lock().await?;
+        let result = self.export_locked(&plan, &target, &to).await;
+        lock.release().await;
+        let report = result?;
+        self.store
+            .commit(Change {
+                plan_id: &plan.id,
+                audit: Audit::new(
+                    who,
+                    "exported",
+                    json!({"format": to.format, "written": report.written, "versions": report.versions}),
+                ),
+                ..Change::default()
+            })
+            .await?;
+        Ok(report)
+    }
+
+    /// Exports the plan's applied steps; the caller holds the target's lock.
+    pub(super) async fn export_locked(
+        &self,
+        plan: &Plan,
+        target: &Target,
+        to: &ExportConfig,
+    ) -> Result<ExportReport> {
+        let conflict = |problem: String, fix: &str| Error::ExportConflict {
+            plan: plan.id.clone(),
+            dir: to.dir.display().to_string(),
+            problem,
+            fix: fix.to_string(),
+        };
+        let history = target.history_versions().await?;
+        let mine: Vec<&HistoryVersion> = history
+            .iter()
+            .filter(|h| h.plan_id == plan.id && h.applied)
+            .collect();
+        if mine.is_empty() {
+            return Err(Error::WrongStatus {
+                plan: plan.id.clone(),
+                status: plan.status.to_string(),
+                action: "export",
+                needed: "applied (at least one step in the target's history)",
+            });
+        }
+        let parts: BTreeMap<String, usize> = export::parts_per_step(plan, to.format)?
+            .into_iter()
+            .collect();
+        let files = export::scan(&to.dir, to.format)?;
+        // New versions come after everything the folder and the history hold.
+        let highest_file = files
+            .iter()
+            .filter_map(|f| f.version.split('.').next()?.parse::<i64>().ok())
+            .max();
+        let highest_history = history
+            .iter()
+            .filter_map(|h| {
+                // Another plan's step may span several versions too; its next plan's export
+                // starts after the folder's files, which hold them.
+                let span = match h.plan_id == plan.id {
+                    true => parts.get(&h.step).copied().unwrap_or(1).max(1),
+                    false => 1,
+                };
+                Some(h.version? + span as i64 - 1)
+            })
+            .max();
+        let mut next =
+            export::next_version(crate::clock::now_unix(), highest_file.max(highest_history));
+        let mut first_versions = BTreeMap::new();
+        let mut new_versions = Vec::new();
+        for name in plan.step_names() {
+            let Some(h) = mine.iter().find(|h| h.step == name) else {
+                continue;
+            };
+            let version = match h.version {
+                Some(v) => v,
+                None => {
+                    let v = next;
+                    next += parts.get(&name).copied().unwrap_or(1).max(1) as i64;
+                    new_versions.push((plan.id.clone(), name.clone(), v));
+                    v
+                }
+            };
+            first_versions.insert(name, version);
+        }
+        let migrations = export::migrations(plan, to.format, &first_versions)?;
+        // Nothing written yet: every conflict is found before anything changes.
+        let mut plan_files = Vec::new();
+        for m in &migrations {
+            for f in std::iter::once(&m.up).chain(m.down.as_ref()) {
+                check_file(&files, f, m, &to.dir, plan).map_err(|(p, fix)| conflict(p, &fix))?;
+                plan_files.push(f);
+            }
+        }
+        let mut warnings = Vec::new();
+        let (tool_sql, recorded_in) = self
+            .tool_records(target, to, &files, &migrations, &mut warnings)
+            .await?;
+        if !new_versions.is_empty() || !tool_sql.is_empty() {
+            target.record_export(&new_versions, &tool_sql).await?;
+        }
+        std::fs::create_dir_all(&to.dir)?;
+        let (mut written, mut unchanged) = (Vec::new(), Vec::new());
+        for f in plan_files {
+            let path = to.dir.join(&f.name);
+            if std::fs::read_to_string(&path).is_ok_and(|c| c == f.content) {
+                unchanged.push(f.name.clone());
+            } else {
+                write_atomically(&path, &f.content)?;
+                written.push(f.name.clone());
+            }
+        }
+        Ok(ExportReport {
+            plan_id: plan.id.clone(),
+            format: to.format,
+            dir: to.dir.display().to_string(),
+            written,
+            unchanged,
+            versions: first_versions
+                .into_iter()
+                .map(|(step, version)| StepVersion { step, version })
+                .collect(),
+            recorded_in,
+            warnings,
+        })
+    }
+
+    /// The statements recording `migrations` in the folder's tool's history in the target, when
+    /// it has one; what stands in the way becomes a warning and nothing is recorded there.
+    async fn tool_records(
+        &self,
+        target: &Target,
+        to: &ExportConfig,
+        files: &[FolderFile],
+        migrations: &[export::Migration],
+        warnings: &mut Vec<String>,
+    ) -> Result<(Vec<String>, Option<String>)> {
+        let Some(tool_name) = export::tool_of(to.format) else {
+            return Ok((vec![], None));
+        };
+        let catalog = target.catalog().await?;
+        let tools = target.migration_tools(&catalog).await?;
+        let Some(tool) = tools.iter().find(|t| t.tool == tool_name) else {
+            warnings.push(format!(
+                "the target has no {tool_name} history table: the versions are recorded in drydock's history only, and a {tool_name} run against this database would apply these migrations again; run {tool_name} once against it (it creates its table), then export again"
+            ));
+            return Ok((vec![], None));
+        };
+        if !tool.failed.is_empty() {
+            warnings.push(format!(
+                "{} ({}) records failed or dirty version(s) {}: nothing recorded there until they are repaired",
+                tool.tool,
+                tool.table,
+                tool.failed.join(", ")
+            ));
+            return Ok((vec![], None));
+        }
+        let ours: BTreeSet<String> = migrations.iter().map(|m| m.version.to_string()).collect();
+        let lowest = migrations
+            .iter()
+            .map(|m| m.version)
+            .min()
+            .unwrap_or_default();
+        let pending: Vec<&str> = files
+            .iter()
+            .filter(|f| f.up && !ours.contains(&f.version) && !tool.applied_version(&f.version))
+            .filter(|f| f.version.parse::<i64>().is_ok_and(|v| v < lowest))
+            .map(|f| f.name.as_str())
+            .collect();
+        if !pending.is_empty() {
+            let consequence = match to.format {
+                Format::GolangMigrate => {
+                    warnings.push(format!(
+                        "golang-migrate keeps only its latest version, and {} come(s) before these migrations but is not applied: nothing recorded in {}; apply them with golang-migrate first, then export again",
+                        pending.join(", "),
+                        tool.table
+                    ));
+                    return Ok((vec![], None));
+                }
+                Format::Flyway => "Flyway refuses them as out of order unless `outOfOrder` is set",
+                _ => "they run after these when the tool next runs",
+            };
+            warnings.push(format!(
+                "{} in the folder come(s) before these migrations but is not applied: {consequence}",
+                pending.join(", ")
+            ));
+        }
+        let entries: Vec<ToolEntry> = migrations
+            .iter()
+            .filter(|m| !tool.applied_version(&m.version.to_string()))
+            .map(|m| ToolEntry {
+                version: m.version,
+                description: m.description.clone(),
+                script: m.up.name.clone(),
+                content: m.up.content.clone(),
+            })
+            .collect();
+        Ok((
+            tool.record_sql(target.engine(), &entries),
+            Some(tool.table.clone()),
+        ))
+    }
+
+    /// The plan's exported files that no longer read as exported.
+    pub(super) async fn edited_exports(
+        &self,
+        plan: &Plan,
+        target: &Target,
+        to: &ExportConfig,
+    ) -> Result<Vec<String>> {
+        let first_versions: BTreeMap<String, i64> = target
+            .history_versions()
+            .await?
+            .into_iter()
+            .filter(|h| h.plan_id == plan.id && h.applied)
+            .filter_map(|h| Some((h.step, h.version?)))
+            .collect();
+        let mut edited = Vec::new();
+        for m in export::migrations(plan, to.format, &first_versions)? {
+            for f in std::iter::once(&m.up).chain(m.down.as_ref()) {
+                if std::fs::read_to_string(to.dir.join(&f.name)).is_ok_and(|c| c != f.content) {
+                    edited.push(f.name.clone());
+                }
+            }
+        }
+        Ok(edited)
+    }
+
+    /// The drift between the `[export]` folder and `target`'s history, both ways; `None`
+    /// without `[export]`.
+    pub(super) async fn drift_of(&self, target: &Target) -> Result<Option<Drift>> {
+        let Some(to) = &self.config.export else {
+            return Ok(None);
+        };
+        let history = target.history_versions().await?;
+        let files = export::scan(&to.dir, to.format)?;
+        let mut parts: BTreeMap<(String, String), usize> = BTreeMap::new();
+        let plan_ids: BTreeSet<&str> = history
+            .iter()
+            .filter(|h| h.version.is_some())
+            .map(|h| h.plan_id.as_str())
+            .collect();
+        for id in plan_ids {
+            if let Ok(plan) = self.store.plan(id).await {
+                for (step, n) in export::parts_per_step(&plan, to.format)? {
+                    parts.insert((plan.id.clone(), step), n);
+                }
+            }
+        }
+        let tools = match export::tool_of(to.format) {
+            Some(name) => {
+                let catalog = target.catalog().await?;
+                target
+                    .migration_tools(&catalog)
+                    .await?
+                    .into_iter()
+                    .filter(|t| t.tool == name)
+                    .collect()
+            }
+            None => vec![],
+        };
+        Ok(Some(export::drift(
+            &files,
+            &history,
+            |plan, step| {
+                parts
+                    .get(&(plan.to_string(), step.to_string()))
+                    .copied()
+                    .unwrap_or(1)
+            },
+            |v| tools.iter().any(|t| t.applied_version(v)),
+        )))
+    }
+
+    /// The drift of every production target (`doctor`); empty without `[export]`.
+    pub async fn drift(&self) -> Vec<(String, Result<Drift>)> {
+        let mut out = Vec::new();
+        if self.config.export.is_none() {
+            return out;
+        }
+        for t in self.config.targets.values() {
+            if t.role != Role::Production {
+                continue;
+            }
+            let drift = match self.open_target(&t.name).await {
+                Ok(target) => self.drift_of(&target).await.map(Option::unwrap_or_default),
+                Err(e) => Err(e),
+            };
+            out.push((t.name.clone(), drift));
+        }
+        out
+    }
+}
+
+/// Whether `f` may be written: a file of the same version must be this very file (the same
+/// name, written by drydock for the same plan and step, unchanged since).
+fn check_file(
+    files: &[FolderFile],
+    f: &export::MigrationFile,
+    m: &export::Migration,
+    dir: &Path,
+    plan: &Plan,
+) -> std::result::Result<(), (String, String)> {
+    let version = m.version.to_string();
+    let up = !f.name.contains(".down.");
+    for existing in files.iter().filter(|e| e.version == version && e.up == up) {
+        if existing.name != f.name
+            || existing.drydock.as_ref() != Some(&(plan.id.clone(), m.step.clone()))
+        {
+            return Err((
+                format!("version {version} is already used by {}", existing.name),
+                format!(
+                    "the folder {} holds a migration drydock did not write at that version; move it to a later version, then export again",
+                    dir.display()
+                ),
+            ));
+        }
+        if existing.content != f.content {
+            return Err((
+                format!("{} was changed since drydock wrote it", existing.name),
+                "restore the file as exported (`git checkout` it) or delete it, then export again: the version is applied with the exported content".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Writes `content` to `path` through a temporary file beside it, so a reader (a tool, git)
+/// never sees half a migration.
+fn write_atomically(path: &Path, content: &str) -> Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.drydock-tmp"));
+    std::fs::write(&tmp, content)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
