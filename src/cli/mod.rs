@@ -835,6 +835,12 @@ max_block = "5s"
 large_table_rows = 100000
 min_staging_ratio = 0.1
 
+# The repository's migration folder: every production apply writes its steps here as the
+# tool's migration files; `drydock doctor` reports drift between it and production.
+# [export]
+# dir = "migrations"
+# format = "sqlx"                 # sqlx | flyway | golang-migrate | plain
+
 # [backup]
 # command = "pgbackrest info --output=json | jq -c '{finished_at: (.[0].backup[-1].timestamp.stop | todate), restore_tested: true}'"
 "#;

@@ -136,7 +136,9 @@ impl Engine {
         );
         let (plan_id, holder) = (plan.id.clone(), self.server.clone());
         let heartbeat = tokio::spawn(async move {
-            let every = (ttl / 3).max(Duration::from_millis(200));
+            // At least once a second: the progress it publishes is what `status --follow` in
+            // another process draws.
+            let every = (ttl / 3).clamp(Duration::from_millis(200), Duration::from_secs(1));
             loop {
                 tokio::time::sleep(every).await;
                 let progress = running
