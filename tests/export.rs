@@ -286,12 +286,24 @@ async fn production_applies_land_in_the_sqlx_folder_that_sqlx_accepts_and_drift_
     assert_eq!(err["error"]["code"], "export-conflict", "{err}");
     std::fs::write(&expand, &original).unwrap();
 
-    // Rolled back: its files no longer describe the database.
-    c.ok(
-        "rollback",
-        json!({"plan_id": id, "reason": "try the drift report"}),
-    )
-    .await;
+    // Rolled back: the plan's migrations leave the folder and sqlx's history (the database no
+    // longer has them), except a file edited since the export, which stays and is drift.
+    std::fs::write(&expand, format!("{original}-- reviewed\n")).unwrap();
+    let rb = c
+        .ok(
+            "rollback",
+            json!({"plan_id": id, "reason": "try the drift report"}),
+        )
+        .await;
+    let un = &rb["unexported"];
+    assert_eq!(un["removed"].as_array().unwrap().len(), 7, "{rb}");
+    assert_eq!(un["kept"], json!([ups[0]]), "{rb}");
+    assert_eq!(un["recorded_in"], "_sqlx_migrations", "{rb}");
+    assert_eq!(
+        sqlx_versions(&p.prod).await,
+        1,
+        "only the team's own migration is left"
+    );
     let doctor = p.project.cli(&["doctor"]);
     assert_eq!(doctor.status.code(), Some(2));
     assert!(
@@ -299,6 +311,19 @@ async fn production_applies_land_in_the_sqlx_folder_that_sqlx_accepts_and_drift_
         "{}",
         stdout(&doctor)
     );
+    std::fs::remove_file(&expand).unwrap();
+    assert_eq!(files(&folder), ["20240101000000_create_widgets.sql"]);
+    let doctor = p.project.cli(&["doctor"]);
+    assert_eq!(doctor.status.code(), Some(0), "{}", stdout(&doctor));
+    // And sqlx, run again, finds production as its history says.
+    let mut prod = app_conn(&p.prod).await;
+    sqlx::migrate::Migrator::new(folder.as_path())
+        .await
+        .unwrap()
+        .run(&mut prod)
+        .await
+        .unwrap();
+    prod.close().await.ok();
     c.close().await;
 }
 
@@ -503,10 +528,11 @@ async fn every_command_speaks_json_completions_and_a_followed_backfill() {
     assert_eq!(approved["by"], "alice");
     assert_eq!(approved["plan"]["status"], "approved", "{approved}");
 
-    assert_eq!(
-        c.ok("apply", json!({"plan_id": id})).await["status"],
-        "applying"
-    );
+    let applying = c.ok("apply", json!({"plan_id": id})).await;
+    assert_eq!(applying["status"], "applying");
+    // The agent's handle: which tool to poll, with what, how often, until when.
+    assert_eq!(applying["poll"]["tool"], "status", "{applying}");
+    assert_eq!(applying["poll"]["plan_id"], id.as_str());
     // The engineer follows it from another process: progress lines, then the final status.
     // (Off this thread: the apply runs on this test's runtime.)
     let config = p.project.config_path.clone();

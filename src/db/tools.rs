@@ -103,6 +103,49 @@ impl MigrationTool {
     }
 }
 
+impl MigrationTool {
+    /// Statements removing `versions` (exported, then rolled back) from this tool's history, so
+    /// that its next run applies them again should their files come back. golang-migrate's one
+    /// row goes back to `previous` (the folder's newest version below them), or away.
+    pub fn forget_sql(&self, versions: &[i64], previous: Option<i64>) -> Vec<String> {
+        if versions.is_empty() {
+            return vec![];
+        }
+        let t = self
+            .table
+            .split('.')
+            .map(quote_ident)
+            .collect::<Vec<_>>()
+            .join(".");
+        let numbers: Vec<String> = versions.iter().map(i64::to_string).collect();
+        let texts: Vec<String> = numbers
+            .iter()
+            .map(|v| crate::sql::quote_literal(v))
+            .collect();
+        match self.tool.as_str() {
+            // language=SQL
+            "sqlx" => vec![format!(
+                "DELETE FROM {t} WHERE version IN ({})",
+                numbers.join(", ")
+            )],
+            // language=SQL
+            "flyway" => vec![format!(
+                "DELETE FROM {t} WHERE version IN ({})",
+                texts.join(", ")
+            )],
+            // language=SQL
+            "golang-migrate" => {
+                let ours = format!("version IN ({})", numbers.join(", "));
+                match previous {
+                    Some(p) => vec![format!("UPDATE {t} SET version = {p} WHERE {ours}")],
+                    None => vec![format!("DELETE FROM {t} WHERE {ours}")],
+                }
+            }
+            _ => vec![],
+        }
+    }
+}
+
 /// One exported migration, as a tool's history records it.
 #[derive(Debug, Clone)]
 pub struct ToolEntry {

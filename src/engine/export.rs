@@ -30,6 +30,20 @@ pub struct ExportReport {
     pub warnings: Vec<String>,
 }
 
+/// What a rollback took out of the repository's migration folder and the tool's history.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct Unexported {
+    /// Files removed: the rolled-back steps' migrations, as exported.
+    pub removed: Vec<String>,
+    /// Files left because they were edited since the export (remove them by hand).
+    pub kept: Vec<String>,
+    /// The tool history table the versions were removed from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorded_in: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct StepVersion {
     pub step: String,
@@ -263,6 +277,74 @@ impl Engine {
         ))
     }
 
+    /// After a rollback of exported steps (`[export]`, production): their files leave the
+    /// folder (those unchanged since the export; an edited one stays and is named) and their
+    /// versions leave the tool's history, so the repository and the tool describe the database
+    /// again. `exported` holds the steps' first versions, read before the rollback.
+    pub(super) async fn unexport(
+        &self,
+        plan: &Plan,
+        target: &Target,
+        exported: &BTreeMap<String, i64>,
+    ) -> Option<Unexported> {
+        let to = self.config.export.as_ref()?;
+        let production = self
+            .config
+            .target(&plan.target)
+            .is_ok_and(|t| t.role == Role::Production);
+        if !production || exported.is_empty() {
+            return None;
+        }
+        let mut out = Unexported::default();
+        let result: Result<()> = async {
+            let migrations = export::migrations(plan, to.format, exported)?;
+            for f in migrations
+                .iter()
+                .flat_map(|m| std::iter::once(&m.up).chain(m.down.as_ref()))
+            {
+                let path = to.dir.join(&f.name);
+                match std::fs::read_to_string(&path) {
+                    Ok(c) if c == f.content => {
+                        std::fs::remove_file(&path)?;
+                        out.removed.push(f.name.clone());
+                    }
+                    Ok(_) => out.kept.push(f.name.clone()),
+                    Err(_) => {}
+                }
+            }
+            let Some(tool_name) = export::tool_of(to.format) else {
+                return Ok(());
+            };
+            let catalog = target.catalog().await?;
+            let tools = target.migration_tools(&catalog).await?;
+            let Some(tool) = tools.iter().find(|t| t.tool == tool_name) else {
+                return Ok(());
+            };
+            let versions: Vec<i64> = migrations.iter().map(|m| m.version).collect();
+            let lowest = versions.iter().min().copied().unwrap_or_default();
+            let previous = export::scan(&to.dir, to.format)?
+                .iter()
+                .filter(|f| f.up)
+                .filter_map(|f| f.version.parse::<i64>().ok())
+                .filter(|v| *v < lowest)
+                .max();
+            target
+                .record_export(&[], &tool.forget_sql(&versions, previous))
+                .await?;
+            out.recorded_in = Some(tool.table.clone());
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            out.error = Some(format!(
+                "{} (the rollback stands; remove the plan's files from {} by hand)",
+                crate::redact::redact(&e.to_string()),
+                to.dir.display()
+            ));
+        }
+        Some(out)
+    }
+
     /// The plan's exported files that no longer read as exported.
     pub(super) async fn edited_exports(
         &self,
@@ -294,21 +376,25 @@ impl Engine {
         let Some(to) = &self.config.export else {
             return Ok(None);
         };
-        let history = target.history_versions().await?;
         let files = export::scan(&to.dir, to.format)?;
+        let mut history = target.history_versions().await?;
         let mut parts: BTreeMap<(String, String), usize> = BTreeMap::new();
-        let plan_ids: BTreeSet<&str> = history
-            .iter()
-            .filter(|h| h.version.is_some())
-            .map(|h| h.plan_id.as_str())
-            .collect();
+        let mut fleet_plans: BTreeSet<String> = BTreeSet::new();
+        let plan_ids: BTreeSet<String> = history.iter().map(|h| h.plan_id.clone()).collect();
         for id in plan_ids {
-            if let Ok(plan) = self.store.plan(id).await {
-                for (step, n) in export::parts_per_step(&plan, to.format)? {
-                    parts.insert((plan.id.clone(), step), n);
-                }
+            let Ok(plan) = self.store.plan(&id).await else {
+                continue;
+            };
+            // A fleet's plans are not exported (yet): their rows are not drift.
+            if self.config.group(&plan.target).is_some() {
+                fleet_plans.insert(id);
+                continue;
+            }
+            for (step, n) in export::parts_per_step(&plan, to.format)? {
+                parts.insert((plan.id.clone(), step), n);
             }
         }
+        history.retain(|h| !fleet_plans.contains(&h.plan_id));
         let tools = match export::tool_of(to.format) {
             Some(name) => {
                 let catalog = target.catalog().await?;

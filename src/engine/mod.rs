@@ -28,7 +28,7 @@ use std::time::Instant;
 use serde_json::json;
 use tokio::sync::mpsc::UnboundedSender;
 
-pub use export::{ExportReport, StepVersion};
+pub use export::{ExportReport, StepVersion, Unexported};
 pub use identity::CreatedToken;
 pub use plan::next_steps;
 pub use report::*;

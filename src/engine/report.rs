@@ -96,6 +96,20 @@ pub struct ApplyReport {
     /// `[export]`: the applied steps written into the repository's migration folder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export: Option<ExportOutcome>,
+    /// While the apply goes on in the background: the handle to follow it by. The apply itself
+    /// needs no handle: it belongs to the plan, survives this call, and `apply` again attaches
+    /// to it (or resumes it from its checkpoint after a restart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll: Option<Poll>,
+}
+
+/// How to follow a background apply: call `tool` with `plan_id` every `every_s` seconds.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Poll {
+    pub tool: String,
+    pub plan_id: String,
+    pub every_s: u64,
+    pub done_when: String,
 }
 
 /// What `[export]` did after an apply.
@@ -140,6 +154,14 @@ impl ApplyReport {
             "call `status` with plan_id `{}` until it is applied, then `validate`",
             plan.id
         )];
+        r.poll = Some(Poll {
+            tool: "status".into(),
+            plan_id: plan.id.clone(),
+            every_s: 15,
+            done_when:
+                "`running` is absent: then read `status` (applied, gated, or resumable by `apply`)"
+                    .into(),
+        });
         r
     }
 
@@ -173,6 +195,7 @@ impl ApplyReport {
             checklist: vec![],
             next_steps,
             export: None,
+            poll: None,
         }
     }
 }
@@ -212,6 +235,10 @@ pub struct RollbackReport {
     /// The same steps rolled back on the linked staging.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub staging_sync: Option<StagingSync>,
+    /// `[export]`: the rolled-back steps' migrations taken out of the folder and the tool's
+    /// history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unexported: Option<super::Unexported>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

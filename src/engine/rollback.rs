@@ -60,6 +60,17 @@ impl Engine {
             .filter(|(_, s)| s.state == StepState::Applied)
             .collect();
         self.window_open(plan, &applied)?;
+        // The versions the steps were exported as, before their history rows are rolled back.
+        let exported: BTreeMap<String, i64> = match self.config.export {
+            Some(_) => target
+                .history_versions()
+                .await?
+                .into_iter()
+                .filter(|h| h.plan_id == plan.id && h.applied)
+                .filter_map(|h| Some((h.step, h.version?)))
+                .collect(),
+            None => BTreeMap::new(),
+        };
         let runs = self.store.runs(&plan.id).await?;
         let before = pre_apply_lines(&runs).map(crate::db::Fingerprint::from_lines);
         let started_at = crate::store::now();
@@ -105,6 +116,7 @@ impl Engine {
         let staging_sync = self
             .follow_on_staging(plan, &rolled_back, staging::Direction::Rollback, agent)
             .await;
+        let unexported = self.unexport(plan, target, &exported).await;
         if !verified {
             return Err(Error::RollbackUnverified { detail });
         }
@@ -116,6 +128,7 @@ impl Engine {
             detail,
             reason: reason.to_string(),
             staging_sync,
+            unexported,
         })
     }
 
@@ -314,6 +327,7 @@ impl Engine {
             schema_verified: true,
             reason: reason.to_string(),
             staging_sync,
+            unexported: None,
         })
     }
 }
