@@ -44,17 +44,20 @@ impl MigrationTool {
         self.ok_versions.iter().any(|v| v == version)
     }
 
+    fn quoted_table(&self) -> String {
+        self.table
+            .split('.')
+            .map(quote_ident)
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+
     /// Statements recording `entries` in this tool's history as applied (by drydock, under
     /// the engine's `dialect`), so that the tool's next run does not apply them again.
     /// golang-migrate keeps one row, its latest version.
     pub fn record_sql(&self, dialect: crate::sql::Dialect, entries: &[ToolEntry]) -> Vec<String> {
         use crate::sql::quote_literal as lit;
-        let t = self
-            .table
-            .split('.')
-            .map(quote_ident)
-            .collect::<Vec<_>>()
-            .join(".");
+        let t = self.quoted_table();
         let bytes = |b: &[u8]| {
             let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
             match dialect {
@@ -111,12 +114,7 @@ impl MigrationTool {
         if versions.is_empty() {
             return vec![];
         }
-        let t = self
-            .table
-            .split('.')
-            .map(quote_ident)
-            .collect::<Vec<_>>()
-            .join(".");
+        let t = self.quoted_table();
         let numbers: Vec<String> = versions.iter().map(i64::to_string).collect();
         let texts: Vec<String> = numbers
             .iter()

@@ -195,12 +195,8 @@ impl Engine {
         target: &Target,
         applied: &[String],
     ) -> Option<ExportOutcome> {
-        let to = self.config.export.as_ref()?;
-        let production = self
-            .config
-            .target(&plan.target)
-            .is_ok_and(|t| t.role == Role::Production);
-        if !production || applied.is_empty() {
+        let to = self.export_folder(plan)?;
+        if applied.is_empty() {
             return None;
         }
         Some(match self.export_locked(plan, target, to).await {

@@ -277,6 +277,15 @@ impl Engine {
         ))
     }
 
+    /// `[export]`, when `plan` targets a production database (the folder mirrors production).
+    pub(super) fn export_folder(&self, plan: &Plan) -> Option<&ExportConfig> {
+        let production = self
+            .config
+            .target(&plan.target)
+            .is_ok_and(|t| t.role == Role::Production);
+        self.config.export.as_ref().filter(|_| production)
+    }
+
     /// After a rollback of exported steps (`[export]`, production): their files leave the
     /// folder (those unchanged since the export; an edited one stays and is named) and their
     /// versions leave the tool's history, so the repository and the tool describe the database
@@ -287,12 +296,8 @@ impl Engine {
         target: &Target,
         exported: &BTreeMap<String, i64>,
     ) -> Option<Unexported> {
-        let to = self.config.export.as_ref()?;
-        let production = self
-            .config
-            .target(&plan.target)
-            .is_ok_and(|t| t.role == Role::Production);
-        if !production || exported.is_empty() {
+        let to = self.export_folder(plan)?;
+        if exported.is_empty() {
             return None;
         }
         let mut out = Unexported::default();

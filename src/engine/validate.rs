@@ -331,11 +331,7 @@ impl Engine {
     /// With `[export]`, on a production target: the plan's applied steps are in the folder as
     /// exported (unchanged), and no file of it is left for a step the target does not have.
     async fn repository_check(&self, plan: &Plan, target: &Target) -> Result<Option<BuiltinCheck>> {
-        let production = self
-            .config
-            .target(&plan.target)
-            .is_ok_and(|t| t.role == Role::Production);
-        let (Some(to), true) = (&self.config.export, production) else {
+        let Some(to) = self.export_folder(plan) else {
             return Ok(None);
         };
         let Some(drift) = self.drift_of(target).await? else {
