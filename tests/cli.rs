@@ -41,6 +41,17 @@ async fn gates_show_their_command_and_releases_never_say_approve() {
         )
         .await;
     c.ok("apply", json!({"plan_id": id})).await;
+    // Following a gated plan ends at once: nothing runs until a person releases the gate.
+    let t0 = std::time::Instant::now();
+    let followed = stdout(&p.cli(&["status", &id, "--follow", "--every", "200ms"]));
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(20),
+        "--follow waited on a gated plan"
+    );
+    assert!(
+        followed.contains("(1 of 2 step(s) applied); next: "),
+        "{followed}"
+    );
     let shown = stdout(&p.cli(&["show", &id]));
     assert!(
         shown.contains(&format!("drydock release {id} index --by NAME")),

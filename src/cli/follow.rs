@@ -57,9 +57,9 @@ fn line(s: &StatusReport) -> String {
     )
 }
 
-fn busy(s: &StatusReport) -> bool {
-    s.running.is_some() || s.status == Status::Applying && s.paused.is_none()
-}
+/// How long `--follow` waits for an apply to show up: a plan that is `applying` with nothing
+/// running is gated, paused, or was cut short by a server's exit, and waits for a person.
+const GRACE: Duration = Duration::from_secs(3);
 
 /// Polls the plan's status every `every` while it runs; draws a bar on a terminal, and
 /// otherwise writes each new progress message to stderr (JSON lines with `--format json`).
@@ -85,9 +85,12 @@ async fn follow_until_idle(
             .progress_chars("=> "),
     );
     let mut last = String::new();
-    // An apply that has not reported yet, or is between steps, reads as `applying` without
-    // progress: keep following while the plan is applying, unless an engineer paused it.
-    while busy(&s) {
+    let started = std::time::Instant::now();
+    // Follow while an apply or rollback runs (its lease, in any server); a plan `applying`
+    // without one may be about to start: wait a moment for it, no longer.
+    while s.running.is_some()
+        || (s.status == Status::Applying && s.paused.is_none() && started.elapsed() < GRACE)
+    {
         let (done, total, message) = match &s.running {
             Some(r) => (
                 r.done.unwrap_or_default(),
