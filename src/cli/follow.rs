@@ -1,4 +1,4 @@
-//! `drydock status PLAN [--follow]`: where a plan stands; following, a progress bar while an
+//! `drydock status PLAN [--follow]` (and `show PLAN`): where a plan stands; following, a progress bar while an
 //! apply, backfill or rollback runs (in this process's server or another sharing the state
 //! store), ending when it stops.
 
@@ -30,7 +30,9 @@ pub(super) async fn status(
         .await?;
     }
     match format {
-        Format::Json => println!("{}", serde_json::to_string(&s)?),
+        // Following, the end state is the last of the JSON lines.
+        Format::Json if follow => println!("{}", serde_json::to_string(&s)?),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&s)?),
         Format::Text if follow => println!("{}", line(&s)),
         Format::Text => print!("{}", s.to_markdown()),
     }

@@ -462,12 +462,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             format,
             json,
         } => {
-            let s = engine.status(&plan_id).await.map_err(refused)?;
-            if json || matches!(format, Format::Json) {
-                println!("{}", serde_json::to_string_pretty(&s)?);
-            } else {
-                print!("{}", s.to_markdown());
-            }
+            let format = if json { Format::Json } else { format };
+            return follow::status(&engine, &plan_id, false, Default::default(), format).await;
         }
         c @ (Command::Approve { .. }
         | Command::Reject { .. }

@@ -350,22 +350,14 @@ impl Engine {
         Some(out)
     }
 
-    /// The plan's exported files that no longer read as exported.
-    pub(super) async fn edited_exports(
-        &self,
+    /// The plan's exported files that no longer read as exported, from the target's `history`.
+    pub(super) fn edited_exports(
         plan: &Plan,
-        target: &Target,
         to: &ExportConfig,
+        history: &[HistoryVersion],
     ) -> Result<Vec<String>> {
-        let first_versions: BTreeMap<String, i64> = target
-            .history_versions()
-            .await?
-            .into_iter()
-            .filter(|h| h.plan_id == plan.id && h.applied)
-            .filter_map(|h| Some((h.step, h.version?)))
-            .collect();
         let mut edited = Vec::new();
-        for m in export::migrations(plan, to.format, &first_versions)? {
+        for m in export::migrations(plan, to.format, &exported_versions(history, &plan.id))? {
             for f in std::iter::once(&m.up).chain(m.down.as_ref()) {
                 if std::fs::read_to_string(to.dir.join(&f.name)).is_ok_and(|c| c != f.content) {
                     edited.push(f.name.clone());
@@ -375,31 +367,46 @@ impl Engine {
         Ok(edited)
     }
 
-    /// The drift between the `[export]` folder and `target`'s history, both ways; `None`
-    /// without `[export]`.
-    pub(super) async fn drift_of(&self, target: &Target) -> Result<Option<Drift>> {
-        let Some(to) = &self.config.export else {
-            return Ok(None);
-        };
+    /// The drift between the folder `to` and `target`'s `history`, both ways; with `only`, what
+    /// concerns that plan alone (its rows are all that is read beside the folder).
+    pub(super) async fn drift_of(
+        &self,
+        target: &Target,
+        to: &ExportConfig,
+        mut history: Vec<HistoryVersion>,
+        only: Option<&Plan>,
+    ) -> Result<Drift> {
         let files = export::scan(&to.dir, to.format)?;
-        let mut history = target.history_versions().await?;
         let mut parts: BTreeMap<(String, String), usize> = BTreeMap::new();
-        let mut fleet_plans: BTreeSet<String> = BTreeSet::new();
-        let plan_ids: BTreeSet<String> = history.iter().map(|h| h.plan_id.clone()).collect();
-        for id in plan_ids {
-            let Ok(plan) = self.store.plan(&id).await else {
-                continue;
-            };
-            // A fleet's plans are not exported (yet): their rows are not drift.
-            if self.config.group(&plan.target).is_some() {
-                fleet_plans.insert(id);
-                continue;
-            }
-            for (step, n) in export::parts_per_step(&plan, to.format)? {
+        let mut add_parts = |plan: &Plan| -> Result<()> {
+            for (step, n) in export::parts_per_step(plan, to.format)? {
                 parts.insert((plan.id.clone(), step), n);
             }
+            Ok(())
+        };
+        match only {
+            Some(plan) => {
+                history.retain(|h| h.plan_id == plan.id);
+                add_parts(plan)?;
+            }
+            None => {
+                let mut fleet_plans: BTreeSet<String> = BTreeSet::new();
+                let plan_ids: BTreeSet<String> =
+                    history.iter().map(|h| h.plan_id.clone()).collect();
+                for id in plan_ids {
+                    let Ok(plan) = self.store.plan(&id).await else {
+                        continue;
+                    };
+                    // A fleet's plans are not exported (yet): their rows are not drift.
+                    if self.config.group(&plan.target).is_some() {
+                        fleet_plans.insert(id);
+                        continue;
+                    }
+                    add_parts(&plan)?;
+                }
+                history.retain(|h| !fleet_plans.contains(&h.plan_id));
+            }
         }
-        history.retain(|h| !fleet_plans.contains(&h.plan_id));
         let tools = match export::tool_of(to.format) {
             Some(name) => {
                 let catalog = target.catalog().await?;
@@ -412,7 +419,7 @@ impl Engine {
             }
             None => vec![],
         };
-        Ok(Some(export::drift(
+        let drift = export::drift(
             &files,
             &history,
             |plan, step| {
@@ -422,27 +429,45 @@ impl Engine {
                     .unwrap_or(1)
             },
             |v| tools.iter().any(|t| t.applied_version(v)),
-        )))
+        );
+        Ok(match only {
+            Some(plan) => drift.of_plan(&plan.id),
+            None => drift,
+        })
     }
 
     /// The drift of every production target (`doctor`); empty without `[export]`.
     pub async fn drift(&self) -> Vec<(String, Result<Drift>)> {
         let mut out = Vec::new();
-        if self.config.export.is_none() {
+        let Some(to) = &self.config.export else {
             return out;
-        }
+        };
         for t in self.config.targets.values() {
             if t.role != Role::Production {
                 continue;
             }
-            let drift = match self.open_target(&t.name).await {
-                Ok(target) => self.drift_of(&target).await.map(Option::unwrap_or_default),
-                Err(e) => Err(e),
-            };
+            let drift = async {
+                let target = self.open_target(&t.name).await?;
+                let history = target.history_versions().await?;
+                self.drift_of(&target, to, history, None).await
+            }
+            .await;
             out.push((t.name.clone(), drift));
         }
         out
     }
+}
+
+/// The first version each of a plan's applied steps was exported as, from the target's history.
+pub(super) fn exported_versions(
+    history: &[HistoryVersion],
+    plan_id: &str,
+) -> BTreeMap<String, i64> {
+    history
+        .iter()
+        .filter(|h| h.plan_id == plan_id && h.applied)
+        .filter_map(|h| Some((h.step.clone(), h.version?)))
+        .collect()
 }
 
 /// Whether `f` may be written: a file of the same version must be this very file (the same

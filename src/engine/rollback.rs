@@ -61,14 +61,8 @@ impl Engine {
             .collect();
         self.window_open(plan, &applied)?;
         // The versions the steps were exported as, before their history rows are rolled back.
-        let exported: BTreeMap<String, i64> = match self.config.export {
-            Some(_) => target
-                .history_versions()
-                .await?
-                .into_iter()
-                .filter(|h| h.plan_id == plan.id && h.applied)
-                .filter_map(|h| Some((h.step, h.version?)))
-                .collect(),
+        let exported = match self.export_folder(plan) {
+            Some(_) => export::exported_versions(&target.history_versions().await?, &plan.id),
             None => BTreeMap::new(),
         };
         let runs = self.store.runs(&plan.id).await?;

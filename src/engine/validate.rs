@@ -334,11 +334,9 @@ impl Engine {
         let Some(to) = self.export_folder(plan) else {
             return Ok(None);
         };
-        let Some(drift) = self.drift_of(target).await? else {
-            return Ok(None);
-        };
-        let drift = drift.of_plan(&plan.id);
-        let edited = self.edited_exports(plan, target, to).await?;
+        let history = target.history_versions().await?;
+        let edited = Self::edited_exports(plan, to, &history)?;
+        let drift = self.drift_of(target, to, history, Some(plan)).await?;
         let passed = drift.is_empty() && edited.is_empty();
         let mut detail = if drift.is_empty() {
             format!(

@@ -21,11 +21,7 @@ impl Postgres {
 
     pub async fn history(&self, plan_id: &str) -> Result<Vec<crate::db::HistoryEntry>> {
         self.read(async |conn| {
-            let exists: bool =
-                sqlx::query_scalar("SELECT to_regclass('drydock.history') IS NOT NULL")
-                    .fetch_one(&mut *conn)
-                    .await?;
-            if !exists {
+            if !history_exists(conn).await? {
                 return Ok(vec![]);
             }
             // language=SQL
@@ -44,18 +40,12 @@ impl Postgres {
         })
         .await
     }
-}
 
-impl Postgres {
     /// Every plan's history rows, with the version each step was exported as (read through
     /// `to_jsonb`, so a table from before exports, without the column, reads as unexported).
     pub async fn history_versions(&self) -> Result<Vec<crate::db::HistoryVersion>> {
         self.read(async |conn| {
-            let exists: bool =
-                sqlx::query_scalar("SELECT to_regclass('drydock.history') IS NOT NULL")
-                    .fetch_one(&mut *conn)
-                    .await?;
-            if !exists {
+            if !history_exists(conn).await? {
                 return Ok(vec![]);
             }
             // language=SQL
@@ -107,6 +97,13 @@ impl Postgres {
         conn.close().await.ok();
         result
     }
+}
+
+/// Whether drydock has written its history table into this target yet.
+async fn history_exists(conn: &mut PgConnection) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT to_regclass('drydock.history') IS NOT NULL")
+        .fetch_one(&mut *conn)
+        .await
 }
 
 /// The connection holding a target's advisory lock.
