@@ -613,3 +613,47 @@ async fn every_command_speaks_json_completions_and_a_followed_backfill() {
     }
     c.close().await;
 }
+
+/// A hostile step name cannot put SQL into an exported file: names and goals are comments, kept
+/// on one line.
+#[tokio::test]
+async fn a_step_name_cannot_smuggle_sql_into_an_exported_file() {
+    let p = Project::new().await;
+    let c = p.connect().await;
+    let id = p
+        .ready(
+            &c,
+            json!({"goal": "tier\nDROP TABLE orders; --", "target": "production",
+                   "steps": [{"name": "add\nDROP TABLE users; --", "up": "ALTER TABLE users ADD COLUMN tier TEXT",
+                              "down": "ALTER TABLE users DROP COLUMN tier"}]}),
+        )
+        .await;
+    assert_eq!(
+        c.ok("apply", json!({"plan_id": id})).await["status"],
+        "applied"
+    );
+    let dir = p.dir.path().join("plain");
+    let out = p.cli(&[
+        "export",
+        &id,
+        "--format",
+        "plain",
+        "--dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in files(&dir) {
+        let text = std::fs::read_to_string(dir.join(&name)).unwrap();
+        for line in text.lines() {
+            assert!(
+                line.starts_with("--") || !line.contains("DROP TABLE"),
+                "{name}: SQL outside a comment: {line}"
+            );
+        }
+    }
+    c.close().await;
+}

@@ -162,9 +162,12 @@ pub fn migrations(
                 } else {
                     String::new()
                 };
+                // Step names and goals are the agent's free text: on one line, or a newline in
+                // them would end the comment and put SQL into every database that replays the file.
                 format!(
-                    "-- drydock plan {}, step `{name}` ({} of {total}){part}: {what}\n-- goal: {}\n-- plan checksum {}; applied by drydock, recorded in its history (drydock.history)\n",
+                    "-- drydock plan {}, step `{}` ({} of {total}){part}: {what}\n-- goal: {}\n-- plan checksum {}; applied by drydock, recorded in its history (drydock.history)\n",
                     plan.id,
+                    one_line(name).replace('`', "'"),
                     i + 1,
                     one_line(&plan.goal),
                     plan.checksum
