@@ -170,7 +170,7 @@ impl Engine {
         }
         let mut warnings = Vec::new();
         let (tool_sql, recorded_in) = self
-            .tool_records(target, to, &files, &migrations, &mut warnings)
+            .tool_records(plan, target, to, &files, &migrations, &mut warnings)
             .await?;
         if !new_versions.is_empty() || !tool_sql.is_empty() {
             target.record_export(&new_versions, &tool_sql).await?;
@@ -205,6 +205,7 @@ impl Engine {
     /// it has one; what stands in the way becomes a warning and nothing is recorded there.
     async fn tool_records(
         &self,
+        plan: &Plan,
         target: &Target,
         to: &ExportConfig,
         files: &[FolderFile],
@@ -217,8 +218,15 @@ impl Engine {
         let catalog = target.catalog().await?;
         let tools = target.migration_tools(&catalog).await?;
         let Some(tool) = tools.iter().find(|t| t.tool == tool_name) else {
+            // Not "run the tool once": its first run would apply these migrations again.
+            let create = match to.format {
+                Format::Flyway => "`flyway baseline` creates `flyway_schema_history`",
+                Format::GolangMigrate => "`migrate force VERSION` creates `schema_migrations`",
+                _ => "create an empty `_sqlx_migrations` as sqlx defines it",
+            };
             warnings.push(format!(
-                "the target has no {tool_name} history table: the versions are recorded in drydock's history only, and a {tool_name} run against this database would apply these migrations again; run {tool_name} once against it (it creates its table), then export again"
+                "the target has no {tool_name} history table: the versions are recorded in drydock's history only, and a {tool_name} run against this database would apply these migrations again; before the application's next deploy, create that table without applying anything ({create}), then run `drydock export {}` to record them there",
+                plan.id
             ));
             return Ok((vec![], None));
         };
