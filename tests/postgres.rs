@@ -792,3 +792,179 @@ async fn an_engineer_pauses_and_resumes_a_running_backfill() {
     );
     c.close().await;
 }
+
+/// A backfill that fills a column where it is NULL saves the keys of exactly the rows it
+/// changed, taken from the change itself. A row the application writes while a batch waits on
+/// its lock is skipped by that batch (its `where` no longer holds once the write commits) — and
+/// so the rollback, which puts NULL back where the backfill wrote, keeps the application's
+/// value. (Saving what the batch's snapshot saw, as before, put NULL over it.)
+#[tokio::test]
+async fn rolling_back_a_fill_keeps_what_the_application_wrote_during_a_batch() {
+    let p = PgProject::new("apply_wait = \"1s\"").await;
+    let c = p.project.connect().await;
+    let planned = c
+        .ok(
+            "plan",
+            json!({"goal": "nickname every account", "target": "production",
+                   "steps": [{"name": "nick", "backfill": {"table": "accounts", "set": "nickname = 'n' || id",
+                              "where": "nickname IS NULL", "batch_size": 500, "pause_ms": 100}}]}),
+        )
+        .await;
+    let id = plan_id(&planned);
+    c.ok("dry-run", json!({"plan_id": id})).await;
+    p.project.approve(&id, "alice");
+
+    let mut app = pg_connect(&p.prod).await;
+    sqlx::raw_sql("UPDATE accounts SET nickname = 'early' WHERE id = 100")
+        .execute(&mut app)
+        .await
+        .unwrap();
+    // The application holds row 15000 when the backfill's batch reaches it …
+    sqlx::raw_sql("BEGIN; UPDATE accounts SET nickname = 'app' WHERE id = 15000")
+        .execute(&mut app)
+        .await
+        .unwrap();
+    let app_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut app)
+        .await
+        .unwrap();
+    assert_eq!(
+        c.ok("apply", json!({"plan_id": id})).await["status"],
+        "applying"
+    );
+    let mut watch = pg_connect(&p.prod).await;
+    let t0 = Instant::now();
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))",
+        )
+        .bind(app_pid)
+        .fetch_one(&mut watch)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no batch reached the row"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // … and commits while the batch waits (well within its lock_timeout).
+    sqlx::raw_sql("COMMIT").execute(&mut app).await.unwrap();
+    let t0 = Instant::now();
+    let done = loop {
+        let s = c.ok("status", json!({"plan_id": id})).await;
+        if (s["status"] == "applied" && s.get("running").is_none())
+            || t0.elapsed() > Duration::from_secs(90)
+        {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(done["status"], "applied", "{done}");
+    let nick = |id: i64| {
+        let (p, db) = (&p, p.prod.clone());
+        async move {
+            p.scalar(
+                &db,
+                &format!("SELECT count(*) FROM accounts WHERE id = {id} AND nickname = 'n' || id"),
+            )
+            .await
+        }
+    };
+    assert_eq!(nick(15_000).await, 0, "the batch skipped the row written");
+    assert_eq!(nick(15_001).await, 1);
+    assert_eq!(
+        p.scalar(
+            &p.prod,
+            "SELECT count(*) FROM accounts WHERE nickname LIKE 'n%'"
+        )
+        .await,
+        19_998
+    );
+
+    let rolled = c
+        .ok(
+            "rollback",
+            json!({"plan_id": id, "reason": "try the restore"}),
+        )
+        .await;
+    assert_eq!(rolled["status"], "rolled-back", "{rolled}");
+    assert_eq!(
+        p.scalar(
+            &p.prod,
+            "SELECT count(*) FROM accounts WHERE nickname IS NULL"
+        )
+        .await,
+        19_998,
+        "NULL back where the backfill wrote"
+    );
+    assert_eq!(
+        p.scalar(
+            &p.prod,
+            "SELECT count(*) FROM accounts WHERE (id = 15000 AND nickname = 'app') OR (id = 100 AND nickname = 'early')"
+        )
+        .await,
+        2,
+        "the application's writes are kept"
+    );
+    app.close().await.ok();
+    watch.close().await.ok();
+}
+
+/// A backfill interrupted under a drydock without lanes (one checkpoint row per step, keyed by
+/// plan and step) resumes from that checkpoint as one lane: the table gains its `lane` column,
+/// and the rows before the checkpoint are not updated again.
+#[tokio::test]
+async fn a_backfill_checkpointed_before_lanes_resumes_where_it_stopped() {
+    let p = PgProject::new("").await;
+    let c = p.project.connect().await;
+    let planned = c
+        .ok(
+            "plan",
+            json!({"goal": "score every account once", "target": "production",
+                   "steps": [{"name": "score", "backfill": {"table": "accounts", "set": "score = score + 1"},
+                              "down": "SELECT 1"}]}),
+        )
+        .await;
+    let id = plan_id(&planned);
+    c.ok("dry-run", json!({"plan_id": id})).await;
+    p.project.approve(&id, "alice");
+    let mut db = pg_connect(&p.prod).await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE SCHEMA IF NOT EXISTS drydock;
+         CREATE TABLE drydock.backfill_progress (
+             plan_id text NOT NULL, step text NOT NULL, last_key text,
+             rows_done bigint NOT NULL DEFAULT 0, batches bigint NOT NULL DEFAULT 0,
+             done boolean NOT NULL DEFAULT false, updated_at timestamptz NOT NULL DEFAULT now(),
+             PRIMARY KEY (plan_id, step));
+         UPDATE accounts SET score = score + 1 WHERE id <= 7000;
+         INSERT INTO drydock.backfill_progress (plan_id, step, last_key, rows_done, batches)
+         VALUES ('{id}', 'score', '7000', 7000, 7);"
+    )))
+    .execute(&mut db)
+    .await
+    .unwrap();
+    db.close().await.ok();
+    let body = c.ok("apply", json!({"plan_id": id})).await;
+    assert_eq!(body["status"], "applied", "{body}");
+    assert_eq!(body["backfills"][0]["resumed_from"], "7000", "{body}");
+    assert_eq!(body["backfills"][0]["lanes"], 1, "{body}");
+    assert_eq!(body["backfills"][0]["rows"], 20_000, "{body}");
+    assert_eq!(
+        p.scalar(&p.prod, "SELECT count(*) FROM accounts WHERE score = 1")
+            .await,
+        20_000,
+        "every row exactly once"
+    );
+    assert_eq!(
+        p.scalar(
+            &p.prod,
+            &format!("SELECT count(*) FROM drydock.backfill_progress WHERE plan_id = '{id}' AND lane = 0 AND done")
+        )
+        .await,
+        1
+    );
+}

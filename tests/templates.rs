@@ -238,6 +238,10 @@ async fn a_backfill_killed_mid_way_resumes_and_updates_every_row_exactly_once() 
     assert!(body["backfills"][0]["resumed_from"].is_string(), "{body}");
     assert_eq!(body["backfills"][0]["rows"], ROWS);
     assert_eq!(
+        body["backfills"][0]["lanes"], 2,
+        "walked in two lanes, each resumed from its own checkpoint: {body}"
+    );
+    assert_eq!(
         p.scalar(&p.prod, "SELECT count(*) FROM counters WHERE hits = 1")
             .await,
         ROWS

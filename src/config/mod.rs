@@ -170,6 +170,9 @@ pub struct Policy {
     pub min_staging_ratio: f64,
     pub snapshot_max_rows: u64,
     pub lock_retries: u32,
+    /// Lanes a PostgreSQL backfill walks a large table in, side by side (each its own connection
+    /// and key range; one lane per 50,000 rows at most); 1 walks it in one.
+    pub backfill_lanes: u32,
 }
 
 impl Default for Policy {
@@ -189,6 +192,7 @@ impl Default for Policy {
             min_staging_ratio: 0.1,
             snapshot_max_rows: 1_000_000,
             lock_retries: 5,
+            backfill_lanes: 2,
         }
     }
 }
@@ -382,6 +386,7 @@ struct RawPolicy {
     min_staging_ratio: Option<f64>,
     snapshot_max_rows: Option<u64>,
     lock_retries: Option<u32>,
+    backfill_lanes: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -423,6 +428,17 @@ fn duration(key: &str, raw: &Option<String>, default: Duration) -> Result<Durati
                 "policy.{key} = {s:?} is not a duration like \"2s\", \"24h\", \"7d\": {e}"
             ))
         }),
+    }
+}
+
+/// `policy.backfill_lanes`: 1 to 16 (each lane is a connection busy for the whole backfill).
+fn lanes(raw: Option<u32>, default: u32) -> Result<u32> {
+    match raw {
+        None => Ok(default),
+        Some(n @ 1..=16) => Ok(n),
+        Some(n) => Err(Error::Config(format!(
+            "policy.backfill_lanes = {n} is out of range: give 1 (one lane at a time) to 16"
+        ))),
     }
 }
 
@@ -537,6 +553,7 @@ impl Config {
             min_staging_ratio: p.min_staging_ratio.unwrap_or(d.min_staging_ratio),
             snapshot_max_rows: p.snapshot_max_rows.unwrap_or(d.snapshot_max_rows),
             lock_retries: p.lock_retries.unwrap_or(d.lock_retries),
+            backfill_lanes: lanes(p.backfill_lanes, d.backfill_lanes)?,
         };
         let state_dir = clean(
             &raw.state_dir
@@ -713,11 +730,23 @@ mod tests {
             rollback_window = "7d"
             lock_timeout = "2s"
             large_table_rows = 10
+            backfill_lanes = 4
             "#,
             Path::new("/srv"),
             None,
         )
         .unwrap();
+        assert_eq!(c.policy.backfill_lanes, 4);
+        let zero = Config::parse(
+            "[targets.prod]\nurl = \"sqlite:prod.db\"\nrole = \"staging\"\n[policy]\nbackfill_lanes = 0\n",
+            Path::new("/srv"),
+            None,
+        );
+        assert!(
+            matches!(&zero, Err(Error::Config(m)) if m.contains("backfill_lanes = 0")),
+            "{:?}",
+            zero.err()
+        );
         assert_eq!(c.policy.rollback_window, Duration::from_secs(7 * 86400));
         assert_eq!(c.policy.lock_timeout, Duration::from_secs(2));
         assert_eq!(c.policy.large_table_rows, 10);

@@ -240,7 +240,11 @@ pub struct BackfillReport {
     /// Rows updated in total (including before a resume).
     pub rows: u64,
     pub batches: u64,
-    /// The checkpoint this run resumed from, if it did.
+    /// Key ranges walked side by side (`policy.backfill_lanes`, PostgreSQL), each with its own
+    /// checkpoint.
+    #[serde(default)]
+    pub lanes: u64,
+    /// The checkpoint this run resumed from, if it did (one per lane that had started).
     pub resumed_from: Option<String>,
     pub final_batch_size: u64,
     /// Watcher samples that saw a session kept waiting over 100 ms by a batch (each halved the

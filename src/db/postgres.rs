@@ -31,6 +31,7 @@ mod dependents;
 mod execute;
 mod fingerprint;
 mod history;
+mod lanes;
 mod monitor;
 mod sandbox;
 mod saved;

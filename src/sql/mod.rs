@@ -134,3 +134,59 @@ pub fn single_expression(what: &str, expr: &str) -> std::result::Result<(), Stri
         )),
     }
 }
+
+/// The columns a filter requires to be NULL: each `column IS NULL` among its top-level `AND`ed
+/// conditions (so a row it admits has NULL in every one). Nothing for an expression that does
+/// not parse, or whose conditions are joined any other way.
+pub fn null_tested_columns(filter: &str) -> Vec<String> {
+    fn walk(node: &NodeEnum, out: &mut Vec<String>) {
+        match node {
+            NodeEnum::BoolExpr(b) if b.boolop() == pg_query::protobuf::BoolExprType::AndExpr => {
+                for arg in b.args.iter().filter_map(|a| a.node.as_ref()) {
+                    walk(arg, out);
+                }
+            }
+            NodeEnum::NullTest(t)
+                if t.nulltesttype() == pg_query::protobuf::NullTestType::IsNull =>
+            {
+                if let Some(NodeEnum::ColumnRef(c)) = t.arg.as_ref().and_then(|a| a.node.as_ref())
+                    && let Some(NodeEnum::String(name)) =
+                        c.fields.last().and_then(|f| f.node.as_ref())
+                {
+                    out.push(name.sval.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    let Ok(parsed) = pg_query::parse(&format!("SELECT WHERE ({filter})"), 0) else {
+        return vec![];
+    };
+    let mut out = Vec::new();
+    if let [one] = parsed.protobuf.stmts.as_slice()
+        && let Some(NodeEnum::SelectStmt(s)) = one.stmt.as_ref().and_then(|n| n.node.as_ref())
+        && let Some(w) = s.where_clause.as_ref().and_then(|w| w.node.as_ref())
+    {
+        walk(w, &mut out);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn null_tested_columns_are_the_and_ed_is_null_conditions() {
+        assert_eq!(null_tested_columns("cents IS NULL"), ["cents"]);
+        assert_eq!(
+            null_tested_columns("o.cents IS NULL AND (\"Tier\" IS NULL AND id > 5)"),
+            ["cents", "Tier"]
+        );
+        assert!(null_tested_columns("cents IS NULL OR id > 5").is_empty());
+        assert!(null_tested_columns("cents IS NOT NULL").is_empty());
+        assert!(null_tested_columns("NOT (cents IS NULL)").is_empty());
+        assert!(null_tested_columns("cents IS NULL; DROP TABLE x").is_empty());
+        assert!(null_tested_columns("coalesce(cents, 0) = 0").is_empty());
+    }
+}

@@ -1,7 +1,9 @@
 //! Backfill steps: keyset batches, each its own transaction with its checkpoint (and, for the
 //! last, the history row), the values they overwrite saved first; and their restore.
 
+use super::lanes::{self, Lane};
 use super::monitor::Monitor;
+use super::saved::BatchStatement;
 use super::*;
 use crate::plan::BackfillMode;
 
@@ -41,11 +43,14 @@ impl Postgres {
 
     /// Runs a backfill in keyset batches. Each batch is its own transaction that also writes the
     /// checkpoint (the last key done) to `drydock.backfill_progress`, so a process killed at any
-    /// instant resumes exactly where it stopped: no batch is skipped or repeated. The batch size
-    /// adapts to keep batches near 100 ms; lock timeouts retry the batch with backoff; the table
-    /// is vacuumed every ~400k rows to keep its heap from doubling. The step's history row is
-    /// written with the final checkpoint. A `halt` stops it after the batch in progress (its
-    /// checkpoint committed), without the history row: the next apply resumes there.
+    /// instant resumes exactly where it stopped: no batch is skipped or repeated. A large table
+    /// is walked in lanes side by side (`policy.backfill_lanes`, one connection and one
+    /// checkpoint each; see `lanes`). Batch sizes adapt to keep batches near 100 ms; lock
+    /// timeouts retry the batch with backoff; the table is vacuumed every ~400k rows to keep its
+    /// heap from doubling. The step's history row is written with the final checkpoints. A
+    /// `halt` stops every lane after the batch in progress (its checkpoint committed), without
+    /// the history row: the next apply resumes there; a lane's failure stops the others the
+    /// same way and is the step's failure.
     pub async fn backfill(
         &self,
         step: &str,
@@ -61,81 +66,77 @@ impl Postgres {
             pause,
         } = control;
         let mut conn = self.connect().await?;
-        let (saved, total, mut at) = self
-            .backfill_setup(&mut conn, step, spec, columns, history.plan_id)
+        let (saved, total, lanes) = self
+            .backfill_setup(&mut conn, step, spec, columns, history.plan_id, policy)
             .await?;
-        let resumed_from = at.last.clone();
-        let batch_sql = batch_statement(spec, &saved);
-        // The watcher samples sessions blocked behind the batches: one kept waiting over 100 ms
-        // halves the batch size, and a batch that blocks others past policy.max_block is
-        // cancelled and retried smaller.
-        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-            .fetch_one(&mut conn)
-            .await
-            .map_err(|e| self.err(e))?;
-        let stop = StopOnDrop(Arc::new(Stop::default()));
-        let blocked = Arc::new(AtomicU64::new(0));
-        tokio::spawn(watch(
-            self.options.clone(),
-            pid,
-            policy.max_block,
-            stop.0.clone(),
-            Some(blocked.clone()),
-        ));
         let started = Instant::now();
-        let mut pace = Pace::new(spec.batch_size, blocked.clone());
-        let mut vacuum = Vacuum::new(self.options.clone(), qualified_ident(&spec.table));
-        let mut monitor = Monitor::new(qualified_ident(&spec.table), policy.max_replica_lag);
-        let mut halted = false;
-        loop {
-            if halt.requested() {
-                halted = true;
-                break;
-            }
-            // Paused by an engineer: hold between batches (the checkpoint is committed, no lock
-            // is held) until resumed, or halted for a shutdown.
-            if pause.load(Ordering::SeqCst) {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-            // A replica lagging over policy.max_replica_lag: hold the same way until it
-            // catches up, saying why in the progress.
-            monitor.refresh(&mut conn).await;
-            if monitor.hold().is_some() {
-                progress(at.done as u64, total.max(at.done as u64), &monitor.health);
-                let t = Instant::now();
-                tokio::time::sleep(Duration::from_millis(250)).await;
-                monitor.waited_ms += t.elapsed().as_secs_f64() * 1000.0;
-                continue;
-            }
-            let (count, max_key) = match self
-                .batch_with_retries(
-                    &mut conn,
-                    &batch_sql,
-                    &at,
-                    history.plan_id,
-                    step,
-                    &mut pace,
-                    policy,
-                )
-                .await
-            {
-                Ok(row) => row,
-                Err(failure) => {
-                    conn.close().await.ok();
-                    return Ok(Err(failure));
-                }
-            };
-            let Some(max_key) = max_key else { break };
-            at.advance(max_key, count);
-            progress(at.done as u64, total.max(at.done as u64), &monitor.health);
-            vacuum.after(count);
-            if let Some(p) = spec.pause_ms.filter(|p| *p > 0) {
-                tokio::time::sleep(Duration::from_millis(p)).await;
-            }
-        }
+        let walk = Walk {
+            statements: Statements::new(spec, &saved),
+            plan_id: history.plan_id,
+            step,
+            policy,
+            pause_ms: spec.pause_ms.filter(|p| *p > 0),
+            halt,
+            pause,
+            failed: AtomicBool::new(false),
+            monitor: tokio::sync::Mutex::new(Monitor::new(
+                qualified_ident(&spec.table),
+                policy.max_replica_lag,
+            )),
+            vacuum: std::sync::Mutex::new(Vacuum::new(
+                self.options.clone(),
+                qualified_ident(&spec.table),
+            )),
+            tally: std::sync::Mutex::new(Tally {
+                done: lanes.iter().map(|l| l.done as u64).sum(),
+                total,
+                health: crate::db::Health::default(),
+                report: progress,
+            }),
+        };
+        let resumed: Vec<String> = lanes
+            .iter()
+            .filter_map(|l| l.resumed_from.clone())
+            .collect();
+        let lane_count = lanes.len() as u64;
+        let runs =
+            futures_util::future::join_all(lanes.into_iter().map(|l| self.walk_lane(l, &walk)))
+                .await;
+        let vacuum = walk.vacuum.into_inner().unwrap_or_else(|p| p.into_inner());
         vacuum.finish().await;
-        if !halted {
+        let health = walk.monitor.into_inner().health;
+        let mut report = BackfillReport {
+            halted: false,
+            table: spec.table.clone(),
+            key: saved.key_name.clone(),
+            rows: 0,
+            batches: 0,
+            lanes: lane_count,
+            resumed_from: (!resumed.is_empty()).then(|| resumed.join(", ")),
+            final_batch_size: 0,
+            blocked_samples: 0,
+            slowest_batch_ms: 0.0,
+            duration_ms: 0.0,
+            replica_wait_ms: 0.0,
+            health,
+        };
+        let mut failure = None;
+        for run in runs {
+            let run = run?;
+            report.rows += run.lane.done as u64;
+            report.batches += run.lane.batches as u64;
+            report.final_batch_size = report.final_batch_size.max(run.pace.size as u64);
+            report.blocked_samples += run.blocked;
+            report.slowest_batch_ms = report.slowest_batch_ms.max(run.pace.slowest_ms);
+            report.replica_wait_ms = report.replica_wait_ms.max(run.waited_ms);
+            report.halted |= run.halted;
+            failure = failure.or(run.failure);
+        }
+        if let Some(failure) = failure {
+            conn.close().await.ok();
+            return Ok(Err(failure));
+        }
+        if !report.halted {
             finish(
                 &mut conn,
                 history,
@@ -146,24 +147,93 @@ impl Postgres {
             .map_err(|e| self.err(e))?;
         }
         conn.close().await.ok();
-        Ok(Ok(BackfillReport {
-            halted,
-            table: spec.table.clone(),
-            key: saved.key_name.clone(),
-            rows: at.done as u64,
-            batches: at.batches as u64,
-            resumed_from,
-            final_batch_size: pace.size as u64,
-            blocked_samples: blocked.load(Ordering::SeqCst),
-            slowest_batch_ms: pace.slowest_ms,
-            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
-            replica_wait_ms: monitor.waited_ms,
-            health: monitor.health,
-        }))
+        report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        Ok(Ok(report))
+    }
+
+    /// Walks one lane to its end (or a halt, or another lane's failure) on its own connection.
+    /// The watcher samples sessions blocked behind its batches: one kept waiting over 100 ms
+    /// halves the lane's batch size, and a batch that blocks others past policy.max_block is
+    /// cancelled and retried smaller.
+    async fn walk_lane(&self, mut lane: Lane, walk: &Walk<'_>) -> Result<LaneRun> {
+        let mut conn = match self.connect().await {
+            Ok(c) => c,
+            Err(e) => {
+                walk.failed.store(true, Ordering::SeqCst);
+                return Err(e);
+            }
+        };
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        let stop = StopOnDrop(Arc::new(Stop::default()));
+        let blocked = Arc::new(AtomicU64::new(0));
+        tokio::spawn(watch(
+            self.options.clone(),
+            pid,
+            walk.policy.max_block,
+            stop.0.clone(),
+            Some(blocked.clone()),
+        ));
+        let mut run = LaneRun {
+            pace: Pace::new(walk.statements.batch_size, blocked.clone()),
+            halted: false,
+            failure: None,
+            waited_ms: 0.0,
+            blocked: 0,
+            lane: lane.clone(),
+        };
+        loop {
+            if walk.halt.requested() {
+                run.halted = true;
+                break;
+            }
+            if walk.failed.load(Ordering::SeqCst) {
+                break;
+            }
+            // Paused by an engineer: hold between batches (the checkpoint is committed, no lock
+            // is held) until resumed, or halted for a shutdown.
+            if walk.pause.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            // A replica lagging over policy.max_replica_lag: hold the same way until it
+            // catches up, saying why in the progress.
+            if walk.hold(&mut conn).await {
+                let t = Instant::now();
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                run.waited_ms += t.elapsed().as_secs_f64() * 1000.0;
+                continue;
+            }
+            let sql = walk.statements.for_lane(&lane);
+            let (count, max_key) = match self
+                .batch_with_retries(&mut conn, sql, &lane, walk, &mut run.pace)
+                .await
+            {
+                Ok(row) => row,
+                Err(failure) => {
+                    walk.failed.store(true, Ordering::SeqCst);
+                    run.failure = Some(failure);
+                    break;
+                }
+            };
+            let Some(max_key) = max_key else { break };
+            lane.advance(max_key, count);
+            walk.advanced(count);
+            if let Some(p) = walk.pause_ms {
+                tokio::time::sleep(Duration::from_millis(p)).await;
+            }
+        }
+        conn.close().await.ok();
+        run.blocked = blocked.load(Ordering::SeqCst);
+        run.lane = lane;
+        Ok(run)
     }
 
     /// The bookkeeping tables, the table that saves the overwritten values (written by the same
-    /// statements as the batches, for rollback), the rows to do, and the checkpoint to resume at.
+    /// statements as the batches, for rollback), the rows to do, and the lanes: as their
+    /// checkpoints say when the backfill has started, else cut now.
     async fn backfill_setup(
         &self,
         conn: &mut PgConnection,
@@ -171,7 +241,8 @@ impl Postgres {
         spec: &crate::plan::Backfill,
         columns: &[String],
         plan_id: &str,
-    ) -> Result<(saved::Saved, u64, Checkpoint)> {
+        policy: &Policy,
+    ) -> Result<(saved::Saved, u64, Vec<Lane>)> {
         prepare(conn).await.map_err(|e| self.err(e))?;
         let saved = saved::Saved::resolve(
             &self.name,
@@ -190,28 +261,40 @@ impl Postgres {
             .map_err(|e| self.err(e))?
             .values()
             .sum::<u64>();
-        let at = Checkpoint::read(conn, plan_id, step)
+        let mut lanes = lanes::read(conn, plan_id, step)
             .await
             .map_err(|e| self.err(e))?;
-        Ok((saved, total, at))
+        if lanes.is_empty() {
+            let boundaries = lanes::cut(
+                conn,
+                &qualified_ident(&spec.table),
+                saved.key(),
+                spec.filter.as_deref(),
+                total,
+                policy.backfill_lanes,
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+            lanes = lanes::start(conn, plan_id, step, &boundaries)
+                .await
+                .map_err(|e| self.err(e))?;
+        }
+        Ok((saved, total, lanes))
     }
 
     /// One batch; a lock timeout or a cancel by the watcher retries it smaller, with backoff.
-    #[allow(clippy::too_many_arguments)]
     async fn batch_with_retries(
         &self,
         conn: &mut PgConnection,
-        batch_sql: &str,
-        at: &Checkpoint,
-        plan_id: &str,
-        step: &str,
+        batch_sql: (&str, &BatchStatement),
+        lane: &Lane,
+        walk: &Walk<'_>,
         pace: &mut Pace,
-        policy: &Policy,
     ) -> std::result::Result<(i64, Option<String>), StepFailure> {
         let mut attempt = 0;
         loop {
             let t0 = Instant::now();
-            match batch(conn, batch_sql, at, pace.size, plan_id, step).await {
+            match batch(conn, batch_sql, lane, pace.size, walk.plan_id, walk.step).await {
                 Ok(row) => {
                     pace.after(t0.elapsed().as_secs_f64() * 1000.0);
                     return Ok(row);
@@ -221,7 +304,7 @@ impl Postgres {
                     let state = sqlstate(&e);
                     // 55P03: lock timeout; 57014: cancelled by the watcher. Retry smaller.
                     if matches!(state.as_deref(), Some("55P03" | "57014"))
-                        && attempt + 1 < policy.lock_retries
+                        && attempt + 1 < walk.policy.lock_retries
                     {
                         attempt += 1;
                         pace.shrink();
@@ -229,13 +312,13 @@ impl Postgres {
                         continue;
                     }
                     return Err(StepFailure {
-                        index: (at.batches + 1) as usize,
+                        index: (lane.batches + 1) as usize,
                         sql: format!(
                             "backfill batch after key {}",
-                            at.last.as_deref().unwrap_or("(start)")
+                            lane.last.as_deref().unwrap_or("(start)")
                         ),
                         sqlstate: state,
-                        cause: crate::db::agent_error(&e, batch_sql),
+                        cause: crate::db::agent_error(&e, batch_sql.1.sql()),
                     });
                 }
             }
@@ -243,43 +326,179 @@ impl Postgres {
     }
 }
 
+/// What the lanes of one backfill share: their statements, the brakes, the monitor (sampled by
+/// whichever lane comes first, at most once a second), the vacuum (paced by the rows of all
+/// lanes) and the progress tally.
+struct Walk<'a> {
+    statements: Statements,
+    plan_id: &'a str,
+    step: &'a str,
+    policy: &'a Policy,
+    pause_ms: Option<u64>,
+    halt: &'a crate::db::Halt,
+    pause: &'a AtomicBool,
+    /// A lane failed: the others stop at their next checkpoint.
+    failed: AtomicBool,
+    monitor: tokio::sync::Mutex<Monitor>,
+    vacuum: std::sync::Mutex<Vacuum>,
+    tally: std::sync::Mutex<Tally<'a>>,
+}
+
+/// Rows done across the lanes, the last sample of the database, and where they are reported.
+struct Tally<'a> {
+    done: u64,
+    total: u64,
+    health: crate::db::Health,
+    report: &'a mut (dyn FnMut(u64, u64, &crate::db::Health) + Send),
+}
+
+impl Tally<'_> {
+    fn send(&mut self) {
+        (self.report)(self.done, self.total.max(self.done), &self.health);
+    }
+}
+
+impl<'a> Walk<'a> {
+    fn tally(&self) -> std::sync::MutexGuard<'_, Tally<'a>> {
+        self.tally.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the next batch must wait for a lagging replica (reported as the progress' why).
+    async fn hold(&self, conn: &mut PgConnection) -> bool {
+        let mut monitor = self.monitor.lock().await;
+        monitor.refresh(conn).await;
+        let held = monitor.hold().is_some();
+        let mut tally = self.tally();
+        tally.health = monitor.health.clone();
+        if held {
+            tally.send();
+        }
+        held
+    }
+
+    /// A lane's batch of `rows` committed.
+    fn advanced(&self, rows: i64) {
+        {
+            let mut tally = self.tally();
+            tally.done += rows as u64;
+            tally.send();
+        }
+        self.vacuum
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .after(rows);
+    }
+}
+
+/// How one lane's walk ended.
+struct LaneRun {
+    lane: Lane,
+    pace: Pace,
+    halted: bool,
+    failure: Option<StepFailure>,
+    waited_ms: f64,
+    blocked: u64,
+}
+
 /// The backfill's bookkeeping tables in the target.
 async fn prepare(conn: &mut PgConnection) -> sqlx::Result<()> {
-    // language=SQL
-    sqlx::raw_sql(
-        "CREATE SCHEMA IF NOT EXISTS drydock;
-         CREATE TABLE IF NOT EXISTS drydock.backfill_progress (
-             plan_id text NOT NULL,
-             step text NOT NULL,
-             last_key text,
-             rows_done bigint NOT NULL DEFAULT 0,
-             batches bigint NOT NULL DEFAULT 0,
-             done boolean NOT NULL DEFAULT false,
-             updated_at timestamptz NOT NULL DEFAULT now(),
-             PRIMARY KEY (plan_id, step)
-         );",
-    )
-    .execute(&mut *conn)
-    .await?;
+    sqlx::raw_sql(lanes::CREATE_PROGRESS)
+        .execute(&mut *conn)
+        .await?;
     sqlx::raw_sql(CREATE_HISTORY).execute(&mut *conn).await?;
     Ok(())
 }
 
-/// The one statement a batch runs. A batch is the next `$2` keys after the checkpoint `$1`: their
-/// upper bound comes from an index-only scan, then one ranged UPDATE, INSERT … SELECT or DELETE
-/// (an index range scan) changes the rows in it that match `where`, saving what it overwrites,
-/// copies or deletes. The bound becomes
-/// the checkpoint. Returns (rows updated, the bound, rows saved).
-fn batch_statement(spec: &crate::plan::Backfill, saved: &Saved) -> String {
+/// The statements a lane's batch runs, one per shape of its key range (a lower bound or the
+/// table's start; an upper bound or the table's end), so that each is a plain index range
+/// condition the planner can use in a generic plan too. A missing bound still names its
+/// parameter (`$1::text IS NULL`), so every shape binds the same parameters.
+struct Statements {
+    /// The batch's last key, by `[has a lower bound][has an upper bound]`.
+    bound: [[String; 2]; 2],
+    /// The change, by `[has a lower bound]`.
+    change: [BatchStatement; 2],
+    batch_size: Option<u32>,
+}
+
+impl Statements {
+    fn new(spec: &crate::plan::Backfill, saved: &Saved) -> Statements {
+        let bound = |after: bool, upto: bool| bound_statement(spec, saved, after, upto);
+        Statements {
+            bound: [
+                [bound(false, false), bound(false, true)],
+                [bound(true, false), bound(true, true)],
+            ],
+            change: [
+                change_statement(spec, saved, false),
+                change_statement(spec, saved, true),
+            ],
+            batch_size: spec.batch_size,
+        }
+    }
+
+    fn for_lane(&self, lane: &Lane) -> (&str, &BatchStatement) {
+        let after = usize::from(lane.last.is_some());
+        (
+            &self.bound[after][usize::from(lane.upto.is_some())],
+            &self.change[after],
+        )
+    }
+}
+
+/// `key > $1` (the checkpoint) or, from the table's start, `$1 IS NULL`.
+fn after_condition(saved: &Saved, has_after: bool) -> String {
+    if has_after {
+        format!("{} > $1::text::{}", saved.key(), saved.key_type)
+    } else {
+        "$1::text IS NULL".to_string()
+    }
+}
+
+/// A batch's last key: the `$2`-th key after the checkpoint `$1` (or the lane's end `$3`, or the
+/// last key before it), from an index-only scan; NULL when the lane is done.
+fn bound_statement(
+    spec: &crate::plan::Backfill,
+    saved: &Saved,
+    has_after: bool,
+    has_upto: bool,
+) -> String {
+    let key = saved.key();
+    let upto = if has_upto {
+        format!("{key} <= $3::text::{}", saved.key_type)
+    } else {
+        "$3::text IS NULL".to_string()
+    };
+    // language=SQL
+    format!(
+        "SELECT max(k)::text FROM (
+             SELECT {key} AS k FROM {table} WHERE {after} AND {upto} ORDER BY {key} LIMIT $2
+         ) AS next_keys",
+        table = qualified_ident(&spec.table),
+        after = after_condition(saved, has_after),
+    )
+}
+
+/// A batch's change: one ranged UPDATE, INSERT … SELECT or DELETE (an index range scan) of the
+/// rows after the checkpoint `$1` up to the batch's last key `$2` that match `where`, saving what
+/// it overwrites, copies or deletes in the same statement. Its row count is the batch's.
+fn change_statement(
+    spec: &crate::plan::Backfill,
+    saved: &Saved,
+    has_after: bool,
+) -> BatchStatement {
     let table = qualified_ident(&spec.table);
-    let (qkey, key_type) = (quote_ident(&saved.key_name), &saved.key_type);
     let filter = spec
         .filter
         .as_deref()
         .map(|w| format!("AND ({w})"))
         .unwrap_or_default();
-    let after = format!("($1::text IS NULL OR {qkey} > $1::text::{key_type})");
-    let range = format!("{after} AND {qkey} <= (SELECT hi FROM bound)");
+    let range = format!(
+        "{} AND {} <= $2::text::{}",
+        after_condition(saved, has_after),
+        saved.key(),
+        saved.key_type
+    );
     let change = match spec.mode() {
         BackfillMode::Update(set) => format!("UPDATE {table} SET {set} WHERE {range} {filter}"),
         BackfillMode::Delete => format!("DELETE FROM {table} WHERE {range} {filter}"),
@@ -301,87 +520,48 @@ fn batch_statement(spec: &crate::plan::Backfill, saved: &Saved) -> String {
             )
         }
     };
-    // language=SQL
-    format!(
-        "WITH bound AS (
-             SELECT max(k) AS hi FROM (
-                 SELECT {qkey} AS k FROM {table}
-                 WHERE {after}
-                 ORDER BY {qkey} LIMIT $2
-             ) AS next_keys
-         ), {saved_cte}, changed AS (
-             {change}
-             RETURNING 1
-         )
-         SELECT (SELECT count(*) FROM changed)::int8, (SELECT hi FROM bound)::text, (SELECT count(*) FROM saved)::int8",
-        saved_cte = saved.save_batch_cte(&range),
-    )
+    saved.batch_statement(&change, &range)
 }
 
-/// Where the backfill stands: the last key done, rows and batches so far.
-struct Checkpoint {
-    last: Option<String>,
-    done: i64,
-    batches: i64,
-}
-
-impl Checkpoint {
-    async fn read(conn: &mut PgConnection, plan_id: &str, step: &str) -> sqlx::Result<Checkpoint> {
-        // language=SQL
-        let (last, done, batches): (Option<String>, i64, i64) = sqlx::query_as(
-            "SELECT last_key, rows_done, batches FROM drydock.backfill_progress WHERE plan_id = $1 AND step = $2",
-        )
-        .bind(plan_id)
-        .bind(step)
-        .fetch_optional(&mut *conn)
-        .await?
-        .unwrap_or((None, 0, 0));
-        Ok(Checkpoint {
-            last,
-            done,
-            batches,
-        })
-    }
-
-    fn advance(&mut self, key: String, rows: i64) {
-        self.last = Some(key);
-        self.done += rows;
-        self.batches += 1;
-    }
-}
-
-/// One batch in its own transaction, with its checkpoint: both commit, or neither does.
+/// One batch in its own transaction, with its lane's checkpoint: all commit, or none does.
+/// Returns the rows changed and the batch's last key (none: the lane is done).
 async fn batch(
     conn: &mut PgConnection,
-    batch_sql: &str,
-    at: &Checkpoint,
+    (bound_sql, change): (&str, &BatchStatement),
+    lane: &Lane,
     size: i64,
     plan_id: &str,
     step: &str,
 ) -> sqlx::Result<(i64, Option<String>)> {
     sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
-    let row: (i64, Option<String>) = sqlx::query_as(AssertSqlSafe(batch_sql.to_string()))
-        .bind(&at.last)
+    let hi: Option<String> = sqlx::query_scalar(AssertSqlSafe(bound_sql.to_string()))
+        .bind(&lane.last)
         .bind(size)
+        .bind(&lane.upto)
         .fetch_one(&mut *conn)
         .await?;
-    if let Some(k) = &row.1 {
-        // language=SQL
-        sqlx::query(
-            "INSERT INTO drydock.backfill_progress (plan_id, step, last_key, rows_done, batches) VALUES ($1, $2, $3, $4, 1)
-             ON CONFLICT (plan_id, step) DO UPDATE SET last_key = EXCLUDED.last_key,
-                 rows_done = drydock.backfill_progress.rows_done + EXCLUDED.rows_done,
-                 batches = drydock.backfill_progress.batches + 1, updated_at = now()",
-        )
-        .bind(plan_id)
-        .bind(step)
-        .bind(k)
-        .bind(row.0)
-        .execute(&mut *conn)
-        .await?;
-    }
+    let Some(hi) = hi else {
+        sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
+        return Ok((0, None));
+    };
+    let changed = match change {
+        BatchStatement::Affected(sql) => sqlx::query(AssertSqlSafe(sql.clone()))
+            .bind(&lane.last)
+            .bind(&hi)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected() as i64,
+        BatchStatement::Selected(sql) => {
+            sqlx::query_scalar(AssertSqlSafe(sql.clone()))
+                .bind(&lane.last)
+                .bind(&hi)
+                .fetch_one(&mut *conn)
+                .await?
+        }
+    };
+    lanes::checkpoint(conn, plan_id, step, lane.index, &hi, changed).await?;
     sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
-    Ok(row)
+    Ok((changed, Some(hi)))
 }
 
 /// The batch size, adapted to keep batches near 100 ms and to back off when others wait.

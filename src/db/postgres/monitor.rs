@@ -49,7 +49,6 @@ pub(super) struct Monitor {
     max: Duration,
     last: Option<Instant>,
     pub health: Health,
-    pub waited_ms: f64,
 }
 
 impl Monitor {
@@ -59,7 +58,6 @@ impl Monitor {
             max,
             last: None,
             health: Health::default(),
-            waited_ms: 0.0,
         }
     }
 

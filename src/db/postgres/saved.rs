@@ -28,12 +28,32 @@ pub struct Saved {
 }
 
 /// What is saved: the overwritten columns (an update), the copied rows' keys (a copy, into the
-/// quoted table), or whole rows (a delete).
+/// quoted table), or whole rows (a delete). An update whose `where` requires every column it
+/// sets to be NULL (`cents IS NULL`, the backfill of a new column) saves only the keys of the
+/// rows it changed, one array per batch, taken from the update itself: their old values are
+/// known, NULL.
 #[derive(Debug, Clone)]
 enum Kind {
     Update,
+    Nulls,
     Copy(String),
     Delete,
+}
+
+/// A batch's statement, and how it reports the rows it changed.
+pub enum BatchStatement {
+    /// As its row count (the change is the statement).
+    Affected(String),
+    /// As the one value it selects.
+    Selected(String),
+}
+
+impl BatchStatement {
+    pub fn sql(&self) -> &str {
+        match self {
+            BatchStatement::Affected(s) | BatchStatement::Selected(s) => s,
+        }
+    }
 }
 
 /// Where the backup of a backfill step goes: a table per plan and step.
@@ -99,6 +119,14 @@ impl Saved {
             )
         })?;
         crate::sql::validate_type(&key_type).map_err(|e| Error::invalid(Part::Backfill, e))?;
+        let nulls = matches!(spec.mode(), crate::plan::BackfillMode::Update(_)) && {
+            let null = spec
+                .filter
+                .as_deref()
+                .map(crate::sql::null_tested_columns)
+                .unwrap_or_default();
+            !columns.is_empty() && columns.iter().all(|c| null.contains(c))
+        };
         let backup = match place {
             Place::Target { plan_id, step } => format!(
                 "drydock_backup.{}",
@@ -109,6 +137,17 @@ impl Saved {
                 quote_ident(&format!("drydock_bf_{}", short_hash(step)))
             ),
         };
+        // A backup already begun keeps its shape (a backfill resumed across an upgrade).
+        // language=SQL
+        let begun: Option<bool> = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = c.oid AND attname = 'keys' AND NOT attisdropped)
+             FROM (SELECT to_regclass($1) AS oid) AS c WHERE c.oid IS NOT NULL",
+        )
+        .bind(&backup)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?;
+        let nulls = begun.unwrap_or(nulls);
         Ok(Saved {
             table: qualified_ident(&spec.table),
             key: quote_ident(&key_name),
@@ -118,6 +157,7 @@ impl Saved {
             backup,
             filter: spec.filter.clone(),
             kind: match spec.mode() {
+                crate::plan::BackfillMode::Update(_) if nulls => Kind::Nulls,
                 crate::plan::BackfillMode::Update(_) => Kind::Update,
                 crate::plan::BackfillMode::Copy(c) => Kind::Copy(qualified_ident(&c.table)),
                 crate::plan::BackfillMode::Delete => Kind::Delete,
@@ -134,7 +174,7 @@ impl Saved {
     fn kept(&self) -> String {
         match self.kind {
             Kind::Update => format!("{}, {}", self.key, self.columns.join(", ")),
-            Kind::Copy(_) => self.key.clone(),
+            Kind::Copy(_) | Kind::Nulls => self.key.clone(),
             Kind::Delete => "*".into(),
         }
     }
@@ -158,10 +198,13 @@ impl Saved {
         } else {
             ""
         };
+        let kept = match self.kind {
+            Kind::Nulls => format!("ARRAY[{}] AS keys", self.key),
+            _ => self.kept(),
+        };
         format!(
             "{schema}CREATE TABLE IF NOT EXISTS {backup} AS SELECT {kept} FROM {table} WITH NO DATA",
             backup = self.backup,
-            kept = self.kept(),
             table = self.table,
         )
     }
@@ -175,6 +218,17 @@ impl Saved {
 
     /// Saves the current values of every row the backfill will update (the dry-run's one shot).
     pub fn save_all(&self) -> String {
+        if let Kind::Nulls = self.kind {
+            return format!(
+                "INSERT INTO {backup} (keys) SELECT array_agg(k) FROM (
+                     SELECT {key} AS k, row_number() OVER () / 10000 AS part FROM {table} WHERE true{filter}
+                 ) AS rows GROUP BY part",
+                backup = self.backup,
+                key = self.key,
+                table = self.table,
+                filter = self.filter(),
+            );
+        }
         format!(
             "INSERT INTO {backup}{into} SELECT {kept} FROM {table} WHERE true{filter}",
             backup = self.backup,
@@ -185,21 +239,32 @@ impl Saved {
         )
     }
 
-    /// A CTE (`saved AS (...)`) saving the rows of one batch, `range` being the batch's key
-    /// condition (in the batch's statement, so in its transaction).
-    pub fn save_batch_cte(&self, range: &str) -> String {
-        format!(
-            "saved AS (
+    /// One batch's statement: `change` (its UPDATE, INSERT … SELECT or DELETE of the rows in
+    /// `range` that match `where`) and the saving of what it overwrites, copies or deletes, in
+    /// one statement — so in one transaction with the checkpoint. All data-modifying parts of a
+    /// statement read one snapshot: the save reads the rows as they were before the change.
+    pub fn batch_statement(&self, change: &str, range: &str) -> BatchStatement {
+        if let Kind::Nulls = self.kind {
+            // The keys of exactly the rows changed, from the change itself: no second read.
+            return BatchStatement::Selected(format!(
+                "WITH changed AS ({change} RETURNING {key} AS k),
+                 saved AS (INSERT INTO {backup} (keys) SELECT array_agg(k) FROM changed HAVING count(*) > 0)
+                 SELECT count(*)::int8 FROM changed",
+                key = self.key,
+                backup = self.backup,
+            ));
+        }
+        BatchStatement::Affected(format!(
+            "WITH saved AS (
                  INSERT INTO {backup}{into}
                  SELECT {kept} FROM {table} WHERE {range}{filter}
-                 RETURNING 1
-             )",
+             ) {change}",
             backup = self.backup,
             into = self.kept_into(),
             kept = self.kept(),
             table = self.table,
             filter = self.filter(),
-        )
+        ))
     }
 
     /// Puts every saved value back, then drops the backup. The table's own triggers are off for
@@ -207,7 +272,7 @@ impl Saved {
     /// otherwise copy the restored values onto the column it keeps in sync.
     pub fn restore(&self) -> Vec<String> {
         let put_back = match &self.kind {
-            Kind::Update => return self.restore_values(),
+            Kind::Update | Kind::Nulls => return self.restore_values(),
             Kind::Copy(into) => format!(
                 "DELETE FROM {into} WHERE {key} IN (SELECT {key} FROM {backup})",
                 key = self.key,
@@ -231,20 +296,31 @@ impl Saved {
         ]
     }
 
-    /// An update's restore: every saved value back in its row.
+    /// An update's restore: every saved value back in its row (NULL in every column of the rows
+    /// whose keys were saved).
     fn restore_values(&self) -> Vec<String> {
         let set = self
             .columns
             .iter()
-            .map(|c| format!("{c} = drydock_saved.{c}"))
+            .map(|c| match self.kind {
+                Kind::Nulls => format!("{c} = NULL"),
+                _ => format!("{c} = drydock_saved.{c}"),
+            })
             .collect::<Vec<_>>()
             .join(", ");
+        let saved = match self.kind {
+            Kind::Nulls => format!(
+                "(SELECT unnest(keys) AS {key} FROM {backup})",
+                key = self.key,
+                backup = self.backup
+            ),
+            _ => self.backup.clone(),
+        };
         vec![
             format!("ALTER TABLE {} DISABLE TRIGGER USER", self.table),
             format!(
-                "UPDATE {table} AS drydock_row SET {set} FROM {backup} AS drydock_saved WHERE drydock_row.{key} = drydock_saved.{key}",
+                "UPDATE {table} AS drydock_row SET {set} FROM {saved} AS drydock_saved WHERE drydock_row.{key} = drydock_saved.{key}",
                 table = self.table,
-                backup = self.backup,
                 key = self.key,
             ),
             format!("ALTER TABLE {} ENABLE TRIGGER USER", self.table),

@@ -328,6 +328,7 @@ impl Sqlite {
             key: walk.key_name.clone(),
             rows: done as u64,
             batches: batches as u64,
+            lanes: 1,
             resumed_from,
             final_batch_size: size as u64,
             blocked_samples: 0,
