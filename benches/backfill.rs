@@ -2,8 +2,12 @@
 //! drydock's backfill engine (keyset batches with checkpoints, adaptive size, periodic VACUUM).
 //! Prints wall time, the writers' p50/p99/max latency and heap growth for each.
 //!
+//! Each run measures both on the same fresh table, one after the other, and prints the
+//! backfill's time as a multiple of the UPDATE's.
+//!
 //! Run: `DRYDOCK_BENCH_PG=postgres://user:pass@127.0.0.1:5432/postgres cargo bench --bench backfill`
-//! (`DRYDOCK_BENCH_ROWS` overrides the 5,000,000 rows). Under `cargo test` it does nothing.
+//! (`DRYDOCK_BENCH_ROWS` overrides the 5,000,000 rows, `DRYDOCK_BENCH_RUNS` the 3 runs,
+//! `DRYDOCK_BENCH_LANES` the default `policy.backfill_lanes`). Under `cargo test` it does nothing.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +31,46 @@ async fn heap_bytes(c: &mut PgConnection) -> i64 {
         .expect("size")
 }
 
+/// drydock's backfill of the bench table, as an apply runs it.
+async fn backfill(url: &str, policy: &Policy) -> String {
+    let target = Postgres::open("bench", url, policy)
+        .await
+        .expect("open target");
+    let spec = Backfill {
+        table: "bench_orders".into(),
+        set: "cents = amount * 100".into(),
+        filter: Some("cents IS NULL".into()),
+        batch_size: Some(1000),
+        ..Backfill::default()
+    };
+    let history = HistoryRow {
+        plan_id: "bench",
+        step: "backfill",
+        checksum: "bench",
+        by: "bench",
+    };
+    let r = target
+        .backfill(
+            "backfill",
+            &spec,
+            &["cents".to_string()],
+            &history,
+            policy,
+            drydock::db::Control {
+                progress: &mut |_, _, _| {},
+                halt: &drydock::db::Halt::default(),
+                pause: &std::sync::atomic::AtomicBool::new(false),
+            },
+        )
+        .await
+        .expect("backfill")
+        .expect("batches");
+    format!(
+        "{} rows in {} batches over {} lanes (final batch {}, slowest {:.0} ms)",
+        r.rows, r.batches, r.lanes, r.final_batch_size, r.slowest_batch_ms
+    )
+}
+
 async fn setup(url: &str, rows: i64) {
     let mut c = connect(url).await;
     sqlx::raw_sql(AssertSqlSafe(format!(
@@ -41,6 +85,9 @@ async fn setup(url: &str, rows: i64) {
         .execute(&mut c)
         .await
         .expect("vacuum");
+    // Both methods start with the setup's writes checkpointed (when the role may), so neither
+    // pays for the other's.
+    sqlx::raw_sql("CHECKPOINT").execute(&mut c).await.ok();
     c.close().await.ok();
 }
 
@@ -87,6 +134,13 @@ async fn under_writers<F: std::future::Future<Output = String>>(
     (wall, all, outcome)
 }
 
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(default)
+}
+
 fn report(name: &str, wall: f64, lat: &[f64], before: i64, after: i64, outcome: &str) {
     let over = lat.iter().filter(|l| **l > 250.0).count();
     println!(
@@ -104,81 +158,59 @@ async fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let rows: i64 = std::env::var("DRYDOCK_BENCH_ROWS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(5_000_000);
+    let rows: i64 = env_or("DRYDOCK_BENCH_ROWS", 5_000_000);
+    let runs: usize = env_or("DRYDOCK_BENCH_RUNS", 3);
+    let policy = Policy {
+        backfill_lanes: env_or("DRYDOCK_BENCH_LANES", Policy::default().backfill_lanes),
+        ..Policy::default()
+    };
     let db = BenchDb::create("drydock_bench_backfill").await;
     let url = db.url.clone();
 
     println!(
-        "backfill `cents = amount * 100` on {rows} rows; {WRITERS} writers each updating a random row every 10 ms"
+        "backfill `cents = amount * 100` on {rows} rows; {WRITERS} writers each updating a random row every 10 ms; backfill_lanes = {}",
+        policy.backfill_lanes
     );
-    println!(
-        "{:<26} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9}  outcome",
-        "method", "wall s", "writes", "p50 ms", "p99 ms", "max ms", ">250 ms", "heap"
-    );
-
-    setup(&url, rows).await;
-    let mut c = connect(&url).await;
-    let before = heap_bytes(&mut c).await;
-    let (wall, lat, outcome) = under_writers(&url, rows, async {
+    let mut ratios = Vec::new();
+    for run in 1..=runs {
+        println!(
+            "run {run}: {:<19} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9}  outcome",
+            "method", "wall s", "writes", "p50 ms", "p99 ms", "max ms", ">250 ms", "heap"
+        );
+        setup(&url, rows).await;
         let mut c = connect(&url).await;
-        let r = sqlx::raw_sql("UPDATE bench_orders SET cents = amount * 100")
-            .execute(&mut c)
-            .await
-            .expect("update");
-        format!("{} rows", r.rows_affected())
-    })
-    .await;
-    let after = heap_bytes(&mut c).await;
-    report("one UPDATE", wall, &lat, before, after, &outcome);
+        let before = heap_bytes(&mut c).await;
+        let (update_wall, lat, outcome) = under_writers(&url, rows, async {
+            let mut c = connect(&url).await;
+            let r = sqlx::raw_sql("UPDATE bench_orders SET cents = amount * 100")
+                .execute(&mut c)
+                .await
+                .expect("update");
+            format!("{} rows", r.rows_affected())
+        })
+        .await;
+        let after = heap_bytes(&mut c).await;
+        report("one UPDATE", update_wall, &lat, before, after, &outcome);
 
-    setup(&url, rows).await;
-    let before = heap_bytes(&mut c).await;
-    let (wall, lat, outcome) = under_writers(&url, rows, async {
-        let policy = Policy::default();
-        let target = Postgres::open("bench", &url, &policy)
-            .await
-            .expect("open target");
-        let spec = Backfill {
-            table: "bench_orders".into(),
-            set: "cents = amount * 100".into(),
-            filter: Some("cents IS NULL".into()),
-            batch_size: Some(1000),
-            ..Backfill::default()
-        };
-        let history = HistoryRow {
-            plan_id: "bench",
-            step: "backfill",
-            checksum: "bench",
-            by: "bench",
-        };
-        let r = target
-            .backfill(
-                "backfill",
-                &spec,
-                &["cents".to_string()],
-                &history,
-                &policy,
-                drydock::db::Control {
-                    progress: &mut |_, _, _| {},
-                    halt: &drydock::db::Halt::default(),
-                    pause: &std::sync::atomic::AtomicBool::new(false),
-                },
-            )
-            .await
-            .expect("backfill")
-            .expect("batches");
-        format!(
-            "{} rows in {} batches (final batch {}, slowest {:.0} ms)",
-            r.rows, r.batches, r.final_batch_size, r.slowest_batch_ms
-        )
-    })
-    .await;
-    let after = heap_bytes(&mut c).await;
-    report("drydock backfill", wall, &lat, before, after, &outcome);
-    c.close().await.ok();
-
+        setup(&url, rows).await;
+        let before = heap_bytes(&mut c).await;
+        let (wall, lat, outcome) = under_writers(&url, rows, backfill(&url, &policy)).await;
+        let after = heap_bytes(&mut c).await;
+        report("drydock backfill", wall, &lat, before, after, &outcome);
+        c.close().await.ok();
+        println!(
+            "run {run}: backfill / one UPDATE = {:.2}x",
+            wall / update_wall
+        );
+        ratios.push(wall / update_wall);
+    }
+    println!(
+        "backfill / one UPDATE over {runs} runs: {}",
+        ratios
+            .iter()
+            .map(|r| format!("{r:.2}x"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     db.drop().await;
 }
