@@ -968,3 +968,97 @@ async fn a_backfill_checkpointed_before_lanes_resumes_where_it_stopped() {
         1
     );
 }
+
+/// Lanes fail together: a batch that fails in one lane (a division by zero only production's
+/// data holds) stops the other at its next checkpoint, the apply reports the failing batch, and
+/// every lane's checkpoint counts exactly the rows its committed batches changed.
+#[tokio::test]
+async fn a_failing_lane_stops_the_others_at_their_checkpoints() {
+    const ROWS: i64 = 200_000;
+    let p = PgProject::new("").await;
+    for db in [&p.prod, &p.staging] {
+        let mut c = pg_connect(db).await;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE TABLE counters (id bigint PRIMARY KEY, divisor integer NOT NULL DEFAULT 1, n integer NOT NULL DEFAULT 0);
+             INSERT INTO counters (id) SELECT g FROM generate_series(1, {ROWS}) g; ANALYZE counters;"
+        )))
+        .execute(&mut c)
+        .await
+        .unwrap();
+        c.close().await.ok();
+    }
+    let mut c = pg_connect(&p.prod).await;
+    sqlx::raw_sql("UPDATE counters SET divisor = 0 WHERE id = 130000")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    c.close().await.ok();
+    let client = p.project.connect().await;
+    let planned = client
+        .ok(
+            "plan",
+            json!({"goal": "count once", "target": "production",
+                   "steps": [{"name": "count", "backfill": {"table": "counters", "set": "n = n + 100 / divisor",
+                              "batch_size": 2000}, "down": "SELECT 1"}]}),
+        )
+        .await;
+    let id = plan_id(&planned);
+    client.ok("dry-run", json!({"plan_id": id})).await;
+    p.project.approve(&id, "alice");
+    let r = client.call("apply", json!({"plan_id": id})).await;
+    let body = serde_json::to_string(&r).unwrap();
+    assert!(body.contains("division by zero"), "{body}");
+    let lanes = p
+        .scalar(
+            &p.prod,
+            &format!("SELECT count(*) FROM drydock.backfill_progress WHERE plan_id = '{id}'"),
+        )
+        .await;
+    assert_eq!(lanes, 2, "two lanes");
+    let done = p
+        .scalar(
+            &p.prod,
+            &format!(
+                "SELECT sum(rows_done)::int8 FROM drydock.backfill_progress WHERE plan_id = '{id}'"
+            ),
+        )
+        .await;
+    assert_eq!(
+        p.scalar(&p.prod, "SELECT count(*) FROM counters WHERE n = 100")
+            .await,
+        done,
+        "the checkpoints count exactly the rows changed"
+    );
+    assert_eq!(
+        p.scalar(
+            &p.prod,
+            "SELECT count(*) FROM counters WHERE n NOT IN (0, 100)"
+        )
+        .await,
+        0
+    );
+    let first_lane_end = p
+        .scalar(
+            &p.prod,
+            &format!("SELECT upto::int8 FROM drydock.backfill_progress WHERE plan_id = '{id}' AND lane = 0"),
+        )
+        .await;
+    assert!(
+        p.scalar(
+            &p.prod,
+            &format!("SELECT count(*) FROM counters WHERE n = 100 AND id <= {first_lane_end}")
+        )
+        .await
+            < first_lane_end,
+        "the first lane stopped before its end"
+    );
+    assert_eq!(
+        p.scalar(
+            &p.prod,
+            "SELECT count(*) FROM counters WHERE n = 100 AND id >= 130000"
+        )
+        .await,
+        0,
+        "nothing of the failing batch committed"
+    );
+}

@@ -151,18 +151,21 @@ impl Postgres {
         Ok(Ok(report))
     }
 
-    /// Walks one lane to its end (or a halt, or another lane's failure) on its own connection.
-    /// The watcher samples sessions blocked behind its batches: one kept waiting over 100 ms
-    /// halves the lane's batch size, and a batch that blocks others past policy.max_block is
-    /// cancelled and retried smaller.
-    async fn walk_lane(&self, mut lane: Lane, walk: &Walk<'_>) -> Result<LaneRun> {
-        let mut conn = match self.connect().await {
-            Ok(c) => c,
-            Err(e) => {
-                walk.failed.store(true, Ordering::SeqCst);
-                return Err(e);
-            }
-        };
+    /// Walks one lane to its end (or a halt, or another lane's failure) on its own connection;
+    /// an error stops the other lanes too.
+    async fn walk_lane(&self, lane: Lane, walk: &Walk<'_>) -> Result<LaneRun> {
+        let run = self.walk_lane_on(lane, walk).await;
+        if run.as_ref().map_or(true, |r| r.failure.is_some()) {
+            walk.failed.store(true, Ordering::SeqCst);
+        }
+        run
+    }
+
+    /// The watcher samples sessions blocked behind the lane's batches: one kept waiting over
+    /// 100 ms halves the lane's batch size, and a batch that blocks others past
+    /// policy.max_block is cancelled and retried smaller.
+    async fn walk_lane_on(&self, mut lane: Lane, walk: &Walk<'_>) -> Result<LaneRun> {
+        let mut conn = self.connect().await?;
         let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
             .fetch_one(&mut conn)
             .await
@@ -213,7 +216,6 @@ impl Postgres {
             {
                 Ok(row) => row,
                 Err(failure) => {
-                    walk.failed.store(true, Ordering::SeqCst);
                     run.failure = Some(failure);
                     break;
                 }
@@ -265,6 +267,7 @@ impl Postgres {
             .await
             .map_err(|e| self.err(e))?;
         if lanes.is_empty() {
+            // A table the sample cannot read (a kind TABLESAMPLE does not take) is walked in one.
             let boundaries = lanes::cut(
                 conn,
                 &qualified_ident(&spec.table),
@@ -274,7 +277,10 @@ impl Postgres {
                 policy.backfill_lanes,
             )
             .await
-            .map_err(|e| self.err(e))?;
+            .unwrap_or_else(|e| {
+                tracing::warn!(table = %spec.table, error = %crate::redact::redact(&e.to_string()), "backfill: no lanes, the sample failed");
+                vec![]
+            });
             lanes = lanes::start(conn, plan_id, step, &boundaries)
                 .await
                 .map_err(|e| self.err(e))?;
