@@ -179,17 +179,11 @@ impl Postgres {
             stop.0.clone(),
             Some(blocked.clone()),
         ));
-        let mut run = LaneRun {
-            pace: Pace::new(walk.statements.batch_size, blocked.clone()),
-            halted: false,
-            failure: None,
-            waited_ms: 0.0,
-            blocked: 0,
-            lane: lane.clone(),
-        };
+        let mut pace = Pace::new(walk.statements.batch_size, blocked.clone());
+        let (mut halted, mut failure, mut waited_ms) = (false, None, 0.0);
         loop {
             if walk.halt.requested() {
-                run.halted = true;
+                halted = true;
                 break;
             }
             if walk.failed.load(Ordering::SeqCst) {
@@ -206,17 +200,17 @@ impl Postgres {
             if walk.hold(&mut conn).await {
                 let t = Instant::now();
                 tokio::time::sleep(Duration::from_millis(250)).await;
-                run.waited_ms += t.elapsed().as_secs_f64() * 1000.0;
+                waited_ms += t.elapsed().as_secs_f64() * 1000.0;
                 continue;
             }
             let sql = walk.statements.for_lane(&lane);
             let (count, max_key) = match self
-                .batch_with_retries(&mut conn, sql, &lane, walk, &mut run.pace)
+                .batch_with_retries(&mut conn, sql, &lane, walk, &mut pace)
                 .await
             {
                 Ok(row) => row,
-                Err(failure) => {
-                    run.failure = Some(failure);
+                Err(f) => {
+                    failure = Some(f);
                     break;
                 }
             };
@@ -228,9 +222,14 @@ impl Postgres {
             }
         }
         conn.close().await.ok();
-        run.blocked = blocked.load(Ordering::SeqCst);
-        run.lane = lane;
-        Ok(run)
+        Ok(LaneRun {
+            lane,
+            pace,
+            halted,
+            failure,
+            waited_ms,
+            blocked: blocked.load(Ordering::SeqCst),
+        })
     }
 
     /// The bookkeeping tables, the table that saves the overwritten values (written by the same
@@ -370,14 +369,17 @@ impl<'a> Walk<'a> {
     }
 
     /// Whether the next batch must wait for a lagging replica (reported as the progress' why).
+    /// The tally keeps a copy of each new sample for the progress reports.
     async fn hold(&self, conn: &mut PgConnection) -> bool {
         let mut monitor = self.monitor.lock().await;
-        monitor.refresh(conn).await;
+        let sampled = monitor.refresh(conn).await;
         let held = monitor.hold().is_some();
-        let mut tally = self.tally();
-        tally.health = monitor.health.clone();
-        if held {
-            tally.send();
+        if sampled || held {
+            let mut tally = self.tally();
+            tally.health = monitor.health.clone();
+            if held {
+                tally.send();
+            }
         }
         held
     }
@@ -494,20 +496,10 @@ fn change_statement(
     has_after: bool,
 ) -> BatchStatement {
     let table = qualified_ident(&spec.table);
-    let filter = spec
-        .filter
-        .as_deref()
-        .map(|w| format!("AND ({w})"))
-        .unwrap_or_default();
-    let range = format!(
-        "{} AND {} <= $2::text::{}",
-        after_condition(saved, has_after),
-        saved.key(),
-        saved.key_type
-    );
+    let rows = saved.batch_rows(&after_condition(saved, has_after));
     let change = match spec.mode() {
-        BackfillMode::Update(set) => format!("UPDATE {table} SET {set} WHERE {range} {filter}"),
-        BackfillMode::Delete => format!("DELETE FROM {table} WHERE {range} {filter}"),
+        BackfillMode::Update(set) => format!("UPDATE {table} SET {set} WHERE {rows}"),
+        BackfillMode::Delete => format!("DELETE FROM {table} WHERE {rows}"),
         BackfillMode::Copy(c) => {
             let cols = c
                 .columns
@@ -516,7 +508,7 @@ fn change_statement(
                 .collect::<Vec<_>>()
                 .join(", ");
             format!(
-                "INSERT INTO {into} ({cols}) SELECT {cols} FROM {table} WHERE {range} {filter}{skip}",
+                "INSERT INTO {into} ({cols}) SELECT {cols} FROM {table} WHERE {rows}{skip}",
                 into = qualified_ident(&c.table),
                 skip = if c.skip_existing {
                     " ON CONFLICT DO NOTHING"
@@ -526,7 +518,7 @@ fn change_statement(
             )
         }
     };
-    saved.batch_statement(&change, &range)
+    saved.batch_statement(&change, &rows)
 }
 
 /// One batch in its own transaction, with its lane's checkpoint: all commit, or none does.

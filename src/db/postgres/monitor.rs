@@ -61,18 +61,23 @@ impl Monitor {
         }
     }
 
-    /// A fresh sample when the last is over a second old. A failed sample (a role that may
-    /// not read the statistics views) leaves the last one: monitoring never stops a backfill.
-    pub(super) async fn refresh(&mut self, conn: &mut PgConnection) {
+    /// A fresh sample when the last is over a second old; whether it took one. A failed sample
+    /// (a role that may not read the statistics views) leaves the last one: monitoring never
+    /// stops a backfill.
+    pub(super) async fn refresh(&mut self, conn: &mut PgConnection) -> bool {
         if self
             .last
             .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
         {
-            return;
+            return false;
         }
         self.last = Some(Instant::now());
-        if let Ok(h) = sample(conn, &self.table).await {
-            self.health = h;
+        match sample(conn, &self.table).await {
+            Ok(h) => {
+                self.health = h;
+                true
+            }
+            Err(_) => false,
         }
     }
 

@@ -239,11 +239,22 @@ impl Saved {
         )
     }
 
-    /// One batch's statement: `change` (its UPDATE, INSERT … SELECT or DELETE of the rows in
-    /// `range` that match `where`) and the saving of what it overwrites, copies or deletes, in
-    /// one statement — so in one transaction with the checkpoint. All data-modifying parts of a
-    /// statement read one snapshot: the save reads the rows as they were before the change.
-    pub fn batch_statement(&self, change: &str, range: &str) -> BatchStatement {
+    /// The rows of one batch: those after the checkpoint (`after`) up to the batch's last key
+    /// `$2` that match `where` — what the change changes and the save saves.
+    pub fn batch_rows(&self, after: &str) -> String {
+        format!(
+            "{after} AND {key} <= $2::text::{key_type}{filter}",
+            key = self.key,
+            key_type = self.key_type,
+            filter = self.filter(),
+        )
+    }
+
+    /// One batch's statement: `change` (its UPDATE, INSERT … SELECT or DELETE of the batch's
+    /// `rows`) and the saving of what it overwrites, copies or deletes, in one statement — so in
+    /// one transaction with the checkpoint. All data-modifying parts of a statement read one
+    /// snapshot: the save reads the rows as they were before the change.
+    pub fn batch_statement(&self, change: &str, rows: &str) -> BatchStatement {
         if let Kind::Nulls = self.kind {
             // The keys of exactly the rows changed, from the change itself: no second read.
             return BatchStatement::Selected(format!(
@@ -257,13 +268,12 @@ impl Saved {
         BatchStatement::Affected(format!(
             "WITH saved AS (
                  INSERT INTO {backup}{into}
-                 SELECT {kept} FROM {table} WHERE {range}{filter}
+                 SELECT {kept} FROM {table} WHERE {rows}
              ) {change}",
             backup = self.backup,
             into = self.kept_into(),
             kept = self.kept(),
             table = self.table,
-            filter = self.filter(),
         ))
     }
 
