@@ -50,6 +50,26 @@ fn tier_plan() -> Value {
     })
 }
 
+/// `drydock export ID --format FORMAT --dir DIR`, plus `extra`.
+fn export_to(
+    p: &Project,
+    id: &str,
+    format: &str,
+    dir: &Path,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut args = vec![
+        "export",
+        id,
+        "--format",
+        format,
+        "--dir",
+        dir.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    p.cli(&args)
+}
+
 async fn apply_all(c: &common::Client, id: &str) -> Value {
     let t0 = Instant::now();
     loop {
@@ -334,14 +354,7 @@ async fn export_writes_golang_migrate_flyway_and_plain_layouts() {
     let id = p.ready(&c, common::add_column_plan()).await;
     // Not applied yet: nothing to export.
     let dir = p.dir.path().join("golang");
-    let early = p.cli(&[
-        "export",
-        &id,
-        "--format",
-        "golang-migrate",
-        "--dir",
-        dir.to_str().unwrap(),
-    ]);
+    let early = export_to(&p, &id, "golang-migrate", &dir, &[]);
     assert_eq!(early.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&early.stderr).contains("wrong-status"));
     assert_eq!(
@@ -359,15 +372,7 @@ async fn export_writes_golang_migrate_flyway_and_plain_layouts() {
         .await
         .unwrap();
     conn.close().await.ok();
-    let out = p.cli(&[
-        "export",
-        &id,
-        "--format",
-        "golang-migrate",
-        "--dir",
-        dir.to_str().unwrap(),
-        "--json",
-    ]);
+    let out = export_to(&p, &id, "golang-migrate", &dir, &["--json"]);
     assert!(
         out.status.success(),
         "{}",
@@ -415,14 +420,7 @@ async fn export_writes_golang_migrate_flyway_and_plain_layouts() {
 
     // The version is the target's: Flyway and plain layouts of the same plan reuse it.
     let flyway = p.dir.path().join("flyway");
-    let out = p.cli(&[
-        "export",
-        &id,
-        "--format",
-        "flyway",
-        "--dir",
-        flyway.to_str().unwrap(),
-    ]);
+    let out = export_to(&p, &id, "flyway", &flyway, &[]);
     assert!(
         out.status.success(),
         "{}",
@@ -440,14 +438,7 @@ async fn export_writes_golang_migrate_flyway_and_plain_layouts() {
         stdout(&out)
     );
     let plain = p.dir.path().join("plain");
-    let out = p.cli(&[
-        "export",
-        &id,
-        "--format",
-        "plain",
-        "--dir",
-        plain.to_str().unwrap(),
-    ]);
+    let out = export_to(&p, &id, "plain", &plain, &[]);
     assert!(out.status.success());
     assert_eq!(
         files(&plain),
@@ -457,14 +448,7 @@ async fn export_writes_golang_migrate_flyway_and_plain_layouts() {
         ]
     );
     // Exporting again changes nothing.
-    let again = p.cli(&[
-        "export",
-        &id,
-        "--format",
-        "plain",
-        "--dir",
-        plain.to_str().unwrap(),
-    ]);
+    let again = export_to(&p, &id, "plain", &plain, &[]);
     assert!(
         stdout(&again).contains("0 written, 2 unchanged"),
         "{}",
@@ -474,14 +458,7 @@ async fn export_writes_golang_migrate_flyway_and_plain_layouts() {
     let clash = p.dir.path().join("clash");
     std::fs::create_dir_all(&clash).unwrap();
     std::fs::write(clash.join(format!("{version}_theirs.up.sql")), "SELECT 1;").unwrap();
-    let out = p.cli(&[
-        "export",
-        &id,
-        "--format",
-        "golang-migrate",
-        "--dir",
-        clash.to_str().unwrap(),
-    ]);
+    let out = export_to(&p, &id, "golang-migrate", &clash, &[]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -633,14 +610,7 @@ async fn a_step_name_cannot_smuggle_sql_into_an_exported_file() {
         "applied"
     );
     let dir = p.dir.path().join("plain");
-    let out = p.cli(&[
-        "export",
-        &id,
-        "--format",
-        "plain",
-        "--dir",
-        dir.to_str().unwrap(),
-    ]);
+    let out = export_to(&p, &id, "plain", &dir, &[]);
     assert!(
         out.status.success(),
         "{}",

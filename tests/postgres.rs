@@ -668,21 +668,6 @@ async fn an_engineer_pauses_and_resumes_a_running_backfill() {
         let (p, db) = (&p, p.prod.clone());
         async move { p.scalar(&db, sql).await }
     };
-    let wait_applied = |id: String| {
-        let c = &c;
-        async move {
-            let t0 = Instant::now();
-            loop {
-                let s = c.ok("status", json!({"plan_id": id})).await;
-                // Applied, and the apply has finished (staging follows after the status).
-                let done = s["status"] == "applied" && s.get("running").is_none();
-                if done || t0.elapsed() > Duration::from_secs(90) {
-                    return s;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    };
     let planned = c
         .ok(
             "plan",
@@ -737,7 +722,7 @@ async fn an_engineer_pauses_and_resumes_a_running_backfill() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let done = wait_applied(id.clone()).await;
+    let done = c.wait_applied(&id).await;
     assert_eq!(
         done["status"], "applied",
         "resumed without a new apply: {done}"
@@ -785,7 +770,7 @@ async fn an_engineer_pauses_and_resumes_a_running_backfill() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(wait_applied(second.clone()).await["status"], "applied");
+    assert_eq!(c.wait_applied(&second).await["status"], "applied");
     assert_eq!(
         count("SELECT count(*) FROM accounts WHERE nickname = 'n'").await,
         20_000
@@ -853,16 +838,7 @@ async fn rolling_back_a_fill_keeps_what_the_application_wrote_during_a_batch() {
     }
     // … and commits while the batch waits (well within its lock_timeout).
     sqlx::raw_sql("COMMIT").execute(&mut app).await.unwrap();
-    let t0 = Instant::now();
-    let done = loop {
-        let s = c.ok("status", json!({"plan_id": id})).await;
-        if (s["status"] == "applied" && s.get("running").is_none())
-            || t0.elapsed() > Duration::from_secs(90)
-        {
-            break s;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let done = c.wait_applied(&id).await;
     assert_eq!(done["status"], "applied", "{done}");
     let nick = |id: i64| {
         let (p, db) = (&p, p.prod.clone());

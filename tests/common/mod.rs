@@ -287,6 +287,21 @@ impl Client {
         r.structured_content.expect("structured content")
     }
 
+    /// Polls `status` until the plan is applied and its apply has finished (staging follows
+    /// after the status), or 90 s have passed; returns the last status.
+    pub async fn wait_applied(&self, id: &str) -> Value {
+        let t0 = std::time::Instant::now();
+        loop {
+            let s = self.ok("status", json!({"plan_id": id})).await;
+            if (s["status"] == "applied" && s.get("running").is_none())
+                || t0.elapsed() > std::time::Duration::from_secs(90)
+            {
+                return s;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
     /// Calls a tool that must be refused; returns the `{code, message, fix}` body.
     pub async fn refused(&self, tool: &str, args: Value) -> Value {
         let r = self.call(tool, args.clone()).await;
