@@ -617,21 +617,53 @@ impl Pace {
 /// cost, but dead line pointers piled up on narrow rows' pages and the heap grew 1.57× instead
 /// of 1.29×; cleaning the indexes every third VACUUM only, 1.38×.)
 struct Vacuum {
-    options: PgConnectOptions,
-    sql: String,
     every: i64,
     since: i64,
-    running: Option<tokio::task::JoinHandle<()>>,
+    /// A VACUUM is running (set here, cleared by the task when it ends).
+    busy: Arc<AtomicBool>,
+    start: tokio::sync::mpsc::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Vacuum {
+    /// The VACUUMs of one backfill run one after another on one session, opened at the first:
+    /// a new backend for each would fork, authenticate and fault in the shared buffers it
+    /// reads every time. `TRUNCATE false`: no VACUUM of ours takes the table's ACCESS EXCLUSIVE
+    /// lock to cut empty pages off its end while the application uses it.
     fn new(options: PgConnectOptions, table: String, rows: u64) -> Vacuum {
+        let busy = Arc::new(AtomicBool::new(false));
+        let (start, mut started) = tokio::sync::mpsc::channel::<()>(1);
+        let done = busy.clone();
+        let options = options.application_name("drydock-vacuum");
+        let task = tokio::spawn(async move {
+            let sql = format!("VACUUM (TRUNCATE false) {table}");
+            let mut session: Option<PgConnection> = None;
+            while started.recv().await.is_some() {
+                if session.is_none() {
+                    session = options
+                        .connect()
+                        .await
+                        .inspect_err(|e| vacuum_failed(&table, e))
+                        .ok();
+                }
+                if let Some(c) = session.as_mut()
+                    && let Err(e) = sqlx::raw_sql(AssertSqlSafe(sql.as_str())).execute(c).await
+                {
+                    vacuum_failed(&table, &e);
+                    session = None;
+                }
+                done.store(false, Ordering::SeqCst);
+            }
+            if let Some(c) = session {
+                c.close().await.ok();
+            }
+        });
         Vacuum {
-            options,
-            sql: format!("VACUUM {table}"),
             every: (rows / 16).max(5_000) as i64,
             since: 0,
-            running: None,
+            busy,
+            start,
+            task,
         }
     }
 
@@ -644,24 +676,27 @@ impl Vacuum {
 
     fn after(&mut self, rows: i64) {
         self.since += rows;
-        if self.since < self.every || self.running.as_ref().is_some_and(|v| !v.is_finished()) {
+        if self.since < self.every || self.busy.swap(true, Ordering::SeqCst) {
             return;
         }
-        let (options, sql) = (self.options.clone(), self.sql.clone());
-        self.running = Some(tokio::spawn(async move {
-            if let Ok(mut c) = options.application_name("drydock-vacuum").connect().await {
-                sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut c).await.ok();
-                c.close().await.ok();
-            }
-        }));
+        if self.start.try_send(()).is_err() {
+            self.busy.store(false, Ordering::SeqCst);
+            return;
+        }
         self.since = 0;
     }
 
+    /// Waits for the VACUUM running, if any, and closes the session.
     async fn finish(self) {
-        if let Some(v) = self.running {
-            v.await.ok();
-        }
+        drop(self.start);
+        self.task.await.ok();
     }
+}
+
+/// A VACUUM that could not run costs space, not correctness: said on stderr, and the backfill
+/// goes on.
+fn vacuum_failed(table: &str, e: &sqlx::Error) {
+    tracing::warn!(table, error = %crate::redact::redact(&e.to_string()), "backfill: VACUUM failed");
 }
 
 /// The last checkpoint marks the backfill done, in the transaction that writes its history row.
