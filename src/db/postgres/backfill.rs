@@ -610,7 +610,7 @@ impl Pace {
 /// Every 1/16th of the table's rows (at least 5,000), VACUUM on a second connection while the
 /// batches go on, so the space of the rows already rewritten is reused instead of doubling the
 /// heap. A fraction, not a count: a VACUUM's cost (a scan of every index) and the dead rows
-/// left by one interval both grow with the table, so the heap's growth (1.28× measured on 5M
+/// left by one interval both grow with the table, so the heap's growth (1.27–1.33× measured on 5M
 /// narrow rows, whose widening alone is 1.18×) and the VACUUMs' share of the work stay the
 /// same whatever its size; a fixed 400k left a 2M-row table at 1.44×. (Measured: with
 /// `INDEX_CLEANUP OFF` the backfill ran 38% faster, the index scans being most of each VACUUM's
