@@ -5,9 +5,9 @@
 
 mod common;
 
-use common::{PgProject, pg_connect, plan_id};
+use common::walk::run_sql;
+use common::{PgProject, plan_id};
 use serde_json::json;
-use sqlx::Connection;
 
 /// A backfill rewrites every row of a table whose pages are full: without VACUUM between its
 /// batches, each new version goes to a new page and the heap doubles. The backfill vacuums as it
@@ -18,19 +18,15 @@ async fn a_backfill_reuses_the_space_of_the_rows_it_rewrote() {
     const ROWS: i64 = 200_000;
     let p = PgProject::new("").await;
     for db in [&p.prod, &p.staging] {
-        let mut c = pg_connect(db).await;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "CREATE TABLE orders (id bigint PRIMARY KEY, amount integer NOT NULL, cents bigint);
-             INSERT INTO orders SELECT g, g % 1000 FROM generate_series(1, {ROWS}) g;"
-        )))
-        .execute(&mut c)
-        .await
-        .unwrap();
-        sqlx::raw_sql("VACUUM ANALYZE orders")
-            .execute(&mut c)
-            .await
-            .unwrap();
-        c.close().await.ok();
+        run_sql(
+            db,
+            &format!(
+                "CREATE TABLE orders (id bigint PRIMARY KEY, amount integer NOT NULL, cents bigint);
+                 INSERT INTO orders SELECT g, g % 1000 FROM generate_series(1, {ROWS}) g;"
+            ),
+        )
+        .await;
+        run_sql(db, "VACUUM ANALYZE orders").await;
     }
     let heap = || p.scalar(&p.prod, "SELECT pg_relation_size('orders')");
     let before = heap().await;
