@@ -11,8 +11,9 @@ use serde_json::json;
 
 /// A backfill rewrites every row of a table whose pages are full: without VACUUM between its
 /// batches, each new version goes to a new page and the heap doubles. The backfill vacuums as it
-/// goes (every 1/16th of the rows; measured 1.39–1.44× here, 2.17× without), so later batches
-/// reuse the space of earlier ones.
+/// goes (every 1/16th of the rows), so later batches reuse the space of earlier ones. Measured
+/// here: 1.39–1.44× alone, 1.60× with another test suite loading both cores (the VACUUM falls
+/// behind the lanes), 2.17× without VACUUM; the bound sits between.
 #[tokio::test]
 async fn a_backfill_reuses_the_space_of_the_rows_it_rewrote() {
     const ROWS: i64 = 200_000;
@@ -54,7 +55,7 @@ async fn a_backfill_reuses_the_space_of_the_rows_it_rewrote() {
     );
     let growth = heap().await as f64 / before as f64;
     assert!(
-        growth < 1.6,
+        growth < 1.8,
         "the heap grew {growth:.2}x (a rewrite without vacuum doubles it)"
     );
 }
