@@ -860,8 +860,8 @@ async fn rolling_back_a_fill_keeps_what_the_application_wrote_during_a_batch() {
         .await,
         19_998
     );
-    // The batches' key arrays are stored as they are, out of line: compressing them took a
-    // fifth of a backfill's CPU.
+    // The batches' key arrays are stored as they are, out of line: compressing them took
+    // 15% of the batches' CPU.
     assert_eq!(
         p.scalar(
             &p.prod,

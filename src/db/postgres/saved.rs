@@ -200,7 +200,7 @@ impl Saved {
         };
         let (kept, storage) = match self.kind {
             // A batch's keys are one array of some 100 KB: stored out of line as they are, not
-            // compressed (pglz took 18% of the backfill's CPU on a bigint key, and saved little).
+            // compressed (pglz took 15% of the batches' CPU on a bigint key, for 2.4x less space).
             Kind::Nulls => (
                 format!("ARRAY[{}] AS keys", self.key),
                 format!(
