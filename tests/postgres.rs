@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::walk::run_sql;
 use common::{PgProject, pg_connect, pg_secret, plan_id};
 use serde_json::{Value, json};
 use sqlx::Connection;
@@ -230,12 +231,11 @@ async fn validate_reports_drift_invalid_indexes_and_unvalidated_constraints() {
         )
         .await;
     c.ok("apply", json!({"plan_id": id})).await;
-    let mut conn = pg_connect(&p.prod).await;
-    sqlx::raw_sql("ALTER TABLE ledger ADD CONSTRAINT small CHECK (amount < 1000) NOT VALID; CREATE INDEX by_hand ON ledger (amount)")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    conn.close().await.ok();
+    run_sql(
+        &p.prod,
+        "ALTER TABLE ledger ADD CONSTRAINT small CHECK (amount < 1000) NOT VALID; CREATE INDEX by_hand ON ledger (amount)",
+    )
+    .await;
     let r = c.refused("validate", json!({"plan_id": id})).await;
     assert_eq!(r["code"], "validation-failed");
     let msg = r["message"].as_str().unwrap();
@@ -563,12 +563,11 @@ async fn the_password_appears_in_no_output_log_or_error_log() {
 async fn a_failed_concurrent_index_build_leaves_no_invalid_index() {
     let p = PgProject::new("").await;
     // production has a duplicate that staging lacks: the dry-run passes, the apply fails
-    let mut conn = pg_connect(&p.prod).await;
-    sqlx::raw_sql("INSERT INTO accounts (email) VALUES ('user1@example.com')")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    conn.close().await.ok();
+    run_sql(
+        &p.prod,
+        "INSERT INTO accounts (email) VALUES ('user1@example.com')",
+    )
+    .await;
     let c = p.project.connect().await;
     let id = p
         .project
@@ -919,9 +918,10 @@ async fn a_backfill_checkpointed_before_lanes_resumes_where_it_stopped() {
     let id = plan_id(&planned);
     c.ok("dry-run", json!({"plan_id": id})).await;
     p.project.approve(&id, "alice");
-    let mut db = pg_connect(&p.prod).await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "CREATE SCHEMA IF NOT EXISTS drydock;
+    run_sql(
+        &p.prod,
+        &format!(
+            "CREATE SCHEMA IF NOT EXISTS drydock;
          CREATE TABLE drydock.backfill_progress (
              plan_id text NOT NULL, step text NOT NULL, last_key text,
              rows_done bigint NOT NULL DEFAULT 0, batches bigint NOT NULL DEFAULT 0,
@@ -930,11 +930,9 @@ async fn a_backfill_checkpointed_before_lanes_resumes_where_it_stopped() {
          UPDATE accounts SET score = score + 1 WHERE id <= 7000;
          INSERT INTO drydock.backfill_progress (plan_id, step, last_key, rows_done, batches)
          VALUES ('{id}', 'score', '7000', 7000, 7);"
-    )))
-    .execute(&mut db)
-    .await
-    .unwrap();
-    db.close().await.ok();
+        ),
+    )
+    .await;
     let body = c.ok("apply", json!({"plan_id": id})).await;
     assert_eq!(body["status"], "applied", "{body}");
     assert_eq!(body["backfills"][0]["resumed_from"], "7000", "{body}");
@@ -964,22 +962,16 @@ async fn a_failing_lane_stops_the_others_at_their_checkpoints() {
     const ROWS: i64 = 200_000;
     let p = PgProject::new("").await;
     for db in [&p.prod, &p.staging] {
-        let mut c = pg_connect(db).await;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "CREATE TABLE counters (id bigint PRIMARY KEY, divisor integer NOT NULL DEFAULT 1, n integer NOT NULL DEFAULT 0);
-             INSERT INTO counters (id) SELECT g FROM generate_series(1, {ROWS}) g; ANALYZE counters;"
-        )))
-        .execute(&mut c)
-        .await
-        .unwrap();
-        c.close().await.ok();
+        run_sql(
+            db,
+            &format!(
+                "CREATE TABLE counters (id bigint PRIMARY KEY, divisor integer NOT NULL DEFAULT 1, n integer NOT NULL DEFAULT 0);
+                 INSERT INTO counters (id) SELECT g FROM generate_series(1, {ROWS}) g; ANALYZE counters;"
+            ),
+        )
+        .await;
     }
-    let mut c = pg_connect(&p.prod).await;
-    sqlx::raw_sql("UPDATE counters SET divisor = 0 WHERE id = 130000")
-        .execute(&mut c)
-        .await
-        .unwrap();
-    c.close().await.ok();
+    run_sql(&p.prod, "UPDATE counters SET divisor = 0 WHERE id = 130000").await;
     let client = p.project.connect().await;
     let planned = client
         .ok(
