@@ -70,7 +70,6 @@ impl Postgres {
             .backfill_setup(&mut conn, step, spec, columns, history.plan_id, policy)
             .await?;
         let started = Instant::now();
-        let vacuum = Vacuum::new(self.options.clone(), qualified_ident(&spec.table), total);
         let walk = Walk {
             statements: Statements::new(spec, &saved),
             plan_id: history.plan_id,
@@ -84,8 +83,11 @@ impl Postgres {
                 qualified_ident(&spec.table),
                 policy.max_replica_lag,
             )),
-            largest_batch: vacuum.largest_batch(),
-            vacuum: std::sync::Mutex::new(vacuum),
+            vacuum: std::sync::Mutex::new(Vacuum::new(
+                self.options.clone(),
+                qualified_ident(&spec.table),
+                total,
+            )),
             tally: std::sync::Mutex::new(Tally {
                 done: lanes.iter().map(|l| l.done as u64).sum(),
                 total,
@@ -178,11 +180,8 @@ impl Postgres {
             stop.0.clone(),
             Some(blocked.clone()),
         ));
-        let mut pace = Pace::new(
-            walk.statements.batch_size,
-            walk.largest_batch,
-            blocked.clone(),
-        );
+        let largest = walk.vacuum().largest_batch();
+        let mut pace = Pace::new(walk.statements.batch_size, largest, blocked.clone());
         let (mut halted, mut failure, mut waited_ms) = (false, None, 0.0);
         loop {
             if walk.halt.requested() {
@@ -348,8 +347,6 @@ struct Walk<'a> {
     /// A lane failed: the others stop at their next checkpoint.
     failed: AtomicBool,
     monitor: tokio::sync::Mutex<Monitor>,
-    /// No lane's batch grows past this (see `Vacuum::largest_batch`).
-    largest_batch: i64,
     vacuum: std::sync::Mutex<Vacuum>,
     tally: std::sync::Mutex<Tally<'a>>,
 }
@@ -371,6 +368,10 @@ impl Tally<'_> {
 impl<'a> Walk<'a> {
     fn tally(&self) -> std::sync::MutexGuard<'_, Tally<'a>> {
         self.tally.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn vacuum(&self) -> std::sync::MutexGuard<'_, Vacuum> {
+        self.vacuum.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether the next batch must wait for a lagging replica (reported as the progress' why).
@@ -396,10 +397,7 @@ impl<'a> Walk<'a> {
             tally.done += rows as u64;
             tally.send();
         }
-        self.vacuum
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .after(rows);
+        self.vacuum().after(rows);
     }
 }
 
