@@ -201,6 +201,9 @@ pub enum Error {
     Store(String),
     #[error("target `{target}` error: {cause}")]
     Target { target: String, cause: String },
+    /// A least-privilege role lacks what drydock needs of it on a table the plan touches.
+    #[error("target `{target}`: {detail}")]
+    RolePrivilege { target: String, detail: String },
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
     #[error(
@@ -287,6 +290,7 @@ impl Error {
             Error::Config(_) => "config",
             Error::Store(_) => "state-store",
             Error::Target { .. } => "target-error",
+            Error::RolePrivilege { .. } => "role-privilege",
             Error::Io(_) => "io",
             Error::NeedsAPerson { .. } => "needs-a-person",
             Error::Unauthenticated(_) => "unauthenticated",
@@ -361,6 +365,7 @@ impl Error {
             Error::Config(_) => "correct drydock.toml (see README) and restart drydock".into(),
             Error::Store(_) | Error::Io(_) => "check the state directory's disk and permissions; run `drydock doctor`".into(),
             Error::Target { .. } => "check that the target is reachable and its credentials are valid; run `drydock doctor`".into(),
+            Error::RolePrivilege { .. } => "an engineer grants the role what a migration of that table needs (owner of the table, or SELECT for drydock's comparison; README: least privilege), then dry-run again".into(),
             Error::NeedsAPerson { needed, .. } => format!(
                 "an engineer runs the command at a terminal (it asks to type what it names), or sets DRYDOCK_TOKEN to an {needed} token (`drydock token create`)"
             ),
@@ -435,6 +440,7 @@ impl Error {
             | Error::Config(_)
             | Error::Store(_)
             | Error::Target { .. }
+            | Error::RolePrivilege { .. }
             | Error::Io(_)
             | Error::NeedsAPerson { .. }
             | Error::Unauthenticated(_)

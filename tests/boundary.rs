@@ -382,13 +382,15 @@ async fn unapproved_sql_runs_as_the_least_privilege_roles() {
         )
         .await,
     );
+    // Refused before `up`: drydock compares the table's data as the dry-run role (never as the
+    // login), and the role may not even read it.
     let refused = c.refused("dry-run", json!({"plan_id": other})).await;
-    assert_eq!(refused["code"], "sql-failed", "{refused}");
+    assert_eq!(refused["code"], "role-privilege", "{refused}");
     assert!(
         refused["message"]
             .as_str()
             .unwrap()
-            .contains("must be owner"),
+            .contains("permission denied for table root_only"),
         "{refused}"
     );
 
@@ -477,5 +479,70 @@ async fn hostile_sqlite_sql_never_runs_before_review() {
     .unwrap();
     conn.close().await.ok();
     assert!(vacuumed.exists(), "the sentinel mechanism works");
+    c.close().await;
+}
+
+/// The hardened setup (agent SQL as a least-privilege dry-run role), attacked through drydock's
+/// own reads: a step leaves a temporary function and a temporary view named like the table it
+/// touches. drydock's content hash after `down` reads that table; were it to read by bare name
+/// (the session's temporary schema comes first) or as the login role (a superuser), the view's
+/// function would run with every privilege of the server. The effect is checked on the server: a
+/// sequence only the superuser may use is never advanced — a sequence, because its value survives
+/// the dry-run's rollback. The leftover temporary objects are themselves a failed rollback.
+#[tokio::test]
+async fn drydock_reads_in_a_dry_run_never_run_agent_objects_with_more_privilege() {
+    let t = tag();
+    let (mig, chk) = (format!("mig_{t}"), format!("chk_{t}"));
+    let keys = format!("dry_run_role = \"{mig}\"\ncheck_role = \"{chk}\"");
+    let p = PgProject::with_keys("", "", &keys, &keys).await;
+    least_privilege_roles(&p.staging, &mig, &chk).await;
+    least_privilege_roles(&p.prod, &mig, &chk).await;
+    let sentinel = format!("sentinel_{t}");
+    // A plain table (no key, index or view to render its name elsewhere in the schema), as
+    // real schemas have: a view named like it changes only what a read of it by bare name gets.
+    for db in [&p.staging, &p.prod] {
+        let mut admin = pg_connect(db).await;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE TABLE public.notes (body text); ALTER TABLE public.notes OWNER TO {mig};
+             INSERT INTO public.notes SELECT 'note ' || g FROM generate_series(1, 50) g;
+             CREATE SEQUENCE public.{sentinel}; REVOKE ALL ON SEQUENCE public.{sentinel} FROM PUBLIC"
+        )))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+        admin.close().await.ok();
+    }
+    let mut admin = pg_connect(&p.staging).await;
+    let c = p.project.connect().await;
+    let up = format!(
+        "ALTER TABLE notes ADD COLUMN tier text;
+         CREATE FUNCTION pg_temp.tap() RETURNS text LANGUAGE sql AS $$ SELECT nextval('public.{sentinel}')::text $$;
+         CREATE TEMP VIEW notes AS SELECT pg_temp.tap() AS body"
+    );
+    let planned = c
+        .ok(
+            "plan",
+            json!({"goal": "a tier for every note", "target": "production",
+                   "steps": [step(&up, "ALTER TABLE public.notes DROP COLUMN tier")]}),
+        )
+        .await;
+    let id = plan_id(&planned);
+    let dry = c.call("dry-run", json!({"plan_id": id})).await;
+    let (called,): (bool,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT is_called FROM public.{sentinel}"
+    )))
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    admin.close().await.ok();
+    assert!(
+        !called,
+        "drydock's own read ran the agent's temporary view with more privilege than the dry-run role: {dry:?}"
+    );
+    let text = format!("{dry:?}");
+    assert!(
+        dry.is_error == Some(true) && text.contains("rollback-unverified"),
+        "temporary objects a step leaves behind are a difference after `down`: {text}"
+    );
     c.close().await;
 }

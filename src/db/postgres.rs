@@ -112,6 +112,39 @@ fn qualified(schema: &str, name: &str) -> String {
     }
 }
 
+/// Runs `read` (drydock's own reads) on a session that agent SQL may have touched — a dry-run's
+/// transaction, an apply's — with the search path pinned to the system catalog and the session's
+/// temporary schema last (where PostgreSQL never looks up a function or an operator), then puts
+/// the session's path back for the plan's next statement. No relation, function, operator or type
+/// an agent created can be resolved by such a read: the application's names it reads are
+/// qualified (`relation`). A failed read leaves the transaction aborted: its error is the one said.
+pub(super) async fn pinned<T>(
+    conn: &mut PgConnection,
+    read: impl AsyncFnOnce(&mut PgConnection) -> sqlx::Result<T>,
+) -> sqlx::Result<T> {
+    let path: String = sqlx::query_scalar("SELECT pg_catalog.current_setting('search_path')")
+        .fetch_one(&mut *conn)
+        .await?;
+    sqlx::raw_sql("SET search_path = pg_catalog, pg_temp")
+        .execute(&mut *conn)
+        .await?;
+    let out = read(&mut *conn).await;
+    let restored = sqlx::query("SELECT pg_catalog.set_config('search_path', $1, false)")
+        .bind(&path)
+        .execute(&mut *conn)
+        .await;
+    let out = out?;
+    restored?;
+    Ok(out)
+}
+
+/// A table as drydock names it (`accounts`, `billing.invoices`), schema-qualified and quoted for
+/// a read under a pinned search path: a bare name is in `public`.
+pub(super) fn relation(table: &str) -> String {
+    let (schema, name) = table.split_once('.').unwrap_or(("public", table));
+    format!("{}.{}", quote_ident(schema), quote_ident(name))
+}
+
 fn sqlstate(e: &sqlx::Error) -> Option<String> {
     match e {
         sqlx::Error::Database(d) => d.code().map(|c| c.to_string()),

@@ -327,7 +327,17 @@ pub(super) fn created_index_name(sql: &str) -> Option<String> {
     }
 }
 
+/// Writes a step's history row, in the step's transaction (after its agent SQL): under a pinned
+/// search path, so `now()` and the row's casts are PostgreSQL's, never an agent's.
 pub(super) async fn write_history(
+    conn: &mut PgConnection,
+    h: &History<'_>,
+    duration_ms: f64,
+) -> sqlx::Result<()> {
+    pinned(conn, async |c| history_row(c, h, duration_ms).await).await
+}
+
+async fn history_row(
     conn: &mut PgConnection,
     h: &History<'_>,
     duration_ms: f64,

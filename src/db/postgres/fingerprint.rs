@@ -53,13 +53,51 @@ pub(super) async fn fingerprint_on(conn: &mut PgConnection) -> sqlx::Result<Fing
              WHERE {USER_SCHEMA}"
         ),
         format!("SELECT 'schema ' || n.nspname FROM pg_namespace n WHERE {USER_SCHEMA}"),
+        // What a migration can leave behind that reaches beyond its tables: operators and casts
+        // (resolved by every later query that compares or converts those types), event triggers
+        // (run on every later DDL), default privileges (granted on every object made later).
+        format!(
+            "SELECT 'operator ' || n.nspname || '.' || o.oprname || '(' || coalesce(format_type(o.oprleft, NULL), 'none') || ', '
+                    || coalesce(format_type(o.oprright, NULL), 'none') || ') ' || o.oprcode::regprocedure::text
+             FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace WHERE {USER_SCHEMA}"
+        ),
+        "SELECT 'cast ' || format_type(c.castsource, NULL) || ' as ' || format_type(c.casttarget, NULL) || ' '
+                || CASE WHEN c.castfunc = 0 THEN c.castmethod::text ELSE c.castfunc::regprocedure::text END || ' ' || c.castcontext::text
+         FROM pg_cast c WHERE c.oid >= 16384"
+            .to_string(),
+        "SELECT 'event trigger ' || e.evtname || ' on ' || e.evtevent || ' ' || e.evtfoid::regprocedure::text || ' ' || e.evtenabled::text
+         FROM pg_event_trigger e"
+            .to_string(),
+        "SELECT 'default privileges ' || pg_get_userbyid(d.defaclrole) || ' in ' || coalesce(n.nspname, '*') || ' on '
+                || d.defaclobjtype::text || ' ' || d.defaclacl::text
+         FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace"
+            .to_string(),
+        // This session's temporary objects: none outside a dry-run's transaction, and there any
+        // is a plan's leftover (a temporary view named like a table shadows it for the session).
+        "SELECT 'temporary ' || CASE c.relkind WHEN 'r' THEN 'table' WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
+                    WHEN 'S' THEN 'sequence' WHEN 'i' THEN 'index' WHEN 'c' THEN 'type' ELSE 'relation' END || ' ' || c.relname
+         FROM pg_class c WHERE c.relnamespace = pg_my_temp_schema()
+         UNION ALL
+         SELECT 'temporary function ' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')'
+         FROM pg_proc p WHERE p.pronamespace = pg_my_temp_schema()
+         UNION ALL
+         SELECT 'temporary operator ' || o.oprname FROM pg_operator o WHERE o.oprnamespace = pg_my_temp_schema()
+         UNION ALL
+         SELECT 'temporary type ' || t.typname FROM pg_type t WHERE t.typnamespace = pg_my_temp_schema() AND t.typrelid = 0 AND t.typcategory <> 'A'"
+            .to_string(),
     ];
-    let mut lines = Vec::new();
-    for q in queries {
-        let rows: Vec<String> = sqlx::query_scalar(AssertSqlSafe(q))
-            .fetch_all(&mut *conn)
-            .await?;
-        lines.extend(rows);
-    }
+    // Names render according to the search path (`regclass`, `pg_get_viewdef`): pinned, they
+    // render the same on every session, and no agent object is resolved by these reads.
+    let lines = pinned(conn, async |c| {
+        let mut lines = Vec::new();
+        for q in queries {
+            let rows: Vec<String> = sqlx::query_scalar(AssertSqlSafe(q))
+                .fetch_all(&mut *c)
+                .await?;
+            lines.extend(rows);
+        }
+        Ok(lines)
+    })
+    .await?;
     Ok(Fingerprint::from_lines(lines))
 }

@@ -11,18 +11,22 @@ impl Postgres {
             .await
             .map_err(|e| self.err(e))?;
         // language=SQL
-        let rows = sqlx::query(AssertSqlSafe(format!(
+        let existing = format!(
             "SELECT c.oid::int8, n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE c.relkind IN ('r', 'p', 'm', 'i', 'S', 'v') AND {USER_SCHEMA}"
-        )))
-        .fetch_all(&mut conn)
+        );
+        let rows = pinned(&mut conn, async |c| {
+            sqlx::query(AssertSqlSafe(existing)).fetch_all(c).await
+        })
         .await
         .map_err(|e| self.err(e))?;
         let existing = rows
             .iter()
             .map(|r| (r.get::<i64, _>(0) as u32, qualified(r.get(1), r.get(2))))
             .collect();
-        // Nobody has approved the plan yet: its SQL runs as the dry-run role.
+        // Nobody has approved the plan yet: its SQL runs as the dry-run role, and so does every
+        // read of drydock's in this transaction from here on (never a more privileged role once
+        // agent SQL may have left something behind for a read to resolve).
         if let Some(role) = &self.roles.dry_run {
             sqlx::raw_sql(AssertSqlSafe(Roles::set_local(Some(role))))
                 .execute(&mut conn)
@@ -35,6 +39,7 @@ impl Postgres {
             roles: self.roles.clone(),
             existing,
             baseline: None,
+            own_temporary: BTreeSet::new(),
         })
     }
 }
@@ -43,12 +48,25 @@ impl Postgres {
 pub struct PgSandbox {
     conn: PgConnection,
     name: String,
+    /// The roles of unapproved work.
     roles: Roles,
     /// User relations that existed before the plan ran: oid → qualified name.
     existing: BTreeMap<u32, String>,
     /// Locks drydock's own reads took before the plan's first statement (schema and data
     /// fingerprints): held until the end, and not the plan's.
     baseline: Option<BTreeSet<(String, LockMode)>>,
+    /// The temporary tables drydock itself made here (a backfill's saved values): not the
+    /// plan's, so not in its schema fingerprint.
+    own_temporary: BTreeSet<String>,
+}
+
+/// What the sandbox sees of the pre-existing relations around one statement.
+struct Observed {
+    locks: BTreeSet<(String, LockMode)>,
+    /// Table relfilenodes: a change means the table was rewritten.
+    files: BTreeMap<i64, (String, i64)>,
+    /// Sequential scans of user tables in this transaction so far.
+    scans: BTreeMap<String, i64>,
 }
 
 impl PgSandbox {
@@ -59,10 +77,20 @@ impl PgSandbox {
         }
     }
 
+    /// The schema as the plan left it so far, its own temporary objects included (a temporary
+    /// view that outlives `down` is a difference), drydock's saved values not.
     pub async fn fingerprint(&mut self) -> Result<Fingerprint> {
-        fingerprint_on(&mut self.conn)
+        let fp = fingerprint_on(&mut self.conn)
             .await
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?;
+        let own: BTreeSet<String> = self
+            .own_temporary
+            .iter()
+            .map(|t| format!("temporary table {t}"))
+            .collect();
+        Ok(Fingerprint::from_lines(
+            fp.lines.into_iter().filter(|l| !own.contains(l)).collect(),
+        ))
     }
 
     pub async fn run_checks(&mut self, checks: &[Check]) -> Result<Vec<CheckOutcome>> {
@@ -116,12 +144,10 @@ impl PgSandbox {
                     }
                 }
             };
-            let locks_before = self.locks(&oids).await?;
+            let before = self.observe(&oids).await?;
             if self.baseline.is_none() {
-                self.baseline = Some(locks_before.clone());
+                self.baseline = Some(before.locks.clone());
             }
-            let files_before = self.filenodes(&oids).await?;
-            let scans_before = self.scans().await?;
             let t0 = Instant::now();
             if let Err(e) = sqlx::raw_sql(AssertSqlSafe(sql.clone()))
                 .execute(&mut self.conn)
@@ -135,29 +161,30 @@ impl PgSandbox {
                 }));
             }
             let duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
-            let locks_after = self.locks(&oids).await?;
-            let files_after = self.filenodes(&oids).await?;
-            let scans_after = self.scans().await?;
+            let after = self.observe(&oids).await?;
             // Every lock held while the statement ran: those it took, and those earlier
             // statements of the transaction took and still hold.
             let baseline = self.baseline.clone().unwrap_or_default();
-            let locks = locks_after
+            let locks = after
+                .locks
                 .iter()
                 .filter(|l| !baseline.contains(*l))
                 .map(|(rel, mode)| LockObservation {
                     relation: rel.clone(),
                     mode: *mode,
-                    acquired: !locks_before.contains(&(rel.clone(), *mode)),
+                    acquired: !before.locks.contains(&(rel.clone(), *mode)),
                 })
                 .collect();
-            let rewritten = files_before
+            let rewritten = before
+                .files
                 .iter()
-                .filter(|(oid, (_, node))| files_after.get(*oid).is_some_and(|(_, n)| n != node))
+                .filter(|(oid, (_, node))| after.files.get(*oid).is_some_and(|(_, n)| n != node))
                 .map(|(_, (name, _))| name.clone())
                 .collect();
-            let scanned = scans_after
+            let scanned = after
+                .scans
                 .iter()
-                .filter(|(t, n)| **n > scans_before.get(*t).copied().unwrap_or(0))
+                .filter(|(t, n)| **n > before.scans.get(*t).copied().unwrap_or(0))
                 .map(|(t, _)| t.clone())
                 .filter(|t| self.existing.values().any(|e| e == t))
                 .collect();
@@ -175,107 +202,101 @@ impl PgSandbox {
         Ok(Ok(runs))
     }
 
-    /// Relation locks this session holds on pre-existing relations, as (relation, mode).
-    pub(super) async fn locks(&mut self, oids: &[i64]) -> Result<BTreeSet<(String, LockMode)>> {
-        // language=SQL
-        let rows = sqlx::query(
-            "SELECT l.relation::int8, l.mode FROM pg_locks l
-             WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.relation::int8 = ANY ($1)",
-        )
-        .bind(oids)
-        .fetch_all(&mut self.conn)
-        .await
-        .map_err(|e| self.err(e))?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| {
-                let oid = r.get::<i64, _>(0) as u32;
-                let mode = LockMode::from_pg_locks(&r.get::<String, _>(1))?;
-                self.existing.get(&oid).map(|n| (n.clone(), mode))
-            })
-            .collect())
-    }
-
-    /// Table relfilenodes: a change means the table was rewritten.
-    pub(super) async fn filenodes(&mut self, oids: &[i64]) -> Result<BTreeMap<i64, (String, i64)>> {
-        // language=SQL
-        let rows = sqlx::query(
-            "SELECT c.oid::int8, c.relfilenode::int8 FROM pg_class c WHERE c.oid::int8 = ANY ($1) AND c.relkind IN ('r', 'm')",
-        )
-        .bind(oids)
-        .fetch_all(&mut self.conn)
-        .await
-        .map_err(|e| self.err(e))?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| {
-                let oid: i64 = r.get(0);
-                self.existing
-                    .get(&(oid as u32))
-                    .map(|n| (oid, (n.clone(), r.get::<i64, _>(1))))
-            })
-            .collect())
-    }
-
-    /// Sequential scans of user tables in this transaction so far.
-    pub(super) async fn scans(&mut self) -> Result<BTreeMap<String, i64>> {
-        // language=SQL
-        let rows = sqlx::query(
-            "SELECT schemaname, relname, coalesce(seq_scan, 0)::int8 FROM pg_stat_xact_user_tables",
-        )
-        .fetch_all(&mut self.conn)
-        .await
-        .map_err(|e| self.err(e))?;
-        Ok(rows
-            .iter()
-            .map(|r| (qualified(r.get(0), r.get(1)), r.get::<i64, _>(2)))
-            .collect())
+    /// Locks, relfilenodes and scan counts of the pre-existing relations, read under a pinned
+    /// search path (agent SQL has run in this transaction).
+    async fn observe(&mut self, oids: &[i64]) -> Result<Observed> {
+        let existing = &self.existing;
+        let known = |oid: i64| existing.get(&(oid as u32));
+        let read = pinned(&mut self.conn, async |c| {
+            // language=SQL
+            let locks = sqlx::query(
+                "SELECT l.relation::int8, l.mode FROM pg_locks l
+                 WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.relation::int8 = ANY ($1)",
+            )
+            .bind(oids)
+            .fetch_all(&mut *c)
+            .await?;
+            // language=SQL
+            let files = sqlx::query(
+                "SELECT c.oid::int8, c.relfilenode::int8 FROM pg_class c WHERE c.oid::int8 = ANY ($1) AND c.relkind IN ('r', 'm')",
+            )
+            .bind(oids)
+            .fetch_all(&mut *c)
+            .await?;
+            // language=SQL
+            let scans = sqlx::query(
+                "SELECT schemaname, relname, coalesce(seq_scan, 0)::int8 FROM pg_stat_xact_user_tables",
+            )
+            .fetch_all(&mut *c)
+            .await?;
+            Ok((locks, files, scans))
+        })
+        .await;
+        let (locks, files, scans) = read.map_err(|e| self.err(e))?;
+        Ok(Observed {
+            locks: locks
+                .iter()
+                .filter_map(|r| {
+                    let mode = LockMode::from_pg_locks(&r.get::<String, _>(1))?;
+                    known(r.get(0)).map(|n| (n.clone(), mode))
+                })
+                .collect(),
+            files: files
+                .iter()
+                .filter_map(|r| {
+                    let oid: i64 = r.get(0);
+                    known(oid).map(|n| (oid, (n.clone(), r.get::<i64, _>(1))))
+                })
+                .collect(),
+            scans: scans
+                .iter()
+                .map(|r| (qualified(r.get(0), r.get(1)), r.get::<i64, _>(2)))
+                .collect(),
+        })
     }
 
     /// A content hash per existing table (rows as JSON — keyed by column name, so a column that
     /// `down` re-adds at the end still compares equal — each hashed, sorted, hashed again): what
-    /// a dry-run compares before `up` and after `down`.
+    /// a dry-run compares before `up` and after `down`. Read as the dry-run role (the role the
+    /// plan's SQL runs as: drydock never takes more privilege back inside this transaction) under
+    /// a pinned search path, each table by its qualified name: a temporary view named like the
+    /// table, or an agent's function or operator, is never what this read resolves.
     pub async fn content_hashes(&mut self, tables: &[String]) -> Result<BTreeMap<String, String>> {
-        // drydock reads the data with its own privileges, not the dry-run role's, which may not
-        // read every table the plan touches.
-        if self.roles.dry_run.is_some() {
-            sqlx::raw_sql("RESET ROLE")
-                .execute(&mut self.conn)
-                .await
-                .map_err(|e| self.err(e))?;
-        }
-        let out = self.hashes(tables).await;
-        if let Some(role) = &self.roles.dry_run {
-            sqlx::raw_sql(AssertSqlSafe(Roles::set_local(Some(role))))
-                .execute(&mut self.conn)
-                .await
-                .map_err(|e| self.err(e))?;
-        }
-        out
-    }
-
-    pub(super) async fn hashes(&mut self, tables: &[String]) -> Result<BTreeMap<String, String>> {
-        let mut out = BTreeMap::new();
-        for t in tables {
-            let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-                .bind(t)
-                .fetch_one(&mut self.conn)
-                .await
-                .map_err(|e| self.err(e))?;
-            if !exists {
-                continue;
+        let read = pinned(&mut self.conn, async |c| {
+            let mut out = BTreeMap::new();
+            for t in tables {
+                let exists: bool =
+                    sqlx::query_scalar("SELECT pg_catalog.to_regclass($1) IS NOT NULL")
+                        .bind(relation(t))
+                        .fetch_one(&mut *c)
+                        .await?;
+                if !exists {
+                    continue;
+                }
+                // language=SQL
+                let hash: String = sqlx::query_scalar(AssertSqlSafe(format!(
+                    "SELECT md5(coalesce(string_agg(h, '' ORDER BY h), '')) FROM (SELECT md5(to_jsonb(r)::text) AS h FROM {} AS r) AS rows",
+                    relation(t)
+                )))
+                .fetch_one(&mut *c)
+                .await?;
+                out.insert(t.clone(), hash);
             }
-            // language=SQL
-            let hash: String = sqlx::query_scalar(AssertSqlSafe(format!(
-                "SELECT md5(coalesce(string_agg(h, '' ORDER BY h), '')) FROM (SELECT md5(to_jsonb(r)::text) AS h FROM {} AS r) AS rows",
-                qualified_ident(t)
-            )))
-            .fetch_one(&mut self.conn)
-            .await
-            .map_err(|e| self.err(e))?;
-            out.insert(t.clone(), hash);
-        }
-        Ok(out)
+            Ok(out)
+        })
+        .await;
+        read.map_err(|e| match (&e, self.roles.dry_run.as_deref()) {
+            (sqlx::Error::Database(d), Some(role)) if d.code().as_deref() == Some("42501") => {
+                Error::RolePrivilege {
+                    target: self.name.clone(),
+                    detail: format!(
+                        "the dry-run role `{role}` may not read a table the plan touches, whose data drydock compares before `up` and after `down` as that role ({})",
+                        crate::redact::redact(d.message())
+                    ),
+                }
+            }
+            _ => self.err(e),
+        })
     }
 
     /// Saves the values a backfill step is about to overwrite, into a temporary table.
@@ -286,6 +307,7 @@ impl PgSandbox {
         columns: &[String],
     ) -> Result<()> {
         let saved = self.saved(step, spec, columns).await?;
+        self.own_temporary.insert(super::saved::sandbox_table(step));
         self.run_raw(&format!("{}; {}", saved.create(), saved.save_all()))
             .await
     }
@@ -330,17 +352,20 @@ impl PgSandbox {
     }
 }
 
-/// Relation locks this session holds on user relations, as (relation, mode).
+/// Relation locks this session holds on user relations, as (relation, mode): read inside an
+/// apply's step transaction, after agent SQL, so under a pinned search path.
 pub(super) async fn held_locks(
     conn: &mut PgConnection,
 ) -> sqlx::Result<BTreeSet<(String, LockMode)>> {
     // language=SQL
-    let rows: Vec<(String, String, String)> = sqlx::query_as(AssertSqlSafe(format!(
+    let sql = format!(
         "SELECT n.nspname::text, c.relname::text, l.mode FROM pg_locks l
          JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted AND {USER_SCHEMA}"
-    )))
-    .fetch_all(&mut *conn)
+    );
+    let rows: Vec<(String, String, String)> = pinned(conn, async |c| {
+        sqlx::query_as(AssertSqlSafe(sql)).fetch_all(c).await
+    })
     .await?;
     Ok(rows
         .into_iter()

@@ -12,6 +12,11 @@ use crate::error::{Error, Part, Result};
 use crate::plan::Backfill;
 use crate::sql::quote_ident;
 
+/// The temporary table in which a dry-run saves what a backfill step overwrites.
+pub(super) fn sandbox_table(step: &str) -> String {
+    format!("drydock_bf_{}", short_hash(step))
+}
+
 /// A backfill's saved values: the table, its key, the overwritten columns and where they go.
 #[derive(Debug, Clone)]
 pub struct Saved {
@@ -132,10 +137,7 @@ impl Saved {
                 "drydock_backup.{}",
                 quote_ident(&format!("bf_{plan_id}_{}", short_hash(step)))
             ),
-            Place::Sandbox { step } => format!(
-                "pg_temp.{}",
-                quote_ident(&format!("drydock_bf_{}", short_hash(step)))
-            ),
+            Place::Sandbox { step } => format!("pg_temp.{}", quote_ident(&sandbox_table(step))),
         };
         // A backup already begun keeps its shape (a backfill resumed across an upgrade).
         // language=SQL
