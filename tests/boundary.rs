@@ -152,6 +152,24 @@ async fn hostile_postgres_sql_never_runs_before_review() {
             json!({"steps": [step(innocent_up, innocent_down), {"name": "fill", "backfill": {"table": "accounts", "set": "nickname = pg_read_file('/etc/hostname')"}, "down": "UPDATE accounts SET nickname = NULL"}]}),
         ),
         (
+            "dynamic EXECUTE in the agent's own text, given to the migration template",
+            json!({"template": "migration", "params": {"goal": "tidy",
+                   "up": format!("DO $x$ BEGIN EXECUTE 'COPY (SELECT 1) TO PROGRAM ' || quote_literal('{touch}'); END $x$"),
+                   "down": "SELECT 1"}}),
+        ),
+        (
+            "another session's query text",
+            json!({"steps": [step("SELECT pg_stat_get_backend_activity(s) FROM pg_stat_get_backend_idset() s", "SELECT 1")]}),
+        ),
+        (
+            "SQL given as text to a built-in function",
+            json!({"steps": [step("SELECT ts_rewrite('a'::tsquery, 'SELECT ''a''::tsquery, ''b''::tsquery')", "SELECT 1")]}),
+        ),
+        (
+            "default privileges on every later schema",
+            json!({"steps": [step("ALTER DEFAULT PRIVILEGES GRANT ALL ON SCHEMAS TO PUBLIC", "ALTER DEFAULT PRIVILEGES REVOKE ALL ON SCHEMAS FROM PUBLIC")]}),
+        ),
+        (
             "a backfill `where` listing a directory",
             json!({"steps": [step(innocent_up, innocent_down), {"name": "fill", "backfill": {"table": "accounts", "set": "nickname = 'x'", "where": "EXISTS (SELECT 1 FROM pg_ls_dir('.'))"}, "down": "UPDATE accounts SET nickname = NULL"}]}),
         ),
@@ -543,6 +561,59 @@ async fn drydock_reads_in_a_dry_run_never_run_agent_objects_with_more_privilege(
     assert!(
         dry.is_error == Some(true) && text.contains("rollback-unverified"),
         "temporary objects a step leaves behind are a difference after `down`: {text}"
+    );
+    c.close().await;
+}
+
+/// An agent's `SET statement_timeout = 0` (pg_dump writes one atop every file) is admitted, and
+/// holds no further than the policy: the statement after it is cancelled by the server at the
+/// policy's limit instead of running unbounded.
+#[tokio::test]
+async fn an_agent_set_never_raises_a_policy_limit() {
+    let p = PgProject::new("statement_timeout = \"1s\"").await;
+    let c = p.project.connect().await;
+    let planned = c
+        .ok(
+            "plan",
+            json!({"goal": "a slow step", "target": "production",
+                   "steps": [step("SET statement_timeout = 0; SELECT pg_sleep(3)", "SELECT 1")]}),
+        )
+        .await;
+    let refused = c
+        .refused("dry-run", json!({"plan_id": plan_id(&planned)}))
+        .await;
+    assert_eq!(refused["code"], "sql-failed", "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("statement timeout"),
+        "the server cancelled the statement at the policy's limit: {refused}"
+    );
+    c.close().await;
+}
+
+/// The `migration` template renders the agent's own statements: their failure is the agent's
+/// lesson in ERRORS.md, not a defect of drydock's templates kept to drydock's log.
+#[tokio::test]
+async fn a_failure_of_the_agents_text_in_the_migration_template_is_the_agents_lesson() {
+    let p = PgProject::new("").await;
+    let c = p.project.connect().await;
+    let planned = c
+        .ok(
+            "plan",
+            json!({"goal": "a tier", "target": "production", "template": "migration",
+                   "params": {"goal": "a tier", "up": "ALTER TABLE accounts ADD COLUMN tier no_such_type",
+                              "down": "ALTER TABLE accounts DROP COLUMN tier"}}),
+        )
+        .await;
+    let id = plan_id(&planned);
+    let refused = c.refused("dry-run", json!({"plan_id": id})).await;
+    assert_eq!(refused["code"], "sql-failed", "{refused}");
+    let errors = p.project.errors_md();
+    assert!(
+        errors.contains(&id) && errors.contains("sql-failed"),
+        "the agent's failed SQL is in ERRORS.md under its plan: {errors}"
     );
     c.close().await;
 }

@@ -138,6 +138,32 @@ pub(super) async fn pinned<T>(
     Ok(out)
 }
 
+/// Before each agent statement: the session's `lock_timeout` and `statement_timeout` at most the
+/// policy's (a policy of 0 is no limit, as PostgreSQL reads it). An agent's `SET statement_timeout = 0` (pg_dump writes one atop every file) stays
+/// admitted and lowers nothing it should not; it can never raise a limit past the policy for the
+/// statements after it. Every name is qualified (agent SQL ran on this session).
+pub(super) async fn cap_timeouts(
+    conn: &mut PgConnection,
+    lock_timeout: Duration,
+    statement_timeout: Duration,
+) -> sqlx::Result<()> {
+    // language=SQL
+    sqlx::query(
+        "SELECT pg_catalog.set_config(s.name,
+                (CASE WHEN l.ms OPERATOR(pg_catalog.=) 0 THEN s.setting::int8
+                      WHEN s.setting::int8 OPERATOR(pg_catalog.=) 0 OR s.setting::int8 OPERATOR(pg_catalog.>) l.ms
+                      THEN l.ms ELSE s.setting::int8 END)::text, false)
+         FROM pg_catalog.pg_settings s
+         JOIN (VALUES ('lock_timeout'::text, $1::int8), ('statement_timeout'::text, $2::int8)) AS l(name, ms)
+           ON l.name OPERATOR(pg_catalog.=) s.name",
+    )
+    .bind(super::millis(lock_timeout) as i64)
+    .bind(super::millis(statement_timeout) as i64)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
 /// A table as drydock names it (`accounts`, `billing.invoices`), schema-qualified and quoted for
 /// a read under a pinned search path: a bare name is in `public`.
 pub(super) fn relation(table: &str) -> String {

@@ -210,8 +210,9 @@ impl Engine {
         plan: Option<&Plan>,
     ) -> Error {
         // SQL that drydock's own template wrote failing is drydock's defect, not a lesson for
-        // the agent: it goes to drydock's log, never to ERRORS.md under the agent's name.
-        let template = plan.and_then(|p| p.body.template.as_deref());
+        // the agent: it goes to drydock's log, never to ERRORS.md under the agent's name. A
+        // template that renders the agent's statements verbatim (`migration`) is not drydock's.
+        let template = plan.and_then(|p| p.body.vouched_template());
         if let Some(template) = template
             && matches!(
                 err,

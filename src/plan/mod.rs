@@ -452,7 +452,22 @@ pub struct Body {
     pub template: Option<String>,
 }
 
+/// drydock's templates whose steps are the agent's own text, rendered verbatim (`migration`
+/// wraps the agent's `up` and `down` in a documented skeleton): their SQL is agent SQL like any
+/// step's, and a failure of it is the agent's lesson.
+const AGENT_TEXT_TEMPLATES: &[&str] = &["migration"];
+
 impl Body {
+    /// The drydock template whose own text the steps are, when they are: SQL that drydock wrote
+    /// (and vouches for, PL/pgSQL that builds statements from quoted identifiers included), with
+    /// the agent's parameters admitted on their own as agent SQL. `None` for a plan of the agent's
+    /// steps, and for a template that renders the agent's statements verbatim.
+    pub fn vouched_template(&self) -> Option<&str> {
+        self.template
+            .as_deref()
+            .filter(|t| !AGENT_TEXT_TEMPLATES.contains(t))
+    }
+
     /// Validates raw input and normalises it: names filled in, SQL trimmed, empty SQL rejected.
     pub fn new(target: &str, steps: Vec<Step>, checks: Vec<Check>) -> Result<Body> {
         if steps.is_empty() {

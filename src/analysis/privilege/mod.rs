@@ -62,7 +62,7 @@ pub struct Violation {
 /// Every place of a plan where agent SQL is refused, in plan order: each step's `up`, backfill
 /// and `down`, then each check.
 pub fn violations(body: &crate::plan::Body, engine: crate::sql::Dialect) -> Vec<Violation> {
-    let step_use = if body.template.is_some() {
+    let step_use = if body.vouched_template().is_some() {
         Use::TemplateStep
     } else {
         Use::Step

@@ -94,6 +94,21 @@ fn hostile_postgres_steps_are_refused() {
         "DELETE FROM pg_proc",
         "SELECT U&\"pg\\005fread_file\"('/x')",
         "CREATE OPERATOR ### (LEFTARG = text, FUNCTION = pg_read_file)",
+        // Other sessions' queries, by a function of the family the name check once missed.
+        "SELECT pg_stat_get_backend_activity(s) FROM pg_stat_get_backend_idset() s",
+        "SELECT pg_catalog.pg_stat_get_backend_client_addr(1)",
+        // SQL given as text, built in or from a trusted extension (tablefunc).
+        "SELECT ts_rewrite('a'::tsquery, 'SELECT ''a''::tsquery, ''b''::tsquery')",
+        "SELECT * FROM crosstab('SELECT 1, 2, 3') AS t(a int, b int)",
+        "SELECT * FROM connectby('t', 'id', 'parent', '1', 0) AS t(id int, parent int, level int)",
+        // Large objects of any owner.
+        "SELECT lo_get(16384)",
+        "SELECT lo_from_bytea(0, 'x')",
+        // A function named as text.
+        "SELECT 'pg_catalog.pg_read_file'::regproc",
+        // Default privileges on every schema or function made later.
+        "ALTER DEFAULT PRIVILEGES GRANT ALL ON SCHEMAS TO PUBLIC",
+        "ALTER DEFAULT PRIVILEGES GRANT EXECUTE ON FUNCTIONS TO PUBLIC",
     ];
     for p in payloads {
         let f = refused(p);
@@ -131,6 +146,11 @@ fn ordinary_migrations_pass() {
         "SELECT count(*) FROM information_schema.columns WHERE table_name = 'users'",
         "ALTER TABLE users RENAME COLUMN a TO b",
         "LOCK TABLE users IN SHARE MODE",
+        // Application names that only share a prefix with a denied function are the
+        // application's (exact names are matched; prefixes only of PostgreSQL's `pg_` families).
+        "ALTER TABLE jobs ADD COLUMN ts_status text, ADD COLUMN lo_limit int, ADD COLUMN dblink_id int",
+        "UPDATE jobs SET ts_status = 'done' WHERE lo_limit > 0",
+        "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO app_reader",
     ];
     for sql in ok {
         assert_eq!(postgres(sql, Use::Step), Ok(()), "{sql}");
@@ -235,6 +255,36 @@ fn only_drydock_templates_may_build_statements_at_run_time() {
         )
         .is_err()
     );
+}
+
+#[test]
+fn the_migration_template_is_agent_sql() {
+    use crate::plan::{Body, Step};
+    let dynamic = "DO $$ BEGIN EXECUTE 'COPY (SELECT 1) TO PROGRAM ''id'''; END $$";
+    let mut body = Body::new(
+        "prod",
+        vec![Step {
+            name: Some("s".into()),
+            up: Some(dynamic.into()),
+            down: Some("SELECT 1".into()),
+            backfill: None,
+            gate: None,
+        }],
+        vec![],
+    )
+    .unwrap();
+    for (template, refused) in [
+        (None, true),
+        (Some("migration"), true),
+        (Some("add-column"), false),
+    ] {
+        body.template = template.map(String::from);
+        assert_eq!(
+            !violations(&body, crate::sql::Dialect::Postgres).is_empty(),
+            refused,
+            "{template:?}"
+        );
+    }
 }
 
 #[test]

@@ -8,37 +8,58 @@ impl Postgres {
     pub async fn integrity(&self) -> Result<Vec<IntegrityProblem>> {
         let mut conn = self.connect().await?;
         // Each problem carries the object's fingerprint line, so that one the schema had before
-        // the plan is told apart from one the plan left.
+        // the plan is told apart from one the plan left: read under the fingerprint's pinned
+        // search path, so that the line renders as the fingerprint's does.
         // language=SQL
-        let invalid: Vec<(String, String)> = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT i.indexrelid::regclass::text, 'index ' || pg_get_indexdef(i.indexrelid)
+        let invalid = format!(
+            "SELECT n.nspname::text, c.relname::text, 'index ' || pg_get_indexdef(i.indexrelid)
              FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
              JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT i.indisvalid AND {USER_SCHEMA}"
-        )))
-        .fetch_all(&mut conn)
-        .await
-        .map_err(|e| self.err(e))?;
+        );
         // language=SQL
-        let unvalidated: Vec<(String, String, String)> = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT co.conname::text, co.conrelid::regclass::text,
+        let unvalidated = format!(
+            "SELECT co.conname::text, tn.nspname::text, t.relname::text,
                     'constraint ' || co.conrelid::regclass::text || '.' || co.conname || ' '
              FROM pg_constraint co JOIN pg_namespace n ON n.oid = co.connamespace
+             JOIN pg_class t ON t.oid = co.conrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace
              WHERE NOT co.convalidated AND {USER_SCHEMA}"
-        )))
-        .fetch_all(&mut conn)
-        .await
-        .map_err(|e| self.err(e))?;
+        );
+        type Rows = (
+            Vec<(String, String, String)>,
+            Vec<(String, String, String, String)>,
+        );
+        let read: sqlx::Result<Rows> = pinned(&mut conn, async |c| {
+            let invalid = sqlx::query_as(AssertSqlSafe(invalid))
+                .fetch_all(&mut *c)
+                .await?;
+            let unvalidated = sqlx::query_as(AssertSqlSafe(unvalidated))
+                .fetch_all(&mut *c)
+                .await?;
+            Ok((invalid, unvalidated))
+        })
+        .await;
         conn.close().await.ok();
+        let (invalid, unvalidated) = read.map_err(|e| self.err(e))?;
         Ok(invalid
             .into_iter()
-            .map(|(i, line)| IntegrityProblem {
-                detail: format!("index `{i}` is INVALID (a failed CONCURRENTLY build?); drop and rebuild it"),
+            .map(|(schema, i, line)| IntegrityProblem {
+                detail: format!(
+                    "index `{}` is INVALID (a failed CONCURRENTLY build?); drop and rebuild it",
+                    qualified(&schema, &i)
+                ),
                 fingerprint: Some((line, " INVALID".into())),
             })
-            .chain(unvalidated.into_iter().map(|(c, t, line)| IntegrityProblem {
-                detail: format!("constraint `{c}` on `{t}` is NOT VALID; run ALTER TABLE {t} VALIDATE CONSTRAINT {c}"),
-                fingerprint: Some((line, " NOT VALID".into())),
-            }))
+            .chain(
+                unvalidated
+                    .into_iter()
+                    .map(|(c, schema, table, line)| {
+                        let t = qualified(&schema, &table);
+                        IntegrityProblem {
+                            detail: format!("constraint `{c}` on `{t}` is NOT VALID; run ALTER TABLE {t} VALIDATE CONSTRAINT {c}"),
+                            fingerprint: Some((line, " NOT VALID".into())),
+                        }
+                    }),
+            )
             .collect())
     }
 }

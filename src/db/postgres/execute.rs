@@ -180,6 +180,12 @@ impl Postgres {
         let mut runs = Vec::new();
         let mut held = BTreeSet::new();
         for (i, s) in group {
+            if let Err(e) = cap_timeouts(conn, self.lock_timeout, self.statement_timeout).await {
+                if transactional {
+                    sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await.ok();
+                }
+                return Err(self.err(e));
+            }
             let t0 = Instant::now();
             if let Err(e) = sqlx::raw_sql(AssertSqlSafe(s.sql.clone()))
                 .execute(&mut *conn)

@@ -36,6 +36,7 @@ impl Postgres {
         Ok(PgSandbox {
             conn,
             name: self.name.clone(),
+            limits: (self.lock_timeout, self.statement_timeout),
             roles: self.roles.clone(),
             existing,
             baseline: None,
@@ -48,6 +49,8 @@ impl Postgres {
 pub struct PgSandbox {
     conn: PgConnection,
     name: String,
+    /// The policy's lock and statement timeouts, which no agent `SET` raises.
+    limits: (Duration, Duration),
     /// The roles of unapproved work.
     roles: Roles,
     /// User relations that existed before the plan ran: oid → qualified name.
@@ -148,6 +151,9 @@ impl PgSandbox {
             if self.baseline.is_none() {
                 self.baseline = Some(before.locks.clone());
             }
+            cap_timeouts(&mut self.conn, self.limits.0, self.limits.1)
+                .await
+                .map_err(|e| self.err(e))?;
             let t0 = Instant::now();
             if let Err(e) = sqlx::raw_sql(AssertSqlSafe(sql.clone()))
                 .execute(&mut self.conn)
