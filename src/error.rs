@@ -201,6 +201,10 @@ pub enum Error {
     Store(String),
     #[error("target `{target}` error: {cause}")]
     Target { target: String, cause: String },
+    /// Agent SQL would run as a role with privileges beyond the database (a superuser, CREATEROLE,
+    /// the server's files, programs or other sessions), or as one that does not exist.
+    #[error("unsafe role on target `{target}`: {detail}")]
+    UnsafeRole { target: String, detail: String },
     /// A least-privilege role lacks what drydock needs of it on a table the plan touches.
     #[error("target `{target}`: {detail}")]
     RolePrivilege { target: String, detail: String },
@@ -291,6 +295,7 @@ impl Error {
             Error::Store(_) => "state-store",
             Error::Target { .. } => "target-error",
             Error::RolePrivilege { .. } => "role-privilege",
+            Error::UnsafeRole { .. } => "unsafe-role",
             Error::Io(_) => "io",
             Error::NeedsAPerson { .. } => "needs-a-person",
             Error::Unauthenticated(_) => "unauthenticated",
@@ -365,6 +370,7 @@ impl Error {
             Error::Config(_) => "correct drydock.toml (see README) and restart drydock".into(),
             Error::Store(_) | Error::Io(_) => "check the state directory's disk and permissions; run `drydock doctor`".into(),
             Error::Target { .. } => "check that the target is reachable and its credentials are valid; run `drydock doctor`".into(),
+            Error::UnsafeRole { target, .. } => format!("an engineer creates a least-privilege role that owns the application's tables (`drydock init --roles` prints the SQL; README: least privilege) and names it in [targets.{target}] apply_role (and dry_run_role, check_role where they differ); drydock refuses agent SQL until then"),
             Error::RolePrivilege { .. } => "an engineer grants the role what a migration of that table needs (owner of the table, or SELECT for drydock's comparison; README: least privilege), then dry-run again".into(),
             Error::NeedsAPerson { needed, .. } => format!(
                 "an engineer runs the command at a terminal (it asks to type what it names), or sets DRYDOCK_TOKEN to an {needed} token (`drydock token create`)"
@@ -441,6 +447,7 @@ impl Error {
             | Error::Store(_)
             | Error::Target { .. }
             | Error::RolePrivilege { .. }
+            | Error::UnsafeRole { .. }
             | Error::Io(_)
             | Error::NeedsAPerson { .. }
             | Error::Unauthenticated(_)

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{PgProject, Project, pg_connect, plan_id};
+use common::{APP_ROLE, PgProject, Project, pg_connect, pg_connect_admin, plan_id};
 use serde_json::{Value, json};
 use sqlx::Connection;
 
@@ -43,7 +43,7 @@ fn hazard_codes(plan: &Value) -> Vec<(String, String)> {
 
 /// What a payload could have changed on the cluster, read as its superuser.
 async fn cluster_state(db: &str) -> Vec<String> {
-    let mut c = pg_connect(db).await;
+    let mut c = pg_connect_admin(db).await;
     let rows: Vec<(String,)> = sqlx::query_as(
         "SELECT 'role ' || rolname || ' ' || rolsuper FROM pg_roles WHERE rolsuper OR rolname LIKE 'evil%'
          UNION ALL SELECT 'file-setting ' || name || '=' || coalesce(setting, '') FROM pg_file_settings
@@ -232,7 +232,7 @@ async fn hostile_postgres_sql_never_runs_before_review() {
     assert!(p.project.errors_md().contains("forbidden-statement"));
 
     // The sentinel would have caught a payload that ran: the same COPY, run by hand, creates it.
-    let mut admin = pg_connect(&p.staging).await;
+    let mut admin = pg_connect_admin(&p.staging).await;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "COPY (SELECT 1) TO PROGRAM '{touch}'"
     )))
@@ -320,8 +320,10 @@ async fn errors_never_carry_a_value_the_server_read() {
 
 /// Roles for unapproved work on one database: `mig` owns the tables (what a migration role
 /// does), `chk` may only read them, now and for tables `mig` creates later.
+/// The hardened setup's roles in `db`: `mig` owns the application's tables (and is what
+/// migrations run as), `chk` reads them. Made by the cluster's superuser.
 async fn least_privilege_roles(db: &str, mig: &str, chk: &str) {
-    let mut c = pg_connect(db).await;
+    let mut c = pg_connect_admin(db).await;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "DO $$ BEGIN
              IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{mig}') THEN CREATE ROLE {mig} NOLOGIN; END IF;
@@ -333,7 +335,8 @@ async fn least_privilege_roles(db: &str, mig: &str, chk: &str) {
          ALTER VIEW rich_accounts OWNER TO {mig};
          GRANT USAGE ON SCHEMA public TO {chk};
          GRANT SELECT ON ALL TABLES IN SCHEMA public TO {chk};
-         ALTER DEFAULT PRIVILEGES FOR ROLE {mig} IN SCHEMA public GRANT SELECT ON TABLES TO {chk};"
+         ALTER DEFAULT PRIVILEGES FOR ROLE {mig} IN SCHEMA public GRANT SELECT ON TABLES TO {chk};
+         GRANT {mig}, {chk} TO {APP_ROLE};"
     )))
     .execute(&mut c)
     .await
@@ -345,8 +348,10 @@ async fn least_privilege_roles(db: &str, mig: &str, chk: &str) {
 async fn unapproved_sql_runs_as_the_least_privilege_roles() {
     let t = tag();
     let (mig, chk) = (format!("mig_{t}"), format!("chk_{t}"));
-    let keys = format!("dry_run_role = \"{mig}\"\ncheck_role = \"{chk}\"");
-    let p = PgProject::with_keys("", "", &keys, &keys).await;
+    // The hardened setup: a superuser login, agent SQL as least-privilege roles.
+    let keys = format!("dry_run_role = \"{mig}\"\ncheck_role = \"{chk}\"\napply_role = \"{mig}\"");
+    let p = PgProject::new("").await;
+    p.superuser_login(&keys, &keys);
     least_privilege_roles(&p.staging, &mig, &chk).await;
     least_privilege_roles(&p.prod, &mig, &chk).await;
     let c = p.project.connect().await;
@@ -385,7 +390,7 @@ async fn unapproved_sql_runs_as_the_least_privilege_roles() {
     // Steps ran as the dry-run role: a table it does not own cannot be altered in a dry-run,
     // though the login role (a superuser) could.
     for db in [&p.staging, &p.prod] {
-        let mut admin = pg_connect(db).await;
+        let mut admin = pg_connect_admin(db).await;
         sqlx::raw_sql("CREATE TABLE root_only (id int)")
             .execute(&mut admin)
             .await
@@ -429,9 +434,18 @@ async fn unapproved_sql_runs_as_the_least_privilege_roles() {
     c.close().await;
 }
 
+/// A login that reaches beyond the database (a superuser, here) with no least-privilege role to
+/// run agent SQL as: said at plan time and by doctor, and refused (`unsafe-role`) before any agent
+/// SQL runs. Staging has the roles, so the plan is tested and approved; production's apply is
+/// refused, and production is unchanged. A role with CREATEROLE is no least-privilege role.
 #[tokio::test]
-async fn a_superuser_dry_run_target_is_reported() {
+async fn a_privileged_login_without_roles_runs_no_agent_sql() {
+    let t = tag();
+    let (mig, chk) = (format!("mig_{t}"), format!("chk_{t}"));
     let p = PgProject::new("").await;
+    least_privilege_roles(&p.staging, &mig, &chk).await;
+    let staging_keys = format!("apply_role = \"{mig}\"\ncheck_role = \"{chk}\"");
+    p.superuser_login("", &staging_keys);
     let c = p.project.connect().await;
     let planned = c
         .ok(
@@ -442,15 +456,58 @@ async fn a_superuser_dry_run_target_is_reported() {
         .await;
     let warnings = planned["warnings"].to_string();
     assert!(
-        warnings.contains("superuser") && warnings.contains("dry_run_role"),
+        warnings.contains("superuser")
+            && warnings.contains("unsafe-role")
+            && warnings.contains("apply_role"),
         "{warnings}"
+    );
+    let id = plan_id(&planned);
+    c.ok("dry-run", json!({"plan_id": id})).await;
+    p.project.approve(&id, "alice");
+    let refused = c.refused("apply", json!({"plan_id": id})).await;
+    assert_eq!(refused["code"], "unsafe-role", "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("superuser")
+            && refused["fix"].as_str().unwrap().contains("apply_role"),
+        "{refused}"
+    );
+    assert!(
+        !p.has_column(&p.prod, "accounts", "tier").await,
+        "no agent SQL ran on production"
     );
     let doctor = p.project.cli(&["doctor"]);
     let out = String::from_utf8_lossy(&doctor.stdout);
     assert!(
-        out.contains("warning") && out.contains("superuser"),
+        out.contains("superuser") && out.contains("unsafe-role"),
         "{out}"
     );
+    c.close().await;
+
+    // A role that may make roles is refused as the login is.
+    let creator = format!("creator_{t}");
+    let mut admin = pg_connect_admin(&p.prod).await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE ROLE {creator} NOLOGIN CREATEROLE; ALTER TABLE accounts OWNER TO {creator}"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    admin.close().await.ok();
+    let config = std::fs::read_to_string(&p.project.config_path).unwrap();
+    let config = config.replacen(
+        "role = \"production\"",
+        &format!("role = \"production\"\napply_role = \"{creator}\""),
+        1,
+    );
+    std::fs::write(&p.project.config_path, config).unwrap();
+    let c = p.project.connect().await;
+    let refused = c.refused("apply", json!({"plan_id": id})).await;
+    assert_eq!(refused["code"], "unsafe-role", "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("CREATEROLE"),
+        "{refused}"
+    );
+    assert!(!p.has_column(&p.prod, "accounts", "tier").await);
     c.close().await;
 }
 
@@ -511,15 +568,17 @@ async fn hostile_sqlite_sql_never_runs_before_review() {
 async fn drydock_reads_in_a_dry_run_never_run_agent_objects_with_more_privilege() {
     let t = tag();
     let (mig, chk) = (format!("mig_{t}"), format!("chk_{t}"));
-    let keys = format!("dry_run_role = \"{mig}\"\ncheck_role = \"{chk}\"");
-    let p = PgProject::with_keys("", "", &keys, &keys).await;
+    // The hardened setup: a superuser login, agent SQL as least-privilege roles.
+    let keys = format!("dry_run_role = \"{mig}\"\ncheck_role = \"{chk}\"\napply_role = \"{mig}\"");
+    let p = PgProject::new("").await;
+    p.superuser_login(&keys, &keys);
     least_privilege_roles(&p.staging, &mig, &chk).await;
     least_privilege_roles(&p.prod, &mig, &chk).await;
     let sentinel = format!("sentinel_{t}");
     // A plain table (no key, index or view to render its name elsewhere in the schema), as
     // real schemas have: a view named like it changes only what a read of it by bare name gets.
     for db in [&p.staging, &p.prod] {
-        let mut admin = pg_connect(db).await;
+        let mut admin = pg_connect_admin(db).await;
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
             "CREATE TABLE public.notes (body text); ALTER TABLE public.notes OWNER TO {mig};
              INSERT INTO public.notes SELECT 'note ' || g FROM generate_series(1, 50) g;
@@ -530,7 +589,7 @@ async fn drydock_reads_in_a_dry_run_never_run_agent_objects_with_more_privilege(
         .unwrap();
         admin.close().await.ok();
     }
-    let mut admin = pg_connect(&p.staging).await;
+    let mut admin = pg_connect_admin(&p.staging).await;
     let c = p.project.connect().await;
     let up = format!(
         "ALTER TABLE notes ADD COLUMN tier text;

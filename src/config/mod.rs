@@ -128,10 +128,16 @@ pub struct TargetConfig {
     /// The non-production target that dry-runs of this target's plans use.
     pub staging: Option<String>,
     /// PostgreSQL: the role drydock `SET ROLE`s to for work nobody has approved yet (a dry-run's
-    /// steps on this target). It should own the application's tables and be no superuser.
+    /// steps on this target); `apply_role` when unset. It must own the application's tables and
+    /// be no superuser.
     pub dry_run_role: Option<String>,
-    /// PostgreSQL: the role checks run as on this target (read-only; `SELECT` on the tables).
+    /// PostgreSQL: the role checks run as on this target (read-only; `SELECT` on the tables);
+    /// `dry_run_role` when unset.
     pub check_role: Option<String>,
+    /// PostgreSQL: the role an approved plan's SQL (steps, backfills, rollbacks) runs as on
+    /// this target: the owner of the application's tables, no superuser. Without it agent SQL
+    /// runs as the login, which must then be unprivileged itself (`unsafe-role`).
+    pub apply_role: Option<String>,
 }
 
 /// The knobs of the safety checklist. Defaults are the spec's.
@@ -368,6 +374,7 @@ struct RawTarget {
     staging: Option<String>,
     dry_run_role: Option<String>,
     check_role: Option<String>,
+    apply_role: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -504,6 +511,7 @@ impl Config {
                     staging: t.staging,
                     dry_run_role: role_name(&name, "dry_run_role", t.dry_run_role)?,
                     check_role: role_name(&name, "check_role", t.check_role)?,
+                    apply_role: role_name(&name, "apply_role", t.apply_role)?,
                     name,
                 },
             );
@@ -669,6 +677,7 @@ impl Config {
                     staging: None,
                     dry_run_role: None,
                     check_role: None,
+                    apply_role: None,
                 }),
                 Err(e) => {
                     g.problem = Some(format!("discovered member `{name}`: {e}"));

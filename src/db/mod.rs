@@ -203,6 +203,36 @@ impl Fingerprint {
     }
 }
 
+/// Where agent SQL runs on a target, and so which configured role it runs as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentUse {
+    /// A dry-run's steps (nobody has approved them).
+    DryRun,
+    /// Checks, in a dry-run and in validate.
+    Check,
+    /// An approved plan's steps, backfills and rollbacks.
+    Apply,
+}
+
+impl AgentUse {
+    /// The `[targets.X]` key that names its role.
+    pub fn setting(self) -> &'static str {
+        match self {
+            AgentUse::DryRun => "dry_run_role",
+            AgentUse::Check => "check_role",
+            AgentUse::Apply => "apply_role",
+        }
+    }
+
+    /// What agent SQL does on a target of `role`: everything, but a dry-run never on production.
+    pub fn on(role: crate::config::Role) -> &'static [AgentUse] {
+        match role {
+            crate::config::Role::Production => &[AgentUse::Apply, AgentUse::Check],
+            _ => &[AgentUse::DryRun, AgentUse::Check, AgentUse::Apply],
+        }
+    }
+}
+
 /// A request to stop long work at its next checkpoint (the server is shutting down): a backfill
 /// finishes the batch it is in, whose checkpoint commits with it, and goes no further.
 #[derive(Debug, Default)]
@@ -439,7 +469,7 @@ impl Target {
             TargetUrl::Postgres(url) => Ok(Target::Postgres(Box::new(
                 postgres::Postgres::open(&target.name, &url, &config.policy)
                     .await?
-                    .with_roles(target.dry_run_role.clone(), target.check_role.clone()),
+                    .with_roles(postgres::Roles::configured(target)),
             ))),
             TargetUrl::Env(_) => unreachable!("resolve() never returns Env"),
         }
@@ -482,12 +512,13 @@ impl Target {
         }
     }
 
-    /// What is wrong with the privileges unapproved agent SQL runs with (PostgreSQL; a SQLite
-    /// target is a file drydock opens itself, and its agent SQL is held to the SQLite boundary).
-    pub async fn privilege_warnings(&self) -> Result<Vec<String>> {
+    /// What drydock will refuse (`unsafe-role`) about the roles agent SQL would run as for
+    /// `uses` (PostgreSQL; a SQLite target is a file drydock opens itself, and its agent SQL is
+    /// held to the SQLite boundary).
+    pub async fn privilege_warnings(&self, uses: &[AgentUse]) -> Result<Vec<String>> {
         match self {
             Target::Sqlite(_) => Ok(vec![]),
-            Target::Postgres(t) => t.privilege_warnings().await,
+            Target::Postgres(t) => t.privilege_warnings(uses).await,
         }
     }
 

@@ -15,7 +15,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 
 use super::{
-    BackfillReport, BackupEvidence, Catalog, CheckOutcome, Column, Fingerprint, History,
+    AgentUse, BackfillReport, BackupEvidence, Catalog, CheckOutcome, Column, Fingerprint, History,
     IntegrityProblem, LockObservation, StatementRun, StepFailure, Stmt, TableInfo, WatchReport,
 };
 use crate::config::Policy;
@@ -77,16 +77,45 @@ pub struct Postgres {
     spare: std::sync::Mutex<Option<PgConnection>>,
 }
 
-/// The least-privilege roles of unapproved work (`[targets.X] dry_run_role`, `check_role`) and
-/// how long a check may run.
+/// The least-privilege roles agent SQL runs as (`[targets.X] apply_role`, `dry_run_role`,
+/// `check_role`) and how long a check may run. Each falls back as a migration needs it to: what
+/// the dry-run runs is what apply runs, so the dry-run role is the apply role unless set; checks
+/// run as the dry-run role unless set; without any, agent SQL runs as the login.
 #[derive(Debug, Clone, Default)]
 pub struct Roles {
     pub dry_run: Option<String>,
     pub check: Option<String>,
+    pub apply: Option<String>,
     pub check_timeout: Duration,
 }
 
 impl Roles {
+    /// The roles a target's config names.
+    pub fn configured(target: &crate::config::TargetConfig) -> Roles {
+        Roles {
+            dry_run: target.dry_run_role.clone(),
+            check: target.check_role.clone(),
+            apply: target.apply_role.clone(),
+            check_timeout: Duration::default(),
+        }
+    }
+
+    /// The configured role agent SQL runs as for `usage` (`None`: the login's own).
+    pub fn of(&self, usage: AgentUse) -> Option<&str> {
+        let dry_run = self.dry_run.as_deref().or(self.apply.as_deref());
+        match usage {
+            AgentUse::Apply => self.apply.as_deref(),
+            AgentUse::DryRun => dry_run,
+            AgentUse::Check => self.check.as_deref().or(dry_run),
+        }
+    }
+
+    /// `SET LOCAL ROLE` for `usage`'s role, when one is configured: right after `BEGIN`, before
+    /// any agent SQL or any write to an application table (whose triggers are agent SQL too).
+    fn begin(&self, usage: AgentUse) -> String {
+        Roles::set_local(self.of(usage))
+    }
+
     /// `SET LOCAL ROLE` (inside the current transaction) to `role`, when one is configured.
     fn set_local(role: Option<&str>) -> String {
         role.map(|r| format!("SET LOCAL ROLE {};", quote_ident(r)))
@@ -99,7 +128,7 @@ impl Roles {
         format!(
             "SET LOCAL transaction_read_only = on; SET LOCAL statement_timeout = {}; {}",
             super::millis(self.check_timeout).max(1),
-            Roles::set_local(self.check.as_deref().or(self.dry_run.as_deref()))
+            self.begin(AgentUse::Check)
         )
     }
 }
@@ -249,11 +278,95 @@ impl Postgres {
         }
     }
 
-    /// The least-privilege roles for unapproved work on this target.
-    pub fn with_roles(mut self, dry_run: Option<String>, check: Option<String>) -> Postgres {
-        self.roles.dry_run = dry_run;
-        self.roles.check = check;
+    /// The least-privilege roles agent SQL runs as on this target.
+    pub fn with_roles(mut self, roles: Roles) -> Postgres {
+        self.roles = Roles {
+            check_timeout: self.roles.check_timeout,
+            ..roles
+        };
         self
+    }
+
+    /// Lets the apply role do, inside the transactions it runs, drydock's bookkeeping there: the
+    /// history row written beside a step's SQL, a backfill's checkpoints and saved values, the
+    /// asides drop templates keep in `drydock`. Granted by the login, on drydock's own schemas
+    /// only, before any agent SQL runs on the session.
+    async fn grant_bookkeeping(&self, conn: &mut PgConnection) -> Result<()> {
+        let Some(role) = self.roles.of(AgentUse::Apply) else {
+            return Ok(());
+        };
+        let r = quote_ident(role);
+        // language=SQL
+        let grants = format!(
+            "GRANT USAGE, CREATE ON SCHEMA drydock TO {r};
+             GRANT SELECT, INSERT, UPDATE ON drydock.history TO {r};
+             GRANT USAGE ON SEQUENCE drydock.history_id_seq TO {r};
+             CREATE SCHEMA IF NOT EXISTS drydock_backup;
+             GRANT USAGE, CREATE ON SCHEMA drydock_backup TO {r};
+             DO $$ BEGIN
+                 IF pg_catalog.to_regclass('drydock.backfill_progress') IS NOT NULL THEN
+                     GRANT SELECT, UPDATE ON drydock.backfill_progress TO {r};
+                 END IF;
+             END $$"
+        );
+        sqlx::raw_sql(AssertSqlSafe(grants))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| {
+                self.err(format!(
+                    "granting apply_role `{role}` drydock's bookkeeping tables: {e}"
+                ))
+            })?;
+        Ok(())
+    }
+
+    /// Refuses (`unsafe-role`) to run agent SQL for `usage` as a role that reaches beyond the
+    /// database: the configured role, or the login when none is. PostgreSQL enforces the
+    /// boundary only for a role that is no superuser, has no CREATEROLE and is no member of
+    /// `pg_read_server_files`, `pg_write_server_files`, `pg_execute_server_program` or
+    /// `pg_signal_backend`; the statement gate is the second line behind it, not the first.
+    async fn agent_role(&self, conn: &mut PgConnection, usage: AgentUse) -> Result<()> {
+        let configured = self.roles.of(usage);
+        // language=SQL
+        let row: Option<(String, bool, bool, Vec<String>)> = sqlx::query_as(
+            "SELECT r.rolname::text, r.rolsuper, r.rolcreaterole, ARRAY(
+                 SELECT b.rolname::text FROM pg_catalog.pg_roles b
+                 WHERE b.rolname IN ('pg_read_server_files', 'pg_write_server_files', 'pg_execute_server_program', 'pg_signal_backend')
+                   AND pg_catalog.pg_has_role(r.oid, b.oid, 'MEMBER') ORDER BY 1)
+             FROM pg_catalog.pg_roles r WHERE r.rolname = coalesce($1, current_user)",
+        )
+        .bind(configured)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(|e| self.err(e))?;
+        let how = match configured {
+            Some(_) => format!("its {}", usage.setting()),
+            None => format!("its login (no {} is set)", usage.setting()),
+        };
+        let detail = match row {
+            None => Some(format!(
+                "{how} `{}` does not exist",
+                configured.unwrap_or_default()
+            )),
+            Some((role, true, _, _)) => Some(format!(
+                "agent SQL would run as {how} `{role}`, a superuser: every privilege of the server, its files and programs"
+            )),
+            Some((role, _, true, _)) => Some(format!(
+                "agent SQL would run as {how} `{role}`, which has CREATEROLE: it could make itself any role"
+            )),
+            Some((role, _, _, beyond)) if !beyond.is_empty() => Some(format!(
+                "agent SQL would run as {how} `{role}`, a member of {}: the server's files, programs or other sessions",
+                beyond.join(", ")
+            )),
+            Some(_) => None,
+        };
+        match detail {
+            Some(detail) => Err(Error::UnsafeRole {
+                target: self.name.clone(),
+                detail,
+            }),
+            None => Ok(()),
+        }
     }
 
     fn err(&self, e: impl std::fmt::Display) -> Error {
@@ -332,6 +445,7 @@ impl Postgres {
 
     pub async fn run_checks(&self, checks: &[Check]) -> Result<Vec<CheckOutcome>> {
         let mut conn = self.connect().await?;
+        self.agent_role(&mut conn, AgentUse::Check).await?;
         sqlx::raw_sql(AssertSqlSafe(format!(
             "BEGIN TRANSACTION READ ONLY; {}",
             self.roles.for_check()
@@ -345,54 +459,24 @@ impl Postgres {
         Ok(out)
     }
 
-    /// Warnings about the privileges unapproved agent SQL runs with on this target: a login role
-    /// (without a `dry_run_role`) or a configured role that is a superuser or may touch the
-    /// server's files and programs; a configured role that does not exist.
-    pub async fn privilege_warnings(&self) -> Result<Vec<String>> {
+    /// What `dry-run`, `validate` and `apply` will refuse (`unsafe-role`) on this target for
+    /// `uses`, said ahead: agent SQL that would run as a privileged or missing role.
+    pub async fn privilege_warnings(&self, uses: &[AgentUse]) -> Result<Vec<String>> {
         let mut conn = self.connect().await?;
-        let login: String = sqlx::query_scalar("SELECT current_user::text")
-            .fetch_one(&mut conn)
-            .await
-            .map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        let checked = [
-            (
-                Some(login.as_str()),
-                "connects as",
-                self.roles.dry_run.is_none(),
-            ),
-            (self.roles.dry_run.as_deref(), "has dry_run_role", true),
-            (self.roles.check.as_deref(), "has check_role", true),
-        ];
-        for (role, how, matters) in checked {
-            let Some(role) = role.filter(|_| matters) else {
-                continue;
-            };
-            // language=SQL
-            let row: Option<(bool, Vec<String>)> = sqlx::query_as(
-                "SELECT r.rolsuper, ARRAY(
-                     SELECT b.rolname::text FROM pg_roles b
-                     WHERE b.rolname IN ('pg_read_server_files', 'pg_write_server_files', 'pg_execute_server_program')
-                       AND pg_has_role(r.oid, b.oid, 'MEMBER') ORDER BY 1)
-                 FROM pg_roles r WHERE r.rolname = $1",
-            )
-            .bind(role)
-            .fetch_optional(&mut conn)
-            .await
-            .map_err(|e| self.err(e))?;
-            let name = &self.name;
-            match row {
-                None => out.push(format!(
-                    "target `{name}` {how} `{role}`, which does not exist: create it (README: least privilege) or remove the setting"
-                )),
-                Some((true, _)) => out.push(format!(
-                    "target `{name}` {how} `{role}`, a superuser: unapproved agent SQL (dry-run steps, checks) runs with every privilege of the server; set a non-superuser `dry_run_role` and `check_role` in [targets.{name}] (README: least privilege)"
-                )),
-                Some((false, server)) if !server.is_empty() => out.push(format!(
-                    "target `{name}` {how} `{role}`, a member of {}: unapproved agent SQL may touch the server's files or programs; use a role without them",
-                    server.join(", ")
-                )),
-                Some(_) => {}
+        let mut out: Vec<String> = Vec::new();
+        for &usage in uses {
+            match self.agent_role(&mut conn, usage).await {
+                Ok(()) => {}
+                Err(e @ Error::UnsafeRole { .. }) => {
+                    let line = format!(
+                        "{e}; drydock refuses agent SQL there (unsafe-role) until {}",
+                        e.fix()
+                    );
+                    if !out.contains(&line) {
+                        out.push(line);
+                    }
+                }
+                Err(e) => return Err(e),
             }
         }
         conn.close().await.ok();

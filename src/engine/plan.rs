@@ -2,6 +2,7 @@
 //! and stored with its checklist, lessons and next steps.
 
 use super::*;
+use crate::db::AgentUse;
 
 impl Engine {
     pub async fn plan(&self, req: PlanRequest, author: &Principal) -> Result<PlanOutcome> {
@@ -87,7 +88,7 @@ impl Engine {
         let tables: Vec<String> = analysis.impact.iter().map(|t| t.table.clone()).collect();
         let lessons = self.errors.relevant(&codes, &tables)?;
         let next_steps = next_steps(&plan, target_cfg.role, &checklist);
-        let warnings = self.dry_run_privileges(&plan.target).await;
+        let warnings = self.agent_sql_privileges(&plan.target).await;
         Ok(PlanOutcome {
             plan_id: plan.id,
             checksum: plan.checksum,
@@ -152,16 +153,27 @@ impl Engine {
         render::render(name, params, facts)
     }
 
-    /// What is wrong with the privileges a dry-run of `target`'s plans would run with; empty
-    /// when nothing is, or when the dry-run target cannot be reached (the dry-run will say so).
-    pub async fn dry_run_privileges(&self, target: &str) -> Vec<String> {
-        let Ok(cfg) = self.config.dry_run_target(target) else {
-            return vec![];
-        };
-        match Target::open(&self.config, cfg).await {
-            Ok(t) => t.privilege_warnings().await.unwrap_or_default(),
-            Err(_) => vec![],
+    /// What drydock will refuse (`unsafe-role`) about the roles a plan on `target` would run its
+    /// SQL as: in the dry-run (on the dry-run target) and at apply and validate (on `target`).
+    /// Empty when nothing is, or when a target cannot be reached (the call that needs it says so).
+    pub async fn agent_sql_privileges(&self, target: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let dry_run = self.config.dry_run_target(target).ok();
+        let applied = self.config.target(target).ok();
+        let asked = [
+            dry_run.map(|c| (c, &[AgentUse::DryRun, AgentUse::Check][..])),
+            applied.map(|c| (c, AgentUse::on(c.role))),
+        ];
+        for (cfg, uses) in asked.into_iter().flatten() {
+            if let Ok(t) = Target::open(&self.config, cfg).await {
+                for w in t.privilege_warnings(uses).await.unwrap_or_default() {
+                    if !out.contains(&w) {
+                        out.push(w);
+                    }
+                }
+            }
         }
+        out
     }
 
     pub async fn checklist(&self, plan: &Plan) -> Result<Vec<ChecklistItem>> {

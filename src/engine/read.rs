@@ -1,6 +1,7 @@
 //! Reading: `status`, the plan list, `inspect`, and the agent's own `record-mistake`.
 
 use super::*;
+use crate::db::AgentUse;
 
 impl Engine {
     /// A plan's checksum, read from the store alone (a tampered plan is refused as ever).
@@ -266,9 +267,10 @@ impl Engine {
                         health.tables = Some(cat.tables.len());
                         health.migration_tools =
                             target.migration_tools(&cat).await.unwrap_or_default();
-                        if t.role != Role::Production {
-                            health.warnings = target.privilege_warnings().await.unwrap_or_default();
-                        }
+                        health.warnings = target
+                            .privilege_warnings(AgentUse::on(t.role))
+                            .await
+                            .unwrap_or_default();
                     }
                     Err(e) => health.error = Some(shown(&e)),
                 },

@@ -389,17 +389,82 @@ pub fn pg_secret() -> String {
         .to_string()
 }
 
+/// The login drydock's targets (and the tests' own sessions) use on the test cluster, as a
+/// least-privilege deployment would: no superuser, no CREATEROLE, no member of the roles that
+/// reach the server's files, programs or other sessions — drydock refuses agent SQL otherwise
+/// (`unsafe-role`). It may create databases (each test's own: it owns them, their `public`
+/// schema and so every table a test makes, as an application's migration role does) and read
+/// every session's statistics (`pg_read_all_stats`: the lock watcher and the replica-lag
+/// throttle read them).
+pub const APP_ROLE: &str = "drydock_app";
+
+/// Creates `APP_ROLE` on the cluster of `DRYDOCK_TEST_PG` once per test process (the replica
+/// test starts a cluster of its own), with the cluster's superuser and the same password.
+fn ensure_app_role() {
+    static DONE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let admin = pg_url();
+    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
+    if done.contains(&admin) {
+        return;
+    }
+    let bin = std::env::var("DRYDOCK_TEST_PGBIN").unwrap_or_else(|_| "/usr/bin".into());
+    // Tests start in parallel: an advisory lock makes the check-and-create one at a time.
+    let sql = format!(
+        "DO $$ BEGIN
+             PERFORM pg_advisory_xact_lock(7272727);
+             IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN
+                 CREATE ROLE {APP_ROLE} LOGIN CREATEDB PASSWORD '{}';
+                 GRANT pg_read_all_stats TO {APP_ROLE};
+             END IF;
+         END $$",
+        pg_secret()
+    );
+    let out = std::process::Command::new(std::path::Path::new(&bin).join("psql"))
+        .arg(&admin)
+        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", &sql])
+        .output()
+        .expect("psql runs");
+    assert!(
+        out.status.success(),
+        "creating {APP_ROLE}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    done.push(admin);
+}
+
+/// `db` on the test cluster, logged in as `APP_ROLE`.
 pub fn pg_url_for(db: &str) -> String {
+    ensure_app_role();
+    let url = pg_url();
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (_, after_user) = rest.split_once(':').unwrap();
+    let base = format!("{scheme}://{APP_ROLE}:{after_user}");
+    let base = base.rsplit_once('/').unwrap().0.to_string();
+    format!("{base}/{db}")
+}
+
+/// `db` on the test cluster, logged in as its superuser: for what only a superuser may do
+/// (roles, the server's settings), never for drydock's targets.
+pub fn pg_admin_url_for(db: &str) -> String {
     let url = pg_url();
     let base = url.rsplit_once('/').unwrap().0.to_string();
     format!("{base}/{db}")
 }
 
+/// A session on `db` as `APP_ROLE`, as the application's own sessions would be.
 pub async fn pg_connect(db: &str) -> sqlx::PgConnection {
     use sqlx::Connection;
     sqlx::PgConnection::connect(&pg_url_for(db))
         .await
         .expect("connect to the test cluster")
+}
+
+/// A session on `db` as the cluster's superuser.
+pub async fn pg_connect_admin(db: &str) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    sqlx::PgConnection::connect(&pg_admin_url_for(db))
+        .await
+        .expect("connect to the test cluster as its superuser")
 }
 
 /// A project whose `production` and `staging` targets are fresh databases on the test cluster:
@@ -482,6 +547,19 @@ impl PgProject {
             prod,
             staging,
         }
+    }
+
+    /// Has both targets log in as the cluster's superuser (the setup that needs least-privilege
+    /// roles configured), with `production_keys`/`staging_keys` added to their tables.
+    pub fn superuser_login(&self, production_keys: &str, staging_keys: &str) {
+        let mut config = std::fs::read_to_string(&self.project.config_path).unwrap();
+        for (db, keys) in [(&self.prod, production_keys), (&self.staging, staging_keys)] {
+            config = config.replace(
+                &format!("url = \"{}\"", pg_url_for(db)),
+                &format!("url = \"{}\"\n{keys}", pg_admin_url_for(db)),
+            );
+        }
+        std::fs::write(&self.project.config_path, config).unwrap();
     }
 
     pub async fn scalar(&self, db: &str, sql: &str) -> i64 {

@@ -66,12 +66,14 @@ impl Postgres {
             pause,
         } = control;
         let mut conn = self.connect().await?;
+        self.agent_role(&mut conn, AgentUse::Apply).await?;
         let (saved, total, lanes) = self
             .backfill_setup(&mut conn, step, spec, columns, history.plan_id, policy)
             .await?;
         let started = Instant::now();
         let walk = Walk {
             statements: Statements::new(spec, &saved),
+            begin: format!("BEGIN; {}", self.roles.begin(AgentUse::Apply)),
             plan_id: history.plan_id,
             step,
             policy,
@@ -247,6 +249,7 @@ impl Postgres {
         policy: &Policy,
     ) -> Result<(saved::Saved, u64, Vec<Lane>)> {
         prepare(conn).await.map_err(|e| self.err(e))?;
+        self.grant_bookkeeping(conn).await?;
         let saved = saved::Saved::resolve(
             &self.name,
             conn,
@@ -259,6 +262,12 @@ impl Postgres {
             .execute(&mut *conn)
             .await
             .map_err(|e| self.err(e))?;
+        if let Some(role) = self.roles.of(AgentUse::Apply) {
+            sqlx::raw_sql(AssertSqlSafe(saved.owned_by(role)))
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| self.err(e))?;
+        }
         let total = row_counts_on(conn, std::slice::from_ref(&spec.table))
             .await
             .map_err(|e| self.err(e))?
@@ -301,7 +310,17 @@ impl Postgres {
         let mut attempt = 0;
         loop {
             let t0 = Instant::now();
-            match batch(conn, batch_sql, lane, pace.size, walk.plan_id, walk.step).await {
+            match batch(
+                conn,
+                &walk.begin,
+                batch_sql,
+                lane,
+                pace.size,
+                walk.plan_id,
+                walk.step,
+            )
+            .await
+            {
                 Ok(row) => {
                     pace.after(t0.elapsed().as_secs_f64() * 1000.0);
                     return Ok(row);
@@ -338,6 +357,8 @@ impl Postgres {
 /// lanes) and the progress tally.
 struct Walk<'a> {
     statements: Statements,
+    /// What opens a batch's transaction: `BEGIN`, as the apply role when one is set.
+    begin: String,
     plan_id: &'a str,
     step: &'a str,
     policy: &'a Policy,
@@ -525,16 +546,22 @@ fn change_statement(
 }
 
 /// One batch in its own transaction, with its lane's checkpoint: all commit, or none does.
-/// Returns the rows changed and the batch's last key (none: the lane is done).
+/// `begin` opens it (as the apply role: the batch runs the agent's `set` and `where` and fires
+/// the table's triggers). Returns the rows changed and the batch's last key (none: the lane is
+/// done).
+#[allow(clippy::too_many_arguments)]
 async fn batch(
     conn: &mut PgConnection,
+    begin: &str,
     (bound_sql, change): (&str, &BatchStatement),
     lane: &Lane,
     size: i64,
     plan_id: &str,
     step: &str,
 ) -> sqlx::Result<(i64, Option<String>)> {
-    sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
+    sqlx::raw_sql(AssertSqlSafe(begin.to_string()))
+        .execute(&mut *conn)
+        .await?;
     let hi: Option<String> = sqlx::query_scalar(AssertSqlSafe(bound_sql.to_string()))
         .bind(&lane.last)
         .bind(size)

@@ -21,6 +21,7 @@ impl Postgres {
         WatchReport,
     )> {
         let mut conn = self.connect().await?;
+        self.agent_role(&mut conn, AgentUse::Apply).await?;
         let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
             .fetch_one(&mut conn)
             .await
@@ -29,6 +30,7 @@ impl Postgres {
             .execute(&mut conn)
             .await
             .map_err(|e| self.err(e))?;
+        self.grant_bookkeeping(&mut conn).await?;
 
         let stop = Arc::new(Stop::default());
         let watcher = tokio::spawn(watch(
@@ -171,12 +173,44 @@ impl Postgres {
         history: Option<&History<'_>>,
         started: Instant,
     ) -> Result<std::result::Result<Vec<StatementRun>, StepFailure>> {
-        if transactional {
-            sqlx::raw_sql("BEGIN")
+        // The approved SQL runs as the apply role, and in its transaction so does everything
+        // after it (the history row included); a statement run alone takes the role for itself.
+        let role = self.roles.of(AgentUse::Apply);
+        let begin = if transactional {
+            format!("BEGIN; {}", self.roles.begin(AgentUse::Apply))
+        } else {
+            role.map(|r| format!("SET ROLE {}", quote_ident(r)))
+                .unwrap_or_default()
+        };
+        if !begin.is_empty() {
+            sqlx::raw_sql(AssertSqlSafe(begin))
                 .execute(&mut *conn)
                 .await
                 .map_err(|e| self.err(e))?;
         }
+        let alone = !transactional && role.is_some();
+        let result = self
+            .run_statements(conn, step, group, transactional, history, started)
+            .await;
+        if alone {
+            sqlx::raw_sql("RESET ROLE")
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| self.err(e))?;
+        }
+        result
+    }
+
+    /// The statements of one group, in the transaction (or alone) `run_group` opened.
+    async fn run_statements(
+        &self,
+        conn: &mut PgConnection,
+        step: &str,
+        group: &[(usize, &Stmt)],
+        transactional: bool,
+        history: Option<&History<'_>>,
+        started: Instant,
+    ) -> Result<std::result::Result<Vec<StatementRun>, StepFailure>> {
         let mut runs = Vec::new();
         let mut held = BTreeSet::new();
         for (i, s) in group {

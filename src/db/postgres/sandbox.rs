@@ -6,6 +6,8 @@ use super::*;
 impl Postgres {
     pub async fn sandbox(&self) -> Result<PgSandbox> {
         let mut conn = self.connect().await?;
+        self.agent_role(&mut conn, AgentUse::DryRun).await?;
+        self.agent_role(&mut conn, AgentUse::Check).await?;
         sqlx::raw_sql("BEGIN")
             .execute(&mut conn)
             .await
@@ -27,8 +29,8 @@ impl Postgres {
         // Nobody has approved the plan yet: its SQL runs as the dry-run role, and so does every
         // read of drydock's in this transaction from here on (never a more privileged role once
         // agent SQL may have left something behind for a read to resolve).
-        if let Some(role) = &self.roles.dry_run {
-            sqlx::raw_sql(AssertSqlSafe(Roles::set_local(Some(role))))
+        if let Some(role) = self.roles.of(AgentUse::DryRun) {
+            sqlx::raw_sql(AssertSqlSafe(self.roles.begin(AgentUse::DryRun)))
                 .execute(&mut conn)
                 .await
                 .map_err(|e| self.err(format!("SET ROLE {role} (dry_run_role): {e}")))?;
@@ -291,7 +293,7 @@ impl PgSandbox {
             Ok(out)
         })
         .await;
-        read.map_err(|e| match (&e, self.roles.dry_run.as_deref()) {
+        read.map_err(|e| match (&e, self.roles.of(AgentUse::DryRun)) {
             (sqlx::Error::Database(d), Some(role)) if d.code().as_deref() == Some("42501") => {
                 Error::RolePrivilege {
                     target: self.name.clone(),

@@ -194,6 +194,12 @@ impl Saved {
     /// and a retried or resumed batch starts after the last committed checkpoint — and the one
     /// restore reads it whole (a hash join), so an index would only double every saved row's
     /// cost.
+    /// Hands the backup table to `role` (the apply role), which writes it in the batches it runs
+    /// and drops it when a rollback has put its values back.
+    pub fn owned_by(&self, role: &str) -> String {
+        format!("ALTER TABLE {} OWNER TO {}", self.backup, quote_ident(role))
+    }
+
     pub fn create(&self) -> String {
         let schema = if self.backup.starts_with("drydock_backup.") {
             "CREATE SCHEMA IF NOT EXISTS drydock_backup; "
