@@ -161,6 +161,29 @@ pub fn random_hex(bytes: usize) -> std::io::Result<String> {
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// The shortest passphrase drydock keeps: long enough that the argon2id hash, not its length,
+/// is what a guesser is up against.
+pub const MIN_PASSPHRASE: usize = 12;
+
+/// A person's passphrase as drydock keeps it: an argon2id hash (PHC string) over a random salt.
+pub fn hash_passphrase(passphrase: &str) -> std::io::Result<String> {
+    use argon2::PasswordHasher;
+    let mut salt = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut salt)?;
+    argon2::Argon2::default()
+        .hash_password_with_salt(passphrase.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| std::io::Error::other(e.to_string()))
+}
+
+/// Whether `passphrase` is the one `hash` (a PHC string) was made from.
+pub fn passphrase_matches(passphrase: &str, hash: &str) -> bool {
+    use argon2::PasswordVerifier;
+    argon2::Argon2::default()
+        .verify_password(passphrase.as_bytes(), hash)
+        .is_ok()
+}
+
 /// Makes a token from the operating system's randomness.
 pub fn generate() -> std::io::Result<NewToken> {
     let hex = random_hex(30)?;

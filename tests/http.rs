@@ -80,6 +80,17 @@ async fn the_typescript_sdk_works_over_http_as_the_tokens_principal() {
     .await;
     assert_eq!(denied.status, 403, "{}", denied.body);
     assert_eq!(denied.json()["code"], "not-permitted");
+    // The same principal with an approver token is still the author.
+    let own = format!("Bearer {}", p.token("ci-agent", Grant::Approver));
+    let refused = request(
+        &server.addr,
+        "POST",
+        &format!("/api/plans/{id}/approve"),
+        &[("Authorization", &own)],
+        b"",
+    )
+    .await;
+    assert_eq!(refused.json()["code"], "self-approval", "{}", refused.body);
     let alice = format!("Bearer {}", p.token("alice", Grant::Approver));
     let approved = request(
         &server.addr,
@@ -117,6 +128,17 @@ async fn hostile_requests_are_refused_at_the_door() {
         none.header("www-authenticate"),
         Some("Bearer realm=\"drydock\"")
     );
+    // Every answer, a refusal or a page, is never framed, cached or type-sniffed.
+    let login = request(a, "GET", "/login", &[], b"").await;
+    for r in [&none, &login] {
+        assert_eq!(r.header("x-frame-options"), Some("DENY"), "{}", r.body);
+        assert_eq!(
+            r.header("content-security-policy"),
+            Some("frame-ancestors 'none'")
+        );
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    }
     assert_eq!(none.json()["code"], "unauthenticated");
     let mcp = request(
         a,
@@ -578,4 +600,49 @@ async fn a_team_server_stopped_mid_backfill_stops_at_a_checkpoint_and_resumes() 
         1
     );
     c.close().await;
+}
+
+/// A review-page session lives only as long as the token that opened it: revoked, the very next
+/// request is sent back to the login page (it once kept approving).
+#[tokio::test]
+async fn a_revoked_token_ends_its_page_sessions_at_once() {
+    let p = Project::new().await;
+    let alice = p.token("alice", Grant::Approver);
+    let admin = p.token("root", Grant::Admin);
+    let server = serve(&p).await;
+    let a = server.addr.as_str();
+    let cookie = |r: &common::http::Response, name: &str| {
+        r.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+            .find_map(|(_, v)| v.strip_prefix(&format!("{name}=")))
+            .map(|v| v.split(';').next().unwrap().to_string())
+            .unwrap_or_else(|| panic!("no {name} cookie: {:?}", r.headers))
+    };
+    let form = request(a, "GET", "/login", &[], b"").await;
+    let csrf = cookie(&form, "dd_login");
+    let logged = request(
+        a,
+        "POST",
+        "/login",
+        &[
+            ("Cookie", &format!("dd_login={csrf}")),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        format!("token={alice}&csrf_token={csrf}").as_bytes(),
+    )
+    .await;
+    let session = format!("dd_session={}", cookie(&logged, "dd_session"));
+    let home = request(a, "GET", "/", &[("Cookie", &session)], b"").await;
+    assert_eq!(home.status, 200, "{}", home.body);
+
+    let out = p.cli_with(&["token", "revoke", "alice"], Some(&admin));
+    assert!(out.status.success());
+    let after = request(a, "GET", "/", &[("Cookie", &session)], b"").await;
+    assert!(
+        (300..400).contains(&after.status) && after.header("location") == Some("/login"),
+        "{} {:?}",
+        after.status,
+        after.headers
+    );
 }

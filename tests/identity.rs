@@ -141,50 +141,126 @@ async fn tokens_are_made_by_admins_shown_once_and_revoked_at_once() {
     c.close().await;
 }
 
-/// A person at a real terminal (a pseudo-terminal from `script`) approves by typing the plan's
-/// first 8 checksum characters; a wrong confirmation changes nothing. The audit names the
-/// principal, its role, the channel and the OS user.
+/// `drydock ARGS` at a real terminal (a pseudo-terminal from `script`, as any agent with a shell
+/// can make one): each line of `typed` is typed once its prompt has appeared. Returns what the
+/// terminal showed.
+fn at_terminal(p: &Project, args: &str, typed: &[(&str, &str)]) -> String {
+    use std::io::{Read, Write};
+    let command = format!(
+        "{} --config {} {args}",
+        env!("CARGO_BIN_EXE_drydock"),
+        p.config_path.display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_remove("DRYDOCK_TOKEN")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("script (util-linux) runs");
+    let shown = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let shown = shown.clone();
+        let mut out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 256];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                shown
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    let mut stdin = child.stdin.take().unwrap();
+    let mut seen = 0;
+    for (prompt, line) in typed {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let text = shown.lock().unwrap().clone();
+            if let Some(at) = text[seen..].find(prompt) {
+                seen += at + prompt.len();
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no prompt {prompt:?}: {text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        writeln!(stdin, "{line}").unwrap();
+    }
+    drop(stdin);
+    child.wait().unwrap();
+    reader.join().unwrap();
+    shown.lock().unwrap().clone()
+}
+
+/// A terminal is not a person: through `script`, typing the plan's checksum (which the agent
+/// knows) approves nothing, under anyone's name. The person approves with the passphrase only
+/// they know, asked without echo, then confirms the checksum; a wrong confirmation changes
+/// nothing. The audit names the principal, its role, the channel and the OS user.
 #[tokio::test]
-async fn a_person_at_a_terminal_approves_by_typing_the_checksum() {
+async fn a_person_at_a_terminal_approves_with_their_passphrase() {
     let p = Project::new().await;
     let (c, id) = tested_plan(&p).await;
     let checksum = c.ok("status", json!({"plan_id": id})).await["checksum"]
         .as_str()
         .unwrap()
         .to_string();
-    let at_terminal = |typed: &str| {
-        let command = format!(
-            "{} --config {} approve {id} --by dana",
-            env!("CARGO_BIN_EXE_drydock"),
-            p.config_path.display()
-        );
-        let mut child = std::process::Command::new("script")
-            .args(["-qec", &command, "/dev/null"])
-            .env_remove("DRYDOCK_TOKEN")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("script (util-linux) runs");
-        use std::io::Write;
-        std::thread::sleep(std::time::Duration::from_millis(400));
-        writeln!(child.stdin.take().unwrap(), "{typed}").unwrap();
-        let out = child.wait_with_output().unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let wrong = at_terminal("deadbeef");
+    let approve = format!("approve {id} --by dana");
+
+    // The agent's attempt: a terminal, the name, the checksum; no passphrase.
+    for guess in [&checksum[..8], "", &checksum] {
+        let shown = at_terminal(&p, &approve, &[("passphrase: ", guess)]);
+        assert!(shown.contains("unauthenticated"), "{shown}");
+    }
+    assert_eq!(
+        c.ok("status", json!({"plan_id": id})).await["status"],
+        "tested",
+        "a terminal and the checksum approve nothing"
+    );
+
+    // An admin has set dana up; dana types her passphrase (never shown) and confirms.
+    let secret = "correct horse battery staple";
+    let engine = p.engine().await;
+    let admin = drydock::identity::Principal::person("test-admin", Grant::Admin);
+    engine
+        .set_passphrase(Some(&admin), "dana", Grant::Approver, secret)
+        .await
+        .unwrap();
+    let wrong = at_terminal(
+        &p,
+        &approve,
+        &[("passphrase: ", secret), ("to confirm: ", "deadbeef")],
+    );
     assert!(wrong.contains("did not match"), "{wrong}");
+    assert!(
+        !wrong.contains(secret),
+        "the passphrase is not echoed: {wrong}"
+    );
     assert_eq!(
         c.ok("status", json!({"plan_id": id})).await["status"],
         "tested"
     );
-    let right = at_terminal(&checksum[..8]);
+    let right = at_terminal(
+        &p,
+        &approve,
+        &[("passphrase: ", secret), ("to confirm: ", &checksum[..8])],
+    );
     assert!(right.contains("approved"), "{right}");
+    assert!(
+        !right.contains(secret),
+        "the passphrase is not echoed: {right}"
+    );
     let status = c.ok("status", json!({"plan_id": id})).await;
     assert_eq!(status["status"], "approved", "{status}");
     assert_eq!(status["approvals"][0]["by"], "dana");
 
-    let engine = p.engine().await;
     let row = engine
         .audit_log(20)
         .await
@@ -198,7 +274,59 @@ async fn a_person_at_a_terminal_approves_by_typing_the_checksum() {
     c.close().await;
 }
 
-/// Over stdio the author is the MCP client's name and the OS user running the server, on both
+/// Tokens and passphrases are an admin's to give: at a terminal without an admin's passphrase,
+/// `token create` and `passphrase set` make nothing (an agent minting itself an approver token
+/// was the way around every approval). With no admin yet, the first one is set at a terminal.
+#[tokio::test]
+async fn tokens_and_passphrases_need_an_admins_secret() {
+    let p = Project::new().await;
+    let engine = p.engine().await;
+    let admin_secret = "the first admin's passphrase";
+    let first = at_terminal(
+        &p,
+        "passphrase set root --role admin",
+        &[("(admin): ", admin_secret), ("again: ", admin_secret)],
+    );
+    assert!(first.contains("set the passphrase of `root`"), "{first}");
+    assert!(engine.has_admin().await.unwrap());
+
+    // From now on, an admin's passphrase is asked first; guessing mints nothing.
+    for args in [
+        "token create --name mallory --role approver --by root",
+        "passphrase set mallory --role approver --by root",
+    ] {
+        let shown = at_terminal(&p, args, &[("passphrase: ", "root")]);
+        assert!(shown.contains("unauthenticated"), "{args}: {shown}");
+    }
+    let admin = drydock::identity::Principal::person("root", Grant::Admin);
+    assert!(
+        engine
+            .tokens(&admin)
+            .await
+            .unwrap()
+            .iter()
+            .all(|t| t.name != "mallory"),
+        "no token was made"
+    );
+    assert!(
+        engine
+            .person("mallory", "anything at all", Grant::Approver, "approve")
+            .await
+            .is_err()
+    );
+
+    // The admin, with the passphrase, makes a token.
+    let made = at_terminal(
+        &p,
+        "token create --name carol --role approver --by root",
+        &[("passphrase: ", admin_secret), ("to confirm: ", "carol")],
+    );
+    assert!(made.contains("ddk_"), "{made}");
+    assert!(!made.contains(admin_secret), "{made}");
+}
+
+/// Over stdio the author is the MCP client's name, marked as no principal's can be (`(stdio)`),
+/// and the OS user running the server, on both
 /// protocol revisions: the `initialize` handshake names the client once; the 2026-07-28
 /// revision has no handshake and names it in every request's metadata. Every audit row of the
 /// agent's calls records its role (agent), channel (stdio) and OS user.
@@ -232,7 +360,8 @@ async fn stdio_authors_are_the_client_and_the_os_user_on_both_revisions() {
         let id = plan_id(&c.ok("plan", plan).await);
         c.ok("dry-run", json!({"plan_id": id})).await;
         let status = c.ok("status", json!({"plan_id": id})).await;
-        assert_eq!(status["author"], client, "{status}");
+        assert_eq!(status["author"], format!("{client} (stdio)"), "{status}");
+        assert!(drydock::identity::validate_name(status["author"].as_str().unwrap()).is_err());
         let audit = p.engine().await.audit_log(100).await.unwrap();
         for action in ["plan", "dry-run"] {
             let row = audit
@@ -241,7 +370,11 @@ async fn stdio_authors_are_the_client_and_the_os_user_on_both_revisions() {
                 .unwrap_or_else(|| panic!("a {action} row for {client}"));
             assert_eq!(
                 (row.actor.as_str(), row.role.as_deref(), row.via.as_deref()),
-                (client, Some("agent"), Some("stdio")),
+                (
+                    format!("{client} (stdio)").as_str(),
+                    Some("agent"),
+                    Some("stdio")
+                ),
                 "{action}"
             );
             assert_eq!(row.os_user, os_user, "{action}");
@@ -251,8 +384,8 @@ async fn stdio_authors_are_the_client_and_the_os_user_on_both_revisions() {
         c.refused("apply", json!({"plan_id": id})).await;
         let log = p.errors_md();
         assert!(
-            log.contains(&format!("**agent:** {client}"))
-                || log.contains(&format!("by {client} via apply")),
+            log.contains(&format!("**agent:** {client} (stdio)"))
+                || log.contains(&format!("by {client} (stdio) via apply")),
             "{log}"
         );
         c.close().await;

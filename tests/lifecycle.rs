@@ -113,10 +113,14 @@ async fn a_migration_walks_from_plan_to_rollback() {
         "staging itself must stay untouched"
     );
 
-    // the author cannot approve; an engineer can
-    let own = p.cli(&["approve", &id, "--by", "test-agent"]);
-    assert_eq!(own.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&own.stderr).contains("self-approval"));
+    // the agent has no approver identity: its name over stdio is no principal's
+    let show = p.cli(&["show", &id, "--format", "json"]);
+    let author = serde_json::from_slice::<serde_json::Value>(&show.stdout).unwrap()["author"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(author, "test-agent (stdio)");
+    assert!(drydock::identity::validate_name(&author).is_err());
     p.approve(&id, "alice");
     let show = p.cli(&["show", &id]);
     let show = String::from_utf8_lossy(&show.stdout);
@@ -358,7 +362,7 @@ async fn gated_steps_wait_for_an_engineer() {
 
 /// A hotfix skips staging only when two distinct approvers sign the waiver: approvals alone do
 /// not waive anything, one waiver is not enough, the same approver twice is one, the author
-/// cannot, and a normal plan cannot be waived at all.
+/// (an agent over stdio) has no identity that could, and a normal plan cannot be waived at all.
 #[tokio::test]
 async fn a_hotfix_skips_staging_only_with_two_waivers() {
     let p = Project::new().await;
@@ -380,8 +384,16 @@ async fn a_hotfix_skips_staging_only_with_two_waivers() {
         approved_only["code"], "checklist-unmet",
         "two approvals waive nothing"
     );
-    let own = p.cli(&["waive", &id, "--reason", "mine", "--by", common::AGENT_NAME]);
-    assert!(String::from_utf8_lossy(&own.stderr).contains("self-approval"));
+    // The author over stdio is no principal: no token or passphrase can be had for its name.
+    let own = p.cli(&[
+        "waive",
+        &id,
+        "--reason",
+        "mine",
+        "--by",
+        &format!("{} (stdio)", common::AGENT_NAME),
+    ]);
+    assert!(String::from_utf8_lossy(&own.stderr).contains("needs-a-person"));
     p.waive(&id, "alice");
     p.waive(&id, "alice");
     let one = c.refused("apply", json!({"plan_id": id})).await;

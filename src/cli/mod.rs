@@ -5,8 +5,10 @@
 
 mod decide;
 mod follow;
+mod passphrase;
 mod person;
 mod remote;
+mod tty;
 
 pub use remote::RemoteRefused;
 
@@ -177,10 +179,16 @@ pub enum Command {
         format: Format,
     },
     /// Manage bearer tokens (agents, approvers, admins). Needs an admin: a person at a
-    /// terminal who types the principal's name, or DRYDOCK_TOKEN holding an admin token.
+    /// terminal who types their passphrase, or DRYDOCK_TOKEN holding an admin token.
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Passphrases of the people who decide at a terminal (approve, reject, release, waive,
+    /// tokens): kept as argon2id hashes, asked without echo.
+    Passphrase {
+        #[command(subcommand)]
+        command: PassphraseCommand,
     },
     /// Where a plan stands: steps, the running step's progress, what it waits for. `--follow`
     /// draws a progress bar while an apply or backfill runs and ends when it stops.
@@ -270,6 +278,23 @@ pub enum TokenCommand {
     /// Revoke every live token of a principal, effective at once.
     Revoke {
         name: String,
+        #[arg(long)]
+        by: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PassphraseCommand {
+    /// Set NAME's passphrase (typed by NAME, twice, without echo). An admin sets it up; with no
+    /// admin yet, only the first admin's own (`--role admin`).
+    Set {
+        name: String,
+        /// `approver` decides on plans; `admin` also manages tokens and passphrases.
+        #[arg(long)]
+        role: crate::identity::Grant,
+        /// The admin setting it up, when a person at the terminal.
         #[arg(long)]
         by: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -376,6 +401,9 @@ impl Command {
                     TokenCommand::Create { format, .. }
                     | TokenCommand::List { format, .. }
                     | TokenCommand::Revoke { format, .. },
+            }
+            | Command::Passphrase {
+                command: PassphraseCommand::Set { format, .. },
             } => *format,
             Command::Show { format, json, .. } => {
                 if *json {
@@ -407,7 +435,11 @@ pub(crate) fn emit(
 /// Runs a command; the exit code is 0, or what `main` derives from the error.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     if let Command::Init { dir, format } = &cli.command {
-        let done = init(dir)?;
+        let mut done = init(dir)?;
+        // The first admin, typed by the person running init at a terminal.
+        let config = Config::load(&dir.join("drydock.toml")).map_err(refused)?;
+        let engine = Engine::open(config).await.map_err(refused)?;
+        done.push(passphrase::first_admin(&engine).await.map_err(refused)?);
         emit(
             *format,
             || done.join("\n"),
@@ -590,6 +622,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         } => return lint(&engine, &file, &target, format, fail_on, explain).await,
         Command::Doctor { format } => return doctor(&engine, format).await,
         Command::Token { command } => token(&engine, command).await?,
+        Command::Passphrase {
+            command:
+                PassphraseCommand::Set {
+                    name,
+                    role,
+                    by,
+                    format,
+                },
+        } => {
+            passphrase::set(&engine, &name, role, by.as_deref())
+                .await
+                .map_err(refused)?;
+            emit(
+                format,
+                || format!("set the passphrase of `{name}` ({role})"),
+                || serde_json::json!({"name": name, "role": role}),
+            );
+        }
         Command::Init { .. } | Command::Completions { .. } => unreachable!("handled above"),
     }
     Ok(0)

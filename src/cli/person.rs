@@ -1,24 +1,27 @@
-//! Who is at the command line. A decision (approve, reject, release) or a token change needs a
-//! person: the principal of `DRYDOCK_TOKEN`, or an engineer at a terminal who proves presence by
-//! typing what the command names (the plan's first 8 checksum characters; a token's principal
-//! name). Without either — an agent's Bash tool, a script — the command is refused
-//! (`needs-a-person`), whatever `--by` says.
-
-use std::io::{BufRead, IsTerminal, Write};
+//! Who is at the command line. A decision (approve, reject, release, waive) or a token change
+//! needs a person: the principal of `DRYDOCK_TOKEN`, or an engineer at a terminal who types the
+//! passphrase only they know (set up with `drydock passphrase set`, kept as an argon2id hash,
+//! asked without echo). A terminal alone proves nothing — `script` gives any agent one — and
+//! what a command names (the plan's checksum, a principal's name) an agent knows as well: those
+//! are still typed, to confirm what is decided, never to prove who decides. Without a token or a
+//! terminal the command is refused (`needs-a-person`), whatever `--by` says.
 
 use crate::engine::Engine;
 use crate::error::{Error, Part};
 use crate::identity::{Grant, Principal, Via};
 
-/// What a person at the terminal must type to go on.
+use super::tty::Tty;
+
+/// What a person at the terminal types, after their passphrase, to confirm what is done.
 pub enum Confirm {
-    /// Nothing: being at a terminal is enough (reading the token list).
+    /// Nothing beyond the passphrase (reading the token list).
     Nothing,
     /// Type `expected`, described to the person as `what`.
     Type { what: String, expected: String },
 }
 
-/// The principal acting: from `DRYDOCK_TOKEN`, else a person at this terminal with `grant`.
+/// The principal acting: from `DRYDOCK_TOKEN`, else the person at this terminal whose
+/// passphrase is typed, when their role allows `action` (which needs `grant`).
 pub async fn person(
     engine: &Engine,
     by: Option<&str>,
@@ -44,9 +47,9 @@ pub async fn person(
         who.os_user = crate::identity::os_user();
         return Ok(who);
     }
-    if !std::io::stdin().is_terminal() {
+    let Some(mut tty) = Tty::open() else {
         return Err(Error::NeedsAPerson { action, needed });
-    }
+    };
     let by = by.map(str::trim).filter(|b| !b.is_empty()).ok_or_else(|| {
         Error::invalid(
             Part::Decision,
@@ -54,11 +57,10 @@ pub async fn person(
         )
     })?;
     crate::identity::validate_name(by).map_err(|e| Error::invalid(Part::Decision, e))?;
+    let passphrase = tty.ask_secret(&format!("{action} as `{by}`: passphrase: "))?;
+    let who = engine.person(by, &passphrase, grant, action).await?;
     if let Confirm::Type { what, expected } = confirm {
-        eprint!("{action} as `{by}`: type {what} to confirm: ");
-        std::io::stderr().flush().ok();
-        let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line)?;
+        let line = tty.ask(&format!("type {what} to confirm: "))?;
         if line.trim() != expected {
             return Err(Error::invalid(
                 Part::Decision,
@@ -66,7 +68,7 @@ pub async fn person(
             ));
         }
     }
-    Ok(Principal::person(by, grant))
+    Ok(who)
 }
 
 /// A decision on a plan: the person confirms with the plan's first 8 checksum characters.

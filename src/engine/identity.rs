@@ -1,11 +1,12 @@
 //! Tokens and who presents them: `authenticate` turns a bearer token into a principal (live,
 //! unexpired, unrevoked; the secret compared in constant time); an admin creates, lists and
-//! revokes tokens. A token is shown once, when it is made.
+//! revokes tokens. A token is shown once, when it is made. People who decide at a terminal prove
+//! who they are with a passphrase only they know (`person`), which an admin sets up for them.
 
 use std::time::Duration;
 
 use super::*;
-use crate::store::TokenRow;
+use crate::store::{PassphraseRow, TokenRow};
 
 /// A token just made: the only time its text is seen.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -108,6 +109,89 @@ impl Engine {
             ));
         }
         Ok(self.store.revoke_tokens(name, by).await?)
+    }
+}
+
+impl Engine {
+    /// Whether an admin has a passphrase yet: until one does, the first admin's is set by a
+    /// person at a terminal (`drydock init`, `drydock passphrase set NAME --role admin`).
+    pub async fn has_admin(&self) -> Result<bool> {
+        Ok(self.store.has_admin_passphrase().await?)
+    }
+
+    /// Sets `name`'s passphrase, with `role` (approver or admin: an agent decides nothing). An
+    /// admin sets it (`by`); with no admin yet, only the first admin's own, `by` none.
+    pub async fn set_passphrase(
+        &self,
+        by: Option<&Principal>,
+        name: &str,
+        role: Grant,
+        passphrase: &str,
+    ) -> Result<()> {
+        let name = name.trim();
+        crate::identity::validate_name(name).map_err(|e| Error::invalid(Part::Argument, e))?;
+        if role == Grant::Agent {
+            return Err(Error::invalid(
+                Part::Argument,
+                "an agent has no passphrase: it decides nothing (give it an agent token)",
+            ));
+        }
+        if passphrase.chars().count() < crate::identity::MIN_PASSPHRASE {
+            return Err(Error::invalid(
+                Part::Argument,
+                format!(
+                    "a passphrase has at least {} characters",
+                    crate::identity::MIN_PASSPHRASE
+                ),
+            ));
+        }
+        let first = Principal::person(name, role);
+        let by = match by {
+            Some(by) => {
+                admin(by, "setting a passphrase")?;
+                by
+            }
+            None if role == Grant::Admin && !self.has_admin().await? => &first,
+            None => {
+                return Err(Error::NotPermitted {
+                    principal: name.to_string(),
+                    role: "nobody yet".into(),
+                    action: "setting a passphrase",
+                    needed: "an admin",
+                });
+            }
+        };
+        let row = PassphraseRow {
+            name: name.to_string(),
+            role,
+            hash: crate::identity::hash_passphrase(passphrase)?,
+            set_at: crate::clock::now(),
+            set_by: by.name.clone(),
+        };
+        Ok(self.store.set_passphrase(&row, by).await?)
+    }
+
+    /// The person `name` proves to be by `passphrase`, when their role allows `action` (which
+    /// needs `needed`). A wrong passphrase costs a second, and says no more than that it is.
+    pub async fn person(
+        &self,
+        name: &str,
+        passphrase: &str,
+        needed: Grant,
+        action: &'static str,
+    ) -> Result<Principal> {
+        let name = name.trim();
+        let row = self.store.passphrase(name).await?;
+        let Some(row) = row.filter(|r| crate::identity::passphrase_matches(passphrase, &r.hash))
+        else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            return Err(Error::Unauthenticated(format!(
+                "that is not `{name}`'s passphrase, or `{name}` has none (an admin sets one: `drydock passphrase set {name} --role approver`)"
+            )));
+        };
+        let who = Principal::person(&row.name, row.role);
+        permitted(&who, needed, action)?;
+        Ok(who)
     }
 }
 

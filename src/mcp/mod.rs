@@ -177,8 +177,9 @@ pub struct DrydockServer {
 
 /// Who drydock records as the author of plans and mistakes: over HTTP the token's principal
 /// (never the client's self-declared name); over stdio the MCP client's name (from the
-/// handshake, or from the request's metadata on the revision without one) with the OS user
-/// running the server, as an agent.
+/// handshake, or from the request's metadata on the revision without one) marked `(stdio)` —
+/// a name no principal can have, so that an agent naming itself after an approver is never
+/// taken for one — with the OS user running the server, as an agent.
 fn agent(peer: &Peer<RoleServer>, meta: &RequestMetaObject, extensions: &Extensions) -> Principal {
     if let Some(who) = extensions
         .get::<axum::http::request::Parts>()
@@ -193,7 +194,7 @@ fn agent(peer: &Peer<RoleServer>, meta: &RequestMetaObject, extensions: &Extensi
         .filter(|n| !n.trim().is_empty())
         .unwrap_or_else(|| "unknown-agent".into());
     Principal {
-        name,
+        name: format!("{} (stdio)", name.trim()),
         grant: Grant::Agent,
         via: Via::Stdio,
         os_user: crate::identity::os_user(),

@@ -25,7 +25,7 @@ pub use copy::Copied;
 pub use members::MemberRow;
 pub use rows::*;
 pub use shared::{Lease, StoredMistake};
-pub use tokens::TokenRow;
+pub use tokens::{PassphraseRow, TokenRow};
 
 use crate::error::Error;
 use crate::identity::Principal;

@@ -96,6 +96,7 @@ pub async fn serve(engine: Arc<Engine>, listen: Listen) -> anyhow::Result<()> {
             guard::guard,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(guard::harden))
         .with_state(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {

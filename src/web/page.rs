@@ -87,20 +87,28 @@ fn render(name: &str, status: StatusCode, ctx: &impl Serialize) -> Response {
     }
 }
 
-/// The session of a request, or the way to the login page.
-fn session(s: &guard::State, headers: &HeaderMap) -> Result<(String, Session), Box<Response>> {
-    s.sessions
-        .get(headers)
-        .ok_or_else(|| Box::new(Redirect::to("/login").into_response()))
+/// The session of a request, or the way to the login page. A session lives only as long as
+/// the token that opened it: revoked or expired, the session ends with this request.
+async fn session(
+    s: &guard::State,
+    headers: &HeaderMap,
+) -> Result<(String, Session), Box<Response>> {
+    let to_login = || Box::new(Redirect::to("/login").into_response());
+    let (id, sess) = s.sessions.get(headers).ok_or_else(to_login)?;
+    if s.engine.authenticate(&sess.token, Via::Web).await.is_err() {
+        s.sessions.end(&id);
+        return Err(to_login());
+    }
+    Ok((id, sess))
 }
 
 /// The session of a POST form, whose CSRF token must be the session's.
-fn posted(
+async fn posted(
     s: &guard::State,
     headers: &HeaderMap,
     token: &str,
 ) -> Result<(String, Session), Box<Response>> {
-    let (id, sess) = session(s, headers)?;
+    let (id, sess) = session(s, headers).await?;
     if !session::same(&sess.csrf, token) {
         return Err(Box::new(
             (StatusCode::FORBIDDEN, "missing or wrong csrf_token").into_response(),
@@ -179,7 +187,7 @@ async fn login(
         Ok(p) => p,
         Err(e) => return login_page(&headers, Some(e.to_string()), StatusCode::UNAUTHORIZED),
     };
-    let Ok(id) = s.sessions.start(principal) else {
+    let Ok(id) = s.sessions.start(principal, &form.token) else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
     let mut r = Redirect::to("/").into_response();
@@ -204,7 +212,7 @@ async fn logout(
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let (id, _) = match posted(&s, &headers, &form.csrf_token) {
+    let (id, _) = match posted(&s, &headers, &form.csrf_token).await {
         Ok(x) => x,
         Err(r) => return *r,
     };
@@ -220,7 +228,7 @@ async fn plans(
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let (_, sess) = match session(&s, &headers) {
+    let (_, sess) = match session(&s, &headers).await {
         Ok(x) => x,
         Err(r) => return *r,
     };
@@ -256,7 +264,7 @@ async fn plan(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let (_, sess) = match session(&s, &headers) {
+    let (_, sess) = match session(&s, &headers).await {
         Ok(x) => x,
         Err(r) => return *r,
     };
@@ -331,7 +339,7 @@ async fn approve(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let (_, sess) = match posted(&s, &headers, &form.csrf_token) {
+    let (_, sess) = match posted(&s, &headers, &form.csrf_token).await {
         Ok(x) => x,
         Err(r) => return *r,
     };
@@ -354,7 +362,7 @@ async fn waive(
     Path(id): Path<String>,
     Form(form): Form<RejectForm>,
 ) -> Response {
-    let (_, sess) = match posted(&s, &headers, &form.csrf_token) {
+    let (_, sess) = match posted(&s, &headers, &form.csrf_token).await {
         Ok(x) => x,
         Err(r) => return *r,
     };
@@ -368,7 +376,7 @@ async fn reject(
     Path(id): Path<String>,
     Form(form): Form<RejectForm>,
 ) -> Response {
-    let (_, sess) = match posted(&s, &headers, &form.csrf_token) {
+    let (_, sess) = match posted(&s, &headers, &form.csrf_token).await {
         Ok(x) => x,
         Err(r) => return *r,
     };
@@ -391,7 +399,7 @@ async fn release(
     Path(id): Path<String>,
     Form(form): Form<ReleaseForm>,
 ) -> Response {
-    let (_, sess) = match posted(&s, &headers, &form.csrf_token) {
+    let (_, sess) = match posted(&s, &headers, &form.csrf_token).await {
         Ok(x) => x,
         Err(r) => return *r,
     };
@@ -411,7 +419,7 @@ async fn errors(
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let (_, sess) = match session(&s, &headers) {
+    let (_, sess) = match session(&s, &headers).await {
         Ok(x) => x,
         Err(r) => return *r,
     };
@@ -435,7 +443,7 @@ async fn errors(
 }
 
 async fn audit(State(s): State<guard::State>, headers: HeaderMap) -> Response {
-    let (_, sess) = match session(&s, &headers) {
+    let (_, sess) = match session(&s, &headers).await {
         Ok(x) => x,
         Err(r) => return *r,
     };

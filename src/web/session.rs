@@ -1,7 +1,8 @@
 //! Review-page sessions: a token logs in once; the browser then holds only a random session id
 //! in an HttpOnly, SameSite=Strict cookie (Secure behind https). Each session has its own CSRF
 //! token, which every POST form carries; a missing or wrong one is refused (403). Sessions live
-//! in memory and end after eight hours or at logout.
+//! in memory and end after eight hours, at logout, or as soon as their token is revoked or
+//! expires (each request re-checks it).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,6 +22,8 @@ const LIFETIME: Duration = Duration::from_secs(8 * 3600);
 pub struct Session {
     pub principal: Principal,
     pub csrf: String,
+    /// The token that logged in, kept in memory only, re-checked on every request.
+    pub token: String,
     started: Instant,
 }
 
@@ -28,12 +31,13 @@ pub struct Session {
 pub struct Sessions(Arc<Mutex<HashMap<String, Session>>>);
 
 impl Sessions {
-    /// Starts a session for `principal`; returns its id.
-    pub fn start(&self, principal: Principal) -> std::io::Result<String> {
+    /// Starts a session for `principal`, who logged in with `token`; returns its id.
+    pub fn start(&self, principal: Principal, token: &str) -> std::io::Result<String> {
         let id = random()?;
         let session = Session {
             principal,
             csrf: random()?,
+            token: token.to_string(),
             started: Instant::now(),
         };
         let mut map = self.0.lock().expect("sessions");
