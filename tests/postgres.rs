@@ -188,7 +188,7 @@ async fn a_migration_walks_the_lifecycle_on_postgres() {
     let apps = p
         .scalar(
             &p.prod,
-            "SELECT count(*) FROM drydock.history WHERE applied_by = 'test-agent'",
+            "SELECT count(*) FROM drydock.history WHERE applied_by = 'test-agent (stdio)'",
         )
         .await;
     assert_eq!(apps, 1);

@@ -93,7 +93,39 @@ async fn an_approver_reviews_and_approves_in_the_browser() {
     agent.ok("dry-run", json!({"plan_id": id})).await;
     let alice = p.token("alice", Grant::Approver);
     let bot = p.token("ci-agent", Grant::Agent);
-    let author = p.token(common::AGENT_NAME, Grant::Approver);
+    // A plan carol wrote over HTTP (an author is a token's principal there), and carol's
+    // approver token: the page gives its author no form.
+    let carols = p
+        .engine()
+        .await
+        .plan(
+            drydock::engine::PlanRequest {
+                goal: "carol's own change".into(),
+                target: "production".into(),
+                steps: Some(vec![drydock::plan::Step {
+                    name: Some("add".into()),
+                    up: Some("ALTER TABLE users ADD COLUMN motto TEXT".into()),
+                    down: Some("ALTER TABLE users DROP COLUMN motto".into()),
+                    backfill: None,
+                    gate: None,
+                }]),
+                template: None,
+                params: None,
+                checks: vec![],
+                urgency: Default::default(),
+                supersedes: None,
+            },
+            &drydock::identity::Principal {
+                name: "carol".into(),
+                grant: Grant::Agent,
+                via: drydock::identity::Via::McpHttp,
+                os_user: None,
+            },
+        )
+        .await
+        .unwrap()
+        .plan_id;
+    let author = p.token("carol", Grant::Approver);
     let server = serve_http(&p).await;
     let base = format!("http://{}", server.addr);
     let d = driver().await;
@@ -227,10 +259,13 @@ async fn an_approver_reviews_and_approves_in_the_browser() {
     c.close().await.unwrap();
 
     // An agent token reads, with no forms; the author gets none either.
-    for (token, says) in [(&bot, "Read-only"), (&author, "You wrote this plan")] {
+    for (token, plan, says) in [
+        (&bot, &id, "Read-only"),
+        (&author, &carols, "You wrote this plan"),
+    ] {
         let c = browser(&d).await;
         log_in(&c, &base, token).await;
-        c.goto(&format!("{base}/plans/{id}")).await.unwrap();
+        c.goto(&format!("{base}/plans/{plan}")).await.unwrap();
         assert!(
             c.find(Locator::Id("approve")).await.is_err(),
             "no approve form"

@@ -486,6 +486,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 return Ok(0);
             }
             tracing::info!(targets = engine.config.targets.len(), state = %engine.config.state_dir.display(), "drydock serving MCP on stdio");
+            // Said once, whatever the log filter: which of the two setups this is.
+            eprintln!(
+                "drydock (local mode, stdio): decisions need a person's passphrase at a terminal or an approver token; an agent running as this OS user could still edit drydock's own files ({}). For a boundary no agent crosses, run the team server as its own OS user and give the agent only an agent token (README: threat model).",
+                engine.config.state_dir.display()
+            );
             crate::mcp::serve_stdio(engine).await?;
         }
         Command::Plans { format } => plans(&engine, format).await?,

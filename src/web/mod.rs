@@ -74,6 +74,10 @@ pub async fn serve(engine: Arc<Engine>, listen: Listen) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen.addr).await?;
     let bound = listener.local_addr()?;
     tracing::info!(%bound, "drydock serving MCP at /mcp and the API at /api over HTTP");
+    // The one line a person starting the team server needs, whatever the log filter.
+    eprintln!(
+        "drydock team server: http://{bound}/ (review page), MCP at http://{bound}/mcp; every request needs a bearer token"
+    );
     let mcp_config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(listen.hosts.clone())
         .with_max_request_body_bytes(MAX_BODY_BYTES);
