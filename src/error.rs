@@ -370,7 +370,7 @@ impl Error {
             Error::Config(_) => "correct drydock.toml (see README) and restart drydock".into(),
             Error::Store(_) | Error::Io(_) => "check the state directory's disk and permissions; run `drydock doctor`".into(),
             Error::Target { .. } => "check that the target is reachable and its credentials are valid; run `drydock doctor`".into(),
-            Error::UnsafeRole { target, .. } => format!("an engineer creates a least-privilege role that owns the application's tables (README: least privilege, for the SQL) and names it in [targets.{target}] apply_role (and dry_run_role, check_role where they differ), then runs `drydock doctor`; drydock refuses agent SQL until then"),
+            Error::UnsafeRole { target, .. } => format!("an engineer runs `drydock doctor --fix` (it makes `drydock_migrator`, owner of the application's objects, and `drydock_checker`, and prints what it ran), or makes such roles by hand (README: least privilege); then names them in [targets.{target}] apply_role and check_role. drydock refuses agent SQL until then"),
             Error::RolePrivilege { .. } => "an engineer grants the role what a migration of that table needs (owner of the table, or SELECT for drydock's comparison; README: least privilege), then dry-run again".into(),
             Error::NeedsAPerson { needed, .. } => format!(
                 "an engineer runs the command at a terminal (it asks to type what it names), or sets DRYDOCK_TOKEN to an {needed} token (`drydock token create`)"

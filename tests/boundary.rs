@@ -676,3 +676,112 @@ async fn a_failure_of_the_agents_text_in_the_migration_template_is_the_agents_le
     );
     c.close().await;
 }
+
+/// `drydock doctor --fix`, by an admin, makes the least-privilege roles on targets that log in as
+/// a superuser and prints the keys that name them; with those keys, real migrations walk to
+/// validated and back as the roles: an index built CONCURRENTLY with a backfill beside it, and a
+/// template's expand/contract (triggers, a shadow column, its batches), with the application
+/// writing throughout. The application's own role keeps its access to the tables it no longer owns.
+#[tokio::test]
+async fn doctor_fix_makes_roles_that_walk_real_migrations() {
+    let p = PgProject::new("large_table_rows = 1000").await;
+    p.superuser_login("", "");
+    let refused = p.project.cli(&["doctor"]);
+    assert!(String::from_utf8_lossy(&refused.stdout).contains("unsafe-role"));
+
+    // Not without an admin.
+    let none = p.project.cli_with(&["doctor", "--fix"], None);
+    assert!(String::from_utf8_lossy(&none.stderr).contains("needs-a-person"));
+    let admin = p.project.token("root", drydock::identity::Grant::Admin);
+    let out = p
+        .project
+        .cli_with(&["doctor", "--fix", "--format", "json"], Some(&admin));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fixed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fixes = fixed["fixed"].as_array().unwrap();
+    assert_eq!(fixes.len(), 2, "{fixed}");
+    let mut config = std::fs::read_to_string(&p.project.config_path).unwrap();
+    for role in ["production", "staging"] {
+        config = config.replacen(
+            &format!("role = \"{role}\""),
+            &format!("role = \"{role}\"\napply_role = \"drydock_migrator\"\ncheck_role = \"drydock_checker\""),
+            1,
+        );
+    }
+    std::fs::write(&p.project.config_path, config).unwrap();
+    assert_eq!(
+        p.scalar(&p.prod, "SELECT count(*) FROM pg_class WHERE relname IN ('accounts', 'ledger', 'rich_accounts') AND pg_get_userbyid(relowner) = 'drydock_migrator'").await,
+        3
+    );
+    let clean = p.project.cli(&["doctor", "--format", "json"]);
+    assert!(
+        !String::from_utf8_lossy(&clean.stdout).contains("unsafe-role"),
+        "{}",
+        String::from_utf8_lossy(&clean.stdout)
+    );
+
+    let c = p.project.connect().await;
+    let id = p
+        .project
+        .ready(
+            &c,
+            json!({"goal": "find accounts by email, and name them", "target": "production",
+                   "steps": [
+                       {"name": "index", "up": "CREATE INDEX CONCURRENTLY accounts_email ON accounts (email)",
+                        "down": "DROP INDEX CONCURRENTLY accounts_email"},
+                       {"name": "name", "backfill": {"table": "accounts", "set": "nickname = 'n' || id", "where": "nickname IS NULL"},
+                        "down": "UPDATE accounts SET nickname = NULL"}],
+                   "checks": [{"name": "named", "sql": "SELECT count(*) = 0 FROM accounts WHERE nickname IS NULL", "expect": "true"},
+                              {"name": "as-the-checker", "sql": "SELECT current_user = 'drydock_checker'", "expect": "true"}]}),
+        )
+        .await;
+    let applied = c.ok("apply", json!({"plan_id": id})).await;
+    assert_eq!(applied["status"], "applied", "{applied}");
+    let v = c.ok("validate", json!({"plan_id": id})).await;
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(
+        p.scalar(
+            &p.prod,
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'accounts_email'"
+        )
+        .await,
+        1
+    );
+    // The backfill ran as the migrator: the values it saved for rollback are the migrator's.
+    assert_eq!(
+        p.scalar(&p.prod, "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'drydock_backup' AND c.relname LIKE 'bf\\_%' AND pg_get_userbyid(c.relowner) = 'drydock_migrator'").await,
+        1
+    );
+    let rb = c
+        .ok(
+            "rollback",
+            json!({"plan_id": id, "reason": "the roles walk back too"}),
+        )
+        .await;
+    assert_eq!(rb["schema_verified"], true, "{rb}");
+    assert_eq!(
+        p.scalar(
+            &p.prod,
+            "SELECT count(*) FROM accounts WHERE nickname IS NOT NULL"
+        )
+        .await,
+        0
+    );
+    c.close().await;
+
+    // A template's expand/contract, as the roles, with the application (its own role, no longer
+    // the owner) writing throughout.
+    common::walk::walk_project(
+        p,
+        "change-column-type",
+        json!({"table": "accounts", "column": "score", "new_type": "bigint"}),
+        &["accounts"],
+        None,
+        None,
+    )
+    .await;
+}

@@ -223,6 +223,15 @@ pub enum Command {
     Doctor {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// On each PostgreSQL target whose agent SQL would be refused (`unsafe-role`), make the
+        /// least-privilege roles (`drydock_migrator` owns the application's objects,
+        /// `drydock_checker` reads them) in one transaction, print every statement run and the
+        /// keys to add to drydock.toml. Needs an admin.
+        #[arg(long)]
+        fix: bool,
+        /// Your name, when you are the admin at the terminal (with `--fix`).
+        #[arg(long)]
+        by: Option<String>,
     },
 }
 
@@ -392,7 +401,7 @@ impl Command {
             | Command::Lint { format, .. }
             | Command::Init { format, .. }
             | Command::Status { format, .. }
-            | Command::Doctor { format }
+            | Command::Doctor { format, .. }
             | Command::State {
                 command: StateCommand::Migrate { format, .. },
             }
@@ -625,7 +634,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             fail_on,
             explain,
         } => return lint(&engine, &file, &target, format, fail_on, explain).await,
-        Command::Doctor { format } => return doctor(&engine, format).await,
+        Command::Doctor {
+            format,
+            fix: true,
+            by,
+        } => fix_roles(&engine, format, by.as_deref()).await?,
+        Command::Doctor { format, .. } => return doctor(&engine, format).await,
         Command::Token { command } => token(&engine, command).await?,
         Command::Passphrase {
             command:
@@ -737,6 +751,50 @@ async fn lint(
         .threshold()
         .is_some_and(|t| analysis.hazards.iter().any(|h| h.severity >= t));
     Ok(if failing { 3 } else { 0 })
+}
+
+/// `drydock doctor --fix`: the least-privilege roles, made by an admin.
+async fn fix_roles(engine: &Engine, format: Format, by: Option<&str>) -> anyhow::Result<()> {
+    let who = person::person(
+        engine,
+        by,
+        crate::identity::Grant::Admin,
+        "doctor --fix",
+        person::Confirm::Nothing,
+    )
+    .await
+    .map_err(refused)?;
+    let fixes = engine.fix_roles(&who).await.map_err(refused)?;
+    emit(
+        format,
+        || {
+            if fixes.is_empty() {
+                return "every PostgreSQL target already runs agent SQL as a least-privilege role"
+                    .into();
+            }
+            let mut text = String::new();
+            for f in &fixes {
+                text.push_str(&format!(
+                    "-- target `{}`: ran in one transaction
+",
+                    f.target
+                ));
+                for s in &f.setup.statements {
+                    text.push_str(&format!(
+                        "{s};
+"
+                    ));
+                }
+            }
+            text.push_str("\nadd to drydock.toml:\n");
+            for f in &fixes {
+                text.push_str(&format!("{}\n", f.config));
+            }
+            text
+        },
+        || serde_json::json!({ "fixed": fixes }),
+    );
+    Ok(())
 }
 
 async fn doctor(engine: &Engine, format: Format) -> anyhow::Result<i32> {

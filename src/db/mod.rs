@@ -5,6 +5,7 @@
 //! Imports only `plan`, `config` and the leaves.
 
 pub mod postgres;
+pub use postgres::RoleSetup;
 pub mod sqlite;
 mod tools;
 
@@ -509,6 +510,21 @@ impl Target {
                 "this template moves a column with PostgreSQL's expand/contract procedure; on a SQLite target write the change as `steps`",
             )),
             Target::Postgres(t) => t.column_dependents(table, column).await,
+        }
+    }
+
+    /// The statements that set up least-privilege roles (PostgreSQL; none for SQLite).
+    pub async fn role_setup(&self, migrator: &str, checker: &str) -> Result<Option<RoleSetup>> {
+        match self {
+            Target::Sqlite(_) => Ok(None),
+            Target::Postgres(t) => t.role_setup(migrator, checker).await.map(Some),
+        }
+    }
+
+    pub async fn run_role_setup(&self, setup: &RoleSetup) -> Result<()> {
+        match self {
+            Target::Sqlite(_) => Ok(()),
+            Target::Postgres(t) => t.run_role_setup(setup).await,
         }
     }
 

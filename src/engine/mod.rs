@@ -14,6 +14,7 @@ mod plan;
 mod read;
 mod reconcile;
 mod report;
+mod roles;
 mod rollback;
 mod rollout;
 mod rollout_checks;
@@ -32,6 +33,7 @@ pub use export::{ExportReport, StepVersion, Unexported};
 pub use identity::CreatedToken;
 pub use plan::next_steps;
 pub use report::*;
+pub use roles::RoleFix;
 use validate::{check_failure, failures, pre_apply_lines, table_shape};
 
 use crate::analysis;

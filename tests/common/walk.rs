@@ -89,6 +89,18 @@ pub async fn walk_until(
             run_sql(db, &format!("{setup}; ANALYZE")).await;
         }
     }
+    walk_project(p, template, params, tables, probe, stop_at).await
+}
+
+/// `walk_until` on a project already made and set up.
+pub async fn walk_project(
+    p: PgProject,
+    template: &str,
+    params: Value,
+    tables: &[&str],
+    probe: Option<&str>,
+    stop_at: Option<&str>,
+) -> Walked {
     let before = shape(&p.prod, tables).await;
     let c = p.project.connect().await;
     let planned = c.ok("plan", json!({"goal": template, "target": "production", "template": template, "params": params})).await;
