@@ -646,3 +646,51 @@ async fn a_revoked_token_ends_its_page_sessions_at_once() {
         after.headers
     );
 }
+
+/// A client that never finishes its headers holds only its own connection, and only for
+/// `[server] header_read_timeout`: with every connection slot (`max_connections`) taken by such
+/// clients, the server cuts them and a login still gets its page (slow clients once locked every
+/// login out).
+#[tokio::test]
+async fn slow_clients_are_cut_and_never_lock_logins_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let p = Project::new().await;
+    let mut config = std::fs::read_to_string(&p.config_path).unwrap();
+    config.push_str("\n[server]\nheader_read_timeout = \"1s\"\nmax_connections = 2\n");
+    std::fs::write(&p.config_path, config).unwrap();
+    let server = serve(&p).await;
+    let a = server.addr.clone();
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(&a).await.unwrap();
+        s.write_all(format!("GET /login HTTP/1.1\r\nHost: {a}\r\nX-Slow: ").as_bytes())
+            .await
+            .unwrap();
+        slow.push(s);
+    }
+    let login = tokio::spawn({
+        let a = a.clone();
+        async move { request(&a, "GET", "/login", &[], b"").await }
+    });
+    for mut s in slow {
+        let mut buf = [0u8; 512];
+        let cut = tokio::time::timeout(std::time::Duration::from_secs(15), async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {} // a 408 before the close is fine
+                }
+            }
+        })
+        .await;
+        assert!(
+            cut.is_ok(),
+            "the server never cut a client that sent no whole header"
+        );
+    }
+    let page = tokio::time::timeout(std::time::Duration::from_secs(15), login)
+        .await
+        .expect("a login is served once the slow clients are cut")
+        .unwrap();
+    assert_eq!(page.status, 200, "{}", page.body);
+}

@@ -344,6 +344,21 @@ pub struct ServerConfig {
     pub allowed_origins: Vec<String>,
     /// The team server the CLI talks to, when set.
     pub url: Option<String>,
+    /// How long a client may take to send a request's headers (default 10 s).
+    pub header_read_timeout: Option<Duration>,
+    /// Connections served at once (default 256); more wait in the kernel's queue.
+    pub max_connections: Option<usize>,
+}
+
+impl ServerConfig {
+    /// A slow client (a byte a minute) holds one connection this long, never the server.
+    pub fn header_read_timeout(&self) -> Duration {
+        self.header_read_timeout.unwrap_or(Duration::from_secs(10))
+    }
+
+    pub fn max_connections(&self) -> usize {
+        self.max_connections.unwrap_or(256).max(1)
+    }
 }
 
 #[derive(Deserialize)]
@@ -425,6 +440,8 @@ struct RawServer {
     #[serde(default)]
     allowed_origins: Vec<String>,
     url: Option<String>,
+    header_read_timeout: Option<String>,
+    max_connections: Option<usize>,
 }
 
 fn duration(key: &str, raw: &Option<String>, default: Duration) -> Result<Duration> {
@@ -614,6 +631,19 @@ impl Config {
                 allow_remote: raw.server.allow_remote,
                 allowed_origins: raw.server.allowed_origins,
                 url: raw.server.url,
+                header_read_timeout: raw
+                    .server
+                    .header_read_timeout
+                    .as_deref()
+                    .map(|s| {
+                        humantime::parse_duration(s.trim()).map_err(|e| {
+                            Error::Config(format!(
+                                "server.header_read_timeout = {s:?} is not a duration like \"10s\": {e}"
+                            ))
+                        })
+                    })
+                    .transpose()?,
+                max_connections: raw.server.max_connections,
             },
         })
     }

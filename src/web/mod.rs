@@ -102,14 +102,63 @@ pub async fn serve(engine: Arc<Engine>, listen: Listen) -> anyhow::Result<()> {
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::map_response(guard::harden))
         .with_state(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            crate::mcp::shutdown_signal().await;
-            // Running applies stop at their next checkpoint first, so that the calls waiting
-            // on them answer; then the MCP sessions close and the connections drain.
-            engine.shutdown(Duration::from_secs(60)).await;
-            stop.cancel();
-        })
-        .await?;
+    let limits = (
+        engine.config.server.header_read_timeout(),
+        engine.config.server.max_connections(),
+    );
+    let shutdown = async move {
+        crate::mcp::shutdown_signal().await;
+        // Running applies stop at their next checkpoint first, so that the calls waiting
+        // on them answer; then the MCP sessions close and the connections drain.
+        engine.shutdown(Duration::from_secs(60)).await;
+        stop.cancel();
+    };
+    accept(listener, app, limits, shutdown).await;
     Ok(())
+}
+
+/// Serves connections until `shutdown` completes: at most `max` at once (the next waits in the
+/// kernel's queue until one ends), each closed when a request's headers take longer than
+/// `header_timeout` (a slow client holds its own connection, never a login). Connections still
+/// open at the end get ten seconds to finish.
+async fn accept(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    (header_timeout, max): (Duration, usize),
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max));
+    tokio::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot,
+            _ = &mut shutdown => break,
+        };
+        let Ok(slot) = slot else { break };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .serve_connection(TokioIo::new(stream), service.clone());
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            connection.await.ok();
+            drop(slot);
+        });
+    }
+    tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+        .await
+        .ok();
 }
