@@ -785,3 +785,40 @@ async fn doctor_fix_makes_roles_that_walk_real_migrations() {
     )
     .await;
 }
+
+/// A dry-run's rollback does not take back `nextval` (a serial column's insert) or `setval`:
+/// sequences are non-transactional. drydock reads staging's sequences before the plan runs and
+/// puts back each the dry-run moved — backwards always, forwards when no committed row holds a
+/// value of the range — and says so. Checked on staging's sequences themselves.
+#[tokio::test]
+async fn a_dry_run_leaves_staging_sequences_where_they_were() {
+    let p = PgProject::new("").await;
+    let seq = "SELECT last_value FROM accounts_id_seq";
+    let ledger = "SELECT last_value FROM ledger_id_seq";
+    let (accounts_before, ledger_before) = (
+        p.scalar(&p.staging, seq).await,
+        p.scalar(&p.staging, ledger).await,
+    );
+    let c = p.project.connect().await;
+    let planned = c
+        .ok(
+            "plan",
+            json!({"goal": "seed fifty accounts, and reset the ledger's numbering", "target": "production",
+                   "steps": [step(
+                       "INSERT INTO accounts (email) SELECT 'seed' || g FROM generate_series(1, 50) g; SELECT setval('ledger_id_seq', 1)",
+                       "DELETE FROM accounts WHERE email LIKE 'seed%'; SELECT setval('ledger_id_seq', (SELECT max(id) FROM ledger))"
+                   )]}),
+        )
+        .await;
+    let dry = c.ok("dry-run", json!({"plan_id": plan_id(&planned)})).await;
+    assert_eq!(p.scalar(&p.staging, seq).await, accounts_before, "{dry}");
+    assert_eq!(p.scalar(&p.staging, ledger).await, ledger_before, "{dry}");
+    let moved = dry["sequences"].as_array().expect("the moved sequences");
+    assert_eq!(moved.len(), 2, "{dry}");
+    assert!(moved.iter().all(|s| s["restored"] == true), "{dry}");
+    assert!(
+        dry["warnings"].to_string().contains("non-transactional"),
+        "{dry}"
+    );
+    c.close().await;
+}

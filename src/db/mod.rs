@@ -204,6 +204,23 @@ impl Fingerprint {
     }
 }
 
+/// A sequence a dry-run moved on staging: sequences are non-transactional, so the dry-run's
+/// rollback does not take back a `nextval` or `setval`. drydock puts it back when that is safe:
+/// a move backwards always (forward again never hands out a value twice); a move forwards only
+/// when no committed row of its column holds a value the dry-run consumed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SequenceMove {
+    pub sequence: String,
+    /// Its last value before the dry-run (none: never used).
+    pub before: Option<i64>,
+    /// Its last value after the dry-run's rollback.
+    pub after: Option<i64>,
+    pub restored: bool,
+    /// Why it was left where the dry-run moved it, when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left: Option<String>,
+}
+
 /// Where agent SQL runs on a target, and so which configured role it runs as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AgentUse {
@@ -775,11 +792,13 @@ impl Sandbox {
         }
     }
 
-    /// Discards everything the sandbox did.
-    pub async fn finish(self) {
+    /// Discards everything the sandbox did; returns the sequences it moved (which a rollback
+    /// does not take back), and whether each was put back.
+    pub async fn finish(self) -> Vec<SequenceMove> {
         match self {
             Sandbox::Sqlite(_, path) => {
                 let _ = std::fs::remove_file(path);
+                vec![]
             }
             Sandbox::Postgres(s) => s.finish().await,
         }

@@ -36,6 +36,7 @@ mod monitor;
 mod roles;
 mod sandbox;
 mod saved;
+mod sequences;
 mod watcher;
 
 use catalog::{catalog_on, row_counts_on};

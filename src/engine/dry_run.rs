@@ -41,7 +41,7 @@ impl Engine {
         std::fs::create_dir_all(scratch.parent().expect("scratch has a parent"))?;
         let mut sandbox = staging.sandbox(&scratch).await?;
         let outcome = self.exercise(plan, &mut sandbox).await;
-        sandbox.finish().await;
+        let sequences = sandbox.finish().await;
         let duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
 
         let record = |ok: bool, detail: RunDetail| NewRun {
@@ -97,6 +97,18 @@ impl Engine {
                 .map(ToString::to_string)
                 .collect();
         let members_differ = self.precheck_members(plan, &staging, &mut warnings).await?;
+        for s in &sequences {
+            warnings.push(match &s.left {
+                None => format!(
+                    "non-transactional: the dry-run moved sequence `{}` (a rollback does not take back nextval or setval); drydock put it back",
+                    s.sequence
+                ),
+                Some(why) => format!(
+                    "non-transactional: the dry-run moved sequence `{}` from {:?} to {:?}: {why}",
+                    s.sequence, s.before, s.after
+                ),
+            });
+        }
         exercised.checks.iter().filter(|c| !c.passed).for_each(|c| {
             warnings.push(format!(
                 "check `{}` failed: observed {}",
@@ -116,6 +128,7 @@ impl Engine {
             warnings,
             disagreements,
             members_differ,
+            sequences,
             duration_ms,
             next_steps: vec![],
         };

@@ -63,6 +63,10 @@ pub struct DryRunReport {
     /// group's staging (or that cannot be reached) — listed before anyone approves.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub members_differ: Vec<String>,
+    /// Sequences the dry-run moved on staging (non-transactional: its rollback does not take
+    /// them back), and whether drydock put each back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sequences: Vec<crate::db::SequenceMove>,
     pub duration_ms: f64,
     pub next_steps: Vec<String>,
 }

@@ -26,6 +26,10 @@ impl Postgres {
             .iter()
             .map(|r| (r.get::<i64, _>(0) as u32, qualified(r.get(1), r.get(2))))
             .collect();
+        // As the login, before any agent SQL: what the rollback will not take back.
+        let sequences = super::sequences::read(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
         // Nobody has approved the plan yet: its SQL runs as the dry-run role, and so does every
         // read of drydock's in this transaction from here on (never a more privileged role once
         // agent SQL may have left something behind for a read to resolve).
@@ -43,6 +47,7 @@ impl Postgres {
             existing,
             baseline: None,
             own_temporary: BTreeSet::new(),
+            sequences,
         })
     }
 }
@@ -63,6 +68,8 @@ pub struct PgSandbox {
     /// The temporary tables drydock itself made here (a backfill's saved values): not the
     /// plan's, so not in its schema fingerprint.
     own_temporary: BTreeSet<String>,
+    /// The application's sequences before the plan ran (see `sequences`).
+    sequences: super::sequences::Sequences,
 }
 
 /// What the sandbox sees of the pre-existing relations around one statement.
@@ -353,10 +360,13 @@ impl PgSandbox {
             .map_err(|e| self.err(e))
     }
 
-    /// Rolls the sandbox back: nothing of the dry-run persists.
-    pub async fn finish(mut self) {
+    /// Rolls the sandbox back: nothing of the dry-run persists but what a rollback cannot take
+    /// back, the sequences it moved; those are put back where that is safe, and returned.
+    pub async fn finish(mut self) -> Vec<crate::db::SequenceMove> {
         sqlx::raw_sql("ROLLBACK").execute(&mut self.conn).await.ok();
+        let moved = super::sequences::restore(&mut self.conn, &self.sequences).await;
         self.conn.close().await.ok();
+        moved
     }
 }
 
