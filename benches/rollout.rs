@@ -16,7 +16,7 @@ use drydock::plan::{Step, Urgency};
 use sqlx::{AssertSqlSafe, Connection};
 
 mod support;
-use support::connect;
+use support::{BENCH_ROLE, connect};
 
 const MEMBERS: usize = 100;
 const ROWS: usize = 1_000;
@@ -32,10 +32,12 @@ async fn create(admin: &mut sqlx::PgConnection, base: &str, db: &str, seed: bool
     .execute(&mut *admin)
     .await
     .expect("drop");
-    sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {db}")))
-        .execute(&mut *admin)
-        .await
-        .expect("create");
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "CREATE DATABASE {db} OWNER {BENCH_ROLE}"
+    )))
+    .execute(&mut *admin)
+    .await
+    .expect("create");
     if seed {
         let mut c = connect(&url_of(base, db)).await;
         sqlx::raw_sql(AssertSqlSafe(format!(
@@ -100,20 +102,22 @@ async fn main() {
         std::process::exit(2);
     };
     let mut admin = connect(&base).await;
+    // drydock and the members' setup log in unprivileged; the superuser only creates databases.
+    let app = support::unprivileged(&base).await;
     let tag = std::process::id();
     let dbs: Vec<String> = (0..MEMBERS)
         .map(|i| format!("bench_t{tag}_{i:03}"))
         .collect();
     let t0 = Instant::now();
     for db in &dbs {
-        create(&mut admin, &base, db, true).await;
+        create(&mut admin, &app, db, true).await;
     }
     let (staging, state) = (
         format!("bench_t{tag}_staging"),
         format!("bench_t{tag}_state"),
     );
-    create(&mut admin, &base, &staging, true).await;
-    create(&mut admin, &base, &state, false).await;
+    create(&mut admin, &app, &staging, true).await;
+    create(&mut admin, &app, &state, false).await;
     eprintln!(
         "{MEMBERS} tenant databases created in {:.1} s",
         t0.elapsed().as_secs_f64()
@@ -133,15 +137,15 @@ async fn main() {
         for (i, db) in dbs.iter().enumerate() {
             config.push_str(&format!(
                 "[targets.t{i:03}]\nurl = \"{}\"\nrole = \"production\"\n\n",
-                url_of(&base, db)
+                url_of(&app, db)
             ));
         }
         let list: Vec<String> = (0..MEMBERS).map(|i| format!("\"t{i:03}\"")).collect();
         config.push_str(&format!(
             "[targets.staging]\nurl = \"{}\"\nrole = \"staging\"\n\n[groups.tenants]\ntargets = [{}]\nstaging = \"staging\"\nwaves = [\"100%\"]\nparallel = {parallel}\n\n[state]\nurl = \"{}\"\n\n[policy]\napply_wait = \"1h\"\n",
-            url_of(&base, &staging),
+            url_of(&app, &staging),
             list.join(", "),
-            url_of(&base, &state)
+            url_of(&app, &state)
         ));
         let config = Config::parse(&config, dir.path(), None).expect("config");
         let engine = Arc::new(Engine::open(config).await.expect("engine"));
@@ -182,9 +186,9 @@ async fn main() {
         assert_eq!(applied.status.to_string(), "applied", "{}", applied.message);
         // The same SQL by hand, on a fresh column, for the SQL's own cost.
         let hand = format!("hand_p{parallel}");
-        let sql = by_hand(&base, &dbs, &hand).await;
+        let sql = by_hand(&app, &dbs, &hand).await;
         // Staging gets the hand-made column too: the next dry-run finds it shaped as the members.
-        by_hand(&base, std::slice::from_ref(&staging), &hand).await;
+        by_hand(&app, std::slice::from_ref(&staging), &hand).await;
         let overhead = (wall - sql) / MEMBERS as f64;
         println!(
             "{parallel:>9} {:>10.2} {:>12.1} {:>14.2} {:>20.1}",

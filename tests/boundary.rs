@@ -822,3 +822,58 @@ async fn a_dry_run_leaves_staging_sequences_where_they_were() {
     );
     c.close().await;
 }
+
+/// A function is judged by what the target's catalog says it is, not by its name: an
+/// application's `SECURITY DEFINER` function owned by a superuser, executable by everyone as
+/// such functions are by default, runs with its owner's privileges whatever role calls it, so a
+/// least-privilege role does not stop it. A step calling it is refused before anything runs; the
+/// effect is checked on the server (the superuser-only sequence it advances is untouched).
+#[tokio::test]
+async fn a_security_definer_function_of_a_superuser_is_refused_by_what_it_is() {
+    let p = PgProject::new("").await;
+    let t = tag();
+    for db in [&p.staging, &p.prod] {
+        let mut admin = pg_connect_admin(db).await;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE SEQUENCE public.root_seq_{t}; REVOKE ALL ON SEQUENCE public.root_seq_{t} FROM PUBLIC;
+             CREATE FUNCTION public.app_refresh_{t}() RETURNS bigint LANGUAGE sql SECURITY DEFINER
+                 AS $$ SELECT nextval('public.root_seq_{t}') $$"
+        )))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+        admin.close().await.ok();
+    }
+    let c = p.project.connect().await;
+    let planned = c
+        .ok(
+            "plan",
+            json!({"goal": "refresh", "target": "production",
+                   "steps": [step(&format!("SELECT public.app_refresh_{t}()"), "SELECT 1")]}),
+        )
+        .await;
+    let refused = c
+        .refused("dry-run", json!({"plan_id": plan_id(&planned)}))
+        .await;
+    assert_eq!(refused["code"], "forbidden-statement", "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("SECURITY DEFINER"),
+        "{refused}"
+    );
+    let called: bool = {
+        let mut admin = pg_connect_admin(&p.staging).await;
+        let (called,): (bool,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT is_called FROM public.root_seq_{t}"
+        )))
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        admin.close().await.ok();
+        called
+    };
+    assert!(!called, "the function ran with its owner's privileges");
+    c.close().await;
+}

@@ -8,6 +8,33 @@ pub async fn connect(url: &str) -> PgConnection {
     PgConnection::connect(url).await.expect("connect")
 }
 
+/// The login drydock (and each bench's own sessions) use: no superuser, as drydock requires of
+/// the role agent SQL runs as (`unsafe-role`); it may create databases and read every session's
+/// statistics. Made on the server of `base` (a superuser's URL) with the same password; returns
+/// `base` logged in as it.
+pub const BENCH_ROLE: &str = "drydock_bench";
+
+pub async fn unprivileged(base: &str) -> String {
+    let (scheme, rest) = base.split_once("://").expect("a database URL");
+    let (_, after_user) = rest.split_once(':').expect("a URL with a password");
+    let password = after_user.split_once('@').expect("a URL with a host").0;
+    let mut admin = connect(base).await;
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "DO $$ BEGIN
+             PERFORM pg_advisory_xact_lock(7272727);
+             IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{BENCH_ROLE}') THEN
+                 CREATE ROLE {BENCH_ROLE} LOGIN CREATEDB PASSWORD '{password}';
+                 GRANT pg_read_all_stats TO {BENCH_ROLE};
+             END IF;
+         END $$"
+    )))
+    .execute(&mut admin)
+    .await
+    .expect("the bench role");
+    admin.close().await.ok();
+    format!("{scheme}://{BENCH_ROLE}:{after_user}")
+}
+
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -34,15 +61,15 @@ impl BenchDb {
             std::process::exit(2);
         };
         let name = format!("{prefix}_{}", std::process::id());
+        let app = unprivileged(&base).await;
         let mut admin = connect(&base).await;
-        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .expect("create database");
-        let url = format!(
-            "{}/{name}",
-            base.rsplit_once('/').expect("a database URL").0
-        );
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "CREATE DATABASE {name} OWNER {BENCH_ROLE}"
+        )))
+        .execute(&mut admin)
+        .await
+        .expect("create database");
+        let url = format!("{}/{name}", app.rsplit_once('/').expect("a database URL").0);
         BenchDb { admin, name, url }
     }
 

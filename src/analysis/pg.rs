@@ -155,29 +155,31 @@ fn called_functions(node: &Node) -> Vec<String> {
 /// Walks a parse tree's serialised form for every `kind` node and collects the last name of its
 /// `names` list (`public.lower` → `lower`, `t.col` → `col`).
 fn last_names_of(node: &Node, kind: &str, names: &str) -> Vec<String> {
-    fn walk(v: &serde_json::Value, kind: &str, names: &str, out: &mut Vec<String>) {
-        match v {
-            serde_json::Value::Object(m) => {
-                if let Some(last) = m.get(kind).and_then(|k| {
-                    k[names]
-                        .as_array()?
-                        .iter()
-                        .rev()
-                        .find_map(|p| p["node"]["String"]["sval"].as_str())
-                }) {
-                    out.push(last.to_string());
-                }
-                m.values().for_each(|x| walk(x, kind, names, out));
-            }
-            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, kind, names, out)),
-            _ => {}
-        }
-    }
     let mut out = Vec::new();
     if let Ok(v) = serde_json::to_value(node) {
-        walk(&v, kind, names, &mut out);
+        last_names_in(&v, kind, names, &mut out);
     }
     out
+}
+
+/// `last_names_of` over a tree already serialised.
+pub(crate) fn last_names_in(v: &serde_json::Value, kind: &str, names: &str, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            if let Some(last) = m.get(kind).and_then(|k| {
+                k[names]
+                    .as_array()?
+                    .iter()
+                    .rev()
+                    .find_map(|p| p["node"]["String"]["sval"].as_str())
+            }) {
+                out.push(last.to_string());
+            }
+            m.values().for_each(|x| last_names_in(x, kind, names, out));
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| last_names_in(x, kind, names, out)),
+        _ => {}
+    }
 }
 
 /// The last name of a qualified name (`public.mood` → `mood`).

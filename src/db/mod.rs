@@ -530,6 +530,15 @@ impl Target {
         }
     }
 
+    /// Of `functions` (called by agent SQL), those the catalog says reach beyond the database,
+    /// with why (PostgreSQL; SQLite has no such functions once its statement gate has spoken).
+    pub async fn beyond_the_database(&self, functions: &[String]) -> Result<Vec<(String, String)>> {
+        match self {
+            Target::Sqlite(_) => Ok(vec![]),
+            Target::Postgres(t) => t.beyond_the_database(functions).await,
+        }
+    }
+
     /// The statements that set up least-privilege roles (PostgreSQL; none for SQLite).
     pub async fn role_setup(&self, migrator: &str, checker: &str) -> Result<Option<RoleSetup>> {
         match self {

@@ -290,6 +290,42 @@ impl Postgres {
         self
     }
 
+    /// Of the functions agent SQL calls (by name), those that reach beyond the database by what
+    /// the catalog says they are, whatever their name: PostgreSQL keeps them from ordinary roles
+    /// (not executable by `PUBLIC`: the server's files, settings, other sessions), or they run as
+    /// an owner that is a superuser or may reach the server's files, programs or other sessions
+    /// (`SECURITY DEFINER`: a least-privilege role calling one gains its owner's privileges).
+    /// Returns (function, why) for each.
+    pub async fn beyond_the_database(&self, functions: &[String]) -> Result<Vec<(String, String)>> {
+        if functions.is_empty() {
+            return Ok(vec![]);
+        }
+        // language=SQL
+        let sql = "SELECT p.oid::regprocedure::text,
+                    CASE WHEN NOT has_function_privilege('public', p.oid, 'EXECUTE')
+                           THEN 'PostgreSQL keeps it from ordinary roles (not executable by PUBLIC)'
+                         WHEN p.prosecdef AND (o.rolsuper OR o.rolcreaterole OR EXISTS (
+                                 SELECT FROM pg_roles b
+                                 WHERE b.rolname IN ('pg_read_server_files', 'pg_write_server_files', 'pg_execute_server_program', 'pg_signal_backend')
+                                   AND pg_has_role(o.oid, b.oid, 'MEMBER')))
+                           THEN 'runs with the privileges of its owner `' || o.rolname || '` (SECURITY DEFINER), a role that reaches beyond the database'
+                    END
+             FROM pg_proc p JOIN pg_roles o ON o.oid = p.proowner
+             WHERE p.proname = ANY ($1)";
+        let mut conn = self.reader().await?;
+        let rows: std::result::Result<Vec<(String, Option<String>)>, _> =
+            pinned(&mut conn, async |c| {
+                sqlx::query_as(sql).bind(functions).fetch_all(c).await
+            })
+            .await;
+        self.keep(conn).await;
+        Ok(rows
+            .map_err(|e| self.err(e))?
+            .into_iter()
+            .filter_map(|(f, why)| why.map(|w| (f, w)))
+            .collect())
+    }
+
     /// Lets the apply role do, inside the transactions it runs, drydock's bookkeeping there: the
     /// history row written beside a step's SQL, a backfill's checkpoints and saved values, the
     /// asides drop templates keep in `drydock`. Granted by the login, on drydock's own schemas

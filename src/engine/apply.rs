@@ -110,7 +110,7 @@ impl Engine {
             return self.rollout(plan, group, agent, progress).await;
         }
         let target = self.open_target(&plan.target).await?;
-        admit(plan, target.engine())?;
+        admit(plan, &target).await?;
         let lock = target.lock().await?;
         let result = self
             .apply_locked(plan, agent, progress, &target, items)

@@ -29,7 +29,7 @@ impl Engine {
         )?;
         let staging_cfg = self.dry_run_target_for(plan, target)?;
         let staging = Target::open(&self.config, staging_cfg).await?;
-        admit(plan, staging.engine())?;
+        admit(plan, &staging).await?;
         // The plan's own target, when reachable: its shape for the drift check, its row counts
         // for the estimate.
         let own = self.open_target(&plan.target).await.ok();

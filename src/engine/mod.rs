@@ -111,19 +111,38 @@ impl Drop for RunningGuard {
 }
 
 /// Refuses a plan any of whose SQL reaches beyond the database (spec §3–5) before any of it
-/// runs: every verb that executes the plan's SQL — dry-run, apply, validate, rollback — asks.
-fn admit(plan: &Plan, engine: Dialect) -> Result<()> {
-    match analysis::privilege::violations(&plan.body, engine)
+/// runs on `target`: every verb that executes the plan's SQL — dry-run, apply, validate,
+/// rollback — asks. The statement gate first; then every function the SQL calls, resolved in the
+/// target's catalog and judged by what it is there.
+async fn admit(plan: &Plan, target: &Target) -> Result<()> {
+    if let Some(v) = analysis::privilege::violations(&plan.body, target.engine())
         .into_iter()
         .next()
     {
-        None => Ok(()),
-        Some(v) => Err(Error::Forbidden {
+        return Err(Error::Forbidden {
             place: v.place,
             construct: format!("`{}`", v.forbidden.construct),
             reason: v.forbidden.reason,
-        }),
+        });
     }
+    if target.engine() == Dialect::Postgres {
+        let called: Vec<String> = analysis::privilege::called_functions(&plan.body)
+            .into_iter()
+            .collect();
+        if let Some((function, why)) = target
+            .beyond_the_database(&called)
+            .await?
+            .into_iter()
+            .next()
+        {
+            return Err(Error::Forbidden {
+                place: "the plan's SQL".into(),
+                construct: format!("`{function}`"),
+                reason: format!("{why}, as the target's catalog says"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Runs each discovered group's query on its admin target and settles the group with the

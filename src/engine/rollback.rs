@@ -37,7 +37,7 @@ impl Engine {
             return self.rollback_rollout(plan, reason, agent).await;
         }
         let target = self.open_target(&plan.target).await?;
-        admit(plan, target.engine())?;
+        admit(plan, &target).await?;
         let lock = target.lock().await?;
         let result = self.rollback_locked(plan, reason, agent, &target).await;
         lock.release().await;
@@ -248,7 +248,7 @@ impl Engine {
             }
             let cfg = self.config.target(&m.target)?;
             let target = Target::open(&self.config, cfg).await?;
-            admit(plan, target.engine())?;
+            admit(plan, &target).await?;
             let lock = target.lock().await?;
             let undone = self.undo_member(plan, &target).await;
             let after = target.fingerprint().await;

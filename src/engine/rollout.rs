@@ -287,7 +287,7 @@ impl Engine {
         let outcome = async {
             let cfg = self.config.target(member)?;
             let target = Target::open(&self.config, cfg).await?;
-            admit(plan, target.engine())?;
+            admit(plan, &target).await?;
             let lock = target.lock().await?;
             let r = self.apply_member_locked(plan, member, &target, agent).await;
             lock.release().await;

@@ -78,7 +78,7 @@ impl Engine {
         let (mut checks, mut builtin) = (Vec::new(), Vec::new());
         for m in members.iter().filter(|m| m.state == MemberState::Applied) {
             let target = Target::open(&self.config, self.config.target(&m.target)?).await?;
-            admit(plan, target.engine())?;
+            admit(plan, &target).await?;
             for c in target.run_checks(&plan.body.checks).await? {
                 checks.push(crate::db::CheckOutcome {
                     name: format!("{}: {}", m.target, c.name),

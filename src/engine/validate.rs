@@ -29,7 +29,7 @@ impl Engine {
         let started_at = crate::store::now();
         let t0 = Instant::now();
         let target = target?;
-        admit(plan, target.engine())?;
+        admit(plan, &target).await?;
         let checks = target.run_checks(&plan.body.checks).await?;
         let runs = self.store.runs(&plan.id).await?;
         let dry = runs

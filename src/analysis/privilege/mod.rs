@@ -15,7 +15,7 @@ mod plpgsql;
 mod postgres;
 mod sqlite;
 
-pub use postgres::postgres;
+pub use postgres::{called, postgres};
 pub use sqlite::sqlite;
 
 /// Why a statement is refused: the construct, named as the agent wrote it, and the reason.
@@ -104,6 +104,28 @@ pub fn violations(body: &crate::plan::Body, engine: crate::sql::Dialect) -> Vec<
     }
     for c in &body.checks {
         push(format!("check `{}`", c.name), admit(&c.sql, Use::Check));
+    }
+    out
+}
+
+/// Every function a plan's PostgreSQL agent SQL calls (steps, backfills, checks), by name.
+pub fn called_functions(body: &crate::plan::Body) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for step in &body.steps {
+        let backfill = step.backfill.as_ref().map(super::backfill_sql);
+        for sql in [
+            step.up.as_deref(),
+            step.down.as_deref(),
+            backfill.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            out.extend(called(sql));
+        }
+    }
+    for c in &body.checks {
+        out.extend(called(&c.sql));
     }
     out
 }

@@ -8,15 +8,7 @@ use super::{Forbidden, Use, Verdict};
 /// expression is admitted like a step's SQL, and dynamic SQL (`EXECUTE`), which cannot be
 /// analysed, is refused.
 pub(super) fn plpgsql(body: &str, trigger: bool, usage: Use) -> Verdict {
-    let tag = (0..)
-        .map(|i| format!("$drydock{i}$"))
-        .find(|t| !body.contains(t.as_str()))
-        .expect("some dollar tag is free");
-    let returns = if trigger { "trigger" } else { "void" };
-    let wrapped = format!(
-        "CREATE FUNCTION drydock_analysed() RETURNS {returns} LANGUAGE plpgsql AS {tag}{body}{tag}"
-    );
-    let json = plpgsql_json(&wrapped).map_err(|e| {
+    let json = plpgsql_json(&wrapped(body, trigger)).map_err(|e| {
         Forbidden::new(
             "PL/pgSQL body",
             format!("does not parse, so drydock cannot tell what it does ({e})"),
@@ -34,8 +26,37 @@ pub(super) fn plpgsql(body: &str, trigger: bool, usage: Use) -> Verdict {
             ));
         }
     }
-    for (query, mode) in plpgsql_queries(&json) {
-        let sql = match mode {
+    for sql in embedded(&json) {
+        postgres(&sql, usage)?;
+    }
+    Ok(())
+}
+
+/// The SQL a PL/pgSQL body runs, statement by statement (expressions as `SELECT expr`); none
+/// when it does not parse (the gate refuses it then).
+pub(super) fn statements(body: &str, trigger: bool) -> Vec<String> {
+    plpgsql_json(&wrapped(body, trigger))
+        .map(|json| embedded(&json))
+        .unwrap_or_default()
+}
+
+/// `body` as the function PostgreSQL's PL/pgSQL parser takes.
+fn wrapped(body: &str, trigger: bool) -> String {
+    let tag = (0..)
+        .map(|i| format!("$drydock{i}$"))
+        .find(|t| !body.contains(t.as_str()))
+        .expect("some dollar tag is free");
+    let returns = if trigger { "trigger" } else { "void" };
+    format!(
+        "CREATE FUNCTION drydock_analysed() RETURNS {returns} LANGUAGE plpgsql AS {tag}{body}{tag}"
+    )
+}
+
+/// Every statement and expression of a parsed body, as SQL.
+fn embedded(json: &str) -> Vec<String> {
+    plpgsql_queries(json)
+        .into_iter()
+        .map(|(query, mode)| match mode {
             // RAW_PARSE_DEFAULT: a whole statement.
             0 => query,
             // Assignments (`x := expr`, `NEW.a := expr`): the expression is what runs.
@@ -44,10 +65,8 @@ pub(super) fn plpgsql(body: &str, trigger: bool, usage: Use) -> Verdict {
                 None => format!("SELECT {query}"),
             },
             _ => format!("SELECT {query}"),
-        };
-        postgres(&sql, usage)?;
-    }
-    Ok(())
+        })
+        .collect()
 }
 
 /// Every `"query": "..."` of a PL/pgSQL parse with its parse mode. The parser's JSON is not

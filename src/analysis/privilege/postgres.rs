@@ -616,7 +616,9 @@ fn setting(s: &pg_query::protobuf::VariableSetStmt) -> Verdict {
     Err(Forbidden::new(construct, reason))
 }
 
-fn function(s: &pg_query::protobuf::CreateFunctionStmt, usage: Use) -> Verdict {
+/// A `CREATE FUNCTION`'s language (lower case; `sql` when unsaid) and body (none: `BEGIN ATOMIC`,
+/// whose statements are part of the tree).
+fn source(s: &pg_query::protobuf::CreateFunctionStmt) -> (String, Option<String>) {
     let mut language = None;
     let mut body = None;
     for opt in &s.options {
@@ -630,12 +632,24 @@ fn function(s: &pg_query::protobuf::CreateFunctionStmt, usage: Use) -> Verdict {
                     body = l.items.first().and_then(string_of);
                 }
             }
-            _ => function_option(opt)?,
+            _ => {}
         }
     }
     let language = language
         .map(|l| l.to_lowercase())
         .unwrap_or_else(|| "sql".into());
+    (language, body)
+}
+
+fn function(s: &pg_query::protobuf::CreateFunctionStmt, usage: Use) -> Verdict {
+    for opt in &s.options {
+        if let Some(NodeEnum::DefElem(d)) = &opt.node
+            && !matches!(d.defname.as_str(), "language" | "as")
+        {
+            function_option(opt)?;
+        }
+    }
+    let (language, body) = source(s);
     match (language.as_str(), body) {
         ("sql", Some(body)) => postgres(&body, usage),
         ("sql", None) => Ok(()), // BEGIN ATOMIC: its statements are part of the tree
@@ -678,7 +692,8 @@ fn function_option(opt: &Node) -> Verdict {
     }
 }
 
-fn do_block(s: &pg_query::protobuf::DoStmt, usage: Use) -> Verdict {
+/// A `DO` block's language (lower case) and body.
+fn do_source(s: &pg_query::protobuf::DoStmt) -> (String, String) {
     let mut language = "plpgsql".to_string();
     let mut body = String::new();
     for a in &s.args {
@@ -692,6 +707,46 @@ fn do_block(s: &pg_query::protobuf::DoStmt, usage: Use) -> Verdict {
             _ => {}
         }
     }
+    (language, body)
+}
+
+/// Every function agent SQL calls, by its last name, however deep: in statements, defaults,
+/// views, SQL and PL/pgSQL bodies, DO blocks. What each is, the target's catalog says
+/// (`Target::beyond_the_database`): the gate's names are the part no catalog is needed for.
+pub fn called(sql: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let Ok(parsed) = pg_query::parse(sql, 0) else {
+        return out;
+    };
+    for raw in &parsed.protobuf.stmts {
+        let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
+            continue;
+        };
+        if let Ok(tree) = serde_json::to_value(node) {
+            let mut names = Vec::new();
+            crate::analysis::pg::last_names_in(&tree, "FuncCall", "funcname", &mut names);
+            out.extend(names);
+        }
+        let bodies = match node {
+            NodeEnum::CreateFunctionStmt(s) => match source(s) {
+                (language, Some(body)) if language == "sql" => vec![body],
+                (language, Some(body)) if language == "plpgsql" => {
+                    super::plpgsql::statements(&body, returns_trigger(s))
+                }
+                _ => vec![],
+            },
+            NodeEnum::DoStmt(s) => super::plpgsql::statements(&do_source(s).1, false),
+            _ => vec![],
+        };
+        for body in bodies {
+            out.extend(called(&body));
+        }
+    }
+    out
+}
+
+fn do_block(s: &pg_query::protobuf::DoStmt, usage: Use) -> Verdict {
+    let (language, body) = do_source(s);
     if language != "plpgsql" {
         return Err(Forbidden::new(
             format!("DO LANGUAGE {language}"),
