@@ -297,6 +297,34 @@ async fn errors_never_carry_a_value_the_server_read() {
     let refused = c.refused("dry-run", json!({"plan_id": id})).await;
     let text = refused.to_string();
     assert!(!text.contains("acct1"), "{text}");
+    // A PL/pgSQL RAISE whose message is the data read, unquoted, and a value in single quotes.
+    for (what, up) in [
+        (
+            "raise",
+            "DO $$ BEGIN RAISE EXCEPTION '%', (SELECT email FROM accounts ORDER BY id LIMIT 1); END $$",
+        ),
+        (
+            "single quotes",
+            "DO $$ BEGIN RAISE EXCEPTION 'bad value ''%''', (SELECT email FROM accounts ORDER BY id LIMIT 1); END $$",
+        ),
+    ] {
+        let id = plan_id(
+            &c.ok(
+                "plan",
+                json!({"goal": format!("leak through a {what}"), "target": "production",
+                       "steps": [step(up, "SELECT 1")]}),
+            )
+            .await,
+        );
+        let refused = c.refused("dry-run", json!({"plan_id": id})).await;
+        assert_eq!(refused["code"], "sql-failed", "{what}: {refused}");
+        let text = refused.to_string();
+        assert!(!text.contains("user1@example.com"), "{what}: {text}");
+        assert!(
+            text.contains("P0001"),
+            "{what}: the error keeps its shape: {text}"
+        );
+    }
     assert!(!p.project.errors_md().contains("user1@example.com"));
     // Names the agent wrote stay, so the error still says what was wrong.
     let id = plan_id(

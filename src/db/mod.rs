@@ -885,7 +885,14 @@ pub fn agent_error(e: &sqlx::Error, sql: &str) -> String {
         return crate::redact::redact(&e.to_string());
     };
     let message = d.message().lines().next().unwrap_or_default();
-    let shaped = mask_read_values(message, sql);
+    // A PL/pgSQL error (RAISE, ASSERT: SQLSTATE class P0) says what the agent's code made it
+    // say, which may be anything the code read: only what the agent wrote itself stays.
+    let raised = d.code().is_some_and(|c| c.starts_with("P0"));
+    let shaped = if raised && !sql.to_lowercase().contains(&message.to_lowercase()) {
+        "an error raised by the plan's PL/pgSQL, its message withheld (it may carry what the code read)".to_string()
+    } else {
+        mask_read_values(message, sql)
+    };
     match d.code() {
         // PostgreSQL's SQLSTATEs are five characters; SQLite's result codes are numbers.
         Some(code) if code.len() == 5 => format!("{shaped} (SQLSTATE {code})"),
@@ -894,15 +901,21 @@ pub fn agent_error(e: &sqlx::Error, sql: &str) -> String {
     }
 }
 
-/// Replaces every `"..."` of `message` whose content `sql` does not contain with `"…"`.
+/// Replaces every `"..."` and `'...'` of `message` whose content `sql` does not contain with
+/// `"…"` (`'…'`).
 pub fn mask_read_values(message: &str, sql: &str) -> String {
     let known = sql.to_lowercase();
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
-    while let Some(open) = rest.find('"') {
+    while let Some(open) = rest.find(['"', '\'']) {
+        let quote = rest[open..].chars().next().unwrap_or('"');
         out.push_str(&rest[..=open]);
         rest = &rest[open + 1..];
-        let Some(close) = rest.find('"') else {
+        let Some(close) = rest.find(quote) else {
+            if quote == '\'' {
+                // An apostrophe ("can't"), not a quote.
+                continue;
+            }
             // An unterminated quote: whatever follows came from the server.
             out.push('…');
             return out;
@@ -913,7 +926,7 @@ pub fn mask_read_values(message: &str, sql: &str) -> String {
         } else {
             out.push('…');
         }
-        out.push('"');
+        out.push(quote);
         rest = &rest[close + 1..];
     }
     out.push_str(rest);
@@ -978,6 +991,15 @@ mod tests {
         assert_eq!(
             mask_read_values("unterminated \"secret", "SELECT 1"),
             "unterminated \"…"
+        );
+        // Single quotes too; an apostrophe is not one.
+        assert_eq!(
+            mask_read_values("bad value 'user1@example.com' here", "SELECT 1"),
+            "bad value '…' here"
+        );
+        assert_eq!(
+            mask_read_values("can't do that to \"t\"", "ALTER TABLE t"),
+            "can't do that to \"t\""
         );
     }
 }
