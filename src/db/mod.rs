@@ -398,7 +398,21 @@ pub struct StepFailure {
     pub index: usize,
     pub sql: String,
     pub sqlstate: Option<String>,
+    /// Why, as the agent may read it (`agent_error`).
     pub cause: String,
+    /// A PL/pgSQL `RAISE`'s own message, which `cause` withholds: shown only when the SQL is
+    /// drydock's template text (its guards name what stopped them).
+    pub raised: Option<String>,
+}
+
+impl StepFailure {
+    /// Why, for the plan's reader: a vouched template's own message in full, else `cause`.
+    pub fn reason(&self, body: &crate::plan::Body) -> &str {
+        match (&self.raised, body.vouched_template()) {
+            (Some(raised), Some(_)) => raised,
+            _ => &self.cause,
+        }
+    }
 }
 
 /// The bookkeeping written in the step's own transaction.
@@ -898,6 +912,16 @@ pub fn agent_error(e: &sqlx::Error, sql: &str) -> String {
         Some(code) if code.len() == 5 => format!("{shaped} (SQLSTATE {code})"),
         Some(code) => format!("{shaped} (SQLite code {code})"),
         None => shaped,
+    }
+}
+
+/// The message of a PL/pgSQL error (SQLSTATE class P0), unmasked but redacted.
+pub fn raised(e: &sqlx::Error) -> Option<String> {
+    match e {
+        sqlx::Error::Database(d) if d.code().is_some_and(|c| c.starts_with("P0")) => Some(
+            crate::redact::redact(d.message().lines().next().unwrap_or_default()),
+        ),
+        _ => None,
     }
 }
 

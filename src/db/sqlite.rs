@@ -473,6 +473,7 @@ impl Sqlite {
                     sql: sql.clone(),
                     sqlstate: None,
                     cause: super::agent_error(&e, sql),
+                    raised: None,
                 }));
             }
             let duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
@@ -523,6 +524,7 @@ impl Sqlite {
                     index: statements.len(),
                     sql: "PRAGMA foreign_key_check".into(),
                     sqlstate: None,
+                    raised: None,
                     cause: format!(
                         "the step leaves rows whose foreign keys point at nothing: {}",
                         broken

@@ -334,7 +334,7 @@ impl Engine {
             target: plan.target.clone(),
             step: step.to_string(),
             index: f.index,
-            cause: format!("{} — in `{}`", f.cause, truncate(&f.sql, 200)),
+            cause: format!("{} — in `{}`", f.reason(&plan.body), truncate(&f.sql, 200)),
         }
     }
 

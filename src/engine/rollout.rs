@@ -367,7 +367,7 @@ impl Engine {
                         target: member.to_string(),
                         step: name.clone(),
                         index: f.index,
-                        cause: format!("{} — in `{}`", f.cause, truncate(&f.sql, 200)),
+                        cause: format!("{} — in `{}`", f.reason(&plan.body), truncate(&f.sql, 200)),
                     };
                     self.undo_member(plan, target).await?;
                     return Err(err);

@@ -345,6 +345,7 @@ impl Postgres {
                         ),
                         sqlstate: state,
                         cause: crate::db::agent_error(&e, batch_sql.1.sql()),
+                        raised: crate::db::raised(&e),
                     });
                 }
             }

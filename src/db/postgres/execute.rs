@@ -233,6 +233,7 @@ impl Postgres {
                     sql: s.sql.clone(),
                     sqlstate: sqlstate(&e),
                     cause: crate::db::agent_error(&e, &s.sql),
+                    raised: crate::db::raised(&e),
                 }));
             }
             let duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
@@ -278,6 +279,7 @@ impl Postgres {
                 sql: "COMMIT".into(),
                 sqlstate: sqlstate(&e),
                 cause: crate::redact::redact(&e.to_string()),
+                raised: None,
             }));
         }
         Ok(Ok(runs))

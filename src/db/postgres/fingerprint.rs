@@ -72,9 +72,16 @@ pub(super) async fn fingerprint_on(conn: &mut PgConnection) -> sqlx::Result<Fing
                 || d.defaclobjtype::text || ' ' || d.defaclacl::text
          FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace"
             .to_string(),
-        // This session's temporary objects: none outside a dry-run's transaction, and there any
-        // is a plan's leftover (a temporary view named like a table shadows it for the session).
-        "SELECT 'temporary ' || CASE c.relkind WHEN 'r' THEN 'table' WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
+    ];
+    read_lines(conn, &queries).await
+}
+
+/// A dry-run session's temporary objects: any is a plan's leftover (a temporary view named like
+/// a table shadows it for the session). Outside a dry-run's transaction a session has none, so
+/// only the sandbox reads them.
+pub(super) async fn temporary_on(conn: &mut PgConnection) -> sqlx::Result<Fingerprint> {
+    // language=SQL
+    let query = "SELECT 'temporary ' || CASE c.relkind WHEN 'r' THEN 'table' WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
                     WHEN 'S' THEN 'sequence' WHEN 'i' THEN 'index' WHEN 'c' THEN 'type' ELSE 'relation' END || ' ' || c.relname
          FROM pg_class c WHERE c.relnamespace = pg_my_temp_schema()
          UNION ALL
@@ -83,20 +90,23 @@ pub(super) async fn fingerprint_on(conn: &mut PgConnection) -> sqlx::Result<Fing
          UNION ALL
          SELECT 'temporary operator ' || o.oprname FROM pg_operator o WHERE o.oprnamespace = pg_my_temp_schema()
          UNION ALL
-         SELECT 'temporary type ' || t.typname FROM pg_type t WHERE t.typnamespace = pg_my_temp_schema() AND t.typrelid = 0 AND t.typcategory <> 'A'"
-            .to_string(),
-    ];
-    // Names render according to the search path (`regclass`, `pg_get_viewdef`): pinned, they
-    // render the same on every session, and no agent object is resolved by these reads.
+         SELECT 'temporary type ' || t.typname FROM pg_type t WHERE t.typnamespace = pg_my_temp_schema() AND t.typrelid = 0 AND t.typcategory <> 'A'";
+    read_lines(conn, &[query.to_string()]).await
+}
+
+/// The lines of `queries` (each one text column), in one round trip: names render according to
+/// the search path (`regclass`, `pg_get_viewdef`), so it is pinned — they render the same on
+/// every session, and no agent object is resolved by these reads.
+async fn read_lines(conn: &mut PgConnection, queries: &[String]) -> sqlx::Result<Fingerprint> {
+    let union = queries
+        .iter()
+        .map(|q| format!("(SELECT * FROM ({q}) AS q)"))
+        .collect::<Vec<_>>()
+        .join("\nUNION ALL\n");
     let lines = pinned(conn, async |c| {
-        let mut lines = Vec::new();
-        for q in queries {
-            let rows: Vec<String> = sqlx::query_scalar(AssertSqlSafe(q))
-                .fetch_all(&mut *c)
-                .await?;
-            lines.extend(rows);
-        }
-        Ok(lines)
+        sqlx::query_scalar::<_, String>(AssertSqlSafe(union))
+            .fetch_all(&mut *c)
+            .await
     })
     .await?;
     Ok(Fingerprint::from_lines(lines))

@@ -95,13 +95,19 @@ impl PgSandbox {
         let fp = fingerprint_on(&mut self.conn)
             .await
             .map_err(|e| self.err(e))?;
+        let temporary = super::fingerprint::temporary_on(&mut self.conn)
+            .await
+            .map_err(|e| self.err(e))?;
         let own: BTreeSet<String> = self
             .own_temporary
             .iter()
             .map(|t| format!("temporary table {t}"))
             .collect();
         Ok(Fingerprint::from_lines(
-            fp.lines.into_iter().filter(|l| !own.contains(l)).collect(),
+            fp.lines
+                .into_iter()
+                .chain(temporary.lines.into_iter().filter(|l| !own.contains(l)))
+                .collect(),
         ))
     }
 
@@ -173,6 +179,7 @@ impl PgSandbox {
                     sql: s.sql.clone(),
                     sqlstate: sqlstate(&e),
                     cause: crate::db::agent_error(&e, &s.sql),
+                    raised: crate::db::raised(&e),
                 }));
             }
             let duration_ms = t0.elapsed().as_secs_f64() * 1000.0;

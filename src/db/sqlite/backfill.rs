@@ -297,6 +297,7 @@ impl Sqlite {
                         ),
                         sqlstate: None,
                         cause: crate::db::agent_error(&e, &statements[1]),
+                        raised: None,
                     }));
                 }
             };
