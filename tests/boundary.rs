@@ -702,6 +702,22 @@ async fn a_failure_of_the_agents_text_in_the_migration_template_is_the_agents_le
         errors.contains(&id) && errors.contains("sql-failed"),
         "the agent's failed SQL is in ERRORS.md under its plan: {errors}"
     );
+    // A template drydock vouches for, whose failing step carries the agent's expression.
+    let planned = c
+        .ok(
+            "plan",
+            json!({"goal": "a score", "target": "production", "template": "backfill",
+                   "params": {"table": "accounts", "set": "score = 1 / (balance - balance)", "where": "score = 0"}}),
+        )
+        .await;
+    let id = plan_id(&planned);
+    let refused = c.refused("dry-run", json!({"plan_id": id})).await;
+    assert_eq!(refused["code"], "sql-failed", "{refused}");
+    let errors = p.project.errors_md();
+    assert!(
+        errors.contains(&id),
+        "a failure of the agent's expression in a template is the agent's lesson: {errors}"
+    );
     c.close().await;
 }
 

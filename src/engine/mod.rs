@@ -234,7 +234,13 @@ impl Engine {
         // the agent: it goes to drydock's log, never to ERRORS.md under the agent's name. A
         // template that renders the agent's statements verbatim (`migration`) is not drydock's.
         let template = plan.and_then(|p| p.body.vouched_template());
+        // ...unless the step that failed carries the agent's own SQL, given as a parameter.
+        let agents = match (&err, plan) {
+            (Error::SqlFailed { step, .. }, Some(p)) => p.body.step_carries_agent_sql(step),
+            _ => false,
+        };
         if let Some(template) = template
+            && !agents
             && matches!(
                 err,
                 Error::SqlFailed { .. }

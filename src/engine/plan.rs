@@ -14,6 +14,7 @@ impl Engine {
             ));
         }
         let template = req.template.clone();
+        let mut agent_sql = vec![];
         // Opened early only for a template that reads the target's catalog; used once for both.
         let mut opened = None;
         let (steps, mut checks) = match (req.steps, req.template) {
@@ -30,6 +31,7 @@ impl Engine {
                 opened = Some(Target::open(&self.config, target_cfg).await?);
                 let on = opened.as_ref().map(|t| (req.target.as_str(), t));
                 let r = self.render_on(&name, params, on).await?;
+                agent_sql = r.agent_sql;
                 (r.steps, r.checks)
             }
             (None, None) => (vec![], vec![]),
@@ -47,7 +49,11 @@ impl Engine {
             ));
         }
         let body = match Body::new(&req.target, steps, checks) {
-            Ok(b) => Body { template, ..b },
+            Ok(b) => Body {
+                template,
+                agent_sql,
+                ..b
+            },
             Err(e) => return Err(self.learn(e, author, "plan", None).await),
         };
         if let Some(prev) = &req.supersedes {

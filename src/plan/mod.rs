@@ -450,6 +450,11 @@ pub struct Body {
     /// the checksum, so it cannot be claimed afterwards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,
+    /// The template's parameters that are the agent's SQL (a backfill's `set`, a `using`, a
+    /// CHECK's expression): a failure of a step that carries one is the agent's lesson, not a
+    /// defect of drydock's template. Part of the checksum, as the template is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agent_sql: Vec<String>,
 }
 
 /// drydock's templates whose steps are the agent's own text, rendered verbatim (`migration`
@@ -466,6 +471,25 @@ impl Body {
         self.template
             .as_deref()
             .filter(|t| !AGENT_TEXT_TEMPLATES.contains(t))
+    }
+
+    /// Whether step `name` carries SQL the agent wrote into a vouched template's parameters.
+    pub fn step_carries_agent_sql(&self, name: &str) -> bool {
+        let Some(step) = self.steps.iter().find(|s| s.name.as_deref() == Some(name)) else {
+            return false;
+        };
+        let backfill = step
+            .backfill
+            .as_ref()
+            .map(|b| format!("{} {}", b.set, b.filter.as_deref().unwrap_or_default()));
+        [
+            step.up.as_deref(),
+            step.down.as_deref(),
+            backfill.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .any(|sql| self.agent_sql.iter().any(|a| sql.contains(a.as_str())))
     }
 
     /// Validates raw input and normalises it: names filled in, SQL trimmed, empty SQL rejected.
@@ -554,6 +578,7 @@ impl Body {
             steps,
             checks,
             template: None,
+            agent_sql: vec![],
         })
     }
 

@@ -293,6 +293,9 @@ pub struct TemplateInfo {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Rendered {
     pub template: String,
+    /// The parameters that are the agent's SQL expressions (see `agent_expressions`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agent_sql: Vec<String>,
     pub steps: Vec<Step>,
     pub checks: Vec<Check>,
     /// The whole script, readable as a migration file.
@@ -364,10 +367,12 @@ pub fn render(name: &str, params: serde_json::Value, facts: Facts<'_>) -> Result
                 )));
             }
             rebuild::Sqlite::Own(own) => {
+                let agent_sql = agent_expressions(&params);
                 let script = own(params, catalog).map_err(refuse)?;
                 let (steps, checks) = parse_script(&script).map_err(refuse)?;
                 return Ok(Rendered {
                     template: name.into(),
+                    agent_sql,
                     steps,
                     checks,
                     script,
@@ -375,6 +380,7 @@ pub fn render(name: &str, params: serde_json::Value, facts: Facts<'_>) -> Result
             }
         }
     }
+    let agent_sql = agent_expressions(&params);
     let moved = t.moves.map(|m| m(&params)).transpose().map_err(refuse)?;
     let mut ctx_value = (t.context)(params).map_err(refuse)?;
     if let Some(m) = moved {
@@ -402,10 +408,36 @@ pub fn render(name: &str, params: serde_json::Value, facts: Facts<'_>) -> Result
     let (steps, checks) = parse_script(&script).map_err(refuse)?;
     Ok(Rendered {
         template: name.into(),
+        agent_sql,
         steps,
         checks,
         script,
     })
+}
+
+/// The string parameters that are SQL expressions the agent wrote (`price * 100`,
+/// `email <> lower(email)`, `numeric(12,2)`): those that parse as one and are no plain name (a
+/// table, a column, a type like `bigint`), which drydock quotes or validates itself.
+fn agent_expressions(params: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut leaves = vec![params];
+    while let Some(v) = leaves.pop() {
+        match v {
+            serde_json::Value::String(s) => {
+                let s = s.trim();
+                if crate::sql::validate_ident(s).is_err()
+                    && pg_query::parse(&format!("SELECT ({s})"), 0).is_ok()
+                    && !out.iter().any(|o| o == s)
+                {
+                    out.push(s.to_string());
+                }
+            }
+            serde_json::Value::Array(items) => leaves.extend(items),
+            serde_json::Value::Object(map) => leaves.extend(map.values()),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// A parameter that is an expression (a backfill's `set`, a `using`, a CHECK) lands in SQL that
