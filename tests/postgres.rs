@@ -1041,3 +1041,46 @@ async fn a_failing_lane_stops_the_others_at_their_checkpoints() {
         "nothing of the failing batch committed"
     );
 }
+
+/// Real schemas hold materialized views made `WITH NO DATA` (refreshed later) and partitioned
+/// tables never analysed as a whole: `inspect`, `doctor` and a plan touching them read them
+/// (an unpopulated view cannot be counted; it once broke all three).
+#[tokio::test]
+async fn unpopulated_materialized_views_and_partitioned_tables_are_read() {
+    let p = PgProject::new("").await;
+    for db in [&p.prod, &p.staging] {
+        run_sql(
+            db,
+            "CREATE MATERIALIZED VIEW account_totals AS SELECT id, balance FROM accounts WITH NO DATA;
+             CREATE TABLE events (id bigint, at date NOT NULL) PARTITION BY RANGE (at);
+             CREATE TABLE events_2026 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+             INSERT INTO events SELECT g, '2026-03-01' FROM generate_series(1, 500) g;
+             ANALYZE events_2026",
+        )
+        .await;
+    }
+    let c = p.project.connect().await;
+    for table in ["account_totals", "events"] {
+        let r = c
+            .call("inspect", json!({"target": "production", "table": table}))
+            .await;
+        assert_ne!(r.is_error, Some(true), "{table}: {r:?}");
+    }
+    let doctor = p.project.cli(&["doctor"]);
+    assert!(
+        doctor.status.success(),
+        "{}",
+        String::from_utf8_lossy(&doctor.stdout)
+    );
+    let planned = c
+        .ok(
+            "plan",
+            json!({"goal": "refresh and archive", "target": "production",
+                   "steps": [{"name": "refresh", "up": "REFRESH MATERIALIZED VIEW account_totals", "down": "SELECT 1"},
+                             {"name": "note", "up": "ALTER TABLE events ADD COLUMN note text", "down": "ALTER TABLE events DROP COLUMN note"}]}),
+        )
+        .await;
+    let impact = planned["analysis"]["impact"].to_string();
+    assert!(impact.contains("events"), "{impact}");
+    c.close().await;
+}

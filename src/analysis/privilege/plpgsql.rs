@@ -4,11 +4,30 @@
 use super::postgres::postgres;
 use super::{Forbidden, Use, Verdict};
 
-/// A PL/pgSQL body: parsed with PostgreSQL's PL/pgSQL parser; every embedded statement and
-/// expression is admitted like a step's SQL, and dynamic SQL (`EXECUTE`), which cannot be
-/// analysed, is refused.
-pub(super) fn plpgsql(body: &str, trigger: bool, usage: Use) -> Verdict {
-    let json = plpgsql_json(&wrapped(body, trigger)).map_err(|e| {
+/// A `DO` block's PL/pgSQL body: parsed with PostgreSQL's PL/pgSQL parser; every embedded
+/// statement and expression is admitted like a step's SQL, and dynamic SQL (`EXECUTE`), which
+/// cannot be analysed, is refused.
+pub(super) fn plpgsql(body: &str, usage: Use) -> Verdict {
+    admit(&wrapped(body), usage)
+}
+
+/// A whole `CREATE FUNCTION ... LANGUAGE plpgsql` (deparsed from its parse tree), admitted as
+/// `plpgsql` admits a body, parsed with the function's own return type and parameters: `RETURN
+/// x`, `RETURN NEXT`, `RETURN QUERY` and OUT parameters parse as PostgreSQL parses them (a body
+/// wrapped as `RETURNS void` was refused as unparseable).
+pub(super) fn function(create: &str, usage: Use) -> Verdict {
+    admit(create, usage)
+}
+
+/// The SQL a whole `CREATE FUNCTION ... LANGUAGE plpgsql` runs (see `statements`).
+pub(super) fn function_statements(create: &str) -> Vec<String> {
+    plpgsql_json(create)
+        .map(|json| embedded(&json))
+        .unwrap_or_default()
+}
+
+fn admit(create: &str, usage: Use) -> Verdict {
+    let json = plpgsql_json(create).map_err(|e| {
         Forbidden::new(
             "PL/pgSQL body",
             format!("does not parse, so drydock cannot tell what it does ({e})"),
@@ -34,22 +53,20 @@ pub(super) fn plpgsql(body: &str, trigger: bool, usage: Use) -> Verdict {
 
 /// The SQL a PL/pgSQL body runs, statement by statement (expressions as `SELECT expr`); none
 /// when it does not parse (the gate refuses it then).
-pub(super) fn statements(body: &str, trigger: bool) -> Vec<String> {
-    plpgsql_json(&wrapped(body, trigger))
+pub(super) fn statements(body: &str) -> Vec<String> {
+    plpgsql_json(&wrapped(body))
         .map(|json| embedded(&json))
         .unwrap_or_default()
 }
 
-/// `body` as the function PostgreSQL's PL/pgSQL parser takes.
-fn wrapped(body: &str, trigger: bool) -> String {
+/// A `DO` block's `body` as the function PostgreSQL's PL/pgSQL parser takes (a `DO` block
+/// returns nothing).
+fn wrapped(body: &str) -> String {
     let tag = (0..)
         .map(|i| format!("$drydock{i}$"))
         .find(|t| !body.contains(t.as_str()))
         .expect("some dollar tag is free");
-    let returns = if trigger { "trigger" } else { "void" };
-    format!(
-        "CREATE FUNCTION drydock_analysed() RETURNS {returns} LANGUAGE plpgsql AS {tag}{body}{tag}"
-    )
+    format!("CREATE FUNCTION drydock_analysed() RETURNS void LANGUAGE plpgsql AS {tag}{body}{tag}")
 }
 
 /// Every statement and expression of a parsed body, as SQL.

@@ -653,7 +653,7 @@ fn function(s: &pg_query::protobuf::CreateFunctionStmt, usage: Use) -> Verdict {
     match (language.as_str(), body) {
         ("sql", Some(body)) => postgres(&body, usage),
         ("sql", None) => Ok(()), // BEGIN ATOMIC: its statements are part of the tree
-        ("plpgsql", Some(body)) => super::plpgsql::plpgsql(&body, returns_trigger(s), usage),
+        ("plpgsql", Some(_)) => super::plpgsql::function(&as_written(s), usage),
         ("plpgsql", None) => Ok(()),
         (other, _) => Err(Forbidden::new(
             format!("LANGUAGE {other}"),
@@ -662,13 +662,11 @@ fn function(s: &pg_query::protobuf::CreateFunctionStmt, usage: Use) -> Verdict {
     }
 }
 
-fn returns_trigger(s: &pg_query::protobuf::CreateFunctionStmt) -> bool {
-    s.return_type.as_ref().is_some_and(|t| {
-        t.names
-            .last()
-            .and_then(string_of)
-            .is_some_and(|n| n == "trigger" || n == "event_trigger")
-    })
+/// A `CREATE FUNCTION` statement as SQL again (deparsed), for PostgreSQL's PL/pgSQL parser.
+fn as_written(s: &pg_query::protobuf::CreateFunctionStmt) -> String {
+    NodeEnum::CreateFunctionStmt(Box::new(s.clone()))
+        .deparse(pg_query::DeparseOptions::default())
+        .unwrap_or_default()
 }
 
 /// `SECURITY DEFINER` and function-level `SET`s.
@@ -730,12 +728,12 @@ pub fn called(sql: &str) -> std::collections::BTreeSet<String> {
         let bodies = match node {
             NodeEnum::CreateFunctionStmt(s) => match source(s) {
                 (language, Some(body)) if language == "sql" => vec![body],
-                (language, Some(body)) if language == "plpgsql" => {
-                    super::plpgsql::statements(&body, returns_trigger(s))
+                (language, Some(_)) if language == "plpgsql" => {
+                    super::plpgsql::function_statements(&as_written(s))
                 }
                 _ => vec![],
             },
-            NodeEnum::DoStmt(s) => super::plpgsql::statements(&do_source(s).1, false),
+            NodeEnum::DoStmt(s) => super::plpgsql::statements(&do_source(s).1),
             _ => vec![],
         };
         for body in bodies {
@@ -753,7 +751,7 @@ fn do_block(s: &pg_query::protobuf::DoStmt, usage: Use) -> Verdict {
             "is code drydock cannot analyse (only PL/pgSQL is admitted)",
         ));
     }
-    super::plpgsql::plpgsql(&body, false, usage)
+    super::plpgsql::plpgsql(&body, usage)
 }
 
 fn string_of(n: &Node) -> Option<String> {

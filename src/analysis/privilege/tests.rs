@@ -151,6 +151,12 @@ fn ordinary_migrations_pass() {
         "ALTER TABLE jobs ADD COLUMN ts_status text, ADD COLUMN lo_limit int, ADD COLUMN dblink_id int",
         "UPDATE jobs SET ts_status = 'done' WHERE lo_limit > 0",
         "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO app_reader",
+        // PL/pgSQL functions that return something, as real projects' helpers do.
+        "CREATE FUNCTION next_no() RETURNS bigint LANGUAGE plpgsql AS $$ BEGIN RETURN (SELECT coalesce(max(no), 0) + 1 FROM invoices); END $$",
+        "CREATE FUNCTION open_ids() RETURNS SETOF bigint LANGUAGE plpgsql AS $$ BEGIN RETURN QUERY SELECT id FROM invoices WHERE paid IS NULL; END $$",
+        "CREATE FUNCTION evens(n int) RETURNS SETOF int LANGUAGE plpgsql AS $$ BEGIN FOR i IN 1..n LOOP IF i % 2 = 0 THEN RETURN NEXT i; END IF; END LOOP; RETURN; END $$",
+        "CREATE FUNCTION totals() RETURNS TABLE (customer bigint, total numeric) LANGUAGE plpgsql AS $$ BEGIN RETURN QUERY SELECT c, sum(a) FROM t GROUP BY c; END $$",
+        "CREATE FUNCTION split(s text, OUT head text, OUT tail text) LANGUAGE plpgsql AS $$ BEGIN head := split_part(s, ',', 1); tail := split_part(s, ',', 2); RETURN; END $$",
     ];
     for sql in ok {
         assert_eq!(postgres(sql, Use::Step), Ok(()), "{sql}");

@@ -33,7 +33,7 @@ impl Postgres {
         let mut counts = BTreeMap::new();
         for table in estimates.keys() {
             let source = qualified_ident(table);
-            let copy = quote_ident(&format!("{label}_{}", table.replace('.', "_")));
+            let copy = quote_ident(&snapshot_name(label, table));
             let sql = format!("CREATE TABLE drydock_backup.{copy} AS TABLE {source}");
             sqlx::raw_sql(AssertSqlSafe(sql))
                 .execute(&mut conn)
@@ -75,5 +75,40 @@ impl Postgres {
             taken_at: crate::clock::now(),
             whole_database: false,
         })
+    }
+}
+
+/// The snapshot table of `table` for `label`: a short hash of the table's whole name comes first,
+/// so that two long names sharing their first characters never meet where PostgreSQL cuts an
+/// identifier (63 bytes); the rest of the name follows, for a person reading the schema.
+fn snapshot_name(label: &str, table: &str) -> String {
+    let mut name = format!(
+        "{label}_{}_{}",
+        crate::db::short_hash(table),
+        table.replace('.', "_")
+    );
+    while name.len() > 63 {
+        name.pop();
+    }
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::snapshot_name;
+
+    #[test]
+    fn long_names_sharing_a_prefix_get_their_own_snapshot() {
+        let prefix = "customer_subscription_billing_history_entries_by_region_and";
+        let (a, b) = (format!("{prefix}_month"), format!("{prefix}_quarter"));
+        let (x, y) = (
+            snapshot_name("pl-0123456789", &a),
+            snapshot_name("pl-0123456789", &b),
+        );
+        assert_ne!(x, y);
+        assert!(x.len() <= 63 && y.len() <= 63, "{x} {y}");
+        assert!(snapshot_name("pl-1", "billing.invoices").ends_with("_billing_invoices"));
+        // A name cut inside a multi-byte character stays valid UTF-8 (String::pop drops chars).
+        assert!(snapshot_name("pl-1", &"é".repeat(40)).len() <= 63);
     }
 }

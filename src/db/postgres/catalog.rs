@@ -70,17 +70,26 @@ pub(super) async fn row_counts_on(
 ) -> sqlx::Result<BTreeMap<String, u64>> {
     let mut out = BTreeMap::new();
     for t in tables {
+        // An unpopulated materialized view holds no rows (and cannot be counted); a partitioned
+        // table's rows are its partitions' (its own estimate stays -1 until it is analysed).
         // language=SQL
-        let row: Option<(f64, i64)> = sqlx::query_as(
-            "SELECT c.reltuples::float8, c.relpages::int8 FROM pg_class c WHERE c.oid = to_regclass($1) AND c.relkind IN ('r', 'p', 'm')",
+        let row: Option<(f64, i64, bool)> = sqlx::query_as(
+            "SELECT CASE WHEN c.relkind = 'p' THEN coalesce((SELECT sum(greatest(p.reltuples, 0))
+                                                            FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhrelid
+                                                            WHERE i.inhparent = c.oid), 0)
+                         ELSE c.reltuples END::float8,
+                    c.relpages::int8, c.relkind = 'm' AND NOT c.relispopulated
+             FROM pg_class c WHERE c.oid = to_regclass($1) AND c.relkind IN ('r', 'p', 'm')",
         )
         .bind(t)
         .fetch_optional(&mut *conn)
         .await?;
-        let Some((estimate, pages)) = row else {
+        let Some((estimate, pages, unpopulated)) = row else {
             continue;
         };
-        let rows = if estimate >= 0.0 {
+        let rows = if unpopulated {
+            0
+        } else if estimate >= 0.0 {
             estimate as u64
         } else if pages < 10_000 {
             // Never analysed: count small tables exactly.
