@@ -667,13 +667,28 @@ impl Config {
 
     /// Settles a discovered group with what its query returned: each row a production target
     /// (named `name`, at `url`) and a member, in the query's order; a failed query, a bad name or
-    /// url, or a name that is already a target leaves the group unusable, with the reason.
+    /// url, or a name that is already a target leaves the group unusable, with the reason. A
+    /// member runs agent SQL as the least-privilege roles of the group's `admin` target (the
+    /// configured target the query ran on: role names belong to its cluster).
     pub fn discovered(
         &mut self,
         group: &str,
         rows: std::result::Result<Vec<(String, String)>, String>,
     ) {
         let base = self.base_dir();
+        let roles = self
+            .groups
+            .get(group)
+            .and_then(|g| g.discover.as_ref())
+            .and_then(|d| self.targets.get(&d.admin))
+            .map(|a| {
+                (
+                    a.dry_run_role.clone(),
+                    a.check_role.clone(),
+                    a.apply_role.clone(),
+                )
+            })
+            .unwrap_or_default();
         let Some(g) = self.groups.get_mut(group) else {
             return;
         };
@@ -705,9 +720,9 @@ impl Config {
                     url,
                     role: Role::Production,
                     staging: None,
-                    dry_run_role: None,
-                    check_role: None,
-                    apply_role: None,
+                    dry_run_role: roles.0.clone(),
+                    check_role: roles.1.clone(),
+                    apply_role: roles.2.clone(),
                 }),
                 Err(e) => {
                     g.problem = Some(format!("discovered member `{name}`: {e}"));
@@ -753,6 +768,40 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn discovered_members_run_agent_sql_as_their_admin_targets_roles() {
+        let mut c = Config::parse(
+            r#"
+            [targets.fleet_admin]
+            url = "postgres://drydock@127.0.0.1/admin"
+            role = "production"
+            apply_role = "app_migrator"
+            check_role = "app_checker"
+            [targets.fleet_staging]
+            url = "postgres://drydock@127.0.0.1/staging"
+            role = "staging"
+            [groups.shops]
+            discover = "SELECT name, url FROM tenants"
+            admin = "fleet_admin"
+            staging = "fleet_staging"
+            "#,
+            Path::new("/srv"),
+            None,
+        )
+        .unwrap();
+        c.discovered(
+            "shops",
+            Ok(vec![(
+                "shop_a".into(),
+                "postgres://drydock@127.0.0.1/shop_a".into(),
+            )]),
+        );
+        let member = c.target("shop_a").unwrap();
+        assert_eq!(member.apply_role.as_deref(), Some("app_migrator"));
+        assert_eq!(member.check_role.as_deref(), Some("app_checker"));
+        assert_eq!(member.dry_run_role, None);
+    }
 
     #[test]
     fn parses_policy_durations_and_links() {
