@@ -59,14 +59,53 @@ pub struct Violation {
     pub forbidden: Forbidden,
 }
 
-/// Every place of a plan where agent SQL is refused, in plan order: each step's `up`, backfill
-/// and `down`, then each check.
-pub fn violations(body: &crate::plan::Body, engine: crate::sql::Dialect) -> Vec<Violation> {
+/// One place of a plan where agent SQL sits: where it is (as a refusal names it), the SQL, and
+/// how it is used.
+struct Place {
+    place: String,
+    sql: String,
+    usage: Use,
+}
+
+/// Every place of a plan's agent SQL, in plan order: each step's `up`, backfill and `down`, then
+/// each check.
+fn places(body: &crate::plan::Body) -> Vec<Place> {
     let step_use = if body.vouched_template().is_some() {
         Use::TemplateStep
     } else {
         Use::Step
     };
+    let mut out = Vec::new();
+    for step in &body.steps {
+        let name = step.name.as_deref().unwrap_or("step");
+        let backfill = step.backfill.as_ref().map(super::backfill_sql);
+        for (part, sql) in [
+            ("up", step.up.clone()),
+            ("backfill", backfill),
+            ("down", step.down.clone()),
+        ] {
+            if let Some(sql) = sql {
+                out.push(Place {
+                    place: format!("step `{name}` {part}"),
+                    sql,
+                    usage: step_use,
+                });
+            }
+        }
+    }
+    for c in &body.checks {
+        out.push(Place {
+            place: format!("check `{}`", c.name),
+            sql: c.sql.clone(),
+            usage: Use::Check,
+        });
+    }
+    out
+}
+
+/// Every place of a plan where agent SQL is refused, in plan order: each step's `up`, backfill
+/// and `down`, then each check.
+pub fn violations(body: &crate::plan::Body, engine: crate::sql::Dialect) -> Vec<Violation> {
     let one = move |sql: &str, usage: Use| match engine {
         crate::sql::Dialect::Postgres => postgres(sql, usage),
         crate::sql::Dialect::Sqlite => sqlite(sql, usage),
@@ -81,53 +120,20 @@ pub fn violations(body: &crate::plan::Body, engine: crate::sql::Dialect) -> Vec<
             _ => Ok(()),
         }
     };
-    let mut out = Vec::new();
-    let mut push = |place: String, verdict: Verdict| {
-        if let Err(forbidden) = verdict {
-            out.push(Violation { place, forbidden });
-        }
-    };
-    for step in &body.steps {
-        let name = step.name.as_deref().unwrap_or("step");
-        if let Some(up) = &step.up {
-            push(format!("step `{name}` up"), admit(up, step_use));
-        }
-        if let Some(b) = &step.backfill {
-            push(
-                format!("step `{name}` backfill"),
-                admit(&super::backfill_sql(b), step_use),
-            );
-        }
-        if let Some(down) = &step.down {
-            push(format!("step `{name}` down"), admit(down, step_use));
-        }
-    }
-    for c in &body.checks {
-        push(format!("check `{}`", c.name), admit(&c.sql, Use::Check));
-    }
-    out
+    places(body)
+        .into_iter()
+        .filter_map(|p| {
+            admit(&p.sql, p.usage).err().map(|forbidden| Violation {
+                place: p.place,
+                forbidden,
+            })
+        })
+        .collect()
 }
 
 /// Every function a plan's PostgreSQL agent SQL calls (steps, backfills, checks), by name.
 pub fn called_functions(body: &crate::plan::Body) -> std::collections::BTreeSet<String> {
-    let mut out = std::collections::BTreeSet::new();
-    for step in &body.steps {
-        let backfill = step.backfill.as_ref().map(super::backfill_sql);
-        for sql in [
-            step.up.as_deref(),
-            step.down.as_deref(),
-            backfill.as_deref(),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            out.extend(called(sql));
-        }
-    }
-    for c in &body.checks {
-        out.extend(called(&c.sql));
-    }
-    out
+    places(body).iter().flat_map(|p| called(&p.sql)).collect()
 }
 
 fn first_words(sql: &str) -> String {
