@@ -901,8 +901,7 @@ pub fn agent_error(e: &sqlx::Error, sql: &str) -> String {
     let message = d.message().lines().next().unwrap_or_default();
     // A PL/pgSQL error (RAISE, ASSERT: SQLSTATE class P0) says what the agent's code made it
     // say, which may be anything the code read: only what the agent wrote itself stays.
-    let raised = d.code().is_some_and(|c| c.starts_with("P0"));
-    let shaped = if raised && !sql.to_lowercase().contains(&message.to_lowercase()) {
+    let shaped = if raised(e).is_some() && !sql.to_lowercase().contains(&message.to_lowercase()) {
         "an error raised by the plan's PL/pgSQL, its message withheld (it may carry what the code read)".to_string()
     } else {
         mask_read_values(message, sql)
