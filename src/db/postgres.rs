@@ -53,6 +53,12 @@ use watcher::{Stop, StopOnDrop, watch};
 // language=SQL
 const USER_SCHEMA: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema', 'drydock', 'drydock_backup') AND n.nspname NOT LIKE 'pg\\_%'";
 
+/// The predefined roles whose members reach beyond the database (the server's files and programs,
+/// other sessions), as an SQL list: agent SQL never runs as one, nor calls a `SECURITY DEFINER`
+/// function one owns.
+// language=SQL
+const SERVER_ROLES: &str = "('pg_read_server_files', 'pg_write_server_files', 'pg_execute_server_program', 'pg_signal_backend')";
+
 /// drydock's bookkeeping in the target: every applied step, visible from the database itself.
 // language=SQL
 const CREATE_HISTORY: &str = "CREATE SCHEMA IF NOT EXISTS drydock;
@@ -78,6 +84,9 @@ pub struct Postgres {
     /// A plain session kept from the last read (catalog, fingerprint, history, row counts) for
     /// the next one: a rollout member's reads share one connection instead of one each.
     spare: std::sync::Mutex<Option<PgConnection>>,
+    /// The apply role has its grants on drydock's bookkeeping (`grant_bookkeeping`): once per
+    /// target opened, not before every step.
+    granted: AtomicBool,
 }
 
 /// The least-privilege roles agent SQL runs as (`[targets.X] apply_role`, `dry_run_role`,
@@ -229,6 +238,7 @@ impl Postgres {
                 ..Roles::default()
             },
             spare: std::sync::Mutex::new(None),
+            granted: AtomicBool::new(false),
         };
         // Reachable now, and the session serves the first read.
         let conn = t.connect().await?;
@@ -301,21 +311,25 @@ impl Postgres {
             return Ok(vec![]);
         }
         // language=SQL
-        let sql = "SELECT p.oid::regprocedure::text,
+        let sql = format!(
+            "SELECT p.oid::regprocedure::text,
                     CASE WHEN NOT has_function_privilege('public', p.oid, 'EXECUTE')
                            THEN 'PostgreSQL keeps it from ordinary roles (not executable by PUBLIC)'
                          WHEN p.prosecdef AND (o.rolsuper OR o.rolcreaterole OR EXISTS (
                                  SELECT FROM pg_roles b
-                                 WHERE b.rolname IN ('pg_read_server_files', 'pg_write_server_files', 'pg_execute_server_program', 'pg_signal_backend')
-                                   AND pg_has_role(o.oid, b.oid, 'MEMBER')))
+                                 WHERE b.rolname IN {SERVER_ROLES} AND pg_has_role(o.oid, b.oid, 'MEMBER')))
                            THEN 'runs with the privileges of its owner `' || o.rolname || '` (SECURITY DEFINER), a role that reaches beyond the database'
                     END
              FROM pg_proc p JOIN pg_roles o ON o.oid = p.proowner
-             WHERE p.proname = ANY ($1)";
+             WHERE p.proname = ANY ($1)"
+        );
         let mut conn = self.reader().await?;
         let rows: std::result::Result<Vec<(String, Option<String>)>, _> =
             pinned(&mut conn, async |c| {
-                sqlx::query_as(sql).bind(functions).fetch_all(c).await
+                sqlx::query_as(AssertSqlSafe(sql))
+                    .bind(functions)
+                    .fetch_all(c)
+                    .await
             })
             .await;
         self.keep(conn).await;
@@ -334,19 +348,23 @@ impl Postgres {
         let Some(role) = self.roles.of(AgentUse::Apply) else {
             return Ok(());
         };
+        if self.granted.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         let r = quote_ident(role);
+        // Every bookkeeping table made first (each is idempotent), so that the grants, once
+        // made, cover a backfill that a later step of the same apply starts.
         // language=SQL
         let grants = format!(
-            "GRANT USAGE, CREATE ON SCHEMA drydock TO {r};
+            "{CREATE_HISTORY};
+             {progress};
+             GRANT USAGE, CREATE ON SCHEMA drydock TO {r};
              GRANT SELECT, INSERT, UPDATE ON drydock.history TO {r};
              GRANT USAGE ON SEQUENCE drydock.history_id_seq TO {r};
+             GRANT SELECT, UPDATE ON drydock.backfill_progress TO {r};
              CREATE SCHEMA IF NOT EXISTS drydock_backup;
-             GRANT USAGE, CREATE ON SCHEMA drydock_backup TO {r};
-             DO $$ BEGIN
-                 IF pg_catalog.to_regclass('drydock.backfill_progress') IS NOT NULL THEN
-                     GRANT SELECT, UPDATE ON drydock.backfill_progress TO {r};
-                 END IF;
-             END $$"
+             GRANT USAGE, CREATE ON SCHEMA drydock_backup TO {r}",
+            progress = lanes::CREATE_PROGRESS.trim_end().trim_end_matches(';'),
         );
         sqlx::raw_sql(AssertSqlSafe(grants))
             .execute(&mut *conn)
@@ -356,6 +374,7 @@ impl Postgres {
                     "granting apply_role `{role}` drydock's bookkeeping tables: {e}"
                 ))
             })?;
+        self.granted.store(true, Ordering::SeqCst);
         Ok(())
     }
 
@@ -367,13 +386,12 @@ impl Postgres {
     async fn agent_role(&self, conn: &mut PgConnection, usage: AgentUse) -> Result<()> {
         let configured = self.roles.of(usage);
         // language=SQL
-        let row: Option<(String, bool, bool, Vec<String>)> = sqlx::query_as(
+        let row: Option<(String, bool, bool, Vec<String>)> = sqlx::query_as(AssertSqlSafe(format!(
             "SELECT r.rolname::text, r.rolsuper, r.rolcreaterole, ARRAY(
                  SELECT b.rolname::text FROM pg_catalog.pg_roles b
-                 WHERE b.rolname IN ('pg_read_server_files', 'pg_write_server_files', 'pg_execute_server_program', 'pg_signal_backend')
-                   AND pg_catalog.pg_has_role(r.oid, b.oid, 'MEMBER') ORDER BY 1)
-             FROM pg_catalog.pg_roles r WHERE r.rolname = coalesce($1, current_user)",
-        )
+                 WHERE b.rolname IN {SERVER_ROLES} AND pg_catalog.pg_has_role(r.oid, b.oid, 'MEMBER') ORDER BY 1)
+             FROM pg_catalog.pg_roles r WHERE r.rolname = coalesce($1, current_user)"
+        )))
         .bind(configured)
         .fetch_optional(&mut *conn)
         .await
