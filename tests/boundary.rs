@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::walk::run_admin_sql;
 use common::{APP_ROLE, PgProject, Project, pg_connect, pg_connect_admin, plan_id};
 use serde_json::{Value, json};
 use sqlx::Connection;
@@ -418,12 +419,7 @@ async fn unapproved_sql_runs_as_the_least_privilege_roles() {
     // Steps ran as the dry-run role: a table it does not own cannot be altered in a dry-run,
     // though the login role (a superuser) could.
     for db in [&p.staging, &p.prod] {
-        let mut admin = pg_connect_admin(db).await;
-        sqlx::raw_sql("CREATE TABLE root_only (id int)")
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        admin.close().await.ok();
+        run_admin_sql(db, "CREATE TABLE root_only (id int)").await;
     }
     let other = plan_id(
         &c.ok(
@@ -513,14 +509,13 @@ async fn a_privileged_login_without_roles_runs_no_agent_sql() {
 
     // A role that may make roles is refused as the login is.
     let creator = format!("creator_{t}");
-    let mut admin = pg_connect_admin(&p.prod).await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "CREATE ROLE {creator} NOLOGIN CREATEROLE; ALTER TABLE accounts OWNER TO {creator}"
-    )))
-    .execute(&mut admin)
-    .await
-    .unwrap();
-    admin.close().await.ok();
+    run_admin_sql(
+        &p.prod,
+        &format!(
+            "CREATE ROLE {creator} NOLOGIN CREATEROLE; ALTER TABLE accounts OWNER TO {creator}"
+        ),
+    )
+    .await;
     let config = std::fs::read_to_string(&p.project.config_path).unwrap();
     let config = config.replacen(
         "role = \"production\"",
@@ -606,16 +601,12 @@ async fn drydock_reads_in_a_dry_run_never_run_agent_objects_with_more_privilege(
     // A plain table (no key, index or view to render its name elsewhere in the schema), as
     // real schemas have: a view named like it changes only what a read of it by bare name gets.
     for db in [&p.staging, &p.prod] {
-        let mut admin = pg_connect_admin(db).await;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        run_admin_sql(db, &format!(
             "CREATE TABLE public.notes (body text); ALTER TABLE public.notes OWNER TO {mig};
              INSERT INTO public.notes SELECT 'note ' || g FROM generate_series(1, 50) g;
              CREATE SEQUENCE public.{sentinel}; REVOKE ALL ON SEQUENCE public.{sentinel} FROM PUBLIC"
-        )))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-        admin.close().await.ok();
+        ))
+        .await;
     }
     let mut admin = pg_connect_admin(&p.staging).await;
     let c = p.project.connect().await;
@@ -877,16 +868,12 @@ async fn a_security_definer_function_of_a_superuser_is_refused_by_what_it_is() {
     let p = PgProject::new("").await;
     let t = tag();
     for db in [&p.staging, &p.prod] {
-        let mut admin = pg_connect_admin(db).await;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        run_admin_sql(db, &format!(
             "CREATE SEQUENCE public.root_seq_{t}; REVOKE ALL ON SEQUENCE public.root_seq_{t} FROM PUBLIC;
              CREATE FUNCTION public.app_refresh_{t}() RETURNS bigint LANGUAGE sql SECURITY DEFINER
                  AS $$ SELECT nextval('public.root_seq_{t}') $$"
-        )))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-        admin.close().await.ok();
+        ))
+        .await;
     }
     let c = p.project.connect().await;
     let planned = c

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sqlx::Connection;
 
-use super::{PgProject, pg_connect, plan_id};
+use super::{PgProject, pg_connect, pg_connect_admin, plan_id};
 
 /// Updates `accounts.balance` every 10 ms; returns (worst latency ms, errors).
 fn writer(db: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<(u64, u64)> {
@@ -40,6 +40,16 @@ fn writer(db: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<(u64, u6
 /// Runs `sql` on a database of the test cluster.
 pub async fn run_sql(db: &str, sql: &str) {
     let mut c = pg_connect(db).await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(&mut c)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    c.close().await.ok();
+}
+
+/// `run_sql` as the cluster's superuser: for setups only it may make (roles, objects it owns).
+pub async fn run_admin_sql(db: &str, sql: &str) {
+    let mut c = pg_connect_admin(db).await;
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
         .execute(&mut c)
         .await
