@@ -219,6 +219,9 @@ pub enum Error {
     },
     #[error("not authenticated: {0}")]
     Unauthenticated(String),
+    /// A person at a terminal typed a passphrase that is not theirs (or they have none).
+    #[error("not authenticated: that is not `{name}`'s passphrase, or `{name}` has none")]
+    WrongPassphrase { name: String },
     #[error("`{principal}` is {role}; {action} needs {needed}")]
     NotPermitted {
         principal: String,
@@ -298,7 +301,7 @@ impl Error {
             Error::UnsafeRole { .. } => "unsafe-role",
             Error::Io(_) => "io",
             Error::NeedsAPerson { .. } => "needs-a-person",
-            Error::Unauthenticated(_) => "unauthenticated",
+            Error::Unauthenticated(_) | Error::WrongPassphrase { .. } => "unauthenticated",
             Error::NotPermitted { .. } => "not-permitted",
             Error::IdentityMismatch { .. } => "identity-mismatch",
         }
@@ -374,6 +377,9 @@ impl Error {
             Error::RolePrivilege { .. } => "an engineer grants the role what a migration of that table needs (owner of the table, or SELECT for drydock's comparison; README: least privilege), then dry-run again".into(),
             Error::NeedsAPerson { needed, .. } => format!(
                 "an engineer runs the command at a terminal (it asks to type what it names), or sets DRYDOCK_TOKEN to an {needed} token (`drydock token create`)"
+            ),
+            Error::WrongPassphrase { name } => format!(
+                "type your own passphrase; an admin sets one up with `drydock passphrase set {name} --role approver --by ADMIN` (or use an approver token in DRYDOCK_TOKEN)"
             ),
             Error::Unauthenticated(_) => {
                 "send `Authorization: Bearer <token>` with a live token (`drydock token list` shows them; an admin creates one with `drydock token create`)".into()
@@ -451,6 +457,7 @@ impl Error {
             | Error::Io(_)
             | Error::NeedsAPerson { .. }
             | Error::Unauthenticated(_)
+            | Error::WrongPassphrase { .. }
             | Error::NotPermitted { .. }
             | Error::IdentityMismatch { .. } => return None,
         })

@@ -28,9 +28,9 @@ impl Tty {
         self.line()
     }
 
-    /// Shows `prompt` and reads a line without echo, as `sudo` asks for a password.
+    /// Shows `prompt` and reads a line without echo, as `sudo` asks for a password: echo goes off
+    /// before the prompt is shown, so nothing typed once it is seen is ever echoed.
     pub fn ask_secret(&mut self, prompt: &str) -> std::io::Result<String> {
-        self.prompt(prompt)?;
         let fd = self.0.as_raw_fd();
         // SAFETY: `fd` is this open terminal's descriptor; `termios` is plain data that
         // `tcgetattr` fills in full before it is read or passed back to `tcsetattr`.
@@ -47,7 +47,7 @@ impl Tty {
             }
             old
         };
-        let line = self.line();
+        let line = self.prompt(prompt).and_then(|()| self.line());
         // SAFETY: as above; `saved` came from `tcgetattr` on the same descriptor.
         unsafe {
             libc::tcsetattr(fd, libc::TCSANOW, &saved);

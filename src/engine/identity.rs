@@ -185,9 +185,9 @@ impl Engine {
         let Some(row) = row.filter(|r| crate::identity::passphrase_matches(passphrase, &r.hash))
         else {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            return Err(Error::Unauthenticated(format!(
-                "that is not `{name}`'s passphrase, or `{name}` has none (an admin sets one: `drydock passphrase set {name} --role approver`)"
-            )));
+            return Err(Error::WrongPassphrase {
+                name: name.to_string(),
+            });
         };
         let who = Principal::person(&row.name, row.role);
         permitted(&who, needed, action)?;
