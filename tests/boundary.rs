@@ -721,6 +721,15 @@ async fn a_failure_of_the_agents_text_in_the_migration_template_is_the_agents_le
 async fn doctor_fix_makes_roles_that_walk_real_migrations() {
     let p = PgProject::new("large_table_rows = 1000").await;
     p.superuser_login("", "");
+    // An application's SECURITY DEFINER function, as pagila's rewards_report: what it runs as
+    // is the application's decision, so the fix leaves its owner (a superuser) as it is.
+    for db in [&p.staging, &p.prod] {
+        run_admin_sql(
+            db,
+            "CREATE FUNCTION public.app_report() RETURNS bigint LANGUAGE sql SECURITY DEFINER AS $$ SELECT count(*) FROM accounts $$",
+        )
+        .await;
+    }
     let refused = p.project.cli(&["doctor"]);
     assert!(String::from_utf8_lossy(&refused.stdout).contains("unsafe-role"));
 
@@ -751,6 +760,11 @@ async fn doctor_fix_makes_roles_that_walk_real_migrations() {
     assert_eq!(
         p.scalar(&p.prod, "SELECT count(*) FROM pg_class WHERE relname IN ('accounts', 'ledger', 'rich_accounts') AND pg_get_userbyid(relowner) = 'drydock_migrator'").await,
         3
+    );
+    assert_eq!(
+        p.scalar(&p.prod, "SELECT count(*) FROM pg_proc WHERE proname = 'app_report' AND pg_get_userbyid(proowner) <> 'drydock_migrator'").await,
+        1,
+        "a SECURITY DEFINER function keeps its owner"
     );
     let clean = p.project.cli(&["doctor", "--format", "json"]);
     assert!(

@@ -34,6 +34,9 @@ impl Postgres {
                     p.oid::regprocedure::text, pg_get_userbyid(p.proowner)::text, false
              FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
              WHERE {USER_SCHEMA} AND p.proowner <> coalesce(to_regrole($1)::oid, 0::oid)
+               -- what a SECURITY DEFINER function runs as is the application's decision: its
+               -- owner stays (and agent SQL calling a privileged one is refused by the catalog)
+               AND NOT p.prosecdef
                AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
              UNION ALL
              SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END,
