@@ -151,6 +151,12 @@ pub enum Error {
     CheckFailed { name: String, detail: String },
     #[error("rollback was not verified: {detail}")]
     RollbackUnverified { detail: String },
+    #[error("after `up` on `{target}`, what the application will hit fails: {object}: {detail}")]
+    AppProbeFailed {
+        target: String,
+        object: String,
+        detail: String,
+    },
     #[error("plan `{plan}` is {status}; {action} needs it {needed}")]
     WrongStatus {
         plan: String,
@@ -282,6 +288,7 @@ impl Error {
             Error::SqlFailed { .. } => "sql-failed",
             Error::CheckFailed { .. } => "check-failed",
             Error::RollbackUnverified { .. } => "rollback-unverified",
+            Error::AppProbeFailed { .. } => "app-probe-failed",
             Error::WrongStatus { .. } => "wrong-status",
             Error::MissingReason => "missing-reason",
             Error::RollbackWindowClosed { .. } => "rollback-window-closed",
@@ -345,6 +352,7 @@ impl Error {
                 "correct the statement named above and submit a new plan; nothing from the failed {phase} persisted"
             ),
             Error::CheckFailed { .. } => "inspect the data the check looks at; fix the migration or the check, then re-plan".into(),
+            Error::AppProbeFailed { .. } => "a step changed something that code inside the database still uses (a trigger function's body, a view's function): change that code in the same step (`CREATE OR REPLACE FUNCTION`, `CREATE OR REPLACE VIEW`), or keep the old name with expand/contract (the `rename-column` template), then re-plan".into(),
             Error::RollbackUnverified { .. } => {
                 "make `down` undo exactly what `up` does (same columns, indexes, constraints), then re-plan and dry-run".into()
             }
@@ -408,6 +416,9 @@ impl Error {
             }
             Error::RolloutHalted { .. } => {
                 "a change that passes on the group's staging can still fail on a member whose data differs: before approving a rollout, read the dry-run's member pre-check and query the members' data the change depends on"
+            }
+            Error::AppProbeFailed { .. } => {
+                "before renaming, dropping or retyping a column, read the bodies of the table's trigger functions and the views on it (`inspect`): code inside the database names columns too"
             }
             Error::CheckFailed { .. } => {
                 "write checks that state what must be true after `up`, and verify the data they depend on with `inspect`"

@@ -421,7 +421,10 @@ impl Run {
                     transactional: f.transactional,
                 })
                 .collect();
-            let mut sandbox = target.sandbox(dir.path()).await.unwrap();
+            let mut sandbox = target
+                .sandbox(dir.path(), drydock::db::SandboxMode::RolledBack)
+                .await
+                .unwrap();
             let runs = sandbox.execute("m", &stmts).await.unwrap();
             sandbox.finish().await;
             let (runs, failed_at) = match runs {

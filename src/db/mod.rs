@@ -19,7 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, TargetConfig, TargetUrl};
 use crate::error::{Error, Part, Result};
-pub use crate::plan::evidence::{BackupEvidence, LockObservation, StatementRun};
+pub use crate::plan::evidence::{
+    AppProbe, BackupEvidence, LockObservation, ProbeOutcome, StatementRun,
+};
 
 /// What the analysis reads from a target's catalog.
 #[derive(Debug, Clone, Default)]
@@ -482,11 +484,23 @@ pub enum Target {
     Postgres(Box<postgres::Postgres>),
 }
 
-/// Where a dry-run runs: a scratch copy (SQLite) or a transaction that is rolled back
-/// (PostgreSQL). Nothing done in a sandbox persists.
+/// How a PostgreSQL dry-run runs the plan (a SQLite dry-run always runs on a scratch copy of the
+/// file, step by step as apply does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxMode {
+    /// Every step in one transaction that is rolled back: nothing persists, `CONCURRENTLY` is
+    /// measured through its transactional equivalent.
+    RolledBack,
+    /// Each step as apply runs it: its transactions committed, its non-transactional statements
+    /// for real. The caller undoes every step it ran.
+    Committed,
+}
+
+/// Where a dry-run runs: a scratch copy (SQLite) or a session on the target (PostgreSQL, see
+/// `SandboxMode`).
 pub enum Sandbox {
     Sqlite(sqlite::Sqlite, std::path::PathBuf),
-    Postgres(postgres::PgSandbox),
+    Postgres(Box<postgres::PgSandbox>),
 }
 
 type StepOutcome = std::result::Result<Vec<StatementRun>, StepFailure>;
@@ -602,14 +616,29 @@ impl Target {
     }
 
     /// Opens a dry-run sandbox; `scratch` is where a SQLite copy goes.
-    pub async fn sandbox(&self, scratch: &std::path::Path) -> Result<Sandbox> {
+    pub async fn sandbox(&self, scratch: &std::path::Path, mode: SandboxMode) -> Result<Sandbox> {
         match self {
             Target::Sqlite(t) => Ok(Sandbox::Sqlite(
                 t.copy_to(scratch).await?,
                 scratch.to_path_buf(),
             )),
-            Target::Postgres(t) => Ok(Sandbox::Postgres(t.sandbox().await?)),
+            Target::Postgres(t) => Ok(Sandbox::Postgres(Box::new(t.sandbox(mode).await?))),
         }
+    }
+
+    /// What the application will hit on `tables`, probed on the target itself as the apply role,
+    /// every write rolled back (PostgreSQL; none on SQLite).
+    pub async fn probe_app(&self, tables: &[String], known: &str) -> Result<Vec<AppProbe>> {
+        match self {
+            Target::Sqlite(_) => Ok(vec![]),
+            Target::Postgres(t) => t.probe_app(tables, known).await,
+        }
+    }
+
+    /// Whether a dry-run here can run steps as apply does and take them back only by running
+    /// their `down` (PostgreSQL); SQLite's scratch copy already runs them so.
+    pub fn rehearses(&self) -> bool {
+        matches!(self, Target::Postgres(_))
     }
 
     /// One migration at a time per target, across processes and machines: an advisory lock on
@@ -779,6 +808,15 @@ impl Sandbox {
         match self {
             Sandbox::Sqlite(t, _) => t.content_hashes(tables).await,
             Sandbox::Postgres(s) => s.content_hashes(tables).await,
+        }
+    }
+
+    /// What the application will hit on `tables`, probed (PostgreSQL; none on SQLite).
+    /// `known`: the plan's SQL, whose names a failure may repeat.
+    pub async fn probe_app(&mut self, tables: &[String], known: &str) -> Result<Vec<AppProbe>> {
+        match self {
+            Sandbox::Sqlite(..) => Ok(vec![]),
+            Sandbox::Postgres(s) => s.probe_app(tables, known).await,
         }
     }
 

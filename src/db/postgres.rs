@@ -33,6 +33,7 @@ mod fingerprint;
 mod history;
 mod lanes;
 mod monitor;
+mod probes;
 mod roles;
 mod sandbox;
 mod saved;

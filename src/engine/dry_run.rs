@@ -39,9 +39,21 @@ impl Engine {
         let t0 = Instant::now();
         let scratch = self.scratch_path(&plan.id);
         std::fs::create_dir_all(scratch.parent().expect("scratch has a parent"))?;
-        let mut sandbox = staging.sandbox(&scratch).await?;
-        let outcome = self.exercise(plan, &mut sandbox).await;
-        let sequences = sandbox.finish().await;
+        let mut sandbox = staging
+            .sandbox(&scratch, crate::db::SandboxMode::RolledBack)
+            .await?;
+        let outcome = self.exercise(plan, &mut sandbox, &staging_cfg.name).await;
+        let mut sequences = sandbox.finish().await;
+        // Verified without committing anything, the plan is then run as apply will run it.
+        let outcome = match outcome {
+            Ok(x) if staging.rehearses() && Self::needs_rehearsal(plan) => {
+                self.rehearse(plan, &staging, &scratch).await.map(|r| {
+                    sequences.extend(r.sequences);
+                    x.rehearsed(r.statements)
+                })
+            }
+            other => other,
+        };
         let duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
 
         let record = |ok: bool, detail: RunDetail| NewRun {
@@ -109,6 +121,15 @@ impl Engine {
                 ),
             });
         }
+        for p in &exercised.probes {
+            if p.outcome == crate::db::ProbeOutcome::Skipped {
+                warnings.push(format!(
+                    "app probe skipped: {}: {}",
+                    p.object,
+                    p.detail.as_deref().unwrap_or_default()
+                ));
+            }
+        }
         exercised.checks.iter().filter(|c| !c.passed).for_each(|c| {
             warnings.push(format!(
                 "check `{}` failed: observed {}",
@@ -129,6 +150,8 @@ impl Engine {
             disagreements,
             members_differ,
             sequences,
+            probes: std::mem::take(&mut exercised.probes),
+            rehearsed: exercised.rehearsed,
             duration_ms,
             next_steps: vec![],
         };
@@ -272,7 +295,12 @@ impl Engine {
     /// steps (run after the rollback window, no `down`) are left out of the round trip: the
     /// steps before them are verified, then the final ones run, and the checks after them (the
     /// checks describe the plan's end).
-    pub(super) async fn exercise(&self, plan: &Plan, copy: &mut Sandbox) -> Result<Exercised> {
+    pub(super) async fn exercise(
+        &self,
+        plan: &Plan,
+        copy: &mut Sandbox,
+        target: &str,
+    ) -> Result<Exercised> {
         let before = copy.fingerprint().await?;
         // Rollback must restore the data of the tables the plan touches, not only their shape.
         let touched = plan.existing_tables();
@@ -282,6 +310,8 @@ impl Engine {
         for step in &reversible {
             statements.extend(Self::up_in_sandbox(copy, plan, step, "dry-run up").await?);
         }
+        // What the application will hit once these steps are applied.
+        let mut probes = Self::probe_app(copy, plan, target).await?;
         // The checks describe the plan's end: with final steps, they run after those.
         let finals = reversible.len() < plan.steps().len();
         let mut checks = vec![];
@@ -290,12 +320,7 @@ impl Engine {
             Self::checks_hold(&checks)?;
         }
         for step in reversible.iter().rev() {
-            let name = step.name.as_deref().unwrap_or("step");
-            if let Some(spec) = &step.backfill {
-                copy.backfill_restore(name, spec, &overwritten(spec)?)
-                    .await?;
-            }
-            Self::in_sandbox(copy, plan, name, step.down.as_deref(), "dry-run down").await?;
+            Self::down_in_sandbox(copy, plan, step, "dry-run down").await?;
         }
         let after_down = copy.fingerprint().await?;
         let verified = reversible
@@ -335,10 +360,12 @@ impl Engine {
         for step in &reversible {
             Self::up_in_sandbox(copy, plan, step, "dry-run up (again)").await?;
         }
+        let reversible_statements = statements.len();
         if finals {
             for step in plan.steps().iter().filter(|s| s.is_final()) {
                 statements.extend(Self::up_in_sandbox(copy, plan, step, "dry-run up").await?);
             }
+            probes = Self::probe_app(copy, plan, target).await?;
             checks = copy.run_checks(&plan.body.checks).await?;
             Self::checks_hold(&checks)?;
         }
@@ -348,7 +375,47 @@ impl Engine {
             after_up,
             statements,
             checks,
+            probes,
+            reversible_statements,
+            rehearsed: false,
         })
+    }
+
+    /// A step's `down` in the sandbox, a backfill's saved values put back first.
+    pub(super) async fn down_in_sandbox(
+        sandbox: &mut Sandbox,
+        plan: &Plan,
+        step: &Step,
+        phase: &'static str,
+    ) -> Result<Vec<StatementRun>> {
+        let name = step.name.as_deref().unwrap_or("step");
+        if let Some(spec) = &step.backfill {
+            sandbox
+                .backfill_restore(name, spec, &overwritten(spec)?)
+                .await?;
+        }
+        Self::in_sandbox(sandbox, plan, name, step.down.as_deref(), phase).await
+    }
+
+    /// Probes what the application will hit on the plan's tables (`app-probe-failed` naming
+    /// the first object that fails).
+    async fn probe_app(
+        copy: &mut Sandbox,
+        plan: &Plan,
+        target: &str,
+    ) -> Result<Vec<crate::db::AppProbe>> {
+        let probes = copy.probe_app(&plan.tables(), &plan.sql_text()).await?;
+        match probes
+            .iter()
+            .find(|p| p.outcome == crate::db::ProbeOutcome::Failed)
+        {
+            Some(p) => Err(Error::AppProbeFailed {
+                target: target.to_string(),
+                object: p.object.clone(),
+                detail: p.detail.clone().unwrap_or_default(),
+            }),
+            None => Ok(probes),
+        }
     }
 
     fn checks_hold(checks: &[crate::db::CheckOutcome]) -> Result<()> {
@@ -415,6 +482,26 @@ pub(super) struct Exercised {
     after_up: crate::db::Fingerprint,
     statements: Vec<StatementRun>,
     checks: Vec<crate::db::CheckOutcome>,
+    /// What the application will hit, probed after `up`.
+    probes: Vec<crate::db::AppProbe>,
+    /// How many of `statements` are the reversible steps' (the final steps' follow).
+    reversible_statements: usize,
+    /// The reversible steps' statements were measured by the rehearsal (run as apply runs them).
+    rehearsed: bool,
+}
+
+impl Exercised {
+    /// The rehearsal's measurements in place of the rolled-back pass's, for the steps it ran
+    /// (final steps keep the first pass's: they are not rehearsed).
+    fn rehearsed(mut self, statements: Vec<StatementRun>) -> Exercised {
+        let finals = self.statements.split_off(self.reversible_statements);
+        Exercised {
+            reversible_statements: statements.len(),
+            statements: statements.into_iter().chain(finals).collect(),
+            rehearsed: true,
+            ..self
+        }
+    }
 }
 
 /// Staging's row counts against production's: each table's ratio (a `production-like` warning

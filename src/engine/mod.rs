@@ -13,6 +13,7 @@ mod lease;
 mod plan;
 mod read;
 mod reconcile;
+mod rehearsal;
 mod report;
 mod roles;
 mod rollback;
@@ -246,6 +247,7 @@ impl Engine {
                 Error::SqlFailed { .. }
                     | Error::RollbackUnverified { .. }
                     | Error::CheckFailed { .. }
+                    | Error::AppProbeFailed { .. }
             )
         {
             tracing::error!(template, code = err.code(), error = %err, "drydock's template failed");

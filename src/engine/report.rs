@@ -67,6 +67,15 @@ pub struct DryRunReport {
     /// them back), and whether drydock put each back.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sequences: Vec<crate::db::SequenceMove>,
+    /// The steps ran on staging as apply runs them (each step's transactions committed,
+    /// `CONCURRENTLY` for real), measured there, then undone by their verified `down`s: the
+    /// statements' figures are that run's. False: measured in one transaction rolled back.
+    #[serde(default)]
+    pub rehearsed: bool,
+    /// What the application will hit, probed after `up`: each touched table's triggers fired
+    /// by a write that was rolled back, each view on it read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probes: Vec<crate::db::AppProbe>,
     pub duration_ms: f64,
     pub next_steps: Vec<String>,
 }

@@ -47,6 +47,7 @@ impl Engine {
             plan.status == Status::Applying,
         );
         integrity.push(drift);
+        integrity.push(app_probes(&target, plan).await);
         integrity.push(self.history_check(plan, &target).await?);
         if let Some(check) = self.repository_check(plan, &target).await? {
             integrity.push(check);
@@ -284,6 +285,54 @@ pub(super) fn schema_change_check(
 
 /// Invalid indexes and unvalidated constraints the plan left (those that predate it are named
 /// but pass), or the engine's integrity checks.
+/// The dry-run's probes of what the application will hit, run on the target (`app-probes`):
+/// failed when one fails (`app-probe-failed: …` naming it), skipped when the probes could not run.
+async fn app_probes(target: &Target, plan: &Plan) -> BuiltinCheck {
+    let check = |passed: bool, skipped: bool, detail: String| BuiltinCheck {
+        name: "app-probes".into(),
+        passed,
+        skipped,
+        detail,
+    };
+    let probes = match target.probe_app(&plan.tables(), &plan.sql_text()).await {
+        Ok(p) => p,
+        Err(e) => return check(false, true, format!("could not probe: {e}")),
+    };
+    let failed: Vec<String> = probes
+        .iter()
+        .filter(|p| p.outcome == crate::db::ProbeOutcome::Failed)
+        .map(|p| {
+            format!(
+                "app-probe-failed: {}: {}",
+                p.object,
+                p.detail.as_deref().unwrap_or_default()
+            )
+        })
+        .collect();
+    if !failed.is_empty() {
+        return check(false, false, failed.join("; "));
+    }
+    let passed = probes
+        .iter()
+        .filter(|p| p.outcome == crate::db::ProbeOutcome::Passed)
+        .map(|p| p.object.as_str())
+        .collect::<Vec<_>>();
+    let skipped = probes
+        .iter()
+        .filter(|p| p.outcome == crate::db::ProbeOutcome::Skipped)
+        .map(|p| format!("{} ({})", p.object, p.detail.as_deref().unwrap_or_default()))
+        .collect::<Vec<_>>();
+    let mut detail = if passed.is_empty() {
+        "no trigger or view on the plan's tables to probe".to_string()
+    } else {
+        format!("passed: {}", passed.join("; "))
+    };
+    if !skipped.is_empty() {
+        detail.push_str(&format!("; skipped: {}", skipped.join("; ")));
+    }
+    check(true, false, detail)
+}
+
 async fn integrity_checks(
     target: &Target,
     pre_apply: Option<&[String]>,

@@ -43,6 +43,28 @@ pub struct StatementRun {
     pub note: Option<String>,
 }
 
+/// One probe of what the application will hit once a change is applied: a table's triggers
+/// fired by a write that is rolled back, or a view read.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct AppProbe {
+    /// What was probed, as an engineer names it (`triggers customer_last_update on customer (update)`, `view customer_list`).
+    pub object: String,
+    pub outcome: ProbeOutcome,
+    /// Why it failed or was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProbeOutcome {
+    Passed,
+    Failed,
+    /// It could not run (the role may not write there, a lock it would wait for, an empty
+    /// table): neither passed nor failed.
+    Skipped,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Estimate {
     pub staging_ms: f64,

@@ -637,6 +637,25 @@ impl Plan {
             .collect()
     }
 
+    /// Every piece of SQL the plan carries (each step's `up` and `down`, backfills' `set` and
+    /// `where`): the names an error about the plan may repeat without revealing anything.
+    pub fn sql_text(&self) -> String {
+        self.steps()
+            .iter()
+            .flat_map(|s| {
+                [s.up.as_deref(), s.down.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .chain(
+                        s.backfill.iter().flat_map(|b| {
+                            std::iter::once(b.set.as_str()).chain(b.filter.as_deref())
+                        }),
+                    )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     pub fn step_name(&self, i: usize) -> &str {
         self.body.steps[i].name.as_deref().unwrap_or("step")
     }

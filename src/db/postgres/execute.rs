@@ -77,14 +77,7 @@ impl Postgres {
         policy: &Policy,
         on_statement: &mut (dyn FnMut(&StatementRun) + Send),
     ) -> Result<std::result::Result<Vec<StatementRun>, StepFailure>> {
-        // Consecutive transactional statements form one transaction; the others run alone.
-        let mut groups: Vec<(bool, Vec<(usize, &Stmt)>)> = Vec::new();
-        for (i, s) in statements.iter().enumerate() {
-            match groups.last_mut() {
-                Some((true, g)) if s.transactional => g.push((i, s)),
-                _ => groups.push((s.transactional, vec![(i, s)])),
-            }
-        }
+        let groups = transactions(statements);
         let started = Instant::now();
         let mut runs = Vec::new();
         let last_tx_group = groups.iter().rposition(|(tx, _)| *tx);
@@ -125,21 +118,8 @@ impl Postgres {
                                 f.cause
                             );
                         }
-                        if !*transactional && let Some(index) = created_index_name(&f.sql) {
-                            // A failed CONCURRENTLY build leaves an INVALID index behind.
-                            let drop = format!(
-                                "DROP INDEX CONCURRENTLY IF EXISTS {}",
-                                quote_ident(&index)
-                            );
-                            if sqlx::raw_sql(AssertSqlSafe(drop))
-                                .execute(&mut *conn)
-                                .await
-                                .is_ok()
-                            {
-                                f.cause.push_str(&format!(
-                                    " (the invalid index `{index}` it left was dropped)"
-                                ));
-                            }
+                        if !*transactional {
+                            drop_invalid_index(conn, &mut f).await;
                         }
                         return Ok(Err(f));
                     }
@@ -341,6 +321,19 @@ impl Postgres {
     }
 }
 
+/// A step's statements as apply runs them: consecutive transactional statements form one
+/// transaction (`true`), each other statement runs alone (`false`); each with its index.
+pub(super) fn transactions(statements: &[Stmt]) -> Vec<(bool, Vec<(usize, &Stmt)>)> {
+    let mut groups: Vec<(bool, Vec<(usize, &Stmt)>)> = Vec::new();
+    for (i, s) in statements.iter().enumerate() {
+        match groups.last_mut() {
+            Some((true, g)) if s.transactional => g.push((i, s)),
+            _ => groups.push((s.transactional, vec![(i, s)])),
+        }
+    }
+    groups
+}
+
 /// Backoff with jitter for lock-timeout retries: 100 ms · 2^attempt ± 50 %, at most 5 s.
 pub(super) fn backoff(attempt: u32) -> Duration {
     let base = 100u64.saturating_mul(1 << attempt.min(6)).min(5_000);
@@ -350,6 +343,39 @@ pub(super) fn backoff(attempt: u32) -> Duration {
         .unwrap_or(0);
     let jitter = u64::from(nanos) % base.max(1);
     Duration::from_millis(base / 2 + jitter)
+}
+
+/// A failed `CREATE INDEX CONCURRENTLY` leaves an INVALID index behind: dropped (concurrently),
+/// and the failure says so. An index of that name that is valid (the build failed because it
+/// already existed) is never touched.
+pub(super) async fn drop_invalid_index(conn: &mut PgConnection, f: &mut StepFailure) {
+    let Some(index) = created_index_name(&f.sql) else {
+        return;
+    };
+    // Resolved on the session's search path, as the DROP below is; every function and
+    // operator qualified.
+    // language=SQL
+    let invalid = sqlx::query_scalar::<_, bool>(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_index i
+                        WHERE i.indexrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(pg_catalog.quote_ident($1))
+                          AND NOT i.indisvalid)",
+    )
+    .bind(&index)
+    .fetch_one(&mut *conn)
+    .await;
+    if !matches!(invalid, Ok(true)) {
+        return;
+    }
+    let drop = format!("DROP INDEX CONCURRENTLY IF EXISTS {}", quote_ident(&index));
+    if sqlx::raw_sql(AssertSqlSafe(drop))
+        .execute(&mut *conn)
+        .await
+        .is_ok()
+    {
+        f.cause.push_str(&format!(
+            " (the invalid index `{index}` it left was dropped)"
+        ));
+    }
 }
 
 /// The name of the index a `CREATE INDEX CONCURRENTLY name ...` statement builds.

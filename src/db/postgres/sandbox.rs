@@ -1,17 +1,18 @@
-//! The dry-run sandbox: one transaction that is rolled back, in which the plan's SQL runs as
-//! the dry-run role and its locks, rewrites and scans are measured.
+//! The dry-run sandbox, in two modes. Rolled back: one transaction in which the plan's SQL runs
+//! as the dry-run role and is rolled back at the end (nothing persists). Committed: each step's
+//! transactions committed and its non-transactional statements run for real, as apply runs them,
+//! on one session as the dry-run role; the engine undoes every step it ran. Both measure, per
+//! statement, the locks taken on relations that existed before the plan, rewrites and scans.
 
+use super::execute::{drop_invalid_index, transactions};
 use super::*;
+use crate::db::SandboxMode;
 
 impl Postgres {
-    pub async fn sandbox(&self) -> Result<PgSandbox> {
+    pub async fn sandbox(&self, mode: SandboxMode) -> Result<PgSandbox> {
         let mut conn = self.connect().await?;
         self.agent_role(&mut conn, AgentUse::DryRun).await?;
         self.agent_role(&mut conn, AgentUse::Check).await?;
-        sqlx::raw_sql("BEGIN")
-            .execute(&mut conn)
-            .await
-            .map_err(|e| self.err(e))?;
         // language=SQL
         let existing = format!(
             "SELECT c.oid::int8, n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -31,16 +32,29 @@ impl Postgres {
             .await
             .map_err(|e| self.err(e))?;
         // Nobody has approved the plan yet: its SQL runs as the dry-run role, and so does every
-        // read of drydock's in this transaction from here on (never a more privileged role once
-        // agent SQL may have left something behind for a read to resolve).
-        if let Some(role) = self.roles.of(AgentUse::DryRun) {
-            sqlx::raw_sql(AssertSqlSafe(self.roles.begin(AgentUse::DryRun)))
+        // read of drydock's in this session from here on (never a more privileged role once
+        // agent SQL may have left something behind for a read to resolve). Rolled back: for the
+        // one transaction; committed: for the session, which is closed at the end.
+        let set_role = match mode {
+            SandboxMode::RolledBack => {
+                format!("BEGIN; {}", self.roles.begin(AgentUse::DryRun))
+            }
+            SandboxMode::Committed => self
+                .roles
+                .of(AgentUse::DryRun)
+                .map(|r| format!("SET ROLE {}", quote_ident(r)))
+                .unwrap_or_default(),
+        };
+        if !set_role.is_empty() {
+            sqlx::raw_sql(AssertSqlSafe(set_role))
                 .execute(&mut conn)
                 .await
-                .map_err(|e| self.err(format!("SET ROLE {role} (dry_run_role): {e}")))?;
+                .map_err(|e| self.err(format!("starting the dry-run as its role: {e}")))?;
         }
         Ok(PgSandbox {
             conn,
+            mode,
+            options: self.options.clone(),
             name: self.name.clone(),
             limits: (self.lock_timeout, self.statement_timeout),
             roles: self.roles.clone(),
@@ -52,9 +66,13 @@ impl Postgres {
     }
 }
 
-/// A dry-run sandbox: one connection inside a transaction that is always rolled back.
+/// A dry-run sandbox: one session as the dry-run role, in one transaction that is always rolled
+/// back, or committing step by step as apply does (`SandboxMode`).
 pub struct PgSandbox {
     conn: PgConnection,
+    mode: SandboxMode,
+    /// To reach the target again as the login once the session is closed (the sequences).
+    options: PgConnectOptions,
     name: String,
     /// The policy's lock and statement timeouts, which no agent `SET` raises.
     limits: (Duration, Duration),
@@ -62,8 +80,8 @@ pub struct PgSandbox {
     roles: Roles,
     /// User relations that existed before the plan ran: oid → qualified name.
     existing: BTreeMap<u32, String>,
-    /// Locks drydock's own reads took before the plan's first statement (schema and data
-    /// fingerprints): held until the end, and not the plan's.
+    /// Rolled back: the locks drydock's own reads took before the plan's first statement
+    /// (schema and data fingerprints), held until the end and not the plan's.
     baseline: Option<BTreeSet<(String, LockMode)>>,
     /// The temporary tables drydock itself made here (a backfill's saved values): not the
     /// plan's, so not in its schema fingerprint.
@@ -112,18 +130,25 @@ impl PgSandbox {
     }
 
     pub async fn run_checks(&mut self, checks: &[Check]) -> Result<Vec<CheckOutcome>> {
-        // A savepoint keeps a failing check from aborting the sandbox's transaction.
+        // Each check in a savepoint (rolled back: a failing check never aborts the sandbox's
+        // transaction) or a transaction of its own (committed), read-only, under the check
+        // timeout and role; rolling it back restores the sandbox's own settings.
+        let (open, close) = match self.mode {
+            SandboxMode::RolledBack => (
+                "SAVEPOINT drydock_check;",
+                "ROLLBACK TO SAVEPOINT drydock_check",
+            ),
+            SandboxMode::Committed => ("BEGIN;", "ROLLBACK"),
+        };
+        let setup = format!("{open} {}", self.roles.for_check());
         let mut out = Vec::new();
-        // Inside it the check runs read-only, under the check timeout and role; rolling back to
-        // the savepoint restores the sandbox's own settings.
-        let setup = format!("SAVEPOINT drydock_check; {}", self.roles.for_check());
         for c in checks {
             sqlx::raw_sql(AssertSqlSafe(setup.clone()))
                 .execute(&mut self.conn)
                 .await
                 .map_err(|e| self.err(e))?;
             out.extend(checks_on(&mut self.conn, std::slice::from_ref(c)).await);
-            sqlx::raw_sql("ROLLBACK TO SAVEPOINT drydock_check")
+            sqlx::raw_sql(close)
                 .execute(&mut self.conn)
                 .await
                 .map_err(|e| self.err(e))?;
@@ -131,15 +156,46 @@ impl PgSandbox {
         Ok(out)
     }
 
-    /// Runs statements inside the sandbox transaction, measuring locks, rewrites and scans on the
-    /// relations that existed before the plan. Non-transactional statements run as their
-    /// transactional equivalent (CONCURRENTLY removed) and say so.
+    /// Probes what the application will hit on `tables` (`probes`): in a savepoint each, in the
+    /// sandbox's transaction (rolled back) or a transaction of its own (committed), as the
+    /// dry-run role.
+    pub async fn probe_app(
+        &mut self,
+        tables: &[String],
+        known: &str,
+    ) -> Result<Vec<crate::db::AppProbe>> {
+        let own = self.mode == SandboxMode::Committed;
+        if own {
+            self.run_raw("BEGIN").await?;
+        }
+        let probed = super::probes::probe(&mut self.conn, tables, known).await;
+        if own {
+            self.run_raw("ROLLBACK").await?;
+        }
+        probed.map_err(|e| self.err(e))
+    }
+
+    /// Runs a step's statements, measuring locks, rewrites and scans on the relations that
+    /// existed before the plan. Rolled back: inside the sandbox's one transaction, where
+    /// non-transactional statements run as their transactional equivalent (CONCURRENTLY
+    /// removed) and say so. Committed: as apply runs them — consecutive transactional statements
+    /// in a transaction of their own, committed, the others alone and for real.
     pub async fn execute(
         &mut self,
         step: &str,
         statements: &[Stmt],
     ) -> Result<std::result::Result<Vec<StatementRun>, StepFailure>> {
-        let oids: Vec<i64> = self.existing.keys().map(|o| i64::from(*o)).collect();
+        match self.mode {
+            SandboxMode::RolledBack => self.execute_in_transaction(step, statements).await,
+            SandboxMode::Committed => self.execute_committed(step, statements).await,
+        }
+    }
+
+    async fn execute_in_transaction(
+        &mut self,
+        step: &str,
+        statements: &[Stmt],
+    ) -> Result<std::result::Result<Vec<StatementRun>, StepFailure>> {
         let mut runs = Vec::new();
         for (i, s) in statements.iter().enumerate() {
             let (sql, note) = if s.transactional {
@@ -162,66 +218,128 @@ impl PgSandbox {
                     }
                 }
             };
-            let before = self.observe(&oids).await?;
-            if self.baseline.is_none() {
-                self.baseline = Some(before.locks.clone());
+            match self.measured(step, i, s, &sql).await? {
+                Ok(mut run) => {
+                    run.note = note;
+                    runs.push(run);
+                }
+                Err(f) => return Ok(Err(f)),
             }
-            cap_timeouts(&mut self.conn, self.limits.0, self.limits.1)
-                .await
-                .map_err(|e| self.err(e))?;
-            let t0 = Instant::now();
-            if let Err(e) = sqlx::raw_sql(AssertSqlSafe(sql.clone()))
-                .execute(&mut self.conn)
-                .await
-            {
-                return Ok(Err(StepFailure {
-                    index: i + 1,
-                    sql: s.sql.clone(),
-                    sqlstate: sqlstate(&e),
-                    cause: crate::db::agent_error(&e, &s.sql),
-                    raised: crate::db::raised(&e),
-                }));
-            }
-            let duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
-            let after = self.observe(&oids).await?;
-            // Every lock held while the statement ran: those it took, and those earlier
-            // statements of the transaction took and still hold.
-            let baseline = self.baseline.clone().unwrap_or_default();
-            let locks = after
-                .locks
-                .iter()
-                .filter(|l| !baseline.contains(*l))
-                .map(|(rel, mode)| LockObservation {
-                    relation: rel.clone(),
-                    mode: *mode,
-                    acquired: !before.locks.contains(&(rel.clone(), *mode)),
-                })
-                .collect();
-            let rewritten = before
-                .files
-                .iter()
-                .filter(|(oid, (_, node))| after.files.get(*oid).is_some_and(|(_, n)| n != node))
-                .map(|(_, (name, _))| name.clone())
-                .collect();
-            let scanned = after
-                .scans
-                .iter()
-                .filter(|(t, n)| **n > before.scans.get(*t).copied().unwrap_or(0))
-                .map(|(t, _)| t.clone())
-                .filter(|t| self.existing.values().any(|e| e == t))
-                .collect();
-            runs.push(StatementRun {
-                step: step.to_string(),
-                index: i + 1,
-                sql: s.sql.clone(),
-                duration_ms,
-                locks,
-                rewritten,
-                scanned,
-                note,
-            });
         }
         Ok(Ok(runs))
+    }
+
+    async fn execute_committed(
+        &mut self,
+        step: &str,
+        statements: &[Stmt],
+    ) -> Result<std::result::Result<Vec<StatementRun>, StepFailure>> {
+        let mut runs = Vec::new();
+        for (transactional, group) in transactions(statements) {
+            if transactional {
+                // A transaction of its own, as apply's: nothing of an earlier one is held.
+                self.baseline = None;
+                self.run_raw("BEGIN").await?;
+            }
+            for &(i, s) in &group {
+                match self.measured(step, i, s, &s.sql).await? {
+                    Ok(mut run) if !transactional => {
+                        run.locks.clear();
+                        run.note = Some("run alone (non-transactional), for real, as apply runs it: its locks were released when it ended".into());
+                        runs.push(run);
+                    }
+                    Ok(run) => runs.push(run),
+                    Err(mut f) => {
+                        if transactional {
+                            self.run_raw("ROLLBACK").await?;
+                        } else {
+                            drop_invalid_index(&mut self.conn, &mut f).await;
+                        }
+                        return Ok(Err(f));
+                    }
+                }
+            }
+            if transactional && let Err(e) = sqlx::raw_sql("COMMIT").execute(&mut self.conn).await {
+                return Ok(Err(StepFailure {
+                    index: group.last().map(|(i, _)| i + 1).unwrap_or(0),
+                    sql: "COMMIT".into(),
+                    sqlstate: sqlstate(&e),
+                    cause: crate::redact::redact(&e.to_string()),
+                    raised: None,
+                }));
+            }
+        }
+        Ok(Ok(runs))
+    }
+
+    /// Runs one statement (`sql`: `s` as written, or its transactional equivalent) under the
+    /// policy's timeouts, and measures what it did to the relations that existed before.
+    async fn measured(
+        &mut self,
+        step: &str,
+        i: usize,
+        s: &Stmt,
+        sql: &str,
+    ) -> Result<std::result::Result<StatementRun, StepFailure>> {
+        let oids: Vec<i64> = self.existing.keys().map(|o| i64::from(*o)).collect();
+        let before = self.observe(&oids).await?;
+        if self.baseline.is_none() {
+            self.baseline = Some(before.locks.clone());
+        }
+        cap_timeouts(&mut self.conn, self.limits.0, self.limits.1)
+            .await
+            .map_err(|e| self.err(e))?;
+        let t0 = Instant::now();
+        if let Err(e) = sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
+            .execute(&mut self.conn)
+            .await
+        {
+            return Ok(Err(StepFailure {
+                index: i + 1,
+                sql: s.sql.clone(),
+                sqlstate: sqlstate(&e),
+                cause: crate::db::agent_error(&e, &s.sql),
+                raised: crate::db::raised(&e),
+            }));
+        }
+        let duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
+        let after = self.observe(&oids).await?;
+        // Every lock held while the statement ran: those it took, and those earlier
+        // statements of the transaction took and still hold.
+        let baseline = self.baseline.clone().unwrap_or_default();
+        let locks = after
+            .locks
+            .iter()
+            .filter(|l| !baseline.contains(*l))
+            .map(|(rel, mode)| LockObservation {
+                relation: rel.clone(),
+                mode: *mode,
+                acquired: !before.locks.contains(&(rel.clone(), *mode)),
+            })
+            .collect();
+        let rewritten = before
+            .files
+            .iter()
+            .filter(|(oid, (_, node))| after.files.get(*oid).is_some_and(|(_, n)| n != node))
+            .map(|(_, (name, _))| name.clone())
+            .collect();
+        let scanned = after
+            .scans
+            .iter()
+            .filter(|(t, n)| **n > before.scans.get(*t).copied().unwrap_or(0))
+            .map(|(t, _)| t.clone())
+            .filter(|t| self.existing.values().any(|e| e == t))
+            .collect();
+        Ok(Ok(StatementRun {
+            step: step.to_string(),
+            index: i + 1,
+            sql: s.sql.clone(),
+            duration_ms,
+            locks,
+            rewritten,
+            scanned,
+            note: None,
+        }))
     }
 
     /// Locks, relfilenodes and scan counts of the pre-existing relations, read under a pinned
@@ -367,12 +485,29 @@ impl PgSandbox {
             .map_err(|e| self.err(e))
     }
 
-    /// Rolls the sandbox back: nothing of the dry-run persists but what a rollback cannot take
-    /// back, the sequences it moved; those are put back where that is safe, and returned.
+    /// Ends the sandbox: rolled back, nothing of the dry-run persists but what a rollback cannot
+    /// take back, the sequences it moved; committed, the engine has undone its steps. The
+    /// sequences are put back where that is safe (as the login, on a fresh session: the
+    /// sandbox's own may hold the agent's temporary objects), and returned.
     pub async fn finish(mut self) -> Vec<crate::db::SequenceMove> {
-        sqlx::raw_sql("ROLLBACK").execute(&mut self.conn).await.ok();
-        let moved = super::sequences::restore(&mut self.conn, &self.sequences).await;
-        self.conn.close().await.ok();
+        let mut conn = match self.mode {
+            SandboxMode::RolledBack => {
+                sqlx::raw_sql("ROLLBACK").execute(&mut self.conn).await.ok();
+                self.conn
+            }
+            SandboxMode::Committed => {
+                self.conn.close().await.ok();
+                match self.options.connect().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(target_name = %self.name, error = %crate::redact::redact(&e.to_string()), "could not reconnect to put the dry-run's sequences back");
+                        return vec![];
+                    }
+                }
+            }
+        };
+        let moved = super::sequences::restore(&mut conn, &self.sequences).await;
+        conn.close().await.ok();
         moved
     }
 }

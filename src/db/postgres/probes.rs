@@ -1,0 +1,223 @@
+//! What the application will hit once a change is applied, probed: each touched table's
+//! triggers fired by a write that is rolled back (an `UPDATE` of one row to itself, a copy of one
+//! row for `INSERT` triggers, the delete of one row for `DELETE` triggers), and each view and
+//! materialized view that depends on the table, directly or through another view, read. A
+//! trigger function that still names a renamed column fails here, as every write of the
+//! application would.
+//!
+//! Probes run inside a transaction the caller opened (a savepoint each, rolled back) as the
+//! role the caller set, with the role's default search path (the application's, not one an agent
+//! `SET`): the application's code resolves its names as it does in production.
+
+use super::*;
+use crate::db::{AppProbe, ProbeOutcome};
+
+impl Postgres {
+    /// Probes what the application will hit on `tables`, in a transaction that is rolled back,
+    /// as the apply role (the probes fire the application's triggers: never as a privileged
+    /// login), within the policy's lock timeout and the check timeout.
+    pub async fn probe_app(&self, tables: &[String], known: &str) -> Result<Vec<AppProbe>> {
+        let mut conn = self.connect().await?;
+        self.agent_role(&mut conn, AgentUse::Apply).await?;
+        let begin = format!(
+            "BEGIN; SET LOCAL statement_timeout = {}; {}",
+            crate::db::millis(self.roles.check_timeout).max(1),
+            self.roles.begin(AgentUse::Apply)
+        );
+        sqlx::raw_sql(AssertSqlSafe(begin))
+            .execute(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        let probed = probe(&mut conn, tables, known).await;
+        sqlx::raw_sql("ROLLBACK").execute(&mut conn).await.ok();
+        conn.close().await.ok();
+        probed.map_err(|e| self.err(e))
+    }
+}
+
+/// One probe: what it exercises and the statement that does.
+struct Probe {
+    object: String,
+    sql: String,
+    /// A write: one that touched no row (an empty table) fired no row trigger.
+    write: bool,
+    /// A copied row may break a unique or check constraint after the `BEFORE` triggers ran:
+    /// the triggers passed.
+    copy: bool,
+}
+
+/// Probes the application's paths on `tables` (those that exist) inside the caller's open
+/// transaction; each probe in a savepoint that is rolled back.
+/// `known`: the plan's own SQL, whose names an error may repeat (anything else in quotes is
+/// masked: it may be a value the code read).
+pub(super) async fn probe(
+    conn: &mut PgConnection,
+    tables: &[String],
+    known: &str,
+) -> sqlx::Result<Vec<AppProbe>> {
+    let probes = pinned(conn, async |c| read(c, tables).await).await?;
+    let mut out = Vec::new();
+    for p in probes {
+        sqlx::raw_sql("SAVEPOINT drydock_probe; SET LOCAL search_path TO DEFAULT")
+            .execute(&mut *conn)
+            .await?;
+        let ran = sqlx::raw_sql(AssertSqlSafe(p.sql.clone()))
+            .execute(&mut *conn)
+            .await;
+        sqlx::raw_sql("ROLLBACK TO SAVEPOINT drydock_probe; RELEASE SAVEPOINT drydock_probe")
+            .execute(&mut *conn)
+            .await?;
+        let (outcome, detail) = match ran {
+            Ok(done) if p.write && done.rows_affected() == 0 => (
+                ProbeOutcome::Skipped,
+                Some("the table has no row to fire its row triggers with".into()),
+            ),
+            Ok(_) => (ProbeOutcome::Passed, None),
+            Err(e) => judge(&e, p.copy, known),
+        };
+        out.push(AppProbe {
+            object: p.object,
+            outcome,
+            detail,
+        });
+    }
+    Ok(out)
+}
+
+/// What a probe's error says about the application's path.
+fn judge(e: &sqlx::Error, copy: bool, known: &str) -> (ProbeOutcome, Option<String>) {
+    let state = sqlstate(e).unwrap_or_default();
+    let mut said = crate::db::agent_error(e, known);
+    // Where it failed: the function of the application's that failed (its name, never a value).
+    if let sqlx::Error::Database(d) = e
+        && let Some(pg) = d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        && let Some(function) = pg.r#where().and_then(|w| {
+            w.lines()
+                .find(|l| l.starts_with("PL/pgSQL function") || l.starts_with("SQL function"))
+        })
+    {
+        said.push_str(&format!(" (in {})", function.trim()));
+    }
+    match state.as_str() {
+        s if copy && s.starts_with("23") => (ProbeOutcome::Passed, None),
+        "42501" => (
+            ProbeOutcome::Skipped,
+            Some(format!("the probing role may not do this: {said}")),
+        ),
+        "55P03" | "57014" => (
+            ProbeOutcome::Skipped,
+            Some(format!("busy (it would have waited): {said}")),
+        ),
+        _ => (ProbeOutcome::Failed, Some(said)),
+    }
+}
+
+/// The probes of `tables`, read from the catalog (under a pinned search path).
+async fn read(conn: &mut PgConnection, tables: &[String]) -> sqlx::Result<Vec<Probe>> {
+    let rels: Vec<String> = tables.iter().map(|t| relation(t)).collect();
+    // The enabled user triggers of each table by event (tgtype: 4 INSERT, 8 DELETE, 16 UPDATE),
+    // with the columns a probe writes: every stored column (not generated), and for the
+    // self-update those it may set (not GENERATED ALWAYS AS IDENTITY).
+    // language=SQL
+    let triggered = sqlx::query(
+        "SELECT n.nspname::text, c.relname::text, string_agg(DISTINCT t.tgname::text, ', '),
+                bool_or((t.tgtype::int4 & 4) <> 0), bool_or((t.tgtype::int4 & 16) <> 0), bool_or((t.tgtype::int4 & 8) <> 0),
+                (SELECT array_agg(quote_ident(a.attname) ORDER BY a.attnum) FROM pg_attribute a
+                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''),
+                (SELECT array_agg(quote_ident(a.attname) ORDER BY a.attnum) FROM pg_attribute a
+                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' AND a.attidentity <> 'a')
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_trigger t ON t.tgrelid = c.oid
+         WHERE c.oid IN (SELECT to_regclass(r) FROM unnest($1::text[]) AS r) AND NOT t.tgisinternal AND t.tgenabled <> 'D'
+           AND c.relkind IN ('r', 'p')
+         GROUP BY n.nspname, c.relname, c.oid
+         ORDER BY 1, 2",
+    )
+    .bind(&rels)
+    .fetch_all(&mut *conn)
+    .await?;
+    // Views and materialized views on the tables, directly or through other views.
+    // language=SQL
+    let views: Vec<(String, String, String)> = sqlx::query_as(
+        "WITH RECURSIVE on_it(oid) AS (
+             SELECT to_regclass(r)::oid FROM unnest($1::text[]) AS r WHERE to_regclass(r) IS NOT NULL
+             UNION
+             SELECT w.ev_class FROM on_it
+             JOIN pg_depend d ON d.refobjid = on_it.oid AND d.refclassid = 'pg_class'::regclass AND d.classid = 'pg_rewrite'::regclass
+             JOIN pg_rewrite w ON w.oid = d.objid
+             WHERE w.ev_class <> on_it.oid)
+         SELECT n.nspname::text, c.relname::text, c.relkind::text
+         FROM on_it JOIN pg_class c ON c.oid = on_it.oid JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relkind IN ('v', 'm')
+         ORDER BY 1, 2",
+    )
+    .bind(&rels)
+    .fetch_all(&mut *conn)
+    .await?;
+
+    let mut out = Vec::new();
+    for row in &triggered {
+        let (schema, name, triggers): (String, String, String) =
+            (row.get(0), row.get(1), row.get(2));
+        let (insert, update, delete): (bool, bool, bool) = (row.get(3), row.get(4), row.get(5));
+        let stored: Vec<String> = row.get::<Option<Vec<String>>, _>(6).unwrap_or_default();
+        let settable: Vec<String> = row.get::<Option<Vec<String>>, _>(7).unwrap_or_default();
+        let rel = format!("{}.{}", quote_ident(&schema), quote_ident(&name));
+        let table = qualified(&schema, &name);
+        // One row, found by (tableoid, ctid): a partitioned table's partitions share ctids.
+        let one = format!(
+            "(SELECT tableoid AS drydock_probe_oid, ctid AS drydock_probe_ctid FROM {rel} LIMIT 1) AS drydock_probe
+             WHERE t.tableoid OPERATOR(pg_catalog.=) drydock_probe.drydock_probe_oid AND t.ctid OPERATOR(pg_catalog.=) drydock_probe.drydock_probe_ctid"
+        );
+        let on = |event: &str| format!("triggers {triggers} on {table} ({event})");
+        if update && !settable.is_empty() {
+            let row: Vec<String> = settable.iter().map(|c| format!("t.{c}")).collect();
+            out.push(Probe {
+                object: on("update"),
+                sql: format!(
+                    "UPDATE {rel} AS t SET ({}) = ROW({}) FROM {one}",
+                    settable.join(", "),
+                    row.join(", ")
+                ),
+                write: true,
+                copy: false,
+            });
+        }
+        if insert && !stored.is_empty() {
+            let stored = stored.join(", ");
+            out.push(Probe {
+                object: on("insert"),
+                sql: format!(
+                    "INSERT INTO {rel} ({stored}) OVERRIDING SYSTEM VALUE SELECT {stored} FROM {rel} LIMIT 1"
+                ),
+                write: true,
+                copy: true,
+            });
+        }
+        if delete {
+            out.push(Probe {
+                object: on("delete"),
+                sql: format!("DELETE FROM {rel} AS t USING {one}"),
+                write: true,
+                copy: false,
+            });
+        }
+    }
+    for (schema, name, kind) in views {
+        let rel = format!("{}.{}", quote_ident(&schema), quote_ident(&name));
+        let what = if kind == "m" {
+            "materialized view"
+        } else {
+            "view"
+        };
+        // A view runs its query (and the functions it calls); a materialized view is read as
+        // stored (an unpopulated one fails every read until it is refreshed, as the
+        // application's would).
+        out.push(Probe {
+            object: format!("{what} {}", qualified(&schema, &name)),
+            sql: format!("SELECT 1 FROM (SELECT * FROM {rel} LIMIT 1) AS drydock_probe"),
+            write: false,
+            copy: false,
+        });
+    }
+    Ok(out)
+}

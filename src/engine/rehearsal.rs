@@ -1,0 +1,163 @@
+//! The dry-run's rehearsal (PostgreSQL): what apply will run, run on staging.
+//!
+//! The first pass of a dry-run runs the whole plan in one transaction that is rolled back: its
+//! `down`s are verified to restore schema and data while nothing is committed. That pass cannot
+//! run `CONCURRENTLY` (it measures the transactional equivalent) and holds every step's locks
+//! until the end, which apply's separate step transactions never do. So when the plan has more
+//! than one step or a non-transactional statement, the rehearsal follows: the steps run on
+//! staging exactly as apply runs them (each step's transactions committed, non-transactional
+//! statements alone and for real, as the dry-run role), measured per step, then undone by the
+//! `down`s the first pass verified, and staging is compared with what it was. Its measurements
+//! replace the first pass's. A step PostgreSQL refuses outside a transaction (`CREATE INDEX
+//! CONCURRENTLY` on a partitioned table) fails here, as it would in production.
+
+use super::*;
+use crate::db::{SandboxMode, SequenceMove};
+
+/// What the rehearsal measured.
+pub(super) struct Rehearsed {
+    /// Per statement of each step it ran (final steps are not rehearsed: they have no `down`).
+    pub statements: Vec<StatementRun>,
+    /// Sequences its committed steps moved, and whether drydock put each back.
+    pub sequences: Vec<SequenceMove>,
+}
+
+impl Engine {
+    /// Whether what the rolled-back pass measured can differ from what apply runs: apply commits
+    /// each step on its own and runs non-transactional statements for real.
+    pub(super) fn needs_rehearsal(plan: &Plan) -> bool {
+        let reversible: Vec<&Step> = plan.steps().iter().filter(|s| !s.is_final()).collect();
+        reversible.len() > 1
+            || reversible.iter().any(|s| {
+                let name = s.name.as_deref().unwrap_or("step");
+                [s.up.as_deref(), s.down.as_deref()].into_iter().any(|sql| {
+                    Self::stmts(name, sql).is_ok_and(|st| st.iter().any(|x| !x.transactional))
+                })
+            })
+    }
+
+    /// Runs the plan's reversible steps on `staging` as apply runs them, then their `down`s, and
+    /// verifies staging's schema and the touched tables' data are what they were. Holds the
+    /// staging target's migration lock throughout: a rehearsal commits.
+    pub(super) async fn rehearse(
+        &self,
+        plan: &Plan,
+        staging: &Target,
+        scratch: &std::path::Path,
+    ) -> Result<Rehearsed> {
+        let lock = staging.lock().await?;
+        let mut session = match staging.sandbox(scratch, SandboxMode::Committed).await {
+            Ok(s) => s,
+            Err(e) => {
+                lock.release().await;
+                return Err(e);
+            }
+        };
+        let statements = Self::rehearse_on(plan, &mut session).await;
+        let sequences = session.finish().await;
+        lock.release().await;
+        Ok(Rehearsed {
+            statements: statements?,
+            sequences,
+        })
+    }
+
+    async fn rehearse_on(plan: &Plan, session: &mut Sandbox) -> Result<Vec<StatementRun>> {
+        let before = session.fingerprint().await?;
+        let touched = plan.existing_tables();
+        let data_before = session.content_hashes(&touched).await?;
+        let was = Was {
+            schema: &before,
+            data: &data_before,
+            tables: &touched,
+        };
+        let mut done: Vec<&Step> = Vec::new();
+        let mut statements = Vec::new();
+        // The schema once the last step that ran whole committed: a failing step that differs
+        // from it committed part of itself.
+        let mut at = before.clone();
+        for step in plan.steps().iter().filter(|s| !s.is_final()) {
+            match Self::up_in_sandbox(session, plan, step, "dry-run up (rehearsal)").await {
+                Ok(runs) => {
+                    statements.extend(runs);
+                    done.push(step);
+                    at = session.fingerprint().await?;
+                }
+                Err(failed) => {
+                    let partly = session.fingerprint().await.map_or(true, |f| f != at);
+                    let undone =
+                        Self::undo(session, plan, partly.then_some(step), &done, &was).await;
+                    return Err(match undone {
+                        Ok(()) => failed,
+                        Err(left) => Error::RollbackUnverified {
+                            detail: format!("{failed}; and then {left}"),
+                        },
+                    });
+                }
+            }
+        }
+        Self::undo(session, plan, None, &done, &was)
+            .await
+            .map_err(|left| Error::RollbackUnverified { detail: left })?;
+        Ok(statements)
+    }
+
+    /// Undoes the rehearsed steps (`partly`: a failed step that committed part of itself,
+    /// undone first, its own failures ignored: the comparison says whether it worked) and
+    /// compares staging with what it was. `Err`: what is left, in words.
+    async fn undo(
+        session: &mut Sandbox,
+        plan: &Plan,
+        partly: Option<&Step>,
+        done: &[&Step],
+        was: &Was<'_>,
+    ) -> std::result::Result<(), String> {
+        let left = |what: String| {
+            format!(
+                "staging could not be put back as it was after the rehearsal ({what}): it now differs from production, and the next dry-run there is refused `staging-drift` until it is repaired (rebuild it from production, or run the plan's `down` there by hand)"
+            )
+        };
+        if let Some(step) = partly {
+            let _ = Self::down_in_sandbox(session, plan, step, "dry-run down (rehearsal)").await;
+        }
+        for step in done.iter().rev() {
+            Self::down_in_sandbox(session, plan, step, "dry-run down (rehearsal)")
+                .await
+                .map_err(|e| left(e.to_string()))?;
+        }
+        let after = session
+            .fingerprint()
+            .await
+            .map_err(|e| left(e.to_string()))?;
+        if &after != was.schema {
+            return Err(left(format!(
+                "its schema differs: {}",
+                was.schema.diff(&after)
+            )));
+        }
+        let data = session
+            .content_hashes(was.tables)
+            .await
+            .map_err(|e| left(e.to_string()))?;
+        let changed: Vec<String> = was
+            .data
+            .iter()
+            .filter(|(t, h)| data.get(*t) != Some(*h))
+            .map(|(t, _)| format!("`{t}`"))
+            .collect();
+        if !changed.is_empty() {
+            return Err(left(format!(
+                "the data of {} differs (a staging application writing meanwhile, or a `down` that does not restore what `up` committed)",
+                changed.join(", ")
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Staging as it was before the rehearsal.
+struct Was<'a> {
+    schema: &'a crate::db::Fingerprint,
+    data: &'a BTreeMap<String, String>,
+    tables: &'a [String],
+}
