@@ -343,7 +343,7 @@ impl Error {
             ),
             Error::UnknownTemplate(_) => "call `render-template` without a name to list the templates".into(),
             Error::TemplateParams { .. } => {
-                "pass parameters matching the template's schema (`render-template` without a name lists it); identifiers are letters, digits and _".into()
+                "do what the message asks first (a dependent object to change, a name to correct), or pass parameters matching the template's schema (`render-template` without a name lists it; identifiers are letters, digits and _)".into()
             }
             Error::ChecklistUnmet { .. } => {
                 "satisfy each unmet item (dry-run on staging, ask an engineer to run `drydock approve`), then call `apply` again".into()

@@ -4,7 +4,9 @@
     the column's CHECKs and foreign keys copied onto the shadow NOT VALID, then validated without
     a write lock, and NOT NULL as a validated CHECK; swap (manual gate, one short transaction):
     the shadow takes the column's name, its NOT NULL (instant, proven by the check) and its
-    identity or sequence, the old column keeps its values but no longer requires them; contract
+    identity or sequence, the views that read the column are dropped and created again from their
+    definitions (so that they read the shadow, of the new type), the old column keeps its values
+    but no longer requires them; contract
     (after the rollback window): drop the old column, the copies take the original names.
     `carry` is what the catalog says hangs off the column (see render/carry.rs). -#}
 -- Migration: change {{ table | ident }}.{{ column | ident }} to {{ new_type | sqltype }}
@@ -59,8 +61,17 @@ SELECT 1 -- the constraints step's down drops them, validated or not
 -- drydock:step swap manual
 -- drydock:up
 DROP TRIGGER {{ trigger | ident }} ON {{ table | ident }};
+{%- for v in carry.views | reverse %}
+DROP VIEW {{ v.name }};
+{%- endfor %}
 ALTER TABLE {{ table | ident }} RENAME COLUMN {{ column | ident }} TO {{ old | ident }};
 ALTER TABLE {{ table | ident }} RENAME COLUMN {{ shadow | ident }} TO {{ column | ident }};
+{%- for v in carry.views %}
+{{ v.create }};
+{%- for a in v.after %}
+{{ a }};
+{%- endfor %}
+{%- endfor %}
 {%- if carry.column.not_null %}
 ALTER TABLE {{ table | ident }} ALTER COLUMN {{ column | ident }} SET NOT NULL;
 ALTER TABLE {{ table | ident }} DROP CONSTRAINT {{ check | ident }};
@@ -80,8 +91,17 @@ ALTER TABLE {{ table | ident }} ALTER COLUMN {{ old | ident }} SET NOT NULL;
 ALTER TABLE {{ table | ident }} ALTER COLUMN {{ column | ident }} DROP NOT NULL;
 ALTER TABLE {{ table | ident }} ADD CONSTRAINT {{ check | ident }} CHECK ({{ column | ident }} IS NOT NULL);
 {%- endif %}
+{%- for v in carry.views | reverse %}
+DROP VIEW {{ v.name }};
+{%- endfor %}
 ALTER TABLE {{ table | ident }} RENAME COLUMN {{ column | ident }} TO {{ shadow | ident }};
 ALTER TABLE {{ table | ident }} RENAME COLUMN {{ old | ident }} TO {{ column | ident }};
+{%- for v in carry.views %}
+{{ v.create }};
+{%- for a in v.after %}
+{{ a }};
+{%- endfor %}
+{%- endfor %}
 CREATE TRIGGER {{ trigger | ident }} BEFORE INSERT OR UPDATE ON {{ table | ident }} FOR EACH ROW EXECUTE FUNCTION {{ function | ident }}();
 -- drydock:step contract after=rollback_window
 -- drydock:up
@@ -96,7 +116,9 @@ ALTER TABLE {{ table | ident }} ADD COLUMN {{ old | ident }} {{ carry.column.ty 
 {%- if carry.column.default %}
 ALTER TABLE {{ table | ident }} ALTER COLUMN {{ old | ident }} SET DEFAULT {{ carry.column.default }};
 {%- endif %}
+ALTER TABLE {{ table | ident }} DISABLE TRIGGER USER; -- values put back, not written: no last_update stamp, no audit row
 UPDATE {{ table | ident }} SET {{ old | ident }} = {{ column | ident }}::{{ carry.column.ty }};
+ALTER TABLE {{ table | ident }} ENABLE TRIGGER USER;
 {%- set restored = old %}
 {%- include "carry-restore" %}
 {% include "change-column-type-sync" %}

@@ -16,6 +16,9 @@ CREATE TABLE drydock.{{ aside | ident }} AS SELECT {% for k in keys %}{{ k | ide
 ALTER TABLE {{ table | ident }} DROP COLUMN {{ column | ident }};
 -- drydock:down
 ALTER TABLE {{ table | ident }} ADD COLUMN {{ column | ident }} {{ carry.column.ty }};
+-- The values are put back, not written: the table's own triggers (a last_update stamp, an
+-- audit log) stay off while they are (the step already holds the table's lock).
+ALTER TABLE {{ table | ident }} DISABLE TRIGGER USER;
 UPDATE {{ table | ident }} AS dd_row SET {{ column | ident }} = dd_aside.{{ column | ident }} FROM drydock.{{ aside | ident }} AS dd_aside
 WHERE {% for k in keys %}{% if not loop.first %} AND {% endif %}dd_row.{{ k | ident }} = dd_aside.{{ k | ident }}{% endfor %};
 {%- if carry.column.default %}
@@ -24,6 +27,7 @@ ALTER TABLE {{ table | ident }} ALTER COLUMN {{ column | ident }} SET DEFAULT {{
 UPDATE {{ table | ident }} AS dd_row SET {{ column | ident }} = DEFAULT WHERE NOT EXISTS (SELECT 1 FROM drydock.{{ aside | ident }} AS dd_aside
 WHERE {% for k in keys %}{% if not loop.first %} AND {% endif %}dd_row.{{ k | ident }} = dd_aside.{{ k | ident }}{% endfor %});
 {%- endif %}
+ALTER TABLE {{ table | ident }} ENABLE TRIGGER USER;
 {%- if carry.column.not_null %}
 ALTER TABLE {{ table | ident }} ALTER COLUMN {{ column | ident }} SET NOT NULL;
 {%- endif %}

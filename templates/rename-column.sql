@@ -95,7 +95,9 @@ ALTER TABLE {{ table | ident }} DROP COLUMN {{ column | ident }};
 -- drydock:down
 {%- include "carry-names-back" %}
 DO $drydock$ BEGIN EXECUTE format('ALTER TABLE %I ADD COLUMN %I %s', {{ table | literal }}, {{ column | literal }}, (SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = {{ table | ident | literal }}::regclass AND attname = {{ new_name | literal }})); END $drydock$;
+ALTER TABLE {{ table | ident }} DISABLE TRIGGER USER; -- values put back, not written: no last_update stamp, no audit row
 UPDATE {{ table | ident }} SET {{ column | ident }} = {{ new_name | ident }};
+ALTER TABLE {{ table | ident }} ENABLE TRIGGER USER;
 DO $drydock$
 DECLARE dflt text;
 BEGIN

@@ -287,7 +287,9 @@ fn statement(d: Draw, c: &Catalog, n: usize) -> String {
             0 => format!("ALTER TABLE t{t} ALTER COLUMN c{i} SET NOT NULL"),
             _ => format!("ALTER TABLE t{t} ALTER COLUMN c{i} DROP NOT NULL"),
         },
-        "check-and-foreign-key" => match pick(s, 6, &[0, 1, 2, 3, 4]) {
+        "check-and-foreign-key" => match pick(s, 6, &[0, 1, 2, 3, 4, 5, 6]) {
+            5 => format!("ALTER TABLE t1 ADD COLUMN f{n} bigint REFERENCES t0 (id)"),
+            6 => format!("CREATE TABLE r{n} (id bigint, ref bigint REFERENCES t0 (id))"),
             0 => format!("ALTER TABLE t{t} ADD CONSTRAINT k{n} CHECK (c{i} IS NOT NULL)"),
             1 => format!("ALTER TABLE t{t} ADD CONSTRAINT k{n} CHECK (c{i} IS NOT NULL) NOT VALID"),
             2 => "ALTER TABLE t0 VALIDATE CONSTRAINT t0_positive".into(),
@@ -313,7 +315,9 @@ fn statement(d: Draw, c: &Catalog, n: usize) -> String {
             2 => format!("ALTER TABLE t1 RENAME TO r{n}"),
             _ => format!("ALTER TABLE t{t} ALTER COLUMN c{i} SET DEFAULT NULL"),
         },
-        "storage" => match pick(s, 10, &[0, 1, 2]) {
+        "storage" => match pick(s, 10, &[0, 1, 2, 3, 4]) {
+            3 => format!("ALTER TABLE t{t} DISABLE TRIGGER USER"),
+            4 => format!("ALTER TABLE t{t} ENABLE TRIGGER ALL"),
             0 => "ALTER TABLE t1 SET UNLOGGED".into(),
             1 => "CLUSTER t0 USING t0_pkey".into(),
             _ => format!("ALTER TABLE t{t} SET (fillfactor = 80)"),
@@ -323,7 +327,8 @@ fn statement(d: Draw, c: &Catalog, n: usize) -> String {
                 .into(),
             _ => "ALTER TABLE events DETACH PARTITION events_b".into(),
         },
-        "materialized-view" => match pick(s, 12, &[0, 1]) {
+        "materialized-view" => match pick(s, 12, &[0, 1, 2]) {
+            2 => "DROP MATERIALIZED VIEW t0_summary".into(),
             0 => "REFRESH MATERIALIZED VIEW t0_summary".into(),
             _ => "REFRESH MATERIALIZED VIEW CONCURRENTLY t0_summary".into(),
         },

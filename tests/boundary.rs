@@ -91,10 +91,6 @@ async fn hostile_postgres_sql_never_runs_before_review() {
             json!({"steps": [step(&format!("DO $$ BEGIN COPY (SELECT 1) TO PROGRAM '{touch}'; END $$"), "SELECT 1")]}),
         ),
         (
-            "COPY built by dynamic SQL",
-            json!({"steps": [step(&format!("DO $x$ BEGIN EXECUTE 'COPY (SELECT 1) TO PROGRAM ' || quote_literal('{touch}'); END $x$"), "SELECT 1")]}),
-        ),
-        (
             "COPY TO PROGRAM in down",
             json!({"steps": [step(innocent_up, &format!("ALTER TABLE accounts DROP COLUMN tier; COPY (SELECT 1) TO PROGRAM '{touch}'"))]}),
         ),
@@ -153,12 +149,6 @@ async fn hostile_postgres_sql_never_runs_before_review() {
             json!({"steps": [step(innocent_up, innocent_down), {"name": "fill", "backfill": {"table": "accounts", "set": "nickname = pg_read_file('/etc/hostname')"}, "down": "UPDATE accounts SET nickname = NULL"}]}),
         ),
         (
-            "dynamic EXECUTE in the agent's own text, given to the migration template",
-            json!({"template": "migration", "params": {"goal": "tidy",
-                   "up": format!("DO $x$ BEGIN EXECUTE 'COPY (SELECT 1) TO PROGRAM ' || quote_literal('{touch}'); END $x$"),
-                   "down": "SELECT 1"}}),
-        ),
-        (
             "another session's query text",
             json!({"steps": [step("SELECT pg_stat_get_backend_activity(s) FROM pg_stat_get_backend_idset() s", "SELECT 1")]}),
         ),
@@ -204,6 +194,36 @@ async fn hostile_postgres_sql_never_runs_before_review() {
         )
         .await;
     assert_eq!(refused["code"], "forbidden-statement", "{refused}");
+
+    // SQL built at run time cannot be read ahead: the gate admits it, names it for reviewers,
+    // and it runs as a role PostgreSQL keeps inside the database — whether written in a step or
+    // given to the `migration` template.
+    let dynamic = format!(
+        "DO $x$ BEGIN EXECUTE 'COPY (SELECT 1) TO PROGRAM ' || quote_literal('{touch}'); END $x$"
+    );
+    for mut body in [
+        json!({"steps": [step(&dynamic, "SELECT 1")]}),
+        json!({"template": "migration", "params": {"goal": "tidy", "up": dynamic, "down": "SELECT 1"}}),
+    ] {
+        body["goal"] = json!("dynamic SQL");
+        body["target"] = json!("production");
+        let planned = c.ok("plan", body).await;
+        assert!(
+            hazard_codes(&planned).contains(&("privileged".to_string(), "medium".to_string())),
+            "{planned}"
+        );
+        let refused = c
+            .refused("dry-run", json!({"plan_id": plan_id(&planned)}))
+            .await;
+        assert_eq!(refused["code"], "sql-failed", "{refused}");
+        assert!(
+            refused["message"]
+                .as_str()
+                .unwrap()
+                .contains("pg_execute_server_program"),
+            "PostgreSQL refused it to the role: {refused}"
+        );
+    }
 
     // A hotfix waived by two approvers skips staging, not the boundary: apply refuses too.
     let hotfix = plan_id(
@@ -906,6 +926,24 @@ async fn a_security_definer_function_of_a_superuser_is_refused_by_what_it_is() {
             .as_str()
             .unwrap()
             .contains("SECURITY DEFINER"),
+        "{refused}"
+    );
+    // SQL built at run time could call it where no parser sees the name: on a target where the
+    // role may, such SQL is refused, naming the function.
+    let planned = c
+        .ok(
+            "plan",
+            json!({"goal": "refresh, dynamically", "target": "production",
+                   "steps": [step(&format!("DO $x$ BEGIN EXECUTE 'SELECT public.app_' || 'refresh_{t}()'; END $x$"), "SELECT 1")]}),
+        )
+        .await;
+    let refused = c
+        .refused("dry-run", json!({"plan_id": plan_id(&planned)}))
+        .await;
+    assert_eq!(refused["code"], "forbidden-statement", "{refused}");
+    let message = refused["message"].as_str().unwrap();
+    assert!(
+        message.contains("EXECUTE") && message.contains(&format!("app_refresh_{t}")),
         "{refused}"
     );
     let called: bool = {

@@ -6,6 +6,7 @@ mod common;
 use common::PgProject;
 use common::walk::run_sql;
 use serde_json::{Value, json};
+use sqlx::Connection;
 
 const EVENTS: &str = "
     CREATE TABLE events (id bigint NOT NULL, at date NOT NULL, kind text NOT NULL) PARTITION BY RANGE (at);
@@ -199,4 +200,447 @@ async fn a_rename_that_breaks_a_trigger_function_fails_the_dry_run_and_validate_
         "{refused}"
     );
     c.close().await;
+}
+
+/// A template walked from `plan` to `rollback` on Pagila (triggers on every table, views on
+/// most, a partitioned `payment`), the shape of `tables` compared before and after.
+async fn walk_pagila(template: &str, params: Value, tables: &[&str]) {
+    walk_pagila_until(template, params, tables, None).await;
+}
+
+/// `walk_pagila`, stopping at the gate of `stop_at` (a final step rollback could not undo).
+async fn walk_pagila_until(template: &str, params: Value, tables: &[&str], stop_at: Option<&str>) {
+    common::walk::walk_project(pagila().await, template, params, tables, None, stop_at).await;
+}
+
+#[tokio::test]
+async fn pagila_add_not_null_column_on_a_table_with_triggers_and_views() {
+    walk_pagila(
+        "add-not-null-column",
+        json!({"table": "film", "column": "audience", "type": "text", "default": "everyone"}),
+        &["film"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn pagila_backfill_on_a_table_whose_trigger_writes_another_column() {
+    walk_pagila(
+        "backfill",
+        json!({"table": "rental", "set": "return_date = rental_date + interval '2 days'", "where": "return_date IS NOT NULL", "batch_size": 700}),
+        &["rental"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn pagila_rename_column_under_a_view() {
+    walk_pagila(
+        "rename-column",
+        json!({"table": "customer", "column": "email", "new_name": "email_address"}),
+        &["customer"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn pagila_change_column_type_under_views() {
+    walk_pagila(
+        "change-column-type",
+        json!({"table": "film", "column": "length", "new_type": "integer"}),
+        &["film"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn pagila_add_index_on_a_partitioned_table() {
+    walk_pagila(
+        "add-index",
+        json!({"table": "payment", "columns": ["customer_id", "amount"]}),
+        &["payment", "payment_p2022_01"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn pagila_drop_column_of_a_table_with_triggers() {
+    walk_pagila_until(
+        "drop-column",
+        json!({"table": "customer", "column": "create_date"}),
+        &["customer"],
+        Some("purge"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn pagila_drop_column_under_a_view_is_refused_naming_the_view_and_the_way() {
+    let p = pagila().await;
+    let c = p.project.connect().await;
+    let refused = c
+        .refused(
+            "plan",
+            json!({"goal": "drop activebool", "target": "production", "template": "drop-column",
+                   "params": {"table": "customer", "column": "activebool"}}),
+        )
+        .await;
+    let message = refused["message"].as_str().unwrap();
+    assert!(
+        message.contains("customer_list") && message.contains("DROP VIEW"),
+        "{refused}"
+    );
+    c.close().await;
+}
+
+#[tokio::test]
+async fn pagila_add_check_constraint_on_a_partitioned_table() {
+    walk_pagila(
+        "add-check-constraint",
+        json!({"table": "payment", "name": "payment_amount_non_negative", "expression": "amount >= 0"}),
+        &["payment"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn pagila_add_foreign_key_between_tables_with_triggers() {
+    walk_pagila(
+        "add-foreign-key",
+        json!({"table": "film", "columns": ["language_id"], "ref_table": "language", "ref_columns": ["language_id"], "name": "film_language_fk2"}),
+        &["film"],
+    )
+    .await;
+}
+
+/// One migration of a replayed history: walked to validated, or where drydock stopped it.
+#[derive(Debug)]
+struct Replayed {
+    name: String,
+    /// `None`: walked plan → dry-run → approve → apply → validate. `Some((stage, code,
+    /// message))`: refused there (the migration is then applied by hand, as the project's own
+    /// tool would, and the history goes on).
+    refused: Option<(&'static str, String, String)>,
+}
+
+/// The migrations of `dir` (`NAME.up.sql` with `NAME.down.sql`), in file name order. A
+/// migration that ory/pop split into numbered parts (`VERSION` of 14 digits, then a 6-digit
+/// part: `20191100000001000002_identities`) is one migration: its parts' ups in order, and
+/// their downs in reverse order, as pop runs them.
+fn history(dir: &std::path::Path) -> Vec<(String, String, String)> {
+    // Diesel's layout: a folder per migration, holding `up.sql` and `down.sql`.
+    let mut folders: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| p.join("up.sql").exists())
+        .collect();
+    if !folders.is_empty() {
+        folders.sort();
+        return folders
+            .into_iter()
+            .map(|f| {
+                let read = |file: &str| std::fs::read_to_string(f.join(file)).unwrap_or_default();
+                let name = f.file_name().unwrap().to_string_lossy().to_string();
+                (name, read("up.sql"), read("down.sql"))
+            })
+            .collect();
+    }
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".up.sql").map(String::from)
+        })
+        .collect();
+    names.sort();
+    let key = |n: &str| {
+        let split =
+            n.len() > 21 && n[..20].bytes().all(|b| b.is_ascii_digit()) && &n[20..21] == "_";
+        if split {
+            format!("{}{}", &n[..14], &n[20..])
+        } else {
+            n.to_string()
+        }
+    };
+    let mut out: Vec<(String, String, String)> = Vec::new();
+    for n in names {
+        let read = |suffix: &str| {
+            std::fs::read_to_string(dir.join(format!("{n}{suffix}"))).unwrap_or_default()
+        };
+        let (up, down) = (read(".up.sql"), read(".down.sql"));
+        let k = key(&n);
+        match out.last_mut() {
+            Some((last, u, d)) if *last == k => {
+                u.push_str(";\n");
+                u.push_str(&up);
+                *d = format!("{down};\n{d}");
+            }
+            _ => out.push((k, up, down)),
+        }
+    }
+    out
+}
+
+/// Whether `sql` holds no statement (only comments and blanks).
+fn blank(sql: &str) -> bool {
+    sql.lines()
+        .map(|l| l.split("--").next().unwrap_or_default().trim())
+        .all(str::is_empty)
+}
+
+/// Replays a project's migration history through drydock, migration by migration, on a
+/// production/staging pair that starts empty (but for the harness's own two tables).
+async fn replay(dir: &std::path::Path) -> Vec<Replayed> {
+    let p = PgProject::new("").await;
+    let c = p.project.connect().await;
+    let mut out = Vec::new();
+    for (name, up, down) in history(dir) {
+        if blank(&up) {
+            continue;
+        }
+        let refused = walk_migration(&p, &c, &name, &up, &down).await.err();
+        let mut by_hand = Ok(());
+        if refused.is_some() {
+            // As the project's own migration tool would: the history goes on.
+            for db in [&p.prod, &p.staging] {
+                let mut conn = common::pg_connect(db).await;
+                by_hand = by_hand.and(
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(up.clone()))
+                        .execute(&mut conn)
+                        .await
+                        .map(|_| ()),
+                );
+                conn.close().await.ok();
+            }
+        }
+        out.push(Replayed { name, refused });
+        if let Err(e) = by_hand {
+            // This server cannot run the history any further (a newer PostgreSQL's syntax).
+            eprintln!("stopped: the migration itself fails on this server: {e}");
+            break;
+        }
+    }
+    c.close().await;
+    out
+}
+
+async fn walk_migration(
+    p: &PgProject,
+    c: &common::Client,
+    name: &str,
+    up: &str,
+    down: &str,
+) -> Result<(), (&'static str, String, String)> {
+    let refusal = |stage: &'static str, r: &rmcp::model::CallToolResult| {
+        let body = common::refusal_body(r);
+        (
+            stage,
+            body["code"].as_str().unwrap_or_default().to_string(),
+            body["message"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    let mut step = json!({"name": "migration", "up": up});
+    if !blank(down) {
+        step["down"] = json!(down);
+    }
+    let planned = c
+        .call(
+            "plan",
+            json!({"goal": name, "target": "production", "steps": [step]}),
+        )
+        .await;
+    if planned.is_error == Some(true) {
+        return Err(refusal("plan", &planned));
+    }
+    let id = common::plan_id(&planned.structured_content.unwrap());
+    let dry = c.call("dry-run", json!({"plan_id": id})).await;
+    if dry.is_error == Some(true) {
+        return Err(refusal("dry-run", &dry));
+    }
+    p.project.approve(&id, "alice");
+    let applied = c.call("apply", json!({"plan_id": id})).await;
+    if applied.is_error == Some(true) {
+        return Err(refusal("apply", &applied));
+    }
+    let validated = c.call("validate", json!({"plan_id": id})).await;
+    if validated.is_error == Some(true) {
+        return Err(refusal("validate", &validated));
+    }
+    Ok(())
+}
+
+fn report(history: &str, replayed: &[Replayed]) -> String {
+    let refused: Vec<&Replayed> = replayed.iter().filter(|r| r.refused.is_some()).collect();
+    let mut text = format!(
+        "{history}: {} migrations, {} walked to validated, {} refused\n",
+        replayed.len(),
+        replayed.len() - refused.len(),
+        refused.len()
+    );
+    for r in refused {
+        let (stage, code, message) = r.refused.as_ref().unwrap();
+        text.push_str(&format!("  {} [{stage}] {code}: {message}\n", r.name));
+    }
+    text
+}
+
+/// Replays the history in `tests/fixtures/histories/{name}` and checks that drydock refused
+/// exactly `expected` (migration → code): each one a refusal an engineer agrees with (the
+/// reasons beside each list), every other migration walked to validated.
+async fn replay_fixture(name: &str, expected: &[(&str, &str)]) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/histories")
+        .join(name);
+    let replayed = replay(&dir).await;
+    let text = report(name, &replayed);
+    eprintln!("{text}");
+    let refused: Vec<(&str, &str)> = replayed
+        .iter()
+        .filter_map(|r| {
+            r.refused
+                .as_ref()
+                .map(|(_, code, _)| (r.name.as_str(), code.as_str()))
+        })
+        .collect();
+    assert_eq!(refused, expected, "{text}");
+    assert!(replayed.len() > 20, "{text}");
+}
+
+#[tokio::test]
+async fn replaying_authelias_history_refuses_only_downs_that_do_not_undo_their_up() {
+    replay_fixture(
+        "authelia",
+        &[
+            // Its down renames the table aside and re-creates an index whose name the renamed
+            // table still holds: the down fails.
+            ("V0002.WebAuthn", "sql-failed"),
+            // Its down rebuilds the table with a new serial: the column's sequence comes back
+            // as webauthn_devices_id_seq1.
+            ("V0003.WebAuthnKIDLength", "rollback-unverified"),
+            // Its down also drops tables an earlier migration left behind.
+            ("V0007.ConsistencyFixes", "rollback-unverified"),
+            // No down at all.
+            ("V0009.FixConstraints", "rollback-unverified"),
+            ("V0011.JWTProfileAccessToken", "rollback-unverified"),
+            // Its down leaves webauthn_devices without its primary key.
+            ("V0012.WebAuthnMultiCookieDomain", "rollback-unverified"),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn replaying_kratos_history_refuses_only_downs_that_do_not_undo_their_up() {
+    replay_fixture(
+        "kratos",
+        &[
+            // Its down leaves seen_at nullable; it was NOT NULL.
+            ("20191100000010_errors.postgres", "rollback-unverified"),
+            // No down.
+            (
+                "20191100000011_courier_body_type.postgres",
+                "rollback-unverified",
+            ),
+            // Its down leaves form nullable; it was NOT NULL.
+            (
+                "20200317160354_create_profile_request_forms.postgres",
+                "rollback-unverified",
+            ),
+            // Its down leaves update_successful with a default it did not have.
+            ("20200607165100_settings.postgres", "rollback-unverified"),
+            // Its PostgreSQL downs undo more than its up did (they add a column that exists).
+            (
+                "20200830130642_add_verification_methods.postgres",
+                "sql-failed",
+            ),
+        ],
+    )
+    .await;
+}
+
+/// A history that is not kept in this repository, replayed on demand for a report:
+/// `DRYDOCK_REPLAY_DIR=/path/to/migrations cargo test --test real_schemas replay_any -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "replays DRYDOCK_REPLAY_DIR, a history outside the repository"]
+async fn replay_any() {
+    let dir = std::env::var("DRYDOCK_REPLAY_DIR").expect("DRYDOCK_REPLAY_DIR");
+    let replayed = replay(std::path::Path::new(&dir)).await;
+    eprintln!("{}", report(&dir, &replayed));
+}
+
+/// A project whose production and staging hold `sql` (a published sample database).
+async fn sample(sql: &str) -> PgProject {
+    let p = PgProject::new("").await;
+    for db in [&p.prod, &p.staging] {
+        run_sql(db, sql).await;
+        run_sql(db, "ANALYZE").await;
+    }
+    p
+}
+
+const CHINOOK: &str = include_str!("fixtures/chinook/chinook.sql");
+const NORTHWIND: &str = include_str!("fixtures/northwind/northwind.sql");
+
+async fn walk_sample(
+    sql: &str,
+    template: &str,
+    params: Value,
+    tables: &[&str],
+    stop_at: Option<&str>,
+) {
+    common::walk::walk_project(sample(sql).await, template, params, tables, None, stop_at).await;
+}
+
+#[tokio::test]
+async fn chinook_templates_walk_on_its_tables() {
+    walk_sample(
+        CHINOOK,
+        "add-not-null-column",
+        json!({"table": "invoice", "column": "currency", "type": "text", "default": "USD"}),
+        &["invoice"],
+        None,
+    )
+    .await;
+    walk_sample(
+        CHINOOK,
+        "rename-column",
+        json!({"table": "track", "column": "composer", "new_name": "composers"}),
+        &["track"],
+        None,
+    )
+    .await;
+    walk_sample(
+        CHINOOK,
+        "change-column-type",
+        json!({"table": "invoice_line", "column": "unit_price", "new_type": "numeric(12,2)"}),
+        &["invoice_line"],
+        None,
+    )
+    .await;
+    walk_sample(
+        CHINOOK,
+        "drop-column",
+        json!({"table": "customer", "column": "fax"}),
+        &["customer"],
+        Some("purge"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn northwind_templates_walk_on_its_tables() {
+    walk_sample(
+        NORTHWIND,
+        "add-index",
+        json!({"table": "orders", "columns": ["ship_country", "order_date"]}),
+        &["orders"],
+        None,
+    )
+    .await;
+    walk_sample(NORTHWIND, "add-check-constraint",
+        json!({"table": "order_details", "name": "order_details_quantity_positive", "expression": "quantity > 0"}), &["order_details"], None).await;
+    walk_sample(NORTHWIND, "backfill",
+        json!({"table": "products", "set": "reorder_level = 10", "where": "reorder_level = 0", "key": "product_id"}), &["products"], None).await;
+    walk_sample(NORTHWIND, "split-table",
+        json!({"table": "employees", "new_table": "employee_profiles", "columns": ["photo", "notes"], "key": "employee_id"}), &["employees"], Some("contract")).await;
 }

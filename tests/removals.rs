@@ -142,7 +142,7 @@ async fn removals_refuse_what_rollback_could_not_bring_back() {
         (
             "drop-column",
             json!({"table": "accounts", "column": "id"}),
-            "cannot be moved",
+            "this template cannot carry over",
         ),
         (
             "drop-index",

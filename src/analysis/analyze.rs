@@ -30,6 +30,9 @@ pub fn analyze(
         created: BTreeSet::new(),
         emptied: BTreeSet::new(),
         added: BTreeSet::new(),
+        renamed: BTreeSet::new(),
+        dropped_views: BTreeSet::new(),
+        replaced_functions: BTreeSet::new(),
         touched: BTreeSet::new(),
         pg_state: pg::PlanState::new(catalog),
         facts: Vec::new(),
@@ -66,6 +69,12 @@ struct Walk<'a> {
     emptied: BTreeSet<String>,
     /// `table.column` added by earlier statements of this plan.
     added: BTreeSet<String>,
+    /// Tables renamed by earlier statements of this plan, under their new names.
+    renamed: BTreeSet<String>,
+    /// Views dropped by earlier statements of this plan and not created again since.
+    dropped_views: BTreeSet<String>,
+    /// Functions the step being read creates or replaces.
+    replaced_functions: BTreeSet<String>,
     touched: BTreeSet<String>,
     pg_state: pg::PlanState,
     facts: Vec<StatementFacts>,
@@ -83,6 +92,9 @@ impl Walk<'_> {
             created: &self.created,
             emptied: &self.emptied,
             added: &self.added,
+            renamed: &self.renamed,
+            dropped_views: &self.dropped_views,
+            replaced_functions: &self.replaced_functions,
             production: self.production,
         }
     }
@@ -91,15 +103,24 @@ impl Walk<'_> {
         let name = step.name.as_deref().unwrap_or("step");
         let first_hazard = self.hazards.len();
         let mut step_facts = Vec::new();
+        let mut facts = Vec::new();
         for (i, st) in statements(name, step.up.as_deref().unwrap_or(""))?
             .iter()
             .enumerate()
         {
-            let f = if self.catalog.engine == Dialect::Postgres {
+            facts.push(if self.catalog.engine == Dialect::Postgres {
                 pg::facts(name, i + 1, &st.sql, self.catalog, &mut self.pg_state)?
             } else {
                 classify(name, i + 1, st, self.catalog.engine)
-            };
+            });
+        }
+        mark_recreated_views(&mut facts);
+        self.replaced_functions = facts
+            .iter()
+            .filter(|f| matches!(f.kind.as_str(), "create function" | "create procedure"))
+            .filter_map(|f| f.detail.clone())
+            .collect();
+        for f in facts {
             self.hazards
                 .extend(rules::check_statement(&f, &self.context()));
             self.learn(&f);
@@ -133,9 +154,42 @@ impl Walk<'_> {
         if f.kind == "truncate" {
             self.emptied.extend(f.tables.iter().cloned());
         }
+        match f.kind.as_str() {
+            "drop view" | "drop materialized view" => {
+                self.dropped_views.extend(f.tables.iter().cloned())
+            }
+            "create view" | "create materialized view" => {
+                if let Some(v) = &f.detail {
+                    self.dropped_views.remove(v);
+                }
+            }
+            _ => {}
+        }
+        let table = f.tables.first();
         for a in &f.actions {
-            if let (Action::AddColumn { column }, Some(t)) = (a, f.tables.first()) {
-                self.added.insert(format!("{t}.{column}"));
+            match (a, table) {
+                (Action::AddColumn { column }, Some(t))
+                | (Action::RenameColumn { to: column, .. }, Some(t)) => {
+                    self.added.insert(format!("{t}.{column}"));
+                }
+                (Action::RenameTable { to }, Some(t)) => {
+                    // The new name has the old one's columns, and those this plan added.
+                    let old = format!("{t}.");
+                    let carried: Vec<String> = self
+                        .added
+                        .iter()
+                        .filter_map(|c| c.strip_prefix(&old).map(|col| format!("{to}.{col}")))
+                        .chain(self.catalog.tables.get(t).into_iter().flat_map(|info| {
+                            info.columns.iter().map(|c| format!("{to}.{}", c.name))
+                        }))
+                        .collect();
+                    self.added.extend(carried);
+                    self.renamed.insert(to.clone());
+                    if self.created.contains(t) {
+                        self.created.insert(to.clone());
+                    }
+                }
+                _ => {}
             }
         }
     }
@@ -287,6 +341,10 @@ fn cap_gated(hazards: &mut [Hazard], name: &str, gate: &Gate) {
 /// Agent SQL that reaches beyond the database: critical whatever the table, never capped by a
 /// gate, and refused by every verb that would run it.
 fn privileged(body: &Body, engine: Dialect) -> Vec<Hazard> {
+    let dynamic = match engine {
+        Dialect::Postgres => privilege::dynamic_sql(body),
+        Dialect::Sqlite => vec![],
+    };
     privilege::violations(body, engine)
         .into_iter()
         .map(|v| Hazard {
@@ -300,6 +358,16 @@ fn privileged(body: &Body, engine: Dialect) -> Vec<Hazard> {
             ),
             fix: "keep agent SQL inside the database; if the change truly needs this, an engineer runs that part by hand".into(),
         })
+        .chain(dynamic.into_iter().map(|place| Hazard {
+            code: Rule::Privileged,
+            severity: Severity::Medium,
+            statement: place.clone(),
+            table: None,
+            message: format!(
+                "{place} runs SQL built at run time (PL/pgSQL `EXECUTE`), which no analysis reads ahead: it runs as the target's least-privilege role, whose privileges bound it, and drydock refuses it on a target where that role may call a function reaching beyond the database"
+            ),
+            fix: "review the SQL the `EXECUTE` builds; write the statements out where the change allows".into(),
+        }))
         .collect()
 }
 
@@ -326,5 +394,31 @@ fn impact(table: &str, catalog: &Catalog) -> TableImpact {
             foreign_keys: vec![],
             triggers: vec![],
         },
+    }
+}
+
+/// Marks each `DROP VIEW` of a step whose every view a later statement of the same step creates
+/// again (`Action::Recreated`): the common "drop the view, change the table, re-create the view"
+/// in one transaction.
+fn mark_recreated_views(facts: &mut [StatementFacts]) {
+    for i in 0..facts.len() {
+        let dropped = matches!(
+            facts[i].kind.as_str(),
+            "drop view" | "drop materialized view"
+        );
+        if !dropped || facts[i].tables.is_empty() {
+            continue;
+        }
+        let recreated = facts[i].tables.iter().all(|v| {
+            facts[i + 1..].iter().any(|later| {
+                matches!(
+                    later.kind.as_str(),
+                    "create view" | "create materialized view"
+                ) && later.detail.as_ref() == Some(v)
+            })
+        });
+        if recreated {
+            facts[i].actions.push(Action::Recreated);
+        }
     }
 }

@@ -36,6 +36,14 @@ pub struct Context<'a> {
     pub emptied: &'a BTreeSet<String>,
     /// `table.column` added by earlier statements of this plan.
     pub added: &'a BTreeSet<String>,
+    /// Tables known under a name an earlier statement of this plan gave them (`RENAME TO`).
+    pub renamed: &'a BTreeSet<String>,
+    /// Views dropped by earlier statements of this plan (and not created again since): they no
+    /// longer depend on anything.
+    pub dropped_views: &'a BTreeSet<String>,
+    /// Functions the current step creates or replaces (by name): a trigger function rewritten
+    /// in the same transaction as the column it names.
+    pub replaced_functions: &'a BTreeSet<String>,
     /// The plan's target is a production database.
     pub production: bool,
 }

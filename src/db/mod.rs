@@ -75,6 +75,10 @@ pub struct TableInfo {
     /// Foreign keys in other tables that reference this one (`table(col) -> this`).
     pub foreign_keys_in: Vec<String>,
     pub triggers: Vec<String>,
+    /// PostgreSQL: each trigger's function with the names its body uses (SQL and PL/pgSQL
+    /// bodies), for the analysis of a column renamed or dropped under it.
+    #[serde(skip)]
+    pub trigger_functions: Vec<TriggerFunction>,
     /// SQLite: the table's `CREATE TABLE` statement as the database stores it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub definition: Option<String>,
@@ -82,6 +86,16 @@ pub struct TableInfo {
     /// it — what a table rebuild recreates.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recreate: Vec<String>,
+}
+
+/// A trigger of a table and the function it runs, with every name the function's body uses
+/// (identifiers, lower-cased unless quoted): what a rename or a drop of a column breaks.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TriggerFunction {
+    pub trigger: String,
+    /// `name(argument types)`.
+    pub function: String,
+    pub names: std::collections::BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
@@ -124,9 +138,24 @@ pub struct ColumnDependents {
     pub indexes: Vec<Dependent>,
     /// The table's CHECK and FOREIGN KEY constraints using the column.
     pub constraints: Vec<Dependent>,
-    /// Views, rules, policies, triggers, primary keys, unique constraints, foreign keys of other
-    /// tables that reference the column, ...
+    /// Plain views that read the column, and the views that read those, in an order they can
+    /// be created in (each after the views it reads).
+    pub views: Vec<ViewDefinition>,
+    /// Rules, policies, materialized views, triggers, primary keys, unique constraints, foreign
+    /// keys of other tables that reference the column, ...
     pub blocking: Vec<String>,
+}
+
+/// A view as the catalog defines it, to drop and create again around a change of a column it
+/// reads (a new type cannot be given to a view's column in place).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ViewDefinition {
+    /// Schema-qualified and quoted.
+    pub name: String,
+    /// `CREATE VIEW … AS …` from `pg_get_viewdef`, with the view's options.
+    pub create: String,
+    /// What else the view had: its comment, and the privileges granted on it.
+    pub after: Vec<String>,
 }
 
 /// One row of the target's history table (`drydock.history`, `_drydock_history`): a step the
@@ -506,6 +535,14 @@ pub enum Sandbox {
 type StepOutcome = std::result::Result<Vec<StatementRun>, StepFailure>;
 
 impl Target {
+    /// The target's name in the config.
+    pub fn name(&self) -> &str {
+        match self {
+            Target::Sqlite(t) => t.name(),
+            Target::Postgres(t) => t.name(),
+        }
+    }
+
     pub async fn open(config: &Config, target: &TargetConfig) -> Result<Target> {
         let url = target.url.resolve(&config.base_dir())?;
         match url {
@@ -623,6 +660,15 @@ impl Target {
                 scratch.to_path_buf(),
             )),
             Target::Postgres(t) => Ok(Sandbox::Postgres(Box::new(t.sandbox(mode).await?))),
+        }
+    }
+
+    /// What SQL built at run time could reach beyond the database here (PostgreSQL; see
+    /// `Postgres::dynamic_reach`); SQLite has no such SQL.
+    pub async fn dynamic_reach(&self) -> Result<Vec<(String, String)>> {
+        match self {
+            Target::Sqlite(_) => Ok(vec![]),
+            Target::Postgres(t) => t.dynamic_reach().await,
         }
     }
 
@@ -782,6 +828,14 @@ impl TargetLock {
 }
 
 impl Sandbox {
+    /// The target the sandbox runs on (a dry-run's staging).
+    pub fn target(&self) -> &str {
+        match self {
+            Sandbox::Sqlite(t, _) => t.name(),
+            Sandbox::Postgres(s) => s.target(),
+        }
+    }
+
     pub async fn fingerprint(&mut self) -> Result<Fingerprint> {
         match self {
             Sandbox::Sqlite(t, _) => t.fingerprint().await,

@@ -221,6 +221,10 @@ fn sqlstate(e: &sqlx::Error) -> Option<String> {
 }
 
 impl Postgres {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     pub async fn open(name: &str, url: &str, policy: &Policy) -> Result<Postgres> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| Error::Target {
@@ -339,6 +343,49 @@ impl Postgres {
             .into_iter()
             .filter_map(|(f, why)| why.map(|w| (f, w)))
             .collect())
+    }
+
+    /// What SQL built at run time (PL/pgSQL `EXECUTE`) could reach beyond the database on this
+    /// target, as the roles agent SQL runs as (the configured ones, else the login): a `SECURITY
+    /// DEFINER` function owned by a privileged role, or a function of an extension that reaches
+    /// other servers or the server's files, that one of them may execute. Empty: PostgreSQL's
+    /// privileges bound whatever such SQL does.
+    pub async fn dynamic_reach(&self) -> Result<Vec<(String, String)>> {
+        let roles: Vec<String> = [AgentUse::DryRun, AgentUse::Check, AgentUse::Apply]
+            .into_iter()
+            .filter_map(|u| self.roles.of(u).map(String::from))
+            .collect();
+        // language=SQL
+        let sql = format!(
+            "WITH agent(role) AS (
+                 SELECT unnest(CASE WHEN cardinality($1::text[]) = 0 THEN ARRAY[current_user::text] ELSE $1::text[] END))
+             SELECT DISTINCT p.oid::regprocedure::text,
+                    CASE WHEN e.extname IS NOT NULL
+                           THEN 'a function of extension `' || e.extname || '`, which reaches beyond the database'
+                         ELSE 'SECURITY DEFINER, owned by `' || o.rolname || '`, a role that reaches beyond the database'
+                    END
+             FROM pg_proc p JOIN pg_roles o ON o.oid = p.proowner
+             LEFT JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+             LEFT JOIN pg_extension e ON e.oid = d.refobjid AND e.extname IN ('dblink', 'postgres_fdw', 'file_fdw', 'adminpack')
+             WHERE (e.extname IS NOT NULL
+                    OR (p.prosecdef AND (o.rolsuper OR o.rolcreaterole OR EXISTS (
+                            SELECT FROM pg_roles b
+                            WHERE b.rolname IN {SERVER_ROLES} AND pg_has_role(o.oid, b.oid, 'MEMBER')))))
+               AND EXISTS (SELECT FROM agent a JOIN pg_roles r ON r.rolname = a.role
+                           WHERE has_function_privilege(r.oid, p.oid, 'EXECUTE'))
+             ORDER BY 1
+             LIMIT 5"
+        );
+        let mut conn = self.reader().await?;
+        let rows: std::result::Result<Vec<(String, String)>, _> = pinned(&mut conn, async |c| {
+            sqlx::query_as(AssertSqlSafe(sql))
+                .bind(&roles)
+                .fetch_all(c)
+                .await
+        })
+        .await;
+        self.keep(conn).await;
+        rows.map_err(|e| self.err(e))
     }
 
     /// Lets the apply role do, inside the transactions it runs, drydock's bookkeeping there: the

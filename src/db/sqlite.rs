@@ -37,6 +37,10 @@ fn is_internal(name: &str) -> bool {
 }
 
 impl Sqlite {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Opens an existing database file; a missing file is an error, never silently created.
     pub async fn open(name: &str, path: &Path, busy_timeout: Duration) -> Result<Sqlite> {
         if !path.exists() {

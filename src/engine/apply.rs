@@ -566,7 +566,7 @@ impl Engine {
                 (detail, json!({"step": name}))
             }
             StepOutcome::Failed(failure, watch) => {
-                let err = Self::sql_failed(plan, "apply", name, failure);
+                let err = Self::sql_failed(plan, &plan.target, "apply", name, failure);
                 let back = if at.first {
                     plan.status
                 } else {

@@ -450,10 +450,11 @@ impl Engine {
                     sql: analysis::backfill_sql(b),
                     transactional: true,
                 };
+                let target = sandbox.target().to_string();
                 let mut runs = sandbox
                     .execute(name, std::slice::from_ref(&stmt))
                     .await?
-                    .map_err(|f| Self::sql_failed(plan, phase, name, f))?;
+                    .map_err(|f| Self::sql_failed(plan, &target, phase, name, f))?;
                 for r in &mut runs {
                     r.note = Some("backfill: measured as one statement; apply runs it in keyset batches, each its own transaction".into());
                 }
@@ -470,10 +471,11 @@ impl Engine {
         phase: &'static str,
     ) -> Result<Vec<StatementRun>> {
         let stmts = Self::stmts(step, sql)?;
+        let target = sandbox.target().to_string();
         sandbox
             .execute(step, &stmts)
             .await?
-            .map_err(|f| Self::sql_failed(plan, phase, step, f))
+            .map_err(|f| Self::sql_failed(plan, &target, phase, step, f))
     }
 }
 

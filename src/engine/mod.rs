@@ -126,6 +126,20 @@ async fn admit(plan: &Plan, target: &Target) -> Result<()> {
             reason: v.forbidden.reason,
         });
     }
+    if target.engine() == Dialect::Postgres
+        && let Some(place) = analysis::privilege::dynamic_sql(&plan.body)
+            .into_iter()
+            .next()
+        && let Some((function, why)) = target.dynamic_reach().await?.into_iter().next()
+    {
+        return Err(Error::Forbidden {
+            place,
+            construct: "`EXECUTE`".into(),
+            reason: format!(
+                "runs SQL built at run time as a role that, on this target, may call `{function}` ({why}); revoke EXECUTE on it from that role and from PUBLIC, or write the statements out"
+            ),
+        });
+    }
     if target.engine() == Dialect::Postgres {
         let called: Vec<String> = analysis::privilege::called_functions(&plan.body)
             .into_iter()
@@ -336,10 +350,18 @@ impl Engine {
         out
     }
 
-    fn sql_failed(plan: &Plan, phase: &'static str, step: &str, f: StepFailure) -> Error {
+    /// `target`: where it failed (a dry-run's staging, a rollout's member), which is not always
+    /// the plan's own target.
+    fn sql_failed(
+        plan: &Plan,
+        target: &str,
+        phase: &'static str,
+        step: &str,
+        f: StepFailure,
+    ) -> Error {
         Error::SqlFailed {
             phase,
-            target: plan.target.clone(),
+            target: target.to_string(),
             step: step.to_string(),
             index: f.index,
             cause: format!("{} — in `{}`", f.reason(&plan.body), truncate(&f.sql, 200)),

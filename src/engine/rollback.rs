@@ -200,7 +200,7 @@ impl Engine {
     ) -> Result<()> {
         self.undo_step(plan, i, name, target)
             .await?
-            .map_err(|f| Self::sql_failed(plan, "rollback", name, f))?;
+            .map_err(|f| Self::sql_failed(plan, &plan.target, "rollback", name, f))?;
         self.store
             .commit(Change {
                 plan_id: &plan.id,

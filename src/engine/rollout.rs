@@ -434,7 +434,7 @@ impl Engine {
             }
             self.undo_step(plan, i, &name, target)
                 .await?
-                .map_err(|f| Self::sql_failed(plan, "rollback", &name, f))?;
+                .map_err(|f| Self::sql_failed(plan, target.name(), "rollback", &name, f))?;
             undone.push(name);
         }
         Ok(undone)

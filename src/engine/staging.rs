@@ -120,7 +120,9 @@ impl Engine {
             .into_iter()
             .any(|h| h.step == name && h.applied());
         let policy = &self.config.policy;
-        let fail = |f: crate::db::StepFailure| Self::sql_failed(plan, "staging sync", name, f);
+        let fail = |f: crate::db::StepFailure| {
+            Self::sql_failed(plan, target.name(), "staging sync", name, f)
+        };
         match direction {
             Direction::Apply if on_staging => Ok(()),
             Direction::Apply => {

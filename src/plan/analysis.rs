@@ -162,10 +162,18 @@ pub enum Action {
         column: String,
     },
     DropTable,
+    /// `column` renamed `to`.
     RenameColumn {
         column: String,
+        to: String,
     },
-    RenameTable,
+    /// The table renamed `to`.
+    RenameTable {
+        to: String,
+    },
+    /// A view dropped here is created again by a later statement of the same step (one
+    /// transaction): running code never sees it missing.
+    Recreated,
     ChangeType {
         column: String,
         from: Option<String>,

@@ -34,6 +34,9 @@ pub struct Carried {
     pub column: ColumnShape,
     pub indexes: Vec<Moved>,
     pub constraints: Vec<Moved>,
+    /// The views on the column, dropped and created again around the swap (templates that
+    /// do so only: `Move::views`), in creation order.
+    pub views: Vec<crate::db::ViewDefinition>,
 }
 
 /// Which column moves where: `from` is carried to `to`; the contract step's down brings the old
@@ -43,23 +46,42 @@ pub struct Move {
     pub from: String,
     pub to: String,
     pub restore_as: String,
+    /// The template drops the column's views and creates them again around its swap (the views
+    /// then read the successor); other templates refuse a column that views read.
+    pub views: bool,
 }
 
 impl Carried {
     pub fn new(m: &Move, deps: &ColumnDependents) -> std::result::Result<Carried, String> {
-        if !deps.blocking.is_empty() {
+        let mut blocking = deps.blocking.clone();
+        if !m.views {
+            blocking.extend(deps.views.iter().map(|v| format!("view {}", v.name)));
+        }
+        if !blocking.is_empty() {
+            let deps = ColumnDependents {
+                blocking,
+                ..ColumnDependents::default()
+            };
+            let views = deps.blocking.iter().any(|b| b.contains("view "));
             return Err(format!(
-                "{}.{} cannot be moved with expand/contract: {} depend{} on it ({}); \
-                 change {} first, or write the change as `steps` with the `migration` template",
+                "{}.{} is used by {} this template cannot carry over ({}); change {} first{}, or write the whole change as `steps` with the `migration` template",
                 m.table,
                 m.from,
-                deps.blocking.len(),
-                if deps.blocking.len() == 1 { "s" } else { "" },
+                if deps.blocking.len() == 1 {
+                    "an object"
+                } else {
+                    "objects"
+                },
                 deps.blocking.join("; "),
                 if deps.blocking.len() == 1 {
                     "it"
                 } else {
                     "them"
+                },
+                if views {
+                    " (a view: `DROP VIEW` and `CREATE VIEW` in one step of a `migration` plan — `CREATE OR REPLACE VIEW` cannot drop or retype a view's column; `inspect` with `table` gives its definition)"
+                } else {
+                    ""
                 },
             ));
         }
@@ -98,6 +120,7 @@ impl Carried {
             column: deps.column.clone(),
             indexes,
             constraints,
+            views: if m.views { deps.views.clone() } else { vec![] },
         })
     }
 }
@@ -319,6 +342,7 @@ mod tests {
             from: "account_id".into(),
             to: "owner_id".into(),
             restore_as: "account_id".into(),
+            views: false,
         }
     }
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::lookup::{Ctx, parse, table, unused};
-use super::{TemplateDef, quote_ident, validate_ident};
+use super::{Reads, TemplateDef, quote_ident, validate_ident};
 use crate::db::{Catalog, ColumnDependents, TableInfo};
 use crate::plan::{Backfill, CopyInto};
 use crate::sql::single_expression;
@@ -163,7 +163,7 @@ pub(crate) const MOVE_DATA: TemplateDef = TemplateDef {
     schema: || schemars::schema_for!(MoveData),
     context: move_data,
     moves: None,
-    catalog: Some(move_data_catalog),
+    catalog: Reads::Required(move_data_catalog),
     sqlite: super::rebuild::Sqlite::Same,
 };
 
@@ -397,7 +397,7 @@ pub(crate) const SPLIT_TABLE: TemplateDef = TemplateDef {
     schema: || schemars::schema_for!(SplitTable),
     context: split_table,
     moves: None,
-    catalog: Some(split_table_catalog),
+    catalog: Reads::Required(split_table_catalog),
     sqlite: super::rebuild::Sqlite::No,
 };
 
@@ -408,7 +408,7 @@ pub(crate) const MERGE_TABLES: TemplateDef = TemplateDef {
     schema: || schemars::schema_for!(MergeTables),
     context: merge_tables,
     moves: None,
-    catalog: Some(merge_tables_catalog),
+    catalog: Reads::Required(merge_tables_catalog),
     sqlite: super::rebuild::Sqlite::No,
 };
 

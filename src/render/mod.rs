@@ -179,6 +179,17 @@ pub(crate) type MovesFn = fn(&serde_json::Value) -> std::result::Result<Move, St
 
 /// Completes a template's render context from the target's catalog (an index's definition, a
 /// table's columns and keys), refusing what the catalog shows cannot be done.
+/// How a template reads the target's catalog.
+#[derive(Clone, Copy)]
+pub(crate) enum Reads {
+    Nothing,
+    /// It cannot be rendered without (its `down` is written from what it reads).
+    Required(CatalogFn),
+    /// It is rendered for what it reads when a target is given (a partitioned table), and as
+    /// for a plain table without one.
+    IfGiven(CatalogFn),
+}
+
 pub(crate) type CatalogFn = fn(
     &mut serde_json::Value,
     &Catalog,
@@ -204,8 +215,8 @@ pub(crate) struct TemplateDef {
     /// For a template that moves a column (expand/contract): which column, from its params.
     /// Rendering it needs the column's dependents, carried to its successor as `carry`.
     pub(crate) moves: Option<MovesFn>,
-    /// For a template that reads the target's catalog.
-    pub(crate) catalog: Option<CatalogFn>,
+    /// Whether and how it reads the target's catalog.
+    pub(crate) catalog: Reads,
     /// How it runs on a SQLite target.
     pub(crate) sqlite: rebuild::Sqlite,
 }
@@ -251,7 +262,7 @@ const TEMPLATES: &[TemplateDef] = &[
         schema: || schemars::schema_for!(MigrationParams),
         context: typed::<MigrationParams>,
         moves: None,
-        catalog: None,
+        catalog: Reads::Nothing,
         sqlite: rebuild::Sqlite::Same,
     },
     TemplateDef {
@@ -261,7 +272,7 @@ const TEMPLATES: &[TemplateDef] = &[
         schema: || schemars::schema_for!(AddColumnParams),
         context: typed::<AddColumnParams>,
         moves: None,
-        catalog: None,
+        catalog: Reads::Nothing,
         sqlite: rebuild::Sqlite::Same,
     },
     templates::ADD_NOT_NULL_COLUMN,
@@ -335,7 +346,7 @@ pub fn moved_column(name: &str, params: &serde_json::Value) -> Option<(String, S
 pub fn reads_catalog(name: &str) -> bool {
     TEMPLATES
         .iter()
-        .any(|t| t.name == name && t.catalog.is_some())
+        .any(|t| t.name == name && !matches!(t.catalog, Reads::Nothing))
 }
 
 /// Renders a template with what it read from the target (see `moved_column`, `reads_catalog`).
@@ -393,13 +404,16 @@ pub fn render(name: &str, params: serde_json::Value, facts: Facts<'_>) -> Result
         let carried = carry::Carried::new(&m, deps).map_err(refuse)?;
         ctx_value["carry"] = serde_json::to_value(carried).map_err(|e| refuse(e.to_string()))?;
     }
-    if let Some(complete) = t.catalog {
-        let catalog = facts.catalog.ok_or_else(|| {
-            refuse(format!(
+    match (t.catalog, facts.catalog) {
+        (Reads::Nothing, _) | (Reads::IfGiven(_), None) => {}
+        (Reads::Required(_), None) => {
+            return Err(refuse(format!(
                 "`{name}` reads the target's catalog (definitions, keys, dependents) to write its `down`: give `target`"
-            ))
-        })?;
-        complete(&mut ctx_value, catalog, facts.deps).map_err(refuse)?;
+            )));
+        }
+        (Reads::Required(complete) | Reads::IfGiven(complete), Some(catalog)) => {
+            complete(&mut ctx_value, catalog, facts.deps).map_err(refuse)?;
+        }
     }
     let ctx = tera::Context::from_serialize(&ctx_value).map_err(|e| refuse(e.to_string()))?;
     let script = engine()

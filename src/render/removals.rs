@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::lookup::{Ctx, parse, table, unused};
 use super::templates::derived;
-use super::{Move, TemplateDef, carry, validate_ident};
+use super::{Move, Reads, TemplateDef, carry, validate_ident};
 use crate::db::{Catalog, ColumnDependents};
 
 /// The context's `name`-d string (set by the template's own `context`).
@@ -87,6 +87,7 @@ fn drop_column_moves(v: &Value) -> std::result::Result<Move, String> {
         restore_as: p.column.clone(),
         table: p.table,
         from: p.column,
+        views: false,
     })
 }
 
@@ -164,7 +165,7 @@ pub(crate) const DROP_INDEX: TemplateDef = TemplateDef {
     schema: || schemars::schema_for!(DropIndex),
     context: drop_index,
     moves: None,
-    catalog: Some(drop_index_catalog),
+    catalog: Reads::Required(drop_index_catalog),
     sqlite: super::rebuild::Sqlite::No,
 };
 
@@ -175,7 +176,7 @@ pub(crate) const DROP_COLUMN: TemplateDef = TemplateDef {
     schema: || schemars::schema_for!(DropColumn),
     context: drop_column,
     moves: Some(drop_column_moves),
-    catalog: Some(drop_column_catalog),
+    catalog: Reads::Required(drop_column_catalog),
     sqlite: super::rebuild::Sqlite::No,
 };
 
@@ -186,7 +187,7 @@ pub(crate) const DROP_TABLE: TemplateDef = TemplateDef {
     schema: || schemars::schema_for!(DropTable),
     context: drop_table,
     moves: None,
-    catalog: Some(drop_table_catalog),
+    catalog: Reads::Required(drop_table_catalog),
     sqlite: super::rebuild::Sqlite::No,
 };
 
@@ -248,6 +249,7 @@ mod tests {
                         .into(),
             }],
             constraints: vec![],
+            views: vec![],
             blocking: vec![],
         }
     }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::lookup::{Ctx, parse};
-use super::{Move, TemplateDef, literal_value, quote_ident, validate_ident, validate_type};
+use super::{Move, Reads, TemplateDef, literal_value, quote_ident, validate_ident, validate_type};
 use crate::sql::single_expression;
 
 fn idents(names: &[&str]) -> std::result::Result<(), String> {
@@ -120,6 +120,7 @@ fn rename_column_moves(v: &Value) -> std::result::Result<Move, String> {
         table: p.table,
         from: p.column,
         to: p.new_name,
+        views: false,
     })
 }
 
@@ -157,6 +158,9 @@ fn change_column_type_moves(v: &Value) -> std::result::Result<Move, String> {
         restore_as: derived(&[&p.column], "old"),
         table: p.table,
         from: p.column,
+        // The swap gives the column's name to the successor: views on it are created again
+        // there, and then read the new type.
+        views: true,
     })
 }
 
@@ -252,7 +256,40 @@ fn add_index(v: Value) -> Ctx {
         .clone()
         .unwrap_or_else(|| derived(&parts, if p.unique { "key" } else { "idx" }));
     validate_ident(&name)?;
-    Ok(json!({"table": p.table, "columns_sql": columns_sql, "name": name, "unique": p.unique}))
+    Ok(
+        json!({"table": p.table, "columns": p.columns, "columns_sql": columns_sql, "name": name, "unique": p.unique}),
+    )
+}
+
+/// `add-index` on a partitioned table: PostgreSQL refuses `CONCURRENTLY` there, so each
+/// partition's index is built concurrently (named from the partition and the columns), then the
+/// parent's index is made `ON ONLY` the parent and each partition's attached to it.
+fn add_index_catalog(
+    ctx: &mut Value,
+    catalog: &crate::db::Catalog,
+    _: Option<&crate::db::ColumnDependents>,
+) -> std::result::Result<(), String> {
+    let table = ctx["table"].as_str().unwrap_or_default().to_string();
+    let Some(partitions) = catalog.partitions.get(&table) else {
+        return Ok(());
+    };
+    let columns: Vec<String> = serde_json::from_value(ctx["columns"].clone()).unwrap_or_default();
+    let mut built = Vec::new();
+    for partition in partitions {
+        validate_ident(partition).map_err(|_| {
+            format!("`{table}`'s partition `{partition}` is outside the public schema: write the index as `steps` (`migration`)")
+        })?;
+        if catalog.partitions.contains_key(partition) {
+            return Err(format!(
+                "`{table}`'s partition `{partition}` is partitioned itself: index each level as `steps` (`migration`): ON ONLY, CONCURRENTLY on the leaves, ATTACH"
+            ));
+        }
+        let mut parts = vec![partition.as_str()];
+        parts.extend(columns.iter().map(String::as_str));
+        built.push(json!({"table": partition, "name": derived(&parts, if ctx["unique"] == true { "key" } else { "idx" })}));
+    }
+    ctx["partitions"] = json!(built);
+    Ok(())
 }
 
 /// `add-foreign-key`.
@@ -310,7 +347,7 @@ pub(crate) const ADD_NOT_NULL_COLUMN: TemplateDef = TemplateDef {
     schema: || schemars::schema_for!(AddNotNullColumn),
     context: add_not_null_column,
     moves: None,
-    catalog: None,
+    catalog: Reads::Nothing,
     sqlite: super::rebuild::Sqlite::No,
 };
 
@@ -321,7 +358,7 @@ pub(crate) const RENAME_COLUMN: TemplateDef = TemplateDef {
     schema: || schemars::schema_for!(RenameColumn),
     context: rename_column,
     moves: Some(rename_column_moves),
-    catalog: None,
+    catalog: Reads::Nothing,
     sqlite: super::rebuild::Sqlite::No,
 };
 
@@ -332,7 +369,7 @@ pub(crate) const CHANGE_COLUMN_TYPE: TemplateDef = TemplateDef {
     schema: || schemars::schema_for!(ChangeColumnType),
     context: change_column_type,
     moves: Some(change_column_type_moves),
-    catalog: None,
+    catalog: Reads::Nothing,
     sqlite: super::rebuild::Sqlite::Own(super::rebuild::change_column_type),
 };
 
@@ -343,18 +380,18 @@ pub(crate) const BACKFILL: TemplateDef = TemplateDef {
     schema: || schemars::schema_for!(BackfillParams),
     context: backfill_params,
     moves: None,
-    catalog: None,
+    catalog: Reads::Nothing,
     sqlite: super::rebuild::Sqlite::Same,
 };
 
 pub(crate) const ADD_INDEX: TemplateDef = TemplateDef {
     name: "add-index",
-    description: "CREATE INDEX CONCURRENTLY alone in its step, outside a transaction; a failed build's invalid index is dropped.",
+    description: "CREATE INDEX CONCURRENTLY alone in its step, outside a transaction; a failed build's invalid index is dropped. On a partitioned table: each partition's index built CONCURRENTLY, then the parent's made ON ONLY and each attached.",
     source: include_str!("../../templates/add-index.sql"),
     schema: || schemars::schema_for!(AddIndex),
     context: add_index,
     moves: None,
-    catalog: None,
+    catalog: Reads::IfGiven(add_index_catalog),
     sqlite: super::rebuild::Sqlite::No,
 };
 
@@ -365,7 +402,7 @@ pub(crate) const ADD_FOREIGN_KEY: TemplateDef = TemplateDef {
     schema: || schemars::schema_for!(AddForeignKey),
     context: add_foreign_key,
     moves: None,
-    catalog: None,
+    catalog: Reads::Nothing,
     sqlite: super::rebuild::Sqlite::Own(super::rebuild::add_foreign_key),
 };
 
@@ -376,7 +413,7 @@ pub(crate) const ADD_CHECK_CONSTRAINT: TemplateDef = TemplateDef {
     schema: || schemars::schema_for!(AddCheckConstraint),
     context: add_check_constraint,
     moves: None,
-    catalog: None,
+    catalog: Reads::Nothing,
     sqlite: super::rebuild::Sqlite::Own(super::rebuild::add_check_constraint),
 };
 

@@ -22,6 +22,9 @@ pub(super) fn alter_table(
     state: &mut PlanState,
 ) {
     let table = a.relation.as_ref().map(rel_name).unwrap_or_default();
+    if ObjectType::try_from(a.objtype) == Ok(ObjectType::ObjectIndex) {
+        return alter_index(f, a);
+    }
     f.kind = "alter table".into();
     f.tables.push(table.clone());
     let mut lock = LockMode::ShareUpdateExclusive;
@@ -34,26 +37,57 @@ pub(super) fn alter_table(
     f.lock = lock;
 }
 
+/// `ALTER INDEX`: no table is named (the index is; an attached partition's index too, which
+/// may be built earlier in the plan). Attaching a partition's index to a partitioned one is a
+/// catalog change; the dry-run measures what it locks.
+fn alter_index(f: &mut StatementFacts, a: &AlterTableStmt) {
+    let attach = a.cmds.iter().any(|c| {
+        matches!(c.node.as_ref(), Some(NodeEnum::AlterTableCmd(cmd))
+            if AlterTableType::try_from(cmd.subtype) == Ok(AlterTableType::AtAttachPartition))
+    });
+    f.kind = if attach {
+        "alter index attach partition"
+    } else {
+        "alter index"
+    }
+    .into();
+    f.lock = LockMode::ShareUpdateExclusive;
+}
+
 /// `ALTER TABLE ... RENAME [COLUMN]`: ACCESS EXCLUSIVE, and running code that names the old name
 /// breaks.
 pub(super) fn rename(f: &mut StatementFacts, r: &RenameStmt) {
-    let table = r.relation.as_ref().map(rel_name).unwrap_or_default();
     let what = ObjectType::try_from(r.rename_type).unwrap_or(ObjectType::Undefined);
     f.lock = LockMode::AccessExclusive;
-    f.tables.push(table);
+    // A table's (or a view's, an index's) rename names its relation; a type's, a function's, a
+    // schema's names none.
+    let Some(table) = r.relation.as_ref().map(rel_name) else {
+        f.kind = format!("alter {} rename", object_word(what));
+        f.detail = Some(r.newname.clone());
+        f.lock = LockMode::NotPredicted;
+        return;
+    };
     match what {
         ObjectType::ObjectColumn => {
+            f.tables.push(table);
             f.kind = "alter table rename column".into();
             f.detail = Some(r.subname.clone());
             f.actions.push(Action::RenameColumn {
                 column: r.subname.clone(),
+                to: r.newname.clone(),
             });
         }
         ObjectType::ObjectTable => {
+            f.tables.push(table);
             f.kind = "alter table rename".into();
-            f.actions.push(Action::RenameTable);
+            f.actions.push(Action::RenameTable {
+                to: r.newname.clone(),
+            });
         }
-        other => f.kind = format!("rename {}", object_word(other)),
+        other => {
+            f.kind = format!("alter {} rename", object_word(other));
+            f.detail = Some(table);
+        }
     }
 }
 
@@ -71,6 +105,16 @@ pub(super) fn alter_cmd(
             f.kind = "alter table add column".into();
             if let Some(NodeEnum::ColumnDef(c)) = def {
                 add_column(f, c, catalog, state);
+                if let Some(t) = c.type_name.as_ref() {
+                    state
+                        .column_types
+                        .insert(format!("{table}.{}", c.colname), PgType::from_type_name(t));
+                }
+                for n in &c.constraints {
+                    if let Some(NodeEnum::Constraint(k)) = n.node.as_ref() {
+                        references(f, table, k);
+                    }
+                }
             }
             LockMode::AccessExclusive
         }
@@ -152,6 +196,20 @@ pub(super) fn alter_cmd(
                 why: "changing persistence, access method or tablespace rewrites the table".into(),
             });
             LockMode::AccessExclusive
+        }
+        AlterTableType::AtEnableTrig
+        | AlterTableType::AtEnableAlwaysTrig
+        | AlterTableType::AtEnableReplicaTrig
+        | AlterTableType::AtEnableTrigAll
+        | AlterTableType::AtEnableTrigUser => {
+            f.kind = "alter table enable trigger".into();
+            LockMode::ShareRowExclusive
+        }
+        AlterTableType::AtDisableTrig
+        | AlterTableType::AtDisableTrigAll
+        | AlterTableType::AtDisableTrigUser => {
+            f.kind = "alter table disable trigger".into();
+            LockMode::ShareRowExclusive
         }
         AlterTableType::AtSetStatistics
         | AlterTableType::AtSetOptions
@@ -439,11 +497,7 @@ fn add_constraint(
                     state.proven_not_null.insert(key);
                 }
             }
-            if kind == ConstrType::ConstrForeign
-                && let Some(pk) = c.pktable.as_ref()
-            {
-                f.tables.push(rel_name(pk));
-            }
+            references(f, table, c);
             f.actions.push(Action::AddConstraint {
                 kind: if kind == ConstrType::ConstrCheck {
                     "check"
@@ -478,6 +532,24 @@ fn add_constraint(
             LockMode::AccessExclusive
         }
         _ => LockMode::AccessExclusive,
+    }
+}
+
+/// A foreign key's referenced table: named by the statement, under SHARE ROW EXCLUSIVE (what
+/// PostgreSQL takes there to add the key's triggers, whatever the statement takes on its own
+/// table). A key referencing its own table adds nothing.
+pub(super) fn references(f: &mut StatementFacts, table: &str, c: &Constraint) {
+    if ConstrType::try_from(c.contype) != Ok(ConstrType::ConstrForeign) {
+        return;
+    }
+    let Some(pk) = c.pktable.as_ref().map(rel_name) else {
+        return;
+    };
+    if pk != table && !f.tables.contains(&pk) {
+        f.tables.push(pk.clone());
+    }
+    if pk != table {
+        f.locks_on.insert(pk, LockMode::ShareRowExclusive);
     }
 }
 

@@ -142,15 +142,24 @@ pub(super) fn create_table(
     if let Some(r) = c.relation.as_ref() {
         check_schema(f, &r.schemaname, catalog, state);
     }
+    f.tables.push(table.clone());
     for e in &c.table_elts {
-        if let Some(pg_query::NodeEnum::ColumnDef(col)) = e.node.as_ref()
-            && let Some(t) = col.type_name.as_ref()
-        {
-            check_type(f, &catalog_name(t), catalog, state);
+        match e.node.as_ref() {
+            Some(pg_query::NodeEnum::ColumnDef(col)) => {
+                if let Some(t) = col.type_name.as_ref() {
+                    check_type(f, &catalog_name(t), catalog, state);
+                }
+                for n in &col.constraints {
+                    if let Some(NodeEnum::Constraint(k)) = n.node.as_ref() {
+                        super::alter::references(f, &table, k);
+                    }
+                }
+            }
+            Some(NodeEnum::Constraint(k)) => super::alter::references(f, &table, k),
+            _ => {}
         }
     }
     f.kind = "create table".into();
-    f.tables.push(table.clone());
     state.created.insert(table);
     f.lock = LockMode::NewTable;
 }
@@ -211,8 +220,13 @@ pub(super) fn drop(f: &mut StatementFacts, d: &DropStmt, catalog: &Catalog, stat
                 LockMode::AccessExclusive
             };
         }
-        ObjectType::ObjectView => {
-            f.kind = "drop view".into();
+        ObjectType::ObjectView | ObjectType::ObjectMatview => {
+            f.kind = if what == ObjectType::ObjectView {
+                "drop view"
+            } else {
+                "drop materialized view"
+            }
+            .into();
             f.tables = names;
             f.lock = LockMode::AccessExclusive;
         }
@@ -277,6 +291,30 @@ pub(super) fn create_trigger(f: &mut StatementFacts, t: &CreateTrigStmt) {
 }
 
 /// `CREATE VIEW`.
+/// `CREATE TABLE … AS` (a new table, nobody else sees it yet) and `CREATE MATERIALIZED VIEW`.
+pub(super) fn create_table_as(
+    f: &mut StatementFacts,
+    c: &pg_query::protobuf::CreateTableAsStmt,
+    state: &mut PlanState,
+) {
+    let name = c
+        .into
+        .as_ref()
+        .and_then(|i| i.rel.as_ref())
+        .map(rel_name)
+        .unwrap_or_default();
+    if ObjectType::try_from(c.objtype) == Ok(ObjectType::ObjectMatview) {
+        f.kind = "create materialized view".into();
+        f.detail = Some(name);
+        f.lock = LockMode::AccessShare;
+        return;
+    }
+    f.kind = "create table as".into();
+    f.tables.push(name.clone());
+    state.created.insert(name);
+    f.lock = LockMode::NewTable;
+}
+
 pub(super) fn create_view(f: &mut StatementFacts, v: &ViewStmt) {
     f.kind = "create view".into();
     f.detail = v.view.as_ref().map(rel_name);

@@ -41,8 +41,8 @@ impl std::fmt::Display for Forbidden {
 }
 
 /// Where agent SQL is used: a step may change the schema and data; a check only reads. A step
-/// rendered from one of drydock's own templates may also build statements at run time in
-/// PL/pgSQL (`EXECUTE format(...)` with quoted identifiers), which the template vouches for.
+/// rendered from one of drydock's own templates is admitted as a step is (statements built at
+/// run time are admitted for both, and judged by the target: `dynamic_sql`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Use {
     Step,
@@ -128,6 +128,17 @@ pub fn violations(body: &crate::plan::Body, engine: crate::sql::Dialect) -> Vec<
                 forbidden,
             })
         })
+        .collect()
+}
+
+/// The places of a plan whose PostgreSQL agent SQL runs SQL built at run time (`EXECUTE` in
+/// PL/pgSQL): admitted only where the target shows nothing such SQL could reach beyond the
+/// database (`Target::dynamic_reach`).
+pub fn dynamic_sql(body: &crate::plan::Body) -> Vec<String> {
+    places(body)
+        .into_iter()
+        .filter(|p| postgres::runs_dynamic_sql(&p.sql))
+        .map(|p| p.place)
         .collect()
 }
 

@@ -5,8 +5,10 @@ use super::postgres::postgres;
 use super::{Forbidden, Use, Verdict};
 
 /// A `DO` block's PL/pgSQL body: parsed with PostgreSQL's PL/pgSQL parser; every embedded
-/// statement and expression is admitted like a step's SQL, and dynamic SQL (`EXECUTE`), which
-/// cannot be analysed, is refused.
+/// statement and expression is admitted like a step's SQL. Dynamic SQL (`EXECUTE`), which no
+/// parser can read ahead, is admitted here and judged by the target (`dynamic`): it runs as the
+/// least-privilege role, and is refused where that role could reach a function that goes beyond
+/// the database.
 pub(super) fn plpgsql(body: &str, usage: Use) -> Verdict {
     admit(&wrapped(body), usage)
 }
@@ -33,22 +35,30 @@ fn admit(create: &str, usage: Use) -> Verdict {
             format!("does not parse, so drydock cannot tell what it does ({e})"),
         )
     })?;
-    for dynamic in [
-        "\"PLpgSQL_stmt_dynexecute\"",
-        "\"PLpgSQL_stmt_dynfors\"",
-        "\"dynquery\"",
-    ] {
-        if usage != Use::TemplateStep && json.contains(dynamic) {
-            return Err(Forbidden::new(
-                "EXECUTE",
-                "runs SQL built at run time, which drydock cannot analyse; write the statements out",
-            ));
-        }
-    }
     for sql in embedded(&json) {
         postgres(&sql, usage)?;
     }
     Ok(())
+}
+
+/// Whether a PL/pgSQL body (a whole `CREATE FUNCTION`, or a `DO` block's body when `wrap`)
+/// runs SQL built at run time (`EXECUTE`, `FOR … IN EXECUTE`, `RETURN QUERY EXECUTE`, `OPEN …
+/// FOR EXECUTE`). One that does not parse is not (the gate refuses it).
+pub(super) fn dynamic(source: &str, wrap: bool) -> bool {
+    let create = if wrap {
+        wrapped(source)
+    } else {
+        source.to_string()
+    };
+    plpgsql_json(&create).is_ok_and(|json| {
+        [
+            "\"PLpgSQL_stmt_dynexecute\"",
+            "\"PLpgSQL_stmt_dynfors\"",
+            "\"dynquery\"",
+        ]
+        .iter()
+        .any(|marker| json.contains(marker))
+    })
 }
 
 /// The SQL a PL/pgSQL body runs, statement by statement (expressions as `SELECT expr`); none

@@ -743,6 +743,26 @@ pub fn called(sql: &str) -> std::collections::BTreeSet<String> {
     out
 }
 
+/// Whether `sql` runs SQL built at run time: a PL/pgSQL `DO` block or function whose body uses
+/// `EXECUTE` (see `plpgsql::dynamic`).
+pub fn runs_dynamic_sql(sql: &str) -> bool {
+    let Ok(parsed) = pg_query::parse(sql, 0) else {
+        return false;
+    };
+    parsed.protobuf.stmts.iter().any(
+        |raw| match raw.stmt.as_ref().and_then(|n| n.node.as_ref()) {
+            Some(NodeEnum::CreateFunctionStmt(s)) => {
+                source(s).0 == "plpgsql" && super::plpgsql::dynamic(&as_written(s), false)
+            }
+            Some(NodeEnum::DoStmt(s)) => {
+                let (language, body) = do_source(s);
+                language == "plpgsql" && super::plpgsql::dynamic(&body, true)
+            }
+            _ => false,
+        },
+    )
+}
+
 fn do_block(s: &pg_query::protobuf::DoStmt, usage: Use) -> Verdict {
     let (language, body) = do_source(s);
     if language != "plpgsql" {

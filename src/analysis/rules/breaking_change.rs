@@ -11,11 +11,16 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
             Action::DropColumn { column } | Action::ChangeType { column, .. } => column,
             _ => return None,
         };
-        let views = ctx
+        // Views this plan dropped earlier depend on nothing any more.
+        let views: Vec<&str> = ctx
             .catalog
             .column_views
-            .get(&format!("{}.{column}", table?))?;
-        Some((column.clone(), views.join(", ")))
+            .get(&format!("{}.{column}", table?))?
+            .iter()
+            .filter(|v| !ctx.dropped_views.contains(*v))
+            .map(String::as_str)
+            .collect();
+        (!views.is_empty()).then(|| (column.clone(), views.join(", ")))
     });
     if let Some((column, views)) = dependent {
         return Some(hazard(
@@ -27,6 +32,9 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
             ),
             "drop and recreate the dependent views around the change in the same step, or change the views first",
         ));
+    }
+    if let Some(h) = trigger_function_breaks(f, ctx) {
+        return Some(h);
     }
     if let Some((ty, from, to)) = f.actions.iter().find_map(|a| match a {
         Action::RenameEnumValue { ty, from, to } => Some((ty, from, to)),
@@ -55,7 +63,12 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
         "alter table alter column" | "alter table alter column type" => {
             "changes a column's type that running code depends on"
         }
-        "drop table" | "drop view" => "removes a relation that running code may still query",
+        "drop view" | "drop materialized view" if f.actions.contains(&Action::Recreated) => {
+            return None;
+        }
+        "drop table" | "drop view" | "drop materialized view" => {
+            "removes a relation that running code may still query"
+        }
         _ => return None,
     };
     Some(hazard(
@@ -64,6 +77,47 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
         f,
         what.to_string(),
         "use expand/contract: add the new shape, dual-write, backfill, switch reads, then drop the old shape in a later gated step",
+    ))
+}
+
+/// A column renamed or dropped that a trigger function of its table names in its body: the
+/// statement succeeds, and every write that fires the trigger fails afterwards (PostgreSQL
+/// does not track names inside function bodies). Not when the same step replaces the function.
+fn trigger_function_breaks(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
+    let table = f.tables.first()?;
+    let (column, what) = f.actions.iter().find_map(|a| match a {
+        Action::RenameColumn { column, .. } => Some((column, "renamed")),
+        Action::DropColumn { column } => Some((column, "dropped")),
+        _ => None,
+    })?;
+    let info = ctx.catalog.tables.get(table)?;
+    let broken: Vec<String> = info
+        .trigger_functions
+        .iter()
+        .filter(|t| t.names.contains(column))
+        .filter(|t| {
+            let name = t.function.split('(').next().unwrap_or_default();
+            let name = name.rsplit('.').next().unwrap_or(name).trim_matches('"');
+            !ctx.replaced_functions.contains(&name.to_lowercase())
+        })
+        .map(|t| format!("trigger `{}` runs `{}`", t.trigger, t.function))
+        .collect();
+    if broken.is_empty() {
+        return None;
+    }
+    Some(hazard(
+        Rule::BreakingChange,
+        if ctx.production {
+            Severity::High
+        } else {
+            Severity::Medium
+        },
+        f,
+        format!(
+            "`{table}.{column}` is {what} while code inside the database still names it: {} on `{table}`, whose body uses `{column}`; every write that fires it fails afterwards",
+            broken.join("; ")
+        ),
+        "replace the function in the same step (`CREATE OR REPLACE FUNCTION` with the new name), or keep the column with expand/contract (the `rename-column` template) until the code moves",
     ))
 }
 

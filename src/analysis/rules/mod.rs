@@ -173,6 +173,9 @@ pub(crate) mod test_support {
             created: &created,
             emptied: &created,
             added: &created,
+            renamed: &created,
+            dropped_views: &created,
+            replaced_functions: &created,
             production: false,
         };
         let st = &lexer::split(sql).unwrap()[0];

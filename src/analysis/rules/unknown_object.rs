@@ -45,7 +45,7 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
         return None;
     }
     for t in &f.tables {
-        if ctx.created.contains(t) {
+        if ctx.created.contains(t) || ctx.renamed.contains(t) {
             continue;
         }
         let Some(info) = ctx.catalog.tables.get(t) else {
@@ -71,7 +71,7 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
             .iter()
             .filter_map(|a| match a {
                 Action::DropColumn { column }
-                | Action::RenameColumn { column }
+                | Action::RenameColumn { column, .. }
                 | Action::ChangeType { column, .. }
                 | Action::SetNotNull { column, .. } => Some(column.as_str()),
                 _ => None,

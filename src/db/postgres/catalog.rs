@@ -311,17 +311,35 @@ async fn attachments_on(
     }
     // language=SQL
     let trg = sqlx::query(AssertSqlSafe(format!(
-        "SELECT n.nspname, c.relname, t.tgname::text FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-         JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT t.tgisinternal AND {USER_SCHEMA}"
+        "SELECT n.nspname, c.relname, t.tgname::text, p.oid::regprocedure::text,
+                CASE WHEN l.lanname IN ('plpgsql', 'sql') THEN p.prosrc END
+         FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+         JOIN pg_namespace n ON n.oid = c.relnamespace
+         JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_language l ON l.oid = p.prolang
+         WHERE NOT t.tgisinternal AND {USER_SCHEMA}"
     )))
     .fetch_all(&mut *conn)
     .await?;
     for r in &trg {
         if let Some(t) = tables.get_mut(&qualified(r.get(0), r.get(1))) {
             t.triggers.push(r.get(2));
+            if let Some(body) = r.get::<Option<String>, _>(4) {
+                t.trigger_functions.push(crate::db::TriggerFunction {
+                    trigger: r.get(2),
+                    function: r.get(3),
+                    names: names_in(&body),
+                });
+            }
         }
     }
     Ok(())
+}
+
+/// Every name a function body uses (its identifiers and keywords, lower-cased unless quoted).
+fn names_in(body: &str) -> BTreeSet<String> {
+    crate::sql::lexer::tokenize(body)
+        .map(|tokens| tokens.iter().filter_map(|(_, t)| t.name()).collect())
+        .unwrap_or_default()
 }
 
 /// `table.column` → the views whose definition uses that column.

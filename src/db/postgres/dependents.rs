@@ -6,7 +6,7 @@
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Row};
 
-use crate::db::{ColumnDependents, ColumnShape, Dependent};
+use crate::db::{ColumnDependents, ColumnShape, Dependent, ViewDefinition};
 use crate::sql::{quote_ident, quote_literal};
 
 pub(super) async fn read(
@@ -58,6 +58,7 @@ pub(super) async fn read(
         column: shape,
         ..ColumnDependents::default()
     };
+    let mut view_oids: Vec<i64> = Vec::new();
     for row in rows {
         let (class, oid, described): (String, i64, String) = (row.get(0), row.get(1), row.get(2));
         match class.as_str() {
@@ -105,8 +106,89 @@ pub(super) async fn read(
             }
             // The column's default is carried through `column.default`.
             "pg_attrdef" => {}
+            // A plain view's rule: the view (and those reading it) can be created again.
+            "pg_rewrite" if is_plain_view(conn, oid).await? => view_oids.push(oid),
             _ => deps.blocking.push(described),
         }
     }
+    deps.views = views(conn, &view_oids).await?;
     Ok(Some(deps))
+}
+
+/// Whether the rule `oid` is a plain view's (not a materialized view's, not a rule of a table).
+async fn is_plain_view(conn: &mut PgConnection, rule: i64) -> sqlx::Result<bool> {
+    // language=SQL
+    sqlx::query_scalar(
+        "SELECT c.relkind = 'v' FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class WHERE r.oid = $1::oid",
+    )
+    .bind(rule)
+    .fetch_optional(&mut *conn)
+    .await
+    .map(|v: Option<bool>| v.unwrap_or(false))
+}
+
+/// The views of `rules` and every view that reads them, deepest last, each with what it takes
+/// to create it again as it is.
+async fn views(conn: &mut PgConnection, rules: &[i64]) -> sqlx::Result<Vec<ViewDefinition>> {
+    if rules.is_empty() {
+        return Ok(vec![]);
+    }
+    // language=SQL
+    let rows = sqlx::query(
+        "WITH RECURSIVE found(oid, depth) AS (
+             SELECT r.ev_class, 0 FROM pg_rewrite r WHERE r.oid = ANY ($1::int8[]::oid[])
+             UNION ALL
+             SELECT w.ev_class, f.depth + 1 FROM found f
+             JOIN pg_depend d ON d.refobjid = f.oid AND d.refclassid = 'pg_class'::regclass AND d.classid = 'pg_rewrite'::regclass
+             JOIN pg_rewrite w ON w.oid = d.objid
+             WHERE w.ev_class <> f.oid AND f.depth < 20)
+         SELECT format('%I.%I', n.nspname, c.relname), c.relkind::text,
+                pg_get_viewdef(c.oid, true), array_to_string(c.reloptions, ', '),
+                obj_description(c.oid, 'pg_class'),
+                (SELECT array_agg(format('GRANT %s ON %I.%I TO %s', a.privilege_type, n.nspname, c.relname,
+                                         CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END)
+                                  ORDER BY a.grantee, a.privilege_type)
+                 FROM aclexplode(c.relacl) AS a WHERE a.grantee <> c.relowner),
+                max(f.depth)
+         FROM found f JOIN pg_class c ON c.oid = f.oid JOIN pg_namespace n ON n.oid = c.relnamespace
+         GROUP BY c.oid, n.nspname, c.relname, c.relkind, c.reloptions, c.relacl, c.relowner
+         ORDER BY max(f.depth), 1",
+    )
+    .bind(rules)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = Vec::new();
+    for r in rows {
+        let (name, kind, definition): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+        if kind != "v" {
+            // A materialized view on a view on the column: not created again here.
+            continue;
+        }
+        let options: Option<String> = r.get(3);
+        let comment: Option<String> = r.get(4);
+        let grants: Option<Vec<String>> = r.get(5);
+        let with = options
+            .filter(|o| !o.is_empty())
+            .map(|o| format!(" WITH ({o})"))
+            .unwrap_or_default();
+        let mut after: Vec<String> = comment
+            .map(|c| {
+                format!(
+                    "COMMENT ON VIEW {name} IS {}",
+                    crate::sql::quote_literal(&c)
+                )
+            })
+            .into_iter()
+            .collect();
+        after.extend(grants.unwrap_or_default());
+        out.push(ViewDefinition {
+            create: format!(
+                "CREATE VIEW {name}{with} AS {}",
+                definition.trim().trim_end_matches(';')
+            ),
+            name,
+            after,
+        });
+    }
+    Ok(out)
 }

@@ -41,9 +41,10 @@ struct Probe {
     sql: String,
     /// A write: one that touched no row (an empty table) fired no row trigger.
     write: bool,
-    /// A copied row may break a unique or check constraint after the `BEFORE` triggers ran:
-    /// the triggers passed.
-    copy: bool,
+    /// A constraint may refuse the write after the `BEFORE` triggers ran (a copied row breaks
+    /// a unique key, a deleted one is still referenced): the triggers passed, and the
+    /// application's own such write would be refused the same way.
+    constrained: bool,
 }
 
 /// Probes the application's paths on `tables` (those that exist) inside the caller's open
@@ -73,7 +74,7 @@ pub(super) async fn probe(
                 Some("the table has no row to fire its row triggers with".into()),
             ),
             Ok(_) => (ProbeOutcome::Passed, None),
-            Err(e) => judge(&e, p.copy, known),
+            Err(e) => judge(&e, p.constrained, known),
         };
         out.push(AppProbe {
             object: p.object,
@@ -85,7 +86,7 @@ pub(super) async fn probe(
 }
 
 /// What a probe's error says about the application's path.
-fn judge(e: &sqlx::Error, copy: bool, known: &str) -> (ProbeOutcome, Option<String>) {
+fn judge(e: &sqlx::Error, constrained: bool, known: &str) -> (ProbeOutcome, Option<String>) {
     let state = sqlstate(e).unwrap_or_default();
     let mut said = crate::db::agent_error(e, known);
     // Where it failed: the function of the application's that failed (its name, never a value).
@@ -99,7 +100,7 @@ fn judge(e: &sqlx::Error, copy: bool, known: &str) -> (ProbeOutcome, Option<Stri
         said.push_str(&format!(" (in {})", function.trim()));
     }
     match state.as_str() {
-        s if copy && s.starts_with("23") => (ProbeOutcome::Passed, None),
+        s if constrained && s.starts_with("23") => (ProbeOutcome::Passed, None),
         "42501" => (
             ProbeOutcome::Skipped,
             Some(format!("the probing role may not do this: {said}")),
@@ -179,7 +180,7 @@ async fn read(conn: &mut PgConnection, tables: &[String]) -> sqlx::Result<Vec<Pr
                     row.join(", ")
                 ),
                 write: true,
-                copy: false,
+                constrained: false,
             });
         }
         if insert && !stored.is_empty() {
@@ -190,7 +191,7 @@ async fn read(conn: &mut PgConnection, tables: &[String]) -> sqlx::Result<Vec<Pr
                     "INSERT INTO {rel} ({stored}) OVERRIDING SYSTEM VALUE SELECT {stored} FROM {rel} LIMIT 1"
                 ),
                 write: true,
-                copy: true,
+                constrained: true,
             });
         }
         if delete {
@@ -198,7 +199,7 @@ async fn read(conn: &mut PgConnection, tables: &[String]) -> sqlx::Result<Vec<Pr
                 object: on("delete"),
                 sql: format!("DELETE FROM {rel} AS t USING {one}"),
                 write: true,
-                copy: false,
+                constrained: true,
             });
         }
     }
@@ -216,7 +217,7 @@ async fn read(conn: &mut PgConnection, tables: &[String]) -> sqlx::Result<Vec<Pr
             object: format!("{what} {}", qualified(&schema, &name)),
             sql: format!("SELECT 1 FROM (SELECT * FROM {rel} LIMIT 1) AS drydock_probe"),
             write: false,
-            copy: false,
+            constrained: false,
         });
     }
     Ok(out)

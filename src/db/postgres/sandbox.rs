@@ -100,6 +100,10 @@ struct Observed {
 }
 
 impl PgSandbox {
+    pub fn target(&self) -> &str {
+        &self.name
+    }
+
     pub(super) fn err(&self, e: impl std::fmt::Display) -> Error {
         Error::Target {
             target: self.name.clone(),

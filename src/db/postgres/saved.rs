@@ -61,6 +61,51 @@ impl BatchStatement {
     }
 }
 
+/// The columns an update's backup keeps (the key aside): those of a backup already begun (its
+/// shape is what it saved); else, when a user row trigger on `BEFORE UPDATE` may write columns
+/// the backfill does not set (`last_update = now()`), every column an `UPDATE` can set — what
+/// the batch's UPDATE really changes, triggers included; else the columns the backfill sets.
+async fn saved_columns(
+    conn: &mut PgConnection,
+    spec: &Backfill,
+    key: &str,
+    backup: &str,
+    set: &[String],
+) -> sqlx::Result<Vec<String>> {
+    // language=SQL
+    let begun: Vec<String> = sqlx::query_scalar(
+        "SELECT a.attname::text FROM pg_attribute a
+         WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped AND a.attname <> $2
+         ORDER BY a.attnum",
+    )
+    .bind(backup)
+    .bind(key)
+    .fetch_all(&mut *conn)
+    .await?;
+    if !begun.is_empty() {
+        return Ok(begun);
+    }
+    // tgtype: 1 ROW, 2 BEFORE, 16 UPDATE.
+    // language=SQL
+    let every: Vec<String> = sqlx::query_scalar(
+        "SELECT a.attname::text FROM pg_attribute a
+         WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+           AND a.attidentity <> 'a' AND a.attname <> $2
+           AND EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = a.attrelid AND NOT t.tgisinternal
+                       AND t.tgenabled <> 'D' AND (t.tgtype::int4 & 19) = 19)
+         ORDER BY a.attnum",
+    )
+    .bind(&spec.table)
+    .bind(key)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(if every.is_empty() {
+        set.to_vec()
+    } else {
+        every
+    })
+}
+
 /// Where the backup of a backfill step goes: a table per plan and step.
 pub enum Place<'a> {
     /// `drydock_backup."bf_<plan>_<step hash>"`, kept until the step is rolled back.
@@ -124,14 +169,6 @@ impl Saved {
             )
         })?;
         crate::sql::validate_type(&key_type).map_err(|e| Error::invalid(Part::Backfill, e))?;
-        let nulls = matches!(spec.mode(), crate::plan::BackfillMode::Update(_)) && {
-            let null = spec
-                .filter
-                .as_deref()
-                .map(crate::sql::null_tested_columns)
-                .unwrap_or_default();
-            !columns.is_empty() && columns.iter().all(|c| null.contains(c))
-        };
         let backup = match place {
             Place::Target { plan_id, step } => format!(
                 "drydock_backup.{}",
@@ -149,6 +186,22 @@ impl Saved {
         .fetch_optional(&mut *conn)
         .await
         .map_err(db)?;
+        let update = matches!(spec.mode(), crate::plan::BackfillMode::Update(_));
+        let columns = match (begun, update) {
+            // A backup of keys keeps its shape; the columns are those the update sets.
+            (Some(true), _) | (_, false) => columns.to_vec(),
+            (_, true) => saved_columns(conn, spec, &key_name, &backup, columns)
+                .await
+                .map_err(db)?,
+        };
+        // Only keys need saving when every column the update changes was NULL (a trigger that
+        // writes other columns rules that out: they had values).
+        let null = spec
+            .filter
+            .as_deref()
+            .map(crate::sql::null_tested_columns)
+            .unwrap_or_default();
+        let nulls = update && !columns.is_empty() && columns.iter().all(|c| null.contains(c));
         let nulls = begun.unwrap_or(nulls);
         Ok(Saved {
             table: qualified_ident(&spec.table),
