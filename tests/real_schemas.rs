@@ -644,3 +644,111 @@ async fn northwind_templates_walk_on_its_tables() {
     walk_sample(NORTHWIND, "split-table",
         json!({"table": "employees", "new_table": "employee_profiles", "columns": ["photo", "notes"], "key": "employee_id"}), &["employees"], Some("contract")).await;
 }
+
+#[tokio::test]
+async fn an_enum_value_added_by_up_and_used_by_down_is_dry_run_in_separate_transactions() {
+    // Lemmy's pattern (four migrations of its history): `up` adds a label, `down` moves the rows
+    // off it and rebuilds the type. One transaction cannot hold both: PostgreSQL refuses a new
+    // label until the transaction that added it commits. Apply and rollback run them apart.
+    let p = PgProject::new("").await;
+    for db in [&p.prod, &p.staging] {
+        run_sql(
+            db,
+            "CREATE TYPE mood AS ENUM ('happy', 'sad');
+             CREATE TABLE people (id bigserial PRIMARY KEY, mood mood NOT NULL DEFAULT 'happy');
+             INSERT INTO people (mood) SELECT 'sad' FROM generate_series(1, 50)",
+        )
+        .await;
+    }
+    let c = p.project.connect().await;
+    let down = "UPDATE people SET mood = 'sad' WHERE mood = 'blue';
+        ALTER TYPE mood RENAME TO mood__;
+        CREATE TYPE mood AS ENUM ('happy', 'sad');
+        ALTER TABLE people ALTER COLUMN mood DROP DEFAULT,
+            ALTER COLUMN mood TYPE mood USING mood::text::mood,
+            ALTER COLUMN mood SET DEFAULT 'happy';
+        DROP TYPE mood__";
+    let planned = c
+        .ok(
+            "plan",
+            steps(
+                "a blue mood",
+                json!([{"name": "label", "up": "ALTER TYPE mood ADD VALUE 'blue'", "down": down}]),
+            ),
+        )
+        .await;
+    let id = common::plan_id(&planned);
+    let dry = c.ok("dry-run", json!({"plan_id": id})).await;
+    assert_eq!(dry["rehearsed"], true, "{dry}");
+    assert_eq!(dry["rollback_verified"], true, "{dry}");
+    let labels = "SELECT count(*) FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid WHERE t.typname = 'mood'";
+    assert_eq!(
+        p.scalar(&p.staging, labels).await,
+        2,
+        "staging is left as it was"
+    );
+    p.project.approve(&id, "alice");
+    assert_eq!(
+        c.ok("apply", json!({"plan_id": id})).await["status"],
+        "applied"
+    );
+    assert_eq!(p.scalar(&p.prod, labels).await, 3);
+    assert_eq!(c.ok("validate", json!({"plan_id": id})).await["ok"], true);
+    let rb = c
+        .ok("rollback", json!({"plan_id": id, "reason": "not needed"}))
+        .await;
+    assert_eq!(rb["schema_verified"], true, "{rb}");
+    assert_eq!(p.scalar(&p.prod, labels).await, 2);
+    c.close().await;
+}
+
+#[tokio::test]
+async fn a_view_that_freezes_now_is_compared_without_the_instant_it_froze() {
+    // Lemmy's views (five migrations of its history) compare against `'now'::timestamp`, which
+    // PostgreSQL freezes into the view's definition when the view is created: the same SQL run
+    // again later (a `down`, production after staging) defines a view that reads differently.
+    let p = PgProject::new("").await;
+    let view = |extra: &str| {
+        format!(
+            "CREATE VIEW recent_posts AS SELECT id{extra}, published < ('now'::timestamp - '1 month'::interval) AS old FROM posts"
+        )
+    };
+    for db in [&p.prod, &p.staging] {
+        run_sql(
+            db,
+            &format!(
+                "CREATE TABLE posts (id int PRIMARY KEY, published timestamp NOT NULL); {}",
+                view("")
+            ),
+        )
+        .await;
+    }
+    let c = p.project.connect().await;
+    let planned = c
+        .ok(
+            "plan",
+            steps(
+                "the view shows when",
+                json!([{"name": "view",
+                        "up": format!("DROP VIEW recent_posts; {}", view(", published")),
+                        "down": format!("DROP VIEW recent_posts; {}", view(""))}]),
+            ),
+        )
+        .await;
+    let id = common::plan_id(&planned);
+    let dry = c.ok("dry-run", json!({"plan_id": id})).await;
+    assert_eq!(dry["rollback_verified"], true, "{dry}");
+    assert!(dry["warnings"].to_string().contains("'now'"), "{dry}");
+    p.project.approve(&id, "alice");
+    assert_eq!(
+        c.ok("apply", json!({"plan_id": id})).await["status"],
+        "applied"
+    );
+    let v = c.ok("validate", json!({"plan_id": id})).await;
+    assert_eq!(v["ok"], true, "{v}");
+    let rb = c
+        .ok("rollback", json!({"plan_id": id, "reason": "back"}))
+        .await;
+    assert_eq!(rb["schema_verified"], true, "{rb}");
+    c.close().await;
+}

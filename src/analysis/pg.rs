@@ -302,6 +302,22 @@ pub fn facts(
     Ok(f)
 }
 
+/// Whether `sql` spells a special date/time input (`'now'`, `'today'`, `'tomorrow'`,
+/// `'yesterday'`) as a string constant: cast in a view's definition, it is frozen into the view
+/// at the instant the view is created.
+pub fn freezes_time(sql: &str) -> bool {
+    let Ok(scanned) = pg_query::scan(sql) else {
+        return false;
+    };
+    scanned.tokens.iter().any(|t| {
+        t.token == pg_query::protobuf::Token::Sconst as i32
+            && sql
+                .get(t.start as usize..t.end as usize)
+                .map(|s| s.trim_matches('\'').to_ascii_lowercase())
+                .is_some_and(|s| matches!(s.as_str(), "now" | "today" | "tomorrow" | "yesterday"))
+    })
+}
+
 /// Notes a type name the catalog and the plan do not know (`unknown-object`). Serial
 /// pseudo-types are not in `pg_type`; a catalog read without types (SQLite) knows nothing.
 fn check_type(f: &mut StatementFacts, name: &str, catalog: &Catalog, state: &PlanState) {

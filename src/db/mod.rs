@@ -225,6 +225,24 @@ impl Fingerprint {
         }
     }
 
+    /// The fingerprint with every date or time literal in a view's definition masked: the
+    /// instant a special literal (`'now'::timestamp`, `'today'::date`) froze into the view when
+    /// it was created, which a view created again from the same SQL later freezes differently.
+    pub fn without_frozen_time(&self) -> Fingerprint {
+        Fingerprint::from_lines(
+            self.lines
+                .iter()
+                .map(|l| {
+                    if l.starts_with("view ") || l.starts_with("materialized view ") {
+                        mask_time_literals(l)
+                    } else {
+                        l.clone()
+                    }
+                })
+                .collect(),
+        )
+    }
+
     /// What `other` has that `self` lacks and vice versa, briefly.
     pub fn diff(&self, other: &Fingerprint) -> String {
         let a: std::collections::BTreeSet<_> = self.lines.iter().collect();
@@ -233,6 +251,43 @@ impl Fingerprint {
         let new: Vec<_> = b.difference(&a).take(5).map(|s| format!("+{s}")).collect();
         [gone, new].concat().join("; ")
     }
+}
+
+/// `'2026-12-06 20:39:30.235294'::timestamp …` and `'2026-12-06'::date` in `line` (as
+/// `pg_get_viewdef` prints a constant) with the value masked.
+fn mask_time_literals(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(open) = rest.find('\'') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('\'') else {
+            out.push_str(&rest[open..]);
+            return out;
+        };
+        let (value, tail) = (&after[..close], &after[close + 1..]);
+        let dated = value.len() >= 10
+            && value.as_bytes()[..10].iter().enumerate().all(|(i, b)| {
+                if i == 4 || i == 7 {
+                    *b == b'-'
+                } else {
+                    b.is_ascii_digit()
+                }
+            });
+        let typed = ["::timestamp", "::date", "::time"]
+            .iter()
+            .any(|t| tail.starts_with(t));
+        if dated && typed {
+            out.push_str("'(frozen time)'");
+        } else {
+            out.push('\'');
+            out.push_str(value);
+            out.push('\'');
+        }
+        rest = tail;
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A sequence a dry-run moved on staging: sequences are non-transactional, so the dry-run's
@@ -1055,7 +1110,27 @@ pub fn millis(d: Duration) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{Health, ReplicaLag, mask_read_values};
+    use super::{Fingerprint, Health, ReplicaLag, mask_read_values};
+
+    #[test]
+    fn only_the_instants_frozen_into_views_are_masked() {
+        let f = Fingerprint::from_lines(vec![
+            "view public.v: SELECT (p.published < ('2026-12-06 20:39:30.235294'::timestamp without time zone - '1 mon'::interval)), '2024-01-01'::date AS since, 'x 2024-01-01'::text".into(),
+            "column public.t.at timestamp default '2026-12-06 20:39:30'::timestamp without time zone".into(),
+        ]);
+        let masked = f.without_frozen_time();
+        assert!(masked.lines.iter().any(|l| l.starts_with("view")
+            && l.contains("('(frozen time)'::timestamp without time zone - '1 mon'::interval)")
+            && l.contains("'(frozen time)'::date")
+            && l.contains("'x 2024-01-01'::text")));
+        // A column's default is no view: its literal is a value someone chose.
+        assert!(
+            masked
+                .lines
+                .iter()
+                .any(|l| l.contains("'2026-12-06 20:39:30'"))
+        );
+    }
 
     #[test]
     fn a_replica_lags_only_while_it_has_wal_to_replay() {

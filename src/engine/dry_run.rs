@@ -39,21 +39,9 @@ impl Engine {
         let t0 = Instant::now();
         let scratch = self.scratch_path(&plan.id);
         std::fs::create_dir_all(scratch.parent().expect("scratch has a parent"))?;
-        let mut sandbox = staging
-            .sandbox(&scratch, crate::db::SandboxMode::RolledBack)
+        let (outcome, sequences) = self
+            .exercise_on(plan, &staging, &staging_cfg.name, &scratch)
             .await?;
-        let outcome = self.exercise(plan, &mut sandbox, &staging_cfg.name).await;
-        let mut sequences = sandbox.finish().await;
-        // Verified without committing anything, the plan is then run as apply will run it.
-        let outcome = match outcome {
-            Ok(x) if staging.rehearses() && Self::needs_rehearsal(plan) => {
-                self.rehearse(plan, &staging, &scratch).await.map(|r| {
-                    sequences.extend(r.sequences);
-                    x.rehearsed(r.statements)
-                })
-            }
-            other => other,
-        };
         let duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
 
         let record = |ok: bool, detail: RunDetail| NewRun {
@@ -121,6 +109,9 @@ impl Engine {
                 ),
             });
         }
+        if freezes_time(plan) {
+            warnings.push("view definitions were compared without the instants `'now'` (or `'today'`, ...) froze into them: a view created again from the same SQL freezes another; validate compares them so too".into());
+        }
         for p in &exercised.probes {
             if p.outcome == crate::db::ProbeOutcome::Skipped {
                 warnings.push(format!(
@@ -163,6 +154,41 @@ impl Engine {
             agent,
         )
         .await
+    }
+
+    /// The plan exercised on `staging`: in one rolled-back transaction, then rehearsed as apply
+    /// runs it where that differs (see `rehearsal`); or, for a plan that a single transaction
+    /// cannot hold (an enum value added in `up` and used by `down`), rehearsed from the start,
+    /// with its probes and checks. The sequences either moved come back with it.
+    async fn exercise_on(
+        &self,
+        plan: &Plan,
+        staging: &Target,
+        name: &str,
+        scratch: &std::path::Path,
+    ) -> Result<(Result<Exercised>, Vec<crate::db::SequenceMove>)> {
+        if staging.rehearses() && Self::commits_between_steps(plan) {
+            return Ok(match self.rehearse(plan, staging, scratch, true).await {
+                Ok(r) => (Ok(r.exercised), r.sequences),
+                Err(e) => (Err(e), vec![]),
+            });
+        }
+        let mut sandbox = staging
+            .sandbox(scratch, crate::db::SandboxMode::RolledBack)
+            .await?;
+        let outcome = self.exercise(plan, &mut sandbox, name).await;
+        let mut sequences = sandbox.finish().await;
+        // Verified without committing anything, the plan is then run as apply will run it.
+        let outcome = match outcome {
+            Ok(x) if staging.rehearses() && Self::needs_rehearsal(plan) => {
+                self.rehearse(plan, staging, scratch, false).await.map(|r| {
+                    sequences.extend(r.sequences);
+                    x.rehearsed(r.exercised.statements)
+                })
+            }
+            other => other,
+        };
+        Ok((outcome, sequences))
     }
 
     /// Records a passing dry-run (with the schema before and after `up`, for validate's drift
@@ -322,15 +348,16 @@ impl Engine {
         for step in reversible.iter().rev() {
             Self::down_in_sandbox(copy, plan, step, "dry-run down").await?;
         }
-        let after_down = copy.fingerprint().await?;
+        let after_down = comparable(plan, &copy.fingerprint().await?);
         let verified = reversible
             .iter()
             .all(|s| s.down.is_some() || s.backfill.is_some());
-        if verified && after_down != before {
+        let was = comparable(plan, &before);
+        if verified && after_down != was {
             return Err(Error::RollbackUnverified {
                 detail: format!(
                     "the schema after `down` differs from the schema before `up` ({})",
-                    before.diff(&after_down)
+                    was.diff(&after_down)
                 ),
             });
         }
@@ -399,7 +426,7 @@ impl Engine {
 
     /// Probes what the application will hit on the plan's tables (`app-probe-failed` naming
     /// the first object that fails).
-    async fn probe_app(
+    pub(super) async fn probe_app(
         copy: &mut Sandbox,
         plan: &Plan,
         target: &str,
@@ -418,7 +445,7 @@ impl Engine {
         }
     }
 
-    fn checks_hold(checks: &[crate::db::CheckOutcome]) -> Result<()> {
+    pub(super) fn checks_hold(checks: &[crate::db::CheckOutcome]) -> Result<()> {
         match checks.iter().find(|c| !c.passed) {
             Some(c) => Err(Error::CheckFailed {
                 name: c.name.clone(),
@@ -480,16 +507,16 @@ impl Engine {
 }
 
 pub(super) struct Exercised {
-    before: crate::db::Fingerprint,
-    after_up: crate::db::Fingerprint,
-    statements: Vec<StatementRun>,
-    checks: Vec<crate::db::CheckOutcome>,
+    pub(super) before: crate::db::Fingerprint,
+    pub(super) after_up: crate::db::Fingerprint,
+    pub(super) statements: Vec<StatementRun>,
+    pub(super) checks: Vec<crate::db::CheckOutcome>,
     /// What the application will hit, probed after `up`.
-    probes: Vec<crate::db::AppProbe>,
+    pub(super) probes: Vec<crate::db::AppProbe>,
     /// How many of `statements` are the reversible steps' (the final steps' follow).
-    reversible_statements: usize,
+    pub(super) reversible_statements: usize,
     /// The reversible steps' statements were measured by the rehearsal (run as apply runs them).
-    rehearsed: bool,
+    pub(super) rehearsed: bool,
 }
 
 impl Exercised {

@@ -160,6 +160,21 @@ async fn admit(plan: &Plan, target: &Target) -> Result<()> {
     Ok(())
 }
 
+/// The schema as a plan's verifications compare it (rollback verified, drift): when the plan's
+/// SQL casts `'now'` (or `'today'`, ...), with the instants such literals froze into view
+/// definitions masked — a view created again from the same SQL later freezes another.
+pub(super) fn comparable(plan: &Plan, f: &crate::db::Fingerprint) -> crate::db::Fingerprint {
+    if freezes_time(plan) {
+        f.without_frozen_time()
+    } else {
+        f.clone()
+    }
+}
+
+pub(super) fn freezes_time(plan: &Plan) -> bool {
+    analysis::pg::freezes_time(&plan.sql_text())
+}
+
 /// Runs each discovered group's query on its admin target and settles the group with the
 /// members found (a failure leaves that group unusable, with the reason; nothing else stops).
 async fn discover_groups(config: &mut Config) {

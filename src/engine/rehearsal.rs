@@ -16,8 +16,10 @@ use crate::db::{SandboxMode, SequenceMove};
 
 /// What the rehearsal measured.
 pub(super) struct Rehearsed {
-    /// Per statement of each step it ran (final steps are not rehearsed: they have no `down`).
-    pub statements: Vec<StatementRun>,
+    /// The schema before and after `up`, and per statement of each step it ran (final steps
+    /// are not rehearsed: they have no `down`); with the probes and checks when it ran the
+    /// whole dry-run.
+    pub exercised: super::dry_run::Exercised,
     /// Sequences its committed steps moved, and whether drydock put each back.
     pub sequences: Vec<SequenceMove>,
 }
@@ -36,14 +38,27 @@ impl Engine {
             })
     }
 
+    /// Whether one transaction cannot hold the plan's round trip: an enum value added by `up`
+    /// cannot be used until that transaction commits, and a `down` that moves rows off the
+    /// value uses it (PostgreSQL: unsafe use of new value). Apply and rollback run them in
+    /// separate transactions; so, from the start, does the dry-run.
+    pub(super) fn commits_between_steps(plan: &Plan) -> bool {
+        plan.analysis
+            .statements
+            .iter()
+            .any(|f| f.kind == "alter type add value")
+    }
+
     /// Runs the plan's reversible steps on `staging` as apply runs them, then their `down`s, and
-    /// verifies staging's schema and the touched tables' data are what they were. Holds the
+    /// verifies staging's schema and the touched tables' data are what they were; `whole`: the
+    /// probes and the checks too, after `up` (a plan the rolled-back pass cannot run). Holds the
     /// staging target's migration lock throughout: a rehearsal commits.
     pub(super) async fn rehearse(
         &self,
         plan: &Plan,
         staging: &Target,
         scratch: &std::path::Path,
+        whole: bool,
     ) -> Result<Rehearsed> {
         let lock = staging.lock().await?;
         let mut session = match staging.sandbox(scratch, SandboxMode::Committed).await {
@@ -53,16 +68,20 @@ impl Engine {
                 return Err(e);
             }
         };
-        let statements = Self::rehearse_on(plan, &mut session).await;
+        let exercised = Self::rehearse_on(plan, &mut session, whole).await;
         let sequences = session.finish().await;
         lock.release().await;
         Ok(Rehearsed {
-            statements: statements?,
+            exercised: exercised?,
             sequences,
         })
     }
 
-    async fn rehearse_on(plan: &Plan, session: &mut Sandbox) -> Result<Vec<StatementRun>> {
+    async fn rehearse_on(
+        plan: &Plan,
+        session: &mut Sandbox,
+        whole: bool,
+    ) -> Result<super::dry_run::Exercised> {
         let before = session.fingerprint().await?;
         let touched = plan.existing_tables();
         let data_before = session.content_hashes(&touched).await?;
@@ -96,10 +115,41 @@ impl Engine {
                 }
             }
         }
+        let (mut probes, mut checks) = (vec![], vec![]);
+        if whole {
+            let target = session.target().to_string();
+            let finals = plan.steps().iter().any(Step::is_final);
+            let judged = async {
+                probes = Self::probe_app(session, plan, &target).await?;
+                if !finals {
+                    checks = session.run_checks(&plan.body.checks).await?;
+                    Self::checks_hold(&checks)?;
+                }
+                Ok::<(), Error>(())
+            }
+            .await;
+            if let Err(failed) = judged {
+                return Err(match Self::undo(session, plan, None, &done, &was).await {
+                    Ok(()) => failed,
+                    Err(left) => Error::RollbackUnverified {
+                        detail: format!("{failed}; and then {left}"),
+                    },
+                });
+            }
+        }
+        let after_up = session.fingerprint().await?;
         Self::undo(session, plan, None, &done, &was)
             .await
             .map_err(|left| Error::RollbackUnverified { detail: left })?;
-        Ok(statements)
+        Ok(super::dry_run::Exercised {
+            before,
+            after_up,
+            reversible_statements: statements.len(),
+            statements,
+            checks,
+            probes,
+            rehearsed: true,
+        })
     }
 
     /// Undoes the rehearsed steps (`partly`: a failed step that committed part of itself,

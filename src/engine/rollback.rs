@@ -75,7 +75,8 @@ impl Engine {
                 .await?;
             rolled_back.push(row.name.clone());
         }
-        let after = target.fingerprint().await?;
+        let after = comparable(plan, &target.fingerprint().await?);
+        let before = before.map(|b| comparable(plan, &b));
         let (verified, detail) = match &before {
             Some(b) if *b == after => (true, "the schema equals the pre-apply schema".to_string()),
             Some(b) => (false, b.diff(&after)),

@@ -39,11 +39,14 @@ impl Engine {
         let current = target.fingerprint().await?;
         let pre_apply = pre_apply_lines(&runs);
         let mut integrity = integrity_checks(&target, pre_apply.as_deref()).await?;
+        let lines = |l: Option<Vec<String>>| {
+            l.map(|l| comparable(plan, &crate::db::Fingerprint::from_lines(l)).lines)
+        };
         let drift = schema_change_check(
-            dry.and_then(|d| d.detail.fingerprint_before_lines.clone()),
-            dry.and_then(|d| d.detail.fingerprint_after_up_lines.clone()),
-            pre_apply,
-            &current,
+            lines(dry.and_then(|d| d.detail.fingerprint_before_lines.clone())),
+            lines(dry.and_then(|d| d.detail.fingerprint_after_up_lines.clone())),
+            lines(pre_apply),
+            &comparable(plan, &current),
             plan.status == Status::Applying,
         );
         integrity.push(drift);
