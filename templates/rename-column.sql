@@ -2,7 +2,8 @@
     old one's type, default and comment, keep both in sync with a trigger, backfill, build copies
     of the column's indexes (CONCURRENTLY) and constraints (NOT VALID, then VALIDATE) on the new
     column, move NOT NULL without a write-blocking scan, wait (manual gate) while the application
-    switches to the new name, and only after the rollback window drop the trigger and the old
+    switches to the new name — the views that read the column are then created again reading the
+    new one, each of their columns keeping its name — and only after the rollback window drop the trigger and the old
     column, give the copies their original names and move the column's identity or sequence.
     `carry` is what the catalog says hangs off the column (see render/carry.rs). -#}
 -- Migration: rename {{ table | ident }}.{{ column | ident }} to {{ new_name | ident }}
@@ -79,9 +80,27 @@ ALTER TABLE {{ table | ident }} DROP CONSTRAINT {{ c.temp | ident }};
 {%- endif %}{% endfor %}
 -- drydock:step switched manual
 -- drydock:up
-SELECT 1 -- from here on the application reads and writes {{ new_name | ident }}
+{%- for v in carry.views | reverse %}
+DROP VIEW {{ v.name }};
+{%- endfor %}
+{%- for v in carry.views %}
+{{ v.renamed }};
+{%- for a in v.after %}
+{{ a }};
+{%- endfor %}
+{%- endfor %}
+SELECT 1 -- from here on the application reads and writes {{ new_name | ident }}, and so do the views on {{ column | ident }}
 -- drydock:down
-SELECT 1 -- nothing to undo: the gate is for the application
+{%- for v in carry.views | reverse %}
+DROP VIEW {{ v.name }};
+{%- endfor %}
+{%- for v in carry.views %}
+{{ v.create }};
+{%- for a in v.after %}
+{{ a }};
+{%- endfor %}
+{%- endfor %}
+SELECT 1 -- the application's gate; the views read {{ column | ident }} again
 -- drydock:step contract after=rollback_window
 -- drydock:up
 {%- set dropped = column %}

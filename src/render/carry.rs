@@ -36,7 +36,30 @@ pub struct Carried {
     pub constraints: Vec<Moved>,
     /// The views on the column, dropped and created again around the swap (templates that
     /// do so only: `Move::views`), in creation order.
-    pub views: Vec<crate::db::ViewDefinition>,
+    pub views: Vec<CarriedView>,
+}
+
+/// A view on the moved column: its definition as it is, and reading the successor instead.
+#[derive(Debug, Clone, Serialize)]
+pub struct CarriedView {
+    pub name: String,
+    pub create: String,
+    /// `create` reading the successor column where it read the moved one, each of the view's
+    /// columns keeping its name (the same as `create` when the successor takes the name).
+    pub renamed: String,
+    pub after: Vec<String>,
+}
+
+/// What a template does with the views that read the column it moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Views {
+    /// It cannot carry them: the column is refused.
+    Refuse,
+    /// It drops them and creates them again as they are (the successor takes the column's
+    /// name).
+    Recreate,
+    /// It drops them and creates them reading the successor under its own name.
+    Repoint,
 }
 
 /// Which column moves where: `from` is carried to `to`; the contract step's down brings the old
@@ -46,15 +69,14 @@ pub struct Move {
     pub from: String,
     pub to: String,
     pub restore_as: String,
-    /// The template drops the column's views and creates them again around its swap (the views
-    /// then read the successor); other templates refuse a column that views read.
-    pub views: bool,
+    /// What the template does with the views that read the column.
+    pub views: Views,
 }
 
 impl Carried {
     pub fn new(m: &Move, deps: &ColumnDependents) -> std::result::Result<Carried, String> {
         let mut blocking = deps.blocking.clone();
-        if !m.views {
+        if m.views == Views::Refuse {
             blocking.extend(deps.views.iter().map(|v| format!("view {}", v.name)));
         }
         if !blocking.is_empty() {
@@ -120,7 +142,25 @@ impl Carried {
             column: deps.column.clone(),
             indexes,
             constraints,
-            views: if m.views { deps.views.clone() } else { vec![] },
+            views: match m.views {
+                Views::Refuse => vec![],
+                Views::Recreate | Views::Repoint => deps
+                    .views
+                    .iter()
+                    .map(|v| {
+                        Ok(CarriedView {
+                            name: v.name.clone(),
+                            renamed: if m.views == Views::Repoint {
+                                super::views::reading(&v.create, &m.table, &m.from, &m.to)?
+                            } else {
+                                v.create.clone()
+                            },
+                            create: v.create.clone(),
+                            after: v.after.clone(),
+                        })
+                    })
+                    .collect::<std::result::Result<_, String>>()?,
+            },
         })
     }
 }
@@ -342,7 +382,7 @@ mod tests {
             from: "account_id".into(),
             to: "owner_id".into(),
             restore_as: "account_id".into(),
-            views: false,
+            views: Views::Refuse,
         }
     }
 

@@ -18,8 +18,9 @@ mod lookup;
 mod rebuild;
 mod removals;
 
-pub use carry::Move;
+pub use carry::{Move, Views};
 mod templates;
+pub mod views;
 
 use crate::db::{Catalog, ColumnDependents};
 use crate::error::{Error, Result};

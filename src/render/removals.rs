@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::lookup::{Ctx, parse, table, unused};
 use super::templates::derived;
-use super::{Move, Reads, TemplateDef, carry, validate_ident};
+use super::{Move, Reads, TemplateDef, Views, carry, validate_ident};
 use crate::db::{Catalog, ColumnDependents};
 
 /// The context's `name`-d string (set by the template's own `context`).
@@ -87,7 +87,7 @@ fn drop_column_moves(v: &Value) -> std::result::Result<Move, String> {
         restore_as: p.column.clone(),
         table: p.table,
         from: p.column,
-        views: false,
+        views: Views::Refuse,
     })
 }
 

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::lookup::{Ctx, parse};
-use super::{Move, Reads, TemplateDef, literal_value, quote_ident, validate_ident, validate_type};
+use super::{
+    Move, Reads, TemplateDef, Views, literal_value, quote_ident, validate_ident, validate_type,
+};
 use crate::sql::single_expression;
 
 fn idents(names: &[&str]) -> std::result::Result<(), String> {
@@ -120,7 +122,8 @@ fn rename_column_moves(v: &Value) -> std::result::Result<Move, String> {
         table: p.table,
         from: p.column,
         to: p.new_name,
-        views: false,
+        // The application switches to the new name at the `switched` gate: the views do then.
+        views: Views::Repoint,
     })
 }
 
@@ -160,7 +163,7 @@ fn change_column_type_moves(v: &Value) -> std::result::Result<Move, String> {
         from: p.column,
         // The swap gives the column's name to the successor: views on it are created again
         // there, and then read the new type.
-        views: true,
+        views: Views::Recreate,
     })
 }
 

@@ -623,7 +623,9 @@ fn add_column(f: &mut StatementFacts, c: &ColumnDef, catalog: &Catalog, state: &
         .iter()
         .any(|k| matches!(k, ConstrType::ConstrCheck | ConstrType::ConstrForeign))
     {
-        f.scans = true;
+        // A CHECK is verified against every row; a foreign key only when the new column has a
+        // value (a default): a column of NULLs references nothing, and PostgreSQL reads nothing.
+        f.scans |= kinds.contains(&ConstrType::ConstrCheck) || has_default;
         f.actions.push(Action::AddConstraint {
             kind: "inline".into(),
             not_valid: false,
