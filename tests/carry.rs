@@ -124,11 +124,16 @@ async fn change_column_type_moves_a_serial_sequence() {
 #[tokio::test]
 async fn what_cannot_be_moved_is_refused_at_plan_naming_it() {
     let p = PgProject::new("").await;
+    common::walk::run_sql(
+        &p.prod,
+        "CREATE MATERIALIZED VIEW rich_balances AS SELECT id, balance FROM accounts WHERE balance > 990",
+    )
+    .await;
     let c = p.project.connect().await;
     for (params, named) in [
         (
-            json!({"table": "accounts", "column": "email", "new_name": "mail"}),
-            "view rich_accounts",
+            json!({"table": "accounts", "column": "balance", "new_name": "credit"}),
+            "materialized view rich_balances",
         ),
         (
             json!({"table": "accounts", "column": "id", "new_name": "account_id"}),
@@ -146,6 +151,18 @@ async fn what_cannot_be_moved_is_refused_at_plan_naming_it() {
             "{named}: {r}"
         );
     }
+    // A plain view on the column is carried: at the `switched` gate it is created again reading
+    // the new column, its own column keeping the old name.
+    let planned = c
+        .ok(
+            "render-template",
+            json!({"template": "rename-column", "target": "production", "params": {"table": "accounts", "column": "email", "new_name": "mail"}}),
+        )
+        .await;
+    assert!(
+        planned.to_string().contains(r#"\"mail\" AS \"email\""#),
+        "{planned}"
+    );
     // render-template needs the target to read the column's dependents, and says so.
     let r = c
         .refused(

@@ -603,6 +603,22 @@ async fn walk_sample(
     common::walk::walk_project(sample(sql).await, template, params, tables, None, stop_at).await;
 }
 
+/// `walk_sample` on the sample with `extra` run after it (a table a template moves rows into).
+async fn walk_sample_with(
+    sql: &str,
+    extra: &str,
+    template: &str,
+    params: Value,
+    tables: &[&str],
+    stop_at: Option<&str>,
+) {
+    let p = sample(sql).await;
+    for db in [&p.prod, &p.staging] {
+        run_sql(db, &format!("{extra}; ANALYZE")).await;
+    }
+    common::walk::walk_project(p, template, params, tables, None, stop_at).await;
+}
+
 #[tokio::test]
 async fn chinook_templates_walk_on_its_tables() {
     walk_sample(
@@ -763,4 +779,52 @@ async fn a_view_that_freezes_now_is_compared_without_the_instant_it_froze() {
         .await;
     assert_eq!(rb["schema_verified"], true, "{rb}");
     c.close().await;
+}
+
+#[tokio::test]
+async fn chinook_plain_and_removal_templates_walk_on_its_tables() {
+    walk_sample(
+        CHINOOK,
+        "add-column",
+        json!({"table": "track", "column": "isrc", "type": "text"}),
+        &["track"],
+        None,
+    )
+    .await;
+    walk_sample(
+        CHINOOK,
+        "drop-index",
+        json!({"name": "invoice_customer_id_idx"}),
+        &["invoice"],
+        None,
+    )
+    .await;
+    walk_sample(CHINOOK, "migration",
+        json!({"goal": "genres are unique", "up": "CREATE UNIQUE INDEX CONCURRENTLY genre_name_key ON genre (name)",
+               "down": "DROP INDEX CONCURRENTLY genre_name_key"}), &["genre"], None).await;
+}
+
+#[tokio::test]
+async fn northwind_data_templates_walk_on_its_tables() {
+    walk_sample_with(NORTHWIND, "CREATE TABLE orders_archive (LIKE orders INCLUDING ALL)", "move-data",
+        json!({"from_table": "orders", "to_table": "orders_archive",
+               "columns": ["order_id", "customer_id", "employee_id", "order_date", "required_date", "shipped_date",
+                           "ship_via", "freight", "ship_name", "ship_address", "ship_city", "ship_region",
+                           "ship_postal_code", "ship_country"],
+               "where": "order_date < '1997-01-01'"}),
+        &["orders", "orders_archive"], None).await;
+    walk_sample_with(NORTHWIND,
+        "CREATE TABLE product_notes (product_id smallint PRIMARY KEY REFERENCES products, note text);
+         INSERT INTO product_notes SELECT product_id, 'note ' || product_name FROM products WHERE product_id % 2 = 0",
+        "merge-tables",
+        json!({"table": "products", "from_table": "product_notes", "columns": ["note"], "key": "product_id"}),
+        &["products"], Some("contract")).await;
+    walk_sample(
+        NORTHWIND,
+        "drop-table",
+        json!({"table": "customer_customer_demo"}),
+        &["customers"],
+        Some("purge"),
+    )
+    .await;
 }

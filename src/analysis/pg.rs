@@ -579,6 +579,37 @@ mod tests {
     }
 
     #[test]
+    fn an_index_on_a_partitioned_table_is_never_told_to_go_concurrently_on_the_parent() {
+        use crate::analysis::Rule;
+        let mut catalog = crate::analysis::rules::test_support::pg_catalog();
+        let mut events = catalog.tables["users"].clone();
+        events.rows = 2_000_000;
+        catalog.tables.insert("events".into(), events.clone());
+        catalog.tables.insert("events_2025".into(), events);
+        catalog
+            .partitions
+            .insert("events".into(), vec!["events_2025".into()]);
+        let step = crate::plan::Step {
+            name: Some("s".into()),
+            up: Some("CREATE INDEX events_name ON events (name)".into()),
+            down: Some("DROP INDEX events_name".into()),
+            backfill: None,
+            gate: None,
+        };
+        let body = crate::plan::Body::new("t", vec![step], vec![]).unwrap();
+        let h = crate::analysis::analyze(&body, &catalog, &crate::config::Policy::default(), true)
+            .unwrap()
+            .hazards
+            .into_iter()
+            .find(|h| h.code == Rule::BlockingIndexBuild)
+            .expect("a blocking build");
+        assert!(
+            h.fix.contains("ON ONLY") && h.fix.contains("refuses CONCURRENTLY"),
+            "{h:?}"
+        );
+    }
+
+    #[test]
     fn binary_coercible_changes_are_not_rewrites() {
         assert_eq!(
             type_change(&t("character varying(50)"), &t("character varying(100)")),

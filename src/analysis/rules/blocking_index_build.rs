@@ -25,6 +25,13 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
             format!("builds an index over ~{rows} rows while holding the database write lock"),
             "run it in a quiet window, or split the table's work so the build is short; SQLite has no concurrent index build",
         )
+    } else if table.is_some_and(|t| ctx.catalog.partitions.contains_key(t)) {
+        (
+            format!(
+                "builds an index on every partition (~{rows} rows) while blocking writes to them"
+            ),
+            "PostgreSQL refuses CONCURRENTLY on a partitioned table: build each partition's index with CREATE INDEX CONCURRENTLY (each alone, outside a transaction), then CREATE INDEX … ON ONLY the parent and ALTER INDEX … ATTACH PARTITION each one (the `add-index` template writes these steps)",
+        )
     } else if f.kind == "reindex" {
         (
             format!("rebuilds indexes of ~{rows} rows while blocking writes"),
