@@ -61,17 +61,11 @@ SELECT 1 -- the constraints step's down drops them, validated or not
 -- drydock:step swap manual
 -- drydock:up
 DROP TRIGGER {{ trigger | ident }} ON {{ table | ident }};
-{%- for v in carry.views | reverse %}
-DROP VIEW {{ v.name }};
-{%- endfor %}
+{%- include "carry-views-drop" %}
 ALTER TABLE {{ table | ident }} RENAME COLUMN {{ column | ident }} TO {{ old | ident }};
 ALTER TABLE {{ table | ident }} RENAME COLUMN {{ shadow | ident }} TO {{ column | ident }};
-{%- for v in carry.views %}
-{{ v.create }};
-{%- for a in v.after %}
-{{ a }};
-{%- endfor %}
-{%- endfor %}
+{%- set repointed = false %}
+{%- include "carry-views-create" %}
 {%- if carry.column.not_null %}
 ALTER TABLE {{ table | ident }} ALTER COLUMN {{ column | ident }} SET NOT NULL;
 ALTER TABLE {{ table | ident }} DROP CONSTRAINT {{ check | ident }};
@@ -91,17 +85,11 @@ ALTER TABLE {{ table | ident }} ALTER COLUMN {{ old | ident }} SET NOT NULL;
 ALTER TABLE {{ table | ident }} ALTER COLUMN {{ column | ident }} DROP NOT NULL;
 ALTER TABLE {{ table | ident }} ADD CONSTRAINT {{ check | ident }} CHECK ({{ column | ident }} IS NOT NULL);
 {%- endif %}
-{%- for v in carry.views | reverse %}
-DROP VIEW {{ v.name }};
-{%- endfor %}
+{%- include "carry-views-drop" %}
 ALTER TABLE {{ table | ident }} RENAME COLUMN {{ column | ident }} TO {{ shadow | ident }};
 ALTER TABLE {{ table | ident }} RENAME COLUMN {{ old | ident }} TO {{ column | ident }};
-{%- for v in carry.views %}
-{{ v.create }};
-{%- for a in v.after %}
-{{ a }};
-{%- endfor %}
-{%- endfor %}
+{%- set repointed = false %}
+{%- include "carry-views-create" %}
 CREATE TRIGGER {{ trigger | ident }} BEFORE INSERT OR UPDATE ON {{ table | ident }} FOR EACH ROW EXECUTE FUNCTION {{ function | ident }}();
 -- drydock:step contract after=rollback_window
 -- drydock:up

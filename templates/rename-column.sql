@@ -80,26 +80,14 @@ ALTER TABLE {{ table | ident }} DROP CONSTRAINT {{ c.temp | ident }};
 {%- endif %}{% endfor %}
 -- drydock:step switched manual
 -- drydock:up
-{%- for v in carry.views | reverse %}
-DROP VIEW {{ v.name }};
-{%- endfor %}
-{%- for v in carry.views %}
-{{ v.renamed }};
-{%- for a in v.after %}
-{{ a }};
-{%- endfor %}
-{%- endfor %}
+{%- include "carry-views-drop" %}
+{%- set repointed = true %}
+{%- include "carry-views-create" %}
 SELECT 1 -- from here on the application reads and writes {{ new_name | ident }}, and so do the views on {{ column | ident }}
 -- drydock:down
-{%- for v in carry.views | reverse %}
-DROP VIEW {{ v.name }};
-{%- endfor %}
-{%- for v in carry.views %}
-{{ v.create }};
-{%- for a in v.after %}
-{{ a }};
-{%- endfor %}
-{%- endfor %}
+{%- include "carry-views-drop" %}
+{%- set repointed = false %}
+{%- include "carry-views-create" %}
 SELECT 1 -- the application's gate; the views read {{ column | ident }} again
 -- drydock:step contract after=rollback_window
 -- drydock:up

@@ -550,17 +550,7 @@ mod tests {
                     .collect(),
             });
         let hazards = |sql: &str| {
-            let step = crate::plan::Step {
-                name: Some("s".into()),
-                up: Some(sql.into()),
-                down: Some("SELECT 1".into()),
-                backfill: None,
-                gate: None,
-            };
-            let body = crate::plan::Body::new("t", vec![step], vec![]).unwrap();
-            crate::analysis::analyze(&body, &catalog, &crate::config::Policy::default(), true)
-                .unwrap()
-                .hazards
+            crate::analysis::rules::test_support::pg_on(&catalog, sql)
                 .into_iter()
                 .filter(|h| h.code == Rule::BreakingChange && h.message.contains("users_touch"))
                 .collect::<Vec<_>>()
@@ -589,20 +579,13 @@ mod tests {
         catalog
             .partitions
             .insert("events".into(), vec!["events_2025".into()]);
-        let step = crate::plan::Step {
-            name: Some("s".into()),
-            up: Some("CREATE INDEX events_name ON events (name)".into()),
-            down: Some("DROP INDEX events_name".into()),
-            backfill: None,
-            gate: None,
-        };
-        let body = crate::plan::Body::new("t", vec![step], vec![]).unwrap();
-        let h = crate::analysis::analyze(&body, &catalog, &crate::config::Policy::default(), true)
-            .unwrap()
-            .hazards
-            .into_iter()
-            .find(|h| h.code == Rule::BlockingIndexBuild)
-            .expect("a blocking build");
+        let h = crate::analysis::rules::test_support::pg_on(
+            &catalog,
+            "CREATE INDEX events_name ON events (name)",
+        )
+        .into_iter()
+        .find(|h| h.code == Rule::BlockingIndexBuild)
+        .expect("a blocking build");
         assert!(
             h.fix.contains("ON ONLY") && h.fix.contains("refuses CONCURRENTLY"),
             "{h:?}"

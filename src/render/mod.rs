@@ -135,6 +135,14 @@ const PARTIALS: &[(&str, &str)] = &[
         "carry-restore",
         include_str!("../../templates/_partials/carry-restore.sql"),
     ),
+    (
+        "carry-views-drop",
+        include_str!("../../templates/_partials/carry-views-drop.sql"),
+    ),
+    (
+        "carry-views-create",
+        include_str!("../../templates/_partials/carry-views-create.sql"),
+    ),
 ];
 
 /// Parameters of `migration`, the general skeleton for a custom change.

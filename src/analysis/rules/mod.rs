@@ -147,6 +147,11 @@ pub(crate) mod test_support {
 
     /// Every hazard the analysis finds in `sql` (one step with a `down`) on `pg_catalog()`.
     pub fn pg(sql: &str) -> Vec<crate::analysis::Hazard> {
+        pg_on(&pg_catalog(), sql)
+    }
+
+    /// `pg` on another catalog.
+    pub fn pg_on(catalog: &Catalog, sql: &str) -> Vec<crate::analysis::Hazard> {
         let step = crate::plan::Step {
             name: Some("s".into()),
             up: Some(sql.into()),
@@ -155,7 +160,7 @@ pub(crate) mod test_support {
             gate: None,
         };
         let body = crate::plan::Body::new("t", vec![step], vec![]).unwrap();
-        crate::analysis::analyze(&body, &pg_catalog(), &Policy::default(), true)
+        crate::analysis::analyze(&body, catalog, &Policy::default(), true)
             .unwrap()
             .hazards
     }
