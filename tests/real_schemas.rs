@@ -828,3 +828,66 @@ async fn northwind_data_templates_walk_on_its_tables() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_rehearsal_drydock_dies_in_is_taken_back_by_the_next_dry_run() {
+    use common::server::{call, spawn_server};
+    let p = PgProject::new("").await;
+    let (mut child, client) = spawn_server(&p.project.config_path).await;
+    let planned = call(
+        &client,
+        "plan",
+        steps(
+            "a tier, then a slow step",
+            json!([{"name": "tier", "up": "ALTER TABLE accounts ADD COLUMN tier text", "down": "ALTER TABLE accounts DROP COLUMN tier"},
+                   {"name": "slow", "up": "SELECT pg_sleep(3)", "down": "SELECT 1"}]),
+        ),
+    )
+    .await;
+    let id = common::plan_id(&planned.structured_content.unwrap());
+    let (args, task_id) = (json!({"plan_id": id}), id.clone());
+    let task = tokio::spawn(async move {
+        let r = call(&client, "dry-run", args).await;
+        drop(client);
+        (task_id, r)
+    });
+    // The first pass's column is never visible (rolled back); the rehearsal's is, once its
+    // first step commits: drydock is killed while the second step runs.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !p.has_column(&p.staging, "accounts", "tier").await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rehearsal never committed its first step"
+        );
+        assert!(
+            !task.is_finished(),
+            "the dry-run ended before its rehearsal committed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    child.start_kill().ok();
+    child.wait().await.ok();
+    task.abort();
+    assert!(p.has_column(&p.staging, "accounts", "tier").await);
+
+    // The next dry-run (on a new server) takes the committed step back before anything else,
+    // and says so; staging is then as production is, and nothing is refused as drift.
+    let c = p.project.connect().await;
+    let mut dry = serde_json::Value::Null;
+    for _ in 0..50 {
+        // The dead server's session may hold staging's lock for a moment.
+        let r = c.call("dry-run", json!({"plan_id": id})).await;
+        if r.is_error != Some(true) {
+            dry = r.structured_content.unwrap();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(dry["rollback_verified"], true, "{dry}");
+    assert!(
+        dry["warnings"].to_string().contains("was interrupted"),
+        "{dry}"
+    );
+    assert!(!p.has_column(&p.staging, "accounts", "tier").await);
+    c.close().await;
+}

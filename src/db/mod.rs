@@ -736,6 +736,31 @@ impl Target {
         }
     }
 
+    /// Notes that a dry-run's rehearsal begins `step` of `plan_id` here (PostgreSQL; a SQLite
+    /// dry-run runs on a copy).
+    pub async fn mark_rehearsal(&self, plan_id: &str, step: &str) -> Result<()> {
+        match self {
+            Target::Sqlite(_) => Ok(()),
+            Target::Postgres(t) => t.mark_rehearsal(plan_id, step).await,
+        }
+    }
+
+    /// Forgets the begun steps of `plan_id`'s rehearsal here.
+    pub async fn clear_rehearsal(&self, plan_id: &str) -> Result<()> {
+        match self {
+            Target::Sqlite(_) => Ok(()),
+            Target::Postgres(t) => t.clear_rehearsal(plan_id).await,
+        }
+    }
+
+    /// Steps rehearsals began here and did not undo, as (plan, step).
+    pub async fn rehearsals(&self) -> Result<Vec<(String, String)>> {
+        match self {
+            Target::Sqlite(_) => Ok(vec![]),
+            Target::Postgres(t) => t.rehearsals().await,
+        }
+    }
+
     /// Whether a dry-run here can run steps as apply does and take them back only by running
     /// their `down` (PostgreSQL); SQLite's scratch copy already runs them so.
     pub fn rehearses(&self) -> bool {

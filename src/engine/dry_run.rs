@@ -30,6 +30,8 @@ impl Engine {
         let staging_cfg = self.dry_run_target_for(plan, target)?;
         let staging = Target::open(&self.config, staging_cfg).await?;
         admit(plan, &staging).await?;
+        // What a rehearsal that drydock died in the middle of left committed goes first.
+        let recovered = self.recover_rehearsals(&staging).await?;
         // The plan's own target, when reachable: its shape for the drift check, its row counts
         // for the estimate.
         let own = self.open_target(&plan.target).await.ok();
@@ -109,6 +111,7 @@ impl Engine {
                 ),
             });
         }
+        warnings.extend(recovered);
         if freezes_time(plan) {
             warnings.push("view definitions were compared without the instants `'now'` (or `'today'`, ...) froze into them: a view created again from the same SQL freezes another; validate compares them so too".into());
         }

@@ -68,9 +68,13 @@ impl Engine {
                 return Err(e);
             }
         };
-        let exercised = Self::rehearse_on(plan, &mut session, whole).await;
+        let exercised = Self::rehearse_on(plan, staging, &mut session, whole).await;
         let sequences = session.finish().await;
+        // Undone, or given up on (the error says what staging holds): nothing for a later
+        // dry-run to take back.
+        let cleared = staging.clear_rehearsal(&plan.id).await;
         lock.release().await;
+        cleared?;
         Ok(Rehearsed {
             exercised: exercised?,
             sequences,
@@ -79,6 +83,7 @@ impl Engine {
 
     async fn rehearse_on(
         plan: &Plan,
+        staging: &Target,
         session: &mut Sandbox,
         whole: bool,
     ) -> Result<super::dry_run::Exercised> {
@@ -96,6 +101,15 @@ impl Engine {
         // from it committed part of itself.
         let mut at = before.clone();
         for step in plan.steps().iter().filter(|s| !s.is_final()) {
+            // Noted first: if drydock dies while the step is committed, the next dry-run on
+            // this staging takes it back (`recover_rehearsals`).
+            let name = step.name.as_deref().unwrap_or("step");
+            if let Err(e) = staging.mark_rehearsal(&plan.id, name).await {
+                let undone = Self::undo(session, plan, None, &done, &was).await;
+                return Err(undone
+                    .err()
+                    .map_or(e, |left| Error::RollbackUnverified { detail: left }));
+            }
             match Self::up_in_sandbox(session, plan, step, "dry-run up (rehearsal)").await {
                 Ok(runs) => {
                     statements.extend(runs);
@@ -150,6 +164,97 @@ impl Engine {
             probes,
             rehearsed: true,
         })
+    }
+
+    /// Takes back what an interrupted rehearsal left committed on `staging` (drydock died in
+    /// the middle of one): for each plan whose begun steps are noted there, their `down`s in
+    /// reverse, as the dry-run role; then the notes go. Skipped while another rehearsal holds
+    /// staging's migration lock (its notes are live). Returns what was done, for the warnings.
+    pub(super) async fn recover_rehearsals(&self, staging: &Target) -> Result<Vec<String>> {
+        let marks = staging.rehearsals().await?;
+        if marks.is_empty() {
+            return Ok(vec![]);
+        }
+        let Ok(lock) = staging.lock().await else {
+            return Ok(vec![]);
+        };
+        let mut said = Vec::new();
+        let mut plans: Vec<&str> = marks.iter().map(|(p, _)| p.as_str()).collect();
+        plans.dedup();
+        for id in plans {
+            let begun: Vec<&str> = marks
+                .iter()
+                .filter(|(p, _)| p == id)
+                .map(|(_, s)| s.as_str())
+                .collect();
+            said.push(match self.store.plan(id).await {
+                Ok(plan) => self.take_back(&plan, staging, &begun).await,
+                Err(e) => format!(
+                    "staging held the begun steps {begun:?} of an interrupted rehearsal of plan `{id}`, which the store cannot give ({e}); nothing was run"
+                ),
+            });
+            staging.clear_rehearsal(id).await?;
+        }
+        lock.release().await;
+        Ok(said)
+    }
+
+    /// The `down`s of `begun` steps of `plan`, newest first, on a committing session; failures
+    /// (of a step that never committed) are expected and only reported.
+    async fn take_back(&self, plan: &Plan, staging: &Target, begun: &[&str]) -> String {
+        let scratch = self.scratch_path(&plan.id);
+        let mut session = match staging.sandbox(&scratch, SandboxMode::Committed).await {
+            Ok(s) => s,
+            Err(e) => {
+                return format!(
+                    "an interrupted rehearsal of plan `{}` could not be taken back: {e}",
+                    plan.id
+                );
+            }
+        };
+        let mut failed = Vec::new();
+        let mut lost = Vec::new();
+        for step in plan.steps().iter().rev() {
+            let name = step.name.as_deref().unwrap_or("step");
+            if !begun.contains(&name) {
+                continue;
+            }
+            if step.backfill.is_some() {
+                lost.push(name.to_string());
+            }
+            if let Err(e) = Self::in_sandbox(
+                &mut session,
+                plan,
+                name,
+                step.down.as_deref(),
+                "rehearsal recovery",
+            )
+            .await
+            {
+                failed.push(format!("`{name}`: {e}"));
+            }
+        }
+        session.finish().await;
+        let mut text = format!(
+            "staging: a rehearsal of plan `{}` was interrupted with step(s) {} begun; drydock ran their `down`s",
+            plan.id,
+            begun
+                .iter()
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        if !failed.is_empty() {
+            text.push_str(&format!(
+                " ({} failed, expected of a step that never committed: {})",
+                failed.len(),
+                failed.join("; ")
+            ));
+        }
+        if !lost.is_empty() {
+            text.push_str(&format!("; the values the backfill of {} overwrote on staging were saved in the interrupted session and are not put back", lost.join(", ")));
+        }
+        text
     }
 
     /// Undoes the rehearsed steps (`partly`: a failed step that committed part of itself,

@@ -99,6 +99,76 @@ impl Postgres {
     }
 }
 
+/// The steps a dry-run's rehearsal has begun on this target and not yet undone (see
+/// `engine::rehearsal`): rows left behind say what an interrupted rehearsal committed.
+// language=SQL
+const CREATE_REHEARSALS: &str = "CREATE SCHEMA IF NOT EXISTS drydock;
+    CREATE TABLE IF NOT EXISTS drydock.rehearsals (
+        plan_id text NOT NULL,
+        step text NOT NULL,
+        started_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (plan_id, step)
+    )";
+
+impl Postgres {
+    /// Notes, before a rehearsal runs `step` of `plan_id` here, that it has begun (as the
+    /// login, on a session of its own: it commits whatever the rehearsal's session does).
+    pub async fn mark_rehearsal(&self, plan_id: &str, step: &str) -> Result<()> {
+        let mut conn = self.connect().await?;
+        let run = async {
+            sqlx::raw_sql(CREATE_REHEARSALS).execute(&mut conn).await?;
+            // language=SQL
+            sqlx::query("INSERT INTO drydock.rehearsals (plan_id, step) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(plan_id)
+                .bind(step)
+                .execute(&mut conn)
+                .await
+        };
+        let result = run.await.map(|_| ()).map_err(|e| self.err(e));
+        conn.close().await.ok();
+        result
+    }
+
+    /// Forgets every begun step of `plan_id`'s rehearsal (undone, or given up on).
+    pub async fn clear_rehearsal(&self, plan_id: &str) -> Result<()> {
+        self.read(async |conn| {
+            if sqlx::query_scalar::<_, bool>("SELECT to_regclass('drydock.rehearsals') IS NOT NULL")
+                .fetch_one(&mut *conn)
+                .await?
+            {
+                // language=SQL
+                sqlx::query("DELETE FROM drydock.rehearsals WHERE plan_id = $1")
+                    .bind(plan_id)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// The steps rehearsals have begun here and not undone, as (plan, step).
+    pub async fn rehearsals(&self) -> Result<Vec<(String, String)>> {
+        self.read(async |conn| {
+            if !sqlx::query_scalar::<_, bool>(
+                "SELECT to_regclass('drydock.rehearsals') IS NOT NULL",
+            )
+            .fetch_one(&mut *conn)
+            .await?
+            {
+                return Ok(vec![]);
+            }
+            // language=SQL
+            sqlx::query_as(
+                "SELECT plan_id, step FROM drydock.rehearsals ORDER BY started_at, plan_id, step",
+            )
+            .fetch_all(&mut *conn)
+            .await
+        })
+        .await
+    }
+}
+
 /// Whether drydock has written its history table into this target yet.
 async fn history_exists(conn: &mut PgConnection) -> sqlx::Result<bool> {
     sqlx::query_scalar("SELECT to_regclass('drydock.history') IS NOT NULL")
