@@ -891,3 +891,31 @@ async fn a_rehearsal_drydock_dies_in_is_taken_back_by_the_next_dry_run() {
     assert!(!p.has_column(&p.staging, "accounts", "tier").await);
     c.close().await;
 }
+
+#[tokio::test]
+async fn a_lock_on_a_table_the_analysis_does_not_name_is_a_disagreement() {
+    // Dropping a foreign key also takes ACCESS EXCLUSIVE on the table it references (its
+    // triggers there go): the statement names only `ledger`, and `accounts` waits too.
+    let p = PgProject::new("").await;
+    let c = p.project.connect().await;
+    let planned = c
+        .ok(
+            "plan",
+            steps(
+                "ledger rows outlive their account",
+                json!([{"name": "fk",
+                        "up": "ALTER TABLE ledger DROP CONSTRAINT ledger_account_id_fkey",
+                        "down": "ALTER TABLE ledger ADD CONSTRAINT ledger_account_id_fkey FOREIGN KEY (account_id) REFERENCES accounts (id)"}]),
+            ),
+        )
+        .await;
+    let dry = c
+        .ok("dry-run", json!({"plan_id": common::plan_id(&planned)}))
+        .await;
+    let found = dry["disagreements"].to_string();
+    assert!(
+        found.contains("on `accounts`") && found.contains("ACCESS EXCLUSIVE"),
+        "{dry}"
+    );
+    c.close().await;
+}

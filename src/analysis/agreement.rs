@@ -95,6 +95,23 @@ pub fn disagreements(analysis: &Analysis, measured: &[StatementRun]) -> Vec<Disa
                 out.push(at(table, Aspect::Lock, predicted, measured));
             }
         }
+        // Every other relation holding rows that the statement locked against writes: the
+        // analysis did not name it, and an application writing there waits all the same.
+        if f.lock != LockMode::NotPredicted {
+            for l in m.locks.iter().filter(|l| {
+                l.acquired
+                    && l.mode.blocks_writes()
+                    && l.kind.is_some_and(|k| k.holds_rows())
+                    && !f.tables.contains(&l.relation)
+            }) {
+                out.push(at(
+                    &l.relation,
+                    Aspect::Lock,
+                    "no lock (the analysis does not name it)".into(),
+                    l.mode.to_string(),
+                ));
+            }
+        }
         // Whether DML reads a table in full is the planner's choice; DDL's scans are its own.
         let dml = matches!(
             f.kind.as_str(),

@@ -501,6 +501,7 @@ impl Sqlite {
                         relation: "database".into(),
                         mode: crate::sql::LockMode::DatabaseWrite,
                         acquired: true,
+                        kind: None,
                     }]
                 } else {
                     vec![]

@@ -19,10 +19,48 @@ pub struct LockObservation {
     /// took and this one still holds (locks accumulate until the transaction ends).
     #[serde(default = "acquired_default")]
     pub acquired: bool,
+    /// What the relation is (a dry-run knows; apply's measurement does not say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<RelationKind>,
 }
 
 fn acquired_default() -> bool {
     true
+}
+
+/// The kind of a relation a lock was taken on (`pg_class.relkind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RelationKind {
+    Table,
+    PartitionedTable,
+    MaterializedView,
+    View,
+    Index,
+    Sequence,
+}
+
+impl RelationKind {
+    /// The kind of `pg_class.relkind`, when it is one a dry-run measures.
+    pub fn from_relkind(relkind: &str) -> Option<RelationKind> {
+        Some(match relkind {
+            "r" => RelationKind::Table,
+            "p" => RelationKind::PartitionedTable,
+            "m" => RelationKind::MaterializedView,
+            "v" => RelationKind::View,
+            "i" | "I" => RelationKind::Index,
+            "S" => RelationKind::Sequence,
+            _ => return None,
+        })
+    }
+
+    /// Whether rows live in it (a lock on it holds up the application's writes and reads).
+    pub fn holds_rows(self) -> bool {
+        matches!(
+            self,
+            RelationKind::Table | RelationKind::PartitionedTable | RelationKind::MaterializedView
+        )
+    }
 }
 
 /// One executed statement with what was measured.

@@ -28,13 +28,37 @@ pub(super) fn alter_table(
     f.kind = "alter table".into();
     f.tables.push(table.clone());
     let mut lock = LockMode::ShareUpdateExclusive;
-    for cmd in a.cmds.iter().filter_map(|c| match c.node.as_ref()? {
-        NodeEnum::AlterTableCmd(cmd) => Some(cmd),
-        _ => None,
-    }) {
+    let cmds: Vec<&AlterTableCmd> = a
+        .cmds
+        .iter()
+        .filter_map(|c| match c.node.as_ref()? {
+            NodeEnum::AlterTableCmd(cmd) => Some(cmd.as_ref()),
+            _ => None,
+        })
+        .collect();
+    for cmd in &cmds {
         lock = lock.max(alter_cmd(f, &table, cmd, catalog, state));
     }
     f.lock = lock;
+    // A command on a partitioned table recurses to its partitions, each locked as the parent
+    // is (ATTACH and DETACH name their one partition themselves; ONLY stays on the parent).
+    let partitioning = cmds.iter().any(|c| {
+        matches!(
+            AlterTableType::try_from(c.subtype),
+            Ok(AlterTableType::AtAttachPartition | AlterTableType::AtDetachPartition)
+        )
+    });
+    let only = a.relation.as_ref().is_some_and(|r| !r.inh);
+    if !partitioning
+        && !only
+        && let Some(parts) = catalog.partitions.get(&table)
+    {
+        for p in parts {
+            if !f.tables.contains(p) {
+                f.tables.push(p.clone());
+            }
+        }
+    }
 }
 
 /// `ALTER INDEX`: no table is named (the index is; an attached partition's index too, which

@@ -231,6 +231,7 @@ impl Postgres {
                     relation: relation.clone(),
                     mode: *mode,
                     acquired: !held.contains(&(relation.clone(), *mode)),
+                    kind: None,
                 })
                 .collect();
             held = now;

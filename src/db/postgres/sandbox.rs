@@ -15,7 +15,7 @@ impl Postgres {
         self.agent_role(&mut conn, AgentUse::Check).await?;
         // language=SQL
         let existing = format!(
-            "SELECT c.oid::int8, n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            "SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE c.relkind IN ('r', 'p', 'm', 'i', 'S', 'v') AND {USER_SCHEMA}"
         );
         let rows = pinned(&mut conn, async |c| {
@@ -26,6 +26,13 @@ impl Postgres {
         let existing = rows
             .iter()
             .map(|r| (r.get::<i64, _>(0) as u32, qualified(r.get(1), r.get(2))))
+            .collect();
+        let kinds = rows
+            .iter()
+            .filter_map(|r| {
+                let kind = crate::plan::evidence::RelationKind::from_relkind(r.get(3))?;
+                Some((qualified(r.get(1), r.get(2)), kind))
+            })
             .collect();
         // As the login, before any agent SQL: what the rollback will not take back.
         let sequences = super::sequences::read(&mut conn)
@@ -59,6 +66,7 @@ impl Postgres {
             limits: (self.lock_timeout, self.statement_timeout),
             roles: self.roles.clone(),
             existing,
+            kinds,
             baseline: None,
             own_temporary: BTreeSet::new(),
             sequences,
@@ -80,6 +88,8 @@ pub struct PgSandbox {
     roles: Roles,
     /// User relations that existed before the plan ran: oid → qualified name.
     existing: BTreeMap<u32, String>,
+    /// What each of them is.
+    kinds: BTreeMap<String, crate::plan::evidence::RelationKind>,
     /// Rolled back: the locks drydock's own reads took before the plan's first statement
     /// (schema and data fingerprints), held until the end and not the plan's.
     baseline: Option<BTreeSet<(String, LockMode)>>,
@@ -319,6 +329,7 @@ impl PgSandbox {
                 relation: rel.clone(),
                 mode: *mode,
                 acquired: !before.locks.contains(&(rel.clone(), *mode)),
+                kind: self.kinds.get(rel).copied(),
             })
             .collect();
         let rewritten = before
