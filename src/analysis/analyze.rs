@@ -31,6 +31,7 @@ pub fn analyze(
         emptied: BTreeSet::new(),
         added: BTreeSet::new(),
         renamed: BTreeSet::new(),
+        gone: BTreeSet::new(),
         dropped_views: BTreeSet::new(),
         replaced_functions: BTreeSet::new(),
         touched: BTreeSet::new(),
@@ -71,6 +72,8 @@ struct Walk<'a> {
     added: BTreeSet<String>,
     /// Tables renamed by earlier statements of this plan, under their new names.
     renamed: BTreeSet<String>,
+    /// Tables earlier statements of this plan renamed away or dropped.
+    gone: BTreeSet<String>,
     /// Views dropped by earlier statements of this plan and not created again since.
     dropped_views: BTreeSet<String>,
     /// Functions the step being read creates or replaces.
@@ -93,6 +96,7 @@ impl Walk<'_> {
             emptied: &self.emptied,
             added: &self.added,
             renamed: &self.renamed,
+            gone: &self.gone,
             dropped_views: &self.dropped_views,
             replaced_functions: &self.replaced_functions,
             production: self.production,
@@ -150,6 +154,12 @@ impl Walk<'_> {
         self.touched.extend(f.tables.iter().cloned());
         if f.kind.starts_with("create table") {
             self.created.extend(f.tables.iter().cloned());
+            f.tables.iter().for_each(|t| {
+                self.gone.remove(t);
+            });
+        }
+        if f.kind == "drop table" {
+            self.gone.extend(f.tables.iter().cloned());
         }
         if f.kind == "truncate" {
             self.emptied.extend(f.tables.iter().cloned());
@@ -184,6 +194,8 @@ impl Walk<'_> {
                         }))
                         .collect();
                     self.added.extend(carried);
+                    self.gone.insert(t.clone());
+                    self.gone.remove(to);
                     self.renamed.insert(to.clone());
                     if self.created.contains(t) {
                         self.created.insert(to.clone());

@@ -38,6 +38,9 @@ pub struct Context<'a> {
     pub added: &'a BTreeSet<String>,
     /// Tables known under a name an earlier statement of this plan gave them (`RENAME TO`).
     pub renamed: &'a BTreeSet<String>,
+    /// Tables an earlier statement of this plan renamed away or dropped (and none created
+    /// again under that name): whatever the catalog says, they are gone by then.
+    pub gone: &'a BTreeSet<String>,
     /// Views dropped by earlier statements of this plan (and not created again since): they no
     /// longer depend on anything.
     pub dropped_views: &'a BTreeSet<String>,

@@ -174,6 +174,11 @@ pub enum Action {
     /// A view dropped here is created again by a later statement of the same step (one
     /// transaction): running code never sees it missing.
     Recreated,
+    /// Columns of the statement's table that an `UPDATE` sets or reads, or a `DELETE` reads, in
+    /// its own clauses (not in subqueries): each must exist.
+    UsesColumns {
+        columns: Vec<String>,
+    },
     ChangeType {
         column: String,
         from: Option<String>,

@@ -179,6 +179,7 @@ pub(crate) mod test_support {
             emptied: &created,
             added: &created,
             renamed: &created,
+            gone: &created,
             dropped_views: &created,
             replaced_functions: &created,
             production: false,

@@ -45,6 +45,17 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
         return None;
     }
     for t in &f.tables {
+        if ctx.gone.contains(t) {
+            return Some(hazard(
+                Rule::UnknownObject,
+                Severity::High,
+                f,
+                format!(
+                    "table `{t}` is gone by this statement: an earlier statement of the plan renamed or dropped it"
+                ),
+                &fix(None),
+            ));
+        }
         if ctx.created.contains(t) || ctx.renamed.contains(t) {
             continue;
         }
@@ -66,15 +77,21 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
                 )),
             ));
         };
+        // The statement's columns are its own table's (the first named): never looked up on a
+        // table it references or on its partitions.
+        if Some(t) != f.tables.first() {
+            continue;
+        }
         let mut columns: Vec<&str> = f
             .actions
             .iter()
-            .filter_map(|a| match a {
+            .flat_map(|a| match a {
                 Action::DropColumn { column }
                 | Action::RenameColumn { column, .. }
                 | Action::ChangeType { column, .. }
-                | Action::SetNotNull { column, .. } => Some(column.as_str()),
-                _ => None,
+                | Action::SetNotNull { column, .. } => vec![column.as_str()],
+                Action::UsesColumns { columns } => columns.iter().map(String::as_str).collect(),
+                _ => vec![],
             })
             .collect();
         if f.kind == "alter table drop column"
@@ -84,7 +101,10 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
         }
         for c in columns {
             let known = info.columns.iter().any(|col| col.name == c)
-                || ctx.added.contains(&format!("{t}.{c}"));
+                || ctx.added.contains(&format!("{t}.{c}"))
+                || f.actions
+                    .iter()
+                    .any(|a| matches!(a, Action::AddColumn { column } if column == c));
             if !known {
                 return Some(hazard(
                     Rule::UnknownObject,
@@ -108,6 +128,45 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
 mod tests {
     use super::super::test_support::pg;
     use crate::analysis::Rule;
+
+    #[test]
+    fn columns_an_update_or_delete_names_must_exist() {
+        let unknown = |sql: &str| {
+            pg(sql)
+                .into_iter()
+                .filter(|h| h.code == Rule::UnknownObject)
+                .map(|h| h.message)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            unknown("UPDATE users SET name = 'x' WHERE nickname IS NULL").len(),
+            1
+        );
+        assert_eq!(unknown("UPDATE users SET nick = 'x' WHERE id = 1").len(), 1);
+        assert_eq!(
+            unknown("DELETE FROM users u WHERE u.nickname = 'x'").len(),
+            1
+        );
+        // Names of the statement's own table only: a subquery's and another table's are theirs.
+        assert!(
+            unknown("UPDATE users SET name = 'x' WHERE id IN (SELECT nickname FROM flags)")
+                .is_empty()
+        );
+        assert!(
+            unknown("DELETE FROM users USING flags f WHERE f.nickname = users.name").is_empty()
+        );
+        // A table renamed away earlier in the plan is gone, whatever the catalog says.
+        assert_eq!(
+            unknown("ALTER TABLE users RENAME TO members; ALTER TABLE users ADD COLUMN at date")
+                .len(),
+            1
+        );
+        // A foreign key's column is its own table's, never the referenced one's.
+        assert!(
+            unknown("ALTER TABLE flags ADD COLUMN owner int REFERENCES users (id), ALTER COLUMN owner SET NOT NULL")
+                .is_empty()
+        );
+    }
 
     #[test]
     fn err_missing_table_and_column() {
