@@ -415,17 +415,28 @@ impl PgSandbox {
     /// a dry-run compares before `up` and after `down`. Read as the dry-run role (the role the
     /// plan's SQL runs as: drydock never takes more privilege back inside this transaction) under
     /// a pinned search path, each table by its qualified name: a temporary view named like the
-    /// table, or an agent's function or operator, is never what this read resolves.
+    /// table, or an agent's function or operator, is never what this read resolves. A partition
+    /// whose partitioned table is listed too is read with it, once.
     pub async fn content_hashes(&mut self, tables: &[String]) -> Result<BTreeMap<String, String>> {
+        let names: Vec<String> = tables.iter().map(|t| relation(t)).collect();
         let read = pinned(&mut self.conn, async |c| {
             let mut out = BTreeMap::new();
             for t in tables {
-                let exists: bool =
-                    sqlx::query_scalar("SELECT pg_catalog.to_regclass($1) IS NOT NULL")
-                        .bind(relation(t))
-                        .fetch_one(&mut *c)
-                        .await?;
-                if !exists {
+                // A partition of a listed partitioned table is read with its parent (whose rows
+                // are its partitions'): hashed once, not twice.
+                // language=SQL
+                let hashed: bool = sqlx::query_scalar(
+                    "SELECT pg_catalog.to_regclass($1) IS NOT NULL AND NOT EXISTS (
+                         SELECT FROM pg_catalog.pg_inherits i
+                         WHERE i.inhrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)
+                           AND i.inhparent OPERATOR(pg_catalog.=) ANY (
+                               SELECT pg_catalog.to_regclass(n) FROM pg_catalog.unnest($2::text[]) AS n))",
+                )
+                .bind(relation(t))
+                .bind(&names)
+                .fetch_one(&mut *c)
+                .await?;
+                if !hashed {
                     continue;
                 }
                 // language=SQL
