@@ -757,15 +757,20 @@ async fn a_view_that_freezes_now_is_compared_without_the_instant_it_froze() {
             "plan",
             steps(
                 "the view shows when",
+                // A second step: the plan is rehearsed too, whose comparison masks the same.
                 json!([{"name": "view",
                         "up": format!("DROP VIEW recent_posts; {}", view(", published")),
-                        "down": format!("DROP VIEW recent_posts; {}", view(""))}]),
+                        "down": format!("DROP VIEW recent_posts; {}", view(""))},
+                       {"name": "index",
+                        "up": "CREATE INDEX CONCURRENTLY posts_published ON posts (published)",
+                        "down": "DROP INDEX CONCURRENTLY posts_published"}]),
             ),
         )
         .await;
     let id = common::plan_id(&planned);
     let dry = c.ok("dry-run", json!({"plan_id": id})).await;
     assert_eq!(dry["rollback_verified"], true, "{dry}");
+    assert_eq!(dry["rehearsed"], true, "{dry}");
     assert!(dry["warnings"].to_string().contains("'now'"), "{dry}");
     p.project.approve(&id, "alice");
     assert_eq!(

@@ -284,11 +284,9 @@ impl Engine {
             .fingerprint()
             .await
             .map_err(|e| left(e.to_string()))?;
-        if &after != was.schema {
-            return Err(left(format!(
-                "its schema differs: {}",
-                was.schema.diff(&after)
-            )));
+        let (after, before) = (comparable(plan, &after), comparable(plan, was.schema));
+        if after != before {
+            return Err(left(format!("its schema differs: {}", before.diff(&after))));
         }
         let data = session
             .content_hashes(was.tables)
