@@ -38,6 +38,14 @@ impl Engine {
             })
     }
 
+    /// Whether apply runs `step`'s `up` as more than one transaction (a non-transactional
+    /// statement beside others).
+    fn spans_transactions(step: &Step) -> bool {
+        let name = step.name.as_deref().unwrap_or("step");
+        Self::stmts(name, step.up.as_deref())
+            .is_ok_and(|st| st.len() > 1 && st.iter().any(|x| !x.transactional))
+    }
+
     /// Whether one transaction cannot hold the plan's round trip: an enum value added by `up`
     /// cannot be used until that transaction commits, and a `down` that moves rows off the
     /// value uses it (PostgreSQL: unsafe use of new value). Apply and rollback run them in
@@ -97,9 +105,6 @@ impl Engine {
         };
         let mut done: Vec<&Step> = Vec::new();
         let mut statements = Vec::new();
-        // The schema once the last step that ran whole committed: a failing step that differs
-        // from it committed part of itself.
-        let mut at = before.clone();
         for step in plan.steps().iter().filter(|s| !s.is_final()) {
             // Noted first: if drydock dies while the step is committed, the next dry-run on
             // this staging takes it back (`recover_rehearsals`).
@@ -110,14 +115,23 @@ impl Engine {
                     .err()
                     .map_or(e, |left| Error::RollbackUnverified { detail: left }));
             }
+            // A step of several transactions may fail after committing part of itself: the
+            // schema before it tells (a step of one transaction commits all or nothing).
+            let at = if Self::spans_transactions(step) {
+                Some(session.fingerprint().await?)
+            } else {
+                None
+            };
             match Self::up_in_sandbox(session, plan, step, "dry-run up (rehearsal)").await {
                 Ok(runs) => {
                     statements.extend(runs);
                     done.push(step);
-                    at = session.fingerprint().await?;
                 }
                 Err(failed) => {
-                    let partly = session.fingerprint().await.map_or(true, |f| f != at);
+                    let partly = match &at {
+                        Some(at) => session.fingerprint().await.map_or(true, |f| &f != at),
+                        None => false,
+                    };
                     let undone =
                         Self::undo(session, plan, partly.then_some(step), &done, &was).await;
                     return Err(match undone {
