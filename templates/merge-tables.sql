@@ -1,6 +1,9 @@
 {#- Merges columns of one table into another, column-wise on a key both have (expand/contract):
     the columns added to the table (nullable), and a trigger on the other table copying every
-    insert, update and delete of them across; a batched update filling the existing rows; a
+    insert, update and delete of them across, and one on the table filling a row inserted after
+    its pair (a pair whose two rows two transactions insert at the same instant is the one case
+    neither trigger sees); a batched update filling the existing rows, each batch REPEATABLE
+    READ so that it never writes a value older than the trigger's; a
     manual gate while the application moves to the merged columns; after the rollback window,
     the final step drops the trigger and the merged-away table. -#}
 -- Migration: merge {{ columns | join(sep=", ") }} of {{ from_table | ident }} into {{ table | ident }} on {{ key | ident }}
@@ -19,7 +22,18 @@ BEGIN
 END
 $drydock$;
 CREATE TRIGGER {{ trigger | ident }} AFTER INSERT OR UPDATE OR DELETE ON {{ from_table | ident }} FOR EACH ROW EXECUTE FUNCTION {{ function | ident }}();
+CREATE FUNCTION {{ fill_function | ident }}() RETURNS trigger LANGUAGE plpgsql AS $drydock$
+BEGIN
+    IF {% for c in moved %}NEW.{{ c.name | ident }} IS NULL AND {% endfor %}true THEN
+        SELECT {% for c in moved %}{% if not loop.first %}, {% endif %}{{ c.name | ident }}{% endfor %} INTO {% for c in moved %}{% if not loop.first %}, {% endif %}NEW.{{ c.name | ident }}{% endfor %} FROM {{ from_table | ident }} WHERE {{ key | ident }} = NEW.{{ key | ident }};
+    END IF;
+    RETURN NEW;
+END
+$drydock$;
+CREATE TRIGGER {{ fill_trigger | ident }} BEFORE INSERT ON {{ table | ident }} FOR EACH ROW EXECUTE FUNCTION {{ fill_function | ident }}();
 -- drydock:down
+DROP TRIGGER {{ fill_trigger | ident }} ON {{ table | ident }};
+DROP FUNCTION {{ fill_function | ident }}();
 DROP TRIGGER {{ trigger | ident }} ON {{ from_table | ident }};
 DROP FUNCTION {{ function | ident }}();
 ALTER TABLE {{ table | ident }} {% for c in moved %}{% if not loop.first %}, {% endif %}DROP COLUMN {{ c.name | ident }}{% endfor %};
@@ -33,6 +47,8 @@ SELECT 1 -- from here on the application reads and writes {{ columns | join(sep=
 SELECT 1 -- nothing to undo: the gate is for the application
 -- drydock:step contract after=rollback_window
 -- drydock:up
+DROP TRIGGER {{ fill_trigger | ident }} ON {{ table | ident }};
+DROP FUNCTION {{ fill_function | ident }}();
 DROP TRIGGER {{ trigger | ident }} ON {{ from_table | ident }};
 DROP FUNCTION {{ function | ident }}();
 DROP TABLE {{ from_table | ident }};

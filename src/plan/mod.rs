@@ -112,6 +112,26 @@ impl Backfill {
             (None, false) => BackfillMode::Update(&self.set),
         }
     }
+
+    /// Whether a batch reads rows other than the ones it writes: a copy reads its source, a
+    /// delete or update whose `where` or `set` holds a subquery reads what that selects. Such a
+    /// batch must not write what it read from a snapshot older than a concurrent writer's
+    /// change (see the PostgreSQL backfill).
+    pub fn reads_other_rows(&self) -> bool {
+        let subquery = |sql: &str| {
+            crate::sql::lexer::tokenize(sql)
+                .map(|tokens| tokens.iter().any(|(_, t)| t.is_word("SELECT")))
+                // Unlexable text never reaches a batch (validated); count it as reading.
+                .unwrap_or(true)
+        };
+        match self.mode() {
+            BackfillMode::Copy(_) => true,
+            BackfillMode::Update(set) => {
+                subquery(set) || self.filter.as_deref().is_some_and(subquery)
+            }
+            BackfillMode::Delete => self.filter.as_deref().is_some_and(subquery),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -130,13 +130,24 @@ fn move_data_catalog(
         batch_size: p.batch_size,
         pause_ms: None,
     };
-    // Only rows that were copied are deleted: a row of the source that matches `where` but
-    // arrived after the copy stays.
+    // Only rows that were copied, and are still as their copy is, are deleted: a row of the
+    // source that matches `where` but arrived after the copy, or that a writer changed after
+    // the sync trigger was dropped, stays (and the check says so). Compared as text: every
+    // type has a text form, not every type an equality.
+    let as_text = |alias: &str| {
+        p.columns
+            .iter()
+            .map(|c| format!("{alias}.{}::text", quote_ident(c)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let from = quote_ident(&p.from_table);
     let copied = format!(
-        "EXISTS (SELECT 1 FROM {to} AS dd_copy WHERE dd_copy.{k} = {from}.{k})",
+        "EXISTS (SELECT 1 FROM {to} AS dd_copy WHERE dd_copy.{k} = {from}.{k} AND ({copy}) IS NOT DISTINCT FROM ({source}))",
         to = quote_ident(&p.to_table),
-        from = quote_ident(&p.from_table),
         k = quote_ident(&key),
+        copy = as_text("dd_copy"),
+        source = as_text(&from),
     );
     let delete = Backfill {
         set: String::new(),
@@ -149,6 +160,14 @@ fn move_data_catalog(
         ..copy.clone()
     };
     ctx["key"] = json!(key);
+    ctx["function"] = json!(super::templates::derived(
+        &[&p.from_table, &p.to_table],
+        "move"
+    ));
+    ctx["trigger"] = json!(super::templates::derived(
+        &[&p.from_table, &p.to_table],
+        "move_trg"
+    ));
     ctx["copy"] = to_json(&copy)?;
     if p.delete_source {
         ctx["delete"] = to_json(&delete)?;
@@ -322,6 +341,8 @@ fn merge_tables(v: Value) -> Ctx {
         "params": v, "table": p.table, "from_table": p.from_table, "columns": p.columns, "key": p.key,
         "function": super::templates::derived(&[&p.from_table, &p.table], "merge"),
         "trigger": super::templates::derived(&[&p.from_table, &p.table], "merge_trg"),
+        "fill_function": super::templates::derived(&[&p.from_table, &p.table], "merge_fill"),
+        "fill_trigger": super::templates::derived(&[&p.from_table, &p.table], "merge_fill_trg"),
     }))
 }
 

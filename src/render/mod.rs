@@ -140,6 +140,10 @@ const PARTIALS: &[(&str, &str)] = &[
         include_str!("../../templates/_partials/carry-views-drop.sql"),
     ),
     (
+        "move-data-sync",
+        include_str!("../../templates/_partials/move-data-sync.sql"),
+    ),
+    (
         "carry-views-create",
         include_str!("../../templates/_partials/carry-views-create.sql"),
     ),
