@@ -173,8 +173,18 @@ impl Engine {
                 ran.applied.len()
             ),
         };
+        // Every step production has (a resumed apply's earlier steps too, if a kill came
+        // between a step's commit and its sync): staging's history says which it has already.
+        let applied: Vec<String> = self
+            .store
+            .steps(&plan.id)
+            .await?
+            .into_iter()
+            .filter(|s| s.state == StepState::Applied)
+            .map(|s| s.name)
+            .collect();
         let staging_sync = self
-            .follow_on_staging(&plan, &ran.applied, staging::Direction::Apply, agent)
+            .follow_on_staging(&plan, &applied, staging::Direction::Apply, agent)
             .await;
         let export = self.export_after_apply(&plan, target, &ran.applied).await;
         let mut report = ApplyReport::done(&plan, &message, ran.applied, ran.gated);

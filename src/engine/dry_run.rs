@@ -35,6 +35,14 @@ impl Engine {
         // The plan's own target, when reachable: its shape for the drift check, its row counts
         // for the estimate.
         let own = self.open_target(&plan.target).await.ok();
+        let mut recovered = recovered;
+        if let Some(production) = own.as_ref().filter(|_| {
+            self.config
+                .target(&plan.target)
+                .is_ok_and(|t| t.staging.as_deref() == Some(staging_cfg.name.as_str()))
+        }) {
+            recovered.extend(self.catch_up_staging(production, &staging, agent).await?);
+        }
         self.refuse_drifted_staging(plan, staging_cfg, &staging, own.as_ref())
             .await?;
         let started_at = crate::store::now();

@@ -5,6 +5,8 @@
 //! staging's. A failure here never undoes production's outcome: it is reported (and audited), and
 //! the next dry-run refuses a drifted staging (`staging-drift`).
 
+use std::collections::BTreeMap;
+
 use serde_json::json;
 
 use super::{Engine, overwritten};
@@ -88,19 +90,24 @@ impl Engine {
         let mut done = Vec::new();
         let mut result = Ok(());
         for name in steps {
-            if let Err(e) = self
+            match self
                 .follow_step(plan, name, direction, agent, &target)
                 .await
             {
-                result = Err(e);
-                break;
+                Ok(true) => done.push(name.clone()),
+                Ok(false) => {}
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
             }
-            done.push(name.clone());
         }
         lock.release().await;
         result.map(|_| done.clone()).map_err(|e| (done, e))
     }
 
+    /// Applies (or rolls back) one step on staging unless staging's own history says it has it
+    /// so already; whether it ran anything.
     async fn follow_step(
         &self,
         plan: &Plan,
@@ -108,7 +115,7 @@ impl Engine {
         direction: Direction,
         agent: &Principal,
         target: &Target,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let step = plan
             .steps()
             .iter()
@@ -124,7 +131,7 @@ impl Engine {
             Self::sql_failed(plan, target.name(), "staging sync", name, f)
         };
         match direction {
-            Direction::Apply if on_staging => Ok(()),
+            Direction::Apply if on_staging => Ok(false),
             Direction::Apply => {
                 let row = HistoryRow {
                     plan_id: &plan.id,
@@ -148,7 +155,7 @@ impl Engine {
                             },
                         )
                         .await?
-                        .map(|_| ())
+                        .map(|_| true)
                         .map_err(fail),
                     None => {
                         let stmts = Self::stmts(name, step.up.as_deref())?;
@@ -157,11 +164,11 @@ impl Engine {
                         let (r, _) = target
                             .execute(name, &stmts, &tables, history, policy, &mut |_| {})
                             .await?;
-                        r.map(|_| ()).map_err(fail)
+                        r.map(|_| true).map_err(fail)
                     }
                 }
             }
-            Direction::Rollback if !on_staging => Ok(()),
+            Direction::Rollback if !on_staging => Ok(false),
             Direction::Rollback => {
                 let stmts = Self::down_stmts(plan, name, step, target).await?;
                 let tables = Self::step_tables(plan, name);
@@ -172,8 +179,92 @@ impl Engine {
                 let (r, _) = target
                     .execute(name, &stmts, &tables, history, policy, &mut |_| {})
                     .await?;
-                r.map(|_| ()).map_err(fail)
+                r.map(|_| true).map_err(fail)
             }
         }
     }
+
+    /// Brings a production target's linked staging in step with the production's history, as
+    /// staging's own history rows say it stands: every step production has applied and staging
+    /// has not is applied there (in plan order), every step staging has and production rolled
+    /// back is rolled back there (newest first). A production apply killed between a step's
+    /// commit and its staging sync, then never resumed, would otherwise leave staging behind
+    /// and every later dry-run on its tables refused `staging-drift`. Returns what it did, for
+    /// the dry-run's warnings.
+    pub(super) async fn catch_up_staging(
+        &self,
+        production: &Target,
+        staging: &Target,
+        agent: &Principal,
+    ) -> Result<Vec<String>> {
+        let on_production = latest_states(production.history_versions().await?);
+        let on_staging = latest_states(staging.history_versions().await?);
+        // Only the plans on which the two differ are read from the store.
+        let mut plans: Vec<&str> = on_production
+            .keys()
+            .chain(on_staging.keys())
+            .filter(|k| {
+                on_production.get(*k).unwrap_or(&false) != on_staging.get(*k).unwrap_or(&false)
+            })
+            .map(|(p, _)| p.as_str())
+            .collect();
+        plans.sort_unstable();
+        plans.dedup();
+        let mut said = Vec::new();
+        for id in plans {
+            let state = |states: &BTreeMap<(String, String), bool>, step: &str| {
+                states
+                    .get(&(id.to_string(), step.to_string()))
+                    .copied()
+                    .unwrap_or(false)
+            };
+            let Ok(plan) = self.store.plan(id).await else {
+                continue;
+            };
+            if plan.target != production.name() {
+                continue;
+            }
+            let names: Vec<String> = plan.steps().iter().filter_map(|s| s.name.clone()).collect();
+            let missing: Vec<String> = names
+                .iter()
+                .filter(|n| state(&on_production, n) && !state(&on_staging, n))
+                .cloned()
+                .collect();
+            let extra: Vec<String> = names
+                .iter()
+                .rev()
+                .filter(|n| !state(&on_production, n) && state(&on_staging, n))
+                .cloned()
+                .collect();
+            for (steps, direction, did) in [
+                (extra, Direction::Rollback, "rolled back"),
+                (missing, Direction::Apply, "applied"),
+            ] {
+                let Some(sync) = self
+                    .follow_on_staging(&plan, &steps, direction, agent)
+                    .await
+                else {
+                    continue;
+                };
+                said.push(match sync.error {
+                    None => format!(
+                        "staging `{}` was behind production `{}` (an apply or rollback interrupted before its staging sync): {did} {:?} of plan `{id}` there first",
+                        sync.target, plan.target, sync.steps
+                    ),
+                    Some(e) => format!(
+                        "staging `{}` was behind production `{}` on plan `{id}` and could not be brought in step: {e}",
+                        sync.target, plan.target
+                    ),
+                });
+            }
+        }
+        Ok(said)
+    }
+}
+
+/// Whether each (plan, step) is applied, by its newest history row.
+fn latest_states(rows: Vec<crate::db::HistoryVersion>) -> BTreeMap<(String, String), bool> {
+    rows.into_iter()
+        .map(|r| ((r.plan_id, r.step), r.applied))
+        .collect()
 }
