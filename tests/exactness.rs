@@ -310,7 +310,10 @@ async fn apply_killed_after_first_step(p: &PgProject, column: &str) -> String {
     });
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while !p.has_column(&p.prod, "accounts", column).await {
-        assert!(std::time::Instant::now() < deadline, "the first step never committed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first step never committed"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     child.start_kill().ok();
@@ -358,7 +361,12 @@ async fn staging_catches_up_with_a_production_apply_killed_between_steps() {
         .await;
     let dry = once_free(&c, "dry-run", json!({"plan_id": plan_id(&next)})).await;
     assert_eq!(dry["rollback_verified"], true, "{dry}");
-    assert!(dry["warnings"].to_string().contains("was behind production"), "{dry}");
+    assert!(
+        dry["warnings"]
+            .to_string()
+            .contains("was behind production"),
+        "{dry}"
+    );
     assert!(p.has_column(&p.staging, "accounts", "region").await);
     assert_eq!(p.scalar(&p.staging, staged).await, 3);
     // The interrupted plan itself, resumed later, runs only what staging still lacks.

@@ -176,3 +176,21 @@ async fn merge_tables_fills_the_columns_and_rolls_back_before_the_contract() {
         0
     );
 }
+
+#[tokio::test]
+async fn a_copy_into_a_serial_key_moves_its_sequence_past_the_copied_keys() {
+    // The archive hands out its own keys too: after the copy, its next one must not be a key a
+    // copied row already has.
+    let setup = "CREATE TABLE events (id bigserial PRIMARY KEY, kind text NOT NULL, at integer NOT NULL);
+        INSERT INTO events (kind, at) SELECT 'k' || g, g FROM generate_series(1, 3000) g;
+        CREATE TABLE events_archive (id bigserial PRIMARY KEY, kind text NOT NULL, at integer NOT NULL)";
+    walk_with(
+        "move-data",
+        json!({"from_table": "events", "to_table": "events_archive", "columns": ["id", "kind", "at"]}),
+        setup,
+        &["events", "events_archive"],
+        Some("WITH n AS (INSERT INTO events_archive (kind, at) VALUES ('written by the application', 0) RETURNING id)
+              SELECT (SELECT id FROM n) = 3001"),
+    )
+    .await;
+}
