@@ -437,7 +437,7 @@ async fn two_servers_applying_one_plan_run_each_step_once() {
 #[tokio::test]
 async fn servers_started_together_on_a_fresh_state_directory_all_start() {
     let p = Project::new().await;
-    let children: Vec<std::process::Child> = (0..8)
+    let children: Vec<std::process::Child> = (0..50)
         .map(|_| {
             std::process::Command::new(env!("CARGO_BIN_EXE_drydock"))
                 .arg("--config")

@@ -253,6 +253,36 @@ async fn repeated_refusals_are_counted_not_copied() {
 }
 
 #[tokio::test]
+async fn concurrent_repeats_of_a_mistake_are_answered_one_to_n_each_once() {
+    let p = Project::new().await;
+    let mut clients = Vec::new();
+    for _ in 0..12 {
+        clients.push(p.connect().await);
+    }
+    let counts = futures_util::future::join_all(clients.iter().map(|c| async move {
+        c.ok(
+            "record-mistake",
+            json!({"what": "backfilled in one UPDATE", "lesson": "backfill in batches"}),
+        )
+        .await["count"]
+            .as_u64()
+            .unwrap()
+    }))
+    .await;
+    let mut sorted = counts.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        (1..=12).collect::<Vec<u64>>(),
+        "answered {counts:?}"
+    );
+    assert!(p.errors_md().contains("**seen:** 12 times"));
+    for c in clients {
+        c.close().await;
+    }
+}
+
+#[tokio::test]
 async fn a_failed_apply_rolls_back_the_whole_step() {
     let p = Project::new().await;
     let c = p.connect().await;

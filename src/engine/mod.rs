@@ -235,15 +235,18 @@ impl Engine {
     }
 
     /// Records a mistake: once in the state store (counted across every server sharing it),
-    /// and in this repository's ERRORS.md. Returns its count across servers. Neither failing
-    /// hides the other, nor the refusal that caused it.
+    /// and in this repository's ERRORS.md. Returns its count across servers: the store's, one
+    /// atomic counter, so concurrent repeats are answered 1..N each once (the larger of the two
+    /// counts, which concurrent callers bump in different orders, told two callers the same
+    /// number); ERRORS.md's only when the store could not count it. Neither failing hides the
+    /// other, nor the refusal that caused it.
     pub async fn note(&self, m: &Mistake) -> u64 {
         let local = self.errors.record(m).unwrap_or_else(|e| {
             tracing::error!(error = %e, "could not append to the error log");
             0
         });
         match self.store.record_mistake(&crate::errorlog::key(m), m).await {
-            Ok(shared) => u64::try_from(shared).unwrap_or(local).max(local),
+            Ok(shared) => u64::try_from(shared).unwrap_or(local),
             Err(e) => {
                 tracing::error!(error = %e, "could not record the mistake in the state store");
                 local

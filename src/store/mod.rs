@@ -212,10 +212,6 @@ impl Store {
             })
             .connect(&url)
             .await?;
-        // WAL lets readers go on while a transition commits; it is a property of the file.
-        sqlx::query("PRAGMA journal_mode = WAL")
-            .execute(&pool)
-            .await?;
         // Servers started together on a fresh directory would each see an empty schema and
         // create it: one migrates at a time, the others then find it done. The OS drops the
         // lock of a process that dies.
@@ -223,7 +219,16 @@ impl Store {
         let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))??;
-        let migrated = SQLITE.run(&pool).await;
+        // WAL lets readers go on while a transition commits; it is a property of the file. Set
+        // under the same lock: turning a fresh file to WAL needs it alone, and SQLite may answer
+        // `database is locked` at once there instead of waiting out the busy timeout.
+        let migrated = match sqlx::query("PRAGMA journal_mode = WAL")
+            .execute(&pool)
+            .await
+        {
+            Ok(_) => SQLITE.run(&pool).await.map_err(StoreError::from),
+            Err(e) => Err(StoreError::from(e)),
+        };
         drop(lock);
         migrated?;
         Ok(Store {
