@@ -326,6 +326,66 @@ async fn a_column_type_changes_on_sqlite_by_a_table_rebuild_and_rollback_restore
 }
 
 #[tokio::test]
+async fn a_not_null_column_is_added_on_sqlite_by_a_rebuild_with_each_rows_value() {
+    let p = Project::new().await;
+    let prod = p.path("prod.db");
+    for db in [&prod, &p.path("staging.db")] {
+        run(db, INVOICES).await;
+    }
+    let before = schema(&prod).await;
+    let c = p.connect().await;
+    let planned = c
+        .ok(
+            "plan",
+            json!({"goal": "every invoice has a currency", "target": "production", "template": "add-not-null-column",
+                   "params": {"table": "invoices", "column": "cents", "type": "INTEGER", "default": 0,
+                              "backfill": "CAST(amount AS INTEGER) * 100"}}),
+        )
+        .await;
+    let id = plan_id(&planned);
+    let dry = c.ok("dry-run", json!({"plan_id": id})).await;
+    assert_eq!(dry["rollback_verified"], true, "{dry}");
+    p.approve(&id, "alice");
+    let r = c.ok("apply", json!({"plan_id": id})).await;
+    assert_eq!(r["status"], "applied", "{r}");
+    assert_eq!(
+        scalar(
+            &prod,
+            "SELECT count(*) FROM invoices WHERE cents = id * 100"
+        )
+        .await,
+        2000
+    );
+    assert_eq!(scalar(&prod, "SELECT count(*) FROM payments").await, 2000);
+    let after = schema(&prod).await;
+    assert!(
+        after
+            .iter()
+            .any(|l| l.contains("\"cents\" INTEGER NOT NULL DEFAULT 0, CHECK")),
+        "{after:?}"
+    );
+    // New rows take the default; a NULL is refused.
+    run(
+        &prod,
+        "INSERT INTO invoices (id, customer_id, amount) VALUES (5000, 1, '3')",
+    )
+    .await;
+    assert_eq!(
+        scalar(&prod, "SELECT cents FROM invoices WHERE id = 5000").await,
+        0
+    );
+    run(&prod, "DELETE FROM invoices WHERE id = 5000").await;
+    let v = c.ok("validate", json!({"plan_id": id})).await;
+    assert_eq!(v["ok"], true, "{v}");
+    let rb = c
+        .ok("rollback", json!({"plan_id": id, "reason": "not yet"}))
+        .await;
+    assert_eq!(rb["schema_verified"], true, "{rb}");
+    assert_eq!(schema(&prod).await, before, "every statement as it was");
+    c.close().await;
+}
+
+#[tokio::test]
 async fn constraints_are_added_on_sqlite_by_a_rebuild_and_violations_refuse_the_step() {
     let p = Project::new().await;
     let prod = p.path("prod.db");

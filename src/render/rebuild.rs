@@ -236,6 +236,63 @@ pub(super) fn change_column_type(
     ))
 }
 
+/// `add-not-null-column` on SQLite: the column added `NOT NULL DEFAULT …` at the end of the
+/// definition, each existing row's value computed by `backfill` over the old row (or the
+/// default); a row the expression leaves NULL fails the copy, and the step. The `down` rebuilds
+/// the original definition, so rollback takes the column away with its values.
+pub(super) fn add_not_null_column(
+    params: Value,
+    catalog: &Catalog,
+) -> std::result::Result<String, String> {
+    let p: super::templates::AddNotNullColumn =
+        serde_json::from_value(params).map_err(|e| e.to_string())?;
+    validate_ident(&p.column)?;
+    validate_type(&p.ty)?;
+    if p.default.is_null() {
+        return Err("`default` must not be null for a NOT NULL column".into());
+    }
+    let default = crate::sql::literal_value(&p.default)?;
+    let info = table(catalog, &p.table)?;
+    if info.columns.iter().any(|c| c.name == p.column) {
+        return Err(format!("`{}` has a column `{}` already", p.table, p.column));
+    }
+    let value = match &p.backfill {
+        Some(e) => crate::sql::single_expression("`backfill`", e).map(|_| format!("({e})"))?,
+        None => default.clone(),
+    };
+    let mut items = definition(info.definition.as_deref().unwrap_or_default())?.items;
+    // A column goes before the table constraints, as SQLite's own ADD COLUMN would put it.
+    let at = items
+        .iter()
+        .position(|i| column_of(i).is_none())
+        .unwrap_or(items.len());
+    items.insert(
+        at,
+        format!(
+            "{} {} NOT NULL DEFAULT {default}",
+            quote_ident(&p.column),
+            p.ty
+        ),
+    );
+    let mut fill = same(info);
+    fill.push((p.column.clone(), value));
+    let (up, down) = rebuild(&p.table, info, &items, &fill, &same(info))?;
+    Ok(script(
+        &format!("add NOT NULL column {}.{}", p.table, p.column),
+        "rebuild",
+        &up,
+        &down,
+        (
+            "column-not-null",
+            format!(
+                "SELECT count(*) = 1 FROM pragma_table_info({}) WHERE name = {} AND \"notnull\" = 1",
+                quote_literal(&p.table),
+                quote_literal(&p.column)
+            ),
+        ),
+    ))
+}
+
 /// `add-check-constraint` on SQLite: the CHECK added as a table constraint (rows that break it
 /// fail the copy, and the step).
 pub(super) fn add_check_constraint(

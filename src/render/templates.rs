@@ -351,7 +351,7 @@ pub(crate) const ADD_NOT_NULL_COLUMN: TemplateDef = TemplateDef {
     context: add_not_null_column,
     moves: None,
     catalog: Reads::Nothing,
-    sqlite: super::rebuild::Sqlite::No,
+    sqlite: super::rebuild::Sqlite::Own(super::rebuild::add_not_null_column),
 };
 
 pub(crate) const RENAME_COLUMN: TemplateDef = TemplateDef {
