@@ -12,15 +12,13 @@
 -- drydock:up
 {% include "move-data-sync" %}
 -- drydock:down
-DROP TRIGGER {{ trigger | ident }} ON {{ from_table | ident }};
-DROP FUNCTION {{ function | ident }}();
+{% include "move-data-unsync" %}
 -- drydock:step copy
 -- drydock:backfill
 {{ copy | json }}
 -- drydock:step {% if delete %}switched manual{% else %}unsync{% endif %}
 -- drydock:up
-DROP TRIGGER {{ trigger | ident }} ON {{ from_table | ident }};
-DROP FUNCTION {{ function | ident }}();
+{% include "move-data-unsync" %}
 -- drydock:down
 {% include "move-data-sync" %}
 {%- if delete %}

@@ -137,17 +137,18 @@ fn move_data_catalog(
     let as_text = |alias: &str| {
         p.columns
             .iter()
-            .map(|c| format!("{alias}.{}::text", quote_ident(c)))
+            .map(|c| format!("CAST({alias}.{} AS text)", quote_ident(c)))
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let from = quote_ident(&p.from_table);
+    let source_table = quote_ident(&p.from_table);
     let copied = format!(
         "EXISTS (SELECT 1 FROM {to} AS dd_copy WHERE dd_copy.{k} = {from}.{k} AND ({copy}) IS NOT DISTINCT FROM ({source}))",
         to = quote_ident(&p.to_table),
+        from = source_table,
         k = quote_ident(&key),
         copy = as_text("dd_copy"),
-        source = as_text(&from),
+        source = as_text(&source_table),
     );
     let delete = Backfill {
         set: String::new(),
@@ -168,6 +169,11 @@ fn move_data_catalog(
         &[&p.from_table, &p.to_table],
         "move_trg"
     ));
+    ctx["delete_trigger"] = json!(super::templates::derived(
+        &[&p.from_table, &p.to_table],
+        "move_del_trg"
+    ));
+    ctx["source_columns"] = json!(from.columns.iter().map(|c| &c.name).collect::<Vec<_>>());
     ctx["copy"] = to_json(&copy)?;
     if p.delete_source {
         ctx["delete"] = to_json(&delete)?;

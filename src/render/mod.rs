@@ -144,6 +144,10 @@ const PARTIALS: &[(&str, &str)] = &[
         include_str!("../../templates/_partials/move-data-sync.sql"),
     ),
     (
+        "move-data-unsync",
+        include_str!("../../templates/_partials/move-data-unsync.sql"),
+    ),
+    (
         "carry-views-create",
         include_str!("../../templates/_partials/carry-views-create.sql"),
     ),
@@ -407,6 +411,12 @@ pub fn render(name: &str, params: serde_json::Value, facts: Facts<'_>) -> Result
     let agent_sql = agent_expressions(&params);
     let moved = t.moves.map(|m| m(&params)).transpose().map_err(refuse)?;
     let mut ctx_value = (t.context)(params).map_err(refuse)?;
+    // A template whose SQL is SQLite's too may still say some things SQLite's way.
+    ctx_value["sqlite"] = serde_json::json!(
+        facts
+            .catalog
+            .is_some_and(|c| c.engine == crate::sql::Dialect::Sqlite)
+    );
     if let Some(m) = moved {
         let deps = facts.deps.ok_or_else(|| {
             refuse(format!(
