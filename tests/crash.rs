@@ -2,9 +2,10 @@
 //! `apply` — and at the instant right after the target commits a step, found by watching the
 //! target's history table — then a fresh server finishes the job. On both engines, every trial
 //! must end with each step run exactly once (a counter plan ends at exactly +11, one history row
-//! per step), the store agreeing with the target, and the plan not stuck. The same for kills
-//! during `rollback`. Then the races: two servers applying one plan at once, and eight servers
-//! migrating a fresh state store at once.
+//! per step), the store agreeing with the target, the linked staging holding every step once
+//! too, and the plan not stuck. The same for kills during `rollback` (staging rolled back by the
+//! rollback that finishes, or by the next dry-run). Then the races: two servers applying one
+//! plan at once, and fifty servers migrating a fresh state store at once.
 
 mod common;
 
@@ -103,6 +104,8 @@ enum Kill {
 struct Bench {
     project_config: PathBuf,
     db: Db,
+    /// The production target's linked staging, which must follow every step too.
+    staging: Db,
 }
 
 /// The trial plan: +1, a table, +10 and, on PostgreSQL, a backfill of +100 (its last batch and
@@ -188,10 +191,16 @@ impl Bench {
 }
 
 /// Kill trials on one engine; returns the outcome lines (all must be ok).
-async fn trials(project: &Project, db: Db, seed: u64, backfill: bool) -> Vec<String> {
+async fn trials(
+    project: &Project,
+    (db, staging): (Db, Db),
+    seed: u64,
+    backfill: bool,
+) -> Vec<String> {
     let bench = Bench {
         project_config: project.config_path.clone(),
         db,
+        staging,
     };
     let history = bench.db.history_table();
     let mut rng = Rng(seed | 1);
@@ -243,9 +252,21 @@ async fn trials(project: &Project, db: Db, seed: u64, backfill: bool) -> Vec<Str
             .iter()
             .map(|s| s["state"].as_str().unwrap())
             .collect();
+        // Staging follows every step once, the ones a killed apply committed included.
+        let mut on_staging = bench.staging.connect().await;
+        let staged = on_staging
+            .int(&format!(
+                "SELECT CAST(n AS bigint) FROM counters WHERE id = {trial}"
+            ))
+            .await;
+        let staged_steps = on_staging
+            .int(&format!("SELECT count(DISTINCT step) FROM {history} WHERE plan_id = '{id}' AND rolled_back_at IS NULL"))
+            .await;
         let ok = counter == expected
             && rows == n
             && distinct == n
+            && staged == expected
+            && staged_steps == n
             && status["status"] == "applied"
             && states.iter().all(|s| *s == "applied");
         let at = match &kill {
@@ -254,7 +275,7 @@ async fn trials(project: &Project, db: Db, seed: u64, backfill: bool) -> Vec<Str
             Some(Kill::AtHistoryRow(k)) => format!("killed as history row {k} appeared"),
         };
         outcomes.push(format!(
-            "apply trial {trial:2}: {at:<34} history rows at kill {seen}, answered {answered:5} -> counter {counter}, history {rows}, status {}, steps {states:?}: {}",
+            "apply trial {trial:2}: {at:<34} history rows at kill {seen}, answered {answered:5} -> counter {counter}, history {rows}, staging {staged} in {staged_steps} steps, status {}, steps {states:?}: {}",
             status["status"],
             if ok { "ok" } else { "WRONG" }
         ));
@@ -301,12 +322,40 @@ async fn trials(project: &Project, db: Db, seed: u64, backfill: bool) -> Vec<Str
             .await
             .is_err();
         let steps_of_plan = if backfill { 4 } else { 3 };
+        // Staging follows: by the rollback that finished the job, or (killed after recording
+        // it, before its staging sync) by the next dry-run there.
+        let probe = common::plan_id(
+            &c.ok(
+                "plan",
+                json!({"goal": "after a rollback trial", "target": "production", "steps": [
+                {"name": "noop", "up": "SELECT 1", "down": "SELECT 1"}]}),
+            )
+            .await,
+        );
+        for _ in 0..100 {
+            let r = c.call("dry-run", json!({"plan_id": probe})).await;
+            if r.is_error != Some(true) {
+                break;
+            }
+            // The killed server's session may hold staging's lock for a moment.
+            assert_eq!(refusal_body(&r)["code"], "target-busy", "{r:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let staged = bench
+            .staging
+            .connect()
+            .await
+            .int(&format!(
+                "SELECT CAST(n AS bigint) FROM counters WHERE id = {trial}"
+            ))
+            .await;
         let ok = counter == 0
+            && staged == 0
             && rolled == steps_of_plan
             && table_gone
             && status["status"] == "rolled-back";
         outcomes.push(format!(
-            "rollback trial {trial:2}: {:<34} rolled back at kill {seen} -> counter {counter}, rolled back {rolled}, table gone {table_gone}, status {}: {}",
+            "rollback trial {trial:2}: {:<34} rolled back at kill {seen} -> counter {counter}, staging {staged}, rolled back {rolled}, table gone {table_gone}, status {}: {}",
             match kill {
                 Kill::AfterMs(ms) => format!("killed at {ms} ms"),
                 Kill::AtHistoryRow(k) => format!("killed as down {k} committed"),
@@ -366,14 +415,19 @@ async fn pg_project() -> PgProject {
 #[tokio::test]
 async fn killed_applies_and_rollbacks_on_sqlite_never_run_a_step_twice() {
     let p = sqlite_project().await;
-    let outcomes = trials(&p, Db::Sqlite(p.path("prod.db")), seed(), false).await;
+    let dbs = (
+        Db::Sqlite(p.path("prod.db")),
+        Db::Sqlite(p.path("staging.db")),
+    );
+    let outcomes = trials(&p, dbs, seed(), false).await;
     eprintln!("sqlite:\n{}", outcomes.join("\n"));
 }
 
 #[tokio::test]
 async fn killed_applies_and_rollbacks_on_postgres_never_run_a_step_twice() {
     let p = pg_project().await;
-    let outcomes = trials(&p.project, Db::Pg(p.prod.clone()), seed(), true).await;
+    let dbs = (Db::Pg(p.prod.clone()), Db::Pg(p.staging.clone()));
+    let outcomes = trials(&p.project, dbs, seed(), true).await;
     eprintln!("postgres:\n{}", outcomes.join("\n"));
 }
 

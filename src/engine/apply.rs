@@ -79,12 +79,10 @@ impl Engine {
     ) -> Result<ApplyReport> {
         match plan.status {
             Status::Applied | Status::Validated => {
-                return Ok(ApplyReport::done(
-                    plan,
-                    "already applied; nothing to do",
-                    vec![],
-                    None,
-                ));
+                let mut report =
+                    ApplyReport::done(plan, "already applied; nothing to do", vec![], None);
+                report.staging_sync = self.staging_catch_up(plan, agent).await;
+                return Ok(report);
             }
             Status::Rejected | Status::RolledBack => {
                 return Err(Error::WrongStatus {
@@ -131,12 +129,14 @@ impl Engine {
         let steps = self.reconcile(plan, target, agent).await?;
         if steps.iter().all(|s| s.state == StepState::Applied) {
             let fresh = self.store.plan(&plan.id).await?;
-            return Ok(ApplyReport::done(
+            let mut report = ApplyReport::done(
                 &fresh,
                 "already applied (per the target's history); nothing to do",
                 vec![],
                 None,
-            ));
+            );
+            report.staging_sync = self.staging_catch_up(&fresh, agent).await;
+            return Ok(report);
         }
         let backup = self
             .backup_if_needed(plan, target, agent, &mut items)
@@ -173,19 +173,7 @@ impl Engine {
                 ran.applied.len()
             ),
         };
-        // Every step production has (a resumed apply's earlier steps too, if a kill came
-        // between a step's commit and its sync): staging's history says which it has already.
-        let applied: Vec<String> = self
-            .store
-            .steps(&plan.id)
-            .await?
-            .into_iter()
-            .filter(|s| s.state == StepState::Applied)
-            .map(|s| s.name)
-            .collect();
-        let staging_sync = self
-            .follow_on_staging(&plan, &applied, staging::Direction::Apply, agent)
-            .await;
+        let staging_sync = self.staging_follows_applied(&plan, agent).await?;
         let export = self.export_after_apply(&plan, target, &ran.applied).await;
         let mut report = ApplyReport::done(&plan, &message, ran.applied, ran.gated);
         report.export = export;

@@ -108,8 +108,12 @@ impl Engine {
                 ..Change::default()
             })
             .await?;
+        // Every step production no longer has, newest first (a resumed rollback's earlier
+        // ones too): staging's history says which it still has.
+        let mut gone: Vec<String> = plan.steps().iter().filter_map(|s| s.name.clone()).collect();
+        gone.reverse();
         let staging_sync = self
-            .follow_on_staging(plan, &rolled_back, staging::Direction::Rollback, agent)
+            .follow_on_staging(plan, &gone, staging::Direction::Rollback, agent)
             .await;
         let unexported = self.unexport(plan, target, &exported).await;
         if !verified {

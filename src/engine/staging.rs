@@ -58,6 +58,10 @@ impl Engine {
                 )),
             },
         };
+        if sync.ok && sync.steps.is_empty() {
+            // Staging had every step already: nothing happened to audit.
+            return Some(sync);
+        }
         let _ = self
             .store
             .commit(Change {
@@ -182,6 +186,41 @@ impl Engine {
                 r.map(|_| true).map_err(fail)
             }
         }
+    }
+
+    /// Every step of `plan` production has, followed on staging: a resumed apply's earlier
+    /// steps too, if a kill came between a step's commit and its sync (staging's history says
+    /// which it has already).
+    pub(super) async fn staging_follows_applied(
+        &self,
+        plan: &Plan,
+        agent: &Principal,
+    ) -> Result<Option<StagingSync>> {
+        let applied: Vec<String> = self
+            .store
+            .steps(&plan.id)
+            .await?
+            .into_iter()
+            .filter(|s| s.state == crate::plan::StepState::Applied)
+            .map(|s| s.name)
+            .collect();
+        Ok(self
+            .follow_on_staging(plan, &applied, Direction::Apply, agent)
+            .await)
+    }
+
+    /// `staging_follows_applied` for an apply of a plan already applied (killed after its last
+    /// step, before its sync): reported only when staging was behind.
+    pub(super) async fn staging_catch_up(
+        &self,
+        plan: &Plan,
+        agent: &Principal,
+    ) -> Option<StagingSync> {
+        self.staging_follows_applied(plan, agent)
+            .await
+            .ok()
+            .flatten()
+            .filter(|s| !s.ok || !s.steps.is_empty())
     }
 
     /// Brings a production target's linked staging in step with the production's history, as
