@@ -193,9 +193,17 @@ async fn move_data_runs_on_sqlite_through_its_gate_and_back() {
         1000
     );
     // Until the gate, the application's updates and deletes of copied rows reach their copies.
-    run(&prod, "UPDATE events SET kind = 'changed' WHERE id = 5; DELETE FROM events WHERE id = 6").await;
+    run(
+        &prod,
+        "UPDATE events SET kind = 'changed' WHERE id = 5; DELETE FROM events WHERE id = 6",
+    )
+    .await;
     assert_eq!(
-        scalar(&prod, "SELECT count(*) FROM events_archive WHERE (id = 5 AND kind = 'changed') OR id = 6").await,
+        scalar(
+            &prod,
+            "SELECT count(*) FROM events_archive WHERE (id = 5 AND kind = 'changed') OR id = 6"
+        )
+        .await,
         1
     );
     run(&prod, "UPDATE events SET kind = 'k5' WHERE id = 5; INSERT INTO events VALUES (6, 'k6', 6); INSERT INTO events_archive VALUES (6, 'k6', 6)").await;
