@@ -23,29 +23,78 @@ const TOOLS: [&str; 9] = [
 ];
 
 fn node_report(p: &Project) -> Value {
+    node("client.mjs", p, &[])
+}
+
+/// Runs a script of `tests/conformance` with node against the real binary on `p`'s config (and
+/// `more` arguments); returns the JSON it prints.
+fn node(script: &str, p: &Project, more: &[&str]) -> Value {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance");
     assert!(
         dir.join("node_modules/@modelcontextprotocol/sdk").exists(),
         "the TypeScript SDK is not installed: run `npm ci` in tests/conformance (.ci/run does)"
     );
     let out = std::process::Command::new("node")
-        .arg(dir.join("client.mjs"))
+        .arg(dir.join(script))
         .arg(env!("CARGO_BIN_EXE_drydock"))
         .arg(&p.config_path)
+        .args(more)
         .current_dir(&dir)
         .output()
         .expect("node runs (node 20 is on the machine)");
     assert!(
         out.status.success(),
-        "client.mjs failed: {}",
+        "{script} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
-            "client.mjs printed no report ({e}): {}",
+            "{script} printed no report ({e}): {}",
             String::from_utf8_lossy(&out.stdout)
         )
     })
+}
+
+#[tokio::test]
+async fn progress_seen_by_the_typescript_sdk_only_increases_across_a_template_with_a_backfill() {
+    let p = common::PgProject::new("").await;
+    let c = p.project.connect().await;
+    let planned = c
+        .ok(
+            "plan",
+            json!({"goal": "every account has a tier", "target": "production", "template": "add-not-null-column",
+                   "params": {"table": "accounts", "column": "tier", "type": "text", "default": "free"}}),
+        )
+        .await;
+    let id = plan_id(&planned);
+    c.ok("dry-run", json!({"plan_id": id})).await;
+    p.project.approve(&id, "alice");
+    c.close().await;
+    let r = node("progress.mjs", &p.project, &[&id]);
+    assert_eq!(r["status"], "applied", "{r}");
+    let seen: Vec<(f64, f64)> = r["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["progress"].as_f64().unwrap(),
+                n["total"].as_f64().unwrap_or(0.0),
+            )
+        })
+        .collect();
+    assert!(seen.len() >= 5, "{r}");
+    assert!(
+        seen.windows(2).all(|w| w[1].0 > w[0].0),
+        "progress went back: {seen:?}"
+    );
+    assert!(
+        seen.iter().all(|(done, total)| done <= total),
+        "progress past its total: {seen:?}"
+    );
+    // The statements after the backfill count on from its 20,000 rows.
+    let last = seen.last().unwrap().0;
+    assert!(last > 20_000.0, "{seen:?}");
 }
 
 #[tokio::test]

@@ -370,8 +370,8 @@ async fn the_facts_reported_are_true() {
                               "down": "DROP INDEX ledger_amount; ALTER TABLE accounts DROP COLUMN tier"}]}),
         )
         .await;
-    let status = c.ok("status", json!({"plan_id": id})).await;
-    let measured = status["runs"]
+    let status = c.ok("status", json!({"plan_id": id, "detail": true})).await;
+    let measured = status["report"]["runs"]
         .as_array()
         .unwrap()
         .iter()

@@ -238,13 +238,13 @@ async fn the_dry_run_measurement_stands_beside_the_analysis() {
         json!([]),
         "static and measured agree on a rewrite under ACCESS EXCLUSIVE: {dry}"
     );
-    let status = c.ok("status", json!({"plan_id": id})).await;
+    let status = c.ok("status", json!({"plan_id": id, "detail": true})).await;
     assert_eq!(
-        status["analysis"]["measured"]["statements"][0]["rewritten"],
+        status["report"]["analysis"]["measured"]["statements"][0]["rewritten"],
         json!(["ledger"])
     );
     assert!(
-        status["analysis"]["hazards"]
+        status["report"]["analysis"]["hazards"]
             .as_array()
             .unwrap()
             .iter()

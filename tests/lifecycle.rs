@@ -214,10 +214,12 @@ async fn a_migration_walks_from_plan_to_rollback() {
         .iter()
         .map(|r| r["kind"].as_str().unwrap())
         .collect();
+    // Newest first, each in one line (the brief `status` gives by default).
     assert_eq!(
         kinds,
-        ["dry-run", "pre-apply", "apply", "validate", "rollback"]
+        ["rollback", "validate", "apply", "pre-apply", "dry-run"]
     );
+    assert_eq!(s["runs_total"], 5);
     let list = c.ok("status", json!({})).await;
     assert_eq!(list["plans"][0]["plan_id"], id.as_str());
     c.close().await;

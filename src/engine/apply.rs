@@ -361,17 +361,22 @@ impl Engine {
         agent: &Principal,
         progress: Option<UnboundedSender<Progress>>,
     ) -> Result<StepsRun> {
-        let total: u64 = plan
+        // One progress for the whole plan, always increasing (as MCP requires): a statement is
+        // one unit, a backfilled row one unit; the steps already applied count as done.
+        let statements = |s: &Step| {
+            s.up.as_deref()
+                .map(|u| analysis::statements("", u).map(|v| v.len()).unwrap_or(0))
+                .unwrap_or(0) as u64
+        };
+        let mut total: u64 = plan.steps().iter().map(statements).sum();
+        let mut ran = StepsRun::default();
+        let mut done: u64 = plan
             .steps()
             .iter()
-            .map(|s| {
-                s.up.as_deref()
-                    .map(|u| analysis::statements("", u).map(|v| v.len()).unwrap_or(0))
-                    .unwrap_or(0) as u64
-            })
+            .zip(steps)
+            .filter(|(_, row)| row.state == StepState::Applied)
+            .map(|(s, _)| statements(s))
             .sum();
-        let mut ran = StepsRun::default();
-        let mut done = 0u64;
         let mut previous_applied_at: Option<String> = None;
         for (i, row) in steps.iter().enumerate() {
             let step = &plan.steps()[i];
@@ -404,7 +409,7 @@ impl Engine {
             };
             let t0 = Instant::now();
             let outcome = self
-                .run_step(&at, target, step, &progress, (&mut done, total))
+                .run_step(&at, target, step, &progress, (&mut done, &mut total))
                 .await?;
             let duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
             self.record_step(at, outcome, duration_ms, &mut ran).await?;
@@ -420,7 +425,7 @@ impl Engine {
         target: &Target,
         step: &Step,
         progress: &Option<UnboundedSender<Progress>>,
-        (done, total): (&mut u64, u64),
+        (done, total): (&mut u64, &mut u64),
     ) -> Result<StepOutcome> {
         let (plan, name, agent) = (at.plan, at.name, at.agent);
         let row = HistoryRow {
@@ -430,12 +435,15 @@ impl Engine {
             by: &agent.name,
         };
         if let Some(spec) = &step.backfill {
+            // The rows count on from the units done before this step; the estimate joins the
+            // plan's total until the backfill's real count replaces it.
+            let (base, planned) = (*done, *total);
             let mut tick = |rows: u64, estimate: u64, health: &crate::db::Health| {
                 if let Some(tx) = progress {
                     let around = health.summary();
                     let _ = tx.send(Progress {
-                        done: rows,
-                        total: estimate,
+                        done: base + rows,
+                        total: planned + estimate.max(rows),
                         message: format!(
                             "step `{name}`: {rows} of ~{estimate} rows backfilled{}",
                             if around.is_empty() {
@@ -479,6 +487,10 @@ impl Engine {
                 .await;
             watch.abort();
             let result = result?;
+            if let Ok(report) = &result {
+                *done = base + report.rows;
+                *total = planned + report.rows;
+            }
             return Ok(match result {
                 Ok(report) if report.halted => StepOutcome::Halted(report),
                 Ok(report) => StepOutcome::Backfilled(report),
@@ -491,7 +503,7 @@ impl Engine {
             if let Some(tx) = progress {
                 let _ = tx.send(Progress {
                     done: *done,
-                    total,
+                    total: (*total).max(*done),
                     message: format!("step `{}` statement {} done", r.step, r.index),
                     health: None,
                 });

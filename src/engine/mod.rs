@@ -5,6 +5,7 @@
 //! Imports every domain module below it; nothing but the adapters (`mcp`, `cli`) imports it.
 
 mod apply;
+mod brief;
 mod decisions;
 mod dry_run;
 mod export;
@@ -30,6 +31,7 @@ use std::time::Instant;
 use serde_json::json;
 use tokio::sync::mpsc::UnboundedSender;
 
+pub use brief::{HazardBrief, RunBrief, StatusBrief, StepBrief};
 pub use export::{ExportReport, StepVersion, Unexported};
 pub use identity::CreatedToken;
 pub use plan::next_steps;

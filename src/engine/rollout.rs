@@ -357,7 +357,9 @@ impl Engine {
                 started_at: crate::store::now(),
                 first: false,
             };
-            let outcome = self.run_step(&at, target, step, &None, (&mut 0, 0)).await?;
+            let outcome = self
+                .run_step(&at, target, step, &None, (&mut 0, &mut 0))
+                .await?;
             match outcome {
                 StepOutcome::Ran(..) | StepOutcome::Backfilled(_) => {}
                 StepOutcome::Halted(_) => return Ok(MemberDone::Halted),

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::{
     ApplyReport, DryRunReport, Engine, InspectReport, MistakeReport, PlanOutcome, PlanRequest,
-    PlanSummary, RollbackReport, StatusReport, ValidateReport,
+    PlanSummary, RollbackReport, StatusBrief, StatusReport, ValidateReport,
 };
 use crate::error::{Error, Refusal};
 use crate::identity::{Grant, Principal, Via};
@@ -132,12 +132,19 @@ pub struct RollbackInput {
 pub struct StatusInput {
     /// A plan id; omit to list plans.
     pub plan_id: Option<String>,
+    /// Also the full report, under `report`: the steps' SQL, every run's measurements and the
+    /// whole analysis (large on a big plan or a long history). Default: the brief alone.
+    #[serde(default)]
+    pub detail: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct StatusOutput {
     #[serde(flatten)]
-    pub plan: Option<StatusReport>,
+    pub plan: Option<StatusBrief>,
+    /// With `detail: true`: the full report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<StatusReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plans: Option<Vec<PlanSummary>>,
 }
@@ -335,7 +342,15 @@ impl DrydockServer {
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<crate::engine::Progress>();
             let peer = peer.clone();
             tokio::spawn(async move {
+                // MCP requires each notification's progress to be larger than the last: a
+                // report that did not move (a batch waiting on a lagging replica) is not sent;
+                // `status` has the why.
+                let mut last: Option<u64> = None;
                 while let Some(p) = rx.recv().await {
+                    if last.is_some_and(|l| p.done <= l) {
+                        continue;
+                    }
+                    last = Some(p.done);
                     let param = ProgressNotificationParam::new(token.clone(), p.done as f64)
                         .with_total(p.total as f64)
                         .with_message(p.message);
@@ -395,7 +410,8 @@ impl DrydockServer {
         ))
     }
 
-    /// One plan with its steps, checklist, runs and decisions; without `plan_id`, the list of plans.
+    /// One plan in brief (steps' states, checklist, worst hazards, newest runs, decisions, what
+    /// runs now); `detail: true` for the full report; without `plan_id`, the list of plans.
     #[tool(
         name = "status",
         title = "Plan status",
@@ -406,12 +422,17 @@ impl DrydockServer {
         Parameters(p): Parameters<StatusInput>,
     ) -> Result<Json<StatusOutput>, ToolError> {
         match p.plan_id {
-            Some(id) => Ok(Json(StatusOutput {
-                plan: Some(self.engine.status(&id).await?),
-                plans: None,
-            })),
+            Some(id) => {
+                let report = self.engine.status(&id).await?;
+                Ok(Json(StatusOutput {
+                    plan: Some(report.brief()),
+                    report: p.detail.then_some(report),
+                    plans: None,
+                }))
+            }
             None => Ok(Json(StatusOutput {
                 plan: None,
+                report: None,
                 plans: Some(self.engine.list().await?),
             })),
         }
