@@ -123,6 +123,68 @@ async fn pagila() -> PgProject {
     p
 }
 
+/// Tool results stay small whatever the schema: Pagila's `payment` grown to 59 partitions, an
+/// index on it (119 statements). Each result is under 8,000 tokens (32,000 bytes), `status`
+/// under 2,000; what a list left out is counted, and the full report is one call away.
+#[tokio::test]
+async fn results_fit_an_agents_context_on_a_table_with_59_partitions() {
+    let p = pagila().await;
+    let more: String = (0..52)
+        .map(|i| {
+            let (y, m) = (2023 + i / 12, 1 + i % 12);
+            let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+            format!("CREATE TABLE payment_p{y}_{m:02} PARTITION OF payment FOR VALUES FROM ('{y}-{m:02}-01') TO ('{ny}-{nm:02}-01');")
+        })
+        .collect();
+    for db in [&p.prod, &p.staging] {
+        run_sql(db, &more).await;
+    }
+    let c = p.project.connect().await;
+    let size = |v: &Value| v.to_string().len();
+    let page = c.ok("inspect", json!({"target": "production"})).await;
+    assert!(size(&page) < 32_000, "inspect: {} bytes", size(&page));
+    assert_eq!(page["partitions"]["payment"]["count"], 59, "{page}");
+    assert!(
+        !page["tables"]
+            .as_object()
+            .unwrap()
+            .contains_key("payment_p2022_01"),
+        "partitions are listed under their parent"
+    );
+    let planned = c
+        .ok(
+            "plan",
+            json!({"goal": "payments by customer", "target": "production", "template": "add-index",
+                   "params": {"table": "payment", "columns": ["customer_id", "payment_date"]}}),
+        )
+        .await;
+    assert!(size(&planned) < 32_000, "plan: {} bytes", size(&planned));
+    assert!(
+        planned["omitted"]["statements"].as_u64().unwrap() > 90,
+        "{}",
+        planned["omitted"]
+    );
+    let id = common::plan_id(&planned);
+    for _ in 0..2 {
+        let dry = c.ok("dry-run", json!({"plan_id": id})).await;
+        assert!(size(&dry) < 32_000, "dry-run: {} bytes", size(&dry));
+        assert_eq!(dry["rollback_verified"], true);
+    }
+    let status = c.ok("status", json!({"plan_id": id})).await;
+    assert!(size(&status) < 8_000, "status: {} bytes", size(&status));
+    assert_eq!(status["runs_total"], 2);
+    let full = c.ok("status", json!({"plan_id": id, "detail": true})).await;
+    assert_eq!(
+        full["report"]["analysis"]["statements"]
+            .as_array()
+            .unwrap()
+            .len(),
+        119,
+        "the whole analysis is one call away"
+    );
+    c.close().await;
+}
+
 #[tokio::test]
 async fn a_rename_that_breaks_a_trigger_function_fails_the_dry_run_and_validate_says_so() {
     let p = pagila().await;

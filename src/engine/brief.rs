@@ -7,6 +7,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::fit::clip;
 use super::report::{RunningInfo, StatusReport};
 use crate::checklist::ChecklistItem;
 use crate::config::Role;
@@ -18,8 +19,6 @@ use crate::store::{ApprovalRow, MemberRow};
 const HAZARDS: usize = 5;
 const RUNS: usize = 5;
 const MEMBERS: usize = 30;
-/// Characters of a message, an error or evidence kept in a brief.
-const TEXT: usize = 300;
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct StatusBrief {
@@ -102,14 +101,6 @@ pub struct RunBrief {
     pub statements: usize,
     pub warnings: usize,
     pub disagreements: usize,
-}
-
-/// `s` cut to `TEXT` characters, saying so.
-fn clip(s: &str) -> String {
-    match s.char_indices().nth(TEXT) {
-        Some((at, _)) => format!("{}… ({} characters in all)", &s[..at], s.chars().count()),
-        None => s.to_string(),
-    }
 }
 
 impl StatusReport {

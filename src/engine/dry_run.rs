@@ -156,6 +156,7 @@ impl Engine {
             rehearsed: exercised.rehearsed,
             duration_ms,
             next_steps: vec![],
+            omitted: Default::default(),
         };
         self.record_passed_dry_run(
             plan,

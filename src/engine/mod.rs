@@ -9,6 +9,7 @@ mod brief;
 mod decisions;
 mod dry_run;
 mod export;
+mod fit;
 mod identity;
 mod lease;
 mod plan;
@@ -33,6 +34,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 pub use brief::{HazardBrief, RunBrief, StatusBrief, StepBrief};
 pub use export::{ExportReport, StepVersion, Unexported};
+pub use fit::{LISTED, Omitted};
 pub use identity::CreatedToken;
 pub use plan::next_steps;
 pub use report::*;

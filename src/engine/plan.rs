@@ -106,6 +106,7 @@ impl Engine {
             lessons,
             warnings,
             next_steps,
+            omitted: Default::default(),
         })
     }
 

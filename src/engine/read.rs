@@ -126,8 +126,19 @@ impl Engine {
             }
             catalog.tables.retain(|k, _| k == name);
         } else {
-            // A page of tables by name, so that a result stays within what MCP clients keep.
-            let limit = page.limit.unwrap_or(40).clamp(1, 200);
+            // A page of tables by name, so that a result stays within what MCP clients keep;
+            // partitions are listed under their parent (`partitions`), not as tables of their
+            // own (`table` names one to read it).
+            let children: std::collections::BTreeSet<&String> = catalog
+                .partitions
+                .iter()
+                .filter(|(parent, _)| catalog.tables.contains_key(*parent))
+                .flat_map(|(_, children)| children)
+                .collect();
+            let children: std::collections::BTreeSet<String> =
+                children.into_iter().cloned().collect();
+            catalog.tables.retain(|name, _| !children.contains(name));
+            let limit = page.limit.unwrap_or(20).clamp(1, 200);
             let mut rest = catalog
                 .tables
                 .split_off(page.after.as_deref().unwrap_or(""));
@@ -140,6 +151,20 @@ impl Engine {
             }
             catalog.tables = rest;
         }
+        let partitions = catalog
+            .partitions
+            .iter()
+            .filter(|(parent, _)| catalog.tables.contains_key(*parent))
+            .map(|(parent, children)| {
+                (
+                    parent.clone(),
+                    Partitions {
+                        count: children.len(),
+                        names: children.iter().take(LISTED).cloned().collect(),
+                    },
+                )
+            })
+            .collect();
         Ok(InspectReport {
             target: target.to_string(),
             role: cfg.role,
@@ -148,6 +173,7 @@ impl Engine {
             total_tables,
             next,
             tables: catalog.tables,
+            partitions,
         })
     }
 

@@ -31,6 +31,9 @@ pub struct PlanOutcome {
     /// superuser with no least-privilege `dry_run_role`.
     pub warnings: Vec<String>,
     pub next_steps: Vec<String>,
+    /// What this answer left out of its lists (see `omitted.detail` for the whole).
+    #[serde(default, skip_serializing_if = "super::fit::Omitted::is_empty")]
+    pub omitted: super::fit::Omitted,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -78,6 +81,9 @@ pub struct DryRunReport {
     pub probes: Vec<crate::db::AppProbe>,
     pub duration_ms: f64,
     pub next_steps: Vec<String>,
+    /// What this answer left out of its lists (see `omitted.detail` for the whole).
+    #[serde(default, skip_serializing_if = "super::fit::Omitted::is_empty")]
+    pub omitted: super::fit::Omitted,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -114,6 +120,9 @@ pub struct ApplyReport {
     /// to it (or resumes it from its checkpoint after a restart).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll: Option<Poll>,
+    /// What this answer left out of its lists (see `omitted.detail` for the whole).
+    #[serde(default, skip_serializing_if = "super::fit::Omitted::is_empty")]
+    pub omitted: super::fit::Omitted,
 }
 
 /// How to follow a background apply: call `tool` with `plan_id` every `every_s` seconds.
@@ -209,6 +218,7 @@ impl ApplyReport {
             next_steps,
             export: None,
             poll: None,
+            omitted: Default::default(),
         }
     }
 }
@@ -400,12 +410,24 @@ pub struct InspectReport {
     /// failed (or dirty) versions. Work beside them: see the `migration-specialist` prompt.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub migration_tools: Vec<crate::db::MigrationTool>,
-    /// Tables in the target; `tables` holds one page of them.
+    /// Tables in the target, partitions included; `tables` holds one page of them.
     pub total_tables: usize,
     /// More tables follow: pass this as `after` to read the next page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
     pub tables: BTreeMap<String, TableInfo>,
+    /// The partitions of each partitioned table listed (a page lists them here, not among
+    /// `tables`; `inspect` with `table` reads one).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub partitions: BTreeMap<String, Partitions>,
+}
+
+/// A partitioned table's partitions: how many, and the first names.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Partitions {
+    pub count: usize,
+    /// The first `LISTED` by name.
+    pub names: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -156,7 +156,7 @@ pub struct InspectInput {
     pub table: Option<String>,
     /// Tables come in pages, by name: the `next` of the previous page, to read the one after.
     pub after: Option<String>,
-    /// Tables per page (default 40, at most 200).
+    /// Tables per page (default 20, at most 200); partitions are listed under their parent.
     pub limit: Option<usize>,
 }
 
@@ -250,7 +250,8 @@ impl DrydockServer {
         Ok(Json(
             self.engine
                 .plan(req, &agent(&peer, &meta, &extensions))
-                .await?,
+                .await?
+                .fit(),
         ))
     }
 
@@ -313,7 +314,8 @@ impl DrydockServer {
                     p.target.as_deref(),
                     &agent(&peer, &meta, &extensions),
                 )
-                .await?,
+                .await?
+                .fit(),
         ))
     }
 
@@ -359,7 +361,9 @@ impl DrydockServer {
             });
             tx
         });
-        Ok(Json(self.engine.apply(&p.plan_id, &agent, sender).await?))
+        Ok(Json(
+            self.engine.apply(&p.plan_id, &agent, sender).await?.fit(),
+        ))
     }
 
     /// Run the plan's checks and built-in integrity checks (integrity, foreign keys, schema equal
