@@ -255,6 +255,25 @@ async fn repeated_refusals_are_counted_not_copied() {
 }
 
 #[tokio::test]
+async fn record_mistake_refuses_a_field_it_does_not_know() {
+    let p = Project::new().await;
+    let c = p.connect().await;
+    let r = c
+        .call(
+            "record-mistake",
+            json!({"what": "x", "lesson": "y", "severity": "high"}),
+        )
+        .await;
+    assert_eq!(r.is_error, Some(true), "{r:?}");
+    assert!(
+        format!("{:?}", r.content).contains("unknown field `severity`"),
+        "{r:?}"
+    );
+    assert!(!p.errors_md().contains("## "), "nothing was recorded");
+    c.close().await;
+}
+
+#[tokio::test]
 async fn concurrent_repeats_of_a_mistake_are_answered_one_to_n_each_once() {
     let p = Project::new().await;
     let mut clients = Vec::new();

@@ -382,3 +382,38 @@ async fn the_watcher_sees_writers_waiting_on_a_backfill_batch() {
     );
     c.close().await;
 }
+
+#[tokio::test]
+async fn an_agents_batch_size_is_the_most_a_batch_takes_and_its_pauses_are_in_the_estimate() {
+    let p = PgProject::new("").await;
+    let c = p.project.connect().await;
+    let planned = c
+        .ok(
+            "plan",
+            json!({"goal": "touch balances", "target": "production", "template": "backfill",
+                   "params": {"table": "accounts", "set": "balance = balance + 0", "batch_size": 150, "pause_ms": 2}}),
+        )
+        .await;
+    let id = plan_id(&planned);
+    let dry = c.ok("dry-run", json!({"plan_id": id})).await;
+    // 20,000 production rows in batches of 150 at most: 134 pauses of 2 ms.
+    let estimate = &dry["estimate"];
+    assert!(
+        estimate["production_ms"].as_f64().unwrap() >= 268.0,
+        "{estimate}"
+    );
+    assert!(
+        estimate["basis"].as_str().unwrap().contains("pauses"),
+        "{estimate}"
+    );
+    p.project.approve(&id, "alice");
+    let applied = c.ok("apply", json!({"plan_id": id})).await;
+    assert_eq!(applied["status"], "applied", "{applied}");
+    let report = &applied["backfills"][0];
+    assert!(
+        report["final_batch_size"].as_u64().unwrap() <= 150,
+        "{report}"
+    );
+    assert!(report["batches"].as_u64().unwrap() >= 134, "{report}");
+    c.close().await;
+}

@@ -295,6 +295,8 @@ fn backup_verified(f: &Facts) -> ChecklistItem {
                     b.taken_at,
                     if e.whole_database {
                         "the whole database".to_string()
+                    } else if e.tables.is_empty() {
+                        "no table (the plan changes no table that exists)".to_string()
                     } else {
                         e.tables.join(", ")
                     }

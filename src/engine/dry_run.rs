@@ -94,13 +94,14 @@ impl Engine {
             Some(t) => t.row_counts(&tables).await?,
             None => BTreeMap::new(),
         };
-        let (ratios, estimate, mut warnings) = scale_to_production(
+        let (ratios, mut estimate, mut warnings) = scale_to_production(
             &tables,
             &staging_rows,
             &prod_rows,
             &exercised.statements,
             self.config.policy.min_staging_ratio,
         );
+        paused_in_production(plan, &prod_rows, &mut estimate);
         let disagreements =
             analysis::agreement::disagreements(&plan.analysis, &exercised.statements)
                 .iter()
@@ -543,6 +544,33 @@ impl Exercised {
             ..self
         }
     }
+}
+
+/// A backfill's `pause_ms` is waited between batches in production as on staging, but
+/// production has more batches: the estimate adds each backfill's pauses over production's
+/// rows (at most `batch_size` rows a batch), which the staging run's duration left out.
+fn paused_in_production(plan: &Plan, prod_rows: &BTreeMap<String, u64>, estimate: &mut Estimate) {
+    let paused: f64 = plan
+        .steps()
+        .iter()
+        .filter_map(|s| s.backfill.as_ref())
+        .filter_map(|b| {
+            let pause = b.pause_ms.filter(|p| *p > 0)?;
+            let rows = prod_rows.get(&b.table).copied().unwrap_or(0);
+            let batches = rows.div_ceil(u64::from(b.batch_size.unwrap_or(1000)).max(1));
+            Some(pause as f64 * batches as f64)
+        })
+        .sum();
+    if paused > 0.0 {
+        estimate.production_ms += paused;
+        estimate.basis.push_str(&format!(
+            ", plus {:.0} ms of the backfills' pauses between production's batches",
+            paused
+        ));
+    }
+    estimate
+        .basis
+        .push_str("; time a batch waits for a lagging replica is not in it");
 }
 
 /// Staging's row counts against production's: each table's ratio (a `production-like` warning

@@ -161,6 +161,7 @@ pub struct InspectInput {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct MistakeInput {
     /// What went wrong.
     pub what: String,

@@ -75,7 +75,8 @@ pub struct Backfill {
     /// A unique, ordered column to walk the table by; the primary key when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
-    /// Rows per batch to start with (default 1000); adapted to keep batches near 100 ms.
+    /// Rows per batch at most (default: start at 1000 and grow); batches shrink below it to
+    /// stay near 100 ms and when they keep the application waiting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<u32>,
     /// Pause between batches, in milliseconds (default 0).

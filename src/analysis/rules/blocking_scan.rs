@@ -38,7 +38,14 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
             format!("drop the CHECK constraints on `{column}` first and add them back NOT VALID, then VALIDATE them in a separate transaction"),
         )),
         Action::AddConstraint { kind, not_valid: false } => Some((
-            format!("adding a {kind} constraint validates every row"),
+            format!(
+                "adding {} {kind} constraint validates every row",
+                if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                    "an"
+                } else {
+                    "a"
+                }
+            ),
             "add it with NOT VALID (instant), then VALIDATE CONSTRAINT in a separate transaction: validation takes only SHARE UPDATE EXCLUSIVE".to_string(),
         )),
         _ => None,

@@ -645,8 +645,10 @@ struct Pace {
 
 impl Pace {
     fn new(batch_size: Option<u32>, largest: i64, blocked: Arc<AtomicU64>) -> Pace {
+        // An agent's `batch_size` is where batches start and the most they take.
+        let largest = batch_size.map_or(largest, |b| largest.min(i64::from(b)).max(1));
         Pace {
-            size: i64::from(batch_size.unwrap_or(1000)),
+            size: i64::from(batch_size.unwrap_or(1000)).min(largest.max(100)),
             largest,
             blocked,
             blocked_seen: 0,
@@ -670,7 +672,7 @@ impl Pace {
     }
 
     fn shrink(&mut self) {
-        self.size = (self.size / 2).max(100);
+        self.size = (self.size / 2).max(100.min(self.largest));
     }
 }
 

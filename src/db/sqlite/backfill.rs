@@ -305,8 +305,10 @@ impl Sqlite {
             let ms = t0.elapsed().as_secs_f64() * 1000.0;
             slowest = slowest.max(ms);
             // Near 50 ms: the write lock is the whole database's.
+            // An agent's `batch_size` is the most a batch takes.
+            let most = spec.batch_size.map_or(50_000, i64::from).min(50_000);
             size = if ms < 25.0 {
-                (size * 3 / 2).min(50_000)
+                (size * 3 / 2).min(most).max(size.min(most))
             } else if ms > 100.0 {
                 (size / 2).max(100)
             } else {
