@@ -29,6 +29,11 @@ pub fn config(dir: &Path) -> Result<Config> {
     Config::parse(text, dir, None)
 }
 
+/// Whether `serve` has created the demo under `dir`.
+pub fn exists(dir: &Path) -> bool {
+    dir.join("demo-production.db").exists()
+}
+
 /// Creates the demo databases if they do not exist yet.
 pub async fn ensure(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)?;

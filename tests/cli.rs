@@ -260,3 +260,35 @@ fn help_documents_the_exit_codes() {
         "{help}"
     );
 }
+
+#[tokio::test]
+async fn a_folder_without_drydock_toml_is_not_given_a_demo_nobody_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_drydock"))
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("DRYDOCK_CONFIG")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["show", "pl-0123456789"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("no drydock.toml in this folder"), "{err}");
+    assert!(err.contains("drydock init"), "{err}");
+    assert!(!err.contains("unknown plan"), "{err}");
+    assert!(!dir.path().join(".drydock").exists(), "no demo was created");
+    // `serve` creates the demo (stdin closed: it starts and ends); then other commands use it,
+    // saying so.
+    assert!(run(&["serve"]).status.success());
+    assert!(dir.path().join(".drydock/demo-production.db").exists());
+    let out = run(&["plans"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("using the embedded demo"),
+        "{}",
+        stderr(&out)
+    );
+}

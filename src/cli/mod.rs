@@ -463,8 +463,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     }
     let config = match Config::discover(cli.global.config.as_deref()).map_err(refused)? {
         Some(config) => config,
-        // Nothing configured: the embedded SQLite demo pair under `./.drydock/`.
-        None => crate::demo::config(&std::env::current_dir()?.join(".drydock")).map_err(refused)?,
+        // Nothing configured: the embedded SQLite demo pair under `./.drydock/`, which only
+        // `serve` creates; another command uses it when it is there, and says so.
+        None => {
+            let demo = std::env::current_dir()?.join(".drydock");
+            let serving = matches!(cli.command, Command::Serve { .. });
+            if !serving && cli.global.server.is_none() {
+                if !crate::demo::exists(&demo) {
+                    return Err(refused(Error::Config(
+                        "no drydock.toml in this folder (nor --config, nor DRYDOCK_CONFIG): nothing to work on; run `drydock init` here to write one, or `drydock serve` to try the embedded demo (it creates ./.drydock)".into(),
+                    )));
+                }
+                eprintln!(
+                    "drydock: no drydock.toml in this folder; using the embedded demo in {}",
+                    demo.display()
+                );
+            }
+            crate::demo::config(&demo).map_err(refused)?
+        }
     };
     if let Some(url) = cli.global.server.clone().or(config.server.url.clone())
         && remote::handles(&cli.command)
