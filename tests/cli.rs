@@ -292,3 +292,35 @@ async fn a_folder_without_drydock_toml_is_not_given_a_demo_nobody_asked_for() {
         stderr(&out)
     );
 }
+
+#[tokio::test]
+async fn following_an_approved_plan_waits_for_its_apply() {
+    let p = Project::new().await;
+    let c = p.connect().await;
+    let id = p.ready(&c, common::add_column_plan()).await;
+    let mut follow = std::process::Command::new(env!("CARGO_BIN_EXE_drydock"))
+        .arg("--config")
+        .arg(&p.config_path)
+        .args([
+            "status", &id, "--follow", "--every", "100ms", "--format", "json",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(
+        follow.try_wait().unwrap().is_none(),
+        "--follow ended before the apply started"
+    );
+    let applied = c.ok("apply", json!({"plan_id": id})).await;
+    assert_eq!(applied["status"], "applied", "{applied}");
+    let out = tokio::task::spawn_blocking(move || follow.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let last: Value = serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap();
+    assert_eq!(last["status"], "applied", "{last}");
+    c.close().await;
+}

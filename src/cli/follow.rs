@@ -1,6 +1,6 @@
 //! `drydock status PLAN [--follow]` (and `show PLAN`): where a plan stands; following, a progress bar while an
 //! apply, backfill or rollback runs (in this process's server or another sharing the state
-//! store), ending when it stops.
+//! store), ending when it stops; an approved plan is waited for until its apply starts.
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -89,8 +89,11 @@ async fn follow_until_idle(
     let mut last = String::new();
     let started = std::time::Instant::now();
     // Follow while an apply or rollback runs (its lease, in any server); a plan `applying`
-    // without one may be about to start: wait a moment for it, no longer.
+    // without one may be about to start: wait a moment for it, no longer. An approved plan
+    // nobody has applied yet is waited for until its apply starts (followed before the agent
+    // calls `apply`).
     while s.running.is_some()
+        || s.status == Status::Approved
         || (s.status == Status::Applying && s.paused.is_none() && started.elapsed() < GRACE)
     {
         let (done, total, message) = match &s.running {
@@ -101,6 +104,9 @@ async fn follow_until_idle(
                     .clone()
                     .unwrap_or_else(|| format!("{} since {}", r.action, r.since)),
             ),
+            None if s.status == Status::Approved => {
+                (0, 0, "approved: waiting for the apply to start".into())
+            }
             None => (
                 0,
                 0,
