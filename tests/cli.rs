@@ -177,7 +177,32 @@ async fn a_failing_template_is_not_logged_as_the_agents_lesson() {
     );
     let refused = c.refused("dry-run", json!({"plan_id": id})).await;
     assert_eq!(refused["code"], "sql-failed", "{refused}");
-    assert!(!p.errors_md().contains("sql-failed"), "{}", p.errors_md());
+    // In ERRORS.md as drydock's own defect, in its section, after the agent's mistakes.
+    let log = p.errors_md();
+    let (mistakes, defects) = log
+        .split_once("# drydock's own defects")
+        .unwrap_or_else(|| panic!("no defects section: {log}"));
+    assert!(!mistakes.contains("sql-failed"), "{log}");
+    assert!(defects.contains("template `add-column`"), "{log}");
+    assert!(defects.contains("- **agent:** drydock"), "{log}");
+    // An agent's mistake after it goes before the section; neither is a lesson for agents.
+    c.refused("apply", json!({"plan_id": id})).await;
+    let log = p.errors_md();
+    let (mistakes, defects) = log.split_once("# drydock's own defects").unwrap();
+    assert!(mistakes.contains("checklist-unmet"), "{log}");
+    assert!(!defects.contains("checklist-unmet"), "{log}");
+    let next = c
+        .ok(
+            "plan",
+            json!({"goal": "a name", "target": "production", "template": "add-column",
+                   "params": {"table": "users", "column": "name", "type": "text"}}),
+        )
+        .await;
+    assert!(
+        !next["lessons"].to_string().contains("sql-failed"),
+        "{}",
+        next["lessons"]
+    );
     c.close().await;
 }
 

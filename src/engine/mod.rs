@@ -268,7 +268,8 @@ impl Engine {
         plan: Option<&Plan>,
     ) -> Error {
         // SQL that drydock's own template wrote failing is drydock's defect, not a lesson for
-        // the agent: it goes to drydock's log, never to ERRORS.md under the agent's name. A
+        // the agent: it goes to drydock's log and to ERRORS.md's own section for drydock's
+        // defects, never among the agent's mistakes (nor into the shared lessons). A
         // template that renders the agent's statements verbatim (`migration`) is not drydock's.
         let template = plan.and_then(|p| p.body.vouched_template());
         // ...unless the step that failed carries the agent's own SQL, given as a parameter.
@@ -287,6 +288,24 @@ impl Engine {
             )
         {
             tracing::error!(template, code = err.code(), error = %err, "drydock's template failed");
+            let defect = Mistake {
+                agent: "drydock".into(),
+                tool: tool.to_string(),
+                plan: plan.map(|p| p.id.clone()),
+                target: plan.map(|p| p.target.clone()),
+                code: err.code().to_string(),
+                what: format!("template `{template}`: {err}"),
+                lesson: format!(
+                    "drydock's template `{template}` wrote SQL that failed on this database: report it; write the change as `steps` meanwhile"
+                ),
+                tables: plan.map(|p| p.tables()).unwrap_or_default(),
+            };
+            if let Err(e) = self
+                .errors
+                .record_as(&defect, crate::errorlog::Kind::Defect)
+            {
+                tracing::error!(error = %e, "could not append drydock's defect to the error log");
+            }
             return err;
         }
         if let Some(lesson) = err.lesson() {

@@ -5,8 +5,8 @@
 //! through `redact`, so connection strings never land in the file.
 //! Imports only the leaves (`redact`, `lockfile`, `clock`); never `engine`, `store` or `db`.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -21,6 +21,29 @@ that keeps them from happening again. drydock appends here when it refuses a cal
 preconditions or when SQL fails in a dry-run or apply or a validation fails; agents add their own
 with the `record-mistake` tool. A repeat is counted on its entry, not copied.
 ";
+
+/// The section at the end of the log where drydock's own defects go: SQL that one of its
+/// templates wrote failed. Agents' mistakes are entered before it; its entries are never
+/// lessons for agents.
+const DEFECTS: &str = "\n# drydock's own defects\n\nSQL that drydock's own templates wrote failed here: a defect of drydock, not a mistake of the agent\nand not a lesson for agents. Report each to drydock's maintainers with its plan.\n";
+
+/// Which part of the log an entry belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// An agent's mistake, with its lesson.
+    Mistake,
+    /// drydock's own defect (its section at the end).
+    Defect,
+}
+
+impl Kind {
+    fn marker(self) -> &'static str {
+        match self {
+            Kind::Mistake => "<!-- drydock:entry ",
+            Kind::Defect => "<!-- drydock:defect ",
+        }
+    }
+}
 
 /// A mistake to record.
 #[derive(Debug, Clone, Default)]
@@ -137,72 +160,39 @@ impl ErrorLog {
 
     /// Appends `m`, or counts it on the entry it repeats. Returns the entry's count.
     pub fn record(&self, m: &Mistake) -> Result<u64> {
+        self.record_as(m, Kind::Mistake)
+    }
+
+    /// Enters `m` in the part of the log `kind` says (a new agent mistake goes before
+    /// drydock's own defects, a defect at the end), or counts it on the entry it repeats.
+    /// Returns the entry's count.
+    pub fn record_as(&self, m: &Mistake, kind: Kind) -> Result<u64> {
         let _guard = self.locked()?;
         let key = key(m);
         let now = crate::clock::now();
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&self.path)?;
-        let mut text = String::new();
-        file.read_to_string(&mut text)?;
-        let marker = format!("<!-- drydock:entry key={key} ");
+        let mut text = self.read()?;
+        if text.trim().is_empty() {
+            text = HEADER.to_string();
+        }
+        let marker = format!("{}key={key} ", kind.marker());
         if let Some(start) = text.find(&marker) {
-            // A repeat: rewrite the entry's marker and `seen` line, keep everything else.
-            let line_end = text[start..]
-                .find('\n')
-                .map(|e| start + e)
-                .unwrap_or(text.len());
-            let meta = parse_meta(&text[start..line_end]);
-            let count = meta
-                .get("count")
-                .and_then(|c| c.parse::<u64>().ok())
-                .unwrap_or(1)
-                + 1;
-            let tables = meta.get("tables").cloned().unwrap_or_default();
-            let new_marker = format!(
-                "<!-- drydock:entry key={key} code={} count={count} last={now} tables={tables} -->",
-                meta.get("code").cloned().unwrap_or_default()
-            );
-            let rest = &text[line_end..];
-            // The entry ends where the next one begins (its `## ` heading) or at the end.
-            let entry_end = rest
-                .find("\n## ")
-                .map(|e| line_end + e)
-                .unwrap_or(text.len());
-            let mut body = text[line_end..entry_end].trim_end_matches('\n').to_string();
-            let seen_prefix = "\n- **seen:** ";
-            if let Some(s) = body.find(seen_prefix) {
-                let e = body[s + 1..]
-                    .find('\n')
-                    .map(|e| s + 1 + e)
-                    .unwrap_or(body.len());
-                body.replace_range(s..e, &format!("{seen_prefix}{count} times, last {now}"));
-            }
-            // Every occurrence stays visible: when, which agent, which plan.
-            body.push_str(&format!("\n- **again:** {}\n", occurrence(m, &now)));
-            let mut updated = String::with_capacity(text.len() + 128);
-            updated.push_str(&text[..start]);
-            updated.push_str(&new_marker);
-            updated.push_str(&body);
-            updated.push_str(&text[entry_end..]);
-            drop(file);
+            let (updated, count) = repeated(&text, start, kind, &key, m, &now);
             self.replace(&updated)?;
             return Ok(count);
         }
-        let mut entry = String::new();
-        if text.trim().is_empty() {
-            entry.push_str(HEADER);
+        let entry = new_entry(m, &key, 1, &now).replacen(Kind::Mistake.marker(), kind.marker(), 1);
+        match kind {
+            Kind::Mistake => insert_mistake(&mut text, &entry),
+            Kind::Defect => {
+                if !text.contains(DEFECTS) {
+                    ensure_newline(&mut text);
+                    text.push_str(DEFECTS);
+                }
+                ensure_newline(&mut text);
+                text.push_str(&entry);
+            }
         }
-        entry.push_str(&new_entry(m, &key, 1, &now));
-        file.seek(SeekFrom::End(0))?;
-        if !text.is_empty() && !text.ends_with('\n') {
-            file.write_all(b"\n")?;
-        }
-        file.write_all(entry.as_bytes())?;
-        file.sync_all()?;
+        self.replace(&text)?;
         Ok(1)
     }
 
@@ -218,10 +208,7 @@ impl ErrorLog {
             if text.contains(&format!("<!-- drydock:entry key={key} ")) {
                 continue;
             }
-            if !text.ends_with('\n') {
-                text.push('\n');
-            }
-            text.push_str(&new_entry(m, &key, *count, last));
+            insert_mistake(&mut text, &new_entry(m, &key, *count, last));
             written += 1;
         }
         if written > 0 {
@@ -276,6 +263,80 @@ impl ErrorLog {
             .take(10)
             .collect())
     }
+}
+
+fn ensure_newline(text: &mut String) {
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+}
+
+/// Puts an agent's new mistake at the end of the mistakes: before drydock's own defects.
+fn insert_mistake(text: &mut String, entry: &str) {
+    match text.find(DEFECTS) {
+        Some(at) => {
+            let before = text[..at].trim_end_matches('\n').len();
+            text.insert_str(before, &format!("\n{}", entry.trim_end_matches('\n')));
+        }
+        None => {
+            ensure_newline(text);
+            text.push_str(entry);
+        }
+    }
+}
+
+/// `text` with the entry whose marker starts at `start` counted once more (its marker and
+/// `seen` line rewritten, an `again` line added); and the new count.
+fn repeated(
+    text: &str,
+    start: usize,
+    kind: Kind,
+    key: &str,
+    m: &Mistake,
+    now: &str,
+) -> (String, u64) {
+    let line_end = text[start..]
+        .find('\n')
+        .map(|e| start + e)
+        .unwrap_or(text.len());
+    let meta = parse_meta(&text[start..line_end]);
+    let count = meta
+        .get("count")
+        .and_then(|c| c.parse::<u64>().ok())
+        .unwrap_or(1)
+        + 1;
+    let tables = meta.get("tables").cloned().unwrap_or_default();
+    let new_marker = format!(
+        "{}key={key} code={} count={count} last={now} tables={tables} -->",
+        kind.marker(),
+        meta.get("code").cloned().unwrap_or_default()
+    );
+    let rest = &text[line_end..];
+    // The entry ends where the next one begins (its `## ` heading), at the defects' section
+    // (`# `), or at the end.
+    let entry_end = ["\n## ", "\n# "]
+        .iter()
+        .filter_map(|h| rest.find(h))
+        .min()
+        .map(|e| line_end + e)
+        .unwrap_or(text.len());
+    let mut body = text[line_end..entry_end].trim_end_matches('\n').to_string();
+    let seen_prefix = "\n- **seen:** ";
+    if let Some(s) = body.find(seen_prefix) {
+        let e = body[s + 1..]
+            .find('\n')
+            .map(|e| s + 1 + e)
+            .unwrap_or(body.len());
+        body.replace_range(s..e, &format!("{seen_prefix}{count} times, last {now}"));
+    }
+    // Every occurrence stays visible: when, which agent, which plan.
+    body.push_str(&format!("\n- **again:** {}\n", occurrence(m, now)));
+    let mut updated = String::with_capacity(text.len() + 128);
+    updated.push_str(&text[..start]);
+    updated.push_str(&new_marker);
+    updated.push_str(&body);
+    updated.push_str(&text[entry_end..]);
+    (updated, count)
 }
 
 /// A new entry's text: heading, marker, fields.
@@ -336,6 +397,32 @@ mod tests {
             lesson: lesson.into(),
             tables: vec!["users".into()],
         }
+    }
+
+    #[test]
+    fn drydocks_defects_keep_their_own_section_after_the_agents_mistakes() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = ErrorLog::new(&dir.path().join("ERRORS.md"), dir.path());
+        let defect = mistake("sql-failed", "drydock's template failed: report it");
+        log.record(&mistake("checklist-unmet", "dry-run first"))
+            .unwrap();
+        assert_eq!(log.record_as(&defect, Kind::Defect).unwrap(), 1);
+        // The mistake just before the section is counted without taking the section in.
+        assert_eq!(
+            log.record(&mistake("checklist-unmet", "dry-run first"))
+                .unwrap(),
+            2
+        );
+        log.record(&mistake("wrong-status", "apply once")).unwrap();
+        assert_eq!(log.record_as(&defect, Kind::Defect).unwrap(), 2);
+        let text = log.read().unwrap();
+        let (mistakes, defects) = text.split_once("# drydock's own defects").unwrap();
+        assert!(mistakes.contains("wrong-status") && mistakes.contains("seen:** 2 times"));
+        assert!(defects.contains("sql-failed") && defects.contains("seen:** 2 times"));
+        assert!(!defects.contains("checklist-unmet") && !defects.contains("wrong-status"));
+        assert_eq!(text.matches("# drydock's own defects").count(), 1);
+        let codes: Vec<String> = log.lessons().unwrap().into_iter().map(|l| l.code).collect();
+        assert!(!codes.contains(&"sql-failed".to_string()), "{codes:?}");
     }
 
     #[test]
