@@ -149,8 +149,7 @@ impl Walk<'_> {
     /// What a statement establishes for the ones after it.
     fn learn(&mut self, f: &StatementFacts) {
         // A DO block or a statement the analysis does not model may change anything.
-        self.opaque |=
-            f.lock == LockMode::NotPredicted && (f.kind == "do block" || f.kind.ends_with("stmt"));
+        self.opaque |= f.lock == LockMode::NotPredicted && (f.kind == "do block" || f.unmodelled);
         self.touched.extend(f.tables.iter().cloned());
         if f.kind.starts_with("create table") {
             self.created.extend(f.tables.iter().cloned());
@@ -253,6 +252,7 @@ impl Walk<'_> {
             has_where: true,
             detail: None,
             actions: vec![],
+            unmodelled: false,
         })
     }
 

@@ -76,6 +76,7 @@ pub fn classify(
         has_where,
         detail,
         actions: vec![],
+        unmodelled: false,
     }
 }
 

@@ -154,6 +154,43 @@ fn called_functions(node: &Node) -> Vec<String> {
 
 /// Walks a parse tree's serialised form for every `kind` node and collects the last name of its
 /// `names` list (`public.lower` → `lower`, `t.col` → `col`).
+/// A statement the analysis does not model, named in PostgreSQL's words from its parse node
+/// (`CreateSeqStmt` → `create sequence`, `VariableSetStmt` → `set`): what an engineer reads,
+/// never the parser's name.
+pub(super) fn postgres_words(node: &str) -> String {
+    match node {
+        "VariableSetStmt" => return "set".into(),
+        "VariableShowStmt" => return "show".into(),
+        "AlterObjectSchemaStmt" => return "alter set schema".into(),
+        "AlterOwnerStmt" => return "alter owner to".into(),
+        "DefineStmt" => return "create aggregate, operator or type".into(),
+        "RuleStmt" => return "create rule".into(),
+        "" => return "statement".into(),
+        _ => {}
+    }
+    let mut words: Vec<String> = Vec::new();
+    for c in node.trim_end_matches("Stmt").chars() {
+        if c.is_uppercase() || words.is_empty() {
+            words.push(c.to_lowercase().collect());
+        } else if let Some(w) = words.last_mut() {
+            w.push(c);
+        }
+    }
+    words
+        .into_iter()
+        .map(|w| match w.as_str() {
+            "seq" => "sequence".to_string(),
+            "trig" => "trigger".to_string(),
+            "stats" => "statistics".to_string(),
+            "func" => "function".to_string(),
+            "op" | "opr" => "operator".to_string(),
+            "fdw" => "foreign data wrapper".to_string(),
+            _ => w,
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn last_names_of(node: &Node, kind: &str, names: &str) -> Vec<String> {
     let mut out = Vec::new();
     if let Ok(v) = serde_json::to_value(node) {
@@ -235,6 +272,7 @@ pub fn facts(
         has_where: false,
         detail: None,
         actions: vec![],
+        unmodelled: false,
     };
     match stmt {
         NodeEnum::AlterTableStmt(a) => alter::alter_table(&mut f, a, catalog, state),
@@ -291,11 +329,8 @@ pub fn facts(
             f.lock = LockMode::NotPredicted;
         }
         other => {
-            f.kind = format!("{other:?}")
-                .split('(')
-                .next()
-                .unwrap_or("statement")
-                .to_lowercase();
+            f.kind = postgres_words(format!("{other:?}").split('(').next().unwrap_or(""));
+            f.unmodelled = true;
             f.lock = LockMode::NotPredicted;
         }
     }
@@ -401,6 +436,35 @@ mod tests {
         .unwrap();
         assert_eq!(f.kind, "do block");
         assert_ne!(f.lock, LockMode::AccessShare);
+    }
+
+    #[test]
+    fn statements_not_modelled_are_named_in_postgresqls_words() {
+        let catalog = crate::analysis::rules::test_support::pg_catalog();
+        let mut state = PlanState::new(&catalog);
+        for (sql, kind) in [
+            ("SET lock_timeout = '1s'", "set"),
+            ("CREATE SEQUENCE order_numbers", "create sequence"),
+            ("ALTER SEQUENCE order_numbers RESTART", "alter sequence"),
+            ("COMMENT ON TABLE users IS 'people'", "comment"),
+            ("GRANT SELECT ON users TO reporting", "grant"),
+            ("CREATE EXTENSION IF NOT EXISTS citext", "create extension"),
+            ("ALTER TABLE users OWNER TO app", "alter table owner to"),
+            (
+                "ALTER TABLE users SET WITHOUT OIDS",
+                "alter table drop oids",
+            ),
+            ("ALTER FUNCTION f() OWNER TO app", "alter owner to"),
+        ] {
+            let f = facts("s", 1, sql, &catalog, &mut state).unwrap();
+            assert_eq!(f.kind, kind, "{sql}");
+            assert!(!f.kind.contains("stmt"), "{sql}: {}", f.kind);
+        }
+        assert_eq!(
+            postgres_words("CreateForeignTableStmt"),
+            "create foreign table"
+        );
+        assert_eq!(postgres_words("CreateTrigStmt"), "create trigger");
     }
 
     /// Statements seen in public schemas and migration histories, with the facts PostgreSQL

@@ -143,6 +143,10 @@ pub struct StatementFacts {
     /// What the statement does, as the rules read it (PostgreSQL analysis).
     #[serde(skip)]
     pub actions: Vec<Action>,
+    /// A statement of a kind the analysis does not model (its lock not predicted, its effects
+    /// unknown): what comes after it is read with that in mind.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unmodelled: bool,
 }
 
 impl StatementFacts {

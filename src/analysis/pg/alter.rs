@@ -248,10 +248,11 @@ pub(super) fn alter_cmd(
         }
         _ => {
             let name = format!("{subtype:?}");
-            f.kind = format!(
-                "alter table {}",
-                name.strip_prefix("At").unwrap_or(&name).to_lowercase()
-            );
+            let words = match name.strip_prefix("At").unwrap_or(&name) {
+                "ChangeOwner" => "owner to".to_string(),
+                other => super::postgres_words(other),
+            };
+            f.kind = format!("alter table {words}");
             LockMode::AccessExclusive
         }
     }
