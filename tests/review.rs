@@ -277,3 +277,122 @@ async fn an_approver_reviews_and_approves_in_the_browser() {
     }
     agent.close().await;
 }
+
+/// Keeps what the browser shows as a test artifact: `target/review-screens/NAME.png`.
+async fn screenshot(c: &Client, name: &str) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/review-screens");
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = c.screenshot().await.expect("a screenshot");
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
+#[tokio::test]
+async fn the_page_reads_each_state_a_plan_can_be_in() {
+    let pg = common::PgProject::new("").await;
+    let p = &pg.project;
+    let agent = p.connect().await;
+    let step = |name: &str| {
+        json!([{"name": "add", "up": format!("ALTER TABLE accounts ADD COLUMN {name} TEXT"),
+                "down": format!("ALTER TABLE accounts DROP COLUMN {name}")}])
+    };
+    // A plan, and a newer one submitted to supersede it.
+    let first = plan_id(
+        &agent
+            .ok(
+                "plan",
+                json!({"goal": "a nickname", "target": "production", "steps": step("nickname")}),
+            )
+            .await,
+    );
+    let second = plan_id(
+        &agent
+            .ok("plan", json!({"goal": "a nickname, better", "target": "production", "steps": step("nick"), "supersedes": first}))
+            .await,
+    );
+    // A plan whose dry-run passes (staging's 2,000 accounts) and whose apply fails
+    // (production's 20,000): two statements in one transaction, the second holding the first's
+    // lock.
+    let failing = plan_id(
+        &agent
+            .ok(
+                "plan",
+                json!({"goal": "one account per slot", "target": "production", "steps": [
+                    {"name": "slots", "up": "ALTER TABLE accounts ADD COLUMN flag text; CREATE UNIQUE INDEX accounts_slot ON accounts ((id % 5000))",
+                     "down": "DROP INDEX accounts_slot; ALTER TABLE accounts DROP COLUMN flag"}]}),
+            )
+            .await,
+    );
+    agent.ok("dry-run", json!({"plan_id": failing})).await;
+    p.approve(&failing, "alice");
+    agent.refused("apply", json!({"plan_id": failing})).await;
+
+    let alice = p.token("alice", Grant::Approver);
+    let server = serve_http(p).await;
+    let base = format!("http://{}", server.addr);
+    let d = driver().await;
+    let c = browser(&d).await;
+    log_in(&c, &base, &alice).await;
+
+    c.goto(&format!("{base}/plans/{first}")).await.unwrap();
+    assert_eq!(
+        wait_text(&c, "status", &format!("superseded by {second}")).await,
+        format!("superseded by {second}")
+    );
+    assert!(
+        c.find(Locator::Id("approve")).await.is_err(),
+        "a superseded plan is not decided"
+    );
+    assert!(c.find(Locator::Id("reject")).await.is_err());
+    assert!(c.find(Locator::Id("nothing-to-decide")).await.is_ok());
+    screenshot(&c, "superseded").await;
+
+    c.goto(&format!("{base}/")).await.unwrap();
+    let list = c
+        .find(Locator::Id("plans"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let row = |id: &str| {
+        list.lines()
+            .find(|l| l.contains(id))
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(row(&first).contains("superseded by"), "{list}");
+    assert!(row(&second).contains("waits for a decision"), "{list}");
+    assert!(!row(&failing).contains("waits for a decision"), "{list}");
+    screenshot(&c, "plans").await;
+
+    c.goto(&format!("{base}/plans/{failing}")).await.unwrap();
+    assert_eq!(
+        wait_text(&c, "status", "approved; its apply failed").await,
+        "approved; its apply failed"
+    );
+    assert!(
+        c.find(Locator::Id("approve")).await.is_err(),
+        "approved already"
+    );
+    assert!(
+        c.find(Locator::Id("reject")).await.is_ok(),
+        "it may still be abandoned"
+    );
+    let source = c.source().await.unwrap();
+    assert!(
+        source.contains("held from an earlier statement"),
+        "measured locks say which were held"
+    );
+    assert!(source.contains("(acquired)"));
+    screenshot(&c, "apply-failed").await;
+
+    c.goto(&format!("{base}/plans/{second}")).await.unwrap();
+    assert!(
+        c.find(Locator::Id("approve")).await.is_ok(),
+        "the newer plan waits for a decision"
+    );
+    assert!(c.find(Locator::Id("waits")).await.is_ok());
+    screenshot(&c, "waits").await;
+    c.close().await.unwrap();
+    agent.close().await;
+}

@@ -168,7 +168,7 @@ async fn a_backfill_killed_mid_way_resumes_and_updates_every_row_exactly_once() 
         &client,
         "plan",
         json!({"goal": "count a visit", "target": "production", "template": "backfill",
-               "params": {"table": "counters", "set": "hits = hits + 1", "batch_size": 200, "pause_ms": 50}}),
+               "params": {"table": "counters", "set": "hits = hits + 1", "batch_size": 2000, "pause_ms": 30}}),
     )
     .await;
     let id = r.structured_content.unwrap()["plan_id"]

@@ -24,6 +24,8 @@ const MEMBERS: usize = 30;
 pub struct StatusBrief {
     pub plan_id: String,
     pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<String>,
     pub goal: String,
     pub target: String,
     pub role: Role,
@@ -117,6 +119,7 @@ impl StatusReport {
         StatusBrief {
             plan_id: self.plan_id.clone(),
             status: self.status,
+            superseded_by: self.superseded_by.clone(),
             goal: self.goal.clone(),
             target: self.target.clone(),
             role: self.role,

@@ -568,9 +568,11 @@ fn paused_in_production(plan: &Plan, prod_rows: &BTreeMap<String, u64>, estimate
             paused
         ));
     }
-    estimate
-        .basis
-        .push_str("; time a batch waits for a lagging replica is not in it");
+    if plan.steps().iter().any(|s| s.backfill.is_some()) {
+        estimate
+            .basis
+            .push_str("; time a batch waits for a lagging replica is not in it");
+    }
 }
 
 /// Staging's row counts against production's: each table's ratio (a `production-like` warning

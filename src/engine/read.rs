@@ -65,6 +65,7 @@ impl Engine {
         Ok(StatusReport {
             plan_id: plan.id.clone(),
             status: plan.status,
+            superseded_by: self.store.superseded_by(&plan.id).await?,
             goal: plan.goal.clone(),
             target: plan.target.clone(),
             role,
@@ -101,6 +102,7 @@ impl Engine {
                 risk: row
                     .risk
                     .and_then(|r| serde_json::from_value(serde_json::Value::String(r)).ok()),
+                superseded_by: row.superseded_by,
             })
             .collect())
     }

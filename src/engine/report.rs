@@ -327,6 +327,9 @@ impl From<RunRow> for RunSummary {
 pub struct StatusReport {
     pub plan_id: String,
     pub status: Status,
+    /// A newer plan submitted to supersede this one: this one is no longer to be decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<String>,
     pub goal: String,
     pub target: String,
     pub role: Role,
@@ -399,6 +402,9 @@ pub struct PlanSummary {
     pub created_at: String,
     /// The analysis's risk.
     pub risk: Option<crate::plan::analysis::Severity>,
+    /// A newer plan submitted to supersede this one: this one is no longer to be decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

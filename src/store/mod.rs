@@ -357,16 +357,31 @@ impl Store {
         })
     }
 
+    /// The newest plan that supersedes `id`, if any.
+    pub async fn superseded_by(&self, id: &str) -> Result<Option<String>> {
+        // language=SQL
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM plans WHERE supersedes = $1 ORDER BY created_at DESC LIMIT 1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     /// Plans, newest first.
     pub async fn plans(&self, limit: i64) -> Result<Vec<PlanListRow>> {
         let sql = match self.backend {
             // language=SQL
             Backend::Sqlite => {
-                "SELECT id, target, status, goal, author, created_at, json_extract(analysis, '$.risk') AS risk FROM plans ORDER BY created_at DESC, id LIMIT $1"
+                "SELECT id, target, status, goal, author, created_at, json_extract(analysis, '$.risk') AS risk,
+                        (SELECT s.id FROM plans s WHERE s.supersedes = plans.id ORDER BY s.created_at DESC LIMIT 1) AS superseded_by
+                 FROM plans ORDER BY created_at DESC, id LIMIT $1"
             }
             // language=SQL
             Backend::Postgres => {
-                "SELECT id, target, status, goal, author, created_at, analysis::json ->> 'risk' AS risk FROM plans ORDER BY created_at DESC, id LIMIT $1"
+                "SELECT id, target, status, goal, author, created_at, analysis::json ->> 'risk' AS risk,
+                        (SELECT s.id FROM plans s WHERE s.supersedes = plans.id ORDER BY s.created_at DESC LIMIT 1) AS superseded_by
+                 FROM plans ORDER BY created_at DESC, id LIMIT $1"
             }
         };
         Ok(sqlx::query_as(sql)

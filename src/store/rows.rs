@@ -112,6 +112,8 @@ pub struct PlanListRow {
     pub created_at: String,
     /// The analysis's risk (`low` ... `critical`).
     pub risk: Option<String>,
+    /// The newest plan submitted to supersede this one.
+    pub superseded_by: Option<String>,
 }
 
 /// A plan held by an engineer: its backfills wait between batches until it is resumed.

@@ -18,6 +18,7 @@ use super::guard;
 use super::session::{self, COOKIE, LOGIN_COOKIE, Session};
 use crate::error::Error;
 use crate::identity::{Grant, Via};
+use crate::plan::Status;
 
 pub fn routes() -> Router<guard::State> {
     Router::new()
@@ -302,7 +303,22 @@ async fn plan_page(
         .filter(|a| a.plan_id.as_deref() == Some(id))
         .collect();
     let is_author = sess.principal.name.eq_ignore_ascii_case(&report.author);
-    let can_decide = sess.principal.may(Grant::Approver) && !is_author;
+    let approver = sess.principal.may(Grant::Approver) && !is_author;
+    let shown = shown_status(&report);
+    // Forms only where a decision can still be taken: approve (and waive) before the plan is
+    // approved, reject until it is applied, release while it applies; none on a superseded plan.
+    let open = report.superseded_by.is_none();
+    let (before, until_applied) = (
+        matches!(report.status, Status::Planned | Status::Tested),
+        matches!(
+            report.status,
+            Status::Planned | Status::Tested | Status::Approved
+        ),
+    );
+    let can_approve = approver && open && before;
+    let can_reject = approver && open && until_applied;
+    let can_release = approver && open && report.status == Status::Applying;
+    let can_decide = can_approve || can_reject || can_release;
     render(
         "web/plan.html",
         status,
@@ -311,10 +327,30 @@ async fn plan_page(
             csrf: &sess.csrf,
             body: serde_json::json!({
                 "plan": report, "unmet": unmet, "estimate": estimate, "audit": audit,
-                "can_decide": can_decide, "is_author": is_author, "error": error,
+                "can_decide": can_decide, "can_approve": can_approve, "can_reject": can_reject,
+                "can_release": can_release, "is_author": is_author, "error": error,
+                "shown_status": shown, "approver": approver,
             }),
         },
     )
+}
+
+/// A plan's status as a reviewer must read it: a superseded plan is not `planned`, and an
+/// approved plan whose apply failed is not simply `approved`.
+fn shown_status(report: &crate::engine::StatusReport) -> String {
+    if let Some(by) = &report.superseded_by {
+        return format!("superseded by {by}");
+    }
+    let apply_failed = report
+        .runs
+        .iter()
+        .rev()
+        .find(|r| r.kind == crate::plan::RunKind::Apply)
+        .is_some_and(|r| !r.ok);
+    match report.status {
+        Status::Approved if apply_failed => "approved; its apply failed".into(),
+        other => other.to_string(),
+    }
 }
 
 /// After a decision: back to the plan's page, or the page again with the refusal on top.
