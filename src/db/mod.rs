@@ -243,14 +243,90 @@ impl Fingerprint {
         )
     }
 
-    /// What `other` has that `self` lacks and vice versa, briefly.
+    /// What `other` has that `self` lacks and vice versa, briefly: an object on both sides whose
+    /// definition changed is one `~` item showing where the two part (a view's 5 KB definition
+    /// is not repeated twice to say one word differs); the rest `-`/`+`, each cut short; at most
+    /// five of each, with how many more.
     pub fn diff(&self, other: &Fingerprint) -> String {
-        let a: std::collections::BTreeSet<_> = self.lines.iter().collect();
-        let b: std::collections::BTreeSet<_> = other.lines.iter().collect();
-        let gone: Vec<_> = a.difference(&b).take(5).map(|s| format!("-{s}")).collect();
-        let new: Vec<_> = b.difference(&a).take(5).map(|s| format!("+{s}")).collect();
-        [gone, new].concat().join("; ")
+        let a: std::collections::BTreeSet<&String> = self.lines.iter().collect();
+        let b: std::collections::BTreeSet<&String> = other.lines.iter().collect();
+        let mut gone: Vec<&String> = a.difference(&b).copied().collect();
+        let mut new: Vec<&String> = b.difference(&a).copied().collect();
+        let mut changed = Vec::new();
+        gone.retain(|g| {
+            let head = object_of(g);
+            match new.iter().position(|n| object_of(n) == head) {
+                Some(i) => {
+                    changed.push(parted(g, new.remove(i)));
+                    false
+                }
+                None => true,
+            }
+        });
+        let list = |sign: &str, items: Vec<String>| -> Vec<String> {
+            let more = items.len().saturating_sub(5);
+            let mut out: Vec<String> = items
+                .into_iter()
+                .take(5)
+                .map(|l| format!("{sign}{l}"))
+                .collect();
+            if more > 0 {
+                out.push(format!("({more} more {sign} lines)"));
+            }
+            out
+        };
+        [
+            list("~", changed),
+            list("-", gone.into_iter().map(|l| cut(l, 0, 200)).collect()),
+            list("+", new.into_iter().map(|l| cut(l, 0, 200)).collect()),
+        ]
+        .concat()
+        .join("; ")
     }
+}
+
+/// A fingerprint line's object: its first two words (`view public.film_list`, `column
+/// public.film.length`), what pairs a definition before with the one after.
+fn object_of(line: &str) -> &str {
+    let mut spaces = line.match_indices(' ').map(|(i, _)| i);
+    match (spaces.next(), spaces.next()) {
+        (Some(_), Some(second)) => &line[..second],
+        _ => line,
+    }
+}
+
+/// `line` from byte `at` (back to a char boundary), `len` bytes at most, marked where cut.
+fn cut(line: &str, at: usize, len: usize) -> String {
+    let mut start = at.min(line.len());
+    while !line.is_char_boundary(start) {
+        start -= 1;
+    }
+    let mut end = (start + len).min(line.len());
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}{}{}",
+        if start > 0 { "…" } else { "" },
+        &line[start..end],
+        if end < line.len() { "…" } else { "" }
+    )
+}
+
+/// One object's definition before and after, from a little before where they part.
+fn parted(before: &str, after: &str) -> String {
+    let at = before
+        .bytes()
+        .zip(after.bytes())
+        .position(|(x, y)| x != y)
+        .unwrap_or(before.len().min(after.len()));
+    let from = at.saturating_sub(40);
+    format!(
+        "{}: {} → {}",
+        object_of(before),
+        cut(before, from, 120),
+        cut(after, from, 120)
+    )
 }
 
 /// `'2026-12-06 20:39:30.235294'::timestamp …` and `'2026-12-06'::date` in `line` (as
@@ -1076,7 +1152,11 @@ pub fn agent_error(e: &sqlx::Error, sql: &str) -> String {
     let shaped = if raised(e).is_some() && !sql.to_lowercase().contains(&message.to_lowercase()) {
         "an error raised by the plan's PL/pgSQL, its message withheld (it may carry what the code read)".to_string()
     } else {
-        mask_read_values(message, sql)
+        // An integrity violation (SQLSTATE class 23) names the column, relation and constraint
+        // PostgreSQL checked: those names stay. Elsewhere a quoted name may be a value cast to
+        // one (`'…'::regclass` says `relation "…" does not exist`): masked.
+        let integrity = d.code().is_some_and(|c| c.starts_with("23"));
+        mask_values(message, sql, integrity)
     };
     match d.code() {
         // PostgreSQL's SQLSTATEs are five characters; SQLite's result codes are numbers.
@@ -1096,9 +1176,31 @@ pub fn raised(e: &sqlx::Error) -> Option<String> {
     }
 }
 
+/// The words before which PostgreSQL's messages quote a schema object's name.
+const OBJECT_WORDS: &[&str] = &[
+    "column",
+    "relation",
+    "table",
+    "constraint",
+    "index",
+    "view",
+    "sequence",
+    "schema",
+    "trigger",
+    "type",
+    "domain",
+    "function",
+];
+
 /// Replaces every `"..."` and `'...'` of `message` whose content `sql` does not contain with
 /// `"…"` (`'…'`).
 pub fn mask_read_values(message: &str, sql: &str) -> String {
+    mask_values(message, sql, false)
+}
+
+/// `mask_read_values`, keeping the names PostgreSQL quotes after an object's kind when
+/// `names` (an integrity violation's message).
+fn mask_values(message: &str, sql: &str, names: bool) -> String {
     let known = sql.to_lowercase();
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
@@ -1116,7 +1218,16 @@ pub fn mask_read_values(message: &str, sql: &str) -> String {
             return out;
         };
         let value = &rest[..close];
-        if !value.is_empty() && known.contains(&value.to_lowercase()) {
+        // A name PostgreSQL quotes after the kind of object it names (`column "email"`,
+        // `of relation "users"`, `constraint "users_pkey"`) is the schema's, which the agent
+        // may read anyway (`inspect`): kept. A value read from rows never comes so.
+        let named = names
+            && quote == '"'
+            && out[..out.len() - 1]
+                .split_whitespace()
+                .next_back()
+                .is_some_and(|w| OBJECT_WORDS.contains(&w.to_lowercase().as_str()));
+        if !value.is_empty() && (named || known.contains(&value.to_lowercase())) {
             out.push_str(value);
         } else {
             out.push('…');
@@ -1135,6 +1246,59 @@ pub fn millis(d: Duration) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn names_of_schema_objects_stay_in_a_masked_message_and_values_do_not() {
+        let m = super::mask_values(
+            "null value in column \"email\" of relation \"users\" violates not-null constraint \"users_email_nn\"",
+            "INSERT INTO users SELECT * FROM staged",
+            true,
+        );
+        assert_eq!(
+            m,
+            "null value in column \"email\" of relation \"users\" violates not-null constraint \"users_email_nn\""
+        );
+        assert_eq!(
+            super::mask_values(
+                "invalid input syntax for type integer: \"db-host-7\"",
+                "SELECT 1",
+                true
+            ),
+            "invalid input syntax for type integer: \"…\""
+        );
+        // Outside an integrity violation a quoted name may be a value cast to one.
+        assert_eq!(
+            super::mask_read_values(
+                "relation \"s3cret\" does not exist",
+                "SELECT (SELECT v FROM t)::regclass"
+            ),
+            "relation \"…\" does not exist"
+        );
+    }
+
+    #[test]
+    fn a_changed_definition_is_shown_where_it_parts_not_whole() {
+        let long = "x ".repeat(3000);
+        let before = super::Fingerprint::from_lines(vec![
+            format!("view public.film_list {long} WHERE length > 60 {long}"),
+            "table public.gone".to_string(),
+        ]);
+        let after = super::Fingerprint::from_lines(vec![
+            format!("view public.film_list {long} WHERE length > 90 {long}"),
+            "table public.new".to_string(),
+        ]);
+        let d = before.diff(&after);
+        assert!(d.len() < 700, "{} characters: {d}", d.len());
+        assert!(d.contains("~view public.film_list: "), "{d}");
+        assert!(
+            d.contains("length > 60") && d.contains("length > 90"),
+            "{d}"
+        );
+        assert!(
+            d.contains("-table public.gone") && d.contains("+table public.new"),
+            "{d}"
+        );
+    }
+
     use super::{Fingerprint, Health, ReplicaLag, mask_read_values};
 
     #[test]
