@@ -178,7 +178,12 @@ pub enum Error {
     #[error("validation of plan `{plan}` failed: {failures}")]
     ValidationFailed { plan: String, failures: String },
     #[error("backup of target `{target}` could not be verified: {detail}")]
-    BackupFailed { target: String, detail: String },
+    /// `fix` says what to do about this failure (too many rows, privileges, disk, a command).
+    BackupFailed {
+        target: String,
+        detail: String,
+        fix: String,
+    },
     #[error("another migration is running on target `{0}`")]
     TargetBusy(String),
     #[error("the rollout of plan `{plan}` halted: member `{member}` (wave {wave}) failed: {cause}")]
@@ -367,9 +372,7 @@ impl Error {
             Error::ValidationFailed { .. } => {
                 "investigate the failed checks; if the change is wrong, `rollback` it with a reason".into()
             }
-            Error::BackupFailed { .. } => {
-                "check free disk space and the target's health, or configure `[backup] command` in drydock.toml".into()
-            }
+            Error::BackupFailed { fix, .. } => fix.clone(),
             Error::TargetBusy(_) => "wait for the running migration to finish (see `status`), then call again".into(),
             Error::RolloutHalted { plan, member, .. } => format!("the failed member's step was rolled back and no later member was touched: fix the cause on `{member}` (see `status` members), then call `apply` with plan_id `{plan}` to resume the rollout, or `rollback` to reverse the members already applied"),
             Error::ExportConflict { fix, .. } => fix.clone(),

@@ -451,9 +451,13 @@ async fn snapshots_above_the_limit_need_a_backup_command() {
     let r = c.refused("apply", json!({"plan_id": id})).await;
     assert_eq!(r["code"], "backup-unverified");
     assert!(
-        r["message"].as_str().unwrap().contains("[backup] command"),
+        r["message"].as_str().unwrap().contains("snapshot_max_rows"),
         "{r}"
     );
+    // The fix is this failure's: a backup command (not disk space).
+    let fix = r["fix"].as_str().unwrap();
+    assert!(fix.contains("[backup] command"), "{r}");
+    assert!(!fix.contains("disk"), "{r}");
     assert!(!p.has_column(&p.prod, "accounts", "tier").await);
     c.close().await;
 

@@ -1083,9 +1083,12 @@ pub async fn backup_command(
     command: &str,
     max_age: Duration,
 ) -> Result<BackupEvidence> {
-    let fail = |detail: String| Error::BackupFailed {
+    let fail = |detail: String| {
+        Error::BackupFailed {
         target: target.to_string(),
         detail,
+        fix: "fix the `[backup] command` of drydock.toml: it must exit 0 and print the newest backup's evidence (README: backups)".into(),
+    }
     };
     let out = tokio::process::Command::new("sh")
         .arg("-c")

@@ -410,9 +410,12 @@ impl Sqlite {
         conn.close().await.map_err(|e| self.err(e))?;
         let source = self.row_counts(&tables).await?;
         let verified = integrity == "ok" && source == copied;
-        let fail = |detail: String| Error::BackupFailed {
+        let fail = |detail: String| {
+            Error::BackupFailed {
             target: self.name.clone(),
             detail,
+            fix: "call `apply` again (nothing was changed); if the copy keeps failing its check, check the disk that holds the state directory, or configure `[backup] command` in drydock.toml".into(),
+        }
         };
         if integrity != "ok" {
             return Err(fail(format!(

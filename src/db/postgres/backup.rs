@@ -12,9 +12,25 @@ impl Postgres {
         max_rows: u64,
     ) -> Result<BackupEvidence> {
         let mut conn = self.connect().await?;
-        let fail = |detail: String| Error::BackupFailed {
+        let fail = |detail: String, fix: &str| Error::BackupFailed {
             target: self.name.clone(),
             detail,
+            fix: fix.to_string(),
+        };
+        // What to do about a statement of the snapshot that failed, by its SQLSTATE.
+        let failed = |e: sqlx::Error| {
+            let fix = match super::sqlstate(&e).as_deref() {
+                Some("53100") => {
+                    "free disk space on the target's server (the snapshot copies the affected tables), or configure `[backup] command` in drydock.toml to verify your real backups instead"
+                }
+                Some("42501") => {
+                    "let the login create and fill the schema `drydock_backup` (GRANT CREATE ON DATABASE), or configure `[backup] command` in drydock.toml"
+                }
+                _ => {
+                    "see the detail: the snapshot's own SQL failed on this target; configure `[backup] command` in drydock.toml to verify your real backups instead"
+                }
+            };
+            fail(crate::redact::redact(&e.to_string()), fix)
         };
         let estimates = row_counts_on(&mut conn, tables)
             .await
@@ -22,14 +38,17 @@ impl Postgres {
         let total: u64 = estimates.values().sum();
         if total > max_rows {
             conn.close().await.ok();
-            return Err(fail(format!(
-                "the affected tables hold ~{total} rows, above policy.snapshot_max_rows ({max_rows}); configure `[backup] command` so drydock can verify your real backups instead"
-            )));
+            return Err(fail(
+                format!(
+                    "the affected tables hold ~{total} rows, above policy.snapshot_max_rows ({max_rows})"
+                ),
+                "configure `[backup] command` in drydock.toml so drydock verifies your real backups, or raise policy.snapshot_max_rows",
+            ));
         }
         sqlx::raw_sql("SET statement_timeout = 0; BEGIN ISOLATION LEVEL REPEATABLE READ; CREATE SCHEMA IF NOT EXISTS drydock_backup")
             .execute(&mut conn)
             .await
-            .map_err(|e| self.err(e))?;
+            .map_err(failed)?;
         let mut counts = BTreeMap::new();
         for table in estimates.keys() {
             let source = qualified_ident(table);
@@ -38,7 +57,7 @@ impl Postgres {
             sqlx::raw_sql(AssertSqlSafe(sql))
                 .execute(&mut conn)
                 .await
-                .map_err(|e| fail(e.to_string()))?;
+                .map_err(failed)?;
             let probe = |rel: &str| {
                 format!(
                     "SELECT count(*)::int8, coalesce(sum(hashtext(t::text)::int8), 0)::int8 FROM {rel} AS t"
@@ -47,17 +66,18 @@ impl Postgres {
             let a: (i64, i64) = sqlx::query_as(AssertSqlSafe(probe(&source)))
                 .fetch_one(&mut conn)
                 .await
-                .map_err(|e| fail(e.to_string()))?;
+                .map_err(failed)?;
             let b: (i64, i64) =
                 sqlx::query_as(AssertSqlSafe(probe(&format!("drydock_backup.{copy}"))))
                     .fetch_one(&mut conn)
                     .await
-                    .map_err(|e| fail(e.to_string()))?;
+                    .map_err(failed)?;
             if a != b {
                 sqlx::raw_sql("ROLLBACK").execute(&mut conn).await.ok();
-                return Err(fail(format!(
-                    "the snapshot of `{table}` differs from the source ({a:?} vs {b:?})"
-                )));
+                return Err(fail(
+                    format!("the snapshot of `{table}` differs from the source ({a:?} vs {b:?})"),
+                    "call `apply` again (nothing was changed); if it repeats, configure `[backup] command` in drydock.toml",
+                ));
             }
             counts.insert(table.clone(), a.0 as u64);
         }
