@@ -81,6 +81,8 @@ pub struct Postgres {
     options: PgConnectOptions,
     lock_timeout: Duration,
     statement_timeout: Duration,
+    /// Tries of a transaction that meets `lock_timeout` (`policy.lock_retries`).
+    lock_retries: u32,
     roles: Roles,
     /// A plain session kept from the last read (catalog, fingerprint, history, row counts) for
     /// the next one: a rollout member's reads share one connection instead of one each.
@@ -238,6 +240,7 @@ impl Postgres {
             options,
             lock_timeout: policy.lock_timeout,
             statement_timeout: policy.statement_timeout,
+            lock_retries: policy.lock_retries,
             roles: Roles {
                 check_timeout: policy.check_timeout,
                 ..Roles::default()

@@ -64,6 +64,7 @@ impl Postgres {
             options: self.options.clone(),
             name: self.name.clone(),
             limits: (self.lock_timeout, self.statement_timeout),
+            lock_retries: self.lock_retries,
             roles: self.roles.clone(),
             existing,
             kinds,
@@ -84,6 +85,8 @@ pub struct PgSandbox {
     name: String,
     /// The policy's lock and statement timeouts, which no agent `SET` raises.
     limits: (Duration, Duration),
+    /// Tries of a committed transaction that meets `lock_timeout`, as apply's.
+    lock_retries: u32,
     /// The roles of unapproved work.
     roles: Roles,
     /// User relations that existed before the plan ran: oid → qualified name.
@@ -250,38 +253,68 @@ impl PgSandbox {
     ) -> Result<std::result::Result<Vec<StatementRun>, StepFailure>> {
         let mut runs = Vec::new();
         for (transactional, group) in transactions(statements) {
-            if transactional {
-                // A transaction of its own, as apply's: nothing of an earlier one is held.
-                self.baseline = None;
-                self.run_raw("BEGIN").await?;
-            }
-            for &(i, s) in &group {
-                match self.measured(step, i, s, &s.sql).await? {
-                    Ok(mut run) if !transactional => {
-                        run.locks.clear();
-                        run.note = Some("run alone (non-transactional), for real, as apply runs it: its locks were released when it ended".into());
-                        runs.push(run);
+            // A lock timeout retries the transaction with backoff, as apply does: an
+            // autovacuum on staging yields to the waiting DDL only after deadlock_timeout.
+            let mut attempt = 0;
+            loop {
+                match self.committed_group(step, transactional, &group).await? {
+                    Ok(done) => {
+                        runs.extend(done);
+                        break;
                     }
-                    Ok(run) => runs.push(run),
-                    Err(mut f) => {
-                        if transactional {
-                            self.run_raw("ROLLBACK").await?;
-                        } else {
-                            drop_invalid_index(&mut self.conn, &mut f).await;
-                        }
-                        return Ok(Err(f));
+                    Err(f)
+                        if f.sqlstate.as_deref() == Some("55P03")
+                            && attempt + 1 < self.lock_retries =>
+                    {
+                        attempt += 1;
+                        tokio::time::sleep(super::execute::backoff(attempt)).await;
                     }
+                    Err(f) => return Ok(Err(f)),
                 }
             }
-            if transactional && let Err(e) = sqlx::raw_sql("COMMIT").execute(&mut self.conn).await {
-                return Ok(Err(StepFailure {
-                    index: group.last().map(|(i, _)| i + 1).unwrap_or(0),
-                    sql: "COMMIT".into(),
-                    sqlstate: sqlstate(&e),
-                    cause: crate::redact::redact(&e.to_string()),
-                    raised: None,
-                }));
+        }
+        Ok(Ok(runs))
+    }
+
+    /// One of apply's transactions (or one non-transactional statement), committed.
+    async fn committed_group(
+        &mut self,
+        step: &str,
+        transactional: bool,
+        group: &[(usize, &Stmt)],
+    ) -> Result<std::result::Result<Vec<StatementRun>, StepFailure>> {
+        let mut runs = Vec::new();
+        if transactional {
+            // A transaction of its own, as apply's: nothing of an earlier one is held.
+            self.baseline = None;
+            self.run_raw("BEGIN").await?;
+        }
+        for &(i, s) in group {
+            match self.measured(step, i, s, &s.sql).await? {
+                Ok(mut run) if !transactional => {
+                    run.locks.clear();
+                    run.note = Some("run alone (non-transactional), for real, as apply runs it: its locks were released when it ended".into());
+                    runs.push(run);
+                }
+                Ok(run) => runs.push(run),
+                Err(mut f) => {
+                    if transactional {
+                        self.run_raw("ROLLBACK").await?;
+                    } else {
+                        drop_invalid_index(&mut self.conn, &mut f).await;
+                    }
+                    return Ok(Err(f));
+                }
             }
+        }
+        if transactional && let Err(e) = sqlx::raw_sql("COMMIT").execute(&mut self.conn).await {
+            return Ok(Err(StepFailure {
+                index: group.last().map(|(i, _)| i + 1).unwrap_or(0),
+                sql: "COMMIT".into(),
+                sqlstate: sqlstate(&e),
+                cause: crate::redact::redact(&e.to_string()),
+                raised: None,
+            }));
         }
         Ok(Ok(runs))
     }
