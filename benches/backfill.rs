@@ -40,7 +40,9 @@ async fn backfill(url: &str, policy: &Policy) -> String {
         table: "bench_orders".into(),
         set: "cents = amount * 100".into(),
         filter: Some("cents IS NULL".into()),
-        batch_size: Some(1000),
+        // No `batch_size`: an agent's is the most a batch takes; the default starts at 1,000
+        // and adapts.
+        batch_size: None,
         ..Backfill::default()
     };
     let history = HistoryRow {
