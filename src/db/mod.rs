@@ -568,6 +568,11 @@ pub struct StepFailure {
 }
 
 impl StepFailure {
+    /// It waited past `lock_timeout` (PostgreSQL's 55P03): its transaction may be tried again.
+    pub fn lock_timed_out(&self) -> bool {
+        self.sqlstate.as_deref() == Some("55P03")
+    }
+
     /// Why, for the plan's reader: a vouched template's own message in full, else `cause`.
     pub fn reason(&self, body: &crate::plan::Body) -> &str {
         match (&self.raised, body.vouched_template()) {

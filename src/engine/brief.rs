@@ -7,7 +7,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::fit::clip;
+use super::fit::{clip, full_report, is_zero};
 use super::report::{RunningInfo, StatusReport};
 use crate::checklist::ChecklistItem;
 use crate::config::Role;
@@ -56,10 +56,6 @@ pub struct StatusBrief {
     pub next_steps: Vec<String>,
     /// Where the full report is.
     pub detail: String,
-}
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -186,8 +182,8 @@ impl StatusReport {
             members: members.into_iter().take(MEMBERS).collect(),
             next_steps: self.next_steps.clone(),
             detail: format!(
-                "the steps' SQL, every run's measurements and the whole analysis: `status` with `detail: true`, the resource drydock://plans/{}, or `drydock show {}`",
-                self.plan_id, self.plan_id
+                "the steps' SQL, every run's measurements and the whole analysis: {}",
+                full_report(&self.plan_id)
             ),
         }
     }

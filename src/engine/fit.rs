@@ -41,7 +41,7 @@ pub struct Omitted {
     pub detail: String,
 }
 
-fn is_zero(n: &usize) -> bool {
+pub(super) fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
@@ -52,12 +52,17 @@ impl Omitted {
 
     fn says_where(mut self, plan_id: &str) -> Omitted {
         if !self.is_empty() {
-            self.detail = format!(
-                "every item: `status` with `detail: true`, the resource drydock://plans/{plan_id}, or `drydock show {plan_id}`"
-            );
+            self.detail = format!("every item: {}", full_report(plan_id));
         }
         self
     }
+}
+
+/// Where a plan's full report is read.
+pub(super) fn full_report(plan_id: &str) -> String {
+    format!(
+        "`status` with `detail: true`, the resource drydock://plans/{plan_id}, or `drydock show {plan_id}`"
+    )
 }
 
 /// `s` cut to `TEXT` characters, saying so.

@@ -277,28 +277,34 @@ impl Engine {
             (Error::SqlFailed { step, .. }, Some(p)) => p.body.step_carries_agent_sql(step),
             _ => false,
         };
-        if let Some(template) = template
-            && !agents
+        let drydocks = !agents
             && matches!(
                 err,
                 Error::SqlFailed { .. }
                     | Error::RollbackUnverified { .. }
                     | Error::CheckFailed { .. }
                     | Error::AppProbeFailed { .. }
-            )
-        {
+            );
+        // What any entry of this failure says of where it happened.
+        let entry = Mistake {
+            agent: agent.name.clone(),
+            tool: tool.to_string(),
+            plan: plan.map(|p| p.id.clone()),
+            target: plan.map(|p| p.target.clone()),
+            code: err.code().to_string(),
+            what: err.to_string(),
+            lesson: String::new(),
+            tables: plan.map(|p| p.tables()).unwrap_or_default(),
+        };
+        if let Some(template) = template.filter(|_| drydocks) {
             tracing::error!(template, code = err.code(), error = %err, "drydock's template failed");
             let defect = Mistake {
                 agent: "drydock".into(),
-                tool: tool.to_string(),
-                plan: plan.map(|p| p.id.clone()),
-                target: plan.map(|p| p.target.clone()),
-                code: err.code().to_string(),
                 what: format!("template `{template}`: {err}"),
                 lesson: format!(
                     "drydock's template `{template}` wrote SQL that failed on this database: report it; write the change as `steps` meanwhile"
                 ),
-                tables: plan.map(|p| p.tables()).unwrap_or_default(),
+                ..entry
             };
             if let Err(e) = self
                 .errors
@@ -309,16 +315,9 @@ impl Engine {
             return err;
         }
         if let Some(lesson) = err.lesson() {
-            let tables = plan.as_ref().map(|p| p.tables()).unwrap_or_default();
             let mistake = Mistake {
-                agent: agent.name.clone(),
-                tool: tool.to_string(),
-                plan: plan.map(|p| p.id.clone()),
-                target: plan.map(|p| p.target.clone()),
-                code: err.code().to_string(),
-                what: err.to_string(),
                 lesson: lesson.to_string(),
-                tables,
+                ..entry
             };
             self.note(&mistake).await;
         }

@@ -101,16 +101,13 @@ impl Postgres {
                         runs.extend(group_runs);
                         break;
                     }
-                    Err(f)
-                        if f.sqlstate.as_deref() == Some("55P03")
-                            && attempt + 1 < policy.lock_retries =>
-                    {
+                    Err(f) if f.lock_timed_out() && attempt + 1 < policy.lock_retries => {
                         attempt += 1;
                         tracing::info!(target_name = %self.name, step, attempt, "lock timeout; retrying the step's transaction");
                         tokio::time::sleep(backoff(attempt)).await;
                     }
                     Err(mut f) => {
-                        if f.sqlstate.as_deref() == Some("55P03") {
+                        if f.lock_timed_out() {
                             f.cause = format!(
                                 "could not get its lock within policy.lock_timeout ({} ms) in {} tries; another session holds a conflicting lock: {}",
                                 crate::db::millis(policy.lock_timeout),

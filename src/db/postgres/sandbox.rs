@@ -262,10 +262,7 @@ impl PgSandbox {
                         runs.extend(done);
                         break;
                     }
-                    Err(f)
-                        if f.sqlstate.as_deref() == Some("55P03")
-                            && attempt + 1 < self.lock_retries =>
-                    {
+                    Err(f) if f.lock_timed_out() && attempt + 1 < self.lock_retries => {
                         attempt += 1;
                         tokio::time::sleep(super::execute::backoff(attempt)).await;
                     }
