@@ -8,8 +8,7 @@
 
 use std::time::Instant;
 
-use drydock::config::Config;
-use drydock::engine::{Engine, PlanRequest};
+use drydock::engine::PlanRequest;
 use drydock::identity::{Grant, Principal};
 use drydock::plan::{Step, Urgency};
 use sqlx::{AssertSqlSafe, Connection};
@@ -76,13 +75,7 @@ async fn main() {
     seed(&prod.url).await;
     seed(&staging.url).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = format!(
-        "[targets.production]\nurl = \"{}\"\nrole = \"production\"\nstaging = \"staging\"\n\n[targets.staging]\nurl = \"{}\"\nrole = \"staging\"\n",
-        prod.url, staging.url
-    );
-    let engine = Engine::open(Config::parse(&config, dir.path(), None).expect("config"))
-        .await
-        .expect("engine");
+    let engine = support::engine(&prod.url, &staging.url, dir.path()).await;
     let agent = Principal::person("bench-agent", Grant::Agent);
 
     println!(

@@ -10,8 +10,6 @@
 
 use std::sync::Arc;
 
-use drydock::config::Config;
-use drydock::engine::Engine;
 use drydock::mcp::DrydockServer;
 use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
@@ -93,13 +91,7 @@ async fn main() {
     seed(&prod.url).await;
     seed(&staging.url).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = format!(
-        "[targets.production]\nurl = \"{}\"\nrole = \"production\"\nstaging = \"staging\"\n\n[targets.staging]\nurl = \"{}\"\nrole = \"staging\"\n",
-        prod.url, staging.url
-    );
-    let engine = Engine::open(Config::parse(&config, dir.path(), None).expect("config"))
-        .await
-        .expect("engine");
+    let engine = support::engine(&prod.url, &staging.url, dir.path()).await;
     let (server_io, client_io) = tokio::io::duplex(1 << 22);
     let server = DrydockServer::new(Arc::new(engine));
     tokio::spawn(async move {

@@ -84,3 +84,16 @@ impl BenchDb {
         self.admin.close().await.ok();
     }
 }
+
+/// An engine on a production target at `prod` with its linked staging at `staging`, its state
+/// in `dir`.
+pub async fn engine(prod: &str, staging: &str, dir: &std::path::Path) -> drydock::engine::Engine {
+    let config = format!(
+        "[targets.production]\nurl = \"{prod}\"\nrole = \"production\"\nstaging = \"staging\"\n\n[targets.staging]\nurl = \"{staging}\"\nrole = \"staging\"\n"
+    );
+    drydock::engine::Engine::open(
+        drydock::config::Config::parse(&config, dir, None).expect("config"),
+    )
+    .await
+    .expect("engine")
+}
