@@ -185,6 +185,135 @@ async fn results_fit_an_agents_context_on_a_table_with_59_partitions() {
     c.close().await;
 }
 
+/// `inspect` on a schema nobody here wrote tells what a correct plan needs: partitions with
+/// their bounds, an unpopulated materialized view, the enum and domain a table's columns use,
+/// the views and functions (a trigger's too) that read its columns — compactly, bodies on request.
+#[tokio::test]
+async fn inspect_tells_an_agent_what_reads_a_tables_columns_on_pagila() {
+    let p = pagila().await;
+    run_sql(
+        &p.prod,
+        "CREATE MATERIALIZED VIEW film_titles AS SELECT film_id, title FROM film WITH NO DATA",
+    )
+    .await;
+    let c = p.project.connect().await;
+    let page = c.ok("inspect", json!({"target": "production"})).await;
+    assert!(
+        page.to_string().len() < 32_000,
+        "{} bytes",
+        page.to_string().len()
+    );
+    let payment = &page["tables"]["payment"];
+    assert_eq!(payment["kind"], "partitioned_table");
+    assert_eq!(payment["partition_key"], "RANGE (payment_date)");
+    let first = &page["partitions"]["payment"]["listed"][0];
+    assert_eq!(first["name"], "payment_p2022_01");
+    assert_eq!(
+        first["bound"],
+        "FOR VALUES FROM ('2022-01-01 00:00:00+00') TO ('2022-02-01 00:00:00+00')"
+    );
+
+    let film = c
+        .ok("inspect", json!({"target": "production", "table": "film"}))
+        .await;
+    let names = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_string())
+            .collect()
+    };
+    // The enum and the domain its columns use, with their labels and constraints.
+    assert_eq!(
+        names(&film["types"]["mpaa_rating"]["labels"]),
+        ["G", "PG", "PG-13", "R", "NC-17"]
+    );
+    assert_eq!(film["types"]["year"]["kind"], "domain");
+    assert_eq!(film["types"]["year"]["base"], "integer");
+    // Triggers' functions with the columns they use: a PL/pgSQL body's, and a C function's
+    // told by its arguments (`tsvector_update_trigger`).
+    let functions = film["tables"]["film"]["functions"].as_array().unwrap();
+    let by_trigger = |t: &str| {
+        functions
+            .iter()
+            .find(|f| f["trigger"] == t)
+            .unwrap_or_else(|| panic!("{t}: {functions:?}"))
+    };
+    assert_eq!(
+        names(&by_trigger("last_updated")["columns"]),
+        ["last_update"]
+    );
+    assert_eq!(
+        names(&by_trigger("film_fulltext_trigger")["columns"]),
+        ["title", "description", "fulltext"]
+    );
+    // Views with the columns they read; a materialized view says whether it holds data.
+    assert!(
+        names(&film["views"]["film_list"]["reads"]).contains(&"film.title".to_string()),
+        "{}",
+        film["views"]
+    );
+    assert_eq!(film["views"]["film_titles"]["materialized"], true);
+    assert_eq!(film["views"]["film_titles"]["populated"], false);
+    assert!(
+        film["views"]["film_list"].get("definition").is_none(),
+        "bodies on request"
+    );
+
+    // Functions whose body names the table, with the columns they read; bodies on request.
+    let inventory = c
+        .ok(
+            "inspect",
+            json!({"target": "production", "table": "inventory", "bodies": true}),
+        )
+        .await;
+    let functions = inventory["tables"]["inventory"]["functions"]
+        .as_array()
+        .unwrap();
+    let in_stock = functions
+        .iter()
+        .find(|f| f["function"] == "film_in_stock(integer,integer)")
+        .unwrap_or_else(|| panic!("{functions:?}"));
+    assert_eq!(
+        names(&in_stock["columns"]),
+        ["inventory_id", "film_id", "store_id"]
+    );
+    assert!(
+        in_stock["definition"]
+            .as_str()
+            .unwrap()
+            .starts_with("CREATE OR REPLACE FUNCTION public.film_in_stock"),
+        "{in_stock}"
+    );
+
+    // The analysis reads the same trigger arguments: renaming `title` breaks every write to
+    // `film` through `film_fulltext_trigger`, though PostgreSQL accepts the rename.
+    let planned = c
+        .ok(
+            "plan",
+            steps(
+                "a clearer name",
+                json!([{"name": "rename",
+                        "up": "ALTER TABLE film RENAME COLUMN title TO name",
+                        "down": "ALTER TABLE film RENAME COLUMN name TO title"}]),
+            ),
+        )
+        .await;
+    assert!(
+        planned["analysis"]["hazards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["message"]
+                .as_str()
+                .unwrap()
+                .contains("film_fulltext_trigger")),
+        "{}",
+        planned["analysis"]["hazards"]
+    );
+    c.close().await;
+}
+
 #[tokio::test]
 async fn a_rename_that_breaks_a_trigger_function_fails_the_dry_run_and_validate_says_so() {
     let p = pagila().await;

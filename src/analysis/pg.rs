@@ -612,6 +612,7 @@ mod tests {
                     .iter()
                     .map(|s| s.to_string())
                     .collect(),
+                arguments: vec![],
             });
         let hazards = |sql: &str| {
             crate::analysis::rules::test_support::pg_on(&catalog, sql)

@@ -4,6 +4,7 @@
 //! history row, run checks read-only, and take a verified backup. The engine module composes them.
 //! Imports only `plan`, `config` and the leaves.
 
+pub mod describe;
 pub mod postgres;
 pub use postgres::RoleSetup;
 pub mod sqlite;
@@ -66,6 +67,19 @@ impl Catalog {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct TableInfo {
+    /// What the relation is (`inspect`; omitted for a plain table).
+    #[serde(default, skip_serializing_if = "describe::RelationKind::is_table")]
+    pub kind: describe::RelationKind,
+    /// A partitioned table's key, as PostgreSQL prints it (`inspect`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_key: Option<String>,
+    /// A partition's parent and bound (`inspect`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_of: Option<describe::PartitionOf>,
+    /// A materialized view: whether it holds data; an unpopulated one errors when read until
+    /// `REFRESH MATERIALIZED VIEW` (`inspect`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub populated: Option<bool>,
     pub rows: u64,
     pub bytes: Option<u64>,
     pub columns: Vec<Column>,
@@ -75,6 +89,10 @@ pub struct TableInfo {
     /// Foreign keys in other tables that reference this one (`table(col) -> this`).
     pub foreign_keys_in: Vec<String>,
     pub triggers: Vec<String>,
+    /// The functions that read this table's columns: its triggers' and those whose body names
+    /// the table (`inspect`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub functions: Vec<describe::FunctionUse>,
     /// PostgreSQL: each trigger's function with the names its body uses (SQL and PL/pgSQL
     /// bodies), for the analysis of a column renamed or dropped under it.
     #[serde(skip)]
@@ -96,6 +114,15 @@ pub struct TriggerFunction {
     /// `name(argument types)`.
     pub function: String,
     pub names: std::collections::BTreeSet<String>,
+    /// The trigger's arguments: how a function written in C is told which columns to use.
+    pub arguments: Vec<String>,
+}
+
+impl TriggerFunction {
+    /// Its body or its arguments name `column`.
+    pub fn uses(&self, column: &str) -> bool {
+        self.names.contains(column) || self.arguments.iter().any(|a| a == column)
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
@@ -705,6 +732,14 @@ impl Target {
         match self {
             Target::Sqlite(t) => t.catalog().await,
             Target::Postgres(t) => t.catalog().await,
+        }
+    }
+
+    /// What `inspect` tells an agent beyond the catalog.
+    pub async fn describe(&self) -> Result<describe::Described> {
+        match self {
+            Target::Sqlite(t) => t.describe().await,
+            Target::Postgres(t) => t.describe().await,
         }
     }
 

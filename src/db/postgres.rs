@@ -28,6 +28,7 @@ mod backfill;
 mod backup;
 mod catalog;
 mod dependents;
+mod describe;
 mod execute;
 mod fingerprint;
 mod history;
@@ -509,6 +510,11 @@ impl Postgres {
 
     pub async fn catalog(&self) -> Result<Catalog> {
         self.read(async |c| catalog_on(c).await).await
+    }
+
+    /// What `inspect` adds to the catalog (relation kinds, functions, views, enums and domains).
+    pub async fn describe(&self) -> Result<super::describe::Described> {
+        self.read(async |c| describe::describe_on(c).await).await
     }
 
     pub async fn column_dependents(

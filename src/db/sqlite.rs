@@ -120,6 +120,31 @@ impl Sqlite {
         Ok(n as u64)
     }
 
+    /// Views and their statements (SQLite has no partitions, materialized views, enums, domains
+    /// or stored functions; a table's triggers are in its `recreate`).
+    pub async fn describe(&self) -> Result<super::describe::Described> {
+        let mut conn = self.connect().await?;
+        // language=SQL
+        let views: Vec<(String, String)> =
+            sqlx::query_as("SELECT name, coalesce(sql, '') FROM sqlite_master WHERE type = 'view'")
+                .fetch_all(&mut conn)
+                .await
+                .map_err(|e| self.err(e))?;
+        Ok(super::describe::Described {
+            views: views
+                .into_iter()
+                .map(|(name, definition)| {
+                    let view = super::describe::ViewDef {
+                        definition,
+                        ..Default::default()
+                    };
+                    (name, view)
+                })
+                .collect(),
+            ..Default::default()
+        })
+    }
+
     /// Tables with exact row counts (SQLite keeps no estimates), columns, indexes, dependents.
     pub async fn catalog(&self) -> Result<Catalog> {
         let mut conn = self.connect().await?;

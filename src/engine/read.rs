@@ -1,4 +1,4 @@
-//! Reading: `status`, the plan list, `inspect`, and the agent's own `record-mistake`.
+//! Reading: `status`, the plan list, and the agent's own `record-mistake`.
 
 use super::*;
 use crate::db::AgentUse;
@@ -105,78 +105,6 @@ impl Engine {
                 superseded_by: row.superseded_by,
             })
             .collect())
-    }
-
-    pub async fn inspect(
-        &self,
-        target: &str,
-        table: Option<&str>,
-        page: Page,
-    ) -> Result<InspectReport> {
-        let cfg = self.config.target(target)?;
-        let t = Target::open(&self.config, cfg).await?;
-        let mut catalog = t.catalog().await?;
-        let migration_tools = t.migration_tools(&catalog).await?;
-        let total_tables = catalog.tables.len();
-        let mut next = None;
-        if let Some(name) = table {
-            if !catalog.tables.contains_key(name) {
-                return Err(Error::invalid(
-                    Part::Argument,
-                    format!("target `{target}` has no table `{name}`"),
-                ));
-            }
-            catalog.tables.retain(|k, _| k == name);
-        } else {
-            // A page of tables by name, so that a result stays within what MCP clients keep;
-            // partitions are listed under their parent (`partitions`), not as tables of their
-            // own (`table` names one to read it).
-            let children: std::collections::BTreeSet<&String> = catalog
-                .partitions
-                .iter()
-                .filter(|(parent, _)| catalog.tables.contains_key(*parent))
-                .flat_map(|(_, children)| children)
-                .collect();
-            let children: std::collections::BTreeSet<String> =
-                children.into_iter().cloned().collect();
-            catalog.tables.retain(|name, _| !children.contains(name));
-            let limit = page.limit.unwrap_or(20).clamp(1, 200);
-            let mut rest = catalog
-                .tables
-                .split_off(page.after.as_deref().unwrap_or(""));
-            if let Some(after) = &page.after {
-                rest.remove(after);
-            }
-            if let Some(cut) = rest.keys().nth(limit).cloned() {
-                rest.split_off(&cut);
-                next = rest.keys().next_back().cloned();
-            }
-            catalog.tables = rest;
-        }
-        let partitions = catalog
-            .partitions
-            .iter()
-            .filter(|(parent, _)| catalog.tables.contains_key(*parent))
-            .map(|(parent, children)| {
-                (
-                    parent.clone(),
-                    Partitions {
-                        count: children.len(),
-                        names: children.iter().take(LISTED).cloned().collect(),
-                    },
-                )
-            })
-            .collect();
-        Ok(InspectReport {
-            target: target.to_string(),
-            role: cfg.role,
-            engine: t.engine().to_string(),
-            migration_tools,
-            total_tables,
-            next,
-            tables: catalog.tables,
-            partitions,
-        })
     }
 
     /// Writes every mistake the shared state store holds, and ERRORS.md lacks, into ERRORS.md

@@ -425,15 +425,14 @@ pub struct InspectReport {
     /// The partitions of each partitioned table listed (a page lists them here, not among
     /// `tables`; `inspect` with `table` reads one).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub partitions: BTreeMap<String, Partitions>,
-}
-
-/// A partitioned table's partitions: how many, and the first names.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct Partitions {
-    pub count: usize,
-    /// The first `LISTED` by name.
-    pub names: Vec<String>,
+    pub partitions: BTreeMap<String, super::Partitions>,
+    /// The views and materialized views that read the listed tables, with the columns they
+    /// read (their definitions with `bodies`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub views: BTreeMap<String, super::ViewInfo>,
+    /// The enums and domains the listed tables' columns use, by type name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub types: BTreeMap<String, crate::db::describe::UserType>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

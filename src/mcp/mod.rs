@@ -158,6 +158,9 @@ pub struct InspectInput {
     pub after: Option<String>,
     /// Tables per page (default 20, at most 200); partitions are listed under their parent.
     pub limit: Option<usize>,
+    /// Also answer each function's and view's whole definition (long: best with `table`).
+    #[serde(default)]
+    pub bodies: bool,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -444,8 +447,11 @@ impl DrydockServer {
     }
 
     /// Read-only: a target's tables, columns, indexes, constraints and row counts (no data rows),
-    /// a page of tables at a time (`next` reads the following page), and the migration tools
-    /// already managing it.
+    /// a page of tables at a time (`next` reads the following page); partitions under their
+    /// parent with their bounds; what each relation is (partitioned, a materialized view and
+    /// whether it is populated); the functions, triggers and views reading each table's columns;
+    /// the enums and domains the columns use (`bodies` adds the definitions); and the migration
+    /// tools already managing it.
     #[tool(
         name = "inspect",
         title = "Inspect a database's schema",
@@ -464,6 +470,7 @@ impl DrydockServer {
                         after: p.after,
                         limit: p.limit,
                     },
+                    p.bodies,
                 )
                 .await?,
         ))

@@ -94,7 +94,7 @@ fn trigger_function_breaks(f: &StatementFacts, ctx: &Context) -> Option<Hazard> 
     let broken: Vec<String> = info
         .trigger_functions
         .iter()
-        .filter(|t| t.names.contains(column))
+        .filter(|t| t.uses(column))
         .filter(|t| {
             let name = t.function.split('(').next().unwrap_or_default();
             let name = name.rsplit('.').next().unwrap_or(name).trim_matches('"');
@@ -114,7 +114,7 @@ fn trigger_function_breaks(f: &StatementFacts, ctx: &Context) -> Option<Hazard> 
         },
         f,
         format!(
-            "`{table}.{column}` is {what} while code inside the database still names it: {} on `{table}`, whose body uses `{column}`; every write that fires it fails afterwards",
+            "`{table}.{column}` is {what} while code inside the database still names it: {} on `{table}`, whose body or arguments use `{column}`; every write that fires it fails afterwards",
             broken.join("; ")
         ),
         "replace the function in the same step (`CREATE OR REPLACE FUNCTION` with the new name), or keep the column with expand/contract (the `rename-column` template) until the code moves",

@@ -312,7 +312,7 @@ async fn attachments_on(
     // language=SQL
     let trg = sqlx::query(AssertSqlSafe(format!(
         "SELECT n.nspname, c.relname, t.tgname::text, p.oid::regprocedure::text,
-                CASE WHEN l.lanname IN ('plpgsql', 'sql') THEN p.prosrc END
+                CASE WHEN l.lanname IN ('plpgsql', 'sql') THEN p.prosrc END, t.tgargs
          FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
          JOIN pg_namespace n ON n.oid = c.relnamespace
          JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_language l ON l.oid = p.prolang
@@ -323,11 +323,21 @@ async fn attachments_on(
     for r in &trg {
         if let Some(t) = tables.get_mut(&qualified(r.get(0), r.get(1))) {
             t.triggers.push(r.get(2));
-            if let Some(body) = r.get::<Option<String>, _>(4) {
+            let body = r.get::<Option<String>, _>(4);
+            // A trigger's arguments name columns for functions written in C
+            // (`tsvector_update_trigger('fulltext', 'pg_catalog.english', 'title')`).
+            let arguments: Vec<String> = r
+                .get::<Vec<u8>, _>(5)
+                .split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            if body.is_some() || !arguments.is_empty() {
                 t.trigger_functions.push(crate::db::TriggerFunction {
                     trigger: r.get(2),
                     function: r.get(3),
-                    names: names_in(&body),
+                    names: body.as_deref().map(names_in).unwrap_or_default(),
+                    arguments,
                 });
             }
         }
@@ -336,7 +346,7 @@ async fn attachments_on(
 }
 
 /// Every name a function body uses (its identifiers and keywords, lower-cased unless quoted).
-fn names_in(body: &str) -> BTreeSet<String> {
+pub(super) fn names_in(body: &str) -> BTreeSet<String> {
     crate::sql::lexer::tokenize(body)
         .map(|tokens| tokens.iter().filter_map(|(_, t)| t.name()).collect())
         .unwrap_or_default()
