@@ -6,6 +6,21 @@
 
 use serde::Serialize;
 
+/// Why a rollback was not verified: what the agent is taught differs with it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Unverified {
+    /// The schema after `down` differs from before `up`.
+    Schema,
+    /// A step has no `down`.
+    NoDown,
+    /// The data after `down` differs; `triggers` are the triggers of the tables whose data
+    /// differs (`table.trigger`), which may have written what `down` does not restore.
+    Data { triggers: Vec<String> },
+    /// Another failure came first, and undoing what had run left a difference: the lesson is
+    /// that failure's.
+    After { lesson: Option<&'static str> },
+}
+
 /// A checklist item as a refusal shows it: the checklist's own item, serialized the same way
 /// (`error` sits below every domain module and imports none of them).
 #[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
@@ -150,7 +165,7 @@ pub enum Error {
     #[error("check `{name}` failed: {detail}")]
     CheckFailed { name: String, detail: String },
     #[error("rollback was not verified: {detail}")]
-    RollbackUnverified { detail: String },
+    RollbackUnverified { detail: String, why: Unverified },
     #[error("after `up` on `{target}`, what the application will hit fails: {object}: {detail}")]
     AppProbeFailed {
         target: String,
@@ -426,9 +441,21 @@ impl Error {
             Error::CheckFailed { .. } => {
                 "write checks that state what must be true after `up`, and verify the data they depend on with `inspect`"
             }
-            Error::RollbackUnverified { .. } => {
-                "write `down` as the exact inverse of `up`: every column, index and constraint added must be removed, and vice versa"
-            }
+            Error::RollbackUnverified { why, .. } => match why {
+                Unverified::Schema => {
+                    "write `down` as the exact inverse of `up`: every column, index and constraint added must be removed, and vice versa"
+                }
+                Unverified::NoDown => {
+                    "give every step a `down` (or change values with a `backfill` step, which drydock reverses): a rollback without one cannot be verified"
+                }
+                Unverified::Data { triggers } if !triggers.is_empty() => {
+                    "a statement that writes rows also fires the table's triggers, which write columns of their own (a `last_update` stamp): change values with a `backfill` step, whose rows drydock saves whole and restores, or make `down` put back what the triggers wrote too"
+                }
+                Unverified::Data { .. } => {
+                    "`down` must put back every value `up` changed: change values with a `backfill` step, whose old values drydock saves and restores"
+                }
+                Unverified::After { lesson } => return *lesson,
+            },
             Error::ValidationFailed { .. } => {
                 "validate right after apply and roll back with a reason when a check fails"
             }

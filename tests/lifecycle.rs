@@ -516,3 +516,44 @@ async fn templates_render_into_plans() {
     assert_eq!(dry["checks"].as_array().unwrap().len(), 2);
     c.close().await;
 }
+
+/// A rollback whose `down` fails in production (an index made there after the apply holds the
+/// column) is in the plan's runs and in the audit, as a failed apply is — not only in the answer.
+#[tokio::test]
+async fn a_failed_rollback_is_in_the_runs_and_the_audit() {
+    let p = Project::new().await;
+    let c = p.connect().await;
+    let id = p.ready(&c, common::add_column_plan()).await;
+    c.ok("apply", json!({"plan_id": id})).await;
+    use sqlx::Connection;
+    let mut conn = sqlx::sqlite::SqliteConnection::connect(&format!(
+        "sqlite:{}",
+        p.path("prod.db").display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("CREATE INDEX users_tier ON users (tier)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    let refused = c
+        .refused("rollback", json!({"plan_id": id, "reason": "wrong tier"}))
+        .await;
+    assert_eq!(refused["code"], "sql-failed", "{refused}");
+    let status = c.ok("status", json!({"plan_id": id, "detail": true})).await;
+    let runs = status["report"]["runs"].as_array().unwrap();
+    let failed = runs
+        .iter()
+        .find(|r| r["kind"] == "rollback")
+        .unwrap_or_else(|| panic!("no rollback run: {runs:?}"));
+    assert_eq!(failed["ok"], false, "{failed}");
+    let audit = p.engine().await.audit_log(100).await.unwrap();
+    let row = audit
+        .iter()
+        .find(|a| a.action == "rollback-failed")
+        .unwrap_or_else(|| panic!("{audit:?}"));
+    assert_eq!(row.plan_id.as_deref(), Some(id.as_str()));
+    assert!(row.detail.contains("wrong tier"), "{}", row.detail);
+    c.close().await;
+}

@@ -314,6 +314,35 @@ async fn inspect_tells_an_agent_what_reads_a_tables_columns_on_pagila() {
     c.close().await;
 }
 
+/// A rollback that leaves data changed because the table's trigger wrote it (Pagila's
+/// `last_updated` stamps every updated customer) is taught as the trigger's doing, not as a
+/// `down` that is not the inverse of `up` — the lesson later plans read is what went wrong.
+#[tokio::test]
+async fn a_data_difference_a_trigger_wrote_is_taught_as_the_triggers() {
+    let p = pagila().await;
+    let c = p.project.connect().await;
+    let planned = c
+        .ok(
+            "plan",
+            steps(
+                "mark a customer",
+                json!([{"name": "touch",
+                        "up": "UPDATE customer SET activebool = activebool WHERE customer_id = 1",
+                        "down": "UPDATE customer SET activebool = activebool WHERE customer_id = 1"}]),
+            ),
+        )
+        .await;
+    let id = common::plan_id(&planned);
+    let refused = c.refused("dry-run", json!({"plan_id": id})).await;
+    assert_eq!(refused["code"], "rollback-unverified", "{refused}");
+    let message = refused["message"].as_str().unwrap();
+    assert!(message.contains("`customer.last_updated`"), "{message}");
+    let log = p.project.errors_md();
+    assert!(log.contains("fires the table's triggers"), "{log}");
+    assert!(!log.contains("exact inverse"), "{log}");
+    c.close().await;
+}
+
 #[tokio::test]
 async fn a_rename_that_breaks_a_trigger_function_fails_the_dry_run_and_validate_says_so() {
     let p = pagila().await;

@@ -372,11 +372,13 @@ impl Engine {
                     "the schema after `down` differs from the schema before `up` ({})",
                     was.diff(&after_down)
                 ),
+                why: Unverified::Schema,
             });
         }
         if !verified {
             return Err(Error::RollbackUnverified {
                 detail: "a step has no `down`, so rollback cannot be verified".into(),
+                why: Unverified::NoDown,
             });
         }
         let data_after = copy.content_hashes(&touched).await?;
@@ -386,15 +388,39 @@ impl Engine {
             .map(|(t, _)| t)
             .collect();
         if !changed.is_empty() {
+            // The tables' triggers may have written what `down` does not restore (a
+            // `last_update` stamp): the lesson is theirs then, not `down`'s shape.
+            let catalog = match self.open_target(target).await {
+                Ok(t) => t.catalog().await.ok(),
+                Err(_) => None,
+            };
+            let triggers: Vec<String> = changed
+                .iter()
+                .filter_map(|t| Some((t, catalog.as_ref()?.tables.get(*t)?)))
+                .flat_map(|(t, info)| info.triggers.iter().map(move |g| format!("{t}.{g}")))
+                .collect();
+            let fired = if triggers.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " — its triggers fire on every row `up` writes and may write columns of their own ({})",
+                    triggers
+                        .iter()
+                        .map(|t| format!("`{t}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
             return Err(Error::RollbackUnverified {
                 detail: format!(
-                    "the data of {} after `down` differs from before `up` (content hash on the staging copy): `down` must put back every value `up` changed; to overwrite values, use a `backfill` step, whose old values drydock saves and restores",
+                    "the data of {} after `down` differs from before `up` (content hash on the staging copy){fired}: `down` must put back every value `up` changed; to overwrite values, use a `backfill` step, whose old values drydock saves and restores",
                     changed
                         .iter()
                         .map(|t| format!("`{t}`"))
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
+                why: Unverified::Data { triggers },
             });
         }
         for step in &reversible {

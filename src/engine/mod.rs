@@ -47,7 +47,7 @@ use crate::analysis;
 use crate::checklist::{self, ChecklistItem, Evidence, Item};
 use crate::config::{Config, Role};
 use crate::db::{History, HistoryRow, Sandbox, StatementRun, StepFailure, Stmt, Target};
-use crate::error::{Error, Part, Result};
+use crate::error::{Error, Part, Result, Unverified};
 use crate::errorlog::{ErrorLog, Mistake};
 use crate::identity::{Grant, Principal, Via};
 use crate::plan::evidence::RunDetail;

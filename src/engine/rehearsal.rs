@@ -111,9 +111,10 @@ impl Engine {
             let name = step.name.as_deref().unwrap_or("step");
             if let Err(e) = staging.mark_rehearsal(&plan.id, name).await {
                 let undone = Self::undo(session, plan, None, &done, &was).await;
-                return Err(undone
-                    .err()
-                    .map_or(e, |left| Error::RollbackUnverified { detail: left }));
+                return Err(undone.err().map_or(e, |left| Error::RollbackUnverified {
+                    detail: left,
+                    why: Unverified::Schema,
+                }));
             }
             // A step of several transactions may fail after committing part of itself: the
             // schema before it tells (a step of one transaction commits all or nothing).
@@ -138,6 +139,9 @@ impl Engine {
                         Ok(()) => failed,
                         Err(left) => Error::RollbackUnverified {
                             detail: format!("{failed}; and then {left}"),
+                            why: Unverified::After {
+                                lesson: failed.lesson(),
+                            },
                         },
                     });
                 }
@@ -161,6 +165,9 @@ impl Engine {
                     Ok(()) => failed,
                     Err(left) => Error::RollbackUnverified {
                         detail: format!("{failed}; and then {left}"),
+                        why: Unverified::After {
+                            lesson: failed.lesson(),
+                        },
                     },
                 });
             }
@@ -168,7 +175,10 @@ impl Engine {
         let after_up = session.fingerprint().await?;
         Self::undo(session, plan, None, &done, &was)
             .await
-            .map_err(|left| Error::RollbackUnverified { detail: left })?;
+            .map_err(|left| Error::RollbackUnverified {
+                detail: left,
+                why: Unverified::Schema,
+            })?;
         Ok(super::dry_run::Exercised {
             before,
             after_up,

@@ -71,8 +71,37 @@ impl Engine {
         let t0 = Instant::now();
         let mut rolled_back = Vec::new();
         for (i, row) in applied.iter().rev() {
-            self.rollback_step(plan, *i, &row.name, target, reason, agent)
-                .await?;
+            if let Err(err) = self
+                .rollback_step(plan, *i, &row.name, target, reason, agent)
+                .await
+            {
+                // A failed rollback is in the plan's runs and its audit, as a failed apply is.
+                let run = NewRun {
+                    kind: RunKind::Rollback,
+                    target: &plan.target,
+                    checksum: &plan.checksum,
+                    ok: false,
+                    started_at,
+                    duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
+                    detail: RunDetail::failed(Some(&row.name), &err)
+                        .with("reason", reason)
+                        .with("steps", &rolled_back),
+                };
+                let audit = json!({"step": row.name, "reason": reason, "error": err.to_string()});
+                let recorded = self
+                    .store
+                    .commit(Change {
+                        plan_id: &plan.id,
+                        run: Some(run),
+                        audit: Audit::new(agent, "rollback-failed", audit),
+                        ..Change::default()
+                    })
+                    .await;
+                if let Err(e) = recorded {
+                    tracing::error!(error = %e, "could not record the failed rollback");
+                }
+                return Err(err);
+            }
             rolled_back.push(row.name.clone());
         }
         let after = comparable(plan, &target.fingerprint().await?);
@@ -117,7 +146,10 @@ impl Engine {
             .await;
         let unexported = self.unexport(plan, target, &exported).await;
         if !verified {
-            return Err(Error::RollbackUnverified { detail });
+            return Err(Error::RollbackUnverified {
+                detail,
+                why: Unverified::Schema,
+            });
         }
         Ok(RollbackReport {
             plan_id: plan.id.clone(),
@@ -312,6 +344,7 @@ impl Engine {
         if !differ.is_empty() {
             return Err(Error::RollbackUnverified {
                 detail: differ.join("; "),
+                why: Unverified::Schema,
             });
         }
         Ok(RollbackReport {
