@@ -526,12 +526,10 @@ async fn a_failed_rollback_is_in_the_runs_and_the_audit() {
     let id = p.ready(&c, common::add_column_plan()).await;
     c.ok("apply", json!({"plan_id": id})).await;
     use sqlx::Connection;
-    let mut conn = sqlx::sqlite::SqliteConnection::connect(&format!(
-        "sqlite:{}",
-        p.path("prod.db").display()
-    ))
-    .await
-    .unwrap();
+    let mut conn =
+        sqlx::sqlite::SqliteConnection::connect(&format!("sqlite:{}", p.path("prod.db").display()))
+            .await
+            .unwrap();
     sqlx::query("CREATE INDEX users_tier ON users (tier)")
         .execute(&mut conn)
         .await

@@ -343,6 +343,51 @@ async fn a_data_difference_a_trigger_wrote_is_taught_as_the_triggers() {
     c.close().await;
 }
 
+/// A CHECK added on a partitioned table reads each partition in full, never the parent: the
+/// measurement says which parent its partitions belong to, and the analysis's predicted full
+/// scan of `payment` agrees with it (it was reported as "measured none" beside the partitions).
+#[tokio::test]
+async fn a_scan_of_a_partitioned_tables_partitions_is_the_tables_scan() {
+    let p = pagila().await;
+    let c = p.project.connect().await;
+    let planned = c
+        .ok(
+            "plan",
+            steps(
+                "no negative payments",
+                json!([{"name": "check",
+                        "up": "ALTER TABLE payment ADD CONSTRAINT payment_amount_positive CHECK (amount >= 0)",
+                        "down": "ALTER TABLE payment DROP CONSTRAINT payment_amount_positive"}]),
+            ),
+        )
+        .await;
+    let dry = c
+        .ok("dry-run", json!({"plan_id": common::plan_id(&planned)}))
+        .await;
+    let statement = &dry["statements"][0];
+    assert!(
+        statement["scanned"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "payment_p2022_01"),
+        "{statement}"
+    );
+    assert_eq!(
+        statement["scanned_partitions_of"],
+        json!(["payment"]),
+        "{statement}"
+    );
+    let disagreements = dry["disagreements"].as_array().unwrap();
+    assert!(
+        !disagreements
+            .iter()
+            .any(|d| d.as_str().unwrap().contains("full scan")),
+        "{disagreements:?}"
+    );
+    c.close().await;
+}
+
 #[tokio::test]
 async fn a_rename_that_breaks_a_trigger_function_fails_the_dry_run_and_validate_says_so() {
     let p = pagila().await;

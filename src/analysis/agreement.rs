@@ -117,7 +117,12 @@ pub fn disagreements(analysis: &Analysis, measured: &[StatementRun]) -> Vec<Disa
             f.kind.as_str(),
             "update" | "delete" | "insert" | "select" | "truncate"
         );
-        let scanned = m.scanned.iter().any(|t| t == first);
+        // A statement on a partitioned table reads its partitions: they are its scan.
+        let scanned = m
+            .scanned
+            .iter()
+            .chain(&m.scanned_partitions_of)
+            .any(|t| t == first);
         if !dml && m.locks.iter().any(|l| l.relation == first) && f.scans != scanned {
             out.push(at(
                 first,

@@ -536,6 +536,7 @@ impl Sqlite {
                 },
                 rewritten,
                 scanned: vec![],
+                scanned_partitions_of: vec![],
                 note: None,
             };
             on_statement(&run);

@@ -76,6 +76,10 @@ pub struct StatementRun {
     pub rewritten: Vec<String>,
     /// Tables that were read in full (sequential scans).
     pub scanned: Vec<String>,
+    /// The partitioned tables (and their partitioned ancestors) of the partitions in
+    /// `scanned`: a statement on a parent reads its partitions, never the parent itself.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scanned_partitions_of: Vec<String>,
     /// How the statement was measured, when not as written.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,

@@ -240,6 +240,7 @@ impl Postgres {
                 locks,
                 rewritten: vec![],
                 scanned: vec![],
+                scanned_partitions_of: vec![],
                 note: (!transactional).then(|| {
                     "run alone (non-transactional): its locks were released when it ended".into()
                 }),

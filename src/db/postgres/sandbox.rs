@@ -15,7 +15,10 @@ impl Postgres {
         self.agent_role(&mut conn, AgentUse::Check).await?;
         // language=SQL
         let existing = format!(
-            "SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            "SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text,
+                    CASE WHEN c.relispartition THEN ARRAY(SELECT a.relid::int8 FROM pg_partition_ancestors(c.oid) a
+                                                          WHERE a.relid <> c.oid) END
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE c.relkind IN ('r', 'p', 'm', 'i', 'S', 'v') AND {USER_SCHEMA}"
         );
         let rows = pinned(&mut conn, async |c| {
@@ -23,9 +26,20 @@ impl Postgres {
         })
         .await
         .map_err(|e| self.err(e))?;
-        let existing = rows
+        let existing: BTreeMap<u32, String> = rows
             .iter()
             .map(|r| (r.get::<i64, _>(0) as u32, qualified(r.get(1), r.get(2))))
+            .collect();
+        let ancestors = rows
+            .iter()
+            .filter_map(|r| {
+                let up: Vec<i64> = r.get::<Option<Vec<i64>>, _>(4)?;
+                let names = up
+                    .iter()
+                    .filter_map(|o| existing.get(&(*o as u32)).cloned())
+                    .collect();
+                Some((qualified(r.get(1), r.get(2)), names))
+            })
             .collect();
         let kinds = rows
             .iter()
@@ -68,6 +82,7 @@ impl Postgres {
             roles: self.roles.clone(),
             existing,
             kinds,
+            ancestors,
             baseline: None,
             own_temporary: BTreeSet::new(),
             sequences,
@@ -93,6 +108,8 @@ pub struct PgSandbox {
     existing: BTreeMap<u32, String>,
     /// What each of them is.
     kinds: BTreeMap<String, crate::plan::evidence::RelationKind>,
+    /// Each partition's partitioned ancestors, nearest first.
+    ancestors: BTreeMap<String, Vec<String>>,
     /// Rolled back: the locks drydock's own reads took before the plan's first statement
     /// (schema and data fingerprints), held until the end and not the plan's.
     baseline: Option<BTreeSet<(String, LockMode)>>,
@@ -229,6 +246,7 @@ impl PgSandbox {
                             locks: vec![],
                             rewritten: vec![],
                             scanned: vec![],
+                            scanned_partitions_of: vec![],
                             note: Some("non-transactional and without a transactional equivalent: not run in the dry-run".into()),
                         });
                         continue;
@@ -368,12 +386,18 @@ impl PgSandbox {
             .filter(|(oid, (_, node))| after.files.get(*oid).is_some_and(|(_, n)| n != node))
             .map(|(_, (name, _))| name.clone())
             .collect();
-        let scanned = after
+        let scanned: Vec<String> = after
             .scans
             .iter()
             .filter(|(t, n)| **n > before.scans.get(*t).copied().unwrap_or(0))
             .map(|(t, _)| t.clone())
             .filter(|t| self.existing.values().any(|e| e == t))
+            .collect();
+        let scanned_partitions_of: BTreeSet<String> = scanned
+            .iter()
+            .filter_map(|t| self.ancestors.get(t))
+            .flatten()
+            .cloned()
             .collect();
         Ok(Ok(StatementRun {
             step: step.to_string(),
@@ -383,6 +407,7 @@ impl PgSandbox {
             locks,
             rewritten,
             scanned,
+            scanned_partitions_of: scanned_partitions_of.into_iter().collect(),
             note: None,
         }))
     }
