@@ -39,7 +39,7 @@ fn tera() -> &'static Tera {
     TERA.get_or_init(|| {
         let mut t = Tera::default();
         t.register_filter("sql", |v: &str, _: Kwargs, _: &tera::State| -> Value {
-            Value::safe_string(&highlight(v))
+            Value::safe_string(&highlight(&crate::sql::layout::readable(v)))
         });
         for (name, source) in [
             (
