@@ -388,6 +388,31 @@ async fn a_scan_of_a_partitioned_tables_partitions_is_the_tables_scan() {
     c.close().await;
 }
 
+/// A schema difference names an extension, not each of its functions and operators: a `down`
+/// that leaves `pg_trgm` installed is told as `+extension pg_trgm (N objects)`.
+#[tokio::test]
+async fn a_difference_names_the_extension_not_its_functions() {
+    let p = pagila().await;
+    let c = p.project.connect().await;
+    let planned = c
+        .ok(
+            "plan",
+            steps(
+                "fuzzy search",
+                json!([{"name": "trgm", "up": "CREATE EXTENSION pg_trgm", "down": "SELECT 1"}]),
+            ),
+        )
+        .await;
+    let refused = c
+        .refused("dry-run", json!({"plan_id": common::plan_id(&planned)}))
+        .await;
+    let message = refused["message"].as_str().unwrap();
+    assert_eq!(refused["code"], "rollback-unverified", "{refused}");
+    assert!(message.contains("+extension pg_trgm ("), "{message}");
+    assert!(!message.contains("similarity"), "{message}");
+    c.close().await;
+}
+
 #[tokio::test]
 async fn a_rename_that_breaks_a_trigger_function_fails_the_dry_run_and_validate_says_so() {
     let p = pagila().await;

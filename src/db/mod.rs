@@ -235,11 +235,24 @@ impl IntegrityProblem {
 }
 
 /// A canonical description of a schema, one line per object/attribute, and its hash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Fingerprint {
     pub hash: String,
     pub lines: Vec<String>,
+    /// The lines of objects an extension owns → the extension: how a difference names them
+    /// (`extension pg_trgm`, not its forty functions). Not part of the schema's identity, nor
+    /// stored: only a difference's wording reads it.
+    #[serde(skip)]
+    pub owners: BTreeMap<String, String>,
 }
+
+impl PartialEq for Fingerprint {
+    fn eq(&self, other: &Fingerprint) -> bool {
+        self.hash == other.hash && self.lines == other.lines
+    }
+}
+
+impl Eq for Fingerprint {}
 
 impl Fingerprint {
     pub fn from_lines(mut lines: Vec<String>) -> Fingerprint {
@@ -249,13 +262,21 @@ impl Fingerprint {
         Fingerprint {
             hash: hash.iter().map(|b| format!("{b:02x}")).collect(),
             lines,
+            owners: BTreeMap::new(),
         }
+    }
+
+    /// The fingerprint with `owners` (line → extension) known.
+    pub fn owned_by(mut self, owners: BTreeMap<String, String>) -> Fingerprint {
+        self.owners = owners;
+        self
     }
 
     /// The fingerprint with every date or time literal in a view's definition masked: the
     /// instant a special literal (`'now'::timestamp`, `'today'::date`) froze into the view when
     /// it was created, which a view created again from the same SQL later freezes differently.
     pub fn without_frozen_time(&self) -> Fingerprint {
+        let owners = self.owners.clone();
         Fingerprint::from_lines(
             self.lines
                 .iter()
@@ -268,6 +289,7 @@ impl Fingerprint {
                 })
                 .collect(),
         )
+        .owned_by(owners)
     }
 
     /// What `other` has that `self` lacks and vice versa, briefly: an object on both sides whose
@@ -279,6 +301,22 @@ impl Fingerprint {
         let b: std::collections::BTreeSet<&String> = other.lines.iter().collect();
         let mut gone: Vec<&String> = a.difference(&b).copied().collect();
         let mut new: Vec<&String> = b.difference(&a).copied().collect();
+        // An extension's objects are the extension's: named once, with how many.
+        let owner = |l: &String| self.owners.get(l).or_else(|| other.owners.get(l)).cloned();
+        let extensions = |lines: &mut Vec<&String>| -> Vec<String> {
+            let mut by: BTreeMap<String, usize> = BTreeMap::new();
+            lines.retain(|l| match owner(l) {
+                Some(e) => {
+                    *by.entry(e).or_default() += 1;
+                    false
+                }
+                None => true,
+            });
+            by.into_iter()
+                .map(|(e, n)| format!("extension {e} ({n} objects)"))
+                .collect()
+        };
+        let (gone_extensions, new_extensions) = (extensions(&mut gone), extensions(&mut new));
         let mut changed = Vec::new();
         gone.retain(|g| {
             let head = object_of(g);
@@ -304,8 +342,20 @@ impl Fingerprint {
         };
         [
             list("~", changed),
-            list("-", gone.into_iter().map(|l| cut(l, 0, 200)).collect()),
-            list("+", new.into_iter().map(|l| cut(l, 0, 200)).collect()),
+            list(
+                "-",
+                gone_extensions
+                    .into_iter()
+                    .chain(gone.into_iter().map(|l| cut(l, 0, 200)))
+                    .collect(),
+            ),
+            list(
+                "+",
+                new_extensions
+                    .into_iter()
+                    .chain(new.into_iter().map(|l| cut(l, 0, 200)))
+                    .collect(),
+            ),
         ]
         .concat()
         .join("; ")

@@ -42,14 +42,13 @@ pub fn readable(sql: &str) -> String {
     let mut previous: Option<&Token> = None;
     let mut depth = 0i32;
     let mut pending: Vec<usize> = Vec::new();
-    let flush =
-        |start: usize, end: usize, pending: &mut Vec<usize>, breaks: &mut Vec<usize>| {
-            let text = sql[start..end].trim();
-            if text.len() > WIDTH && !text.contains('\n') {
-                breaks.append(pending);
-            }
-            pending.clear();
-        };
+    let flush = |start: usize, end: usize, pending: &mut Vec<usize>, breaks: &mut Vec<usize>| {
+        let text = sql[start..end].trim();
+        if text.len() > WIDTH && !text.contains('\n') {
+            breaks.append(pending);
+        }
+        pending.clear();
+    };
     for (i, (pos, token)) in tokens.iter().enumerate() {
         match token {
             Token::Punct('(') => depth += 1,

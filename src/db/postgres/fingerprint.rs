@@ -73,7 +73,36 @@ pub(super) async fn fingerprint_on(conn: &mut PgConnection) -> sqlx::Result<Fing
          FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace"
             .to_string(),
     ];
-    read_lines(conn, &queries).await
+    read_lines(conn, &queries, true).await
+}
+
+/// The lines of objects an extension owns (functions, operators, casts), each as `OWNED` +
+/// the extension + a tab + the line as the fingerprint has it: read in the same round trip.
+const OWNED: &str = "owned by ";
+
+fn owned_queries() -> [String; 3] {
+    [
+        // language=SQL
+        format!(
+            "SELECT '{OWNED}' || e.extname || E'\t' || 'function ' || n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ') ' || md5(p.prosrc)
+             FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+             JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+             JOIN pg_extension e ON e.oid = d.refobjid WHERE {USER_SCHEMA}"
+        ),
+        format!(
+            "SELECT '{OWNED}' || e.extname || E'\t' || 'operator ' || n.nspname || '.' || o.oprname || '(' || coalesce(format_type(o.oprleft, NULL), 'none') || ', '
+                    || coalesce(format_type(o.oprright, NULL), 'none') || ') ' || o.oprcode::regprocedure::text
+             FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace
+             JOIN pg_depend d ON d.classid = 'pg_operator'::regclass AND d.objid = o.oid AND d.deptype = 'e'
+             JOIN pg_extension e ON e.oid = d.refobjid WHERE {USER_SCHEMA}"
+        ),
+        format!(
+            "SELECT '{OWNED}' || e.extname || E'\t' || 'cast ' || format_type(c.castsource, NULL) || ' as ' || format_type(c.casttarget, NULL) || ' '
+                    || CASE WHEN c.castfunc = 0 THEN c.castmethod::text ELSE c.castfunc::regprocedure::text END || ' ' || c.castcontext::text
+             FROM pg_cast c JOIN pg_depend d ON d.classid = 'pg_cast'::regclass AND d.objid = c.oid AND d.deptype = 'e'
+             JOIN pg_extension e ON e.oid = d.refobjid WHERE c.oid >= 16384"
+        ),
+    ]
 }
 
 /// A dry-run session's temporary objects: any is a plan's leftover (a temporary view named like
@@ -91,15 +120,25 @@ pub(super) async fn temporary_on(conn: &mut PgConnection) -> sqlx::Result<Finger
          SELECT 'temporary operator ' || o.oprname FROM pg_operator o WHERE o.oprnamespace = pg_my_temp_schema()
          UNION ALL
          SELECT 'temporary type ' || t.typname FROM pg_type t WHERE t.typnamespace = pg_my_temp_schema() AND t.typrelid = 0 AND t.typcategory <> 'A'";
-    read_lines(conn, &[query.to_string()]).await
+    read_lines(conn, &[query.to_string()], false).await
 }
 
 /// The lines of `queries` (each one text column), in one round trip: names render according to
 /// the search path (`regclass`, `pg_get_viewdef`), so it is pinned — they render the same on
 /// every session, and no agent object is resolved by these reads.
-async fn read_lines(conn: &mut PgConnection, queries: &[String]) -> sqlx::Result<Fingerprint> {
+async fn read_lines(
+    conn: &mut PgConnection,
+    queries: &[String],
+    owned: bool,
+) -> sqlx::Result<Fingerprint> {
+    let owners = if owned {
+        owned_queries().to_vec()
+    } else {
+        vec![]
+    };
     let union = queries
         .iter()
+        .chain(&owners)
         .map(|q| format!("(SELECT * FROM ({q}) AS q)"))
         .collect::<Vec<_>>()
         .join("\nUNION ALL\n");
@@ -109,5 +148,12 @@ async fn read_lines(conn: &mut PgConnection, queries: &[String]) -> sqlx::Result
             .await
     })
     .await?;
-    Ok(Fingerprint::from_lines(lines))
+    let (owned_lines, lines): (Vec<String>, Vec<String>) =
+        lines.into_iter().partition(|l| l.starts_with(OWNED));
+    let owners = owned_lines
+        .iter()
+        .filter_map(|l| l[OWNED.len()..].split_once('\t'))
+        .map(|(extension, line)| (line.to_string(), extension.to_string()))
+        .collect();
+    Ok(Fingerprint::from_lines(lines).owned_by(owners))
 }

@@ -160,7 +160,8 @@ impl PgSandbox {
                 .into_iter()
                 .chain(temporary.lines.into_iter().filter(|l| !own.contains(l)))
                 .collect(),
-        ))
+        )
+        .owned_by(fp.owners))
     }
 
     pub async fn run_checks(&mut self, checks: &[Check]) -> Result<Vec<CheckOutcome>> {
