@@ -131,7 +131,9 @@ pub struct Column {
     #[serde(rename = "type")]
     pub ty: String,
     pub nullable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub primary_key: bool,
 }
 
