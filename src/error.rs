@@ -373,6 +373,12 @@ impl Error {
             ),
             Error::CheckFailed { .. } => "inspect the data the check looks at; fix the migration or the check, then re-plan".into(),
             Error::AppProbeFailed { .. } => "a step changed something that code inside the database still uses (a trigger function's body, a view's function): change that code in the same step (`CREATE OR REPLACE FUNCTION`, `CREATE OR REPLACE VIEW`), or keep the old name with expand/contract (the `rename-column` template), then re-plan".into(),
+            Error::RollbackUnverified {
+                why: Unverified::Data { .. },
+                ..
+            } => {
+                "make `down` put back every value `up` changed (or change values with a `backfill` step, which drydock reverses), then re-plan and dry-run".into()
+            }
             Error::RollbackUnverified { .. } => {
                 "make `down` undo exactly what `up` does (same columns, indexes, constraints), then re-plan and dry-run".into()
             }

@@ -449,9 +449,33 @@ async fn unapproved_sql_runs_as_the_least_privilege_roles() {
         )
         .await,
     );
-    // Refused before `up`: drydock compares the table's data as the dry-run role (never as the
-    // login), and the role may not even read it.
     let refused = c.refused("dry-run", json!({"plan_id": other})).await;
+    assert_eq!(refused["code"], "sql-failed", "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("must be owner of table root_only"),
+        "{refused}"
+    );
+    // drydock compares the data a plan wrote as the dry-run role too (never as the login): a
+    // role that may update a table but not read it is refused naming the grant it lacks.
+    for db in [&p.staging, &p.prod] {
+        run_admin_sql(
+            db,
+            &format!("INSERT INTO root_only VALUES (1); GRANT UPDATE ON root_only TO {mig}"),
+        )
+        .await;
+    }
+    let blind = plan_id(
+        &c.ok(
+            "plan",
+            json!({"goal": "write a table the migration role may not read", "target": "production",
+                   "steps": [step("UPDATE root_only SET id = 2", "UPDATE root_only SET id = 1")]}),
+        )
+        .await,
+    );
+    let refused = c.refused("dry-run", json!({"plan_id": blind})).await;
     assert_eq!(refused["code"], "role-privilege", "{refused}");
     assert!(
         refused["message"]

@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::walk::run_sql;
 use common::{PgProject, Project, plan_id};
 use serde_json::json;
 
@@ -124,6 +125,91 @@ async fn a_down_that_loses_data_fails_the_dry_run_on_postgres() {
     );
     let dry = c.ok("dry-run", json!({"plan_id": id})).await;
     assert_eq!(dry["rollback_verified"], true, "{dry}");
+    c.close().await;
+}
+
+/// The data comparison reads only the tables whose marks moved (storage, columns, rows this
+/// transaction wrote), and reads them as they were before `up` by rewinding to a savepoint:
+/// every way a plan can lose rows or values without a row count is still caught, and an exact
+/// inverse that writes rows (or rewrites the table) still passes.
+#[tokio::test]
+async fn every_way_of_losing_data_is_seen_by_the_marks() {
+    let p = PgProject::new("").await;
+    for db in [&p.prod, &p.staging] {
+        run_sql(
+            db,
+            "CREATE TABLE readings (at date NOT NULL, value numeric NOT NULL) PARTITION BY RANGE (at);
+             CREATE TABLE readings_2025 PARTITION OF readings FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+             INSERT INTO readings SELECT DATE '2025-01-01' + g, g / 7.0 FROM generate_series(0, 300) g;
+             UPDATE accounts SET nickname = 'n' || id",
+        )
+        .await;
+    }
+    let c = p.project.connect().await;
+    let lost = [
+        ("TRUNCATE ledger", "SELECT 1", "ledger"),
+        ("DELETE FROM ledger WHERE id = 1", "SELECT 1", "ledger"),
+        (
+            "ALTER TABLE accounts DROP COLUMN nickname",
+            "ALTER TABLE accounts ADD COLUMN nickname text",
+            "accounts",
+        ),
+        (
+            "ALTER TABLE readings ALTER COLUMN value TYPE integer",
+            "ALTER TABLE readings ALTER COLUMN value TYPE numeric",
+            "readings",
+        ),
+        (
+            "DELETE FROM readings_2025 WHERE value > 40",
+            "SELECT 1",
+            "readings_2025",
+        ),
+    ];
+    for (up, down, table) in lost {
+        let id = plan_id(
+            &c.ok(
+                "plan",
+                json!({"goal": format!("lose data: {up}"), "target": "production",
+                       "steps": [{"name": "lose", "up": up, "down": down}]}),
+            )
+            .await,
+        );
+        let refused = c.refused("dry-run", json!({"plan_id": id})).await;
+        assert_eq!(refused["code"], "rollback-unverified", "{up}: {refused}");
+        assert!(
+            refused["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("the data of `{table}`")),
+            "{up}: {refused}"
+        );
+    }
+    let kept = [
+        (
+            "UPDATE accounts SET balance = balance + 1",
+            "UPDATE accounts SET balance = balance - 1",
+        ),
+        (
+            "ALTER TABLE accounts ALTER COLUMN score TYPE bigint",
+            "ALTER TABLE accounts ALTER COLUMN score TYPE integer",
+        ),
+        (
+            "ALTER TABLE readings ADD COLUMN note text",
+            "ALTER TABLE readings DROP COLUMN note",
+        ),
+    ];
+    for (up, down) in kept {
+        let id = plan_id(
+            &c.ok(
+                "plan",
+                json!({"goal": format!("keep data: {up}"), "target": "production",
+                       "steps": [{"name": "keep", "up": up, "down": down}]}),
+            )
+            .await,
+        );
+        let dry = c.ok("dry-run", json!({"plan_id": id})).await;
+        assert_eq!(dry["rollback_verified"], true, "{up}: {dry}");
+    }
     c.close().await;
 }
 

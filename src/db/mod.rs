@@ -5,6 +5,7 @@
 //! Imports only `plan`, `config` and the leaves.
 
 pub mod describe;
+pub mod marks;
 pub mod postgres;
 pub use postgres::RoleSetup;
 pub mod sqlite;
@@ -1106,6 +1107,34 @@ impl Sandbox {
     }
 
     /// A content hash of each of `tables` that exists.
+    /// The marks that tell, without reading rows, which of `tables` a plan may have written
+    /// (PostgreSQL; `None` on SQLite, whose tables are hashed whole).
+    pub async fn data_marks(&mut self, tables: &[String]) -> Result<Option<marks::DataMarks>> {
+        match self {
+            Sandbox::Sqlite(..) => Ok(None),
+            Sandbox::Postgres(s) => s.data_marks(tables).await.map(Some),
+        }
+    }
+
+    /// A point to come back to before `up` (rolled back, PostgreSQL).
+    pub async fn rewind_point(&mut self) -> Result<()> {
+        match self {
+            Sandbox::Sqlite(..) => Ok(()),
+            Sandbox::Postgres(s) => s.rewind_point().await,
+        }
+    }
+
+    /// Back to the data as it was at [`Self::rewind_point`].
+    pub async fn rewind(&mut self) -> Result<()> {
+        match self {
+            Sandbox::Sqlite(..) => Err(Error::invalid(
+                Part::Argument,
+                "a SQLite sandbox has no point to rewind to",
+            )),
+            Sandbox::Postgres(s) => s.rewind().await,
+        }
+    }
+
     pub async fn content_hashes(&mut self, tables: &[String]) -> Result<BTreeMap<String, String>> {
         match self {
             Sandbox::Sqlite(t, _) => t.content_hashes(tables).await,

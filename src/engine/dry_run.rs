@@ -181,10 +181,12 @@ impl Engine {
         scratch: &std::path::Path,
     ) -> Result<(Result<Exercised>, Vec<crate::db::SequenceMove>)> {
         if staging.rehearses() && Self::commits_between_steps(plan) {
-            return Ok(match self.rehearse(plan, staging, scratch, true).await {
-                Ok(r) => (Ok(r.exercised), r.sequences),
-                Err(e) => (Err(e), vec![]),
-            });
+            return Ok(
+                match self.rehearse(plan, staging, scratch, true, None).await {
+                    Ok(r) => (Ok(r.exercised), r.sequences),
+                    Err(e) => (Err(e), vec![]),
+                },
+            );
         }
         let mut sandbox = staging
             .sandbox(scratch, crate::db::SandboxMode::RolledBack)
@@ -194,7 +196,11 @@ impl Engine {
         // Verified without committing anything, the plan is then run as apply will run it.
         let outcome = match outcome {
             Ok(x) if staging.rehearses() && Self::needs_rehearsal(plan) => {
-                self.rehearse(plan, staging, scratch, false).await.map(|r| {
+                let written = x.data_moved.clone();
+                let rehearsed = self
+                    .rehearse(plan, staging, scratch, false, Some(&written))
+                    .await;
+                rehearsed.map(|r| {
                     sequences.extend(r.sequences);
                     x.rehearsed(r.exercised.statements)
                 })
@@ -342,8 +348,17 @@ impl Engine {
     ) -> Result<Exercised> {
         let before = copy.fingerprint().await?;
         // Rollback must restore the data of the tables the plan touches, not only their shape.
+        // Where the marks count the rows this transaction writes, no row is read now: after
+        // `down` the tables whose marks moved are read, then read again as they were before
+        // `up` (rewound to here). Elsewhere (SQLite) every touched table is hashed now.
         let touched = plan.existing_tables();
-        let data_before = copy.content_hashes(&touched).await?;
+        let data_before = match copy.data_marks(&touched).await? {
+            Some(marks) if marks.count_rows() => {
+                copy.rewind_point().await?;
+                DataBefore::Marked(marks)
+            }
+            _ => DataBefore::Hashed(copy.content_hashes(&touched).await?),
+        };
         let reversible: Vec<&Step> = plan.steps().iter().filter(|s| !s.is_final()).collect();
         let mut statements = Vec::new();
         for step in &reversible {
@@ -381,7 +396,23 @@ impl Engine {
                 why: Unverified::NoDown,
             });
         }
-        let data_after = copy.content_hashes(&touched).await?;
+        let (data_before, data_after, data_moved) = match data_before {
+            DataBefore::Hashed(before) => {
+                let after = copy.content_hashes(&touched).await?;
+                (before, after, touched.clone())
+            }
+            DataBefore::Marked(marks) => {
+                let now = copy.data_marks(&touched).await?.unwrap_or_default();
+                let moved = marks.changed(&now);
+                if moved.is_empty() {
+                    (BTreeMap::new(), BTreeMap::new(), moved)
+                } else {
+                    let after = copy.content_hashes(&moved).await?;
+                    copy.rewind().await?;
+                    (copy.content_hashes(&moved).await?, after, moved)
+                }
+            }
+        };
         let changed: Vec<&String> = data_before
             .iter()
             .filter(|(t, h)| data_after.get(*t) != Some(*h))
@@ -444,6 +475,7 @@ impl Engine {
             probes,
             reversible_statements,
             rehearsed: false,
+            data_moved,
         })
     }
 
@@ -556,6 +588,9 @@ pub(super) struct Exercised {
     pub(super) reversible_statements: usize,
     /// The reversible steps' statements were measured by the rehearsal (run as apply runs them).
     pub(super) rehearsed: bool,
+    /// The touched tables whose rows `up` and `down` may have written (their marks moved, or
+    /// every touched table where there are no marks): those a rehearsal of the same SQL hashes.
+    pub(super) data_moved: Vec<String>,
 }
 
 impl Exercised {
@@ -648,4 +683,12 @@ fn scale_to_production(
         ),
     };
     (ratios, estimate, warnings)
+}
+
+/// What a dry-run keeps of the touched tables' data before `up`: their rows hashed, or only
+/// their marks (the rows are read after `down`, where the marks moved, and as they were before
+/// `up` by rewinding to a savepoint).
+enum DataBefore {
+    Hashed(BTreeMap<String, String>),
+    Marked(crate::db::marks::DataMarks),
 }

@@ -59,14 +59,17 @@ impl Engine {
 
     /// Runs the plan's reversible steps on `staging` as apply runs them, then their `down`s, and
     /// verifies staging's schema and the touched tables' data are what they were; `whole`: the
-    /// probes and the checks too, after `up` (a plan the rolled-back pass cannot run). Holds the
-    /// staging target's migration lock throughout: a rehearsal commits.
+    /// probes and the checks too, after `up` (a plan the rolled-back pass cannot run). `written`:
+    /// the tables whose rows the rolled-back pass of the same SQL wrote — only those are hashed,
+    /// the others' storage and columns are compared (`None`: every touched table is hashed).
+    /// Holds the staging target's migration lock throughout: a rehearsal commits.
     pub(super) async fn rehearse(
         &self,
         plan: &Plan,
         staging: &Target,
         scratch: &std::path::Path,
         whole: bool,
+        written: Option<&[String]>,
     ) -> Result<Rehearsed> {
         let lock = staging.lock().await?;
         let mut session = match staging.sandbox(scratch, SandboxMode::Committed).await {
@@ -76,7 +79,7 @@ impl Engine {
                 return Err(e);
             }
         };
-        let exercised = Self::rehearse_on(plan, staging, &mut session, whole).await;
+        let exercised = Self::rehearse_on(plan, staging, &mut session, whole, written).await;
         let sequences = session.finish().await;
         // Undone, or given up on (the error says what staging holds): nothing for a later
         // dry-run to take back.
@@ -94,11 +97,19 @@ impl Engine {
         staging: &Target,
         session: &mut Sandbox,
         whole: bool,
+        written: Option<&[String]>,
     ) -> Result<super::dry_run::Exercised> {
         let before = session.fingerprint().await?;
         let touched = plan.existing_tables();
-        let data_before = session.content_hashes(&touched).await?;
+        let hashed: Vec<String> = match written {
+            Some(w) => touched.iter().filter(|t| w.contains(t)).cloned().collect(),
+            None => touched.clone(),
+        };
+        let data_before = session.content_hashes(&hashed).await?;
+        let marks = session.data_marks(&touched).await?;
         let was = Was {
+            marks: marks.as_ref(),
+            hashed: &hashed,
             schema: &before,
             data: &data_before,
             tables: &touched,
@@ -187,6 +198,7 @@ impl Engine {
             checks,
             probes,
             rehearsed: true,
+            data_moved: hashed,
         })
     }
 
@@ -312,8 +324,29 @@ impl Engine {
         if after != before {
             return Err(left(format!("its schema differs: {}", before.diff(&after))));
         }
+        // Tables the same SQL did not write in the rolled-back pass: their storage and columns
+        // are as they were (rows are not counted across transactions).
+        if let Some(marks) = was.marks {
+            let now = session
+                .data_marks(was.tables)
+                .await
+                .map_err(|e| left(e.to_string()))?
+                .unwrap_or_default();
+            let moved: Vec<String> = marks
+                .changed(&now)
+                .into_iter()
+                .filter(|t| !was.hashed.contains(t))
+                .map(|t| format!("`{t}`"))
+                .collect();
+            if !moved.is_empty() {
+                return Err(left(format!(
+                    "the storage or columns of {} changed, which the rolled-back pass of the same SQL did not show",
+                    moved.join(", ")
+                )));
+            }
+        }
         let data = session
-            .content_hashes(was.tables)
+            .content_hashes(was.hashed)
             .await
             .map_err(|e| left(e.to_string()))?;
         let changed: Vec<String> = was
@@ -335,6 +368,10 @@ impl Engine {
 /// Staging as it was before the rehearsal.
 struct Was<'a> {
     schema: &'a crate::db::Fingerprint,
+    /// The hashes of `hashed`.
     data: &'a BTreeMap<String, String>,
+    hashed: &'a [String],
+    /// Every touched table's marks (PostgreSQL).
+    marks: Option<&'a crate::db::marks::DataMarks>,
     tables: &'a [String],
 }

@@ -7,6 +7,7 @@
 use super::execute::{drop_invalid_index, transactions};
 use super::*;
 use crate::db::SandboxMode;
+use crate::db::marks::{DataMarks, TableMarks};
 
 impl Postgres {
     pub async fn sandbox(&self, mode: SandboxMode) -> Result<PgSandbox> {
@@ -519,6 +520,71 @@ impl PgSandbox {
             }
             _ => self.err(e),
         })
+    }
+
+    /// The marks of `tables` ([`crate::db::marks`]): each leaf's storage, the columns, and,
+    /// rolled back (one transaction), the rows this transaction wrote there. Read like
+    /// `content_hashes`: as the session's role, under a pinned search path, every name
+    /// qualified.
+    pub async fn data_marks(&mut self, tables: &[String]) -> Result<DataMarks> {
+        let names: Vec<String> = tables.iter().map(|t| relation(t)).collect();
+        let counted = self.mode == SandboxMode::RolledBack;
+        let read = pinned(&mut self.conn, async |c| {
+            // language=SQL
+            let leaves: Vec<(i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
+                "SELECT t.i, c.oid::pg_catalog.int8, c.relfilenode::pg_catalog.int8,
+                        pg_catalog.pg_stat_get_xact_tuples_inserted(c.oid),
+                        pg_catalog.pg_stat_get_xact_tuples_updated(c.oid),
+                        pg_catalog.pg_stat_get_xact_tuples_deleted(c.oid)
+                 FROM pg_catalog.unnest($1::pg_catalog.text[]) WITH ORDINALITY AS t(name, i)
+                 CROSS JOIN LATERAL (SELECT pg_catalog.to_regclass(t.name) AS relid
+                                     UNION SELECT p.relid FROM pg_catalog.pg_partition_tree(pg_catalog.to_regclass(t.name)) AS p) AS l
+                 JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) l.relid
+                 ORDER BY 1, 2",
+            )
+            .bind(&names)
+            .fetch_all(&mut *c)
+            .await?;
+            // language=SQL
+            let columns: Vec<(i64, String, i32, i64, i32)> = sqlx::query_as(
+                "SELECT t.i, a.attname::pg_catalog.text, a.attnum::pg_catalog.int4, a.atttypid::pg_catalog.int8, a.atttypmod
+                 FROM pg_catalog.unnest($1::pg_catalog.text[]) WITH ORDINALITY AS t(name, i)
+                 JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(t.name)
+                 WHERE a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+                 ORDER BY 1, 3",
+            )
+            .bind(&names)
+            .fetch_all(&mut *c)
+            .await?;
+            Ok((leaves, columns))
+        })
+        .await;
+        let (leaves, columns) = read.map_err(|e| self.err(e))?;
+        let table = |i: i64| tables.get(usize::try_from(i - 1).unwrap_or(usize::MAX));
+        let mut marks: BTreeMap<String, TableMarks> = BTreeMap::new();
+        for (i, oid, node, ins, upd, del) in leaves {
+            let Some(t) = table(i) else { continue };
+            let m = marks.entry(t.clone()).or_default();
+            m.storage.push((oid as u32, node));
+            m.written = counted.then(|| m.written.unwrap_or(0) + ins + upd + del);
+        }
+        for (i, name, number, ty, typmod) in columns {
+            if let Some(m) = table(i).and_then(|t| marks.get_mut(t)) {
+                m.columns.push(format!("{name}:{number}:{ty}:{typmod}"));
+            }
+        }
+        Ok(DataMarks(marks))
+    }
+
+    /// Rolled back: a savepoint to come back to, before `up` (see [`Self::rewind`]).
+    pub async fn rewind_point(&mut self) -> Result<()> {
+        self.run_raw("SAVEPOINT drydock_before_up").await
+    }
+
+    /// Back to [`Self::rewind_point`]: the data as it was before `up`, to compare with.
+    pub async fn rewind(&mut self) -> Result<()> {
+        self.run_raw("ROLLBACK TO SAVEPOINT drydock_before_up")
+            .await
     }
 
     /// Saves the values a backfill step is about to overwrite, into a temporary table.
