@@ -788,6 +788,30 @@ impl Target {
         }
     }
 
+    /// The schema lines of `tables`' columns, as their fingerprint has them (`column
+    /// schema.table.name …` on PostgreSQL, `table t column …` on SQLite): what the drift check
+    /// compares, without reading the rest of the schema where the engine can.
+    pub async fn column_lines(
+        &self,
+        tables: &[String],
+    ) -> Result<std::collections::BTreeSet<String>> {
+        match self {
+            Target::Sqlite(t) => {
+                let prefixes: Vec<String> = tables
+                    .iter()
+                    .map(|t| format!("table {t} column "))
+                    .collect();
+                Ok(t.fingerprint()
+                    .await?
+                    .lines
+                    .into_iter()
+                    .filter(|l| prefixes.iter().any(|p| l.starts_with(p.as_str())))
+                    .collect())
+            }
+            Target::Postgres(t) => t.column_lines(tables).await,
+        }
+    }
+
     /// What `inspect` tells an agent beyond the catalog.
     pub async fn describe(&self) -> Result<describe::Described> {
         match self {

@@ -534,6 +534,12 @@ impl Postgres {
         self.read(async |c| fingerprint_on(c).await).await
     }
 
+    /// The fingerprint's column lines of `tables` alone.
+    pub async fn column_lines(&self, tables: &[String]) -> Result<BTreeSet<String>> {
+        self.read(async |c| fingerprint::column_lines_on(c, tables).await)
+            .await
+    }
+
     pub async fn row_counts(&self, tables: &[String]) -> Result<BTreeMap<String, u64>> {
         self.read(async |c| row_counts_on(c, tables).await).await
     }

@@ -311,8 +311,8 @@ impl Engine {
             return Ok(());
         };
         let tables = plan.tables();
-        let on_target = table_shape(&target.fingerprint().await?, &tables);
-        let on_staging = table_shape(&staging.fingerprint().await?, &tables);
+        let on_target = target.column_lines(&tables).await?;
+        let on_staging = staging.column_lines(&tables).await?;
         if on_target == on_staging {
             return Ok(());
         }

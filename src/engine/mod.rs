@@ -41,7 +41,7 @@ pub use inspect::{ListedPartition, Partitions, ViewInfo};
 pub use plan::next_steps;
 pub use report::*;
 pub use roles::RoleFix;
-use validate::{check_failure, failures, pre_apply_lines, table_shape};
+use validate::{check_failure, failures, pre_apply_lines};
 
 use crate::analysis;
 use crate::checklist::{self, ChecklistItem, Evidence, Item};

@@ -36,12 +36,12 @@ impl Engine {
         staging: &Target,
     ) -> Result<Vec<String>> {
         let tables = plan.tables();
-        let reference = table_shape(&staging.fingerprint().await?, &tables);
+        let reference = staging.column_lines(&tables).await?;
         let mut differ = Vec::new();
         for member in &group.members {
             let shape = async {
                 let t = Target::open(&self.config, self.config.target(member)?).await?;
-                Ok::<_, Error>(table_shape(&t.fingerprint().await?, &tables))
+                t.column_lines(&tables).await
             }
             .await;
             match shape {

@@ -165,29 +165,6 @@ pub(super) fn pre_apply_lines(runs: &[crate::store::RunRow]) -> Option<Vec<Strin
         .and_then(|r| r.detail.fingerprint_before_lines.clone())
 }
 
-/// The column lines of `tables` in a schema fingerprint (both engines' formats).
-pub(super) fn table_shape(
-    fp: &crate::db::Fingerprint,
-    tables: &[String],
-) -> std::collections::BTreeSet<String> {
-    let prefixes: Vec<String> = tables
-        .iter()
-        .flat_map(|t| {
-            let qualified = if t.contains('.') {
-                t.clone()
-            } else {
-                format!("public.{t}")
-            };
-            [format!("column {qualified}."), format!("table {t} column ")]
-        })
-        .collect();
-    fp.lines
-        .iter()
-        .filter(|l| prefixes.iter().any(|p| l.starts_with(p.as_str())))
-        .cloned()
-        .collect()
-}
-
 /// Whether the target changed exactly as the dry-run changed staging: the schema lines the
 /// apply added and removed equal those the dry-run's `up` added and removed. Comparing changes,
 /// not whole schemas, tolerates differences staging had before (a staging is rarely a perfect

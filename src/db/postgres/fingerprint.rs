@@ -2,19 +2,43 @@
 
 use super::*;
 
+/// A fingerprint's column lines, of the relations `and` admits (`""`: all of them).
+fn column_lines(and: &str) -> String {
+    // language=SQL
+    format!(
+        "SELECT 'column ' || n.nspname || '.' || c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+                || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+                || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
+                || CASE WHEN a.attgenerated <> '' THEN ' generated' ELSE '' END
+                || CASE WHEN a.attidentity <> '' THEN ' identity' ELSE '' END
+         FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+         LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+         WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {USER_SCHEMA}{and}"
+    )
+}
+
+/// The fingerprint's column lines of `tables` alone: what the drift check compares, read
+/// without the rest of the schema.
+pub(super) async fn column_lines_on(
+    conn: &mut PgConnection,
+    tables: &[String],
+) -> sqlx::Result<BTreeSet<String>> {
+    let names: Vec<String> = tables.iter().map(|t| relation(t)).collect();
+    let query =
+        column_lines(" AND c.oid = ANY (SELECT to_regclass(t) FROM unnest($1::text[]) AS t)");
+    let lines = pinned(conn, async |c| {
+        sqlx::query_scalar::<_, String>(AssertSqlSafe(query))
+            .bind(&names)
+            .fetch_all(&mut *c)
+            .await
+    })
+    .await?;
+    Ok(lines.into_iter().collect())
+}
+
 pub(super) async fn fingerprint_on(conn: &mut PgConnection) -> sqlx::Result<Fingerprint> {
     let queries = [
-        // language=SQL
-        format!(
-            "SELECT 'column ' || n.nspname || '.' || c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
-                    || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
-                    || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
-                    || CASE WHEN a.attgenerated <> '' THEN ' generated' ELSE '' END
-                    || CASE WHEN a.attidentity <> '' THEN ' identity' ELSE '' END
-             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-             LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-             WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {USER_SCHEMA}"
-        ),
+        column_lines(""),
         format!(
             "SELECT 'index ' || pg_get_indexdef(i.indexrelid) || CASE WHEN i.indisvalid THEN '' ELSE ' INVALID' END
              FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {USER_SCHEMA}"
@@ -81,26 +105,31 @@ pub(super) async fn fingerprint_on(conn: &mut PgConnection) -> sqlx::Result<Fing
 const OWNED: &str = "owned by ";
 
 fn owned_queries() -> [String; 3] {
+    // Driven from the extensions (a handful) through `pg_depend`'s index on what is depended on.
+    // language=SQL
+    let owned = |catalog: &str| {
+        format!(
+            "pg_extension e JOIN pg_depend d ON d.refclassid = 'pg_extension'::regclass AND d.refobjid = e.oid
+             AND d.deptype = 'e' AND d.classid = '{catalog}'::regclass"
+        )
+    };
     [
-        // language=SQL
         format!(
             "SELECT '{OWNED}' || e.extname || E'\t' || 'function ' || n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ') ' || md5(p.prosrc)
-             FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-             JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
-             JOIN pg_extension e ON e.oid = d.refobjid WHERE {USER_SCHEMA}"
+             FROM {} JOIN pg_proc p ON p.oid = d.objid JOIN pg_namespace n ON n.oid = p.pronamespace WHERE {USER_SCHEMA}",
+            owned("pg_proc")
         ),
         format!(
             "SELECT '{OWNED}' || e.extname || E'\t' || 'operator ' || n.nspname || '.' || o.oprname || '(' || coalesce(format_type(o.oprleft, NULL), 'none') || ', '
                     || coalesce(format_type(o.oprright, NULL), 'none') || ') ' || o.oprcode::regprocedure::text
-             FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace
-             JOIN pg_depend d ON d.classid = 'pg_operator'::regclass AND d.objid = o.oid AND d.deptype = 'e'
-             JOIN pg_extension e ON e.oid = d.refobjid WHERE {USER_SCHEMA}"
+             FROM {} JOIN pg_operator o ON o.oid = d.objid JOIN pg_namespace n ON n.oid = o.oprnamespace WHERE {USER_SCHEMA}",
+            owned("pg_operator")
         ),
         format!(
             "SELECT '{OWNED}' || e.extname || E'\t' || 'cast ' || format_type(c.castsource, NULL) || ' as ' || format_type(c.casttarget, NULL) || ' '
                     || CASE WHEN c.castfunc = 0 THEN c.castmethod::text ELSE c.castfunc::regprocedure::text END || ' ' || c.castcontext::text
-             FROM pg_cast c JOIN pg_depend d ON d.classid = 'pg_cast'::regclass AND d.objid = c.oid AND d.deptype = 'e'
-             JOIN pg_extension e ON e.oid = d.refobjid WHERE c.oid >= 16384"
+             FROM {} JOIN pg_cast c ON c.oid = d.objid WHERE c.oid >= 16384",
+            owned("pg_cast")
         ),
     ]
 }
