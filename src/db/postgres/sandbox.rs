@@ -53,23 +53,19 @@ impl Postgres {
         let sequences = super::sequences::read(&mut conn)
             .await
             .map_err(|e| self.err(e))?;
-        // A rehearsal commits on staging, where waiting for a lock stalls nobody's traffic: it
+        // A dry-run runs on staging, where waiting for a lock stalls no production traffic: it
         // waits past `deadlock_timeout`, after which an autovacuum in its way yields (with
-        // `lock_timeout` at the same second, every try lost the race to the vacuum's own wait).
-        let lock_timeout = match mode {
-            SandboxMode::RolledBack => self.lock_timeout,
-            SandboxMode::Committed => {
-                // language=SQL
-                let deadlock: f64 = sqlx::query_scalar(
-                    "SELECT pg_catalog.date_part('epoch', pg_catalog.current_setting('deadlock_timeout')::pg_catalog.interval)
-                            OPERATOR(pg_catalog.*) 1000",
-                )
-                .fetch_one(&mut conn)
-                .await
-                .unwrap_or(1000.0);
-                self.lock_timeout + Duration::from_millis(deadlock.max(0.0) as u64 * 2)
-            }
-        };
+        // `lock_timeout` at the same second, every try lost the race to the vacuum's own wait;
+        // a rolled-back pass that rewinds to compare data takes its locks again after it).
+        // language=SQL
+        let deadlock: f64 = sqlx::query_scalar(
+            "SELECT pg_catalog.date_part('epoch', pg_catalog.current_setting('deadlock_timeout')::pg_catalog.interval)
+                    OPERATOR(pg_catalog.*) 1000",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap_or(1000.0);
+        let lock_timeout = self.lock_timeout + Duration::from_millis(deadlock.max(0.0) as u64 * 2);
         // Nobody has approved the plan yet: its SQL runs as the dry-run role, and so does every
         // read of drydock's in this session from here on (never a more privileged role once
         // agent SQL may have left something behind for a read to resolve). Rolled back: for the
