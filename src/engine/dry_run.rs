@@ -396,77 +396,53 @@ impl Engine {
                 why: Unverified::NoDown,
             });
         }
-        let (data_before, data_after, data_moved) = match data_before {
+        // Marked: the tables whose marks moved are hashed as `down` left them now, and as they
+        // were before `up` at the end, rewound to the savepoint — after `up` again and the final
+        // steps, so that no lock `up` holds is let go while it still has work to do here.
+        let (data_moved, pending) = match data_before {
             DataBefore::Hashed(before) => {
                 let after = copy.content_hashes(&touched).await?;
-                (before, after, touched.clone())
+                self.data_restored(target, &before, &after).await?;
+                (touched.clone(), None)
             }
             DataBefore::Marked(marks) => {
                 let now = copy.data_marks(&touched).await?.unwrap_or_default();
                 let moved = marks.changed(&now);
-                if moved.is_empty() {
-                    (BTreeMap::new(), BTreeMap::new(), moved)
+                let pending = if moved.is_empty() {
+                    None
                 } else {
-                    let after = copy.content_hashes(&moved).await?;
-                    copy.rewind().await?;
-                    (copy.content_hashes(&moved).await?, after, moved)
-                }
+                    Some(copy.content_hashes(&moved).await?)
+                };
+                (moved, pending)
             }
         };
-        let changed: Vec<&String> = data_before
-            .iter()
-            .filter(|(t, h)| data_after.get(*t) != Some(*h))
-            .map(|(t, _)| t)
-            .collect();
-        if !changed.is_empty() {
-            // The tables' triggers may have written what `down` does not restore (a
-            // `last_update` stamp): the lesson is theirs then, not `down`'s shape.
-            let catalog = match self.open_target(target).await {
-                Ok(t) => t.catalog().await.ok(),
-                Err(_) => None,
-            };
-            let triggers: Vec<String> = changed
-                .iter()
-                .filter_map(|t| Some((t, catalog.as_ref()?.tables.get(*t)?)))
-                .flat_map(|(t, info)| info.triggers.iter().map(move |g| format!("{t}.{g}")))
-                .collect();
-            let fired = if triggers.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " — its triggers fire on every row `up` writes and may write columns of their own ({})",
-                    triggers
-                        .iter()
-                        .map(|t| format!("`{t}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            };
-            return Err(Error::RollbackUnverified {
-                detail: format!(
-                    "the data of {} after `down` differs from before `up` (content hash on the staging copy){fired}: `down` must put back every value `up` changed; to overwrite values, use a `backfill` step, whose old values drydock saves and restores",
-                    changed
-                        .iter()
-                        .map(|t| format!("`{t}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                why: Unverified::Data { triggers },
-            });
-        }
-        for step in &reversible {
-            Self::up_in_sandbox(copy, plan, step, "dry-run up (again)").await?;
-        }
-        let reversible_statements = statements.len();
-        if finals {
-            for step in plan.steps().iter().filter(|s| s.is_final()) {
-                statements.extend(Self::up_in_sandbox(copy, plan, step, "dry-run up").await?);
+        let rest = async {
+            for step in &reversible {
+                Self::up_in_sandbox(copy, plan, step, "dry-run up (again)").await?;
             }
-            probes = Self::probe_app(copy, plan, target).await?;
-            checks = copy.run_checks(&plan.body.checks).await?;
-            Self::checks_hold(&checks)?;
+            let mut finals_run = vec![];
+            if finals {
+                for step in plan.steps().iter().filter(|s| s.is_final()) {
+                    finals_run.extend(Self::up_in_sandbox(copy, plan, step, "dry-run up").await?);
+                }
+                probes = Self::probe_app(copy, plan, target).await?;
+                checks = copy.run_checks(&plan.body.checks).await?;
+                Self::checks_hold(&checks)?;
+            }
+            let after_up = copy.fingerprint().await?;
+            Ok::<_, Error>((finals_run, after_up))
         }
-        let after_up = copy.fingerprint().await?;
+        .await;
+        // A difference in the data explains a later failure (`up` again meeting what `down`
+        // left): it is told first.
+        if let Some(after) = pending {
+            copy.rewind().await?;
+            let before = copy.content_hashes(&data_moved).await?;
+            self.data_restored(target, &before, &after).await?;
+        }
+        let (finals_run, after_up) = rest?;
+        let reversible_statements = statements.len();
+        statements.extend(finals_run);
         Ok(Exercised {
             before,
             after_up,
@@ -476,6 +452,57 @@ impl Engine {
             reversible_statements,
             rehearsed: false,
             data_moved,
+        })
+    }
+
+    /// `Ok` when every table hashed `before` hashes the same `after`; else the rollback is not
+    /// verified, naming the tables and, where they have triggers, those (which may have
+    /// written what `down` does not restore: the lesson is theirs then, not `down`'s shape).
+    async fn data_restored(
+        &self,
+        target: &str,
+        before: &BTreeMap<String, String>,
+        after: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        let changed: Vec<&String> = before
+            .iter()
+            .filter(|(t, h)| after.get(*t) != Some(*h))
+            .map(|(t, _)| t)
+            .collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let catalog = match self.open_target(target).await {
+            Ok(t) => t.catalog().await.ok(),
+            Err(_) => None,
+        };
+        let triggers: Vec<String> = changed
+            .iter()
+            .filter_map(|t| Some((t, catalog.as_ref()?.tables.get(*t)?)))
+            .flat_map(|(t, info)| info.triggers.iter().map(move |g| format!("{t}.{g}")))
+            .collect();
+        let fired = if triggers.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " — its triggers fire on every row `up` writes and may write columns of their own ({})",
+                triggers
+                    .iter()
+                    .map(|t| format!("`{t}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        Err(Error::RollbackUnverified {
+            detail: format!(
+                "the data of {} after `down` differs from before `up` (content hash on the staging copy){fired}: `down` must put back every value `up` changed; to overwrite values, use a `backfill` step, whose old values drydock saves and restores",
+                changed
+                    .iter()
+                    .map(|t| format!("`{t}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            why: Unverified::Data { triggers },
         })
     }
 
