@@ -141,7 +141,10 @@ async fn every_way_of_losing_data_is_seen_by_the_marks() {
             "CREATE TABLE readings (at date NOT NULL, value numeric NOT NULL) PARTITION BY RANGE (at);
              CREATE TABLE readings_2025 PARTITION OF readings FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
              INSERT INTO readings SELECT DATE '2025-01-01' + g, g / 7.0 FROM generate_series(0, 300) g;
-             UPDATE accounts SET nickname = 'n' || id",
+             UPDATE accounts SET nickname = 'n' || id;
+             CREATE TABLE cities (name text NOT NULL, population integer NOT NULL);
+             CREATE TABLE capitals (state text NOT NULL) INHERITS (cities);
+             INSERT INTO capitals VALUES ('Paris', 2100000, 'IDF'), ('Lyon', 500000, 'ARA')",
         )
         .await;
     }
@@ -163,6 +166,12 @@ async fn every_way_of_losing_data_is_seen_by_the_marks() {
             "DELETE FROM readings_2025 WHERE value > 40",
             "SELECT 1",
             "readings_2025",
+        ),
+        // Rows of a child by inheritance, deleted through its parent: counted on the child.
+        (
+            "DELETE FROM cities WHERE population > 1000000",
+            "SELECT 1",
+            "cities",
         ),
     ];
     for (up, down, table) in lost {

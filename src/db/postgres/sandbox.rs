@@ -535,7 +535,9 @@ impl PgSandbox {
         })
     }
 
-    /// The marks of `tables` ([`crate::db::marks`]): each leaf's storage, the columns, and,
+    /// The marks of `tables` ([`crate::db::marks`]): the storage of each and of every table
+    /// under it (partitions, and children by inheritance, whose rows a read of it returns and a
+    /// write through it changes — counted on them, not on it), the columns, and,
     /// rolled back (one transaction), the rows this transaction wrote there. Read like
     /// `content_hashes`: as the session's role, under a pinned search path, every name
     /// qualified.
@@ -550,8 +552,11 @@ impl PgSandbox {
                         pg_catalog.pg_stat_get_xact_tuples_updated(c.oid),
                         pg_catalog.pg_stat_get_xact_tuples_deleted(c.oid)
                  FROM pg_catalog.unnest($1::pg_catalog.text[]) WITH ORDINALITY AS t(name, i)
-                 CROSS JOIN LATERAL (SELECT pg_catalog.to_regclass(t.name) AS relid
-                                     UNION SELECT p.relid FROM pg_catalog.pg_partition_tree(pg_catalog.to_regclass(t.name)) AS p) AS l
+                 CROSS JOIN LATERAL (WITH RECURSIVE tree(relid) AS (
+                                         SELECT pg_catalog.to_regclass(t.name)::pg_catalog.oid
+                                         UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree
+                                                 ON i.inhparent OPERATOR(pg_catalog.=) tree.relid)
+                                     SELECT relid FROM tree) AS l
                  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) l.relid
                  ORDER BY 1, 2",
             )
