@@ -196,9 +196,8 @@ impl Engine {
         // Verified without committing anything, the plan is then run as apply will run it.
         let outcome = match outcome {
             Ok(x) if staging.rehearses() && Self::needs_rehearsal(plan) => {
-                let written = x.data_moved.clone();
                 let rehearsed = self
-                    .rehearse(plan, staging, scratch, false, Some(&written))
+                    .rehearse(plan, staging, scratch, false, Some(&x.data_moved))
                     .await;
                 rehearsed.map(|r| {
                     sequences.extend(r.sequences);

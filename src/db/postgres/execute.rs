@@ -253,13 +253,7 @@ impl Postgres {
             return Err(self.err(e));
         }
         if transactional && let Err(e) = sqlx::raw_sql("COMMIT").execute(&mut *conn).await {
-            return Ok(Err(StepFailure {
-                index: group.last().map(|(i, _)| i + 1).unwrap_or(0),
-                sql: "COMMIT".into(),
-                sqlstate: sqlstate(&e),
-                cause: crate::redact::redact(&e.to_string()),
-                raised: None,
-            }));
+            return Ok(Err(commit_failed(group, &e)));
         }
         Ok(Ok(runs))
     }
@@ -447,6 +441,18 @@ pub(super) fn transactional_equivalent(sql: &str) -> Option<String> {
         &sql[..*pos],
         &sql[pos + "CONCURRENTLY".len()..]
     ))
+}
+
+/// A step transaction's `COMMIT` that failed (a deferred constraint, a serialization failure),
+/// as the failure of the group's last statement.
+pub(super) fn commit_failed(group: &[(usize, &Stmt)], e: &sqlx::Error) -> StepFailure {
+    StepFailure {
+        index: group.last().map(|(i, _)| i + 1).unwrap_or(0),
+        sql: "COMMIT".into(),
+        sqlstate: sqlstate(e),
+        cause: crate::redact::redact(&e.to_string()),
+        raised: None,
+    }
 }
 
 #[cfg(test)]

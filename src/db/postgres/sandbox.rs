@@ -4,7 +4,7 @@
 //! on one session as the dry-run role; the engine undoes every step it ran. Both measure, per
 //! statement, the locks taken on relations that existed before the plan, rewrites and scans.
 
-use super::execute::{drop_invalid_index, transactions};
+use super::execute::{commit_failed, drop_invalid_index, transactions};
 use super::*;
 use crate::db::SandboxMode;
 use crate::db::marks::{DataMarks, TableMarks};
@@ -338,13 +338,7 @@ impl PgSandbox {
             }
         }
         if transactional && let Err(e) = sqlx::raw_sql("COMMIT").execute(&mut self.conn).await {
-            return Ok(Err(StepFailure {
-                index: group.last().map(|(i, _)| i + 1).unwrap_or(0),
-                sql: "COMMIT".into(),
-                sqlstate: sqlstate(&e),
-                cause: crate::redact::redact(&e.to_string()),
-                raised: None,
-            }));
+            return Ok(Err(commit_failed(group, &e)));
         }
         Ok(Ok(runs))
     }
