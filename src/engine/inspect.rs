@@ -152,11 +152,12 @@ fn describe(
 ) -> (BTreeMap<String, ViewInfo>, BTreeMap<String, UserType>) {
     let mut views: BTreeMap<String, ViewInfo> = BTreeMap::new();
     let mut types = BTreeMap::new();
+    // A body may hold a connection string (`dblink_connect('… password=…')`): never shown.
     let definition = |function: &str| {
         bodies
             .then(|| described.functions.get(function))
             .flatten()
-            .map(|f| f.definition.clone())
+            .map(|f| crate::redact::redact(&f.definition))
     };
     for (name, table) in catalog.tables.iter_mut() {
         if let Some(r) = described.relations.get(name) {
@@ -218,7 +219,7 @@ fn describe(
         if let Some(v) = described.views.get(name) {
             view.materialized = v.materialized;
             view.populated = v.populated;
-            view.definition = bodies.then(|| v.definition.clone());
+            view.definition = bodies.then(|| crate::redact::redact(&v.definition));
         }
     }
     (views, types)
@@ -280,6 +281,13 @@ mod tests {
             },
         );
         described.functions.insert(
+            "film_sync()".into(),
+            FunctionDef {
+                definition: "… dblink_connect('host=db password=hunter2') … FROM film".into(),
+                names: names(&["dblink_connect", "from", "film"]),
+            },
+        );
+        described.functions.insert(
             "rewards_report()".into(),
             FunctionDef {
                 definition: "… FROM payment …".into(),
@@ -316,7 +324,7 @@ mod tests {
         let (mut catalog, described) = film();
         let (views, types) = describe(&mut catalog, &described, false);
         let functions = &catalog.tables["film"].functions;
-        assert_eq!(functions.len(), 2, "{functions:?}");
+        assert_eq!(functions.len(), 3, "{functions:?}");
         assert_eq!(functions[0].trigger.as_deref(), Some("last_updated"));
         assert_eq!(functions[0].columns, ["last_update"]);
         assert_eq!(functions[1].function, "film_in_stock(integer)");
@@ -347,6 +355,13 @@ mod tests {
             views["film_list"].definition.as_deref(),
             Some("SELECT film.film_id …")
         );
+        let sync = functions
+            .iter()
+            .find(|f| f.function == "film_sync()")
+            .unwrap();
+        let shown = sync.definition.as_deref().unwrap();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("password=[redacted]"), "{shown}");
     }
 
     #[test]
