@@ -39,3 +39,14 @@ pub fn compact_utc(unix: i64) -> i64 {
         .parse()
         .unwrap_or_default()
 }
+
+/// Says how long a phase of an apply took since `since`, at `DRYDOCK_LOG=drydock::phases=info`
+/// on stderr (`phase=backup ms=12.3`): the apply bench reads them to show where an apply's time
+/// goes; nothing in drydock does.
+pub fn phase(name: &str, since: std::time::Instant) {
+    tracing::info!(
+        target: "drydock::phases",
+        phase = %name,
+        ms = format_args!("{:.1}", since.elapsed().as_secs_f64() * 1000.0)
+    );
+}

@@ -170,6 +170,16 @@ impl Bench {
             let r = call(&client, tool, args.clone()).await;
             let ms = t0.elapsed().as_millis() as u64;
             if r.is_error != Some(true) {
+                // Staging follows after an apply's answer: the server stays up until it has
+                // (a kill before then is what the next trial's apply or dry-run catches up).
+                if let Some(id) = args["plan_id"].as_str() {
+                    let deadline = Instant::now() + Duration::from_secs(60);
+                    while self.status(&client, id).await.get("running").is_some()
+                        && Instant::now() < deadline
+                    {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
                 return (r.structured_content.unwrap_or(Value::Null), ms);
             }
             let body = refusal_body(&r);

@@ -347,8 +347,14 @@ async fn staging_catches_up_with_a_production_apply_killed_between_steps() {
     let c = p.project.connect().await;
     let r = once_free(&c, "apply", json!({"plan_id": resumed})).await;
     assert_eq!(r["status"], "applied", "{r}");
-    assert_eq!(r["staging_sync"]["ok"], true, "{r}");
-    assert_eq!(r["staging_sync"]["steps"], json!(["add", "slow"]), "{r}");
+    assert_eq!(r["staging_sync"]["in_background"], true, "{r}");
+    let synced = c.staging_synced(&resumed).await;
+    assert_eq!(synced["ok"], true, "{synced}");
+    assert_eq!(
+        synced["detail"]["steps"],
+        json!(["add", "slow"]),
+        "{synced}"
+    );
     assert!(p.has_column(&p.staging, "accounts", "tier").await);
     assert_eq!(p.scalar(&p.staging, staged).await, 2);
 
@@ -370,7 +376,8 @@ async fn staging_catches_up_with_a_production_apply_killed_between_steps() {
     assert!(p.has_column(&p.staging, "accounts", "region").await);
     assert_eq!(p.scalar(&p.staging, staged).await, 3);
     // The interrupted plan itself, resumed later, runs only what staging still lacks.
-    let r = once_free(&c, "apply", json!({"plan_id": left})).await;
-    assert_eq!(r["staging_sync"]["steps"], json!(["slow"]), "{r}");
+    once_free(&c, "apply", json!({"plan_id": left})).await;
+    let synced = c.staging_synced(&left).await;
+    assert_eq!(synced["detail"]["steps"], json!(["slow"]), "{synced}");
     c.close().await;
 }

@@ -304,8 +304,13 @@ async fn five_in_a_row(project: &Project, plans: Vec<serde_json::Value>) {
         let applied = c.ok("apply", json!({"plan_id": id})).await;
         assert_eq!(applied["status"], "applied", "plan {n}: {applied}");
         assert_eq!(
-            applied["staging_sync"]["ok"], true,
-            "plan {n}: staging follows production: {applied}"
+            applied["staging_sync"]["in_background"], true,
+            "plan {n}: staging follows production after the answer: {applied}"
+        );
+        let synced = c.staging_synced(&id).await;
+        assert_eq!(
+            synced["ok"], true,
+            "plan {n}: staging followed production: {synced}"
         );
         let validated = c.ok("validate", json!({"plan_id": id})).await;
         assert_eq!(validated["ok"], true, "plan {n}: {validated}");

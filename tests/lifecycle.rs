@@ -214,12 +214,19 @@ async fn a_migration_walks_from_plan_to_rollback() {
         .iter()
         .map(|r| r["kind"].as_str().unwrap())
         .collect();
-    // Newest first, each in one line (the brief `status` gives by default).
+    // Newest first, each in one line (the brief `status` gives by default); the linked staging
+    // followed the apply and the rollback.
     assert_eq!(
         kinds,
-        ["rollback", "validate", "apply", "pre-apply", "dry-run"]
+        [
+            "staging-sync",
+            "rollback",
+            "validate",
+            "staging-sync",
+            "apply"
+        ]
     );
-    assert_eq!(s["runs_total"], 5);
+    assert_eq!(s["runs_total"], 7);
     let list = c.ok("status", json!({})).await;
     assert_eq!(list["plans"][0]["plan_id"], id.as_str());
     c.close().await;

@@ -957,7 +957,7 @@ async fn a_backfill_checkpointed_before_lanes_resumes_where_it_stopped() {
 
 /// Lanes fail together: a batch that fails in one lane (a division by zero only production's
 /// data holds) stops the other at its next checkpoint, the apply reports the failing batch, and
-/// every lane's checkpoint counts exactly the rows its committed batches changed.
+/// every part's checkpoint counts exactly the rows its committed batches changed.
 #[tokio::test]
 async fn a_failing_lane_stops_the_others_at_their_checkpoints() {
     const ROWS: i64 = 200_000;
@@ -972,7 +972,9 @@ async fn a_failing_lane_stops_the_others_at_their_checkpoints() {
         )
         .await;
     }
-    run_sql(&p.prod, "UPDATE counters SET divisor = 0 WHERE id = 130000").await;
+    // Early in the second of the four parts (of 50,000 rows each): it fails while the first is
+    // walked beside it, and the parts after it never start.
+    run_sql(&p.prod, "UPDATE counters SET divisor = 0 WHERE id = 70000").await;
     let client = p.project.connect().await;
     let planned = client
         .ok(
@@ -994,7 +996,9 @@ async fn a_failing_lane_stops_the_others_at_their_checkpoints() {
             &format!("SELECT count(*) FROM drydock.backfill_progress WHERE plan_id = '{id}'"),
         )
         .await;
-    assert_eq!(lanes, 2, "two lanes");
+    // 200,000 rows: four parts of 50,000 (policy.backfill_lanes × lanes::SEGMENTS, one part per
+    // 50,000 rows at most), walked two at a time.
+    assert_eq!(lanes, 4, "four parts, each with its checkpoint");
     let done = p
         .scalar(
             &p.prod,
@@ -1017,25 +1021,29 @@ async fn a_failing_lane_stops_the_others_at_their_checkpoints() {
         .await,
         0
     );
-    let first_lane_end = p
+    let first_part_end = p
         .scalar(
             &p.prod,
             &format!("SELECT upto::int8 FROM drydock.backfill_progress WHERE plan_id = '{id}' AND lane = 0"),
         )
         .await;
     assert!(
+        first_part_end < 70_000,
+        "the failing row is in the second part"
+    );
+    assert!(
         p.scalar(
             &p.prod,
-            &format!("SELECT count(*) FROM counters WHERE n = 100 AND id <= {first_lane_end}")
+            &format!("SELECT count(*) FROM counters WHERE n = 100 AND id <= {first_part_end}")
         )
         .await
-            < first_lane_end,
-        "the first lane stopped before its end"
+            < first_part_end,
+        "the first part, walked beside the failing one, stopped before its end"
     );
     assert_eq!(
         p.scalar(
             &p.prod,
-            "SELECT count(*) FROM counters WHERE n = 100 AND id >= 130000"
+            "SELECT count(*) FROM counters WHERE n = 100 AND id >= 70000"
         )
         .await,
         0,

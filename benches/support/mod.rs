@@ -73,6 +73,15 @@ impl BenchDb {
         BenchDb { admin, name, url }
     }
 
+    /// A CHECKPOINT (as the server's superuser), so that what comes next does not pay for the
+    /// writes before it.
+    pub async fn checkpoint(&mut self) {
+        sqlx::raw_sql("CHECKPOINT")
+            .execute(&mut self.admin)
+            .await
+            .expect("checkpoint");
+    }
+
     pub async fn drop(mut self) {
         sqlx::raw_sql(AssertSqlSafe(format!(
             "DROP DATABASE {} WITH (FORCE)",

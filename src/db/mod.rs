@@ -530,8 +530,9 @@ pub struct BackfillReport {
     /// Rows updated in total (including before a resume).
     pub rows: u64,
     pub batches: u64,
-    /// Key ranges walked side by side (`policy.backfill_lanes`, PostgreSQL), each with its own
-    /// checkpoint.
+    /// Parts of the key range walked side by side (`policy.backfill_lanes`, PostgreSQL); the
+    /// range is cut in four parts per lane, each with its own checkpoint, and a lane that ends
+    /// its part takes the next.
     #[serde(default)]
     pub lanes: u64,
     /// The checkpoint this run resumed from, if it did (one per lane that had started).

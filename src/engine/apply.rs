@@ -1,6 +1,7 @@
 //! `apply`: preconditions → backup → each pending step with its history row → the outcome
 //! recorded; long steps continue in the background and report progress.
 
+use super::report::StagingSync;
 use super::*;
 
 impl Engine {
@@ -42,18 +43,42 @@ impl Engine {
         }
         let engine = Arc::clone(self);
         let (task_plan, agent_name) = (plan.clone(), agent.clone());
-        let mut task = tokio::spawn(async move {
-            let _guard = guard;
+        let (answer, mut answered) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
             let result = engine.apply_plan(&task_plan, &agent_name, Some(tx)).await;
             let result = engine
                 .learned(result, &agent_name, "apply", Some(&task_plan))
                 .await;
+            // The answer goes out once production is done, and production is free for the next
+            // operation; the linked staging follows after it, one sync at a time (its turn is
+            // taken before production's mark goes, so a shutdown waits for it; a kill before it
+            // ends leaves staging behind, and the next dry-run or apply brings it in step:
+            // `catch_up_staging`).
+            let follows = match &result {
+                Ok(r) => r.staging_sync.as_ref().filter(|s| s.in_background),
+                Err(_) => None,
+            };
+            let turn = match follows {
+                // Not taken (busy past apply_wait): the sync tries again and says why it failed.
+                Some(s) => Some(engine.staging_turn(&s.target, &task_plan.id).await),
+                None => None,
+            };
+            drop(guard);
             lease.release().await;
-            result
+            let _ = answer.send(result);
+            if let Some(turn) = turn {
+                let t = Instant::now();
+                if let Ok(plan) = engine.store.plan(&task_plan.id).await {
+                    let _ = engine
+                        .staging_follows_applied(&plan, &agent_name, turn.ok())
+                        .await;
+                }
+                crate::clock::phase("staging sync", t);
+            }
         });
-        match tokio::time::timeout(self.config.policy.apply_wait, &mut task).await {
-            Ok(joined) => {
-                joined.map_err(|e| Error::Store(format!("the apply task failed: {e}")))?
+        match tokio::time::timeout(self.config.policy.apply_wait, &mut answered).await {
+            Ok(result) => {
+                result.map_err(|e| Error::Store(format!("the apply task failed: {e}")))?
             }
             Err(_) => {
                 let started = self.running_progress(&plan.id);
@@ -94,7 +119,9 @@ impl Engine {
             }
             _ => {}
         }
+        let t = Instant::now();
         let items = self.checklist(plan).await?;
+        crate::clock::phase("checklist", t);
         // Everything but the backup must hold before the target is touched; the backup is
         // taken under the lock.
         if checklist::unmet(&items)
@@ -107,9 +134,11 @@ impl Engine {
             // Each member takes its own backup under its own lock.
             return self.rollout(plan, group, agent, progress).await;
         }
+        let t = Instant::now();
         let target = self.open_target(&plan.target).await?;
         admit(plan, &target).await?;
         let lock = target.lock().await?;
+        crate::clock::phase("connect and lock", t);
         let result = self
             .apply_locked(plan, agent, progress, &target, items)
             .await;
@@ -126,7 +155,9 @@ impl Engine {
         mut items: Vec<ChecklistItem>,
     ) -> Result<ApplyReport> {
         // Under the lock, the target's history first: a step it has is never run again.
+        let t = Instant::now();
         let steps = self.reconcile(plan, target, agent).await?;
+        crate::clock::phase("reconcile", t);
         if steps.iter().all(|s| s.state == StepState::Applied) {
             let fresh = self.store.plan(&plan.id).await?;
             let mut report = ApplyReport::done(
@@ -138,14 +169,19 @@ impl Engine {
             report.staging_sync = self.staging_catch_up(&fresh, agent).await;
             return Ok(report);
         }
+        let t = Instant::now();
         let backup = self
             .backup_if_needed(plan, target, agent, &mut items)
             .await?;
+        crate::clock::phase("backup", t);
+        let t = Instant::now();
         self.record_waiver(plan, agent, &items).await;
         self.start_applying(plan, target, &steps, agent).await?;
+        crate::clock::phase("schema before", t);
         let ran = self
             .run_steps(plan, target, &steps, agent, progress)
             .await?;
+        let t = Instant::now();
         if ran.gated.is_none() && ran.halted.is_none() {
             self.store
                 .commit(Change {
@@ -173,8 +209,21 @@ impl Engine {
                 ran.applied.len()
             ),
         };
-        let staging_sync = self.staging_follows_applied(&plan, agent).await?;
+        crate::clock::phase("record applied", t);
+        // Staging follows what was applied after the answer (`apply` above).
+        let staging_sync = self
+            .linked_staging(&plan)
+            .filter(|_| !ran.applied.is_empty())
+            .map(|target| StagingSync {
+                target,
+                ok: true,
+                steps: ran.applied.clone(),
+                in_background: true,
+                error: None,
+            });
+        let t = Instant::now();
         let export = self.export_after_apply(&plan, target, &ran.applied).await;
+        crate::clock::phase("export", t);
         let mut report = ApplyReport::done(&plan, &message, ran.applied, ran.gated);
         report.export = export;
         report.staging_sync = staging_sync;
@@ -412,7 +461,10 @@ impl Engine {
                 .run_step(&at, target, step, &progress, (&mut done, &mut total))
                 .await?;
             let duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
+            crate::clock::phase(&format!("step {}", row.name), t0);
+            let t = Instant::now();
             self.record_step(at, outcome, duration_ms, &mut ran).await?;
+            crate::clock::phase("record step", t);
             previous_applied_at = Some(crate::store::now());
         }
         Ok(ran)

@@ -149,6 +149,11 @@ pub struct StagingSync {
     pub target: String,
     pub ok: bool,
     pub steps: Vec<String>,
+    /// Still going after this answer: an apply answers once production is done and staging
+    /// follows in the background (`status` shows `running` until it ends, then its
+    /// `staging-sync` run); `steps` are what it follows.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub in_background: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

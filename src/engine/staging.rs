@@ -14,8 +14,9 @@ use crate::config::Role;
 use crate::db::{History, HistoryRow, Target};
 use crate::error::{Error, Part, Result};
 use crate::identity::Principal;
-use crate::plan::Plan;
-use crate::store::{Audit, Change};
+use crate::plan::evidence::RunDetail;
+use crate::plan::{Plan, RunKind};
+use crate::store::{Audit, Change, NewRun};
 
 pub use super::report::StagingSync;
 
@@ -36,23 +37,46 @@ impl Engine {
         direction: Direction,
         agent: &Principal,
     ) -> Option<StagingSync> {
-        let own = self.config.target(&plan.target).ok()?;
-        if own.role != Role::Production || steps.is_empty() {
+        self.follow_in_turn(plan, steps, direction, agent, None)
+            .await
+    }
+
+    /// `follow_on_staging` in the staging's turn: `held` when the caller took it already,
+    /// else taken here (waiting for the sync before it).
+    async fn follow_in_turn(
+        &self,
+        plan: &Plan,
+        steps: &[String],
+        direction: Direction,
+        agent: &Principal,
+        held: Option<super::RunningGuard>,
+    ) -> Option<StagingSync> {
+        if steps.is_empty() {
             return None;
         }
-        let staging = own.staging.clone()?;
-        let outcome = self.follow(plan, steps, direction, agent, &staging).await;
+        let staging = self.linked_staging(plan)?;
+        let (started_at, t0) = (crate::store::now(), std::time::Instant::now());
+        let turn = match held {
+            Some(turn) => Ok(turn),
+            None => self.staging_turn(&staging, &plan.id).await,
+        };
+        let outcome = match turn {
+            Ok(_turn) => self.follow(plan, steps, direction, agent, &staging).await,
+            Err(e) => Err((vec![], e)),
+        };
         let sync = match outcome {
             Ok(done) => StagingSync {
                 target: staging.clone(),
                 ok: true,
                 steps: done,
+                in_background: false,
                 error: None,
             },
             Err((done, e)) => StagingSync {
                 target: staging.clone(),
                 ok: false,
                 steps: done,
+                in_background: false,
                 error: Some(format!(
                     "{e}; staging now differs from production: rebuild it from production (or apply the step there by hand) before the next dry-run"
                 )),
@@ -62,10 +86,33 @@ impl Engine {
             // Staging had every step already: nothing happened to audit.
             return Some(sync);
         }
+        // A run as well as an audit entry: `status` shows how a sync that went on after the
+        // apply's answer ended.
+        let detail = RunDetail {
+            error: sync.error.clone(),
+            ..RunDetail::default()
+        }
+        .with("steps", &sync.steps)
+        .with(
+            "direction",
+            match direction {
+                Direction::Apply => "apply",
+                Direction::Rollback => "rollback",
+            },
+        );
         let _ = self
             .store
             .commit(Change {
                 plan_id: &plan.id,
+                run: Some(NewRun {
+                    kind: RunKind::StagingSync,
+                    target: &sync.target,
+                    checksum: &plan.checksum,
+                    ok: sync.ok,
+                    started_at,
+                    duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
+                    detail,
+                }),
                 audit: Audit::new(
                     agent,
                     if sync.ok {
@@ -79,6 +126,36 @@ impl Engine {
             })
             .await;
         Some(sync)
+    }
+
+    /// This server's turn to change `staging` for `plan_id`: one sync at a time, so a sync (or
+    /// a dry-run's catch-up) waits for the one before it instead of finding the target's lock
+    /// taken. The mark also keeps a shutdown waiting and shows in the plan's `status`;
+    /// `target-busy` when another operation holds it past `policy.apply_wait` or the server is
+    /// shutting down.
+    pub(super) async fn staging_turn(
+        &self,
+        staging: &str,
+        plan_id: &str,
+    ) -> Result<super::RunningGuard> {
+        let deadline = std::time::Instant::now() + self.config.policy.apply_wait;
+        loop {
+            if let Ok(Ok(turn)) = self.claim(staging, plan_id, "staging sync") {
+                return Ok(turn);
+            }
+            if self.halt.requested() || std::time::Instant::now() > deadline {
+                return Err(Error::TargetBusy(staging.to_string()));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The staging that follows the plan's target: a production target's linked staging.
+    pub(super) fn linked_staging(&self, plan: &Plan) -> Option<String> {
+        let own = self.config.target(&plan.target).ok()?;
+        (own.role == Role::Production)
+            .then(|| own.staging.clone())
+            .flatten()
     }
 
     async fn follow(
@@ -190,11 +267,12 @@ impl Engine {
 
     /// Every step of `plan` production has, followed on staging: a resumed apply's earlier
     /// steps too, if a kill came between a step's commit and its sync (staging's history says
-    /// which it has already).
+    /// which it has already). In the staging's turn `held` when the caller took it already.
     pub(super) async fn staging_follows_applied(
         &self,
         plan: &Plan,
         agent: &Principal,
+        held: Option<super::RunningGuard>,
     ) -> Result<Option<StagingSync>> {
         let applied: Vec<String> = self
             .store
@@ -205,7 +283,7 @@ impl Engine {
             .map(|s| s.name)
             .collect();
         Ok(self
-            .follow_on_staging(plan, &applied, Direction::Apply, agent)
+            .follow_in_turn(plan, &applied, Direction::Apply, agent, held)
             .await)
     }
 
@@ -216,7 +294,7 @@ impl Engine {
         plan: &Plan,
         agent: &Principal,
     ) -> Option<StagingSync> {
-        self.staging_follows_applied(plan, agent)
+        self.staging_follows_applied(plan, agent, None)
             .await
             .ok()
             .flatten()

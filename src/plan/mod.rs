@@ -287,6 +287,8 @@ pub enum RunKind {
     Rollback,
     /// The store brought in line with the target's history after an interrupted run.
     Reconcile,
+    /// A production target's linked staging following what was applied or rolled back there.
+    StagingSync,
 }
 
 impl RunKind {
@@ -298,6 +300,7 @@ impl RunKind {
             RunKind::Validate => "validate",
             RunKind::Rollback => "rollback",
             RunKind::Reconcile => "reconcile",
+            RunKind::StagingSync => "staging-sync",
         }
     }
 }
@@ -319,6 +322,7 @@ impl std::str::FromStr for RunKind {
             RunKind::Validate,
             RunKind::Rollback,
             RunKind::Reconcile,
+            RunKind::StagingSync,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

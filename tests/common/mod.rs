@@ -302,6 +302,32 @@ impl Client {
         }
     }
 
+    /// How the linked staging followed the plan's last apply (it follows after the apply's
+    /// answer): waits until nothing of the plan runs, then returns the newest `staging-sync` run.
+    pub async fn staging_synced(&self, id: &str) -> Value {
+        let t0 = std::time::Instant::now();
+        while self
+            .ok("status", json!({"plan_id": id}))
+            .await
+            .get("running")
+            .is_some()
+            && t0.elapsed() < std::time::Duration::from_secs(90)
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let full = self
+            .ok("status", json!({"plan_id": id, "detail": true}))
+            .await;
+        full["report"]["runs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["kind"] == "staging-sync")
+            .max_by_key(|r| r["id"].as_i64())
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
     /// Calls a tool that must be refused; returns the `{code, message, fix}` body.
     pub async fn refused(&self, tool: &str, args: Value) -> Value {
         let r = self.call(tool, args.clone()).await;

@@ -6,6 +6,7 @@ use super::monitor::Monitor;
 use super::saved::BatchStatement;
 use super::*;
 use crate::plan::BackfillMode;
+use futures_util::StreamExt;
 
 impl Postgres {
     /// The statements restoring a backfill step's saved values, if it saved any.
@@ -65,11 +66,13 @@ impl Postgres {
             halt,
             pause,
         } = control;
+        let setup = Instant::now();
         let mut conn = self.connect().await?;
         self.agent_role(&mut conn, AgentUse::Apply).await?;
         let (saved, total, lanes) = self
             .backfill_setup(&mut conn, step, spec, columns, history.plan_id, policy)
             .await?;
+        crate::clock::phase(&format!("{}: backfill setup", self.name), setup);
         let started = Instant::now();
         let walk = Walk {
             statements: Statements::new(spec, &saved),
@@ -93,6 +96,7 @@ impl Postgres {
                 self.options.clone(),
                 qualified_ident(&spec.table),
                 total,
+                &self.name,
             )),
             tally: std::sync::Mutex::new(Tally {
                 done: lanes.iter().map(|l| l.done as u64).sum(),
@@ -105,10 +109,14 @@ impl Postgres {
             .iter()
             .filter_map(|l| l.resumed_from.clone())
             .collect();
-        let lane_count = lanes.len() as u64;
-        let runs =
-            futures_util::future::join_all(lanes.into_iter().map(|l| self.walk_lane(l, &walk)))
-                .await;
+        // At most `backfill_lanes` parts at once, each walker taking the next part when its own
+        // ends (a resumed backfill walks the parts its first run cut).
+        let side_by_side = (policy.backfill_lanes.max(1) as usize).min(lanes.len());
+        let runs: Vec<Result<LaneRun>> = futures_util::stream::iter(lanes)
+            .map(|l| self.walk_lane(l, &walk))
+            .buffered(side_by_side.max(1))
+            .collect()
+            .await;
         let vacuum = walk.vacuum.into_inner().unwrap_or_else(|p| p.into_inner());
         vacuum.finish().await;
         let health = walk.monitor.into_inner().health;
@@ -118,7 +126,7 @@ impl Postgres {
             key: saved.key_name.clone(),
             rows: 0,
             batches: 0,
-            lanes: lane_count,
+            lanes: side_by_side as u64,
             resumed_from: (!resumed.is_empty()).then(|| resumed.join(", ")),
             final_batch_size: 0,
             blocked_samples: 0,
@@ -148,6 +156,7 @@ impl Postgres {
                 .await
                 .map_err(|e| self.err(e))?;
         }
+        let history_started = Instant::now();
         if !report.halted {
             finish(
                 &mut conn,
@@ -157,6 +166,7 @@ impl Postgres {
             )
             .await
             .map_err(|e| self.err(e))?;
+            crate::clock::phase(&format!("{}: backfill history", self.name), history_started);
         }
         conn.close().await.ok();
         report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -166,7 +176,9 @@ impl Postgres {
     /// Walks one lane to its end (or a halt, or another lane's failure) on its own connection;
     /// an error stops the other lanes too.
     async fn walk_lane(&self, lane: Lane, walk: &Walk<'_>) -> Result<LaneRun> {
+        let (started, index) = (Instant::now(), lane.index);
         let run = self.walk_lane_on(lane, walk).await;
+        crate::clock::phase(&format!("{}: lane {index}", self.name), started);
         if run.as_ref().map_or(true, |r| r.failure.is_some()) {
             walk.failed.store(true, Ordering::SeqCst);
         }
@@ -293,7 +305,7 @@ impl Postgres {
                 saved.key(),
                 spec.filter.as_deref(),
                 total,
-                policy.backfill_lanes,
+                policy.backfill_lanes.max(1) * lanes::SEGMENTS,
             )
             .await
             .unwrap_or_else(|e| {
@@ -699,7 +711,8 @@ impl Vacuum {
     /// a new backend for each would fork, authenticate and fault in the shared buffers it
     /// reads every time. `TRUNCATE false`: no VACUUM of ours takes the table's ACCESS EXCLUSIVE
     /// lock to cut empty pages off its end while the application uses it.
-    fn new(options: PgConnectOptions, table: String, rows: u64) -> Vacuum {
+    fn new(options: PgConnectOptions, table: String, rows: u64, target: &str) -> Vacuum {
+        let phase = format!("{target}: vacuums");
         let busy = Arc::new(AtomicBool::new(false));
         let (start, mut started) = tokio::sync::mpsc::channel::<()>(1);
         let done = busy.clone();
@@ -707,7 +720,9 @@ impl Vacuum {
         let task = tokio::spawn(async move {
             let sql = format!("VACUUM (TRUNCATE false) {table}");
             let mut session: Option<PgConnection> = None;
+            let (mut count, mut busy_ms) = (0, 0.0);
             while started.recv().await.is_some() {
+                let t = Instant::now();
                 if session.is_none() {
                     session = options
                         .connect()
@@ -721,11 +736,13 @@ impl Vacuum {
                     vacuum_failed(&table, &e);
                     session = None;
                 }
+                (count, busy_ms) = (count + 1, busy_ms + t.elapsed().as_secs_f64() * 1000.0);
                 done.store(false, Ordering::SeqCst);
             }
             if let Some(c) = session {
                 c.close().await.ok();
             }
+            tracing::info!(target: "drydock::phases", phase = %phase, count, ms = format_args!("{busy_ms:.1}"), "beside the lanes");
         });
         Vacuum {
             every: (rows / 16).max(5_000) as i64,
