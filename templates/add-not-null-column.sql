@@ -31,8 +31,7 @@ SELECT 1 -- a validated constraint is dropped by the add-check step's down
 ALTER TABLE {{ table | ident }} ALTER COLUMN {{ column | ident }} SET NOT NULL;
 ALTER TABLE {{ table | ident }} DROP CONSTRAINT {{ check_name | ident }};
 -- drydock:down
-ALTER TABLE {{ table | ident }} ADD CONSTRAINT {{ check_name | ident }} CHECK ({{ column | ident }} IS NOT NULL) NOT VALID;
-ALTER TABLE {{ table | ident }} VALIDATE CONSTRAINT {{ check_name | ident }};
 ALTER TABLE {{ table | ident }} ALTER COLUMN {{ column | ident }} DROP NOT NULL;
+ALTER TABLE {{ table | ident }} ADD CONSTRAINT {{ check_name | ident }} CHECK ({{ column | ident }} IS NOT NULL) NOT VALID;{# Not validated again: a VALIDATE here would scan the table under this transaction's ACCESS EXCLUSIVE lock (writers waited 0.7 s behind it on 200k rows); the add-check step's down drops the check, validated or not. #}
 -- drydock:check no-nulls true
 SELECT count(*) = 0 FROM {{ table | ident }} WHERE {{ column | ident }} IS NULL
