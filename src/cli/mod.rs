@@ -704,7 +704,8 @@ async fn plans(engine: &Engine, format: Format) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `drydock approve`: records the approval; warns when the last dry-run failed.
+/// `drydock lint FILE`: the plan's analysis (hazards, with their explanations on request)
+/// without saving a plan.
 async fn lint(
     engine: &Engine,
     file: &Path,
@@ -720,8 +721,7 @@ async fn lint(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "file".into());
     let analysis = engine.lint(target, &name, sql).await.map_err(refused)?;
-    let explained =
-        |h: &crate::analysis::Hazard| explain.then(|| crate::analysis::rules::explain(h.code));
+    let explained = |h: &crate::plan::analysis::Hazard| explain.then(|| Engine::explain(h.code));
     match format {
         Format::Json => {
             let hazards: Vec<serde_json::Value> = analysis

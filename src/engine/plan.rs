@@ -254,6 +254,11 @@ impl Engine {
     /// The analysis of a SQL file against a target's catalog, as `drydock lint` reports it:
     /// nothing is stored. A lint file has no `down`, so the step-level irreversible rule is
     /// silenced with a placeholder.
+    /// What a hazard's rule measures and where it is documented (`drydock lint --explain`).
+    pub fn explain(rule: crate::plan::analysis::Rule) -> analysis::rules::Explanation {
+        analysis::rules::explain(rule)
+    }
+
     pub async fn lint(&self, target: &str, name: &str, sql: String) -> Result<analysis::Analysis> {
         let cfg = self.config.target(target)?;
         let t = Target::open(&self.config, cfg).await?;

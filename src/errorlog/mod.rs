@@ -45,18 +45,7 @@ impl Kind {
     }
 }
 
-/// A mistake to record.
-#[derive(Debug, Clone, Default)]
-pub struct Mistake {
-    pub agent: String,
-    pub tool: String,
-    pub plan: Option<String>,
-    pub target: Option<String>,
-    pub code: String,
-    pub what: String,
-    pub lesson: String,
-    pub tables: Vec<String>,
-}
+pub use crate::plan::mistake::Mistake;
 
 /// A lesson read back from the log.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]

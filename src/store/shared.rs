@@ -8,7 +8,7 @@ use serde::Serialize;
 use sqlx::{AssertSqlSafe, FromRow};
 
 use super::{Result, Store, now};
-use crate::errorlog::Mistake;
+use crate::plan::mistake::Mistake;
 
 /// A live lease: the server applying (or rolling back) a plan, for whom, and its latest progress.
 #[derive(Debug, Clone, Serialize, FromRow)]
