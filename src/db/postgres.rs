@@ -544,9 +544,6 @@ impl Postgres {
         self.read(async |c| row_counts_on(c, tables).await).await
     }
 
-    /// Checks run in a READ ONLY transaction under `policy.check_timeout`, as the check role:
-    /// even a check that slipped past the static boundary cannot write, run long or read what
-    /// the role may not.
     /// Rows of two text columns from a query, in a read-only transaction.
     pub async fn text_pairs(&self, sql: &str) -> Result<Vec<(String, String)>> {
         let mut conn = self.connect().await?;
@@ -563,6 +560,9 @@ impl Postgres {
         rows
     }
 
+    /// Checks run in a READ ONLY transaction under `policy.check_timeout`, as the check role:
+    /// even a check that slipped past the static boundary cannot write, run long or read what
+    /// the role may not.
     pub async fn run_checks(&self, checks: &[Check]) -> Result<Vec<CheckOutcome>> {
         let mut conn = self.connect().await?;
         self.agent_role(&mut conn, AgentUse::Check).await?;

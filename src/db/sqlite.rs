@@ -362,8 +362,6 @@ impl Sqlite {
         Ok(out)
     }
 
-    /// Runs each check with `PRAGMA query_only` on, so even a check that slipped past the static
-    /// test cannot write.
     /// Rows of two text columns from a read-only query (a group's discovery, migration tools).
     pub async fn text_pairs(&self, sql: &str) -> Result<Vec<(String, String)>> {
         let mut conn = self.connect().await?;
@@ -379,6 +377,8 @@ impl Sqlite {
         rows
     }
 
+    /// Runs each check with `PRAGMA query_only` on, so even a check that slipped past the static
+    /// test cannot write.
     pub async fn run_checks(&self, checks: &[Check]) -> Result<Vec<CheckOutcome>> {
         let mut conn = self.connect().await?;
         sqlx::query("PRAGMA query_only = ON")

@@ -487,7 +487,24 @@ mod tests {
             },
         )
         .unwrap();
-        println!("{}", r.script);
+        // The new column gets the old one's comment, a copy of its index (built concurrently)
+        // and of its foreign key (NOT VALID, validated later), and, at the contract, its
+        // identity and the index's own name; rollback's contract down gives them all back.
+        for carried in [
+            r#"COMMENT ON COLUMN "ledger"."owner_id" IS 'who owns it''s row';"#,
+            "CREATE INDEX CONCURRENTLY ledger_account_dd ON public.ledger USING btree (owner_id);",
+            "ADD CONSTRAINT ledger_account_id_fkey_dd FOREIGN KEY (owner_id) REFERENCES accounts (id) NOT VALID;",
+            "'ledger', 'owner_id', next);",
+            r#"ALTER INDEX "ledger_account_dd" RENAME TO "ledger_account";"#,
+            "ADD CONSTRAINT ledger_account_id_fkey FOREIGN KEY (account_id) REFERENCES accounts (id) NOT VALID;",
+            r#"COMMENT ON COLUMN "ledger"."account_id" IS 'who owns it''s row';"#,
+        ] {
+            assert!(
+                r.script.contains(carried),
+                "rename-column lacks {carried}:\n{}",
+                r.script
+            );
+        }
         let r = super::super::render(
             "change-column-type",
             serde_json::json!({"table": "ledger", "column": "account_id", "new_type": "numeric(20,0)"}),
@@ -497,6 +514,18 @@ mod tests {
             },
         )
         .unwrap();
-        println!("{}", r.script);
+        for carried in [
+            r#"COMMENT ON COLUMN "ledger"."account_id_new" IS 'who owns it''s row';"#,
+            "CREATE INDEX CONCURRENTLY ledger_account_dd ON public.ledger USING btree (account_id_new);",
+            "ADD CONSTRAINT ledger_account_id_fkey_dd FOREIGN KEY (account_id_new) REFERENCES accounts (id) NOT VALID;",
+            "'ledger', 'account_id', next);",
+            "CREATE INDEX CONCURRENTLY ledger_account ON public.ledger USING btree (account_id_old);",
+        ] {
+            assert!(
+                r.script.contains(carried),
+                "change-column-type lacks {carried}:\n{}",
+                r.script
+            );
+        }
     }
 }

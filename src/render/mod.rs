@@ -312,7 +312,6 @@ pub struct TemplateInfo {
     pub name: String,
     pub description: String,
     /// The parameters' JSON schema.
-    /// The parameters' JSON schema.
     #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
     pub params: serde_json::Value,
 }
