@@ -484,7 +484,7 @@ impl Sqlite {
         }
         let mut tx = match conn.begin_with("BEGIN IMMEDIATE").await {
             Ok(tx) => tx,
-            Err(e) if e.to_string().contains("locked") || e.to_string().contains("busy") => {
+            Err(e) if busy(&e) => {
                 return Err(Error::TargetBusy(self.name.clone()));
             }
             Err(e) => return Err(self.err(e)),
@@ -662,4 +662,38 @@ fn drops_table(sql: &str) -> bool {
     let tokens = crate::sql::lexer::tokenize(sql).unwrap_or_default();
     let mut words = tokens.iter().map(|(_, t)| t);
     matches!((words.next(), words.next()), (Some(a), Some(b)) if a.is_word("DROP") && b.is_word("TABLE"))
+}
+
+/// SQLite's answer that another connection holds the lock (`SQLITE_BUSY`, `SQLITE_LOCKED` and
+/// their extended codes), by its result code, not its message.
+fn busy(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::{ConnectOptions, Connection};
+
+    /// A write lock another connection holds is told by SQLite's result code.
+    #[tokio::test]
+    async fn a_held_write_lock_is_busy_by_its_code() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("t.db"))
+            .create_if_missing(true)
+            .busy_timeout(std::time::Duration::ZERO);
+        let mut holder = options.connect().await.unwrap();
+        let _held = holder.begin_with("BEGIN IMMEDIATE").await.unwrap();
+        let mut other = options.connect().await.unwrap();
+        let e = other.begin_with("BEGIN IMMEDIATE").await.unwrap_err();
+        assert!(super::busy(&e), "{e}");
+        let syntax = sqlx::raw_sql("SELEC 1")
+            .execute(&mut other)
+            .await
+            .unwrap_err();
+        assert!(!super::busy(&syntax), "{syntax}");
+    }
 }
