@@ -50,7 +50,7 @@ fn tier_plan() -> Value {
     })
 }
 
-/// `drydock export ID --format FORMAT --dir DIR`, plus `extra`.
+/// `drydock export ID --tool TOOL --dir DIR`, plus `extra`.
 fn export_to(
     p: &Project,
     id: &str,
@@ -61,7 +61,7 @@ fn export_to(
     let mut args = vec![
         "export",
         id,
-        "--format",
+        "--tool",
         format,
         "--dir",
         dir.to_str().unwrap(),
@@ -300,7 +300,7 @@ async fn production_applies_land_in_the_sqlx_folder_that_sqlx_accepts_and_drift_
             .contains("changed since exported"),
         "{refused}"
     );
-    let out = p.project.cli(&["export", &id, "--json"]);
+    let out = p.project.cli(&["export", &id, "--format", "json"]);
     assert_eq!(out.status.code(), Some(2));
     let err: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(err["error"]["code"], "export-conflict", "{err}");
@@ -372,7 +372,7 @@ async fn export_writes_golang_migrate_flyway_and_plain_layouts() {
         .await
         .unwrap();
     conn.close().await.ok();
-    let out = export_to(&p, &id, "golang-migrate", &dir, &["--json"]);
+    let out = export_to(&p, &id, "golang-migrate", &dir, &["--format", "json"]);
     assert!(
         out.status.success(),
         "{}",

@@ -28,7 +28,7 @@ use crate::plan::analysis::Severity;
     name = "drydock",
     version,
     about = "Safe database migrations for AI agents, over MCP",
-    after_help = "Exit codes: 0 done; 2 refused (the message names the unmet condition, its code and the fix; nothing changed), or `doctor` found a problem (an unreachable target, drift between the [export] folder and a target); 3 `lint` found a hazard at or above --fail-on; 1 anything unexpected. With `--format json` (every command but `serve`, `completions` and `export`, which takes `--json`) the output is one JSON document, and a refusal is printed as {\"error\": {code, message, fix}} on stdout too. A command whose output pipe closes (`| head`) ends quietly."
+    after_help = "Exit codes: 0 done; 2 refused (the message names the unmet condition, its code and the fix; nothing changed), or `doctor` found a problem (an unreachable target, drift between the [export] folder and a target); 3 `lint` found a hazard at or above --fail-on; 1 anything unexpected. With `--format json` (every command but `serve` and `completions`) the output is one JSON document, and a refusal is printed as {\"error\": {code, message, fix}} on stdout too. A command whose output pipe closes (`| head`) ends quietly."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -209,13 +209,12 @@ pub enum Command {
         plan_id: String,
         /// The tool whose layout to write: sqlx, flyway, golang-migrate or plain.
         #[arg(long, value_parser = ["sqlx", "flyway", "golang-migrate", "plain"])]
-        format: Option<String>,
+        tool: Option<String>,
         /// The migration folder (relative to the working directory).
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// Print the result as JSON (`--format` names the migration tool here).
-        #[arg(long)]
-        json: bool,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Print a shell completion script: `drydock completions bash > /etc/bash_completion.d/drydock`.
     Completions { shell: clap_complete::Shell },
@@ -421,10 +420,8 @@ impl Command {
                     *format
                 }
             }
-            Command::Export { json: true, .. } => Format::Json,
-            Command::Export { .. } | Command::Serve { .. } | Command::Completions { .. } => {
-                Format::Text
-            }
+            Command::Export { format, .. } => *format,
+            Command::Serve { .. } | Command::Completions { .. } => Format::Text,
         }
     }
 }
@@ -572,20 +569,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Export {
             plan_id,
-            format,
+            tool,
             dir,
-            json,
+            format,
         } => {
-            let to = match (format, dir) {
+            let to = match (tool, dir) {
                 (None, None) => None,
-                (format, dir) => {
+                (tool, dir) => {
                     let from_config = engine.config.export.clone();
-                    let format = match format {
+                    let tool = match tool {
                         Some(f) => crate::config::ExportFormat::parse(&f).map_err(refused)?,
                         None => from_config.as_ref().map(|e| e.format).ok_or_else(|| {
                             refused(Error::invalid(
                                 Part::Argument,
-                                "`--format` is needed (no `[export] format` in drydock.toml)",
+                                "`--tool` is needed (no `[export] format` in drydock.toml)",
                             ))
                         })?,
                     };
@@ -598,7 +595,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                             ))
                         })?,
                     };
-                    Some(crate::config::ExportConfig { dir, format })
+                    Some(crate::config::ExportConfig { dir, format: tool })
                 }
             };
             let who = crate::identity::Principal::person(
@@ -606,7 +603,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 crate::identity::Grant::Agent,
             );
             let r = engine.export(&plan_id, to, &who).await.map_err(refused)?;
-            let format = if json { Format::Json } else { Format::Text };
             emit(
                 format,
                 || {

@@ -217,7 +217,7 @@ pub struct BackupConfig {
     pub command: Option<String>,
 }
 
-/// A migration tool's folder layout, for `[export]` and `drydock export --format`.
+/// A migration tool's folder layout, for `[export]` and `drydock export --tool`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ExportFormat {

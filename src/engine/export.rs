@@ -61,7 +61,7 @@ impl Engine {
         let to = to.or_else(|| self.config.export.clone()).ok_or_else(|| {
             Error::invalid(
                 Part::Argument,
-                "no migration folder: pass `--format` and `--dir`, or set `[export] dir, format` in drydock.toml",
+                "no migration folder: pass `--tool` and `--dir`, or set `[export] dir, format` in drydock.toml",
             )
         })?;
         let plan = self.store.plan(plan_id).await?;
