@@ -126,15 +126,34 @@ role = "scratch"
 
     /// Connects on a chosen lifecycle: the `initialize` handshake (revisions up to 2025-11-25)
     /// or `server/discover` with per-request metadata (2026-07-28).
+    ///
+    /// The server runs on a runtime of its own thread, as it would in its own process: a test
+    /// that blocks its thread (running the CLI, which waits for the state store) must not stall
+    /// the server's background work halfway through a store transaction — the CLI would then
+    /// wait out the store's busy timeout for a lock the stalled server holds.
     pub async fn connect_on(&self, name: &str, lifecycle: ClientLifecycleMode) -> Client {
-        let engine = self.engine().await;
         let (server_io, client_io) = tokio::io::duplex(1 << 20);
-        let server = DrydockServer::new(engine);
-        tokio::spawn(async move {
-            if let Ok(running) = server.serve(server_io).await {
-                let _ = running.waiting().await;
-            }
+        let config = self.config_path.clone();
+        let (ready, started) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("server runtime");
+            runtime.block_on(async move {
+                let engine = Config::load(&config).expect("config");
+                let engine = Arc::new(Engine::open(engine).await.expect("engine"));
+                let _ = ready.send(());
+                if let Ok(running) = DrydockServer::new(engine.clone()).serve(server_io).await {
+                    let _ = running.waiting().await;
+                }
+                // What still runs when the client goes (a staging sync after an apply's answer)
+                // ends before the runtime does, as in a server that stays up.
+                engine.wait_idle(std::time::Duration::from_secs(60)).await;
+            });
         });
+        started.await.expect("the server starts");
         let agent = Agent {
             info: InitializeRequestParams::new(
                 ClientCapabilities::default(),
