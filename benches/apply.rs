@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 mod support;
-use support::{BenchDb, connect, percentile};
+use support::{BenchDb, connect, paced_writers, percentile};
 
 const WRITERS: usize = 4;
 /// Transactions per second of all the writers together.
@@ -81,44 +81,6 @@ async fn tables(url: &str, rows: i64, copy: bool) {
     }
 }
 
-/// Writers updating random rows of `table` at a fixed rate until `stop`; each latency is from
-/// the transaction's scheduled start.
-fn writers(
-    url: &str,
-    table: &str,
-    rows: i64,
-    stop: Arc<AtomicBool>,
-) -> Vec<tokio::task::JoinHandle<Vec<f64>>> {
-    let interval = Duration::from_secs_f64(WRITERS as f64 / RATE);
-    (0..WRITERS)
-        .map(|w| {
-            let (url, stop) = (url.to_string(), stop.clone());
-            let sql = format!("UPDATE {table} SET amount = amount + 1 WHERE id = $1");
-            tokio::spawn(async move {
-                let mut c = connect(&url).await;
-                let mut lat = Vec::new();
-                let mut i = w as i64 * 7_919;
-                // Staggered so the writers do not all start at the same instant.
-                let mut next =
-                    tokio::time::Instant::now() + interval.mul_f64(w as f64 / WRITERS as f64);
-                while !stop.load(Ordering::SeqCst) {
-                    tokio::time::sleep_until(next).await;
-                    sqlx::query(AssertSqlSafe(sql.as_str()))
-                        .bind(1 + (i * 104_729) % rows)
-                        .execute(&mut c)
-                        .await
-                        .expect("write");
-                    lat.push((tokio::time::Instant::now() - next).as_secs_f64() * 1000.0);
-                    next += interval;
-                    i += 1;
-                }
-                c.close().await.ok();
-                lat
-            })
-        })
-        .collect()
-}
-
 /// Runs `work` under the writers on `table`; its wall time, the writers' sorted latencies and
 /// what it returned.
 async fn under_writers<T, F: std::future::Future<Output = T>>(
@@ -128,7 +90,8 @@ async fn under_writers<T, F: std::future::Future<Output = T>>(
     work: F,
 ) -> (f64, Vec<f64>, T) {
     let stop = Arc::new(AtomicBool::new(false));
-    let running = writers(url, table, rows, stop.clone());
+    let sql = format!("UPDATE {table} SET amount = amount + 1 WHERE id = $1");
+    let running = paced_writers(url, &sql, rows, (WRITERS, RATE), stop.clone());
     tokio::time::sleep(Duration::from_millis(500)).await;
     let t0 = Instant::now();
     let outcome = work.await;
@@ -137,7 +100,9 @@ async fn under_writers<T, F: std::future::Future<Output = T>>(
     stop.store(true, Ordering::SeqCst);
     let mut all = Vec::new();
     for w in running {
-        all.extend(w.await.expect("writer"));
+        let (lat, errors) = w.await.expect("writer");
+        assert_eq!(errors, 0, "a writer's update failed");
+        all.extend(lat.into_iter().map(|(_, ms)| ms));
     }
     all.sort_by(f64::total_cmp);
     (wall, all, outcome)

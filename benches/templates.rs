@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use sqlx::AssertSqlSafe;
 
 mod support;
-use support::{BenchDb, connect, percentile};
+use support::{BenchDb, connect, paced_writers, percentile};
 
 const WRITERS: usize = 4;
 const RATE: f64 = 200.0;
@@ -88,54 +88,13 @@ fn walks(rows: i64) -> Vec<(&'static str, Value, &'static str)> {
     ]
 }
 
-/// One writer's transactions (each one's scheduled start and latency in ms) and its failures.
-type Writes = (Vec<(tokio::time::Instant, f64)>, u64);
-
-/// Writers updating random rows of `table` at a fixed rate until `stop`; latency from each
-/// transaction's scheduled start; failed writes counted.
-fn writers(
-    url: &str,
-    table: &str,
-    rows: i64,
-    stop: Arc<AtomicBool>,
-) -> Vec<tokio::task::JoinHandle<Writes>> {
-    let interval = Duration::from_secs_f64(WRITERS as f64 / RATE);
-    let set = match table {
+/// What the writers set in the rows they update of `table`.
+fn set_of(table: &str) -> &'static str {
+    match table {
         "accounts" => "balance = balance + 1",
         "ledger" => "amount = amount + 1",
         _ => "kind = kind",
-    };
-    (0..WRITERS)
-        .map(|w| {
-            let (url, stop) = (url.to_string(), stop.clone());
-            let sql = format!("UPDATE {table} SET {set} WHERE id = $1");
-            tokio::spawn(async move {
-                let mut c = connect(&url).await;
-                let (mut lat, mut errors) = (Vec::new(), 0);
-                let mut i = w as i64 * 7_919;
-                let mut next =
-                    tokio::time::Instant::now() + interval.mul_f64(w as f64 / WRITERS as f64);
-                while !stop.load(Ordering::SeqCst) {
-                    tokio::time::sleep_until(next).await;
-                    if sqlx::query(AssertSqlSafe(sql.as_str()))
-                        .bind(1 + (i * 104_729) % rows)
-                        .execute(&mut c)
-                        .await
-                        .is_err()
-                    {
-                        errors += 1;
-                    }
-                    lat.push((
-                        next,
-                        (tokio::time::Instant::now() - next).as_secs_f64() * 1000.0,
-                    ));
-                    next += interval;
-                    i += 1;
-                }
-                (lat, errors)
-            })
-        })
-        .collect()
+    }
 }
 
 /// Plans, dry-runs and approves `template`; then, under the writers, applies it through every
@@ -175,7 +134,8 @@ async fn walk(
     engine.approve(&id, &alice).await.expect("approve");
 
     let stop = Arc::new(AtomicBool::new(false));
-    let running = writers(url, table, rows, stop.clone());
+    let sql = format!("UPDATE {table} SET {} WHERE id = $1", set_of(table));
+    let running = paced_writers(url, &sql, rows, (WRITERS, RATE), stop.clone());
     tokio::time::sleep(Duration::from_millis(300)).await;
     let t0 = Instant::now();
     let mut outcome = String::from("applied, rolled back");

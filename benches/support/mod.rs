@@ -2,6 +2,10 @@
 //! `DRYDOCK_TEST_PG`), a throwaway database on it, and latency percentiles.
 #![allow(dead_code)]
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 pub async fn connect(url: &str) -> PgConnection {
@@ -33,6 +37,55 @@ pub async fn unprivileged(base: &str) -> String {
     .expect("the bench role");
     admin.close().await.ok();
     format!("{scheme}://{BENCH_ROLE}:{after_user}")
+}
+
+/// One writer's transactions (each one's scheduled start and latency in ms) and its failures.
+pub type Writes = (Vec<(tokio::time::Instant, f64)>, u64);
+
+/// `writers` sessions running `sql` (with `$1` a random key in 1..=`rows`) at `rate`
+/// transactions per second in all until `stop`, each latency counted from the transaction's
+/// scheduled start as `pgbench -R` counts it: a writer held up is late for every transaction it
+/// could not start on time, not only the one that waited.
+pub fn paced_writers(
+    url: &str,
+    sql: &str,
+    rows: i64,
+    (writers, rate): (usize, f64),
+    stop: Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<Writes>> {
+    let interval = Duration::from_secs_f64(writers as f64 / rate);
+    (0..writers)
+        .map(|w| {
+            let (url, sql, stop) = (url.to_string(), sql.to_string(), stop.clone());
+            tokio::spawn(async move {
+                let mut c = connect(&url).await;
+                let (mut lat, mut errors) = (Vec::new(), 0);
+                let mut i = w as i64 * 7_919;
+                // Staggered so the writers do not all start at the same instant.
+                let mut next =
+                    tokio::time::Instant::now() + interval.mul_f64(w as f64 / writers as f64);
+                while !stop.load(Ordering::SeqCst) {
+                    tokio::time::sleep_until(next).await;
+                    if sqlx::query(AssertSqlSafe(sql.as_str()))
+                        .bind(1 + (i * 104_729) % rows)
+                        .execute(&mut c)
+                        .await
+                        .is_err()
+                    {
+                        errors += 1;
+                    }
+                    lat.push((
+                        next,
+                        (tokio::time::Instant::now() - next).as_secs_f64() * 1000.0,
+                    ));
+                    next += interval;
+                    i += 1;
+                }
+                c.close().await.ok();
+                (lat, errors)
+            })
+        })
+        .collect()
 }
 
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
