@@ -135,6 +135,7 @@ role = "scratch"
         let (server_io, client_io) = tokio::io::duplex(1 << 20);
         let config = self.config_path.clone();
         let (ready, started) = tokio::sync::oneshot::channel();
+        let (ended, server_ended) = tokio::sync::oneshot::channel();
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -152,6 +153,7 @@ role = "scratch"
                 // ends before the runtime does, as in a server that stays up.
                 engine.wait_idle(std::time::Duration::from_secs(60)).await;
             });
+            let _ = ended.send(());
         });
         started.await.expect("the server starts");
         let agent = Agent {
@@ -166,7 +168,11 @@ role = "scratch"
             .serve_with_lifecycle(client_io, lifecycle)
             .await
             .expect("client connects");
-        Client { service, progress }
+        Client {
+            service,
+            progress,
+            server_ended,
+        }
     }
 
     /// Runs the real `drydock` binary with this project's config, as a script would (standard
@@ -281,6 +287,8 @@ role = "scratch"
 pub struct Client {
     pub service: RunningService<RoleClient, Agent>,
     pub progress: Arc<AtomicUsize>,
+    /// Fires when the server has ended, its background work (a staging sync) included.
+    server_ended: tokio::sync::oneshot::Receiver<()>,
 }
 
 impl Client {
@@ -366,8 +374,11 @@ impl Client {
         body
     }
 
+    /// Disconnects and waits for the server to end, as a client waits for a graceful shutdown:
+    /// what the server still ran after its last answer (a staging sync) is done and recorded.
     pub async fn close(self) {
         let _ = self.service.cancel().await;
+        let _ = self.server_ended.await;
     }
 }
 
