@@ -172,6 +172,10 @@ pub enum Error {
         object: String,
         detail: String,
     },
+    #[error(
+        "step `{step}` of plan `{plan}` is half rolled back: a rollback began putting its backfill's saved values back and did not finish"
+    )]
+    RollbackIncomplete { plan: String, step: String },
     #[error("plan `{plan}` is {status}; {action} needs it {needed}")]
     WrongStatus {
         plan: String,
@@ -309,6 +313,7 @@ impl Error {
             Error::CheckFailed { .. } => "check-failed",
             Error::RollbackUnverified { .. } => "rollback-unverified",
             Error::AppProbeFailed { .. } => "app-probe-failed",
+            Error::RollbackIncomplete { .. } => "rollback-incomplete",
             Error::WrongStatus { .. } => "wrong-status",
             Error::MissingReason => "missing-reason",
             Error::RollbackWindowClosed { .. } => "rollback-window-closed",
@@ -382,6 +387,7 @@ impl Error {
             Error::RollbackUnverified { .. } => {
                 "make `down` undo exactly what `up` does (same columns, indexes, constraints), then re-plan and dry-run".into()
             }
+            Error::RollbackIncomplete { .. } => "call `rollback` again (with a reason): it puts back the rest of the step's saved values and finishes; the plan cannot go forward over a half-restored backfill".into(),
             Error::WrongStatus { .. } => "call `status` to see where the plan is and what comes next".into(),
             Error::MissingReason => "pass `reason`: why this change is being rolled back".into(),
             Error::RollbackWindowClosed { .. } => {
@@ -474,6 +480,9 @@ impl Error {
             }
             Error::RollbackWindowClosed { .. } => {
                 "roll back within the rollback window; after it, write a new forward migration"
+            }
+            Error::RollbackIncomplete { .. } => {
+                "a rollback that failed is finished by calling `rollback` again, never by applying over it"
             }
             Error::WrongStatus { .. } => {
                 "call `status` before acting on a plan; follow its `next_steps`"

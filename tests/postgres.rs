@@ -901,6 +901,87 @@ async fn rolling_back_a_fill_keeps_what_the_application_wrote_during_a_batch() {
     watch.close().await.ok();
 }
 
+/// A rollback puts a backfill's saved values back in short batches, each taking its rows out
+/// of the backup as it restores them. One stopped half way (the application holds a row past
+/// every retry) leaves the step half restored: an apply refuses to go on over it, naming the
+/// step; the rollback called again finishes, every value as it was before the apply and the
+/// application's own write kept.
+#[tokio::test]
+async fn a_rollback_stopped_half_way_through_its_restore_finishes_when_called_again() {
+    let p = PgProject::new("lock_timeout = \"200ms\"\nlock_retries = 2").await;
+    let c = p.project.connect().await;
+    let scores = "SELECT md5(string_agg(id || ':' || score, ',' ORDER BY id)) FROM accounts";
+    let mut app = pg_connect(&p.prod).await;
+    sqlx::raw_sql("UPDATE accounts SET score = id % 7")
+        .execute(&mut app)
+        .await
+        .unwrap();
+    let before: String = sqlx::query_scalar(scores).fetch_one(&mut app).await.unwrap();
+    let id = p
+        .project
+        .ready(
+            &c,
+            json!({"goal": "score every account", "target": "production", "steps": [
+                {"name": "score", "backfill": {"table": "accounts", "set": "score = id % 1000 + 10"}},
+                {"name": "index", "up": "CREATE INDEX accounts_score ON accounts (score)",
+                 "down": "DROP INDEX accounts_score", "gate": {"kind": "manual"}}]}),
+        )
+        .await;
+    let gated = c.ok("apply", json!({"plan_id": id})).await;
+    assert_eq!(gated["gated"]["step"], "index", "{gated}");
+
+    // The application holds the next-to-last row through every try of its batch.
+    sqlx::raw_sql("BEGIN; UPDATE accounts SET email = 'held@example.com' WHERE id = 19990")
+        .execute(&mut app)
+        .await
+        .unwrap();
+    let failed = c
+        .refused("rollback", json!({"plan_id": id, "reason": "wrong scores"}))
+        .await;
+    assert_eq!(failed["code"], "sql-failed", "{failed}");
+    let restored = p
+        .scalar(&p.prod, "SELECT count(*) FROM accounts WHERE score < 10")
+        .await;
+    assert!(
+        restored > 0 && restored < 20_000,
+        "batches before the held row committed: {restored}"
+    );
+    let refused = c.refused("apply", json!({"plan_id": id})).await;
+    assert_eq!(refused["code"], "rollback-incomplete", "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("`score`"),
+        "{refused}"
+    );
+
+    sqlx::raw_sql("COMMIT").execute(&mut app).await.unwrap();
+    let rolled = c
+        .ok("rollback", json!({"plan_id": id, "reason": "wrong scores"}))
+        .await;
+    assert_eq!(rolled["status"], "rolled-back", "{rolled}");
+    let after: String = sqlx::query_scalar(scores).fetch_one(&mut app).await.unwrap();
+    assert_eq!(after, before, "every score as before the apply");
+    assert_eq!(
+        p.scalar(
+            &p.prod,
+            "SELECT count(*) FROM accounts WHERE id = 19990 AND email = 'held@example.com'"
+        )
+        .await,
+        1,
+        "the application's write is kept"
+    );
+    assert_eq!(
+        p.scalar(
+            &p.prod,
+            "SELECT count(*) FROM pg_class WHERE relnamespace = 'drydock_backup'::regnamespace AND relname LIKE 'bf\\_%'"
+        )
+        .await,
+        0,
+        "the step's saved values are dropped"
+    );
+    app.close().await.ok();
+    c.close().await;
+}
+
 /// A backfill interrupted under a drydock without lanes (one checkpoint row per step, keyed by
 /// plan and step) resumes from that checkpoint as one lane: the table gains its `lane` column,
 /// and the rows before the checkpoint are not updated again.

@@ -1030,6 +1030,33 @@ impl Target {
         }
     }
 
+    /// Puts a backfill step's saved values back in short batches before its `down` (on
+    /// PostgreSQL; SQLite's one write lock makes one transaction no worse). The rows put back.
+    pub async fn restore_in_batches(
+        &self,
+        plan_id: &str,
+        step: &str,
+        spec: &crate::plan::Backfill,
+        columns: &[String],
+        policy: &crate::config::Policy,
+    ) -> Result<std::result::Result<u64, StepFailure>> {
+        match self {
+            Target::Sqlite(_) => Ok(Ok(0)),
+            Target::Postgres(t) => {
+                t.restore_in_batches(plan_id, step, spec, columns, policy)
+                    .await
+            }
+        }
+    }
+
+    /// Whether a rollback began putting a backfill step's saved values back and did not end.
+    pub async fn restore_begun(&self, plan_id: &str, step: &str) -> Result<bool> {
+        match self {
+            Target::Sqlite(_) => Ok(false),
+            Target::Postgres(t) => t.restore_begun(plan_id, step).await,
+        }
+    }
+
     /// Problems a validation must report (integrity, invalid indexes, unvalidated constraints).
     pub async fn integrity(&self) -> Result<Vec<IntegrityProblem>> {
         match self {

@@ -35,6 +35,7 @@ mod history;
 mod lanes;
 mod monitor;
 mod probes;
+mod restore;
 mod roles;
 mod sandbox;
 mod saved;

@@ -157,6 +157,8 @@ impl Engine {
         // Under the lock, the target's history first: a step it has is never run again.
         let t = Instant::now();
         let steps = self.reconcile(plan, target, agent).await?;
+        Self::refuse_half_restored(plan, target, |i, _| steps[i].state == StepState::Applied)
+            .await?;
         crate::clock::phase("reconcile", t);
         if steps.iter().all(|s| s.state == StepState::Applied) {
             let fresh = self.store.plan(&plan.id).await?;

@@ -163,6 +163,28 @@ impl Engine {
         })
     }
 
+    /// Refuses to go forward over a backfill step a rollback began restoring and did not
+    /// finish: applied per the history, some of its rows already hold their old values.
+    pub(super) async fn refuse_half_restored(
+        plan: &Plan,
+        target: &Target,
+        applied: impl Fn(usize, &str) -> bool,
+    ) -> Result<()> {
+        for (i, step) in plan.steps().iter().enumerate() {
+            let name = plan.step_name(i);
+            if step.backfill.is_some()
+                && applied(i, name)
+                && target.restore_begun(&plan.id, name).await?
+            {
+                return Err(Error::RollbackIncomplete {
+                    plan: plan.id.clone(),
+                    step: name.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The rollback window runs from the first applied step.
     fn window_open(&self, plan: &Plan, applied: &[(usize, &crate::store::StepRow)]) -> Result<()> {
         let first_applied = applied
@@ -181,8 +203,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Runs one step's `down` on `target` (a backfill's saved values first, in the same
-    /// transaction) with its history row; the SQL's failure as the `Err`.
+    /// Runs one step's `down` on `target` (a backfill's saved values first: in batches, then
+    /// what is left in the `down`'s transaction) with its history row; the SQL's failure as the
+    /// `Err`.
     pub(super) async fn undo_step(
         &self,
         plan: &Plan,
@@ -209,6 +232,22 @@ impl Engine {
             plan_id: &plan.id,
             step: name,
         };
+        // A backfill's saved values go back in short batches first; the `down`'s transaction
+        // then only sweeps what is left.
+        if let Some(spec) = &step.backfill {
+            let restored = target
+                .restore_in_batches(
+                    &plan.id,
+                    name,
+                    spec,
+                    &overwritten(spec)?,
+                    &self.config.policy,
+                )
+                .await?;
+            if let Err(f) = restored {
+                return Ok(Err(f));
+            }
+        }
         let stmts = Self::down_stmts(plan, name, step, target).await?;
         let tables = Self::step_tables(plan, name);
         let (result, _watch) = target

@@ -329,6 +329,7 @@ impl Engine {
         agent: &Principal,
     ) -> Result<MemberDone> {
         let applied = self.applied_on(plan, target).await?;
+        Self::refuse_half_restored(plan, target, |_, name| applied.contains(name)).await?;
         if applied.is_empty() {
             // The member's schema before the plan: its rollback is verified against it.
             let fp = target.fingerprint().await?;

@@ -1,5 +1,5 @@
 //! Backfill steps: keyset batches, each its own transaction with its checkpoint (and, for the
-//! last, the history row), the values they overwrite saved first; and their restore.
+//! last, the history row), the values they overwrite saved first (their restore: `restore`).
 
 use super::lanes::{self, Lane};
 use super::monitor::Monitor;
@@ -9,39 +9,6 @@ use crate::plan::BackfillMode;
 use futures_util::StreamExt;
 
 impl Postgres {
-    /// The statements restoring a backfill step's saved values, if it saved any.
-    pub async fn backfill_restore(
-        &self,
-        plan_id: &str,
-        step: &str,
-        spec: &crate::plan::Backfill,
-        columns: &[String],
-    ) -> Result<Vec<Stmt>> {
-        let mut conn = self.connect().await?;
-        let saved = Saved::resolve(
-            &self.name,
-            &mut conn,
-            spec,
-            columns,
-            Place::Target { plan_id, step },
-        )
-        .await?;
-        let exists = saved.exists(&mut conn).await.map_err(|e| self.err(e))?;
-        conn.close().await.ok();
-        Ok(if exists {
-            saved
-                .restore()
-                .into_iter()
-                .map(|sql| Stmt {
-                    sql,
-                    transactional: true,
-                })
-                .collect()
-        } else {
-            vec![]
-        })
-    }
-
     /// Runs a backfill in keyset batches. Each batch is its own transaction that also writes the
     /// checkpoint (the last key done) to `drydock.backfill_progress`, so a process killed at any
     /// instant resumes exactly where it stopped: no batch is skipped or repeated. A large table

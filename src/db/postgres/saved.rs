@@ -12,6 +12,17 @@ use crate::error::{Error, Part, Result};
 use crate::plan::Backfill;
 use crate::sql::quote_ident;
 
+/// The comment of a backup whose restore has begun.
+pub(super) const RESTORING: &str = "drydock: being restored by a rollback";
+
+/// The backup table of a backfill step on a target.
+pub(super) fn backup_table(plan_id: &str, step: &str) -> String {
+    format!(
+        "drydock_backup.{}",
+        quote_ident(&format!("bf_{plan_id}_{}", short_hash(step)))
+    )
+}
+
 /// The temporary table in which a dry-run saves what a backfill step overwrites.
 pub(super) fn sandbox_table(step: &str) -> String {
     format!("drydock_bf_{}", short_hash(step))
@@ -170,10 +181,7 @@ impl Saved {
         })?;
         crate::sql::validate_type(&key_type).map_err(|e| Error::invalid(Part::Backfill, e))?;
         let backup = match place {
-            Place::Target { plan_id, step } => format!(
-                "drydock_backup.{}",
-                quote_ident(&format!("bf_{plan_id}_{}", short_hash(step)))
-            ),
+            Place::Target { plan_id, step } => backup_table(plan_id, step),
             Place::Sandbox { step } => format!("pg_temp.{}", quote_ident(&sandbox_table(step))),
         };
         // A backup already begun keeps its shape (a backfill resumed across an upgrade).
@@ -373,6 +381,85 @@ impl Saved {
             format!("ALTER TABLE {table} ENABLE TRIGGER USER"),
             format!("DROP TABLE {}", self.backup),
         ]
+    }
+
+    /// One batch of a rollback's restore: takes up to `$2` saved rows stored after `$1` (a
+    /// `ctid`, in the backup's physical order) out of the backup and puts them back, in one
+    /// statement — so a rollback killed between batches never puts a row back twice (over a
+    /// write made since) and resumes with what is left. Selects the rows taken and the last
+    /// `ctid` taken (NULL: nothing left after `$1`). The table's triggers are the caller's.
+    pub fn restore_batch(&self) -> String {
+        let put_back = match &self.kind {
+            Kind::Update => format!(
+                "UPDATE {table} AS drydock_row SET {set} FROM taken AS drydock_saved WHERE drydock_row.{key} = drydock_saved.{key}",
+                table = self.table,
+                key = self.key,
+                set = self
+                    .columns
+                    .iter()
+                    .map(|c| format!("{c} = drydock_saved.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+            Kind::Nulls => format!(
+                "UPDATE {table} AS drydock_row SET {set} FROM (SELECT unnest(keys) AS {key} FROM taken) AS drydock_saved WHERE drydock_row.{key} = drydock_saved.{key}",
+                table = self.table,
+                key = self.key,
+                set = self
+                    .columns
+                    .iter()
+                    .map(|c| format!("{c} = NULL"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+            Kind::Copy(into) => format!(
+                "DELETE FROM {into} WHERE {key} IN (SELECT {key} FROM taken)",
+                key = self.key,
+            ),
+            Kind::Delete => format!(
+                "INSERT INTO {table} OVERRIDING SYSTEM VALUE SELECT * FROM taken",
+                table = self.table,
+            ),
+        };
+        format!(
+            "WITH picked AS MATERIALIZED (SELECT ctid AS at FROM {backup} WHERE ctid > $1::tid LIMIT $2),
+             taken AS (DELETE FROM {backup} WHERE ctid = ANY (ARRAY(SELECT at FROM picked)) RETURNING *),
+             put_back AS ({put_back})
+             SELECT count(*)::int8, max(at)::text FROM picked",
+            backup = self.backup,
+        )
+    }
+
+    /// The table a restore writes: the copy's destination for a copy, else the walked table.
+    pub fn restored_table(&self) -> &str {
+        match &self.kind {
+            Kind::Copy(into) => into,
+            _ => &self.table,
+        }
+    }
+
+    /// Rows a restore batch starts with: a backup of keys keeps one array per backfill batch
+    /// (each some thousands of rows), any other one row per row.
+    pub fn first_restore_batch(&self) -> i64 {
+        match self.kind {
+            Kind::Nulls => 1,
+            _ => 1000,
+        }
+    }
+
+    /// The most rows a restore batch takes.
+    pub fn largest_restore_batch(&self) -> i64 {
+        match self.kind {
+            Kind::Nulls => 8,
+            _ => 50_000,
+        }
+    }
+
+    /// Marks the backup as being restored (its comment), before the first batch commits: a
+    /// backfill whose values are partly put back is neither applied nor rolled back, and an
+    /// apply must not go on over it.
+    pub fn mark_restoring(&self) -> String {
+        format!("COMMENT ON TABLE {} IS '{RESTORING}'", self.backup)
     }
 
     /// An update's restore: every saved value back in its row (NULL in every column of the rows

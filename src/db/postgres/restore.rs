@@ -1,0 +1,205 @@
+//! Rolling a backfill back on a target: its saved values put back in batches, each its own
+//! short transaction that takes its rows out of the backup as it restores them, so the
+//! application's writers wait for one batch at most, never for the whole table; then the
+//! step's `down` sweeps what is left (nothing, unless a batch was skipped), drops the backup
+//! and writes the history row in one transaction.
+//!
+//! A rollback that stops between batches (a kill, a lock it could not get) leaves the step
+//! half restored: still applied per the history, its backup marked (`RESTORING`). A rollback
+//! again finishes it; an apply refuses to go on over it (`restore_begun`).
+
+use super::saved::{Place, RESTORING, Saved, backup_table};
+use super::*;
+
+impl Postgres {
+    /// The statements of a backfill step's `down` that put back what its batches have not:
+    /// every saved value left, with the table's triggers off, then the backup dropped.
+    pub async fn backfill_restore(
+        &self,
+        plan_id: &str,
+        step: &str,
+        spec: &crate::plan::Backfill,
+        columns: &[String],
+    ) -> Result<Vec<Stmt>> {
+        let mut conn = self.connect().await?;
+        let saved = Saved::resolve(
+            &self.name,
+            &mut conn,
+            spec,
+            columns,
+            Place::Target { plan_id, step },
+        )
+        .await?;
+        let exists = saved.exists(&mut conn).await.map_err(|e| self.err(e))?;
+        conn.close().await.ok();
+        Ok(if exists {
+            saved
+                .restore()
+                .into_iter()
+                .map(|sql| Stmt {
+                    sql,
+                    transactional: true,
+                })
+                .collect()
+        } else {
+            vec![]
+        })
+    }
+
+    /// Puts a backfill step's saved values back in batches before its `down` runs. Each batch
+    /// is one transaction (as the apply role, the table's user triggers off inside it when it
+    /// has any: a dual-write trigger would copy the restored values across); its size adapts
+    /// to keep it near 100 ms; a lock timeout retries it smaller, with backoff.
+    pub async fn restore_in_batches(
+        &self,
+        plan_id: &str,
+        step: &str,
+        spec: &crate::plan::Backfill,
+        columns: &[String],
+        policy: &Policy,
+    ) -> Result<std::result::Result<u64, StepFailure>> {
+        let started = Instant::now();
+        let mut conn = self.connect().await?;
+        self.agent_role(&mut conn, AgentUse::Apply).await?;
+        let saved = Saved::resolve(
+            &self.name,
+            &mut conn,
+            spec,
+            columns,
+            Place::Target { plan_id, step },
+        )
+        .await?;
+        if !saved.exists(&mut conn).await.map_err(|e| self.err(e))? {
+            conn.close().await.ok();
+            return Ok(Ok(0));
+        }
+        let begin = format!("BEGIN; {}", self.roles.begin(AgentUse::Apply));
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "{begin} {}; COMMIT",
+            saved.mark_restoring()
+        )))
+        .execute(&mut conn)
+        .await
+        .map_err(|e| self.err(e))?;
+        let table = saved.restored_table().to_string();
+        let triggers = user_triggers(&mut conn, &table)
+            .await
+            .map_err(|e| self.err(e))?;
+        let (off, on) = if triggers {
+            (
+                format!("ALTER TABLE {table} DISABLE TRIGGER USER;"),
+                format!("ALTER TABLE {table} ENABLE TRIGGER USER;"),
+            )
+        } else {
+            (String::new(), String::new())
+        };
+        let batch = Batch {
+            open: format!("{begin} {off}"),
+            sql: saved.restore_batch(),
+            close: format!("{on} COMMIT"),
+        };
+        let (mut after, mut size, mut restored) =
+            ("(0,0)".to_string(), saved.first_restore_batch(), 0u64);
+        let (mut attempt, mut batches) = (0u32, 0usize);
+        let outcome = loop {
+            let t0 = Instant::now();
+            match batch.run(&mut conn, &after, size).await {
+                Ok((_, None)) => break Ok(restored),
+                Ok((rows, Some(last))) => {
+                    (after, attempt) = (last, 0);
+                    restored += rows as u64;
+                    batches += 1;
+                    let ms = t0.elapsed().as_secs_f64() * 1000.0;
+                    if ms < 50.0 {
+                        size = (size * 3 / 2).max(size + 1);
+                    } else if ms > 200.0 {
+                        size /= 2;
+                    }
+                    size = size.clamp(1, saved.largest_restore_batch());
+                }
+                Err(e) => {
+                    sqlx::raw_sql("ROLLBACK").execute(&mut conn).await.ok();
+                    let state = sqlstate(&e);
+                    if state.as_deref() == Some("55P03") && attempt + 1 < policy.lock_retries {
+                        attempt += 1;
+                        size = (size / 2).max(1);
+                        tokio::time::sleep(backoff(attempt)).await;
+                        continue;
+                    }
+                    break Err(StepFailure {
+                        index: batches + 1,
+                        sql: format!("restore of the values saved by backfill step `{step}`"),
+                        sqlstate: state,
+                        cause: crate::db::agent_error(&e, &batch.sql),
+                        raised: crate::db::raised(&e),
+                    });
+                }
+            }
+        };
+        conn.close().await.ok();
+        crate::clock::phase(
+            &format!("{}: restore ({batches} batches)", self.name),
+            started,
+        );
+        Ok(outcome)
+    }
+
+    /// Whether a rollback began putting a backfill step's saved values back and did not end.
+    pub async fn restore_begun(&self, plan_id: &str, step: &str) -> Result<bool> {
+        let backup = backup_table(plan_id, step);
+        self.read(async |c| {
+            // language=SQL
+            sqlx::query_scalar(
+                "SELECT coalesce(pg_catalog.obj_description(pg_catalog.to_regclass($1), 'pg_class') = $2, false)",
+            )
+            .bind(&backup)
+            .bind(RESTORING)
+            .fetch_one(&mut *c)
+            .await
+        })
+        .await
+    }
+}
+
+/// One restore batch's transaction: its opening (the role, the triggers off), its statement,
+/// its closing.
+struct Batch {
+    open: String,
+    sql: String,
+    close: String,
+}
+
+impl Batch {
+    /// The rows put back and the last `ctid` taken (none: nothing was left after `after`).
+    async fn run(
+        &self,
+        conn: &mut PgConnection,
+        after: &str,
+        size: i64,
+    ) -> sqlx::Result<(i64, Option<String>)> {
+        sqlx::raw_sql(AssertSqlSafe(self.open.clone()))
+            .execute(&mut *conn)
+            .await?;
+        let (rows, last): (i64, Option<String>) = sqlx::query_as(AssertSqlSafe(self.sql.clone()))
+            .bind(after)
+            .bind(size)
+            .fetch_one(&mut *conn)
+            .await?;
+        sqlx::raw_sql(AssertSqlSafe(self.close.clone()))
+            .execute(&mut *conn)
+            .await?;
+        Ok((rows, last))
+    }
+}
+
+/// Whether `table` (quoted) has enabled user triggers.
+async fn user_triggers(conn: &mut PgConnection, table: &str) -> sqlx::Result<bool> {
+    // language=SQL
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_trigger
+                        WHERE tgrelid = pg_catalog.to_regclass($1) AND NOT tgisinternal AND tgenabled <> 'D')",
+    )
+    .bind(table)
+    .fetch_one(&mut *conn)
+    .await
+}
