@@ -6,7 +6,9 @@
 //! the walk's wall time.
 //!
 //! Run: `DRYDOCK_BENCH_PG=postgres://user:pass@127.0.0.1:5432/postgres cargo bench --bench templates`
-//! (`DRYDOCK_BENCH_ROWS` overrides the 200,000 accounts). Under `cargo test` it does nothing.
+//! (`DRYDOCK_BENCH_ROWS` overrides the 200,000 accounts; `DRYDOCK_BENCH_ONLY=rename-column,…`
+//! walks only those; `DRYDOCK_LOG=warn,drydock::phases=info` prints the phases). Under `cargo
+//! test` it does nothing.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -200,6 +202,17 @@ async fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
+    // The server's phases (`DRYDOCK_LOG=warn,drydock::phases=info`) on stderr, as `drydock` says them.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("DRYDOCK_LOG") {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .with_env_filter(filter)
+            .init();
+    }
+    let only: Vec<String> = std::env::var("DRYDOCK_BENCH_ONLY")
+        .map(|o| o.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
     let rows: i64 = std::env::var("DRYDOCK_BENCH_ROWS")
         .ok()
         .and_then(|r| r.parse().ok())
@@ -215,7 +228,10 @@ async fn main() {
         "template", "walk s", "writes", "p50 ms", "p99 ms", "max ms", "apply max", "errors"
     );
     let mut worst: f64 = 0.0;
-    for walk_of in walks(rows) {
+    for walk_of in walks(rows)
+        .into_iter()
+        .filter(|w| only.is_empty() || only.iter().any(|o| o == w.0))
+    {
         for (db, n) in [(&prod, rows), (&staging, rows / 10 + 1_000)] {
             let mut c = connect(&db.url).await;
             sqlx::raw_sql(

@@ -916,7 +916,10 @@ async fn a_rollback_stopped_half_way_through_its_restore_finishes_when_called_ag
         .execute(&mut app)
         .await
         .unwrap();
-    let before: String = sqlx::query_scalar(scores).fetch_one(&mut app).await.unwrap();
+    let before: String = sqlx::query_scalar(scores)
+        .fetch_one(&mut app)
+        .await
+        .unwrap();
     let id = p
         .project
         .ready(
@@ -958,7 +961,10 @@ async fn a_rollback_stopped_half_way_through_its_restore_finishes_when_called_ag
         .ok("rollback", json!({"plan_id": id, "reason": "wrong scores"}))
         .await;
     assert_eq!(rolled["status"], "rolled-back", "{rolled}");
-    let after: String = sqlx::query_scalar(scores).fetch_one(&mut app).await.unwrap();
+    let after: String = sqlx::query_scalar(scores)
+        .fetch_one(&mut app)
+        .await
+        .unwrap();
     assert_eq!(after, before, "every score as before the apply");
     assert_eq!(
         p.scalar(

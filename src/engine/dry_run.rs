@@ -27,14 +27,21 @@ impl Engine {
             Status::is_pre_apply,
             "planned, tested or approved",
         )?;
+        let t = Instant::now();
         let staging_cfg = self.dry_run_target_for(plan, target)?;
         let staging = Target::open(&self.config, staging_cfg).await?;
         admit(plan, &staging).await?;
+        crate::clock::phase("dry-run: open staging", t);
         // What a rehearsal that drydock died in the middle of left committed goes first.
+        let t = Instant::now();
         let recovered = self.recover_rehearsals(&staging).await?;
+        crate::clock::phase("dry-run: recover rehearsals", t);
         // The plan's own target, when reachable: its shape for the drift check, its row counts
         // for the estimate.
+        let t = Instant::now();
         let own = self.open_target(&plan.target).await.ok();
+        crate::clock::phase("dry-run: open own target", t);
+        let t = Instant::now();
         let mut recovered = recovered;
         if let Some(production) = own.as_ref().filter(|_| {
             self.config
@@ -43,8 +50,11 @@ impl Engine {
         }) {
             recovered.extend(self.catch_up_staging(production, &staging, agent).await?);
         }
+        crate::clock::phase("dry-run: staging caught up", t);
+        let t = Instant::now();
         self.refuse_drifted_staging(plan, staging_cfg, &staging, own.as_ref())
             .await?;
+        crate::clock::phase("dry-run: drift check", t);
         let started_at = crate::store::now();
         let t0 = Instant::now();
         let scratch = self.scratch_path(&plan.id);
@@ -53,6 +63,7 @@ impl Engine {
             .exercise_on(plan, &staging, &staging_cfg.name, &scratch)
             .await?;
         let duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
+        crate::clock::phase("dry-run: exercise", t0);
 
         let record = |ok: bool, detail: RunDetail| NewRun {
             kind: RunKind::DryRun,
@@ -88,6 +99,7 @@ impl Engine {
         };
 
         // Row ratio and estimate against the plan's own target.
+        let t = Instant::now();
         let tables = plan.tables();
         let staging_rows = staging.row_counts(&tables).await?;
         let prod_rows = match &own {
@@ -108,6 +120,7 @@ impl Engine {
                 .map(ToString::to_string)
                 .collect();
         let members_differ = self.precheck_members(plan, &staging, &mut warnings).await?;
+        crate::clock::phase("dry-run: estimate and members", t);
         for s in &sequences {
             warnings.push(match &s.left {
                 None => format!(
@@ -159,14 +172,18 @@ impl Engine {
             next_steps: vec![],
             omitted: Default::default(),
         };
-        self.record_passed_dry_run(
-            plan,
-            report,
-            &exercised,
-            record(true, RunDetail::default()),
-            agent,
-        )
-        .await
+        let t = Instant::now();
+        let recorded = self
+            .record_passed_dry_run(
+                plan,
+                report,
+                &exercised,
+                record(true, RunDetail::default()),
+                agent,
+            )
+            .await;
+        crate::clock::phase("dry-run: record", t);
+        recorded
     }
 
     /// The plan exercised on `staging`: in one rolled-back transaction, then rehearsed as apply

@@ -248,6 +248,7 @@ impl Engine {
                 return Ok(Err(f));
             }
         }
+        let t = Instant::now();
         let stmts = Self::down_stmts(plan, name, step, target).await?;
         let tables = Self::step_tables(plan, name);
         let (result, _watch) = target
@@ -260,6 +261,7 @@ impl Engine {
                 &mut |_| {},
             )
             .await?;
+        crate::clock::phase(&format!("{}: down of step {name}", target.name()), t);
         Ok(result.map(|_| ()))
     }
 

@@ -48,8 +48,9 @@ impl Postgres {
 
     /// Puts a backfill step's saved values back in batches before its `down` runs. Each batch
     /// is one transaction (as the apply role, the table's user triggers off inside it when it
-    /// has any: a dual-write trigger would copy the restored values across); its size adapts
-    /// to keep it near 100 ms; a lock timeout retries it smaller, with backoff.
+    /// has any: a dual-write trigger would copy the restored values across — which takes a lock
+    /// writers wait for, so such batches are followed by a pause as long as they were); its
+    /// size adapts to keep it near 100 ms; a lock timeout retries it smaller, with backoff.
     pub async fn restore_in_batches(
         &self,
         plan_id: &str,
@@ -110,12 +111,19 @@ impl Postgres {
                     restored += rows as u64;
                     batches += 1;
                     let ms = t0.elapsed().as_secs_f64() * 1000.0;
+                    tracing::debug!(target: "drydock::phases", step, rows, size, ms, "restore batch");
                     if ms < 50.0 {
                         size = (size * 3 / 2).max(size + 1);
                     } else if ms > 200.0 {
                         size /= 2;
                     }
                     size = size.clamp(1, saved.largest_restore_batch());
+                    if triggers {
+                        // Each batch held the table against every writer (its triggers off):
+                        // as long again for them, or the next batch's lock queues them behind it
+                        // batch after batch and their backlog grows through the whole restore.
+                        tokio::time::sleep(t0.elapsed()).await;
+                    }
                 }
                 Err(e) => {
                     sqlx::raw_sql("ROLLBACK").execute(&mut conn).await.ok();
