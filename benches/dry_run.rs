@@ -83,6 +83,7 @@ async fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
+    support::log_phases();
     let sizes: Vec<i64> = std::env::var("DRYDOCK_BENCH_ROWS")
         .unwrap_or_else(|_| "300000,3000000".into())
         .split(',')

@@ -202,14 +202,7 @@ async fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    // The server's phases (`DRYDOCK_LOG=warn,drydock::phases=info`) on stderr, as `drydock` says them.
-    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("DRYDOCK_LOG") {
-        tracing_subscriber::fmt()
-            .with_writer(std::io::stderr)
-            .with_ansi(false)
-            .with_env_filter(filter)
-            .init();
-    }
+    support::log_phases();
     let only: Vec<String> = std::env::var("DRYDOCK_BENCH_ONLY")
         .map(|o| o.split(',').map(str::to_string).collect())
         .unwrap_or_default();

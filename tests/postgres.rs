@@ -988,6 +988,51 @@ async fn a_rollback_stopped_half_way_through_its_restore_finishes_when_called_ag
     c.close().await;
 }
 
+/// The server keeps one plain session per target between tool calls for its own reads (no
+/// connection per call), idle and as it connected; one the database ended meanwhile is replaced
+/// without the agent seeing it.
+#[tokio::test]
+async fn a_kept_session_the_database_ended_is_replaced_unseen() {
+    let p = PgProject::new("").await;
+    let c = p.project.connect().await;
+    let drydock_sessions = |state: &'static str| {
+        let (p, db) = (&p, p.prod.clone());
+        async move {
+            p.scalar(
+                &p.prod,
+                &format!(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' AND application_name = 'drydock' AND state = '{state}'"
+                ),
+            )
+            .await
+        }
+    };
+    c.ok("inspect", json!({"target": "production"})).await;
+    assert_eq!(drydock_sessions("idle").await, 1, "one session kept, idle");
+    assert_eq!(drydock_sessions("idle in transaction").await, 0);
+    c.ok("inspect", json!({"target": "production"})).await;
+    assert_eq!(
+        drydock_sessions("idle").await,
+        1,
+        "the same one, not a second"
+    );
+
+    let ended = p
+        .scalar(
+            &p.prod,
+            &format!(
+                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE datname = '{}' AND application_name = 'drydock') AS t",
+                p.prod
+            ),
+        )
+        .await;
+    assert_eq!(ended, 1);
+    let inspected = c.ok("inspect", json!({"target": "production"})).await;
+    assert!(inspected.to_string().contains("accounts"), "{inspected}");
+    c.close().await;
+}
+
 /// A backfill interrupted under a drydock without lanes (one checkpoint row per step, keyed by
 /// plan and step) resumes from that checkpoint as one lane: the table gains its `lane` column,
 /// and the rows before the checkpoint are not updated again.

@@ -88,6 +88,18 @@ pub fn paced_writers(
         .collect()
 }
 
+/// The engine's phases (`DRYDOCK_LOG=warn,drydock::phases=info`) on stderr, as `drydock` says
+/// them, when `DRYDOCK_LOG` is set.
+pub fn log_phases() {
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("DRYDOCK_LOG") {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .with_env_filter(filter)
+            .init();
+    }
+}
+
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;

@@ -78,6 +78,36 @@ const CREATE_HISTORY: &str = "CREATE SCHEMA IF NOT EXISTS drydock;
         version bigint
     )";
 
+/// One target's kept plain session.
+pub type Spare = Arc<std::sync::Mutex<Option<PgConnection>>>;
+
+/// The plain sessions a server keeps between tool calls, one per PostgreSQL target (by name and
+/// URL): opening a target again takes its kept session instead of a new connection (a TLS or
+/// SCRAM handshake and a backend's cold caches, some milliseconds each time). Only drydock's
+/// own reads use them, never agent SQL, and each is kept only as `connect` left it.
+#[derive(Default, Clone)]
+pub struct Spares(Arc<std::sync::Mutex<std::collections::HashMap<String, Spare>>>);
+
+impl Spares {
+    /// The kept session of target `name` at `url` (its own slot: a URL changed in the
+    /// environment never reuses a session to the old database).
+    /// Beyond `KEPT` targets (a fleet's members), a target's session is kept only while it is
+    /// open, as before: a server holds a few idle connections, not one per member.
+    pub fn slot(&self, name: &str, url: &str) -> Spare {
+        const KEPT: usize = 8;
+        let key = format!("{name}\u{0}{}", crate::db::short_hash(url));
+        let mut slots = self.0.lock().expect("spares lock");
+        if let Some(slot) = slots.get(&key) {
+            return slot.clone();
+        }
+        let slot = Spare::default();
+        if slots.len() < KEPT {
+            slots.insert(key, slot.clone());
+        }
+        slot
+    }
+}
+
 pub struct Postgres {
     name: String,
     options: PgConnectOptions,
@@ -87,8 +117,9 @@ pub struct Postgres {
     lock_retries: u32,
     roles: Roles,
     /// A plain session kept from the last read (catalog, fingerprint, history, row counts) for
-    /// the next one: a rollout member's reads share one connection instead of one each.
-    spare: std::sync::Mutex<Option<PgConnection>>,
+    /// the next one: a rollout member's reads share one connection instead of one each, and a
+    /// target opened again in the same server (`Spares`) starts from it.
+    spare: Spare,
     /// The apply role has its grants on drydock's bookkeeping (`grant_bookkeeping`): once per
     /// target opened, not before every step.
     granted: AtomicBool,
@@ -230,6 +261,17 @@ impl Postgres {
     }
 
     pub async fn open(name: &str, url: &str, policy: &Policy) -> Result<Postgres> {
+        Postgres::open_kept(name, url, policy, Spare::default()).await
+    }
+
+    /// Opens the target with `spare` as its kept session: reachable now (a kept session that
+    /// answers, else a new one).
+    pub async fn open_kept(
+        name: &str,
+        url: &str,
+        policy: &Policy,
+        spare: Spare,
+    ) -> Result<Postgres> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| Error::Target {
                 target: name.to_string(),
@@ -247,22 +289,25 @@ impl Postgres {
                 check_timeout: policy.check_timeout,
                 ..Roles::default()
             },
-            spare: std::sync::Mutex::new(None),
+            spare,
             granted: AtomicBool::new(false),
         };
-        // Reachable now, and the session serves the first read.
-        let conn = t.connect().await?;
+        let conn = t.reader().await?;
         t.keep(conn).await;
         Ok(t)
     }
 
-    /// A plain session for a read: the one kept from the last read, else a new one.
+    /// A plain session for a read: the one kept from the last read when it still answers (the
+    /// server may have ended an idle session), else a new one.
     async fn reader(&self) -> Result<PgConnection> {
         let kept = self.spare.lock().expect("spare session lock").take();
-        match kept {
-            Some(conn) => Ok(conn),
-            None => self.connect().await,
+        if let Some(mut conn) = kept {
+            if conn.ping().await.is_ok() {
+                return Ok(conn);
+            }
+            conn.close_hard().await.ok();
         }
+        self.connect().await
     }
 
     /// Keeps a session that is as `connect` left it (no role, no open transaction, no changed

@@ -208,7 +208,9 @@ impl Engine {
         let mut sandbox = staging
             .sandbox(scratch, crate::db::SandboxMode::RolledBack)
             .await?;
+        let t = Instant::now();
         let outcome = self.exercise(plan, &mut sandbox, name).await;
+        crate::clock::phase("dry-run: rolled-back pass", t);
         let mut sequences = sandbox.finish().await;
         // Verified without committing anything, the plan is then run as apply will run it.
         let outcome = match outcome {

@@ -53,7 +53,7 @@ impl Engine {
         bodies: bool,
     ) -> Result<InspectReport> {
         let cfg = self.config.target(target)?;
-        let t = Target::open(&self.config, cfg).await?;
+        let t = self.open_config(cfg).await?;
         let mut catalog = t.catalog().await?;
         let migration_tools = t.migration_tools(&catalog).await?;
         let total_tables = catalog.tables.len();

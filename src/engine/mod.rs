@@ -97,6 +97,8 @@ pub struct Engine {
     halt: crate::db::Halt,
     /// This server, as its leases name it (`host:pid`).
     server: String,
+    /// The plain sessions kept for drydock's own reads between tool calls.
+    spares: crate::db::Spares,
 }
 
 /// What runs on a target in this process: at most one apply or rollback per target.
@@ -223,6 +225,7 @@ impl Engine {
             running: Arc::new(Mutex::new(HashMap::new())),
             halt: crate::db::Halt::default(),
             server: lease::this_server(),
+            spares: crate::db::Spares::default(),
         })
     }
 
@@ -338,8 +341,12 @@ impl Engine {
     }
 
     async fn open_target(&self, name: &str) -> Result<Target> {
-        let t = self.config.target(name)?;
-        Target::open(&self.config, t).await
+        self.open_config(self.config.target(name)?).await
+    }
+
+    /// Opens a target, starting from the session kept for it since the last call.
+    async fn open_config(&self, target: &crate::config::TargetConfig) -> Result<Target> {
+        Target::open_kept(&self.config, target, &self.spares).await
     }
 
     /// A step's SQL as statements, each marked transactional or not.

@@ -28,7 +28,7 @@ impl Engine {
             (None, Some(name)) => {
                 let params = req.params.unwrap_or(json!({}));
                 // The target's engine decides how a template renders: opened for every one.
-                opened = Some(Target::open(&self.config, target_cfg).await?);
+                opened = Some(self.open_config(target_cfg).await?);
                 let on = opened.as_ref().map(|t| (req.target.as_str(), t));
                 let r = self.render_on(&name, params, on).await?;
                 agent_sql = r.agent_sql;
@@ -61,7 +61,7 @@ impl Engine {
         }
         let target = match opened {
             Some(t) => t,
-            None => Target::open(&self.config, target_cfg).await?,
+            None => self.open_config(target_cfg).await?,
         };
         let catalog = target.catalog().await?;
         let analysis = analysis::analyze(
@@ -122,7 +122,7 @@ impl Engine {
         let opened = match target {
             Some(target) => {
                 let cfg = self.config.target(target)?;
-                Some((target, Target::open(&self.config, cfg).await?))
+                Some((target, self.open_config(cfg).await?))
             }
             _ => None,
         };
@@ -172,7 +172,7 @@ impl Engine {
             applied.map(|c| (c, AgentUse::on(c.role))),
         ];
         for (cfg, uses) in asked.into_iter().flatten() {
-            if let Ok(t) = Target::open(&self.config, cfg).await {
+            if let Ok(t) = self.open_config(cfg).await {
                 for w in t.privilege_warnings(uses).await.unwrap_or_default() {
                     if !out.contains(&w) {
                         out.push(w);
@@ -261,7 +261,7 @@ impl Engine {
 
     pub async fn lint(&self, target: &str, name: &str, sql: String) -> Result<analysis::Analysis> {
         let cfg = self.config.target(target)?;
-        let t = Target::open(&self.config, cfg).await?;
+        let t = self.open_config(cfg).await?;
         let catalog = t.catalog().await?;
         let step = Step {
             name: Some(name.to_string()),

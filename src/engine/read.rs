@@ -216,7 +216,7 @@ impl Engine {
                 warnings: vec![],
                 migration_tools: vec![],
             };
-            match Target::open(&self.config, t).await {
+            match self.open_config(t).await {
                 Ok(target) => match target.catalog().await {
                     Ok(cat) => {
                         health.ok = true;

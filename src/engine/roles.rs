@@ -24,7 +24,7 @@ impl Engine {
         identity::permitted(by, Grant::Admin, "setting up least-privilege roles")?;
         let mut out = Vec::new();
         for cfg in self.config.targets.values() {
-            let target = Target::open(&self.config, cfg).await?;
+            let target = self.open_config(cfg).await?;
             if target
                 .privilege_warnings(AgentUse::on(cfg.role))
                 .await?

@@ -325,7 +325,7 @@ impl Engine {
                 continue;
             }
             let cfg = self.config.target(&m.target)?;
-            let target = Target::open(&self.config, cfg).await?;
+            let target = self.open_config(cfg).await?;
             admit(plan, &target).await?;
             let lock = target.lock().await?;
             let undone = self.undo_member(plan, &target).await;

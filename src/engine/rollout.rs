@@ -286,7 +286,7 @@ impl Engine {
     ) -> Result<MemberDone> {
         let outcome = async {
             let cfg = self.config.target(member)?;
-            let target = Target::open(&self.config, cfg).await?;
+            let target = self.open_config(cfg).await?;
             admit(plan, &target).await?;
             let lock = target.lock().await?;
             let r = self.apply_member_locked(plan, member, &target, agent).await;

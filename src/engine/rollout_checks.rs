@@ -40,7 +40,7 @@ impl Engine {
         let mut differ = Vec::new();
         for member in &group.members {
             let shape = async {
-                let t = Target::open(&self.config, self.config.target(member)?).await?;
+                let t = self.open_config(self.config.target(member)?).await?;
                 t.column_lines(&tables).await
             }
             .await;
@@ -77,7 +77,7 @@ impl Engine {
         let members = self.store.members(&plan.id).await?;
         let (mut checks, mut builtin) = (Vec::new(), Vec::new());
         for m in members.iter().filter(|m| m.state == MemberState::Applied) {
-            let target = Target::open(&self.config, self.config.target(&m.target)?).await?;
+            let target = self.open_config(self.config.target(&m.target)?).await?;
             admit(plan, &target).await?;
             for c in target.run_checks(&plan.body.checks).await? {
                 checks.push(crate::db::CheckOutcome {

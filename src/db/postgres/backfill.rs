@@ -119,7 +119,7 @@ impl Postgres {
             return Ok(Err(failure));
         }
         if let (false, BackfillMode::Copy(c)) = (report.halted, spec.mode()) {
-            advance_sequence(&mut conn, &c.table, &saved.key_name)
+            super::sequences::advance_past_copied(&mut conn, &c.table, &saved.key_name)
                 .await
                 .map_err(|e| self.err(e))?;
         }
@@ -750,33 +750,6 @@ impl Vacuum {
 /// goes on.
 fn vacuum_failed(table: &str, e: &sqlx::Error) {
     tracing::warn!(table, error = %crate::redact::redact(&e.to_string()), "backfill: VACUUM failed");
-}
-
-/// A copy writes the source's keys into `table`: when that key column takes its values from a
-/// sequence (serial, identity), the sequence is moved past the largest key copied, or the
-/// application's next insert there would be handed a key a copied row already has. Never moved
-/// back (another writer may have gone further); as the login, on drydock's own session.
-async fn advance_sequence(conn: &mut PgConnection, table: &str, key: &str) -> sqlx::Result<()> {
-    let sequence: Option<String> = sqlx::query_scalar("SELECT pg_get_serial_sequence($1, $2)")
-        .bind(qualified_ident(table))
-        .bind(key)
-        .fetch_one(&mut *conn)
-        .await?;
-    let Some(sequence) = sequence else {
-        return Ok(());
-    };
-    // language=SQL
-    let sql = format!(
-        "SELECT setval($1::regclass, greatest(m, coalesce(pg_sequence_last_value($1::regclass), m)))
-         FROM (SELECT max({key})::bigint AS m FROM {table}) AS copied WHERE m IS NOT NULL",
-        key = quote_ident(key),
-        table = qualified_ident(table),
-    );
-    sqlx::query(AssertSqlSafe(sql))
-        .bind(sequence)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
 }
 
 /// The last checkpoint marks the backfill done, in the transaction that writes its history row.

@@ -1,7 +1,8 @@
 //! Sequences around a dry-run. A sequence is non-transactional: the dry-run's rollback does not
 //! take back a `nextval` (a serial column's insert) or a `setval`, so a dry-run would move
 //! staging's sequences for good. drydock reads them before the plan runs and after the rollback,
-//! and puts back each that moved when that can hand out no value twice.
+//! and puts back each that moved when that can hand out no value twice. And after a backfill
+//! that copies keys: the destination's sequence moved past them.
 
 use super::*;
 use crate::db::SequenceMove;
@@ -135,4 +136,35 @@ async fn used_since(
     Ok(used.then(|| {
         format!("{table}.{column} holds values the dry-run's range covers (the application inserted meanwhile); left advanced (a gap is harmless)")
     }))
+}
+
+/// A copy writes the source's keys into `table`: when that key column takes its values from a
+/// sequence (serial, identity), the sequence is moved past the largest key copied, or the
+/// application's next insert there would be handed a key a copied row already has. Never moved
+/// back (another writer may have gone further); as the login, on drydock's own session.
+pub(super) async fn advance_past_copied(
+    conn: &mut PgConnection,
+    table: &str,
+    key: &str,
+) -> sqlx::Result<()> {
+    let sequence: Option<String> = sqlx::query_scalar("SELECT pg_get_serial_sequence($1, $2)")
+        .bind(qualified_ident(table))
+        .bind(key)
+        .fetch_one(&mut *conn)
+        .await?;
+    let Some(sequence) = sequence else {
+        return Ok(());
+    };
+    // language=SQL
+    let sql = format!(
+        "SELECT setval($1::regclass, greatest(m, coalesce(pg_sequence_last_value($1::regclass), m)))
+         FROM (SELECT max({key})::bigint AS m FROM {table}) AS copied WHERE m IS NOT NULL",
+        key = quote_ident(key),
+        table = qualified_ident(table),
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(sequence)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
