@@ -11,6 +11,7 @@
 //! denylist; the least-privilege roles of `[targets.X] dry_run_role`/`check_role` are the second
 //! wall behind it. SQLite statements are admitted by leading keyword and pragma allowlists.
 
+mod pg_names;
 mod plpgsql;
 mod postgres;
 mod sqlite;
