@@ -949,6 +949,15 @@ async fn a_rollback_stopped_half_way_through_its_restore_finishes_when_called_ag
         restored > 0 && restored < 20_000,
         "batches before the held row committed: {restored}"
     );
+    let s = c.ok("status", json!({"plan_id": id})).await;
+    let failed_run = s["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "rollback")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(failed_run["ok"], false, "the failed rollback is a run: {s}");
     let refused = c.refused("apply", json!({"plan_id": id})).await;
     assert_eq!(refused["code"], "rollback-incomplete", "{refused}");
     assert!(

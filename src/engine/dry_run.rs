@@ -121,37 +121,9 @@ impl Engine {
                 .collect();
         let members_differ = self.precheck_members(plan, &staging, &mut warnings).await?;
         crate::clock::phase("dry-run: estimate and members", t);
-        for s in &sequences {
-            warnings.push(match &s.left {
-                None => format!(
-                    "non-transactional: the dry-run moved sequence `{}` (a rollback does not take back nextval or setval); drydock put it back",
-                    s.sequence
-                ),
-                Some(why) => format!(
-                    "non-transactional: the dry-run moved sequence `{}` from {:?} to {:?}: {why}",
-                    s.sequence, s.before, s.after
-                ),
-            });
-        }
-        warnings.extend(recovered);
-        if freezes_time(plan) {
-            warnings.push("view definitions were compared without the instants `'now'` (or `'today'`, ...) froze into them: a view created again from the same SQL freezes another; validate compares them so too".into());
-        }
-        for p in &exercised.probes {
-            if p.outcome == crate::db::ProbeOutcome::Skipped {
-                warnings.push(format!(
-                    "app probe skipped: {}: {}",
-                    p.object,
-                    p.detail.as_deref().unwrap_or_default()
-                ));
-            }
-        }
-        exercised.checks.iter().filter(|c| !c.passed).for_each(|c| {
-            warnings.push(format!(
-                "check `{}` failed: observed {}",
-                c.name, c.observed
-            ));
-        });
+        warnings.extend(Self::dry_run_warnings(
+            plan, &sequences, recovered, &exercised,
+        ));
         let report = DryRunReport {
             plan_id: plan.id.clone(),
             checksum: plan.checksum.clone(),
@@ -184,6 +156,50 @@ impl Engine {
             .await;
         crate::clock::phase("dry-run: record", t);
         recorded
+    }
+
+    /// What a passing dry-run warns of besides the estimate's: sequences it moved (and whether
+    /// they were put back), what the recovery and catch-up before it did, instants frozen into
+    /// views, app probes skipped, checks that failed.
+    fn dry_run_warnings(
+        plan: &Plan,
+        sequences: &[crate::db::SequenceMove],
+        recovered: Vec<String>,
+        exercised: &Exercised,
+    ) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for s in sequences {
+            warnings.push(match &s.left {
+                None => format!(
+                    "non-transactional: the dry-run moved sequence `{}` (a rollback does not take back nextval or setval); drydock put it back",
+                    s.sequence
+                ),
+                Some(why) => format!(
+                    "non-transactional: the dry-run moved sequence `{}` from {:?} to {:?}: {why}",
+                    s.sequence, s.before, s.after
+                ),
+            });
+        }
+        warnings.extend(recovered);
+        if freezes_time(plan) {
+            warnings.push("view definitions were compared without the instants `'now'` (or `'today'`, ...) froze into them: a view created again from the same SQL freezes another; validate compares them so too".into());
+        }
+        for p in &exercised.probes {
+            if p.outcome == crate::db::ProbeOutcome::Skipped {
+                warnings.push(format!(
+                    "app probe skipped: {}: {}",
+                    p.object,
+                    p.detail.as_deref().unwrap_or_default()
+                ));
+            }
+        }
+        exercised.checks.iter().filter(|c| !c.passed).for_each(|c| {
+            warnings.push(format!(
+                "check `{}` failed: observed {}",
+                c.name, c.observed
+            ));
+        });
+        warnings
     }
 
     /// The plan exercised on `staging`: in one rolled-back transaction, then rehearsed as apply

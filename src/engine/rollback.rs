@@ -75,31 +75,14 @@ impl Engine {
                 .rollback_step(plan, *i, &row.name, target, reason, agent)
                 .await
             {
-                // A failed rollback is in the plan's runs and its audit, as a failed apply is.
-                let run = NewRun {
-                    kind: RunKind::Rollback,
-                    target: &plan.target,
-                    checksum: &plan.checksum,
-                    ok: false,
-                    started_at,
-                    duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
-                    detail: RunDetail::failed(Some(&row.name), &err)
-                        .with("reason", reason)
-                        .with("steps", &rolled_back),
+                let failed = Failed {
+                    step: &row.name,
+                    reason,
+                    started_at: &started_at,
+                    ms: t0.elapsed().as_secs_f64() * 1000.0,
+                    rolled_back: &rolled_back,
                 };
-                let audit = json!({"step": row.name, "reason": reason, "error": err.to_string()});
-                let recorded = self
-                    .store
-                    .commit(Change {
-                        plan_id: &plan.id,
-                        run: Some(run),
-                        audit: Audit::new(agent, "rollback-failed", audit),
-                        ..Change::default()
-                    })
-                    .await;
-                if let Err(e) = recorded {
-                    tracing::error!(error = %e, "could not record the failed rollback");
-                }
+                self.record_failed_rollback(plan, failed, &err, agent).await;
                 return Err(err);
             }
             rolled_back.push(row.name.clone());
@@ -161,6 +144,40 @@ impl Engine {
             staging_sync,
             unexported,
         })
+    }
+
+    /// A failed rollback is in the plan's runs and its audit, as a failed apply is.
+    async fn record_failed_rollback(
+        &self,
+        plan: &Plan,
+        failed: Failed<'_>,
+        err: &Error,
+        agent: &Principal,
+    ) {
+        let run = NewRun {
+            kind: RunKind::Rollback,
+            target: &plan.target,
+            checksum: &plan.checksum,
+            ok: false,
+            started_at: failed.started_at.to_string(),
+            duration_ms: failed.ms,
+            detail: RunDetail::failed(Some(failed.step), err)
+                .with("reason", failed.reason)
+                .with("steps", failed.rolled_back),
+        };
+        let audit = json!({"step": failed.step, "reason": failed.reason, "error": err.to_string()});
+        let recorded = self
+            .store
+            .commit(Change {
+                plan_id: &plan.id,
+                run: Some(run),
+                audit: Audit::new(agent, "rollback-failed", audit),
+                ..Change::default()
+            })
+            .await;
+        if let Err(e) = recorded {
+            tracing::error!(error = %e, "could not record the failed rollback");
+        }
     }
 
     /// Refuses to go forward over a backfill step a rollback began restoring and did not
@@ -403,4 +420,14 @@ impl Engine {
             unexported: None,
         })
     }
+}
+
+/// Where a rollback failed: the step, the reason it was asked for, when it began, how long it
+/// ran, and the steps it had rolled back before.
+struct Failed<'a> {
+    step: &'a str,
+    reason: &'a str,
+    started_at: &'a str,
+    ms: f64,
+    rolled_back: &'a [String],
 }
