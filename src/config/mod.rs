@@ -371,6 +371,61 @@ fn role_name(target: &str, key: &str, raw: Option<String>) -> Result<Option<Stri
     }
 }
 
+/// The `[targets.NAME]` tables: each name an identifier, each URL and role name valid, and each
+/// `staging` a target of its own that is neither production nor the same database.
+fn parse_targets(
+    raw: BTreeMap<String, RawTarget>,
+    base: &Path,
+) -> Result<BTreeMap<String, TargetConfig>> {
+    let mut targets = BTreeMap::new();
+    for (name, t) in raw {
+        crate::sql::validate_ident(&name).map_err(|_| {
+            Error::Config(format!(
+                "target name `{name}` must be letters, digits and _"
+            ))
+        })?;
+        targets.insert(
+            name.clone(),
+            TargetConfig {
+                url: TargetUrl::parse(&t.url, base)
+                    .map_err(|e| Error::Config(format!("[targets.{name}] {e}")))?,
+                role: t.role,
+                staging: t.staging,
+                dry_run_role: role_name(&name, "dry_run_role", t.dry_run_role)?,
+                check_role: role_name(&name, "check_role", t.check_role)?,
+                apply_role: role_name(&name, "apply_role", t.apply_role)?,
+                name,
+            },
+        );
+    }
+    for t in targets.values() {
+        if let Some(s) = &t.staging {
+            match targets.get(s) {
+                None => {
+                    return Err(Error::Config(format!(
+                        "[targets.{}] staging = \"{s}\" names no target",
+                        t.name
+                    )));
+                }
+                Some(st) if st.role == Role::Production => {
+                    return Err(Error::Config(format!(
+                        "[targets.{}] staging = \"{s}\" is a production target",
+                        t.name
+                    )));
+                }
+                Some(st) if st.url == t.url => {
+                    return Err(Error::Config(format!(
+                        "[targets.{}] staging = \"{s}\" is the same database",
+                        t.name
+                    )));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(targets)
+}
+
 /// Drops `.` components, which `create_dir_all` trips over (`dir/.` has `dir`'s parent as parent).
 fn clean(p: &Path) -> PathBuf {
     p.components()
@@ -403,52 +458,7 @@ impl Config {
     pub fn parse(text: &str, base: &Path, source: Option<PathBuf>) -> Result<Config> {
         let raw: RawConfig =
             toml::from_str(text).map_err(|e| Error::Config(e.message().to_string()))?;
-        let mut targets = BTreeMap::new();
-        for (name, t) in raw.targets {
-            crate::sql::validate_ident(&name).map_err(|_| {
-                Error::Config(format!(
-                    "target name `{name}` must be letters, digits and _"
-                ))
-            })?;
-            targets.insert(
-                name.clone(),
-                TargetConfig {
-                    url: TargetUrl::parse(&t.url, base)
-                        .map_err(|e| Error::Config(format!("[targets.{name}] {e}")))?,
-                    role: t.role,
-                    staging: t.staging,
-                    dry_run_role: role_name(&name, "dry_run_role", t.dry_run_role)?,
-                    check_role: role_name(&name, "check_role", t.check_role)?,
-                    apply_role: role_name(&name, "apply_role", t.apply_role)?,
-                    name,
-                },
-            );
-        }
-        for t in targets.values() {
-            if let Some(s) = &t.staging {
-                match targets.get(s) {
-                    None => {
-                        return Err(Error::Config(format!(
-                            "[targets.{}] staging = \"{s}\" names no target",
-                            t.name
-                        )));
-                    }
-                    Some(st) if st.role == Role::Production => {
-                        return Err(Error::Config(format!(
-                            "[targets.{}] staging = \"{s}\" is a production target",
-                            t.name
-                        )));
-                    }
-                    Some(st) if st.url == t.url => {
-                        return Err(Error::Config(format!(
-                            "[targets.{}] staging = \"{s}\" is the same database",
-                            t.name
-                        )));
-                    }
-                    _ => {}
-                }
-            }
-        }
+        let targets = parse_targets(raw.targets, base)?;
         let policy = raw.policy.resolve()?;
         let state_dir = clean(
             &raw.state_dir
