@@ -54,74 +54,84 @@ pub(super) async fn doctor(engine: &Engine, format: Format) -> anyhow::Result<i3
                 "ok": failures == 0,
             })
         ),
-        Format::Text => {
-            println!("config: {config}");
-            println!(
-                "state store: {state} ({}, ok)",
-                engine.store.backend().as_str()
-            );
-            println!("error log: {}", c.errors_path.display());
-            if let Some(e) = &c.export {
-                println!("migration folder: {} ({})", e.dir.display(), e.format);
-            }
-            for (target, d) in &drift {
-                match d {
-                    Ok(d) if d.is_empty() => {
-                        println!("repository: target {target} and the folder agree")
-                    }
-                    Ok(d) => println!("repository: DRIFT on target {target}: {}", d.summary()),
-                    Err(e) => println!(
-                        "repository: cannot compare target {target} with the folder: {}",
-                        crate::redact::redact(&e.to_string())
-                    ),
-                }
-            }
-            for g in c.groups.values() {
-                match &g.problem {
-                    None => println!(
-                        "group {}: {} member(s), waves ending at {:?}, parallel {}",
-                        g.name,
-                        g.members.len(),
-                        g.wave_ends(),
-                        g.parallel
-                    ),
-                    Some(p) => println!("group {}: cannot be used: {p}", g.name),
-                }
-            }
-            for t in &targets {
-                match (&t.error, t.tables) {
-                    (None, Some(n)) => {
-                        println!(
-                            "target {} ({}, {}): ok, {n} table(s)",
-                            t.name, t.role, t.url
-                        )
-                    }
-                    (e, _) => println!(
-                        "target {} ({}): {}",
-                        t.name,
-                        t.role,
-                        e.as_deref().unwrap_or("unreachable")
-                    ),
-                }
-                for w in &t.warnings {
-                    println!("  warning: {w}");
-                }
-                for m in &t.migration_tools {
-                    println!(
-                        "  migration tool {} ({}): at {}, {} version(s){}",
-                        m.tool,
-                        m.table,
-                        m.latest_version.as_deref().unwrap_or("nothing applied"),
-                        m.applied,
-                        if m.failed.is_empty() {
-                            String::new()
-                        } else {
-                            format!(", FAILED: {}", m.failed.join(", "))
-                        }
-                    );
-                }
-            }
-        }
+        Format::Text => print_text(engine, &config, &state, &drift, &targets),
     }
     Ok(if failures > 0 { 2 } else { 0 })
+}
+
+/// The doctor's findings as an engineer reads them.
+fn print_text(
+    engine: &Engine,
+    config: &str,
+    state: &str,
+    drift: &[(String, crate::error::Result<crate::engine::Drift>)],
+    targets: &[crate::engine::TargetHealth],
+) {
+    let c = &engine.config;
+    println!("config: {config}");
+    println!(
+        "state store: {state} ({}, ok)",
+        engine.store.backend().as_str()
+    );
+    println!("error log: {}", c.errors_path.display());
+    if let Some(e) = &c.export {
+        println!("migration folder: {} ({})", e.dir.display(), e.format);
+    }
+    for (target, d) in drift {
+        match d {
+            Ok(d) if d.is_empty() => {
+                println!("repository: target {target} and the folder agree")
+            }
+            Ok(d) => println!("repository: DRIFT on target {target}: {}", d.summary()),
+            Err(e) => println!(
+                "repository: cannot compare target {target} with the folder: {}",
+                crate::redact::redact(&e.to_string())
+            ),
+        }
+    }
+    for g in c.groups.values() {
+        match &g.problem {
+            None => println!(
+                "group {}: {} member(s), waves ending at {:?}, parallel {}",
+                g.name,
+                g.members.len(),
+                g.wave_ends(),
+                g.parallel
+            ),
+            Some(p) => println!("group {}: cannot be used: {p}", g.name),
+        }
+    }
+    for t in targets {
+        match (&t.error, t.tables) {
+            (None, Some(n)) => {
+                println!(
+                    "target {} ({}, {}): ok, {n} table(s)",
+                    t.name, t.role, t.url
+                )
+            }
+            (e, _) => println!(
+                "target {} ({}): {}",
+                t.name,
+                t.role,
+                e.as_deref().unwrap_or("unreachable")
+            ),
+        }
+        for w in &t.warnings {
+            println!("  warning: {w}");
+        }
+        for m in &t.migration_tools {
+            println!(
+                "  migration tool {} ({}): at {}, {} version(s){}",
+                m.tool,
+                m.table,
+                m.latest_version.as_deref().unwrap_or("nothing applied"),
+                m.applied,
+                if m.failed.is_empty() {
+                    String::new()
+                } else {
+                    format!(", FAILED: {}", m.failed.join(", "))
+                }
+            );
+        }
+    }
 }

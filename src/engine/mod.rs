@@ -33,12 +33,14 @@ use std::time::Instant;
 use serde_json::json;
 use tokio::sync::mpsc::UnboundedSender;
 
+pub use crate::export::Drift;
 pub use brief::{HazardBrief, RunBrief, StatusBrief, StepBrief};
 pub use export::{ExportReport, StepVersion, Unexported};
 pub use fit::{LISTED, Omitted};
 pub use identity::CreatedToken;
 pub use inspect::{ListedPartition, Partitions, ViewInfo};
 pub use plan::next_steps;
+pub use read::TargetHealth;
 pub use report::*;
 pub use roles::RoleFix;
 use validate::{check_failure, failures, pre_apply_lines};
