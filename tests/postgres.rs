@@ -1113,9 +1113,15 @@ async fn a_failing_lane_stops_the_others_at_their_checkpoints() {
         )
         .await;
     }
-    // Early in the second of the four parts (of 50,000 rows each): it fails while the first is
-    // walked beside it, and the parts after it never start.
-    run_sql(&p.prod, "UPDATE counters SET divisor = 0 WHERE id = 70000").await;
+    // A failing row every 1,000 from 45,000: the second of the four parts (about 50,000 rows
+    // each, cut at a sample's quantiles, so its start varies by thousands) fails in its first
+    // batches while the first part is walked beside it, far from its end; the parts after it
+    // never start. (One failing row at 70,000 let the first part end first on a loaded machine.)
+    run_sql(
+        &p.prod,
+        "UPDATE counters SET divisor = 0 WHERE id > 45000 AND id % 1000 = 0",
+    )
+    .await;
     let client = p.project.connect().await;
     let planned = client
         .ok(
