@@ -14,7 +14,7 @@ impl Engine {
         progress: Option<UnboundedSender<Progress>>,
     ) -> Result<ApplyReport> {
         let plan = self.load(plan_id, agent, "apply").await?;
-        let guard = match self.claim(&plan.target, &plan.id, "apply")? {
+        let guard = match self.claim(&plan.target, &plan.id, lease::Operation::Apply)? {
             Ok(g) => g,
             Err(running) => {
                 return Ok(ApplyReport::in_background(
@@ -25,7 +25,7 @@ impl Engine {
             }
         };
         // Across servers sharing the store: one apply of a plan at a time.
-        let lease = self.hold(&plan, agent, "apply").await?;
+        let lease = self.hold(&plan, agent, lease::Operation::Apply).await?;
         // Record the latest progress (for `status` and later `apply` calls) and pass it on.
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();
         {

@@ -60,6 +60,45 @@ impl Drop for LeaseGuard {
     }
 }
 
+/// What holds a target (its running mark) or a plan (its lease).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Operation {
+    Apply,
+    Rollback,
+    /// A linked staging following production (its turn on the staging's name).
+    StagingSync,
+}
+
+impl Operation {
+    /// As the lease, `status` and its refusals name it.
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Operation::Apply => "apply",
+            Operation::Rollback => "rollback",
+            Operation::StagingSync => "staging sync",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Operation> {
+        [
+            Operation::Apply,
+            Operation::Rollback,
+            Operation::StagingSync,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == s)
+    }
+
+    /// What a plan held by it is being: `applied`, `rolled back`.
+    fn being(self) -> &'static str {
+        match self {
+            Operation::Apply => "applied",
+            Operation::Rollback => "rolled back",
+            Operation::StagingSync => "synced to staging",
+        }
+    }
+}
+
 impl Engine {
     /// Marks `target` as running `action` for `plan_id`; a second operation on the target is
     /// refused (another plan) or told the plan is already being applied (the same plan).
@@ -67,11 +106,11 @@ impl Engine {
         &self,
         target: &str,
         plan_id: &str,
-        action: &'static str,
+        action: Operation,
     ) -> Result<std::result::Result<RunningGuard, Running>> {
         let mut running = self.running.lock().expect("running map lock");
         if let Some(r) = running.get(target) {
-            if r.plan_id == plan_id && r.action == "apply" && action == "apply" {
+            if r.plan_id == plan_id && r.action == Operation::Apply && action == Operation::Apply {
                 return Ok(Err(r.clone()));
             }
             return Err(Error::TargetBusy(target.to_string()));
@@ -104,7 +143,7 @@ impl Engine {
         &self,
         plan: &Plan,
         who: &Principal,
-        action: &'static str,
+        action: Operation,
     ) -> Result<LeaseGuard> {
         let ttl = self.config.state.lease;
         let mut dead = None;
@@ -115,7 +154,7 @@ impl Engine {
                     &plan.id,
                     &self.server,
                     &who.name,
-                    action,
+                    action.as_str(),
                     ttl,
                     dead.as_deref(),
                 )
@@ -199,11 +238,8 @@ fn held_error(held: Lease) -> Error {
     Error::PlanHeld {
         plan: held.plan_id,
         held: Box::new(crate::error::Held {
-            action: match held.action.as_str() {
-                "apply" => "applied".into(),
-                "rollback" => "rolled back".into(),
-                other => other.to_string(),
-            },
+            action: Operation::parse(&held.action)
+                .map_or_else(|| held.action.clone(), |o| o.being().to_string()),
             holder: held.holder,
             principal: held.principal,
             since: held.acquired_at,

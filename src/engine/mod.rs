@@ -107,7 +107,7 @@ pub struct Engine {
 #[derive(Debug, Clone)]
 struct Running {
     plan_id: String,
-    action: &'static str,
+    action: lease::Operation,
     started_at: String,
     progress: Option<Progress>,
 }

@@ -52,7 +52,7 @@ impl Engine {
         let analysis = with_measurements(&plan, &runs);
         let running = match self.running_progress(&plan.id) {
             Some(r) => Some(RunningInfo {
-                action: r.action.to_string(),
+                action: r.action.as_str().to_string(),
                 since: r.started_at,
                 done: r.progress.as_ref().map(|p| p.done),
                 total: r.progress.as_ref().map(|p| p.total),

@@ -13,9 +13,9 @@ impl Engine {
     ) -> Result<RollbackReport> {
         let plan = self.load(plan_id, agent, "rollback").await?;
         let _guard = self
-            .claim(&plan.target, &plan.id, "rollback")?
+            .claim(&plan.target, &plan.id, lease::Operation::Rollback)?
             .map_err(|_| Error::TargetBusy(plan.target.clone()))?;
-        let lease = self.hold(&plan, agent, "rollback").await?;
+        let lease = self.hold(&plan, agent, lease::Operation::Rollback).await?;
         let result = self.rollback_plan(&plan, reason, agent).await;
         let result = self.learned(result, agent, "rollback", Some(&plan)).await;
         lease.release().await;

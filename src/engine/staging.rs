@@ -140,7 +140,8 @@ impl Engine {
     ) -> Result<super::RunningGuard> {
         let deadline = std::time::Instant::now() + self.config.policy.apply_wait;
         loop {
-            if let Ok(Ok(turn)) = self.claim(staging, plan_id, "staging sync") {
+            if let Ok(Ok(turn)) = self.claim(staging, plan_id, super::lease::Operation::StagingSync)
+            {
                 return Ok(turn);
             }
             if self.halt.requested() || std::time::Instant::now() > deadline {
