@@ -22,27 +22,20 @@ impl Postgres {
         columns: &[String],
     ) -> Result<Vec<Stmt>> {
         let mut conn = self.connect().await?;
-        let saved = Saved::resolve(
-            &self.name,
-            &mut conn,
-            spec,
-            columns,
-            Place::Target { plan_id, step },
-        )
-        .await?;
-        let exists = saved.exists(&mut conn).await.map_err(|e| self.err(e))?;
+        let saved = self
+            .saved_on(&mut conn, plan_id, step, spec, columns)
+            .await?;
         conn.close().await.ok();
-        Ok(if exists {
-            saved
+        Ok(match saved {
+            Some(saved) => saved
                 .restore()
                 .into_iter()
                 .map(|sql| Stmt {
                     sql,
                     transactional: true,
                 })
-                .collect()
-        } else {
-            vec![]
+                .collect(),
+            None => vec![],
         })
     }
 
@@ -62,18 +55,13 @@ impl Postgres {
         let started = Instant::now();
         let mut conn = self.connect().await?;
         self.agent_role(&mut conn, AgentUse::Apply).await?;
-        let saved = Saved::resolve(
-            &self.name,
-            &mut conn,
-            spec,
-            columns,
-            Place::Target { plan_id, step },
-        )
-        .await?;
-        if !saved.exists(&mut conn).await.map_err(|e| self.err(e))? {
+        let Some(saved) = self
+            .saved_on(&mut conn, plan_id, step, spec, columns)
+            .await?
+        else {
             conn.close().await.ok();
             return Ok(Ok(0));
-        }
+        };
         let begin = format!("BEGIN; {}", self.roles.begin(AgentUse::Apply));
         sqlx::raw_sql(AssertSqlSafe(format!(
             "{begin} {}; COMMIT",
@@ -150,6 +138,28 @@ impl Postgres {
             started,
         );
         Ok(outcome)
+    }
+
+    /// A backfill step's saved values on the target, if it saved any (a backfill applied before
+    /// drydock saved values has none).
+    async fn saved_on(
+        &self,
+        conn: &mut PgConnection,
+        plan_id: &str,
+        step: &str,
+        spec: &crate::plan::Backfill,
+        columns: &[String],
+    ) -> Result<Option<Saved>> {
+        let saved = Saved::resolve(
+            &self.name,
+            conn,
+            spec,
+            columns,
+            Place::Target { plan_id, step },
+        )
+        .await?;
+        let exists = saved.exists(conn).await.map_err(|e| self.err(e))?;
+        Ok(exists.then_some(saved))
     }
 
     /// Whether a rollback began putting a backfill step's saved values back and did not end.

@@ -358,26 +358,10 @@ impl Saved {
     /// the restore (in its transaction): a dual-write trigger of an expand/contract would
     /// otherwise copy the restored values onto the column it keeps in sync.
     pub fn restore(&self) -> Vec<String> {
-        let put_back = match &self.kind {
-            Kind::Update | Kind::Nulls => return self.restore_values(),
-            Kind::Copy(into) => format!(
-                "DELETE FROM {into} WHERE {key} IN (SELECT {key} FROM {backup})",
-                key = self.key,
-                backup = self.backup,
-            ),
-            Kind::Delete => format!(
-                "INSERT INTO {table} OVERRIDING SYSTEM VALUE SELECT * FROM {backup}",
-                table = self.table,
-                backup = self.backup,
-            ),
-        };
-        let table = match &self.kind {
-            Kind::Copy(into) => into,
-            _ => &self.table,
-        };
+        let table = self.restored_table();
         vec![
             format!("ALTER TABLE {table} DISABLE TRIGGER USER"),
-            put_back,
+            self.put_back_from(&self.backup),
             format!("ALTER TABLE {table} ENABLE TRIGGER USER"),
             format!("DROP TABLE {}", self.backup),
         ]
@@ -389,45 +373,51 @@ impl Saved {
     /// write made since) and resumes with what is left. Selects the rows taken and the last
     /// `ctid` taken (NULL: nothing left after `$1`). The table's triggers are the caller's.
     pub fn restore_batch(&self) -> String {
-        let put_back = match &self.kind {
-            Kind::Update => format!(
-                "UPDATE {table} AS drydock_row SET {set} FROM taken AS drydock_saved WHERE drydock_row.{key} = drydock_saved.{key}",
-                table = self.table,
-                key = self.key,
-                set = self
-                    .columns
-                    .iter()
-                    .map(|c| format!("{c} = drydock_saved.{c}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            ),
-            Kind::Nulls => format!(
-                "UPDATE {table} AS drydock_row SET {set} FROM (SELECT unnest(keys) AS {key} FROM taken) AS drydock_saved WHERE drydock_row.{key} = drydock_saved.{key}",
-                table = self.table,
-                key = self.key,
-                set = self
-                    .columns
-                    .iter()
-                    .map(|c| format!("{c} = NULL"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            ),
-            Kind::Copy(into) => format!(
-                "DELETE FROM {into} WHERE {key} IN (SELECT {key} FROM taken)",
-                key = self.key,
-            ),
-            Kind::Delete => format!(
-                "INSERT INTO {table} OVERRIDING SYSTEM VALUE SELECT * FROM taken",
-                table = self.table,
-            ),
-        };
         format!(
             "WITH picked AS MATERIALIZED (SELECT ctid AS at FROM {backup} WHERE ctid > $1::tid LIMIT $2),
              taken AS (DELETE FROM {backup} WHERE ctid = ANY (ARRAY(SELECT at FROM picked)) RETURNING *),
              put_back AS ({put_back})
              SELECT count(*)::int8, max(at)::text FROM picked",
             backup = self.backup,
+            put_back = self.put_back_from("taken"),
         )
+    }
+
+    /// The statement putting back what `source` (the backup, or a batch taken from it) holds:
+    /// each saved value in its row (NULL in every column of the rows whose keys were saved), the
+    /// copied rows deleted, the deleted rows inserted.
+    fn put_back_from(&self, source: &str) -> String {
+        let update = |set: &dyn Fn(&str) -> String, saved: String| {
+            format!(
+                "UPDATE {table} AS drydock_row SET {set} FROM {saved} AS drydock_saved WHERE drydock_row.{key} = drydock_saved.{key}",
+                table = self.table,
+                key = self.key,
+                set = self
+                    .columns
+                    .iter()
+                    .map(|c| set(c))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )
+        };
+        match &self.kind {
+            Kind::Update => update(&|c| format!("{c} = drydock_saved.{c}"), source.to_string()),
+            Kind::Nulls => update(
+                &|c| format!("{c} = NULL"),
+                format!(
+                    "(SELECT unnest(keys) AS {key} FROM {source})",
+                    key = self.key
+                ),
+            ),
+            Kind::Copy(into) => format!(
+                "DELETE FROM {into} WHERE {key} IN (SELECT {key} FROM {source})",
+                key = self.key,
+            ),
+            Kind::Delete => format!(
+                "INSERT INTO {table} OVERRIDING SYSTEM VALUE SELECT * FROM {source}",
+                table = self.table,
+            ),
+        }
     }
 
     /// The table a restore writes: the copy's destination for a copy, else the walked table.
@@ -460,38 +450,6 @@ impl Saved {
     /// apply must not go on over it.
     pub fn mark_restoring(&self) -> String {
         format!("COMMENT ON TABLE {} IS '{RESTORING}'", self.backup)
-    }
-
-    /// An update's restore: every saved value back in its row (NULL in every column of the rows
-    /// whose keys were saved).
-    fn restore_values(&self) -> Vec<String> {
-        let set = self
-            .columns
-            .iter()
-            .map(|c| match self.kind {
-                Kind::Nulls => format!("{c} = NULL"),
-                _ => format!("{c} = drydock_saved.{c}"),
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        let saved = match self.kind {
-            Kind::Nulls => format!(
-                "(SELECT unnest(keys) AS {key} FROM {backup})",
-                key = self.key,
-                backup = self.backup
-            ),
-            _ => self.backup.clone(),
-        };
-        vec![
-            format!("ALTER TABLE {} DISABLE TRIGGER USER", self.table),
-            format!(
-                "UPDATE {table} AS drydock_row SET {set} FROM {saved} AS drydock_saved WHERE drydock_row.{key} = drydock_saved.{key}",
-                table = self.table,
-                key = self.key,
-            ),
-            format!("ALTER TABLE {} ENABLE TRIGGER USER", self.table),
-            format!("DROP TABLE {}", self.backup),
-        ]
     }
 
     /// Whether the backup table exists (a backfill applied before drydock saved values has none).
