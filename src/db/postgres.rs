@@ -264,8 +264,8 @@ impl Postgres {
         Postgres::open_kept(name, url, policy, Spare::default()).await
     }
 
-    /// Opens the target with `spare` as its kept session: reachable now (a kept session that
-    /// answers, else a new one).
+    /// Opens the target with `spare` as its kept session: reachable now (the kept session when
+    /// it answers, else a new one).
     pub async fn open_kept(
         name: &str,
         url: &str,
@@ -292,22 +292,30 @@ impl Postgres {
             spare,
             granted: AtomicBool::new(false),
         };
-        let conn = t.reader().await?;
+        // A session kept since an earlier call may have been ended by the server meanwhile
+        // (idle timeout, restart): it is pinged once here; reads within this call reuse it as is.
+        let kept = t.spare.lock().expect("spare session lock").take();
+        let conn = match kept {
+            Some(mut conn) => match conn.ping().await {
+                Ok(()) => conn,
+                Err(_) => {
+                    conn.close_hard().await.ok();
+                    t.connect().await?
+                }
+            },
+            None => t.connect().await?,
+        };
         t.keep(conn).await;
         Ok(t)
     }
 
-    /// A plain session for a read: the one kept from the last read when it still answers (the
-    /// server may have ended an idle session), else a new one.
+    /// A plain session for a read: the one kept from the last read, else a new one.
     async fn reader(&self) -> Result<PgConnection> {
         let kept = self.spare.lock().expect("spare session lock").take();
-        if let Some(mut conn) = kept {
-            if conn.ping().await.is_ok() {
-                return Ok(conn);
-            }
-            conn.close_hard().await.ok();
+        match kept {
+            Some(conn) => Ok(conn),
+            None => self.connect().await,
         }
-        self.connect().await
     }
 
     /// Keeps a session that is as `connect` left it (no role, no open transaction, no changed
