@@ -338,13 +338,15 @@ async fn the_watcher_sees_writers_waiting_on_a_backfill_batch() {
         c.close().await.ok();
     }
     let c = p.project.connect().await;
-    // Each row costs ~0.5 ms, so a batch holds its row locks long enough for writers to queue.
+    // Each row costs ~2 ms, so a batch (a hundred rows or more) holds its row locks for 200 ms
+    // and more: a writer that meets one waits past the watcher's 100 ms on any machine. At
+    // 0.5 ms a row the batches took ~95 ms and a fast machine's writers never waited that long.
     let id = p
         .project
         .ready(
             &c,
             json!({"goal": "slow count", "target": "production", "template": "backfill",
-                   "params": {"table": "counters", "set": "hits = hits + 1 + (SELECT 0 FROM pg_sleep(0.0005 + hits * 0))", "batch_size": 500}}),
+                   "params": {"table": "counters", "set": "hits = hits + 1 + (SELECT 0 FROM pg_sleep(0.002 + hits * 0))", "batch_size": 500}}),
         )
         .await;
     let stop = Arc::new(AtomicBool::new(false));
