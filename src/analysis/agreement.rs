@@ -3,7 +3,7 @@
 //! relfilenode) and whether it read a table in full (a sequential scan). Where the two disagree
 //! the measurement wins, and the disagreement is reported.
 
-use crate::plan::analysis::{Analysis, StatementFacts};
+use crate::plan::analysis::{Analysis, StatementFacts, StatementKind};
 use crate::plan::evidence::StatementRun;
 use crate::sql::{Dialect, LockMode};
 
@@ -61,7 +61,7 @@ pub fn disagreements(analysis: &Analysis, measured: &[StatementRun]) -> Vec<Disa
         let at = |table: &str, aspect, predicted: String, measured: String| Disagreement {
             step: m.step.clone(),
             index: m.index,
-            kind: f.kind.clone(),
+            kind: f.kind.to_string(),
             table: table.to_string(),
             aspect,
             predicted,
@@ -70,7 +70,7 @@ pub fn disagreements(analysis: &Analysis, measured: &[StatementRun]) -> Vec<Disa
         let first = f.tables.first().map(String::as_str).unwrap_or_default();
         let rewrote = !m.rewritten.is_empty();
         // TRUNCATE gives the table new, empty storage: a new relfilenode, no row copied.
-        if f.rewrites != rewrote && f.kind != "truncate" {
+        if f.rewrites != rewrote && f.kind != StatementKind::Truncate {
             out.push(at(
                 first,
                 Aspect::Rewrite,
@@ -113,10 +113,8 @@ pub fn disagreements(analysis: &Analysis, measured: &[StatementRun]) -> Vec<Disa
             }
         }
         // Whether DML reads a table in full is the planner's choice; DDL's scans are its own.
-        let dml = matches!(
-            f.kind.as_str(),
-            "update" | "delete" | "insert" | "select" | "truncate"
-        );
+        let dml = f.kind.writes_rows()
+            || matches!(f.kind, StatementKind::Select | StatementKind::Truncate);
         // A statement on a partitioned table reads its partitions: they are its scan.
         let scanned = m
             .scanned

@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 
 use super::{
-    Action, Analysis, Context, Hazard, Rule, Severity, StatementFacts, TableImpact, backfill_sql,
-    classify, pg, privilege, rules, statements,
+    Action, Analysis, Context, Hazard, Rule, Severity, StatementFacts, StatementKind, TableImpact,
+    backfill_sql, classify, pg, privilege, rules, statements,
 };
 use crate::config::Policy;
 use crate::db::Catalog;
@@ -121,7 +121,12 @@ impl Walk<'_> {
         mark_recreated_views(&mut facts);
         self.replaced_functions = facts
             .iter()
-            .filter(|f| matches!(f.kind.as_str(), "create function" | "create procedure"))
+            .filter(|f| {
+                matches!(
+                    f.kind,
+                    StatementKind::CreateFunction | StatementKind::CreateProcedure
+                )
+            })
             .filter_map(|f| f.detail.clone())
             .collect();
         for f in facts {
@@ -149,30 +154,28 @@ impl Walk<'_> {
     /// What a statement establishes for the ones after it.
     fn learn(&mut self, f: &StatementFacts) {
         // A DO block or a statement the analysis does not model may change anything.
-        self.opaque |= f.lock == LockMode::NotPredicted && (f.kind == "do block" || f.unmodelled);
+        self.opaque |=
+            f.lock == LockMode::NotPredicted && (f.kind == StatementKind::DoBlock || f.unmodelled);
         self.touched.extend(f.tables.iter().cloned());
-        if f.kind.starts_with("create table") {
+        if f.kind.creates_table() {
             self.created.extend(f.tables.iter().cloned());
             f.tables.iter().for_each(|t| {
                 self.gone.remove(t);
             });
         }
-        if f.kind == "drop table" {
+        if f.kind == StatementKind::DropTable {
             self.gone.extend(f.tables.iter().cloned());
         }
-        if f.kind == "truncate" {
+        if f.kind == StatementKind::Truncate {
             self.emptied.extend(f.tables.iter().cloned());
         }
-        match f.kind.as_str() {
-            "drop view" | "drop materialized view" => {
-                self.dropped_views.extend(f.tables.iter().cloned())
-            }
-            "create view" | "create materialized view" => {
-                if let Some(v) = &f.detail {
-                    self.dropped_views.remove(v);
-                }
-            }
-            _ => {}
+        if f.kind.drops_view() {
+            self.dropped_views.extend(f.tables.iter().cloned())
+        }
+        if f.kind.creates_view()
+            && let Some(v) = &f.detail
+        {
+            self.dropped_views.remove(v);
         }
         let table = f.tables.first();
         for a in &f.actions {
@@ -242,7 +245,7 @@ impl Walk<'_> {
                 "{} -- in keyset batches, each its own transaction; {what}",
                 backfill_sql(b),
             ),
-            kind: "backfill".into(),
+            kind: StatementKind::Backfill,
             tables,
             lock: LockMode::RowExclusive,
             locks_on: Default::default(),
@@ -414,20 +417,14 @@ fn impact(table: &str, catalog: &Catalog) -> TableImpact {
 /// in one transaction.
 fn mark_recreated_views(facts: &mut [StatementFacts]) {
     for i in 0..facts.len() {
-        let dropped = matches!(
-            facts[i].kind.as_str(),
-            "drop view" | "drop materialized view"
-        );
+        let dropped = facts[i].kind.drops_view();
         if !dropped || facts[i].tables.is_empty() {
             continue;
         }
         let recreated = facts[i].tables.iter().all(|v| {
-            facts[i + 1..].iter().any(|later| {
-                matches!(
-                    later.kind.as_str(),
-                    "create view" | "create materialized view"
-                ) && later.detail.as_ref() == Some(v)
-            })
+            facts[i + 1..]
+                .iter()
+                .any(|later| later.kind.creates_view() && later.detail.as_ref() == Some(v))
         });
         if recreated {
             facts[i].actions.push(Action::Recreated);

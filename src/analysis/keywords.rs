@@ -2,8 +2,8 @@
 //! PostgreSQL's where only the kind is needed (is it transactional?). The catalog-aware PostgreSQL
 //! analysis is `pg`.
 
-use super::StatementFacts;
 use super::lexer::{self, Token};
+use super::{StatementFacts, StatementKind};
 use crate::sql::{Dialect, LockMode};
 
 fn name_after(tokens: &[Token], mut i: usize) -> Option<String> {
@@ -40,22 +40,26 @@ pub fn classify(
     } = shape(t);
     let has_where = position(t, "WHERE").is_some();
     let transactional =
-        !matches!(kind.as_str(), "vacuum") && !t.iter().any(|x| x.is_word("CONCURRENTLY"));
+        kind != StatementKind::Vacuum && !t.iter().any(|x| x.is_word("CONCURRENTLY"));
     let (lock, rewrites, scans) = if engine == Dialect::Sqlite {
-        let lock = if kind == "select" {
+        let lock = if kind == StatementKind::Select {
             LockMode::DatabaseRead
         } else {
             LockMode::DatabaseWrite
         };
-        let rewrites = kind == "vacuum" || kind == "alter table drop column";
-        let scans = writes_data || kind == "create index" || kind == "alter table add constraint";
+        let rewrites = matches!(kind, StatementKind::Vacuum | StatementKind::DropColumn);
+        let scans = writes_data
+            || matches!(
+                kind,
+                StatementKind::CreateIndex | StatementKind::AddConstraint
+            );
         (lock, rewrites, scans)
     } else {
         // PostgreSQL facts are refined by the catalog-aware analysis; until then, assume the
         // strongest lock a DDL statement commonly takes.
         let lock = if writes_data {
             LockMode::RowExclusive
-        } else if kind.starts_with("create index") {
+        } else if kind == StatementKind::CreateIndex {
             LockMode::Share
         } else {
             LockMode::AccessExclusive
@@ -82,7 +86,7 @@ pub fn classify(
 
 /// What the leading keywords say: the kind, whether it writes rows, its tables.
 struct Shape {
-    kind: String,
+    kind: StatementKind,
     writes_data: bool,
     tables: Vec<String>,
     detail: Option<String>,
@@ -119,14 +123,14 @@ fn shape(t: &[Token]) -> Shape {
                 }
                 _ => {}
             }
-            (format!("create {what}"), false)
+            (StatementKind::from_name(&format!("create {what}")), false)
         }
         ("DROP", what) => {
             let what = what.to_lowercase();
             if what == "table" {
                 tables.extend(name_after(t, 2));
             }
-            (format!("drop {what}"), false)
+            (StatementKind::from_name(&format!("drop {what}")), false)
         }
         ("ALTER", "TABLE") => {
             tables.extend(name_after(t, 2));
@@ -141,27 +145,27 @@ fn shape(t: &[Token]) -> Shape {
                 })
                 .map(|p| p + 3);
             let kind = match action.map(|p| (w(p), w(p + 1))) {
-                Some(("ADD", "CONSTRAINT")) => "alter table add constraint",
-                Some(("ADD", _)) => "alter table add column",
-                Some(("DROP", "CONSTRAINT")) => "alter table drop constraint",
+                Some(("ADD", "CONSTRAINT")) => StatementKind::AddConstraint,
+                Some(("ADD", _)) => StatementKind::AddColumn,
+                Some(("DROP", "CONSTRAINT")) => StatementKind::DropConstraint,
                 Some(("DROP", _)) => {
                     let p = action.unwrap_or(0) + 1;
                     let p = if w(p) == "COLUMN" { p + 1 } else { p };
                     detail = name_after(t, p);
-                    "alter table drop column"
+                    StatementKind::DropColumn
                 }
-                Some(("RENAME", "TO")) => "alter table rename",
-                Some(("RENAME", _)) => "alter table rename column",
-                Some(("ALTER", _)) => "alter table alter column",
-                _ => "alter table",
+                Some(("RENAME", "TO")) => StatementKind::RenameTable,
+                Some(("RENAME", _)) => StatementKind::RenameColumn,
+                Some(("ALTER", _)) => StatementKind::AlterColumn,
+                _ => StatementKind::AlterTable,
             };
-            (kind.to_string(), false)
+            (kind, false)
         }
         ("INSERT", _) | ("REPLACE", _) => {
             if let Some(into) = position(t, "INTO") {
                 tables.extend(name_after(t, into + 1));
             }
-            ("insert".into(), true)
+            (StatementKind::Insert, true)
         }
         ("UPDATE", _) => {
             let mut i = 1;
@@ -169,15 +173,15 @@ fn shape(t: &[Token]) -> Shape {
                 i = 3;
             }
             tables.extend(name_after(t, i));
-            ("update".into(), true)
+            (StatementKind::Update, true)
         }
         ("DELETE", _) => {
             if let Some(from) = position(t, "FROM") {
                 tables.extend(name_after(t, from + 1));
             }
-            ("delete".into(), true)
+            (StatementKind::Delete, true)
         }
-        (first, _) => (first.to_lowercase(), false),
+        (first, _) => (StatementKind::from_name(&first.to_lowercase()), false),
     };
     Shape {
         kind,

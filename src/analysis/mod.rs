@@ -20,7 +20,7 @@ use crate::error::{Error, Part, Result};
 use lexer::Token;
 
 pub use crate::plan::analysis::{
-    Action, Analysis, Hazard, Rule, Severity, StatementFacts, TableImpact,
+    Action, Analysis, Hazard, Rule, Severity, StatementFacts, StatementKind, TableImpact,
 };
 pub use analyze::analyze;
 pub use keywords::classify;
@@ -193,7 +193,7 @@ mod tests {
     fn classifies_common_statements() {
         assert_eq!(
             facts("ALTER TABLE users ADD COLUMN age int").kind,
-            "alter table add column"
+            StatementKind::AddColumn
         );
         assert_eq!(
             facts("ALTER TABLE main.users DROP COLUMN age").tables,
@@ -207,7 +207,7 @@ mod tests {
             facts("CREATE UNIQUE INDEX i ON \"Orders\"(a)").tables,
             vec!["Orders"]
         );
-        assert_eq!(facts("DELETE FROM t").kind, "delete");
+        assert_eq!(facts("DELETE FROM t").kind, StatementKind::Delete);
         assert!(!facts("DELETE FROM t").has_where);
         assert_eq!(
             facts("UPDATE OR IGNORE t SET a = 1 WHERE b").tables,

@@ -20,7 +20,7 @@ mod types;
 use types::catalog_name;
 pub use types::{PgType, type_change};
 
-use super::{Action, StatementFacts};
+use super::{Action, StatementFacts, StatementKind};
 use crate::db::Catalog;
 use crate::error::{Error, Part, Result};
 use crate::sql::LockMode;
@@ -152,8 +152,6 @@ fn called_functions(node: &Node) -> Vec<String> {
     last_names_of(node, "FuncCall", "funcname")
 }
 
-/// Walks a parse tree's serialised form for every `kind` node and collects the last name of its
-/// `names` list (`public.lower` → `lower`, `t.col` → `col`).
 /// A statement the analysis does not model, named in PostgreSQL's words from its parse node
 /// (`CreateSeqStmt` → `create sequence`, `VariableSetStmt` → `set`): what an engineer reads,
 /// never the parser's name.
@@ -191,6 +189,9 @@ pub(super) fn postgres_words(node: &str) -> String {
         .join(" ")
 }
 
+/// Walks a parse tree's serialised form for every `kind` node and collects the last name of its
+/// `names` list (`public.lower` → `lower`, `t.col` → `col`). `facts` refused a statement whose
+/// tree cannot be read, so a subtree of it always can.
 fn last_names_of(node: &Node, kind: &str, names: &str) -> Vec<String> {
     let mut out = Vec::new();
     if let Ok(v) = serde_json::to_value(node) {
@@ -258,11 +259,24 @@ pub fn facts(
                 format!("step `{step}` statement {index} is empty"),
             )
         })?;
+    // The walks for the columns and functions an expression names read the tree in serde's
+    // form, every field of every node (no hand-written walk covers them all: pg_query's own
+    // skips a column's DEFAULT, where a volatile call makes ADD COLUMN rewrite the table). A
+    // tree that cannot be read is refused here, so no walk below takes one to name nothing.
+    serde_json::to_value(stmt).map_err(|e| {
+        Error::invalid(
+            Part::Statement,
+            format!(
+                "step `{step}` statement {index} parsed but could not be read ({e}) — in `{}`",
+                short(sql)
+            ),
+        )
+    })?;
     let mut f = StatementFacts {
         step: step.to_string(),
         index,
         sql: sql.to_string(),
-        kind: String::new(),
+        kind: StatementKind::Other(String::new()),
         tables: vec![],
         lock: LockMode::AccessShare,
         locks_on: Default::default(),
@@ -295,11 +309,10 @@ pub fn facts(
         NodeEnum::CreateFunctionStmt(c) => {
             // A function is no relation: nothing is locked that writes wait on.
             f.kind = if c.is_procedure {
-                "create procedure"
+                StatementKind::CreateProcedure
             } else {
-                "create function"
-            }
-            .into();
+                StatementKind::CreateFunction
+            };
             f.detail = c.funcname.last().and_then(sval).map(str::to_lowercase);
         }
         NodeEnum::UpdateStmt(u) => data::update(&mut f, u),
@@ -309,7 +322,7 @@ pub fn facts(
         NodeEnum::VacuumStmt(v) => maintenance::vacuum(&mut f, v),
         NodeEnum::ClusterStmt(c) => maintenance::cluster(&mut f, c),
         NodeEnum::ReindexStmt(r) => maintenance::reindex(&mut f, r),
-        NodeEnum::SelectStmt(_) => f.kind = "select".into(),
+        NodeEnum::SelectStmt(_) => f.kind = StatementKind::Select,
         NodeEnum::TransactionStmt(_) => {
             return Err(Error::invalid(
                 Part::Statement,
@@ -320,16 +333,18 @@ pub fn facts(
             ));
         }
         NodeEnum::CreatedbStmt(_) | NodeEnum::DropdbStmt(_) | NodeEnum::AlterSystemStmt(_) => {
-            f.kind = "database-level".into();
+            f.kind = StatementKind::DatabaseLevel;
             f.transactional = false;
         }
         NodeEnum::DoStmt(_) => {
             // What a DO block locks depends on what it runs: only the dry-run can say.
-            f.kind = "do block".into();
+            f.kind = StatementKind::DoBlock;
             f.lock = LockMode::NotPredicted;
         }
         other => {
-            f.kind = postgres_words(format!("{other:?}").split('(').next().unwrap_or(""));
+            f.kind = StatementKind::Other(postgres_words(
+                format!("{other:?}").split('(').next().unwrap_or(""),
+            ));
             f.unmodelled = true;
             f.lock = LockMode::NotPredicted;
         }
@@ -423,7 +438,7 @@ mod tests {
             &mut state,
         )
         .unwrap();
-        assert_eq!(f.kind, "drop trigger");
+        assert_eq!(f.kind, StatementKind::DropTrigger);
         assert_eq!(f.tables, vec!["accounts"]);
         assert_eq!(f.lock, LockMode::AccessExclusive);
         let f = facts(
@@ -434,7 +449,7 @@ mod tests {
             &mut state,
         )
         .unwrap();
-        assert_eq!(f.kind, "do block");
+        assert_eq!(f.kind, StatementKind::DoBlock);
         assert_ne!(f.lock, LockMode::AccessShare);
     }
 
@@ -457,8 +472,8 @@ mod tests {
             ("ALTER FUNCTION f() OWNER TO app", "alter owner to"),
         ] {
             let f = facts("s", 1, sql, &catalog, &mut state).unwrap();
-            assert_eq!(f.kind, kind, "{sql}");
-            assert!(!f.kind.contains("stmt"), "{sql}: {}", f.kind);
+            assert_eq!(f.kind.to_string(), kind, "{sql}");
+            assert!(!f.kind.to_string().contains("stmt"), "{sql}: {}", f.kind);
         }
         assert_eq!(
             postgres_words("CreateForeignTableStmt"),
@@ -477,17 +492,17 @@ mod tests {
 
         let f = run("ALTER TABLE users DISABLE TRIGGER USER");
         assert_eq!(
-            (f.kind.as_str(), f.lock),
-            ("alter table disable trigger", LockMode::ShareRowExclusive)
+            (f.kind, f.lock),
+            (StatementKind::DisableTrigger, LockMode::ShareRowExclusive)
         );
         let f = run("ALTER TABLE users ENABLE TRIGGER users_audit");
         assert_eq!(f.lock, LockMode::ShareRowExclusive);
 
         let f = run("DROP MATERIALIZED VIEW user_stats");
         assert_eq!(
-            (f.kind.as_str(), f.lock, f.tables.clone()),
+            (f.kind, f.lock, f.tables.clone()),
             (
-                "drop materialized view",
+                StatementKind::DropMaterializedView,
                 LockMode::AccessExclusive,
                 vec!["user_stats".to_string()]
             )
@@ -509,7 +524,7 @@ mod tests {
         // A type's rename names no table.
         let f = run("ALTER TYPE mood RENAME TO feeling");
         assert!(f.tables.is_empty(), "{:?}", f.tables);
-        assert_eq!(f.kind, "alter type rename");
+        assert_eq!(f.kind.to_string(), "alter type rename");
 
         // A column added earlier in the plan retyped to its own type: no rewrite.
         run("ALTER TABLE flags ADD COLUMN label varchar(20)");
@@ -517,7 +532,7 @@ mod tests {
         assert!(!f.rewrites);
 
         let f = run("CREATE TABLE archived AS SELECT * FROM users");
-        assert_eq!(f.kind, "create table as");
+        assert_eq!(f.kind, StatementKind::CreateTableAs);
         assert!(state_created(
             &catalog,
             "CREATE TABLE archived AS SELECT 1",
@@ -526,7 +541,7 @@ mod tests {
 
         let f = run("ALTER INDEX events_at ATTACH PARTITION events_2025_at");
         assert!(f.tables.is_empty());
-        assert_eq!(f.kind, "alter index attach partition");
+        assert_eq!(f.kind, StatementKind::AlterIndexAttachPartition);
     }
 
     fn state_created(catalog: &Catalog, sql: &str, table: &str) -> bool {

@@ -130,11 +130,7 @@ async fn admit(plan: &Plan, target: &Target) -> Result<()> {
         .into_iter()
         .next()
     {
-        return Err(Error::Forbidden {
-            place: v.place,
-            construct: format!("`{}`", v.forbidden.construct),
-            reason: v.forbidden.reason,
-        });
+        return Err(v.into());
     }
     if target.engine() == Dialect::Postgres
         && let Some(place) = analysis::privilege::dynamic_sql(&plan.body)
@@ -151,7 +147,7 @@ async fn admit(plan: &Plan, target: &Target) -> Result<()> {
         });
     }
     if target.engine() == Dialect::Postgres {
-        let called: Vec<String> = analysis::privilege::called_functions(&plan.body)
+        let called: Vec<String> = analysis::privilege::called_functions(&plan.body)?
             .into_iter()
             .collect();
         if let Some((function, why)) = target

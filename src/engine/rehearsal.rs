@@ -54,7 +54,7 @@ impl Engine {
         plan.analysis
             .statements
             .iter()
-            .any(|f| f.kind == "alter type add value")
+            .any(|f| f.kind == crate::analysis::StatementKind::AlterTypeAddValue)
     }
 
     /// Runs the plan's reversible steps on `staging` as apply runs them, then their `down`s, and

@@ -6,6 +6,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use super::kind::StatementKind;
 use crate::sql::{Dialect, LockMode};
 
 #[derive(
@@ -125,7 +126,8 @@ pub struct StatementFacts {
     pub step: String,
     pub index: usize,
     pub sql: String,
-    pub kind: String,
+    #[schemars(with = "String")]
+    pub kind: StatementKind,
     pub tables: Vec<String>,
     /// The lock the statement is expected to take (on each of `tables` unless `locks_on` says
     /// otherwise).

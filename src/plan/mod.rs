@@ -7,6 +7,7 @@
 pub mod analysis;
 pub mod evidence;
 pub mod input;
+pub mod kind;
 pub mod mistake;
 
 use std::fmt;

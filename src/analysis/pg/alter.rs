@@ -25,7 +25,7 @@ pub(super) fn alter_table(
     if ObjectType::try_from(a.objtype) == Ok(ObjectType::ObjectIndex) {
         return alter_index(f, a);
     }
-    f.kind = "alter table".into();
+    f.kind = StatementKind::AlterTable;
     f.tables.push(table.clone());
     let mut lock = LockMode::ShareUpdateExclusive;
     let cmds: Vec<&AlterTableCmd> = a
@@ -70,11 +70,10 @@ fn alter_index(f: &mut StatementFacts, a: &AlterTableStmt) {
             if AlterTableType::try_from(cmd.subtype) == Ok(AlterTableType::AtAttachPartition))
     });
     f.kind = if attach {
-        "alter index attach partition"
+        StatementKind::AlterIndexAttachPartition
     } else {
-        "alter index"
-    }
-    .into();
+        StatementKind::AlterIndex
+    };
     f.lock = LockMode::ShareUpdateExclusive;
 }
 
@@ -86,7 +85,7 @@ pub(super) fn rename(f: &mut StatementFacts, r: &RenameStmt) {
     // A table's (or a view's, an index's) rename names its relation; a type's, a function's, a
     // schema's names none.
     let Some(table) = r.relation.as_ref().map(rel_name) else {
-        f.kind = format!("alter {} rename", object_word(what));
+        f.kind = StatementKind::from_name(&format!("alter {} rename", object_word(what)));
         f.detail = Some(r.newname.clone());
         f.lock = LockMode::NotPredicted;
         return;
@@ -94,7 +93,7 @@ pub(super) fn rename(f: &mut StatementFacts, r: &RenameStmt) {
     match what {
         ObjectType::ObjectColumn => {
             f.tables.push(table);
-            f.kind = "alter table rename column".into();
+            f.kind = StatementKind::RenameColumn;
             f.detail = Some(r.subname.clone());
             f.actions.push(Action::RenameColumn {
                 column: r.subname.clone(),
@@ -103,13 +102,13 @@ pub(super) fn rename(f: &mut StatementFacts, r: &RenameStmt) {
         }
         ObjectType::ObjectTable => {
             f.tables.push(table);
-            f.kind = "alter table rename".into();
+            f.kind = StatementKind::RenameTable;
             f.actions.push(Action::RenameTable {
                 to: r.newname.clone(),
             });
         }
         other => {
-            f.kind = format!("alter {} rename", object_word(other));
+            f.kind = StatementKind::from_name(&format!("alter {} rename", object_word(other)));
             f.detail = Some(table);
         }
     }
@@ -126,7 +125,7 @@ pub(super) fn alter_cmd(
     let def = cmd.def.as_ref().and_then(|d| d.node.as_ref());
     match subtype {
         AlterTableType::AtAddColumn => {
-            f.kind = "alter table add column".into();
+            f.kind = StatementKind::AddColumn;
             if let Some(NodeEnum::ColumnDef(c)) = def {
                 add_column(f, c, catalog, state);
                 if let Some(t) = c.type_name.as_ref() {
@@ -143,7 +142,7 @@ pub(super) fn alter_cmd(
             LockMode::AccessExclusive
         }
         AlterTableType::AtDropColumn => {
-            f.kind = "alter table drop column".into();
+            f.kind = StatementKind::DropColumn;
             f.detail = Some(cmd.name.clone());
             f.actions.push(Action::DropColumn {
                 column: cmd.name.clone(),
@@ -151,7 +150,7 @@ pub(super) fn alter_cmd(
             LockMode::AccessExclusive
         }
         AlterTableType::AtAlterColumnType => {
-            f.kind = "alter table alter column type".into();
+            f.kind = StatementKind::AlterColumnType;
             f.detail = Some(cmd.name.clone());
             if let Some(NodeEnum::ColumnDef(c)) = def {
                 change_type(f, table, &cmd.name, c, catalog, state);
@@ -169,7 +168,7 @@ pub(super) fn alter_cmd(
             _ => LockMode::AccessExclusive,
         },
         AlterTableType::AtValidateConstraint => {
-            f.kind = "alter table validate constraint".into();
+            f.kind = StatementKind::ValidateConstraint;
             f.detail = Some(cmd.name.clone());
             if let Some(key) = state.pending_not_null.remove(&cmd.name) {
                 state.proven_not_null.insert(key);
@@ -184,16 +183,16 @@ pub(super) fn alter_cmd(
             LockMode::ShareUpdateExclusive
         }
         AlterTableType::AtDropConstraint => {
-            f.kind = "alter table drop constraint".into();
+            f.kind = StatementKind::DropConstraint;
             f.detail = Some(cmd.name.clone());
             LockMode::AccessExclusive
         }
         AlterTableType::AtColumnDefault => {
-            f.kind = "alter table alter column default".into();
+            f.kind = StatementKind::AlterColumnDefault;
             LockMode::AccessExclusive
         }
         AlterTableType::AtDropNotNull => {
-            f.kind = "alter table drop not null".into();
+            f.kind = StatementKind::DropNotNull;
             state
                 .not_null
                 .insert(format!("{table}.{}", cmd.name), false);
@@ -201,7 +200,7 @@ pub(super) fn alter_cmd(
         }
         AlterTableType::AtSetLogged | AlterTableType::AtSetUnLogged => {
             let unlogged = subtype == AlterTableType::AtSetUnLogged;
-            f.kind = "alter table set storage".into();
+            f.kind = StatementKind::SetStorage;
             // Already so (earlier in this plan): PostgreSQL does nothing.
             if state.persistence.insert(table.to_string(), unlogged) != Some(unlogged) {
                 f.rewrites = true;
@@ -213,7 +212,7 @@ pub(super) fn alter_cmd(
             LockMode::AccessExclusive
         }
         AlterTableType::AtSetAccessMethod | AlterTableType::AtSetTableSpace => {
-            f.kind = "alter table set storage".into();
+            f.kind = StatementKind::SetStorage;
             f.rewrites = true;
             f.scans = true;
             f.actions.push(Action::Rewrite {
@@ -226,24 +225,24 @@ pub(super) fn alter_cmd(
         | AlterTableType::AtEnableReplicaTrig
         | AlterTableType::AtEnableTrigAll
         | AlterTableType::AtEnableTrigUser => {
-            f.kind = "alter table enable trigger".into();
+            f.kind = StatementKind::EnableTrigger;
             LockMode::ShareRowExclusive
         }
         AlterTableType::AtDisableTrig
         | AlterTableType::AtDisableTrigAll
         | AlterTableType::AtDisableTrigUser => {
-            f.kind = "alter table disable trigger".into();
+            f.kind = StatementKind::DisableTrigger;
             LockMode::ShareRowExclusive
         }
         AlterTableType::AtSetStatistics
         | AlterTableType::AtSetOptions
         | AlterTableType::AtResetOptions
         | AlterTableType::AtClusterOn => {
-            f.kind = "alter table set options".into();
+            f.kind = StatementKind::SetOptions;
             LockMode::ShareUpdateExclusive
         }
         AlterTableType::AtSetRelOptions | AlterTableType::AtResetRelOptions => {
-            f.kind = "alter table set storage parameters".into();
+            f.kind = StatementKind::SetStorageParameters;
             reloptions_lock(def)
         }
         _ => {
@@ -252,7 +251,7 @@ pub(super) fn alter_cmd(
                 "ChangeOwner" => "owner to".to_string(),
                 other => super::postgres_words(other),
             };
-            f.kind = format!("alter table {words}");
+            f.kind = StatementKind::AlterTableOther(words);
             LockMode::AccessExclusive
         }
     }
@@ -397,7 +396,7 @@ fn attach_partition(
     catalog: &Catalog,
     state: &PlanState,
 ) -> LockMode {
-    f.kind = "alter table attach partition".into();
+    f.kind = StatementKind::AttachPartition;
     let Some(NodeEnum::PartitionCmd(p)) = def else {
         return LockMode::AccessExclusive;
     };
@@ -435,7 +434,7 @@ fn attach_partition(
 /// `DETACH PARTITION p [CONCURRENTLY]`: ACCESS EXCLUSIVE on the parent and the partition;
 /// CONCURRENTLY takes SHARE UPDATE EXCLUSIVE instead and cannot run in a transaction.
 fn detach_partition(f: &mut StatementFacts, def: Option<&NodeEnum>) -> LockMode {
-    f.kind = "alter table detach partition".into();
+    f.kind = StatementKind::DetachPartition;
     let Some(NodeEnum::PartitionCmd(p)) = def else {
         return LockMode::AccessExclusive;
     };
@@ -459,7 +458,7 @@ fn set_not_null(
     catalog: &Catalog,
     state: &mut PlanState,
 ) {
-    f.kind = "alter table set not null".into();
+    f.kind = StatementKind::SetNotNull;
     f.detail = Some(column.to_string());
     let key = format!("{table}.{}", column);
     let already = state
@@ -488,7 +487,7 @@ fn add_constraint(
     state: &mut PlanState,
 ) -> LockMode {
     let kind = ConstrType::try_from(c.contype).unwrap_or(ConstrType::Undefined);
-    f.kind = "alter table add constraint".into();
+    f.kind = StatementKind::AddConstraint;
     f.detail = Some(c.conname.clone());
     let not_valid = c.skip_validation;
     if !not_valid {
@@ -551,7 +550,7 @@ fn add_constraint(
                         set_not_null(f, table, &column, catalog, state);
                     }
                 }
-                f.kind = "alter table add constraint".into();
+                f.kind = StatementKind::AddConstraint;
                 f.detail = Some(c.conname.clone());
             }
             LockMode::AccessExclusive

@@ -4,12 +4,12 @@ use pg_query::NodeEnum;
 use pg_query::protobuf::{DeleteStmt, InsertStmt, TruncateStmt, UpdateStmt};
 
 use super::rel_name;
-use crate::analysis::{Action, StatementFacts};
+use crate::analysis::{Action, StatementFacts, StatementKind};
 use crate::sql::LockMode;
 
 /// `UPDATE`: ROW EXCLUSIVE; without WHERE it reads the whole table.
 pub(super) fn update(f: &mut StatementFacts, u: &UpdateStmt) {
-    f.kind = "update".into();
+    f.kind = StatementKind::Update;
     f.tables.extend(u.relation.as_ref().map(rel_name));
     f.has_where = u.where_clause.is_some();
     f.lock = LockMode::RowExclusive;
@@ -32,7 +32,7 @@ pub(super) fn update(f: &mut StatementFacts, u: &UpdateStmt) {
 
 /// `DELETE`: ROW EXCLUSIVE; without WHERE it reads the whole table.
 pub(super) fn delete(f: &mut StatementFacts, d: &DeleteStmt) {
-    f.kind = "delete".into();
+    f.kind = StatementKind::Delete;
     f.tables.extend(d.relation.as_ref().map(rel_name));
     f.has_where = d.where_clause.is_some();
     f.lock = LockMode::RowExclusive;
@@ -105,14 +105,14 @@ fn referenced(clause: &impl serde::Serialize, names: &[String]) -> Vec<String> {
 
 /// `INSERT`.
 pub(super) fn insert(f: &mut StatementFacts, i: &InsertStmt) {
-    f.kind = "insert".into();
+    f.kind = StatementKind::Insert;
     f.tables.extend(i.relation.as_ref().map(rel_name));
     f.lock = LockMode::RowExclusive;
 }
 
 /// `TRUNCATE`: ACCESS EXCLUSIVE, and the rows are gone.
 pub(super) fn truncate(f: &mut StatementFacts, t: &TruncateStmt) {
-    f.kind = "truncate".into();
+    f.kind = StatementKind::Truncate;
     f.tables
         .extend(t.relations.iter().filter_map(|r| match r.node.as_ref()? {
             NodeEnum::RangeVar(r) => Some(rel_name(r)),

@@ -4,7 +4,7 @@ use pg_query::NodeEnum;
 use pg_query::protobuf::{ClusterStmt, ReindexStmt, VacuumStmt};
 
 use super::rel_name;
-use crate::analysis::{Action, StatementFacts};
+use crate::analysis::{Action, StatementFacts, StatementKind};
 use crate::sql::LockMode;
 
 /// `VACUUM [FULL]` / `ANALYZE`: FULL rewrites the table under ACCESS EXCLUSIVE.
@@ -14,13 +14,12 @@ pub(super) fn vacuum(f: &mut StatementFacts, v: &VacuumStmt) {
         .iter()
         .any(|o| matches!(o.node.as_ref(), Some(NodeEnum::DefElem(d)) if d.defname == "full"));
     f.kind = if !v.is_vacuumcmd {
-        "analyze"
+        StatementKind::Analyze
     } else if full {
-        "vacuum full"
+        StatementKind::VacuumFull
     } else {
-        "vacuum"
-    }
-    .into();
+        StatementKind::Vacuum
+    };
     f.tables
         .extend(v.rels.iter().filter_map(|r| match r.node.as_ref()? {
             NodeEnum::VacuumRelation(vr) => vr.relation.as_ref().map(rel_name),
@@ -43,7 +42,7 @@ pub(super) fn vacuum(f: &mut StatementFacts, v: &VacuumStmt) {
 
 /// `CLUSTER`: rewrites the table under ACCESS EXCLUSIVE.
 pub(super) fn cluster(f: &mut StatementFacts, c: &ClusterStmt) {
-    f.kind = "cluster".into();
+    f.kind = StatementKind::Cluster;
     f.tables.extend(c.relation.as_ref().map(rel_name));
     f.lock = LockMode::AccessExclusive;
     f.rewrites = true;
@@ -58,7 +57,7 @@ pub(super) fn reindex(f: &mut StatementFacts, r: &ReindexStmt) {
     let concurrent = r.params.iter().any(
         |o| matches!(o.node.as_ref(), Some(NodeEnum::DefElem(d)) if d.defname == "concurrently"),
     );
-    f.kind = "reindex".into();
+    f.kind = StatementKind::Reindex;
     f.tables.extend(r.relation.as_ref().map(rel_name));
     f.transactional = !concurrent;
     f.lock = if concurrent {

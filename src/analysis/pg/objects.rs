@@ -9,7 +9,7 @@ use pg_query::protobuf::{
 use super::{
     PlanState, catalog_name, check_schema, check_type, last_name, object_word, rel_name, sval,
 };
-use crate::analysis::{Action, StatementFacts};
+use crate::analysis::{Action, StatementFacts, StatementKind};
 use crate::db::Catalog;
 use crate::sql::LockMode;
 
@@ -28,11 +28,10 @@ pub(super) fn create_index(
     let only = i.relation.as_ref().is_some_and(|r| !r.inh);
     let partitions = catalog.partitions.get(&table);
     f.kind = match (i.unique, only) {
-        (_, true) => "create parent-only index",
-        (true, false) => "create unique index",
-        (false, false) => "create index",
-    }
-    .into();
+        (_, true) => StatementKind::CreateParentOnlyIndex,
+        (true, false) => StatementKind::CreateUniqueIndex,
+        (false, false) => StatementKind::CreateIndex,
+    };
     f.tables.push(table);
     f.transactional = !i.concurrent;
     f.lock = if i.concurrent {
@@ -59,7 +58,7 @@ pub(super) fn create_index(
 /// wait); `CONCURRENTLY` takes EXCLUSIVE (readers go on), diffs against the old contents and
 /// needs a unique index.
 pub(super) fn refresh(f: &mut StatementFacts, r: &RefreshMatViewStmt) {
-    f.kind = "refresh materialized view".into();
+    f.kind = StatementKind::RefreshMaterializedView;
     f.tables.extend(r.relation.as_ref().map(rel_name));
     // Both read the old contents: CONCURRENTLY to diff against them, the other to replace them.
     f.scans = true;
@@ -94,11 +93,11 @@ pub(super) fn alter_domain(
         _ => None,
     };
     let Some(c) = constraint else {
-        f.kind = "alter domain".into();
+        f.kind = StatementKind::AlterDomain;
         f.lock = LockMode::NotPredicted;
         return;
     };
-    f.kind = "alter domain add constraint".into();
+    f.kind = StatementKind::AlterDomainAddConstraint;
     let not_valid = c.skip_validation;
     if ConstrType::try_from(c.contype).is_ok_and(|k| k == ConstrType::ConstrCheck) && !not_valid {
         f.tables = catalog.users_of_type(&domain);
@@ -122,9 +121,9 @@ pub(super) fn alter_enum(
     check_type(f, &ty, catalog, state);
     f.lock = LockMode::NotPredicted;
     if e.old_val.is_empty() {
-        f.kind = "alter type add value".into();
+        f.kind = StatementKind::AlterTypeAddValue;
     } else {
-        f.kind = "alter type rename value".into();
+        f.kind = StatementKind::AlterTypeRenameValue;
         f.actions.push(Action::RenameEnumValue {
             ty,
             from: e.old_val.clone(),
@@ -161,7 +160,7 @@ pub(super) fn create_table(
             _ => {}
         }
     }
-    f.kind = "create table".into();
+    f.kind = StatementKind::CreateTable;
     state.created.insert(table);
     f.lock = LockMode::NewTable;
 }
@@ -188,13 +187,13 @@ pub(super) fn drop(f: &mut StatementFacts, d: &DropStmt, catalog: &Catalog, stat
     f.transactional = !d.concurrent;
     match what {
         ObjectType::ObjectTable => {
-            f.kind = "drop table".into();
+            f.kind = StatementKind::DropTable;
             f.tables = names;
             f.lock = LockMode::AccessExclusive;
             f.actions.push(Action::DropTable);
         }
         ObjectType::ObjectSchema => {
-            f.kind = "drop schema".into();
+            f.kind = StatementKind::DropSchema;
             f.detail = names.first().cloned();
             f.lock = LockMode::AccessExclusive;
             if !d.missing_ok {
@@ -204,7 +203,7 @@ pub(super) fn drop(f: &mut StatementFacts, d: &DropStmt, catalog: &Catalog, stat
             }
         }
         ObjectType::ObjectType | ObjectType::ObjectDomain => {
-            f.kind = format!("drop {}", object_word(what));
+            f.kind = StatementKind::from_name(&format!("drop {}", object_word(what)));
             f.detail = names.first().cloned();
             f.lock = LockMode::NotPredicted;
             if !d.missing_ok {
@@ -214,7 +213,7 @@ pub(super) fn drop(f: &mut StatementFacts, d: &DropStmt, catalog: &Catalog, stat
             }
         }
         ObjectType::ObjectIndex => {
-            f.kind = "drop index".into();
+            f.kind = StatementKind::DropIndex;
             f.detail = names.first().cloned();
             f.lock = if d.concurrent {
                 LockMode::ShareUpdateExclusive
@@ -224,17 +223,16 @@ pub(super) fn drop(f: &mut StatementFacts, d: &DropStmt, catalog: &Catalog, stat
         }
         ObjectType::ObjectView | ObjectType::ObjectMatview => {
             f.kind = if what == ObjectType::ObjectView {
-                "drop view"
+                StatementKind::DropView
             } else {
-                "drop materialized view"
-            }
-            .into();
+                StatementKind::DropMaterializedView
+            };
             f.tables = names;
             f.lock = LockMode::AccessExclusive;
         }
         ObjectType::ObjectTrigger => {
             // `DROP TRIGGER t ON table`: the last name is the trigger, the rest its table.
-            f.kind = "drop trigger".into();
+            f.kind = StatementKind::DropTrigger;
             f.tables = names
                 .iter()
                 .filter_map(|n| n.rsplit_once('.').map(|(table, _)| table.to_string()))
@@ -245,7 +243,7 @@ pub(super) fn drop(f: &mut StatementFacts, d: &DropStmt, catalog: &Catalog, stat
                 .map(|n| n.rsplit('.').next().unwrap_or(n).to_string());
             f.lock = LockMode::AccessExclusive;
         }
-        other => f.kind = format!("drop {}", object_word(other)),
+        other => f.kind = StatementKind::from_name(&format!("drop {}", object_word(other))),
     }
 }
 
@@ -261,24 +259,24 @@ pub(super) fn create_type_or_schema(
     f.lock = LockMode::NotPredicted;
     match stmt {
         N::CreateEnumStmt(e) => {
-            f.kind = "create type".into();
+            f.kind = StatementKind::CreateType;
             state.created_types.insert(last_name(&e.type_name));
         }
         N::CreateDomainStmt(d) => {
-            f.kind = "create domain".into();
+            f.kind = StatementKind::CreateDomain;
             if let Some(t) = d.type_name.as_ref() {
                 check_type(f, &catalog_name(t), catalog, state);
             }
             state.created_types.insert(last_name(&d.domainname));
         }
         N::CompositeTypeStmt(c) => {
-            f.kind = "create type".into();
+            f.kind = StatementKind::CreateType;
             if let Some(r) = c.typevar.as_ref() {
                 state.created_types.insert(r.relname.clone());
             }
         }
         N::CreateSchemaStmt(s) => {
-            f.kind = "create schema".into();
+            f.kind = StatementKind::CreateSchema;
             state.created_schemas.insert(s.schemaname.clone());
         }
         _ => {}
@@ -287,7 +285,7 @@ pub(super) fn create_type_or_schema(
 
 /// `CREATE TRIGGER`: SHARE ROW EXCLUSIVE on its table.
 pub(super) fn create_trigger(f: &mut StatementFacts, t: &CreateTrigStmt) {
-    f.kind = "create trigger".into();
+    f.kind = StatementKind::CreateTrigger;
     f.tables.extend(t.relation.as_ref().map(rel_name));
     f.lock = LockMode::ShareRowExclusive;
 }
@@ -306,19 +304,19 @@ pub(super) fn create_table_as(
         .map(rel_name)
         .unwrap_or_default();
     if ObjectType::try_from(c.objtype) == Ok(ObjectType::ObjectMatview) {
-        f.kind = "create materialized view".into();
+        f.kind = StatementKind::CreateMaterializedView;
         f.detail = Some(name);
         f.lock = LockMode::AccessShare;
         return;
     }
-    f.kind = "create table as".into();
+    f.kind = StatementKind::CreateTableAs;
     f.tables.push(name.clone());
     state.created.insert(name);
     f.lock = LockMode::NewTable;
 }
 
 pub(super) fn create_view(f: &mut StatementFacts, v: &ViewStmt) {
-    f.kind = "create view".into();
+    f.kind = StatementKind::CreateView;
     f.detail = v.view.as_ref().map(rel_name);
     f.lock = LockMode::AccessShare;
 }

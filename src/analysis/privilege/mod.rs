@@ -60,6 +60,16 @@ pub struct Violation {
     pub forbidden: Forbidden,
 }
 
+impl From<Violation> for crate::error::Error {
+    fn from(v: Violation) -> crate::error::Error {
+        crate::error::Error::Forbidden {
+            place: v.place,
+            construct: format!("`{}`", v.forbidden.construct),
+            reason: v.forbidden.reason,
+        }
+    }
+}
+
 /// One place of a plan where agent SQL sits: where it is (as a refusal names it), the SQL, and
 /// how it is used.
 struct Place {
@@ -143,9 +153,19 @@ pub fn dynamic_sql(body: &crate::plan::Body) -> Vec<String> {
         .collect()
 }
 
-/// Every function a plan's PostgreSQL agent SQL calls (steps, backfills, checks), by name.
-pub fn called_functions(body: &crate::plan::Body) -> std::collections::BTreeSet<String> {
-    places(body).iter().flat_map(|p| called(&p.sql)).collect()
+/// Every function a plan's PostgreSQL agent SQL calls (steps, backfills, checks), by name; the
+/// place whose SQL could not be read, if any (refused: a call unread is a call unchecked).
+pub fn called_functions(
+    body: &crate::plan::Body,
+) -> Result<std::collections::BTreeSet<String>, Violation> {
+    let mut out = std::collections::BTreeSet::new();
+    for p in places(body) {
+        out.extend(called(&p.sql).map_err(|forbidden| Violation {
+            place: p.place,
+            forbidden,
+        })?);
+    }
+    Ok(out)
 }
 
 fn first_words(sql: &str) -> String {

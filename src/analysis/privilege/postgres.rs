@@ -417,20 +417,29 @@ fn do_source(s: &pg_query::protobuf::DoStmt) -> (String, String) {
 /// Every function agent SQL calls, by its last name, however deep: in statements, defaults,
 /// views, SQL and PL/pgSQL bodies, DO blocks. What each is, the target's catalog says
 /// (`Target::beyond_the_database`): the gate's names are the part no catalog is needed for.
-pub fn called(sql: &str) -> std::collections::BTreeSet<String> {
+/// SQL that cannot be read is refused, never taken to call nothing (the gate refuses it too, so
+/// only a plan it admitted gets here).
+pub fn called(sql: &str) -> Result<std::collections::BTreeSet<String>, Forbidden> {
     let mut out = std::collections::BTreeSet::new();
-    let Ok(parsed) = pg_query::parse(sql, 0) else {
-        return out;
-    };
+    let parsed = pg_query::parse(sql, 0).map_err(|e| {
+        Forbidden::new(
+            first_words(sql),
+            format!("does not parse, so drydock cannot tell which functions it calls ({e})"),
+        )
+    })?;
     for raw in &parsed.protobuf.stmts {
         let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
             continue;
         };
-        if let Ok(tree) = serde_json::to_value(node) {
-            let mut names = Vec::new();
-            crate::analysis::pg::last_names_in(&tree, "FuncCall", "funcname", &mut names);
-            out.extend(names);
-        }
+        let tree = serde_json::to_value(node).map_err(|e| {
+            Forbidden::new(
+                first_words(sql),
+                format!("could not be read after parsing ({e})"),
+            )
+        })?;
+        let mut names = Vec::new();
+        crate::analysis::pg::last_names_in(&tree, "FuncCall", "funcname", &mut names);
+        out.extend(names);
         let bodies = match node {
             NodeEnum::CreateFunctionStmt(s) => match source(s) {
                 (language, Some(body)) if language == "sql" => vec![body],
@@ -443,10 +452,10 @@ pub fn called(sql: &str) -> std::collections::BTreeSet<String> {
             _ => vec![],
         };
         for body in bodies {
-            out.extend(called(&body));
+            out.extend(called(&body)?);
         }
     }
-    out
+    Ok(out)
 }
 
 /// Whether `sql` runs SQL built at run time: a PL/pgSQL `DO` block or function whose body uses

@@ -343,3 +343,27 @@ fn violations_name_every_place() {
         vec!["step `evil` down", "step `fill` backfill", "check `c`"]
     );
 }
+
+#[test]
+fn the_functions_sql_calls_are_read_everywhere_and_unreadable_sql_is_refused() {
+    let called = |sql: &str| postgres::called(sql).expect(sql);
+    // A column's DEFAULT, a CHECK, a subquery in a view, a SQL body and a PL/pgSQL body.
+    let names = called(
+        "ALTER TABLE users ADD COLUMN token text DEFAULT gen_token() CHECK (valid(token));
+         CREATE VIEW v AS SELECT (SELECT lo_export(1, '/tmp/x')) AS x;
+         CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT pg_read_file('x')::int $$;
+         DO $$ BEGIN PERFORM dblink_exec('x'); END $$;",
+    );
+    for f in [
+        "gen_token",
+        "valid",
+        "lo_export",
+        "pg_read_file",
+        "dblink_exec",
+    ] {
+        assert!(names.contains(f), "{f} in {names:?}");
+    }
+    // SQL that cannot be read calls nothing drydock knows of: refused, never taken as none.
+    let e = postgres::called("SELECT pg_read_file('x' FROM").expect_err("unparsable");
+    assert!(e.reason.contains("does not parse"), "{e}");
+}

@@ -1,7 +1,7 @@
 //! `blocking-index-build`: an index is built while writes to the table are blocked.
 
 use super::{Context, Hazard, Rule, Severity, StatementFacts, hazard};
-use crate::analysis::Action;
+use crate::analysis::{Action, StatementKind};
 use crate::sql::Dialect;
 
 pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
@@ -9,9 +9,7 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
         .actions
         .iter()
         .any(|a| matches!(a, Action::BuildIndex { concurrent: false }))
-        || (f.actions.is_empty()
-            && (f.kind.starts_with("create index") || f.kind.starts_with("create unique"))
-            && f.transactional);
+        || (f.actions.is_empty() && f.kind.builds_index() && f.transactional);
     if !builds {
         return None;
     }
@@ -32,12 +30,12 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
             ),
             "PostgreSQL refuses CONCURRENTLY on a partitioned table: build each partition's index with CREATE INDEX CONCURRENTLY (each alone, outside a transaction), then CREATE INDEX … ON ONLY the parent and ALTER INDEX … ATTACH PARTITION each one (the `add-index` template writes these steps)",
         )
-    } else if f.kind == "reindex" {
+    } else if f.kind == StatementKind::Reindex {
         (
             format!("rebuilds indexes of ~{rows} rows while blocking writes"),
             "use REINDEX … CONCURRENTLY in a step of its own",
         )
-    } else if f.kind.starts_with("alter table") {
+    } else if f.kind.is_alter_table() {
         (
             format!(
                 "builds a unique index over ~{rows} rows inside ALTER TABLE, under ACCESS EXCLUSIVE"

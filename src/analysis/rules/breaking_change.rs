@@ -1,7 +1,7 @@
 //! `breaking-change`: running application code breaks (rename, drop, type change).
 
 use super::{Context, Hazard, Rule, Severity, StatementFacts, hazard};
-use crate::analysis::Action;
+use crate::analysis::{Action, StatementKind};
 
 pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
     let table = f.tables.first().map(String::as_str);
@@ -56,17 +56,16 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
             ),
         ));
     }
-    let what = match f.kind.as_str() {
-        "alter table rename column" => "renames a column that running code still reads and writes",
-        "alter table rename" => "renames a table that running code still queries",
-        "alter table drop column" => "drops a column that running code may still select or insert",
-        "alter table alter column" | "alter table alter column type" => {
-            "changes a column's type that running code depends on"
-        }
-        "drop view" | "drop materialized view" if f.actions.contains(&Action::Recreated) => {
+    use StatementKind::*;
+    let what = match f.kind {
+        RenameColumn => "renames a column that running code still reads and writes",
+        RenameTable => "renames a table that running code still queries",
+        DropColumn => "drops a column that running code may still select or insert",
+        AlterColumn | AlterColumnType => "changes a column's type that running code depends on",
+        DropView | DropMaterializedView if f.actions.contains(&Action::Recreated) => {
             return None;
         }
-        "drop table" | "drop view" | "drop materialized view" => {
+        DropTable | DropView | DropMaterializedView => {
             "removes a relation that running code may still query"
         }
         _ => return None,

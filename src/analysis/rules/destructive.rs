@@ -1,22 +1,23 @@
 //! `destructive`: the statement loses data (DROP TABLE/COLUMN, TRUNCATE, DELETE without WHERE).
 
 use super::{Context, Hazard, Rule, Severity, StatementFacts, hazard};
-use crate::analysis::Action;
+use crate::analysis::{Action, StatementKind};
 
 pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
-    if f.kind == "drop schema" {
+    if f.kind == StatementKind::DropSchema {
         return drop_schema(f, ctx);
     }
     let table = f.tables.first().map(String::as_str);
-    let what = match f.kind.as_str() {
-        "drop table" => "drops the table and every row in it".to_string(),
-        "drop schema" => "drops the schema and everything in it".to_string(),
-        "truncate" => "deletes every row of the table".to_string(),
-        "alter table drop column" => format!(
+    let what = match f.kind {
+        StatementKind::DropTable => "drops the table and every row in it".to_string(),
+        StatementKind::Truncate => "deletes every row of the table".to_string(),
+        StatementKind::DropColumn => format!(
             "drops column `{}` and its data",
             f.detail.as_deref().unwrap_or("?")
         ),
-        "delete" if !f.has_where => "deletes every row of the table (no WHERE)".to_string(),
+        StatementKind::Delete if !f.has_where => {
+            "deletes every row of the table (no WHERE)".to_string()
+        }
         _ => f.actions.iter().find_map(|a| match a {
             Action::ChangeType {
                 column,

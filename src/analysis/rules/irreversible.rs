@@ -1,7 +1,7 @@
 //! `irreversible`: a step has no `down`, so it cannot be rolled back.
 
 use super::{Hazard, Rule, Severity, StatementFacts};
-use crate::analysis::Action;
+use crate::analysis::{Action, StatementKind};
 use crate::plan::Step;
 
 pub fn check(step: &Step, name: &str, facts: &[StatementFacts]) -> Option<Hazard> {
@@ -29,9 +29,9 @@ pub fn check(step: &Step, name: &str, facts: &[StatementFacts]) -> Option<Hazard
     }
     let lossy = facts.iter().find(|f| {
         matches!(
-            f.kind.as_str(),
-            "drop table" | "truncate" | "alter table drop column"
-        ) || (f.kind == "delete" && !f.has_where)
+            f.kind,
+            StatementKind::DropTable | StatementKind::Truncate | StatementKind::DropColumn
+        ) || (f.kind == StatementKind::Delete && !f.has_where)
             || f.actions.iter().any(|a| {
                 matches!(
                     a,

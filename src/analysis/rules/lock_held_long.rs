@@ -1,7 +1,7 @@
 //! `lock-held-long`: a statement takes a lock that blocks writes, and a later statement of the
 //! same step (the same transaction) does slow work, so the lock is held for all of it.
 
-use super::{Context, Hazard, Rule, Severity, StatementFacts};
+use super::{Context, Hazard, Rule, Severity, StatementFacts, StatementKind};
 
 fn slow(f: &StatementFacts, ctx: &Context) -> Option<String> {
     let table = f.tables.first()?;
@@ -12,7 +12,7 @@ fn slow(f: &StatementFacts, ctx: &Context) -> Option<String> {
         "rewrites"
     } else if f.scans {
         "scans"
-    } else if matches!(f.kind.as_str(), "update" | "delete") {
+    } else if matches!(f.kind, StatementKind::Update | StatementKind::Delete) {
         "writes many rows of"
     } else {
         return None;

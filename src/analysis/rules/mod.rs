@@ -17,7 +17,7 @@ mod unknown_object;
 
 pub use explain::{Explanation, explain};
 
-use super::{Context, Hazard, Rule, Severity, StatementFacts};
+use super::{Context, Hazard, Rule, Severity, StatementFacts, StatementKind};
 use crate::plan::Step;
 
 /// Every statement rule, in report order.

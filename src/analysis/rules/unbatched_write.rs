@@ -1,10 +1,10 @@
 //! `unbatched-write`: one UPDATE/DELETE touches many rows, holding row locks (and on SQLite the
 //! database write lock) for all of it.
 
-use super::{Context, Hazard, Rule, Severity, StatementFacts, hazard};
+use super::{Context, Hazard, Rule, Severity, StatementFacts, StatementKind, hazard};
 
 pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
-    if !matches!(f.kind.as_str(), "update" | "delete") {
+    if !matches!(f.kind, StatementKind::Update | StatementKind::Delete) {
         return None;
     }
     let table = f.tables.first()?;

@@ -3,7 +3,7 @@
 //! fails at best in the dry-run and at worst (`IF EXISTS` aside) does nothing the agent meant.
 
 use super::{Context, Hazard, Rule, Severity, StatementFacts, hazard};
-use crate::analysis::Action;
+use crate::analysis::{Action, StatementKind};
 
 const FIX: &str = "run `inspect` on the target and name the table and column exactly as it has them, or create them earlier in the plan";
 
@@ -35,11 +35,12 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
             &fix(nearest.clone()),
         ));
     }
-    let names_existing = f.kind.starts_with("alter table")
-        || f.kind.starts_with("create index")
+    let names_existing = f.kind.is_alter_table()
+        || f.kind == StatementKind::CreateIndex
+        || f.kind.writes_rows()
         || matches!(
-            f.kind.as_str(),
-            "insert" | "update" | "delete" | "truncate" | "drop table" | "backfill"
+            f.kind,
+            StatementKind::Truncate | StatementKind::DropTable | StatementKind::Backfill
         );
     if !names_existing || f.sql.to_uppercase().contains("IF EXISTS") {
         return None;
@@ -94,7 +95,7 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
                 _ => vec![],
             })
             .collect();
-        if f.kind == "alter table drop column"
+        if f.kind == StatementKind::DropColumn
             && let Some(c) = f.detail.as_deref()
         {
             columns.push(c);
