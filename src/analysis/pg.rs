@@ -238,40 +238,14 @@ pub fn facts(
     catalog: &Catalog,
     state: &mut PlanState,
 ) -> Result<StatementFacts> {
-    let parsed = pg_query::parse(sql, 0).map_err(|e| {
-        Error::invalid(
-            Part::Statement,
-            format!(
-                "step `{step}` statement {index} does not parse as PostgreSQL: {e} — in `{}`",
-                short(sql)
-            ),
-        )
-    })?;
+    let parsed = parse_one(step, index, sql)?;
     let stmt = parsed
         .protobuf
         .stmts
         .first()
         .and_then(|s| s.stmt.as_ref())
         .and_then(|n| n.node.as_ref())
-        .ok_or_else(|| {
-            Error::invalid(
-                Part::Statement,
-                format!("step `{step}` statement {index} is empty"),
-            )
-        })?;
-    // The walks for the columns and functions an expression names read the tree in serde's
-    // form, every field of every node (no hand-written walk covers them all: pg_query's own
-    // skips a column's DEFAULT, where a volatile call makes ADD COLUMN rewrite the table). A
-    // tree that cannot be read is refused here, so no walk below takes one to name nothing.
-    serde_json::to_value(stmt).map_err(|e| {
-        Error::invalid(
-            Part::Statement,
-            format!(
-                "step `{step}` statement {index} parsed but could not be read ({e}) — in `{}`",
-                short(sql)
-            ),
-        )
-    })?;
+        .expect("parse_one returns a statement");
     let mut f = StatementFacts {
         step: step.to_string(),
         index,
@@ -350,6 +324,46 @@ pub fn facts(
         }
     }
     Ok(f)
+}
+
+/// One statement of a step, parsed; refused when it does not parse, is empty, or its tree
+/// cannot be read.
+fn parse_one(step: &str, index: usize, sql: &str) -> Result<pg_query::ParseResult> {
+    let parsed = pg_query::parse(sql, 0).map_err(|e| {
+        Error::invalid(
+            Part::Statement,
+            format!(
+                "step `{step}` statement {index} does not parse as PostgreSQL: {e} — in `{}`",
+                short(sql)
+            ),
+        )
+    })?;
+    let stmt = parsed
+        .protobuf
+        .stmts
+        .first()
+        .and_then(|s| s.stmt.as_ref())
+        .and_then(|n| n.node.as_ref())
+        .ok_or_else(|| {
+            Error::invalid(
+                Part::Statement,
+                format!("step `{step}` statement {index} is empty"),
+            )
+        })?;
+    // The walks for the columns and functions an expression names read the tree in serde's
+    // form, every field of every node (no hand-written walk covers them all: pg_query's own
+    // skips a column's DEFAULT, where a volatile call makes ADD COLUMN rewrite the table). A
+    // tree that cannot be read is refused here, so no walk below takes one to name nothing.
+    serde_json::to_value(stmt).map_err(|e| {
+        Error::invalid(
+            Part::Statement,
+            format!(
+                "step `{step}` statement {index} parsed but could not be read ({e}) — in `{}`",
+                short(sql)
+            ),
+        )
+    })?;
+    Ok(parsed)
 }
 
 /// Whether `sql` spells a special date/time input (`'now'`, `'today'`, `'tomorrow'`,

@@ -27,34 +27,12 @@ impl Engine {
             Status::is_pre_apply,
             "planned, tested or approved",
         )?;
-        let t = Instant::now();
-        let staging_cfg = self.dry_run_target_for(plan, target)?;
-        let staging = Target::open(&self.config, staging_cfg).await?;
-        admit(plan, &staging).await?;
-        crate::clock::phase("dry-run: open staging", t);
-        // What a rehearsal that drydock died in the middle of left committed goes first.
-        let t = Instant::now();
-        let recovered = self.recover_rehearsals(&staging).await?;
-        crate::clock::phase("dry-run: recover rehearsals", t);
-        // The plan's own target, when reachable: its shape for the drift check, its row counts
-        // for the estimate.
-        let t = Instant::now();
-        let own = self.open_target(&plan.target).await.ok();
-        crate::clock::phase("dry-run: open own target", t);
-        let t = Instant::now();
-        let mut recovered = recovered;
-        if let Some(production) = own.as_ref().filter(|_| {
-            self.config
-                .target(&plan.target)
-                .is_ok_and(|t| t.staging.as_deref() == Some(staging_cfg.name.as_str()))
-        }) {
-            recovered.extend(self.catch_up_staging(production, &staging, agent).await?);
-        }
-        crate::clock::phase("dry-run: staging caught up", t);
-        let t = Instant::now();
-        self.refuse_drifted_staging(plan, staging_cfg, &staging, own.as_ref())
-            .await?;
-        crate::clock::phase("dry-run: drift check", t);
+        let Ready {
+            staging_cfg,
+            staging,
+            own,
+            recovered,
+        } = self.ready_staging(plan, target, agent).await?;
         let started_at = crate::store::now();
         let t0 = Instant::now();
         let scratch = self.scratch_path(&plan.id);
@@ -82,15 +60,16 @@ impl Engine {
                     ..RunDetail::failed(None, &e)
                 }
                 .with("code", e.code());
+                let audit = Audit::new(
+                    agent,
+                    "dry-run-failed",
+                    json!({"target": staging_cfg.name, "error": e.to_string()}),
+                );
                 self.store
                     .commit(Change {
                         plan_id: &plan.id,
                         run: Some(record(false, detail)),
-                        audit: Audit::new(
-                            agent,
-                            "dry-run-failed",
-                            json!({"target": staging_cfg.name, "error": e.to_string()}),
-                        ),
+                        audit,
                         ..Change::default()
                     })
                     .await?;
@@ -156,6 +135,49 @@ impl Engine {
             .await;
         crate::clock::phase("dry-run: record", t);
         recorded
+    }
+
+    /// The target a dry-run exercises the plan on, ready: opened and the plan admitted there,
+    /// what a rehearsal drydock died in left committed undone, caught up with the plan's own
+    /// target when it is that target's staging, and refused if it drifted from it.
+    async fn ready_staging<'c>(
+        &'c self,
+        plan: &Plan,
+        target: Option<&str>,
+        agent: &Principal,
+    ) -> Result<Ready<'c>> {
+        let t = Instant::now();
+        let staging_cfg = self.dry_run_target_for(plan, target)?;
+        let staging = Target::open(&self.config, staging_cfg).await?;
+        admit(plan, &staging).await?;
+        crate::clock::phase("dry-run: open staging", t);
+        let t = Instant::now();
+        let mut recovered = self.recover_rehearsals(&staging).await?;
+        crate::clock::phase("dry-run: recover rehearsals", t);
+        // The plan's own target, when reachable: its shape for the drift check, its row counts
+        // for the estimate.
+        let t = Instant::now();
+        let own = self.open_target(&plan.target).await.ok();
+        crate::clock::phase("dry-run: open own target", t);
+        let t = Instant::now();
+        if let Some(production) = own.as_ref().filter(|_| {
+            self.config
+                .target(&plan.target)
+                .is_ok_and(|t| t.staging.as_deref() == Some(staging_cfg.name.as_str()))
+        }) {
+            recovered.extend(self.catch_up_staging(production, &staging, agent).await?);
+        }
+        crate::clock::phase("dry-run: staging caught up", t);
+        let t = Instant::now();
+        self.refuse_drifted_staging(plan, staging_cfg, &staging, own.as_ref())
+            .await?;
+        crate::clock::phase("dry-run: drift check", t);
+        Ok(Ready {
+            staging_cfg,
+            staging,
+            own,
+            recovered,
+        })
     }
 
     /// What a passing dry-run warns of besides the estimate's: sequences it moved (and whether
@@ -752,4 +774,14 @@ fn scale_to_production(
 enum DataBefore {
     Hashed(BTreeMap<String, String>),
     Marked(crate::db::marks::DataMarks),
+}
+
+/// A dry-run's target, ready to exercise the plan on (`Engine::ready_staging`).
+struct Ready<'c> {
+    staging_cfg: &'c crate::config::TargetConfig,
+    staging: Target,
+    /// The plan's own target, when reachable.
+    own: Option<Target>,
+    /// What the recovery and the catch-up did, said as warnings.
+    recovered: Vec<String>,
 }

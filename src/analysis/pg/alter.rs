@@ -128,16 +128,7 @@ pub(super) fn alter_cmd(
             f.kind = StatementKind::AddColumn;
             if let Some(NodeEnum::ColumnDef(c)) = def {
                 add_column(f, c, catalog, state);
-                if let Some(t) = c.type_name.as_ref() {
-                    state
-                        .column_types
-                        .insert(format!("{table}.{}", c.colname), PgType::from_type_name(t));
-                }
-                for n in &c.constraints {
-                    if let Some(NodeEnum::Constraint(k)) = n.node.as_ref() {
-                        references(f, table, k);
-                    }
-                }
+                remember_column(f, table, c, state);
             }
             LockMode::AccessExclusive
         }
@@ -167,21 +158,7 @@ pub(super) fn alter_cmd(
             Some(NodeEnum::Constraint(c)) => add_constraint(f, table, c, catalog, state),
             _ => LockMode::AccessExclusive,
         },
-        AlterTableType::AtValidateConstraint => {
-            f.kind = StatementKind::ValidateConstraint;
-            f.detail = Some(cmd.name.clone());
-            if let Some(key) = state.pending_not_null.remove(&cmd.name) {
-                state.proven_not_null.insert(key);
-            }
-            if let Some(columns) = state.unvalidated_checks.remove(&cmd.name) {
-                state.checked_columns.extend(columns);
-            }
-            // Scans, but under SHARE UPDATE EXCLUSIVE: reads and writes continue — unless an
-            // earlier statement of the same transaction holds a stronger lock (lock-held-long).
-            // A constraint already validated (earlier in the plan) is not read again.
-            f.scans = state.validated.insert(format!("{table}.{}", cmd.name));
-            LockMode::ShareUpdateExclusive
-        }
+        AlterTableType::AtValidateConstraint => validate_constraint(f, table, &cmd.name, state),
         AlterTableType::AtDropConstraint => {
             f.kind = StatementKind::DropConstraint;
             f.detail = Some(cmd.name.clone());
@@ -198,28 +175,10 @@ pub(super) fn alter_cmd(
                 .insert(format!("{table}.{}", cmd.name), false);
             LockMode::AccessExclusive
         }
-        AlterTableType::AtSetLogged | AlterTableType::AtSetUnLogged => {
-            let unlogged = subtype == AlterTableType::AtSetUnLogged;
-            f.kind = StatementKind::SetStorage;
-            // Already so (earlier in this plan): PostgreSQL does nothing.
-            if state.persistence.insert(table.to_string(), unlogged) != Some(unlogged) {
-                f.rewrites = true;
-                f.scans = true;
-                f.actions.push(Action::Rewrite {
-                    why: "changing between LOGGED and UNLOGGED rewrites the table".into(),
-                });
-            }
-            LockMode::AccessExclusive
-        }
-        AlterTableType::AtSetAccessMethod | AlterTableType::AtSetTableSpace => {
-            f.kind = StatementKind::SetStorage;
-            f.rewrites = true;
-            f.scans = true;
-            f.actions.push(Action::Rewrite {
-                why: "changing persistence, access method or tablespace rewrites the table".into(),
-            });
-            LockMode::AccessExclusive
-        }
+        AlterTableType::AtSetLogged
+        | AlterTableType::AtSetUnLogged
+        | AlterTableType::AtSetAccessMethod
+        | AlterTableType::AtSetTableSpace => set_storage(f, table, subtype, state),
         AlterTableType::AtEnableTrig
         | AlterTableType::AtEnableAlwaysTrig
         | AlterTableType::AtEnableReplicaTrig
@@ -255,6 +214,66 @@ pub(super) fn alter_cmd(
             LockMode::AccessExclusive
         }
     }
+}
+
+/// What a column added tells the statements after it: its type, and what it references.
+fn remember_column(f: &mut StatementFacts, table: &str, c: &ColumnDef, state: &mut PlanState) {
+    if let Some(t) = c.type_name.as_ref() {
+        state
+            .column_types
+            .insert(format!("{table}.{}", c.colname), PgType::from_type_name(t));
+    }
+    for n in &c.constraints {
+        if let Some(NodeEnum::Constraint(k)) = n.node.as_ref() {
+            references(f, table, k);
+        }
+    }
+}
+
+/// `VALIDATE CONSTRAINT`: scans, but under SHARE UPDATE EXCLUSIVE (reads and writes continue —
+/// unless an earlier statement of the same transaction holds a stronger lock: lock-held-long).
+/// A constraint already validated earlier in the plan is not read again.
+fn validate_constraint(
+    f: &mut StatementFacts,
+    table: &str,
+    name: &str,
+    state: &mut PlanState,
+) -> LockMode {
+    f.kind = StatementKind::ValidateConstraint;
+    f.detail = Some(name.to_string());
+    if let Some(key) = state.pending_not_null.remove(name) {
+        state.proven_not_null.insert(key);
+    }
+    if let Some(columns) = state.unvalidated_checks.remove(name) {
+        state.checked_columns.extend(columns);
+    }
+    f.scans = state.validated.insert(format!("{table}.{name}"));
+    LockMode::ShareUpdateExclusive
+}
+
+/// `SET LOGGED`/`UNLOGGED`, `SET ACCESS METHOD`, `SET TABLESPACE`: a rewrite, unless the
+/// persistence asked is already the table's (earlier in this plan), when PostgreSQL does nothing.
+fn set_storage(
+    f: &mut StatementFacts,
+    table: &str,
+    subtype: AlterTableType,
+    state: &mut PlanState,
+) -> LockMode {
+    f.kind = StatementKind::SetStorage;
+    let why = match subtype {
+        AlterTableType::AtSetLogged | AlterTableType::AtSetUnLogged => {
+            let unlogged = subtype == AlterTableType::AtSetUnLogged;
+            if state.persistence.insert(table.to_string(), unlogged) == Some(unlogged) {
+                return LockMode::AccessExclusive;
+            }
+            "changing between LOGGED and UNLOGGED rewrites the table"
+        }
+        _ => "changing persistence, access method or tablespace rewrites the table",
+    };
+    f.rewrites = true;
+    f.scans = true;
+    f.actions.push(Action::Rewrite { why: why.into() });
+    LockMode::AccessExclusive
 }
 
 /// `ALTER COLUMN ... TYPE`: a rewrite (and a scan) unless the new type is binary-coercible

@@ -102,20 +102,7 @@ fn statement(node: &NodeEnum, usage: Use) -> Verdict {
         | N::VariableShowStmt(_)
         | N::AlterCollationStmt(_)
         | N::ReplicaIdentityStmt(_) => Ok(()),
-        // Default privileges reach every object made later, by anyone the role makes objects
-        // as: admitted for what GRANT is admitted for (tables, sequences), nothing wider.
-        N::AlterDefaultPrivilegesStmt(s) => match s.action.as_ref() {
-            Some(g)
-                if g.objtype == ObjectType::ObjectTable as i32
-                    || g.objtype == ObjectType::ObjectSequence as i32 =>
-            {
-                Ok(())
-            }
-            _ => Err(Forbidden::new(
-                "ALTER DEFAULT PRIVILEGES",
-                "grants privileges on objects other than tables or sequences (schemas, functions, types) to every later one; an engineer manages those",
-            )),
-        },
+        N::AlterDefaultPrivilegesStmt(s) => default_privileges(s),
         N::InsertStmt(s) => writable(s.relation.as_ref()),
         N::UpdateStmt(s) => writable(s.relation.as_ref()),
         N::DeleteStmt(s) => writable(s.relation.as_ref()),
@@ -131,46 +118,11 @@ fn statement(node: &NodeEnum, usage: Use) -> Verdict {
             s.actions.iter().try_for_each(|n| nested(n, usage))
         }
         N::RenameStmt(s) => writable(s.relation.as_ref()),
-        N::AlterTableStmt(s) => {
-            writable(s.relation.as_ref())?;
-            for cmd in &s.cmds {
-                if let Some(N::AlterTableCmd(c)) = &cmd.node
-                    && c.subtype == AlterTableType::AtChangeOwner as i32
-                {
-                    return Err(Forbidden::new(
-                        "OWNER TO",
-                        "changes an object's owner (privilege management); objects keep the migration role as owner",
-                    ));
-                }
-            }
-            Ok(())
-        }
+        N::AlterTableStmt(s) => alter_table(s),
         N::CreateSchemaStmt(s) => s.schema_elts.iter().try_for_each(|n| nested(n, usage)),
         N::ExplainStmt(s) => s.query.as_deref().map_or(Ok(()), |n| nested(n, usage)),
-        N::GrantStmt(s) => {
-            let object = s.objtype == ObjectType::ObjectTable as i32
-                || s.objtype == ObjectType::ObjectSequence as i32;
-            if !object {
-                return Err(Forbidden::new(
-                    if s.is_grant { "GRANT" } else { "REVOKE" },
-                    "manages privileges on something other than a table or sequence",
-                ));
-            }
-            s.objects.iter().try_for_each(|o| match &o.node {
-                Some(N::RangeVar(r)) => writable(Some(r)),
-                _ => Ok(()),
-            })
-        }
-        N::CreateExtensionStmt(s) => {
-            if TRUSTED_EXTENSIONS.contains(&s.extname.as_str()) {
-                Ok(())
-            } else {
-                Err(Forbidden::new(
-                    format!("CREATE EXTENSION {}", s.extname),
-                    "is not a trusted extension: it can run code outside the database",
-                ))
-            }
-        }
+        N::GrantStmt(s) => grant(s),
+        N::CreateExtensionStmt(s) => create_extension(s),
         N::AlterExtensionStmt(s) if TRUSTED_EXTENSIONS.contains(&s.extname.as_str()) => Ok(()),
         N::VariableSetStmt(s) => setting(s),
         N::CreateFunctionStmt(s) => function(s, usage),
@@ -180,24 +132,89 @@ fn statement(node: &NodeEnum, usage: Use) -> Verdict {
             "transaction control",
             "would end drydock's own transaction; drydock opens and commits it",
         )),
-        N::CopyStmt(s) => Err(Forbidden::new(
-            if s.is_program {
-                "COPY ... PROGRAM"
-            } else if !s.filename.is_empty() {
-                "COPY ... FILE"
-            } else {
-                "COPY"
-            },
-            if s.is_program {
-                "runs a program on the database server"
-            } else if !s.filename.is_empty() {
-                "reads or writes a file on the database server"
-            } else {
-                "streams data drydock does not carry; write INSERT ... SELECT"
-            },
-        )),
+        N::CopyStmt(s) => Err(copy(s)),
         other => Err(Forbidden::new(kind_name(other), refusal_reason(other))),
     }
+}
+
+/// Default privileges reach every object made later, by anyone the role makes objects as:
+/// admitted for what GRANT is admitted for (tables, sequences), nothing wider.
+fn default_privileges(s: &pg_query::protobuf::AlterDefaultPrivilegesStmt) -> Verdict {
+    match s.action.as_ref() {
+        Some(g)
+            if g.objtype == ObjectType::ObjectTable as i32
+                || g.objtype == ObjectType::ObjectSequence as i32 =>
+        {
+            Ok(())
+        }
+        _ => Err(Forbidden::new(
+            "ALTER DEFAULT PRIVILEGES",
+            "grants privileges on objects other than tables or sequences (schemas, functions, types) to every later one; an engineer manages those",
+        )),
+    }
+}
+
+/// `ALTER TABLE`: never of a system catalog, never a change of owner.
+fn alter_table(s: &pg_query::protobuf::AlterTableStmt) -> Verdict {
+    writable(s.relation.as_ref())?;
+    for cmd in &s.cmds {
+        if let Some(NodeEnum::AlterTableCmd(c)) = &cmd.node
+            && c.subtype == AlterTableType::AtChangeOwner as i32
+        {
+            return Err(Forbidden::new(
+                "OWNER TO",
+                "changes an object's owner (privilege management); objects keep the migration role as owner",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `GRANT`/`REVOKE` on tables and sequences only, never a system catalog.
+fn grant(s: &pg_query::protobuf::GrantStmt) -> Verdict {
+    let object = s.objtype == ObjectType::ObjectTable as i32
+        || s.objtype == ObjectType::ObjectSequence as i32;
+    if !object {
+        return Err(Forbidden::new(
+            if s.is_grant { "GRANT" } else { "REVOKE" },
+            "manages privileges on something other than a table or sequence",
+        ));
+    }
+    s.objects.iter().try_for_each(|o| match &o.node {
+        Some(NodeEnum::RangeVar(r)) => writable(Some(r)),
+        _ => Ok(()),
+    })
+}
+
+/// `CREATE EXTENSION` of a trusted extension only.
+fn create_extension(s: &pg_query::protobuf::CreateExtensionStmt) -> Verdict {
+    if TRUSTED_EXTENSIONS.contains(&s.extname.as_str()) {
+        Ok(())
+    } else {
+        Err(Forbidden::new(
+            format!("CREATE EXTENSION {}", s.extname),
+            "is not a trusted extension: it can run code outside the database",
+        ))
+    }
+}
+
+/// Why a `COPY` is refused: a program or a file on the database server, or a stream drydock
+/// does not carry.
+fn copy(s: &pg_query::protobuf::CopyStmt) -> Forbidden {
+    let (construct, reason) = if s.is_program {
+        ("COPY ... PROGRAM", "runs a program on the database server")
+    } else if !s.filename.is_empty() {
+        (
+            "COPY ... FILE",
+            "reads or writes a file on the database server",
+        )
+    } else {
+        (
+            "COPY",
+            "streams data drydock does not carry; write INSERT ... SELECT",
+        )
+    };
+    Forbidden::new(construct, reason)
 }
 
 /// A statement nested in another (CREATE SCHEMA elements, rule actions, EXPLAIN).
