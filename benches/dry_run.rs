@@ -7,7 +7,8 @@
 //! and ratio ≤ 1.15× at both sizes.
 //!
 //! Run: `DRYDOCK_BENCH_PG=postgres://user:pass@127.0.0.1:5432/postgres cargo bench --bench dry_run`
-//! (`.ci/pg-start` starts a suitable throwaway cluster; `DRYDOCK_BENCH_ROWS=300000,3000000`
+//! (`.ci/pg-start` starts a suitable throwaway cluster; `DRYDOCK_BENCH_ONLY=ADD` runs only the
+//! plans whose name starts so; `DRYDOCK_BENCH_ROWS=300000,3000000`
 //! chooses the sizes). Under `cargo test` it does nothing.
 
 use std::time::Instant;
@@ -142,7 +143,11 @@ async fn bench_size(rows: i64, with_template: bool) {
             vec![],
         ));
     }
+    let only = std::env::var("DRYDOCK_BENCH_ONLY").unwrap_or_default();
     for (what, steps, params, sql) in cases {
+        if !only.is_empty() && !what.starts_with(only.as_str()) {
+            continue;
+        }
         let mut times = Vec::new();
         let mut rehearsed = false;
         for run in 0..RUNS {

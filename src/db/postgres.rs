@@ -199,12 +199,13 @@ pub(super) async fn pinned<T>(
     conn: &mut PgConnection,
     read: impl AsyncFnOnce(&mut PgConnection) -> sqlx::Result<T>,
 ) -> sqlx::Result<T> {
-    let path: String = sqlx::query_scalar("SELECT pg_catalog.current_setting('search_path')")
-        .fetch_one(&mut *conn)
-        .await?;
-    sqlx::raw_sql("SET search_path = pg_catalog, pg_temp")
-        .execute(&mut *conn)
-        .await?;
+    // One round trip: the session's path read, then pinned (a read is a handful of them).
+    let row = sqlx::raw_sql(
+        "SELECT pg_catalog.current_setting('search_path'); SET search_path = pg_catalog, pg_temp",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let path: String = row.try_get(0)?;
     let out = read(&mut *conn).await;
     let restored = sqlx::query("SELECT pg_catalog.set_config('search_path', $1, false)")
         .bind(&path)
