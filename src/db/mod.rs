@@ -351,6 +351,27 @@ pub struct BackfillReport {
     pub health: Health,
 }
 
+impl BackfillReport {
+    /// A backfill of `table` by `key` before any batch: nothing done yet.
+    pub fn of(table: &str, key: &str) -> BackfillReport {
+        BackfillReport {
+            halted: false,
+            table: table.to_string(),
+            key: key.to_string(),
+            rows: 0,
+            batches: 0,
+            lanes: 0,
+            resumed_from: None,
+            final_batch_size: 0,
+            blocked_samples: 0,
+            slowest_batch_ms: 0.0,
+            duration_ms: 0.0,
+            replica_wait_ms: 0.0,
+            health: Health::default(),
+        }
+    }
+}
+
 /// What a backfill sees of the database around it, sampled between batches (PostgreSQL): how
 /// far each streaming replica's replay lags, the oldest open transaction (it holds back vacuum),
 /// and the dead tuples of the table it walks.

@@ -432,26 +432,7 @@ impl Engine {
         for step in reversible.iter().rev() {
             Self::down_in_sandbox(copy, plan, step, "dry-run down").await?;
         }
-        let after_down = comparable(plan, &copy.fingerprint().await?);
-        let verified = reversible
-            .iter()
-            .all(|s| s.down.is_some() || s.backfill.is_some());
-        let was = comparable(plan, &before);
-        if verified && after_down != was {
-            return Err(Error::RollbackUnverified {
-                detail: format!(
-                    "the schema after `down` differs from the schema before `up` ({})",
-                    was.diff(&after_down)
-                ),
-                why: Unverified::Schema,
-            });
-        }
-        if !verified {
-            return Err(Error::RollbackUnverified {
-                detail: "a step has no `down`, so rollback cannot be verified".into(),
-                why: Unverified::NoDown,
-            });
-        }
+        Self::schema_restored(plan, &reversible, &before, &copy.fingerprint().await?)?;
         // Marked: the tables whose marks moved are hashed as `down` left them now, and as they
         // were before `up` at the end, rewound to the savepoint — after `up` again and the final
         // steps, so that no lock `up` holds is let go while it still has work to do here.
@@ -509,6 +490,36 @@ impl Engine {
             rehearsed: false,
             data_moved,
         })
+    }
+
+    /// `Ok` when every reversible step has a way back and the schema after their `down`s is
+    /// the one before their `up`s.
+    fn schema_restored(
+        plan: &Plan,
+        reversible: &[&Step],
+        before: &crate::db::Fingerprint,
+        after_down: &crate::db::Fingerprint,
+    ) -> Result<()> {
+        if !reversible
+            .iter()
+            .all(|s| s.down.is_some() || s.backfill.is_some())
+        {
+            return Err(Error::RollbackUnverified {
+                detail: "a step has no `down`, so rollback cannot be verified".into(),
+                why: Unverified::NoDown,
+            });
+        }
+        let (was, now) = (comparable(plan, before), comparable(plan, after_down));
+        if now != was {
+            return Err(Error::RollbackUnverified {
+                detail: format!(
+                    "the schema after `down` differs from the schema before `up` ({})",
+                    was.diff(&now)
+                ),
+                why: Unverified::Schema,
+            });
+        }
+        Ok(())
     }
 
     /// `Ok` when every table hashed `before` hashes the same `after`; else the rollback is not

@@ -88,33 +88,12 @@ impl Postgres {
         vacuum.finish().await;
         let health = walk.monitor.into_inner().health;
         let mut report = BackfillReport {
-            halted: false,
-            table: spec.table.clone(),
-            key: saved.key_name.clone(),
-            rows: 0,
-            batches: 0,
             lanes: side_by_side as u64,
             resumed_from: (!resumed.is_empty()).then(|| resumed.join(", ")),
-            final_batch_size: 0,
-            blocked_samples: 0,
-            slowest_batch_ms: 0.0,
-            duration_ms: 0.0,
-            replica_wait_ms: 0.0,
             health,
+            ..BackfillReport::of(&spec.table, &saved.key_name)
         };
-        let mut failure = None;
-        for run in runs {
-            let run = run?;
-            report.rows += run.lane.done as u64;
-            report.batches += run.lane.batches as u64;
-            report.final_batch_size = report.final_batch_size.max(run.pace.size as u64);
-            report.blocked_samples += run.blocked;
-            report.slowest_batch_ms = report.slowest_batch_ms.max(run.pace.slowest_ms);
-            report.replica_wait_ms = report.replica_wait_ms.max(run.waited_ms);
-            report.halted |= run.halted;
-            failure = failure.or(run.failure);
-        }
-        if let Some(failure) = failure {
+        if let Some(failure) = add_runs(&mut report, runs)? {
             conn.close().await.ok();
             return Ok(Err(failure));
         }
@@ -771,4 +750,25 @@ async fn finish(
     write_history(&mut *conn, &History::Applied(history.clone()), duration_ms).await?;
     sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
     Ok(())
+}
+
+/// The lanes' runs added up in the backfill's report; the first lane failure, if any (an error
+/// of any lane is the backfill's).
+fn add_runs(
+    report: &mut BackfillReport,
+    runs: Vec<Result<LaneRun>>,
+) -> Result<Option<StepFailure>> {
+    let mut failure = None;
+    for run in runs {
+        let run = run?;
+        report.rows += run.lane.done as u64;
+        report.batches += run.lane.batches as u64;
+        report.final_batch_size = report.final_batch_size.max(run.pace.size as u64);
+        report.blocked_samples += run.blocked;
+        report.slowest_batch_ms = report.slowest_batch_ms.max(run.pace.slowest_ms);
+        report.replica_wait_ms = report.replica_wait_ms.max(run.waited_ms);
+        report.halted |= run.halted;
+        failure = failure.or(run.failure);
+    }
+    Ok(failure)
 }

@@ -240,16 +240,8 @@ impl Sqlite {
         .await
         .map_err(|e| self.err(e))?;
         let total = self.count(&mut conn, &spec.table).await?;
-        // language=SQL
-        let (mut last, mut done, mut batches): (Option<String>, i64, i64) = sqlx::query_as(
-            "SELECT last_key, rows_done, batches FROM _drydock_backfill_progress WHERE plan_id = ? AND step = ?",
-        )
-        .bind(history.plan_id)
-        .bind(step)
-        .fetch_optional(&mut conn)
-        .await
-        .map_err(|e| self.err(e))?
-        .unwrap_or((None, 0, 0));
+        let (mut last, mut done, mut batches) =
+            self.checkpoint(&mut conn, history.plan_id, step).await?;
         let resumed_from = last.clone();
         let range = walk.range();
         // language=SQL
@@ -289,31 +281,13 @@ impl Sqlite {
                 Ok(b) => b,
                 Err(e) => {
                     conn.close().await.ok();
-                    return Ok(Err(StepFailure {
-                        index: (batches + 1) as usize,
-                        sql: format!(
-                            "backfill batch after key {}",
-                            last.as_deref().unwrap_or("(start)")
-                        ),
-                        sqlstate: None,
-                        cause: crate::db::agent_error(&e, &statements[1]),
-                        raised: None,
-                    }));
+                    return Ok(Err(batch_failed(batches, &last, &e, &statements[1])));
                 }
             };
             let Some(hi) = hi else { break };
             let ms = t0.elapsed().as_secs_f64() * 1000.0;
             slowest = slowest.max(ms);
-            // Near 50 ms: the write lock is the whole database's.
-            // An agent's `batch_size` is the most a batch takes.
-            let most = spec.batch_size.map_or(50_000, i64::from).min(50_000);
-            size = if ms < 25.0 {
-                (size * 3 / 2).min(most).max(size.min(most))
-            } else if ms > 100.0 {
-                (size / 2).max(100)
-            } else {
-                size
-            };
+            size = next_size(size, ms, spec.batch_size);
             (last, done, batches) = (Some(hi), done + count, batches + 1);
             progress(done as u64, total.max(done as u64), &Health::default());
             if let Some(p) = spec.pause_ms.filter(|p| *p > 0) {
@@ -327,19 +301,35 @@ impl Sqlite {
         conn.close().await.ok();
         Ok(Ok(BackfillReport {
             halted,
-            table: spec.table.clone(),
-            key: walk.key_name.clone(),
             rows: done as u64,
             batches: batches as u64,
             lanes: 1,
             resumed_from,
             final_batch_size: size as u64,
-            blocked_samples: 0,
             slowest_batch_ms: slowest,
             duration_ms,
-            replica_wait_ms: 0.0,
-            health: Health::default(),
+            ..BackfillReport::of(&spec.table, &walk.key_name)
         }))
+    }
+
+    /// Where an earlier run of this step's backfill stopped: (the last key done, rows done,
+    /// batches done); none at the start.
+    async fn checkpoint(
+        &self,
+        conn: &mut SqliteConnection,
+        plan_id: &str,
+        step: &str,
+    ) -> Result<(Option<String>, i64, i64)> {
+        // language=SQL
+        sqlx::query_as(
+            "SELECT last_key, rows_done, batches FROM _drydock_backfill_progress WHERE plan_id = ? AND step = ?",
+        )
+        .bind(plan_id)
+        .bind(step)
+        .fetch_optional(conn)
+        .await
+        .map_err(|e| self.err(e))
+        .map(|row| row.unwrap_or((None, 0, 0)))
     }
 
     /// One batch in one `BEGIN IMMEDIATE` transaction: its bound, its save, its change and its
@@ -491,5 +481,33 @@ impl Sqlite {
             .map_err(|e| self.err(e));
         conn.close().await.ok();
         out
+    }
+}
+
+/// The next batch's size: near 50 ms a batch, for the write lock is the whole database's; an
+/// agent's `batch_size` is the most a batch takes.
+fn next_size(size: i64, ms: f64, batch_size: Option<u32>) -> i64 {
+    let most = batch_size.map_or(50_000, i64::from).min(50_000);
+    if ms < 25.0 {
+        (size * 3 / 2).min(most).max(size.min(most))
+    } else if ms > 100.0 {
+        (size / 2).max(100)
+    } else {
+        size
+    }
+}
+
+/// A batch's failure as the step's: which batch, after which key, and what the database said
+/// of the change (as an agent may read it).
+fn batch_failed(batches: i64, last: &Option<String>, e: &sqlx::Error, change: &str) -> StepFailure {
+    StepFailure {
+        index: (batches + 1) as usize,
+        sql: format!(
+            "backfill batch after key {}",
+            last.as_deref().unwrap_or("(start)")
+        ),
+        sqlstate: None,
+        cause: crate::db::agent_error(e, change),
+        raised: None,
     }
 }
