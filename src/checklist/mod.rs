@@ -21,6 +21,18 @@ pub enum ItemState {
     Waived,
 }
 
+impl ItemState {
+    /// Its wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemState::Pending => "pending",
+            ItemState::Passed => "passed",
+            ItemState::Failed => "failed",
+            ItemState::Waived => "waived",
+        }
+    }
+}
+
 /// The checklist's items (spec §4), matched exhaustively: a misspelt item cannot switch a gate
 /// off. On the wire they are the kebab-case names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -477,4 +489,17 @@ fn staging_tested_passed(i: &ChecklistItem) -> bool {
 /// The items that block `apply`, by name.
 pub fn unmet(items: &[ChecklistItem]) -> Vec<&ChecklistItem> {
     items.iter().filter(|i| i.required && !i.holds()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_states_name_is_its_wire_name() {
+        use ItemState::*;
+        for state in [Pending, Passed, Failed, Waived] {
+            assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
+        }
+    }
 }

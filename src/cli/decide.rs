@@ -52,31 +52,7 @@ pub(super) async fn decide(engine: &Engine, command: Command) -> anyhow::Result<
             reason,
             by,
             format,
-        } => {
-            let who = person::decider(engine, &plan_id, by.as_deref(), "waive")
-                .await
-                .map_err(refused)?;
-            let s = engine
-                .waive(&plan_id, &who, &reason)
-                .await
-                .map_err(refused)?;
-            let checklist = s
-                .checklist
-                .iter()
-                .find(|i| i.item == crate::checklist::Item::StagingTested)
-                .map(|i| i.shown().state)
-                .unwrap_or_default();
-            emit(
-                format,
-                || {
-                    format!(
-                        "{} waived staging for hotfix {}: {reason}; staging-tested is {checklist}; status {}",
-                        who.name, s.plan_id, s.status
-                    )
-                },
-                || serde_json::json!({"by": who.name, "plan": s}),
-            );
-        }
+        } => waive(engine, &plan_id, &reason, by.as_deref(), format).await?,
         Command::Release {
             plan_id,
             step,
@@ -105,6 +81,37 @@ pub(super) async fn decide(engine: &Engine, command: Command) -> anyhow::Result<
         }
         _ => unreachable!("`run` sends only decisions here"),
     }
+    Ok(())
+}
+
+/// A staging waiver for a hotfix, by a person, with the reason.
+async fn waive(
+    engine: &Engine,
+    plan_id: &str,
+    reason: &str,
+    by: Option<&str>,
+    format: Format,
+) -> anyhow::Result<()> {
+    let who = person::decider(engine, plan_id, by, "waive")
+        .await
+        .map_err(refused)?;
+    let s = engine.waive(plan_id, &who, reason).await.map_err(refused)?;
+    let checklist = s
+        .checklist
+        .iter()
+        .find(|i| i.item == crate::checklist::Item::StagingTested)
+        .map(|i| i.shown().state)
+        .unwrap_or_default();
+    emit(
+        format,
+        || {
+            format!(
+                "{} waived staging for hotfix {}: {reason}; staging-tested is {checklist}; status {}",
+                who.name, s.plan_id, s.status
+            )
+        },
+        || serde_json::json!({"by": who.name, "plan": s}),
+    );
     Ok(())
 }
 

@@ -515,63 +515,19 @@ impl Sqlite {
                 .filter(|(t, page)| after.get(*t).is_some_and(|p| p != *page))
                 .map(|(t, _)| t.clone())
                 .collect();
-            let writes = !sql
-                .trim_start()
-                .get(..6)
-                .is_some_and(|w| w.eq_ignore_ascii_case("select"));
-            let run = StatementRun {
-                step: step.to_string(),
-                index: i + 1,
-                sql: sql.clone(),
-                duration_ms,
-                locks: if writes {
-                    vec![LockObservation {
-                        relation: "database".into(),
-                        mode: crate::sql::LockMode::DatabaseWrite,
-                        acquired: true,
-                        kind: None,
-                    }]
-                } else {
-                    vec![]
-                },
-                rewritten,
-                scanned: vec![],
-                scanned_partitions_of: vec![],
-                note: None,
-            };
+            let run = statement_run(step, i + 1, sql, duration_ms, rewritten);
             on_statement(&run);
             runs.push(run);
         }
         let total_ms = started.elapsed().as_secs_f64() * 1000.0;
-        if rebuild {
-            // language=SQL
-            let broken: Vec<(String, Option<i64>, String)> = sqlx::query_as(
-                "SELECT \"table\", rowid, parent FROM pragma_foreign_key_check LIMIT 5",
-            )
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(|e| self.err(e))?;
-            if !broken.is_empty() {
-                drop(tx);
-                conn.close().await.ok();
-                return Ok(Err(StepFailure {
-                    index: statements.len(),
-                    sql: "PRAGMA foreign_key_check".into(),
-                    sqlstate: None,
-                    raised: None,
-                    cause: format!(
-                        "the step leaves rows whose foreign keys point at nothing: {}",
-                        broken
-                            .iter()
-                            .map(|(t, id, parent)| format!(
-                                "{t} row {} -> {parent}",
-                                id.map(|i| i.to_string()).unwrap_or_else(|| "?".into())
-                            ))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                }));
-            }
+        if rebuild
+            && let Some(failure) = foreign_keys_broken(&mut tx, statements.len())
+                .await
+                .map_err(|e| self.err(e))?
+        {
+            drop(tx);
+            conn.close().await.ok();
+            return Ok(Err(failure));
         }
         if let Some(h) = history {
             write_history(&mut tx, &h, total_ms)
@@ -630,6 +586,74 @@ impl Sqlite {
             })
             .collect())
     }
+}
+
+/// What a statement did on SQLite: its time, the database write lock unless it only read, and
+/// the tables it rewrote (their root pages moved).
+fn statement_run(
+    step: &str,
+    index: usize,
+    sql: &str,
+    duration_ms: f64,
+    rewritten: Vec<String>,
+) -> StatementRun {
+    let writes = !sql
+        .trim_start()
+        .get(..6)
+        .is_some_and(|w| w.eq_ignore_ascii_case("select"));
+    StatementRun {
+        step: step.to_string(),
+        index,
+        sql: sql.to_string(),
+        duration_ms,
+        locks: if writes {
+            vec![LockObservation {
+                relation: "database".into(),
+                mode: crate::sql::LockMode::DatabaseWrite,
+                acquired: true,
+                kind: None,
+            }]
+        } else {
+            vec![]
+        },
+        rewritten,
+        scanned: vec![],
+        scanned_partitions_of: vec![],
+        note: None,
+    }
+}
+
+/// A table rebuild's foreign keys checked before it commits: the step's failure (as its last
+/// statement's) when rows point at nothing.
+async fn foreign_keys_broken(
+    conn: &mut SqliteConnection,
+    index: usize,
+) -> sqlx::Result<Option<StepFailure>> {
+    // language=SQL
+    let broken: Vec<(String, Option<i64>, String)> =
+        sqlx::query_as("SELECT \"table\", rowid, parent FROM pragma_foreign_key_check LIMIT 5")
+            .fetch_all(conn)
+            .await?;
+    if broken.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(StepFailure {
+        index,
+        sql: "PRAGMA foreign_key_check".into(),
+        sqlstate: None,
+        raised: None,
+        cause: format!(
+            "the step leaves rows whose foreign keys point at nothing: {}",
+            broken
+                .iter()
+                .map(|(t, id, parent)| format!(
+                    "{t} row {} -> {parent}",
+                    id.map(|i| i.to_string()).unwrap_or_else(|| "?".into())
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }))
 }
 
 async fn root_pages(conn: &mut SqliteConnection) -> sqlx::Result<BTreeMap<String, i64>> {

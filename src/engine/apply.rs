@@ -489,67 +489,9 @@ impl Engine {
             by: &agent.name,
         };
         if let Some(spec) = &step.backfill {
-            // The rows count on from the units done before this step; the estimate joins the
-            // plan's total until the backfill's real count replaces it.
-            let (base, planned) = (*done, *total);
-            let mut tick = |rows: u64, estimate: u64, health: &crate::db::Health| {
-                if let Some(tx) = progress {
-                    let around = health.summary();
-                    let _ = tx.send(Progress {
-                        done: base + rows,
-                        total: planned + estimate.max(rows),
-                        message: format!(
-                            "step `{name}`: {rows} of ~{estimate} rows backfilled{}",
-                            if around.is_empty() {
-                                String::new()
-                            } else {
-                                format!("; {around}")
-                            }
-                        ),
-                        health: Some(health.clone()),
-                    });
-                }
-            };
-            let columns = overwritten(spec)?;
-            // The engineer's brake lives in the state store (a pause from another process, or
-            // from before a restart, holds too); it is read a few times a second.
-            let paused_now = matches!(self.store.paused(&plan.id).await, Ok(Some(_)));
-            let pause = Arc::new(std::sync::atomic::AtomicBool::new(paused_now));
-            let watch = {
-                let (store, id, pause) = (self.store.clone(), plan.id.clone(), pause.clone());
-                tokio::spawn(async move {
-                    loop {
-                        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-                        let now = matches!(store.paused(&id).await, Ok(Some(_)));
-                        pause.store(now, std::sync::atomic::Ordering::SeqCst);
-                    }
-                })
-            };
-            let result = target
-                .backfill(
-                    name,
-                    spec,
-                    &columns,
-                    &row,
-                    &self.config.policy,
-                    crate::db::Control {
-                        progress: &mut tick,
-                        halt: &self.halt,
-                        pause: &pause,
-                    },
-                )
+            return self
+                .run_backfill(at, target, spec, &row, progress, (done, total))
                 .await;
-            watch.abort();
-            let result = result?;
-            if let Ok(report) = &result {
-                *done = base + report.rows;
-                *total = planned + report.rows;
-            }
-            return Ok(match result {
-                Ok(report) if report.halted => StepOutcome::Halted(report),
-                Ok(report) => StepOutcome::Backfilled(report),
-                Err(failure) => StepOutcome::Failed(failure, None),
-            });
         }
         let stmts = Self::stmts(name, step.up.as_deref())?;
         let mut tick = |r: &StatementRun| {
@@ -580,6 +522,80 @@ impl Engine {
         })
     }
 
+    /// A backfill step: its batches, paced and paused as the engineer says, with progress.
+    async fn run_backfill(
+        &self,
+        at: &At<'_>,
+        target: &Target,
+        spec: &crate::plan::Backfill,
+        row: &HistoryRow<'_>,
+        progress: &Option<UnboundedSender<Progress>>,
+        (done, total): (&mut u64, &mut u64),
+    ) -> Result<StepOutcome> {
+        let (plan, name) = (at.plan, at.name);
+        // The rows count on from the units done before this step; the estimate joins the
+        // plan's total until the backfill's real count replaces it.
+        let (base, planned) = (*done, *total);
+        let mut tick = |rows: u64, estimate: u64, health: &crate::db::Health| {
+            if let Some(tx) = progress {
+                let around = health.summary();
+                let _ = tx.send(Progress {
+                    done: base + rows,
+                    total: planned + estimate.max(rows),
+                    message: format!(
+                        "step `{name}`: {rows} of ~{estimate} rows backfilled{}",
+                        if around.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; {around}")
+                        }
+                    ),
+                    health: Some(health.clone()),
+                });
+            }
+        };
+        let columns = overwritten(spec)?;
+        // The engineer's brake lives in the state store (a pause from another process, or
+        // from before a restart, holds too); it is read a few times a second.
+        let paused_now = matches!(self.store.paused(&plan.id).await, Ok(Some(_)));
+        let pause = Arc::new(std::sync::atomic::AtomicBool::new(paused_now));
+        let watch = {
+            let (store, id, pause) = (self.store.clone(), plan.id.clone(), pause.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                    let now = matches!(store.paused(&id).await, Ok(Some(_)));
+                    pause.store(now, std::sync::atomic::Ordering::SeqCst);
+                }
+            })
+        };
+        let result = target
+            .backfill(
+                name,
+                spec,
+                &columns,
+                row,
+                &self.config.policy,
+                crate::db::Control {
+                    progress: &mut tick,
+                    halt: &self.halt,
+                    pause: &pause,
+                },
+            )
+            .await;
+        watch.abort();
+        let result = result?;
+        if let Ok(report) = &result {
+            *done = base + report.rows;
+            *total = planned + report.rows;
+        }
+        Ok(match result {
+            Ok(report) if report.halted => StepOutcome::Halted(report),
+            Ok(report) => StepOutcome::Backfilled(report),
+            Err(failure) => StepOutcome::Failed(failure, None),
+        })
+    }
+
     /// Records a step's run: applied (with what it did), or failed (the plan back to where the
     /// apply started when nothing of it reached the target) — and the failure as the error.
     async fn record_step(
@@ -589,7 +605,7 @@ impl Engine {
         duration_ms: f64,
         ran: &mut StepsRun,
     ) -> Result<()> {
-        let (plan, name, agent, started_at) = (at.plan, at.name, at.agent, at.started_at);
+        let (plan, name, agent) = (at.plan, at.name, at.agent);
         let (detail, audit) = match outcome {
             StepOutcome::Halted(report) => {
                 // Nothing to record but the stop: the step stays `applying` with its checkpoint
@@ -630,38 +646,9 @@ impl Engine {
                 (detail, json!({"step": name}))
             }
             StepOutcome::Failed(failure, watch) => {
-                let err = Self::sql_failed(plan, &plan.target, "apply", name, failure);
-                let back = if at.first {
-                    plan.status
-                } else {
-                    Status::Applying
-                };
-                let mut detail = RunDetail::failed(Some(name), &err);
-                if let Some(watch) = watch {
-                    detail = detail.with("watcher", &watch);
-                }
-                self.store
-                    .commit(Change {
-                        plan_id: &plan.id,
-                        status: Some((&[], back)),
-                        run: Some(NewRun {
-                            kind: RunKind::Apply,
-                            target: &plan.target,
-                            checksum: &plan.checksum,
-                            ok: false,
-                            started_at,
-                            duration_ms,
-                            detail,
-                        }),
-                        audit: Audit::new(
-                            agent,
-                            "apply-failed",
-                            json!({"step": name, "error": err.to_string()}),
-                        ),
-                        ..Change::default()
-                    })
-                    .await?;
-                return Err(err);
+                return Err(self
+                    .record_failed_step(&at, failure, watch, duration_ms)
+                    .await?);
             }
         };
         self.store
@@ -672,7 +659,7 @@ impl Engine {
                     target: &plan.target,
                     checksum: &plan.checksum,
                     ok: true,
-                    started_at,
+                    started_at: at.started_at,
                     duration_ms,
                     detail,
                 }),
@@ -683,6 +670,50 @@ impl Engine {
             .await?;
         ran.applied.push(name.to_string());
         Ok(())
+    }
+
+    /// A step that failed: the plan back to where the apply started when nothing of it reached
+    /// the target (the first step), the run and the audit; the failure as the error.
+    async fn record_failed_step(
+        &self,
+        at: &At<'_>,
+        failure: StepFailure,
+        watch: Option<crate::db::WatchReport>,
+        duration_ms: f64,
+    ) -> Result<Error> {
+        let (plan, name, agent) = (at.plan, at.name, at.agent);
+        let err = Self::sql_failed(plan, &plan.target, "apply", name, failure);
+        let back = if at.first {
+            plan.status
+        } else {
+            Status::Applying
+        };
+        let mut detail = RunDetail::failed(Some(name), &err);
+        if let Some(watch) = watch {
+            detail = detail.with("watcher", &watch);
+        }
+        self.store
+            .commit(Change {
+                plan_id: &plan.id,
+                status: Some((&[], back)),
+                run: Some(NewRun {
+                    kind: RunKind::Apply,
+                    target: &plan.target,
+                    checksum: &plan.checksum,
+                    ok: false,
+                    started_at: at.started_at.clone(),
+                    duration_ms,
+                    detail,
+                }),
+                audit: Audit::new(
+                    agent,
+                    "apply-failed",
+                    json!({"step": name, "error": err.to_string()}),
+                ),
+                ..Change::default()
+            })
+            .await?;
+        Ok(err)
     }
 
     pub(super) fn gate_open(&self, step: &Step, previous_applied_at: Option<&str>) -> bool {

@@ -123,42 +123,7 @@ impl Engine {
             .into_iter()
             .collect();
         let files = export::scan(&to.dir, to.format)?;
-        // New versions come after everything the folder and the history hold.
-        let highest_file = files
-            .iter()
-            .filter_map(|f| f.version.split('.').next()?.parse::<i64>().ok())
-            .max();
-        let highest_history = history
-            .iter()
-            .filter_map(|h| {
-                // Another plan's step may span several versions too; its next plan's export
-                // starts after the folder's files, which hold them.
-                let span = match h.plan_id == plan.id {
-                    true => parts.get(&h.step).copied().unwrap_or(1).max(1),
-                    false => 1,
-                };
-                Some(h.version? + span as i64 - 1)
-            })
-            .max();
-        let mut next =
-            export::next_version(crate::clock::now_unix(), highest_file.max(highest_history));
-        let mut first_versions = BTreeMap::new();
-        let mut new_versions = Vec::new();
-        for name in plan.step_names() {
-            let Some(h) = mine.iter().find(|h| h.step == name) else {
-                continue;
-            };
-            let version = match h.version {
-                Some(v) => v,
-                None => {
-                    let v = next;
-                    next += parts.get(&name).copied().unwrap_or(1).max(1) as i64;
-                    new_versions.push((plan.id.clone(), name.clone(), v));
-                    v
-                }
-            };
-            first_versions.insert(name, version);
-        }
+        let (first_versions, new_versions) = versions(plan, &history, &mine, &parts, &files);
         let migrations = export::migrations(plan, to.format, &first_versions)?;
         // Nothing written yet: every conflict is found before anything changes.
         let mut plan_files = Vec::new();
@@ -476,6 +441,58 @@ pub(super) fn exported_versions(
         .filter(|h| h.plan_id == plan_id && h.applied)
         .filter_map(|h| Some((h.step.clone(), h.version?)))
         .collect()
+}
+
+/// A version given to a step by an export: (plan, step, version).
+type NewVersion = (String, String, i64);
+
+/// The first version of each applied step of `plan`: the one its history row holds, or a new
+/// one after everything the folder and the history hold (a step of several parts takes as many).
+/// Returns those, and the new ones to record in the history (plan, step, version).
+fn versions(
+    plan: &Plan,
+    history: &[HistoryVersion],
+    mine: &[&HistoryVersion],
+    parts: &BTreeMap<String, usize>,
+    files: &[FolderFile],
+) -> (BTreeMap<String, i64>, Vec<NewVersion>) {
+    // New versions come after everything the folder and the history hold.
+    let highest_file = files
+        .iter()
+        .filter_map(|f| f.version.split('.').next()?.parse::<i64>().ok())
+        .max();
+    let highest_history = history
+        .iter()
+        .filter_map(|h| {
+            // Another plan's step may span several versions too; its next plan's export
+            // starts after the folder's files, which hold them.
+            let span = match h.plan_id == plan.id {
+                true => parts.get(&h.step).copied().unwrap_or(1).max(1),
+                false => 1,
+            };
+            Some(h.version? + span as i64 - 1)
+        })
+        .max();
+    let mut next =
+        export::next_version(crate::clock::now_unix(), highest_file.max(highest_history));
+    let mut first_versions = BTreeMap::new();
+    let mut new_versions = Vec::new();
+    for name in plan.step_names() {
+        let Some(h) = mine.iter().find(|h| h.step == name) else {
+            continue;
+        };
+        let version = match h.version {
+            Some(v) => v,
+            None => {
+                let v = next;
+                next += parts.get(&name).copied().unwrap_or(1).max(1) as i64;
+                new_versions.push((plan.id.clone(), name.clone(), v));
+                v
+            }
+        };
+        first_versions.insert(name, version);
+    }
+    (first_versions, new_versions)
 }
 
 /// Whether `f` may be written: a file of the same version must be this very file (the same

@@ -8,6 +8,7 @@ mod apply;
 mod brief;
 mod decisions;
 mod dry_run;
+mod exercise;
 mod export;
 mod fit;
 mod identity;

@@ -37,16 +37,8 @@ impl Engine {
             (None, None) => (vec![], vec![]),
         };
         checks.extend(req.checks);
-        if self.config.group(&req.target).is_some()
-            && let Some(step) = steps.iter().find(|s| s.gate.is_some())
-        {
-            return Err(Error::invalid(
-                Part::Step,
-                format!(
-                    "step `{}` has a gate, and a rollout to a group does not stop at gates: roll out each phase as its own plan",
-                    step.name.as_deref().unwrap_or("step")
-                ),
-            ));
+        if self.config.group(&req.target).is_some() {
+            super::rollout::refuse_gates(&steps)?;
         }
         let body = match Body::new(&req.target, steps, checks) {
             Ok(b) => Body {

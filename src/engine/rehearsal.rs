@@ -19,7 +19,7 @@ pub(super) struct Rehearsed {
     /// The schema before and after `up`, and per statement of each step it ran (final steps
     /// are not rehearsed: they have no `down`); with the probes and checks when it ran the
     /// whole dry-run.
-    pub exercised: super::dry_run::Exercised,
+    pub exercised: super::exercise::Exercised,
     /// Sequences its committed steps moved, and whether drydock put each back.
     pub sequences: Vec<SequenceMove>,
 }
@@ -98,7 +98,7 @@ impl Engine {
         session: &mut Sandbox,
         whole: bool,
         written: Option<&[String]>,
-    ) -> Result<super::dry_run::Exercised> {
+    ) -> Result<super::exercise::Exercised> {
         let before = session.fingerprint().await?;
         let touched = plan.existing_tables();
         let hashed: Vec<String> = match written {
@@ -146,15 +146,7 @@ impl Engine {
                     };
                     let undone =
                         Self::undo(session, plan, partly.then_some(step), &done, &was).await;
-                    return Err(match undone {
-                        Ok(()) => failed,
-                        Err(left) => Error::RollbackUnverified {
-                            detail: format!("{failed}; and then {left}"),
-                            why: Unverified::After {
-                                lesson: failed.lesson(),
-                            },
-                        },
-                    });
+                    return Err(failed_then(failed, undone));
                 }
             }
         }
@@ -172,15 +164,8 @@ impl Engine {
             }
             .await;
             if let Err(failed) = judged {
-                return Err(match Self::undo(session, plan, None, &done, &was).await {
-                    Ok(()) => failed,
-                    Err(left) => Error::RollbackUnverified {
-                        detail: format!("{failed}; and then {left}"),
-                        why: Unverified::After {
-                            lesson: failed.lesson(),
-                        },
-                    },
-                });
+                let undone = Self::undo(session, plan, None, &done, &was).await;
+                return Err(failed_then(failed, undone));
             }
         }
         let after_up = session.fingerprint().await?;
@@ -190,7 +175,7 @@ impl Engine {
                 detail: left,
                 why: Unverified::Schema,
             })?;
-        Ok(super::dry_run::Exercised {
+        Ok(super::exercise::Exercised {
             before,
             after_up,
             reversible_statements: statements.len(),
@@ -374,4 +359,18 @@ struct Was<'a> {
     /// Every touched table's marks (PostgreSQL).
     marks: Option<&'a crate::db::marks::DataMarks>,
     tables: &'a [String],
+}
+
+/// A rehearsal's failure, after its committed steps were taken back: the failure itself when
+/// they were; when something was left, the rollback unverified, with the failure's lesson.
+fn failed_then(failed: Error, undone: std::result::Result<(), String>) -> Error {
+    match undone {
+        Ok(()) => failed,
+        Err(left) => Error::RollbackUnverified {
+            detail: format!("{failed}; and then {left}"),
+            why: Unverified::After {
+                lesson: failed.lesson(),
+            },
+        },
+    }
 }

@@ -499,6 +499,34 @@ impl StatusReport {
                 ));
             }
         }
+        md.push_str(&self.hazards_markdown());
+        md.push_str(&self.checklist_markdown());
+        md.push_str(&self.runs_markdown());
+        if !self.approvals.is_empty() {
+            md.push_str("\n## Decisions\n");
+            for a in &self.approvals {
+                md.push_str(&format!(
+                    "- {} by {} at {}{}\n",
+                    a.decision,
+                    a.by,
+                    a.at,
+                    a.reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                ));
+            }
+        }
+        md.push_str("\n## Next steps\n");
+        for n in &self.next_steps {
+            md.push_str(&format!("- {n}\n"));
+        }
+        md
+    }
+
+    /// The analysis' hazards, each with its fix.
+    fn hazards_markdown(&self) -> String {
+        let mut md = String::new();
         md.push_str("\n## Hazards\n");
         let hazards = &self.analysis.analysis.hazards;
         if hazards.is_empty() {
@@ -514,12 +542,15 @@ impl StatusReport {
                 h.fix
             ));
         }
+        md
+    }
+
+    /// The checklist, item by item with its evidence; a fleet's members.
+    fn checklist_markdown(&self) -> String {
+        let mut md = String::new();
         md.push_str("\n## Checklist\n");
         for i in &self.checklist {
-            let state = serde_json::to_value(i.state)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default();
+            let state = i.state.as_str();
             md.push_str(&format!(
                 "- [{}] **{}** — {}{}\n",
                 if i.holds() { "x" } else { " " },
@@ -545,26 +576,6 @@ impl StatusReport {
                         .unwrap_or_default()
                 ));
             }
-        }
-        md.push_str(&self.runs_markdown());
-        if !self.approvals.is_empty() {
-            md.push_str("\n## Decisions\n");
-            for a in &self.approvals {
-                md.push_str(&format!(
-                    "- {} by {} at {}{}\n",
-                    a.decision,
-                    a.by,
-                    a.at,
-                    a.reason
-                        .as_deref()
-                        .map(|r| format!(": {r}"))
-                        .unwrap_or_default()
-                ));
-            }
-        }
-        md.push_str("\n## Next steps\n");
-        for n in &self.next_steps {
-            md.push_str(&format!("- {n}\n"));
         }
         md
     }

@@ -87,13 +87,7 @@ impl Engine {
             }
             rolled_back.push(row.name.clone());
         }
-        let after = comparable(plan, &target.fingerprint().await?);
-        let before = before.map(|b| comparable(plan, &b));
-        let (verified, detail) = match &before {
-            Some(b) if *b == after => (true, "the schema equals the pre-apply schema".to_string()),
-            Some(b) => (false, b.diff(&after)),
-            None => (false, "no pre-apply fingerprint was recorded".to_string()),
-        };
+        let (verified, detail) = schema_back(plan, before, &target.fingerprint().await?);
         let run = NewRun {
             kind: RunKind::Rollback,
             target: &plan.target,
@@ -341,38 +335,9 @@ impl Engine {
             if matches!(m.state, MemberState::Pending | MemberState::RolledBack) {
                 continue;
             }
-            let cfg = self.config.target(&m.target)?;
-            let target = self.open_config(cfg).await?;
-            admit(plan, &target).await?;
-            let lock = target.lock().await?;
-            let undone = self.undo_member(plan, &target).await;
-            let after = target.fingerprint().await;
-            lock.release().await;
-            undone?;
-            let after = after?;
-            let before = runs
-                .iter()
-                .rev()
-                .find(|r| r.kind == RunKind::PreApply && r.target == m.target)
-                .and_then(|r| r.detail.fingerprint_before_lines.clone())
-                .map(crate::db::Fingerprint::from_lines);
-            match before {
-                Some(b) if b == after => {}
-                Some(b) => differ.push(format!("{}: {}", m.target, b.diff(&after))),
-                None => differ.push(format!("{}: no pre-apply schema was recorded", m.target)),
+            if let Some(d) = self.roll_back_member(plan, m, &runs, reason, agent).await? {
+                differ.push(d);
             }
-            self.store
-                .commit(Change {
-                    plan_id: &plan.id,
-                    member: Some((&m.target, MemberState::RolledBack, None)),
-                    audit: Audit::new(
-                        agent,
-                        "member-rolled-back",
-                        json!({"member": m.target, "reason": reason}),
-                    ),
-                    ..Change::default()
-                })
-                .await?;
             reversed.push(m.target.clone());
         }
         self.store
@@ -419,6 +384,66 @@ impl Engine {
             staging_sync,
             unexported: None,
         })
+    }
+
+    /// One member's rollback under its migration lock, recorded; how its schema differs from
+    /// the one recorded before its apply, if it does.
+    async fn roll_back_member(
+        &self,
+        plan: &Plan,
+        m: &crate::store::MemberRow,
+        runs: &[crate::store::RunRow],
+        reason: &str,
+        agent: &Principal,
+    ) -> Result<Option<String>> {
+        let cfg = self.config.target(&m.target)?;
+        let target = self.open_config(cfg).await?;
+        admit(plan, &target).await?;
+        let lock = target.lock().await?;
+        let undone = self.undo_member(plan, &target).await;
+        let after = target.fingerprint().await;
+        lock.release().await;
+        undone?;
+        let after = after?;
+        let before = runs
+            .iter()
+            .rev()
+            .find(|r| r.kind == RunKind::PreApply && r.target == m.target)
+            .and_then(|r| r.detail.fingerprint_before_lines.clone())
+            .map(crate::db::Fingerprint::from_lines);
+        let differs = match before {
+            Some(b) if b == after => None,
+            Some(b) => Some(format!("{}: {}", m.target, b.diff(&after))),
+            None => Some(format!("{}: no pre-apply schema was recorded", m.target)),
+        };
+        self.store
+            .commit(Change {
+                plan_id: &plan.id,
+                member: Some((&m.target, MemberState::RolledBack, None)),
+                audit: Audit::new(
+                    agent,
+                    "member-rolled-back",
+                    json!({"member": m.target, "reason": reason}),
+                ),
+                ..Change::default()
+            })
+            .await?;
+        Ok(differs)
+    }
+}
+
+/// Whether the schema after a rollback is the one recorded before the apply, and how it
+/// differs when it is not.
+fn schema_back(
+    plan: &Plan,
+    before: Option<crate::db::Fingerprint>,
+    after: &crate::db::Fingerprint,
+) -> (bool, String) {
+    let after = comparable(plan, after);
+    match before.map(|b| comparable(plan, &b)) {
+        Some(b) if b == after => (true, "the schema equals the pre-apply schema".to_string()),
+        Some(b) => (false, b.diff(&after)),
+        None => (false, "no pre-apply fingerprint was recorded".to_string()),
     }
 }
 

@@ -37,6 +37,20 @@ struct WaveEnd {
     halted: bool,
 }
 
+/// A rollout to a group does not stop at gates: a plan for one with a gated step is refused.
+pub(super) fn refuse_gates(steps: &[Step]) -> Result<()> {
+    match steps.iter().find(|s| s.gate.is_some()) {
+        Some(step) => Err(Error::invalid(
+            Part::Step,
+            format!(
+                "step `{}` has a gate, and a rollout to a group does not stop at gates: roll out each phase as its own plan",
+                step.name.as_deref().unwrap_or("step")
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 impl Engine {
     /// Applies a group plan wave by wave (see the module's documentation).
     pub(super) async fn rollout(
@@ -46,15 +60,7 @@ impl Engine {
         agent: &Principal,
         progress: Option<UnboundedSender<Progress>>,
     ) -> Result<ApplyReport> {
-        if let Some(step) = plan.steps().iter().find(|s| s.gate.is_some()) {
-            return Err(Error::invalid(
-                Part::Step,
-                format!(
-                    "step `{}` has a gate, and a rollout to a group does not stop at gates: roll out each phase as its own plan",
-                    step.name.as_deref().unwrap_or("step")
-                ),
-            ));
-        }
+        refuse_gates(plan.steps())?;
         let states = self.start_rollout(plan, group, agent).await?;
         let total = states.len() as u64;
         let done = Arc::new(AtomicU64::new(
@@ -80,24 +86,7 @@ impl Engine {
                 )
                 .await;
             if let Some((member, err)) = end.failed {
-                self.store
-                    .commit(Change {
-                        plan_id: &plan.id,
-                        status: Some((&[Status::Applying], Status::Halted)),
-                        audit: Audit::new(
-                            agent,
-                            "rollout-halted",
-                            json!({"member": member, "wave": wave, "error": err.to_string()}),
-                        ),
-                        ..Change::default()
-                    })
-                    .await?;
-                return Err(Error::RolloutHalted {
-                    plan: plan.id.clone(),
-                    member,
-                    wave,
-                    cause: err.to_string(),
-                });
+                return Err(self.halt_rollout(&plan, agent, member, wave, err).await?);
             }
             if end.halted {
                 let fresh = self.store.plan(&plan.id).await?;
@@ -146,6 +135,36 @@ impl Engine {
         );
         report.staging_sync = staging_sync;
         Ok(report)
+    }
+
+    /// A member failed: the plan is halted (audited with the member, its wave and the error),
+    /// and the refusal says so.
+    async fn halt_rollout(
+        &self,
+        plan: &Plan,
+        agent: &Principal,
+        member: String,
+        wave: usize,
+        err: Error,
+    ) -> Result<Error> {
+        self.store
+            .commit(Change {
+                plan_id: &plan.id,
+                status: Some((&[Status::Applying], Status::Halted)),
+                audit: Audit::new(
+                    agent,
+                    "rollout-halted",
+                    json!({"member": member, "wave": wave, "error": err.to_string()}),
+                ),
+                ..Change::default()
+            })
+            .await?;
+        Ok(Error::RolloutHalted {
+            plan: plan.id.clone(),
+            member,
+            wave,
+            cause: err.to_string(),
+        })
     }
 
     /// Records the members (a resumed rollout keeps their states) and moves the plan to

@@ -439,37 +439,10 @@ impl Store {
     pub async fn commit(&self, change: Change<'_>) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         let now = now();
-        if let Some((from, to)) = change.status {
-            // The expected statuses are tested by the UPDATE itself: a read then a write would
-            // let two servers on PostgreSQL (READ COMMITTED) both see `approved` and both move
-            // the plan; the row's lock makes the second UPDATE see the first's result.
-            let expected: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 4)).collect();
-            let sql = if from.is_empty() {
-                "UPDATE plans SET status = $1, updated_at = $2 WHERE id = $3".to_string()
-            } else {
-                format!(
-                    "UPDATE plans SET status = $1, updated_at = $2 WHERE id = $3 AND status IN ({})",
-                    expected.join(", ")
-                )
-            };
-            let mut update = sqlx::query(AssertSqlSafe(sql))
-                .bind(to.as_str())
-                .bind(&now)
-                .bind(change.plan_id);
-            for s in from {
-                update = update.bind(s.as_str());
-            }
-            if update.execute(&mut *tx).await?.rows_affected() == 0 {
-                let exists: Option<String> =
-                    sqlx::query_scalar("SELECT id FROM plans WHERE id = $1")
-                        .bind(change.plan_id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                return match exists {
-                    None => Err(StoreError::UnknownPlan(change.plan_id.to_string())),
-                    Some(_) => Ok(false),
-                };
-            }
+        if let Some((from, to)) = change.status
+            && !moved(&mut tx, change.plan_id, from, to, &now).await?
+        {
+            return Ok(false);
         }
         if let Some(run) = &change.run {
             // language=SQL
@@ -599,6 +572,46 @@ fn url_path(file: &Path) -> String {
         }
     }
     out
+}
+
+/// Moves a plan to `to` when it is in one of `from` (any status when `from` is empty); `false`
+/// when another caller moved it first. The expected statuses are tested by the UPDATE itself: a
+/// read then a write would let two servers on PostgreSQL (READ COMMITTED) both see `approved`
+/// and both move the plan; the row's lock makes the second UPDATE see the first's result.
+async fn moved(
+    conn: &mut AnyConnection,
+    plan_id: &str,
+    from: &[Status],
+    to: Status,
+    now: &str,
+) -> Result<bool> {
+    let expected: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 4)).collect();
+    let sql = if from.is_empty() {
+        "UPDATE plans SET status = $1, updated_at = $2 WHERE id = $3".to_string()
+    } else {
+        format!(
+            "UPDATE plans SET status = $1, updated_at = $2 WHERE id = $3 AND status IN ({})",
+            expected.join(", ")
+        )
+    };
+    let mut update = sqlx::query(AssertSqlSafe(sql))
+        .bind(to.as_str())
+        .bind(now)
+        .bind(plan_id);
+    for s in from {
+        update = update.bind(s.as_str());
+    }
+    if update.execute(&mut *conn).await?.rows_affected() > 0 {
+        return Ok(true);
+    }
+    let exists: Option<String> = sqlx::query_scalar("SELECT id FROM plans WHERE id = $1")
+        .bind(plan_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    match exists {
+        None => Err(StoreError::UnknownPlan(plan_id.to_string())),
+        Some(_) => Ok(false),
+    }
 }
 
 async fn audit(

@@ -205,14 +205,18 @@ pub(super) fn alter_cmd(
             reloptions_lock(def)
         }
         _ => {
-            let name = format!("{subtype:?}");
-            let words = match name.strip_prefix("At").unwrap_or(&name) {
-                "ChangeOwner" => "owner to".to_string(),
-                other => super::postgres_words(other),
-            };
-            f.kind = StatementKind::AlterTableOther(words);
+            f.kind = StatementKind::AlterTableOther(action_words(subtype));
             LockMode::AccessExclusive
         }
+    }
+}
+
+/// An `ALTER TABLE` action no rule singles out, in PostgreSQL's words (`owner to`).
+fn action_words(subtype: AlterTableType) -> String {
+    let name = format!("{subtype:?}");
+    match name.strip_prefix("At").unwrap_or(&name) {
+        "ChangeOwner" => "owner to".to_string(),
+        other => super::postgres_words(other),
     }
 }
 

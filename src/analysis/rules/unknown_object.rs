@@ -83,43 +83,57 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
         if Some(t) != f.tables.first() {
             continue;
         }
-        let mut columns: Vec<&str> = f
-            .actions
-            .iter()
-            .flat_map(|a| match a {
-                Action::DropColumn { column }
-                | Action::RenameColumn { column, .. }
-                | Action::ChangeType { column, .. }
-                | Action::SetNotNull { column, .. } => vec![column.as_str()],
-                Action::UsesColumns { columns } => columns.iter().map(String::as_str).collect(),
-                _ => vec![],
-            })
-            .collect();
-        if f.kind == StatementKind::DropColumn
-            && let Some(c) = f.detail.as_deref()
-        {
-            columns.push(c);
+        if let Some(h) = unknown_column(f, ctx, t, info) {
+            return Some(h);
         }
-        for c in columns {
-            let known = info.columns.iter().any(|col| col.name == c)
-                || ctx.added.contains(&format!("{t}.{c}"))
-                || f.actions
-                    .iter()
-                    .any(|a| matches!(a, Action::AddColumn { column } if column == c));
-            if !known {
-                return Some(hazard(
-                    Rule::UnknownObject,
-                    Severity::High,
-                    f,
-                    format!(
-                        "column `{t}.{c}` does not exist on the target and is not added earlier in the plan"
-                    ),
-                    &fix(crate::analysis::nearest(
-                        c,
-                        info.columns.iter().map(|col| col.name.as_str()),
-                    )),
-                ));
-            }
+    }
+    None
+}
+
+/// The first column the statement names on its own table `t` that neither the target nor the
+/// plan before it has.
+fn unknown_column(
+    f: &StatementFacts,
+    ctx: &Context,
+    t: &str,
+    info: &crate::db::TableInfo,
+) -> Option<Hazard> {
+    let mut columns: Vec<&str> = f
+        .actions
+        .iter()
+        .flat_map(|a| match a {
+            Action::DropColumn { column }
+            | Action::RenameColumn { column, .. }
+            | Action::ChangeType { column, .. }
+            | Action::SetNotNull { column, .. } => vec![column.as_str()],
+            Action::UsesColumns { columns } => columns.iter().map(String::as_str).collect(),
+            _ => vec![],
+        })
+        .collect();
+    if f.kind == StatementKind::DropColumn
+        && let Some(c) = f.detail.as_deref()
+    {
+        columns.push(c);
+    }
+    for c in columns {
+        let known = info.columns.iter().any(|col| col.name == c)
+            || ctx.added.contains(&format!("{t}.{c}"))
+            || f.actions
+                .iter()
+                .any(|a| matches!(a, Action::AddColumn { column } if column == c));
+        if !known {
+            return Some(hazard(
+                Rule::UnknownObject,
+                Severity::High,
+                f,
+                format!(
+                    "column `{t}.{c}` does not exist on the target and is not added earlier in the plan"
+                ),
+                &fix(crate::analysis::nearest(
+                    c,
+                    info.columns.iter().map(|col| col.name.as_str()),
+                )),
+            ));
         }
     }
     None

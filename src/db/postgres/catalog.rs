@@ -269,6 +269,30 @@ async fn attachments_on(
             t.indexes.push(r.get(2));
         }
     }
+    constraints_on(conn, tables).await?;
+    // language=SQL
+    let deps = sqlx::query(AssertSqlSafe(format!(
+        "SELECT DISTINCT n.nspname, c.relname, vn.nspname, v.relname
+         FROM pg_depend d JOIN pg_rewrite rw ON rw.oid = d.objid JOIN pg_class v ON v.oid = rw.ev_class
+         JOIN pg_namespace vn ON vn.oid = v.relnamespace
+         JOIN pg_class c ON c.oid = d.refobjid JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE d.classid = 'pg_rewrite'::regclass AND c.oid <> v.oid AND {USER_SCHEMA}"
+    )))
+    .fetch_all(&mut *conn)
+    .await?;
+    for r in &deps {
+        if let Some(t) = tables.get_mut(&qualified(r.get(0), r.get(1))) {
+            t.views.push(qualified(r.get(2), r.get(3)));
+        }
+    }
+    triggers_on(conn, tables).await
+}
+
+/// Each table's constraints, and on each table the foreign keys pointing at it.
+async fn constraints_on(
+    conn: &mut PgConnection,
+    tables: &mut BTreeMap<String, TableInfo>,
+) -> sqlx::Result<()> {
     // language=SQL
     let cons = sqlx::query(AssertSqlSafe(format!(
         "SELECT n.nspname, c.relname, co.conname::text, pg_get_constraintdef(co.oid), co.contype::text, co.confrelid::regclass::text, co.convalidated
@@ -294,21 +318,15 @@ async fn attachments_on(
             }
         }
     }
-    // language=SQL
-    let deps = sqlx::query(AssertSqlSafe(format!(
-        "SELECT DISTINCT n.nspname, c.relname, vn.nspname, v.relname
-         FROM pg_depend d JOIN pg_rewrite rw ON rw.oid = d.objid JOIN pg_class v ON v.oid = rw.ev_class
-         JOIN pg_namespace vn ON vn.oid = v.relnamespace
-         JOIN pg_class c ON c.oid = d.refobjid JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE d.classid = 'pg_rewrite'::regclass AND c.oid <> v.oid AND {USER_SCHEMA}"
-    )))
-    .fetch_all(&mut *conn)
-    .await?;
-    for r in &deps {
-        if let Some(t) = tables.get_mut(&qualified(r.get(0), r.get(1))) {
-            t.views.push(qualified(r.get(2), r.get(3)));
-        }
-    }
+    Ok(())
+}
+
+/// Each table's triggers, with what their functions name: a body's words (SQL, PL/pgSQL) and
+/// the trigger's arguments.
+async fn triggers_on(
+    conn: &mut PgConnection,
+    tables: &mut BTreeMap<String, TableInfo>,
+) -> sqlx::Result<()> {
     // language=SQL
     let trg = sqlx::query(AssertSqlSafe(format!(
         "SELECT n.nspname, c.relname, t.tgname::text, p.oid::regprocedure::text,

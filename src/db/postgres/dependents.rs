@@ -15,31 +15,8 @@ pub(super) async fn read(
     column: &str,
 ) -> sqlx::Result<Option<ColumnDependents>> {
     let rel = quote_literal(&quote_ident(table));
-    // language=SQL
-    let col = sqlx::query(AssertSqlSafe(format!(
-        "SELECT a.attnum::int4, format_type(a.atttypid, a.atttypmod), a.attnotnull,
-                pg_get_expr(d.adbin, d.adrelid), a.attidentity::text, col_description(a.attrelid, a.attnum),
-                pg_get_serial_sequence({rel}, a.attname)
-         FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-         WHERE a.attrelid = to_regclass({rel}) AND a.attname = $1 AND a.attnum > 0 AND NOT a.attisdropped"
-    )))
-    .bind(column)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(col) = col else { return Ok(None) };
-    let attnum: i32 = col.get(0);
-    let identity: String = col.get(4);
-    let shape = ColumnShape {
-        ty: col.get(1),
-        not_null: col.get(2),
-        default: col.get(3),
-        identity: match identity.as_str() {
-            "a" => Some("ALWAYS".into()),
-            "d" => Some("BY DEFAULT".into()),
-            _ => None,
-        },
-        comment: col.get(5),
-        sequence: col.get(6),
+    let Some((attnum, shape)) = shape(conn, &rel, column).await? else {
+        return Ok(None);
     };
     // Every object that depends on the column, and every foreign key of another table that
     // references it (those depend on the referenced column, from their own table).
@@ -113,6 +90,42 @@ pub(super) async fn read(
     }
     deps.views = views(conn, &view_oids).await?;
     Ok(Some(deps))
+}
+
+/// The column's number and shape (type, NOT NULL, default, identity, comment, sequence); none
+/// when the table has no such column.
+async fn shape(
+    conn: &mut PgConnection,
+    rel: &str,
+    column: &str,
+) -> sqlx::Result<Option<(i32, ColumnShape)>> {
+    // language=SQL
+    let col = sqlx::query(AssertSqlSafe(format!(
+        "SELECT a.attnum::int4, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                pg_get_expr(d.adbin, d.adrelid), a.attidentity::text, col_description(a.attrelid, a.attnum),
+                pg_get_serial_sequence({rel}, a.attname)
+         FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+         WHERE a.attrelid = to_regclass({rel}) AND a.attname = $1 AND a.attnum > 0 AND NOT a.attisdropped"
+    )))
+    .bind(column)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(col) = col else { return Ok(None) };
+    let attnum: i32 = col.get(0);
+    let identity: String = col.get(4);
+    let shape = ColumnShape {
+        ty: col.get(1),
+        not_null: col.get(2),
+        default: col.get(3),
+        identity: match identity.as_str() {
+            "a" => Some("ALWAYS".into()),
+            "d" => Some("BY DEFAULT".into()),
+            _ => None,
+        },
+        comment: col.get(5),
+        sequence: col.get(6),
+    };
+    Ok(Some((attnum, shape)))
 }
 
 /// Whether the rule `oid` is a plain view's (not a materialized view's, not a rule of a table).

@@ -157,51 +157,7 @@ async fn read(conn: &mut PgConnection, tables: &[String]) -> sqlx::Result<Vec<Pr
 
     let mut out = Vec::new();
     for row in &triggered {
-        let (schema, name, triggers): (String, String, String) =
-            (row.get(0), row.get(1), row.get(2));
-        let (insert, update, delete): (bool, bool, bool) = (row.get(3), row.get(4), row.get(5));
-        let stored: Vec<String> = row.get::<Option<Vec<String>>, _>(6).unwrap_or_default();
-        let settable: Vec<String> = row.get::<Option<Vec<String>>, _>(7).unwrap_or_default();
-        let rel = format!("{}.{}", quote_ident(&schema), quote_ident(&name));
-        let table = qualified(&schema, &name);
-        // One row, found by (tableoid, ctid): a partitioned table's partitions share ctids.
-        let one = format!(
-            "(SELECT tableoid AS drydock_probe_oid, ctid AS drydock_probe_ctid FROM {rel} LIMIT 1) AS drydock_probe
-             WHERE t.tableoid OPERATOR(pg_catalog.=) drydock_probe.drydock_probe_oid AND t.ctid OPERATOR(pg_catalog.=) drydock_probe.drydock_probe_ctid"
-        );
-        let on = |event: &str| format!("triggers {triggers} on {table} ({event})");
-        if update && !settable.is_empty() {
-            let row: Vec<String> = settable.iter().map(|c| format!("t.{c}")).collect();
-            out.push(Probe {
-                object: on("update"),
-                sql: format!(
-                    "UPDATE {rel} AS t SET ({}) = ROW({}) FROM {one}",
-                    settable.join(", "),
-                    row.join(", ")
-                ),
-                write: true,
-                constrained: false,
-            });
-        }
-        if insert && !stored.is_empty() {
-            let stored = stored.join(", ");
-            out.push(Probe {
-                object: on("insert"),
-                sql: format!(
-                    "INSERT INTO {rel} ({stored}) OVERRIDING SYSTEM VALUE SELECT {stored} FROM {rel} LIMIT 1"
-                ),
-                write: true,
-                constrained: true,
-            });
-        }
-        if delete {
-            out.push(Probe {
-                object: on("delete"),
-                sql: format!("DELETE FROM {rel} AS t USING {one}"),
-                write: true,
-                constrained: true,
-            });
-        }
+        out.extend(trigger_probes(row));
     }
     for (schema, name, kind) in views {
         let rel = format!("{}.{}", quote_ident(&schema), quote_ident(&name));
@@ -221,4 +177,55 @@ async fn read(conn: &mut PgConnection, tables: &[String]) -> sqlx::Result<Vec<Pr
         });
     }
     Ok(out)
+}
+
+/// The write probes of one table with enabled user triggers (a row of `read`'s trigger query):
+/// a self-update, an insert of a copy of a row, a delete of one row, by the events they fire on.
+fn trigger_probes(row: &sqlx::postgres::PgRow) -> Vec<Probe> {
+    let mut out = Vec::new();
+    let (schema, name, triggers): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+    let (insert, update, delete): (bool, bool, bool) = (row.get(3), row.get(4), row.get(5));
+    let stored: Vec<String> = row.get::<Option<Vec<String>>, _>(6).unwrap_or_default();
+    let settable: Vec<String> = row.get::<Option<Vec<String>>, _>(7).unwrap_or_default();
+    let rel = format!("{}.{}", quote_ident(&schema), quote_ident(&name));
+    let table = qualified(&schema, &name);
+    // One row, found by (tableoid, ctid): a partitioned table's partitions share ctids.
+    let one = format!(
+        "(SELECT tableoid AS drydock_probe_oid, ctid AS drydock_probe_ctid FROM {rel} LIMIT 1) AS drydock_probe
+         WHERE t.tableoid OPERATOR(pg_catalog.=) drydock_probe.drydock_probe_oid AND t.ctid OPERATOR(pg_catalog.=) drydock_probe.drydock_probe_ctid"
+    );
+    let on = |event: &str| format!("triggers {triggers} on {table} ({event})");
+    if update && !settable.is_empty() {
+        let row: Vec<String> = settable.iter().map(|c| format!("t.{c}")).collect();
+        out.push(Probe {
+            object: on("update"),
+            sql: format!(
+                "UPDATE {rel} AS t SET ({}) = ROW({}) FROM {one}",
+                settable.join(", "),
+                row.join(", ")
+            ),
+            write: true,
+            constrained: false,
+        });
+    }
+    if insert && !stored.is_empty() {
+        let stored = stored.join(", ");
+        out.push(Probe {
+            object: on("insert"),
+            sql: format!(
+                "INSERT INTO {rel} ({stored}) OVERRIDING SYSTEM VALUE SELECT {stored} FROM {rel} LIMIT 1"
+            ),
+            write: true,
+            constrained: true,
+        });
+    }
+    if delete {
+        out.push(Probe {
+            object: on("delete"),
+            sql: format!("DELETE FROM {rel} AS t USING {one}"),
+            write: true,
+            constrained: true,
+        });
+    }
+    out
 }

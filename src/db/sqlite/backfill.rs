@@ -122,6 +122,17 @@ impl Walk {
         }
     }
 
+    /// The batch's upper bound: the key `?2` rows after the checkpoint `?1`.
+    fn bound(&self) -> String {
+        // language=SQL
+        format!(
+            "SELECT CAST(max(k) AS TEXT) FROM (SELECT {key} AS k FROM {table} WHERE ?1 IS NULL OR {key} > {after} ORDER BY {key} LIMIT ?2)",
+            key = self.key,
+            table = self.table,
+            after = self.param(1),
+        )
+    }
+
     /// The rows of a batch: after the checkpoint `?1`, up to the bound `?2`.
     fn range(&self) -> String {
         format!(
@@ -244,13 +255,7 @@ impl Sqlite {
             self.checkpoint(&mut conn, history.plan_id, step).await?;
         let resumed_from = last.clone();
         let range = walk.range();
-        // language=SQL
-        let bound = format!(
-            "SELECT CAST(max(k) AS TEXT) FROM (SELECT {key} AS k FROM {table} WHERE ?1 IS NULL OR {key} > {after} ORDER BY {key} LIMIT ?2)",
-            key = walk.key,
-            table = walk.table,
-            after = walk.param(1),
-        );
+        let bound = walk.bound();
         let statements = [walk.save(&range), walk.change(&range)];
         let (started, mut size, mut slowest) = (
             Instant::now(),
