@@ -72,6 +72,7 @@ fn main() {
                 down: Some("SELECT 1".into()),
                 backfill: None,
                 gate: None,
+                restore: None,
             })
             .collect();
         let body = Body::new("production", steps, vec![]).expect("body");

@@ -60,6 +60,7 @@ fn steps(col: &str) -> Vec<Step> {
             down: Some(format!("ALTER TABLE accounts DROP COLUMN {col}")),
             backfill: None,
             gate: None,
+            restore: None,
         },
         Step {
             name: Some("index".into()),
@@ -69,6 +70,7 @@ fn steps(col: &str) -> Vec<Step> {
             down: Some(format!("DROP INDEX CONCURRENTLY accounts_{col}")),
             backfill: None,
             gate: None,
+            restore: None,
         },
     ]
 }

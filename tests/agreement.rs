@@ -412,6 +412,7 @@ impl Run {
                     down: Some("SELECT 1".into()),
                     backfill: None,
                     gate: None,
+                    restore: None,
                 }],
                 vec![],
             )

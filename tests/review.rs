@@ -108,6 +108,7 @@ async fn an_approver_reviews_and_approves_in_the_browser() {
                     down: Some("ALTER TABLE users DROP COLUMN motto".into()),
                     backfill: None,
                     gate: None,
+                    restore: None,
                 }]),
                 template: None,
                 params: None,

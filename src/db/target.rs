@@ -341,11 +341,31 @@ impl Target {
         }
     }
 
-    /// Whether a rollback began putting a backfill step's saved values back and did not end.
-    pub async fn restore_begun(&self, plan_id: &str, step: &str) -> Result<bool> {
+    /// Whether a rollback began putting a backfill step's saved values (or what a drop template
+    /// set `aside`) back and did not end.
+    pub async fn restore_begun(
+        &self,
+        plan_id: &str,
+        step: &str,
+        aside: Option<&crate::plan::Restore>,
+    ) -> Result<bool> {
         match self {
             Target::Sqlite(_) => Ok(false),
-            Target::Postgres(t) => t.restore_begun(plan_id, step).await,
+            Target::Postgres(t) => t.restore_begun(plan_id, step, aside).await,
+        }
+    }
+
+    /// Puts back what a drop template set aside, in batches, before the step's `down` (see
+    /// `Restore`); SQLite's `down` does it all in its transaction.
+    pub async fn restore_aside(
+        &self,
+        step: &str,
+        restore: &crate::plan::Restore,
+        policy: &crate::config::Policy,
+    ) -> Result<std::result::Result<u64, StepFailure>> {
+        match self {
+            Target::Sqlite(_) => Ok(Ok(0)),
+            Target::Postgres(t) => t.restore_aside(step, restore, policy).await,
         }
     }
 

@@ -24,7 +24,18 @@ impl Engine {
                     "give either `steps` or `template` + `params`, not both",
                 ));
             }
-            (Some(steps), None) => (steps, vec![]),
+            (Some(steps), None) => {
+                if let Some(s) = steps.iter().find(|s| s.restore.is_some()) {
+                    return Err(Error::invalid(
+                        Part::Step,
+                        format!(
+                            "step `{}` has `restore`, which only drydock's drop templates write; put the values back in the step's `down`",
+                            s.name.as_deref().unwrap_or("step")
+                        ),
+                    ));
+                }
+                (steps, vec![])
+            }
             (None, Some(name)) => {
                 let params = req.params.unwrap_or(json!({}));
                 // The target's engine decides how a template renders: opened for every one.
@@ -261,6 +272,7 @@ impl Engine {
             down: Some("-- lint".into()),
             backfill: None,
             gate: None,
+            restore: None,
         };
         let body = Body::new(target, vec![step], vec![])?;
         analysis::analyze(

@@ -183,9 +183,11 @@ impl Engine {
     ) -> Result<()> {
         for (i, step) in plan.steps().iter().enumerate() {
             let name = plan.step_name(i);
-            if step.backfill.is_some()
+            if (step.backfill.is_some() || step.restore.is_some())
                 && applied(i, name)
-                && target.restore_begun(&plan.id, name).await?
+                && target
+                    .restore_begun(&plan.id, name, step.restore.as_ref())
+                    .await?
             {
                 return Err(Error::RollbackIncomplete {
                     plan: plan.id.clone(),
@@ -258,6 +260,14 @@ impl Engine {
             if let Err(f) = restored {
                 return Ok(Err(f));
             }
+        }
+        // What a drop template set aside goes back the same way, once the column is back.
+        if let Some(restore) = &step.restore
+            && let Err(f) = target
+                .restore_aside(name, restore, &self.config.policy)
+                .await?
+        {
+            return Ok(Err(f));
         }
         let t = Instant::now();
         let stmts = Self::down_stmts(plan, name, step, target).await?;

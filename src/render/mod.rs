@@ -516,13 +516,15 @@ fn tera_message(e: &tera::Error) -> String {
 }
 
 /// Reads `-- drydock:step NAME [manual|after=DURATION]`, `-- drydock:up`, `-- drydock:down`,
-/// `-- drydock:backfill` (a JSON backfill spec) and `-- drydock:check NAME EXPECT` markers.
+/// `-- drydock:backfill` (a JSON backfill spec), `-- drydock:restore` (a JSON restore spec, for
+/// the step's `down`) and `-- drydock:check NAME EXPECT` markers.
 pub fn parse_script(script: &str) -> std::result::Result<(Vec<Step>, Vec<Check>), String> {
     enum Section {
         None,
         Up,
         Down,
         Backfill,
+        Restore,
         Check(String, Expect),
     }
     fn flush(
@@ -540,6 +542,12 @@ pub fn parse_script(script: &str) -> std::result::Result<(Vec<Step>, Vec<Check>)
                 s.backfill = Some(
                     serde_json::from_str(&text)
                         .map_err(|e| format!("a backfill section is not a backfill spec: {e}"))?,
+                )
+            }
+            (Section::Restore, Some(s)) if !text.is_empty() => {
+                s.restore = Some(
+                    serde_json::from_str(&text)
+                        .map_err(|e| format!("a restore section is not a restore spec: {e}"))?,
                 )
             }
             (Section::Check(name, expect), _) => checks.push(Check {
@@ -585,12 +593,14 @@ pub fn parse_script(script: &str) -> std::result::Result<(Vec<Step>, Vec<Check>)
                     down: None,
                     backfill: None,
                     gate,
+                    restore: None,
                 });
                 Section::None
             }
             Some("up") if !steps.is_empty() => Section::Up,
             Some("down") if !steps.is_empty() => Section::Down,
             Some("backfill") if !steps.is_empty() => Section::Backfill,
+            Some("restore") if !steps.is_empty() => Section::Restore,
             Some("check") => {
                 let name = parts
                     .next()

@@ -10,6 +10,7 @@ use super::lookup::{Ctx, parse, table, unused};
 use super::templates::derived;
 use super::{Move, Reads, TemplateDef, Views, carry, validate_ident};
 use crate::db::{Catalog, ColumnDependents};
+use crate::sql::quote_ident;
 
 /// The context's `name`-d string (set by the template's own `context`).
 fn field<'a>(ctx: &'a Value, name: &str) -> &'a str {
@@ -108,7 +109,11 @@ fn drop_column_catalog(
     catalog: &Catalog,
     deps: Option<&ColumnDependents>,
 ) -> std::result::Result<(), String> {
-    let (name, column) = (field(ctx, "table"), field(ctx, "column"));
+    let (name, column) = (
+        field(ctx, "table").to_string(),
+        field(ctx, "column").to_string(),
+    );
+    let (name, column) = (name.as_str(), column.as_str());
     let info = table(catalog, name)?;
     let keys: Vec<&str> = info
         .columns
@@ -129,7 +134,28 @@ fn drop_column_catalog(
             shape.sequence.as_deref().unwrap_or("identity")
         ));
     }
+    // The column comes back instantly (a default is stored once, not written to every row:
+    // the rows added while it was gone take it), by the `down` and, before it, by a rollback
+    // that puts the values back in batches (`Restore`: by a single-column key only).
+    let shape = &ctx["carry"]["column"];
+    let prepare = format!(
+        "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}{}",
+        quote_ident(name),
+        quote_ident(column),
+        shape["ty"].as_str().ok_or("the column's type is unknown")?,
+        shape["default"]
+            .as_str()
+            .map(|d| format!(" DEFAULT {d}"))
+            .unwrap_or_default()
+    );
+    if let [key] = keys.as_slice() {
+        ctx["restore"] = json!({
+            "table": name, "key": key, "columns": [column],
+            "from": format!("drydock.{}", field(ctx, "aside")), "prepare": prepare,
+        });
+    }
     ctx["keys"] = json!(keys);
+    ctx["prepare"] = json!(prepare);
     Ok(())
 }
 

@@ -90,10 +90,12 @@ fn places(body: &crate::plan::Body) -> Vec<Place> {
     for step in &body.steps {
         let name = step.name.as_deref().unwrap_or("step");
         let backfill = step.backfill.as_ref().map(super::backfill_sql);
+        let restore = step.restore.as_ref().map(|r| r.prepare.clone());
         for (part, sql) in [
             ("up", step.up.clone()),
             ("backfill", backfill),
             ("down", step.down.clone()),
+            ("restore", restore),
         ] {
             if let Some(sql) = sql {
                 out.push(Place {

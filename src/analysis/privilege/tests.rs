@@ -280,6 +280,7 @@ fn the_migration_template_is_agent_sql() {
             down: Some("SELECT 1".into()),
             backfill: None,
             gate: None,
+            restore: None,
         }],
         vec![],
     )
@@ -308,6 +309,7 @@ fn violations_name_every_place() {
         down: Some(down.into()),
         backfill: None,
         gate: None,
+        restore: None,
     };
     let mut fill = step("fill", "SELECT 1", "SELECT 1");
     fill.up = None;

@@ -67,6 +67,7 @@ mod tests {
             down: None,
             backfill: None,
             gate: None,
+            restore: None,
         };
         assert!(check(&s, "s", &[]).is_some());
     }
@@ -90,6 +91,7 @@ mod tests {
             down: Some("SELECT 1".into()),
             backfill: None,
             gate: None,
+            restore: None,
         };
         assert!(check(&s, "s", &[]).is_none());
     }

@@ -158,6 +158,7 @@ pub(crate) mod test_support {
             down: Some("SELECT 1".into()),
             backfill: None,
             gate: None,
+            restore: None,
         };
         let body = crate::plan::Body::new("t", vec![step], vec![]).unwrap();
         crate::analysis::analyze(&body, catalog, &Policy::default(), true)

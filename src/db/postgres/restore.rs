@@ -52,7 +52,6 @@ impl Postgres {
         columns: &[String],
         policy: &Policy,
     ) -> Result<std::result::Result<u64, StepFailure>> {
-        let started = Instant::now();
         let mut conn = self.connect().await?;
         self.agent_role(&mut conn, AgentUse::Apply).await?;
         let Some(saved) = self
@@ -62,6 +61,73 @@ impl Postgres {
             conn.close().await.ok();
             return Ok(Ok(0));
         };
+        let what = format!("restore of the values saved by backfill step `{step}`");
+        self.put_back_in_batches(conn, &saved, step, &what, policy)
+            .await
+    }
+
+    /// Puts back what a drop template set aside (`Restore`), in batches as a backfill's saved
+    /// values are, once `prepare` (its own transaction, with the lock retries of a step's) has
+    /// made the columns exist again. Nothing is done when the aside table is gone (the step's
+    /// `down` committed already).
+    pub async fn restore_aside(
+        &self,
+        step: &str,
+        restore: &crate::plan::Restore,
+        policy: &Policy,
+    ) -> Result<std::result::Result<u64, StepFailure>> {
+        let saved = Saved::aside(restore);
+        let mut conn = self.connect().await?;
+        self.agent_role(&mut conn, AgentUse::Apply).await?;
+        if !saved.exists(&mut conn).await.map_err(|e| self.err(e))? {
+            conn.close().await.ok();
+            return Ok(Ok(0));
+        }
+        // Marked before the column comes back: from here the step is half restored (an apply
+        // refuses to go on over it) until its `down` drops the aside table.
+        let begin = format!("BEGIN; {}", self.roles.begin(AgentUse::Apply));
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "{begin} {}; COMMIT",
+            saved.mark_restoring()
+        )))
+        .execute(&mut conn)
+        .await
+        .map_err(|e| self.err(e))?;
+        conn.close().await.ok();
+        let prepare = [Stmt {
+            sql: restore.prepare.clone(),
+            transactional: true,
+        }];
+        let (prepared, _) = self
+            .execute(
+                step,
+                &prepare,
+                std::slice::from_ref(&restore.table),
+                None,
+                policy,
+                &mut |_| {},
+            )
+            .await?;
+        if let Err(f) = prepared {
+            return Ok(Err(f));
+        }
+        let mut conn = self.connect().await?;
+        self.agent_role(&mut conn, AgentUse::Apply).await?;
+        let what = format!("restore of the values step `{step}` set aside");
+        self.put_back_in_batches(conn, &saved, step, &what, policy)
+            .await
+    }
+
+    /// The batches of a restore (see `restore_in_batches`), on `conn`, which they close.
+    async fn put_back_in_batches(
+        &self,
+        mut conn: PgConnection,
+        saved: &Saved,
+        step: &str,
+        what: &str,
+        policy: &Policy,
+    ) -> Result<std::result::Result<u64, StepFailure>> {
+        let started = Instant::now();
         let begin = format!("BEGIN; {}", self.roles.begin(AgentUse::Apply));
         sqlx::raw_sql(AssertSqlSafe(format!(
             "{begin} {}; COMMIT",
@@ -124,7 +190,7 @@ impl Postgres {
                     }
                     break Err(StepFailure {
                         index: batches + 1,
-                        sql: format!("restore of the values saved by backfill step `{step}`"),
+                        sql: what.to_string(),
                         sqlstate: state,
                         cause: crate::db::agent_error(&e, &batch.sql),
                         raised: crate::db::raised(&e),
@@ -162,9 +228,18 @@ impl Postgres {
         Ok(exists.then_some(saved))
     }
 
-    /// Whether a rollback began putting a backfill step's saved values back and did not end.
-    pub async fn restore_begun(&self, plan_id: &str, step: &str) -> Result<bool> {
-        let backup = backup_table(plan_id, step);
+    /// Whether a rollback began putting a backfill step's saved values (or what a drop template
+    /// set `aside`) back and did not end.
+    pub async fn restore_begun(
+        &self,
+        plan_id: &str,
+        step: &str,
+        aside: Option<&crate::plan::Restore>,
+    ) -> Result<bool> {
+        let backup = match aside {
+            Some(r) => qualified_ident(&r.from),
+            None => backup_table(plan_id, step),
+        };
         self.read(async |c| {
             // language=SQL
             sqlx::query_scalar(

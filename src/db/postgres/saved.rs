@@ -228,6 +228,22 @@ impl Saved {
         })
     }
 
+    /// What a drop template set aside (`Restore`): the columns' values by the table's key, put
+    /// back as an update's saved values are. Its key's type is not needed: a restore walks the
+    /// aside table by `ctid`.
+    pub fn aside(restore: &crate::plan::Restore) -> Saved {
+        Saved {
+            table: qualified_ident(&restore.table),
+            key: quote_ident(&restore.key),
+            key_type: String::new(),
+            key_name: restore.key.clone(),
+            columns: restore.columns.iter().map(|c| quote_ident(c)).collect(),
+            backup: qualified_ident(&restore.from),
+            filter: None,
+            kind: Kind::Update,
+        }
+    }
+
     /// The quoted key column.
     pub fn key(&self) -> &str {
         &self.key
