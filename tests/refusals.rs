@@ -254,3 +254,21 @@ async fn connection_strings_never_appear() {
     assert!(!p.errors_md().contains("hunter2"));
     c.close().await;
 }
+
+/// A step's `restore` (values put back in batches by a rollback, before its `down`) is what
+/// drydock's drop templates write: an agent's steps carrying one are refused, nothing stored.
+#[tokio::test]
+async fn an_agents_step_may_not_carry_a_restore() {
+    let p = project().await;
+    let c = p.connect().await;
+    let mut plan = add_column_plan();
+    plan["steps"][0]["restore"] = json!({
+        "table": "users", "key": "id", "columns": ["tier"], "from": "drydock.users_tier",
+        "prepare": "ALTER TABLE users ADD COLUMN IF NOT EXISTS tier text"
+    });
+    let r = c.refused("plan", plan).await;
+    assert!(r["message"].as_str().unwrap().contains("`restore`"), "{r}");
+    assert!(r["fix"].as_str().is_some_and(|f| !f.is_empty()), "{r}");
+    assert_eq!(c.ok("status", json!({})).await["plans"], json!([]));
+    c.close().await;
+}
