@@ -8,8 +8,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
 use super::{Command, Format, emit};
-use crate::engine::StatusReport;
+use crate::engine::{PlanSummary, StatusReport};
 use crate::error::{Error, Part, Refusal};
 
 type Https = hyper_rustls::HttpsConnector<HttpConnector>;
@@ -61,13 +64,14 @@ impl Remote {
         })
     }
 
-    /// Sends a request; a 2xx answer's JSON, or the server's refusal.
-    pub async fn call(
+    /// Sends a request; a 2xx answer read as `T`, or the server's refusal. An answer that is
+    /// not what the API promises is an error, never read as empty.
+    pub async fn call<T: DeserializeOwned>(
         &self,
         method: &str,
         path: &str,
         body: Option<serde_json::Value>,
-    ) -> anyhow::Result<serde_json::Value> {
+    ) -> anyhow::Result<T> {
         let bytes = body.map(|b| b.to_string()).unwrap_or_default();
         let req = axum::http::Request::builder()
             .method(method)
@@ -81,11 +85,15 @@ impl Remote {
             })?;
         let status = resp.status();
         let body = resp.into_body().collect().await?.to_bytes();
-        let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         if status.is_success() {
-            return Ok(json);
+            return serde_json::from_slice(&body).map_err(|e| {
+                anyhow::anyhow!(
+                    "the team server at {} answered {path} with what drydock does not read ({e}): is it the same version?",
+                    self.base
+                )
+            });
         }
-        match serde_json::from_value::<Refusal>(json) {
+        match serde_json::from_slice::<Refusal>(&body) {
             Ok(r) => Err(RemoteRefused(r).into()),
             Err(_) => Err(anyhow::anyhow!(
                 "the team server answered {status}: {}",
@@ -96,8 +104,7 @@ impl Remote {
 
     /// Who the token says we are; a `--by` naming someone else is refused.
     pub async fn identity(&self, by: Option<&str>) -> anyhow::Result<String> {
-        let me = self.call("GET", "/api/whoami", None).await?;
-        let name = me["name"].as_str().unwrap_or_default().to_string();
+        let Whoami { name } = self.call("GET", "/api/whoami", None).await?;
         if let Some(by) = by.map(str::trim).filter(|b| *b != name) {
             return Err(super::Refused(Error::IdentityMismatch {
                 by: by.to_string(),
@@ -107,6 +114,18 @@ impl Remote {
         }
         Ok(name)
     }
+}
+
+/// The token's principal, as `/api/whoami` answers.
+#[derive(Deserialize)]
+struct Whoami {
+    name: String,
+}
+
+/// The plans, as `/api/plans` answers.
+#[derive(serde::Serialize, Deserialize)]
+struct Plans {
+    plans: Vec<PlanSummary>,
 }
 
 /// Whether a command goes to the team server when one is configured.
@@ -133,17 +152,12 @@ async fn brake(
     format: Format,
 ) -> anyhow::Result<()> {
     let who = remote.identity(by).await?;
-    let s = remote
+    let s: StatusReport = remote
         .call("POST", &format!("/api/plans/{plan_id}/{action}"), None)
         .await?;
     emit(
         format,
-        || {
-            format!(
-                "{who} {action}d {plan_id}; status {}",
-                s["status"].as_str().unwrap_or_default()
-            )
-        },
+        || format!("{who} {action}d {plan_id}; status {}", s.status),
         || serde_json::json!({"by": who, "plan": s}),
     );
     Ok(())
@@ -154,19 +168,19 @@ pub async fn run(url: &str, command: Command) -> anyhow::Result<i32> {
     let remote = Remote::new(url).map_err(super::refused)?;
     match command {
         Command::Plans { format } => {
-            let plans = remote.call("GET", "/api/plans", None).await?;
+            let plans: Plans = remote.call("GET", "/api/plans", None).await?;
             match format {
-                Format::Json => println!("{plans}"),
+                Format::Json => println!("{}", serde_json::to_string(&plans)?),
                 Format::Text => {
-                    for p in plans["plans"].as_array().into_iter().flatten() {
+                    for p in &plans.plans {
                         println!(
                             "{}  {:<11}  {:<12}  {}  ({} at {})",
-                            p["plan_id"].as_str().unwrap_or_default(),
-                            p["status"].as_str().unwrap_or_default(),
-                            p["target"].as_str().unwrap_or_default(),
-                            p["goal"].as_str().unwrap_or_default(),
-                            p["author"].as_str().unwrap_or_default(),
-                            p["created_at"].as_str().unwrap_or_default()
+                            p.plan_id,
+                            p.status.to_string(),
+                            p.target,
+                            p.goal,
+                            p.author,
+                            p.created_at
                         );
                     }
                 }
@@ -177,13 +191,12 @@ pub async fn run(url: &str, command: Command) -> anyhow::Result<i32> {
             format,
             json,
         } => {
-            let shown = remote
+            let report: StatusReport = remote
                 .call("GET", &format!("/api/plans/{plan_id}"), None)
                 .await?;
             if json || matches!(format, Format::Json) {
-                println!("{}", serde_json::to_string_pretty(&shown)?);
+                println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                let report: StatusReport = serde_json::from_value(shown)?;
                 print!("{}", report.to_markdown());
             }
         }
@@ -193,7 +206,7 @@ pub async fn run(url: &str, command: Command) -> anyhow::Result<i32> {
             format,
         } => {
             let who = remote.identity(by.as_deref()).await?;
-            let s = remote
+            let s: StatusReport = remote
                 .call("POST", &format!("/api/plans/{plan_id}/approve"), None)
                 .await?;
             emit(
@@ -201,8 +214,7 @@ pub async fn run(url: &str, command: Command) -> anyhow::Result<i32> {
                 || {
                     format!(
                         "approved {plan_id} (checksum {}) by {who}; status {}",
-                        s["checksum"].as_str().unwrap_or_default(),
-                        s["status"].as_str().unwrap_or_default()
+                        s.checksum, s.status
                     )
                 },
                 || serde_json::json!({"by": who, "plan": s}),
@@ -215,7 +227,7 @@ pub async fn run(url: &str, command: Command) -> anyhow::Result<i32> {
             format,
         } => {
             let who = remote.identity(by.as_deref()).await?;
-            let s = remote
+            let s: StatusReport = remote
                 .call(
                     "POST",
                     &format!("/api/plans/{plan_id}/reject"),
@@ -224,12 +236,7 @@ pub async fn run(url: &str, command: Command) -> anyhow::Result<i32> {
                 .await?;
             emit(
                 format,
-                || {
-                    format!(
-                        "rejected {plan_id} by {who}: {reason}; status {}",
-                        s["status"].as_str().unwrap_or_default()
-                    )
-                },
+                || format!("rejected {plan_id} by {who}: {reason}; status {}", s.status),
                 || serde_json::json!({"by": who, "plan": s}),
             );
         }
@@ -250,7 +257,7 @@ pub async fn run(url: &str, command: Command) -> anyhow::Result<i32> {
             format,
         } => {
             let who = remote.identity(by.as_deref()).await?;
-            let s = remote
+            let s: StatusReport = remote
                 .call(
                     "POST",
                     &format!("/api/plans/{plan_id}/waive"),
@@ -262,7 +269,7 @@ pub async fn run(url: &str, command: Command) -> anyhow::Result<i32> {
                 || {
                     format!(
                         "{who} waived staging for hotfix {plan_id}: {reason}; status {}",
-                        s["status"].as_str().unwrap_or_default()
+                        s.status
                     )
                 },
                 || serde_json::json!({"by": who, "plan": s}),
@@ -278,7 +285,7 @@ pub async fn run(url: &str, command: Command) -> anyhow::Result<i32> {
         } => {
             let who = remote.identity(by.as_deref()).await?;
             let override_reason = if override_window { reason } else { None };
-            remote
+            let _: StatusReport = remote
                 .call(
                     "POST",
                     &format!("/api/plans/{plan_id}/release"),
