@@ -25,15 +25,7 @@ impl Engine {
                 ));
             }
             (Some(steps), None) => {
-                if let Some(s) = steps.iter().find(|s| s.restore.is_some()) {
-                    return Err(Error::invalid(
-                        Part::Step,
-                        format!(
-                            "step `{}` has `restore`, which only drydock's drop templates write; put the values back in the step's `down`",
-                            s.name.as_deref().unwrap_or("step")
-                        ),
-                    ));
-                }
+                refuse_restores(&steps)?;
                 (steps, vec![])
             }
             (None, Some(name)) => {
@@ -281,5 +273,20 @@ impl Engine {
             &self.config.policy,
             cfg.role == Role::Production,
         )
+    }
+}
+
+/// A step's `restore` is what drydock's drop templates write (see `crate::plan::Restore`): an
+/// agent's steps carrying one are refused.
+fn refuse_restores(steps: &[Step]) -> Result<()> {
+    match steps.iter().find(|s| s.restore.is_some()) {
+        Some(s) => Err(Error::invalid(
+            Part::Step,
+            format!(
+                "step `{}` has `restore`, which only drydock's drop templates write; put the values back in the step's `down`",
+                s.name.as_deref().unwrap_or("step")
+            ),
+        )),
+        None => Ok(()),
     }
 }
