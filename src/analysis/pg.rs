@@ -117,13 +117,7 @@ fn not_null_check_column(c: &Constraint) -> Option<String> {
 pub fn assigned_columns(set: &str) -> std::result::Result<Vec<String>, String> {
     let parsed = pg_query::parse(&format!("UPDATE drydock_t SET {set}"), 0)
         .map_err(|e| format!("backfill `set` {set:?} is not a list of assignments: {e}"))?;
-    let Some(NodeEnum::UpdateStmt(u)) = parsed
-        .protobuf
-        .stmts
-        .first()
-        .and_then(|s| s.stmt.as_ref())
-        .and_then(|n| n.node.as_ref())
-    else {
+    let Some(NodeEnum::UpdateStmt(u)) = first_statement(&parsed) else {
         return Err(format!(
             "backfill `set` {set:?} is not a list of assignments"
         ));
@@ -239,13 +233,7 @@ pub fn facts(
     state: &mut PlanState,
 ) -> Result<StatementFacts> {
     let parsed = parse_one(step, index, sql)?;
-    let stmt = parsed
-        .protobuf
-        .stmts
-        .first()
-        .and_then(|s| s.stmt.as_ref())
-        .and_then(|n| n.node.as_ref())
-        .expect("parse_one returns a statement");
+    let stmt = first_statement(&parsed).expect("parse_one returns a statement");
     let mut f = StatementFacts {
         step: step.to_string(),
         index,
@@ -326,6 +314,16 @@ pub fn facts(
     Ok(f)
 }
 
+/// The first statement of what was parsed, if there is one.
+pub(super) fn first_statement(parsed: &pg_query::ParseResult) -> Option<&NodeEnum> {
+    parsed
+        .protobuf
+        .stmts
+        .first()
+        .and_then(|s| s.stmt.as_ref())
+        .and_then(|n| n.node.as_ref())
+}
+
 /// One statement of a step, parsed; refused when it does not parse, is empty, or its tree
 /// cannot be read.
 fn parse_one(step: &str, index: usize, sql: &str) -> Result<pg_query::ParseResult> {
@@ -338,18 +336,12 @@ fn parse_one(step: &str, index: usize, sql: &str) -> Result<pg_query::ParseResul
             ),
         )
     })?;
-    let stmt = parsed
-        .protobuf
-        .stmts
-        .first()
-        .and_then(|s| s.stmt.as_ref())
-        .and_then(|n| n.node.as_ref())
-        .ok_or_else(|| {
-            Error::invalid(
-                Part::Statement,
-                format!("step `{step}` statement {index} is empty"),
-            )
-        })?;
+    let stmt = first_statement(&parsed).ok_or_else(|| {
+        Error::invalid(
+            Part::Statement,
+            format!("step `{step}` statement {index} is empty"),
+        )
+    })?;
     // The walks for the columns and functions an expression names read the tree in serde's
     // form, every field of every node (no hand-written walk covers them all: pg_query's own
     // skips a column's DEFAULT, where a volatile call makes ADD COLUMN rewrite the table). A

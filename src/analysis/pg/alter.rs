@@ -358,13 +358,7 @@ fn index_columns(catalog: &Catalog, table: &str, name: &str) -> Vec<String> {
     let Ok(parsed) = pg_query::parse(def, 0) else {
         return vec![];
     };
-    match parsed
-        .protobuf
-        .stmts
-        .first()
-        .and_then(|s| s.stmt.as_ref())
-        .and_then(|n| n.node.as_ref())
-    {
+    match super::first_statement(&parsed) {
         Some(NodeEnum::IndexStmt(i)) => i
             .index_params
             .iter()

@@ -61,6 +61,7 @@ impl Postgres {
             conn.close().await.ok();
             return Ok(Ok(0));
         };
+        self.mark_restoring(&mut conn, &saved).await?;
         let what = format!("restore of the values saved by backfill step `{step}`");
         self.put_back_in_batches(conn, &saved, step, &what, policy)
             .await
@@ -84,16 +85,9 @@ impl Postgres {
             return Ok(Ok(0));
         }
         // Marked before the column comes back: from here the step is half restored (an apply
-        // refuses to go on over it) until its `down` drops the aside table.
-        let begin = format!("BEGIN; {}", self.roles.begin(AgentUse::Apply));
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "{begin} {}; COMMIT",
-            saved.mark_restoring()
-        )))
-        .execute(&mut conn)
-        .await
-        .map_err(|e| self.err(e))?;
-        conn.close().await.ok();
+        // refuses to go on over it) until its `down` drops the aside table. The session then
+        // waits, holding no lock, for the batches.
+        self.mark_restoring(&mut conn, &saved).await?;
         let prepare = [Stmt {
             sql: restore.prepare.clone(),
             transactional: true,
@@ -109,16 +103,30 @@ impl Postgres {
             )
             .await?;
         if let Err(f) = prepared {
+            conn.close().await.ok();
             return Ok(Err(f));
         }
-        let mut conn = self.connect().await?;
-        self.agent_role(&mut conn, AgentUse::Apply).await?;
         let what = format!("restore of the values step `{step}` set aside");
         self.put_back_in_batches(conn, &saved, step, &what, policy)
             .await
     }
 
-    /// The batches of a restore (see `restore_in_batches`), on `conn`, which they close.
+    /// Marks the saved values as being restored (before the first batch commits), in a
+    /// transaction of its own as the apply role.
+    async fn mark_restoring(&self, conn: &mut PgConnection, saved: &Saved) -> Result<()> {
+        let begin = format!("BEGIN; {}", self.roles.begin(AgentUse::Apply));
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "{begin} {}; COMMIT",
+            saved.mark_restoring()
+        )))
+        .execute(conn)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The batches of a restore already marked (see `restore_in_batches`), on `conn` (as the
+    /// apply role), which they close.
     async fn put_back_in_batches(
         &self,
         mut conn: PgConnection,
@@ -129,13 +137,6 @@ impl Postgres {
     ) -> Result<std::result::Result<u64, StepFailure>> {
         let started = Instant::now();
         let begin = format!("BEGIN; {}", self.roles.begin(AgentUse::Apply));
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "{begin} {}; COMMIT",
-            saved.mark_restoring()
-        )))
-        .execute(&mut conn)
-        .await
-        .map_err(|e| self.err(e))?;
         let table = saved.restored_table().to_string();
         let triggers = user_triggers(&mut conn, &table)
             .await
