@@ -571,7 +571,8 @@ async fn pagila_add_index_on_a_partitioned_table() {
 #[tokio::test]
 async fn pagila_drop_column_of_a_table_with_triggers() {
     let p = pagila().await;
-    let rows = "SELECT md5(string_agg(to_jsonb(c)::text, ',' ORDER BY customer_id)) FROM customer AS c";
+    let rows =
+        "SELECT md5(string_agg(to_jsonb(c)::text, ',' ORDER BY customer_id)) FROM customer AS c";
     let before: String = {
         let mut c = common::pg_connect(&p.prod).await;
         sqlx::query_scalar(rows).fetch_one(&mut c).await.unwrap()
