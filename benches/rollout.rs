@@ -103,6 +103,7 @@ async fn main() {
         );
         std::process::exit(2);
     };
+    support::log_phases();
     let mut admin = connect(&base).await;
     // drydock and the members' setup log in unprivileged; the superuser only creates databases.
     let app = support::unprivileged(&base).await;

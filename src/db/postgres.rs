@@ -123,6 +123,24 @@ pub struct Postgres {
     /// The apply role has its grants on drydock's bookkeeping (`grant_bookkeeping`): once per
     /// target opened, not before every step.
     granted: AtomicBool,
+    /// The session the last step ran on (with its backend's pid), for the next step: agent
+    /// SQL ran on it, so it is never a `spare` for drydock's own reads.
+    steps_session: std::sync::Mutex<Option<(PgConnection, i32)>>,
+}
+
+impl Drop for Postgres {
+    /// The kept step session ends with the target as opened, closed as a client should (the
+    /// server sees a goodbye, not a dropped socket).
+    fn drop(&mut self) {
+        let kept = self
+            .steps_session
+            .get_mut()
+            .map(Option::take)
+            .unwrap_or_default();
+        if let (Some((conn, _)), Ok(runtime)) = (kept, tokio::runtime::Handle::try_current()) {
+            runtime.spawn(async move { conn.close().await.ok() });
+        }
+    }
 }
 
 /// The least-privilege roles agent SQL runs as (`[targets.X] apply_role`, `dry_run_role`,
@@ -292,6 +310,7 @@ impl Postgres {
             },
             spare,
             granted: AtomicBool::new(false),
+            steps_session: std::sync::Mutex::new(None),
         };
         // A session kept since an earlier call may have been ended by the server meanwhile
         // (idle timeout, restart): it is pinged once here; reads within this call reuse it as is.

@@ -239,10 +239,12 @@ impl Engine {
                 if starts.stop.load(Ordering::SeqCst) || self.halt.requested() {
                     break;
                 }
+                let t = Instant::now();
                 if let Err(e) = self.member_started(&plan, &member, &agent).await {
                     end.failed = Some((member, e));
                     break;
                 }
+                crate::clock::phase("member: record start", t);
             }
             set.spawn(async move {
                 let _permit = permit;
@@ -305,11 +307,19 @@ impl Engine {
     ) -> Result<MemberDone> {
         let outcome = async {
             let cfg = self.config.target(member)?;
+            let t = Instant::now();
             let target = self.open_config(cfg).await?;
+            crate::clock::phase("member: open", t);
+            let t = Instant::now();
             admit(plan, &target).await?;
+            crate::clock::phase("member: admit", t);
+            let t = Instant::now();
             let lock = target.lock().await?;
+            crate::clock::phase("member: lock", t);
             let r = self.apply_member_locked(plan, member, &target, agent).await;
+            let t = Instant::now();
             lock.release().await;
+            crate::clock::phase("member: unlock", t);
             r
         }
         .await;
@@ -329,14 +339,18 @@ impl Engine {
                 Some(order)
             }
         };
-        self.store
+        let t = Instant::now();
+        let recorded = self
+            .store
             .commit(Change {
                 plan_id: &plan.id,
                 member: Some((member, state, error.as_deref())),
                 audit: Audit::new(agent, action, json!({"member": member, "error": error})),
                 ..Change::default()
             })
-            .await?;
+            .await;
+        crate::clock::phase("member: record", t);
+        recorded?;
         outcome
     }
 
@@ -347,20 +361,32 @@ impl Engine {
         target: &Target,
         agent: &Principal,
     ) -> Result<MemberDone> {
+        let t = Instant::now();
         let applied = self.applied_on(plan, target).await?;
         Self::refuse_half_restored(plan, target, |_, name| applied.contains(name)).await?;
-        if applied.is_empty() {
-            // The member's schema before the plan: its rollback is verified against it.
-            let fp = target.fingerprint().await?;
-            self.store
-                .commit(Change {
-                    plan_id: &plan.id,
-                    run: Some(pre_apply_run(plan, member, &fp)),
-                    ..Change::default()
-                })
-                .await?;
-        }
-        self.member_backup(plan, member, target, agent).await?;
+        crate::clock::phase("member: history", t);
+        // The member's schema before the plan (its rollback is verified against it) and its
+        // backup are both reads of the member as it is: read side by side, each on its own
+        // session.
+        let t = Instant::now();
+        let schema_before = async {
+            if applied.is_empty() {
+                let fp = target.fingerprint().await?;
+                self.store
+                    .commit(Change {
+                        plan_id: &plan.id,
+                        run: Some(pre_apply_run(plan, member, &fp)),
+                        ..Change::default()
+                    })
+                    .await?;
+            }
+            Ok::<_, Error>(())
+        };
+        tokio::try_join!(
+            schema_before,
+            self.member_backup(plan, member, target, agent)
+        )?;
+        crate::clock::phase("member: schema before and backup", t);
         for (i, step) in plan.steps().iter().enumerate() {
             let name = plan.step_name(i).to_string();
             if applied.contains(&name) {
@@ -377,9 +403,11 @@ impl Engine {
                 started_at: crate::store::now(),
                 first: false,
             };
+            let t = Instant::now();
             let outcome = self
                 .run_step(&at, target, step, &None, (&mut 0, &mut 0))
                 .await?;
+            crate::clock::phase("member: step", t);
             match outcome {
                 StepOutcome::Ran(..) | StepOutcome::Backfilled(_) => {}
                 StepOutcome::Halted(_) => return Ok(MemberDone::Halted),
@@ -396,6 +424,10 @@ impl Engine {
                 }
             }
         }
+        if plan.body.checks.is_empty() {
+            return Ok(MemberDone::Applied);
+        }
+        let t = Instant::now();
         let failed: Vec<String> = target
             .run_checks(&plan.body.checks)
             .await?
@@ -403,6 +435,7 @@ impl Engine {
             .filter(|c| !c.passed)
             .map(|c| check_failure(&c))
             .collect();
+        crate::clock::phase("member: checks", t);
         if !failed.is_empty() {
             self.undo_member(plan, target).await?;
             return Err(Error::ValidationFailed {

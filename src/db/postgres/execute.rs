@@ -20,17 +20,9 @@ impl Postgres {
         std::result::Result<Vec<StatementRun>, StepFailure>,
         WatchReport,
     )> {
-        let mut conn = self.connect().await?;
+        let (mut conn, pid) = self.step_session().await?;
+        // Checked before every step, on a kept session too.
         self.agent_role(&mut conn, AgentUse::Apply).await?;
-        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-            .fetch_one(&mut conn)
-            .await
-            .map_err(|e| self.err(e))?;
-        sqlx::raw_sql(CREATE_HISTORY)
-            .execute(&mut conn)
-            .await
-            .map_err(|e| self.err(e))?;
-        self.grant_bookkeeping(&mut conn).await?;
 
         let stop = Arc::new(Stop::default());
         let watcher = tokio::spawn(watch(
@@ -53,7 +45,11 @@ impl Postgres {
             .await;
         stop.stop();
         let watch = watcher.await.unwrap_or_default();
-        conn.close().await.ok();
+        if matches!(&result, Ok(Ok(_))) && !watch.cancelled {
+            self.keep_step_session(conn, pid).await;
+        } else {
+            conn.close().await.ok();
+        }
         let mut result = result?;
         if let Err(f) = &mut result
             && watch.cancelled
@@ -64,6 +60,44 @@ impl Postgres {
             );
         }
         Ok((result, watch))
+    }
+
+    /// The session steps run on: the one the last step of this target (as opened) succeeded
+    /// on, else a new one with drydock's history table made. One session for a plan's steps
+    /// on a target, as the dry-run's sandbox is one: a connection's handshake is not paid
+    /// again for every step (a rollout's members run several each).
+    async fn step_session(&self) -> Result<(PgConnection, i32)> {
+        let kept = self.steps_session.lock().expect("step session lock").take();
+        if let Some((mut conn, pid)) = kept {
+            if conn.ping().await.is_ok() {
+                return Ok((conn, pid));
+            }
+            conn.close_hard().await.ok();
+        }
+        let mut conn = self.connect().await?;
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        sqlx::raw_sql(CREATE_HISTORY)
+            .execute(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        self.grant_bookkeeping(&mut conn).await?;
+        Ok((conn, pid))
+    }
+
+    /// Keeps the session of a step that succeeded (every transaction of it ended) for the
+    /// next step; a session of a step that failed is closed, never kept.
+    async fn keep_step_session(&self, conn: PgConnection, pid: i32) {
+        let extra = self
+            .steps_session
+            .lock()
+            .expect("step session lock")
+            .replace((conn, pid));
+        if let Some((conn, _)) = extra {
+            conn.close().await.ok();
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
