@@ -162,6 +162,7 @@ async fn bench_size(rows: i64, with_template: bool) {
                         checks: vec![],
                         urgency: Urgency::Normal,
                         supersedes: None,
+                        desired: None,
                     },
                     &agent,
                 )

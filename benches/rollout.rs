@@ -164,6 +164,7 @@ async fn main() {
                     checks: vec![],
                     urgency: Urgency::Normal,
                     supersedes: None,
+                    desired: None,
                 },
                 &agent,
             )

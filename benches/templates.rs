@@ -123,6 +123,7 @@ async fn walk(
                 checks: vec![],
                 urgency: Urgency::Normal,
                 supersedes: None,
+                desired: None,
             },
             &agent,
         )

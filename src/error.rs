@@ -145,6 +145,12 @@ pub enum Error {
     },
     #[error("unknown template `{0}`")]
     UnknownTemplate(String),
+    #[error("the desired schema can be read more than one way: {what}")]
+    AmbiguousChange { what: String, readings: Vec<String> },
+    #[error("the desired schema removes {what}: its data would be lost")]
+    DropNeedsConsent { what: String },
+    #[error("the desired schema asks for a change drydock does not plan: {what}")]
+    UnsupportedChange { what: String, manual: String },
     #[error("template `{template}` refused its parameters: {reason}")]
     TemplateParams { template: String, reason: String },
     #[error("plan `{plan}` cannot be applied: {count} checklist item(s) unmet ({items})")]
@@ -307,6 +313,9 @@ impl Error {
             Error::StagingDrift { .. } => "staging-drift",
             Error::PlanTampered { .. } => "plan-tampered",
             Error::UnknownTemplate(_) => "unknown-template",
+            Error::AmbiguousChange { .. } => "ambiguous-change",
+            Error::DropNeedsConsent { .. } => "drop-needs-consent",
+            Error::UnsupportedChange { .. } => "unsupported-change",
             Error::TemplateParams { .. } => "invalid-template-params",
             Error::ChecklistUnmet { .. } => "checklist-unmet",
             Error::SqlFailed { .. } => "sql-failed",
@@ -367,6 +376,12 @@ impl Error {
                 "a dry-run there would not test what production will do: bring `{staging}` in step (apply the plans production has and it lacks — drydock does after every production apply when it can — or rebuild it from production), then dry-run again"
             ),
             Error::UnknownTemplate(_) => "call `render-template` without a name to list the templates".into(),
+            Error::AmbiguousChange { readings, .. } => format!(
+                "say which you mean — {}",
+                readings.join("; or ")
+            ),
+            Error::DropNeedsConsent { .. } => "if the data may go, plan again with `allow_drop: true` (the drop keeps a copy until the rollback window passes); else keep it in `desired`, or name its new name in `renames`".into(),
+            Error::UnsupportedChange { manual, .. } => manual.clone(),
             Error::TemplateParams { .. } => {
                 "do what the message asks first (a dependent object to change, a name to correct), or pass parameters matching the template's schema (`render-template` without a name lists it; identifiers are letters, digits and _)".into()
             }
@@ -472,6 +487,12 @@ impl Error {
                 "validate right after apply and roll back with a reason when a check fails"
             }
             Error::InvalidCheck { .. } => "a check is exactly one SELECT; writes belong in steps",
+            Error::AmbiguousChange { .. } => {
+                "when a column leaves `desired` and another arrives, say which it is: `renames` for a rename, `allow_drop` for a drop and an add"
+            }
+            Error::DropNeedsConsent { .. } => {
+                "a `desired` without a column or table drops it and its data: mean it (`allow_drop: true`) or name the new name in `renames`"
+            }
             Error::PlanTampered { .. } => {
                 "plans are immutable once stored: change one by submitting a new plan (`supersedes`), never by editing the state store"
             }
@@ -499,6 +520,7 @@ impl Error {
             | Error::StagingDrift { .. }
             | Error::UnknownTemplate(_)
             | Error::TemplateParams { .. }
+            | Error::UnsupportedChange { .. }
             | Error::SelfApproval { .. }
             | Error::TargetBusy(_)
             | Error::BadGroup { .. }

@@ -11,7 +11,7 @@
 //! | --- | --- | --- |
 //! | adapters | `mcp`, `cli`, `web` (and `demo`, the zero-config pair) | the MCP tools, prompts and resources; the engineers' commands; the team server (MCP over HTTP, the JSON API, the review page) |
 //! | engine | `engine` | the lifecycle verbs: plan, dry-run, apply, validate, rollback, decisions, reads |
-//! | domain | `analysis`, `checklist`, `errorlog`, `export`, `render` | hazards and privilege; the safety checklist; ERRORS.md; the repository's migration folder; templates |
+//! | domain | `analysis`, `checklist`, `desired`, `errorlog`, `export`, `render` | hazards and privilege; the safety checklist; a desired schema's differences from the catalog; ERRORS.md; the repository's migration folder; templates |
 //! | adapters to data | `db`, `store` | the databases drydock changes; drydock's own state |
 //! | definitions | `plan`, `config` | plans, steps, statuses and run kinds, the typed analysis and run evidence; drydock.toml |
 //! | leaves | `sql`, `clock`, `redact`, `lockfile`, `identity`, `error` | quoting, the lexer and expression checks; time; secrets masked; cross-process locks; principals and tokens; the error type |
@@ -23,6 +23,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod demo;
+pub mod desired;
 pub mod engine;
 pub mod error;
 pub mod errorlog;

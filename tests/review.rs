@@ -115,6 +115,7 @@ async fn an_approver_reviews_and_approves_in_the_browser() {
                 checks: vec![],
                 urgency: Default::default(),
                 supersedes: None,
+                desired: None,
             },
             &drydock::identity::Principal {
                 name: "carol".into(),

@@ -135,11 +135,39 @@ pub enum Command {
         #[command(subcommand)]
         command: StateCommand,
     },
-    /// Analyse a SQL file against a target's catalog, as `plan` would.
+    /// Print the steps that take a target to a desired schema (`CREATE TABLE`, `CREATE INDEX`,
+    /// `ALTER TABLE … ADD CONSTRAINT` as you want the tables), with their hazards; no plan is
+    /// stored. The same steps `plan` with `desired` would store.
+    Diff {
+        /// The desired schema's file.
+        #[arg(long)]
+        desired: PathBuf,
+        /// The target to compare with (default: the only one configured).
+        #[arg(long)]
+        target: Option<String>,
+        /// A column renamed, `table.old=new` (repeatable); without it, a column gone and one
+        /// added is refused as ambiguous.
+        #[arg(long = "rename", value_name = "TABLE.OLD=NEW")]
+        renames: Vec<String>,
+        /// Data may be lost: columns (and with `--scope schema`, tables) missing from the file
+        /// are dropped.
+        #[arg(long)]
+        allow_drop: bool,
+        /// Compare every table of the target, not only those the file names.
+        #[arg(long)]
+        whole_schema: bool,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Analyse a SQL file against a target's catalog, as `plan` would (with `--desired`, the
+    /// steps that take the target to the schema in the file).
     Lint {
         file: PathBuf,
         #[arg(long)]
         target: String,
+        /// FILE is a desired schema: analyse the steps drydock plans from it.
+        #[arg(long)]
+        desired: bool,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
         /// Exit non-zero when a hazard at or above this severity is found.
@@ -329,6 +357,7 @@ impl Command {
             | Command::Release { format, .. }
             | Command::Errors { format, .. }
             | Command::Lint { format, .. }
+            | Command::Diff { format, .. }
             | Command::Init { format, .. }
             | Command::Status { format, .. }
             | Command::Doctor { format, .. }

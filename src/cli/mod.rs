@@ -284,10 +284,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Lint {
             file,
             target,
+            desired,
             format,
             fail_on,
             explain,
-        } => return lint(&engine, &file, &target, format, fail_on, explain).await,
+        } => {
+            let how = Lint {
+                format,
+                fail_on,
+                explain,
+                desired,
+            };
+            return lint(&engine, &file, &target, how).await;
+        }
+        Command::Diff {
+            desired,
+            target,
+            renames,
+            allow_drop,
+            whole_schema,
+            format,
+        } => {
+            let asked = DiffArgs {
+                renames,
+                allow_drop,
+                whole_schema,
+            };
+            diff(&engine, &desired, target, asked, format).await?
+        }
         Command::Doctor {
             format,
             fix: true,
@@ -344,21 +368,51 @@ async fn plans(engine: &Engine, format: Format) -> anyhow::Result<()> {
 
 /// `drydock lint FILE`: the plan's analysis (hazards, with their explanations on request)
 /// without saving a plan.
-async fn lint(
-    engine: &Engine,
-    file: &Path,
-    target: &str,
+/// How `lint` reads its file and says what it found.
+struct Lint {
     format: Format,
     fail_on: FailOn,
     explain: bool,
-) -> anyhow::Result<i32> {
+    /// The file is a desired schema.
+    desired: bool,
+}
+
+async fn lint(engine: &Engine, file: &Path, target: &str, how: Lint) -> anyhow::Result<i32> {
+    let Lint {
+        format,
+        fail_on,
+        explain,
+        desired,
+    } = how;
     let sql =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let name = file
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "file".into());
-    let analysis = engine.lint(target, &name, sql).await.map_err(refused)?;
+    let analysis = if desired {
+        let d = crate::plan::Desired {
+            sql,
+            ..Default::default()
+        };
+        match engine.diff_desired(target, &d).await.map_err(refused)? {
+            Some(diff) => diff.analysis,
+            None => {
+                match format {
+                    Format::Json => println!(
+                        "{}",
+                        serde_json::json!({"hazards": [], "nothing_to_change": true})
+                    ),
+                    Format::Text => {
+                        println!("`{target}` already has the desired schema: nothing to lint")
+                    }
+                }
+                return Ok(0);
+            }
+        }
+    } else {
+        engine.lint(target, &name, sql).await.map_err(refused)?
+    };
     let explained = |h: &crate::plan::analysis::Hazard| explain.then(|| Engine::explain(h.code));
     match format {
         Format::Json => {
@@ -448,5 +502,95 @@ async fn fix_roles(engine: &Engine, format: Format, by: Option<&str>) -> anyhow:
         },
         || serde_json::json!({ "fixed": fixes }),
     );
+    Ok(())
+}
+
+/// What `diff` was told beside the file.
+struct DiffArgs {
+    renames: Vec<String>,
+    allow_drop: bool,
+    whole_schema: bool,
+}
+
+/// `drydock diff --desired FILE`: the steps that take the target there, stored nowhere.
+async fn diff(
+    engine: &Engine,
+    file: &Path,
+    target: Option<String>,
+    asked: DiffArgs,
+    format: Format,
+) -> anyhow::Result<()> {
+    let sql =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let target = match target {
+        Some(t) => t,
+        None => {
+            let names: Vec<&String> = engine.config.targets.keys().collect();
+            match names.as_slice() {
+                [only] => (*only).clone(),
+                _ => {
+                    return Err(refused(crate::error::Error::invalid(
+                        crate::error::Part::Argument,
+                        format!(
+                            "say which target to compare with: --target (one of {})",
+                            names
+                                .iter()
+                                .map(|n| n.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    )));
+                }
+            }
+        }
+    };
+    let mut renames = std::collections::BTreeMap::new();
+    for r in &asked.renames {
+        let Some((from, to)) = r.split_once('=') else {
+            return Err(refused(crate::error::Error::invalid(
+                crate::error::Part::Argument,
+                format!("--rename {r:?}: write it as table.old=new"),
+            )));
+        };
+        renames.insert(from.trim().to_string(), to.trim().to_string());
+    }
+    let d = crate::plan::Desired {
+        sql,
+        renames,
+        allow_drop: asked.allow_drop,
+        whole_schema: asked.whole_schema,
+    };
+    let found = engine.diff_desired(&target, &d).await.map_err(refused)?;
+    match (format, found) {
+        (Format::Json, None) => println!("{}", serde_json::json!({"nothing_to_change": true})),
+        (Format::Json, Some(diff)) => println!("{}", serde_json::to_string(&diff)?),
+        (Format::Text, None) => {
+            println!("`{target}` already has the desired schema: nothing to change")
+        }
+        (Format::Text, Some(diff)) => {
+            for s in &diff.steps {
+                let gate = match &s.gate {
+                    Some(crate::plan::Gate::Manual) => " (gate: manual release)".to_string(),
+                    Some(crate::plan::Gate::After { duration }) => {
+                        format!(" (gate: after {duration})")
+                    }
+                    None => String::new(),
+                };
+                println!("-- step {}{gate}", s.name);
+                println!("-- up\n{}", s.up.as_deref().unwrap_or(""));
+                println!("-- down\n{}\n", s.down.as_deref().unwrap_or(""));
+            }
+            for h in &diff.hazards {
+                println!(
+                    "{:?} {} on {}: {}\n  fix: {}",
+                    h.severity,
+                    h.code,
+                    h.table.as_deref().unwrap_or("-"),
+                    h.message,
+                    h.fix
+                );
+            }
+        }
+    }
     Ok(())
 }

@@ -33,6 +33,8 @@ pub struct StatusBrief {
     pub author: String,
     pub urgency: Urgency,
     pub created_at: String,
+    /// Where the steps came from: the agent's `steps`, a `template`, or a `desired` schema.
+    pub source: crate::plan::Source,
     pub steps: Vec<StepBrief>,
     pub checklist: Vec<ChecklistItem>,
     /// The analysis' overall risk.
@@ -123,6 +125,7 @@ impl StatusReport {
             author: self.author.clone(),
             urgency: self.urgency,
             created_at: self.created_at.clone(),
+            source: self.source,
             steps: self
                 .steps
                 .iter()

@@ -7,6 +7,7 @@
 mod apply;
 mod brief;
 mod decisions;
+mod desired;
 mod dry_run;
 mod exercise;
 mod export;
@@ -59,7 +60,10 @@ use crate::render;
 use crate::sql::Dialect;
 use crate::store::{Audit, Change, NewRun, Store};
 
+pub use desired::{DesiredDiff, DiffStep};
+
 /// What the agent asked `plan` for, after the MCP layer decoded it.
+#[derive(Default)]
 pub struct PlanRequest {
     pub goal: String,
     pub target: String,
@@ -69,6 +73,8 @@ pub struct PlanRequest {
     pub checks: Vec<Check>,
     pub urgency: Urgency,
     pub supersedes: Option<String>,
+    /// Instead of `steps` or `template`: the schema wanted, compared with the catalog.
+    pub desired: Option<crate::plan::Desired>,
 }
 
 /// Which page of a long listing (`inspect`'s tables): those after `after`, at most `limit`.

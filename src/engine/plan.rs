@@ -6,6 +6,21 @@ use crate::db::AgentUse;
 
 impl Engine {
     pub async fn plan(&self, req: PlanRequest, author: &Principal) -> Result<PlanOutcome> {
+        self.plan_or_nothing(req, author).await?.ok_or_else(|| {
+            Error::invalid(
+                Part::Plan,
+                "`desired` is what the target already has: nothing to change",
+            )
+        })
+    }
+
+    /// `plan`, or `None` when a `desired` schema is what the target already has (an answer,
+    /// not a refusal: no plan is stored).
+    pub async fn plan_or_nothing(
+        &self,
+        req: PlanRequest,
+        author: &Principal,
+    ) -> Result<Option<PlanOutcome>> {
         let target_cfg = self.config.target(&req.target)?;
         if req.goal.trim().is_empty() {
             return Err(Error::invalid(
@@ -17,12 +32,31 @@ impl Engine {
         let mut agent_sql = vec![];
         // Opened early only for a template that reads the target's catalog; used once for both.
         let mut opened = None;
+        let desired = req.desired.clone();
         let (steps, mut checks) = match (req.steps, req.template) {
             (Some(_), Some(_)) => {
                 return Err(Error::invalid(
                     Part::Plan,
                     "give either `steps` or `template` + `params`, not both",
                 ));
+            }
+            (Some(_), None) | (None, Some(_)) if desired.is_some() => {
+                return Err(Error::invalid(
+                    Part::Plan,
+                    "give `desired` alone: not with `steps` or `template`",
+                ));
+            }
+            (None, None) if desired.is_some() => {
+                let d = desired.as_ref().expect("matched");
+                let t = self.open_config(target_cfg).await?;
+                let r = match self.desired_steps(d, &req.target, &t).await {
+                    Ok(Some(r)) => r,
+                    Ok(None) => return Ok(None),
+                    Err(e) => return Err(self.learn(e, author, "plan", None).await),
+                };
+                opened = Some(t);
+                agent_sql = r.agent_sql;
+                (r.steps, r.checks)
             }
             (Some(steps), None) => {
                 refuse_restores(&steps)?;
@@ -45,8 +79,10 @@ impl Engine {
         }
         let body = match Body::new(&req.target, steps, checks) {
             Ok(b) => Body {
-                template,
+                // Every step of a desired plan is drydock's: a template's, or DDL it wrote.
+                template: template.or(desired.as_ref().map(|_| "desired".to_string())),
                 agent_sql,
+                desired,
                 ..b
             },
             Err(e) => return Err(self.learn(e, author, "plan", None).await),
@@ -90,7 +126,8 @@ impl Engine {
         let lessons = self.errors.relevant(&codes, &tables)?;
         let next_steps = next_steps(&plan, target_cfg.role, &checklist);
         let warnings = self.agent_sql_privileges(&plan.target).await;
-        Ok(PlanOutcome {
+        Ok(Some(PlanOutcome {
+            source: plan.body.source(),
             plan_id: plan.id,
             checksum: plan.checksum,
             status: plan.status,
@@ -102,7 +139,7 @@ impl Engine {
             warnings,
             next_steps,
             omitted: Default::default(),
-        })
+        }))
     }
 
     /// Renders a template; one that moves a column reads the column's indexes, constraints,
@@ -127,7 +164,7 @@ impl Engine {
 
     /// `render` with the target (by name, opened) the template reads: a moved column's
     /// dependents, the catalog (for removals, row moves, and every template on SQLite).
-    async fn render_on(
+    pub(super) async fn render_on(
         &self,
         name: &str,
         params: serde_json::Value,

@@ -73,6 +73,8 @@ impl Engine {
             author: plan.author.clone(),
             urgency: plan.urgency,
             created_at: plan.created_at.clone(),
+            source: plan.body.source(),
+            desired: plan.body.desired.clone(),
             steps,
             checks: plan.body.checks.clone(),
             checklist: checklist.clone(),

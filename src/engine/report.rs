@@ -21,6 +21,8 @@ pub struct PlanOutcome {
     pub plan_id: String,
     pub checksum: String,
     pub status: Status,
+    /// Where the steps came from: the agent's `steps`, a `template`, or a `desired` schema.
+    pub source: crate::plan::Source,
     pub target: String,
     pub role: Role,
     pub analysis: Analysis,
@@ -342,6 +344,12 @@ pub struct StatusReport {
     pub author: String,
     pub urgency: Urgency,
     pub created_at: String,
+    /// Where the steps came from: the agent's `steps`, a `template`, or a `desired` schema.
+    #[serde(default = "steps_source")]
+    pub source: crate::plan::Source,
+    /// The desired schema the plan was made from, when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired: Option<crate::plan::Desired>,
     pub steps: Vec<StepStatus>,
     pub checks: Vec<Check>,
     pub checklist: Vec<ChecklistItem>,
@@ -454,6 +462,10 @@ pub fn gate_text(g: &Gate) -> String {
         Gate::Manual => "manual: waits for an engineer's `drydock release`".into(),
         Gate::After { duration } => format!("after {duration} since the previous step was applied"),
     }
+}
+
+fn steps_source() -> crate::plan::Source {
+    crate::plan::Source::Steps
 }
 
 impl StatusReport {

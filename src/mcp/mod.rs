@@ -79,6 +79,37 @@ pub struct PlanInput {
     pub urgency: Option<Urgency>,
     /// The plan this one replaces, if any.
     pub supersedes: Option<String>,
+    /// Instead of `steps` or `template`: the tables as you want them — `CREATE TABLE`,
+    /// `CREATE [UNIQUE] INDEX`, `ALTER TABLE … ADD CONSTRAINT` — or a whole schema file. drydock
+    /// compares them with the target's catalog and plans each difference the zero-downtime way.
+    pub desired: Option<String>,
+    /// With `desired`: columns renamed, `{"table.old": "new"}` (else a column gone and one
+    /// added is `ambiguous-change`).
+    pub renames: Option<std::collections::BTreeMap<String, String>>,
+    /// With `desired`: data may be lost (a column or table removed); else `drop-needs-consent`.
+    pub allow_drop: Option<bool>,
+    /// With `desired`: `tables` (default: only the tables it names) or `schema` (every table;
+    /// one missing from `desired` is dropped).
+    pub scope: Option<DesiredScope>,
+}
+
+/// Which tables a `desired` schema speaks for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DesiredScope {
+    #[default]
+    Tables,
+    Schema,
+}
+
+/// `plan`'s answer: the stored plan, or that `desired` is what the target already has.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct PlanAnswer {
+    #[serde(flatten)]
+    pub plan: Option<PlanOutcome>,
+    /// `desired` is what the target already has: no plan was stored.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nothing_to_change: bool,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -240,7 +271,23 @@ impl DrydockServer {
         meta: RequestMetaObject,
         peer: Peer<RoleServer>,
         extensions: Extensions,
-    ) -> Result<Json<PlanOutcome>, ToolError> {
+    ) -> Result<Json<PlanAnswer>, ToolError> {
+        let desired = match (p.desired, p.renames, p.allow_drop, p.scope) {
+            (Some(sql), renames, allow_drop, scope) => Some(crate::plan::Desired {
+                sql,
+                renames: renames.unwrap_or_default(),
+                allow_drop: allow_drop.unwrap_or(false),
+                whole_schema: scope == Some(DesiredScope::Schema),
+            }),
+            (None, None, None, None) => None,
+            (None, ..) => {
+                return Err(Error::invalid(
+                    crate::error::Part::Plan,
+                    "`renames`, `allow_drop` and `scope` go with `desired`",
+                )
+                .into());
+            }
+        };
         let req = PlanRequest {
             goal: p.goal,
             target: p.target,
@@ -250,13 +297,16 @@ impl DrydockServer {
             checks: p.checks.unwrap_or_default(),
             urgency: p.urgency.unwrap_or_default(),
             supersedes: p.supersedes,
+            desired,
         };
-        Ok(Json(
-            self.engine
-                .plan(req, &agent(&peer, &meta, &extensions))
-                .await?
-                .fit(),
-        ))
+        let planned = self
+            .engine
+            .plan_or_nothing(req, &agent(&peer, &meta, &extensions))
+            .await?;
+        Ok(Json(PlanAnswer {
+            nothing_to_change: planned.is_none(),
+            plan: planned.map(PlanOutcome::fit),
+        }))
     }
 
     /// Render a template from the library into steps and checks. Without `template`, list the

@@ -5,6 +5,7 @@
 //! `store`, `analysis` or `engine`.
 
 pub mod analysis;
+mod desired;
 pub mod evidence;
 pub mod input;
 pub mod kind;
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Part, Result};
+pub use desired::{Desired, Source};
 pub use restore::Restore;
 
 /// One step of a plan. Multi-step plans (expand/contract) walk the lifecycle per step.
@@ -489,6 +491,9 @@ pub struct Body {
     /// defect of drydock's template. Part of the checksum, as the template is.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub agent_sql: Vec<String>,
+    /// The desired schema the steps were planned from, when they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired: Option<Desired>,
 }
 
 /// drydock's templates whose steps are the agent's own text, rendered verbatim (`migration`
@@ -616,7 +621,17 @@ impl Body {
             checks,
             template: None,
             agent_sql: vec![],
+            desired: None,
         })
+    }
+
+    /// Where the steps came from.
+    pub fn source(&self) -> Source {
+        match (&self.desired, &self.template) {
+            (Some(_), _) => Source::Desired,
+            (None, Some(_)) => Source::Template,
+            (None, None) => Source::Steps,
+        }
     }
 
     pub fn checksum(&self) -> String {

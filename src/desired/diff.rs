@@ -1,0 +1,526 @@
+//! The differences between the desired tables and the catalog's, each as the change that makes
+//! it without downtime, in an order each can run in: new tables (referenced ones first), then
+//! per table its renames, new columns, retyped columns, defaults and NULLs; then indexes,
+//! CHECKs and foreign keys; then what is removed (constraints, indexes, columns, tables).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::json;
+
+use super::Options;
+use super::schema::{CheckC, Col, ColDefault, ForeignKey, Index, Table};
+use crate::error::{Error, Part, Result};
+use crate::sql::quote_ident;
+
+/// One difference, said as what makes it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// A drydock template with its parameters.
+    Template {
+        name: &'static str,
+        params: serde_json::Value,
+    },
+    /// A step drydock writes itself: its name's stem, `up` and `down`.
+    Step {
+        name: String,
+        up: String,
+        down: String,
+    },
+}
+
+/// The changes that take `current` (the catalog's tables the desired DDL names, or all of them
+/// with `whole_schema`) to `desired`; empty when there is nothing to change.
+pub fn changes(
+    desired: &BTreeMap<String, Table>,
+    current: &BTreeMap<String, Table>,
+    options: &Options,
+) -> Result<Vec<Change>> {
+    check_renames(desired, current, options)?;
+    let mut early = Vec::new();
+    let mut middle = Vec::new();
+    let mut removals = Vec::new();
+    for t in creation_order(desired, current) {
+        early.push(Change::Step {
+            name: format!("create-{}", stem(&t.name)),
+            up: t.create.clone().unwrap_or_default(),
+            down: format!("DROP TABLE {}", qualified(&t.name)),
+        });
+    }
+    for (name, want) in desired {
+        let Some(have) = current.get(name) else {
+            continue;
+        };
+        if want.partitioning || have.partitioning {
+            if want.columns != have.columns || want.indexes.len() != have.indexes.len() {
+                return Err(unsupported(
+                    format!("partitioned table `{name}`"),
+                    "change a partitioned table as `steps` (`add-index` handles its indexes)",
+                ));
+            }
+            continue;
+        }
+        if want.primary_key != have.primary_key {
+            return Err(unsupported(
+                format!(
+                    "`{name}`'s primary key ({:?} → {:?})",
+                    have.primary_key, want.primary_key
+                ),
+                "a new primary key is a unique index built CONCURRENTLY, then `ADD CONSTRAINT … PRIMARY KEY USING INDEX`: write it as `steps`",
+            ));
+        }
+        early.extend(columns(want, have, options)?);
+        let (added, removed) = attachments(want, have)?;
+        middle.extend(added);
+        removals.extend(removed);
+        removals.extend(dropped_columns(want, have, options)?);
+    }
+    if options.whole_schema {
+        for name in current.keys().filter(|n| !desired.contains_key(*n)) {
+            if !options.allow_drop {
+                return Err(Error::DropNeedsConsent {
+                    what: format!(
+                        "table `{name}` (it is not in `desired`, and `scope` is the schema)"
+                    ),
+                });
+            }
+            removals.push(Change::Template {
+                name: "drop-table",
+                params: json!({"table": name}),
+            });
+        }
+    }
+    early.extend(middle);
+    early.extend(removals);
+    Ok(early)
+}
+
+fn stem(name: &str) -> String {
+    name.replace('.', "-")
+}
+
+fn qualified(name: &str) -> String {
+    name.split('.')
+        .map(quote_ident)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn unsupported(what: String, manual: &str) -> Error {
+    Error::UnsupportedChange {
+        what,
+        manual: manual.to_string(),
+    }
+}
+
+/// Each rename names a column the catalog has and `desired` does not, and a new name that
+/// `desired` has and the catalog does not.
+fn check_renames(
+    desired: &BTreeMap<String, Table>,
+    current: &BTreeMap<String, Table>,
+    options: &Options,
+) -> Result<()> {
+    for (from, to) in &options.renames {
+        let bad = |why: String| {
+            Error::invalid(
+                Part::Plan,
+                format!("`renames` {{\"{from}\": \"{to}\"}}: {why}"),
+            )
+        };
+        let Some((table, column)) = from.rsplit_once('.') else {
+            return Err(bad("the key is `table.column`".into()));
+        };
+        let (Some(want), Some(have)) = (desired.get(table), current.get(table)) else {
+            return Err(bad(format!(
+                "`{table}` is not both in `desired` and on the target"
+            )));
+        };
+        if have.column(column).is_none() || want.column(column).is_some() {
+            return Err(bad(format!(
+                "`{table}.{column}` must be on the target and not in `desired`"
+            )));
+        }
+        if want.column(to).is_none() || have.column(to).is_some() {
+            return Err(bad(format!(
+                "`{table}.{to}` must be in `desired` and not on the target"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The tables of `desired` the catalog does not have, each after the new tables it references.
+fn creation_order<'a>(
+    desired: &'a BTreeMap<String, Table>,
+    current: &BTreeMap<String, Table>,
+) -> Vec<&'a Table> {
+    let mut new: Vec<&Table> = desired
+        .values()
+        .filter(|t| !current.contains_key(&t.name))
+        .collect();
+    let mut out: Vec<&Table> = Vec::new();
+    while !new.is_empty() {
+        let placed: BTreeSet<&str> = out.iter().map(|t| t.name.as_str()).collect();
+        let ready = new.iter().position(|t| {
+            t.foreign_keys.iter().all(|f| {
+                f.ref_table == t.name
+                    || placed.contains(f.ref_table.as_str())
+                    || !new.iter().any(|n| n.name == f.ref_table)
+            })
+        });
+        // A cycle of references: the rest in name order (the dry-run says what fails).
+        out.push(new.remove(ready.unwrap_or(0)));
+    }
+    out
+}
+
+/// Renamed, added and changed columns of one table.
+fn columns(want: &Table, have: &Table, options: &Options) -> Result<Vec<Change>> {
+    let t = &want.name;
+    let renamed: BTreeMap<&str, &str> = options
+        .renames
+        .iter()
+        .filter_map(|(k, v)| {
+            let (table, col) = k.rsplit_once('.')?;
+            (table == t).then_some((col, v.as_str()))
+        })
+        .collect();
+    let gone: Vec<&Col> = have
+        .columns
+        .iter()
+        .filter(|c| want.column(&c.name).is_none() && !renamed.contains_key(c.name.as_str()))
+        .collect();
+    let new: Vec<&Col> = want
+        .columns
+        .iter()
+        .filter(|c| have.column(&c.name).is_none() && !renamed.values().any(|v| *v == c.name))
+        .collect();
+    if !gone.is_empty() && !new.is_empty() && !options.allow_drop {
+        let mut readings = Vec::new();
+        for g in &gone {
+            for n in &new {
+                readings.push(format!(
+                    "`{t}.{}` renamed to `{}`: answer `renames: {{\"{t}.{}\": \"{}\"}}`",
+                    g.name, n.name, g.name, n.name
+                ));
+            }
+        }
+        readings.push(format!(
+            "{} dropped (its data lost) and {} added: answer `allow_drop: true`",
+            names(&gone),
+            names(&new)
+        ));
+        return Err(Error::AmbiguousChange {
+            what: format!("`{t}` loses {} and gains {}", names(&gone), names(&new)),
+            readings,
+        });
+    }
+    let mut out = Vec::new();
+    for (from, to) in &renamed {
+        let (old, new) = (
+            have.column(from).expect("checked"),
+            want.column(to).expect("checked"),
+        );
+        if old.ty != new.ty || old.not_null != new.not_null || old.default != new.default {
+            return Err(unsupported(
+                format!("`{t}.{from}` renamed to `{to}` and changed at once"),
+                "rename in one plan, change the column in the next",
+            ));
+        }
+        out.push(Change::Template {
+            name: "rename-column",
+            params: json!({"table": t, "column": from, "new_name": to}),
+        });
+    }
+    for c in new {
+        out.push(added_column(t, c)?);
+    }
+    for w in &want.columns {
+        if let Some(h) = have.column(&w.name) {
+            out.extend(changed_column(t, w, h)?);
+        }
+    }
+    Ok(out)
+}
+
+fn names(cols: &[&Col]) -> String {
+    cols.iter()
+        .map(|c| format!("`{}`", c.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn added_column(t: &str, c: &Col) -> Result<Change> {
+    let value = match &c.default {
+        Some(ColDefault::Value(v, _)) => Some(v.clone()),
+        _ => None,
+    };
+    Ok(match (c.not_null, &c.default, value) {
+        (false, None, _) => Change::Template {
+            name: "add-column",
+            params: json!({"table": t, "column": c.name, "type": c.ty_sql}),
+        },
+        (false, Some(_), Some(v)) => Change::Template {
+            name: "add-column",
+            params: json!({"table": t, "column": c.name, "type": c.ty_sql, "default": v}),
+        },
+        (true, Some(_), Some(v)) if !v.is_null() => Change::Template {
+            name: "add-not-null-column",
+            params: json!({"table": t, "column": c.name, "type": c.ty_sql, "default": v}),
+        },
+        (true, None, _) => {
+            return Err(unsupported(
+                format!("`{t}.{}` is NOT NULL without a default", c.name),
+                "existing rows need a value: give the column a DEFAULT in `desired` (or add it nullable, backfill it, then make it NOT NULL)",
+            ));
+        }
+        (not_null, Some(d), _) => {
+            // Computed or sequence defaults: drydock's own ALTER, the analysis judges it.
+            if matches!(d, ColDefault::Sequence) {
+                return Err(unsupported(
+                    format!("new serial or identity column `{t}.{}`", c.name),
+                    "numbering existing rows is a backfill: add the column with `steps`",
+                ));
+            }
+            let col = quote_ident(&c.name);
+            let mut up = format!(
+                "ALTER TABLE {} ADD COLUMN {col} {} DEFAULT {}",
+                qualified(t),
+                c.ty_sql,
+                d.sql()
+            );
+            if not_null {
+                up.push_str(" NOT NULL");
+            }
+            Change::Step {
+                name: format!("add-{}-{}", stem(t), c.name),
+                up,
+                down: format!("ALTER TABLE {} DROP COLUMN {col}", qualified(t)),
+            }
+        }
+    })
+}
+
+/// A column on both sides: its type, default and NULL-ness as `desired` says.
+fn changed_column(t: &str, w: &Col, h: &Col) -> Result<Vec<Change>> {
+    let mut out = Vec::new();
+    let (table, col) = (qualified(t), quote_ident(&w.name));
+    if w.ty != h.ty {
+        out.push(Change::Template {
+            name: "change-column-type",
+            params: json!({"table": t, "column": w.name, "new_type": w.ty_sql}),
+        });
+        return Ok(out);
+    }
+    let sequence = |d: &Option<ColDefault>| matches!(d, Some(ColDefault::Sequence));
+    if w.default != h.default
+        && !(sequence(&w.default) && (sequence(&h.default) || h.default.is_none()))
+    {
+        let set = |d: &Option<ColDefault>| match d {
+            Some(d) => format!(
+                "ALTER TABLE {table} ALTER COLUMN {col} SET DEFAULT {}",
+                d.sql()
+            ),
+            None => format!("ALTER TABLE {table} ALTER COLUMN {col} DROP DEFAULT"),
+        };
+        if sequence(&w.default) || sequence(&h.default) {
+            return Err(unsupported(
+                format!("`{t}.{}`'s numbering (serial or identity)", w.name),
+                "change a sequence default as `steps`",
+            ));
+        }
+        out.push(Change::Step {
+            name: format!("default-{}-{}", stem(t), w.name),
+            up: set(&w.default),
+            down: set(&h.default),
+        });
+    }
+    match (w.not_null, h.not_null) {
+        (false, true) => out.push(Change::Step {
+            name: format!("nullable-{}-{}", stem(t), w.name),
+            up: format!("ALTER TABLE {table} ALTER COLUMN {col} DROP NOT NULL"),
+            down: format!("ALTER TABLE {table} ALTER COLUMN {col} SET NOT NULL"),
+        }),
+        (true, false) => {
+            // A validated CHECK lets SET NOT NULL skip its scan under the exclusive lock.
+            let check = short_ident(&format!("{}_{}_not_null", stem(t), w.name));
+            out.push(Change::Template {
+                name: "add-check-constraint",
+                params: json!({"table": t, "name": check, "expression": format!("{col} IS NOT NULL")}),
+            });
+            out.push(Change::Step {
+                name: format!("not-null-{}-{}", stem(t), w.name),
+                up: format!(
+                    "ALTER TABLE {table} ALTER COLUMN {col} SET NOT NULL;\nALTER TABLE {table} DROP CONSTRAINT {}",
+                    quote_ident(&check)
+                ),
+                down: format!(
+                    "ALTER TABLE {table} ADD CONSTRAINT {} CHECK ({col} IS NOT NULL) NOT VALID;\nALTER TABLE {table} ALTER COLUMN {col} DROP NOT NULL",
+                    quote_ident(&check)
+                ),
+            });
+        }
+        _ => {}
+    }
+    Ok(out)
+}
+
+/// Indexes, CHECKs and foreign keys: those to add, and (as a result) those to remove.
+fn attachments(want: &Table, have: &Table) -> Result<(Vec<Change>, Vec<Change>)> {
+    let t = &want.name;
+    let mut added = Vec::new();
+    let mut removed = Vec::new();
+    let same_index = |a: &Index, b: &Index| a.shape == b.shape;
+    for i in want
+        .indexes
+        .iter()
+        .filter(|i| !have.indexes.iter().any(|h| same_index(i, h)))
+    {
+        added.push(match (&i.columns, i.name.as_deref()) {
+            (Some(cols), name) => Change::Template {
+                name: "add-index",
+                params: json!({"table": t, "columns": cols, "name": name, "unique": i.unique}),
+            },
+            (None, _) => {
+                return Err(unsupported(
+                    format!("index on `{t}` over expressions or with options: {}", i.shape),
+                    "build it with `steps`: `CREATE INDEX CONCURRENTLY` alone in its step, `DROP INDEX CONCURRENTLY` as its down",
+                ));
+            }
+        });
+    }
+    for i in have
+        .indexes
+        .iter()
+        .filter(|h| !want.indexes.iter().any(|i| same_index(i, h)))
+    {
+        let Some(name) = &i.name else { continue };
+        if i.constraint {
+            return Err(unsupported(
+                format!("unique constraint `{name}` of `{t}` removed"),
+                "drop the constraint with `steps` (`ALTER TABLE … DROP CONSTRAINT`), its down re-adding it",
+            ));
+        }
+        removed.push(Change::Template {
+            name: "drop-index",
+            params: json!({"name": name}),
+        });
+    }
+    let same_check = |a: &CheckC, b: &CheckC| a.expr == b.expr;
+    for c in want
+        .checks
+        .iter()
+        .filter(|c| !have.checks.iter().any(|h| same_check(c, h)))
+    {
+        let name = c.name.clone().unwrap_or_else(|| {
+            short_ident(&format!(
+                "{}_check_{}",
+                stem(t),
+                have.checks.len() + added.len()
+            ))
+        });
+        added.push(Change::Template {
+            name: "add-check-constraint",
+            params: json!({"table": t, "name": name, "expression": c.expr}),
+        });
+    }
+    for c in have
+        .checks
+        .iter()
+        .filter(|h| !want.checks.iter().any(|c| same_check(c, h)))
+    {
+        if let Some(name) = &c.name {
+            removed.push(drop_constraint(t, name, &format!("CHECK ({})", c.expr)));
+        }
+    }
+    let same_fk = |a: &ForeignKey, b: &ForeignKey| {
+        (&a.columns, &a.ref_table, &a.ref_columns, &a.actions)
+            == (&b.columns, &b.ref_table, &b.ref_columns, &b.actions)
+    };
+    for f in want
+        .foreign_keys
+        .iter()
+        .filter(|f| !have.foreign_keys.iter().any(|h| same_fk(f, h)))
+    {
+        if f.actions != "aas" {
+            return Err(unsupported(
+                format!("foreign key of `{t}` with ON DELETE/ON UPDATE actions or a MATCH type"),
+                "add it with `steps`: `ADD CONSTRAINT … NOT VALID`, then `VALIDATE CONSTRAINT` in its own step",
+            ));
+        }
+        added.push(Change::Template {
+            name: "add-foreign-key",
+            params: json!({"table": t, "columns": f.columns, "ref_table": f.ref_table,
+                           "ref_columns": f.ref_columns, "name": f.name}),
+        });
+    }
+    for f in have
+        .foreign_keys
+        .iter()
+        .filter(|h| !want.foreign_keys.iter().any(|f| same_fk(f, h)))
+    {
+        if let Some(name) = &f.name {
+            let cols = |c: &[String]| {
+                c.iter()
+                    .map(|c| quote_ident(c))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            removed.push(drop_constraint(
+                t,
+                name,
+                &format!(
+                    "FOREIGN KEY ({}) REFERENCES {} ({})",
+                    cols(&f.columns),
+                    qualified(&f.ref_table),
+                    cols(&f.ref_columns)
+                ),
+            ));
+        }
+    }
+    Ok((added, removed))
+}
+
+/// A constraint removed; its down adds it back `NOT VALID` and validates it.
+fn drop_constraint(t: &str, name: &str, definition: &str) -> Change {
+    let (table, n) = (qualified(t), quote_ident(name));
+    Change::Step {
+        name: format!("drop-{}", stem(name)),
+        up: format!("ALTER TABLE {table} DROP CONSTRAINT {n}"),
+        down: format!(
+            "ALTER TABLE {table} ADD CONSTRAINT {n} {definition} NOT VALID;\nALTER TABLE {table} VALIDATE CONSTRAINT {n}"
+        ),
+    }
+}
+
+fn dropped_columns(want: &Table, have: &Table, options: &Options) -> Result<Vec<Change>> {
+    let t = &want.name;
+    let mut out = Vec::new();
+    for c in &have.columns {
+        let renamed = options.renames.contains_key(&format!("{t}.{}", c.name));
+        if want.column(&c.name).is_some() || renamed {
+            continue;
+        }
+        if !options.allow_drop {
+            return Err(Error::DropNeedsConsent {
+                what: format!("column `{t}.{}`", c.name),
+            });
+        }
+        out.push(Change::Template {
+            name: "drop-column",
+            params: json!({"table": t, "column": c.name}),
+        });
+    }
+    Ok(out)
+}
+
+/// A name drydock makes up, cut to PostgreSQL's 63 bytes.
+fn short_ident(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if out.len() + c.len_utf8() > 63 {
+            break;
+        }
+        out.push(c);
+    }
+    out
+}

@@ -1,0 +1,272 @@
+//! Desired state: the tables as the agent wants them (`CREATE TABLE`, `CREATE [UNIQUE] INDEX`,
+//! `ALTER TABLE … ADD CONSTRAINT`), compared with the target's catalog, and each difference
+//! said as the zero-downtime change that makes it (`Change`): a drydock template with its
+//! parameters, or a step drydock writes itself. The engine renders them into one ordinary
+//! plan. What cannot be decided is refused: `ambiguous-change` (a column gone and another
+//! added: a rename?), `drop-needs-consent` (data would be lost), `unsupported-change`.
+//!
+//! Imports `db` (the catalog, as data), `plan` and `error`; never `engine` or `store`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use pg_query::NodeEnum;
+use pg_query::protobuf::AlterTableType;
+
+use crate::db::Catalog;
+use crate::error::{Error, Part, Result};
+
+mod diff;
+mod schema;
+mod shape;
+
+pub use diff::{Change, changes};
+pub use schema::Table;
+
+/// What the agent said beside its desired DDL.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `table.old` → `new`: a column renamed, not dropped and added.
+    pub renames: BTreeMap<String, String>,
+    /// Data may be lost (a column or table removed).
+    pub allow_drop: bool,
+    /// Every table of the schema is compared, not only those the DDL names (a table missing
+    /// from the DDL is then dropped).
+    pub whole_schema: bool,
+}
+
+/// The desired tables, keyed as the catalog keys them.
+pub fn read(sql: &str) -> Result<BTreeMap<String, Table>> {
+    let invalid = |d: String| Error::invalid(Part::Plan, format!("`desired`: {d}"));
+    let parsed = pg_query::parse(sql, 0)
+        .map_err(|e| invalid(format!("does not parse as PostgreSQL: {e}")))?;
+    let mut tables: BTreeMap<String, Table> = BTreeMap::new();
+    let mut later: Vec<(String, NodeEnum)> = Vec::new();
+    for raw in &parsed.protobuf.stmts {
+        let Some(stmt) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
+            continue;
+        };
+        match stmt {
+            NodeEnum::CreateStmt(c) => {
+                let rel = c
+                    .relation
+                    .as_ref()
+                    .ok_or_else(|| invalid("a CREATE TABLE without a name".into()))?;
+                let t = create_table(c).map_err(|what| unsupported(&what))?;
+                if tables.insert(schema::table_name(rel), t).is_some() {
+                    return Err(invalid(format!("table `{}` is created twice", rel.relname)));
+                }
+            }
+            NodeEnum::IndexStmt(i) => {
+                let rel = i
+                    .relation
+                    .as_ref()
+                    .map(schema::table_name)
+                    .unwrap_or_default();
+                later.push((rel, stmt.clone()));
+            }
+            NodeEnum::AlterTableStmt(a) => {
+                let rel = a
+                    .relation
+                    .as_ref()
+                    .map(schema::table_name)
+                    .unwrap_or_default();
+                later.push((rel, stmt.clone()));
+            }
+            NodeEnum::CommentStmt(_) => {
+                return Err(unsupported("COMMENT ON (comments are not compared yet)"));
+            }
+            other => {
+                return Err(invalid(format!(
+                    "holds only CREATE TABLE, CREATE [UNIQUE] INDEX and ALTER TABLE … ADD CONSTRAINT statements; found `{}`",
+                    other
+                        .deparse(pg_query::DeparseOptions::default())
+                        .unwrap_or_default()
+                )));
+            }
+        }
+    }
+    for (rel, stmt) in later {
+        let t = tables.get_mut(&rel).ok_or_else(|| {
+            invalid(format!(
+                "`{rel}` is indexed or altered but not created: give its CREATE TABLE as you want it (the whole table: what it leaves out would be removed)"
+            ))
+        })?;
+        match stmt {
+            NodeEnum::IndexStmt(i) => t.indexes.push(schema::index(&i, false)),
+            NodeEnum::AlterTableStmt(a) => {
+                for cmd in &a.cmds {
+                    let Some(NodeEnum::AlterTableCmd(cmd)) = &cmd.node else {
+                        continue;
+                    };
+                    let constraint = match cmd.def.as_deref().and_then(|d| d.node.as_ref()) {
+                        Some(NodeEnum::Constraint(c))
+                            if cmd.subtype == AlterTableType::AtAddConstraint as i32 =>
+                        {
+                            c
+                        }
+                        _ => {
+                            return Err(invalid(format!(
+                                "an ALTER TABLE of `{rel}` does other than ADD CONSTRAINT: write the table as you want it in its CREATE TABLE"
+                            )));
+                        }
+                    };
+                    schema::constraint(t, constraint, false).map_err(|w| unsupported(&w))?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(tables)
+}
+
+fn create_table(c: &pg_query::protobuf::CreateStmt) -> std::result::Result<Table, String> {
+    let rel = c.relation.as_ref().expect("checked");
+    let mut t = Table {
+        name: schema::table_name(rel),
+        partitioning: c.partspec.is_some() || c.partbound.is_some() || !c.inh_relations.is_empty(),
+        create: NodeEnum::CreateStmt(c.clone())
+            .deparse(pg_query::DeparseOptions::default())
+            .ok(),
+        ..Table::default()
+    };
+    if c.of_typename.is_some() {
+        return Err(format!("typed table `{}` (OF type)", t.name));
+    }
+    let mut constraints = Vec::new();
+    for e in &c.table_elts {
+        match &e.node {
+            Some(NodeEnum::ColumnDef(d)) => {
+                let (col, more) = schema::column(d)?;
+                t.columns.push(col);
+                constraints.extend(more);
+            }
+            Some(NodeEnum::Constraint(k)) => constraints.push((**k).clone()),
+            _ => {
+                return Err(format!(
+                    "a table element of `{}` that is neither a column nor a constraint (LIKE?)",
+                    t.name
+                ));
+            }
+        }
+    }
+    for k in &c.constraints {
+        if let Some(NodeEnum::Constraint(k)) = &k.node {
+            constraints.push((**k).clone());
+        }
+    }
+    for k in &constraints {
+        schema::constraint(&mut t, k, false)?;
+    }
+    Ok(t)
+}
+
+fn unsupported(what: &str) -> Error {
+    Error::UnsupportedChange {
+        what: what.to_string(),
+        manual: "write this part of the change as `steps` in its own plan (`render-template` has the safe procedures); the rest can stay in `desired`".into(),
+    }
+}
+
+/// The catalog's tables in the same model, those of `names` (each may be missing).
+pub fn from_catalog(
+    catalog: &Catalog,
+    names: &BTreeSet<String>,
+) -> Result<BTreeMap<String, Table>> {
+    let mut out = BTreeMap::new();
+    for name in names {
+        let Some(info) = catalog.tables.get(name) else {
+            continue;
+        };
+        out.insert(
+            name.clone(),
+            catalog_table(name, info).map_err(|w| unsupported(&w))?,
+        );
+    }
+    Ok(out)
+}
+
+fn first(sql: &str) -> std::result::Result<NodeEnum, String> {
+    pg_query::parse(sql, 0)
+        .ok()
+        .and_then(|p| {
+            p.protobuf
+                .stmts
+                .first()
+                .and_then(|s| s.stmt.as_ref())
+                .and_then(|n| n.node.clone())
+        })
+        .ok_or_else(|| format!("the catalog's {sql:?} does not parse"))
+}
+
+fn catalog_table(name: &str, info: &crate::db::TableInfo) -> std::result::Result<Table, String> {
+    let mut t = Table {
+        name: name.to_string(),
+        partitioning: info.partition_key.is_some() || info.partition_of.is_some(),
+        ..Table::default()
+    };
+    for c in &info.columns {
+        let mut sql = format!(
+            "CREATE TABLE t ({} {}",
+            crate::sql::quote_ident(&c.name),
+            c.ty
+        );
+        if let Some(d) = &c.default {
+            sql.push_str(&format!(" DEFAULT {d}"));
+        }
+        sql.push(')');
+        let Ok(NodeEnum::CreateStmt(stmt)) = first(&sql) else {
+            return Err(format!("column `{name}.{}` of type {}", c.name, c.ty));
+        };
+        let Some(NodeEnum::ColumnDef(d)) = stmt.table_elts.first().and_then(|n| n.node.clone())
+        else {
+            return Err(format!("column `{name}.{}`", c.name));
+        };
+        let (mut col, _) = schema::column(&d)?;
+        col.not_null = !c.nullable;
+        t.columns.push(col);
+    }
+    let mut unique_constraints = BTreeSet::new();
+    for line in &info.constraints {
+        let Some((cname, def)) = line.split_once(": ") else {
+            continue;
+        };
+        let def = def
+            .trim_end_matches(" (NOT VALID)")
+            .trim_end_matches(" NOT VALID");
+        if def.starts_with("UNIQUE") {
+            unique_constraints.insert(cname.to_string());
+        }
+        let sql = format!(
+            "ALTER TABLE t ADD CONSTRAINT {} {def}",
+            crate::sql::quote_ident(cname)
+        );
+        let stmt = first(&sql)?;
+        let NodeEnum::AlterTableStmt(a) = stmt else {
+            continue;
+        };
+        for cmd in &a.cmds {
+            if let Some(NodeEnum::AlterTableCmd(cmd)) = &cmd.node
+                && let Some(NodeEnum::Constraint(k)) =
+                    cmd.def.as_deref().and_then(|d| d.node.as_ref())
+            {
+                schema::constraint(&mut t, k, true)?;
+            }
+        }
+    }
+    let pk_name = info
+        .constraints
+        .iter()
+        .find(|l| l.contains(": PRIMARY KEY"))
+        .and_then(|l| l.split_once(": ").map(|(n, _)| n.to_string()));
+    for def in &info.indexes {
+        let NodeEnum::IndexStmt(i) = first(def)? else {
+            continue;
+        };
+        if Some(&i.idxname) == pk_name.as_ref() {
+            continue;
+        }
+        let backs = unique_constraints.contains(&i.idxname);
+        t.indexes.push(schema::index(&i, backs));
+    }
+    Ok(t)
+}

@@ -1,0 +1,158 @@
+//! A desired schema made into steps: compared with the target's catalog (`desired`), each
+//! difference rendered with its template (reading the target as the template reads it) or
+//! written as drydock's own step, numbered in plan order, the final steps (after the rollback
+//! window) last. `plan` stores them as one plan; `diff` shows them without storing anything.
+
+use serde::Serialize;
+
+use super::*;
+use crate::plan::Desired;
+
+/// The steps a desired schema makes, before they are a plan.
+pub struct DesiredSteps {
+    pub steps: Vec<Step>,
+    pub checks: Vec<Check>,
+    /// The agent's text inside them (defaults, CHECKs, a new table's DDL): a failure of a step
+    /// that carries it is the agent's lesson.
+    pub agent_sql: Vec<String>,
+}
+
+/// What `drydock diff` prints: the steps and their hazards, nothing stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct DesiredDiff {
+    pub steps: Vec<DiffStep>,
+    pub hazards: Vec<crate::plan::analysis::Hazard>,
+    /// The whole analysis of the steps (`lint --desired` prints it as `lint` does).
+    #[serde(skip)]
+    pub analysis: crate::plan::analysis::Analysis,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DiffStep {
+    pub name: String,
+    pub up: Option<String>,
+    pub down: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gate: Option<crate::plan::Gate>,
+}
+
+impl Engine {
+    /// The steps that take `target` (opened) to `d`; `None` when it is there already.
+    pub(super) async fn desired_steps(
+        &self,
+        d: &Desired,
+        target_name: &str,
+        target: &Target,
+    ) -> Result<Option<DesiredSteps>> {
+        if target.engine() == Dialect::Sqlite {
+            return Err(Error::UnsupportedChange {
+                what: "a desired schema on a SQLite target".into(),
+                manual: "on SQLite, write the change as `steps` or a template (`render-template` lists those SQLite runs)".into(),
+            });
+        }
+        // The agent's DDL is admitted as agent SQL before drydock writes anything from it.
+        if let Err(f) =
+            crate::analysis::privilege::postgres(&d.sql, crate::analysis::privilege::Use::Step)
+        {
+            return Err(Error::Forbidden {
+                place: "`desired`".into(),
+                construct: format!("`{}`", f.construct),
+                reason: f.reason,
+            });
+        }
+        let wanted = crate::desired::read(&d.sql)?;
+        let catalog = target.catalog().await?;
+        let names: std::collections::BTreeSet<String> = if d.whole_schema {
+            catalog.tables.keys().cloned().collect()
+        } else {
+            wanted.keys().cloned().collect()
+        };
+        let current = crate::desired::from_catalog(&catalog, &names)?;
+        let options = crate::desired::Options {
+            renames: d.renames.clone(),
+            allow_drop: d.allow_drop,
+            whole_schema: d.whole_schema,
+        };
+        let changes = crate::desired::changes(&wanted, &current, &options)?;
+        if changes.is_empty() {
+            return Ok(None);
+        }
+        let mut out = DesiredSteps {
+            steps: vec![],
+            checks: vec![],
+            agent_sql: vec![],
+        };
+        for (i, change) in changes.into_iter().enumerate() {
+            let n = i + 1;
+            match change {
+                crate::desired::Change::Template { name, params } => {
+                    let r = self
+                        .render_on(name, params, Some((target_name, target)))
+                        .await?;
+                    out.agent_sql.extend(r.agent_sql);
+                    out.steps.extend(r.steps.into_iter().map(|mut s| {
+                        s.name = Some(format!("{n}-{}", s.name.unwrap_or_default()));
+                        s
+                    }));
+                    out.checks.extend(r.checks.into_iter().map(|mut c| {
+                        c.name = format!("{n}-{}", c.name);
+                        c
+                    }));
+                }
+                crate::desired::Change::Step { name, up, down } => {
+                    out.agent_sql.push(up.clone());
+                    out.steps.push(Step {
+                        name: Some(format!("{n}-{name}")),
+                        up: Some(up),
+                        down: Some(down),
+                        backfill: None,
+                        gate: None,
+                        restore: None,
+                    });
+                }
+            }
+        }
+        // Steps that run after the rollback window (a drop's purge) go last, in their order.
+        let (finals, rest): (Vec<Step>, Vec<Step>) =
+            out.steps.into_iter().partition(Step::is_final);
+        out.steps = rest.into_iter().chain(finals).collect();
+        Ok(Some(out))
+    }
+
+    /// The steps a desired schema makes on `target`, with their hazards, stored nowhere;
+    /// `None` when the target is there already.
+    pub async fn diff_desired(&self, target: &str, d: &Desired) -> Result<Option<DesiredDiff>> {
+        let cfg = self.config.target(target)?;
+        let t = self.open_config(cfg).await?;
+        let Some(r) = self.desired_steps(d, target, &t).await? else {
+            return Ok(None);
+        };
+        let body = Body {
+            template: Some("desired".into()),
+            agent_sql: r.agent_sql,
+            desired: Some(d.clone()),
+            ..Body::new(target, r.steps, r.checks)?
+        };
+        let catalog = t.catalog().await?;
+        let analysis = analysis::analyze(
+            &body,
+            &catalog,
+            &self.config.policy,
+            cfg.role == Role::Production,
+        )?;
+        Ok(Some(DesiredDiff {
+            steps: body
+                .steps
+                .iter()
+                .map(|s| DiffStep {
+                    name: s.name.clone().unwrap_or_default(),
+                    up: s.up.clone(),
+                    down: s.down.clone(),
+                    gate: s.gate.clone(),
+                })
+                .collect(),
+            hazards: analysis.hazards.clone(),
+            analysis,
+        }))
+    }
+}

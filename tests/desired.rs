@@ -1,0 +1,246 @@
+//! Desired state on a schema nobody here wrote (Pagila's `customer`: triggers, views, foreign
+//! keys both ways): the agent says the table as it wants it, drydock plans the zero-downtime
+//! steps, and after apply the catalog is what was asked (no difference left); after rollback
+//! it is what it was.
+
+mod common;
+
+use common::walk::run_sql;
+use common::{PgProject, plan_id};
+use serde_json::{Value, json};
+
+/// `customer` as Pagila's dump creates it (its trigger aside: `desired` holds tables).
+const CUSTOMER: &str = "
+CREATE TABLE public.customer (
+    customer_id integer DEFAULT nextval('public.customer_customer_id_seq'::regclass) NOT NULL,
+    store_id integer NOT NULL,
+    first_name text NOT NULL,
+    last_name text NOT NULL,
+    email text,
+    address_id integer NOT NULL,
+    activebool boolean DEFAULT true NOT NULL,
+    create_date date DEFAULT CURRENT_DATE NOT NULL,
+    last_update timestamp with time zone DEFAULT now(),
+    active integer
+);
+ALTER TABLE ONLY public.customer ADD CONSTRAINT customer_pkey PRIMARY KEY (customer_id);
+CREATE INDEX idx_fk_address_id ON public.customer USING btree (address_id);
+CREATE INDEX idx_fk_store_id ON public.customer USING btree (store_id);
+CREATE INDEX idx_last_name ON public.customer USING btree (last_name);
+ALTER TABLE ONLY public.customer
+    ADD CONSTRAINT customer_address_id_fkey FOREIGN KEY (address_id) REFERENCES public.address(address_id) ON UPDATE CASCADE ON DELETE RESTRICT;
+ALTER TABLE ONLY public.customer
+    ADD CONSTRAINT customer_store_id_fkey FOREIGN KEY (store_id) REFERENCES public.store(store_id) ON UPDATE CASCADE ON DELETE RESTRICT;
+";
+
+async fn pagila() -> PgProject {
+    let p = PgProject::new("").await;
+    for db in [&p.prod, &p.staging] {
+        run_sql(db, include_str!("fixtures/pagila/schema.sql")).await;
+        run_sql(db, include_str!("fixtures/pagila/data.sql")).await;
+    }
+    p
+}
+
+fn desired(sql: &str) -> Value {
+    json!({"goal": "customer as wanted", "target": "production", "desired": sql})
+}
+
+#[tokio::test]
+async fn a_desired_schema_walks_to_validated_and_leaves_no_difference_either_way() {
+    let p = pagila().await;
+    let c = p.project.connect().await;
+    let same = c.ok("plan", desired(CUSTOMER)).await;
+    assert_eq!(same["nothing_to_change"], true, "{same}");
+    assert!(same.get("plan_id").is_none(), "no plan stored: {same}");
+
+    // Written the way an author writes, not the way the catalog prints: `IN`, no casts, a
+    // UNIQUE constraint, short type names.
+    let wanted = CUSTOMER
+        .replace(
+            "    active integer\n",
+            "    active integer,\n    nickname varchar(40),\n    tier int NOT NULL DEFAULT 0,\n    CONSTRAINT customer_active_known CHECK (active IN (0, 1)),\n    UNIQUE (email)\n",
+        )
+        .replace("activebool boolean DEFAULT true NOT NULL", "activebool boolean DEFAULT true");
+    let planned = c.ok("plan", desired(&wanted)).await;
+    assert_eq!(planned["source"], "desired", "{planned}");
+    for h in planned["analysis"]["hazards"].as_array().unwrap() {
+        assert!(
+            !matches!(h["severity"].as_str(), Some("high" | "critical")),
+            "a desired plan with a {} hazard: {h}",
+            h["severity"]
+        );
+    }
+    let id = plan_id(&planned);
+    let status = c.ok("status", json!({"plan_id": id})).await;
+    assert_eq!(status["source"], "desired", "{status}");
+    let steps: Vec<&str> = status["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    // Each difference by its template: the NOT NULL column expanded and backfilled, the
+    // index built concurrently, the CHECK added NOT VALID then validated.
+    for part in [
+        "add-column",
+        "expand",
+        "set-not-null",
+        "add-index",
+        "add-check",
+        "validate",
+        "nullable-customer-activebool",
+    ] {
+        assert!(
+            steps.iter().any(|s| s.ends_with(part)),
+            "no `{part}` step in {steps:?}"
+        );
+    }
+    let dry = c.ok("dry-run", json!({"plan_id": id})).await;
+    assert_eq!(dry["rollback_verified"], true, "{dry}");
+    p.project.approve(&id, "alice");
+    let applied = c.ok("apply", json!({"plan_id": id})).await;
+    assert_eq!(applied["status"], "applied", "{applied}");
+    let v = c.ok("validate", json!({"plan_id": id})).await;
+    assert_eq!(v["ok"], true, "{v}");
+
+    let after = c.ok("plan", desired(&wanted)).await;
+    assert_eq!(
+        after["nothing_to_change"], true,
+        "the catalog is what was asked: {after}"
+    );
+
+    let rb = c
+        .ok(
+            "rollback",
+            json!({"plan_id": id, "reason": "desired round trip"}),
+        )
+        .await;
+    assert_eq!(rb["schema_verified"], true, "{rb}");
+    let back = c.ok("plan", desired(CUSTOMER)).await;
+    assert_eq!(
+        back["nothing_to_change"], true,
+        "the catalog is what it was: {back}"
+    );
+    c.close().await;
+}
+
+#[tokio::test]
+async fn a_column_gone_and_another_added_is_asked_not_guessed() {
+    let p = pagila().await;
+    let c = p.project.connect().await;
+    let swapped = CUSTOMER.replace("    active integer\n", "    status integer\n");
+    let r = c.refused("plan", desired(&swapped)).await;
+    assert_eq!(r["code"], "ambiguous-change", "{r}");
+    let fix = r["fix"].as_str().unwrap();
+    assert!(
+        fix.contains("\"customer.active\": \"status\"") && fix.contains("allow_drop"),
+        "both readings, each with its answer: {fix}"
+    );
+
+    let gone = CUSTOMER.replace("    email text,\n", "");
+    let r = c.refused("plan", desired(&gone)).await;
+    assert_eq!(r["code"], "drop-needs-consent", "{r}");
+    assert!(
+        r["message"].as_str().unwrap().contains("customer.email"),
+        "{r}"
+    );
+
+    let mut renamed = desired(&swapped);
+    renamed["renames"] = json!({"customer.active": "status"});
+    let planned = c.ok("plan", renamed).await;
+    let id = plan_id(&planned);
+    let status = c.ok("status", json!({"plan_id": id})).await;
+    let steps: Vec<&str> = status["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        steps.iter().any(|s| s.ends_with("expand"))
+            && steps.iter().any(|s| s.ends_with("contract")),
+        "a rename is rename-column's expand and contract: {steps:?}"
+    );
+
+    let mut dropped = desired(&gone);
+    dropped["allow_drop"] = json!(true);
+    let planned = c.ok("plan", dropped).await;
+    let status = c.ok("status", json!({"plan_id": plan_id(&planned)})).await;
+    let last = status["steps"].as_array().unwrap().last().unwrap().clone();
+    assert!(
+        last["name"].as_str().unwrap().ends_with("purge"),
+        "the drop's copy goes last, after the rollback window: {status}"
+    );
+    c.close().await;
+}
+
+#[tokio::test]
+async fn drydock_diff_prints_the_steps_and_saves_nothing() {
+    let p = pagila().await;
+    let file = p.project.dir.path().join("customer.sql");
+    std::fs::write(
+        &file,
+        CUSTOMER.replace(
+            "    active integer\n",
+            "    active integer,\n    nickname text\n",
+        ),
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let out = p.project.cli(&[
+        "diff",
+        "--desired",
+        path,
+        "--target",
+        "production",
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "{v}");
+    assert!(
+        steps[0]["up"].as_str().unwrap().contains("ADD COLUMN"),
+        "{v}"
+    );
+    assert!(
+        steps[0]["down"].as_str().unwrap().contains("DROP COLUMN"),
+        "{v}"
+    );
+    assert!(v["hazards"].is_array(), "{v}");
+
+    std::fs::write(&file, CUSTOMER).unwrap();
+    let out = p.project.cli(&[
+        "diff",
+        "--desired",
+        path,
+        "--target",
+        "production",
+        "--format",
+        "json",
+    ]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["nothing_to_change"], true, "{v}");
+    let out = p.project.cli(&["plans", "--format", "json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["plans"].as_array().map(Vec::len),
+        Some(0),
+        "diff stores no plan: {v}"
+    );
+
+    let out = p
+        .project
+        .cli(&["lint", "--desired", path, "--target", "production"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
