@@ -45,6 +45,15 @@ impl RelationKind {
     pub fn is_table(&self) -> bool {
         *self == RelationKind::Table
     }
+
+    /// From `pg_class.relkind` (`r`, `p`, `m`).
+    pub fn of_relkind(relkind: &str) -> RelationKind {
+        match relkind {
+            "p" => RelationKind::PartitionedTable,
+            "m" => RelationKind::MaterializedView,
+            _ => RelationKind::Table,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -36,6 +36,8 @@ pub fn changes(
     options: &Options,
 ) -> Result<Vec<Change>> {
     check_renames(desired, current, options)?;
+    let resolved = referenced_keys(desired, current);
+    let desired = &resolved;
     let mut early = Vec::new();
     let mut middle = Vec::new();
     let mut removals = Vec::new();
@@ -51,7 +53,15 @@ pub fn changes(
             continue;
         };
         if want.partitioning || have.partitioning {
-            if want.columns != have.columns || want.indexes.len() != have.indexes.len() {
+            // A partition takes its keys, indexes and NOT NULLs from its parent: its columns'
+            // names and types are what a schema file says of it.
+            let shape = |t: &Table| -> Vec<(String, String)> {
+                t.columns
+                    .iter()
+                    .map(|c| (c.name.clone(), c.ty.clone()))
+                    .collect()
+            };
+            if shape(want) != shape(have) {
                 return Err(unsupported(
                     format!("partitioned table `{name}`"),
                     "change a partitioned table as `steps` (`add-index` handles its indexes)",
@@ -92,6 +102,30 @@ pub fn changes(
     early.extend(middle);
     early.extend(removals);
     Ok(early)
+}
+
+/// `REFERENCES t` without columns references `t`'s primary key, as the catalog then prints it.
+fn referenced_keys(
+    desired: &BTreeMap<String, Table>,
+    current: &BTreeMap<String, Table>,
+) -> BTreeMap<String, Table> {
+    let key_of = |t: &str| {
+        desired
+            .get(t)
+            .or_else(|| current.get(t))
+            .and_then(|t| t.primary_key.clone())
+    };
+    let mut out = desired.clone();
+    for t in out.values_mut() {
+        for f in &mut t.foreign_keys {
+            if f.ref_columns.is_empty()
+                && let Some(key) = key_of(&f.ref_table)
+            {
+                f.ref_columns = key;
+            }
+        }
+    }
+    out
 }
 
 fn stem(name: &str) -> String {
@@ -405,7 +439,7 @@ fn attachments(want: &Table, have: &Table) -> Result<(Vec<Change>, Vec<Change>)>
             params: json!({"name": name}),
         });
     }
-    let same_check = |a: &CheckC, b: &CheckC| a.expr == b.expr;
+    let same_check = |a: &CheckC, b: &CheckC| a.expr.key == b.expr.key;
     for c in want
         .checks
         .iter()
@@ -420,7 +454,7 @@ fn attachments(want: &Table, have: &Table) -> Result<(Vec<Change>, Vec<Change>)>
         });
         added.push(Change::Template {
             name: "add-check-constraint",
-            params: json!({"table": t, "name": name, "expression": c.expr}),
+            params: json!({"table": t, "name": name, "expression": c.expr.sql}),
         });
     }
     for c in have
@@ -429,7 +463,7 @@ fn attachments(want: &Table, have: &Table) -> Result<(Vec<Change>, Vec<Change>)>
         .filter(|h| !want.checks.iter().any(|c| same_check(c, h)))
     {
         if let Some(name) = &c.name {
-            removed.push(drop_constraint(t, name, &format!("CHECK ({})", c.expr)));
+            removed.push(drop_constraint(t, name, &format!("CHECK ({})", c.expr.sql)));
         }
     }
     let same_fk = |a: &ForeignKey, b: &ForeignKey| {

@@ -34,89 +34,120 @@ pub struct Options {
     pub whole_schema: bool,
 }
 
-/// The desired tables, keyed as the catalog keys them.
-pub fn read(sql: &str) -> Result<BTreeMap<String, Table>> {
+/// A desired schema as read: its tables, and what it holds that is not compared.
+#[derive(Debug, Default)]
+pub struct Read {
+    /// The tables, keyed as the catalog keys them.
+    pub tables: BTreeMap<String, Table>,
+    /// Statements a whole schema file holds beside its tables (functions, views, grants,
+    /// comments, owners…), described: planned by nobody, said in the plan's warnings.
+    pub skipped: Vec<String>,
+    /// Relations indexed or altered without a `CREATE TABLE` here: a table of the target among
+    /// them is refused (its whole shape is not known), anything else skipped.
+    pub orphans: BTreeMap<String, Vec<String>>,
+}
+
+/// Reads a desired schema: the tables of its `CREATE TABLE`s with their `CREATE INDEX`es and
+/// `ALTER TABLE … ADD CONSTRAINT`s (and `ALTER COLUMN … SET DEFAULT`), everything else set aside.
+pub fn read(sql: &str) -> Result<Read> {
     let invalid = |d: String| Error::invalid(Part::Plan, format!("`desired`: {d}"));
     let parsed = pg_query::parse(sql, 0)
         .map_err(|e| invalid(format!("does not parse as PostgreSQL: {e}")))?;
-    let mut tables: BTreeMap<String, Table> = BTreeMap::new();
-    let mut later: Vec<(String, NodeEnum)> = Vec::new();
+    let mut read = Read::default();
+    let mut later: Vec<(String, &NodeEnum)> = Vec::new();
     for raw in &parsed.protobuf.stmts {
         let Some(stmt) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
             continue;
         };
-        match stmt {
+        let rel = match stmt {
             NodeEnum::CreateStmt(c) => {
                 let rel = c
                     .relation
                     .as_ref()
                     .ok_or_else(|| invalid("a CREATE TABLE without a name".into()))?;
                 let t = create_table(c).map_err(|what| unsupported(&what))?;
-                if tables.insert(schema::table_name(rel), t).is_some() {
+                if read.tables.insert(schema::table_name(rel), t).is_some() {
                     return Err(invalid(format!("table `{}` is created twice", rel.relname)));
                 }
+                continue;
             }
-            NodeEnum::IndexStmt(i) => {
-                let rel = i
-                    .relation
-                    .as_ref()
-                    .map(schema::table_name)
-                    .unwrap_or_default();
-                later.push((rel, stmt.clone()));
-            }
-            NodeEnum::AlterTableStmt(a) => {
-                let rel = a
-                    .relation
-                    .as_ref()
-                    .map(schema::table_name)
-                    .unwrap_or_default();
-                later.push((rel, stmt.clone()));
-            }
-            NodeEnum::CommentStmt(_) => {
-                return Err(unsupported("COMMENT ON (comments are not compared yet)"));
-            }
+            NodeEnum::IndexStmt(i) => i.relation.as_ref(),
+            NodeEnum::AlterTableStmt(a) => a.relation.as_ref(),
             other => {
-                return Err(invalid(format!(
-                    "holds only CREATE TABLE, CREATE [UNIQUE] INDEX and ALTER TABLE … ADD CONSTRAINT statements; found `{}`",
-                    other
-                        .deparse(pg_query::DeparseOptions::default())
-                        .unwrap_or_default()
-                )));
+                read.skipped.push(describe(other));
+                continue;
             }
-        }
+        };
+        later.push((rel.map(schema::table_name).unwrap_or_default(), stmt));
     }
     for (rel, stmt) in later {
-        let t = tables.get_mut(&rel).ok_or_else(|| {
-            invalid(format!(
-                "`{rel}` is indexed or altered but not created: give its CREATE TABLE as you want it (the whole table: what it leaves out would be removed)"
-            ))
-        })?;
+        let Some(t) = read.tables.get_mut(&rel) else {
+            read.orphans.entry(rel).or_default().push(describe(stmt));
+            continue;
+        };
         match stmt {
-            NodeEnum::IndexStmt(i) => t.indexes.push(schema::index(&i, false)),
+            NodeEnum::IndexStmt(i) => t.indexes.push(schema::index(i, false)),
             NodeEnum::AlterTableStmt(a) => {
                 for cmd in &a.cmds {
                     let Some(NodeEnum::AlterTableCmd(cmd)) = &cmd.node else {
                         continue;
                     };
-                    let constraint = match cmd.def.as_deref().and_then(|d| d.node.as_ref()) {
-                        Some(NodeEnum::Constraint(c))
-                            if cmd.subtype == AlterTableType::AtAddConstraint as i32 =>
-                        {
-                            c
-                        }
-                        _ => {
-                            return Err(invalid(format!(
-                                "an ALTER TABLE of `{rel}` does other than ADD CONSTRAINT: write the table as you want it in its CREATE TABLE"
-                            )));
-                        }
-                    };
-                    schema::constraint(t, constraint, false).map_err(|w| unsupported(&w))?;
+                    alter(t, cmd, &mut read.skipped)?;
                 }
             }
             _ => {}
         }
     }
-    Ok(tables)
+    Ok(read)
+}
+
+/// One `ALTER TABLE` command of a desired table: a constraint added or a default set shape
+/// the table; an owner, a partition attached, a storage setting are not compared.
+fn alter(
+    t: &mut Table,
+    cmd: &pg_query::protobuf::AlterTableCmd,
+    skipped: &mut Vec<String>,
+) -> Result<()> {
+    let def = cmd.def.as_deref().and_then(|d| d.node.as_ref());
+    match (AlterTableType::try_from(cmd.subtype), def) {
+        (Ok(AlterTableType::AtAddConstraint), Some(NodeEnum::Constraint(c))) => {
+            schema::constraint(t, c, false).map_err(|w| unsupported(&w))
+        }
+        (Ok(AlterTableType::AtColumnDefault), _) => {
+            let col = t
+                .columns
+                .iter_mut()
+                .find(|c| c.name == cmd.name)
+                .ok_or_else(|| {
+                    Error::invalid(
+                        Part::Plan,
+                        format!(
+                            "`desired`: `{}.{}` has a default set but no such column",
+                            t.name, cmd.name
+                        ),
+                    )
+                })?;
+            col.set_default(cmd.def.as_deref());
+            Ok(())
+        }
+        (kind, _) => {
+            skipped.push(format!("ALTER TABLE {} ({kind:?})", t.name));
+            Ok(())
+        }
+    }
+}
+
+/// A statement set aside, in a few words (`CREATE FUNCTION public.last_updated() …`).
+fn describe(stmt: &NodeEnum) -> String {
+    let text = stmt
+        .deparse(pg_query::DeparseOptions::default())
+        .unwrap_or_default();
+    let words: Vec<&str> = text.split_whitespace().take(4).collect();
+    let mut out = words.join(" ");
+    if out.chars().count() > 60 {
+        out = out.chars().take(60).collect();
+    }
+    format!("{out} …")
 }
 
 fn create_table(c: &pg_query::protobuf::CreateStmt) -> std::result::Result<Table, String> {
@@ -177,10 +208,15 @@ pub fn from_catalog(
         let Some(info) = catalog.tables.get(name) else {
             continue;
         };
-        out.insert(
-            name.clone(),
-            catalog_table(name, info).map_err(|w| unsupported(&w))?,
-        );
+        if info.kind == crate::db::describe::RelationKind::MaterializedView {
+            return Err(unsupported(&format!(
+                "`{name}` is a materialized view on the target, a table in `desired`"
+            )));
+        }
+        let mut t = catalog_table(name, info).map_err(|w| unsupported(&w))?;
+        t.partitioning |= info.kind == crate::db::describe::RelationKind::PartitionedTable
+            || catalog.partitions.values().any(|p| p.contains(name));
+        out.insert(name.clone(), t);
     }
     Ok(out)
 }
@@ -201,7 +237,6 @@ fn first(sql: &str) -> std::result::Result<NodeEnum, String> {
 fn catalog_table(name: &str, info: &crate::db::TableInfo) -> std::result::Result<Table, String> {
     let mut t = Table {
         name: name.to_string(),
-        partitioning: info.partition_key.is_some() || info.partition_of.is_some(),
         ..Table::default()
     };
     for c in &info.columns {

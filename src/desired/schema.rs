@@ -6,21 +6,43 @@ use pg_query::protobuf::{ColumnDef, ConstrType, Constraint, IndexStmt, Node, Ran
 
 use super::shape;
 
+/// An expression twice: as the author wrote it (to run) and normalised (to compare).
+#[derive(Debug, Clone)]
+pub struct Printed {
+    pub key: String,
+    pub sql: String,
+}
+
+impl Printed {
+    pub fn of(n: &Node) -> Printed {
+        Printed {
+            key: shape::expression(n),
+            sql: shape::sql(n),
+        }
+    }
+}
+
 /// A column default, as far as planning a change needs to tell them apart.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum ColDefault {
-    /// A constant: the value a template takes, and its printed form to compare.
-    Value(serde_json::Value, String),
-    /// Computed (`now()`, `gen_random_uuid()`): its printed form.
-    Expr(String),
+    /// A constant: the value a template takes.
+    Value(serde_json::Value, Printed),
+    /// Computed (`now()`, `gen_random_uuid()`).
+    Expr(Printed),
     /// A sequence's next value (serial, identity): the column's own numbering.
     Sequence,
 }
 
+impl PartialEq for ColDefault {
+    fn eq(&self, other: &ColDefault) -> bool {
+        self.key() == other.key()
+    }
+}
+
 impl ColDefault {
     fn of(n: &Node) -> ColDefault {
-        let printed = shape::expression(n);
-        if printed.starts_with("nextval(") {
+        let printed = Printed::of(n);
+        if printed.key.starts_with("nextval(") {
             return ColDefault::Sequence;
         }
         match shape::constant(n) {
@@ -29,16 +51,20 @@ impl ColDefault {
         }
     }
 
-    /// What compares: the printed expression.
+    /// What compares: the normalised expression.
     pub fn key(&self) -> &str {
         match self {
-            ColDefault::Value(_, p) | ColDefault::Expr(p) => p,
+            ColDefault::Value(_, p) | ColDefault::Expr(p) => &p.key,
             ColDefault::Sequence => "nextval",
         }
     }
 
+    /// What runs: the expression as written.
     pub fn sql(&self) -> &str {
-        self.key()
+        match self {
+            ColDefault::Value(_, p) | ColDefault::Expr(p) => &p.sql,
+            ColDefault::Sequence => "nextval",
+        }
     }
 }
 
@@ -53,11 +79,11 @@ pub struct Col {
     pub default: Option<ColDefault>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct CheckC {
     pub name: Option<String>,
-    /// The condition, printed by the deparser.
-    pub expr: String,
+    /// The condition, normalised (to compare) and as written (to run).
+    pub expr: Printed,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -82,7 +108,7 @@ pub struct Index {
     pub constraint: bool,
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Table {
     pub name: String,
     pub columns: Vec<Col>,
@@ -94,6 +120,13 @@ pub struct Table {
     pub partitioning: bool,
     /// The desired `CREATE TABLE` as the deparser prints it (for a table that is new).
     pub create: Option<String>,
+}
+
+impl Col {
+    /// `ALTER COLUMN … SET DEFAULT` (or `DROP DEFAULT`, without an expression).
+    pub fn set_default(&mut self, expr: Option<&Node>) {
+        self.default = expr.map(ColDefault::of);
+    }
 }
 
 impl Table {
@@ -235,14 +268,15 @@ pub fn constraint(t: &mut Table, c: &Constraint, from_catalog: bool) -> Result<(
         }
         // The catalog's unique constraints are read from its index list.
         ConstrType::ConstrUnique => {}
-        ConstrType::ConstrCheck => t.checks.push(CheckC {
-            name,
-            expr: c
-                .raw_expr
-                .as_deref()
-                .map(shape::expression)
-                .unwrap_or_default(),
-        }),
+        ConstrType::ConstrCheck => {
+            let Some(expr) = c.raw_expr.as_deref() else {
+                return Err(format!("a CHECK without a condition on `{}`", t.name));
+            };
+            t.checks.push(CheckC {
+                name,
+                expr: Printed::of(expr),
+            });
+        }
         ConstrType::ConstrForeign => {
             let ref_table = c.pktable.as_ref().map(table_name).unwrap_or_default();
             t.foreign_keys.push(ForeignKey {

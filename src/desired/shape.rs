@@ -24,7 +24,8 @@ pub fn names(list: &[Node]) -> Vec<String> {
 /// array dimensions (`varchar(20)` and `character varying(20)` are both `varchar(20)`).
 pub fn type_key(t: &TypeName) -> String {
     let mut n = names(&t.names);
-    if n.len() > 1 && n[0] == "pg_catalog" {
+    // Built-in types and the application's own (`public.year`, as the catalog prints `year`).
+    if n.len() > 1 && (n[0] == "pg_catalog" || n[0] == "public") {
         n.remove(0);
     }
     let mut key = n.join(".");
@@ -64,7 +65,13 @@ pub fn serial(t: &TypeName) -> Option<&'static str> {
     }
 }
 
-/// An expression as PostgreSQL's deparser prints it, normalised (see `normalise`).
+/// An expression as PostgreSQL's deparser prints it, as written: what drydock runs.
+pub fn sql(n: &Node) -> String {
+    printed(n.clone())
+}
+
+/// An expression as PostgreSQL's deparser prints it, normalised (see `normalise`): what
+/// compares, never what runs.
 pub fn expression(n: &Node) -> String {
     let mut n = n.clone();
     normalise(&mut n);
@@ -113,8 +120,9 @@ pub fn constant(n: &Node) -> Option<serde_json::Value> {
     }
 }
 
-/// Removes what the catalog adds and the author leaves out: casts of constants, `IN (…)`
-/// written as `= ANY (ARRAY[…])` (and `NOT IN` as `<> ALL`).
+/// Removes what the catalog adds and the author leaves out: casts of constants and casts to a
+/// text type (a `varchar` column compared as `(c)::text`, its list as `(ARRAY[…])::text[]`),
+/// `IN (…)` written as `= ANY (ARRAY[…])` (and `NOT IN` as `<> ALL`).
 fn normalise(n: &mut Node) {
     let Some(inner) = n.node.as_mut() else {
         return;
@@ -123,11 +131,13 @@ fn normalise(n: &mut Node) {
         NodeEnum::TypeCast(c)
             if c.arg
                 .as_deref()
-                .is_some_and(|a| matches!(a.node, Some(NodeEnum::AConst(_)))) =>
+                .is_some_and(|a| matches!(a.node, Some(NodeEnum::AConst(_))))
+                || c.type_name.as_ref().is_some_and(textual) =>
         {
             let arg = c.arg.take().map(|a| *a);
             if let Some(arg) = arg {
                 *n = arg;
+                normalise(n);
             }
         }
         NodeEnum::TypeCast(c) => each(c.arg.as_deref_mut()),
@@ -157,6 +167,14 @@ fn normalise(n: &mut Node) {
         NodeEnum::CoalesceExpr(c) => c.args.iter_mut().for_each(normalise),
         _ => {}
     }
+}
+
+/// `text`, `varchar`, `char` and their arrays.
+fn textual(t: &TypeName) -> bool {
+    matches!(
+        names(&t.names).last().map(String::as_str),
+        Some("text" | "varchar" | "bpchar")
+    )
 }
 
 fn each(n: Option<&mut Node>) {
@@ -278,6 +296,14 @@ mod tests {
         );
         assert_eq!(default_of("((balance >= 0))"), default_of("balance >= 0"));
         assert_ne!(default_of("balance >= 0"), default_of("balance > 0"));
+        // A varchar column's list, as PostgreSQL stores it.
+        assert_eq!(
+            default_of(
+                "((country)::text = ANY ((ARRAY['USA'::character varying, 'Canada'::character varying])::text[]))"
+            ),
+            default_of("country IN ('USA', 'Canada')")
+        );
+        assert_ne!(default_of("(n)::integer > 0"), default_of("n > 0"));
         assert_eq!(default_of("now()"), "now()");
     }
 }

@@ -15,6 +15,32 @@ pub struct DesiredSteps {
     /// The agent's text inside them (defaults, CHECKs, a new table's DDL): a failure of a step
     /// that carries it is the agent's lesson.
     pub agent_sql: Vec<String>,
+    /// What `desired` holds beside its tables, not compared (a whole schema file's functions,
+    /// views, grants, comments), described.
+    pub skipped: Vec<String>,
+}
+
+/// What a plan's reader is told of the statements `desired` held beside its tables.
+pub(super) fn not_compared(skipped: &[String]) -> Option<String> {
+    const SHOWN: usize = 5;
+    if skipped.is_empty() {
+        return None;
+    }
+    let mut shown: Vec<&str> = skipped.iter().take(SHOWN).map(String::as_str).collect();
+    let more = skipped.len().saturating_sub(SHOWN);
+    if more > 0 {
+        shown.push("…");
+    }
+    Some(format!(
+        "`desired` holds {} statement(s) beside its tables that drydock does not compare or plan (only tables, their constraints, defaults and indexes are): {}{}",
+        skipped.len(),
+        shown.join("; "),
+        if more > 0 {
+            format!(" ({more} more)")
+        } else {
+            String::new()
+        }
+    ))
 }
 
 /// What `drydock diff` prints: the steps and their hazards, nothing stored.
@@ -22,6 +48,9 @@ pub struct DesiredSteps {
 pub struct DesiredDiff {
     pub steps: Vec<DiffStep>,
     pub hazards: Vec<crate::plan::analysis::Hazard>,
+    /// What `desired` held beside its tables, not compared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_compared: Option<String>,
     /// The whole analysis of the steps (`lint --desired` prints it as `lint` does).
     #[serde(skip)]
     pub analysis: crate::plan::analysis::Analysis,
@@ -60,10 +89,42 @@ impl Engine {
                 reason: f.reason,
             });
         }
-        let wanted = crate::desired::read(&d.sql)?;
+        let read = crate::desired::read(&d.sql)?;
         let catalog = target.catalog().await?;
+        let mut skipped = read.skipped;
+        for (rel, statements) in read.orphans {
+            let table = catalog
+                .tables
+                .get(&rel)
+                .is_some_and(|t| t.kind != crate::db::describe::RelationKind::MaterializedView);
+            if table {
+                return Err(Error::invalid(
+                    Part::Plan,
+                    format!(
+                        "`desired`: `{rel}` is indexed or altered but not created: give its CREATE TABLE as you want it (the whole table: what it leaves out would be removed)"
+                    ),
+                ));
+            }
+            skipped.extend(
+                statements
+                    .into_iter()
+                    .map(|s| format!("{s} (on `{rel}`, not a table)")),
+            );
+        }
+        let wanted = read.tables;
         let names: std::collections::BTreeSet<String> = if d.whole_schema {
-            catalog.tables.keys().cloned().collect()
+            // The tables: not materialized views, nor partitions (their parent speaks for them).
+            let partitions: std::collections::BTreeSet<&String> =
+                catalog.partitions.values().flatten().collect();
+            catalog
+                .tables
+                .iter()
+                .filter(|(n, t)| {
+                    t.kind != crate::db::describe::RelationKind::MaterializedView
+                        && !partitions.contains(n)
+                })
+                .map(|(n, _)| n.clone())
+                .collect()
         } else {
             wanted.keys().cloned().collect()
         };
@@ -81,6 +142,7 @@ impl Engine {
             steps: vec![],
             checks: vec![],
             agent_sql: vec![],
+            skipped,
         };
         for (i, change) in changes.into_iter().enumerate() {
             let n = i + 1;
@@ -152,6 +214,7 @@ impl Engine {
                 })
                 .collect(),
             hazards: analysis.hazards.clone(),
+            not_compared: not_compared(&r.skipped),
             analysis,
         }))
     }

@@ -30,6 +30,7 @@ impl Engine {
         }
         let template = req.template.clone();
         let mut agent_sql = vec![];
+        let mut not_compared = vec![];
         // Opened early only for a template that reads the target's catalog; used once for both.
         let mut opened = None;
         let desired = req.desired.clone();
@@ -56,6 +57,7 @@ impl Engine {
                 };
                 opened = Some(t);
                 agent_sql = r.agent_sql;
+                not_compared = r.skipped;
                 (r.steps, r.checks)
             }
             (Some(steps), None) => {
@@ -125,7 +127,10 @@ impl Engine {
         let tables: Vec<String> = analysis.impact.iter().map(|t| t.table.clone()).collect();
         let lessons = self.errors.relevant(&codes, &tables)?;
         let next_steps = next_steps(&plan, target_cfg.role, &checklist);
-        let warnings = self.agent_sql_privileges(&plan.target).await;
+        let mut warnings = self.agent_sql_privileges(&plan.target).await;
+        if let Some(w) = crate::engine::desired::not_compared(&not_compared) {
+            warnings.push(w);
+        }
         Ok(Some(PlanOutcome {
             source: plan.body.source(),
             plan_id: plan.id,

@@ -197,7 +197,7 @@ async fn partitions_on(
 async fn tables_on(conn: &mut PgConnection) -> sqlx::Result<BTreeMap<String, TableInfo>> {
     // language=SQL
     let rels = sqlx::query(AssertSqlSafe(format!(
-        "SELECT n.nspname, c.relname, c.reltuples::float8, c.relpages::int8, pg_total_relation_size(c.oid)::int8
+        "SELECT n.nspname, c.relname, c.reltuples::float8, c.relpages::int8, pg_total_relation_size(c.oid)::int8, c.relkind::text
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE c.relkind IN ('r', 'p', 'm') AND {USER_SCHEMA}"
     )))
@@ -214,6 +214,7 @@ async fn tables_on(conn: &mut PgConnection) -> sqlx::Result<BTreeMap<String, Tab
         tables.insert(
             name,
             TableInfo {
+                kind: crate::db::describe::RelationKind::of_relkind(&r.get::<String, _>(5)),
                 rows: estimate.max(0.0) as u64,
                 bytes: Some(r.get::<i64, _>(4) as u64),
                 ..TableInfo::default()

@@ -32,11 +32,7 @@ async fn relations_on(conn: &mut PgConnection) -> sqlx::Result<BTreeMap<String, 
     Ok(rows
         .iter()
         .map(|r| {
-            let kind = match r.get::<String, _>(2).as_str() {
-                "p" => RelationKind::PartitionedTable,
-                "m" => RelationKind::MaterializedView,
-                _ => RelationKind::Table,
-            };
+            let kind = RelationKind::of_relkind(&r.get::<String, _>(2));
             let parent = r
                 .get::<Option<String>, _>(5)
                 .zip(r.get::<Option<String>, _>(6));

@@ -1,0 +1,350 @@
+//! Desired state, generated: proptest draws changes from a grammar (a column added, nullable or
+//! NOT NULL with a default, of several types; an index, a unique one; a CHECK; a NOT NULL
+//! dropped; a default set; a new table referencing an old one) to Chinook's tables as their
+//! author wrote them; for each draw, desired = the author's DDL + the changes. The plan walks
+//! through dry-run, approval, apply and validate; then the catalog is what was asked (planning
+//! the same `desired` again is `nothing_to_change`), and after rollback it is what it was
+//! (the author's DDL is `nothing_to_change` again). The draw is reproducible; set
+//! `DRYDOCK_DESIRED_SEED` and `DRYDOCK_DESIRED_CASES` to explore others.
+
+mod common;
+
+use common::walk::run_sql;
+use common::{PgProject, plan_id};
+use proptest::prelude::*;
+use proptest::test_runner::{Config as RunnerConfig, RngAlgorithm, TestRng, TestRunner};
+use serde_json::{Value, json};
+
+const CHINOOK: &str = include_str!("fixtures/chinook/chinook.sql");
+const SEED: u64 = 20_261_207;
+const CASES: u32 = 8;
+
+/// Chinook's tables with columns a change may touch: (table, NOT NULL columns that are no key,
+/// columns to index, CHECKs its rows satisfy).
+/// (table, its NOT NULL columns that are no key, columns to index, CHECKs its rows satisfy).
+type Table = (
+    &'static str,
+    &'static [&'static str],
+    &'static [&'static str],
+    &'static [&'static str],
+);
+
+const TABLES: &[Table] = &[
+    ("album", &["title"], &["title"], &["length(title) > 0"]),
+    (
+        "customer",
+        &["first_name", "email"],
+        &["email", "country"],
+        &["country IN ('USA', 'Canada') OR country IS NOT NULL"],
+    ),
+    (
+        "invoice",
+        &["invoice_date", "total"],
+        &["invoice_date", "billing_country"],
+        &["total >= 0"],
+    ),
+    (
+        "invoice_line",
+        &["unit_price", "quantity"],
+        &["track_id"],
+        &["quantity > 0", "unit_price >= 0"],
+    ),
+    (
+        "track",
+        &["name", "milliseconds"],
+        &["composer", "name"],
+        &["milliseconds > 0", "bytes IS NULL OR bytes > 0"],
+    ),
+];
+
+/// The author's statements for Chinook's tables (`CREATE TABLE`, `ALTER TABLE … ADD
+/// CONSTRAINT`, `CREATE INDEX`), comments and data left out.
+fn author_ddl() -> String {
+    let mut out = Vec::new();
+    for raw in CHINOOK.split(";\n") {
+        let mut s = raw.trim();
+        loop {
+            if let Some(rest) = s.strip_prefix("--") {
+                s = rest
+                    .split_once('\n')
+                    .map(|(_, r)| r)
+                    .unwrap_or("")
+                    .trim_start();
+            } else if let Some(rest) = s.strip_prefix("/*") {
+                s = rest
+                    .split_once("*/")
+                    .map(|(_, r)| r)
+                    .unwrap_or("")
+                    .trim_start();
+            } else {
+                break;
+            }
+        }
+        let upper = s.to_uppercase();
+        if upper.starts_with("CREATE TABLE")
+            || upper.starts_with("CREATE INDEX")
+            || (upper.starts_with("ALTER TABLE") && upper.contains("ADD CONSTRAINT"))
+        {
+            out.push(format!("{s};"));
+        }
+    }
+    out.join("\n")
+}
+
+#[derive(Debug, Clone)]
+enum Change {
+    AddColumn {
+        table: usize,
+        ty: usize,
+        not_null: bool,
+    },
+    AddIndex {
+        table: usize,
+        column: usize,
+        unique: bool,
+    },
+    AddCheck {
+        table: usize,
+        check: usize,
+    },
+    DropNotNull {
+        table: usize,
+        column: usize,
+    },
+    SetDefault {
+        table: usize,
+        column: usize,
+    },
+    NewTable,
+}
+
+/// A type and a constant default of it.
+const TYPES: &[(&str, &str)] = &[
+    ("text", "'none'"),
+    ("integer", "7"),
+    ("bigint", "0"),
+    ("varchar(30)", "'n/a'"),
+    ("boolean", "true"),
+    ("numeric(8,2)", "1.5"),
+    ("timestamp with time zone", "'2020-01-01 00:00:00+00'"),
+];
+
+fn change() -> impl Strategy<Value = Change> {
+    let t = 0..TABLES.len();
+    prop_oneof![
+        (t.clone(), 0..TYPES.len(), any::<bool>()).prop_map(|(table, ty, not_null)| {
+            Change::AddColumn {
+                table,
+                ty,
+                not_null,
+            }
+        }),
+        (t.clone(), 0..2usize, any::<bool>()).prop_map(|(table, column, unique)| {
+            Change::AddIndex {
+                table,
+                column,
+                unique,
+            }
+        }),
+        (t.clone(), 0..2usize).prop_map(|(table, check)| Change::AddCheck { table, check }),
+        (t.clone(), 0..2usize).prop_map(|(table, column)| Change::DropNotNull { table, column }),
+        (t, 0..2usize).prop_map(|(table, column)| Change::SetDefault { table, column }),
+        Just(Change::NewTable),
+    ]
+}
+
+/// The author's DDL with `changes` made to it, as an engineer would edit the file.
+fn desired(changes: &[Change]) -> String {
+    let mut ddl = author_ddl();
+    for (n, c) in changes.iter().enumerate() {
+        let pick = |list: &[&'static str], i: usize| list[i % list.len()];
+        match c {
+            Change::AddColumn { table, ty, not_null } => {
+                let (t, (ty, default)) = (TABLES[*table].0, TYPES[*ty]);
+                let column = if *not_null {
+                    format!("gen_c{n} {ty} NOT NULL DEFAULT {default}")
+                } else {
+                    format!("gen_c{n} {ty}")
+                };
+                ddl = in_table(&ddl, t, |body| format!("{body},\n    {column}"));
+            }
+            Change::AddIndex { table, column, unique } => {
+                let (t, _, cols, _) = TABLES[*table];
+                let col = pick(cols, *column);
+                // Unique over the key and a column: true of every row.
+                let key = format!("{t}_id");
+                let (kw, list) = if *unique && t != "invoice_line" && t != "track" {
+                    ("UNIQUE INDEX", format!("{key}, {col}"))
+                } else {
+                    ("INDEX", col.to_string())
+                };
+                ddl.push_str(&format!("\nCREATE {kw} gen_i{n} ON {t} ({list});"));
+            }
+            Change::AddCheck { table, check } => {
+                let (t, _, _, checks) = TABLES[*table];
+                ddl.push_str(&format!(
+                    "\nALTER TABLE {t} ADD CONSTRAINT gen_k{n} CHECK ({});",
+                    pick(checks, *check)
+                ));
+            }
+            Change::DropNotNull { table, column } => {
+                let (t, not_null, _, _) = TABLES[*table];
+                let col = pick(not_null, *column);
+                ddl = in_table(&ddl, t, |body| {
+                    body.lines()
+                        .map(|l| {
+                            if l.trim_start().starts_with(&format!("{col} ")) {
+                                l.replace(" NOT NULL", "")
+                            } else {
+                                l.to_string()
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                });
+            }
+            Change::SetDefault { table, column } => {
+                let (t, _, cols, _) = TABLES[*table];
+                let col = pick(cols, *column);
+                let value = if col.ends_with("_id") {
+                    "0"
+                } else if col.contains("date") {
+                    "now()"
+                } else {
+                    "'unknown'"
+                };
+                ddl.push_str(&format!("\nALTER TABLE {t} ALTER COLUMN {col} SET DEFAULT {value};"));
+            }
+            Change::NewTable => ddl.push_str(&format!(
+                "\nCREATE TABLE gen_t{n} (id integer PRIMARY KEY, album_id integer REFERENCES album (album_id), note text NOT NULL DEFAULT '');"
+            )),
+        }
+    }
+    ddl
+}
+
+/// `ddl` with the body of table `t`'s `CREATE TABLE ( … )` rewritten by `f`.
+fn in_table(ddl: &str, t: &str, f: impl FnOnce(&str) -> String) -> String {
+    let head = format!("CREATE TABLE {t}\n(");
+    let start = ddl.find(&head).unwrap_or_else(|| panic!("no {head}")) + head.len();
+    let end = start + ddl[start..].find("\n);").expect("the table's end");
+    format!("{}{}{}", &ddl[..start], f(&ddl[start..end]), &ddl[end..])
+}
+
+fn plan_args(sql: &str) -> Value {
+    json!({"goal": "chinook as wanted", "target": "production", "desired": sql})
+}
+
+/// A tool's answer, or its refusal as the error (a case that fails, for proptest to shrink).
+async fn answer(c: &common::Client, tool: &str, args: Value) -> Result<Value, String> {
+    let r = c.call(tool, args).await;
+    if r.is_error == Some(true) {
+        let said: Vec<String> = r
+            .content
+            .iter()
+            .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+            .collect();
+        return Err(format!("{tool} refused: {}", said.join(" ")));
+    }
+    Ok(r.structured_content.unwrap_or_default())
+}
+
+struct Walks {
+    rt: tokio::runtime::Runtime,
+    p: PgProject,
+}
+
+impl Walks {
+    async fn case(&self, changes: &[Change]) -> Result<(), String> {
+        let c = self.p.project.connect().await;
+        let wanted = desired(changes);
+        let r = self.walk(&c, &wanted).await;
+        c.close().await;
+        r
+    }
+
+    async fn walk(&self, c: &common::Client, wanted: &str) -> Result<(), String> {
+        let planned = answer(c, "plan", plan_args(wanted)).await?;
+        if planned["nothing_to_change"] == true {
+            return Err(format!("a change that changes nothing: {planned}"));
+        }
+        let id = plan_id(&planned);
+        let dry = answer(c, "dry-run", json!({"plan_id": id})).await?;
+        if dry["rollback_verified"] != true {
+            return Err(format!("dry-run: {dry}"));
+        }
+        self.p.project.approve(&id, "alice");
+        let applied = answer(c, "apply", json!({"plan_id": id})).await?;
+        if applied["status"] != "applied" {
+            return Err(format!("apply: {applied}"));
+        }
+        let v = answer(c, "validate", json!({"plan_id": id})).await?;
+        if v["ok"] != true {
+            return Err(format!("validate: {v}"));
+        }
+        let again = answer(c, "plan", plan_args(wanted)).await?;
+        let left = again["nothing_to_change"] != true;
+        let rb = answer(
+            c,
+            "rollback",
+            json!({"plan_id": id, "reason": "generated round trip"}),
+        )
+        .await?;
+        if left {
+            return Err(format!("a difference left after apply: {again}"));
+        }
+        if rb["schema_verified"] != true {
+            return Err(format!("rollback: {rb}"));
+        }
+        let back = answer(c, "plan", plan_args(&author_ddl())).await?;
+        if back["nothing_to_change"] != true {
+            return Err(format!("a difference left after rollback: {back}"));
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn generated_desired_schemas_walk_there_and_back_on_chinook() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let p = rt.block_on(async {
+        let p = PgProject::new("").await;
+        for db in [&p.prod, &p.staging] {
+            run_sql(db, CHINOOK).await;
+            run_sql(db, "ANALYZE").await;
+        }
+        p
+    });
+    let walks = Walks { rt, p };
+    let seed: u64 = std::env::var("DRYDOCK_DESIRED_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(SEED);
+    let cases: u32 = std::env::var("DRYDOCK_DESIRED_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(CASES);
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    let mut runner = TestRunner::new_with_rng(
+        RunnerConfig {
+            cases,
+            max_shrink_iters: 16,
+            failure_persistence: None,
+            ..RunnerConfig::default()
+        },
+        TestRng::from_seed(RngAlgorithm::ChaCha, &bytes),
+    );
+    let outcome = runner.run(&prop::collection::vec(change(), 1..4), |changes| {
+        walks
+            .rt
+            .block_on(walks.case(&changes))
+            .map_err(TestCaseError::fail)
+    });
+    if let Err(e) = outcome {
+        panic!("seed {seed}: {e}");
+    }
+}
