@@ -231,6 +231,80 @@ fn in_table(ddl: &str, t: &str, f: impl FnOnce(&str) -> String) -> String {
     format!("{}{}{}", &ddl[..start], f(&ddl[start..end]), &ddl[end..])
 }
 
+/// A change whose template waits at gates: a manual release, then the rollback window.
+#[derive(Debug, Clone)]
+enum Gated {
+    Rename(usize),
+    Retype(usize),
+    Drop(usize),
+}
+
+/// (table, column, its type as written, the new name or type).
+const RENAMES: &[(&str, &str, &str)] = &[
+    ("customer", "company", "company_name"),
+    ("track", "composer", "composers"),
+    ("employee", "title", "job_title"),
+];
+const RETYPES: &[(&str, &str, &str, &str)] = &[
+    ("customer", "fax", "VARCHAR(24)", "VARCHAR(40)"),
+    ("track", "bytes", "INT", "BIGINT"),
+    ("invoice", "billing_city", "VARCHAR(40)", "TEXT"),
+];
+const DROPS: &[(&str, &str)] = &[
+    ("customer", "fax"),
+    ("employee", "fax"),
+    ("invoice", "billing_postal_code"),
+];
+
+/// Changes of one kind of gated change (0: renames, 1: type changes, 2: drops).
+fn gated(kind: usize) -> BoxedStrategy<Gated> {
+    match kind {
+        0 => (0..RENAMES.len()).prop_map(Gated::Rename).boxed(),
+        1 => (0..RETYPES.len()).prop_map(Gated::Retype).boxed(),
+        _ => (0..DROPS.len()).prop_map(Gated::Drop).boxed(),
+    }
+}
+
+/// `ddl` with column `col` of table `t`'s line rewritten by `f` (`None` removes it).
+fn column_line(ddl: &str, t: &str, col: &str, f: impl Fn(&str) -> Option<String>) -> String {
+    in_table(ddl, t, |body| {
+        body.lines()
+            .filter_map(|l| {
+                if l.trim_start().starts_with(&format!("{col} ")) {
+                    f(l)
+                } else {
+                    Some(l.to_string())
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}
+
+/// The plan's arguments for a gated change (with `others` on top): desired, renames, consent.
+fn gated_args(g: &Gated, others: &[Change]) -> Value {
+    let ddl = desired(others);
+    let mut args = plan_args("");
+    let ddl = match g {
+        Gated::Rename(i) => {
+            let (t, col, new) = RENAMES[*i];
+            args["renames"] = json!({format!("{t}.{col}"): new});
+            column_line(&ddl, t, col, |l| Some(l.replacen(col, new, 1)))
+        }
+        Gated::Retype(i) => {
+            let (t, col, old, new) = RETYPES[*i];
+            column_line(&ddl, t, col, |l| Some(l.replacen(old, new, 1)))
+        }
+        Gated::Drop(i) => {
+            let (t, col) = DROPS[*i];
+            args["allow_drop"] = json!(true);
+            column_line(&ddl, t, col, |_| None)
+        }
+    };
+    args["desired"] = json!(ddl);
+    args
+}
+
 fn plan_args(sql: &str) -> Value {
     json!({"goal": "chinook as wanted", "target": "production", "desired": sql})
 }
@@ -301,6 +375,120 @@ impl Walks {
             return Err(format!("a difference left after rollback: {back}"));
         }
         Ok(())
+    }
+}
+
+/// Walks a gated plan to its end, releasing each gate (the rollback window overridden): then
+/// the catalog is what was asked, the old column gone.
+async fn walk_gated(p: &PgProject, args: Value) -> Result<(), String> {
+    let c = p.project.connect().await;
+    let planned = answer(&c, "plan", args.clone()).await?;
+    let id = plan_id(&planned);
+    let dry = answer(&c, "dry-run", json!({"plan_id": id})).await?;
+    if dry["rollback_verified"] != true {
+        return Err(format!("dry-run: {dry}"));
+    }
+    p.project.approve(&id, "alice");
+    let mut done = false;
+    for _ in 0..12 {
+        let r = answer(&c, "apply", json!({"plan_id": id})).await?;
+        if r["status"] == "applied" {
+            done = true;
+            break;
+        }
+        let Some(step) = r["gated"]["step"].as_str() else {
+            return Err(format!("neither applied nor gated: {r}"));
+        };
+        let mut release = vec!["release", id.as_str(), step, "--by", "bob"];
+        if r["gated"]["gate"]["kind"] == "after" {
+            release.extend([
+                "--override-window",
+                "--reason",
+                "the walk goes through the window",
+            ]);
+        }
+        let out = p.project.cli(&release);
+        if !out.status.success() {
+            return Err(format!("release: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+    }
+    if !done {
+        return Err("still gated after twelve releases".into());
+    }
+    let v = answer(&c, "validate", json!({"plan_id": id})).await?;
+    if v["ok"] != true {
+        return Err(format!("validate: {v}"));
+    }
+    let again = answer(&c, "plan", args).await?;
+    c.close().await;
+    if again["nothing_to_change"] != true {
+        return Err(format!("a difference left after the whole plan: {again}"));
+    }
+    Ok(())
+}
+
+/// Renames, type changes and drops, each with a change or two beside it, walked through their
+/// gates on a fresh Chinook (a step after the rollback window is not undone).
+#[test]
+fn generated_gated_changes_walk_through_their_gates_on_chinook() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // Each kind of gated change, with what proptest draws beside it.
+    for kind in 0..3 {
+        let mut bytes = [0u8; 32];
+        bytes[..8].copy_from_slice(&(SEED + kind as u64).to_le_bytes());
+        let mut runner = TestRunner::new_with_rng(
+            RunnerConfig {
+                cases: std::env::var("DRYDOCK_DESIRED_GATED_CASES")
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(1),
+                max_shrink_iters: 4,
+                failure_persistence: None,
+                ..RunnerConfig::default()
+            },
+            TestRng::from_seed(RngAlgorithm::ChaCha, &bytes),
+        );
+        // The others touch tables the gated change does not.
+        let others = prop::collection::vec(change(), 0..3);
+        let outcome = runner.run(&(gated(kind), others), |(g, others)| {
+            let t = match &g {
+                Gated::Rename(i) => RENAMES[*i].0,
+                Gated::Retype(i) => RETYPES[*i].0,
+                Gated::Drop(i) => DROPS[*i].0,
+            };
+            let others: Vec<Change> = others
+                .into_iter()
+                .filter(|c| touched(c) != Some(t))
+                .collect();
+            rt.block_on(async {
+                let p = PgProject::new("").await;
+                for db in [&p.prod, &p.staging] {
+                    run_sql(db, CHINOOK).await;
+                    run_sql(db, "ANALYZE").await;
+                }
+                eprintln!("gated walk: {g:?} with {others:?}");
+                walk_gated(&p, gated_args(&g, &others)).await
+            })
+            .map_err(TestCaseError::fail)
+        });
+        if let Err(e) = outcome {
+            panic!("{e}");
+        }
+    }
+}
+
+/// The table a change touches (`None` for a new table).
+fn touched(c: &Change) -> Option<&'static str> {
+    match c {
+        Change::AddColumn { table, .. }
+        | Change::AddIndex { table, .. }
+        | Change::AddCheck { table, .. }
+        | Change::DropNotNull { table, .. }
+        | Change::SetDefault { table, .. } => Some(TABLES[*table].0),
+        Change::NewTable => None,
     }
 }
 

@@ -35,7 +35,11 @@ pub fn changes(
     current: &BTreeMap<String, Table>,
     options: &Options,
 ) -> Result<Vec<Change>> {
-    check_renames(desired, current, options)?;
+    let pending = pending_renames(desired, current, options)?;
+    let options = &Options {
+        renames: pending,
+        ..options.clone()
+    };
     let resolved = referenced_keys(desired, current);
     let desired = &resolved;
     let mut early = Vec::new();
@@ -146,13 +150,16 @@ fn unsupported(what: String, manual: &str) -> Error {
     }
 }
 
-/// Each rename names a column the catalog has and `desired` does not, and a new name that
-/// `desired` has and the catalog does not.
-fn check_renames(
+/// The renames still to make: each names a column the catalog has and `desired` does not, and
+/// a new name that `desired` has and the catalog does not. One the catalog shows made (the old
+/// name gone, the new one there) is done, not refused: the same `desired` planned again after
+/// its apply is nothing to change.
+fn pending_renames(
     desired: &BTreeMap<String, Table>,
     current: &BTreeMap<String, Table>,
     options: &Options,
-) -> Result<()> {
+) -> Result<BTreeMap<String, String>> {
+    let mut pending = BTreeMap::new();
     for (from, to) in &options.renames {
         let bad = |why: String| {
             Error::invalid(
@@ -168,18 +175,27 @@ fn check_renames(
                 "`{table}` is not both in `desired` and on the target"
             )));
         };
-        if have.column(column).is_none() || want.column(column).is_some() {
+        if want.column(column).is_some() || want.column(to).is_none() {
             return Err(bad(format!(
-                "`{table}.{column}` must be on the target and not in `desired`"
+                "`{table}.{to}` must be in `desired`, and `{table}.{column}` not"
             )));
         }
-        if want.column(to).is_none() || have.column(to).is_some() {
-            return Err(bad(format!(
-                "`{table}.{to}` must be in `desired` and not on the target"
-            )));
+        match (have.column(column), have.column(to)) {
+            (None, Some(_)) => continue,
+            (Some(_), None) => {
+                pending.insert(from.clone(), to.clone());
+            }
+            (None, None) => {
+                return Err(bad(format!("the target has no column `{table}.{column}`")));
+            }
+            (Some(_), Some(_)) => {
+                return Err(bad(format!(
+                    "the target has both `{table}.{column}` and `{table}.{to}` (a rename under way: finish or roll back its plan first)"
+                )));
+            }
         }
     }
-    Ok(())
+    Ok(pending)
 }
 
 /// The tables of `desired` the catalog does not have, each after the new tables it references.
