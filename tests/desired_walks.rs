@@ -216,7 +216,7 @@ fn desired(changes: &[Change]) -> String {
                 ddl.push_str(&format!("\nALTER TABLE {t} ALTER COLUMN {col} SET DEFAULT {value};"));
             }
             Change::NewTable => ddl.push_str(&format!(
-                "\nCREATE TABLE gen_t{n} (id integer PRIMARY KEY, album_id integer REFERENCES album (album_id), note text NOT NULL DEFAULT '');"
+                "\nCREATE TABLE gen_t{n} (id integer PRIMARY KEY, album_id integer REFERENCES album (album_id), note text NOT NULL DEFAULT '', track_id int);\nCREATE INDEX gen_t{n}_album ON gen_t{n} (album_id);\nALTER TABLE ONLY gen_t{n} ADD CONSTRAINT gen_t{n}_track FOREIGN KEY (track_id) REFERENCES track (track_id);\nALTER TABLE gen_t{n} ADD CONSTRAINT gen_t{n}_note CHECK (length(note) < 100);"
             )),
         }
     }

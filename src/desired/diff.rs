@@ -46,9 +46,11 @@ pub fn changes(
     let mut middle = Vec::new();
     let mut removals = Vec::new();
     for t in creation_order(desired, current) {
+        let mut up = vec![t.create.clone().unwrap_or_default()];
+        up.extend(t.after_create.iter().cloned());
         early.push(Change::Step {
             name: format!("create-{}", stem(&t.name)),
-            up: t.create.clone().unwrap_or_default(),
+            up: up.join(";\n"),
             down: format!("DROP TABLE {}", qualified(&t.name)),
         });
     }

@@ -85,6 +85,9 @@ pub fn read(sql: &str) -> Result<Read> {
             read.orphans.entry(rel).or_default().push(describe(stmt));
             continue;
         };
+        if let Ok(sql) = stmt.deparse(pg_query::DeparseOptions::default()) {
+            t.after_create.push(sql);
+        }
         match stmt {
             NodeEnum::IndexStmt(i) => t.indexes.push(schema::index(i, false)),
             NodeEnum::AlterTableStmt(a) => {

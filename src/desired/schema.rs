@@ -120,6 +120,9 @@ pub struct Table {
     pub partitioning: bool,
     /// The desired `CREATE TABLE` as the deparser prints it (for a table that is new).
     pub create: Option<String>,
+    /// The desired `CREATE INDEX`es and `ALTER TABLE`s of the table, as printed: a new table's
+    /// step runs them after its `CREATE TABLE` (an empty table: no need for CONCURRENTLY).
+    pub after_create: Vec<String>,
 }
 
 impl Col {
