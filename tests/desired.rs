@@ -325,3 +325,28 @@ async fn three_samples_as_written_are_nothing_to_change() {
         c.close().await;
     }
 }
+
+/// A whole schema file (Pagila's dump: `SET`s, functions, views, triggers, grants, owners) is
+/// read as its tables: nothing to change on the database it made. What the agent's DDL would
+/// run is admitted as agent SQL first: a default that reads the server's files is refused.
+#[tokio::test]
+async fn a_whole_schema_file_is_its_tables_and_its_sql_is_admitted_first() {
+    let p = pagila().await;
+    let c = p.project.connect().await;
+    let same = c
+        .ok("plan", desired(include_str!("fixtures/pagila/schema.sql")))
+        .await;
+    assert_eq!(same["nothing_to_change"], true, "{same}");
+
+    let reading = CUSTOMER.replace(
+        "    active integer\n",
+        "    active integer,\n    secret text DEFAULT pg_read_file('/etc/hostname')\n",
+    );
+    let r = c.refused("plan", desired(&reading)).await;
+    assert_eq!(r["code"], "forbidden-statement", "{r}");
+    assert!(
+        r["message"].as_str().unwrap().contains("pg_read_file"),
+        "{r}"
+    );
+    c.close().await;
+}

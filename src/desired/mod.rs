@@ -47,6 +47,19 @@ pub struct Read {
     pub orphans: BTreeMap<String, Vec<String>>,
 }
 
+impl Read {
+    /// The statements drydock plans from (each table's `CREATE TABLE`, its indexes and
+    /// `ALTER TABLE`s, as printed): what is admitted as agent SQL, the rest never running.
+    pub fn planned_sql(&self) -> String {
+        let mut out = Vec::new();
+        for t in self.tables.values() {
+            out.extend(t.create.iter().cloned());
+            out.extend(t.after_create.iter().cloned());
+        }
+        out.join(";\n")
+    }
+}
+
 /// Reads a desired schema: the tables of its `CREATE TABLE`s with their `CREATE INDEX`es and
 /// `ALTER TABLE … ADD CONSTRAINT`s (and `ALTER COLUMN … SET DEFAULT`), everything else set aside.
 pub fn read(sql: &str) -> Result<Read> {

@@ -79,17 +79,19 @@ impl Engine {
                 manual: "on SQLite, write the change as `steps` or a template (`render-template` lists those SQLite runs)".into(),
             });
         }
-        // The agent's DDL is admitted as agent SQL before drydock writes anything from it.
-        if let Err(f) =
-            crate::analysis::privilege::postgres(&d.sql, crate::analysis::privilege::Use::Step)
-        {
+        let read = crate::desired::read(&d.sql)?;
+        // The agent's DDL that drydock plans from is admitted as agent SQL before drydock
+        // writes anything from it (what a schema file holds beside its tables never runs).
+        if let Err(f) = crate::analysis::privilege::postgres(
+            &read.planned_sql(),
+            crate::analysis::privilege::Use::Step,
+        ) {
             return Err(Error::Forbidden {
                 place: "`desired`".into(),
                 construct: format!("`{}`", f.construct),
                 reason: f.reason,
             });
         }
-        let read = crate::desired::read(&d.sql)?;
         let catalog = target.catalog().await?;
         let mut skipped = read.skipped;
         for (rel, statements) in read.orphans {
