@@ -138,6 +138,11 @@ async fn a_column_gone_and_another_added_is_asked_not_guessed() {
         "both readings, each with its answer: {fix}"
     );
 
+    assert!(
+        p.project.errors_md().contains("ambiguous-change"),
+        "the refusal is a lesson in ERRORS.md"
+    );
+
     let gone = CUSTOMER.replace("    email text,\n", "");
     let r = c.refused("plan", desired(&gone)).await;
     assert_eq!(r["code"], "drop-needs-consent", "{r}");
@@ -347,6 +352,84 @@ async fn a_whole_schema_file_is_its_tables_and_its_sql_is_admitted_first() {
     assert!(
         r["message"].as_str().unwrap().contains("pg_read_file"),
         "{r}"
+    );
+    c.close().await;
+}
+
+/// `scope: "schema"` speaks for every table: one missing from `desired` is dropped (with
+/// consent), a materialized view or a partition is not a table to drop.
+#[tokio::test]
+async fn a_schema_scope_drops_a_table_the_schema_leaves_out_only_with_consent() {
+    let p = pagila().await;
+    // Pagila alone: the project's own example table is not in Pagila's file.
+    for db in [&p.prod, &p.staging] {
+        run_sql(
+            db,
+            "DROP TABLE ledger; DROP VIEW rich_accounts; DROP TABLE accounts",
+        )
+        .await;
+    }
+    let c = p.project.connect().await;
+    let schema = include_str!("fixtures/pagila/schema.sql");
+    let whole = json!({"goal": "pagila as wanted", "target": "production", "desired": schema, "scope": "schema"});
+    let same = c.ok("plan", whole.clone()).await;
+    if same["nothing_to_change"] != true {
+        let steps = c
+            .ok(
+                "status",
+                json!({"plan_id": same["plan_id"], "detail": true}),
+            )
+            .await["steps"]
+            .clone();
+        panic!("Pagila as its file says is Pagila: {steps}");
+    }
+
+    // `film_category` left out of the file: every statement that names it. Views still read
+    // it: the drop is refused naming them, consent or not.
+    let without: String = schema
+        .split(";\n")
+        .filter(|stmt| !stmt.contains("film_category"))
+        .collect::<Vec<_>>()
+        .join(";\n");
+    let mut args = whole.clone();
+    args["desired"] = json!(without);
+    let r = c.refused("plan", args.clone()).await;
+    assert_eq!(r["code"], "drop-needs-consent", "{r}");
+    assert!(
+        r["message"].as_str().unwrap().contains("film_category"),
+        "{r}"
+    );
+    args["allow_drop"] = json!(true);
+    let r = c.refused("plan", args).await;
+    assert!(
+        r["message"].as_str().unwrap().contains("view film_list"),
+        "a table views read is not dropped under them: {r}"
+    );
+
+    // A table nothing reads, on the target and not in the file: dropped the recoverable way.
+    for db in [&p.prod, &p.staging] {
+        run_sql(
+            db,
+            "CREATE TABLE scratch_notes (id integer PRIMARY KEY, note text)",
+        )
+        .await;
+    }
+    let r = c.refused("plan", whole.clone()).await;
+    assert_eq!(r["code"], "drop-needs-consent", "{r}");
+    let mut args = whole.clone();
+    args["allow_drop"] = json!(true);
+    let planned = c.ok("plan", args).await;
+    let status = c.ok("status", json!({"plan_id": plan_id(&planned)})).await;
+    let steps: Vec<&str> = status["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        ["1-aside", "1-purge"],
+        "drop-table's steps: {status}"
     );
     c.close().await;
 }

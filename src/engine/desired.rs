@@ -115,16 +115,11 @@ impl Engine {
         }
         let wanted = read.tables;
         let names: std::collections::BTreeSet<String> = if d.whole_schema {
-            // The tables: not materialized views, nor partitions (their parent speaks for them).
-            let partitions: std::collections::BTreeSet<&String> =
-                catalog.partitions.values().flatten().collect();
+            // The tables (partitions among them): not materialized views.
             catalog
                 .tables
                 .iter()
-                .filter(|(n, t)| {
-                    t.kind != crate::db::describe::RelationKind::MaterializedView
-                        && !partitions.contains(n)
-                })
+                .filter(|(_, t)| t.kind != crate::db::describe::RelationKind::MaterializedView)
                 .map(|(n, _)| n.clone())
                 .collect()
         } else {

@@ -257,9 +257,11 @@ impl DrydockServer {
         }
     }
 
-    /// Propose a migration. Stores an immutable plan and returns its id, checksum, the analysis
-    /// (per statement kind, tables, locks; hazards with fixes; impact; risk), the safety checklist,
-    /// lessons from past mistakes, and the next steps.
+    /// Propose a migration: `steps`, a `template`, or `desired` (the tables as you want them;
+    /// drydock plans each difference the zero-downtime way). Stores an immutable plan and returns
+    /// its id, checksum, the analysis (per statement kind, tables, locks; hazards with fixes;
+    /// impact; risk), the safety checklist, lessons from past mistakes, and the next steps; a
+    /// `desired` the target already has answers `nothing_to_change` and stores nothing.
     #[tool(
         name = "plan",
         title = "Propose a migration plan",
