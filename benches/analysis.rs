@@ -35,6 +35,7 @@ fn main() {
             nullable: true,
             default: None,
             primary_key: false,
+            comment: None,
         };
         tables.insert(
             format!("t{n}"),

@@ -61,7 +61,8 @@ async fn a_desired_schema_walks_to_validated_and_leaves_no_difference_either_way
             "    active integer\n",
             "    active integer,\n    nickname varchar(40),\n    tier int NOT NULL DEFAULT 0,\n    CONSTRAINT customer_active_known CHECK (active IN (0, 1)),\n    UNIQUE (email)\n",
         )
-        .replace("activebool boolean DEFAULT true NOT NULL", "activebool boolean DEFAULT true");
+        .replace("activebool boolean DEFAULT true NOT NULL", "activebool boolean DEFAULT true")
+        + "COMMENT ON TABLE public.customer IS 'people who rent films';\nCOMMENT ON COLUMN customer.nickname IS 'what the store calls them';\n";
     let planned = c.ok("plan", desired(&wanted)).await;
     assert_eq!(planned["source"], "desired", "{planned}");
     for h in planned["analysis"]["hazards"].as_array().unwrap() {

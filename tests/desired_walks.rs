@@ -115,6 +115,10 @@ enum Change {
         table: usize,
         column: usize,
     },
+    Comment {
+        table: usize,
+        column: Option<usize>,
+    },
     NewTable,
 }
 
@@ -148,7 +152,9 @@ fn change() -> impl Strategy<Value = Change> {
         }),
         (t.clone(), 0..2usize).prop_map(|(table, check)| Change::AddCheck { table, check }),
         (t.clone(), 0..2usize).prop_map(|(table, column)| Change::DropNotNull { table, column }),
-        (t, 0..2usize).prop_map(|(table, column)| Change::SetDefault { table, column }),
+        (t.clone(), 0..2usize).prop_map(|(table, column)| Change::SetDefault { table, column }),
+        (t, prop::option::of(0..2usize))
+            .prop_map(|(table, column)| Change::Comment { table, column }),
         Just(Change::NewTable),
     ]
 }
@@ -215,8 +221,16 @@ fn desired(changes: &[Change]) -> String {
                 };
                 ddl.push_str(&format!("\nALTER TABLE {t} ALTER COLUMN {col} SET DEFAULT {value};"));
             }
+            Change::Comment { table, column } => {
+                let (t, _, cols, _) = TABLES[*table];
+                let on = match column {
+                    Some(c) => format!("COLUMN {t}.{}", pick(cols, *c)),
+                    None => format!("TABLE {t}"),
+                };
+                ddl.push_str(&format!("\nCOMMENT ON {on} IS 'generated {n}: it''s kept';"));
+            }
             Change::NewTable => ddl.push_str(&format!(
-                "\nCREATE TABLE gen_t{n} (id integer PRIMARY KEY, album_id integer REFERENCES album (album_id), note text NOT NULL DEFAULT '', track_id int);\nCREATE INDEX gen_t{n}_album ON gen_t{n} (album_id);\nALTER TABLE ONLY gen_t{n} ADD CONSTRAINT gen_t{n}_track FOREIGN KEY (track_id) REFERENCES track (track_id);\nALTER TABLE gen_t{n} ADD CONSTRAINT gen_t{n}_note CHECK (length(note) < 100);"
+                "\nCREATE TABLE gen_t{n} (id integer PRIMARY KEY, album_id integer REFERENCES album (album_id), note text NOT NULL DEFAULT '', track_id int);\nCREATE INDEX gen_t{n}_album ON gen_t{n} (album_id);\nALTER TABLE ONLY gen_t{n} ADD CONSTRAINT gen_t{n}_track FOREIGN KEY (track_id) REFERENCES track (track_id);\nALTER TABLE gen_t{n} ADD CONSTRAINT gen_t{n}_note CHECK (length(note) < 100);\nCOMMENT ON COLUMN gen_t{n}.note IS 'free text';"
             )),
         }
     }
@@ -487,7 +501,8 @@ fn touched(c: &Change) -> Option<&'static str> {
         | Change::AddIndex { table, .. }
         | Change::AddCheck { table, .. }
         | Change::DropNotNull { table, .. }
-        | Change::SetDefault { table, .. } => Some(TABLES[*table].0),
+        | Change::SetDefault { table, .. }
+        | Change::Comment { table, .. } => Some(TABLES[*table].0),
         Change::NewTable => None,
     }
 }

@@ -92,6 +92,9 @@ pub struct TableInfo {
     pub populated: Option<bool>,
     pub rows: u64,
     pub bytes: Option<u64>,
+    /// Its comment (PostgreSQL; `COMMENT ON TABLE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
     pub columns: Vec<Column>,
     pub indexes: Vec<String>,
     pub constraints: Vec<String>,
@@ -145,6 +148,9 @@ pub struct Column {
     pub default: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub primary_key: bool,
+    /// Its comment (PostgreSQL; `COMMENT ON COLUMN`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
 }
 
 /// One column as a template that moves it must recreate it.

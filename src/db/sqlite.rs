@@ -107,6 +107,7 @@ impl Sqlite {
                 nullable: r.get::<i64, _>(2) == 0,
                 default: r.get(3),
                 primary_key: r.get::<i64, _>(4) > 0,
+                comment: None,
             })
             .collect())
     }

@@ -85,6 +85,14 @@ pub fn changes(
             ));
         }
         early.extend(columns(want, have, options)?);
+        if want.comment != have.comment {
+            early.push(comment(
+                format!("comment-{}", stem(name)),
+                format!("TABLE {}", qualified(name)),
+                &want.comment,
+                &have.comment,
+            ));
+        }
         let (added, removed) = attachments(want, have)?;
         middle.extend(added);
         removals.extend(removed);
@@ -272,7 +280,11 @@ fn columns(want: &Table, have: &Table, options: &Options) -> Result<Vec<Change>>
             have.column(from).expect("checked"),
             want.column(to).expect("checked"),
         );
-        if old.ty != new.ty || old.not_null != new.not_null || old.default != new.default {
+        if old.ty != new.ty
+            || old.not_null != new.not_null
+            || old.default != new.default
+            || old.comment != new.comment
+        {
             return Err(unsupported(
                 format!("`{t}.{from}` renamed to `{to}` and changed at once"),
                 "rename in one plan, change the column in the next",
@@ -285,6 +297,9 @@ fn columns(want: &Table, have: &Table, options: &Options) -> Result<Vec<Change>>
     }
     for c in new {
         out.push(added_column(t, c)?);
+        if c.comment.is_some() {
+            out.push(column_comment(t, c, &None));
+        }
     }
     for w in &want.columns {
         if let Some(h) = have.column(&w.name) {
@@ -356,6 +371,9 @@ fn added_column(t: &str, c: &Col) -> Result<Change> {
 fn changed_column(t: &str, w: &Col, h: &Col) -> Result<Vec<Change>> {
     let mut out = Vec::new();
     let (table, col) = (qualified(t), quote_ident(&w.name));
+    if w.comment != h.comment {
+        out.push(column_comment(t, w, &h.comment));
+    }
     if w.ty != h.ty {
         out.push(Change::Template {
             name: "change-column-type",
@@ -530,6 +548,28 @@ fn attachments(want: &Table, have: &Table) -> Result<(Vec<Change>, Vec<Change>)>
         }
     }
     Ok((added, removed))
+}
+
+/// `COMMENT ON … IS` the wanted text, its down the comment it had (or none).
+fn comment(name: String, on: String, want: &Option<String>, had: &Option<String>) -> Change {
+    let text = |c: &Option<String>| match c {
+        Some(c) => crate::sql::quote_literal(c),
+        None => "NULL".into(),
+    };
+    Change::Step {
+        name,
+        up: format!("COMMENT ON {on} IS {}", text(want)),
+        down: format!("COMMENT ON {on} IS {}", text(had)),
+    }
+}
+
+fn column_comment(t: &str, c: &Col, had: &Option<String>) -> Change {
+    comment(
+        format!("comment-{}-{}", stem(t), c.name),
+        format!("COLUMN {}.{}", qualified(t), quote_ident(&c.name)),
+        &c.comment,
+        had,
+    )
 }
 
 /// A constraint removed; its down adds it back `NOT VALID` and validates it.

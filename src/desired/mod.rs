@@ -86,6 +86,16 @@ pub fn read(sql: &str) -> Result<Read> {
             }
             NodeEnum::IndexStmt(i) => i.relation.as_ref(),
             NodeEnum::AlterTableStmt(a) => a.relation.as_ref(),
+            NodeEnum::CommentStmt(c) => match commented(c) {
+                Some((rel, _)) => {
+                    later.push((rel, stmt));
+                    continue;
+                }
+                None => {
+                    read.skipped.push(describe(stmt));
+                    continue;
+                }
+            },
             other => {
                 read.skipped.push(describe(other));
                 continue;
@@ -102,6 +112,21 @@ pub fn read(sql: &str) -> Result<Read> {
             t.after_create.push(sql);
         }
         match stmt {
+            NodeEnum::CommentStmt(c) => {
+                let comment = (!c.comment.is_empty()).then(|| c.comment.clone());
+                match commented(c).and_then(|(_, column)| column) {
+                    None => t.comment = comment,
+                    Some(column) => {
+                        let col = t.columns.iter_mut().find(|c| c.name == column).ok_or_else(|| {
+                            Error::invalid(
+                                Part::Plan,
+                                format!("`desired`: a comment on `{rel}.{column}`, which its CREATE TABLE does not have"),
+                            )
+                        })?;
+                        col.comment = comment;
+                    }
+                }
+            }
             NodeEnum::IndexStmt(i) => t.indexes.push(schema::index(i, false)),
             NodeEnum::AlterTableStmt(a) => {
                 for cmd in &a.cmds {
@@ -151,6 +176,37 @@ fn alter(
             Ok(())
         }
     }
+}
+
+/// The table (keyed as the catalog keys it) and column a `COMMENT ON TABLE` or `COMMENT ON
+/// COLUMN` is about; `None` for a comment on anything else.
+fn commented(c: &pg_query::protobuf::CommentStmt) -> Option<(String, Option<String>)> {
+    use pg_query::protobuf::ObjectType;
+    let Some(NodeEnum::List(l)) = c.object.as_deref().and_then(|o| o.node.as_ref()) else {
+        return None;
+    };
+    let mut parts = schema_names(&l.items);
+    let column = match ObjectType::try_from(c.objtype) {
+        Ok(ObjectType::ObjectTable) => None,
+        Ok(ObjectType::ObjectColumn) => Some(parts.pop()?),
+        _ => return None,
+    };
+    let table = parts.pop()?;
+    let rel = match parts.pop().as_deref() {
+        None | Some("public") => table,
+        Some(schema) => format!("{schema}.{table}"),
+    };
+    Some((rel, column))
+}
+
+fn schema_names(items: &[pg_query::protobuf::Node]) -> Vec<String> {
+    items
+        .iter()
+        .filter_map(|n| match &n.node {
+            Some(NodeEnum::String(s)) => Some(s.sval.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// A statement set aside, in a few words (`CREATE FUNCTION public.last_updated() …`).
@@ -253,6 +309,7 @@ fn first(sql: &str) -> std::result::Result<NodeEnum, String> {
 fn catalog_table(name: &str, info: &crate::db::TableInfo) -> std::result::Result<Table, String> {
     let mut t = Table {
         name: name.to_string(),
+        comment: info.comment.clone(),
         ..Table::default()
     };
     for c in &info.columns {
@@ -274,6 +331,7 @@ fn catalog_table(name: &str, info: &crate::db::TableInfo) -> std::result::Result
         };
         let (mut col, _) = schema::column(&d)?;
         col.not_null = !c.nullable;
+        col.comment = c.comment.clone();
         t.columns.push(col);
     }
     let mut unique_constraints = BTreeSet::new();

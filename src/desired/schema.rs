@@ -77,6 +77,7 @@ pub struct Col {
     pub ty_sql: String,
     pub not_null: bool,
     pub default: Option<ColDefault>,
+    pub comment: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -118,6 +119,7 @@ pub struct Table {
     pub indexes: Vec<Index>,
     /// A partitioned table (`PARTITION BY`), or a partition (`PARTITION OF`).
     pub partitioning: bool,
+    pub comment: Option<String>,
     /// The desired `CREATE TABLE` as the deparser prints it (for a table that is new).
     pub create: Option<String>,
     /// The desired `CREATE INDEX`es and `ALTER TABLE`s of the table, as printed: a new table's
@@ -158,6 +160,7 @@ pub fn column(d: &ColumnDef) -> Result<(Col, Vec<Constraint>), String> {
         ty_sql: shape::type_sql(t),
         not_null: d.is_not_null,
         default: d.raw_default.as_deref().map(ColDefault::of),
+        comment: None,
     };
     if let Some(int) = shape::serial(t) {
         col.ty = int.into();

@@ -231,6 +231,7 @@ mod tests {
             nullable: !pk,
             default: None,
             primary_key: pk,
+            comment: None,
         };
         let mut c = Catalog {
             engine: crate::sql::Dialect::Postgres,

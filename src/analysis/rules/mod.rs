@@ -105,6 +105,7 @@ pub(crate) mod test_support {
             nullable: true,
             default: None,
             primary_key: false,
+            comment: None,
         };
         let mut tables = BTreeMap::new();
         tables.insert(

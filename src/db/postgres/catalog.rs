@@ -197,7 +197,8 @@ async fn partitions_on(
 async fn tables_on(conn: &mut PgConnection) -> sqlx::Result<BTreeMap<String, TableInfo>> {
     // language=SQL
     let rels = sqlx::query(AssertSqlSafe(format!(
-        "SELECT n.nspname, c.relname, c.reltuples::float8, c.relpages::int8, pg_total_relation_size(c.oid)::int8, c.relkind::text
+        "SELECT n.nspname, c.relname, c.reltuples::float8, c.relpages::int8, pg_total_relation_size(c.oid)::int8, c.relkind::text,
+                obj_description(c.oid, 'pg_class')
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE c.relkind IN ('r', 'p', 'm') AND {USER_SCHEMA}"
     )))
@@ -217,6 +218,7 @@ async fn tables_on(conn: &mut PgConnection) -> sqlx::Result<BTreeMap<String, Tab
                 kind: crate::db::describe::RelationKind::of_relkind(&r.get::<String, _>(5)),
                 rows: estimate.max(0.0) as u64,
                 bytes: Some(r.get::<i64, _>(4) as u64),
+                comment: r.get(6),
                 ..TableInfo::default()
             },
         );
@@ -238,7 +240,7 @@ async fn attachments_on(
     // language=SQL
     let cols = sqlx::query(AssertSqlSafe(format!(
         "SELECT n.nspname, c.relname, a.attname::text, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull,
-                pg_get_expr(d.adbin, d.adrelid),
+                pg_get_expr(d.adbin, d.adrelid), col_description(c.oid, a.attnum),
                 EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary AND a.attnum = ANY (i.indkey))
          FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
          LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
@@ -254,7 +256,8 @@ async fn attachments_on(
                 ty: r.get(3),
                 nullable: r.get(4),
                 default: r.get(5),
-                primary_key: r.get(6),
+                comment: r.get(6),
+                primary_key: r.get(7),
             });
         }
     }
