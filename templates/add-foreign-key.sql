@@ -3,7 +3,7 @@
 -- Migration: foreign key {{ table | ident }} ({{ columns_sql }}) → {{ ref_table | ident }} ({{ ref_columns_sql }})
 -- drydock:step add-foreign-key
 -- drydock:up
-ALTER TABLE {{ table | ident }} ADD CONSTRAINT {{ name | ident }} FOREIGN KEY ({{ columns_sql }}) REFERENCES {{ ref_table | ident }} ({{ ref_columns_sql }}) NOT VALID;
+ALTER TABLE {{ table | ident }} ADD CONSTRAINT {{ name | ident }} FOREIGN KEY ({{ columns_sql }}) REFERENCES {{ ref_table | ident }} ({{ ref_columns_sql }}){{ actions_sql }} NOT VALID;
 -- drydock:down
 ALTER TABLE {{ table | ident }} DROP CONSTRAINT {{ name | ident }};
 -- drydock:step validate

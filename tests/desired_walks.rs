@@ -119,8 +119,31 @@ enum Change {
         table: usize,
         column: Option<usize>,
     },
+    /// An index over an expression, or a partial one.
+    OddIndex(usize),
+    /// A second foreign key with referential actions.
+    ActionKey(usize),
     NewTable,
 }
+
+/// (table, index definition after `ON table`).
+const ODD_INDEXES: &[(&str, &str)] = &[
+    ("album", "(lower(title))"),
+    ("customer", "(email) WHERE country IS NOT NULL"),
+    ("track", "(album_id, genre_id DESC NULLS LAST)"),
+];
+
+/// (table, foreign key after `FOREIGN KEY`).
+const ACTION_KEYS: &[(&str, &str)] = &[
+    (
+        "invoice",
+        "(customer_id) REFERENCES customer (customer_id) ON DELETE CASCADE",
+    ),
+    (
+        "track",
+        "(genre_id) REFERENCES genre ON UPDATE CASCADE ON DELETE SET NULL",
+    ),
+];
 
 /// A type and a constant default of it.
 const TYPES: &[(&str, &str)] = &[
@@ -155,6 +178,8 @@ fn change() -> impl Strategy<Value = Change> {
         (t.clone(), 0..2usize).prop_map(|(table, column)| Change::SetDefault { table, column }),
         (t, prop::option::of(0..2usize))
             .prop_map(|(table, column)| Change::Comment { table, column }),
+        (0..ODD_INDEXES.len()).prop_map(Change::OddIndex),
+        (0..ACTION_KEYS.len()).prop_map(Change::ActionKey),
         Just(Change::NewTable),
     ]
 }
@@ -228,6 +253,16 @@ fn desired(changes: &[Change]) -> String {
                     None => format!("TABLE {t}"),
                 };
                 ddl.push_str(&format!("\nCOMMENT ON {on} IS 'generated {n}: it''s kept';"));
+            }
+            Change::OddIndex(i) => {
+                let (t, def) = ODD_INDEXES[*i];
+                ddl.push_str(&format!("\nCREATE INDEX gen_x{n} ON {t} {def};"));
+            }
+            Change::ActionKey(i) => {
+                let (t, def) = ACTION_KEYS[*i];
+                ddl.push_str(&format!(
+                    "\nALTER TABLE {t} ADD CONSTRAINT gen_f{n} FOREIGN KEY {def};"
+                ));
             }
             Change::NewTable => ddl.push_str(&format!(
                 "\nCREATE TABLE gen_t{n} (id integer PRIMARY KEY, album_id integer REFERENCES album (album_id), note text NOT NULL DEFAULT '', track_id int);\nCREATE INDEX gen_t{n}_album ON gen_t{n} (album_id);\nALTER TABLE ONLY gen_t{n} ADD CONSTRAINT gen_t{n}_track FOREIGN KEY (track_id) REFERENCES track (track_id);\nALTER TABLE gen_t{n} ADD CONSTRAINT gen_t{n}_note CHECK (length(note) < 100);\nCOMMENT ON COLUMN gen_t{n}.note IS 'free text';"
@@ -352,7 +387,9 @@ impl Walks {
     }
 
     async fn walk(&self, c: &common::Client, wanted: &str) -> Result<(), String> {
-        let planned = answer(c, "plan", plan_args(wanted)).await?;
+        let planned = answer(c, "plan", plan_args(wanted))
+            .await
+            .map_err(|e| format!("planning: {e}"))?;
         if planned["nothing_to_change"] == true {
             return Err(format!("a change that changes nothing: {planned}"));
         }
@@ -370,7 +407,9 @@ impl Walks {
         if v["ok"] != true {
             return Err(format!("validate: {v}"));
         }
-        let again = answer(c, "plan", plan_args(wanted)).await?;
+        let again = answer(c, "plan", plan_args(wanted))
+            .await
+            .map_err(|e| format!("planning again after the apply: {e}"))?;
         let left = again["nothing_to_change"] != true;
         let rb = answer(
             c,
@@ -384,7 +423,9 @@ impl Walks {
         if rb["schema_verified"] != true {
             return Err(format!("rollback: {rb}"));
         }
-        let back = answer(c, "plan", plan_args(&author_ddl())).await?;
+        let back = answer(c, "plan", plan_args(&author_ddl()))
+            .await
+            .map_err(|e| format!("planning the original after the rollback: {e}"))?;
         if back["nothing_to_change"] != true {
             return Err(format!("a difference left after rollback: {back}"));
         }
@@ -503,6 +544,8 @@ fn touched(c: &Change) -> Option<&'static str> {
         | Change::DropNotNull { table, .. }
         | Change::SetDefault { table, .. }
         | Change::Comment { table, .. } => Some(TABLES[*table].0),
+        Change::OddIndex(i) => Some(ODD_INDEXES[*i].0),
+        Change::ActionKey(i) => Some(ACTION_KEYS[*i].0),
         Change::NewTable => None,
     }
 }
@@ -549,5 +592,31 @@ fn generated_desired_schemas_walk_there_and_back_on_chinook() {
     });
     if let Err(e) = outcome {
         panic!("seed {seed}: {e}");
+    }
+}
+
+/// Each index over an expression (or partial) and each foreign key with actions, walked alone.
+#[test]
+fn odd_indexes_and_keys_with_actions_walk_there_and_back() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let p = rt.block_on(async {
+        let p = PgProject::new("").await;
+        for db in [&p.prod, &p.staging] {
+            run_sql(db, CHINOOK).await;
+            run_sql(db, "ANALYZE").await;
+        }
+        p
+    });
+    let walks = Walks { rt, p };
+    let changes = (0..ODD_INDEXES.len())
+        .map(Change::OddIndex)
+        .chain((0..ACTION_KEYS.len()).map(Change::ActionKey));
+    for c in changes {
+        if let Err(e) = walks.rt.block_on(walks.case(std::slice::from_ref(&c))) {
+            panic!("{c:?}: {e}");
+        }
     }
 }

@@ -450,11 +450,14 @@ fn attachments(want: &Table, have: &Table) -> Result<(Vec<Change>, Vec<Change>)>
                 name: "add-index",
                 params: json!({"table": t, "columns": cols, "name": name, "unique": i.unique}),
             },
+            // Over expressions, partial, with an operator class: built as written, alone.
             (None, _) => {
-                return Err(unsupported(
-                    format!("index on `{t}` over expressions or with options: {}", i.shape),
-                    "build it with `steps`: `CREATE INDEX CONCURRENTLY` alone in its step, `DROP INDEX CONCURRENTLY` as its down",
-                ));
+                let name = index_name(&i.create);
+                Change::Step {
+                    name: format!("index-{}", stem(&name)),
+                    up: i.create.clone(),
+                    down: format!("DROP INDEX CONCURRENTLY IF EXISTS {}", quote_ident(&name)),
+                }
             }
         });
     }
@@ -464,6 +467,12 @@ fn attachments(want: &Table, have: &Table) -> Result<(Vec<Change>, Vec<Change>)>
         .filter(|h| !want.indexes.iter().any(|i| same_index(i, h)))
     {
         let Some(name) = &i.name else { continue };
+        if want.indexes.iter().any(|w| w.name.as_ref() == Some(name)) {
+            return Err(unsupported(
+                format!("index `{name}` of `{t}` changes its definition"),
+                "build the new index under another name in `desired`, then remove the old one in a later plan",
+            ));
+        }
         if i.constraint {
             return Err(unsupported(
                 format!("unique constraint `{name}` of `{t}` removed"),
@@ -511,16 +520,27 @@ fn attachments(want: &Table, have: &Table) -> Result<(Vec<Change>, Vec<Change>)>
         .iter()
         .filter(|f| !have.foreign_keys.iter().any(|h| same_fk(f, h)))
     {
-        if f.actions != "aas" {
+        let action = |code: Option<char>| match code {
+            Some('r') => Some("restrict"),
+            Some('c') => Some("cascade"),
+            Some('n') => Some("set_null"),
+            Some('d') => Some("set_default"),
+            _ => None,
+        };
+        let mut codes = f.actions.chars();
+        let (on_update, on_delete, matching) =
+            (action(codes.next()), action(codes.next()), codes.next());
+        if matching != Some('s') {
             return Err(unsupported(
-                format!("foreign key of `{t}` with ON DELETE/ON UPDATE actions or a MATCH type"),
+                format!("foreign key of `{t}` with a MATCH type"),
                 "add it with `steps`: `ADD CONSTRAINT … NOT VALID`, then `VALIDATE CONSTRAINT` in its own step",
             ));
         }
         added.push(Change::Template {
             name: "add-foreign-key",
             params: json!({"table": t, "columns": f.columns, "ref_table": f.ref_table,
-                           "ref_columns": f.ref_columns, "name": f.name}),
+                           "ref_columns": f.ref_columns, "name": f.name,
+                           "on_update": on_update, "on_delete": on_delete}),
         });
     }
     for f in have
@@ -539,15 +559,48 @@ fn attachments(want: &Table, have: &Table) -> Result<(Vec<Change>, Vec<Change>)>
                 t,
                 name,
                 &format!(
-                    "FOREIGN KEY ({}) REFERENCES {} ({})",
+                    "FOREIGN KEY ({}) REFERENCES {} ({}){}",
                     cols(&f.columns),
                     qualified(&f.ref_table),
-                    cols(&f.ref_columns)
+                    cols(&f.ref_columns),
+                    fk_actions_sql(&f.actions)
                 ),
             ));
         }
     }
     Ok((added, removed))
+}
+
+/// The name a `CREATE INDEX` statement gives its index.
+fn index_name(create: &str) -> String {
+    match pg_query::parse(create, 0)
+        .ok()
+        .and_then(|p| p.protobuf.stmts.into_iter().next()?.stmt?.node)
+    {
+        Some(pg_query::NodeEnum::IndexStmt(i)) => i.idxname,
+        _ => String::new(),
+    }
+}
+
+/// A foreign key's actions as SQL (`ON UPDATE CASCADE ON DELETE RESTRICT`), from PostgreSQL's
+/// codes (update, delete, match).
+fn fk_actions_sql(codes: &str) -> String {
+    let word = |c: char| match c {
+        'r' => Some("RESTRICT"),
+        'c' => Some("CASCADE"),
+        'n' => Some("SET NULL"),
+        'd' => Some("SET DEFAULT"),
+        _ => None,
+    };
+    let mut c = codes.chars();
+    let mut out = String::new();
+    if let Some(w) = c.next().and_then(word) {
+        out.push_str(&format!(" ON UPDATE {w}"));
+    }
+    if let Some(w) = c.next().and_then(word) {
+        out.push_str(&format!(" ON DELETE {w}"));
+    }
+    out
 }
 
 /// `COMMENT ON … IS` the wanted text, its down the comment it had (or none).

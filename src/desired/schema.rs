@@ -107,6 +107,8 @@ pub struct Index {
     pub shape: String,
     /// It backs a UNIQUE constraint (catalog), or was written as one (desired).
     pub constraint: bool,
+    /// Its `CREATE INDEX CONCURRENTLY` with its name (for one `add-index` cannot build).
+    pub create: String,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -264,13 +266,9 @@ pub fn constraint(t: &mut Table, c: &Constraint, from_catalog: bool) -> Result<(
                     ));
                 }
             };
-            t.indexes.push(Index {
-                name,
-                unique: true,
-                columns: Some(columns),
-                shape: shape::index_shape(&index),
-                constraint: true,
-            });
+            let mut made = self::index(&index, true);
+            made.name = name;
+            t.indexes.push(made);
         }
         // The catalog's unique constraints are read from its index list.
         ConstrType::ConstrUnique => {}
@@ -310,11 +308,30 @@ fn or<'a>(v: &'a str, default: &'a str) -> &'a str {
 
 /// An index from its `CREATE INDEX`.
 pub fn index(i: &IndexStmt, constraint: bool) -> Index {
+    let shape = shape::index_shape(i);
+    let mut create = i.clone();
+    create.concurrent = true;
+    create.if_not_exists = false;
+    if create.idxname.is_empty() {
+        let table = i
+            .relation
+            .as_ref()
+            .map(|r| r.relname.as_str())
+            .unwrap_or("t");
+        create.idxname = format!(
+            "{}_{}_idx",
+            table.chars().take(40).collect::<String>(),
+            &crate::db::short_hash(&shape)[..8]
+        );
+    }
     Index {
         name: (!i.idxname.is_empty()).then(|| i.idxname.clone()),
         unique: i.unique,
         columns: shape::index_columns(i),
-        shape: shape::index_shape(i),
+        shape,
         constraint,
+        create: NodeEnum::IndexStmt(Box::new(create))
+            .deparse(pg_query::DeparseOptions::default())
+            .unwrap_or_default(),
     }
 }

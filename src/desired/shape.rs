@@ -214,8 +214,18 @@ pub fn index_shape(i: &IndexStmt) -> String {
         .unwrap_or_default()
 }
 
-/// The plain columns of an index (none an expression), in order; `None` otherwise.
+/// The plain columns of a plain index (a b-tree over columns alone: no expression, no
+/// predicate, no INCLUDE, no options), in order; `None` otherwise.
 pub fn index_columns(i: &IndexStmt) -> Option<Vec<String>> {
+    let plain = i.where_clause.is_none()
+        && i.index_including_params.is_empty()
+        && i.options.is_empty()
+        && i.table_space.is_empty()
+        && !i.nulls_not_distinct
+        && matches!(i.access_method.as_str(), "" | "btree");
+    if !plain {
+        return None;
+    }
     i.index_params
         .iter()
         .map(|p| match &p.node {
@@ -305,5 +315,42 @@ mod tests {
         );
         assert_ne!(default_of("(n)::integer > 0"), default_of("n > 0"));
         assert_eq!(default_of("now()"), "now()");
+    }
+}
+
+#[cfg(test)]
+mod index_tests {
+    use super::*;
+
+    fn shape(sql: &str) -> String {
+        let parsed = pg_query::parse(sql, 0).unwrap();
+        let Some(NodeEnum::IndexStmt(i)) = parsed.protobuf.stmts[0]
+            .stmt
+            .as_ref()
+            .and_then(|n| n.node.clone())
+        else {
+            panic!()
+        };
+        index_shape(&i)
+    }
+
+    #[test]
+    fn an_index_as_written_and_as_the_catalog_prints_it_are_one_shape() {
+        for (written, printed) in [
+            (
+                "CREATE INDEX gen_x0 ON customer (email) WHERE country IS NOT NULL",
+                "CREATE INDEX gen_x0 ON public.customer USING btree (email) WHERE (country IS NOT NULL)",
+            ),
+            (
+                "CREATE INDEX a ON album (lower(title))",
+                "CREATE INDEX a ON public.album USING btree (lower((title)::text))",
+            ),
+            (
+                "CREATE INDEX t ON track (album_id, genre_id DESC NULLS LAST)",
+                "CREATE INDEX t ON public.track USING btree (album_id, genre_id DESC NULLS LAST)",
+            ),
+        ] {
+            assert_eq!(shape(written), shape(printed), "{written}");
+        }
     }
 }

@@ -306,6 +306,34 @@ pub struct AddForeignKey {
     pub ref_columns: Vec<String>,
     /// Constraint name; default `TABLE_COLUMNS_fkey`.
     pub name: Option<String>,
+    /// What a delete of the referenced row does (default `no action`).
+    pub on_delete: Option<FkAction>,
+    /// What an update of the referenced key does (default `no action`).
+    pub on_update: Option<FkAction>,
+}
+
+/// A foreign key's referential action.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FkAction {
+    NoAction,
+    Restrict,
+    Cascade,
+    SetNull,
+    SetDefault,
+}
+
+impl FkAction {
+    /// The action as SQL says it.
+    pub fn sql(self) -> &'static str {
+        match self {
+            FkAction::NoAction => "NO ACTION",
+            FkAction::Restrict => "RESTRICT",
+            FkAction::Cascade => "CASCADE",
+            FkAction::SetNull => "SET NULL",
+            FkAction::SetDefault => "SET DEFAULT",
+        }
+    }
 }
 
 fn add_foreign_key(v: Value) -> Ctx {
@@ -318,9 +346,17 @@ fn add_foreign_key(v: Value) -> Ctx {
     parts.extend(p.columns.iter().map(String::as_str));
     let name = p.name.clone().unwrap_or_else(|| derived(&parts, "fkey"));
     validate_ident(&name)?;
+    let mut actions = String::new();
+    if let Some(a) = p.on_update.filter(|a| *a != FkAction::NoAction) {
+        actions.push_str(&format!(" ON UPDATE {}", a.sql()));
+    }
+    if let Some(a) = p.on_delete.filter(|a| *a != FkAction::NoAction) {
+        actions.push_str(&format!(" ON DELETE {}", a.sql()));
+    }
     Ok(json!({
         "table": p.table, "ref_table": p.ref_table, "name": name,
         "columns_sql": column_list(&p.columns)?, "ref_columns_sql": column_list(&p.ref_columns)?,
+        "actions_sql": actions,
     }))
 }
 
