@@ -327,6 +327,17 @@ async fn the_page_reads_each_state_a_plan_can_be_in() {
     agent.ok("dry-run", json!({"plan_id": failing})).await;
     p.approve(&failing, "alice");
     agent.refused("apply", json!({"plan_id": failing})).await;
+    // A plan from a desired schema: the reviewer reads the schema asked for beside the steps.
+    let desired = plan_id(
+        &agent
+            .ok(
+                "plan",
+                json!({"goal": "a motto", "target": "production", "desired":
+                    "CREATE TABLE accounts (id bigserial PRIMARY KEY, email text NOT NULL, balance integer NOT NULL DEFAULT 0,
+                                            nickname text, score integer NOT NULL DEFAULT 0, motto text)"}),
+            )
+            .await,
+    );
 
     let alice = p.token("alice", Grant::Approver);
     let server = serve_http(p).await;
@@ -334,6 +345,24 @@ async fn the_page_reads_each_state_a_plan_can_be_in() {
     let d = driver().await;
     let c = browser(&d).await;
     log_in(&c, &base, &alice).await;
+
+    c.goto(&format!("{base}/plans/{desired}")).await.unwrap();
+    let mut shown = String::new();
+    for _ in 0..100 {
+        shown = text_now(&c, "desired").await.unwrap_or_default();
+        if shown.contains("motto") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        shown.contains("motto text"),
+        "the desired schema on the page: {shown}"
+    );
+    assert!(
+        text_now(&c, "desired-source").await.is_some(),
+        "the page says where the steps came from"
+    );
 
     c.goto(&format!("{base}/plans/{first}")).await.unwrap();
     assert_eq!(
