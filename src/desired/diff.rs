@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::json;
 
 use super::Options;
-use super::schema::{CheckC, Col, ColDefault, ForeignKey, Index, Table};
+use super::schema::{Col, ColDefault, Table};
 use crate::error::{Error, Part, Result};
 use crate::sql::quote_ident;
 
@@ -93,9 +93,9 @@ pub fn changes(
                 &have.comment,
             ));
         }
-        let (added, removed) = attachments(want, have)?;
-        middle.extend(added);
-        removals.extend(removed);
+        let attached = super::attach::attachments(want, have)?;
+        middle.extend(attached.added);
+        removals.extend(attached.removed);
         removals.extend(dropped_columns(want, have, options)?);
     }
     if options.whole_schema {
@@ -142,18 +142,18 @@ fn referenced_keys(
     out
 }
 
-fn stem(name: &str) -> String {
+pub(super) fn stem(name: &str) -> String {
     name.replace('.', "-")
 }
 
-fn qualified(name: &str) -> String {
+pub(super) fn qualified(name: &str) -> String {
     name.split('.')
         .map(quote_ident)
         .collect::<Vec<_>>()
         .join(".")
 }
 
-fn unsupported(what: String, manual: &str) -> Error {
+pub(super) fn unsupported(what: String, manual: &str) -> Error {
     Error::UnsupportedChange {
         what,
         manual: manual.to_string(),
@@ -434,175 +434,6 @@ fn changed_column(t: &str, w: &Col, h: &Col) -> Result<Vec<Change>> {
     Ok(out)
 }
 
-/// Indexes, CHECKs and foreign keys: those to add, and (as a result) those to remove.
-fn attachments(want: &Table, have: &Table) -> Result<(Vec<Change>, Vec<Change>)> {
-    let t = &want.name;
-    let mut added = Vec::new();
-    let mut removed = Vec::new();
-    let same_index = |a: &Index, b: &Index| a.shape == b.shape;
-    for i in want
-        .indexes
-        .iter()
-        .filter(|i| !have.indexes.iter().any(|h| same_index(i, h)))
-    {
-        added.push(match (&i.columns, i.name.as_deref()) {
-            (Some(cols), name) => Change::Template {
-                name: "add-index",
-                params: json!({"table": t, "columns": cols, "name": name, "unique": i.unique}),
-            },
-            // Over expressions, partial, with an operator class: built as written, alone.
-            (None, _) => {
-                let name = index_name(&i.create);
-                Change::Step {
-                    name: format!("index-{}", stem(&name)),
-                    up: i.create.clone(),
-                    down: format!("DROP INDEX CONCURRENTLY IF EXISTS {}", quote_ident(&name)),
-                }
-            }
-        });
-    }
-    for i in have
-        .indexes
-        .iter()
-        .filter(|h| !want.indexes.iter().any(|i| same_index(i, h)))
-    {
-        let Some(name) = &i.name else { continue };
-        if want.indexes.iter().any(|w| w.name.as_ref() == Some(name)) {
-            return Err(unsupported(
-                format!("index `{name}` of `{t}` changes its definition"),
-                "build the new index under another name in `desired`, then remove the old one in a later plan",
-            ));
-        }
-        if i.constraint {
-            return Err(unsupported(
-                format!("unique constraint `{name}` of `{t}` removed"),
-                "drop the constraint with `steps` (`ALTER TABLE … DROP CONSTRAINT`), its down re-adding it",
-            ));
-        }
-        removed.push(Change::Template {
-            name: "drop-index",
-            params: json!({"name": name}),
-        });
-    }
-    let same_check = |a: &CheckC, b: &CheckC| a.expr.key == b.expr.key;
-    for c in want
-        .checks
-        .iter()
-        .filter(|c| !have.checks.iter().any(|h| same_check(c, h)))
-    {
-        let name = c.name.clone().unwrap_or_else(|| {
-            short_ident(&format!(
-                "{}_check_{}",
-                stem(t),
-                have.checks.len() + added.len()
-            ))
-        });
-        added.push(Change::Template {
-            name: "add-check-constraint",
-            params: json!({"table": t, "name": name, "expression": c.expr.sql}),
-        });
-    }
-    for c in have
-        .checks
-        .iter()
-        .filter(|h| !want.checks.iter().any(|c| same_check(c, h)))
-    {
-        if let Some(name) = &c.name {
-            removed.push(drop_constraint(t, name, &format!("CHECK ({})", c.expr.sql)));
-        }
-    }
-    let same_fk = |a: &ForeignKey, b: &ForeignKey| {
-        (&a.columns, &a.ref_table, &a.ref_columns, &a.actions)
-            == (&b.columns, &b.ref_table, &b.ref_columns, &b.actions)
-    };
-    for f in want
-        .foreign_keys
-        .iter()
-        .filter(|f| !have.foreign_keys.iter().any(|h| same_fk(f, h)))
-    {
-        let action = |code: Option<char>| match code {
-            Some('r') => Some("restrict"),
-            Some('c') => Some("cascade"),
-            Some('n') => Some("set_null"),
-            Some('d') => Some("set_default"),
-            _ => None,
-        };
-        let mut codes = f.actions.chars();
-        let (on_update, on_delete, matching) =
-            (action(codes.next()), action(codes.next()), codes.next());
-        if matching != Some('s') {
-            return Err(unsupported(
-                format!("foreign key of `{t}` with a MATCH type"),
-                "add it with `steps`: `ADD CONSTRAINT … NOT VALID`, then `VALIDATE CONSTRAINT` in its own step",
-            ));
-        }
-        added.push(Change::Template {
-            name: "add-foreign-key",
-            params: json!({"table": t, "columns": f.columns, "ref_table": f.ref_table,
-                           "ref_columns": f.ref_columns, "name": f.name,
-                           "on_update": on_update, "on_delete": on_delete}),
-        });
-    }
-    for f in have
-        .foreign_keys
-        .iter()
-        .filter(|h| !want.foreign_keys.iter().any(|f| same_fk(f, h)))
-    {
-        if let Some(name) = &f.name {
-            let cols = |c: &[String]| {
-                c.iter()
-                    .map(|c| quote_ident(c))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            removed.push(drop_constraint(
-                t,
-                name,
-                &format!(
-                    "FOREIGN KEY ({}) REFERENCES {} ({}){}",
-                    cols(&f.columns),
-                    qualified(&f.ref_table),
-                    cols(&f.ref_columns),
-                    fk_actions_sql(&f.actions)
-                ),
-            ));
-        }
-    }
-    Ok((added, removed))
-}
-
-/// The name a `CREATE INDEX` statement gives its index.
-fn index_name(create: &str) -> String {
-    match pg_query::parse(create, 0)
-        .ok()
-        .and_then(|p| p.protobuf.stmts.into_iter().next()?.stmt?.node)
-    {
-        Some(pg_query::NodeEnum::IndexStmt(i)) => i.idxname,
-        _ => String::new(),
-    }
-}
-
-/// A foreign key's actions as SQL (`ON UPDATE CASCADE ON DELETE RESTRICT`), from PostgreSQL's
-/// codes (update, delete, match).
-fn fk_actions_sql(codes: &str) -> String {
-    let word = |c: char| match c {
-        'r' => Some("RESTRICT"),
-        'c' => Some("CASCADE"),
-        'n' => Some("SET NULL"),
-        'd' => Some("SET DEFAULT"),
-        _ => None,
-    };
-    let mut c = codes.chars();
-    let mut out = String::new();
-    if let Some(w) = c.next().and_then(word) {
-        out.push_str(&format!(" ON UPDATE {w}"));
-    }
-    if let Some(w) = c.next().and_then(word) {
-        out.push_str(&format!(" ON DELETE {w}"));
-    }
-    out
-}
-
 /// `COMMENT ON … IS` the wanted text, its down the comment it had (or none).
 fn comment(name: String, on: String, want: &Option<String>, had: &Option<String>) -> Change {
     let text = |c: &Option<String>| match c {
@@ -623,18 +454,6 @@ fn column_comment(t: &str, c: &Col, had: &Option<String>) -> Change {
         &c.comment,
         had,
     )
-}
-
-/// A constraint removed; its down adds it back `NOT VALID` and validates it.
-fn drop_constraint(t: &str, name: &str, definition: &str) -> Change {
-    let (table, n) = (qualified(t), quote_ident(name));
-    Change::Step {
-        name: format!("drop-{}", stem(name)),
-        up: format!("ALTER TABLE {table} DROP CONSTRAINT {n}"),
-        down: format!(
-            "ALTER TABLE {table} ADD CONSTRAINT {n} {definition} NOT VALID;\nALTER TABLE {table} VALIDATE CONSTRAINT {n}"
-        ),
-    }
 }
 
 fn dropped_columns(want: &Table, have: &Table, options: &Options) -> Result<Vec<Change>> {
@@ -659,7 +478,7 @@ fn dropped_columns(want: &Table, have: &Table, options: &Options) -> Result<Vec<
 }
 
 /// A name drydock makes up, cut to PostgreSQL's 63 bytes.
-fn short_ident(name: &str) -> String {
+pub(super) fn short_ident(name: &str) -> String {
     let mut out = String::new();
     for c in name.chars() {
         if out.len() + c.len_utf8() > 63 {

@@ -15,6 +15,7 @@ use pg_query::protobuf::AlterTableType;
 use crate::db::Catalog;
 use crate::error::{Error, Part, Result};
 
+mod attach;
 mod diff;
 mod schema;
 mod shape;
@@ -270,8 +271,55 @@ fn unsupported(what: &str) -> Error {
     }
 }
 
+/// A read desired schema beside the catalog: the tables wanted, the catalog's tables compared
+/// with them, and what is set aside.
+pub struct Compared {
+    pub wanted: BTreeMap<String, Table>,
+    pub current: BTreeMap<String, Table>,
+    pub skipped: Vec<String>,
+}
+
+/// Sets `read` beside `catalog`: the catalog's tables it names (every table but materialized
+/// views with `whole_schema`); an index or `ALTER TABLE` on a table it does not create is
+/// refused (its whole shape is not known), on anything else set aside.
+pub fn compare_with(read: Read, catalog: &Catalog, whole_schema: bool) -> Result<Compared> {
+    let is_table =
+        |t: &crate::db::TableInfo| t.kind != crate::db::describe::RelationKind::MaterializedView;
+    let mut skipped = read.skipped;
+    for (rel, statements) in read.orphans {
+        if catalog.tables.get(&rel).is_some_and(is_table) {
+            return Err(Error::invalid(
+                Part::Plan,
+                format!(
+                    "`desired`: `{rel}` is indexed or altered but not created: give its CREATE TABLE as you want it (the whole table: what it leaves out would be removed)"
+                ),
+            ));
+        }
+        skipped.extend(
+            statements
+                .into_iter()
+                .map(|s| format!("{s} (on `{rel}`, not a table)")),
+        );
+    }
+    let names: BTreeSet<String> = if whole_schema {
+        catalog
+            .tables
+            .iter()
+            .filter(|(_, t)| is_table(t))
+            .map(|(n, _)| n.clone())
+            .collect()
+    } else {
+        read.tables.keys().cloned().collect()
+    };
+    Ok(Compared {
+        current: from_catalog(catalog, &names)?,
+        wanted: read.tables,
+        skipped,
+    })
+}
+
 /// The catalog's tables in the same model, those of `names` (each may be missing).
-pub fn from_catalog(
+fn from_catalog(
     catalog: &Catalog,
     names: &BTreeSet<String>,
 ) -> Result<BTreeMap<String, Table>> {

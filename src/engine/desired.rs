@@ -93,54 +93,36 @@ impl Engine {
             });
         }
         let catalog = target.catalog().await?;
-        let mut skipped = read.skipped;
-        for (rel, statements) in read.orphans {
-            let table = catalog
-                .tables
-                .get(&rel)
-                .is_some_and(|t| t.kind != crate::db::describe::RelationKind::MaterializedView);
-            if table {
-                return Err(Error::invalid(
-                    Part::Plan,
-                    format!(
-                        "`desired`: `{rel}` is indexed or altered but not created: give its CREATE TABLE as you want it (the whole table: what it leaves out would be removed)"
-                    ),
-                ));
-            }
-            skipped.extend(
-                statements
-                    .into_iter()
-                    .map(|s| format!("{s} (on `{rel}`, not a table)")),
-            );
-        }
-        let wanted = read.tables;
-        let names: std::collections::BTreeSet<String> = if d.whole_schema {
-            // The tables (partitions among them): not materialized views.
-            catalog
-                .tables
-                .iter()
-                .filter(|(_, t)| t.kind != crate::db::describe::RelationKind::MaterializedView)
-                .map(|(n, _)| n.clone())
-                .collect()
-        } else {
-            wanted.keys().cloned().collect()
-        };
-        let current = crate::desired::from_catalog(&catalog, &names)?;
+        let compared = crate::desired::compare_with(read, &catalog, d.whole_schema)?;
         let options = crate::desired::Options {
             renames: d.renames.clone(),
             allow_drop: d.allow_drop,
             whole_schema: d.whole_schema,
         };
-        let changes = crate::desired::changes(&wanted, &current, &options)?;
+        let changes = crate::desired::changes(&compared.wanted, &compared.current, &options)?;
         if changes.is_empty() {
             return Ok(None);
         }
-        let mut out = DesiredSteps {
+        let out = DesiredSteps {
             steps: vec![],
             checks: vec![],
             agent_sql: vec![],
-            skipped,
+            skipped: compared.skipped,
         };
+        Ok(Some(
+            self.render_changes(changes, out, (target_name, target))
+                .await?,
+        ))
+    }
+
+    /// Each change rendered (a template, reading `target` as it reads it) or taken as the step
+    /// drydock wrote, numbered in plan order; the steps after the rollback window last.
+    async fn render_changes(
+        &self,
+        changes: Vec<crate::desired::Change>,
+        mut out: DesiredSteps,
+        (target_name, target): (&str, &Target),
+    ) -> Result<DesiredSteps> {
         for (i, change) in changes.into_iter().enumerate() {
             let n = i + 1;
             match change {
@@ -175,7 +157,7 @@ impl Engine {
         let (finals, rest): (Vec<Step>, Vec<Step>) =
             out.steps.into_iter().partition(Step::is_final);
         out.steps = rest.into_iter().chain(finals).collect();
-        Ok(Some(out))
+        Ok(out)
     }
 
     /// The steps a desired schema makes on `target`, with their hazards, stored nowhere;

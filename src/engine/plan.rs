@@ -18,7 +18,7 @@ impl Engine {
     /// not a refusal: no plan is stored).
     pub async fn plan_or_nothing(
         &self,
-        req: PlanRequest,
+        mut req: PlanRequest,
         author: &Principal,
     ) -> Result<Option<PlanOutcome>> {
         let target_cfg = self.config.target(&req.target)?;
@@ -29,51 +29,16 @@ impl Engine {
             ));
         }
         let template = req.template.clone();
-        let mut agent_sql = vec![];
-        let mut not_compared = vec![];
-        // Opened early only for a template that reads the target's catalog; used once for both.
-        let mut opened = None;
         let desired = req.desired.clone();
-        let (steps, mut checks) = match (req.steps, req.template) {
-            (Some(_), Some(_)) => {
-                return Err(Error::invalid(
-                    Part::Plan,
-                    "give either `steps` or `template` + `params`, not both",
-                ));
-            }
-            (Some(_), None) | (None, Some(_)) if desired.is_some() => {
-                return Err(Error::invalid(
-                    Part::Plan,
-                    "give `desired` alone: not with `steps` or `template`",
-                ));
-            }
-            (None, None) if desired.is_some() => {
-                let d = desired.as_ref().expect("matched");
-                let t = self.open_config(target_cfg).await?;
-                let r = match self.desired_steps(d, &req.target, &t).await {
-                    Ok(Some(r)) => r,
-                    Ok(None) => return Ok(None),
-                    Err(e) => return Err(self.learn(e, author, "plan", None).await),
-                };
-                opened = Some(t);
-                agent_sql = r.agent_sql;
-                not_compared = r.skipped;
-                (r.steps, r.checks)
-            }
-            (Some(steps), None) => {
-                refuse_restores(&steps)?;
-                (steps, vec![])
-            }
-            (None, Some(name)) => {
-                let params = req.params.unwrap_or(json!({}));
-                // The target's engine decides how a template renders: opened for every one.
-                opened = Some(self.open_config(target_cfg).await?);
-                let on = opened.as_ref().map(|t| (req.target.as_str(), t));
-                let r = self.render_on(&name, params, on).await?;
-                agent_sql = r.agent_sql;
-                (r.steps, r.checks)
-            }
-            (None, None) => (vec![], vec![]),
+        let Some(Proposed {
+            steps,
+            mut checks,
+            agent_sql,
+            not_compared,
+            opened,
+        }) = self.propose(&mut req, author).await?
+        else {
+            return Ok(None);
         };
         checks.extend(req.checks);
         if self.config.group(&req.target).is_some() {
@@ -145,6 +110,54 @@ impl Engine {
             next_steps,
             omitted: Default::default(),
         }))
+    }
+
+    /// What `req` proposes, before it is a body: its steps and checks (the agent's own, a
+    /// template's, or a desired schema's), or `None` when a desired schema is there already.
+    async fn propose(&self, req: &mut PlanRequest, author: &Principal) -> Result<Option<Proposed>> {
+        let target_cfg = self.config.target(&req.target)?;
+        let mut out = Proposed::default();
+        match (req.steps.take(), req.template.clone(), &req.desired) {
+            (Some(_), Some(_), _) => {
+                return Err(Error::invalid(
+                    Part::Plan,
+                    "give either `steps` or `template` + `params`, not both",
+                ));
+            }
+            (Some(_), None, Some(_)) | (None, Some(_), Some(_)) => {
+                return Err(Error::invalid(
+                    Part::Plan,
+                    "give `desired` alone: not with `steps` or `template`",
+                ));
+            }
+            (None, None, Some(d)) => {
+                let t = self.open_config(target_cfg).await?;
+                let r = match self.desired_steps(d, &req.target, &t).await {
+                    Ok(Some(r)) => r,
+                    Ok(None) => return Ok(None),
+                    Err(e) => return Err(self.learn(e, author, "plan", None).await),
+                };
+                out.opened = Some(t);
+                (out.steps, out.checks) = (r.steps, r.checks);
+                (out.agent_sql, out.not_compared) = (r.agent_sql, r.skipped);
+            }
+            (Some(steps), None, None) => {
+                refuse_restores(&steps)?;
+                out.steps = steps;
+            }
+            (None, Some(name), None) => {
+                let params = req.params.take().unwrap_or(json!({}));
+                // The target's engine decides how a template renders: opened for every one.
+                let t = self.open_config(target_cfg).await?;
+                let r = self
+                    .render_on(&name, params, Some((req.target.as_str(), &t)))
+                    .await?;
+                out.opened = Some(t);
+                (out.steps, out.checks, out.agent_sql) = (r.steps, r.checks, r.agent_sql);
+            }
+            (None, None, None) => {}
+        }
+        Ok(Some(out))
     }
 
     /// Renders a template; one that moves a column reads the column's indexes, constraints,
@@ -234,6 +247,19 @@ impl Engine {
             backup: backup.as_ref(),
         }))
     }
+}
+
+/// What a plan request proposes, before it is a body (see `Engine::propose`).
+#[derive(Default)]
+struct Proposed {
+    steps: Vec<Step>,
+    checks: Vec<Check>,
+    /// The agent's SQL inside a template's or a desired schema's steps.
+    agent_sql: Vec<String>,
+    /// What a desired schema held beside its tables, not compared.
+    not_compared: Vec<String>,
+    /// The target, when it was opened to render the steps (used again for the analysis).
+    opened: Option<Target>,
 }
 
 /// What the agent should do next, given where the plan is.
