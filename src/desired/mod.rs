@@ -79,6 +79,16 @@ pub fn read(sql: &str) -> Result<Read> {
                     .relation
                     .as_ref()
                     .ok_or_else(|| invalid("a CREATE TABLE without a name".into()))?;
+                if matches!(
+                    rel.schemaname.as_str(),
+                    "drydock" | "drydock_backup" | "pg_catalog" | "information_schema"
+                ) || rel.schemaname.starts_with("pg_")
+                {
+                    return Err(invalid(format!(
+                        "`{}.{}` is in a schema that is drydock's or PostgreSQL's own, never the application's",
+                        rel.schemaname, rel.relname
+                    )));
+                }
                 let t = create_table(c).map_err(|what| unsupported(&what))?;
                 if read.tables.insert(schema::table_name(rel), t).is_some() {
                     return Err(invalid(format!("table `{}` is created twice", rel.relname)));
@@ -319,10 +329,7 @@ pub fn compare_with(read: Read, catalog: &Catalog, whole_schema: bool) -> Result
 }
 
 /// The catalog's tables in the same model, those of `names` (each may be missing).
-fn from_catalog(
-    catalog: &Catalog,
-    names: &BTreeSet<String>,
-) -> Result<BTreeMap<String, Table>> {
+fn from_catalog(catalog: &Catalog, names: &BTreeSet<String>) -> Result<BTreeMap<String, Table>> {
     let mut out = BTreeMap::new();
     for name in names {
         let Some(info) = catalog.tables.get(name) else {
@@ -426,4 +433,29 @@ fn catalog_table(name: &str, info: &crate::db::TableInfo) -> std::result::Result
         t.indexes.push(schema::index(&i, backs));
     }
     Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drydocks_own_schemas_are_never_desired() {
+        for sql in [
+            "CREATE TABLE drydock.history (id int)",
+            "CREATE TABLE drydock_backup.x (id int)",
+            "CREATE TABLE pg_catalog.x (id int)",
+        ] {
+            let e = read(sql).unwrap_err();
+            assert_eq!(e.code(), "invalid-input", "{sql}: {e}");
+        }
+        let r = read("CREATE TABLE app.orders (id int PRIMARY KEY); CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'").unwrap();
+        assert!(r.tables.contains_key("app.orders"));
+        assert_eq!(
+            r.skipped.len(),
+            1,
+            "the function is set aside: {:?}",
+            r.skipped
+        );
+    }
 }
