@@ -125,7 +125,15 @@ pub struct Postgres {
     granted: AtomicBool,
     /// The session the last step ran on (with its backend's pid), for the next step: agent
     /// SQL ran on it, so it is never a `spare` for drydock's own reads.
-    steps_session: std::sync::Mutex<Option<(PgConnection, i32)>>,
+    steps_session: std::sync::Mutex<Option<StepSession>>,
+}
+
+/// The session a target's steps run on, with its backend's pid (the lock watcher's subject)
+/// and whether drydock's history table was made on it yet.
+pub(super) struct StepSession {
+    conn: PgConnection,
+    pid: i32,
+    bookkept: bool,
 }
 
 impl Drop for Postgres {
@@ -137,8 +145,8 @@ impl Drop for Postgres {
             .get_mut()
             .map(Option::take)
             .unwrap_or_default();
-        if let (Some((conn, _)), Ok(runtime)) = (kept, tokio::runtime::Handle::try_current()) {
-            runtime.spawn(async move { conn.close().await.ok() });
+        if let (Some(s), Ok(runtime)) = (kept, tokio::runtime::Handle::try_current()) {
+            runtime.spawn(async move { s.conn.close().await.ok() });
         }
     }
 }

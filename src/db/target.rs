@@ -120,6 +120,15 @@ impl Target {
         }
     }
 
+    /// Opens the session the plan's steps will run on, ahead of the first (PostgreSQL; SQLite
+    /// opens nothing): its handshake can overlap other work (a member's backup).
+    pub async fn ready_steps(&self) -> Result<()> {
+        match self {
+            Target::Sqlite(_) => Ok(()),
+            Target::Postgres(t) => t.ready_steps().await,
+        }
+    }
+
     /// What hangs off `table.column`, for a template that moves the column; `None` when the
     /// column does not exist.
     pub async fn column_dependents(

@@ -172,9 +172,11 @@ impl Engine {
             return Ok(report);
         }
         let t = Instant::now();
-        let backup = self
-            .backup_if_needed(plan, target, agent, &mut items)
-            .await?;
+        // The steps' session opens meanwhile: its handshake overlaps the backup.
+        let (backup, ()) = tokio::try_join!(
+            self.backup_if_needed(plan, target, agent, &mut items),
+            target.ready_steps()
+        )?;
         crate::clock::phase("backup", t);
         let t = Instant::now();
         self.record_waiver(plan, agent, &items).await;

@@ -382,9 +382,11 @@ impl Engine {
             }
             Ok::<_, Error>(())
         };
+        // The steps' session opens meanwhile: its handshake overlaps the two reads.
         tokio::try_join!(
             schema_before,
-            self.member_backup(plan, member, target, agent)
+            self.member_backup(plan, member, target, agent),
+            target.ready_steps()
         )?;
         crate::clock::phase("member: schema before and backup", t);
         for (i, step) in plan.steps().iter().enumerate() {

@@ -63,28 +63,72 @@ impl Postgres {
     }
 
     /// The session steps run on: the one the last step of this target (as opened) succeeded
-    /// on, else a new one with drydock's history table made. One session for a plan's steps
-    /// on a target, as the dry-run's sandbox is one: a connection's handshake is not paid
-    /// again for every step (a rollout's members run several each).
+    /// on (or `ready_steps` opened), else a new one; drydock's history table is made on it
+    /// before its first step. One session for a plan's steps on a target, as the dry-run's
+    /// sandbox is one: a connection's handshake is not paid again for every step (a
+    /// rollout's members run several each).
     async fn step_session(&self) -> Result<(PgConnection, i32)> {
         let kept = self.steps_session.lock().expect("step session lock").take();
-        if let Some((mut conn, pid)) = kept {
-            if conn.ping().await.is_ok() {
-                return Ok((conn, pid));
+        let session = match kept {
+            Some(mut s) => {
+                if s.conn.ping().await.is_ok() {
+                    s
+                } else {
+                    s.conn.close_hard().await.ok();
+                    self.open_step_session().await?
+                }
             }
-            conn.close_hard().await.ok();
+            None => self.open_step_session().await?,
+        };
+        let StepSession {
+            mut conn,
+            pid,
+            bookkept,
+        } = session;
+        if !bookkept {
+            sqlx::raw_sql(CREATE_HISTORY)
+                .execute(&mut conn)
+                .await
+                .map_err(|e| self.err(e))?;
+            self.grant_bookkeeping(&mut conn).await?;
         }
+        Ok((conn, pid))
+    }
+
+    async fn open_step_session(&self) -> Result<StepSession> {
         let mut conn = self.connect().await?;
         let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
             .fetch_one(&mut conn)
             .await
             .map_err(|e| self.err(e))?;
-        sqlx::raw_sql(CREATE_HISTORY)
-            .execute(&mut conn)
-            .await
-            .map_err(|e| self.err(e))?;
-        self.grant_bookkeeping(&mut conn).await?;
-        Ok((conn, pid))
+        Ok(StepSession {
+            conn,
+            pid,
+            bookkept: false,
+        })
+    }
+
+    /// Opens the step session ahead of the first step, when none is kept: only the
+    /// connection (drydock's tables are made before the first step, not beside other work).
+    pub async fn ready_steps(&self) -> Result<()> {
+        if self
+            .steps_session
+            .lock()
+            .expect("step session lock")
+            .is_some()
+        {
+            return Ok(());
+        }
+        let session = self.open_step_session().await?;
+        let extra = self
+            .steps_session
+            .lock()
+            .expect("step session lock")
+            .replace(session);
+        if let Some(s) = extra {
+            s.conn.close().await.ok();
+        }
+        Ok(())
     }
 
     /// Keeps the session of a step that succeeded (every transaction of it ended) for the
@@ -94,9 +138,13 @@ impl Postgres {
             .steps_session
             .lock()
             .expect("step session lock")
-            .replace((conn, pid));
-        if let Some((conn, _)) = extra {
-            conn.close().await.ok();
+            .replace(StepSession {
+                conn,
+                pid,
+                bookkept: true,
+            });
+        if let Some(s) = extra {
+            s.conn.close().await.ok();
         }
     }
 
