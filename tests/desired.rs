@@ -42,6 +42,16 @@ async fn pagila() -> PgProject {
     p
 }
 
+/// The names of a `status` answer's steps, in order.
+fn step_names(status: &Value) -> Vec<&str> {
+    status["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect()
+}
+
 fn desired(sql: &str) -> Value {
     json!({"goal": "customer as wanted", "target": "production", "desired": sql})
 }
@@ -75,12 +85,7 @@ async fn a_desired_schema_walks_to_validated_and_leaves_no_difference_either_way
     let id = plan_id(&planned);
     let status = c.ok("status", json!({"plan_id": id})).await;
     assert_eq!(status["source"], "desired", "{status}");
-    let steps: Vec<&str> = status["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
+    let steps = step_names(&status);
     // Each difference by its template: the NOT NULL column expanded and backfilled, the
     // index built concurrently, the CHECK added NOT VALID then validated.
     for part in [
@@ -157,12 +162,7 @@ async fn a_column_gone_and_another_added_is_asked_not_guessed() {
     let planned = c.ok("plan", renamed).await;
     let id = plan_id(&planned);
     let status = c.ok("status", json!({"plan_id": id})).await;
-    let steps: Vec<&str> = status["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
+    let steps = step_names(&status);
     assert!(
         steps.iter().any(|s| s.ends_with("expand"))
             && steps.iter().any(|s| s.ends_with("contract")),
@@ -251,41 +251,6 @@ async fn drydock_diff_prints_the_steps_and_saves_nothing() {
     );
 }
 
-/// The table statements of a dump as its author wrote them: `CREATE TABLE`, `ALTER TABLE …
-/// ADD CONSTRAINT`, `CREATE [UNIQUE] INDEX` (comments left out), in the dump's order.
-fn table_ddl(dump: &str) -> String {
-    let mut out = Vec::new();
-    for raw in dump.split(";\n") {
-        let mut s = raw.trim();
-        loop {
-            if let Some(rest) = s.strip_prefix("--") {
-                s = rest
-                    .split_once('\n')
-                    .map(|(_, r)| r)
-                    .unwrap_or("")
-                    .trim_start();
-            } else if let Some(rest) = s.strip_prefix("/*") {
-                s = rest
-                    .split_once("*/")
-                    .map(|(_, r)| r)
-                    .unwrap_or("")
-                    .trim_start();
-            } else {
-                break;
-            }
-        }
-        let upper = s.to_uppercase();
-        let keep = upper.starts_with("CREATE TABLE")
-            || upper.starts_with("CREATE INDEX")
-            || upper.starts_with("CREATE UNIQUE INDEX")
-            || (upper.starts_with("ALTER TABLE") && upper.contains("ADD CONSTRAINT"));
-        if keep {
-            out.push(format!("{s};"));
-        }
-    }
-    out.join("\n")
-}
-
 async fn sample(sql: &str) -> PgProject {
     let p = PgProject::new("").await;
     for db in [&p.prod, &p.staging] {
@@ -309,7 +274,7 @@ async fn three_samples_as_written_are_nothing_to_change() {
     ] {
         let p = sample(dump).await;
         let c = p.project.connect().await;
-        let ddl = table_ddl(dump);
+        let ddl = common::walk::table_ddl(dump);
         assert!(ddl.matches("CREATE TABLE").count() >= 8, "{name}: {ddl}");
         let r = c.call("plan", desired(&ddl)).await;
         let body = r.structured_content.clone().unwrap_or_default();
@@ -421,12 +386,7 @@ async fn a_schema_scope_drops_a_table_the_schema_leaves_out_only_with_consent() 
     args["allow_drop"] = json!(true);
     let planned = c.ok("plan", args).await;
     let status = c.ok("status", json!({"plan_id": plan_id(&planned)})).await;
-    let steps: Vec<&str> = status["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
+    let steps = step_names(&status);
     assert_eq!(
         steps,
         ["1-aside", "1-purge"],

@@ -60,35 +60,7 @@ const TABLES: &[Table] = &[
 /// The author's statements for Chinook's tables (`CREATE TABLE`, `ALTER TABLE … ADD
 /// CONSTRAINT`, `CREATE INDEX`), comments and data left out.
 fn author_ddl() -> String {
-    let mut out = Vec::new();
-    for raw in CHINOOK.split(";\n") {
-        let mut s = raw.trim();
-        loop {
-            if let Some(rest) = s.strip_prefix("--") {
-                s = rest
-                    .split_once('\n')
-                    .map(|(_, r)| r)
-                    .unwrap_or("")
-                    .trim_start();
-            } else if let Some(rest) = s.strip_prefix("/*") {
-                s = rest
-                    .split_once("*/")
-                    .map(|(_, r)| r)
-                    .unwrap_or("")
-                    .trim_start();
-            } else {
-                break;
-            }
-        }
-        let upper = s.to_uppercase();
-        if upper.starts_with("CREATE TABLE")
-            || upper.starts_with("CREATE INDEX")
-            || (upper.starts_with("ALTER TABLE") && upper.contains("ADD CONSTRAINT"))
-        {
-            out.push(format!("{s};"));
-        }
-    }
-    out.join("\n")
+    common::walk::table_ddl(CHINOOK)
 }
 
 #[derive(Debug, Clone)]
@@ -354,6 +326,23 @@ fn gated_args(g: &Gated, others: &[Change]) -> Value {
     args
 }
 
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A project whose production and staging hold Chinook, analysed.
+async fn chinook() -> PgProject {
+    let p = PgProject::new("").await;
+    for db in [&p.prod, &p.staging] {
+        run_sql(db, CHINOOK).await;
+        run_sql(db, "ANALYZE").await;
+    }
+    p
+}
+
 fn plan_args(sql: &str) -> Value {
     json!({"goal": "chinook as wanted", "target": "production", "desired": sql})
 }
@@ -486,10 +475,7 @@ async fn walk_gated(p: &PgProject, args: Value) -> Result<(), String> {
 /// gates on a fresh Chinook (a step after the rollback window is not undone).
 #[test]
 fn generated_gated_changes_walk_through_their_gates_on_chinook() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     // Each kind of gated change, with what proptest draws beside it.
     for kind in 0..3 {
         let mut bytes = [0u8; 32];
@@ -519,11 +505,7 @@ fn generated_gated_changes_walk_through_their_gates_on_chinook() {
                 .filter(|c| touched(c) != Some(t))
                 .collect();
             rt.block_on(async {
-                let p = PgProject::new("").await;
-                for db in [&p.prod, &p.staging] {
-                    run_sql(db, CHINOOK).await;
-                    run_sql(db, "ANALYZE").await;
-                }
+                let p = chinook().await;
                 eprintln!("gated walk: {g:?} with {others:?}");
                 walk_gated(&p, gated_args(&g, &others)).await
             })
@@ -552,18 +534,8 @@ fn touched(c: &Change) -> Option<&'static str> {
 
 #[test]
 fn generated_desired_schemas_walk_there_and_back_on_chinook() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let p = rt.block_on(async {
-        let p = PgProject::new("").await;
-        for db in [&p.prod, &p.staging] {
-            run_sql(db, CHINOOK).await;
-            run_sql(db, "ANALYZE").await;
-        }
-        p
-    });
+    let rt = runtime();
+    let p = rt.block_on(async { chinook().await });
     let walks = Walks { rt, p };
     let seed: u64 = std::env::var("DRYDOCK_DESIRED_SEED")
         .ok()
@@ -598,18 +570,8 @@ fn generated_desired_schemas_walk_there_and_back_on_chinook() {
 /// Each index over an expression (or partial) and each foreign key with actions, walked alone.
 #[test]
 fn odd_indexes_and_keys_with_actions_walk_there_and_back() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let p = rt.block_on(async {
-        let p = PgProject::new("").await;
-        for db in [&p.prod, &p.staging] {
-            run_sql(db, CHINOOK).await;
-            run_sql(db, "ANALYZE").await;
-        }
-        p
-    });
+    let rt = runtime();
+    let p = rt.block_on(async { chinook().await });
     let walks = Walks { rt, p };
     let changes = (0..ODD_INDEXES.len())
         .map(Change::OddIndex)

@@ -440,15 +440,7 @@ async fn lint(engine: &Engine, file: &Path, target: &str, how: Lint) -> anyhow::
                 );
             }
             for h in &analysis.hazards {
-                println!(
-                    "{:?} {} on {}: {}\n  statement: {}\n  fix: {}",
-                    h.severity,
-                    h.code,
-                    h.table.as_deref().unwrap_or("-"),
-                    h.message,
-                    h.statement,
-                    h.fix
-                );
+                print_hazard(h);
                 if let Some(e) = explained(h) {
                     println!("  measured: {}\n  docs: {}", e.measured, e.docs);
                 }
@@ -503,6 +495,19 @@ async fn fix_roles(engine: &Engine, format: Format, by: Option<&str>) -> anyhow:
         || serde_json::json!({ "fixed": fixes }),
     );
     Ok(())
+}
+
+/// A hazard as `lint` and `diff` print it.
+fn print_hazard(h: &crate::plan::analysis::Hazard) {
+    println!(
+        "{:?} {} on {}: {}\n  statement: {}\n  fix: {}",
+        h.severity,
+        h.code,
+        h.table.as_deref().unwrap_or("-"),
+        h.message,
+        h.statement,
+        h.fix
+    );
 }
 
 /// What `diff` was told beside the file.
@@ -569,27 +574,16 @@ async fn diff(
         }
         (Format::Text, Some(diff)) => {
             for s in &diff.steps {
-                let gate = match &s.gate {
-                    Some(crate::plan::Gate::Manual) => " (gate: manual release)".to_string(),
-                    Some(crate::plan::Gate::After { duration }) => {
-                        format!(" (gate: after {duration})")
-                    }
-                    None => String::new(),
-                };
+                let gate = s
+                    .gate
+                    .as_ref()
+                    .map(|g| format!(" (gate: {})", crate::engine::gate_text(g)))
+                    .unwrap_or_default();
                 println!("-- step {}{gate}", s.name);
                 println!("-- up\n{}", s.up.as_deref().unwrap_or(""));
                 println!("-- down\n{}\n", s.down.as_deref().unwrap_or(""));
             }
-            for h in &diff.hazards {
-                println!(
-                    "{:?} {} on {}: {}\n  fix: {}",
-                    h.severity,
-                    h.code,
-                    h.table.as_deref().unwrap_or("-"),
-                    h.message,
-                    h.fix
-                );
-            }
+            diff.hazards.iter().for_each(print_hazard);
         }
     }
     Ok(())

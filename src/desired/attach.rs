@@ -3,7 +3,8 @@
 
 use serde_json::json;
 
-use super::diff::{Change, qualified, short_ident, stem, unsupported};
+use super::diff::{Change, short_ident, stem, unsupported};
+use super::qualified;
 use super::schema::{CheckC, ForeignKey, Index, Table};
 use crate::error::Result;
 use crate::sql::quote_ident;
@@ -38,14 +39,14 @@ fn indexes(want: &Table, have: &Table, out: &mut Attachments) -> Result<()> {
                 params: json!({"table": t, "columns": cols, "name": name, "unique": i.unique}),
             },
             // Over expressions, partial, with an operator class: built as written, alone.
-            (None, _) => {
-                let name = index_name(&i.create);
-                Change::Step {
-                    name: format!("index-{}", stem(&name)),
-                    up: i.create.clone(),
-                    down: format!("DROP INDEX CONCURRENTLY IF EXISTS {}", quote_ident(&name)),
-                }
-            }
+            (None, _) => Change::Step {
+                name: format!("index-{}", stem(&i.built_as)),
+                up: i.create.clone(),
+                down: format!(
+                    "DROP INDEX CONCURRENTLY IF EXISTS {}",
+                    quote_ident(&i.built_as)
+                ),
+            },
         });
     }
     for i in have
@@ -173,17 +174,6 @@ fn foreign_keys(want: &Table, have: &Table, out: &mut Attachments) -> Result<()>
         out.removed.push(drop_constraint(t, name, &definition));
     }
     Ok(())
-}
-
-/// The name a `CREATE INDEX` statement gives its index.
-fn index_name(create: &str) -> String {
-    match pg_query::parse(create, 0)
-        .ok()
-        .and_then(|p| p.protobuf.stmts.into_iter().next()?.stmt?.node)
-    {
-        Some(pg_query::NodeEnum::IndexStmt(i)) => i.idxname,
-        _ => String::new(),
-    }
 }
 
 /// A constraint removed; its down adds it back `NOT VALID` and validates it.

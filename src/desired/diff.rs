@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 
-use super::Options;
 use super::schema::{Col, ColDefault, Table};
+use super::{Options, qualified};
 use crate::error::{Error, Part, Result};
 use crate::sql::quote_ident;
 
@@ -144,13 +144,6 @@ fn referenced_keys(
 
 pub(super) fn stem(name: &str) -> String {
     name.replace('.', "-")
-}
-
-pub(super) fn qualified(name: &str) -> String {
-    name.split('.')
-        .map(quote_ident)
-        .collect::<Vec<_>>()
-        .join(".")
 }
 
 pub(super) fn unsupported(what: String, manual: &str) -> Error {

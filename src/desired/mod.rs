@@ -196,7 +196,7 @@ fn commented(c: &pg_query::protobuf::CommentStmt) -> Option<(String, Option<Stri
     let Some(NodeEnum::List(l)) = c.object.as_deref().and_then(|o| o.node.as_ref()) else {
         return None;
     };
-    let mut parts = schema_names(&l.items);
+    let mut parts = shape::names(&l.items);
     let column = match ObjectType::try_from(c.objtype) {
         Ok(ObjectType::ObjectTable) => None,
         Ok(ObjectType::ObjectColumn) => Some(parts.pop()?),
@@ -208,16 +208,6 @@ fn commented(c: &pg_query::protobuf::CommentStmt) -> Option<(String, Option<Stri
         Some(schema) => format!("{schema}.{table}"),
     };
     Some((rel, column))
-}
-
-fn schema_names(items: &[pg_query::protobuf::Node]) -> Vec<String> {
-    items
-        .iter()
-        .filter_map(|n| match &n.node {
-            Some(NodeEnum::String(s)) => Some(s.sval.clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 /// A statement set aside, in a few words (`CREATE FUNCTION public.last_updated() …`).
@@ -349,16 +339,15 @@ fn from_catalog(catalog: &Catalog, names: &BTreeSet<String>) -> Result<BTreeMap<
 }
 
 fn first(sql: &str) -> std::result::Result<NodeEnum, String> {
-    pg_query::parse(sql, 0)
-        .ok()
-        .and_then(|p| {
-            p.protobuf
-                .stmts
-                .first()
-                .and_then(|s| s.stmt.as_ref())
-                .and_then(|n| n.node.clone())
-        })
-        .ok_or_else(|| format!("the catalog's {sql:?} does not parse"))
+    shape::first_statement(sql).ok_or_else(|| format!("the catalog's {sql:?} does not parse"))
+}
+
+/// A table's key (`t`, `s.t`) as SQL names it, each part quoted.
+pub(super) fn qualified(name: &str) -> String {
+    name.split('.')
+        .map(crate::sql::quote_ident)
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 fn catalog_table(name: &str, info: &crate::db::TableInfo) -> std::result::Result<Table, String> {

@@ -109,6 +109,8 @@ pub struct Index {
     pub constraint: bool,
     /// Its `CREATE INDEX CONCURRENTLY` with its name (for one `add-index` cannot build).
     pub create: String,
+    /// The name `create` gives it (its own, or one made from its table and shape).
+    pub built_as: String,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -237,11 +239,7 @@ pub fn constraint(t: &mut Table, c: &Constraint, from_catalog: bool) -> Result<(
             let columns = shape::names(&c.keys);
             let sql = format!(
                 "CREATE UNIQUE INDEX ON {} ({}){}",
-                t.name
-                    .split('.')
-                    .map(crate::sql::quote_ident)
-                    .collect::<Vec<_>>()
-                    .join("."),
+                super::qualified(&t.name),
                 columns
                     .iter()
                     .map(|c| crate::sql::quote_ident(c))
@@ -253,10 +251,7 @@ pub fn constraint(t: &mut Table, c: &Constraint, from_catalog: bool) -> Result<(
                     ""
                 }
             );
-            let index = match pg_query::parse(&sql, 0)
-                .ok()
-                .and_then(|p| p.protobuf.stmts.into_iter().next()?.stmt?.node)
-            {
+            let index = match shape::first_statement(&sql) {
                 Some(NodeEnum::IndexStmt(i)) => *i,
                 _ => {
                     return Err(format!(
@@ -330,6 +325,7 @@ pub fn index(i: &IndexStmt, constraint: bool) -> Index {
         columns: shape::index_columns(i),
         shape,
         constraint,
+        built_as: create.idxname.clone(),
         create: NodeEnum::IndexStmt(Box::new(create))
             .deparse(pg_query::DeparseOptions::default())
             .unwrap_or_default(),

@@ -78,15 +78,22 @@ pub fn expression(n: &Node) -> String {
     printed(n)
 }
 
+/// The first statement `sql` parses to; `None` when it does not parse or is empty.
+pub fn first_statement(sql: &str) -> Option<NodeEnum> {
+    pg_query::parse(sql, 0)
+        .ok()?
+        .protobuf
+        .stmts
+        .into_iter()
+        .next()?
+        .stmt?
+        .node
+}
+
 /// An expression as the deparser prints it.
 fn printed(n: Node) -> String {
     // A parsed `SELECT 1` is the frame: its enums hold values the deparser accepts.
-    let mut select = pg_query::parse("SELECT 1", 0)
-        .ok()
-        .and_then(|p| p.protobuf.stmts.into_iter().next())
-        .and_then(|s| s.stmt)
-        .and_then(|s| s.node)
-        .expect("SELECT 1 parses");
+    let mut select = first_statement("SELECT 1").expect("SELECT 1 parses");
     if let NodeEnum::SelectStmt(s) = &mut select
         && let Some(NodeEnum::ResTarget(t)) = s.target_list[0].node.as_mut()
     {
@@ -249,13 +256,8 @@ mod tests {
     use super::*;
 
     fn default_of(sql: &str) -> String {
-        let parsed = pg_query::parse(&format!("SELECT {sql}"), 0).unwrap();
-        let Some(NodeEnum::SelectStmt(s)) = parsed.protobuf.stmts[0]
-            .stmt
-            .as_ref()
-            .and_then(|n| n.node.clone())
-        else {
-            panic!()
+        let Some(NodeEnum::SelectStmt(s)) = first_statement(&format!("SELECT {sql}")) else {
+            panic!("{sql}")
         };
         let Some(NodeEnum::ResTarget(t)) = s.target_list[0].node.clone() else {
             panic!()
@@ -264,13 +266,9 @@ mod tests {
     }
 
     fn type_of(sql: &str) -> (String, String) {
-        let parsed = pg_query::parse(&format!("CREATE TABLE t (c {sql})"), 0).unwrap();
-        let Some(NodeEnum::CreateStmt(c)) = parsed.protobuf.stmts[0]
-            .stmt
-            .as_ref()
-            .and_then(|n| n.node.clone())
+        let Some(NodeEnum::CreateStmt(c)) = first_statement(&format!("CREATE TABLE t (c {sql})"))
         else {
-            panic!()
+            panic!("{sql}")
         };
         let Some(NodeEnum::ColumnDef(d)) = c.table_elts[0].node.clone() else {
             panic!()
@@ -323,13 +321,8 @@ mod index_tests {
     use super::*;
 
     fn shape(sql: &str) -> String {
-        let parsed = pg_query::parse(sql, 0).unwrap();
-        let Some(NodeEnum::IndexStmt(i)) = parsed.protobuf.stmts[0]
-            .stmt
-            .as_ref()
-            .and_then(|n| n.node.clone())
-        else {
-            panic!()
+        let Some(NodeEnum::IndexStmt(i)) = first_statement(sql) else {
+            panic!("{sql}")
         };
         index_shape(&i)
     }

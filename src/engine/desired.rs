@@ -18,6 +18,8 @@ pub struct DesiredSteps {
     /// What `desired` holds beside its tables, not compared (a whole schema file's functions,
     /// views, grants, comments), described.
     pub skipped: Vec<String>,
+    /// The catalog the steps were planned from (the analysis reads the same).
+    pub catalog: crate::db::Catalog,
 }
 
 /// What a plan's reader is told of the statements `desired` held beside its tables.
@@ -108,6 +110,7 @@ impl Engine {
             checks: vec![],
             agent_sql: vec![],
             skipped: compared.skipped,
+            catalog,
         };
         Ok(Some(
             self.render_changes(changes, out, (target_name, target))
@@ -128,7 +131,12 @@ impl Engine {
             match change {
                 crate::desired::Change::Template { name, params } => {
                     let r = self
-                        .render_on(name, params, Some((target_name, target)))
+                        .render_on(
+                            name,
+                            params,
+                            Some((target_name, target)),
+                            Some(&out.catalog),
+                        )
                         .await?;
                     out.agent_sql.extend(r.agent_sql);
                     out.steps.extend(r.steps.into_iter().map(|mut s| {
@@ -169,15 +177,13 @@ impl Engine {
             return Ok(None);
         };
         let body = Body {
-            template: Some("desired".into()),
             agent_sql: r.agent_sql,
             desired: Some(d.clone()),
             ..Body::new(target, r.steps, r.checks)?
         };
-        let catalog = t.catalog().await?;
         let analysis = analysis::analyze(
             &body,
-            &catalog,
+            &r.catalog,
             &self.config.policy,
             cfg.role == Role::Production,
         )?;

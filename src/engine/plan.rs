@@ -2,7 +2,7 @@
 //! and stored with its checklist, lessons and next steps.
 
 use super::*;
-use crate::db::AgentUse;
+use crate::db::{AgentUse, Catalog};
 
 impl Engine {
     pub async fn plan(&self, req: PlanRequest, author: &Principal) -> Result<PlanOutcome> {
@@ -36,6 +36,7 @@ impl Engine {
             agent_sql,
             not_compared,
             opened,
+            catalog,
         }) = self.propose(&mut req, author).await?
         else {
             return Ok(None);
@@ -46,8 +47,7 @@ impl Engine {
         }
         let body = match Body::new(&req.target, steps, checks) {
             Ok(b) => Body {
-                // Every step of a desired plan is drydock's: a template's, or DDL it wrote.
-                template: template.or(desired.as_ref().map(|_| "desired".to_string())),
+                template,
                 agent_sql,
                 desired,
                 ..b
@@ -61,7 +61,10 @@ impl Engine {
             Some(t) => t,
             None => self.open_config(target_cfg).await?,
         };
-        let catalog = target.catalog().await?;
+        let catalog = match catalog {
+            Some(c) => c,
+            None => target.catalog().await?,
+        };
         let analysis = analysis::analyze(
             &body,
             &catalog,
@@ -138,6 +141,7 @@ impl Engine {
                     Err(e) => return Err(self.learn(e, author, "plan", None).await),
                 };
                 out.opened = Some(t);
+                out.catalog = Some(r.catalog);
                 (out.steps, out.checks) = (r.steps, r.checks);
                 (out.agent_sql, out.not_compared) = (r.agent_sql, r.skipped);
             }
@@ -149,10 +153,18 @@ impl Engine {
                 let params = req.params.take().unwrap_or(json!({}));
                 // The target's engine decides how a template renders: opened for every one.
                 let t = self.open_config(target_cfg).await?;
+                // Read once: for the template (when it reads it) and the analysis.
+                let catalog = t.catalog().await?;
                 let r = self
-                    .render_on(&name, params, Some((req.target.as_str(), &t)))
+                    .render_on(
+                        &name,
+                        params,
+                        Some((req.target.as_str(), &t)),
+                        Some(&catalog),
+                    )
                     .await?;
                 out.opened = Some(t);
+                out.catalog = Some(catalog);
                 (out.steps, out.checks, out.agent_sql) = (r.steps, r.checks, r.agent_sql);
             }
             (None, None, None) => {}
@@ -176,17 +188,20 @@ impl Engine {
             }
             _ => None,
         };
-        self.render_on(name, params, opened.as_ref().map(|(n, t)| (*n, t)))
+        self.render_on(name, params, opened.as_ref().map(|(n, t)| (*n, t)), None)
             .await
     }
 
     /// `render` with the target (by name, opened) the template reads: a moved column's
     /// dependents, the catalog (for removals, row moves, and every template on SQLite).
+    /// `known`: the target's catalog when the caller read it already (read here otherwise, for a
+    /// template that reads it).
     pub(super) async fn render_on(
         &self,
         name: &str,
         params: serde_json::Value,
         on: Option<(&str, &Target)>,
+        known: Option<&Catalog>,
     ) -> Result<render::Rendered> {
         let sqlite = on.is_some_and(|(_, t)| t.engine() == crate::sql::Dialect::Sqlite);
         let deps = match (render::moved_column(name, &params), on) {
@@ -199,13 +214,17 @@ impl Engine {
             }
             _ => None,
         };
-        let catalog = match on {
-            Some((_, t)) if sqlite || render::reads_catalog(name) => Some(t.catalog().await?),
+        let reads = sqlite || render::reads_catalog(name);
+        let read = match (on, known) {
+            (Some((_, t)), None) if reads => Some(t.catalog().await?),
             _ => None,
         };
+        let catalog = (on.is_some() && reads)
+            .then(|| known.or(read.as_ref()))
+            .flatten();
         let facts = render::Facts {
             deps: deps.as_ref(),
-            catalog: catalog.as_ref(),
+            catalog,
         };
         render::render(name, params, facts)
     }
@@ -260,6 +279,8 @@ struct Proposed {
     not_compared: Vec<String>,
     /// The target, when it was opened to render the steps (used again for the analysis).
     opened: Option<Target>,
+    /// Its catalog, when it was read to render them (the analysis reads the same).
+    catalog: Option<Catalog>,
 }
 
 /// What the agent should do next, given where the plan is.

@@ -505,11 +505,17 @@ impl Body {
     /// The drydock template whose own text the steps are, when they are: SQL that drydock wrote
     /// (and vouches for, PL/pgSQL that builds statements from quoted identifiers included), with
     /// the agent's parameters admitted on their own as agent SQL. `None` for a plan of the agent's
-    /// steps, and for a template that renders the agent's statements verbatim.
+    /// steps, and for a template that renders the agent's statements verbatim. Every step of a
+    /// plan from a desired schema is drydock's (its templates', or DDL it wrote from the agent's
+    /// DDL, which was admitted as agent SQL first): vouched as `desired`.
     pub fn vouched_template(&self) -> Option<&str> {
-        self.template
-            .as_deref()
-            .filter(|t| !AGENT_TEXT_TEMPLATES.contains(t))
+        match &self.desired {
+            Some(_) => Some("desired"),
+            None => self
+                .template
+                .as_deref()
+                .filter(|t| !AGENT_TEXT_TEMPLATES.contains(t)),
+        }
     }
 
     /// Whether step `name` carries SQL the agent wrote into a vouched template's parameters.

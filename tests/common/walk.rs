@@ -37,6 +37,41 @@ fn writer(db: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<(u64, u6
     })
 }
 
+/// The table statements of a dump as its author wrote them: `CREATE TABLE`, `ALTER TABLE …
+/// ADD CONSTRAINT`, `CREATE [UNIQUE] INDEX` (comments left out), in the dump's order.
+pub fn table_ddl(dump: &str) -> String {
+    let mut out = Vec::new();
+    for raw in dump.split(";\n") {
+        let mut s = raw.trim();
+        loop {
+            if let Some(rest) = s.strip_prefix("--") {
+                s = rest
+                    .split_once('\n')
+                    .map(|(_, r)| r)
+                    .unwrap_or("")
+                    .trim_start();
+            } else if let Some(rest) = s.strip_prefix("/*") {
+                s = rest
+                    .split_once("*/")
+                    .map(|(_, r)| r)
+                    .unwrap_or("")
+                    .trim_start();
+            } else {
+                break;
+            }
+        }
+        let upper = s.to_uppercase();
+        let keep = upper.starts_with("CREATE TABLE")
+            || upper.starts_with("CREATE INDEX")
+            || upper.starts_with("CREATE UNIQUE INDEX")
+            || (upper.starts_with("ALTER TABLE") && upper.contains("ADD CONSTRAINT"));
+        if keep {
+            out.push(format!("{s};"));
+        }
+    }
+    out.join("\n")
+}
+
 /// Runs `sql` on a database of the test cluster.
 pub async fn run_sql(db: &str, sql: &str) {
     let mut c = pg_connect(db).await;

@@ -120,29 +120,28 @@ impl Postgres {
             return Ok(());
         }
         let session = self.open_step_session().await?;
-        let extra = self
-            .steps_session
-            .lock()
-            .expect("step session lock")
-            .replace(session);
-        if let Some(s) = extra {
-            s.conn.close().await.ok();
-        }
+        self.put_step_session(session).await;
         Ok(())
     }
 
     /// Keeps the session of a step that succeeded (every transaction of it ended) for the
     /// next step; a session of a step that failed is closed, never kept.
     async fn keep_step_session(&self, conn: PgConnection, pid: i32) {
+        self.put_step_session(StepSession {
+            conn,
+            pid,
+            bookkept: true,
+        })
+        .await;
+    }
+
+    /// Keeps `session` as the step session; one kept already is closed.
+    async fn put_step_session(&self, session: StepSession) {
         let extra = self
             .steps_session
             .lock()
             .expect("step session lock")
-            .replace(StepSession {
-                conn,
-                pid,
-                bookkept: true,
-            });
+            .replace(session);
         if let Some(s) = extra {
             s.conn.close().await.ok();
         }
