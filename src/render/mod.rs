@@ -298,6 +298,7 @@ const TEMPLATES: &[TemplateDef] = &[
     templates::BACKFILL,
     templates::ADD_INDEX,
     templates::ADD_FOREIGN_KEY,
+    templates::REBUILD_TABLE,
     templates::ADD_CHECK_CONSTRAINT,
     removals::DROP_INDEX,
     removals::DROP_COLUMN,

@@ -12,7 +12,8 @@ use serde_json::Value;
 use super::lookup::table;
 use super::{quote_ident, quote_literal, validate_ident, validate_type};
 use crate::db::{Catalog, TableInfo};
-use crate::sql::lexer::{Token, tokenize};
+use crate::sql::definition::{column_of, definition};
+use crate::sql::lexer::tokenize;
 
 /// How a template runs on SQLite.
 #[derive(Clone, Copy)]
@@ -23,47 +24,6 @@ pub(crate) enum Sqlite {
     Own(fn(Value, &Catalog) -> std::result::Result<String, String>),
     /// It is a PostgreSQL procedure only.
     No,
-}
-
-/// A `CREATE TABLE` statement split at its column list: the items (columns and table
-/// constraints, as written) and the text from the list's `(` to the end.
-struct Definition {
-    items: Vec<String>,
-    body: String,
-}
-
-fn definition(sql: &str) -> std::result::Result<Definition, String> {
-    let tokens = tokenize(sql).map_err(|e| e.0)?;
-    let (mut depth, mut start, mut open) = (0usize, 0usize, None);
-    let mut items = Vec::new();
-    for (at, t) in &tokens {
-        match t {
-            Token::Punct('(') => {
-                depth += 1;
-                if depth == 1 {
-                    open = Some(*at);
-                    start = at + 1;
-                }
-            }
-            Token::Punct(')') => {
-                depth -= 1;
-                if depth == 0 {
-                    items.push(sql[start..*at].trim().to_string());
-                    let open = open.ok_or("no column list")?;
-                    return Ok(Definition {
-                        items,
-                        body: sql[open..].to_string(),
-                    });
-                }
-            }
-            Token::Punct(',') if depth == 1 => {
-                items.push(sql[start..*at].trim().to_string());
-                start = at + 1;
-            }
-            _ => {}
-        }
-    }
-    Err(format!("{sql:?} has no column list drydock can read"))
 }
 
 /// The words that end a column's type in its definition.
@@ -80,19 +40,6 @@ const CONSTRAINT_WORDS: &[&str] = &[
     "GENERATED",
     "AS",
 ];
-
-/// The column item `item` names, if it is a column (not a table constraint).
-fn column_of(item: &str) -> Option<String> {
-    let tokens = tokenize(item).ok()?;
-    let (_, first) = tokens.first()?;
-    if ["CONSTRAINT", "PRIMARY", "UNIQUE", "CHECK", "FOREIGN"]
-        .iter()
-        .any(|w| first.is_word(w))
-    {
-        return None;
-    }
-    first.name()
-}
 
 /// `item` (a column definition) with its type replaced by `ty`.
 fn retyped(item: &str, ty: &str) -> std::result::Result<String, String> {
@@ -113,12 +60,27 @@ fn retyped(item: &str, ty: &str) -> std::result::Result<String, String> {
     .to_string())
 }
 
-/// The rebuild of `table` into `items`, each new column filled by its expression over the old
-/// row; and the way back to the original definition, filled by `back`.
+/// The rebuild of `table` into `items` (with the original's options: `WITHOUT ROWID`,
+/// `STRICT`), each new column filled by its expression over the old row; and the way back to
+/// the original definition, filled by `back`.
 fn rebuild(
     table: &str,
     info: &TableInfo,
     items: &[String],
+    fill: &[(String, String)],
+    back: &[(String, String)],
+) -> std::result::Result<(String, String), String> {
+    let original = definition(info.definition.as_deref().ok_or("no definition")?)?;
+    let body = format!("({}) {}", items.join(", "), original.options);
+    rebuild_into(table, info, body.trim_end(), fill, back)
+}
+
+/// The rebuild of `table` into the definition `body` (from its column list's `(` on), as
+/// `rebuild`.
+fn rebuild_into(
+    table: &str,
+    info: &TableInfo,
+    body: &str,
     fill: &[(String, String)],
     back: &[(String, String)],
 ) -> std::result::Result<(String, String), String> {
@@ -153,10 +115,7 @@ fn rebuild(
             .collect::<Vec<_>>()
             .join("\n")
     };
-    Ok((
-        into(&format!("({})", items.join(", ")), fill),
-        into(&original.body, back),
-    ))
+    Ok((into(body, fill), into(&original.body, back)))
 }
 
 /// Every column carried over as itself.
@@ -372,28 +331,88 @@ pub(super) fn add_foreign_key(
     ))
 }
 
+/// `rebuild-table` on SQLite: the table rebuilt to `definition` (a `CREATE TABLE` of the same
+/// name), for what SQLite's `ALTER TABLE` cannot change in place — types, NOT NULL, defaults,
+/// CHECKs, keys, collations, column order, options — in one rebuild. Every column is kept and
+/// copied by name (values keep themselves: the new type's affinity, never a lossy `CAST`); a new
+/// column takes its default. The `down` rebuilds the original definition.
+pub(super) fn rebuild_table(
+    params: Value,
+    catalog: &Catalog,
+) -> std::result::Result<String, String> {
+    let p: super::templates::RebuildTable =
+        serde_json::from_value(params).map_err(|e| e.to_string())?;
+    let info = table(catalog, &p.table)?;
+    let created = crate::sql::definition::created(&p.definition)?;
+    if !created.eq_ignore_ascii_case(&p.table) {
+        return Err(format!(
+            "`definition` creates `{created}`, not `{}`",
+            p.table
+        ));
+    }
+    let want = definition(&p.definition)?;
+    let columns: Vec<(String, &str)> = want.columns().collect();
+    let kept = |name: &str| columns.iter().any(|(c, _)| c.eq_ignore_ascii_case(name));
+    if let Some(c) = info.columns.iter().find(|c| !kept(&c.name)) {
+        return Err(format!(
+            "`{}` is not in `definition`: rebuild-table keeps every column (a column is dropped or renamed as `steps` of its own)",
+            c.name
+        ));
+    }
+    if info.rows > 0 {
+        let had = |name: &str| {
+            info.columns
+                .iter()
+                .any(|c| c.name.eq_ignore_ascii_case(name))
+        };
+        if let Some((c, _)) = columns
+            .iter()
+            .find(|(c, item)| !had(c) && needs_a_value(item))
+        {
+            return Err(format!(
+                "new column `{c}` is NOT NULL without a DEFAULT, and `{}` has {} row(s) to give it a value: add a DEFAULT (or add it nullable, backfill it, then make it NOT NULL)",
+                p.table, info.rows
+            ));
+        }
+    }
+    let body = want.body.trim().trim_end_matches(';').trim_end();
+    let (up, down) = rebuild_into(&p.table, info, body, &same(info), &same(info))?;
+    Ok(script(
+        &format!("rebuild {}", p.table),
+        "rebuild",
+        &up,
+        &down,
+        (
+            "definition",
+            format!(
+                "SELECT count(*) = 1 FROM sqlite_master WHERE type = 'table' AND name = {} AND instr(sql, {}) > 0",
+                quote_literal(&p.table),
+                quote_literal(body)
+            ),
+        ),
+    ))
+}
+
+/// A column item that gives existing rows no value: NOT NULL without a DEFAULT.
+fn needs_a_value(item: &str) -> bool {
+    let tokens = tokenize(item).unwrap_or_default();
+    let not_null = tokens
+        .windows(2)
+        .any(|w| w[0].1.is_word("NOT") && w[1].1.is_word("NULL"));
+    not_null
+        && !tokens
+            .iter()
+            .any(|(_, t)| t.is_word("DEFAULT") || t.is_word("AS") || t.is_word("PRIMARY"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn definitions_split_at_top_level_commas_and_types_are_replaced_in_place() {
-        let d = definition(
-            "CREATE TABLE t (id INTEGER PRIMARY KEY, price NUMERIC(10, 2) NOT NULL DEFAULT 0, note TEXT, CHECK (price >= 0))",
-        )
-        .unwrap();
+    fn types_are_replaced_in_place() {
         assert_eq!(
-            d.items,
-            [
-                "id INTEGER PRIMARY KEY",
-                "price NUMERIC(10, 2) NOT NULL DEFAULT 0",
-                "note TEXT",
-                "CHECK (price >= 0)"
-            ]
-        );
-        assert!(d.body.starts_with("(id INTEGER"));
-        assert_eq!(
-            retyped(&d.items[1], "INTEGER").unwrap(),
+            retyped("price NUMERIC(10, 2) NOT NULL DEFAULT 0", "INTEGER").unwrap(),
             "price INTEGER NOT NULL DEFAULT 0"
         );
         assert_eq!(retyped("note TEXT", "BLOB").unwrap(), "note BLOB");
@@ -401,7 +420,5 @@ mod tests {
             retyped("\"odd name\"", "TEXT").unwrap(),
             "\"odd name\" TEXT"
         );
-        assert_eq!(column_of(&d.items[3]), None);
-        assert_eq!(column_of(&d.items[2]).as_deref(), Some("note"));
     }
 }

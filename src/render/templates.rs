@@ -360,6 +360,31 @@ fn add_foreign_key(v: Value) -> Ctx {
     }))
 }
 
+/// `rebuild-table` (SQLite).
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RebuildTable {
+    pub table: String,
+    /// The table as it should be: a `CREATE TABLE` of the same name, in SQLite's DDL. Every
+    /// column it has now is kept (copied by name); a new one takes its default.
+    pub definition: String,
+}
+
+fn rebuild_table(_: Value) -> Ctx {
+    Err("`rebuild-table` is SQLite's table rebuild; PostgreSQL changes a table in place: use add-not-null-column, change-column-type, add-check-constraint or add-foreign-key (or plan from `desired`)".into())
+}
+
+pub(crate) const REBUILD_TABLE: TemplateDef = TemplateDef {
+    name: "rebuild-table",
+    description: "SQLite: rebuild a table to a new CREATE TABLE in one transaction (types, NOT NULL, defaults, CHECKs, keys, collations SQLite cannot ALTER): every row copied by name, its indexes, triggers and views recreated; down rebuilds the original definition.",
+    source: include_str!("../../templates/rebuild-table.sql"),
+    schema: || schemars::schema_for!(RebuildTable),
+    context: rebuild_table,
+    moves: None,
+    catalog: Reads::Nothing,
+    sqlite: super::rebuild::Sqlite::Own(super::rebuild::rebuild_table),
+};
+
 /// `add-check-constraint`.
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -36,12 +36,23 @@ pub struct LexError(pub String);
 
 /// Tokenises `sql`, returning each token with the byte offset where it starts.
 pub fn tokenize(sql: &str) -> Result<Vec<(usize, Token)>, LexError> {
+    Ok(spans(sql)?
+        .into_iter()
+        .map(|(at, t)| (at.start, t))
+        .collect())
+}
+
+/// Tokenises `sql`, returning each token with the bytes it spans (a literal's text is
+/// `&sql[span]`).
+pub fn spans(sql: &str) -> Result<Vec<(std::ops::Range<usize>, Token)>, LexError> {
     let b = sql.as_bytes();
     let mut out = Vec::new();
+    let mut ends = Vec::new();
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
         let start = i;
+        let before = out.len();
         match c {
             b' ' | b'\t' | b'\n' | b'\r' => i += 1,
             b'-' if b.get(i + 1) == Some(&b'-') => {
@@ -79,30 +90,9 @@ pub fn tokenize(sql: &str) -> Result<Vec<(usize, Token)>, LexError> {
                 i += end + 1;
             }
             b'$' => {
-                // $tag$ ... $tag$ (PostgreSQL), or a $1 parameter.
-                let tag_end = sql[i + 1..]
-                    .find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_'))
-                    .map(|n| i + 1 + n);
-                match tag_end {
-                    Some(te)
-                        if b[te] == b'$'
-                            && !b[i + 1..te].first().is_some_and(u8::is_ascii_digit) =>
-                    {
-                        let tag = &sql[i..=te];
-                        let body_end = sql[te + 1..]
-                            .find(tag)
-                            .ok_or_else(|| LexError(format!("unterminated dollar quote {tag}")))?;
-                        i = te + 1 + body_end + tag.len();
-                        out.push((start, Token::Str));
-                    }
-                    _ => {
-                        i += 1;
-                        while i < b.len() && b[i].is_ascii_digit() {
-                            i += 1;
-                        }
-                        out.push((start, Token::Number));
-                    }
-                }
+                let (end, token) = dollar(sql, i)?;
+                out.push((start, token));
+                i = end;
             }
             b';' => {
                 out.push((start, Token::Semicolon));
@@ -127,8 +117,39 @@ pub fn tokenize(sql: &str) -> Result<Vec<(usize, Token)>, LexError> {
                 i += ch.len_utf8();
             }
         }
+        if out.len() > before {
+            ends.push(i);
+        }
     }
-    Ok(out)
+    Ok(out
+        .into_iter()
+        .zip(ends)
+        .map(|((start, t), end)| (start..end, t))
+        .collect())
+}
+
+/// At a `$`: a `$tag$ … $tag$` body (PostgreSQL), or a `$1` parameter; its end and token.
+fn dollar(sql: &str, i: usize) -> Result<(usize, Token), LexError> {
+    let b = sql.as_bytes();
+    let tag_end = sql[i + 1..]
+        .find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_'))
+        .map(|n| i + 1 + n);
+    match tag_end {
+        Some(te) if b[te] == b'$' && !b[i + 1..te].first().is_some_and(u8::is_ascii_digit) => {
+            let tag = &sql[i..=te];
+            let body_end = sql[te + 1..]
+                .find(tag)
+                .ok_or_else(|| LexError(format!("unterminated dollar quote {tag}")))?;
+            Ok((te + 1 + body_end + tag.len(), Token::Str))
+        }
+        _ => {
+            let mut end = i + 1;
+            while end < b.len() && b[end].is_ascii_digit() {
+                end += 1;
+            }
+            Ok((end, Token::Number))
+        }
+    }
 }
 
 /// End (exclusive) of a quoted run starting at `i`, where a doubled quote escapes itself.

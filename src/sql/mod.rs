@@ -2,6 +2,7 @@
 //! types, and the lexer. A leaf: it imports nothing of drydock, and every module that splices
 //! a name or a value into SQL goes through it.
 
+pub mod definition;
 pub mod layout;
 pub mod lexer;
 pub mod lock;
