@@ -115,10 +115,13 @@ impl Walk<'_> {
             facts.push(if self.catalog.engine == Dialect::Postgres {
                 pg::facts(name, i + 1, &st.sql, self.catalog, &mut self.pg_state)?
             } else {
-                classify(name, i + 1, st, self.catalog.engine)
+                let mut f = classify(name, i + 1, st, self.catalog.engine);
+                self.sqlite_names(&mut f);
+                f
             });
         }
         mark_recreated_views(&mut facts);
+        mark_rebuilt_tables(&mut facts);
         self.replaced_functions = facts
             .iter()
             .filter(|f| {
@@ -149,6 +152,33 @@ impl Walk<'_> {
         }
         self.facts.extend(step_facts);
         Ok(())
+    }
+
+    /// SQLite's names are case-insensitive: each table a statement names, spelled as the
+    /// catalog (or an earlier statement of the plan) spells it.
+    fn sqlite_names(&self, f: &mut StatementFacts) {
+        let known = self
+            .catalog
+            .tables
+            .keys()
+            .chain(&self.created)
+            .chain(&self.renamed);
+        let spelled: Vec<&String> = known.collect();
+        let respell = |t: &mut String| {
+            if let Some(k) = spelled
+                .iter()
+                .find(|k| k.as_str() != t.as_str() && k.eq_ignore_ascii_case(t))
+                .filter(|_| !spelled.iter().any(|k| k.as_str() == t.as_str()))
+            {
+                *t = (*k).clone();
+            }
+        };
+        f.tables.iter_mut().for_each(respell);
+        for a in &mut f.actions {
+            if let Action::RenameTable { to } = a {
+                respell(to);
+            }
+        }
     }
 
     /// What a statement establishes for the ones after it.
@@ -409,6 +439,48 @@ fn impact(table: &str, catalog: &Catalog) -> TableImpact {
             foreign_keys: vec![],
             triggers: vec![],
         },
+    }
+}
+
+/// Marks the `DROP TABLE` and the `RENAME` of a table rebuilt in one step (`Action::Recreated`):
+/// SQLite's rebuild — a new table created and filled, the old one dropped, the new one renamed
+/// to the old name — in one transaction: no row is lost and running code never sees the table
+/// missing; the copy is a rewrite of the whole table under the write lock.
+fn mark_rebuilt_tables(facts: &mut [StatementFacts]) {
+    let first = |f: &StatementFacts| f.tables.first().cloned().unwrap_or_default();
+    for i in 0..facts.len() {
+        if facts[i].kind != StatementKind::DropTable {
+            continue;
+        }
+        let old = first(&facts[i]);
+        let rename = facts[i + 1..].iter().position(|f| {
+            f.actions
+                .iter()
+                .any(|a| matches!(a, Action::RenameTable { to } if *to == old))
+        });
+        let Some(rename) = rename.map(|r| r + i + 1) else {
+            continue;
+        };
+        let new = first(&facts[rename]);
+        let made = facts[..i]
+            .iter()
+            .any(|f| f.kind.creates_table() && first(f) == new);
+        let reads_old = |sql: &str| {
+            let tokens = crate::sql::lexer::tokenize(sql).unwrap_or_default();
+            tokens.windows(2).any(|w| {
+                w[0].1.is_word("FROM")
+                    && w[1].1.name().is_some_and(|n| n.eq_ignore_ascii_case(&old))
+            })
+        };
+        let filled = facts[..i]
+            .iter()
+            .any(|f| f.kind == StatementKind::Insert && first(f) == new && reads_old(&f.sql));
+        if made && filled {
+            // Every row copied while the database's write lock is held.
+            facts[i].rewrites = true;
+            facts[i].actions.push(Action::Recreated);
+            facts[rename].actions.push(Action::Recreated);
+        }
     }
 }
 

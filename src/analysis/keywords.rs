@@ -3,7 +3,7 @@
 //! analysis is `pg`.
 
 use super::lexer::{self, Token};
-use super::{StatementFacts, StatementKind};
+use super::{Action, StatementFacts, StatementKind};
 use crate::sql::{Dialect, LockMode};
 
 fn name_after(tokens: &[Token], mut i: usize) -> Option<String> {
@@ -66,6 +66,12 @@ pub fn classify(
         };
         (lock, false, writes_data)
     };
+    let actions = match kind {
+        StatementKind::RenameTable => renamed_to(t)
+            .map(|to| vec![Action::RenameTable { to }])
+            .unwrap_or_default(),
+        _ => vec![],
+    };
     StatementFacts {
         step: step.to_string(),
         index,
@@ -78,10 +84,17 @@ pub fn classify(
         scans,
         transactional,
         has_where,
+        actions,
         detail,
-        actions: vec![],
         unmodelled: false,
     }
+}
+
+/// The new name of `ALTER TABLE … RENAME TO name`.
+fn renamed_to(t: &[Token]) -> Option<String> {
+    let at = t.iter().position(|x| x.is_word("RENAME"))?;
+    t.get(at + 1)?.is_word("TO").then_some(())?;
+    name_after(t, at + 2)
 }
 
 /// What the leading keywords say: the kind, whether it writes rows, its tables.

@@ -58,6 +58,7 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
     }
     use StatementKind::*;
     let what = match f.kind {
+        DropTable | RenameTable if f.actions.contains(&Action::Recreated) => return None,
         RenameColumn => "renames a column that running code still reads and writes",
         RenameTable => "renames a table that running code still queries",
         DropColumn => "drops a column that running code may still select or insert",

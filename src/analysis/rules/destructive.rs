@@ -9,6 +9,7 @@ pub fn check(f: &StatementFacts, ctx: &Context) -> Option<Hazard> {
     }
     let table = f.tables.first().map(String::as_str);
     let what = match f.kind {
+        StatementKind::DropTable if f.actions.contains(&Action::Recreated) => return None,
         StatementKind::DropTable => "drops the table and every row in it".to_string(),
         StatementKind::Truncate => "deletes every row of the table".to_string(),
         StatementKind::DropColumn => format!(

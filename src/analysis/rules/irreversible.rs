@@ -28,10 +28,11 @@ pub fn check(step: &Step, name: &str, facts: &[StatementFacts]) -> Option<Hazard
         });
     }
     let lossy = facts.iter().find(|f| {
-        matches!(
+        (matches!(
             f.kind,
             StatementKind::DropTable | StatementKind::Truncate | StatementKind::DropColumn
-        ) || (f.kind == StatementKind::Delete && !f.has_where)
+        ) && !f.actions.contains(&Action::Recreated))
+            || (f.kind == StatementKind::Delete && !f.has_where)
             || f.actions.iter().any(|a| {
                 matches!(
                     a,
