@@ -421,4 +421,26 @@ mod tests {
             "\"odd name\" TEXT"
         );
     }
+
+    #[test]
+    fn a_rebuild_keeps_the_tables_options() {
+        let info = TableInfo {
+            definition: Some("CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT) WITHOUT ROWID".into()),
+            columns: vec![crate::db::Column {
+                name: "k".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let items = vec!["k TEXT PRIMARY KEY".to_string(), "v BLOB".to_string()];
+        let (up, down) = rebuild("kv", &info, &items, &same(&info), &same(&info)).unwrap();
+        assert!(
+            up.contains("(k TEXT PRIMARY KEY, v BLOB) WITHOUT ROWID;"),
+            "{up}"
+        );
+        assert!(
+            down.contains("(k TEXT PRIMARY KEY, v TEXT) WITHOUT ROWID;"),
+            "{down}"
+        );
+    }
 }
