@@ -130,6 +130,10 @@ async fn the_typescript_sdk_uses_every_tool() {
     ] {
         assert_eq!(r["calls"][call], "ok", "{call}: {r}");
     }
+    assert_eq!(
+        r["calls"]["plan desired"], "desired",
+        "a plan from a desired schema, its output as the SDK validates it: {r}"
+    );
     for (tool, code) in [
         ("apply", "checklist-unmet"),
         ("validate", "wrong-status"),

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::walk::run_sql;
+use common::walk::{answer, run_sql, there_and_back};
 use common::{PgProject, plan_id};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, RngAlgorithm, TestRng, TestRunner};
@@ -347,20 +347,6 @@ fn plan_args(sql: &str) -> Value {
     json!({"goal": "chinook as wanted", "target": "production", "desired": sql})
 }
 
-/// A tool's answer, or its refusal as the error (a case that fails, for proptest to shrink).
-async fn answer(c: &common::Client, tool: &str, args: Value) -> Result<Value, String> {
-    let r = c.call(tool, args).await;
-    if r.is_error == Some(true) {
-        let said: Vec<String> = r
-            .content
-            .iter()
-            .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-            .collect();
-        return Err(format!("{tool} refused: {}", said.join(" ")));
-    }
-    Ok(r.structured_content.unwrap_or_default())
-}
-
 struct Walks {
     rt: tokio::runtime::Runtime,
     p: PgProject,
@@ -376,49 +362,13 @@ impl Walks {
     }
 
     async fn walk(&self, c: &common::Client, wanted: &str) -> Result<(), String> {
-        let planned = answer(c, "plan", plan_args(wanted))
-            .await
-            .map_err(|e| format!("planning: {e}"))?;
-        if planned["nothing_to_change"] == true {
-            return Err(format!("a change that changes nothing: {planned}"));
-        }
-        let id = plan_id(&planned);
-        let dry = answer(c, "dry-run", json!({"plan_id": id})).await?;
-        if dry["rollback_verified"] != true {
-            return Err(format!("dry-run: {dry}"));
-        }
-        self.p.project.approve(&id, "alice");
-        let applied = answer(c, "apply", json!({"plan_id": id})).await?;
-        if applied["status"] != "applied" {
-            return Err(format!("apply: {applied}"));
-        }
-        let v = answer(c, "validate", json!({"plan_id": id})).await?;
-        if v["ok"] != true {
-            return Err(format!("validate: {v}"));
-        }
-        let again = answer(c, "plan", plan_args(wanted))
-            .await
-            .map_err(|e| format!("planning again after the apply: {e}"))?;
-        let left = again["nothing_to_change"] != true;
-        let rb = answer(
+        there_and_back(
+            &self.p.project,
             c,
-            "rollback",
-            json!({"plan_id": id, "reason": "generated round trip"}),
+            plan_args(wanted),
+            plan_args(&author_ddl()),
         )
-        .await?;
-        if left {
-            return Err(format!("a difference left after apply: {again}"));
-        }
-        if rb["schema_verified"] != true {
-            return Err(format!("rollback: {rb}"));
-        }
-        let back = answer(c, "plan", plan_args(&author_ddl()))
-            .await
-            .map_err(|e| format!("planning the original after the rollback: {e}"))?;
-        if back["nothing_to_change"] != true {
-            return Err(format!("a difference left after rollback: {back}"));
-        }
-        Ok(())
+        .await
     }
 }
 

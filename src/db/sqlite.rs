@@ -149,11 +149,55 @@ impl Sqlite {
     /// Tables with exact row counts (SQLite keeps no estimates), columns, indexes, dependents.
     pub async fn catalog(&self) -> Result<Catalog> {
         let mut conn = self.connect().await?;
+        let catalog = self.catalog_on(&mut conn).await?;
+        conn.close().await.map_err(|e| self.err(e))?;
+        Ok(catalog)
+    }
+
+    /// The tables and indexes `ddl` (`CREATE TABLE` and `CREATE INDEX` statements) makes, read
+    /// as a target's catalog is read: SQLite's own reading of the DDL, in a database of its own
+    /// in memory (nothing on disk, nothing shared). A statement SQLite refuses is the error.
+    pub async fn catalog_of(ddl: &[String]) -> Result<Catalog> {
+        let scratch = Sqlite {
+            name: "desired".into(),
+            path: PathBuf::from(":memory:"),
+            busy_timeout: Duration::ZERO,
+        };
+        let mut conn = SqliteConnectOptions::new()
+            .in_memory(true)
+            .foreign_keys(true)
+            .connect()
+            .await
+            .map_err(|e| scratch.err(e))?;
+        for statement in ddl {
+            sqlx::raw_sql(AssertSqlSafe(statement.clone()))
+                .execute(&mut conn)
+                .await
+                .map_err(|e| {
+                    Error::invalid(
+                        crate::error::Part::Plan,
+                        format!(
+                            "`desired`: SQLite refuses `{}…`: {e}",
+                            statement
+                                .split_whitespace()
+                                .take(6)
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        ),
+                    )
+                })?;
+        }
+        let catalog = scratch.catalog_on(&mut conn).await?;
+        conn.close().await.map_err(|e| scratch.err(e))?;
+        Ok(catalog)
+    }
+
+    async fn catalog_on(&self, conn: &mut SqliteConnection) -> Result<Catalog> {
         let mut tables = BTreeMap::new();
-        for name in self.table_names(&mut conn).await? {
+        for name in self.table_names(conn).await? {
             let info = TableInfo {
-                rows: self.count(&mut conn, &name).await?,
-                columns: self.columns(&mut conn, &name).await?,
+                rows: self.count(conn, &name).await?,
+                columns: self.columns(conn, &name).await?,
                 ..TableInfo::default()
             };
             tables.insert(name, info);
@@ -162,7 +206,7 @@ impl Sqlite {
         let defs: Vec<(String, String)> = sqlx::query_as(
             "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND sql IS NOT NULL",
         )
-        .fetch_all(&mut conn)
+        .fetch_all(&mut *conn)
         .await
         .map_err(|e| self.err(e))?;
         for (name, sql) in defs {
@@ -171,7 +215,7 @@ impl Sqlite {
         // Indexes and triggers first, views last: the order a rebuild recreates them in.
         // language=SQL
         let objects = sqlx::query("SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_master WHERE type IN ('index', 'view', 'trigger') ORDER BY type = 'view', rowid")
-            .fetch_all(&mut conn)
+            .fetch_all(&mut *conn)
             .await
             .map_err(|e| self.err(e))?;
         let names: Vec<String> = tables.keys().cloned().collect();
@@ -216,7 +260,7 @@ impl Sqlite {
             let fks =
                 sqlx::query(r#"SELECT "table", "from", "to" FROM pragma_foreign_key_list(?)"#)
                     .bind(from)
-                    .fetch_all(&mut conn)
+                    .fetch_all(&mut *conn)
                     .await
                     .map_err(|e| self.err(e))?;
             for fk in fks {
@@ -231,7 +275,6 @@ impl Sqlite {
                 }
             }
         }
-        conn.close().await.map_err(|e| self.err(e))?;
         Ok(Catalog {
             engine: crate::sql::Dialect::Sqlite,
             tables,

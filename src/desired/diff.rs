@@ -248,24 +248,12 @@ fn columns(want: &Table, have: &Table, options: &Options) -> Result<Vec<Change>>
         .filter(|c| have.column(&c.name).is_none() && !renamed.values().any(|v| *v == c.name))
         .collect();
     if !gone.is_empty() && !new.is_empty() && !options.allow_drop {
-        let mut readings = Vec::new();
-        for g in &gone {
-            for n in &new {
-                readings.push(format!(
-                    "`{t}.{}` renamed to `{}`: answer `renames: {{\"{t}.{}\": \"{}\"}}`",
-                    g.name, n.name, g.name, n.name
-                ));
-            }
-        }
-        readings.push(format!(
-            "{} dropped (its data lost) and {} added: answer `allow_drop: true`",
-            names(&gone),
-            names(&new)
+        let name = |c: &&Col| c.name.clone();
+        return Err(ambiguous(
+            t,
+            &gone.iter().map(name).collect::<Vec<_>>(),
+            &new.iter().map(name).collect::<Vec<_>>(),
         ));
-        return Err(Error::AmbiguousChange {
-            what: format!("`{t}` loses {} and gains {}", names(&gone), names(&new)),
-            readings,
-        });
     }
     let mut out = Vec::new();
     for (from, to) in &renamed {
@@ -302,11 +290,32 @@ fn columns(want: &Table, have: &Table, options: &Options) -> Result<Vec<Change>>
     Ok(out)
 }
 
-fn names(cols: &[&Col]) -> String {
-    cols.iter()
-        .map(|c| format!("`{}`", c.name))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// `ambiguous-change`: `t` loses the columns `gone` and gains `new` — renamed, or dropped and
+/// added? Each reading listed with the answer that says it.
+pub(super) fn ambiguous(t: &str, gone: &[String], new: &[String]) -> Error {
+    let names = |cols: &[String]| {
+        cols.iter()
+            .map(|c| format!("`{c}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut readings = Vec::new();
+    for g in gone {
+        for n in new {
+            readings.push(format!(
+                "`{t}.{g}` renamed to `{n}`: answer `renames: {{\"{t}.{g}\": \"{n}\"}}`"
+            ));
+        }
+    }
+    readings.push(format!(
+        "{} dropped (its data lost) and {} added: answer `allow_drop: true`",
+        names(gone),
+        names(new)
+    ));
+    Error::AmbiguousChange {
+        what: format!("`{t}` loses {} and gains {}", names(gone), names(new)),
+        readings,
+    }
 }
 
 fn added_column(t: &str, c: &Col) -> Result<Change> {

@@ -19,6 +19,7 @@ mod attach;
 mod diff;
 mod schema;
 mod shape;
+pub mod sqlite;
 
 pub use diff::{Change, changes};
 pub use schema::Table;

@@ -76,10 +76,7 @@ impl Engine {
         target: &Target,
     ) -> Result<Option<DesiredSteps>> {
         if target.engine() == Dialect::Sqlite {
-            return Err(Error::UnsupportedChange {
-                what: "a desired schema on a SQLite target".into(),
-                manual: "on SQLite, write the change as `steps` or a template (`render-template` lists those SQLite runs)".into(),
-            });
+            return self.sqlite_desired_steps(d, target_name, target).await;
         }
         let read = crate::desired::read(&d.sql)?;
         // The agent's DDL that drydock plans from is admitted as agent SQL before drydock
@@ -110,6 +107,56 @@ impl Engine {
             checks: vec![],
             agent_sql: vec![],
             skipped: compared.skipped,
+            catalog,
+        };
+        Ok(Some(
+            self.render_changes(changes, out, (target_name, target))
+                .await?,
+        ))
+    }
+
+    /// `desired_steps` on SQLite: the desired DDL read by SQLite itself, in memory.
+    async fn sqlite_desired_steps(
+        &self,
+        d: &Desired,
+        target_name: &str,
+        target: &Target,
+    ) -> Result<Option<DesiredSteps>> {
+        let read = crate::desired::sqlite::read(&d.sql)?;
+        // Admitted as agent SQL before SQLite reads it (in memory) or drydock writes from it.
+        for statement in &read.ddl {
+            if let Err(f) =
+                crate::analysis::privilege::sqlite(statement, crate::analysis::privilege::Use::Step)
+            {
+                return Err(Error::Forbidden {
+                    place: "`desired`".into(),
+                    construct: format!("`{}`", f.construct),
+                    reason: f.reason,
+                });
+            }
+        }
+        let wanted = crate::db::sqlite::Sqlite::catalog_of(&read.ddl).await?;
+        let catalog = target.catalog().await?;
+        let options = crate::desired::Options {
+            renames: d.renames.clone(),
+            allow_drop: d.allow_drop,
+            whole_schema: d.whole_schema,
+        };
+        let changes = crate::desired::sqlite::changes(&read, &wanted, &catalog, &options)?;
+        if changes.is_empty() {
+            return Ok(None);
+        }
+        let mut skipped = read.skipped;
+        skipped.extend(read.orphans.into_iter().flat_map(|(rel, statements)| {
+            statements
+                .into_iter()
+                .map(move |s| format!("{s} (on `{rel}`, not a table)"))
+        }));
+        let out = DesiredSteps {
+            steps: vec![],
+            checks: vec![],
+            agent_sql: vec![],
+            skipped,
             catalog,
         };
         Ok(Some(

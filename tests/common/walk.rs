@@ -346,3 +346,71 @@ pub async fn apply_past_final(template: &str, params: Value, setup: &str) -> (Pg
     c.close().await;
     (p, id)
 }
+
+/// A tool's answer, or its refusal as the error (a case that fails, for proptest to shrink).
+pub async fn answer(c: &super::Client, tool: &str, args: Value) -> Result<Value, String> {
+    let r = c.call(tool, args).await;
+    if r.is_error == Some(true) {
+        let said: Vec<String> = r
+            .content
+            .iter()
+            .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+            .collect();
+        return Err(format!("{tool} refused: {}", said.join(" ")));
+    }
+    Ok(r.structured_content.unwrap_or_default())
+}
+
+/// A desired schema walked there and back: `wanted` (`plan`'s arguments) planned, dry-run,
+/// approved, applied and validated; then planning it again is nothing to change; and after the
+/// rollback, planning `original` is nothing to change.
+pub async fn there_and_back(
+    project: &super::Project,
+    c: &super::Client,
+    wanted: Value,
+    original: Value,
+) -> Result<(), String> {
+    let planned = answer(c, "plan", wanted.clone())
+        .await
+        .map_err(|e| format!("planning: {e}"))?;
+    if planned["nothing_to_change"] == true {
+        return Err(format!("a change that changes nothing: {planned}"));
+    }
+    let id = plan_id(&planned);
+    let dry = answer(c, "dry-run", json!({"plan_id": id})).await?;
+    if dry["rollback_verified"] != true {
+        return Err(format!("dry-run: {dry}"));
+    }
+    project.approve(&id, "alice");
+    let applied = answer(c, "apply", json!({"plan_id": id})).await?;
+    if applied["status"] != "applied" {
+        return Err(format!("apply: {applied}"));
+    }
+    let v = answer(c, "validate", json!({"plan_id": id})).await?;
+    if v["ok"] != true {
+        return Err(format!("validate: {v}"));
+    }
+    let again = answer(c, "plan", wanted)
+        .await
+        .map_err(|e| format!("planning again after the apply: {e}"))?;
+    let left = again["nothing_to_change"] != true;
+    let rb = answer(
+        c,
+        "rollback",
+        json!({"plan_id": id, "reason": "generated round trip"}),
+    )
+    .await?;
+    if left {
+        return Err(format!("a difference left after apply: {again}"));
+    }
+    if rb["schema_verified"] != true {
+        return Err(format!("rollback: {rb}"));
+    }
+    let back = answer(c, "plan", original)
+        .await
+        .map_err(|e| format!("planning the original after the rollback: {e}"))?;
+    if back["nothing_to_change"] != true {
+        return Err(format!("a difference left after rollback: {back}"));
+    }
+    Ok(())
+}

@@ -82,6 +82,12 @@ await call("rollback", { plan_id: id, reason: "" }); // refused: a reason is nee
 await call("dry-run", { plan_id: id });
 await call("status", { plan_id: id });
 await call("record-mistake", { what: "tried to apply before a dry-run", lesson: "dry-run first", plan_id: id });
+// The schema as wanted (the quick start's SQLite default): SQLite reads it, drydock plans it.
+const wanted = await client.callTool({ name: "plan", arguments: {
+  goal: "keep plan tiers", target: "production",
+  desired: "CREATE TABLE tiers (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);\nCREATE INDEX tiers_name ON tiers (lower(name));",
+} });
+report.calls["plan desired"] = wanted.isError ? wanted.content[0]?.text : wanted.structuredContent?.source;
 const rendered = await client.callTool({ name: "render-template", arguments: { template: "add-column", params: { table: "users", column: "nickname", type: "text" } } });
 report.calls["render-template add-column"] = rendered.isError ? rendered.content[0]?.text : "ok";
 
