@@ -299,6 +299,13 @@ impl Postgres {
         policy: &Policy,
         spare: Spare,
     ) -> Result<Postgres> {
+        let t = Postgres::new(name, url, policy, spare)?;
+        t.reach().await?;
+        Ok(t)
+    }
+
+    /// The target as configured, no session opened yet (`reach` opens one).
+    pub fn new(name: &str, url: &str, policy: &Policy, spare: Spare) -> Result<Postgres> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| Error::Target {
                 target: name.to_string(),
@@ -320,21 +327,27 @@ impl Postgres {
             granted: AtomicBool::new(false),
             steps_session: std::sync::Mutex::new(None),
         };
+        Ok(t)
+    }
+
+    /// Reachable now: the session kept since an earlier call when it answers, else a new one,
+    /// kept for this call's reads.
+    pub async fn reach(&self) -> Result<()> {
         // A session kept since an earlier call may have been ended by the server meanwhile
         // (idle timeout, restart): it is pinged once here; reads within this call reuse it as is.
-        let kept = t.spare.lock().expect("spare session lock").take();
+        let kept = self.spare.lock().expect("spare session lock").take();
         let conn = match kept {
             Some(mut conn) => match conn.ping().await {
                 Ok(()) => conn,
                 Err(_) => {
                     conn.close_hard().await.ok();
-                    t.connect().await?
+                    self.connect().await?
                 }
             },
-            None => t.connect().await?,
+            None => self.connect().await?,
         };
-        t.keep(conn).await;
-        Ok(t)
+        self.keep(conn).await;
+        Ok(())
     }
 
     /// A plain session for a read: the one kept from the last read, else a new one.

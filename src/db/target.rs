@@ -67,6 +67,36 @@ impl Target {
         }
     }
 
+    /// `open_kept`, with the target's migration lock taken at the same time: on PostgreSQL the
+    /// lock's own session opens beside the one kept for reads (both handshakes overlap).
+    pub async fn open_locked(
+        config: &Config,
+        target: &TargetConfig,
+        spares: &Spares,
+    ) -> Result<(Target, TargetLock)> {
+        match target.url.resolve(&config.base_dir())? {
+            TargetUrl::Postgres(url) => {
+                let t = postgres::Postgres::new(
+                    &target.name,
+                    &url,
+                    &config.policy,
+                    spares.slot(&target.name, &url),
+                )?
+                .with_roles(postgres::Roles::configured(target));
+                let ((), lock) = tokio::try_join!(t.reach(), t.lock())?;
+                Ok((
+                    Target::Postgres(Box::new(t)),
+                    TargetLock(Held::Postgres(lock)),
+                ))
+            }
+            _ => {
+                let t = Target::open_kept(config, target, spares).await?;
+                let lock = t.lock().await?;
+                Ok((t, lock))
+            }
+        }
+    }
+
     pub fn engine(&self) -> crate::sql::Dialect {
         match self {
             Target::Sqlite(_) => crate::sql::Dialect::Sqlite,

@@ -135,9 +135,9 @@ impl Engine {
             return self.rollout(plan, group, agent, progress).await;
         }
         let t = Instant::now();
-        let target = self.open_target(&plan.target).await?;
-        admit(plan, &target).await?;
-        let lock = target.lock().await?;
+        let (target, lock) = self
+            .open_admitted(plan, self.config.target(&plan.target)?)
+            .await?;
         crate::clock::phase("connect and lock", t);
         let result = self
             .apply_locked(plan, agent, progress, &target, items)

@@ -349,6 +349,22 @@ impl Engine {
         self.open_config(self.config.target(name)?).await
     }
 
+    /// Opens `target` for a plan to change it: its migration lock taken as it opens (the lock's
+    /// session and the reads' session connect side by side), then the plan admitted there. A
+    /// plan refused gives the lock back.
+    async fn open_admitted(
+        &self,
+        plan: &Plan,
+        target: &crate::config::TargetConfig,
+    ) -> Result<(Target, crate::db::TargetLock)> {
+        let (t, lock) = Target::open_locked(&self.config, target, &self.spares).await?;
+        if let Err(e) = admit(plan, &t).await {
+            lock.release().await;
+            return Err(e);
+        }
+        Ok((t, lock))
+    }
+
     /// Opens a target, starting from the session kept for it since the last call.
     async fn open_config(&self, target: &crate::config::TargetConfig) -> Result<Target> {
         Target::open_kept(&self.config, target, &self.spares).await

@@ -36,9 +36,9 @@ impl Engine {
         if self.config.group(&plan.target).is_some() {
             return self.rollback_rollout(plan, reason, agent).await;
         }
-        let target = self.open_target(&plan.target).await?;
-        admit(plan, &target).await?;
-        let lock = target.lock().await?;
+        let (target, lock) = self
+            .open_admitted(plan, self.config.target(&plan.target)?)
+            .await?;
         let result = self.rollback_locked(plan, reason, agent, &target).await;
         lock.release().await;
         result
@@ -407,9 +407,7 @@ impl Engine {
         agent: &Principal,
     ) -> Result<Option<String>> {
         let cfg = self.config.target(&m.target)?;
-        let target = self.open_config(cfg).await?;
-        admit(plan, &target).await?;
-        let lock = target.lock().await?;
+        let (target, lock) = self.open_admitted(plan, cfg).await?;
         let undone = self.undo_member(plan, &target).await;
         let after = target.fingerprint().await;
         lock.release().await;

@@ -308,14 +308,8 @@ impl Engine {
         let outcome = async {
             let cfg = self.config.target(member)?;
             let t = Instant::now();
-            let target = self.open_config(cfg).await?;
-            crate::clock::phase("member: open", t);
-            let t = Instant::now();
-            admit(plan, &target).await?;
-            crate::clock::phase("member: admit", t);
-            let t = Instant::now();
-            let lock = target.lock().await?;
-            crate::clock::phase("member: lock", t);
+            let (target, lock) = self.open_admitted(plan, cfg).await?;
+            crate::clock::phase("member: open, lock and admit", t);
             let r = self.apply_member_locked(plan, member, &target, agent).await;
             let t = Instant::now();
             lock.release().await;
