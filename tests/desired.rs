@@ -394,3 +394,41 @@ async fn a_schema_scope_drops_a_table_the_schema_leaves_out_only_with_consent() 
     );
     c.close().await;
 }
+
+#[tokio::test]
+async fn a_table_outside_the_search_path_is_refused_by_name_or_created_by_drydocks_own_step() {
+    let p = PgProject::new("").await;
+    for db in [&p.prod, &p.staging] {
+        run_sql(
+            db,
+            "CREATE SCHEMA app; CREATE TABLE app.orders (id integer PRIMARY KEY, total integer NOT NULL)",
+        )
+        .await;
+    }
+    let c = p.project.connect().await;
+    let same = c
+        .ok(
+            "plan",
+            desired("CREATE TABLE app.orders (id int PRIMARY KEY, total int NOT NULL);"),
+        )
+        .await;
+    assert_eq!(same["nothing_to_change"], true, "{same}");
+    let r = c
+        .refused(
+            "plan",
+            desired("CREATE TABLE app.orders (id int PRIMARY KEY, total int NOT NULL, note text);"),
+        )
+        .await;
+    assert_eq!(r["code"], "unsupported-change", "{r}");
+    assert!(r["message"].as_str().unwrap().contains("app.orders"), "{r}");
+    let planned = c
+        .ok(
+            "plan",
+            desired("CREATE TABLE app.orders (id int PRIMARY KEY, total int NOT NULL);\nCREATE TABLE app.refunds (id int PRIMARY KEY, order_id int REFERENCES app.orders);"),
+        )
+        .await;
+    let id = plan_id(&planned);
+    let dry = c.ok("dry-run", json!({"plan_id": id})).await;
+    assert_eq!(dry["rollback_verified"], true, "{dry}");
+    c.close().await;
+}

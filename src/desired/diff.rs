@@ -84,6 +84,7 @@ pub fn changes(
                 "a new primary key is a unique index built CONCURRENTLY, then `ADD CONSTRAINT … PRIMARY KEY USING INDEX`: write it as `steps`",
             ));
         }
+        let marks = (early.len(), middle.len(), removals.len());
         early.extend(columns(want, have, options)?);
         if want.comment != have.comment {
             early.push(comment(
@@ -97,6 +98,13 @@ pub fn changes(
         middle.extend(attached.added);
         removals.extend(attached.removed);
         removals.extend(dropped_columns(want, have, options)?);
+        outside_the_path(
+            name,
+            early[marks.0..]
+                .iter()
+                .chain(&middle[marks.1..])
+                .chain(&removals[marks.2..]),
+        )?;
     }
     if options.whole_schema {
         for name in current.keys().filter(|n| !desired.contains_key(*n)) {
@@ -288,6 +296,19 @@ fn columns(want: &Table, have: &Table, options: &Options) -> Result<Vec<Change>>
         }
     }
     Ok(out)
+}
+
+/// drydock's templates take a table by its plain name (the search path's schema): a change of
+/// a table in another schema that needs one is refused by name, not as a template's parameter.
+fn outside_the_path<'a>(name: &str, changes: impl Iterator<Item = &'a Change>) -> Result<()> {
+    let mut changes = changes;
+    if name.contains('.') && changes.any(|c| matches!(c, Change::Template { .. })) {
+        return Err(unsupported(
+            format!("`{name}`, a table outside the search path's schema"),
+            "drydock's templates name a table of the search path's schema: change this one with `steps` in a plan of its own (drydock's own steps — new tables, defaults, comments — are planned in any schema)",
+        ));
+    }
+    Ok(())
 }
 
 /// `ambiguous-change`: `t` loses the columns `gone` and gains `new` — renamed, or dropped and
