@@ -155,7 +155,7 @@ impl Engine {
     ) -> Result<Ready<'c>> {
         let t = Instant::now();
         let staging_cfg = self.dry_run_target_for(plan, target)?;
-        let staging = Target::open(&self.config, staging_cfg).await?;
+        let staging = self.open_config(staging_cfg).await?;
         admit(plan, &staging).await?;
         crate::clock::phase("dry-run: open staging", t);
         let t = Instant::now();
@@ -375,8 +375,9 @@ impl Engine {
             return Ok(());
         };
         let tables = plan.tables();
-        let on_target = target.column_lines(&tables).await?;
-        let on_staging = staging.column_lines(&tables).await?;
+        // Two servers (or two databases): read side by side.
+        let (on_target, on_staging) =
+            tokio::try_join!(target.column_lines(&tables), staging.column_lines(&tables))?;
         if on_target == on_staging {
             return Ok(());
         }
