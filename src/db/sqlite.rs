@@ -177,12 +177,8 @@ impl Sqlite {
                     Error::invalid(
                         crate::error::Part::Plan,
                         format!(
-                            "`desired`: SQLite refuses `{}…`: {e}",
-                            statement
-                                .split_whitespace()
-                                .take(6)
-                                .collect::<Vec<_>>()
-                                .join(" ")
+                            "`desired`: SQLite refuses `{}`: {e}",
+                            crate::sql::first_words(statement, 6)
                         ),
                     )
                 })?;

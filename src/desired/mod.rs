@@ -272,6 +272,11 @@ fn unsupported(what: &str) -> Error {
     }
 }
 
+/// A statement set aside because the relation it indexes or alters is not a table.
+fn not_a_table(statement: &str, rel: &str) -> String {
+    format!("{statement} (on `{rel}`, not a table)")
+}
+
 /// A read desired schema beside the catalog: the tables wanted, the catalog's tables compared
 /// with them, and what is set aside.
 pub struct Compared {
@@ -296,11 +301,7 @@ pub fn compare_with(read: Read, catalog: &Catalog, whole_schema: bool) -> Result
                 ),
             ));
         }
-        skipped.extend(
-            statements
-                .into_iter()
-                .map(|s| format!("{s} (on `{rel}`, not a table)")),
-        );
+        skipped.extend(statements.iter().map(|s| not_a_table(s, &rel)));
     }
     let names: BTreeSet<String> = if whole_schema {
         catalog

@@ -19,7 +19,7 @@ use super::Options;
 use super::diff::{Change, ambiguous, stem, unsupported};
 use crate::db::{Catalog, TableInfo};
 use crate::error::{Error, Part, Result};
-use crate::sql::definition::{self, Definition, created, index_of, normal};
+use crate::sql::definition::{self, Definition, created, index_of, needs_a_value, normal};
 use crate::sql::lexer::{Token, split};
 use crate::sql::quote_ident;
 
@@ -35,6 +35,18 @@ pub struct SqliteRead {
     pub orphans: BTreeMap<String, Vec<String>>,
 }
 
+impl SqliteRead {
+    /// What is set aside, never run: the statements beside the tables, and indexes on relations
+    /// that are not tables of the target (`changes` refuses those on its tables).
+    pub fn set_aside(self) -> Vec<String> {
+        let mut out = self.skipped;
+        for (rel, statements) in self.orphans {
+            out.extend(statements.iter().map(|s| super::not_a_table(s, &rel)));
+        }
+        out
+    }
+}
+
 /// Reads a desired SQLite schema: its `CREATE TABLE` and `CREATE [UNIQUE] INDEX` statements,
 /// everything else set aside.
 pub fn read(sql: &str) -> Result<SqliteRead> {
@@ -44,8 +56,9 @@ pub fn read(sql: &str) -> Result<SqliteRead> {
     let mut tables: Vec<String> = Vec::new();
     let mut indexes: Vec<(String, String)> = Vec::new();
     for st in statements {
-        let word = |i: usize| st.tokens.get(i).is_some_and(|t| t.is_word("TABLE"));
-        if st.tokens.first().is_some_and(|t| t.is_word("CREATE")) && word(1) {
+        // `CREATE TABLE` (a `CREATE TEMP TABLE` or `CREATE VIRTUAL TABLE` is set aside).
+        let words = |a: &str, b: &str| matches!(st.tokens.as_slice(), [x, y, ..] if x.is_word(a) && y.is_word(b));
+        if words("CREATE", "TABLE") {
             let name = created(&st.sql).map_err(|e| invalid(format!("{e}: {}", brief(&st.sql))))?;
             if name.starts_with("sqlite_") || name.starts_with("_drydock") {
                 return Err(invalid(format!(
@@ -87,12 +100,7 @@ fn as_select(tokens: &[Token]) -> bool {
 }
 
 fn brief(sql: &str) -> String {
-    let words: Vec<&str> = sql.split_whitespace().collect();
-    let mut s = words.iter().take(8).copied().collect::<Vec<_>>().join(" ");
-    if words.len() > 8 {
-        s.push_str(" …");
-    }
-    s
+    crate::sql::first_words(sql, 8)
 }
 
 /// The changes that take `current` (the target's catalog) to `wanted` (the desired DDL as
@@ -210,8 +218,7 @@ fn table_changes(
         .collect();
     asked(t, &gone, &new, &renamed, options)?;
     for (c, item) in &new {
-        let col = want.columns.iter().find(|x| x.name.eq_ignore_ascii_case(c));
-        if needs_a_value(item, col.and_then(|x| x.default.as_deref())) {
+        if needs_a_value(item) {
             return Err(unsupported(
                 format!("`{t}.{c}` is NOT NULL without a default"),
                 "existing rows need a value: give the column a DEFAULT in `desired` (or add it nullable, backfill it, then make it NOT NULL)",
@@ -319,19 +326,6 @@ fn constant(default: &str) -> bool {
         [w] => ["NULL", "TRUE", "FALSE"].iter().any(|k| w.is_word(k)),
         _ => false,
     }
-}
-
-/// A new column that gives existing rows no value: NOT NULL without a default (SQLite fills
-/// a rowid alias and a generated column itself).
-fn needs_a_value(item: &str, default: Option<&str>) -> bool {
-    let tokens = crate::sql::lexer::tokenize(item).unwrap_or_default();
-    let not_null = tokens
-        .windows(2)
-        .any(|w| w[0].1.is_word("NOT") && w[1].1.is_word("NULL"));
-    let filled = tokens
-        .iter()
-        .any(|(_, t)| t.is_word("AS") || t.is_word("PRIMARY"));
-    not_null && default.is_none_or(|d| d.eq_ignore_ascii_case("NULL")) && !filled
 }
 
 /// A table's indexes: each one new, gone or changed is a step, as written.

@@ -6,6 +6,7 @@
 use serde::Serialize;
 
 use super::*;
+use crate::analysis::privilege::Use;
 use crate::plan::Desired;
 
 /// The steps a desired schema makes, before they are a plan.
@@ -20,6 +21,24 @@ pub struct DesiredSteps {
     pub skipped: Vec<String>,
     /// The catalog the steps were planned from (the analysis reads the same).
     pub catalog: crate::db::Catalog,
+}
+
+/// The differences a desired schema has from the target, before they are steps.
+struct Changes {
+    changes: Vec<crate::desired::Change>,
+    /// What `desired` holds beside its tables, not compared.
+    skipped: Vec<String>,
+    /// The target's catalog they were found in.
+    catalog: crate::db::Catalog,
+}
+
+/// A piece of `desired` the statement gate refuses.
+fn refused(f: crate::analysis::privilege::Forbidden) -> Error {
+    Error::Forbidden {
+        place: "`desired`".into(),
+        construct: format!("`{}`", f.construct),
+        reason: f.reason,
+    }
 }
 
 /// What a plan's reader is told of the statements `desired` held beside its tables.
@@ -75,31 +94,16 @@ impl Engine {
         target_name: &str,
         target: &Target,
     ) -> Result<Option<DesiredSteps>> {
-        if target.engine() == Dialect::Sqlite {
-            return self.sqlite_desired_steps(d, target_name, target).await;
-        }
-        let read = crate::desired::read(&d.sql)?;
-        // The agent's DDL that drydock plans from is admitted as agent SQL before drydock
-        // writes anything from it (what a schema file holds beside its tables never runs).
-        if let Err(f) = crate::analysis::privilege::postgres(
-            &read.planned_sql(),
-            crate::analysis::privilege::Use::Step,
-        ) {
-            return Err(Error::Forbidden {
-                place: "`desired`".into(),
-                construct: format!("`{}`", f.construct),
-                reason: f.reason,
-            });
-        }
-        let catalog = target.catalog().await?;
-        let compared = crate::desired::compare_with(read, &catalog, d.whole_schema)?;
         let options = crate::desired::Options {
             renames: d.renames.clone(),
             allow_drop: d.allow_drop,
             whole_schema: d.whole_schema,
         };
-        let changes = crate::desired::changes(&compared.wanted, &compared.current, &options)?;
-        if changes.is_empty() {
+        let compared = match target.engine() {
+            Dialect::Postgres => Self::postgres_changes(d, target, &options).await?,
+            Dialect::Sqlite => Self::sqlite_changes(d, target, &options).await?,
+        };
+        if compared.changes.is_empty() {
             return Ok(None);
         }
         let out = DesiredSteps {
@@ -107,62 +111,51 @@ impl Engine {
             checks: vec![],
             agent_sql: vec![],
             skipped: compared.skipped,
-            catalog,
+            catalog: compared.catalog,
         };
         Ok(Some(
-            self.render_changes(changes, out, (target_name, target))
+            self.render_changes(compared.changes, out, (target_name, target))
                 .await?,
         ))
     }
 
-    /// `desired_steps` on SQLite: the desired DDL read by SQLite itself, in memory.
-    async fn sqlite_desired_steps(
-        &self,
+    /// On PostgreSQL: the desired DDL read through pg_query beside the target's catalog.
+    async fn postgres_changes(
         d: &Desired,
-        target_name: &str,
         target: &Target,
-    ) -> Result<Option<DesiredSteps>> {
+        options: &crate::desired::Options,
+    ) -> Result<Changes> {
+        let read = crate::desired::read(&d.sql)?;
+        // The agent's DDL that drydock plans from is admitted as agent SQL before drydock
+        // writes anything from it (what a schema file holds beside its tables never runs).
+        crate::analysis::privilege::postgres(&read.planned_sql(), Use::Step).map_err(refused)?;
+        let catalog = target.catalog().await?;
+        let compared = crate::desired::compare_with(read, &catalog, d.whole_schema)?;
+        Ok(Changes {
+            changes: crate::desired::changes(&compared.wanted, &compared.current, options)?,
+            skipped: compared.skipped,
+            catalog,
+        })
+    }
+
+    /// On SQLite: the desired DDL read by SQLite itself, in memory, beside the target's catalog.
+    async fn sqlite_changes(
+        d: &Desired,
+        target: &Target,
+        options: &crate::desired::Options,
+    ) -> Result<Changes> {
         let read = crate::desired::sqlite::read(&d.sql)?;
         // Admitted as agent SQL before SQLite reads it (in memory) or drydock writes from it.
         for statement in &read.ddl {
-            if let Err(f) =
-                crate::analysis::privilege::sqlite(statement, crate::analysis::privilege::Use::Step)
-            {
-                return Err(Error::Forbidden {
-                    place: "`desired`".into(),
-                    construct: format!("`{}`", f.construct),
-                    reason: f.reason,
-                });
-            }
+            crate::analysis::privilege::sqlite(statement, Use::Step).map_err(refused)?;
         }
         let wanted = crate::db::sqlite::Sqlite::catalog_of(&read.ddl).await?;
         let catalog = target.catalog().await?;
-        let options = crate::desired::Options {
-            renames: d.renames.clone(),
-            allow_drop: d.allow_drop,
-            whole_schema: d.whole_schema,
-        };
-        let changes = crate::desired::sqlite::changes(&read, &wanted, &catalog, &options)?;
-        if changes.is_empty() {
-            return Ok(None);
-        }
-        let mut skipped = read.skipped;
-        skipped.extend(read.orphans.into_iter().flat_map(|(rel, statements)| {
-            statements
-                .into_iter()
-                .map(move |s| format!("{s} (on `{rel}`, not a table)"))
-        }));
-        let out = DesiredSteps {
-            steps: vec![],
-            checks: vec![],
-            agent_sql: vec![],
-            skipped,
+        Ok(Changes {
+            changes: crate::desired::sqlite::changes(&read, &wanted, &catalog, options)?,
+            skipped: read.set_aside(),
             catalog,
-        };
-        Ok(Some(
-            self.render_changes(changes, out, (target_name, target))
-                .await?,
-        ))
+        })
     }
 
     /// Each change rendered (a template, reading `target` as it reads it) or taken as the step

@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::lookup::table;
 use super::{quote_ident, quote_literal, validate_ident, validate_type};
 use crate::db::{Catalog, TableInfo};
-use crate::sql::definition::{column_of, definition};
+use crate::sql::definition::{column_of, definition, needs_a_value};
 use crate::sql::lexer::tokenize;
 
 /// How a template runs on SQLite.
@@ -391,18 +391,6 @@ pub(super) fn rebuild_table(
             ),
         ),
     ))
-}
-
-/// A column item that gives existing rows no value: NOT NULL without a DEFAULT.
-fn needs_a_value(item: &str) -> bool {
-    let tokens = tokenize(item).unwrap_or_default();
-    let not_null = tokens
-        .windows(2)
-        .any(|w| w[0].1.is_word("NOT") && w[1].1.is_word("NULL"));
-    not_null
-        && !tokens
-            .iter()
-            .any(|(_, t)| t.is_word("DEFAULT") || t.is_word("AS") || t.is_word("PRIMARY"))
 }
 
 #[cfg(test)]

@@ -167,6 +167,26 @@ fn qualified_name(tokens: &[Token]) -> Option<String> {
     }
 }
 
+/// A column item that gives a table's existing rows no value: NOT NULL without a default (or
+/// with `DEFAULT NULL`). SQLite fills a key's rowid alias and a generated column itself.
+pub fn needs_a_value(item: &str) -> bool {
+    let tokens: Vec<Token> = tokenize(item)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
+    let pair = |a: &str, b: &str| {
+        tokens
+            .windows(2)
+            .any(|w| w[0].is_word(a) && w[1].is_word(b))
+    };
+    let defaulted = tokens.iter().any(|t| t.is_word("DEFAULT")) && !pair("DEFAULT", "NULL");
+    let filled = tokens
+        .iter()
+        .any(|t| t.is_word("AS") || t.is_word("PRIMARY"));
+    pair("NOT", "NULL") && !defaulted && !filled
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +223,16 @@ mod tests {
         assert_ne!(normal("s TEXT DEFAULT 'A'"), normal("s TEXT DEFAULT 'a'"));
         assert_ne!(normal("n INT DEFAULT 1"), normal("n INT DEFAULT 2"));
         assert_eq!(normal("[odd name] INT"), normal("`odd name` int"));
+    }
+
+    #[test]
+    fn a_not_null_column_without_a_default_needs_a_value() {
+        assert!(needs_a_value("c TEXT NOT NULL"));
+        assert!(needs_a_value("c TEXT NOT NULL DEFAULT NULL"));
+        assert!(!needs_a_value("c TEXT NOT NULL DEFAULT ''"));
+        assert!(!needs_a_value("c TEXT"));
+        assert!(!needs_a_value("id INTEGER PRIMARY KEY NOT NULL"));
+        assert!(!needs_a_value("c INT NOT NULL AS (a + 1)"));
     }
 
     #[test]

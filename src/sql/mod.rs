@@ -40,6 +40,16 @@ impl fmt::Display for Dialect {
     }
 }
 
+/// The first `n` words of a statement, for a message (` …` after them when it has more).
+pub fn first_words(sql: &str, n: usize) -> String {
+    let words: Vec<&str> = sql.split_whitespace().collect();
+    let mut s = words[..words.len().min(n)].join(" ");
+    if words.len() > n {
+        s.push_str(" …");
+    }
+    s
+}
+
 /// Identifiers: a letter or `_`, then letters, digits, `_`; at most 63 bytes (PostgreSQL's limit).
 pub fn validate_ident(name: &str) -> std::result::Result<(), String> {
     let mut chars = name.chars();
