@@ -157,19 +157,16 @@ impl Walk<'_> {
     /// SQLite's names are case-insensitive: each table a statement names, spelled as the
     /// catalog (or an earlier statement of the plan) spells it.
     fn sqlite_names(&self, f: &mut StatementFacts) {
-        let known = self
-            .catalog
-            .tables
-            .keys()
+        let spelled: Vec<&String> = (self.catalog.tables.keys())
             .chain(&self.created)
-            .chain(&self.renamed);
-        let spelled: Vec<&String> = known.collect();
+            .chain(&self.renamed)
+            .collect();
+        // A name spelled exactly as known stays; else it takes the known spelling it matches.
         let respell = |t: &mut String| {
-            if let Some(k) = spelled
-                .iter()
-                .find(|k| k.as_str() != t.as_str() && k.eq_ignore_ascii_case(t))
-                .filter(|_| !spelled.iter().any(|k| k.as_str() == t.as_str()))
-            {
+            if spelled.iter().any(|k| *k == t) {
+                return;
+            }
+            if let Some(k) = spelled.iter().find(|k| k.eq_ignore_ascii_case(t)) {
                 *t = (*k).clone();
             }
         };

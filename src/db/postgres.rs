@@ -287,19 +287,9 @@ impl Postgres {
         &self.name
     }
 
+    /// Opens the target, reachable now, with no session kept from an earlier call.
     pub async fn open(name: &str, url: &str, policy: &Policy) -> Result<Postgres> {
-        Postgres::open_kept(name, url, policy, Spare::default()).await
-    }
-
-    /// Opens the target with `spare` as its kept session: reachable now (the kept session when
-    /// it answers, else a new one).
-    pub async fn open_kept(
-        name: &str,
-        url: &str,
-        policy: &Policy,
-        spare: Spare,
-    ) -> Result<Postgres> {
-        let t = Postgres::new(name, url, policy, spare)?;
+        let t = Postgres::new(name, url, policy, Spare::default())?;
         t.reach().await?;
         Ok(t)
     }

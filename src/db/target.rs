@@ -53,16 +53,11 @@ impl Target {
             TargetUrl::Sqlite(path) => Ok(Target::Sqlite(
                 sqlite::Sqlite::open(&target.name, &path, config.policy.lock_timeout).await?,
             )),
-            TargetUrl::Postgres(url) => Ok(Target::Postgres(Box::new(
-                postgres::Postgres::open_kept(
-                    &target.name,
-                    &url,
-                    &config.policy,
-                    spares.slot(&target.name, &url),
-                )
-                .await?
-                .with_roles(postgres::Roles::configured(target)),
-            ))),
+            TargetUrl::Postgres(url) => {
+                let t = Target::postgres(config, target, spares, &url)?;
+                t.reach().await?;
+                Ok(Target::Postgres(Box::new(t)))
+            }
             TargetUrl::Env(_) => unreachable!("resolve() never returns Env"),
         }
     }
@@ -76,13 +71,7 @@ impl Target {
     ) -> Result<(Target, TargetLock)> {
         match target.url.resolve(&config.base_dir())? {
             TargetUrl::Postgres(url) => {
-                let t = postgres::Postgres::new(
-                    &target.name,
-                    &url,
-                    &config.policy,
-                    spares.slot(&target.name, &url),
-                )?
-                .with_roles(postgres::Roles::configured(target));
+                let t = Target::postgres(config, target, spares, &url)?;
                 let ((), lock) = tokio::try_join!(t.reach(), t.lock())?;
                 Ok((
                     Target::Postgres(Box::new(t)),
@@ -95,6 +84,22 @@ impl Target {
                 Ok((t, lock))
             }
         }
+    }
+
+    /// A PostgreSQL target as configured (its roles, its kept session's slot), not reached yet.
+    fn postgres(
+        config: &Config,
+        target: &TargetConfig,
+        spares: &Spares,
+        url: &str,
+    ) -> Result<postgres::Postgres> {
+        Ok(postgres::Postgres::new(
+            &target.name,
+            url,
+            &config.policy,
+            spares.slot(&target.name, url),
+        )?
+        .with_roles(postgres::Roles::configured(target)))
     }
 
     pub fn engine(&self) -> crate::sql::Dialect {
