@@ -194,7 +194,7 @@ async fn drydock_diff_prints_the_steps_and_saves_nothing() {
     )
     .unwrap();
     let path = file.to_str().unwrap();
-    let out = p.project.cli(&[
+    let v = p.project.cli_json(&[
         "diff",
         "--desired",
         path,
@@ -203,12 +203,6 @@ async fn drydock_diff_prints_the_steps_and_saves_nothing() {
         "--format",
         "json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let steps = v["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 1, "{v}");
     assert!(
@@ -222,7 +216,7 @@ async fn drydock_diff_prints_the_steps_and_saves_nothing() {
     assert!(v["hazards"].is_array(), "{v}");
 
     std::fs::write(&file, CUSTOMER).unwrap();
-    let out = p.project.cli(&[
+    let v = p.project.cli_json(&[
         "diff",
         "--desired",
         path,
@@ -231,10 +225,8 @@ async fn drydock_diff_prints_the_steps_and_saves_nothing() {
         "--format",
         "json",
     ]);
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["nothing_to_change"], true, "{v}");
-    let out = p.project.cli(&["plans", "--format", "json"]);
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = p.project.cli_json(&["plans", "--format", "json"]);
     assert_eq!(
         v["plans"].as_array().map(Vec::len),
         Some(0),

@@ -239,8 +239,7 @@ async fn what_sqlite_cannot_do_safely_is_asked_or_refused_and_nothing_runs() {
     assert_eq!(r["nothing_to_change"], true, "{r}");
     assert!(!elsewhere.exists(), "the ATTACH in `desired` never ran");
 
-    let out = p.cli(&["plans", "--format", "json"]);
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = p.cli_json(&["plans", "--format", "json"]);
     assert_eq!(v["plans"].as_array().map(Vec::len), Some(0), "{v}");
     c.close().await;
 }
@@ -257,7 +256,7 @@ async fn drydock_diff_on_sqlite_prints_the_rebuild_and_saves_nothing() {
         ),
     )
     .unwrap();
-    let out = p.cli(&[
+    let v = p.cli_json(&[
         "diff",
         "--desired",
         file.to_str().unwrap(),
@@ -266,12 +265,6 @@ async fn drydock_diff_on_sqlite_prints_the_rebuild_and_saves_nothing() {
         "--format",
         "json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let steps = v["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 1, "{v}");
     let up = steps[0]["up"].as_str().unwrap();
@@ -286,8 +279,7 @@ async fn drydock_diff_on_sqlite_prints_the_rebuild_and_saves_nothing() {
             .contains("[Name] NVARCHAR(120),"),
         "the down rebuilds the definition as it was: {v}"
     );
-    let out = p.cli(&["plans", "--format", "json"]);
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = p.cli_json(&["plans", "--format", "json"]);
     assert_eq!(v["plans"].as_array().map(Vec::len), Some(0), "{v}");
 }
 

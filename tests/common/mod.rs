@@ -193,6 +193,17 @@ role = "scratch"
         self.cli_with(args, token.as_deref())
     }
 
+    /// The binary's JSON output (`--format json` among `args`), the command having succeeded.
+    pub fn cli_json(&self, args: &[&str]) -> Value {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "drydock {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("drydock {args:?}: {e}"))
+    }
+
     /// Runs the binary with `DRYDOCK_TOKEN` set to `token` (or unset), standard input closed.
     pub fn cli_with(&self, args: &[&str], token: Option<&str>) -> std::process::Output {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_drydock"));
