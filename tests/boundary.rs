@@ -984,3 +984,65 @@ async fn a_security_definer_function_of_a_superuser_is_refused_by_what_it_is() {
     assert!(!called, "the function ran with its owner's privileges");
     c.close().await;
 }
+
+/// drydock's schema read in a dry-run is a statement prepared once on the sandbox's session, and
+/// agent SQL can reach a session's prepared statements: a PL/pgSQL `EXECUTE` deallocates it and
+/// prepares another under its name, returning the schema as it was before `up` — so that a `down`
+/// which undoes nothing would compare equal. drydock checks the statement is still the one it
+/// prepared before each read: the dry-run fails, naming the replaced read, and verifies nothing.
+/// And a search path that needs quoting (`we'ird\x`, set on staging by its DBA) is the one every
+/// agent statement runs under, drydock's reads in between.
+#[tokio::test]
+async fn an_agent_that_replaces_drydocks_prepared_schema_read_fails_the_dry_run() {
+    let p = PgProject::new("").await;
+    let path = r#""we'ird\x", public"#;
+    run_admin_sql(
+        &p.staging,
+        &format!("ALTER DATABASE {} SET search_path = {path}", p.staging),
+    )
+    .await;
+    let c = p.project.connect().await;
+    let forge = "ALTER TABLE accounts ADD COLUMN tier text;
+         DO $$ DECLARE s record; BEGIN
+           FOR s IN SELECT name FROM pg_prepared_statements WHERE name LIKE 'drydock%' LOOP
+             EXECUTE format('DEALLOCATE %I', s.name);
+             EXECUTE format('PREPARE %I AS SELECT ''column public.accounts.id bigint not null''::text', s.name);
+           END LOOP;
+         END $$";
+    let planned = c
+        .ok(
+            "plan",
+            json!({"goal": "a tier for every account", "target": "production",
+                   "steps": [step(forge, "SELECT 1")]}),
+        )
+        .await;
+    let id = plan_id(&planned);
+    let dry = c.call("dry-run", json!({"plan_id": id})).await;
+    let text = format!("{dry:?}");
+    assert_eq!(dry.is_error, Some(true), "{text}");
+    assert!(
+        text.contains("prepared schema read") && text.contains("replaced"),
+        "the replaced read is named: {text}"
+    );
+    let status = c.ok("status", json!({"plan_id": id})).await;
+    assert_ne!(status["status"], "dry-run-verified", "{status}");
+
+    // The search path, quotes and backslash included, is the one the plan's next statement runs
+    // under, after drydock's reads in between.
+    let planned = c
+        .ok(
+            "plan",
+            json!({"goal": "a tier, under an odd search path", "target": "production",
+                   "steps": [step(
+                       "ALTER TABLE accounts ADD COLUMN tier text",
+                       &format!(
+                           "DO $$ BEGIN IF current_setting('search_path') <> '{}' THEN RAISE EXCEPTION 'search path %', current_setting('search_path'); END IF; END $$;
+                            ALTER TABLE accounts DROP COLUMN tier",
+                           path.replace('\'', "''")
+                       )
+                   )]}),
+        )
+        .await;
+    c.ok("dry-run", json!({"plan_id": plan_id(&planned)})).await;
+    c.close().await;
+}

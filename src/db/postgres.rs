@@ -40,16 +40,17 @@ mod roles;
 mod sandbox;
 mod saved;
 mod sequences;
+mod sessions;
 mod watcher;
 
 use catalog::{catalog_on, row_counts_on};
 use execute::{backoff, transactional_equivalent, write_history};
-use fingerprint::fingerprint_on;
 pub use history::PgLock;
 pub use roles::RoleSetup;
 pub use sandbox::PgSandbox;
 use sandbox::held_locks;
 pub use saved::{Place, Saved};
+pub use sessions::{Kept, Spare, Spares};
 use watcher::{Stop, StopOnDrop, watch};
 
 /// Schemas that are never the application's.
@@ -77,36 +78,6 @@ const CREATE_HISTORY: &str = "CREATE SCHEMA IF NOT EXISTS drydock;
         rolled_back_at timestamptz,
         version bigint
     )";
-
-/// One target's kept plain session.
-pub type Spare = Arc<std::sync::Mutex<Option<PgConnection>>>;
-
-/// The plain sessions a server keeps between tool calls, one per PostgreSQL target (by name and
-/// URL): opening a target again takes its kept session instead of a new connection (a TLS or
-/// SCRAM handshake and a backend's cold caches, some milliseconds each time). Only drydock's
-/// own reads use them, never agent SQL, and each is kept only as `connect` left it.
-#[derive(Default, Clone)]
-pub struct Spares(Arc<std::sync::Mutex<std::collections::HashMap<String, Spare>>>);
-
-impl Spares {
-    /// The kept session of target `name` at `url` (its own slot: a URL changed in the
-    /// environment never reuses a session to the old database).
-    /// Beyond `KEPT` targets (a fleet's members), a target's session is kept only while it is
-    /// open, as before: a server holds a few idle connections, not one per member.
-    pub fn slot(&self, name: &str, url: &str) -> Spare {
-        const KEPT: usize = 8;
-        let key = format!("{name}\u{0}{}", crate::db::short_hash(url));
-        let mut slots = self.0.lock().expect("spares lock");
-        if let Some(slot) = slots.get(&key) {
-            return slot.clone();
-        }
-        let slot = Spare::default();
-        if slots.len() < KEPT {
-            slots.insert(key, slot.clone());
-        }
-        slot
-    }
-}
 
 pub struct Postgres {
     name: String,
@@ -233,10 +204,14 @@ pub(super) async fn pinned<T>(
     .await?;
     let path: String = row.try_get(0)?;
     let out = read(&mut *conn).await;
-    let restored = sqlx::query("SELECT pg_catalog.set_config('search_path', $1, false)")
-        .bind(&path)
-        .execute(&mut *conn)
-        .await;
+    // One round trip too: the path as an escape string literal, read the same whatever
+    // `standard_conforming_strings` agent SQL set.
+    let restored = sqlx::raw_sql(AssertSqlSafe(format!(
+        "SELECT pg_catalog.set_config('search_path', E'{}', false)",
+        path.replace('\\', "\\\\").replace('\'', "''")
+    )))
+    .execute(&mut *conn)
+    .await;
     let out = out?;
     restored?;
     Ok(out)
@@ -320,71 +295,6 @@ impl Postgres {
         Ok(t)
     }
 
-    /// Reachable now: the session kept since an earlier call when it answers, else a new one,
-    /// kept for this call's reads.
-    pub async fn reach(&self) -> Result<()> {
-        // A session kept since an earlier call may have been ended by the server meanwhile
-        // (idle timeout, restart): it is pinged once here; reads within this call reuse it as is.
-        let kept = self.spare.lock().expect("spare session lock").take();
-        let conn = match kept {
-            Some(mut conn) => match conn.ping().await {
-                Ok(()) => conn,
-                Err(_) => {
-                    conn.close_hard().await.ok();
-                    self.connect().await?
-                }
-            },
-            None => self.connect().await?,
-        };
-        self.keep(conn).await;
-        Ok(())
-    }
-
-    /// A plain session for a read: the one kept from the last read, else a new one.
-    async fn reader(&self) -> Result<PgConnection> {
-        let kept = self.spare.lock().expect("spare session lock").take();
-        match kept {
-            Some(conn) => Ok(conn),
-            None => self.connect().await,
-        }
-    }
-
-    /// Keeps a session that is as `connect` left it (no role, no open transaction, no changed
-    /// setting) for the next read; one at most, a second is closed.
-    async fn keep(&self, conn: PgConnection) {
-        let extra = {
-            let mut spare = self.spare.lock().expect("spare session lock");
-            match spare.as_ref() {
-                None => {
-                    *spare = Some(conn);
-                    None
-                }
-                Some(_) => Some(conn),
-            }
-        };
-        if let Some(conn) = extra {
-            conn.close().await.ok();
-        }
-    }
-
-    /// Runs a read on a kept (or new) session, keeping the session when the read succeeded.
-    async fn read<T>(
-        &self,
-        f: impl AsyncFnOnce(&mut PgConnection) -> sqlx::Result<T>,
-    ) -> Result<T> {
-        let mut conn = self.reader().await?;
-        match f(&mut conn).await {
-            Ok(v) => {
-                self.keep(conn).await;
-                Ok(v)
-            }
-            Err(e) => {
-                conn.close().await.ok();
-                Err(self.err(e))
-            }
-        }
-    }
-
     /// The least-privilege roles agent SQL runs as on this target.
     pub fn with_roles(mut self, roles: Roles) -> Postgres {
         self.roles = Roles {
@@ -417,16 +327,16 @@ impl Postgres {
              FROM pg_proc p JOIN pg_roles o ON o.oid = p.proowner
              WHERE p.proname = ANY ($1)"
         );
-        let mut conn = self.reader().await?;
+        let mut kept = self.reader().await?;
         let rows: std::result::Result<Vec<(String, Option<String>)>, _> =
-            pinned(&mut conn, async |c| {
+            pinned(&mut kept.conn, async |c| {
                 sqlx::query_as(AssertSqlSafe(sql))
                     .bind(functions)
                     .fetch_all(c)
                     .await
             })
             .await;
-        self.keep(conn).await;
+        self.keep(kept).await;
         Ok(rows
             .map_err(|e| self.err(e))?
             .into_iter()
@@ -465,15 +375,16 @@ impl Postgres {
              ORDER BY 1
              LIMIT 5"
         );
-        let mut conn = self.reader().await?;
-        let rows: std::result::Result<Vec<(String, String)>, _> = pinned(&mut conn, async |c| {
-            sqlx::query_as(AssertSqlSafe(sql))
-                .bind(&roles)
-                .fetch_all(c)
-                .await
-        })
-        .await;
-        self.keep(conn).await;
+        let mut kept = self.reader().await?;
+        let rows: std::result::Result<Vec<(String, String)>, _> =
+            pinned(&mut kept.conn, async |c| {
+                sqlx::query_as(AssertSqlSafe(sql))
+                    .bind(&roles)
+                    .fetch_all(c)
+                    .await
+            })
+            .await;
+        self.keep(kept).await;
         rows.map_err(|e| self.err(e))
     }
 
@@ -570,29 +481,6 @@ impl Postgres {
         }
     }
 
-    /// A session with drydock's timeouts, and a search path without drydock's own schemas: a
-    /// login role named `drydock` would otherwise (through the default `"$user", public`) put
-    /// every unqualified table a step creates into the `drydock` schema, out of the
-    /// application's sight and of the schema fingerprint.
-    async fn connect(&self) -> Result<PgConnection> {
-        let mut conn = self.options.connect().await.map_err(|e| self.err(e))?;
-        // language=SQL
-        let set = format!(
-            "SET lock_timeout = {}; SET statement_timeout = {};
-             SELECT set_config('search_path', coalesce(string_agg(e, ', ' ORDER BY o), ''), false)
-             FROM (SELECT trim(e) AS e, o FROM unnest(string_to_array(current_setting('search_path'), ',')) WITH ORDINALITY AS t(e, o)) AS path
-             WHERE e NOT IN ('drydock', '\"drydock\"', 'drydock_backup', '\"drydock_backup\"')
-               AND NOT (e = '\"$user\"' AND current_user IN ('drydock', 'drydock_backup'))",
-            super::millis(self.lock_timeout),
-            super::millis(self.statement_timeout)
-        );
-        sqlx::raw_sql(AssertSqlSafe(set))
-            .execute(&mut conn)
-            .await
-            .map_err(|e| self.err(e))?;
-        Ok(conn)
-    }
-
     pub async fn catalog(&self) -> Result<Catalog> {
         self.read(async |c| catalog_on(c).await).await
     }
@@ -616,7 +504,7 @@ impl Postgres {
     }
 
     pub async fn fingerprint(&self) -> Result<Fingerprint> {
-        self.read(async |c| fingerprint_on(c).await).await
+        self.read_fingerprint().await
     }
 
     /// The fingerprint's column lines of `tables` alone.

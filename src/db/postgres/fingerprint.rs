@@ -36,8 +36,9 @@ pub(super) async fn column_lines_on(
     Ok(lines.into_iter().collect())
 }
 
-pub(super) async fn fingerprint_on(conn: &mut PgConnection) -> sqlx::Result<Fingerprint> {
-    let queries = [
+/// The fingerprint's queries, each one text column (the extensions' objects apart: `owned_queries`).
+fn schema_queries() -> Vec<String> {
+    vec![
         column_lines(""),
         format!(
             "SELECT 'index ' || pg_get_indexdef(i.indexrelid) || CASE WHEN i.indisvalid THEN '' ELSE ' INVALID' END
@@ -96,8 +97,11 @@ pub(super) async fn fingerprint_on(conn: &mut PgConnection) -> sqlx::Result<Fing
                 || d.defaclobjtype::text || ' ' || d.defaclacl::text
          FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace"
             .to_string(),
-    ];
-    read_lines(conn, &queries, true).await
+    ]
+}
+
+pub(super) async fn fingerprint_on(conn: &mut PgConnection) -> sqlx::Result<Fingerprint> {
+    read_lines(conn, &schema_queries(), true).await
 }
 
 /// The lines of objects an extension owns (functions, operators, casts), each as `OWNED` +
@@ -137,19 +141,124 @@ fn owned_queries() -> [String; 3] {
 /// A dry-run session's temporary objects: any is a plan's leftover (a temporary view named like
 /// a table shadows it for the session). Outside a dry-run's transaction a session has none, so
 /// only the sandbox reads them.
-pub(super) async fn temporary_on(conn: &mut PgConnection) -> sqlx::Result<Fingerprint> {
-    // language=SQL
-    let query = "SELECT 'temporary ' || CASE c.relkind WHEN 'r' THEN 'table' WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
-                    WHEN 'S' THEN 'sequence' WHEN 'i' THEN 'index' WHEN 'c' THEN 'type' ELSE 'relation' END || ' ' || c.relname
-         FROM pg_class c WHERE c.relnamespace = pg_my_temp_schema()
-         UNION ALL
-         SELECT 'temporary function ' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')'
-         FROM pg_proc p WHERE p.pronamespace = pg_my_temp_schema()
-         UNION ALL
-         SELECT 'temporary operator ' || o.oprname FROM pg_operator o WHERE o.oprnamespace = pg_my_temp_schema()
-         UNION ALL
-         SELECT 'temporary type ' || t.typname FROM pg_type t WHERE t.typnamespace = pg_my_temp_schema() AND t.typrelid = 0 AND t.typcategory <> 'A'";
-    read_lines(conn, &[query.to_string()], false).await
+// language=SQL
+const TEMPORARY: &str = "SELECT 'temporary ' || CASE c.relkind WHEN 'r' THEN 'table' WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
+                WHEN 'S' THEN 'sequence' WHEN 'i' THEN 'index' WHEN 'c' THEN 'type' ELSE 'relation' END || ' ' || c.relname
+     FROM pg_class c WHERE c.relnamespace = pg_my_temp_schema()
+     UNION ALL
+     SELECT 'temporary function ' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')'
+     FROM pg_proc p WHERE p.pronamespace = pg_my_temp_schema()
+     UNION ALL
+     SELECT 'temporary operator ' || o.oprname FROM pg_operator o WHERE o.oprnamespace = pg_my_temp_schema()
+     UNION ALL
+     SELECT 'temporary type ' || t.typname FROM pg_type t WHERE t.typnamespace = pg_my_temp_schema() AND t.typrelid = 0 AND t.typcategory <> 'A'";
+
+/// A sandbox's schema read: the fingerprint's lines and the session's temporary objects (the
+/// latter start `temporary `), in one statement prepared once per session and executed again
+/// for each read. Planning this union of some twenty catalog queries is most of what a read
+/// costs, and a dry-run reads the schema three times.
+///
+/// The session runs agent SQL, which can reach its prepared statements: a PL/pgSQL `EXECUTE
+/// 'DEALLOCATE …'` and then `'PREPARE …'` under the same name would have drydock run a
+/// statement whose names the agent's search path resolved. So before each execution the
+/// statement is checked to be the one drydock prepared, by the microsecond it was prepared at:
+/// a statement prepared again, by anyone, is prepared later. A statement gone or replaced is an
+/// error, never a read.
+pub(super) struct SchemaRead {
+    name: String,
+    prepared_at: i64,
+}
+
+impl SchemaRead {
+    /// The session's schema read, prepared on the first call into `slot` (as the session is
+    /// then: drydock prepares it before any agent SQL runs).
+    pub(super) async fn lines(
+        slot: &mut Option<SchemaRead>,
+        conn: &mut PgConnection,
+    ) -> sqlx::Result<Fingerprint> {
+        pinned(conn, async |c| {
+            let read = match slot.take() {
+                Some(read) => read.checked(c).await?,
+                None => SchemaRead::prepare(c).await?,
+            };
+            let rows = sqlx::raw_sql(AssertSqlSafe(format!("EXECUTE {}", read.name)))
+                .fetch_all(&mut *c)
+                .await?;
+            *slot = Some(read);
+            rows.iter().map(|r| r.try_get::<String, _>(0)).collect()
+        })
+        .await
+        .map(split_owned)
+    }
+
+    /// The schema read prepared on `conn` and its plan made (`EXPLAIN EXECUTE` plans it without
+    /// running it: running it would lock the tables whose expressions it renders, and wait
+    /// behind a dry-run holding them).
+    pub(super) async fn warm(conn: &mut PgConnection) -> sqlx::Result<SchemaRead> {
+        pinned(conn, async |c| {
+            let read = SchemaRead::prepare(c).await?;
+            sqlx::raw_sql(AssertSqlSafe(format!("EXPLAIN EXECUTE {}", read.name)))
+                .execute(&mut *c)
+                .await?;
+            Ok(read)
+        })
+        .await
+    }
+
+    async fn prepare(conn: &mut PgConnection) -> sqlx::Result<SchemaRead> {
+        let name = format!(
+            "drydock_schema_read_{}",
+            crate::identity::random_hex(8).map_err(sqlx::Error::Io)?
+        );
+        let mut queries = schema_queries();
+        queries.extend(owned_queries());
+        queries.push(TEMPORARY.to_string());
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "PREPARE {name} AS {}",
+            union(&queries)
+        )))
+        .execute(&mut *conn)
+        .await?;
+        let prepared_at = SchemaRead::prepared_at(conn, &name).await?.ok_or_else(|| {
+            sqlx::Error::InvalidArgument(format!("drydock's schema read `{name}` was not prepared"))
+        })?;
+        Ok(SchemaRead { name, prepared_at })
+    }
+
+    /// `self`, when the session's statement of that name is still the one drydock prepared.
+    async fn checked(self, conn: &mut PgConnection) -> sqlx::Result<SchemaRead> {
+        match SchemaRead::prepared_at(conn, &self.name).await? {
+            Some(at) if at == self.prepared_at => Ok(self),
+            found => Err(sqlx::Error::InvalidArgument(format!(
+                "drydock's prepared schema read `{}` was {} by the plan's SQL (DEALLOCATE or PREPARE in dynamic SQL): the schema was not read",
+                self.name,
+                if found.is_some() {
+                    "replaced"
+                } else {
+                    "deallocated"
+                }
+            ))),
+        }
+    }
+
+    /// When the session's prepared statement `name` was prepared, in microseconds (an integer:
+    /// its text does not depend on the session's settings, which agent SQL changes).
+    async fn prepared_at(conn: &mut PgConnection, name: &str) -> sqlx::Result<Option<i64>> {
+        // language=SQL
+        let row = sqlx::raw_sql(AssertSqlSafe(format!(
+            "SELECT (pg_catalog.date_part('epoch', p.prepare_time) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8::pg_catalog.text
+             FROM pg_catalog.pg_prepared_statements p WHERE p.name OPERATOR(pg_catalog.=) '{name}'"
+        )))
+        .fetch_optional(&mut *conn)
+        .await?;
+        row.map(|r| r.try_get::<String, _>(0))
+            .transpose()?
+            .map(|at| {
+                at.parse()
+                    .map_err(|_| sqlx::Error::Protocol(format!("prepare_time `{at}`")))
+            })
+            .transpose()
+    }
 }
 
 /// The lines of `queries` (each one text column), in one round trip: names render according to
@@ -160,23 +269,31 @@ async fn read_lines(
     queries: &[String],
     owned: bool,
 ) -> sqlx::Result<Fingerprint> {
-    let owners = if owned {
-        owned_queries().to_vec()
-    } else {
-        vec![]
-    };
-    let union = queries
-        .iter()
-        .chain(&owners)
-        .map(|q| format!("(SELECT * FROM ({q}) AS q)"))
-        .collect::<Vec<_>>()
-        .join("\nUNION ALL\n");
+    let mut queries = queries.to_vec();
+    if owned {
+        queries.extend(owned_queries());
+    }
+    let union = union(&queries);
     let lines = pinned(conn, async |c| {
         sqlx::query_scalar::<_, String>(AssertSqlSafe(union))
             .fetch_all(&mut *c)
             .await
     })
     .await?;
+    Ok(split_owned(lines))
+}
+
+/// `queries` as one statement.
+fn union(queries: &[String]) -> String {
+    queries
+        .iter()
+        .map(|q| format!("(SELECT * FROM ({q}) AS q)"))
+        .collect::<Vec<_>>()
+        .join("\nUNION ALL\n")
+}
+
+/// A fingerprint of `lines`, those of an extension's objects (`OWNED`) set apart as its owners.
+fn split_owned(lines: Vec<String>) -> Fingerprint {
     let (owned_lines, lines): (Vec<String>, Vec<String>) =
         lines.into_iter().partition(|l| l.starts_with(OWNED));
     let owners = owned_lines
@@ -184,5 +301,5 @@ async fn read_lines(
         .filter_map(|l| l[OWNED.len()..].split_once('\t'))
         .map(|(extension, line)| (line.to_string(), extension.to_string()))
         .collect();
-    Ok(Fingerprint::from_lines(lines).owned_by(owners))
+    Fingerprint::from_lines(lines).owned_by(owners)
 }

@@ -5,13 +5,17 @@
 //! statement, the locks taken on relations that existed before the plan, rewrites and scans.
 
 use super::execute::{commit_failed, drop_invalid_index, transactions};
+use super::fingerprint::SchemaRead;
 use super::*;
 use crate::db::SandboxMode;
 use crate::db::marks::{DataMarks, TableMarks};
 
 impl Postgres {
     pub async fn sandbox(&self, mode: SandboxMode) -> Result<PgSandbox> {
-        let mut conn = self.connect().await?;
+        let Kept {
+            mut conn,
+            schema_read,
+        } = self.session_for_agent_sql().await?;
         self.agent_role(&mut conn, AgentUse::DryRun).await?;
         self.agent_role(&mut conn, AgentUse::Check).await?;
         // language=SQL
@@ -100,6 +104,7 @@ impl Postgres {
             baseline: None,
             own_temporary: BTreeSet::new(),
             sequences,
+            schema_read,
         })
     }
 }
@@ -132,6 +137,8 @@ pub struct PgSandbox {
     own_temporary: BTreeSet<String>,
     /// The application's sequences before the plan ran (see `sequences`).
     sequences: super::sequences::Sequences,
+    /// The schema read prepared on this session (see `SchemaRead`), once it has read.
+    schema_read: Option<SchemaRead>,
 }
 
 /// What the sandbox sees of the pre-existing relations around one statement.
@@ -158,10 +165,7 @@ impl PgSandbox {
     /// The schema as the plan left it so far, its own temporary objects included (a temporary
     /// view that outlives `down` is a difference), drydock's saved values not.
     pub async fn fingerprint(&mut self) -> Result<Fingerprint> {
-        let fp = fingerprint_on(&mut self.conn)
-            .await
-            .map_err(|e| self.err(e))?;
-        let temporary = super::fingerprint::temporary_on(&mut self.conn)
+        let fp = SchemaRead::lines(&mut self.schema_read, &mut self.conn)
             .await
             .map_err(|e| self.err(e))?;
         let own: BTreeSet<String> = self
@@ -169,13 +173,10 @@ impl PgSandbox {
             .iter()
             .map(|t| format!("temporary table {t}"))
             .collect();
-        Ok(Fingerprint::from_lines(
-            fp.lines
-                .into_iter()
-                .chain(temporary.lines.into_iter().filter(|l| !own.contains(l)))
-                .collect(),
+        Ok(
+            Fingerprint::from_lines(fp.lines.into_iter().filter(|l| !own.contains(l)).collect())
+                .owned_by(fp.owners),
         )
-        .owned_by(fp.owners))
     }
 
     pub async fn run_checks(&mut self, checks: &[Check]) -> Result<Vec<CheckOutcome>> {
@@ -426,52 +427,53 @@ impl PgSandbox {
     async fn observe(&mut self, oids: &[i64]) -> Result<Observed> {
         let existing = &self.existing;
         let known = |oid: i64| existing.get(&(oid as u32));
+        // One statement, each row a lock (0), a table's file (1) or a table's scans (2).
+        // language=SQL
         let read = pinned(&mut self.conn, async |c| {
-            // language=SQL
-            let locks = sqlx::query(
-                "SELECT l.relation::int8, l.mode FROM pg_locks l
-                 WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.relation::int8 = ANY ($1)",
+            sqlx::query_as::<_, (i32, Option<i64>, Option<String>, Option<String>, Option<i64>)>(
+                "SELECT 0, l.relation::int8, l.mode, NULL, NULL FROM pg_locks l
+                 WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.relation::int8 = ANY ($1)
+                 UNION ALL
+                 SELECT 1, c.oid::int8, NULL, NULL, c.relfilenode::int8 FROM pg_class c
+                 WHERE c.oid::int8 = ANY ($1) AND c.relkind IN ('r', 'm')
+                 UNION ALL
+                 SELECT 2, NULL, s.schemaname::text, s.relname::text, coalesce(s.seq_scan, 0)::int8
+                 FROM pg_stat_xact_user_tables s",
             )
             .bind(oids)
-            .fetch_all(&mut *c)
-            .await?;
-            // language=SQL
-            let files = sqlx::query(
-                "SELECT c.oid::int8, c.relfilenode::int8 FROM pg_class c WHERE c.oid::int8 = ANY ($1) AND c.relkind IN ('r', 'm')",
-            )
-            .bind(oids)
-            .fetch_all(&mut *c)
-            .await?;
-            // language=SQL
-            let scans = sqlx::query(
-                "SELECT schemaname, relname, coalesce(seq_scan, 0)::int8 FROM pg_stat_xact_user_tables",
-            )
-            .fetch_all(&mut *c)
-            .await?;
-            Ok((locks, files, scans))
+            .fetch_all(c)
+            .await
         })
         .await;
-        let (locks, files, scans) = read.map_err(|e| self.err(e))?;
-        Ok(Observed {
-            locks: locks
-                .iter()
-                .filter_map(|r| {
-                    let mode = LockMode::from_pg_locks(&r.get::<String, _>(1))?;
-                    known(r.get(0)).map(|n| (n.clone(), mode))
-                })
-                .collect(),
-            files: files
-                .iter()
-                .filter_map(|r| {
-                    let oid: i64 = r.get(0);
-                    known(oid).map(|n| (oid, (n.clone(), r.get::<i64, _>(1))))
-                })
-                .collect(),
-            scans: scans
-                .iter()
-                .map(|r| (qualified(r.get(0), r.get(1)), r.get::<i64, _>(2)))
-                .collect(),
-        })
+        let rows = read.map_err(|e| self.err(e))?;
+        let mut seen = Observed {
+            locks: BTreeSet::new(),
+            files: BTreeMap::new(),
+            scans: BTreeMap::new(),
+        };
+        for (part, oid, a, b, n) in rows {
+            match (
+                part,
+                oid.and_then(|o| known(o).map(|name| (o, name))),
+                a,
+                b,
+                n,
+            ) {
+                (0, Some((_, name)), Some(mode), _, _) => {
+                    if let Some(mode) = LockMode::from_pg_locks(&mode) {
+                        seen.locks.insert((name.clone(), mode));
+                    }
+                }
+                (1, Some((oid, name)), _, _, Some(file)) => {
+                    seen.files.insert(oid, (name.clone(), file));
+                }
+                (2, _, Some(schema), Some(table), Some(scans)) => {
+                    seen.scans.insert(qualified(&schema, &table), scans);
+                }
+                _ => {}
+            }
+        }
+        Ok(seen)
     }
 
     /// A content hash per existing table (rows as JSON — keyed by column name, so a column that
