@@ -86,6 +86,19 @@ impl Target {
         }
     }
 
+    /// Opens `target` ahead of a change that will need it soon (a rollout's next member): on
+    /// PostgreSQL its read session, warmed, and `fresh` more sessions, kept for the change's
+    /// own open; on SQLite nothing. What fails here is left to the change to meet.
+    pub async fn open_ahead(config: &Config, target: &TargetConfig, spares: &Spares, fresh: usize) {
+        let Ok(TargetUrl::Postgres(url)) = target.url.resolve(&config.base_dir()) else {
+            return;
+        };
+        let slot = spares.ahead(&target.name, &url);
+        if let Ok(t) = postgres::Postgres::new(&target.name, &url, &config.policy, slot) {
+            t.open_ahead(fresh).await;
+        }
+    }
+
     /// A PostgreSQL target as configured (its roles, its kept session's slot), not reached yet.
     fn postgres(
         config: &Config,

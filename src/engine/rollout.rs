@@ -14,6 +14,10 @@ use super::*;
 use crate::config::GroupConfig;
 use crate::plan::MemberState;
 
+/// The sessions a member opens besides its reads' (its migration lock's, its backup's, its
+/// steps'): opened ahead with it (`Target::open_ahead`).
+const AHEAD_SESSIONS: usize = 3;
+
 /// How one member's apply ended, when it did not fail.
 enum MemberDone {
     Applied,
@@ -226,7 +230,7 @@ impl Engine {
         let starts = Arc::new(Starts::default());
         let mut set = tokio::task::JoinSet::new();
         let mut end = WaveEnd::default();
-        for member in members {
+        for (i, member) in members.iter().cloned().enumerate() {
             let (engine, plan, agent) = (Arc::clone(self), Arc::clone(plan), agent.clone());
             let (pool, starts, done, progress) =
                 (pool.clone(), starts.clone(), done.clone(), progress.clone());
@@ -245,6 +249,20 @@ impl Engine {
                     break;
                 }
                 crate::clock::phase("member: record start", t);
+            }
+            // One member at a time, the next is opened while this one runs: its sessions'
+            // handshakes and its schema read's planning are then behind it when it starts.
+            // Several at a time, members already run side by side; opening ahead would only
+            // add the work of sessions opened twice.
+            if let Some(next) = members.get(i + 1).filter(|_| parallel == 1) {
+                let engine = Arc::clone(self);
+                let next = next.clone();
+                tokio::spawn(async move {
+                    if let Ok(cfg) = engine.config.target(&next) {
+                        Target::open_ahead(&engine.config, cfg, &engine.spares, AHEAD_SESSIONS)
+                            .await;
+                    }
+                });
             }
             set.spawn(async move {
                 let _permit = permit;
