@@ -255,18 +255,21 @@ impl Engine {
             .sandbox(scratch, crate::db::SandboxMode::RolledBack)
             .await?;
         let t = Instant::now();
-        let outcome = self.exercise(plan, &mut sandbox, name).await;
+        let rehearsed_next = staging.rehearses() && Self::needs_rehearsal(plan);
+        let outcome = self
+            .exercise(plan, &mut sandbox, name, rehearsed_next)
+            .await;
         crate::clock::phase("dry-run: rolled-back pass", t);
         let mut sequences = sandbox.finish().await;
         // Verified without committing anything, the plan is then run as apply will run it.
         let outcome = match outcome {
-            Ok(x) if staging.rehearses() && Self::needs_rehearsal(plan) => {
+            Ok(x) if rehearsed_next => {
                 let rehearsed = self
                     .rehearse(plan, staging, scratch, false, Some(&x.data_moved))
                     .await;
                 rehearsed.map(|r| {
                     sequences.extend(r.sequences);
-                    x.rehearsed(r.exercised.statements)
+                    x.rehearsed(r.exercised)
                 })
             }
             other => other,
@@ -287,8 +290,8 @@ impl Engine {
         let detail = RunDetail {
             fingerprint_before: Some(exercised.before.hash.clone()),
             fingerprint_before_lines: Some(exercised.before.lines.clone()),
-            fingerprint_after_up: Some(exercised.after_up.hash.clone()),
-            fingerprint_after_up_lines: Some(exercised.after_up.lines.clone()),
+            fingerprint_after_up: exercised.after_up.as_ref().map(|f| f.hash.clone()),
+            fingerprint_after_up_lines: exercised.after_up.as_ref().map(|f| f.lines.clone()),
             ..RunDetail::of(&report)
         };
         // A first passing dry-run makes the plan `tested`; an approved plan stays approved.

@@ -7,12 +7,16 @@ impl Engine {
     /// up, checks, down (in reverse), fingerprint equality, up again — on a scratch copy. Final
     /// steps (run after the rollback window, no `down`) are left out of the round trip: the
     /// steps before them are verified, then the final ones run, and the checks after them (the
-    /// checks describe the plan's end).
+    /// checks describe the plan's end). `rehearsed_next`: a rehearsal follows, which runs the
+    /// steps' `up` again for real (as apply runs them) and verifies its own undo, so this pass
+    /// leaves `up` again to it — an index built a third time is most of such a dry-run — and its
+    /// schema after `up` is the rehearsal's.
     pub(super) async fn exercise(
         &self,
         plan: &Plan,
         copy: &mut Sandbox,
         target: &str,
+        rehearsed_next: bool,
     ) -> Result<Exercised> {
         let before = copy.fingerprint().await?;
         // Rollback must restore the data of the tables the plan touches, not only their shape.
@@ -65,7 +69,11 @@ impl Engine {
                 (moved, pending)
             }
         };
+        let again = finals || !rehearsed_next;
         let rest = async {
+            if !again {
+                return Ok((vec![], None));
+            }
             for step in &reversible {
                 Self::up_in_sandbox(copy, plan, step, "dry-run up (again)").await?;
             }
@@ -79,7 +87,7 @@ impl Engine {
                 Self::checks_hold(&checks)?;
             }
             let after_up = copy.fingerprint().await?;
-            Ok::<_, Error>((finals_run, after_up))
+            Ok::<_, Error>((finals_run, Some(after_up)))
         }
         .await;
         // A difference in the data explains a later failure (`up` again meeting what `down`
@@ -285,7 +293,9 @@ impl Engine {
 
 pub(super) struct Exercised {
     pub(super) before: crate::db::Fingerprint,
-    pub(super) after_up: crate::db::Fingerprint,
+    /// The schema after `up` (a pass that leaves `up` again to the rehearsal has none of its
+    /// own: the rehearsal's replaces it).
+    pub(super) after_up: Option<crate::db::Fingerprint>,
     pub(super) statements: Vec<StatementRun>,
     pub(super) checks: Vec<crate::db::CheckOutcome>,
     /// What the application will hit, probed after `up`.
@@ -301,13 +311,15 @@ pub(super) struct Exercised {
 
 impl Exercised {
     /// The rehearsal's measurements in place of the rolled-back pass's, for the steps it ran
-    /// (final steps keep the first pass's: they are not rehearsed).
-    pub(super) fn rehearsed(mut self, statements: Vec<StatementRun>) -> Exercised {
+    /// (final steps keep the first pass's: they are not rehearsed), and its schema after `up`
+    /// where the pass has none (it left `up` again to the rehearsal).
+    pub(super) fn rehearsed(mut self, rehearsal: Exercised) -> Exercised {
         let finals = self.statements.split_off(self.reversible_statements);
         Exercised {
-            reversible_statements: statements.len(),
-            statements: statements.into_iter().chain(finals).collect(),
+            reversible_statements: rehearsal.statements.len(),
+            statements: rehearsal.statements.into_iter().chain(finals).collect(),
             rehearsed: true,
+            after_up: self.after_up.or(rehearsal.after_up),
             ..self
         }
     }

@@ -177,7 +177,7 @@ impl Engine {
             })?;
         Ok(super::exercise::Exercised {
             before,
-            after_up,
+            after_up: Some(after_up),
             reversible_statements: statements.len(),
             statements,
             checks,
