@@ -50,6 +50,7 @@ pub use roles::RoleSetup;
 pub use sandbox::PgSandbox;
 use sandbox::held_locks;
 pub use saved::{Place, Saved};
+use sessions::keep_in;
 pub use sessions::{Kept, Spare, Spares};
 use watcher::{Stop, StopOnDrop, watch};
 

@@ -114,19 +114,17 @@ impl Postgres {
     /// Notes, before a rehearsal runs `step` of `plan_id` here, that it has begun (as the
     /// login, on a session of its own: it commits whatever the rehearsal's session does).
     pub async fn mark_rehearsal(&self, plan_id: &str, step: &str) -> Result<()> {
-        let mut conn = self.connect().await?;
-        let run = async {
-            sqlx::raw_sql(CREATE_REHEARSALS).execute(&mut conn).await?;
+        self.read(async |conn| {
+            sqlx::raw_sql(CREATE_REHEARSALS).execute(&mut *conn).await?;
             // language=SQL
             sqlx::query("INSERT INTO drydock.rehearsals (plan_id, step) VALUES ($1, $2) ON CONFLICT DO NOTHING")
                 .bind(plan_id)
                 .bind(step)
-                .execute(&mut conn)
+                .execute(&mut *conn)
                 .await
-        };
-        let result = run.await.map(|_| ()).map_err(|e| self.err(e));
-        conn.close().await.ok();
-        result
+                .map(|_| ())
+        })
+        .await
     }
 
     /// Forgets every begun step of `plan_id`'s rehearsal (undone, or given up on).

@@ -94,6 +94,7 @@ impl Postgres {
             conn,
             mode,
             options: self.options.clone(),
+            spare: self.spare.clone(),
             name: self.name.clone(),
             limits: (lock_timeout, self.statement_timeout),
             lock_retries: self.lock_retries,
@@ -114,8 +115,10 @@ impl Postgres {
 pub struct PgSandbox {
     conn: PgConnection,
     mode: SandboxMode,
-    /// To reach the target again as the login once the session is closed (the sequences).
+    /// To reach the target again as the login once the session is closed (the sequences):
+    /// its kept session, else a new one.
     options: PgConnectOptions,
+    spare: Spare,
     name: String,
     /// The policy's lock and statement timeouts, which no agent `SET` raises.
     limits: (Duration, Duration),
@@ -659,6 +662,14 @@ impl PgSandbox {
             }
             SandboxMode::Committed => {
                 self.conn.close().await.ok();
+                // The target's kept session, which only drydock's reads use, when it has one:
+                // it is kept again after (the restore changes no setting of it).
+                let kept = self.spare.lock().expect("spare session lock").take();
+                if let Some(mut kept) = kept {
+                    let moved = super::sequences::restore(&mut kept.conn, &self.sequences).await;
+                    keep_in(&self.spare, kept).await;
+                    return moved;
+                }
                 match self.options.connect().await {
                     Ok(c) => c,
                     Err(e) => {
