@@ -119,7 +119,7 @@ pub(super) async fn connect(
 
 /// Keeps a session that is as `connect` left it (no role, no open transaction, no changed
 /// setting) in `spare` for the next read; one at most, a second is closed.
-async fn keep_in(spare: &Spare, kept: Kept) {
+pub(super) async fn keep_in(spare: &Spare, kept: Kept) {
     let extra = {
         let mut slot = spare.lock().expect("spare session lock");
         match slot.kept {
@@ -145,6 +145,13 @@ async fn warmed(
     let mut conn = connect(options, lock_timeout, statement_timeout).await?;
     let schema_read = fingerprint::SchemaRead::warm(&mut conn).await.ok();
     Ok(Kept { conn, schema_read })
+}
+
+impl Slot {
+    /// The kept session, taken (see `keep_in` to give it back).
+    pub(super) fn take(&mut self) -> Option<Kept> {
+        self.kept.take()
+    }
 }
 
 impl Postgres {
@@ -204,36 +211,25 @@ impl Postgres {
         &self,
         f: impl AsyncFnOnce(&mut PgConnection) -> sqlx::Result<T>,
     ) -> Result<T> {
-        let mut kept = self.reader().await?;
-        match f(&mut kept.conn).await {
-            Ok(v) => {
-                self.keep(kept).await;
-                Ok(v)
-            }
-            Err(e) => {
-                kept.conn.close().await.ok();
-                Err(self.err(e))
-            }
-        }
+        self.read_kept(async |kept| f(&mut kept.conn).await).await
     }
 
     /// The schema's fingerprint, read on the kept session: through the schema read prepared
     /// there when it was warmed (planned already), else as one statement.
     pub(super) async fn read_fingerprint(&self) -> Result<Fingerprint> {
-        let mut kept = self.reader().await?;
-        let read = match kept.schema_read.take() {
-            Some(read) => {
-                let mut slot = Some(read);
-                let fp = fingerprint::SchemaRead::lines(&mut slot, &mut kept.conn).await;
-                kept.schema_read = slot;
-                fp
-            }
+        self.read_kept(async |kept| match kept.schema_read {
+            Some(_) => fingerprint::SchemaRead::lines(&mut kept.schema_read, &mut kept.conn).await,
             None => fingerprint::fingerprint_on(&mut kept.conn).await,
-        };
-        match read {
-            Ok(fp) => {
+        })
+        .await
+    }
+
+    async fn read_kept<T>(&self, f: impl AsyncFnOnce(&mut Kept) -> sqlx::Result<T>) -> Result<T> {
+        let mut kept = self.reader().await?;
+        match f(&mut kept).await {
+            Ok(v) => {
                 self.keep(kept).await;
-                Ok(fp)
+                Ok(v)
             }
             Err(e) => {
                 kept.conn.close().await.ok();
