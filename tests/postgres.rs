@@ -1240,3 +1240,36 @@ async fn unpopulated_materialized_views_and_partitioned_tables_are_read() {
     assert!(impact.contains("events"), "{impact}");
     c.close().await;
 }
+
+/// drydock's reads leave no prepared statement behind on the sessions it keeps and hands on: a
+/// statement the driver prepared under a new name for every read stayed on the server for the
+/// session's life (hundreds a call on a kept session, one per batch on a backfill's). A check in
+/// the second of two dry-runs — whose session is the one kept and warmed after the first, then
+/// used by its reads — counts the session's prepared statements besides drydock's schema read.
+#[tokio::test]
+async fn drydocks_reads_leave_no_prepared_statements_on_a_session() {
+    let p = PgProject::new("").await;
+    let c = p.project.connect().await;
+    let check = json!({"name": "no leftovers",
+        "sql": "SELECT count(*) = 0 FROM pg_prepared_statements WHERE name NOT LIKE 'drydock\\_schema\\_read\\_%'",
+        "expect": "true"});
+    for _ in 0..2 {
+        let planned = c
+            .ok(
+                "plan",
+                json!({"goal": "a tier for every account", "target": "production",
+                       "steps": [{"name": "tier", "up": "ALTER TABLE accounts ADD COLUMN tier text",
+                                  "down": "ALTER TABLE accounts DROP COLUMN tier"}],
+                       "checks": [check]}),
+            )
+            .await;
+        let dry = c.ok("dry-run", json!({"plan_id": plan_id(&planned)})).await;
+        assert!(
+            !dry["warnings"]
+                .to_string()
+                .contains("check `no leftovers` failed"),
+            "{dry}"
+        );
+    }
+    c.close().await;
+}

@@ -237,6 +237,7 @@ pub(super) async fn cap_timeouts(
          JOIN (VALUES ('lock_timeout'::text, $1::int8), ('statement_timeout'::text, $2::int8)) AS l(name, ms)
            ON l.name OPERATOR(pg_catalog.=) s.name",
     )
+    .persistent(false)
     .bind(super::millis(lock_timeout) as i64)
     .bind(super::millis(statement_timeout) as i64)
     .execute(conn)
@@ -332,6 +333,7 @@ impl Postgres {
         let rows: std::result::Result<Vec<(String, Option<String>)>, _> =
             pinned(&mut kept.conn, async |c| {
                 sqlx::query_as(AssertSqlSafe(sql))
+                    .persistent(false)
                     .bind(functions)
                     .fetch_all(c)
                     .await
@@ -380,6 +382,7 @@ impl Postgres {
         let rows: std::result::Result<Vec<(String, String)>, _> =
             pinned(&mut kept.conn, async |c| {
                 sqlx::query_as(AssertSqlSafe(sql))
+                    .persistent(false)
                     .bind(&roles)
                     .fetch_all(c)
                     .await
@@ -441,6 +444,7 @@ impl Postgres {
                  WHERE b.rolname IN {SERVER_ROLES} AND pg_catalog.pg_has_role(r.oid, b.oid, 'MEMBER') ORDER BY 1)
              FROM pg_catalog.pg_roles r WHERE r.rolname = coalesce($1, current_user)"
         )))
+        .persistent(false)
         .bind(configured)
         .fetch_optional(&mut *conn)
         .await
@@ -526,6 +530,7 @@ impl Postgres {
             .await
             .map_err(|e| self.err(e))?;
         let rows = sqlx::query_as::<_, (String, String)>(AssertSqlSafe(sql.to_string()))
+            .persistent(false)
             .fetch_all(&mut conn)
             .await
             .map_err(|e| self.err(e));
@@ -589,6 +594,7 @@ async fn checks_on(conn: &mut PgConnection, checks: &[Check]) -> Vec<CheckOutcom
     let mut out = Vec::new();
     for c in checks {
         let rows = sqlx::query(AssertSqlSafe(c.sql.clone()))
+            .persistent(false)
             .fetch_all(&mut *conn)
             .await;
         let rows = rows

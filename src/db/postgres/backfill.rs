@@ -137,6 +137,7 @@ impl Postgres {
     async fn walk_lane_on(&self, mut lane: Lane, walk: &Walk<'_>) -> Result<LaneRun> {
         let mut conn = self.connect().await?;
         let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .persistent(false)
             .fetch_one(&mut conn)
             .await
             .map_err(|e| self.err(e))?;
@@ -563,6 +564,7 @@ async fn batch(
         .execute(&mut *conn)
         .await?;
     let hi: Option<String> = sqlx::query_scalar(AssertSqlSafe(bound_sql.to_string()))
+        .persistent(false)
         .bind(&lane.last)
         .bind(size)
         .bind(&lane.upto)
@@ -574,6 +576,7 @@ async fn batch(
     };
     let changed = match change {
         BatchStatement::Affected(sql) => sqlx::query(AssertSqlSafe(sql.clone()))
+            .persistent(false)
             .bind(&lane.last)
             .bind(&hi)
             .execute(&mut *conn)
@@ -581,6 +584,7 @@ async fn batch(
             .rows_affected() as i64,
         BatchStatement::Selected(sql) => {
             sqlx::query_scalar(AssertSqlSafe(sql.clone()))
+                .persistent(false)
                 .bind(&lane.last)
                 .bind(&hi)
                 .fetch_one(&mut *conn)
@@ -743,6 +747,7 @@ async fn finish(
     sqlx::query(
         "UPDATE drydock.backfill_progress SET done = true, updated_at = now() WHERE plan_id = $1 AND step = $2",
     )
+    .persistent(false)
     .bind(history.plan_id)
     .bind(step)
     .execute(&mut *conn)

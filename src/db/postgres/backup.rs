@@ -64,11 +64,13 @@ impl Postgres {
                 )
             };
             let a: (i64, i64) = sqlx::query_as(AssertSqlSafe(probe(&source)))
+                .persistent(false)
                 .fetch_one(&mut conn)
                 .await
                 .map_err(failed)?;
             let b: (i64, i64) =
                 sqlx::query_as(AssertSqlSafe(probe(&format!("drydock_backup.{copy}"))))
+                    .persistent(false)
                     .fetch_one(&mut conn)
                     .await
                     .map_err(failed)?;

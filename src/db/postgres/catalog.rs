@@ -30,9 +30,11 @@ impl Postgres {
         );
         let read: sqlx::Result<Rows> = pinned(&mut conn, async |c| {
             let invalid = sqlx::query_as(AssertSqlSafe(invalid))
+                .persistent(false)
                 .fetch_all(&mut *c)
                 .await?;
             let unvalidated = sqlx::query_as(AssertSqlSafe(unvalidated))
+                .persistent(false)
                 .fetch_all(&mut *c)
                 .await?;
             Ok((invalid, unvalidated))
@@ -81,6 +83,7 @@ pub(super) async fn row_counts_on(
                     c.relpages::int8, c.relkind = 'm' AND NOT c.relispopulated
              FROM pg_class c WHERE c.oid = to_regclass($1) AND c.relkind IN ('r', 'p', 'm')",
         )
+        .persistent(false)
         .bind(t)
         .fetch_optional(&mut *conn)
         .await?;
@@ -97,6 +100,7 @@ pub(super) async fn row_counts_on(
                 "SELECT count(*)::int8 FROM {}",
                 qualified_ident(t)
             )))
+            .persistent(false)
             .fetch_one(&mut *conn)
             .await?;
             n as u64
@@ -117,6 +121,7 @@ pub(super) async fn catalog_on(conn: &mut PgConnection) -> sqlx::Result<Catalog>
          FROM pg_constraint co JOIN pg_class c ON c.oid = co.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE co.contype = 'c' AND co.convalidated AND {USER_SCHEMA}"
     )))
+    .persistent(false)
     .fetch_all(&mut *conn)
     .await?;
     let proven_not_null = checks
@@ -128,6 +133,7 @@ pub(super) async fn catalog_on(conn: &mut PgConnection) -> sqlx::Result<Catalog>
     let volatile_functions = sqlx::query_scalar::<_, String>(
         "SELECT DISTINCT proname::text FROM pg_proc WHERE provolatile = 'v'",
     )
+    .persistent(false)
     .fetch_all(&mut *conn)
     .await?
     .into_iter()
@@ -137,11 +143,13 @@ pub(super) async fn catalog_on(conn: &mut PgConnection) -> sqlx::Result<Catalog>
     let schemas = sqlx::query_scalar::<_, String>(AssertSqlSafe(format!(
         "SELECT n.nspname::text FROM pg_namespace n WHERE {USER_SCHEMA}"
     )))
+    .persistent(false)
     .fetch_all(&mut *conn)
     .await?
     .into_iter()
     .collect();
     let types = sqlx::query_scalar::<_, String>("SELECT DISTINCT typname::text FROM pg_type")
+        .persistent(false)
         .fetch_all(&mut *conn)
         .await?
         .into_iter()
@@ -172,6 +180,7 @@ async fn partitions_on(
          JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE p.relkind = 'p' AND {USER_SCHEMA} ORDER BY 1, 2, 3, 4"
     )))
+    .persistent(false)
     .fetch_all(&mut *conn)
     .await?;
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -202,6 +211,7 @@ async fn tables_on(conn: &mut PgConnection) -> sqlx::Result<BTreeMap<String, Tab
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE c.relkind IN ('r', 'p', 'm') AND {USER_SCHEMA}"
     )))
+    .persistent(false)
     .fetch_all(&mut *conn)
     .await?;
     let mut tables = BTreeMap::new();
@@ -247,6 +257,7 @@ async fn attachments_on(
          WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'm') AND {USER_SCHEMA}
          ORDER BY a.attnum"
     )))
+    .persistent(false)
     .fetch_all(&mut *conn)
     .await?;
     for r in &cols {
@@ -266,6 +277,7 @@ async fn attachments_on(
         "SELECT n.nspname, c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
          JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {USER_SCHEMA}"
     )))
+    .persistent(false)
     .fetch_all(&mut *conn)
     .await?;
     for r in &idx {
@@ -282,6 +294,7 @@ async fn attachments_on(
          JOIN pg_class c ON c.oid = d.refobjid JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE d.classid = 'pg_rewrite'::regclass AND c.oid <> v.oid AND {USER_SCHEMA}"
     )))
+    .persistent(false)
     .fetch_all(&mut *conn)
     .await?;
     for r in &deps {
@@ -303,6 +316,7 @@ async fn constraints_on(
          FROM pg_constraint co JOIN pg_class c ON c.oid = co.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE {USER_SCHEMA}"
     )))
+    .persistent(false)
     .fetch_all(&mut *conn)
     .await?;
     for r in &cons {
@@ -340,6 +354,7 @@ async fn triggers_on(
          JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_language l ON l.oid = p.prolang
          WHERE NOT t.tgisinternal AND {USER_SCHEMA}"
     )))
+    .persistent(false)
     .fetch_all(&mut *conn)
     .await?;
     for r in &trg {
@@ -385,6 +400,7 @@ async fn column_views_on(conn: &mut PgConnection) -> sqlx::Result<BTreeMap<Strin
          JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
          WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjsubid > 0 AND c.oid <> v.oid AND {USER_SCHEMA}"
     )))
+    .persistent(false)
     .fetch_all(&mut *conn)
     .await?;
     let mut column_views: BTreeMap<String, Vec<String>> = BTreeMap::new();

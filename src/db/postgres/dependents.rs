@@ -28,6 +28,7 @@ pub(super) async fn read(
            AND d.deptype IN ('n', 'a')
          ORDER BY 1, 3"
     )))
+    .persistent(false)
     .bind(attnum)
     .fetch_all(&mut *conn)
     .await?;
@@ -45,6 +46,7 @@ pub(super) async fn read(
                     "SELECT c.relkind::text, c.relname, pg_get_indexdef(c.oid)
                      FROM pg_class c WHERE c.oid = $1::oid",
                 )
+                .persistent(false)
                 .bind(oid)
                 .fetch_one(&mut *conn)
                 .await?;
@@ -65,6 +67,7 @@ pub(super) async fn read(
                     "SELECT co.contype::text, co.conname, pg_get_constraintdef(co.oid), co.conrelid = to_regclass($2)
                      FROM pg_constraint co WHERE co.oid = $1::oid",
                 )
+                .persistent(false)
                 .bind(oid)
                 .bind(quote_ident(table))
                 .fetch_one(&mut *conn)
@@ -107,6 +110,7 @@ async fn shape(
          FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
          WHERE a.attrelid = to_regclass({rel}) AND a.attname = $1 AND a.attnum > 0 AND NOT a.attisdropped"
     )))
+    .persistent(false)
     .bind(column)
     .fetch_optional(&mut *conn)
     .await?;
@@ -134,6 +138,7 @@ async fn is_plain_view(conn: &mut PgConnection, rule: i64) -> sqlx::Result<bool>
     sqlx::query_scalar(
         "SELECT c.relkind = 'v' FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class WHERE r.oid = $1::oid",
     )
+    .persistent(false)
     .bind(rule)
     .fetch_optional(&mut *conn)
     .await
@@ -167,6 +172,7 @@ async fn views(conn: &mut PgConnection, rules: &[i64]) -> sqlx::Result<Vec<ViewD
          GROUP BY c.oid, n.nspname, c.relname, c.relkind, c.reloptions, c.relacl, c.relowner
          ORDER BY max(f.depth), 1",
     )
+    .persistent(false)
     .bind(rules)
     .fetch_all(&mut *conn)
     .await?;

@@ -27,6 +27,7 @@ async fn relations_on(conn: &mut PgConnection) -> sqlx::Result<BTreeMap<String, 
          LEFT JOIN pg_class p ON p.oid = i.inhparent LEFT JOIN pg_namespace pn ON pn.oid = p.relnamespace
          WHERE c.relkind IN ('r', 'p', 'm') AND {USER_SCHEMA}"
     )))
+    .persistent(false)
     .fetch_all(&mut *conn)
     .await?;
     Ok(rows
@@ -63,6 +64,7 @@ async fn functions_on(conn: &mut PgConnection) -> sqlx::Result<BTreeMap<String, 
            AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
                            AND d.objid = p.oid AND d.deptype = 'e')"
     )))
+    .persistent(false)
     .fetch_all(&mut *conn)
     .await?;
     Ok(rows
@@ -82,6 +84,7 @@ async fn views_on(conn: &mut PgConnection) -> sqlx::Result<BTreeMap<String, View
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE c.relkind IN ('v', 'm') AND {USER_SCHEMA}"
     )))
+    .persistent(false)
     .fetch_all(&mut *conn)
     .await?;
     Ok(rows
@@ -109,6 +112,7 @@ async fn types_on(conn: &mut PgConnection) -> sqlx::Result<BTreeMap<String, User
          FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
          WHERE t.typtype IN ('e', 'd') AND {USER_SCHEMA}"
     )))
+    .persistent(false)
     .fetch_all(&mut *conn)
     .await?;
     Ok(rows

@@ -98,6 +98,7 @@ impl Postgres {
     async fn open_step_session(&self) -> Result<StepSession> {
         let mut conn = self.connect().await?;
         let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .persistent(false)
             .fetch_one(&mut conn)
             .await
             .map_err(|e| self.err(e))?;
@@ -362,6 +363,7 @@ impl Postgres {
                    AND l.relation = ANY (SELECT to_regclass(t)::oid FROM unnest($1::text[]) AS t WHERE to_regclass(t) IS NOT NULL)
                    AND a.xact_start < now() - make_interval(secs => $2)",
             )
+            .persistent(false)
             .bind(tables)
             .bind(policy.lock_timeout.as_secs_f64())
             .fetch_all(&mut *conn)
@@ -434,6 +436,7 @@ pub(super) async fn drop_invalid_index(conn: &mut PgConnection, f: &mut StepFail
                         WHERE i.indexrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(pg_catalog.quote_ident($1))
                           AND NOT i.indisvalid)",
     )
+    .persistent(false)
     .bind(&index)
     .fetch_one(&mut *conn)
     .await;
@@ -488,6 +491,7 @@ async fn history_row(
         History::Applied(row) => {
             // language=SQL
             sqlx::query("INSERT INTO drydock.history (plan_id, step, checksum, applied_by, status, duration_ms) VALUES ($1, $2, $3, $4, 'applied', $5)")
+                .persistent(false)
                 .bind(row.plan_id)
                 .bind(row.step)
                 .bind(row.checksum)
@@ -499,6 +503,7 @@ async fn history_row(
         History::RolledBack { plan_id, step } => {
             // language=SQL
             sqlx::query("UPDATE drydock.history SET status = 'rolled-back', rolled_back_at = now() WHERE plan_id = $1 AND step = $2 AND rolled_back_at IS NULL")
+                .persistent(false)
                 .bind(plan_id)
                 .bind(step)
                 .execute(conn)

@@ -28,6 +28,7 @@ pub(super) async fn column_lines_on(
         column_lines(" AND c.oid = ANY (SELECT to_regclass(t) FROM unnest($1::text[]) AS t)");
     let lines = pinned(conn, async |c| {
         sqlx::query_scalar::<_, String>(AssertSqlSafe(query))
+            .persistent(false)
             .bind(&names)
             .fetch_all(&mut *c)
             .await
@@ -276,6 +277,7 @@ async fn read_lines(
     let union = union(&queries);
     let lines = pinned(conn, async |c| {
         sqlx::query_scalar::<_, String>(AssertSqlSafe(union))
+            .persistent(false)
             .fetch_all(&mut *c)
             .await
     })

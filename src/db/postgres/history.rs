@@ -8,6 +8,7 @@ impl Postgres {
     pub async fn lock(&self) -> Result<PgLock> {
         let mut conn = self.connect().await?;
         let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .persistent(false)
             .bind(advisory_key(&self.name))
             .fetch_one(&mut conn)
             .await
@@ -26,6 +27,7 @@ impl Postgres {
             }
             // language=SQL
             Ok(sqlx::query("SELECT step, checksum, applied_at::text, rolled_back_at::text FROM drydock.history WHERE plan_id = $1 ORDER BY id")
+                .persistent(false)
                 .bind(plan_id)
                 .fetch_all(&mut *conn)
                 .await?
@@ -50,6 +52,7 @@ impl Postgres {
             }
             // language=SQL
             Ok(sqlx::query("SELECT plan_id, step, (to_jsonb(h) ->> 'version')::bigint, rolled_back_at IS NULL FROM drydock.history h ORDER BY id")
+                .persistent(false)
                 .fetch_all(&mut *conn)
                 .await?
                 .iter()
@@ -80,6 +83,7 @@ impl Postgres {
             for (plan, step, version) in versions {
                 // language=SQL
                 sqlx::query("UPDATE drydock.history SET version = $1 WHERE plan_id = $2 AND step = $3 AND rolled_back_at IS NULL")
+                    .persistent(false)
                     .bind(version)
                     .bind(plan)
                     .bind(step)
@@ -118,6 +122,7 @@ impl Postgres {
             sqlx::raw_sql(CREATE_REHEARSALS).execute(&mut *conn).await?;
             // language=SQL
             sqlx::query("INSERT INTO drydock.rehearsals (plan_id, step) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .persistent(false)
                 .bind(plan_id)
                 .bind(step)
                 .execute(&mut *conn)
@@ -131,11 +136,13 @@ impl Postgres {
     pub async fn clear_rehearsal(&self, plan_id: &str) -> Result<()> {
         self.read(async |conn| {
             if sqlx::query_scalar::<_, bool>("SELECT to_regclass('drydock.rehearsals') IS NOT NULL")
+                .persistent(false)
                 .fetch_one(&mut *conn)
                 .await?
             {
                 // language=SQL
                 sqlx::query("DELETE FROM drydock.rehearsals WHERE plan_id = $1")
+                    .persistent(false)
                     .bind(plan_id)
                     .execute(&mut *conn)
                     .await?;
@@ -151,6 +158,7 @@ impl Postgres {
             if !sqlx::query_scalar::<_, bool>(
                 "SELECT to_regclass('drydock.rehearsals') IS NOT NULL",
             )
+            .persistent(false)
             .fetch_one(&mut *conn)
             .await?
             {
@@ -160,6 +168,7 @@ impl Postgres {
             sqlx::query_as(
                 "SELECT plan_id, step FROM drydock.rehearsals ORDER BY started_at, plan_id, step",
             )
+            .persistent(false)
             .fetch_all(&mut *conn)
             .await
         })
@@ -170,6 +179,7 @@ impl Postgres {
 /// Whether drydock has written its history table into this target yet.
 async fn history_exists(conn: &mut PgConnection) -> sqlx::Result<bool> {
     sqlx::query_scalar("SELECT to_regclass('drydock.history') IS NOT NULL")
+        .persistent(false)
         .fetch_one(&mut *conn)
         .await
 }
@@ -181,6 +191,7 @@ impl PgLock {
     pub async fn release(self) {
         let mut conn = self.0;
         sqlx::query("SELECT pg_advisory_unlock_all()")
+            .persistent(false)
             .execute(&mut conn)
             .await
             .ok();

@@ -91,6 +91,7 @@ pub(super) async fn read(
         "SELECT lane, last_key, upto, rows_done, batches FROM drydock.backfill_progress
          WHERE plan_id = $1 AND step = $2 ORDER BY lane",
     )
+    .persistent(false)
     .bind(plan_id)
     .bind(step)
     .fetch_all(&mut *conn)
@@ -133,6 +134,7 @@ pub(super) async fn cut(
          FROM {table} TABLESAMPLE SYSTEM ($2) {filter}"
     );
     let cuts: Option<Vec<Option<String>>> = sqlx::query_scalar(AssertSqlSafe(sql))
+        .persistent(false)
         .bind(&fractions)
         .bind(percent)
         .fetch_one(&mut *conn)
@@ -171,6 +173,7 @@ pub(super) async fn start(
         sqlx::query(
             "INSERT INTO drydock.backfill_progress (plan_id, step, lane, last_key, upto) VALUES ($1, $2, $3, $4, $5)",
         )
+        .persistent(false)
         .bind(plan_id)
         .bind(step)
         .bind(lane.index)
@@ -198,6 +201,7 @@ pub(super) async fn checkpoint(
              batches = batches + 1, updated_at = now()
          WHERE plan_id = $1 AND step = $2 AND lane = $3",
     )
+    .persistent(false)
     .bind(plan_id)
     .bind(step)
     .bind(lane)

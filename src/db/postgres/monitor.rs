@@ -15,6 +15,7 @@ pub(super) async fn sample(conn: &mut PgConnection, table: &str) -> sqlx::Result
                 pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::int8
          FROM pg_stat_replication ORDER BY 1",
     )
+    .persistent(false)
     .fetch_all(&mut *conn)
     .await?;
     // language=SQL
@@ -24,6 +25,7 @@ pub(super) async fn sample(conn: &mut PgConnection, table: &str) -> sqlx::Result
                    AND backend_type = 'client backend' AND application_name NOT LIKE 'drydock%'),
                 (SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = to_regclass($1))",
     )
+    .persistent(false)
     .bind(table)
     .fetch_one(&mut *conn)
     .await?;

@@ -133,6 +133,7 @@ async fn read(conn: &mut PgConnection, tables: &[String]) -> sqlx::Result<Vec<Pr
          GROUP BY n.nspname, c.relname, c.oid
          ORDER BY 1, 2",
     )
+    .persistent(false)
     .bind(&rels)
     .fetch_all(&mut *conn)
     .await?;
@@ -151,6 +152,7 @@ async fn read(conn: &mut PgConnection, tables: &[String]) -> sqlx::Result<Vec<Pr
          WHERE c.relkind IN ('v', 'm')
          ORDER BY 1, 2",
     )
+    .persistent(false)
     .bind(&rels)
     .fetch_all(&mut *conn)
     .await?;

@@ -246,6 +246,7 @@ impl Postgres {
             sqlx::query_scalar(
                 "SELECT coalesce(pg_catalog.obj_description(pg_catalog.to_regclass($1), 'pg_class') = $2, false)",
             )
+            .persistent(false)
             .bind(&backup)
             .bind(RESTORING)
             .fetch_one(&mut *c)
@@ -275,6 +276,7 @@ impl Batch {
             .execute(&mut *conn)
             .await?;
         let (rows, last): (i64, Option<String>) = sqlx::query_as(AssertSqlSafe(self.sql.clone()))
+            .persistent(false)
             .bind(after)
             .bind(size)
             .fetch_one(&mut *conn)
@@ -293,6 +295,7 @@ async fn user_triggers(conn: &mut PgConnection, table: &str) -> sqlx::Result<boo
         "SELECT EXISTS (SELECT FROM pg_catalog.pg_trigger
                         WHERE tgrelid = pg_catalog.to_regclass($1) AND NOT tgisinternal AND tgenabled <> 'D')",
     )
+    .persistent(false)
     .bind(table)
     .fetch_one(&mut *conn)
     .await

@@ -120,13 +120,16 @@ impl Postgres {
         let read = pinned(&mut conn, async |conn| {
             let objects: Vec<(String, String, String, bool)> =
                 sqlx::query_as(AssertSqlSafe(objects))
+                    .persistent(false)
                     .bind(migrator)
                     .fetch_all(&mut *conn)
                     .await?;
             let schemas: Vec<String> = sqlx::query_scalar(AssertSqlSafe(schemas))
+                .persistent(false)
                 .fetch_all(&mut *conn)
                 .await?;
             let login: String = sqlx::query_scalar("SELECT current_user::text")
+                .persistent(false)
                 .fetch_one(&mut *conn)
                 .await?;
             Ok((objects, schemas, login))

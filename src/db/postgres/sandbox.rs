@@ -27,7 +27,10 @@ impl Postgres {
              WHERE c.relkind IN ('r', 'p', 'm', 'i', 'S', 'v') AND {USER_SCHEMA}"
         );
         let rows = pinned(&mut conn, async |c| {
-            sqlx::query(AssertSqlSafe(existing)).fetch_all(c).await
+            sqlx::query(AssertSqlSafe(existing))
+                .persistent(false)
+                .fetch_all(c)
+                .await
         })
         .await
         .map_err(|e| self.err(e))?;
@@ -66,6 +69,7 @@ impl Postgres {
             "SELECT pg_catalog.date_part('epoch', pg_catalog.current_setting('deadlock_timeout')::pg_catalog.interval)
                     OPERATOR(pg_catalog.*) 1000",
         )
+        .persistent(false)
         .fetch_one(&mut conn)
         .await
         .unwrap_or(1000.0);
@@ -443,6 +447,7 @@ impl PgSandbox {
                  SELECT 2, NULL, s.schemaname::text, s.relname::text, coalesce(s.seq_scan, 0)::int8
                  FROM pg_stat_xact_user_tables s",
             )
+            .persistent(false)
             .bind(oids)
             .fetch_all(c)
             .await
@@ -501,6 +506,7 @@ impl PgSandbox {
                            AND i.inhparent OPERATOR(pg_catalog.=) ANY (
                                SELECT pg_catalog.to_regclass(n) FROM pg_catalog.unnest($2::text[]) AS n))",
                 )
+                .persistent(false)
                 .bind(relation(t))
                 .bind(&names)
                 .fetch_one(&mut *c)
@@ -513,6 +519,7 @@ impl PgSandbox {
                     "SELECT md5(coalesce(string_agg(h, '' ORDER BY h), '')) FROM (SELECT md5(to_jsonb(r)::text) AS h FROM {} AS r) AS rows",
                     relation(t)
                 )))
+                .persistent(false)
                 .fetch_one(&mut *c)
                 .await?;
                 out.insert(t.clone(), hash);
@@ -559,6 +566,7 @@ impl PgSandbox {
                  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) l.relid
                  ORDER BY 1, 2",
             )
+            .persistent(false)
             .bind(&names)
             .fetch_all(&mut *c)
             .await?;
@@ -570,6 +578,7 @@ impl PgSandbox {
                  WHERE a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
                  ORDER BY 1, 3",
             )
+            .persistent(false)
             .bind(&names)
             .fetch_all(&mut *c)
             .await?;
@@ -697,7 +706,10 @@ pub(super) async fn held_locks(
          WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted AND {USER_SCHEMA}"
     );
     let rows: Vec<(String, String, String)> = pinned(conn, async |c| {
-        sqlx::query_as(AssertSqlSafe(sql)).fetch_all(c).await
+        sqlx::query_as(AssertSqlSafe(sql))
+            .persistent(false)
+            .fetch_all(c)
+            .await
     })
     .await?;
     Ok(rows

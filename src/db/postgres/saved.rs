@@ -89,6 +89,7 @@ async fn saved_columns(
          WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped AND a.attname <> $2
          ORDER BY a.attnum",
     )
+    .persistent(false)
     .bind(backup)
     .bind(key)
     .fetch_all(&mut *conn)
@@ -106,6 +107,7 @@ async fn saved_columns(
                        AND t.tgenabled <> 'D' AND (t.tgtype::int4 & 19) = 19)
          ORDER BY a.attnum",
     )
+    .persistent(false)
     .bind(&spec.table)
     .bind(key)
     .fetch_all(&mut *conn)
@@ -146,6 +148,7 @@ impl Saved {
                     "SELECT a.attname::text FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
                      WHERE i.indrelid = to_regclass($1) AND i.indisprimary",
                 )
+                .persistent(false)
                 .bind(&spec.table)
                 .fetch_all(&mut *conn)
                 .await
@@ -168,6 +171,7 @@ impl Saved {
         let key_type: Option<String> = sqlx::query_scalar(
             "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped",
         )
+        .persistent(false)
         .bind(&spec.table)
         .bind(&key_name)
         .fetch_optional(&mut *conn)
@@ -190,6 +194,7 @@ impl Saved {
             "SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = c.oid AND attname = 'keys' AND NOT attisdropped)
              FROM (SELECT to_regclass($1) AS oid) AS c WHERE c.oid IS NOT NULL",
         )
+        .persistent(false)
         .bind(&backup)
         .fetch_optional(&mut *conn)
         .await
@@ -471,6 +476,7 @@ impl Saved {
     /// Whether the backup table exists (a backfill applied before drydock saved values has none).
     pub async fn exists(&self, conn: &mut PgConnection) -> sqlx::Result<bool> {
         let row = sqlx::query("SELECT to_regclass($1) IS NOT NULL")
+            .persistent(false)
             .bind(&self.backup)
             .fetch_one(&mut *conn)
             .await?;

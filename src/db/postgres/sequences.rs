@@ -18,7 +18,8 @@ pub(super) async fn read(conn: &mut PgConnection) -> sqlx::Result<Sequences> {
                WHERE s.schemaname NOT IN ('pg_catalog', 'information_schema', 'drydock', 'drydock_backup')
                  AND s.schemaname NOT LIKE 'pg\\_%'";
     pinned(conn, async |c| {
-        let rows: Vec<(String, Option<i64>)> = sqlx::query_as(sql).fetch_all(c).await?;
+        let rows: Vec<(String, Option<i64>)> =
+            sqlx::query_as(sql).persistent(false).fetch_all(c).await?;
         Ok(rows.into_iter().collect())
     })
     .await
@@ -83,6 +84,7 @@ async fn put_back(
              FROM pg_sequences s
              WHERE format('%I.%I', s.schemaname, s.sequencename) = $1 AND s.last_value IS NOT DISTINCT FROM $3",
         )
+        .persistent(false)
         .bind(sequence)
         .bind(was)
         .bind(now)
@@ -113,6 +115,7 @@ async fn used_since(
              WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
                AND d.objid = $1::regclass AND d.deptype IN ('a', 'i') AND d.refobjsubid > 0",
         )
+        .persistent(false)
         .bind(sequence)
         .fetch_optional(c)
         .await
@@ -127,6 +130,7 @@ async fn used_since(
     let sql = format!("SELECT EXISTS (SELECT FROM {table} WHERE {column} > $1 AND {column} <= $2)");
     let used: bool = pinned(conn, async |c| {
         sqlx::query_scalar(AssertSqlSafe(sql))
+            .persistent(false)
             .bind(was.unwrap_or(i64::MIN))
             .bind(now.unwrap_or(i64::MAX))
             .fetch_one(c)
@@ -148,6 +152,7 @@ pub(super) async fn advance_past_copied(
     key: &str,
 ) -> sqlx::Result<()> {
     let sequence: Option<String> = sqlx::query_scalar("SELECT pg_get_serial_sequence($1, $2)")
+        .persistent(false)
         .bind(qualified_ident(table))
         .bind(key)
         .fetch_one(&mut *conn)
@@ -163,6 +168,7 @@ pub(super) async fn advance_past_copied(
         table = qualified_ident(table),
     );
     sqlx::query(AssertSqlSafe(sql))
+        .persistent(false)
         .bind(sequence)
         .execute(&mut *conn)
         .await?;

@@ -65,6 +65,7 @@ pub(super) async fn watch(
              FROM pg_stat_activity
              WHERE CASE WHEN wait_event_type = 'Lock' THEN $1 = ANY (pg_blocking_pids(pid)) ELSE false END",
         )
+        .persistent(false)
         .bind(pid)
         .fetch_optional(&mut conn)
         .await
@@ -86,6 +87,7 @@ pub(super) async fn watch(
                     "migration blocks others past policy.max_block; cancelling it"
                 );
                 let _ = sqlx::query("SELECT pg_cancel_backend($1)")
+                    .persistent(false)
                     .bind(pid)
                     .execute(&mut conn)
                     .await;
