@@ -18,44 +18,11 @@ impl Postgres {
         } = self.session_for_agent_sql().await?;
         self.agent_role(&mut conn, AgentUse::DryRun).await?;
         self.agent_role(&mut conn, AgentUse::Check).await?;
-        // language=SQL
-        let existing = format!(
-            "SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text,
-                    CASE WHEN c.relispartition THEN ARRAY(SELECT a.relid::int8 FROM pg_partition_ancestors(c.oid) a
-                                                          WHERE a.relid <> c.oid) END
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE c.relkind IN ('r', 'p', 'm', 'i', 'S', 'v') AND {USER_SCHEMA}"
-        );
-        let rows = pinned(&mut conn, async |c| {
-            sqlx::query(AssertSqlSafe(existing))
-                .persistent(false)
-                .fetch_all(c)
-                .await
-        })
-        .await
-        .map_err(|e| self.err(e))?;
-        let existing: BTreeMap<u32, String> = rows
-            .iter()
-            .map(|r| (r.get::<i64, _>(0) as u32, qualified(r.get(1), r.get(2))))
-            .collect();
-        let ancestors = rows
-            .iter()
-            .filter_map(|r| {
-                let up: Vec<i64> = r.get::<Option<Vec<i64>>, _>(4)?;
-                let names = up
-                    .iter()
-                    .filter_map(|o| existing.get(&(*o as u32)).cloned())
-                    .collect();
-                Some((qualified(r.get(1), r.get(2)), names))
-            })
-            .collect();
-        let kinds = rows
-            .iter()
-            .filter_map(|r| {
-                let kind = crate::plan::evidence::RelationKind::from_relkind(r.get(3))?;
-                Some((qualified(r.get(1), r.get(2)), kind))
-            })
-            .collect();
+        let Existing {
+            existing,
+            ancestors,
+            kinds,
+        } = Existing::read(&mut conn).await.map_err(|e| self.err(e))?;
         // As the login, before any agent SQL: what the rollback will not take back.
         let sequences = super::sequences::read(&mut conn)
             .await
@@ -110,6 +77,62 @@ impl Postgres {
             own_temporary: BTreeSet::new(),
             sequences,
             schema_read,
+        })
+    }
+}
+
+/// The user relations that exist before a plan runs, as the sandbox keeps them.
+struct Existing {
+    /// oid → qualified name.
+    existing: BTreeMap<u32, String>,
+    /// Each partition's partitioned ancestors, nearest first.
+    ancestors: BTreeMap<String, Vec<String>>,
+    kinds: BTreeMap<String, crate::plan::evidence::RelationKind>,
+}
+
+impl Existing {
+    async fn read(conn: &mut PgConnection) -> sqlx::Result<Existing> {
+        // language=SQL
+        let existing = format!(
+            "SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text,
+                    CASE WHEN c.relispartition THEN ARRAY(SELECT a.relid::int8 FROM pg_partition_ancestors(c.oid) a
+                                                          WHERE a.relid <> c.oid) END
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind IN ('r', 'p', 'm', 'i', 'S', 'v') AND {USER_SCHEMA}"
+        );
+        let rows = pinned(conn, async |c| {
+            sqlx::query(AssertSqlSafe(existing))
+                .persistent(false)
+                .fetch_all(c)
+                .await
+        })
+        .await?;
+        let existing: BTreeMap<u32, String> = rows
+            .iter()
+            .map(|r| (r.get::<i64, _>(0) as u32, qualified(r.get(1), r.get(2))))
+            .collect();
+        let ancestors = rows
+            .iter()
+            .filter_map(|r| {
+                let up: Vec<i64> = r.get::<Option<Vec<i64>>, _>(4)?;
+                let names = up
+                    .iter()
+                    .filter_map(|o| existing.get(&(*o as u32)).cloned())
+                    .collect();
+                Some((qualified(r.get(1), r.get(2)), names))
+            })
+            .collect();
+        let kinds = rows
+            .iter()
+            .filter_map(|r| {
+                let kind = crate::plan::evidence::RelationKind::from_relkind(r.get(3))?;
+                Some((qualified(r.get(1), r.get(2)), kind))
+            })
+            .collect();
+        Ok(Existing {
+            existing,
+            ancestors,
+            kinds,
         })
     }
 }

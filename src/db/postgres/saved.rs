@@ -119,6 +119,37 @@ async fn saved_columns(
     })
 }
 
+/// The backfill's key: `key`, else the table's single-column primary key.
+async fn key_name(
+    conn: &mut PgConnection,
+    spec: &Backfill,
+    db: impl Fn(sqlx::Error) -> Error,
+) -> Result<String> {
+    if let Some(k) = &spec.key {
+        return Ok(k.clone());
+    }
+    // language=SQL
+    let pk: Vec<String> = sqlx::query_scalar(
+        "SELECT a.attname::text FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+         WHERE i.indrelid = to_regclass($1) AND i.indisprimary",
+    )
+    .persistent(false)
+    .bind(&spec.table)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db)?;
+    match pk.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => Err(Error::invalid(
+            Part::Backfill,
+            format!(
+                "backfill of `{}` needs `key`: the table has no single-column primary key",
+                spec.table
+            ),
+        )),
+    }
+}
+
 /// Where the backup of a backfill step goes: a table per plan and step.
 pub enum Place<'a> {
     /// `drydock_backup."bf_<plan>_<step hash>"`, kept until the step is rolled back.
@@ -140,33 +171,7 @@ impl Saved {
             target: target.to_string(),
             cause: crate::redact::redact(&e.to_string()),
         };
-        let key_name = match &spec.key {
-            Some(k) => k.clone(),
-            None => {
-                // language=SQL
-                let pk: Vec<String> = sqlx::query_scalar(
-                    "SELECT a.attname::text FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
-                     WHERE i.indrelid = to_regclass($1) AND i.indisprimary",
-                )
-                .persistent(false)
-                .bind(&spec.table)
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(db)?;
-                match pk.as_slice() {
-                    [one] => one.clone(),
-                    _ => {
-                        return Err(Error::invalid(
-                            Part::Backfill,
-                            format!(
-                                "backfill of `{}` needs `key`: the table has no single-column primary key",
-                                spec.table
-                            ),
-                        ));
-                    }
-                }
-            }
-        };
+        let key_name = key_name(conn, spec, db).await?;
         // language=SQL
         let key_type: Option<String> = sqlx::query_scalar(
             "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped",
