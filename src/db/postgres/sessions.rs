@@ -135,15 +135,27 @@ pub(super) async fn keep_in(spare: &Spare, kept: Kept) {
     }
 }
 
-/// A new session, warmed for a sandbox: its schema read prepared and planned once, while nobody
-/// waits (a sandbox's first schema read is otherwise most of what it costs).
+/// A new session, warmed: its schema read prepared and planned while nobody waits (a first
+/// schema read is otherwise most of what a sandbox's or a member's reads cost). `run`: the read
+/// is run once too, warming what rendering it reads — only where nothing of drydock's may hold
+/// the tables (a rollout's next member): running it locks every table whose expressions it
+/// renders, so beside a dry-run it would queue behind the dry-run's own locks.
 async fn warmed(
     options: &PgConnectOptions,
     lock_timeout: Duration,
     statement_timeout: Duration,
+    run: bool,
 ) -> sqlx::Result<Kept> {
     let mut conn = connect(options, lock_timeout, statement_timeout).await?;
-    let schema_read = fingerprint::SchemaRead::warm(&mut conn).await.ok();
+    let schema_read = if run {
+        let mut slot = None;
+        fingerprint::SchemaRead::lines(&mut slot, &mut conn)
+            .await
+            .ok()
+            .and(slot)
+    } else {
+        fingerprint::SchemaRead::warm(&mut conn).await.ok()
+    };
     Ok(Kept { conn, schema_read })
 }
 
@@ -182,7 +194,12 @@ impl Postgres {
         let open = || connect(&self.options, self.lock_timeout, self.statement_timeout);
         let more = futures_util::future::join_all((0..fresh).map(|_| open()));
         let (read, more) = tokio::join!(
-            warmed(&self.options, self.lock_timeout, self.statement_timeout),
+            warmed(
+                &self.options,
+                self.lock_timeout,
+                self.statement_timeout,
+                true
+            ),
             more
         );
         if let Ok(read) = read {
@@ -265,7 +282,8 @@ impl Postgres {
                 let (options, spare) = (self.options.clone(), self.spare.clone());
                 let (lock_timeout, statement_timeout) = (self.lock_timeout, self.statement_timeout);
                 tokio::spawn(async move {
-                    if let Ok(kept) = warmed(&options, lock_timeout, statement_timeout).await {
+                    if let Ok(kept) = warmed(&options, lock_timeout, statement_timeout, false).await
+                    {
                         keep_in(&spare, kept).await;
                     }
                 });
