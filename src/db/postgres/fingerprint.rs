@@ -101,8 +101,15 @@ fn schema_queries() -> Vec<String> {
     ]
 }
 
+/// The fingerprint's queries and those of the extensions' objects (`OWNED`).
+fn whole_schema() -> Vec<String> {
+    let mut queries = schema_queries();
+    queries.extend(owned_queries());
+    queries
+}
+
 pub(super) async fn fingerprint_on(conn: &mut PgConnection) -> sqlx::Result<Fingerprint> {
-    read_lines(conn, &schema_queries(), true).await
+    read_lines(conn, &whole_schema()).await
 }
 
 /// The lines of objects an extension owns (functions, operators, casts), each as `OWNED` +
@@ -211,8 +218,7 @@ impl SchemaRead {
             "drydock_schema_read_{}",
             crate::identity::random_hex(8).map_err(sqlx::Error::Io)?
         );
-        let mut queries = schema_queries();
-        queries.extend(owned_queries());
+        let mut queries = whole_schema();
         queries.push(TEMPORARY.to_string());
         sqlx::raw_sql(AssertSqlSafe(format!(
             "PREPARE {name} AS {}",
@@ -265,16 +271,8 @@ impl SchemaRead {
 /// The lines of `queries` (each one text column), in one round trip: names render according to
 /// the search path (`regclass`, `pg_get_viewdef`), so it is pinned — they render the same on
 /// every session, and no agent object is resolved by these reads.
-async fn read_lines(
-    conn: &mut PgConnection,
-    queries: &[String],
-    owned: bool,
-) -> sqlx::Result<Fingerprint> {
-    let mut queries = queries.to_vec();
-    if owned {
-        queries.extend(owned_queries());
-    }
-    let union = union(&queries);
+async fn read_lines(conn: &mut PgConnection, queries: &[String]) -> sqlx::Result<Fingerprint> {
+    let union = union(queries);
     let lines = pinned(conn, async |c| {
         sqlx::query_scalar::<_, String>(AssertSqlSafe(union))
             .persistent(false)

@@ -172,7 +172,7 @@ impl Postgres {
     pub async fn reach(&self) -> Result<()> {
         // A session kept since an earlier call may have been ended by the server meanwhile
         // (idle timeout, restart): it is pinged once here; reads within this call reuse it as is.
-        let kept = self.spare.lock().expect("spare session lock").kept.take();
+        let kept = self.spare.lock().expect("spare session lock").take();
         let kept = match kept {
             Some(mut kept) => match kept.conn.ping().await {
                 Ok(()) => kept,
@@ -187,8 +187,8 @@ impl Postgres {
         Ok(())
     }
 
-    /// Opens the target ahead of work that will need it: its read session, warmed as a
-    /// sandbox's, and `fresh` more sessions, side by side, kept in its slot for that work's
+    /// Opens the target ahead of work that will need it: its read session, warmed (its schema
+    /// read planned and run once), and `fresh` more sessions, side by side, kept in its slot for that work's
     /// `reach` and `connect`. Failures are left to that work to meet.
     pub async fn open_ahead(&self, fresh: usize) {
         let open = || connect(&self.options, self.lock_timeout, self.statement_timeout);
@@ -211,7 +211,7 @@ impl Postgres {
 
     /// A plain session for a read: the one kept from the last read, else a new one.
     pub(super) async fn reader(&self) -> Result<Kept> {
-        let kept = self.spare.lock().expect("spare session lock").kept.take();
+        let kept = self.spare.lock().expect("spare session lock").take();
         match kept {
             Some(kept) => Ok(kept),
             None => Ok(self.connect().await?.into()),
@@ -276,7 +276,7 @@ impl Postgres {
     /// else, and is never kept again once agent SQL ran on it), with a new one connected and
     /// warmed in the background to be kept in its place; else a new one.
     pub(super) async fn session_for_agent_sql(&self) -> Result<Kept> {
-        let kept = self.spare.lock().expect("spare session lock").kept.take();
+        let kept = self.spare.lock().expect("spare session lock").take();
         if let Some(mut kept) = kept {
             if kept.conn.ping().await.is_ok() {
                 let (options, spare) = (self.options.clone(), self.spare.clone());
