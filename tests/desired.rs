@@ -6,7 +6,7 @@
 mod common;
 
 use common::walk::run_sql;
-use common::{PgProject, plan_id};
+use common::{PgProject, plan_id, step_names};
 use serde_json::{Value, json};
 
 /// `customer` as Pagila's dump creates it (its trigger aside: `desired` holds tables).
@@ -40,16 +40,6 @@ async fn pagila() -> PgProject {
         run_sql(db, include_str!("fixtures/pagila/data.sql")).await;
     }
     p
-}
-
-/// The names of a `status` answer's steps, in order.
-fn step_names(status: &Value) -> Vec<&str> {
-    status["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect()
 }
 
 fn desired(sql: &str) -> Value {

@@ -8,7 +8,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{Project, plan_id};
+use common::{Project, plan_id, step_names};
 use serde_json::{Value, json};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
@@ -118,12 +118,7 @@ async fn chinook_on_sqlite_walks_to_validated_and_back_with_every_row() {
     }
     let id = plan_id(&planned);
     let status = c.ok("status", json!({"plan_id": id})).await;
-    let steps: Vec<&str> = status["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
+    let steps = step_names(&status);
     assert_eq!(
         steps,
         [
@@ -362,12 +357,7 @@ async fn sakila_customer_with_its_triggers_and_views_walks_there_and_back() {
     let planned = c.ok("plan", desired(&wanted)).await;
     let id = plan_id(&planned);
     let status = c.ok("status", json!({"plan_id": id})).await;
-    let steps: Vec<&str> = status["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
+    let steps = step_names(&status);
     assert_eq!(steps, ["1-rebuild", "2-index-customer_email"], "{status}");
     there_and_back_sakila(&p, &c, &wanted, &original).await;
     assert_eq!(

@@ -427,6 +427,16 @@ pub fn plan_id(v: &Value) -> String {
     v["plan_id"].as_str().expect("plan_id").to_string()
 }
 
+/// The names of a `status` answer's steps, in order.
+pub fn step_names(status: &Value) -> Vec<&str> {
+    status["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect()
+}
+
 pub fn file_exists(p: &Path) -> bool {
     p.exists()
 }
