@@ -576,6 +576,31 @@ async fn a_privileged_login_without_roles_runs_no_agent_sql() {
     );
     assert!(!p.has_column(&p.prod, "accounts", "tier").await);
     c.close().await;
+
+    // So is a member of the roles that reach the server's files or other sessions, named.
+    let reader = format!("reader_{t}");
+    run_admin_sql(
+        &p.prod,
+        &format!(
+            "CREATE ROLE {reader} NOLOGIN IN ROLE pg_signal_backend, pg_read_server_files;
+             ALTER TABLE accounts OWNER TO {reader}"
+        ),
+    )
+    .await;
+    let config = std::fs::read_to_string(&p.project.config_path).unwrap();
+    std::fs::write(&p.project.config_path, config.replace(&creator, &reader)).unwrap();
+    let c = p.project.connect().await;
+    let refused = c.refused("apply", json!({"plan_id": id})).await;
+    assert_eq!(refused["code"], "unsafe-role", "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("a member of pg_read_server_files, pg_signal_backend"),
+        "{refused}"
+    );
+    assert!(!p.has_column(&p.prod, "accounts", "tier").await);
+    c.close().await;
 }
 
 #[tokio::test]

@@ -56,7 +56,7 @@ use watcher::{Stop, StopOnDrop, watch};
 
 /// Schemas that are never the application's.
 // language=SQL
-const USER_SCHEMA: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema', 'drydock', 'drydock_backup') AND n.nspname NOT LIKE 'pg\\_%'";
+const USER_SCHEMA: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema', 'drydock', 'drydock_backup') AND n.nspname NOT LIKE E'pg\\\\_%'";
 
 /// The predefined roles whose members reach beyond the database (the server's files and programs,
 /// other sessions), as an SQL list: agent SQL never runs as one, nor calls a `SECURITY DEFINER`
@@ -208,14 +208,68 @@ pub(super) async fn pinned<T>(
     // One round trip too: the path as an escape string literal, read the same whatever
     // `standard_conforming_strings` agent SQL set.
     let restored = sqlx::raw_sql(AssertSqlSafe(format!(
-        "SELECT pg_catalog.set_config('search_path', E'{}', false)",
-        path.replace('\\', "\\\\").replace('\'', "''")
+        "SELECT pg_catalog.set_config('search_path', {}, false)",
+        escaped(&path)
     )))
     .execute(&mut *conn)
     .await;
     let out = out?;
     restored?;
     Ok(out)
+}
+
+/// [`pinned`] in one round trip, for reads that are each one statement with their values
+/// written in (integers, or [`escaped`] literals): the session's path saved in a setting of
+/// drydock's, pinned, the reads, and the path put back from that setting — one batch in the
+/// simple protocol, nothing of the agent's able to run between its statements. The rows of each
+/// read, in order; they come back as text and decode as any row does. A failed read leaves the
+/// batch (and the transaction) aborted, its error the one said, as `pinned`.
+pub(super) async fn pinned_batch(
+    conn: &mut PgConnection,
+    reads: &[&str],
+) -> sqlx::Result<Vec<Vec<sqlx::postgres::PgRow>>> {
+    use futures_util::TryStreamExt;
+    let batch = format!(
+        "SELECT pg_catalog.set_config('drydock.search_path', pg_catalog.current_setting('search_path'), false);
+         SET search_path = pg_catalog, pg_temp;
+         {};
+         SELECT pg_catalog.set_config('search_path', pg_catalog.current_setting('drydock.search_path'), false)",
+        reads.join(";\n")
+    );
+    let mut results = sqlx::raw_sql(AssertSqlSafe(batch)).fetch_many(conn);
+    let mut statement = 0usize;
+    let mut rows: Vec<Vec<sqlx::postgres::PgRow>> = reads.iter().map(|_| Vec::new()).collect();
+    while let Some(next) = results.try_next().await? {
+        match next {
+            sqlx::Either::Left(_) => statement += 1,
+            sqlx::Either::Right(row) => {
+                if let Some(read) = statement.checked_sub(2).and_then(|i| rows.get_mut(i)) {
+                    read.push(row);
+                }
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// A role as [`Postgres::role_read`] reads it: name, superuser, CREATEROLE, server roles.
+type RoleRow = (String, bool, bool, Option<String>);
+
+fn role_row(row: Option<&sqlx::postgres::PgRow>) -> sqlx::Result<Option<RoleRow>> {
+    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+        .transpose()
+}
+
+/// A string as an escape string literal (`E'…'`) for a batch on a session agent SQL has run on:
+/// read the same whatever `standard_conforming_strings` it set.
+pub(super) fn escaped(s: &str) -> String {
+    format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// Names as a `text[]` of [`escaped`] literals.
+pub(super) fn escaped_names(names: &[String]) -> String {
+    let items: Vec<String> = names.iter().map(|n| escaped(n)).collect();
+    format!("ARRAY[{}]::pg_catalog.text[]", items.join(", "))
 }
 
 /// Before each agent statement: the session's `lock_timeout` and `statement_timeout` at most the
@@ -227,22 +281,26 @@ pub(super) async fn cap_timeouts(
     lock_timeout: Duration,
     statement_timeout: Duration,
 ) -> sqlx::Result<()> {
+    // One round trip, the values written in (integers); the settings read with
+    // `current_setting`, not the `pg_settings` view (which computes every setting there is).
     // language=SQL
-    sqlx::query(
-        "SELECT pg_catalog.set_config(s.name,
-                (CASE WHEN l.ms OPERATOR(pg_catalog.=) 0 THEN s.setting::int8
-                      WHEN s.setting::int8 OPERATOR(pg_catalog.=) 0 OR s.setting::int8 OPERATOR(pg_catalog.>) l.ms
-                      THEN l.ms ELSE s.setting::int8 END)::text, false)
-         FROM pg_catalog.pg_settings s
-         JOIN (VALUES ('lock_timeout'::text, $1::int8), ('statement_timeout'::text, $2::int8)) AS l(name, ms)
-           ON l.name OPERATOR(pg_catalog.=) s.name",
-    )
-    .persistent(false)
-    .bind(super::millis(lock_timeout) as i64)
-    .bind(super::millis(statement_timeout) as i64)
-    .execute(conn)
-    .await
-    .map(|_| ())
+    let sql = format!(
+        "SELECT pg_catalog.set_config(l.name,
+                (CASE WHEN l.ms OPERATOR(pg_catalog.=) 0 THEN l.now
+                      WHEN l.now OPERATOR(pg_catalog.=) 0 OR l.now OPERATOR(pg_catalog.>) l.ms
+                      THEN l.ms ELSE l.now END)::pg_catalog.text, false)
+         FROM (SELECT v.name, v.ms, (pg_catalog.date_part('epoch',
+                       pg_catalog.current_setting(v.name)::pg_catalog.interval)
+                       OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8 AS now
+               FROM (VALUES ('lock_timeout'::pg_catalog.text, {}::pg_catalog.int8),
+                            ('statement_timeout'::pg_catalog.text, {}::pg_catalog.int8)) AS v(name, ms)) AS l",
+        super::millis(lock_timeout),
+        super::millis(statement_timeout)
+    );
+    sqlx::raw_sql(AssertSqlSafe(sql))
+        .execute(conn)
+        .await
+        .map(|_| ())
 }
 
 /// A table as drydock names it (`accounts`, `billing.invoices`), schema-qualified and quoted for
@@ -436,19 +494,33 @@ impl Postgres {
     /// `pg_read_server_files`, `pg_write_server_files`, `pg_execute_server_program` or
     /// `pg_signal_backend`; the statement gate is the second line behind it, not the first.
     async fn agent_role(&self, conn: &mut PgConnection, usage: AgentUse) -> Result<()> {
-        let configured = self.roles.of(usage);
+        let read = pinned_batch(conn, &[&self.role_read(usage)])
+            .await
+            .and_then(|reads| role_row(reads.iter().flatten().next()))
+            .map_err(|e| self.err(e))?;
+        self.role_verdict(usage, read)
+    }
+
+    /// The role agent SQL runs as for `usage` (the configured one, else the login): its name,
+    /// whether a superuser, whether it has CREATEROLE, and the server roles it is a member of
+    /// (comma-separated, none: NULL). One statement, its value written in, for [`pinned_batch`].
+    fn role_read(&self, usage: AgentUse) -> String {
+        let role = self
+            .roles
+            .of(usage)
+            .map_or_else(|| "current_user".to_string(), escaped);
         // language=SQL
-        let row: Option<(String, bool, bool, Vec<String>)> = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT r.rolname::text, r.rolsuper, r.rolcreaterole, ARRAY(
-                 SELECT b.rolname::text FROM pg_catalog.pg_roles b
-                 WHERE b.rolname IN {SERVER_ROLES} AND pg_catalog.pg_has_role(r.oid, b.oid, 'MEMBER') ORDER BY 1)
-             FROM pg_catalog.pg_roles r WHERE r.rolname = coalesce($1, current_user)"
-        )))
-        .persistent(false)
-        .bind(configured)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(|e| self.err(e))?;
+        format!(
+            "SELECT r.rolname::text, r.rolsuper, r.rolcreaterole, (
+                 SELECT string_agg(b.rolname::text, ', ' ORDER BY b.rolname) FROM pg_catalog.pg_roles b
+                 WHERE b.rolname IN {SERVER_ROLES} AND pg_catalog.pg_has_role(r.oid, b.oid, 'MEMBER'))
+             FROM pg_catalog.pg_roles r WHERE r.rolname = {role}"
+        )
+    }
+
+    /// [`Self::role_read`]'s row judged: `unsafe-role` when the role reaches beyond the database.
+    fn role_verdict(&self, usage: AgentUse, row: Option<RoleRow>) -> Result<()> {
+        let configured = self.roles.of(usage);
         let how = match configured {
             Some(_) => format!("its {}", usage.setting()),
             None => format!("its login (no {} is set)", usage.setting()),
@@ -464,9 +536,8 @@ impl Postgres {
             Some((role, _, true, _)) => Some(format!(
                 "agent SQL would run as {how} `{role}`, which has CREATEROLE: it could make itself any role"
             )),
-            Some((role, _, _, beyond)) if !beyond.is_empty() => Some(format!(
-                "agent SQL would run as {how} `{role}`, a member of {}: the server's files, programs or other sessions",
-                beyond.join(", ")
+            Some((role, _, _, Some(beyond))) => Some(format!(
+                "agent SQL would run as {how} `{role}`, a member of {beyond}: the server's files, programs or other sessions"
             )),
             Some(_) => None,
         };

@@ -34,6 +34,13 @@ impl Engine {
             own,
             recovered,
         } = self.ready_staging(plan, target, agent).await?;
+        // Row counts (of staging and of the plan's own target) before the exercise, which leaves
+        // staging's rows as they were: on the session staging's reads keep, before the sandbox
+        // takes it (after, a read would open a new one).
+        let t = Instant::now();
+        let tables = plan.tables();
+        let (staging_rows, prod_rows) = row_counts(&tables, &staging, own.as_ref()).await?;
+        crate::clock::phase("dry-run: row counts", t);
         let started_at = crate::store::now();
         let t0 = Instant::now();
         let (outcome, sequences) = self.exercise_on(plan, &staging, &staging_cfg.name).await?;
@@ -60,8 +67,6 @@ impl Engine {
 
         // Row ratio and estimate against the plan's own target.
         let t = Instant::now();
-        let tables = plan.tables();
-        let (staging_rows, prod_rows) = row_counts(&tables, &staging, own.as_ref()).await?;
         let (ratios, mut estimate, mut warnings) = scale_to_production(
             &tables,
             &staging_rows,

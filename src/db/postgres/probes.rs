@@ -56,7 +56,7 @@ pub(super) async fn probe(
     tables: &[String],
     known: &str,
 ) -> sqlx::Result<Vec<AppProbe>> {
-    let probes = pinned(conn, async |c| read(c, tables).await).await?;
+    let probes = read(conn, tables).await?;
     let mut out = Vec::new();
     for p in probes {
         sqlx::raw_sql("SAVEPOINT drydock_probe; SET LOCAL search_path TO DEFAULT")
@@ -113,35 +113,35 @@ fn judge(e: &sqlx::Error, constrained: bool, known: &str) -> (ProbeOutcome, Opti
     }
 }
 
-/// The probes of `tables`, read from the catalog (under a pinned search path).
+/// The probes of `tables`, read from the catalog: both reads in one round trip, under a pinned
+/// search path.
 async fn read(conn: &mut PgConnection, tables: &[String]) -> sqlx::Result<Vec<Probe>> {
     let rels: Vec<String> = tables.iter().map(|t| relation(t)).collect();
+    let rels = escaped_names(&rels);
     // The enabled user triggers of each table by event (tgtype: 4 INSERT, 8 DELETE, 16 UPDATE),
-    // with the columns a probe writes: every stored column (not generated), and for the
-    // self-update those it may set (not GENERATED ALWAYS AS IDENTITY).
+    // with the columns a probe writes (quoted, comma-separated): every stored column (not
+    // generated), and for the self-update those it may set (not GENERATED ALWAYS AS IDENTITY).
     // language=SQL
-    let triggered = sqlx::query(
+    let triggered = format!(
         "SELECT n.nspname::text, c.relname::text, string_agg(DISTINCT t.tgname::text, ', '),
                 bool_or((t.tgtype::int4 & 4) <> 0), bool_or((t.tgtype::int4 & 16) <> 0), bool_or((t.tgtype::int4 & 8) <> 0),
-                (SELECT array_agg(quote_ident(a.attname) ORDER BY a.attnum) FROM pg_attribute a
+                (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) FROM pg_attribute a
                  WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''),
-                (SELECT array_agg(quote_ident(a.attname) ORDER BY a.attnum) FROM pg_attribute a
+                (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) FROM pg_attribute a
+                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' AND a.attidentity <> 'a'),
+                (SELECT string_agg('t.' || quote_ident(a.attname), ', ' ORDER BY a.attnum) FROM pg_attribute a
                  WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' AND a.attidentity <> 'a')
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_trigger t ON t.tgrelid = c.oid
-         WHERE c.oid IN (SELECT to_regclass(r) FROM unnest($1::text[]) AS r) AND NOT t.tgisinternal AND t.tgenabled <> 'D'
+         WHERE c.oid IN (SELECT to_regclass(r) FROM unnest({rels}) AS r) AND NOT t.tgisinternal AND t.tgenabled <> 'D'
            AND c.relkind IN ('r', 'p')
          GROUP BY n.nspname, c.relname, c.oid
-         ORDER BY 1, 2",
-    )
-    .persistent(false)
-    .bind(&rels)
-    .fetch_all(&mut *conn)
-    .await?;
+         ORDER BY 1, 2"
+    );
     // Views and materialized views on the tables, directly or through other views.
     // language=SQL
-    let views: Vec<(String, String, String)> = sqlx::query_as(
+    let views = format!(
         "WITH RECURSIVE on_it(oid) AS (
-             SELECT to_regclass(r)::oid FROM unnest($1::text[]) AS r WHERE to_regclass(r) IS NOT NULL
+             SELECT to_regclass(r)::oid FROM unnest({rels}) AS r WHERE to_regclass(r) IS NOT NULL
              UNION
              SELECT w.ev_class FROM on_it
              JOIN pg_depend d ON d.refobjid = on_it.oid AND d.refclassid = 'pg_class'::regclass AND d.classid = 'pg_rewrite'::regclass
@@ -150,16 +150,18 @@ async fn read(conn: &mut PgConnection, tables: &[String]) -> sqlx::Result<Vec<Pr
          SELECT n.nspname::text, c.relname::text, c.relkind::text
          FROM on_it JOIN pg_class c ON c.oid = on_it.oid JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE c.relkind IN ('v', 'm')
-         ORDER BY 1, 2",
-    )
-    .persistent(false)
-    .bind(&rels)
-    .fetch_all(&mut *conn)
-    .await?;
+         ORDER BY 1, 2"
+    );
+    let [triggered, views] =
+        <[_; 2]>::try_from(pinned_batch(conn, &[&triggered, &views]).await?).unwrap_or_default();
+    let views = views
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect::<sqlx::Result<Vec<(String, String, String)>>>()?;
 
     let mut out = Vec::new();
     for row in &triggered {
-        out.extend(trigger_probes(row));
+        out.extend(trigger_probes(row)?);
     }
     for (schema, name, kind) in views {
         let rel = format!("{}.{}", quote_ident(&schema), quote_ident(&name));
@@ -183,12 +185,15 @@ async fn read(conn: &mut PgConnection, tables: &[String]) -> sqlx::Result<Vec<Pr
 
 /// The write probes of one table with enabled user triggers (a row of `read`'s trigger query):
 /// a self-update, an insert of a copy of a row, a delete of one row, by the events they fire on.
-fn trigger_probes(row: &sqlx::postgres::PgRow) -> Vec<Probe> {
+fn trigger_probes(row: &sqlx::postgres::PgRow) -> sqlx::Result<Vec<Probe>> {
     let mut out = Vec::new();
-    let (schema, name, triggers): (String, String, String) = (row.get(0), row.get(1), row.get(2));
-    let (insert, update, delete): (bool, bool, bool) = (row.get(3), row.get(4), row.get(5));
-    let stored: Vec<String> = row.get::<Option<Vec<String>>, _>(6).unwrap_or_default();
-    let settable: Vec<String> = row.get::<Option<Vec<String>>, _>(7).unwrap_or_default();
+    let (schema, name, triggers): (String, String, String) =
+        (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+    let (insert, update, delete): (bool, bool, bool) =
+        (row.try_get(3)?, row.try_get(4)?, row.try_get(5)?);
+    let stored: Option<String> = row.try_get(6)?;
+    let settable: Option<(String, String)> =
+        row.try_get::<Option<String>, _>(7)?.zip(row.try_get(8)?);
     let rel = format!("{}.{}", quote_ident(&schema), quote_ident(&name));
     let table = qualified(&schema, &name);
     // One row, found by (tableoid, ctid): a partitioned table's partitions share ctids.
@@ -197,21 +202,15 @@ fn trigger_probes(row: &sqlx::postgres::PgRow) -> Vec<Probe> {
          WHERE t.tableoid OPERATOR(pg_catalog.=) drydock_probe.drydock_probe_oid AND t.ctid OPERATOR(pg_catalog.=) drydock_probe.drydock_probe_ctid"
     );
     let on = |event: &str| format!("triggers {triggers} on {table} ({event})");
-    if update && !settable.is_empty() {
-        let row: Vec<String> = settable.iter().map(|c| format!("t.{c}")).collect();
+    if let (true, Some((settable, row))) = (update, settable) {
         out.push(Probe {
             object: on("update"),
-            sql: format!(
-                "UPDATE {rel} AS t SET ({}) = ROW({}) FROM {one}",
-                settable.join(", "),
-                row.join(", ")
-            ),
+            sql: format!("UPDATE {rel} AS t SET ({settable}) = ROW({row}) FROM {one}"),
             write: true,
             constrained: false,
         });
     }
-    if insert && !stored.is_empty() {
-        let stored = stored.join(", ");
+    if let (true, Some(stored)) = (insert, stored) {
         out.push(Probe {
             object: on("insert"),
             sql: format!(
@@ -229,5 +228,5 @@ fn trigger_probes(row: &sqlx::postgres::PgRow) -> Vec<Probe> {
             constrained: true,
         });
     }
-    out
+    Ok(out)
 }

@@ -16,31 +16,44 @@ impl Postgres {
             mut conn,
             schema_read,
         } = self.session_for_agent_sql().await?;
-        self.agent_role(&mut conn, AgentUse::DryRun).await?;
-        self.agent_role(&mut conn, AgentUse::Check).await?;
-        let Existing {
-            existing,
-            ancestors,
-            kinds,
-        } = Existing::read(&mut conn).await.map_err(|e| self.err(e))?;
-        // As the login, before any agent SQL: what the rollback will not take back.
-        let sequences = super::sequences::read(&mut conn)
-            .await
-            .map_err(|e| self.err(e))?;
+        // One round trip, pinned, before any agent SQL: the roles agent SQL will run as, the
+        // relations and sequences there are, and `deadlock_timeout`.
         // A dry-run runs on staging, where waiting for a lock stalls no production traffic: it
         // waits past `deadlock_timeout`, after which an autovacuum in its way yields (with
         // `lock_timeout` at the same second, every try lost the race to the vacuum's own wait;
         // a rolled-back pass that rewinds to compare data takes its locks again after it).
         // language=SQL
-        let deadlock: f64 = sqlx::query_scalar(
-            "SELECT pg_catalog.date_part('epoch', pg_catalog.current_setting('deadlock_timeout')::pg_catalog.interval)
-                    OPERATOR(pg_catalog.*) 1000",
-        )
-        .persistent(false)
-        .fetch_one(&mut conn)
-        .await
-        .unwrap_or(1000.0);
-        let lock_timeout = self.lock_timeout + Duration::from_millis(deadlock.max(0.0) as u64 * 2);
+        let deadlock = "SELECT (pg_catalog.date_part('epoch', pg_catalog.current_setting('deadlock_timeout')::pg_catalog.interval)
+                                OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8";
+        let reads = [
+            self.role_read(AgentUse::DryRun),
+            self.role_read(AgentUse::Check),
+            Existing::sql(),
+            super::sequences::READ.to_string(),
+            deadlock.to_string(),
+        ];
+        let reads: Vec<&str> = reads.iter().map(String::as_str).collect();
+        let rows = pinned_batch(&mut conn, &reads)
+            .await
+            .map_err(|e| self.err(e))?;
+        let [dry_run, check, existing, sequences, deadlock] =
+            <[_; 5]>::try_from(rows).unwrap_or_default();
+        for (usage, row) in [(AgentUse::DryRun, dry_run), (AgentUse::Check, check)] {
+            let row = super::role_row(row.first()).map_err(|e| self.err(e))?;
+            self.role_verdict(usage, row)?;
+        }
+        let Existing {
+            existing,
+            ancestors,
+            kinds,
+        } = Existing::from_rows(&existing).map_err(|e| self.err(e))?;
+        // As the login, before any agent SQL: what the rollback will not take back.
+        let sequences = super::sequences::from_rows(&sequences).map_err(|e| self.err(e))?;
+        let deadlock: i64 = deadlock
+            .first()
+            .and_then(|r| r.try_get(0).ok())
+            .unwrap_or(1000);
+        let lock_timeout = self.lock_timeout + Duration::from_millis(deadlock.max(0) as u64 * 2);
         // Nobody has approved the plan yet: its SQL runs as the dry-run role, and so does every
         // read of drydock's in this session from here on (never a more privileged role once
         // agent SQL may have left something behind for a read to resolve). Rolled back: for the
@@ -66,6 +79,7 @@ impl Postgres {
             mode,
             options: self.options.clone(),
             spare: self.spare.clone(),
+            refill: self.refill(),
             name: self.name.clone(),
             limits: (lock_timeout, self.statement_timeout),
             lock_retries: self.lock_retries,
@@ -91,22 +105,20 @@ struct Existing {
 }
 
 impl Existing {
-    async fn read(conn: &mut PgConnection) -> sqlx::Result<Existing> {
+    /// The read, for [`pinned_batch`]: each relation's oid, schema, name, kind and, for a
+    /// partition, its partitioned ancestors' oids (comma-separated, nearest first).
+    fn sql() -> String {
         // language=SQL
-        let existing = format!(
-            "SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text,
-                    CASE WHEN c.relispartition THEN ARRAY(SELECT a.relid::int8 FROM pg_partition_ancestors(c.oid) a
-                                                          WHERE a.relid <> c.oid) END
+        format!(
+            "SELECT c.oid::int8, n.nspname::text, c.relname::text, c.relkind::text,
+                    CASE WHEN c.relispartition THEN pg_catalog.array_to_string(ARRAY(
+                        SELECT a.relid::int8 FROM pg_partition_ancestors(c.oid) a WHERE a.relid <> c.oid), ',') END
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE c.relkind IN ('r', 'p', 'm', 'i', 'S', 'v') AND {USER_SCHEMA}"
-        );
-        let rows = pinned(conn, async |c| {
-            sqlx::query(AssertSqlSafe(existing))
-                .persistent(false)
-                .fetch_all(c)
-                .await
-        })
-        .await?;
+        )
+    }
+
+    fn from_rows(rows: &[sqlx::postgres::PgRow]) -> sqlx::Result<Existing> {
         let existing: BTreeMap<u32, String> = rows
             .iter()
             .map(|r| (r.get::<i64, _>(0) as u32, qualified(r.get(1), r.get(2))))
@@ -114,10 +126,11 @@ impl Existing {
         let ancestors = rows
             .iter()
             .filter_map(|r| {
-                let up: Vec<i64> = r.get::<Option<Vec<i64>>, _>(4)?;
+                let up: String = r.get::<Option<String>, _>(4)?;
                 let names = up
-                    .iter()
-                    .filter_map(|o| existing.get(&(*o as u32)).cloned())
+                    .split(',')
+                    .filter_map(|o| o.parse::<u32>().ok())
+                    .filter_map(|o| existing.get(&o).cloned())
                     .collect();
                 Some((qualified(r.get(1), r.get(2)), names))
             })
@@ -146,6 +159,8 @@ pub struct PgSandbox {
     /// its kept session, else a new one.
     options: PgConnectOptions,
     spare: Spare,
+    /// A warmed session for the target's slot, started when the sandbox finishes.
+    refill: super::sessions::Refill,
     name: String,
     /// The policy's lock and statement timeouts, which no agent `SET` raises.
     limits: (Duration, Duration),
@@ -457,49 +472,66 @@ impl PgSandbox {
     async fn observe(&mut self, oids: &[i64]) -> Result<Observed> {
         let existing = &self.existing;
         let known = |oid: i64| existing.get(&(oid as u32));
-        // One statement, each row a lock (0), a table's file (1) or a table's scans (2).
+        // One statement, each row a lock (0) or a table's file and its sequential scans in this
+        // transaction so far (1); pinned in the same round trip.
+        let oids = format!(
+            "'{{{}}}'::pg_catalog.int8[]",
+            oids.iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        );
         // language=SQL
-        let read = pinned(&mut self.conn, async |c| {
-            sqlx::query_as::<_, (i32, Option<i64>, Option<String>, Option<String>, Option<i64>)>(
-                "SELECT 0, l.relation::int8, l.mode, NULL, NULL FROM pg_locks l
-                 WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.relation::int8 = ANY ($1)
+        let read = pinned_batch(
+            &mut self.conn,
+            &[&format!(
+                "SELECT 0, l.relation::int8, l.mode, NULL::int8, NULL::int8 FROM pg_locks l
+                 WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.relation::int8 = ANY ({oids})
                  UNION ALL
-                 SELECT 1, c.oid::int8, NULL, NULL, c.relfilenode::int8 FROM pg_class c
-                 WHERE c.oid::int8 = ANY ($1) AND c.relkind IN ('r', 'm')
-                 UNION ALL
-                 SELECT 2, NULL, s.schemaname::text, s.relname::text, coalesce(s.seq_scan, 0)::int8
-                 FROM pg_stat_xact_user_tables s",
-            )
-            .persistent(false)
-            .bind(oids)
-            .fetch_all(c)
-            .await
-        })
-        .await;
+                 SELECT 1, c.oid::int8, NULL, CASE WHEN c.relkind IN ('r', 'm') THEN c.relfilenode::int8 END,
+                        pg_stat_get_xact_numscans(c.oid)
+                 FROM pg_class c WHERE c.oid::int8 = ANY ({oids}) AND c.relkind IN ('r', 'm', 'p', 't')"
+            )],
+        )
+        .await
+        .and_then(|reads| {
+            reads
+                .iter()
+                .flatten()
+                .map(|r| {
+                    Ok((
+                        r.try_get::<i32, _>(0)?,
+                        r.try_get::<Option<i64>, _>(1)?,
+                        r.try_get::<Option<String>, _>(2)?,
+                        r.try_get::<Option<i64>, _>(3)?,
+                        r.try_get::<Option<i64>, _>(4)?,
+                    ))
+                })
+                .collect::<sqlx::Result<Vec<_>>>()
+        });
         let rows = read.map_err(|e| self.err(e))?;
         let mut seen = Observed {
             locks: BTreeSet::new(),
             files: BTreeMap::new(),
             scans: BTreeMap::new(),
         };
-        for (part, oid, a, b, n) in rows {
-            match (
-                part,
-                oid.and_then(|o| known(o).map(|name| (o, name))),
-                a,
-                b,
-                n,
-            ) {
-                (0, Some((_, name)), Some(mode), _, _) => {
+        for (part, oid, mode, file, scans) in rows {
+            let Some((oid, name)) = oid.and_then(|o| known(o).map(|name| (o, name))) else {
+                continue;
+            };
+            match (part, mode) {
+                (0, Some(mode)) => {
                     if let Some(mode) = LockMode::from_pg_locks(&mode) {
                         seen.locks.insert((name.clone(), mode));
                     }
                 }
-                (1, Some((oid, name)), _, _, Some(file)) => {
-                    seen.files.insert(oid, (name.clone(), file));
-                }
-                (2, _, Some(schema), Some(table), Some(scans)) => {
-                    seen.scans.insert(qualified(&schema, &table), scans);
+                (1, _) => {
+                    if let Some(file) = file {
+                        seen.files.insert(oid, (name.clone(), file));
+                    }
+                    if let Some(scans) = scans {
+                        seen.scans.insert(name.clone(), scans);
+                    }
                 }
                 _ => {}
             }
@@ -573,41 +605,62 @@ impl PgSandbox {
     pub async fn data_marks(&mut self, tables: &[String]) -> Result<DataMarks> {
         let names: Vec<String> = tables.iter().map(|t| relation(t)).collect();
         let counted = self.mode == SandboxMode::RolledBack;
-        let read = pinned(&mut self.conn, async |c| {
-            // language=SQL
-            let leaves: Vec<(i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
-                "SELECT t.i, c.oid::pg_catalog.int8, c.relfilenode::pg_catalog.int8,
-                        pg_catalog.pg_stat_get_xact_tuples_inserted(c.oid),
-                        pg_catalog.pg_stat_get_xact_tuples_updated(c.oid),
-                        pg_catalog.pg_stat_get_xact_tuples_deleted(c.oid)
-                 FROM pg_catalog.unnest($1::pg_catalog.text[]) WITH ORDINALITY AS t(name, i)
-                 CROSS JOIN LATERAL (WITH RECURSIVE tree(relid) AS (
-                                         SELECT pg_catalog.to_regclass(t.name)::pg_catalog.oid
-                                         UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree
-                                                 ON i.inhparent OPERATOR(pg_catalog.=) tree.relid)
-                                     SELECT relid FROM tree) AS l
-                 JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) l.relid
-                 ORDER BY 1, 2",
-            )
-            .persistent(false)
-            .bind(&names)
-            .fetch_all(&mut *c)
-            .await?;
-            // language=SQL
-            let columns: Vec<(i64, String, i32, i64, i32)> = sqlx::query_as(
-                "SELECT t.i, a.attname::pg_catalog.text, a.attnum::pg_catalog.int4, a.atttypid::pg_catalog.int8, a.atttypmod
-                 FROM pg_catalog.unnest($1::pg_catalog.text[]) WITH ORDINALITY AS t(name, i)
-                 JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(t.name)
-                 WHERE a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
-                 ORDER BY 1, 3",
-            )
-            .persistent(false)
-            .bind(&names)
-            .fetch_all(&mut *c)
-            .await?;
-            Ok((leaves, columns))
-        })
-        .await;
+        let names = escaped_names(&names);
+        // One round trip: both reads, pinned.
+        // language=SQL
+        let leaves = format!(
+            "SELECT t.i, c.oid::pg_catalog.int8, c.relfilenode::pg_catalog.int8,
+                    pg_catalog.pg_stat_get_xact_tuples_inserted(c.oid),
+                    pg_catalog.pg_stat_get_xact_tuples_updated(c.oid),
+                    pg_catalog.pg_stat_get_xact_tuples_deleted(c.oid)
+             FROM pg_catalog.unnest({names}) WITH ORDINALITY AS t(name, i)
+             CROSS JOIN LATERAL (WITH RECURSIVE tree(relid) AS (
+                                     SELECT pg_catalog.to_regclass(t.name)::pg_catalog.oid
+                                     UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree
+                                             ON i.inhparent OPERATOR(pg_catalog.=) tree.relid)
+                                 SELECT relid FROM tree) AS l
+             JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) l.relid
+             ORDER BY 1, 2"
+        );
+        // language=SQL
+        let columns = format!(
+            "SELECT t.i, a.attname::pg_catalog.text, a.attnum::pg_catalog.int4, a.atttypid::pg_catalog.int8, a.atttypmod
+             FROM pg_catalog.unnest({names}) WITH ORDINALITY AS t(name, i)
+             JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(t.name)
+             WHERE a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+             ORDER BY 1, 3"
+        );
+        let read = pinned_batch(&mut self.conn, &[&leaves, &columns])
+            .await
+            .and_then(|reads| {
+                let [leaves, columns] = <[_; 2]>::try_from(reads).unwrap_or_default();
+                let leaves = leaves
+                    .iter()
+                    .map(|r| {
+                        Ok((
+                            r.try_get::<i64, _>(0)?,
+                            r.try_get::<i64, _>(1)?,
+                            r.try_get::<i64, _>(2)?,
+                            r.try_get::<i64, _>(3)?,
+                            r.try_get::<i64, _>(4)?,
+                            r.try_get::<i64, _>(5)?,
+                        ))
+                    })
+                    .collect::<sqlx::Result<Vec<_>>>()?;
+                let columns = columns
+                    .iter()
+                    .map(|r| {
+                        Ok((
+                            r.try_get::<i64, _>(0)?,
+                            r.try_get::<String, _>(1)?,
+                            r.try_get::<i32, _>(2)?,
+                            r.try_get::<i64, _>(3)?,
+                            r.try_get::<i32, _>(4)?,
+                        ))
+                    })
+                    .collect::<sqlx::Result<Vec<_>>>()?;
+                Ok((leaves, columns))
+            });
         let (leaves, columns) = read.map_err(|e| self.err(e))?;
         let table = |i: i64| tables.get(usize::try_from(i - 1).unwrap_or(usize::MAX));
         let mut marks: BTreeMap<String, TableMarks> = BTreeMap::new();
@@ -686,7 +739,14 @@ impl PgSandbox {
     /// take back, the sequences it moved; committed, the engine has undone its steps. The
     /// sequences are put back where that is safe (as the login, on a fresh session: the
     /// sandbox's own may hold the agent's temporary objects), and returned.
-    pub async fn finish(mut self) -> Vec<crate::db::SequenceMove> {
+    pub async fn finish(self) -> Vec<crate::db::SequenceMove> {
+        let refill = self.refill.clone();
+        let moved = self.put_back_sequences().await;
+        refill.spawn();
+        moved
+    }
+
+    async fn put_back_sequences(mut self) -> Vec<crate::db::SequenceMove> {
         let mut conn = match self.mode {
             SandboxMode::RolledBack => {
                 sqlx::raw_sql("ROLLBACK").execute(&mut self.conn).await.ok();

@@ -10,19 +10,23 @@ use crate::db::SequenceMove;
 /// The application's sequences (qualified, quoted) with their last value (none: never used).
 pub(super) type Sequences = BTreeMap<String, Option<i64>>;
 
-/// Every sequence of the application's schemas, with its last value: as the login, under a
-/// pinned search path.
-pub(super) async fn read(conn: &mut PgConnection) -> sqlx::Result<Sequences> {
-    // language=SQL
-    let sql = "SELECT format('%I.%I', s.schemaname, s.sequencename), s.last_value FROM pg_sequences s
-               WHERE s.schemaname NOT IN ('pg_catalog', 'information_schema', 'drydock', 'drydock_backup')
-                 AND s.schemaname NOT LIKE 'pg\\_%'";
-    pinned(conn, async |c| {
-        let rows: Vec<(String, Option<i64>)> =
-            sqlx::query_as(sql).persistent(false).fetch_all(c).await?;
-        Ok(rows.into_iter().collect())
-    })
-    .await
+/// Every sequence of the application's schemas, with its last value: read as the login, under a
+/// pinned search path ([`pinned_batch`]).
+// language=SQL
+pub(super) const READ: &str =
+    "SELECT format('%I.%I', s.schemaname, s.sequencename), s.last_value FROM pg_sequences s
+     WHERE s.schemaname NOT IN ('pg_catalog', 'information_schema', 'drydock', 'drydock_backup')
+       AND s.schemaname NOT LIKE E'pg\\\\_%'";
+
+pub(super) fn from_rows(rows: &[sqlx::postgres::PgRow]) -> sqlx::Result<Sequences> {
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
+async fn read(conn: &mut PgConnection) -> sqlx::Result<Sequences> {
+    let rows = pinned_batch(conn, &[READ]).await?;
+    from_rows(rows.first().map_or(&[], Vec::as_slice))
 }
 
 /// After the dry-run's rollback, on the login's own session again: each sequence the dry-run

@@ -273,24 +273,57 @@ impl Postgres {
 
     /// A session for agent SQL (a dry-run's), with the schema read prepared on it when it has
     /// one: the kept one, whose backend's caches drydock's reads have warmed (it ran nothing
-    /// else, and is never kept again once agent SQL ran on it), with a new one connected and
-    /// warmed in the background to be kept in its place; else a new one.
+    /// else, and is never kept again once agent SQL ran on it), else a new one. The sandbox
+    /// puts a new warmed session in its place when it finishes ([`Refill`]).
     pub(super) async fn session_for_agent_sql(&self) -> Result<Kept> {
         let kept = self.spare.lock().expect("spare session lock").take();
         if let Some(mut kept) = kept {
             if kept.conn.ping().await.is_ok() {
-                let (options, spare) = (self.options.clone(), self.spare.clone());
-                let (lock_timeout, statement_timeout) = (self.lock_timeout, self.statement_timeout);
-                tokio::spawn(async move {
-                    if let Ok(kept) = warmed(&options, lock_timeout, statement_timeout, false).await
-                    {
-                        keep_in(&spare, kept).await;
-                    }
-                });
                 return Ok(kept);
             }
             kept.conn.close_hard().await.ok();
         }
         Ok(self.connect().await?.into())
+    }
+
+    /// What puts a warmed session back in this target's slot after a sandbox (see [`Refill`]).
+    pub(super) fn refill(&self) -> Refill {
+        Refill {
+            options: self.options.clone(),
+            spare: self.spare.clone(),
+            timeouts: (self.lock_timeout, self.statement_timeout),
+        }
+    }
+}
+
+/// A new session, connected and warmed in the background (its schema read prepared and planned)
+/// and kept for the next read or dry-run, when the target's slot has none: started when a
+/// sandbox finishes, not when it takes the kept session — beside the sandbox's own work the
+/// warm-up (a backend's cold caches, a plan of ~20 catalog queries: some 10 ms of CPU) competed
+/// with it for the cores.
+#[derive(Clone)]
+pub(super) struct Refill {
+    options: PgConnectOptions,
+    spare: Spare,
+    timeouts: (Duration, Duration),
+}
+
+impl Refill {
+    pub(super) fn spawn(self) {
+        if self
+            .spare
+            .lock()
+            .expect("spare session lock")
+            .kept
+            .is_some()
+        {
+            return;
+        }
+        tokio::spawn(async move {
+            let (lock_timeout, statement_timeout) = self.timeouts;
+            if let Ok(kept) = warmed(&self.options, lock_timeout, statement_timeout, false).await {
+                keep_in(&self.spare, kept).await;
+            }
+        });
     }
 }
