@@ -228,6 +228,16 @@ pub(super) async fn pinned_batch(
     conn: &mut PgConnection,
     reads: &[&str],
 ) -> sqlx::Result<Vec<Vec<sqlx::postgres::PgRow>>> {
+    let (rows, done) = pinned_batch_until_error(conn, reads).await;
+    done.map(|()| rows)
+}
+
+/// [`pinned_batch`], with the rows of the reads that ran before one failed (a read that must
+/// be judged by an earlier one's answer even when it fails: the schema read's check).
+pub(super) async fn pinned_batch_until_error(
+    conn: &mut PgConnection,
+    reads: &[&str],
+) -> (Vec<Vec<sqlx::postgres::PgRow>>, sqlx::Result<()>) {
     use futures_util::TryStreamExt;
     let batch = format!(
         "SELECT pg_catalog.set_config('drydock.search_path', pg_catalog.current_setting('search_path'), false);
@@ -239,25 +249,46 @@ pub(super) async fn pinned_batch(
     let mut results = sqlx::raw_sql(AssertSqlSafe(batch)).fetch_many(conn);
     let mut statement = 0usize;
     let mut rows: Vec<Vec<sqlx::postgres::PgRow>> = reads.iter().map(|_| Vec::new()).collect();
-    while let Some(next) = results.try_next().await? {
-        match next {
-            sqlx::Either::Left(_) => statement += 1,
-            sqlx::Either::Right(row) => {
+    let done = loop {
+        match results.try_next().await {
+            Ok(Some(sqlx::Either::Left(_))) => statement += 1,
+            Ok(Some(sqlx::Either::Right(row))) => {
                 if let Some(read) = statement.checked_sub(2).and_then(|i| rows.get_mut(i)) {
                     read.push(row);
                 }
             }
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
         }
-    }
-    Ok(rows)
+    };
+    (rows, done)
+}
+
+/// [`pinned_batch`] of one read: its rows.
+pub(super) async fn pinned_read(
+    conn: &mut PgConnection,
+    read: &str,
+) -> sqlx::Result<Vec<sqlx::postgres::PgRow>> {
+    Ok(pinned_batch(conn, &[read])
+        .await?
+        .into_iter()
+        .next()
+        .unwrap_or_default())
+}
+
+/// Rows of a [`pinned_batch`] read as tuples (or any `FromRow`).
+pub(super) fn decoded<T>(rows: &[sqlx::postgres::PgRow]) -> sqlx::Result<Vec<T>>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+{
+    rows.iter().map(T::from_row).collect()
 }
 
 /// A role as [`Postgres::role_read`] reads it: name, superuser, CREATEROLE, server roles.
 type RoleRow = (String, bool, bool, Option<String>);
 
-fn role_row(row: Option<&sqlx::postgres::PgRow>) -> sqlx::Result<Option<RoleRow>> {
-    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
-        .transpose()
+fn role_row(rows: &[sqlx::postgres::PgRow]) -> sqlx::Result<Option<RoleRow>> {
+    Ok(decoded(rows)?.into_iter().next())
 }
 
 /// A string as an escape string literal (`E'…'`) for a batch on a session agent SQL has run on:
@@ -494,9 +525,9 @@ impl Postgres {
     /// `pg_read_server_files`, `pg_write_server_files`, `pg_execute_server_program` or
     /// `pg_signal_backend`; the statement gate is the second line behind it, not the first.
     async fn agent_role(&self, conn: &mut PgConnection, usage: AgentUse) -> Result<()> {
-        let read = pinned_batch(conn, &[&self.role_read(usage)])
+        let read = pinned_read(conn, &self.role_read(usage))
             .await
-            .and_then(|reads| role_row(reads.iter().flatten().next()))
+            .and_then(|rows| role_row(&rows))
             .map_err(|e| self.err(e))?;
         self.role_verdict(usage, read)
     }

@@ -184,19 +184,51 @@ impl SchemaRead {
         slot: &mut Option<SchemaRead>,
         conn: &mut PgConnection,
     ) -> sqlx::Result<Fingerprint> {
-        pinned(conn, async |c| {
-            let read = match slot.take() {
-                Some(read) => read.checked(c).await?,
-                None => SchemaRead::prepare(c).await?,
-            };
-            let rows = sqlx::raw_sql(AssertSqlSafe(format!("EXECUTE {}", read.name)))
-                .fetch_all(&mut *c)
-                .await?;
-            *slot = Some(read);
-            rows.iter().map(|r| r.try_get::<String, _>(0)).collect()
-        })
-        .await
-        .map(split_owned)
+        let rows = match slot.take() {
+            Some(read) => {
+                let (read, rows) = read.execute_checked(conn).await?;
+                *slot = Some(read);
+                rows
+            }
+            None => {
+                pinned(conn, async |c| {
+                    let read = SchemaRead::prepare(c).await?;
+                    let rows = sqlx::raw_sql(AssertSqlSafe(format!("EXECUTE {}", read.name)))
+                        .fetch_all(&mut *c)
+                        .await?;
+                    *slot = Some(read);
+                    Ok(rows)
+                })
+                .await?
+            }
+        };
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<sqlx::Result<Vec<_>>>()
+            .map(split_owned)
+    }
+
+    /// The check and the execution in one round trip ([`pinned_batch_until_error`]): the
+    /// check's answer is judged first, so a statement replaced or gone is the error said even
+    /// though the batch ran (or failed to run) what stood under drydock's name — as the role and
+    /// in the transaction of the plan's own SQL, which could have run it itself — and its rows
+    /// are never read.
+    async fn execute_checked(
+        self,
+        conn: &mut PgConnection,
+    ) -> sqlx::Result<(SchemaRead, Vec<sqlx::postgres::PgRow>)> {
+        let check = format!("SELECT ({})", SchemaRead::prepared_at_sql(&self.name));
+        let execute = format!("EXECUTE {}", self.name);
+        let (reads, done) = pinned_batch_until_error(conn, &[&check, &execute]).await;
+        let [checked, rows] = <[_; 2]>::try_from(reads).unwrap_or_default();
+        let Some(checked) = checked.first() else {
+            return Err(done.err().unwrap_or_else(|| {
+                sqlx::Error::Protocol("the schema read's check returned no row".into())
+            }));
+        };
+        let read = self.checked_at(prepared_at_of(checked)?)?;
+        done?;
+        Ok((read, rows))
     }
 
     /// The schema read prepared on `conn` and its plan made (`EXPLAIN EXECUTE` plans it without
@@ -232,9 +264,10 @@ impl SchemaRead {
         Ok(SchemaRead { name, prepared_at })
     }
 
-    /// `self`, when the session's statement of that name is still the one drydock prepared.
-    async fn checked(self, conn: &mut PgConnection) -> sqlx::Result<SchemaRead> {
-        match SchemaRead::prepared_at(conn, &self.name).await? {
+    /// `self`, when the session's statement of that name (prepared at `found`) is still the one
+    /// drydock prepared.
+    fn checked_at(self, found: Option<i64>) -> sqlx::Result<SchemaRead> {
+        match found {
             Some(at) if at == self.prepared_at => Ok(self),
             found => Err(sqlx::Error::InvalidArgument(format!(
                 "drydock's prepared schema read `{}` was {} by the plan's SQL (DEALLOCATE or PREPARE in dynamic SQL): the schema was not read",
@@ -251,21 +284,33 @@ impl SchemaRead {
     /// When the session's prepared statement `name` was prepared, in microseconds (an integer:
     /// its text does not depend on the session's settings, which agent SQL changes).
     async fn prepared_at(conn: &mut PgConnection, name: &str) -> sqlx::Result<Option<i64>> {
-        // language=SQL
-        let row = sqlx::raw_sql(AssertSqlSafe(format!(
-            "SELECT (pg_catalog.date_part('epoch', p.prepare_time) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8::pg_catalog.text
-             FROM pg_catalog.pg_prepared_statements p WHERE p.name OPERATOR(pg_catalog.=) '{name}'"
-        )))
-        .fetch_optional(&mut *conn)
-        .await?;
-        row.map(|r| r.try_get::<String, _>(0))
-            .transpose()?
-            .map(|at| {
-                at.parse()
-                    .map_err(|_| sqlx::Error::Protocol(format!("prepare_time `{at}`")))
-            })
+        let row = sqlx::raw_sql(AssertSqlSafe(SchemaRead::prepared_at_sql(name)))
+            .fetch_optional(&mut *conn)
+            .await?;
+        row.as_ref()
+            .map(prepared_at_of)
             .transpose()
+            .map(Option::flatten)
     }
+
+    fn prepared_at_sql(name: &str) -> String {
+        // language=SQL
+        format!(
+            "SELECT (pg_catalog.date_part('epoch', p.prepare_time) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8::pg_catalog.text
+             FROM pg_catalog.pg_prepared_statements p WHERE p.name OPERATOR(pg_catalog.=) {}",
+            escaped(name)
+        )
+    }
+}
+
+/// [`SchemaRead::prepared_at_sql`]'s answer (none: no such statement).
+fn prepared_at_of(row: &sqlx::postgres::PgRow) -> sqlx::Result<Option<i64>> {
+    row.try_get::<Option<String>, _>(0)?
+        .map(|at| {
+            at.parse()
+                .map_err(|_| sqlx::Error::Protocol(format!("prepare_time `{at}`")))
+        })
+        .transpose()
 }
 
 /// The lines of `queries` (each one text column), in one round trip: names render according to

@@ -154,10 +154,7 @@ async fn read(conn: &mut PgConnection, tables: &[String]) -> sqlx::Result<Vec<Pr
     );
     let [triggered, views] =
         <[_; 2]>::try_from(pinned_batch(conn, &[&triggered, &views]).await?).unwrap_or_default();
-    let views = views
-        .iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-        .collect::<sqlx::Result<Vec<(String, String, String)>>>()?;
+    let views: Vec<(String, String, String)> = decoded(&views)?;
 
     let mut out = Vec::new();
     for row in &triggered {

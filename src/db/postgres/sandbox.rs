@@ -39,7 +39,7 @@ impl Postgres {
         let [dry_run, check, existing, sequences, deadlock] =
             <[_; 5]>::try_from(rows).unwrap_or_default();
         for (usage, row) in [(AgentUse::DryRun, dry_run), (AgentUse::Check, check)] {
-            let row = super::role_row(row.first()).map_err(|e| self.err(e))?;
+            let row = super::role_row(&row).map_err(|e| self.err(e))?;
             self.role_verdict(usage, row)?;
         }
         let Existing {
@@ -482,33 +482,19 @@ impl PgSandbox {
                 .join(",")
         );
         // language=SQL
-        let read = pinned_batch(
+        let read = pinned_read(
             &mut self.conn,
-            &[&format!(
+            &format!(
                 "SELECT 0, l.relation::int8, l.mode, NULL::int8, NULL::int8 FROM pg_locks l
                  WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.relation::int8 = ANY ({oids})
                  UNION ALL
                  SELECT 1, c.oid::int8, NULL, CASE WHEN c.relkind IN ('r', 'm') THEN c.relfilenode::int8 END,
                         pg_stat_get_xact_numscans(c.oid)
                  FROM pg_class c WHERE c.oid::int8 = ANY ({oids}) AND c.relkind IN ('r', 'm', 'p', 't')"
-            )],
+            ),
         )
         .await
-        .and_then(|reads| {
-            reads
-                .iter()
-                .flatten()
-                .map(|r| {
-                    Ok((
-                        r.try_get::<i32, _>(0)?,
-                        r.try_get::<Option<i64>, _>(1)?,
-                        r.try_get::<Option<String>, _>(2)?,
-                        r.try_get::<Option<i64>, _>(3)?,
-                        r.try_get::<Option<i64>, _>(4)?,
-                    ))
-                })
-                .collect::<sqlx::Result<Vec<_>>>()
-        });
+        .and_then(|rows| decoded::<(i32, Option<i64>, Option<String>, Option<i64>, Option<i64>)>(&rows));
         let rows = read.map_err(|e| self.err(e))?;
         let mut seen = Observed {
             locks: BTreeSet::new(),
@@ -634,32 +620,10 @@ impl PgSandbox {
             .await
             .and_then(|reads| {
                 let [leaves, columns] = <[_; 2]>::try_from(reads).unwrap_or_default();
-                let leaves = leaves
-                    .iter()
-                    .map(|r| {
-                        Ok((
-                            r.try_get::<i64, _>(0)?,
-                            r.try_get::<i64, _>(1)?,
-                            r.try_get::<i64, _>(2)?,
-                            r.try_get::<i64, _>(3)?,
-                            r.try_get::<i64, _>(4)?,
-                            r.try_get::<i64, _>(5)?,
-                        ))
-                    })
-                    .collect::<sqlx::Result<Vec<_>>>()?;
-                let columns = columns
-                    .iter()
-                    .map(|r| {
-                        Ok((
-                            r.try_get::<i64, _>(0)?,
-                            r.try_get::<String, _>(1)?,
-                            r.try_get::<i32, _>(2)?,
-                            r.try_get::<i64, _>(3)?,
-                            r.try_get::<i32, _>(4)?,
-                        ))
-                    })
-                    .collect::<sqlx::Result<Vec<_>>>()?;
-                Ok((leaves, columns))
+                Ok((
+                    decoded::<(i64, i64, i64, i64, i64, i64)>(&leaves)?,
+                    decoded::<(i64, String, i32, i64, i32)>(&columns)?,
+                ))
             });
         let (leaves, columns) = read.map_err(|e| self.err(e))?;
         let table = |i: i64| tables.get(usize::try_from(i - 1).unwrap_or(usize::MAX));

@@ -19,14 +19,13 @@ pub(super) const READ: &str =
        AND s.schemaname NOT LIKE E'pg\\\\_%'";
 
 pub(super) fn from_rows(rows: &[sqlx::postgres::PgRow]) -> sqlx::Result<Sequences> {
-    rows.iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-        .collect()
+    Ok(decoded::<(String, Option<i64>)>(rows)?
+        .into_iter()
+        .collect())
 }
 
 async fn read(conn: &mut PgConnection) -> sqlx::Result<Sequences> {
-    let rows = pinned_batch(conn, &[READ]).await?;
-    from_rows(rows.first().map_or(&[], Vec::as_slice))
+    from_rows(&pinned_read(conn, READ).await?)
 }
 
 /// After the dry-run's rollback, on the login's own session again: each sequence the dry-run
