@@ -37,10 +37,8 @@ impl Engine {
         // Row counts (of staging and of the plan's own target) before the exercise, which leaves
         // staging's rows as they were: on the session staging's reads keep, before the sandbox
         // takes it (after, a read would open a new one).
-        let t = Instant::now();
         let tables = plan.tables();
         let (staging_rows, prod_rows) = row_counts(&tables, &staging, own.as_ref()).await?;
-        crate::clock::phase("dry-run: row counts", t);
         let started_at = crate::store::now();
         let t0 = Instant::now();
         let (outcome, sequences) = self.exercise_on(plan, &staging, &staging_cfg.name).await?;
@@ -504,10 +502,12 @@ async fn row_counts(
     staging: &Target,
     own: Option<&Target>,
 ) -> Result<(BTreeMap<String, u64>, BTreeMap<String, u64>)> {
+    let t = Instant::now();
     let staging_rows = staging.row_counts(tables).await?;
     let own_rows = match own {
-        Some(t) => t.row_counts(tables).await?,
+        Some(own) => own.row_counts(tables).await?,
         None => BTreeMap::new(),
     };
+    crate::clock::phase("dry-run: row counts", t);
     Ok((staging_rows, own_rows))
 }
