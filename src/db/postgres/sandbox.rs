@@ -77,8 +77,6 @@ impl Postgres {
         Ok(PgSandbox {
             conn,
             mode,
-            options: self.options.clone(),
-            spare: self.spare.clone(),
             refill: self.refill(),
             name: self.name.clone(),
             limits: (lock_timeout, self.statement_timeout),
@@ -155,11 +153,9 @@ impl Existing {
 pub struct PgSandbox {
     conn: PgConnection,
     mode: SandboxMode,
-    /// To reach the target again as the login once the session is closed (the sequences):
-    /// its kept session, else a new one.
-    options: PgConnectOptions,
-    spare: Spare,
-    /// A warmed session for the target's slot, started when the sandbox finishes.
+    /// The target's slot and how to reach it as the login: once the session is closed, the
+    /// sequences are put back on its kept session, else a new one; and a warmed session is
+    /// started for the slot when the sandbox finishes.
     refill: super::sessions::Refill,
     name: String,
     /// The policy's lock and statement timeouts, which no agent `SET` raises.
@@ -720,13 +716,13 @@ impl PgSandbox {
                 self.conn.close().await.ok();
                 // The target's kept session, which only drydock's reads use, when it has one:
                 // it is kept again after (the restore changes no setting of it).
-                let kept = self.spare.lock().expect("spare session lock").take();
+                let kept = self.refill.spare.lock().expect("spare session lock").take();
                 if let Some(mut kept) = kept {
                     let moved = super::sequences::restore(&mut kept.conn, &self.sequences).await;
-                    keep_in(&self.spare, kept).await;
+                    keep_in(&self.refill.spare, kept).await;
                     return moved;
                 }
-                match self.options.connect().await {
+                match self.refill.options.connect().await {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::warn!(target_name = %self.name, error = %crate::redact::redact(&e.to_string()), "could not reconnect to put the dry-run's sequences back");

@@ -303,8 +303,8 @@ impl Postgres {
 /// with it for the cores.
 #[derive(Clone)]
 pub(super) struct Refill {
-    options: PgConnectOptions,
-    spare: Spare,
+    pub(super) options: PgConnectOptions,
+    pub(super) spare: Spare,
     timeouts: (Duration, Duration),
 }
 
