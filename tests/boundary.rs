@@ -551,56 +551,40 @@ async fn a_privileged_login_without_roles_runs_no_agent_sql() {
     );
     c.close().await;
 
-    // A role that may make roles is refused as the login is.
-    let creator = format!("creator_{t}");
-    run_admin_sql(
-        &p.prod,
-        &format!(
-            "CREATE ROLE {creator} NOLOGIN CREATEROLE; ALTER TABLE accounts OWNER TO {creator}"
-        ),
-    )
-    .await;
+    // A role that may make roles is refused as the login is, and so is a member of the roles
+    // that reach the server's files or other sessions, which are named.
     let config = std::fs::read_to_string(&p.project.config_path).unwrap();
-    let config = config.replacen(
-        "role = \"production\"",
-        &format!("role = \"production\"\napply_role = \"{creator}\""),
-        1,
-    );
-    std::fs::write(&p.project.config_path, config).unwrap();
-    let c = p.project.connect().await;
-    let refused = c.refused("apply", json!({"plan_id": id})).await;
-    assert_eq!(refused["code"], "unsafe-role", "{refused}");
-    assert!(
-        refused["message"].as_str().unwrap().contains("CREATEROLE"),
-        "{refused}"
-    );
-    assert!(!p.has_column(&p.prod, "accounts", "tier").await);
-    c.close().await;
-
-    // So is a member of the roles that reach the server's files or other sessions, named.
-    let reader = format!("reader_{t}");
-    run_admin_sql(
-        &p.prod,
-        &format!(
-            "CREATE ROLE {reader} NOLOGIN IN ROLE pg_signal_backend, pg_read_server_files;
-             ALTER TABLE accounts OWNER TO {reader}"
+    for (role, attributes, said) in [
+        (format!("creator_{t}"), "CREATEROLE", "CREATEROLE"),
+        (
+            format!("reader_{t}"),
+            "IN ROLE pg_signal_backend, pg_read_server_files",
+            "a member of pg_read_server_files, pg_signal_backend",
         ),
-    )
-    .await;
-    let config = std::fs::read_to_string(&p.project.config_path).unwrap();
-    std::fs::write(&p.project.config_path, config.replace(&creator, &reader)).unwrap();
-    let c = p.project.connect().await;
-    let refused = c.refused("apply", json!({"plan_id": id})).await;
-    assert_eq!(refused["code"], "unsafe-role", "{refused}");
-    assert!(
-        refused["message"]
-            .as_str()
-            .unwrap()
-            .contains("a member of pg_read_server_files, pg_signal_backend"),
-        "{refused}"
-    );
-    assert!(!p.has_column(&p.prod, "accounts", "tier").await);
-    c.close().await;
+    ] {
+        run_admin_sql(
+            &p.prod,
+            &format!(
+                "CREATE ROLE {role} NOLOGIN {attributes}; ALTER TABLE accounts OWNER TO {role}"
+            ),
+        )
+        .await;
+        let with_role = config.replacen(
+            "role = \"production\"",
+            &format!("role = \"production\"\napply_role = \"{role}\""),
+            1,
+        );
+        std::fs::write(&p.project.config_path, with_role).unwrap();
+        let c = p.project.connect().await;
+        let refused = c.refused("apply", json!({"plan_id": id})).await;
+        assert_eq!(refused["code"], "unsafe-role", "{refused}");
+        assert!(
+            refused["message"].as_str().unwrap().contains(said),
+            "{role}: {refused}"
+        );
+        assert!(!p.has_column(&p.prod, "accounts", "tier").await);
+        c.close().await;
+    }
 }
 
 #[tokio::test]
